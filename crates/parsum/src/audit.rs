@@ -34,11 +34,11 @@ fn normalize(name: &[u8]) -> Vec<u8> {
     n.to_vec()
 }
 
+/// A manifest by normalized path, and the algorithms its lines allow.
+type Loaded = (HashMap<Vec<u8>, Line>, &'static [Algo]);
+
 /// Loads the manifest: path -> line, plus the algorithms to compute.
-fn load(
-    manifest: &Path,
-    only: Option<Algo>,
-) -> Result<(HashMap<Vec<u8>, Line>, &'static [Algo]), String> {
+fn load(manifest: &Path, only: Option<Algo>) -> Result<Loaded, String> {
     let data = std::fs::read(manifest).map_err(|e| format!("{}: {e}", quote(manifest)))?;
     let mut map = HashMap::new();
     let mut algos: Vec<Algo> = Vec::new();

@@ -3,9 +3,10 @@
 //!
 //! Each line names its algorithm: a BSD tag says it outright, a GNU line by
 //! its digest length. A 64-digit GNU line is BLAKE3 or SHA-256; unless `-a`
-//! says which, a manifest whose file name mentions `b3`/`blake3` or
-//! `sha256` decides, and otherwise both digests are computed in the same
-//! read and either may match.
+//! says which, a manifest whose file name names the algorithm decides,
+//! and otherwise both digests are computed in the same
+//! read and either may match. (The name hints: `*.b3`, `*b3sum*`,
+//! `*blake3*` for BLAKE3; `*sha256*` for SHA-256.)
 //!
 //! Files are hashed through the same per-device pipeline as a tree, so a
 //! manifest spanning disks is verified on all of them at once, and results
@@ -62,7 +63,7 @@ fn static_algos(v: &[Algo]) -> &'static [Algo] {
 /// The algorithm a manifest's name suggests for 64-digit lines.
 fn hint_from_name(name: &Path) -> Option<Algo> {
     let n = name.file_name()?.to_string_lossy().to_ascii_lowercase();
-    if n.contains("b3") || n.contains("blake3") {
+    if n.ends_with(".b3") || n.contains("b3sum") || n.contains("blake3") {
         Some(Algo::Blake3)
     } else if n.contains("sha256") || n.contains("sha2-256") {
         Some(Algo::Sha256)

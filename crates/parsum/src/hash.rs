@@ -137,7 +137,7 @@ impl Digest {
     }
 
     /// Lower-case hex, as every checksum tool prints it.
-    pub fn to_hex(&self) -> String {
+    pub fn to_hex(self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(self.algo.digest_len() * 2);
         for b in self.as_bytes() {

@@ -89,8 +89,11 @@ pub struct Pipeline {
     devices: Mutex<HashMap<u64, Arc<Device>>>,
 }
 
+/// A hashed file and its outcome.
+type Done<T> = (Item<T>, Result<FileHash, HashError>);
+
 enum Order<T, M> {
-    NewDev(Receiver<Vec<(Item<T>, Result<FileHash, HashError>)>>),
+    NewDev(Receiver<Vec<Done<T>>>),
     Batch(usize),
     /// A hard link to a file this producer already sent.
     Alias(Item<T>),
@@ -242,7 +245,7 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
         } else {
             None
         };
-        let hash_batch = move |batch: Vec<Item<T>>| -> Vec<(Item<T>, Result<FileHash, HashError>)> {
+        let hash_batch = move |batch: Vec<Item<T>>| -> Vec<Done<T>> {
             batch
                 .into_iter()
                 .map(|item| {

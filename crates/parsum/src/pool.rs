@@ -3,6 +3,8 @@
 //! threads so parsum can be tested end to end before parpool lands. It is
 //! replaced by `parpool::ThreadPool` once the library's core API is merged.
 
+#![allow(clippy::explicit_counter_loop)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -89,12 +91,12 @@ impl ThreadPool {
         let (res_tx, res_rx) = mpsc::channel::<(usize, std::thread::Result<R>)>();
         let job_tx = self.tx.clone().unwrap();
         let f = Arc::new(f);
-        let mut iter = inputs.into_iter();
+        let iter = inputs.into_iter();
         let start: Box<dyn FnOnce(usize) -> mpsc::Receiver<()> + Send> = Box::new(move |buffer| {
             let (tok_tx, tok_rx) = mpsc::sync_channel::<()>(buffer.max(1));
             std::thread::spawn(move || {
                 let mut i = 0;
-                while let Some(item) = iter.next() {
+                for item in iter {
                     if tok_tx.send(()).is_err() {
                         return;
                     }
