@@ -11,10 +11,10 @@ use crate::check::CheckOpts;
 use crate::cli::Args;
 use crate::device::DeviceJobs;
 use crate::hash::Splitter;
-use crate::output::{Format, Note, TreeSink};
-use crate::pipeline::{Config, Item, Pipeline};
+use crate::output::{Format, TreeSink};
+use crate::pipeline::{spawn_walk, Config, Pipeline};
 use crate::progress::{message, Counters, Progress};
-use crate::walk::{walk, Event, Excludes, WalkOpts};
+use crate::walk::{Excludes, WalkOpts};
 
 /// Files at least this large are hashed in parallel inside (BLAKE3 only).
 const SPLIT_THRESHOLD: u64 = 64 << 20;
@@ -120,27 +120,10 @@ pub fn run() -> u8 {
     };
     // One producer per root, each on its own thread: roots on different
     // devices hash at the same time; output follows argument order.
+    let walk_opts = Arc::new(walk_opts);
     let streams: Vec<_> = paths
         .into_iter()
-        .map(|root| {
-            let opts = walk_opts.clone();
-            pipe.spawn(move |f| {
-                walk(&root, &opts, &mut |ev| match ev {
-                    Event::File(e) => f.file(Item {
-                        path: e.path,
-                        dev: e.dev,
-                        ino: e.ino,
-                        nlink: e.nlink,
-                        size: e.size,
-                        no_follow: !e.via_link,
-                        algos: algo.only(),
-                        tag: (),
-                    }),
-                    Event::Skipped(p, s) => f.msg(Note::Skipped(p, s)),
-                    Event::Error(p, e) => f.msg(Note::Error(p, e)),
-                })
-            })
-        })
+        .map(|root| spawn_walk(&pipe, root, Arc::clone(&walk_opts), algo.only()))
         .collect();
     let mut sink = TreeSink::new(
         format,

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use crate::hash::{Algo, Digest, FileHash, HashError};
 use crate::manifest::{parse_line, Line};
 use crate::output::{quote, Note, Tally};
-use crate::pipeline::{Item, Pipeline, Sink};
+use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
-use crate::walk::{walk, Event, WalkOpts};
+use crate::walk::WalkOpts;
 
 fn normalize(name: &[u8]) -> Vec<u8> {
     let mut n = name;
@@ -198,27 +198,10 @@ pub fn run(
         progress,
         counters: &counters,
     };
+    let walk_opts = Arc::new(walk_opts);
     let streams: Vec<_> = roots
         .into_iter()
-        .map(|root| {
-            let opts = walk_opts.clone();
-            pipe.spawn(move |f| {
-                walk(&root, &opts, &mut |ev| match ev {
-                    Event::File(e) => f.file(Item {
-                        path: e.path,
-                        dev: e.dev,
-                        ino: e.ino,
-                        nlink: e.nlink,
-                        size: e.size,
-                        no_follow: !e.via_link,
-                        algos,
-                        tag: (),
-                    }),
-                    Event::Skipped(p, s) => f.msg(Note::Skipped(p, s)),
-                    Event::Error(p, e) => f.msg(Note::Error(p, e)),
-                })
-            })
-        })
+        .map(|root| spawn_walk(pipe, root, Arc::clone(&walk_opts), algos))
         .collect();
     for s in streams {
         s.drain(&mut sink);

@@ -399,7 +399,7 @@ fn read_all(
 /// hashed to a chaining value on the split pool, and the values are merged
 /// along the tree with `hazmat::merge_subtrees_*`.
 pub struct Splitter {
-    pool: crate::pool::ThreadPool,
+    pool: parpool::ThreadPool,
     /// Files at least this large are split.
     pub threshold: u64,
     /// Subtree size; a power of two, at least one BLAKE3 chunk.
@@ -410,7 +410,7 @@ impl Splitter {
     pub fn new(threads: usize, threshold: u64, leaf: u64) -> Splitter {
         assert!(leaf.is_power_of_two() && leaf >= blake3::CHUNK_LEN as u64);
         Splitter {
-            pool: crate::pool::ThreadPool::with_workers(threads.max(1)),
+            pool: parpool::ThreadPool::with_workers(threads.max(1)),
             threshold,
             leaf,
         }

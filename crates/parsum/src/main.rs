@@ -10,7 +10,6 @@ mod hash;
 mod manifest;
 mod output;
 mod pipeline;
-mod pool;
 mod progress;
 mod walk;
 

@@ -1,28 +1,35 @@
-//! The pipeline: producers (walks, manifest readers) feed files to one pool
-//! per device, and one consumer receives the results in producer order.
+//! The pipeline: producers (walks, manifest readers) feed files to a pool
+//! per device through parpool's `imap`, and one consumer receives every
+//! result in producer order.
 //!
 //! ```text
-//!  producer thread (per root) ──batch──▶ device input ─▶ pool.imap ─▶ driver ──▶ result channel ─┐
-//!        │                                 (one per device, per producer)                            │
-//!        └──── order channel: NewDev(rx) / Batch(dev) / Alias / Msg ───────────────────▶ consumer ◀┘
+//!  producer thread ──batches──▶ pool.imap (its device's pool) ─▶ driver thread ─▶ results ─┐
+//!        │                                                                                  │
+//!        └── order channel: Start(results) / Batch / Alias / Msg / Sub(stream) ──▶ consumer ◀┘
 //! ```
 //!
-//! Ordering: a producer sends each batch to its device first, then
-//! `Batch(dev)` on its order channel. The consumer reads the order channel
-//! and takes the next batch of that device: `imap` returns a device's batches
-//! in the order they went in, so the consumer sees files in exactly the
-//! producer's order, whatever the thread timing. Consecutive files on the
-//! same device share a batch (small files are batched; a batch closes at
-//! [`BATCH_FILES`] files, [`BATCH_BYTES`] bytes, or a change of device).
+//! One producer, one device. A producer's files all live on one device; a
+//! directory on another device (a mount point) or a file there becomes a
+//! sub-producer on its own thread, whose stream the consumer drains in place
+//! (`Sub`). That is the article's mount-point parallelism: every mount point
+//! under a root, and every root, walks and hashes at the same time.
 //!
-//! Memory: every channel between producer and consumer is bounded, and
-//! `imap` reads at most its buffer ahead, so a producer can be at most a
-//! fixed number of batches ahead of the consumer, for any tree size.
+//! It is also what makes blocking inputs safe with parpool's `imap`, which
+//! reads its input lazily on the consumer's thread (here the driver) and
+//! tops up its read-ahead before waiting for a result: a driver may block
+//! until its producer sends more or finishes, and a producer only ever
+//! waits for its own driver. Streams depend only on earlier streams, so
+//! the consumer always makes progress.
 //!
-//! Concurrency: each producer runs on its own thread with its own drivers,
-//! so roots on different devices hash at the same time; the consumer drains
-//! them one root after another. A device's pool is shared by all producers,
-//! and its [`Gate`] limits how many files of the device are read at once.
+//! Ordering: a producer sends each batch into its `imap` input before it
+//! sends `Batch` on its order channel; `imap` yields batches in input
+//! order, so the consumer sees files exactly in producer order, whatever
+//! the thread timing. Consecutive small files share a batch (it closes at
+//! [`BATCH_FILES`] files or [`BATCH_BYTES`] bytes).
+//!
+//! Memory: the batch channel, the `imap` read-ahead and the result channel
+//! are bounded, so a producer is at most a fixed number of batches ahead of
+//! the consumer, for any tree size.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -32,8 +39,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::device::{DeviceInfo, DeviceJobs, Gate, Plan};
 use crate::hash::{hash_file, Algo, FileHash, HashError, HashOpts, Splitter};
-use crate::pool::ThreadPool;
+use crate::output::Note;
 use crate::progress::{message, Counters};
+use crate::walk::{walk, walk_subtree, Event, Subtree, WalkOpts};
+use parpool::ThreadPool;
 
 /// A batch closes after this many files...
 pub const BATCH_FILES: usize = 64;
@@ -93,8 +102,11 @@ pub struct Pipeline {
 type Done<T> = (Item<T>, Result<FileHash, HashError>);
 
 enum Order<T, M> {
-    NewDev(Receiver<Vec<Done<T>>>),
-    Batch(usize),
+    /// The producer's device pipeline started; its batches arrive here.
+    Start(Receiver<Vec<Done<T>>>),
+    Batch,
+    /// A sub-producer (another device): drain it here, in place.
+    Sub(Stream<T, M>),
     /// A hard link to a file this producer already sent.
     Alias(Item<T>),
     Msg(M),
@@ -158,10 +170,9 @@ impl Pipeline {
                 let mut f = Feeder {
                     pipe,
                     order: tx,
-                    devs: HashMap::new(),
-                    inputs: Vec::new(),
+                    dev: None,
+                    input: None,
                     pending: Vec::new(),
-                    pending_dev: 0,
                     pending_bytes: 0,
                     links: HashSet::new(),
                 };
@@ -180,10 +191,10 @@ impl Pipeline {
 pub struct Feeder<T, M> {
     pipe: Arc<Pipeline>,
     order: Sender<Order<T, M>>,
-    devs: HashMap<u64, usize>,
-    inputs: Vec<SyncSender<Vec<Item<T>>>>,
+    /// The device of this producer's files, once the first one is seen.
+    dev: Option<u64>,
+    input: Option<SyncSender<Vec<Item<T>>>>,
     pending: Vec<Item<T>>,
-    pending_dev: usize,
     pending_bytes: u64,
     /// (dev, ino) of multiply-linked files already sent.
     links: HashSet<(u64, u64)>,
@@ -191,8 +202,14 @@ pub struct Feeder<T, M> {
 
 impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
     /// Queues a file. A second name of a hard-linked file is not hashed
-    /// again: the consumer gets the first name's result.
+    /// again: the consumer gets the first name's result. A file on another
+    /// device than this producer's goes to a sub-producer.
     pub fn file(&mut self, item: Item<T>) {
+        match self.dev {
+            None => self.start(item.dev),
+            Some(d) if d != item.dev => return self.sub(move |f| f.file(item)),
+            Some(_) => {}
+        }
         let c = &self.pipe.cfg.counters;
         c.found_files.fetch_add(1, Ordering::Relaxed);
         if item.nlink > 1 && !self.links.insert((item.dev, item.ino)) {
@@ -201,16 +218,22 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
             return;
         }
         c.found_bytes.fetch_add(item.size, Ordering::Relaxed);
-        let idx = self.dev_index(item.dev);
-        if !self.pending.is_empty() && idx != self.pending_dev {
-            self.flush();
-        }
-        self.pending_dev = idx;
         self.pending_bytes += item.size;
         self.pending.push(item);
         if self.pending.len() >= BATCH_FILES || self.pending_bytes >= BATCH_BYTES {
             self.flush();
         }
+    }
+
+    /// Runs `produce` as a sub-producer on its own thread (for another
+    /// device); its results come at this point of this producer's order.
+    pub fn sub<P>(&mut self, produce: P)
+    where
+        P: FnOnce(&mut Feeder<T, M>) + Send + 'static,
+    {
+        self.flush();
+        let stream = self.pipe.spawn(produce);
+        let _ = self.order.send(Order::Sub(stream));
     }
 
     /// Sends a message to the consumer, after everything sent before it.
@@ -227,15 +250,16 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
         self.pending_bytes = 0;
         // The batch goes in before its order entry: the consumer only ever
         // waits for a batch that is already on its way.
-        if self.inputs[self.pending_dev].send(batch).is_ok() {
-            let _ = self.order.send(Order::Batch(self.pending_dev));
+        if let Some(input) = &self.input {
+            if input.send(batch).is_ok() {
+                let _ = self.order.send(Order::Batch);
+            }
         }
     }
 
-    fn dev_index(&mut self, dev: u64) -> usize {
-        if let Some(&i) = self.devs.get(&dev) {
-            return i;
-        }
+    /// Starts this producer's device pipeline: `imap` on the device's pool,
+    /// driven by its own thread.
+    fn start(&mut self, dev: u64) {
         let d = self.pipe.device(dev);
         let (in_tx, in_rx) = mpsc::sync_channel::<Vec<Item<T>>>(INPUT_BATCHES);
         let (out_tx, out_rx) = mpsc::sync_channel(RESULT_BATCHES);
@@ -262,9 +286,14 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
                 })
                 .collect()
         };
-        let results = d.pool.imap(hash_batch, in_rx).buffer(d.pool.workers() * 4);
+        // Each batch is one task (chunksize 1): batches are already sized.
+        let results = d
+            .pool
+            .imap(hash_batch, in_rx)
+            .chunksize(1)
+            .buffer(d.pool.workers() * 2);
         // The driver pulls results as they are ready, so this device keeps
-        // hashing while the consumer is still busy with earlier roots.
+        // hashing while the consumer is still busy with earlier streams.
         std::thread::Builder::new()
             .name("parsum-drive".into())
             .spawn(move || {
@@ -275,11 +304,9 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
                 }
             })
             .expect("spawn driver thread");
-        let i = self.inputs.len();
-        self.inputs.push(in_tx);
-        self.devs.insert(dev, i);
-        let _ = self.order.send(Order::NewDev(out_rx));
-        i
+        self.dev = Some(dev);
+        self.input = Some(in_tx);
+        let _ = self.order.send(Order::Start(out_rx));
     }
 }
 
@@ -292,14 +319,16 @@ pub struct Stream<T, M> {
 impl<T, M> Stream<T, M> {
     /// Feeds every result and message to `sink`, in producer order.
     pub fn drain(mut self, sink: &mut dyn Sink<T, M>) {
-        let mut devs = Vec::new();
+        let mut results = None;
         // First result of each multiply-linked file, for its other names.
         let mut links: HashMap<(u64, u64), Result<FileHash, String>> = HashMap::new();
         for o in self.rx.iter() {
             match o {
-                Order::NewDev(rx) => devs.push(rx),
-                Order::Batch(i) => {
-                    let batch = devs[i]
+                Order::Start(rx) => results = Some(rx),
+                Order::Sub(stream) => stream.drain(sink),
+                Order::Batch => {
+                    let rx: &Receiver<_> = results.as_ref().expect("Start precedes Batch");
+                    let batch = rx
                         .recv()
                         .expect("a device pool stopped: a hashing thread panicked");
                     for (item, r) in batch {
@@ -336,5 +365,51 @@ impl<T, M> Stream<T, M> {
                 std::panic::resume_unwind(p);
             }
         }
+    }
+}
+
+/// Starts a producer that walks `root` and queues every file for `algos`;
+/// mount points below it get sub-producers of their own.
+pub fn spawn_walk(
+    pipe: &Arc<Pipeline>,
+    root: PathBuf,
+    opts: Arc<WalkOpts>,
+    algos: &'static [Algo],
+) -> Stream<(), Note> {
+    pipe.spawn(move |f| walk_into(f, WalkStart::Root(root), opts, algos))
+}
+
+enum WalkStart {
+    Root(PathBuf),
+    Sub(Subtree),
+}
+
+fn walk_into(
+    f: &mut Feeder<(), Note>,
+    start: WalkStart,
+    opts: Arc<WalkOpts>,
+    algos: &'static [Algo],
+) {
+    let mut emit = |ev: Event| match ev {
+        Event::File(e) => f.file(Item {
+            path: e.path,
+            dev: e.dev,
+            ino: e.ino,
+            nlink: e.nlink,
+            size: e.size,
+            no_follow: !e.via_link,
+            algos,
+            tag: (),
+        }),
+        Event::Mount(sub) => {
+            let opts = Arc::clone(&opts);
+            f.sub(move |f| walk_into(f, WalkStart::Sub(sub), opts, algos))
+        }
+        Event::Skipped(p, s) => f.msg(Note::Skipped(p, s)),
+        Event::Error(p, e) => f.msg(Note::Error(p, e)),
+    };
+    match start {
+        WalkStart::Root(root) => walk(&root, &opts, &mut emit),
+        WalkStart::Sub(sub) => walk_subtree(sub, &opts, &mut emit),
     }
 }

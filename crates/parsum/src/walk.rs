@@ -44,10 +44,26 @@ pub enum Skip {
     Loop,
 }
 
+/// A directory on another device than its parent: walked separately (on
+/// its own thread, by its own producer) with [`walk_subtree`].
+#[derive(Debug, Clone)]
+pub struct Subtree {
+    pub path: PathBuf,
+    rel: PathBuf,
+    depth: usize,
+    dev: u64,
+    root_dev: u64,
+    ancestors: Vec<(u64, u64)>,
+    via_link: bool,
+}
+
 /// What the walk reports, in path order.
 #[derive(Debug)]
 pub enum Event {
     File(FileEntry),
+    /// A mount point (or, with `--follow`, a linked directory elsewhere):
+    /// its contents belong here in the order, walked by the receiver.
+    Mount(Subtree),
     Skipped(PathBuf, Skip),
     Error(PathBuf, io::Error),
 }
@@ -134,6 +150,7 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
     }
     let mut w = Walker {
         opts,
+        dev: meta.dev(),
         root_dev: meta.dev(),
         ancestors: vec![(meta.dev(), meta.ino())],
         emit,
@@ -146,6 +163,18 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
         root.to_path_buf()
     };
     w.dir(root, &base, Path::new(""), 1, false);
+}
+
+/// Walks a [`Subtree`] handed out by [`Event::Mount`].
+pub fn walk_subtree(sub: Subtree, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
+    let mut w = Walker {
+        opts,
+        dev: sub.dev,
+        root_dev: sub.root_dev,
+        ancestors: sub.ancestors,
+        emit,
+    };
+    w.dir(&sub.path, &sub.path, &sub.rel, sub.depth, sub.via_link);
 }
 
 fn entry(path: PathBuf, m: &Metadata, via_link: bool) -> FileEntry {
@@ -161,6 +190,8 @@ fn entry(path: PathBuf, m: &Metadata, via_link: bool) -> FileEntry {
 
 struct Walker<'a> {
     opts: &'a WalkOpts,
+    /// The device this walker's directories are on.
+    dev: u64,
     root_dev: u64,
     /// (dev, ino) of the directories on the current path, for loop checks.
     ancestors: Vec<(u64, u64)>,
@@ -231,6 +262,21 @@ impl Walker<'_> {
                     (self.emit)(Event::Skipped(path, Skip::Loop));
                     continue;
                 }
+                if meta.dev() != self.dev {
+                    let mut ancestors = self.ancestors.clone();
+                    ancestors.push(id);
+                    let sub = Subtree {
+                        path,
+                        rel,
+                        depth: depth + 1,
+                        dev: meta.dev(),
+                        root_dev: self.root_dev,
+                        ancestors,
+                        via_link: link,
+                    };
+                    (self.emit)(Event::Mount(sub));
+                    continue;
+                }
                 self.ancestors.push(id);
                 self.dir(&path.clone(), &path, &rel, depth + 1, link);
                 self.ancestors.pop();
@@ -260,6 +306,7 @@ mod tests {
         let mut out = Vec::new();
         walk(root, opts, &mut |e| {
             let s = match e {
+                Event::Mount(m) => format!("M {}", m.path.display()),
                 Event::File(f) => format!("F {}", f.path.strip_prefix(root).unwrap().display()),
                 Event::Skipped(p, s) => {
                     format!("S {} {s:?}", p.strip_prefix(root).unwrap().display())
