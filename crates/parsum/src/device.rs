@@ -9,7 +9,7 @@
 //!   reader, so a real HDD is read sequentially; anything else starts at
 //!   one reader per core. Virtual file systems (tmpfs, overlay, NFS: major 0)
 //!   have no queue and count as non-rotational;
-//! - then, every [`WINDOW`], the gate compares the bytes hashed per second
+//! - then, every [`WINDOW`] (and at least 16 reads), the gate compares the bytes hashed per second
 //!   with the previous window and moves the limit one step (hill climbing):
 //!   on in the same direction while throughput rises, back when it falls.
 //!   A "rotational" virtio disk with a warm cache thus climbs to every core,
@@ -22,8 +22,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the adaptive gate re-measures.
-pub const WINDOW: Duration = Duration::from_millis(250);
+/// The shortest measuring window of the adaptive gate...
+pub const WINDOW: Duration = Duration::from_millis(20);
+/// ...which must also see this many finished reads.
+const WINDOW_READS: u64 = 16;
+/// Throughput must move by this fraction to count as a rise or a fall.
+const NOISE: f64 = 0.08;
 
 /// What sysfs says about a device.
 #[derive(Debug, Clone)]
@@ -198,17 +202,27 @@ impl Plan {
 pub struct Gate {
     limit: AtomicUsize,
     plan: Plan,
-    active: Mutex<usize>,
+    state: Mutex<Readers>,
     cv: Condvar,
     bytes: AtomicU64,
+    reads: AtomicU64,
     ctl: Mutex<Control>,
     label: String,
     verbose: bool,
 }
 
+#[derive(Default)]
+struct Readers {
+    active: usize,
+    /// Threads waiting in `read`: notify only when someone listens (a
+    /// condvar notify is a syscall even with no waiter).
+    waiting: usize,
+}
+
 struct Control {
     window_start: Instant,
     window_bytes_at_start: u64,
+    window_reads_at_start: u64,
     last_tp: Option<f64>,
     direction: isize,
 }
@@ -218,12 +232,14 @@ impl Gate {
         Gate {
             limit: AtomicUsize::new(plan.start.clamp(1, plan.max.max(1))),
             plan,
-            active: Mutex::new(0),
+            state: Mutex::new(Readers::default()),
             cv: Condvar::new(),
             bytes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             ctl: Mutex::new(Control {
                 window_start: Instant::now(),
                 window_bytes_at_start: 0,
+                window_reads_at_start: 0,
                 last_tp: None,
                 direction: 1,
             }),
@@ -238,17 +254,30 @@ impl Gate {
 
     /// Runs `read` as one reader of the device; `read` returns the bytes it read.
     pub fn read<R>(&self, read: impl FnOnce() -> (R, u64)) -> R {
+        // A fixed limit as large as the pool: the pool itself is the limit.
+        if !self.plan.adaptive && self.plan.start >= self.plan.max {
+            return read().0;
+        }
         {
-            let mut active = self.active.lock().unwrap();
-            while *active >= self.limit() {
-                active = self.cv.wait(active).unwrap();
+            let mut st = self.state.lock().unwrap();
+            while st.active >= self.limit() {
+                st.waiting += 1;
+                st = self.cv.wait(st).unwrap();
+                st.waiting -= 1;
             }
-            *active += 1;
+            st.active += 1;
         }
         let (r, n) = read();
         self.bytes.fetch_add(n, Ordering::Relaxed);
-        *self.active.lock().unwrap() -= 1;
-        self.cv.notify_one();
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let wake = {
+            let mut st = self.state.lock().unwrap();
+            st.active -= 1;
+            st.waiting > 0
+        };
+        if wake {
+            self.cv.notify_one();
+        }
         if self.plan.adaptive {
             self.adapt();
         }
@@ -261,9 +290,11 @@ impl Gate {
             return;
         };
         let elapsed = c.window_start.elapsed();
-        if elapsed < WINDOW {
+        let reads = self.reads.load(Ordering::Relaxed);
+        if elapsed < WINDOW || reads - c.window_reads_at_start < WINDOW_READS {
             return;
         }
+        c.window_reads_at_start = reads;
         let total = self.bytes.load(Ordering::Relaxed);
         let tp = (total - c.window_bytes_at_start) as f64 / elapsed.as_secs_f64();
         c.window_start = Instant::now();
@@ -271,8 +302,8 @@ impl Gate {
         let old = self.limit();
         let step = match c.last_tp {
             None => c.direction,
-            Some(prev) if tp > prev * 1.05 => c.direction,
-            Some(prev) if tp < prev * 0.95 => {
+            Some(prev) if tp > prev * (1.0 + NOISE) => c.direction,
+            Some(prev) if tp < prev * (1.0 - NOISE) => {
                 c.direction = -c.direction;
                 c.direction
             }
@@ -282,6 +313,7 @@ impl Gate {
         let new = (old as isize + step).clamp(1, self.plan.max as isize) as usize;
         if new != old {
             self.limit.store(new, Ordering::Relaxed);
+            let _st = self.state.lock().unwrap();
             self.cv.notify_all();
             if self.verbose {
                 crate::progress::message(&format!(
@@ -349,7 +381,7 @@ mod tests {
         let gate = Gate::new(
             Plan {
                 start: 2,
-                max: 2,
+                max: 4,
                 adaptive: false,
             },
             "t".into(),
