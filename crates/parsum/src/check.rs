@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::hash::{Algo, FileHash, HashError};
 use crate::manifest::{escape_name, parse_line, Escape, Line};
-use crate::pipeline::{Item, Pipeline, Sink};
+use crate::pipeline::{Item, Pipeline, Runs, Sink};
 use crate::progress::message;
 
 /// Flags of `--check`.
@@ -94,11 +94,12 @@ fn manifest_label(path: &Path) -> String {
 pub fn run(pipe: &Arc<Pipeline>, manifests: Vec<PathBuf>, opts: CheckOpts) -> i32 {
     let list = manifests.clone();
     let stream = pipe.spawn(move |f: &mut crate::pipeline::Feeder<Tag, Msg>| {
+        let mut runs = Runs::default();
         for (mi, m) in list.iter().enumerate() {
             let data = match read_manifest(m) {
                 Ok(d) => d,
                 Err(e) => {
-                    f.msg(Msg::Unreadable(mi, e));
+                    runs.msg(f, Msg::Unreadable(mi, e));
                     continue;
                 }
             };
@@ -110,7 +111,7 @@ pub fn run(pipe: &Arc<Pipeline>, manifests: Vec<PathBuf>, opts: CheckOpts) -> i3
             }
             for (no, raw) in lines.into_iter().enumerate() {
                 let Some(mut line) = parse_line(raw, opts.algo) else {
-                    f.msg(Msg::Misformatted(mi, no + 1));
+                    runs.msg(f, Msg::Misformatted(mi, no + 1));
                     continue;
                 };
                 if line.algos.len() > 1 {
@@ -120,20 +121,23 @@ pub fn run(pipe: &Arc<Pipeline>, manifests: Vec<PathBuf>, opts: CheckOpts) -> i3
                 }
                 let path = PathBuf::from(std::ffi::OsStr::from_bytes(&line.name));
                 match std::fs::metadata(&path) {
-                    Ok(meta) => f.file(Item {
-                        path,
-                        dev: meta.dev(),
-                        ino: meta.ino(),
-                        nlink: 1, // verify every line, even of the same file
-                        size: meta.len(),
-                        no_follow: false,
-                        algos: static_algos(&line.algos),
-                        tag: Tag { manifest: mi, line },
-                    }),
-                    Err(e) => f.msg(Msg::Failed(mi, line.name, e)),
+                    Ok(meta) => runs.file(
+                        f,
+                        Item {
+                            path,
+                            dev: meta.dev(),
+                            ino: meta.ino(),
+                            nlink: 1, // verify every line, even of the same file
+                            size: meta.len(),
+                            no_follow: false,
+                            algos: static_algos(&line.algos),
+                            tag: Tag { manifest: mi, line },
+                        },
+                    ),
+                    Err(e) => runs.msg(f, Msg::Failed(mi, line.name, e)),
                 }
             }
-            f.msg(Msg::End(mi));
+            runs.msg(f, Msg::End(mi));
         }
     });
     let mut sink = CheckSink {

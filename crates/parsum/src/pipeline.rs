@@ -310,6 +310,57 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
     }
 }
 
+/// Splits a sequence of files on many devices (a manifest's lines) into one
+/// sub-producer per run of consecutive files on the same device, so each
+/// device still gets its own pool and a run of any length costs one thread.
+pub struct Runs<T, M> {
+    current: Option<(u64, SyncSender<RunItem<T, M>>)>,
+}
+
+enum RunItem<T, M> {
+    File(Item<T>),
+    Msg(M),
+}
+
+impl<T: Send + 'static, M: Send + 'static> Default for Runs<T, M> {
+    fn default() -> Self {
+        Runs { current: None }
+    }
+}
+
+impl<T: Send + 'static, M: Send + 'static> Runs<T, M> {
+    /// Queues a file, starting a new run when its device differs.
+    pub fn file(&mut self, f: &mut Feeder<T, M>, item: Item<T>) {
+        if self.current.as_ref().map(|c| c.0) != Some(item.dev) {
+            // Dropping the old sender ends that run's producer.
+            self.current = None;
+            let (tx, rx) = mpsc::sync_channel::<RunItem<T, M>>(INPUT_BATCHES * BATCH_FILES);
+            f.sub(move |g| {
+                for it in rx {
+                    match it {
+                        RunItem::File(i) => g.file(i),
+                        RunItem::Msg(m) => g.msg(m),
+                    }
+                }
+            });
+            self.current = Some((item.dev, tx));
+        }
+        if let Some((_, tx)) = &self.current {
+            let _ = tx.send(RunItem::File(item));
+        }
+    }
+
+    /// Sends a message in order with the files.
+    pub fn msg(&mut self, f: &mut Feeder<T, M>, m: M) {
+        match &self.current {
+            Some((_, tx)) => {
+                let _ = tx.send(RunItem::Msg(m));
+            }
+            None => f.msg(m),
+        }
+    }
+}
+
 /// The ordered results of one producer.
 pub struct Stream<T, M> {
     rx: Receiver<Order<T, M>>,
