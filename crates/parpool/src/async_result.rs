@@ -142,15 +142,14 @@ fn run_callback(f: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(f));
 }
 
-/// Runs a closure and returns its outcome, reporting a panic to the pool.
-pub(crate) fn call_catching<R>(registry: &Registry, f: impl FnOnce() -> R) -> Outcome<R> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        registry.task_panicked(&payload);
-        (
-            TaskError::Panicked(panic::message(payload.as_ref())),
-            Some(payload),
-        )
-    })
+/// Whose panic a job's closure may raise.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PanicSource {
+    /// The closure is the task: its panic is counted and meets the policy.
+    Task,
+    /// The closure relays panics of tasks that were already counted
+    /// (`map_async` re-raising one of its items' panics).
+    Relayed,
 }
 
 /// The job behind `apply_async`: one closure, one slot.
@@ -158,14 +157,21 @@ pub(crate) struct ApplyJob<F, R> {
     f: Option<F>,
     slot: Arc<Slot<R>>,
     registry: Arc<Registry>,
+    source: PanicSource,
 }
 
 impl<F, R> ApplyJob<F, R> {
-    pub(crate) fn new(f: F, slot: Arc<Slot<R>>, registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(
+        f: F,
+        slot: Arc<Slot<R>>,
+        registry: Arc<Registry>,
+        source: PanicSource,
+    ) -> Self {
         ApplyJob {
             f: Some(f),
             slot,
             registry,
+            source,
         }
     }
 }
@@ -183,7 +189,15 @@ where
         let flag: Arc<dyn CancelFlag + '_> = self.slot.clone();
         // SAFETY: the guard is a local of this call and drops before it returns.
         let token = unsafe { crate::cancel::enter(flag, true) };
-        let outcome = call_catching(&self.registry, f);
+        let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+            if self.source == PanicSource::Task {
+                self.registry.task_panicked(&payload);
+            }
+            (
+                TaskError::Panicked(panic::message(payload.as_ref())),
+                Some(payload),
+            )
+        });
         drop(token);
         self.slot.complete(outcome);
     }
