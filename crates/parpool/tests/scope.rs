@@ -393,3 +393,68 @@ fn unread_results_are_dropped_before_scope_returns() {
         );
     });
 }
+
+#[test]
+fn scoped_imap_panic_surfaces_at_its_item() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(2);
+        let data: Vec<u32> = (0..10).collect();
+        let seen = Mutex::new(Vec::new());
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            pool.scope(|s| {
+                for x in s
+                    .imap(
+                        |x: &u32| {
+                            if *x == 4 {
+                                panic!("imap item {x}");
+                            }
+                            *x
+                        },
+                        &data,
+                    )
+                    .chunksize(1)
+                {
+                    seen.lock().unwrap().push(x);
+                }
+            })
+        }));
+        let payload = outcome.expect_err("the item's panic must reach the consumer");
+        assert_eq!(panic_message(payload.as_ref()), "imap item 4");
+        // Every result before the panicking item was yielded, in order.
+        assert_eq!(seen.into_inner().unwrap(), [0, 1, 2, 3]);
+    });
+}
+
+#[test]
+fn scoped_imap_panic_left_unread_reraises_when_scope_returns() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(1);
+        let data: Vec<u32> = vec![0, 1];
+        let panicked_before = pool.stats().panicked;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            pool.scope(|s| {
+                let mut it = s
+                    .imap(
+                        |x: &u32| {
+                            if *x == 1 {
+                                panic!("unread imap panic");
+                            }
+                            *x
+                        },
+                        &data,
+                    )
+                    .chunksize(1);
+                assert_eq!(it.next(), Some(0));
+                // Wait until item 1 has panicked, then drop the iterator
+                // without reading that item.
+                while pool.stats().panicked == panicked_before {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                drop(it);
+                "body done"
+            })
+        }));
+        let payload = outcome.expect_err("a task panic nobody read must re-raise at scope end");
+        assert_eq!(panic_message(payload.as_ref()), "unread imap panic");
+    });
+}
