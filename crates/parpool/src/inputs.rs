@@ -22,6 +22,7 @@ pub mod source {
     ///
     /// Implementors must be safe to share between threads that take distinct
     /// indices concurrently.
+    #[allow(clippy::len_without_is_empty)] // a length, not a collection
     pub unsafe trait Source: Sync {
         type Item;
         fn len(&self) -> usize;

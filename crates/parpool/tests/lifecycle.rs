@@ -114,13 +114,14 @@ fn every_submission_method_refuses_a_closed_pool() {
     guard(30, || {
         let pool = ThreadPool::with_workers(1);
         pool.close();
-        let calls: Vec<Box<dyn Fn(&ThreadPool)>> = vec![
+        type Call = Box<dyn Fn(&ThreadPool)>;
+        let calls: Vec<Call> = vec![
             Box::new(|p| assert_eq!(p.apply(|| 1), 1)),
             Box::new(|p| drop(p.apply_async(|| 1))),
             Box::new(|p| drop(p.map(|x| x, 0..3u8))),
             Box::new(|p| drop(p.map_async(|x| x, 0..3u8))),
             Box::new(|p| drop(p.starmap(|a: u8| a, vec![(1,)]))),
-            Box::new(|p| drop(p.try_map(|x| Ok::<u8, ()>(x), 0..3u8))),
+            Box::new(|p| drop(p.try_map(Ok::<u8, ()>, 0..3u8))),
             Box::new(|p| drop(p.imap(|x: u8| x, 0..3u8))),
             Box::new(|p| drop(p.imap_unordered(|x: u8| x, 0..3u8))),
             Box::new(|p| p.scope(|s| drop(s.apply_async(|| 1)))),
@@ -142,10 +143,10 @@ fn drop_closes_and_joins_so_queued_work_finishes() {
         let pool = ThreadPool::with_workers(2);
         for _ in 0..20 {
             let done = Arc::clone(&done);
-            let _ = pool.apply_async(move || {
+            drop(pool.apply_async(move || {
                 std::thread::sleep(Duration::from_millis(2));
                 done.fetch_add(1, Ordering::SeqCst);
-            });
+            }));
         }
         drop(pool);
         assert_eq!(done.load(Ordering::SeqCst), 20);

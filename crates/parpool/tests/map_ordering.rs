@@ -140,7 +140,11 @@ fn map_fast_paths_match_sequential() {
             pool.map(|x: u8| x, 250..=255u8),
             [250, 251, 252, 253, 254, 255]
         );
-        assert!(pool.map(|x: i32| x, 5..3).is_empty());
+        let (hi, lo) = (5, 3);
+        assert!(
+            pool.map(|x: i32| x, hi..lo).is_empty(),
+            "a reversed range is empty"
+        );
         // slice fast path: &Vec, &[T], &[T; N], slice::Iter
         let v: Vec<u32> = (0..n).collect();
         assert_eq!(pool.map(|&x| x as u64 * 3, &v), seq);

@@ -40,8 +40,8 @@ fn map_and_starmap_reraise_the_tasks_panic() {
             for chunk in [None, Some(1), Some(7)] {
                 let f = boom_at(k);
                 expect_panic("map", k, || match chunk {
-                    Some(c) => pool.chunked(c).map(|x| f(x), 0..N),
-                    None => pool.map(|x| f(x), 0..N),
+                    Some(c) => pool.chunked(c).map(&f, 0..N),
+                    None => pool.map(&f, 0..N),
                 });
                 let f = boom_at(k);
                 let pairs: Vec<(u64, u64)> = (0..N).map(|i| (i, 0)).collect();
