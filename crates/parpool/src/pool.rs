@@ -218,7 +218,7 @@ impl ThreadPool {
     {
         self.registry.check_accepting();
         let slot = Slot::new(None);
-        let job = ApplyJob::new(f, Arc::clone(&slot), Arc::clone(&self.registry), source);
+        let job = ApplyJob::new(f, Arc::clone(&slot), source);
         self.registry.submit_unchecked(Box::new(job));
         AsyncResult::new(slot, Arc::clone(&self.registry))
     }

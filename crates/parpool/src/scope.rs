@@ -201,7 +201,7 @@ impl<'scope> Scope<'scope, '_> {
     {
         self.registry.check_accepting();
         let slot = Slot::new(Some(Arc::clone(&self.state)));
-        let job = ApplyJob::new(f, Arc::clone(&slot), Arc::clone(&self.registry), source);
+        let job = ApplyJob::new(f, Arc::clone(&slot), source);
         self.state.submit(&self.registry, Box::new(job));
         AsyncResult::new(slot, Arc::clone(&self.registry))
     }
