@@ -303,3 +303,58 @@ fn stream_works_on_a_multi_thread_runtime_too() {
         assert_eq!(total, 500_500);
     });
 }
+
+#[test]
+fn awaited_task_discarded_by_terminate_resolves_to_cancelled() {
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let (release, blocked) = mpsc::channel::<()>();
+        let blocker = pool.apply_async(move || blocked.recv().unwrap());
+        let queued = pool.apply_async(|| 1);
+        let p = Arc::clone(&pool);
+        let rt = current_thread_runtime();
+        let result = rt.block_on(async move {
+            // Terminate from another thread while `queued` is being awaited.
+            let terminator = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                p.terminate();
+                release.send(()).unwrap();
+            });
+            let result = queued.await;
+            terminator.join().unwrap();
+            result
+        });
+        assert_eq!(result, Err(TaskError::Cancelled));
+        assert_eq!(blocker.get(), Ok(()));
+        pool.join();
+    });
+}
+
+#[test]
+fn scoped_imap_is_a_stream_over_borrowed_data() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(2);
+        let words: Vec<String> = ["12", "7", "x", "40"]
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        let offset = 100u32;
+        let parse = |w: &String| {
+            w.parse::<u32>()
+                .map(|n| n + offset)
+                .map_err(|_| format!("not a number: {w}"))
+        };
+        let (all, good) = pool.scope(|s| {
+            let all: Result<Vec<u32>, String> =
+                futures::executor::block_on(s.imap(parse, &words).buffer(2).try_collect());
+            let good: Result<Vec<u32>, String> = futures::executor::block_on(
+                s.imap(parse, words.iter().filter(|w| *w != "x"))
+                    .buffer(2)
+                    .try_collect(),
+            );
+            (all, good)
+        });
+        assert_eq!(all, Err("not a number: x".to_string()));
+        assert_eq!(good, Ok(vec![112, 107, 140]));
+    });
+}

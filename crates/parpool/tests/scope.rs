@@ -458,3 +458,34 @@ fn scoped_imap_panic_left_unread_reraises_when_scope_returns() {
         assert_eq!(panic_message(payload.as_ref()), "unread imap panic");
     });
 }
+
+#[test]
+fn terminate_inside_a_scope_cancels_its_queued_tasks_and_scope_returns() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(1);
+        let ran = AtomicUsize::new(0);
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let (blocker, queued) = pool.scope(|s| {
+            let blocker = s.apply_async(move || {
+                blocked.recv().unwrap();
+                parpool::cancelled()
+            });
+            let queued: Vec<_> = (0..5)
+                .map(|_| s.apply_async(|| ran.fetch_add(1, Ordering::SeqCst)))
+                .collect();
+            // Wait until the blocker runs, so terminate finds it running.
+            while pool.stats().running == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            pool.terminate();
+            release.send(()).unwrap();
+            let queued: Vec<_> = queued.into_iter().map(|h| h.get()).collect();
+            (blocker.get(), queued)
+        });
+        // The running task finished and saw the terminate.
+        assert_eq!(blocker, Ok(true));
+        assert_eq!(queued, vec![Err(TaskError::Cancelled); 5]);
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        pool.join();
+    });
+}

@@ -270,15 +270,19 @@ fn imap_collect_into_result_short_circuits_and_cancels_the_rest() {
         let ran = Arc::new(AtomicUsize::new(0));
         let r = Arc::clone(&ran);
         let total = 1_000_000usize;
+        // Items take at least 10 µs, so automatic chunks stay small and the
+        // default read-ahead (4 chunks per worker) is a few dozen items. (For
+        // items of a few ns, chunks grow to thousands of items, and so does
+        // the read-ahead: still bounded, but not "well below" a short input.)
         let out: Result<Vec<usize>, String> = pool
             .imap(
                 move |i: usize| {
                     r.fetch_add(1, Ordering::SeqCst);
                     if i == 5 {
-                        Err(format!("input {i}"))
-                    } else {
-                        Ok(i)
+                        return Err(format!("input {i}"));
                     }
+                    std::thread::sleep(Duration::from_micros(10));
+                    Ok(i)
                 },
                 0..total,
             )
