@@ -399,10 +399,8 @@ impl<R> Core<'_, R> {
             return c;
         }
         let est = self.shared.ns_per_item.load(Ordering::Relaxed);
-        if est > 0 {
-            let want = usize::try_from(TARGET_CHUNK_NS / est)
-                .unwrap_or(MAX_CHUNK)
-                .max(1);
+        if let Some(per_chunk) = TARGET_CHUNK_NS.checked_div(est) {
+            let want = usize::try_from(per_chunk).unwrap_or(MAX_CHUNK).max(1);
             self.chunk = want.clamp((self.chunk / 2).max(1), self.chunk * 2);
         }
         self.chunk = self.chunk.min(MAX_CHUNK);

@@ -296,6 +296,25 @@ impl Drop for GateGuard<'_> {
     }
 }
 
+/// [`run_map`] for a function that cannot fail.
+pub(crate) fn run_map_infallible<S, F, R>(
+    registry: &Registry,
+    source: S,
+    chunksize: Option<usize>,
+    f: &F,
+) -> Vec<R>
+where
+    S: Source,
+    F: Fn(S::Item) -> R + Sync,
+    R: Send,
+{
+    let f = |x| Ok::<R, std::convert::Infallible>(f(x));
+    match run_map(registry, source, chunksize, &f) {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
 /// Maps `f` over `source` on the pool and the calling thread. Re-raises the
 /// first task panic; returns the error at the earliest failing index.
 pub(crate) fn run_map<S, F, R, E>(

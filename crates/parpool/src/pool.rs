@@ -7,7 +7,7 @@
 //! borrowing work. Dropping the pool closes it and joins its workers, so work
 //! already queued finishes (see [`ThreadPool`]'s docs for why).
 
-use crate::async_result::{ApplyJob, AsyncResult, Slot};
+use crate::async_result::{ApplyJob, AsyncResult, PanicSource, Slot};
 use crate::builder::Builder;
 use crate::imap::{self, Imap, ImapUnordered};
 use crate::inputs::Inputs;
@@ -16,7 +16,6 @@ use crate::registry::Registry;
 use crate::scope::{self, Scope};
 use crate::star::{StarFn, Unpack};
 use crate::stats::Stats;
-use std::convert::Infallible;
 use std::fmt;
 use std::panic::resume_unwind;
 use std::sync::Arc;
@@ -209,9 +208,17 @@ impl ThreadPool {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
+        self.spawn(f, PanicSource::Task)
+    }
+
+    fn spawn<F, R>(&self, f: F, source: PanicSource) -> AsyncResult<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
         self.registry.check_accepting();
         let slot = Slot::new(None);
-        let job = ApplyJob::new(f, Arc::clone(&slot), Arc::clone(&self.registry));
+        let job = ApplyJob::new(f, Arc::clone(&slot), source);
         self.registry.submit_unchecked(Box::new(job));
         AsyncResult::new(slot, Arc::clone(&self.registry))
     }
@@ -548,11 +555,9 @@ impl Chunked<'_> {
         F: Fn(I::Item) -> R + Sync,
         R: Send,
     {
-        let f = |x| Ok::<R, Infallible>(f(x));
-        match self.try_map(f, inputs) {
-            Ok(v) => v,
-            Err(never) => match never {},
-        }
+        let registry = &self.pool.registry;
+        registry.check_accepting();
+        map::run_map_infallible(registry, inputs.into_source(), self.chunksize, &f)
     }
 
     /// [`ThreadPool::try_map`] with this chunksize.
@@ -608,13 +613,10 @@ impl Chunked<'_> {
     {
         let registry = Arc::clone(&self.pool.registry);
         let chunksize = self.chunksize;
-        self.pool.apply_async(move || {
-            let f = |x| Ok::<R, Infallible>(f(x));
-            match map::run_map(&registry, inputs.into_source(), chunksize, &f) {
-                Ok(v) => v,
-                Err(never) => match never {},
-            }
-        })
+        self.pool.spawn(
+            move || map::run_map_infallible(&registry, inputs.into_source(), chunksize, &f),
+            PanicSource::Relayed,
+        )
     }
 
     /// [`ThreadPool::starmap_async`] with this chunksize.

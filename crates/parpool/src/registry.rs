@@ -57,6 +57,15 @@ thread_local! {
     static WORKER: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
 }
 
+/// Runs `f` with the registry of the pool whose worker this thread is.
+pub(crate) fn with_current(f: impl FnOnce(&Registry)) {
+    WORKER.with(|w| {
+        if let Some(r) = w.borrow().as_ref() {
+            f(r)
+        }
+    })
+}
+
 /// Whether the current thread is a worker of a terminated pool.
 pub(crate) fn current_pool_terminated() -> bool {
     WORKER.with(|w| w.borrow().as_ref().is_some_and(|r| r.is_terminated()))
