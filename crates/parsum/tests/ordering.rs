@@ -103,17 +103,35 @@ fn roots_on_two_devices() {
         return;
     }
     for i in 0..200 {
-        write(d.path(), format!("disk/{i:03}").as_bytes(), &[i as u8; 5000]);
-        write(shm.path(), format!("mem/{i:03}").as_bytes(), &[i as u8; 5000]);
+        write(
+            d.path(),
+            format!("disk/{i:03}").as_bytes(),
+            &[i as u8; 5000],
+        );
+        write(
+            shm.path(),
+            format!("mem/{i:03}").as_bytes(),
+            &[i as u8; 5000],
+        );
     }
     let disk = d.path().join("disk");
     let mem = shm.path().join("mem");
-    let out = parsum().arg("-v").arg(&mem).arg(&disk).arg(&mem).output().unwrap();
+    let out = parsum()
+        .arg("-v")
+        .arg(&mem)
+        .arg(&disk)
+        .arg(&mem)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 600);
-    assert!(lines[0].ends_with("mem/000") && lines[200].ends_with("disk/000") && lines[599].ends_with("mem/199"));
+    assert!(
+        lines[0].ends_with("mem/000")
+            && lines[200].ends_with("disk/000")
+            && lines[599].ends_with("mem/199")
+    );
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.matches("parsum: device ").count(), 2, "{err}");
     // A manifest that alternates devices line by line verifies in order.
@@ -129,5 +147,9 @@ fn roots_on_two_devices() {
     let out = stdout_of(parsum().arg("-c").arg(&m));
     let ok: Vec<&str> = std::str::from_utf8(&out).unwrap().lines().collect();
     assert_eq!(ok.len(), 400);
-    assert!(ok[0].ends_with("mem/000: OK") && ok[1].ends_with("disk/000: OK") && ok[399].ends_with("disk/199: OK"));
+    assert!(
+        ok[0].ends_with("mem/000: OK")
+            && ok[1].ends_with("disk/000: OK")
+            && ok[399].ends_with("disk/199: OK")
+    );
 }
