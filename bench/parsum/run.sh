@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # parsum benchmark: generates the trees under /tmp, runs parsum and its
-# peers side by side with hyperfine (warm cache), prints medians and ratios,
-# and measures peak RSS with /usr/bin/time -v.
+# peers side by side (warm cache, interleaved runs), prints medians and
+# ratios, and measures peak RSS with /usr/bin/time -v.
 #
 #   bench/parsum/run.sh            # all scenarios
 #   RUNS=5 bench/parsum/run.sh     # fewer runs
 #   SKIP_MILLION=1 bench/parsum/run.sh
 #
-# Needs: hyperfine, b3sum, rhash, /usr/bin/time (apt-get install hyperfine
-# b3sum rhash time). Builds parsum in release mode first.
+# Needs: python3, b3sum, rhash, /usr/bin/time (apt-get install b3sum rhash
+# time). Builds parsum in release mode first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,7 +18,7 @@ SMALL=$BASE/small   # 20 000 x 4 KiB
 LARGE=$BASE/large   # 200 x 8 MiB
 MILLION=$BASE/million # 1 000 000 entries (empty files) for peak RSS
 
-for tool in hyperfine b3sum rhash /usr/bin/time; do
+for tool in python3 b3sum rhash /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench: missing $tool" >&2; exit 1; }
 done
 
@@ -67,25 +67,35 @@ PY
   touch "$MILLION/.done"
 }
 
-# hyperfine_medians NAME CMD... : runs the commands, prints "median_s<TAB>name" lines.
+# run TITLE DIR CMD... : times the commands in DIR, interleaved (run 1 of
+# every command, then run 2, ...) so that load from other processes on a
+# shared machine hits all of them alike; prints medians and ratios.
 run() {
   local title=$1 dir=$2; shift 2
   echo
   echo "## $title"
   echo
-  local json; json=$(mktemp)
-  (cd "$dir" && hyperfine -N --style none --warmup 2 --runs "$RUNS" --export-json "$json" "$@" >/dev/null 2>&1) ||
-    (cd "$dir" && hyperfine --style none --warmup 2 --runs "$RUNS" --export-json "$json" "$@" >/dev/null)
-  python3 - "$json" <<'PY'
-import json, sys
-res = json.load(open(sys.argv[1]))["results"]
-base = res[0]["median"]
+  (cd "$dir" && python3 - "$RUNS" "$@" <<'PY'
+import statistics, subprocess, sys, time
+runs, cmds = int(sys.argv[1]), sys.argv[2:]
+def once(c):
+    t = time.perf_counter()
+    subprocess.run(c, shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+for c in cmds:          # warm-up: page cache and binaries
+    once(c); once(c)
+times = {c: [] for c in cmds}
+for _ in range(runs):
+    for c in cmds:
+        times[c].append(once(c))
+base = statistics.median(times[cmds[0]])
 print("| command | median (s) | min (s) | max (s) | parsum / this |")
 print("|---|---:|---:|---:|---:|")
-for r in res:
-    print(f"| `{r['command']}` | {r['median']:.3f} | {r['min']:.3f} | {r['max']:.3f} | {base / r['median']:.2f} |")
+for c in cmds:
+    t = times[c]
+    print(f"| `{c}` | {statistics.median(t):.3f} | {min(t):.3f} | {max(t):.3f} | {base / statistics.median(t):.2f} |")
 PY
-  rm -f "$json"
+  )
 }
 
 peak_rss() { # peak_rss DIR CMD : prints max RSS in MiB
@@ -99,8 +109,9 @@ gen_large
 
 echo "# parsum benchmark"
 echo
-echo "$(nproc) cores, $(uname -r), warm page cache, $RUNS runs each (hyperfine, median)."
+echo "$(nproc) cores, $(uname -r), warm page cache, $RUNS interleaved runs each after 2 warm-ups."
 echo "Ratios are parsum's median divided by each command's (< 1: parsum is faster)."
+echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine may be shared)."
 
 P="$PARSUM --no-progress"
 run "20 000 x 4 KiB, BLAKE3" "$SMALL" \
@@ -130,3 +141,6 @@ if [ -z "${SKIP_MILLION:-}" ]; then
   end=$(date +%s.%N)
   echo "| 1 000 000 entries (1000 dirs x 999 empty files) | parsum | $rss (one run, $(python3 -c "print(f'{$end-$start:.1f}')") s) |"
 fi
+
+echo
+echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."

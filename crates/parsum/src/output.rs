@@ -183,6 +183,11 @@ impl<'a> TreeSink<'a> {
         }
         let mut out = self.out.lock();
         if let Err(e) = out.write_all(&self.buf).and_then(|_| out.flush()) {
+            // Nobody reads the rest (`parsum | head`): stop now rather
+            // than hash the whole tree for nothing.
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                std::process::exit(1);
+            }
             self.write_error = Some(e);
         }
         self.buf.clear();
