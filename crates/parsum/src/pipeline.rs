@@ -269,22 +269,25 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
         } else {
             None
         };
+        // A batch is one read for the gate: its files are consecutive on
+        // disk order, and gating per file would cost a wake-up per file.
         let hash_batch = move |batch: Vec<Item<T>>| -> Vec<Done<T>> {
-            batch
-                .into_iter()
-                .map(|item| {
-                    let opts = HashOpts {
-                        no_follow: item.no_follow,
-                        splitter: splitter.as_deref(),
-                    };
-                    let r = gate.read(|| {
+            gate.read(|| {
+                let mut bytes = 0;
+                let done = batch
+                    .into_iter()
+                    .map(|item| {
+                        let opts = HashOpts {
+                            no_follow: item.no_follow,
+                            splitter: splitter.as_deref(),
+                        };
                         let r = hash_file(&item.path, item.algos, opts);
-                        let n = r.as_ref().map(|h| h.size).unwrap_or(0);
-                        (r, n)
-                    });
-                    (item, r)
-                })
-                .collect()
+                        bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
+                        (item, r)
+                    })
+                    .collect();
+                (done, bytes)
+            })
         };
         // Each batch is one task (chunksize 1): batches are already sized.
         let results = d
