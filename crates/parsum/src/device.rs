@@ -405,6 +405,10 @@ mod tests {
 
     #[test]
     fn gate_limits_concurrency() {
+        crate::hash::tests::within_30s(gate_limits_concurrency_body);
+    }
+
+    fn gate_limits_concurrency_body() {
         let gate = Gate::new(
             Plan {
                 start: 2,

@@ -489,7 +489,7 @@ fn merge_root(cvs: &[[u8; 32]], leaf: u64, size: u64) -> blake3::Hash {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
@@ -622,6 +622,14 @@ mod tests {
         assert!(matches!(err, HashError::Changed(_)), "{err}");
     }
 
+    /// Runs `f` on a thread and fails the test if it takes over 30 s.
+    pub(crate) fn within_30s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("test timed out (hang?)")
+    }
+
     #[test]
     fn fifo_is_not_opened_for_reading() {
         let dir = tempfile::tempdir().unwrap();
@@ -629,7 +637,9 @@ mod tests {
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let err = hash_file(&p, &[Algo::Blake3], HashOpts::default()).unwrap_err();
+        // A blocking open of a FIFO without writer would hang: guard it.
+        let err =
+            within_30s(move || hash_file(&p, &[Algo::Blake3], HashOpts::default()).unwrap_err());
         assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
     }
 
