@@ -37,7 +37,7 @@ changed during the read, 2 usage error.";
 #[derive(Debug, Parser)]
 #[command(name = "parsum", version, after_help = EXAMPLES, max_term_width = 100)]
 pub struct Args {
-    /// Files or directories to checksum [default: .]
+    /// Files or directories to checksum [default: .]; with -c, manifests
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
@@ -74,7 +74,8 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub max_depth: Option<usize>,
 
-    /// Read checksums from MANIFEST files (GNU, BSD --tag or b3sum format) and verify them
+    /// Verify files against the manifests given as PATHs (standard input if
+    /// none or `-`): GNU, BSD --tag or b3sum format, algorithm detected per line
     #[arg(short = 'c', long = "check", conflicts_with_all = ["tag", "json", "audit"])]
     pub check: bool,
 
