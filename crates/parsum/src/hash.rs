@@ -399,7 +399,9 @@ fn read_all(
 /// hashed to a chaining value on the split pool, and the values are merged
 /// along the tree with `hazmat::merge_subtrees_*`.
 pub struct Splitter {
-    pool: parpool::ThreadPool,
+    /// Started on first use: most runs never split a file.
+    pool: std::sync::OnceLock<parpool::ThreadPool>,
+    threads: usize,
     /// Files at least this large are split.
     pub threshold: u64,
     /// Subtree size; a power of two, at least one BLAKE3 chunk.
@@ -410,7 +412,8 @@ impl Splitter {
     pub fn new(threads: usize, threshold: u64, leaf: u64) -> Splitter {
         assert!(leaf.is_power_of_two() && leaf >= blake3::CHUNK_LEN as u64);
         Splitter {
-            pool: parpool::ThreadPool::with_workers(threads.max(1)),
+            pool: std::sync::OnceLock::new(),
+            threads: threads.max(1),
             threshold,
             leaf,
         }
@@ -424,7 +427,10 @@ impl Splitter {
     pub fn hash(&self, file: &File, size: u64) -> Result<Digest, HashError> {
         let leaf = self.leaf;
         let leaves = size.div_ceil(leaf);
-        let cvs: Vec<Result<[u8; 32], HashError>> = self.pool.map(
+        let pool = self
+            .pool
+            .get_or_init(|| parpool::ThreadPool::with_workers(self.threads));
+        let cvs: Vec<Result<[u8; 32], HashError>> = pool.map(
             |i: u64| -> Result<[u8; 32], HashError> {
                 use blake3::hazmat::HasherExt;
                 let off = i * leaf;
