@@ -12,12 +12,15 @@
 //! - then, every [`WINDOW`] (and at least 8 reads), the gate compares the bytes hashed per second
 //!   with the previous window and moves the limit one step (hill climbing):
 //!   on in the same direction while throughput rises, back when it falls.
-//!   A real HDD that thrashes at two readers falls back to one;
+//!   A real HDD that thrashes at two readers falls back to one. While the
+//!   throughput is above what any spinning disk streams ([`NOT_A_DISK`]),
+//!   the limit never drops below one reader per core: there is no seek to
+//!   protect, and throughput noise from other processes must not matter;
 //! - one shortcut: if the first window, read by a single reader, already
 //!   runs faster than any spinning disk streams ([`NOT_A_DISK`]), the data
 //!   comes from the page cache or flash, and the limit jumps to one reader
 //!   per core. A "rotational" virtio disk with a warm cache thus uses every
-//!   core after the first 5 ms (the first window is a quarter as long).
+//!   core after the first ~12 ms (the first window is a quarter as long).
 //!
 //! `--jobs N` and `--device-jobs DEV=N` fix the limit and turn adaptation off.
 
@@ -27,7 +30,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The shortest measuring window of the adaptive gate...
-pub const WINDOW: Duration = Duration::from_millis(20);
+pub const WINDOW: Duration = Duration::from_millis(50);
 /// ...which must also see this many finished reads (batches).
 const WINDOW_READS: u64 = 8;
 /// Bytes per second no spinning disk reaches (the fastest stream ~270 MB/s).
@@ -343,7 +346,14 @@ impl Gate {
             Some(_) => 0,
         };
         c.last_tp = Some(tp);
-        let new = (old as isize + step).clamp(1, self.plan.max as isize) as usize;
+        // At a rate no spinning disk reaches there is no seeking to protect:
+        // noise must not push the limit below one reader per core.
+        let floor = if tp >= NOT_A_DISK {
+            (self.plan.max / 2).max(1)
+        } else {
+            1
+        };
+        let new = (old as isize + step).clamp(floor as isize, self.plan.max as isize) as usize;
         if new != old {
             self.limit.store(new, Ordering::Relaxed);
             let _st = self.state.lock().unwrap();
