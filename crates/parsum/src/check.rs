@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::hash::{Algo, FileHash, HashError};
+use crate::hash::{kind_name, Algo, FileHash, HashError};
 use crate::manifest::{escape_name, parse_line, Escape, Line};
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
 use crate::progress::message;
@@ -121,6 +121,14 @@ pub fn run(pipe: &Arc<Pipeline>, manifests: Vec<PathBuf>, opts: CheckOpts) -> i3
                 }
                 let path = PathBuf::from(std::ffi::OsStr::from_bytes(&line.name));
                 match std::fs::metadata(&path) {
+                    // Never open a FIFO, socket or device listed in a manifest.
+                    Ok(meta) if !meta.file_type().is_file() => {
+                        let e = HashError::NotRegular(kind_name(meta.file_type()));
+                        runs.msg(
+                            f,
+                            Msg::Failed(mi, line.name, io::Error::other(e.to_string())),
+                        );
+                    }
                     Ok(meta) => runs.file(
                         f,
                         Item {
@@ -129,6 +137,8 @@ pub fn run(pipe: &Arc<Pipeline>, manifests: Vec<PathBuf>, opts: CheckOpts) -> i3
                             ino: meta.ino(),
                             nlink: 1, // verify every line, even of the same file
                             size: meta.len(),
+                            mtime: meta.mtime(),
+                            mtime_nsec: meta.mtime_nsec(),
                             no_follow: false,
                             algos: static_algos(&line.algos),
                             tag: Tag { manifest: mi, line },

@@ -293,6 +293,32 @@ pub struct HashOpts<'a> {
     pub no_follow: bool,
     /// Splits large BLAKE3 files across threads, if set.
     pub splitter: Option<&'a Splitter>,
+    /// What the walk's `lstat` saw. When given, it is the "before" of the
+    /// before/after comparison, which saves one `fstat` per file; a change
+    /// between the walk and the read is then reported too.
+    pub listed: Option<Listed>,
+}
+
+/// A file's identity and version as listed by the walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+}
+
+impl Listed {
+    pub fn of(m: &std::fs::Metadata) -> Listed {
+        Listed {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        }
+    }
 }
 
 /// Opens and hashes `path` with each of `algos` in one read.
@@ -318,11 +344,17 @@ pub fn hash_file_with_hook(
     }
     oo.custom_flags(flags);
     let file = oo.open(path)?;
-    let before = file.metadata()?;
-    if !before.file_type().is_file() {
-        return Err(HashError::NotRegular(kind_name(before.file_type())));
-    }
-    let size = before.len();
+    let before = match opts.listed {
+        Some(l) => l,
+        None => {
+            let m = file.metadata()?;
+            if !m.file_type().is_file() {
+                return Err(HashError::NotRegular(kind_name(m.file_type())));
+            }
+            Listed::of(&m)
+        }
+    };
+    let size = before.size;
     let split = match opts.splitter {
         Some(s) if algos == [Algo::Blake3] && s.should_split(size) => Some(s),
         _ => None,
@@ -331,19 +363,24 @@ pub fn hash_file_with_hook(
         Some(s) => (vec![s.hash(&file, size)?], size),
         None => read_all(&file, algos, size, between_reads)?,
     };
-    let after = file.metadata()?;
-    let (m0, m1) = (
-        (before.mtime(), before.mtime_nsec()),
-        (after.mtime(), after.mtime_nsec()),
-    );
-    if after.len() != size {
+    let after_meta = file.metadata()?;
+    if !after_meta.file_type().is_file() {
+        // Only possible with `listed`: something else took the name after
+        // the walk. O_NONBLOCK kept a FIFO from blocking, and the read
+        // stopped at the listed size.
+        return Err(HashError::NotRegular(kind_name(after_meta.file_type())));
+    }
+    let after = Listed::of(&after_meta);
+    if (after.dev, after.ino) != (before.dev, before.ino) {
+        return Err(HashError::Changed("replaced by another file".into()));
+    }
+    if after.size != size {
         return Err(HashError::Changed(format!(
             "size {} -> {}",
-            size,
-            after.len()
+            size, after.size
         )));
     }
-    if m0 != m1 {
+    if (after.mtime, after.mtime_nsec) != (before.mtime, before.mtime_nsec) {
         return Err(HashError::Changed("mtime changed".into()));
     }
     // A zero size with data is a pseudo-file (procfs): accept what was read.
@@ -353,8 +390,8 @@ pub fn hash_file_with_hook(
     Ok(FileHash {
         digests,
         size: if size == 0 { read } else { size },
-        mtime: before.mtime(),
-        mtime_nsec: before.mtime_nsec() as u32,
+        mtime: before.mtime,
+        mtime_nsec: before.mtime_nsec as u32,
     })
 }
 
@@ -647,6 +684,29 @@ pub(crate) mod tests {
         let err =
             within_30s(move || hash_file(&p, &[Algo::Blake3], HashOpts::default()).unwrap_err());
         assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
+    }
+
+    /// With the walk's listing as "before": a change after the listing is
+    /// caught, and a FIFO swapped in under the name is refused, not awaited.
+    #[test]
+    fn listed_before_is_checked() {
+        let (d, p) = temp_file(b"first");
+        let listed = Listed::of(&std::fs::metadata(&p).unwrap());
+        let opts = HashOpts {
+            listed: Some(listed),
+            ..Default::default()
+        };
+        assert!(hash_file(&p, &[Algo::Md5], opts).is_ok());
+        std::fs::write(&p, b"second, longer").unwrap();
+        let err = hash_file(&p, &[Algo::Md5], opts).unwrap_err();
+        assert!(matches!(err, HashError::Changed(_)), "{err}");
+        std::fs::remove_file(&p).unwrap();
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = within_30s(move || hash_file(&p, &[Algo::Md5], opts).unwrap_err());
+        assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
+        drop(d);
     }
 
     /// The split hash equals the plain hash for sizes around leaf boundaries.

@@ -38,7 +38,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use crate::device::{DeviceInfo, DeviceJobs, Gate, Plan};
-use crate::hash::{hash_file, Algo, FileHash, HashError, HashOpts, Splitter};
+use crate::hash::{hash_file, Algo, FileHash, HashError, HashOpts, Listed, Splitter};
 use crate::output::Note;
 use crate::progress::{message, Counters};
 use crate::walk::{walk, walk_subtree, Event, Subtree, WalkOpts};
@@ -60,11 +60,27 @@ pub struct Item<T> {
     pub ino: u64,
     pub nlink: u64,
     pub size: u64,
+    /// mtime as listed: the "before" of the changed-during-read check.
+    pub mtime: i64,
+    pub mtime_nsec: i64,
     /// Open with O_NOFOLLOW (the walk saw a regular file, not a link).
     pub no_follow: bool,
     /// The digests to compute, in one read.
     pub algos: &'static [Algo],
     pub tag: T,
+}
+
+impl<T> Item<T> {
+    /// What the producer's stat saw.
+    pub fn listed(&self) -> Listed {
+        Listed {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            mtime: self.mtime,
+            mtime_nsec: self.mtime_nsec,
+        }
+    }
 }
 
 /// The consumer's side: called in producer order.
@@ -280,6 +296,7 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
                         let opts = HashOpts {
                             no_follow: item.no_follow,
                             splitter: splitter.as_deref(),
+                            listed: Some(item.listed()),
                         };
                         let r = hash_file(&item.path, item.algos, opts);
                         bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
@@ -406,6 +423,7 @@ impl<T, M> Stream<T, M> {
                             HashOpts {
                                 no_follow: item.no_follow,
                                 splitter: None,
+                                listed: Some(item.listed()),
                             },
                         ),
                     };
@@ -451,6 +469,8 @@ fn walk_into(
             ino: e.ino,
             nlink: e.nlink,
             size: e.size,
+            mtime: e.mtime,
+            mtime_nsec: e.mtime_nsec,
             no_follow: !e.via_link,
             algos,
             tag: (),

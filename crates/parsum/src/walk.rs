@@ -29,6 +29,8 @@ pub struct FileEntry {
     pub ino: u64,
     pub nlink: u64,
     pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
     /// Reached through a symbolic link (so opening must follow links).
     pub via_link: bool,
 }
@@ -184,6 +186,8 @@ fn entry(path: PathBuf, m: &Metadata, via_link: bool) -> FileEntry {
         ino: m.ino(),
         nlink: m.nlink(),
         size: m.len(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
         via_link,
     }
 }
