@@ -452,6 +452,65 @@ mod tests {
         assert_eq!(peak.load(Ordering::SeqCst), 2);
     }
 
+    /// A "rotational" device that delivers far more than a disk can (a
+    /// warm cache) leaves sequential mode after the first short window.
+    #[test]
+    fn cache_fast_device_jumps_to_one_reader_per_core() {
+        crate::hash::tests::within_30s(|| {
+            let gate = Gate::new(
+                Plan {
+                    start: 1,
+                    max: 8,
+                    adaptive: true,
+                },
+                "t".into(),
+                false,
+            );
+            let start = Instant::now();
+            while gate.limit() == 1 && start.elapsed() < Duration::from_secs(5) {
+                // 64 MiB per millisecond: no spinning disk does that.
+                gate.read(|| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    ((), 64 << 20)
+                });
+            }
+            assert_eq!(gate.limit(), 4, "one reader per core (max / 2)");
+        });
+    }
+
+    /// A slow device (disk speed) is left where the hint put it unless more
+    /// readers make it faster.
+    #[test]
+    fn disk_speed_device_is_not_jumped() {
+        crate::hash::tests::within_30s(|| {
+            let gate = Gate::new(
+                Plan {
+                    start: 1,
+                    max: 8,
+                    adaptive: true,
+                },
+                "t".into(),
+                false,
+            );
+            let start = Instant::now();
+            let mut limits = Vec::new();
+            while start.elapsed() < Duration::from_millis(300) {
+                // 64 KiB per millisecond = 62.5 MiB/s, whatever the readers.
+                gate.read(|| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    ((), 64 << 10)
+                });
+                limits.push(gate.limit());
+            }
+            // Probing may try 2, but never jumps straight to the core count
+            // in the first window.
+            let first_change = limits.iter().position(|&l| l != 1);
+            if let Some(i) = first_change {
+                assert_eq!(limits[i], 2, "{limits:?}");
+            }
+        });
+    }
+
     #[test]
     fn detect_does_not_panic() {
         use std::os::unix::fs::MetadataExt;
