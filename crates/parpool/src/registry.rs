@@ -135,6 +135,7 @@ impl Registry {
         self.workers
     }
 
+    #[inline]
     fn state(&self) -> u8 {
         self.state.load(Ordering::SeqCst)
     }
@@ -143,8 +144,16 @@ impl Registry {
         self.state() == RUNNING
     }
 
+    #[inline]
     pub(crate) fn is_terminated(&self) -> bool {
         self.state() == TERMINATED
+    }
+
+    /// A cheap check for hot loops that stop between items; it may see the
+    /// change a little late, which only delays the stop.
+    #[inline]
+    pub(crate) fn is_terminated_relaxed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == TERMINATED
     }
 
     /// Whether the current thread is one of this pool's workers.
