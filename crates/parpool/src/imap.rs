@@ -527,6 +527,19 @@ impl<R> Core<'_, R> {
         }
     }
 
+    /// Makes the next ready chunk current; `false` if none is here.
+    fn take_next_ready(&mut self) -> bool {
+        match self.next_ready() {
+            Some((results, end)) => {
+                self.handed += results.len();
+                self.current = results.into_iter();
+                self.current_end = Some(end);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The next chunk the consumer may hand out, if it is here.
     fn next_ready(&mut self) -> Option<(Vec<R>, End)> {
         let (credit, results, end) = if self.ordered {
@@ -645,18 +658,17 @@ impl<R> Core<'_, R> {
                 return Ok(None);
             }
             self.absorb();
-            if let Some((results, end)) = self.next_ready() {
-                self.handed += results.len();
-                self.current = results.into_iter();
-                self.current_end = Some(end);
+            if self.take_next_ready() {
                 continue;
             }
             self.top_up();
+            // Subtle: after `close`, top_up runs credits here and absorbs
+            // them, so what we wait for may already be in the reorder buffer;
+            // the wait below only looks at new arrivals.
+            if self.take_next_ready() {
+                continue;
+            }
             if self.credits_out == 0 {
-                self.absorb();
-                if self.reorder.contains_key(&self.head_seq) || !self.fifo.is_empty() {
-                    continue;
-                }
                 self.finish();
                 if let Some(p) = self.input_panic.take() {
                     return Err(Stop::Panic(p));
