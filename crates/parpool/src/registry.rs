@@ -131,7 +131,16 @@ impl Registry {
         let handle = builder
             .spawn(move || worker_main(registry, tx))
             .map_err(BuildError::Spawn)?;
-        lock(&self.threads).push(handle);
+        let mut threads = lock(&self.threads);
+        // Reap retired workers, so a long-lived pool with a small
+        // `max_tasks_per_worker` does not collect handles without end.
+        let (done, live): (Vec<_>, Vec<_>) = threads.drain(..).partition(|h| h.is_finished());
+        *threads = live;
+        threads.push(handle);
+        drop(threads);
+        for h in done {
+            drop(h.join());
+        }
         Ok(rx)
     }
 
