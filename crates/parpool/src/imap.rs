@@ -985,6 +985,10 @@ imap_type!(
     ///
     /// Dropping it cancels the work that has not started.
     ///
+    /// Since it is both an `Iterator` and a `Stream`, methods both traits
+    /// name (`next`, `map`, `collect`, …) are ambiguous while
+    /// `futures::StreamExt` is in scope: write `StreamExt::next(&mut it)`.
+    ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let squares: Vec<u64> = pool.imap(|x: u64| x * x, 1..=4).collect();
