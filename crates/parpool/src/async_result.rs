@@ -188,6 +188,9 @@ where
         // SAFETY: the guard is a local of this call and drops before it returns.
         let token = unsafe { crate::cancel::enter(flag, true) };
         let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+            if payload.is::<panic::CancelledMarker>() {
+                return (TaskError::Cancelled, None);
+            }
             if self.source == PanicSource::Task {
                 // Jobs run only on their pool's workers.
                 crate::registry::with_current(|r| r.task_panicked(&payload));

@@ -41,6 +41,37 @@ use std::sync::Arc;
 /// dropped on one of its own worker threads is closed but not joined, since
 /// a thread cannot wait for itself; its workers exit once the queue is empty.
 ///
+/// # Borrowing rules
+///
+/// Blocking calls (`apply`, `map`, `starmap`, `try_map`) may borrow from the
+/// caller's stack, since they return only after their tasks have finished.
+/// Work that outlives the call (`apply_async`, `map_async`, `imap`, …) must
+/// be `'static`; use [`scope`](Self::scope) to borrow there. These do not
+/// compile:
+///
+/// ```compile_fail
+/// let pool = parpool::ThreadPool::new();
+/// let local = vec![1, 2, 3];
+/// let handle = pool.apply_async(|| local.len()); // borrows `local`
+/// drop(local);
+/// handle.get().unwrap();
+/// ```
+///
+/// ```compile_fail
+/// let pool = parpool::ThreadPool::new();
+/// let local = vec![1, 2, 3];
+/// let it = pool.imap(|x: &i32| x + 1, &local); // borrows `local`
+/// drop(local);
+/// it.count();
+/// ```
+///
+/// ```compile_fail
+/// // Tasks must be Send: an Rc cannot cross to a worker.
+/// let pool = parpool::ThreadPool::new();
+/// let shared = std::rc::Rc::new(5);
+/// pool.apply(|| *shared + 1);
+/// ```
+///
 /// # Examples
 ///
 /// ```
@@ -468,9 +499,12 @@ impl ThreadPool {
 
     /// Stops accepting work and discards queued tasks: their handles report
     /// [`TaskError::Cancelled`](crate::TaskError::Cancelled). Running tasks
-    /// finish (threads cannot be killed safely), but a running chunk of a map
-    /// stops between items, and [`cancelled`](crate::cancelled) turns true
-    /// inside running tasks. Idempotent.
+    /// finish (threads cannot be killed safely), but a running chunk stops
+    /// between items, and [`cancelled`](crate::cancelled) turns true inside
+    /// running tasks. So `imap` iterators and `map_async` handles report
+    /// `Cancelled` soon, without waiting for a whole chunk of slow items. A
+    /// blocking `map` still returns every result: its calling thread finishes
+    /// the work the workers dropped. Idempotent.
     ///
     /// ```
     /// use std::time::Duration;
@@ -557,7 +591,10 @@ impl Chunked<'_> {
     {
         let registry = &self.pool.registry;
         registry.check_accepting();
-        map::run_map_infallible(registry, inputs.into_source(), self.chunksize, &f)
+        match map::run_map_infallible(registry, inputs.into_source(), self.chunksize, &f, false) {
+            Ok(v) => v,
+            Err(map::Cancelled) => unreachable!("a blocking map finishes after terminate"),
+        }
     }
 
     /// [`ThreadPool::try_map`] with this chunksize.
@@ -580,7 +617,11 @@ impl Chunked<'_> {
     {
         let registry = &self.pool.registry;
         registry.check_accepting();
-        map::run_map(registry, inputs.into_source(), self.chunksize, &f)
+        map::run_map(registry, inputs.into_source(), self.chunksize, &f, false).map_err(|e| match e
+        {
+            map::MapError::Failed(e) => e,
+            map::MapError::Cancelled => unreachable!("a blocking map finishes after terminate"),
+        })
     }
 
     /// [`ThreadPool::starmap`] with this chunksize.
@@ -614,7 +655,10 @@ impl Chunked<'_> {
         let registry = Arc::clone(&self.pool.registry);
         let chunksize = self.chunksize;
         self.pool.spawn(
-            move || map::run_map_infallible(&registry, inputs.into_source(), chunksize, &f),
+            move || {
+                map::run_map_infallible(&registry, inputs.into_source(), chunksize, &f, true)
+                    .unwrap_or_else(|map::Cancelled| crate::panic::unwind_cancelled())
+            },
             PanicSource::Relayed,
         )
     }

@@ -41,6 +41,10 @@ const TERMINATED: u8 = 2;
 /// queued work to help with again.
 const HELP_POLL: Duration = Duration::from_millis(1);
 
+/// How many times a waiting thread checks for its result before it sleeps.
+const WAIT_SPIN_CHECKS: u32 = 500;
+const WAIT_YIELD_CHECKS: u32 = 20;
+
 pub(crate) struct Registry {
     injector: Injector<JobBox>,
     sleep: Sleep,
@@ -127,7 +131,16 @@ impl Registry {
         let handle = builder
             .spawn(move || worker_main(registry, tx))
             .map_err(BuildError::Spawn)?;
-        lock(&self.threads).push(handle);
+        let mut threads = lock(&self.threads);
+        // Reap retired workers, so a long-lived pool with a small
+        // `max_tasks_per_worker` does not collect handles without end.
+        let (done, live): (Vec<_>, Vec<_>) = threads.drain(..).partition(|h| h.is_finished());
+        *threads = live;
+        threads.push(handle);
+        drop(threads);
+        for h in done {
+            drop(h.join());
+        }
         Ok(rx)
     }
 
@@ -135,6 +148,7 @@ impl Registry {
         self.workers
     }
 
+    #[inline]
     fn state(&self) -> u8 {
         self.state.load(Ordering::SeqCst)
     }
@@ -143,8 +157,16 @@ impl Registry {
         self.state() == RUNNING
     }
 
+    #[inline]
     pub(crate) fn is_terminated(&self) -> bool {
         self.state() == TERMINATED
+    }
+
+    /// A cheap check for hot loops that stop between items; it may see the
+    /// change a little late, which only delays the stop.
+    #[inline]
+    pub(crate) fn is_terminated_relaxed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == TERMINATED
     }
 
     /// Whether the current thread is one of this pool's workers.
@@ -284,6 +306,19 @@ impl Registry {
                 }
             }
         } else {
+            // Results often come within microseconds: spin briefly before
+            // paying for a sleep and a wake-up (the W7 latency).
+            for round in 0..WAIT_SPIN_CHECKS + WAIT_YIELD_CHECKS {
+                if done() {
+                    return;
+                }
+                if round < WAIT_SPIN_CHECKS {
+                    std::hint::spin_loop();
+                } else {
+                    // On a busy machine, let the worker we wait for run.
+                    std::thread::yield_now();
+                }
+            }
             while !done() {
                 block(None);
             }

@@ -224,7 +224,10 @@ impl<'scope> Scope<'scope, '_> {
     {
         let registry = Arc::clone(&self.registry);
         self.spawn(
-            move || map::run_map_infallible(&registry, inputs.into_source(), None, &f),
+            move || {
+                map::run_map_infallible(&registry, inputs.into_source(), None, &f, true)
+                    .unwrap_or_else(|map::Cancelled| crate::panic::unwind_cancelled())
+            },
             PanicSource::Relayed,
         )
     }
