@@ -82,7 +82,8 @@ pub fn run() -> u8 {
             zero: args.zero,
             algo: args.algo.map(Into::into),
         };
-        return crate::check::run(&pipe, paths, opts) as u8;
+        let progress = Progress::new(!args.no_progress && !args.status);
+        return crate::check::run(&pipe, paths, opts, &progress) as u8;
     }
 
     let walk_opts = WalkOpts {

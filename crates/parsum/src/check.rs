@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::hash::{kind_name, Algo, FileHash, HashError};
 use crate::manifest::{escape_name, parse_line, Escape, Line};
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
-use crate::progress::message;
+use crate::progress::{message, Counters, Progress};
 
 /// Flags of `--check`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -91,7 +91,12 @@ fn manifest_label(path: &Path) -> String {
 }
 
 /// Runs the check of `manifests`; returns the exit status.
-pub fn run(pipe: &Arc<Pipeline>, manifests: Vec<PathBuf>, opts: CheckOpts) -> i32 {
+pub fn run(
+    pipe: &Arc<Pipeline>,
+    manifests: Vec<PathBuf>,
+    opts: CheckOpts,
+    progress: &Progress,
+) -> i32 {
     let list = manifests.clone();
     let stream = pipe.spawn(move |f: &mut crate::pipeline::Feeder<Tag, Msg>| {
         let mut runs = Runs::default();
@@ -151,6 +156,10 @@ pub fn run(pipe: &Arc<Pipeline>, manifests: Vec<PathBuf>, opts: CheckOpts) -> i3
         }
     });
     let mut sink = CheckSink {
+        progress,
+        counters: Arc::clone(pipe.counters()),
+        files: 0,
+        bytes: 0,
         opts,
         manifests,
         per: Default::default(),
@@ -158,6 +167,7 @@ pub fn run(pipe: &Arc<Pipeline>, manifests: Vec<PathBuf>, opts: CheckOpts) -> i3
         exit: 0,
     };
     stream.drain(&mut sink);
+    progress.finish();
     sink.flush();
     sink.exit
 }
@@ -171,7 +181,11 @@ struct Counts {
     matched: u64,
 }
 
-struct CheckSink {
+struct CheckSink<'a> {
+    progress: &'a Progress,
+    counters: Arc<Counters>,
+    files: u64,
+    bytes: u64,
     opts: CheckOpts,
     manifests: Vec<PathBuf>,
     per: std::collections::HashMap<usize, Counts>,
@@ -179,7 +193,7 @@ struct CheckSink {
     exit: i32,
 }
 
-impl CheckSink {
+impl CheckSink<'_> {
     fn flush(&mut self) {
         use std::io::Write;
         let mut o = io::stdout().lock();
@@ -224,10 +238,13 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-impl Sink<Tag, Msg> for CheckSink {
+impl Sink<Tag, Msg> for CheckSink<'_> {
     fn done(&mut self, item: Item<Tag>, result: Result<FileHash, HashError>) {
         let Tag { manifest: mi, line } = item.tag;
         self.per.entry(mi).or_default().formatted += 1;
+        self.files += 1;
+        self.bytes += result.as_ref().map(|h| h.size).unwrap_or(0);
+        self.progress.update(self.files, self.bytes, &self.counters);
         match result {
             Ok(h) => {
                 let ok = h.digests.iter().any(|d| line.digest(d.algo) == Some(*d));

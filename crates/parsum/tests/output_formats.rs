@@ -154,3 +154,17 @@ fn verbose_reports_devices() {
         .success()
         .stderr(predicate::str::contains("3 reader(s) [--jobs 3]"));
 }
+
+#[test]
+fn device_jobs_by_path() {
+    let d = tree();
+    let spec = format!("{}=1", d.path().display());
+    parsum()
+        .current_dir(d.path())
+        .args(["-v", "--device-jobs", &spec])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "1 reader(s) [--device-jobs {spec}]"
+        )));
+}
