@@ -29,7 +29,10 @@
 //!
 //! Memory: the batch channel, the `imap` read-ahead and the result channel
 //! are bounded, so a producer is at most a fixed number of batches ahead of
-//! the consumer, for any tree size.
+//! the consumer, for any tree size. NOTE: the order channel itself is
+//! unbounded; it holds one small entry per batch, skip message or
+//! sub-stream, so only a tree made mostly of skipped entries (or of files
+//! alternating between devices) can grow it.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -97,7 +100,7 @@ pub struct Config {
     pub device_jobs: Vec<DeviceJobs>,
     pub cpus: usize,
     pub verbose: bool,
-    /// Split large BLAKE3 files on non-rotational devices.
+    /// Splits large BLAKE3 files on devices that take parallel reads.
     pub splitter: Option<Arc<Splitter>>,
     pub counters: Arc<Counters>,
 }
@@ -105,7 +108,6 @@ pub struct Config {
 struct Device {
     pool: ThreadPool,
     gate: Arc<Gate>,
-    split: bool,
 }
 
 /// The devices seen so far, shared by all producers.
@@ -159,11 +161,9 @@ impl Pipeline {
                 plan.start
             ));
         }
-        let split = info.rotational != Some(true) && plan.max > 1;
         let d = Arc::new(Device {
             pool: ThreadPool::with_workers(plan.max),
             gate: Arc::new(Gate::new(plan, info.id.clone(), self.cfg.verbose)),
-            split,
         });
         devices.insert(dev, Arc::clone(&d));
         d
@@ -280,14 +280,17 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
         let (in_tx, in_rx) = mpsc::sync_channel::<Vec<Item<T>>>(INPUT_BATCHES);
         let (out_tx, out_rx) = mpsc::sync_channel(RESULT_BATCHES);
         let gate = Arc::clone(&d.gate);
-        let splitter = if d.split {
-            self.pipe.cfg.splitter.clone()
-        } else {
-            None
-        };
+        let splitter = self.pipe.cfg.splitter.clone();
         // A batch is one read for the gate: its files are consecutive on
         // disk order, and gating per file would cost a wake-up per file.
         let hash_batch = move |batch: Vec<Item<T>>| -> Vec<Done<T>> {
+            // Split large files only while the device takes parallel reads
+            // (limit > 1): a device held to one reader is read in sequence.
+            let splitter = if gate.limit() > 1 {
+                splitter.as_deref()
+            } else {
+                None
+            };
             gate.read(|| {
                 let mut bytes = 0;
                 let done = batch
@@ -295,7 +298,7 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
                     .map(|item| {
                         let opts = HashOpts {
                             no_follow: item.no_follow,
-                            splitter: splitter.as_deref(),
+                            splitter,
                             listed: Some(item.listed()),
                         };
                         let r = hash_file(&item.path, item.algos, opts);
