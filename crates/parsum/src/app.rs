@@ -99,15 +99,14 @@ pub fn run() -> u8 {
         } else {
             args.paths.clone()
         };
-        let code = crate::audit::run(
-            &pipe,
+        let audit = crate::audit::AuditArgs {
             manifest,
-            paths,
-            args.algo.map(Into::into),
-            walk_opts,
-            &progress,
-            args.verbose > 0,
-        );
+            roots: paths,
+            only: args.algo.map(Into::into),
+            zero: args.zero,
+            verbose: args.verbose > 0,
+        };
+        let code = crate::audit::run(&pipe, audit, walk_opts, &progress);
         return code as u8;
     }
 

@@ -38,11 +38,12 @@ fn normalize(name: &[u8]) -> Vec<u8> {
 type Loaded = (HashMap<Vec<u8>, Line>, &'static [Algo]);
 
 /// Loads the manifest: path -> line, plus the algorithms to compute.
-fn load(manifest: &Path, only: Option<Algo>) -> Result<Loaded, String> {
+fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, String> {
     let data = std::fs::read(manifest).map_err(|e| format!("{}: {e}", quote(manifest)))?;
     let mut map = HashMap::new();
     let mut algos: Vec<Algo> = Vec::new();
-    for (no, raw) in data.split(|&b| b == b'\n').enumerate() {
+    let sep = if zero { b'\0' } else { b'\n' };
+    for (no, raw) in data.split(|&b| b == sep).enumerate() {
         if raw.is_empty() {
             continue;
         }
@@ -169,16 +170,31 @@ impl Sink<(), Note> for AuditSink<'_> {
 }
 
 /// Runs the audit; returns the exit status.
+/// What `--audit` was asked to do.
+pub struct AuditArgs<'a> {
+    pub manifest: &'a Path,
+    pub roots: Vec<PathBuf>,
+    /// `-a`: the manifest's algorithm, when its digest length is ambiguous.
+    pub only: Option<Algo>,
+    /// `-z`: the manifest's lines end with NUL.
+    pub zero: bool,
+    pub verbose: bool,
+}
+
 pub fn run(
     pipe: &Arc<Pipeline>,
-    manifest: &Path,
-    roots: Vec<PathBuf>,
-    only: Option<Algo>,
+    a: AuditArgs<'_>,
     walk_opts: WalkOpts,
     progress: &Progress,
-    verbose: bool,
 ) -> i32 {
-    let (map, algos) = match load(manifest, only) {
+    let AuditArgs {
+        manifest,
+        roots,
+        only,
+        zero,
+        verbose,
+    } = a;
+    let (map, algos) = match load(manifest, only, zero) {
         Ok(x) => x,
         Err(e) => {
             message(&format!("parsum: {e}"));

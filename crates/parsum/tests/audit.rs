@@ -71,3 +71,23 @@ fn audit_with_a_sha256sum_manifest_and_a_root() {
         .code(2)
         .stderr(predicate::str::contains("No such file or directory"));
 }
+
+#[test]
+fn audit_reads_nul_terminated_manifests() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"new\nline", b"abc");
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        manifest.path(),
+        stdout_of(parsum().current_dir(d.path()).arg("-z")),
+    )
+    .unwrap();
+    parsum()
+        .current_dir(d.path())
+        .arg("-z")
+        .arg("--audit")
+        .arg(manifest.path())
+        .assert()
+        .success()
+        .stdout("matched  \\new\\nline\n");
+}
