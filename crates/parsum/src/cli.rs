@@ -165,9 +165,6 @@ impl Args {
                 ));
             }
         }
-        if self.check && self.paths.is_empty() {
-            // Like sha256sum -c with no file: read the manifest from stdin.
-        }
         if self.json && self.zero {
             return Err("--json and -z cannot be combined".into());
         }

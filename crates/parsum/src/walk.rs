@@ -282,7 +282,7 @@ impl Walker<'_> {
                     continue;
                 }
                 self.ancestors.push(id);
-                self.dir(&path.clone(), &path, &rel, depth + 1, link);
+                self.dir(&path, &path, &rel, depth + 1, link);
                 self.ancestors.pop();
             } else {
                 (self.emit)(Event::Skipped(
