@@ -119,9 +119,9 @@ impl Excludes {
         })
     }
 
-    fn excluded(&self, name: &std::ffi::OsStr, rel: &Path) -> bool {
+    fn excluded(&self, name: &OsString, rel: impl FnOnce(&OsString) -> PathBuf) -> bool {
         self.names.as_ref().is_some_and(|s| s.is_match(name))
-            || self.paths.as_ref().is_some_and(|s| s.is_match(rel))
+            || self.paths.as_ref().is_some_and(|s| s.is_match(rel(name)))
     }
 }
 
@@ -223,8 +223,10 @@ impl Walker<'_> {
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
             let path = shown.join(&name);
-            let rel = rel.join(&name);
-            if self.opts.excludes.excluded(&name, &rel) {
+            // The path below the root is only needed by path globs and
+            // for directories: skip its allocation for plain files.
+            let rel_of = |name: &OsString| rel.join(name);
+            if self.opts.excludes.excluded(&name, rel_of) {
                 (self.emit)(Event::Skipped(path, Skip::Excluded));
                 continue;
             }
@@ -271,7 +273,7 @@ impl Walker<'_> {
                     ancestors.push(id);
                     let sub = Subtree {
                         path,
-                        rel,
+                        rel: rel_of(&name),
                         depth: depth + 1,
                         dev: meta.dev(),
                         root_dev: self.root_dev,
@@ -282,7 +284,7 @@ impl Walker<'_> {
                     continue;
                 }
                 self.ancestors.push(id);
-                self.dir(&path, &path, &rel, depth + 1, link);
+                self.dir(&path, &path, &rel_of(&name), depth + 1, link);
                 self.ancestors.pop();
             } else {
                 (self.emit)(Event::Skipped(
