@@ -107,9 +107,7 @@ impl AuditSink<'_> {
         );
     }
     fn flush(&mut self) {
-        use std::io::Write;
-        let mut o = std::io::stdout().lock();
-        let _ = o.write_all(&self.out).and_then(|_| o.flush());
+        let _ = crate::progress::write_stdout(&self.out);
         self.out.clear();
     }
 }

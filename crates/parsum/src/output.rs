@@ -10,7 +10,7 @@
 //! shown there with U+FFFD and its exact bytes are added as `"path_hex"`
 //! (lower-case hex), so the output stays byte-exact and plain JSON.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -148,7 +148,6 @@ pub struct TreeSink<'a> {
     pub progress: &'a Progress,
     pub counters: &'a Counters,
     buf: Vec<u8>,
-    out: io::Stdout,
     /// stdout failed (e.g. closed pipe): stop writing, exit non-zero.
     pub write_error: Option<io::Error>,
 }
@@ -171,7 +170,6 @@ impl<'a> TreeSink<'a> {
             progress,
             counters,
             buf: Vec::with_capacity(64 * 1024),
-            out: io::stdout(),
             write_error: None,
         }
     }
@@ -181,8 +179,7 @@ impl<'a> TreeSink<'a> {
             self.buf.clear();
             return;
         }
-        let mut out = self.out.lock();
-        if let Err(e) = out.write_all(&self.buf).and_then(|_| out.flush()) {
+        if let Err(e) = crate::progress::write_stdout(&self.buf) {
             // Nobody reads the rest (`parsum | head`): stop now rather
             // than hash the whole tree for nothing.
             if e.kind() == io::ErrorKind::BrokenPipe {

@@ -30,6 +30,24 @@ pub fn message(line: &str) {
     }
 }
 
+/// Writes `bytes` to stdout. When a bar is drawn it is hidden meanwhile, so
+/// results printed to the same terminal never mix with it.
+pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    let write = || {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes).and_then(|_| out.flush())
+    };
+    static STDOUT_IS_TTY: OnceLock<bool> = OnceLock::new();
+    if !*STDOUT_IS_TTY.get_or_init(|| std::io::stdout().is_terminal()) {
+        return write();
+    }
+    let slot = bar_slot().lock().unwrap_or_else(|e| e.into_inner());
+    match slot.as_ref() {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
 /// Counters shared by the walk (discovered) and the output (done).
 #[derive(Default)]
 pub struct Counters {
