@@ -192,7 +192,7 @@ struct Source<I: Iterator, F> {
 struct Spare<T>(Mutex<Vec<Vec<T>>>);
 
 impl<T> Spare<T> {
-    const KEEP: usize = 8;
+    const KEEP: usize = 4;
 
     fn new() -> Self {
         Spare(Mutex::new(Vec::new()))
