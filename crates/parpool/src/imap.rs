@@ -52,7 +52,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How long one automatic chunk should take on a worker.
-const TARGET_CHUNK_NS: u64 = 50_000;
+const TARGET_CHUNK_NS: u64 = 200_000;
 /// How much an automatic chunk may grow from one credit to the next.
 const GROWTH: usize = 16;
 /// The largest automatic chunk.
@@ -66,7 +66,7 @@ const CHECK_EVERY_NS: u64 = 10_000;
 /// ... and at most this many items apart.
 const MAX_BLOCK: usize = 1024;
 /// How many times a waiting consumer checks for news before it sleeps.
-const SPIN_CHECKS: u32 = 2_000;
+const SPIN_CHECKS: u32 = 200;
 
 /// How a chunk ended.
 enum End {
@@ -192,7 +192,7 @@ struct Source<I: Iterator, F> {
 struct Spare<T>(Mutex<Vec<Vec<T>>>);
 
 impl<T> Spare<T> {
-    const KEEP: usize = 8;
+    const KEEP: usize = 4;
 
     fn new() -> Self {
         Spare(Mutex::new(Vec::new()))
