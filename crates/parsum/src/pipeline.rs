@@ -15,11 +15,11 @@
 //! under a root, and every root, walks and hashes at the same time.
 //!
 //! It is also what makes blocking inputs safe with parpool's `imap`, which
-//! reads its input lazily on the consumer's thread (here the driver) and
-//! tops up its read-ahead before waiting for a result: a driver may block
-//! until its producer sends more or finishes, and a producer only ever
-//! waits for its own driver. Streams depend only on earlier streams, so
-//! the consumer always makes progress.
+//! reads its input lazily, under a lock, on the pool's workers: a worker may
+//! block in a producer's channel until that producer sends more or
+//! finishes, and a producer only ever waits on its own bounded channel,
+//! which that very reader is draining. Streams depend only on earlier
+//! streams, so the consumer always makes progress.
 //!
 //! Ordering: a producer sends each batch into its `imap` input before it
 //! sends `Batch` on its order channel; `imap` yields batches in input
