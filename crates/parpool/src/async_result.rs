@@ -114,6 +114,7 @@ impl<R> Slot<R> {
         let waker = inner.waker.take();
         if inner.waiters > 0 {
             self.cond.notify_all();
+            crate::sleep::handed_off();
         }
         drop(inner);
         if let Some(w) = waker {

@@ -132,6 +132,7 @@ impl<R> Shared<R> {
         let waker = if wake {
             q.want = Want::Nothing;
             self.cond.notify_one();
+            crate::sleep::handed_off();
             q.waker.take()
         } else {
             None

@@ -85,6 +85,7 @@ impl Header {
         if self.gate.fetch_sub(INSIDE, Ordering::SeqCst) - INSIDE == CLOSED {
             let _guard = lock(&self.lock);
             self.cond.notify_all();
+            crate::sleep::handed_off();
         }
     }
 

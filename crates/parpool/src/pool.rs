@@ -216,7 +216,10 @@ impl ThreadPool {
             self.registry.check_accepting();
             return f();
         }
-        match scope::run(&self.registry, |s| s.apply_async(f).get_outcome()) {
+        // The scope returns once the job has been dropped in full, so the
+        // handle is ready: waiting on the scope alone costs one wake-up.
+        let handle = scope::run(&self.registry, |s| s.apply_async(f));
+        match handle.get_outcome() {
             Ok(value) => value,
             Err((_, Some(payload))) => resume_unwind(payload),
             Err((e, None)) => panic!("parpool: apply's task did not complete: {e}"),

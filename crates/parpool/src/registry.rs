@@ -41,10 +41,6 @@ const TERMINATED: u8 = 2;
 /// queued work to help with again.
 const HELP_POLL: Duration = Duration::from_millis(1);
 
-/// How many times a waiting thread checks for its result before it sleeps.
-const WAIT_SPIN_CHECKS: u32 = 500;
-const WAIT_YIELD_CHECKS: u32 = 20;
-
 pub(crate) struct Registry {
     injector: Injector<JobBox>,
     sleep: Sleep,
@@ -306,19 +302,10 @@ impl Registry {
                 }
             }
         } else {
-            // Results often come within microseconds: spin briefly before
-            // paying for a sleep and a wake-up (the W7 latency).
-            for round in 0..WAIT_SPIN_CHECKS + WAIT_YIELD_CHECKS {
-                if done() {
-                    return;
-                }
-                if round < WAIT_SPIN_CHECKS {
-                    std::hint::spin_loop();
-                } else {
-                    // On a busy machine, let the worker we wait for run.
-                    std::thread::yield_now();
-                }
-            }
+            // Block at once, without spinning: a blocked thread frees its
+            // CPU for the worker, and on virtual machines waking a thread on
+            // an idle (halted) CPU costs tens of microseconds, while a
+            // wake-up onto the CPU its waker leaves is fast (docs/design.md).
             while !done() {
                 block(None);
             }

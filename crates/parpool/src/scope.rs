@@ -59,6 +59,7 @@ impl ScopeState {
         *pending -= 1;
         if *pending == 0 {
             self.cond.notify_all();
+            crate::sleep::handed_off();
         }
     }
 

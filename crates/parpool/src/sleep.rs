@@ -14,6 +14,7 @@
 //! described with its scenarios in `docs/design.md`.
 
 use crate::sync::lock;
+use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
@@ -22,6 +23,18 @@ pub(crate) struct Sleep {
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     cond: Condvar,
+}
+
+thread_local! {
+    /// Set when this thread has just woken a thread blocked on a result.
+    static HANDED_OFF: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notes that the current thread woke a thread blocked on a result. If it
+/// then finds no work, it sleeps at once instead of spinning, leaving its
+/// CPU to the thread it woke (see `docs/design.md`, "Handing off the CPU").
+pub(crate) fn handed_off() {
+    HANDED_OFF.with(|h| h.set(true));
 }
 
 /// Rounds of spinning, then of yielding, before a worker sleeps.
@@ -53,6 +66,13 @@ impl Sleep {
     /// Idles until `ready()` may have become true. `ready` must be cheap and
     /// must not block. Spurious returns are allowed: the caller loops.
     pub(crate) fn idle(&self, ready: impl Fn() -> bool) {
+        if !HANDED_OFF.with(|h| h.replace(false)) {
+            self.spin(&ready);
+        }
+        self.sleep(ready);
+    }
+
+    fn spin(&self, ready: &impl Fn() -> bool) {
         for round in 0..SPIN_ROUNDS {
             if ready() {
                 return;
@@ -67,6 +87,9 @@ impl Sleep {
             }
             std::thread::yield_now();
         }
+    }
+
+    fn sleep(&self, ready: impl Fn() -> bool) {
         let guard = lock(&self.lock);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);

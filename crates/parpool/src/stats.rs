@@ -60,7 +60,9 @@ const SHARDS: usize = 16;
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            shards: (0..SHARDS).map(|_| CachePadded::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(Shard::default()))
+                .collect(),
         }
     }
 }
@@ -115,7 +117,8 @@ impl Counters {
     }
 
     pub(crate) fn snapshot(&self, workers: usize) -> Stats {
-        let (mut queued, mut running, mut completed, mut panicked) = (0isize, 0isize, 0usize, 0usize);
+        let (mut queued, mut running, mut completed, mut panicked) =
+            (0isize, 0isize, 0usize, 0usize);
         for shard in self.shards.iter() {
             queued += shard.queued.load(Ordering::Relaxed);
             running += shard.running.load(Ordering::Relaxed);
