@@ -15,7 +15,7 @@ use crate::cancel::CancelFlag;
 use crate::error::TaskError;
 use crate::job::Job;
 use crate::panic::{self, Payload};
-use crate::registry::Registry;
+use crate::registry;
 use crate::scope::ScopeState;
 use crate::sync::lock;
 use std::fmt;
@@ -34,8 +34,21 @@ const DONE: u8 = 2;
 type SuccessCallback<R> = Box<dyn FnOnce(&R) + Send>;
 type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 
-/// A task's outcome, with the panic payload kept for re-raising.
-pub(crate) type Outcome<R> = Result<R, (TaskError, Option<Payload>)>;
+/// A task's outcome. The failure is boxed: slots stay small, and a million
+/// pending handles cost a million small allocations, not large ones.
+pub(crate) type Outcome<R> = Result<R, Box<Failure>>;
+
+/// Why a task has no value, with the panic payload kept for re-raising.
+pub(crate) struct Failure {
+    pub(crate) error: TaskError,
+    pub(crate) payload: Option<Payload>,
+}
+
+impl Failure {
+    pub(crate) fn new(error: TaskError, payload: Option<Payload>) -> Box<Self> {
+        Box::new(Failure { error, payload })
+    }
+}
 
 pub(crate) struct Slot<R> {
     status: AtomicU8,
@@ -51,10 +64,15 @@ struct Inner<R> {
     observed: bool,
     handle_alive: bool,
     /// Threads blocked in `block`; `complete` skips the wake-up syscall if 0.
-    waiters: usize,
+    waiters: u32,
+    /// Boxed: most tasks have none.
+    callbacks: Option<Box<Callbacks<R>>>,
+    waker: Option<Waker>,
+}
+
+struct Callbacks<R> {
     on_success: Vec<SuccessCallback<R>>,
     on_error: Vec<ErrorCallback>,
-    waker: Option<Waker>,
 }
 
 impl<R> Slot<R> {
@@ -68,8 +86,7 @@ impl<R> Slot<R> {
                 observed: false,
                 handle_alive: true,
                 waiters: 0,
-                on_success: Vec::new(),
-                on_error: Vec::new(),
+                callbacks: None,
                 waker: None,
             }),
             cond: Condvar::new(),
@@ -92,18 +109,18 @@ impl<R> Slot<R> {
     /// callbacks, then marks the slot done and wakes every waiter.
     fn complete(&self, outcome: Outcome<R>) {
         let mut inner = lock(&self.inner);
-        match &outcome {
-            Ok(value) => {
-                for cb in std::mem::take(&mut inner.on_success) {
-                    run_callback(|| cb(value));
+        if let Some(callbacks) = inner.callbacks.take() {
+            match &outcome {
+                Ok(value) => {
+                    for cb in callbacks.on_success {
+                        run_callback(|| cb(value));
+                    }
                 }
-                inner.on_error.clear();
-            }
-            Err((err, _)) => {
-                for cb in std::mem::take(&mut inner.on_error) {
-                    run_callback(|| cb(err));
+                Err(failure) => {
+                    for cb in callbacks.on_error {
+                        run_callback(|| cb(&failure.error));
+                    }
                 }
-                inner.on_success.clear();
             }
         }
         inner.outcome = Some(outcome);
@@ -124,8 +141,8 @@ impl<R> Slot<R> {
 
     fn hand_unobserved_panic_to_scope(&self, inner: &mut Inner<R>) {
         if let (Some(scope), false) = (&self.scope, inner.observed) {
-            if let Some(Err((_, payload))) = &mut inner.outcome {
-                if let Some(p) = payload.take() {
+            if let Some(Err(failure)) = &mut inner.outcome {
+                if let Some(p) = failure.payload.take() {
                     scope.report_panic(p);
                 }
             }
@@ -190,13 +207,13 @@ where
         let token = unsafe { crate::cancel::enter(flag, true) };
         let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
             if payload.is::<panic::CancelledMarker>() {
-                return (TaskError::Cancelled, None);
+                return Failure::new(TaskError::Cancelled, None);
             }
             if self.source == PanicSource::Task {
                 // Jobs run only on their pool's workers.
                 crate::registry::with_current(|r| r.task_panicked(&payload));
             }
-            (
+            Failure::new(
                 TaskError::Panicked(panic::message(payload.as_ref())),
                 Some(payload),
             )
@@ -211,7 +228,8 @@ impl<F, R> Drop for ApplyJob<F, R> {
         if let Some(f) = self.f.take() {
             drop(f);
             if self.slot.claim() {
-                self.slot.complete(Err((TaskError::Cancelled, None)));
+                self.slot
+                    .complete(Err(Failure::new(TaskError::Cancelled, None)));
             }
         }
     }
@@ -239,7 +257,6 @@ impl<F, R> Drop for ApplyJob<F, R> {
 #[must_use = "an AsyncResult does nothing unless you get() or await it; dropping it does not cancel the task"]
 pub struct AsyncResult<R> {
     slot: Arc<Slot<R>>,
-    registry: Arc<Registry>,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -251,8 +268,8 @@ impl<R> fmt::Debug for AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    pub(crate) fn new(slot: Arc<Slot<R>>, registry: Arc<Registry>) -> Self {
-        AsyncResult { slot, registry }
+    pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
+        AsyncResult { slot }
     }
 
     /// Waits for the task and returns its result.
@@ -271,7 +288,7 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(pool.apply_async(|| "done").get(), Ok("done"));
     /// ```
     pub fn get(self) -> Result<R, TaskError> {
-        self.get_outcome().map_err(|(e, _)| e)
+        self.get_outcome().map_err(|f| f.error)
     }
 
     pub(crate) fn get_outcome(mut self) -> Outcome<R> {
@@ -303,7 +320,7 @@ impl<R> AsyncResult<R> {
         if !self.wait_timeout(timeout) {
             return Err(TaskError::Timeout);
         }
-        self.take().map_err(|(e, _)| e)
+        self.take().map_err(|f| f.error)
     }
 
     fn take(&mut self) -> Outcome<R> {
@@ -333,12 +350,7 @@ impl<R> AsyncResult<R> {
     /// ```
     pub fn wait(&self) {
         let slot = &self.slot;
-        self.registry.wait_until(
-            || slot.is_done(),
-            |timeout| {
-                slot.block(timeout);
-            },
-        );
+        registry::wait_here(|| slot.is_done(), |timeout| slot.block(timeout));
     }
 
     /// Waits at most `timeout`; returns whether the task has finished.
@@ -353,14 +365,13 @@ impl<R> AsyncResult<R> {
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let slot = &self.slot;
-        if self.registry.is_current_worker() {
+        match registry::current_worker() {
             // Help with queued work, but never past the deadline.
-            self.registry.wait_until(
+            Some(registry) => registry.wait_until(
                 || slot.is_done() || Instant::now() >= deadline,
                 |t| slot.block(t),
-            );
-        } else {
-            slot.block(Some(timeout));
+            ),
+            None => slot.block(Some(timeout)),
         }
         slot.is_done()
     }
@@ -419,7 +430,8 @@ impl<R> AsyncResult<R> {
     pub fn cancel(&self) -> bool {
         self.slot.unwanted.store(true, Ordering::Relaxed);
         if self.slot.claim() {
-            self.slot.complete(Err((TaskError::Cancelled, None)));
+            self.slot
+                .complete(Err(Failure::new(TaskError::Cancelled, None)));
             true
         } else {
             false
@@ -446,7 +458,7 @@ impl<R> AsyncResult<R> {
                 run_callback(|| f(value));
             }
         } else {
-            inner.on_success.push(Box::new(f));
+            inner.callbacks().on_success.push(Box::new(f));
         }
         drop(inner);
         self
@@ -469,18 +481,14 @@ impl<R> AsyncResult<R> {
     pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
         let mut inner = lock(&self.slot.inner);
         if self.slot.is_done() {
-            if let Some(Err((err, _))) = &inner.outcome {
-                run_callback(|| f(err));
+            if let Some(Err(failure)) = &inner.outcome {
+                run_callback(|| f(&failure.error));
             }
         } else {
-            inner.on_error.push(Box::new(f));
+            inner.callbacks().on_error.push(Box::new(f));
         }
         drop(inner);
         self
-    }
-
-    pub(crate) fn registry(&self) -> &Arc<Registry> {
-        &self.registry
     }
 
     /// Registers a waker called when the task finishes.
@@ -494,6 +502,17 @@ impl<R> AsyncResult<R> {
             _ => inner.waker = Some(waker.clone()),
         }
         false
+    }
+}
+
+impl<R> Inner<R> {
+    fn callbacks(&mut self) -> &mut Callbacks<R> {
+        self.callbacks.get_or_insert_with(|| {
+            Box::new(Callbacks {
+                on_success: Vec::new(),
+                on_error: Vec::new(),
+            })
+        })
     }
 }
 
@@ -540,7 +559,7 @@ impl<R> Future for AsyncResult<R> {
     /// the executor's thread.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.register_waker(cx.waker()) {
-            Poll::Ready(self.take().map_err(|(e, _)| e))
+            Poll::Ready(self.take().map_err(|f| f.error))
         } else {
             Poll::Pending
         }

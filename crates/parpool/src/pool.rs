@@ -221,8 +221,10 @@ impl ThreadPool {
         let handle = scope::run(&self.registry, |s| s.apply_async(f));
         match handle.get_outcome() {
             Ok(value) => value,
-            Err((_, Some(payload))) => resume_unwind(payload),
-            Err((e, None)) => panic!("parpool: apply's task did not complete: {e}"),
+            Err(failure) => match failure.payload {
+                Some(payload) => resume_unwind(payload),
+                None => panic!("parpool: apply's task did not complete: {}", failure.error),
+            },
         }
     }
 
@@ -254,7 +256,7 @@ impl ThreadPool {
         let slot = Slot::new(None);
         let job = ApplyJob::new(f, Arc::clone(&slot), source);
         self.registry.submit_unchecked(Box::new(job));
-        AsyncResult::new(slot, Arc::clone(&self.registry))
+        AsyncResult::new(slot)
     }
 
     /// Applies `f` to every input in parallel and returns the results in

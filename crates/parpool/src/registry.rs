@@ -66,6 +66,27 @@ pub(crate) fn with_current(f: impl FnOnce(&Registry)) {
     })
 }
 
+/// The pool whose worker the current thread is, if any.
+pub(crate) fn current_worker() -> Option<Arc<Registry>> {
+    WORKER.with(|w| w.borrow().clone())
+}
+
+/// Waits until `done()`, like [`Registry::wait_until`]: on a worker of any
+/// pool it runs that pool's queued jobs meanwhile, elsewhere it blocks.
+pub(crate) fn wait_here(done: impl Fn() -> bool, block: impl Fn(Option<Duration>)) {
+    if done() {
+        return;
+    }
+    match current_worker() {
+        Some(registry) => registry.wait_until(done, block),
+        None => {
+            while !done() {
+                block(None);
+            }
+        }
+    }
+}
+
 /// Whether the current thread is a worker of a terminated pool.
 pub(crate) fn current_pool_terminated() -> bool {
     WORKER.with(|w| w.borrow().as_ref().is_some_and(|r| r.is_terminated()))

@@ -204,7 +204,7 @@ impl<'scope> Scope<'scope, '_> {
         let slot = Slot::new(Some(Arc::clone(&self.state)));
         let job = ApplyJob::new(f, Arc::clone(&slot), source);
         self.state.submit(&self.registry, Box::new(job));
-        AsyncResult::new(slot, Arc::clone(&self.registry))
+        AsyncResult::new(slot)
     }
 
     /// Like [`ThreadPool::map_async`](crate::ThreadPool::map_async), for a

@@ -142,10 +142,9 @@ impl<R> AsCompleted<R> {
                 Some(d) => Some(d - now),
                 None => None,
             };
-            // Nested use on a worker of the handles' pool: help instead of
-            // blocking, so the awaited tasks can run.
-            let registry = self.handles.iter().flatten().next().map(|h| h.registry());
-            if let Some(registry) = registry.filter(|r| r.is_current_worker()) {
+            // On a pool worker: run queued work instead of blocking, so the
+            // awaited tasks can run.
+            if let Some(registry) = crate::registry::current_worker() {
                 drop(ready);
                 if registry.run_one() {
                     continue;
