@@ -1,0 +1,65 @@
+//! `cargo run --release -p parpool-bench --bin report [-- --quick]`
+//!
+//! Measures parpool and its peers on W1..W7, prints the markdown report and
+//! writes it, with the chart, to `docs/bench/` (or `--out DIR`).
+
+use parpool_bench::{chart, child, run, Options};
+use std::path::PathBuf;
+
+const USAGE: &str = "usage: report [--quick] [--only W1,W2,..] [--out DIR] [--no-write]";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        child::main(&args[1..]);
+        return;
+    }
+    let mut opts = Options {
+        quick: false,
+        only: Vec::new(),
+    };
+    let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench");
+    let mut write = true;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => opts.quick = true,
+            "--no-write" => write = false,
+            "--only" => {
+                let list = it.next().unwrap_or_else(|| die("--only needs a list"));
+                opts.only = list.split(',').map(|s| s.trim().to_string()).collect();
+            }
+            "--out" => out = PathBuf::from(it.next().unwrap_or_else(|| die("--out needs a dir"))),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => die(&format!("unknown argument `{other}`")),
+        }
+    }
+    let report = run(&opts);
+    let md = report.to_markdown();
+    println!("{md}");
+    if write {
+        std::fs::create_dir_all(&out).unwrap_or_else(|e| die(&format!("{}: {e}", out.display())));
+        let md_path = out.join("report.md");
+        std::fs::write(&md_path, &md)
+            .unwrap_or_else(|e| die(&format!("{}: {e}", md_path.display())));
+        let svg = out.join("chart.svg");
+        if let Err(e) = chart::write(&svg, &report.sections) {
+            die(&format!("{}: {e}", svg.display()));
+        }
+        eprintln!("wrote {} and {}", md_path.display(), svg.display());
+    }
+    let failed = report
+        .targets
+        .iter()
+        .filter(|t| t.verdict() == parpool_bench::targets::Verdict::Fail)
+        .count();
+    eprintln!("{failed} target(s) failed");
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("report: {msg}\n{USAGE}");
+    std::process::exit(2);
+}
