@@ -1,0 +1,531 @@
+//! `AsyncResult`: the handle to one task's future result.
+//!
+//! A task and its handle share a *slot*. The slot's status moves
+//! `QUEUED -> CLAIMED -> DONE`, and exactly one party claims it: the worker
+//! that starts the task, or `cancel`, or the queue dropping the job unrun
+//! (terminate). The claimer fills in the outcome, runs the callbacks, marks
+//! the slot done and wakes every waiter, in that order, under the slot's
+//! mutex; so callbacks have run before any `wait` returns, and no outcome is
+//! ever written twice or never.
+//!
+//! Dropping a handle does not cancel its task. In a scope, a panic that no
+//! handle observed is handed to the scope, which re-raises it when it ends.
+
+use crate::cancel::CancelFlag;
+use crate::error::TaskError;
+use crate::job::Job;
+use crate::panic::{self, Payload};
+use crate::registry::Registry;
+use crate::scope::ScopeState;
+use crate::sync::lock;
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+const QUEUED: u8 = 0;
+const CLAIMED: u8 = 1;
+const DONE: u8 = 2;
+
+type SuccessCallback<R> = Box<dyn FnOnce(&R) + Send>;
+type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
+
+/// A task's outcome, with the panic payload kept for re-raising.
+pub(crate) type Outcome<R> = Result<R, (TaskError, Option<Payload>)>;
+
+pub(crate) struct Slot<R> {
+    status: AtomicU8,
+    unwanted: AtomicBool,
+    inner: Mutex<Inner<R>>,
+    cond: Condvar,
+    scope: Option<Arc<ScopeState>>,
+}
+
+struct Inner<R> {
+    outcome: Option<Outcome<R>>,
+    taken: bool,
+    observed: bool,
+    handle_alive: bool,
+    on_success: Vec<SuccessCallback<R>>,
+    on_error: Vec<ErrorCallback>,
+    waker: Option<Waker>,
+}
+
+impl<R> Slot<R> {
+    pub(crate) fn new(scope: Option<Arc<ScopeState>>) -> Arc<Self> {
+        Arc::new(Slot {
+            status: AtomicU8::new(QUEUED),
+            unwanted: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                outcome: None,
+                taken: false,
+                observed: false,
+                handle_alive: true,
+                on_success: Vec::new(),
+                on_error: Vec::new(),
+                waker: None,
+            }),
+            cond: Condvar::new(),
+            scope,
+        })
+    }
+
+    /// Claims the right to fill in the outcome; `false` if someone else has.
+    fn claim(&self) -> bool {
+        self.status
+            .compare_exchange(QUEUED, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn is_done(&self) -> bool {
+        self.status.load(Ordering::Acquire) == DONE
+    }
+
+    /// Stores the outcome (the caller has claimed the slot), runs the
+    /// callbacks, then marks the slot done and wakes every waiter.
+    fn complete(&self, outcome: Outcome<R>) {
+        let mut inner = lock(&self.inner);
+        match &outcome {
+            Ok(value) => {
+                for cb in inner.on_success.drain(..).collect::<Vec<_>>() {
+                    run_callback(|| cb(value));
+                }
+                inner.on_error.clear();
+            }
+            Err((err, _)) => {
+                for cb in inner.on_error.drain(..).collect::<Vec<_>>() {
+                    run_callback(|| cb(err));
+                }
+                inner.on_success.clear();
+            }
+        }
+        inner.outcome = Some(outcome);
+        if !inner.handle_alive {
+            self.hand_unobserved_panic_to_scope(&mut inner);
+        }
+        self.status.store(DONE, Ordering::Release);
+        let waker = inner.waker.take();
+        self.cond.notify_all();
+        drop(inner);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn hand_unobserved_panic_to_scope(&self, inner: &mut Inner<R>) {
+        if let (Some(scope), false) = (&self.scope, inner.observed) {
+            if let Some(Err((_, payload))) = &mut inner.outcome {
+                if let Some(p) = payload.take() {
+                    scope.report_panic(p);
+                }
+            }
+        }
+    }
+}
+
+impl<R> CancelFlag for Slot<R>
+where
+    R: Send,
+{
+    fn is_cancelled(&self) -> bool {
+        self.unwanted.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs a user callback; a panicking callback is contained (the default hook
+/// has printed it) and cannot break the pool or the handle.
+fn run_callback(f: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
+}
+
+/// Runs a closure and returns its outcome, reporting a panic to the pool.
+pub(crate) fn call_catching<R>(registry: &Registry, f: impl FnOnce() -> R) -> Outcome<R> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        registry.task_panicked(&payload);
+        (
+            TaskError::Panicked(panic::message(payload.as_ref())),
+            Some(payload),
+        )
+    })
+}
+
+/// The job behind `apply_async`: one closure, one slot.
+pub(crate) struct ApplyJob<F, R> {
+    f: Option<F>,
+    slot: Arc<Slot<R>>,
+    registry: Arc<Registry>,
+}
+
+impl<F, R> ApplyJob<F, R> {
+    pub(crate) fn new(f: F, slot: Arc<Slot<R>>, registry: Arc<Registry>) -> Self {
+        ApplyJob {
+            f: Some(f),
+            slot,
+            registry,
+        }
+    }
+}
+
+impl<F, R> Job for ApplyJob<F, R>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    fn run(mut self: Box<Self>) {
+        let Some(f) = self.f.take() else { return };
+        if !self.slot.claim() {
+            return; // cancelled by its handle; `f` drops here
+        }
+        let flag: Arc<dyn CancelFlag + '_> = self.slot.clone();
+        // SAFETY: the guard is a local of this call and drops before it returns.
+        let token = unsafe { crate::cancel::enter(flag, true) };
+        let outcome = call_catching(&self.registry, f);
+        drop(token);
+        self.slot.complete(outcome);
+    }
+}
+
+impl<F, R> Drop for ApplyJob<F, R> {
+    fn drop(&mut self) {
+        if let Some(f) = self.f.take() {
+            drop(f);
+            if self.slot.claim() {
+                self.slot.complete(Err((TaskError::Cancelled, None)));
+            }
+        }
+    }
+}
+
+/// The handle to a task's result, returned by
+/// [`ThreadPool::apply_async`](crate::ThreadPool::apply_async) and the other
+/// `_async` methods. Like Python's `AsyncResult`, and also a [`Future`].
+///
+/// Dropping the handle does not cancel the task.
+///
+/// # Examples
+///
+/// ```
+/// use parpool::ThreadPool;
+/// use std::time::Duration;
+///
+/// let pool = ThreadPool::new();
+/// let mut handle = pool.apply_async(|| 6 * 7);
+/// handle.wait();
+/// assert!(handle.ready());
+/// assert_eq!(handle.successful(), Some(true));
+/// assert_eq!(handle.get_timeout(Duration::from_secs(1)), Ok(42));
+/// ```
+#[must_use = "an AsyncResult does nothing unless you get() or await it; dropping it does not cancel the task"]
+pub struct AsyncResult<R> {
+    slot: Arc<Slot<R>>,
+    registry: Arc<Registry>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.slot.is_done())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> AsyncResult<R> {
+    pub(crate) fn new(slot: Arc<Slot<R>>, registry: Arc<Registry>) -> Self {
+        AsyncResult { slot, registry }
+    }
+
+    /// Waits for the task and returns its result.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::Panicked`] if the task panicked, [`TaskError::Cancelled`]
+    /// if it was cancelled or its pool terminated before it ran.
+    ///
+    /// # Panics
+    ///
+    /// If [`get_timeout`](Self::get_timeout) already returned the result.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// assert_eq!(pool.apply_async(|| "done").get(), Ok("done"));
+    /// ```
+    pub fn get(self) -> Result<R, TaskError> {
+        self.get_outcome().map_err(|(e, _)| e)
+    }
+
+    pub(crate) fn get_outcome(mut self) -> Outcome<R> {
+        self.wait();
+        self.take()
+    }
+
+    /// Waits at most `timeout` for the result. On [`TaskError::Timeout`] the
+    /// handle stays usable; once the result has been returned, it is spent.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get), plus [`TaskError::Timeout`].
+    ///
+    /// # Panics
+    ///
+    /// If the result was already returned by an earlier call.
+    ///
+    /// ```
+    /// use parpool::TaskError;
+    /// use std::time::Duration;
+    ///
+    /// let pool = parpool::ThreadPool::new();
+    /// let mut slow = pool.apply_async(|| std::thread::sleep(Duration::from_millis(200)));
+    /// assert_eq!(slow.get_timeout(Duration::from_millis(1)), Err(TaskError::Timeout));
+    /// assert_eq!(slow.get_timeout(Duration::from_secs(30)), Ok(()));
+    /// ```
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<R, TaskError> {
+        if !self.wait_timeout(timeout) {
+            return Err(TaskError::Timeout);
+        }
+        self.take().map_err(|(e, _)| e)
+    }
+
+    fn take(&mut self) -> Outcome<R> {
+        let mut inner = lock(&self.slot.inner);
+        assert!(
+            !inner.taken,
+            "parpool: this AsyncResult's result was already returned by get_timeout"
+        );
+        inner.taken = true;
+        inner.observed = true;
+        inner
+            .outcome
+            .take()
+            .expect("parpool: a done slot holds an outcome")
+    }
+
+    /// Blocks until the task has finished (its callbacks included).
+    ///
+    /// On one of the pool's own workers it runs queued work while it waits,
+    /// so waiting inside a task cannot deadlock the pool.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let handle = pool.apply_async(|| 1);
+    /// handle.wait();
+    /// assert!(handle.ready());
+    /// ```
+    pub fn wait(&self) {
+        let slot = &self.slot;
+        self.registry.wait_until(
+            || slot.is_done(),
+            |timeout| {
+                slot.block(timeout);
+            },
+        );
+    }
+
+    /// Waits at most `timeout`; returns whether the task has finished.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = parpool::ThreadPool::new();
+    /// let handle = pool.apply_async(|| std::thread::sleep(Duration::from_millis(100)));
+    /// assert!(!handle.wait_timeout(Duration::from_millis(1)));
+    /// assert!(handle.wait_timeout(Duration::from_secs(30)));
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let slot = &self.slot;
+        if self.registry.is_current_worker() {
+            // Help with queued work, but never past the deadline.
+            self.registry.wait_until(
+                || slot.is_done() || Instant::now() >= deadline,
+                |t| slot.block(t),
+            );
+        } else {
+            slot.block(Some(timeout));
+        }
+        slot.is_done()
+    }
+
+    /// Whether the task has finished (Python's `ready()`).
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let handle = pool.apply_async(|| 1);
+    /// handle.wait();
+    /// assert!(handle.ready());
+    /// ```
+    pub fn ready(&self) -> bool {
+        self.slot.is_done()
+    }
+
+    /// `None` until the task has finished, then whether it returned normally
+    /// (Python's `successful()`, which raises instead of returning `None`).
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let bad = pool.apply_async(|| panic!("no"));
+    /// bad.wait();
+    /// assert_eq!(bad.successful(), Some(false));
+    /// ```
+    pub fn successful(&self) -> Option<bool> {
+        if !self.slot.is_done() {
+            return None;
+        }
+        let mut inner = lock(&self.slot.inner);
+        let ok = match &inner.outcome {
+            Some(outcome) => outcome.is_ok(),
+            None => !inner.taken, // taken: the caller already saw it
+        };
+        if !ok {
+            inner.observed = true;
+        }
+        Some(ok)
+    }
+
+    /// Cancels the task if it has not started (like
+    /// `concurrent.futures.Future.cancel`): returns `true`, and
+    /// [`get`](Self::get) then returns [`TaskError::Cancelled`]. A task that
+    /// already started keeps running and `false` is returned, but
+    /// [`cancelled`](crate::cancelled) turns true inside it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = parpool::ThreadPool::with_workers(1);
+    /// let blocker = pool.apply_async(|| std::thread::sleep(Duration::from_millis(100)));
+    /// let queued = pool.apply_async(|| 1);
+    /// assert!(queued.cancel());
+    /// assert_eq!(queued.get(), Err(parpool::TaskError::Cancelled));
+    /// blocker.get().unwrap();
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.slot.unwanted.store(true, Ordering::Relaxed);
+        if self.slot.claim() {
+            self.slot.complete(Err((TaskError::Cancelled, None)));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Attaches Python's `callback`: `f` runs with the result once the task
+    /// succeeds, before any `wait` returns. It runs on the worker that
+    /// finished the task, or right here if the task has already finished. A
+    /// panicking callback is contained: the result and the pool are unharmed.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let pool = parpool::ThreadPool::new();
+    /// let (tx, rx) = mpsc::channel();
+    /// let handle = pool.apply_async(|| 21 * 2).on_success(move |v| tx.send(*v).unwrap());
+    /// handle.wait();
+    /// assert_eq!(rx.try_recv(), Ok(42));
+    /// ```
+    pub fn on_success(self, f: impl FnOnce(&R) + Send + 'static) -> Self {
+        let mut inner = lock(&self.slot.inner);
+        if self.slot.is_done() {
+            if let Some(Ok(value)) = &inner.outcome {
+                run_callback(|| f(value));
+            }
+        } else {
+            inner.on_success.push(Box::new(f));
+        }
+        drop(inner);
+        self
+    }
+
+    /// Attaches Python's `error_callback`: `f` runs with the error if the task
+    /// panics or is cancelled, before any `wait` returns. A panicking callback
+    /// is contained.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// let pool = parpool::ThreadPool::new();
+    /// let (tx, rx) = mpsc::channel();
+    /// let handle = pool
+    ///     .apply_async(|| -> u8 { panic!("bad input") })
+    ///     .on_error(move |e| tx.send(e.to_string()).unwrap());
+    /// handle.wait();
+    /// assert!(rx.try_recv().unwrap().contains("bad input"));
+    /// ```
+    pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
+        let mut inner = lock(&self.slot.inner);
+        if self.slot.is_done() {
+            if let Some(Err((err, _))) = &inner.outcome {
+                run_callback(|| f(err));
+            }
+        } else {
+            inner.on_error.push(Box::new(f));
+        }
+        drop(inner);
+        self
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Registers a waker called when the task finishes.
+    pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
+        let mut inner = lock(&self.slot.inner);
+        if self.slot.is_done() {
+            return true;
+        }
+        match &inner.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => inner.waker = Some(waker.clone()),
+        }
+        false
+    }
+}
+
+impl<R> Slot<R> {
+    /// Blocks until done or the timeout passes.
+    fn block(&self, timeout: Option<Duration>) {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut inner = lock(&self.inner);
+        while !self.is_done() {
+            match deadline {
+                None => inner = self.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return;
+                    }
+                    inner = self
+                        .cond
+                        .wait_timeout(inner, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+impl<R> Drop for AsyncResult<R> {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.slot.inner);
+        inner.handle_alive = false;
+        if self.slot.is_done() {
+            self.slot.hand_unobserved_panic_to_scope(&mut inner);
+        }
+    }
+}
+
+impl<R> Future for AsyncResult<R> {
+    type Output = Result<R, TaskError>;
+
+    /// Resolves to what [`get`](AsyncResult::get) returns, without blocking
+    /// the executor's thread.
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.register_waker(cx.waker()) {
+            Poll::Ready(self.take().map_err(|(e, _)| e))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<R> Unpin for AsyncResult<R> {}

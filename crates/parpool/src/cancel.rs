@@ -1,0 +1,100 @@
+//! `cancelled()`: how a running task learns that its result is no longer wanted.
+//!
+//! While a job runs, the thread keeps a stack of tokens (nested work pushes
+//! more). [`cancelled`] asks the innermost one. A token is the shared state of
+//! the call the task belongs to: an `AsyncResult`'s slot (cancelled by
+//! `cancel`), an `imap`'s state (cancelled when the iterator is dropped), a
+//! `try_map`'s state (cancelled after a failure). Tokens of work that the
+//! caller waits for itself (blocking `map`) do not follow `terminate`, since
+//! their results are still wanted; the others do.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// Shared state that can tell whether its task's result is still wanted.
+pub(crate) trait CancelFlag: Send + Sync {
+    fn is_cancelled(&self) -> bool;
+}
+
+struct Token {
+    flag: Arc<dyn CancelFlag>,
+    follows_terminate: bool,
+}
+
+thread_local! {
+    static TOKENS: RefCell<Vec<Token>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks the current thread as running a task of `flag` until dropped.
+pub(crate) struct TokenGuard<'a>(std::marker::PhantomData<&'a ()>);
+
+/// Pushes `flag` on the thread's token stack until the guard drops.
+///
+/// # Safety
+///
+/// The guard must be dropped (not leaked) before `'a` ends: the token stack
+/// is thread-local and `'static`, so the flag's lifetime is erased there.
+pub(crate) unsafe fn enter<'a>(
+    flag: Arc<dyn CancelFlag + 'a>,
+    follows_terminate: bool,
+) -> TokenGuard<'a> {
+    // SAFETY: only the trait object's lifetime bound changes; the caller
+    // drops the guard, which pops (and drops) this flag, before 'a ends.
+    let flag =
+        unsafe { std::mem::transmute::<Arc<dyn CancelFlag + 'a>, Arc<dyn CancelFlag>>(flag) };
+    TOKENS.with(|t| {
+        t.borrow_mut().push(Token {
+            flag,
+            follows_terminate,
+        })
+    });
+    TokenGuard(std::marker::PhantomData)
+}
+
+impl Drop for TokenGuard<'_> {
+    fn drop(&mut self) {
+        let token = TOKENS.with(|t| t.borrow_mut().pop());
+        drop(token);
+    }
+}
+
+/// Returns `true` inside a task whose result is no longer wanted.
+///
+/// That is the case after [`ThreadPool::terminate`](crate::ThreadPool::terminate),
+/// after [`AsyncResult::cancel`](crate::AsyncResult::cancel), after the task's
+/// `imap` iterator was dropped, and after a `try_map` saw an earlier failure.
+/// A long task can poll it and return early. Outside a task it returns `false`.
+///
+/// # Examples
+///
+/// ```
+/// use parpool::ThreadPool;
+/// use std::time::Duration;
+///
+/// let pool = ThreadPool::with_workers(1);
+/// let (started, is_started) = std::sync::mpsc::channel();
+/// let handle = pool.apply_async(move || {
+///     started.send(()).unwrap();
+///     while !parpool::cancelled() {
+///         std::thread::sleep(Duration::from_millis(1));
+///     }
+///     "stopped early"
+/// });
+/// is_started.recv().unwrap();
+/// pool.terminate();
+/// // A running task finishes; this one noticed the terminate and returned.
+/// assert_eq!(handle.get(), Ok("stopped early"));
+/// pool.join();
+/// ```
+pub fn cancelled() -> bool {
+    TOKENS.with(|t| {
+        let tokens = t.borrow();
+        match tokens.last() {
+            None => false,
+            Some(token) => {
+                token.flag.is_cancelled()
+                    || (token.follows_terminate && crate::registry::current_pool_terminated())
+            }
+        }
+    })
+}

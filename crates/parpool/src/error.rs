@@ -1,0 +1,59 @@
+//! Errors are values with a message that says what went wrong.
+//!
+//! [`TaskError`] is what a task's handle reports instead of a result: the task
+//! panicked, the caller stopped waiting, or the task never ran. [`BuildError`]
+//! is what [`Builder::build`](crate::Builder::build) reports instead of a pool;
+//! when it is returned, no worker thread of the failed pool is left running.
+
+use std::io;
+
+/// Why a task's result is not available.
+///
+/// # Examples
+///
+/// ```
+/// use parpool::{TaskError, ThreadPool};
+///
+/// let pool = ThreadPool::with_workers(1);
+/// let err = pool.apply_async(|| -> u32 { panic!("boom") }).get().unwrap_err();
+/// assert!(matches!(err, TaskError::Panicked(_)));
+/// assert!(err.to_string().contains("boom"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task panicked; the string is the panic message.
+    #[error("task panicked: {0}")]
+    Panicked(String),
+    /// The result was not ready before the timeout. The handle can still be used.
+    #[error("timed out waiting for the task's result (the task keeps running)")]
+    Timeout,
+    /// The task never ran, or stopped early: it was cancelled, or the pool was
+    /// terminated before or while it ran.
+    #[error("task cancelled: it was cancelled or its pool was terminated before it finished")]
+    Cancelled,
+}
+
+/// Why [`Builder::build`](crate::Builder::build) could not make a pool.
+///
+/// # Examples
+///
+/// ```
+/// use parpool::{BuildError, ThreadPool};
+///
+/// let err = ThreadPool::builder().workers(0).build().unwrap_err();
+/// assert!(matches!(err, BuildError::ZeroWorkers));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A pool needs at least one worker.
+    #[error("a thread pool needs at least one worker, but 0 were requested")]
+    ZeroWorkers,
+    /// The operating system refused to start a worker thread.
+    #[error("could not spawn a worker thread: {0}")]
+    Spawn(#[source] io::Error),
+    /// The initializer panicked on a worker thread; the message is the panic's.
+    #[error("the worker initializer panicked: {0}")]
+    InitializerPanicked(String),
+}

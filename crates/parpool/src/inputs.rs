@@ -1,0 +1,410 @@
+//! `Inputs`: what the blocking map family accepts, and how it is split.
+//!
+//! Blocking maps run items out of order on many threads, so they need random
+//! access to their inputs. Slices, vectors, arrays and integer ranges give it
+//! directly (the fast paths: no copy, no allocation). Any other iterator is
+//! first collected into a `Vec` on the calling thread.
+//!
+//! Invariant kept by every [`Source`]: index `i < len()` is taken at most once,
+//! and the engine either takes or drops (`drop_range`) every index of an
+//! owning source before the source itself is dropped.
+
+use std::ops::Range;
+
+#[doc(hidden)]
+pub mod source {
+    //! The engine's view of an input collection. Not public API.
+    use std::ops::Range;
+
+    /// Random access to `len()` items, each taken at most once.
+    ///
+    /// # Safety
+    ///
+    /// Implementors must be safe to share between threads that take distinct
+    /// indices concurrently.
+    pub unsafe trait Source: Sync {
+        type Item;
+        fn len(&self) -> usize;
+        /// # Safety
+        /// `i < len()`, and `i` was neither taken nor dropped before.
+        unsafe fn take(&self, i: usize) -> Self::Item;
+        /// Drops the items of `range` without taking them.
+        ///
+        /// # Safety
+        /// No index of `range` was taken or dropped before.
+        unsafe fn drop_range(&self, range: Range<usize>) {
+            let _ = range;
+        }
+    }
+}
+
+use source::Source;
+
+/// A collection or iterator that the blocking map family
+/// ([`ThreadPool::map`](crate::ThreadPool::map), `starmap`, `try_map`,
+/// `map_async`) can split among workers.
+///
+/// Implemented for:
+/// - borrowed slices, `&Vec<T>` and `&[T; N]` (items are `&T`), and
+///   `&mut [T]`/`&mut Vec<T>` (items are `&mut T`): zero-copy fast path;
+/// - `Vec<T>`, `Box<[T]>` and `[T; N]` (items are moved out): zero-copy;
+/// - integer `Range` and `RangeInclusive`: computed, nothing stored;
+/// - `std::slice::Iter`, `std::vec::IntoIter`, and the common iterator types
+///   of `std` (`Map`, `Filter`, `Enumerate`, `Zip`, `Chain`, `Lines`, map and
+///   set iterators, …), which are collected into a `Vec` first;
+/// - any other iterator through [`parpool::iter`](crate::iter).
+///
+/// For lazy, bounded-memory processing of long or endless iterators, use
+/// [`ThreadPool::imap`](crate::ThreadPool::imap) instead.
+///
+/// # Examples
+///
+/// ```
+/// use parpool::ThreadPool;
+///
+/// let pool = ThreadPool::new();
+/// let words = vec!["a", "bb", "ccc"];
+/// assert_eq!(pool.map(|w| w.len(), &words), [1, 2, 3]);          // slice fast path
+/// assert_eq!(pool.map(|i| i * i, 0..4u64), [0, 1, 4, 9]);         // range fast path
+/// assert_eq!(pool.map(|w| w.len(), words.iter().rev()), [3, 2, 1]); // collected first
+/// let mut counts = vec![1, 2, 3];
+/// pool.map(|c| *c *= 10, &mut counts);                            // in place
+/// assert_eq!(counts, [10, 20, 30]);
+/// ```
+pub trait Inputs {
+    /// The type handed to the mapped function.
+    type Item;
+    #[doc(hidden)]
+    type Source: Source<Item = Self::Item>;
+    #[doc(hidden)]
+    fn into_source(self) -> Self::Source;
+}
+
+/// Borrowed items: `&T` by index.
+#[doc(hidden)]
+pub struct SliceSource<'a, T>(&'a [T]);
+
+// SAFETY: taking `&T` by index only reads; `&[T]` is Sync when T is.
+unsafe impl<'a, T: Sync> Source for SliceSource<'a, T> {
+    type Item = &'a T;
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    unsafe fn take(&self, i: usize) -> &'a T {
+        // SAFETY: the caller passes i < len().
+        unsafe { self.0.get_unchecked(i) }
+    }
+}
+
+impl<'a, T: Sync> Inputs for &'a [T] {
+    type Item = &'a T;
+    type Source = SliceSource<'a, T>;
+    fn into_source(self) -> Self::Source {
+        SliceSource(self)
+    }
+}
+
+impl<'a, T: Sync> Inputs for &'a Vec<T> {
+    type Item = &'a T;
+    type Source = SliceSource<'a, T>;
+    fn into_source(self) -> Self::Source {
+        SliceSource(self.as_slice())
+    }
+}
+
+impl<'a, T: Sync, const N: usize> Inputs for &'a [T; N] {
+    type Item = &'a T;
+    type Source = SliceSource<'a, T>;
+    fn into_source(self) -> Self::Source {
+        SliceSource(self.as_slice())
+    }
+}
+
+impl<'a, T: Sync> Inputs for std::slice::Iter<'a, T> {
+    type Item = &'a T;
+    type Source = SliceSource<'a, T>;
+    fn into_source(self) -> Self::Source {
+        SliceSource(self.as_slice())
+    }
+}
+
+/// Mutably borrowed items: `&mut T` by index, each index handed out once.
+#[doc(hidden)]
+pub struct SliceMutSource<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _borrow: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: distinct indices give disjoint `&mut T`; sending `&mut T` to another
+// thread needs `T: Send`.
+unsafe impl<T: Send> Sync for SliceMutSource<'_, T> {}
+
+// SAFETY: each index is taken at most once (trait contract), so the `&mut T`
+// handed out never alias.
+unsafe impl<'a, T: Send> Source for SliceMutSource<'a, T> {
+    type Item = &'a mut T;
+    fn len(&self) -> usize {
+        self.len
+    }
+    unsafe fn take(&self, i: usize) -> &'a mut T {
+        // SAFETY: i < len, taken once, and the slice is mutably borrowed for 'a.
+        unsafe { &mut *self.ptr.add(i) }
+    }
+}
+
+impl<'a, T: Send> Inputs for &'a mut [T] {
+    type Item = &'a mut T;
+    type Source = SliceMutSource<'a, T>;
+    fn into_source(self) -> Self::Source {
+        SliceMutSource {
+            ptr: self.as_mut_ptr(),
+            len: self.len(),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'a, T: Send> Inputs for &'a mut Vec<T> {
+    type Item = &'a mut T;
+    type Source = SliceMutSource<'a, T>;
+    fn into_source(self) -> Self::Source {
+        self.as_mut_slice().into_source()
+    }
+}
+
+/// Owned items, moved out of a vector's buffer by index.
+#[doc(hidden)]
+pub struct VecSource<T> {
+    ptr: *mut T,
+    len: usize,
+    cap: usize,
+}
+
+impl<T> VecSource<T> {
+    pub(crate) fn new(v: Vec<T>) -> Self {
+        let mut v = std::mem::ManuallyDrop::new(v);
+        VecSource {
+            ptr: v.as_mut_ptr(),
+            len: v.len(),
+            cap: v.capacity(),
+        }
+    }
+}
+
+// SAFETY: items are moved to other threads (`T: Send`); distinct indices
+// touch distinct elements.
+unsafe impl<T: Send> Sync for VecSource<T> {}
+// SAFETY: as above; the buffer is owned.
+unsafe impl<T: Send> Send for VecSource<T> {}
+
+// SAFETY: each element is read (moved out) or dropped at most once, per the
+// trait contract.
+unsafe impl<T: Send> Source for VecSource<T> {
+    type Item = T;
+    fn len(&self) -> usize {
+        self.len
+    }
+    unsafe fn take(&self, i: usize) -> T {
+        // SAFETY: i < len and not taken before: the element is initialized
+        // and ownership moves to the caller.
+        unsafe { self.ptr.add(i).read() }
+    }
+    unsafe fn drop_range(&self, range: Range<usize>) {
+        let len = range.end.saturating_sub(range.start);
+        // SAFETY: the caller promises these elements were neither taken nor
+        // dropped, so they are initialized and owned here.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                self.ptr.add(range.start),
+                len,
+            ))
+        }
+    }
+}
+
+impl<T> Drop for VecSource<T> {
+    fn drop(&mut self) {
+        // SAFETY: rebuilds the original allocation with length 0: every
+        // element was taken or dropped by the engine, so only the buffer is
+        // freed here.
+        unsafe { drop(Vec::from_raw_parts(self.ptr, 0, self.cap)) }
+    }
+}
+
+impl<T: Send> Inputs for Vec<T> {
+    type Item = T;
+    type Source = VecSource<T>;
+    fn into_source(self) -> Self::Source {
+        VecSource::new(self)
+    }
+}
+
+impl<T: Send> Inputs for Box<[T]> {
+    type Item = T;
+    type Source = VecSource<T>;
+    fn into_source(self) -> Self::Source {
+        VecSource::new(self.into_vec())
+    }
+}
+
+impl<T: Send, const N: usize> Inputs for [T; N] {
+    type Item = T;
+    type Source = VecSource<T>;
+    fn into_source(self) -> Self::Source {
+        VecSource::new(Vec::from(self))
+    }
+}
+
+/// An integer range: item `i` is `start + i`, computed on demand.
+#[doc(hidden)]
+pub struct RangeSource<T> {
+    start: T,
+    len: usize,
+}
+
+macro_rules! range_inputs {
+    ($($t:ty),*) => {$(
+        // SAFETY: items are computed from `start`; nothing is shared mutably.
+        unsafe impl Source for RangeSource<$t> {
+            type Item = $t;
+            fn len(&self) -> usize {
+                self.len
+            }
+            unsafe fn take(&self, i: usize) -> $t {
+                // In range by construction: i < len = end - start.
+                (self.start as i128 + i as i128) as $t
+            }
+        }
+
+        impl Inputs for Range<$t> {
+            type Item = $t;
+            type Source = RangeSource<$t>;
+            fn into_source(self) -> Self::Source {
+                let len = (self.end as i128 - self.start as i128).max(0);
+                let len = usize::try_from(len).expect("parpool: range too long to map; use imap");
+                RangeSource { start: self.start, len }
+            }
+        }
+
+        impl Inputs for std::ops::RangeInclusive<$t> {
+            type Item = $t;
+            type Source = RangeSource<$t>;
+            fn into_source(self) -> Self::Source {
+                let (start, end) = self.clone().into_inner();
+                let len = if self.is_empty() { 0 } else { end as i128 - start as i128 + 1 };
+                let len = usize::try_from(len).expect("parpool: range too long to map; use imap");
+                RangeSource { start, len }
+            }
+        }
+    )*};
+}
+
+range_inputs!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+/// Wraps any iterator so the blocking map family accepts it; the items are
+/// collected into a `Vec` on the calling thread first.
+///
+/// # Examples
+///
+/// ```
+/// use parpool::ThreadPool;
+///
+/// let pool = ThreadPool::new();
+/// let mut n = 0;
+/// let counter = std::iter::from_fn(move || { n += 1; (n <= 3).then_some(n) });
+/// assert_eq!(pool.map(|x| x * 10, parpool::iter(counter)), [10, 20, 30]);
+/// ```
+pub fn iter<I: IntoIterator>(iter: I) -> Iter<I::IntoIter> {
+    Iter(iter.into_iter())
+}
+
+/// An iterator accepted by the blocking map family; made by [`iter`].
+///
+/// ```
+/// let pool = parpool::ThreadPool::new();
+/// let it: parpool::Iter<_> = parpool::iter("a b".split(' '));
+/// assert_eq!(pool.map(str::len, it), [1, 1]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Iter<I>(I);
+
+impl<I: Iterator> Inputs for Iter<I>
+where
+    I::Item: Send,
+{
+    type Item = I::Item;
+    type Source = VecSource<I::Item>;
+    fn into_source(self) -> Self::Source {
+        VecSource::new(self.0.collect())
+    }
+}
+
+macro_rules! via_collect {
+    ($( [$($g:tt)*] $ty:ty; )*) => {$(
+        impl<$($g)*> Inputs for $ty
+        where
+            $ty: Iterator,
+            <$ty as Iterator>::Item: Send,
+        {
+            type Item = <$ty as Iterator>::Item;
+            type Source = VecSource<Self::Item>;
+            fn into_source(self) -> Self::Source {
+                VecSource::new(self.collect())
+            }
+        }
+    )*};
+}
+
+use std::collections::{btree_map, btree_set, hash_map, hash_set, vec_deque};
+use std::iter as it;
+
+via_collect! {
+    [T] std::vec::IntoIter<T>;
+    [I, F] it::Map<I, F>;
+    [I, P] it::Filter<I, P>;
+    [I, F] it::FilterMap<I, F>;
+    [I] it::Enumerate<I>;
+    [A, B] it::Zip<A, B>;
+    [A, B] it::Chain<A, B>;
+    [I] it::Take<I>;
+    [I] it::Skip<I>;
+    [I] it::StepBy<I>;
+    [I] it::Cloned<I>;
+    [I] it::Copied<I>;
+    [I] it::Rev<I>;
+    [I, P] it::TakeWhile<I, P>;
+    [I, P] it::SkipWhile<I, P>;
+    [I] it::Fuse<I>;
+    [I, F] it::Inspect<I, F>;
+    [T] it::Once<T>;
+    [T] it::Empty<T>;
+    [F] it::FromFn<F>;
+    [T, F] it::Successors<T, F>;
+    ['a, T] std::slice::IterMut<'a, T>;
+    ['a, T] std::slice::Chunks<'a, T>;
+    ['a, T] std::slice::ChunksExact<'a, T>;
+    ['a, T] std::slice::Windows<'a, T>;
+    ['a, T] std::vec::Drain<'a, T>;
+    ['a] std::str::Chars<'a>;
+    ['a] std::str::CharIndices<'a>;
+    ['a] std::str::Bytes<'a>;
+    ['a] std::str::Lines<'a>;
+    ['a] std::str::SplitWhitespace<'a>;
+    [B] std::io::Lines<B>;
+    [] std::fs::ReadDir;
+    ['a, K, V] hash_map::Iter<'a, K, V>;
+    ['a, K, V] hash_map::Keys<'a, K, V>;
+    ['a, K, V] hash_map::Values<'a, K, V>;
+    [K, V] hash_map::IntoIter<K, V>;
+    ['a, T] hash_set::Iter<'a, T>;
+    [T] hash_set::IntoIter<T>;
+    ['a, K, V] btree_map::Iter<'a, K, V>;
+    ['a, K, V] btree_map::Keys<'a, K, V>;
+    ['a, K, V] btree_map::Values<'a, K, V>;
+    [K, V] btree_map::IntoIter<K, V>;
+    ['a, T] btree_set::Iter<'a, T>;
+    [T] btree_set::IntoIter<T>;
+    ['a, T] vec_deque::Iter<'a, T>;
+    [T] vec_deque::IntoIter<T>;
+}

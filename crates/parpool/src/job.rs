@@ -1,0 +1,36 @@
+//! A job: one unit the workers pop from the queue and run.
+//!
+//! A job is a boxed trait object. Running it consumes it; dropping it without
+//! running it means "cancelled": every job type reports cancellation to its
+//! consumer in its `Drop`, so a job discarded by `terminate`, or left in a
+//! queue for any other reason, can never leave anyone waiting.
+//!
+//! Jobs that borrow from a caller's stack (blocking `apply`, scoped work) have
+//! their lifetime erased by [`erase`]; the caller of `erase` promises to wait
+//! until the job has been run or dropped before the borrow ends.
+
+/// One unit of work in the queue.
+pub(crate) trait Job: Send {
+    /// Runs the job. Panics inside user code are caught by the job itself.
+    fn run(self: Box<Self>);
+
+    /// How many user items the job carries, for [`Stats`](crate::Stats).
+    fn items(&self) -> usize {
+        1
+    }
+}
+
+pub(crate) type JobBox = Box<dyn Job>;
+
+/// Extends a job's lifetime to `'static` so it can sit in the shared queue.
+///
+/// # Safety
+///
+/// The caller must not let `'a` end before the returned job has been run or
+/// dropped: it must wait for a signal that the job sends after it has dropped
+/// every borrowed value it holds.
+pub(crate) unsafe fn erase<'a>(job: Box<dyn Job + 'a>) -> JobBox {
+    // SAFETY: only the lifetime bound of the trait object changes; layout and
+    // vtable are identical. The caller guarantees the borrow outlives the job.
+    unsafe { std::mem::transmute::<Box<dyn Job + 'a>, Box<dyn Job + 'static>>(job) }
+}

@@ -1,0 +1,413 @@
+//! The blocking map engine behind `map`, `starmap`, `try_map` and `map_async`.
+//!
+//! The calling thread and up to `workers` runner jobs claim chunks of input
+//! indices from one atomic cursor and write each result straight into its
+//! slot of the output `Vec`: no channel message, no lock and no allocation
+//! per item. With automatic chunking the claims are *guided*: each takes a
+//! fraction of what remains, so early chunks are large (little overhead) and
+//! late ones small (good balance).
+//!
+//! Invariants:
+//! - Every input index is claimed once; the output slot `i` is written at
+//!   most once, by whoever claimed `i`.
+//! - The caller returns (or unwinds) only after no runner can touch its stack
+//!   any more. A runner enters through a *gate* (an atomic counter with a
+//!   "closed" bit) and dereferences the caller's context only while inside.
+//!   The caller closes the gate and waits until it is empty; a runner job
+//!   that is popped later finds the gate closed and never touches the
+//!   context. So the caller never waits for queued runners that have not
+//!   started, and a `mem::forget` cannot skip the wait (it is not a handle
+//!   that waits, it is the call itself).
+//! - After a failure (panic or `Err`) at index `k`, no item after `k` is
+//!   started; items before `k` still run, so `try_map` reports the error at
+//!   the earliest failing position whatever the timing. A panic stops
+//!   everything (`k = 0`).
+//! - Runners on workers stop between items when the pool is terminated and
+//!   hand the rest of their chunk back; the caller finishes it, so a
+//!   blocking map always returns every result.
+
+use crate::cancel::{self, CancelFlag};
+use crate::inputs::source::Source;
+use crate::job::Job;
+use crate::panic::Payload;
+use crate::registry::Registry;
+use crate::sync::lock;
+use std::ops::Range;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Automatic chunking: each claim takes `remaining / (GUIDED_FACTOR * threads)`.
+const GUIDED_FACTOR: usize = 4;
+
+const CLOSED: usize = 1;
+const INSIDE: usize = 2;
+
+/// The part of a map's state that runner jobs may hold after the map returned.
+struct Header {
+    gate: AtomicUsize,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl Header {
+    fn enter(&self) -> bool {
+        let prev = self.gate.fetch_add(INSIDE, Ordering::SeqCst);
+        if prev & CLOSED != 0 {
+            self.exit();
+            return false;
+        }
+        true
+    }
+
+    fn exit(&self) {
+        if self.gate.fetch_sub(INSIDE, Ordering::SeqCst) - INSIDE == CLOSED {
+            let _guard = lock(&self.lock);
+            self.cond.notify_all();
+        }
+    }
+
+    fn is_empty_and_closed(&self) -> bool {
+        self.gate.load(Ordering::SeqCst) == CLOSED
+    }
+
+    fn block(&self, timeout: Option<Duration>) {
+        let guard = lock(&self.lock);
+        if self.is_empty_and_closed() {
+            return;
+        }
+        match timeout {
+            None => drop(self.cond.wait(guard)),
+            Some(t) => drop(self.cond.wait_timeout(guard, t)),
+        }
+    }
+}
+
+/// Runner jobs of a blocking map never report "cancelled": their results are
+/// still wanted, even after terminate (the caller finishes the work).
+struct NeverCancelled;
+
+impl CancelFlag for NeverCancelled {
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// A raw output pointer shared by the threads of one map.
+struct Out<R>(*mut R);
+
+// SAFETY: threads write disjoint slots (each index is claimed once), and the
+// values written are `Send`.
+unsafe impl<R: Send> Sync for Out<R> {}
+
+/// Everything a runner needs; lives on the caller's stack.
+struct Ctx<'a, S, F, R, E> {
+    registry: &'a Registry,
+    source: S,
+    f: &'a F,
+    out: Out<R>,
+    n: usize,
+    fixed_chunk: Option<usize>,
+    threads: usize,
+    cursor: AtomicUsize,
+    /// No item at or after this index is started.
+    limit: AtomicUsize,
+    /// Ranges handed back by runners stopped by `terminate`.
+    returned: Mutex<Vec<Range<usize>>>,
+    /// Ranges whose output slots are initialized.
+    completed: Mutex<Vec<Range<usize>>>,
+    error: Mutex<Option<(usize, E)>>,
+    panic: Mutex<Option<Payload>>,
+}
+
+impl<S, F, R, E> Ctx<'_, S, F, R, E>
+where
+    S: Source,
+    F: Fn(S::Item) -> Result<R, E> + Sync,
+    R: Send,
+    E: Send,
+{
+    fn claim(&self) -> Option<Range<usize>> {
+        let n = self.n;
+        if self.limit.load(Ordering::Relaxed) < n {
+            return None;
+        }
+        if let Some(chunk) = self.fixed_chunk {
+            let start = self.cursor.fetch_add(chunk, Ordering::Relaxed);
+            return (start < n).then(|| start..(start + chunk).min(n));
+        }
+        let mut cur = self.cursor.load(Ordering::Relaxed);
+        loop {
+            if cur >= n {
+                return None;
+            }
+            let size = ((n - cur) / (GUIDED_FACTOR * self.threads)).max(1);
+            match self.cursor.compare_exchange_weak(
+                cur,
+                cur + size,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(cur..cur + size),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Claims and runs chunks until none are left. `on_worker`: a runner,
+    /// which must stop between items when the pool is terminated.
+    fn work(&self, on_worker: bool) {
+        let mut done: Vec<Range<usize>> = Vec::new();
+        while let Some(range) = self.claim() {
+            self.run_chunk(range, on_worker, &mut done);
+            if on_worker && self.registry.is_terminated() {
+                break;
+            }
+        }
+        if !done.is_empty() {
+            lock(&self.completed).extend(done);
+        }
+    }
+
+    fn run_chunk(&self, range: Range<usize>, on_worker: bool, done: &mut Vec<Range<usize>>) {
+        let counters = &self.registry.counters;
+        let len = range.len();
+        counters.start(len);
+        let start = range.start;
+        let mut next = start; // first index not yet taken
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            let out = self.out.0;
+            while next < range.end {
+                let i = next;
+                if self.limit.load(Ordering::Relaxed) <= i {
+                    break;
+                }
+                if on_worker && self.registry.is_terminated() {
+                    lock(&self.returned).push(i..range.end);
+                    next = range.end; // handed back, not ours to drop
+                    return Some(i);
+                }
+                next = i + 1;
+                // SAFETY: i < n was claimed by this thread only.
+                let item = unsafe { self.source.take(i) };
+                match (self.f)(item) {
+                    // SAFETY: slot i is in bounds and written only here.
+                    Ok(r) => unsafe { out.add(i).write(r) },
+                    Err(e) => {
+                        self.fail(i, e);
+                        return Some(i);
+                    }
+                }
+            }
+            None
+        }));
+        let written_end = match caught {
+            Ok(None) => next.min(range.end),
+            Ok(Some(stop)) => stop,
+            Err(payload) => {
+                // Item `next - 1` panicked; its input was consumed by `f`.
+                self.registry.task_panicked(&payload);
+                self.limit.store(0, Ordering::Relaxed);
+                let mut slot = lock(&self.panic);
+                if slot.is_none() {
+                    *slot = Some(payload);
+                }
+                next - 1
+            }
+        };
+        // Items claimed but neither taken nor handed back.
+        if next < range.end {
+            // SAFETY: indices next..end were claimed by us and never taken.
+            unsafe { self.source.drop_range(next..range.end) };
+        }
+        if written_end > start {
+            match done.last_mut() {
+                Some(last) if last.end == start => last.end = written_end,
+                _ => done.push(start..written_end),
+            }
+        }
+        counters.finish(len, true);
+    }
+
+    fn fail(&self, i: usize, e: E) {
+        self.limit.fetch_min(i, Ordering::Relaxed);
+        let mut slot = lock(&self.error);
+        match &*slot {
+            Some((j, _)) if *j < i => {}
+            _ => *slot = Some((i, e)),
+        }
+    }
+}
+
+/// The type-erased runner job: a pointer to the caller's `Ctx`.
+struct Runner {
+    header: Arc<Header>,
+    ctx: *const (),
+    work: unsafe fn(*const ()),
+}
+
+// SAFETY: `ctx` points to a `Ctx` that is `Sync` for the types `run_map`
+// accepts, and it is only dereferenced inside the gate (see module docs).
+unsafe impl Send for Runner {}
+
+impl Job for Runner {
+    fn run(self: Box<Self>) {
+        if self.header.enter() {
+            // SAFETY: the guard drops at the end of this block.
+            let _token = unsafe { cancel::enter(Arc::new(NeverCancelled), false) };
+            // SAFETY: we are inside the gate, so the caller is still waiting
+            // and `ctx` is alive.
+            unsafe { (self.work)(self.ctx) };
+            self.header.exit();
+        }
+    }
+
+    fn items(&self) -> usize {
+        0
+    }
+}
+
+unsafe fn run_erased<S, F, R, E>(ctx: *const ())
+where
+    S: Source,
+    F: Fn(S::Item) -> Result<R, E> + Sync,
+    R: Send,
+    E: Send,
+{
+    // SAFETY: `ctx` was made from a `&Ctx<S, F, R, E>` by `run_map`, which
+    // keeps it alive while any runner is inside the gate.
+    let ctx = unsafe { &*(ctx as *const Ctx<'_, S, F, R, E>) };
+    ctx.work(true);
+}
+
+/// Closes the gate and waits for runners inside it, even when unwinding.
+struct GateGuard<'a> {
+    header: &'a Header,
+    registry: &'a Registry,
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.header.gate.fetch_or(CLOSED, Ordering::SeqCst);
+        let header = self.header;
+        self.registry
+            .wait_until(|| header.is_empty_and_closed(), |t| header.block(t));
+    }
+}
+
+/// Maps `f` over `source` on the pool and the calling thread. Re-raises the
+/// first task panic; returns the error at the earliest failing index.
+pub(crate) fn run_map<S, F, R, E>(
+    registry: &Registry,
+    source: S,
+    chunksize: Option<usize>,
+    f: &F,
+) -> Result<Vec<R>, E>
+where
+    S: Source,
+    F: Fn(S::Item) -> Result<R, E> + Sync,
+    R: Send,
+    E: Send,
+{
+    let n = source.len();
+    let mut output: Vec<R> = Vec::with_capacity(n);
+    if n == 0 {
+        return Ok(output);
+    }
+    registry.counters.queued(n as isize);
+    let on_worker = registry.is_current_worker();
+    let helpers = if on_worker {
+        registry.workers() - 1
+    } else {
+        registry.workers()
+    };
+    let chunksize = chunksize.map(|c| c.max(1));
+    let chunks = chunksize.map_or(n, |c| n.div_ceil(c));
+    let runners = helpers.min(chunks.saturating_sub(1));
+    let ctx = Ctx {
+        registry,
+        source,
+        f,
+        out: Out(output.as_mut_ptr()),
+        n,
+        fixed_chunk: chunksize,
+        threads: runners + 1,
+        cursor: AtomicUsize::new(0),
+        limit: AtomicUsize::new(usize::MAX),
+        returned: Mutex::new(Vec::new()),
+        completed: Mutex::new(Vec::new()),
+        error: Mutex::new(None),
+        panic: Mutex::new(None),
+    };
+    let header = Arc::new(Header {
+        gate: AtomicUsize::new(0),
+        lock: Mutex::new(()),
+        cond: Condvar::new(),
+    });
+    {
+        let guard = GateGuard {
+            header: &header,
+            registry,
+        };
+        if runners > 0 {
+            let ptr = &ctx as *const Ctx<'_, S, F, R, E> as *const ();
+            registry.submit_all((0..runners).map(|_| {
+                Box::new(Runner {
+                    header: Arc::clone(&header),
+                    ctx: ptr,
+                    work: run_erased::<S, F, R, E>,
+                }) as Box<dyn Job>
+            }));
+        }
+        ctx.work(false);
+        drop(guard); // closes the gate and waits for runners
+    }
+    // Work handed back by runners that saw `terminate`.
+    loop {
+        let range = lock(&ctx.returned).pop();
+        match range {
+            Some(r) => {
+                let mut done = Vec::new();
+                ctx.run_chunk(r, false, &mut done);
+                lock(&ctx.completed).extend(done);
+            }
+            None => break,
+        }
+    }
+    // Items never claimed because the map stopped early.
+    let claimed = ctx.cursor.load(Ordering::Relaxed).min(n);
+    if claimed < n {
+        registry.counters.queued(-((n - claimed) as isize));
+        // SAFETY: these indices were never claimed, so never taken.
+        unsafe { ctx.source.drop_range(claimed..n) };
+    }
+    let failed = lock(&ctx.panic).is_some() || lock(&ctx.error).is_some();
+    if failed {
+        for range in ctx
+            .completed
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            // SAFETY: exactly these slots were written, once each.
+            unsafe {
+                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                    output.as_mut_ptr().add(range.start),
+                    range.len(),
+                ))
+            };
+        }
+        if let Some(payload) = ctx.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            resume_unwind(payload);
+        }
+        let (_, e) = ctx
+            .error
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("parpool: a failed map holds its error");
+        return Err(e);
+    }
+    // SAFETY: no failure, so every index 0..n was claimed and its slot written.
+    unsafe { output.set_len(n) };
+    Ok(output)
+}

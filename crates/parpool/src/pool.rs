@@ -1,0 +1,636 @@
+//! `ThreadPool`: the public face of the pool, with Python's `Pool` methods.
+//!
+//! A `ThreadPool` owns its registry (workers, queue, lifecycle) through an
+//! `Arc`; every method here is a thin entry into one of the engines:
+//! [`crate::map`] for the blocking map family, [`crate::imap`] for lazy
+//! streams, [`crate::async_result`] for single tasks, [`crate::scope`] for
+//! borrowing work. Dropping the pool closes it and joins its workers, so work
+//! already queued finishes (see [`ThreadPool`]'s docs for why).
+
+use crate::async_result::{ApplyJob, AsyncResult, Slot};
+use crate::builder::Builder;
+use crate::imap::{self, Imap, ImapUnordered};
+use crate::inputs::Inputs;
+use crate::map;
+use crate::registry::Registry;
+use crate::scope::{self, Scope};
+use crate::star::{StarFn, Unpack};
+use crate::stats::Stats;
+use std::convert::Infallible;
+use std::fmt;
+use std::panic::resume_unwind;
+use std::sync::Arc;
+
+/// A pool of worker threads with Python's `multiprocessing.pool.ThreadPool` API.
+///
+/// | Python | parpool |
+/// |---|---|
+/// | `ThreadPool(processes)` | [`ThreadPool::with_workers`], [`ThreadPool::builder`] |
+/// | `apply(f)` / `apply_async(f)` | [`apply`](Self::apply) / [`apply_async`](Self::apply_async) |
+/// | `map(f, xs, chunksize)` | [`map`](Self::map), [`chunked(n)`](Self::chunked)`.map` |
+/// | `imap` / `imap_unordered` | [`imap`](Self::imap) / [`imap_unordered`](Self::imap_unordered) |
+/// | `starmap` | [`starmap`](Self::starmap) |
+/// | `close` / `terminate` / `join` | [`close`](Self::close) / [`terminate`](Self::terminate) / [`join`](Self::join) |
+///
+/// # Dropping a pool
+///
+/// Dropping a `ThreadPool` is `close()` followed by `join()`: work already
+/// queued finishes, then the workers exit. (Python's pool terminates instead
+/// when it is garbage-collected, which silently discards queued work; a
+/// destructor that loses work is the wrong default.) Call
+/// [`terminate`](Self::terminate) first to discard queued work. A pool
+/// dropped on one of its own worker threads is closed but not joined, since
+/// a thread cannot wait for itself; its workers exit once the queue is empty.
+///
+/// # Examples
+///
+/// ```
+/// use parpool::ThreadPool;
+///
+/// let pool = ThreadPool::new();
+/// for result in pool.imap(|n| n * 2, &[1, 2, 3, 4, 5]) {
+///     println!("{}", result);
+/// }
+/// assert_eq!(pool.map(|n| n * 2, &[1, 2, 3]), [2, 4, 6]);
+/// ```
+pub struct ThreadPool {
+    registry: Arc<Registry>,
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("workers", &self.registry.workers())
+            .field("running", &self.registry.is_running())
+            .finish()
+    }
+}
+
+impl Default for ThreadPool {
+    /// Same as [`ThreadPool::new`].
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Panics with `e`'s message: for constructors that cannot return errors.
+fn built(result: Result<ThreadPool, crate::BuildError>) -> ThreadPool {
+    result.unwrap_or_else(|e| panic!("parpool: could not build the pool: {e}"))
+}
+
+impl ThreadPool {
+    /// A pool with one worker per available CPU
+    /// ([`std::thread::available_parallelism`]).
+    ///
+    /// # Panics
+    ///
+    /// If a worker thread cannot be spawned; use [`builder`](Self::builder)
+    /// to get that as an error.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// assert!(pool.workers() >= 1);
+    /// ```
+    pub fn new() -> Self {
+        built(Builder::new().build())
+    }
+
+    /// A pool with `n` workers.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0 ("a thread pool needs at least one worker"), or a thread
+    /// cannot be spawned. [`builder`](Self::builder) returns these as errors.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::with_workers(3);
+    /// assert_eq!(pool.workers(), 3);
+    /// ```
+    ///
+    /// ```should_panic
+    /// let pool = parpool::ThreadPool::with_workers(0); // panics
+    /// ```
+    pub fn with_workers(n: usize) -> Self {
+        built(Builder::new().workers(n).build())
+    }
+
+    /// A [`Builder`] for every other setting.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::builder().workers(2).thread_name("app").build().unwrap();
+    /// assert_eq!(pool.workers(), 2);
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    pub(crate) fn from_registry(registry: Arc<Registry>) -> Self {
+        ThreadPool { registry }
+    }
+
+    /// The number of worker threads.
+    ///
+    /// ```
+    /// assert_eq!(parpool::ThreadPool::with_workers(4).workers(), 4);
+    /// ```
+    pub fn workers(&self) -> usize {
+        self.registry.workers()
+    }
+
+    /// A lock-free snapshot of the pool's counters, for progress reporting.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let before = pool.stats().completed;
+    /// pool.map(|x| x + 1, 0..100u32);
+    /// assert_eq!(pool.stats().completed - before, 100);
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.registry.counters.snapshot(self.registry.workers())
+    }
+
+    /// Whether the pool still accepts work (neither closed nor terminated).
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// assert!(pool.is_running());
+    /// pool.close();
+    /// assert!(!pool.is_running());
+    /// ```
+    pub fn is_running(&self) -> bool {
+        self.registry.is_running()
+    }
+
+    /// Runs `f` on a worker and returns its result. `f` may borrow from the
+    /// caller's stack. A panic in `f` is re-raised here.
+    ///
+    /// Called from one of the pool's own workers, it runs `f` right there,
+    /// so nested use cannot deadlock.
+    ///
+    /// # Panics
+    ///
+    /// If the pool is not running, if `f` panics, or if the pool is
+    /// terminated before `f` starts.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let data = vec![1, 2, 3];
+    /// assert_eq!(pool.apply(|| data.iter().sum::<i32>()), 6);
+    /// ```
+    pub fn apply<F, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        if self.registry.is_current_worker() {
+            self.registry.check_accepting();
+            return f();
+        }
+        match scope::run(&self.registry, |s| s.apply_async(f).get_outcome()) {
+            Ok(value) => value,
+            Err((_, Some(payload))) => resume_unwind(payload),
+            Err((e, None)) => panic!("parpool: apply's task did not complete: {e}"),
+        }
+    }
+
+    /// Queues `f` and returns a handle to its result at once.
+    ///
+    /// # Panics
+    ///
+    /// If the pool is not running ("pool not running").
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let handle = pool.apply_async(|| 2 + 2);
+    /// assert_eq!(handle.get(), Ok(4));
+    /// ```
+    pub fn apply_async<F, R>(&self, f: F) -> AsyncResult<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.registry.check_accepting();
+        let slot = Slot::new(None);
+        let job = ApplyJob::new(f, Arc::clone(&slot), Arc::clone(&self.registry));
+        self.registry.submit_unchecked(Box::new(job));
+        AsyncResult::new(slot, Arc::clone(&self.registry))
+    }
+
+    /// Applies `f` to every input in parallel and returns the results in
+    /// input order. `f` and the inputs may borrow from the caller's stack.
+    /// Chunking is automatic; see [`chunked`](Self::chunked) to set it.
+    ///
+    /// The calling thread works too, and the call returns (or unwinds) only
+    /// after all its work has stopped.
+    ///
+    /// # Panics
+    ///
+    /// If the pool is not running, or if `f` panics: the panic is re-raised
+    /// here, after the rest of the call's work has stopped.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let offset = 100;
+    /// assert_eq!(pool.map(|x| x + offset, &[1, 2, 3]), [101, 102, 103]);
+    /// ```
+    pub fn map<I, F, R>(&self, f: F, inputs: I) -> Vec<R>
+    where
+        I: Inputs,
+        F: Fn(I::Item) -> R + Sync,
+        R: Send,
+    {
+        self.chunked_opt(None).map(f, inputs)
+    }
+
+    /// Like [`map`](Self::map), but `f` returns a `Result`: stops at the
+    /// first failure and returns the error of the earliest failing input.
+    ///
+    /// After a failure at input `k`, no input after `k` is started. Inputs
+    /// before `k` still run, since one of them may fail too: the error
+    /// returned is the one at the smallest position, whatever the timing.
+    ///
+    /// # Errors
+    ///
+    /// The first (by input position) `Err` that `f` returned.
+    ///
+    /// # Panics
+    ///
+    /// As [`map`](Self::map).
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let parsed = pool.try_map(|s: &&str| s.parse::<u8>(), &["1", "x", "300"]);
+    /// assert!(parsed.is_err());
+    /// assert_eq!(pool.try_map(|s: &&str| s.parse::<u8>(), &["1", "2"]), Ok(vec![1, 2]));
+    /// ```
+    pub fn try_map<I, F, T, E>(&self, f: F, inputs: I) -> Result<Vec<T>, E>
+    where
+        I: Inputs,
+        F: Fn(I::Item) -> Result<T, E> + Sync,
+        T: Send,
+        E: Send,
+    {
+        self.chunked_opt(None).try_map(f, inputs)
+    }
+
+    /// Calls `f(a, b, ..)` for every tuple input and returns the results in
+    /// order (Python's `starmap`). Tuples of 1 to 8 elements; a borrowed
+    /// tuple `&(A, B)` calls `f(&A, &B)`. Annotate the closure's argument
+    /// types.
+    ///
+    /// # Panics
+    ///
+    /// As [`map`](Self::map).
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let products = pool.starmap(|a: u32, b: u32| a * b, vec![(2, 3), (4, 5)]);
+    /// assert_eq!(products, [6, 20]);
+    /// let pairs = [(1, 'a'), (2, 'b')];
+    /// let labels = pool.starmap(|n: &i32, c: &char| format!("{c}{n}"), &pairs);
+    /// assert_eq!(labels, ["a1", "b2"]);
+    /// ```
+    pub fn starmap<I, F>(&self, f: F, inputs: I) -> Vec<F::Output>
+    where
+        I: Inputs,
+        I::Item: Unpack,
+        F: StarFn<<I::Item as Unpack>::Args> + Sync,
+        F::Output: Send,
+    {
+        self.chunked_opt(None).starmap(f, inputs)
+    }
+
+    /// Like [`map`](Self::map), but returns at once with a handle to the
+    /// result vector. Needs `'static` work.
+    ///
+    /// # Panics
+    ///
+    /// If the pool is not running. A panic in `f` is reported by the handle.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let handle = pool.map_async(|x| x * 2, vec![1, 2, 3]);
+    /// assert_eq!(handle.get(), Ok(vec![2, 4, 6]));
+    /// ```
+    pub fn map_async<I, F, R>(&self, f: F, inputs: I) -> AsyncResult<Vec<R>>
+    where
+        I: Inputs + Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        self.chunked_opt(None).map_async(f, inputs)
+    }
+
+    /// Like [`starmap`](Self::starmap), but returns at once with a handle.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let handle = pool.starmap_async(|a: i32, b: i32| a - b, vec![(5, 1), (9, 4)]);
+    /// assert_eq!(handle.get(), Ok(vec![4, 5]));
+    /// ```
+    pub fn starmap_async<I, F>(&self, f: F, inputs: I) -> AsyncResult<Vec<F::Output>>
+    where
+        I: Inputs + Send + 'static,
+        I::Item: Unpack,
+        F: StarFn<<I::Item as Unpack>::Args> + Send + Sync + 'static,
+        F::Output: Send + 'static,
+    {
+        self.chunked_opt(None).starmap_async(f, inputs)
+    }
+
+    /// The blocking map family with a fixed chunksize: each task gets `n`
+    /// consecutive inputs (Python's `chunksize` argument).
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// assert_eq!(pool.chunked(2).map(|x| x * 10, 0..5u32), [0, 10, 20, 30, 40]);
+    /// ```
+    pub fn chunked(&self, n: usize) -> Chunked<'_> {
+        assert!(n > 0, "parpool: chunksize must be at least 1");
+        self.chunked_opt(Some(n))
+    }
+
+    fn chunked_opt(&self, chunksize: Option<usize>) -> Chunked<'_> {
+        Chunked {
+            pool: self,
+            chunksize,
+        }
+    }
+
+    /// A lazy iterator of `f` over `inputs`, in input order (Python's
+    /// `imap`). Inputs are read as results are consumed, with a bounded
+    /// number in flight ([`Imap::buffer`]), so endless inputs run in constant
+    /// memory. Nothing starts until the first `next()`.
+    ///
+    /// # Panics
+    ///
+    /// If the pool is not running. A task's panic is re-raised by the
+    /// iterator at that item's position, after every earlier result.
+    ///
+    /// ```
+    /// use parpool::ThreadPool;
+    /// let pool = ThreadPool::new();
+    /// for result in pool.imap(|n| n * 2, &[1, 2, 3, 4, 5]) {
+    ///     println!("{}", result);
+    /// }
+    /// let first: Vec<u64> = pool.imap(|n: u64| n * n, 0..).take(3).collect();
+    /// assert_eq!(first, [0, 1, 4]);
+    /// ```
+    pub fn imap<F, I, T, R>(&self, f: F, inputs: I) -> Imap<'static, R>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        self.build_imap(f, inputs, true).ordered()
+    }
+
+    /// Like [`imap`](Self::imap), but yields results as they complete
+    /// (Python's `imap_unordered`).
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let mut out: Vec<u32> = pool.imap_unordered(|n: u32| n + 1, vec![3, 1, 2]).collect();
+    /// out.sort();
+    /// assert_eq!(out, [2, 3, 4]);
+    /// ```
+    pub fn imap_unordered<F, I, T, R>(&self, f: F, inputs: I) -> ImapUnordered<'static, R>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        self.build_imap(f, inputs, false).unordered()
+    }
+
+    fn build_imap<F, I, T, R>(&self, f: F, inputs: I, ordered: bool) -> imap::CoreHandle<'static, R>
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        let registry = Arc::clone(&self.registry);
+        let submit = Box::new(move |job| registry.submit_unchecked(job));
+        imap::build(Arc::clone(&self.registry), None, submit, f, inputs, ordered)
+    }
+
+    /// Runs `body` with a [`Scope`] whose tasks may borrow from the caller's
+    /// stack, and returns when every task started in it has finished, even if
+    /// the body or a task panicked. A task panic that no handle consumed is
+    /// re-raised here.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let mut totals = vec![0; 3];
+    /// let rows = vec![vec![1, 2], vec![3], vec![4, 5, 6]];
+    /// pool.scope(|s| {
+    ///     let sums: Vec<i32> = s.imap(|r: &Vec<i32>| r.iter().sum(), &rows).collect();
+    ///     totals.copy_from_slice(&sums);
+    /// });
+    /// assert_eq!(totals, [3, 3, 15]);
+    /// ```
+    pub fn scope<'env, F, T>(&self, body: F) -> T
+    where
+        F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
+    {
+        scope::run(&self.registry, body)
+    }
+
+    /// Stops accepting work; queued work still runs. Idempotent.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let handle = pool.apply_async(|| 7);
+    /// pool.close();
+    /// pool.join();
+    /// assert_eq!(handle.get(), Ok(7));
+    /// ```
+    pub fn close(&self) {
+        self.registry.close();
+    }
+
+    /// Stops accepting work and discards queued tasks: their handles report
+    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled). Running tasks
+    /// finish (threads cannot be killed safely), but a running chunk of a map
+    /// stops between items, and [`cancelled`](crate::cancelled) turns true
+    /// inside running tasks. Idempotent.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = parpool::ThreadPool::with_workers(1);
+    /// let running = pool.apply_async(|| std::thread::sleep(Duration::from_millis(50)));
+    /// let queued = pool.apply_async(|| 1);
+    /// pool.terminate();
+    /// pool.join();
+    /// assert_eq!(queued.get(), Err(parpool::TaskError::Cancelled));
+    /// # let _ = running;
+    /// ```
+    pub fn terminate(&self) {
+        self.registry.terminate();
+    }
+
+    /// Waits until every worker thread has exited. Call [`close`](Self::close)
+    /// or [`terminate`](Self::terminate) first. Idempotent.
+    ///
+    /// # Panics
+    ///
+    /// If the pool is still running (as Python raises), or if called from one
+    /// of the pool's own workers (it would wait for itself).
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// pool.close();
+    /// pool.join();
+    /// pool.join(); // again: returns at once
+    /// ```
+    ///
+    /// ```should_panic
+    /// let pool = parpool::ThreadPool::new();
+    /// pool.join(); // panics: the pool is still running
+    /// ```
+    pub fn join(&self) {
+        assert!(
+            !self.registry.is_running(),
+            "parpool: join() called on a running pool; call close() or terminate() first"
+        );
+        assert!(
+            !self.registry.is_current_worker(),
+            "parpool: join() called from one of the pool's own workers; it would wait for itself"
+        );
+        self.registry.join_threads();
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.registry.close();
+        if !self.registry.is_current_worker() {
+            self.registry.join_threads();
+        }
+    }
+}
+
+/// The blocking map family with a fixed chunksize; made by
+/// [`ThreadPool::chunked`].
+///
+/// ```
+/// let pool = parpool::ThreadPool::new();
+/// let chunked = pool.chunked(7);
+/// assert_eq!(chunked.map(|x| x + 1, &[1, 2]), [2, 3]);
+/// assert_eq!(chunked.starmap(|a: i32, b: i32| a + b, vec![(1, 2)]), [3]);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Chunked<'a> {
+    pool: &'a ThreadPool,
+    chunksize: Option<usize>,
+}
+
+impl Chunked<'_> {
+    /// [`ThreadPool::map`] with this chunksize.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// assert_eq!(pool.chunked(3).map(|x| x * 2, &[1, 2, 3, 4]), [2, 4, 6, 8]);
+    /// ```
+    pub fn map<I, F, R>(&self, f: F, inputs: I) -> Vec<R>
+    where
+        I: Inputs,
+        F: Fn(I::Item) -> R + Sync,
+        R: Send,
+    {
+        let f = |x| Ok::<R, Infallible>(f(x));
+        match self.try_map(f, inputs) {
+            Ok(v) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`ThreadPool::try_map`] with this chunksize.
+    ///
+    /// # Errors
+    ///
+    /// The `Err` at the earliest failing input position.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let r = pool.chunked(1).try_map(|x: u8| x.checked_mul(100).ok_or(x), vec![1, 2, 3]);
+    /// assert_eq!(r, Err(3));
+    /// ```
+    pub fn try_map<I, F, T, E>(&self, f: F, inputs: I) -> Result<Vec<T>, E>
+    where
+        I: Inputs,
+        F: Fn(I::Item) -> Result<T, E> + Sync,
+        T: Send,
+        E: Send,
+    {
+        let registry = &self.pool.registry;
+        registry.check_accepting();
+        map::run_map(registry, inputs.into_source(), self.chunksize, &f)
+    }
+
+    /// [`ThreadPool::starmap`] with this chunksize.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// assert_eq!(pool.chunked(2).starmap(|a: i32, b: i32| a * b, vec![(2, 3), (4, 5)]), [6, 20]);
+    /// ```
+    pub fn starmap<I, F>(&self, f: F, inputs: I) -> Vec<F::Output>
+    where
+        I: Inputs,
+        I::Item: Unpack,
+        F: StarFn<<I::Item as Unpack>::Args> + Sync,
+        F::Output: Send,
+    {
+        self.map(|t: I::Item| f.call(t.unpack()), inputs)
+    }
+
+    /// [`ThreadPool::map_async`] with this chunksize.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// assert_eq!(pool.chunked(4).map_async(|x| x + 1, 0..3u8).get(), Ok(vec![1, 2, 3]));
+    /// ```
+    pub fn map_async<I, F, R>(&self, f: F, inputs: I) -> AsyncResult<Vec<R>>
+    where
+        I: Inputs + Send + 'static,
+        F: Fn(I::Item) -> R + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let registry = Arc::clone(&self.pool.registry);
+        let chunksize = self.chunksize;
+        self.pool.apply_async(move || {
+            let f = |x| Ok::<R, Infallible>(f(x));
+            match map::run_map(&registry, inputs.into_source(), chunksize, &f) {
+                Ok(v) => v,
+                Err(never) => match never {},
+            }
+        })
+    }
+
+    /// [`ThreadPool::starmap_async`] with this chunksize.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let h = pool.chunked(1).starmap_async(|a: u8, b: u8| a + b, vec![(1, 1)]);
+    /// assert_eq!(h.get(), Ok(vec![2]));
+    /// ```
+    pub fn starmap_async<I, F>(&self, f: F, inputs: I) -> AsyncResult<Vec<F::Output>>
+    where
+        I: Inputs + Send + 'static,
+        I::Item: Unpack,
+        F: StarFn<<I::Item as Unpack>::Args> + Send + Sync + 'static,
+        F::Output: Send + 'static,
+    {
+        self.map_async(move |t: I::Item| f.call(t.unpack()), inputs)
+    }
+}

@@ -1,0 +1,243 @@
+//! Waiting on many handles: `as_completed` and `wait`, as in `concurrent.futures`.
+//!
+//! Each pending handle gets a waker that pushes the handle's index onto one
+//! shared ready-list and signals it. So finding the next finished handle
+//! costs O(1), not a scan, and no handle is reported twice or missed:
+//! a handle already finished at registration is listed at once, and a slot
+//! calls its waker exactly once, when it completes.
+
+use crate::async_result::AsyncResult;
+use crate::error::TaskError;
+use crate::sync::lock;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+const HELP_POLL: Duration = Duration::from_millis(1);
+
+struct Signal {
+    ready: Mutex<VecDeque<usize>>,
+    cond: Condvar,
+}
+
+struct IndexWaker {
+    index: usize,
+    signal: Arc<Signal>,
+}
+
+impl Wake for IndexWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        lock(&self.signal.ready).push_back(self.index);
+        self.signal.cond.notify_all();
+    }
+}
+
+/// Yields handles as their tasks finish; made by [`as_completed`].
+///
+/// ```
+/// let pool = parpool::ThreadPool::new();
+/// let handles = vec![pool.apply_async(|| 1), pool.apply_async(|| 2)];
+/// let mut sum = 0;
+/// for done in parpool::as_completed(handles) {
+///     assert!(done.ready());
+///     sum += done.get().unwrap();
+/// }
+/// assert_eq!(sum, 3);
+/// ```
+#[must_use = "as_completed does nothing unless iterated"]
+pub struct AsCompleted<R> {
+    handles: Vec<Option<AsyncResult<R>>>,
+    signal: Arc<Signal>,
+    remaining: usize,
+}
+
+impl<R> std::fmt::Debug for AsCompleted<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Yields the handles in the order their tasks finish (Python's
+/// `concurrent.futures.as_completed`). Handles already finished come first,
+/// in the order given.
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = parpool::ThreadPool::with_workers(3);
+/// let handles: Vec<_> = [60u64, 10, 30]
+///     .into_iter()
+///     .map(|ms| pool.apply_async(move || { std::thread::sleep(Duration::from_millis(ms)); ms }))
+///     .collect();
+/// let order: Vec<u64> = parpool::as_completed(handles).map(|h| h.get().unwrap()).collect();
+/// assert_eq!(order, [10, 30, 60]);
+/// ```
+pub fn as_completed<R>(handles: impl IntoIterator<Item = AsyncResult<R>>) -> AsCompleted<R> {
+    let signal = Arc::new(Signal {
+        ready: Mutex::new(VecDeque::new()),
+        cond: Condvar::new(),
+    });
+    let handles: Vec<_> = handles.into_iter().map(Some).collect();
+    for (index, handle) in handles.iter().enumerate() {
+        let handle = handle.as_ref().expect("just wrapped");
+        let waker = Waker::from(Arc::new(IndexWaker {
+            index,
+            signal: Arc::clone(&signal),
+        }));
+        if handle.register_waker(&waker) {
+            lock(&signal.ready).push_back(index);
+        }
+    }
+    AsCompleted {
+        remaining: handles.len(),
+        handles,
+        signal,
+    }
+}
+
+impl<R> AsCompleted<R> {
+    /// Like `next()`, but waits at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError::Timeout`] if no further handle finished in time; the
+    /// iterator stays usable.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pool = parpool::ThreadPool::new();
+    /// let slow = pool.apply_async(|| std::thread::sleep(Duration::from_millis(300)));
+    /// let mut it = parpool::as_completed(vec![slow]);
+    /// assert!(it.next_timeout(Duration::from_millis(1)).is_err());
+    /// assert!(it.next_timeout(Duration::from_secs(30)).unwrap().is_some());
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<AsyncResult<R>>, TaskError> {
+        self.next_until(Instant::now().checked_add(timeout))
+    }
+
+    fn next_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<AsyncResult<R>>, TaskError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        loop {
+            let mut ready = lock(&self.signal.ready);
+            while let Some(index) = ready.pop_front() {
+                if let Some(handle) = self.handles[index].take() {
+                    self.remaining -= 1;
+                    return Ok(Some(handle));
+                }
+            }
+            let now = Instant::now();
+            let mut timeout = match deadline {
+                Some(d) if now >= d => return Err(TaskError::Timeout),
+                Some(d) => Some(d - now),
+                None => None,
+            };
+            // Nested use on a worker of the handles' pool: help instead of
+            // blocking, so the awaited tasks can run.
+            let registry = self.handles.iter().flatten().next().map(|h| h.registry());
+            if let Some(registry) = registry.filter(|r| r.is_current_worker()) {
+                drop(ready);
+                if registry.run_one() {
+                    continue;
+                }
+                timeout = Some(timeout.map_or(HELP_POLL, |t| t.min(HELP_POLL)));
+                ready = lock(&self.signal.ready);
+                if !ready.is_empty() {
+                    continue;
+                }
+            }
+            let _unused = match timeout {
+                None => self
+                    .signal
+                    .cond
+                    .wait(ready)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(t) => {
+                    self.signal
+                        .cond
+                        .wait_timeout(ready, t)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Takes back the handles not yielded yet, in the order given.
+    fn into_pending(self) -> Vec<AsyncResult<R>> {
+        self.handles.into_iter().flatten().collect()
+    }
+}
+
+impl<R> Iterator for AsCompleted<R> {
+    type Item = AsyncResult<R>;
+
+    fn next(&mut self) -> Option<AsyncResult<R>> {
+        self.next_until(None).unwrap_or(None)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+/// When [`wait`] returns (Python's `return_when`).
+///
+/// ```
+/// assert_ne!(parpool::WaitFor::FirstCompleted, parpool::WaitFor::AllCompleted);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// As soon as any task has finished.
+    FirstCompleted,
+    /// As soon as any task has failed (panicked or been cancelled), or all
+    /// have finished.
+    FirstError,
+    /// When every task has finished.
+    AllCompleted,
+}
+
+/// Waits for handles like `concurrent.futures.wait`: returns `(done,
+/// pending)` once `until` is met or `timeout` passes (`None`: no limit).
+/// `done` lists finished handles in the order they finished; `pending` the
+/// rest, in the order given.
+///
+/// ```
+/// use parpool::WaitFor;
+/// use std::time::Duration;
+///
+/// let pool = parpool::ThreadPool::with_workers(2);
+/// let quick = pool.apply_async(|| 1);
+/// let slow = pool.apply_async(|| { std::thread::sleep(Duration::from_millis(300)); 2 });
+/// let (done, pending) = parpool::wait(vec![quick, slow], None, WaitFor::FirstCompleted);
+/// assert_eq!((done.len(), pending.len()), (1, 1));
+/// ```
+pub fn wait<R>(
+    handles: impl IntoIterator<Item = AsyncResult<R>>,
+    timeout: Option<Duration>,
+    until: WaitFor,
+) -> (Vec<AsyncResult<R>>, Vec<AsyncResult<R>>) {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut it = as_completed(handles);
+    let mut done = Vec::new();
+    while let Ok(Some(handle)) = it.next_until(deadline) {
+        let failed = handle.successful() == Some(false);
+        done.push(handle);
+        match until {
+            WaitFor::FirstCompleted => break,
+            WaitFor::FirstError if failed => break,
+            _ => {}
+        }
+    }
+    (done, it.into_pending())
+}
