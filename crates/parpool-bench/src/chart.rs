@@ -6,23 +6,34 @@ use crate::workloads::Section;
 use plotters::prelude::*;
 use std::path::Path;
 
-const PALETTE: [RGBColor; 16] = [
+/// Peers: the "tab20" light/dark pairs, muted.
+const PEERS: [RGBColor; 16] = [
     RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-    RGBColor(0, 0, 0),
     RGBColor(174, 199, 232),
-    RGBColor(255, 187, 120),
+    RGBColor(44, 160, 44),
     RGBColor(152, 223, 138),
-    RGBColor(255, 152, 150),
+    RGBColor(148, 103, 189),
     RGBColor(197, 176, 213),
+    RGBColor(140, 86, 75),
+    RGBColor(196, 156, 148),
+    RGBColor(127, 127, 127),
+    RGBColor(199, 199, 199),
+    RGBColor(188, 189, 34),
+    RGBColor(219, 219, 141),
+    RGBColor(23, 190, 207),
+    RGBColor(158, 218, 229),
+    RGBColor(227, 119, 194),
+    RGBColor(247, 182, 210),
+];
+
+/// parpool's rows: strong warm colours, so they stand out.
+const PARPOOL: [RGBColor; 6] = [
+    RGBColor(214, 39, 40),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 20, 20),
+    RGBColor(230, 85, 13),
+    RGBColor(0, 0, 0),
+    RGBColor(255, 187, 120),
 ];
 
 /// Writes the chart to `path`.
@@ -47,9 +58,15 @@ pub fn write(path: &Path, sections: &[Section]) -> Result<(), Box<dyn std::error
             }
         }
     }
+    let is_pp = |name: &str| name.starts_with("parpool");
     let color = |name: &str| {
-        let i = series.iter().position(|s| s == name).unwrap_or(0);
-        PALETTE[i % PALETTE.len()]
+        let same_kind = series.iter().filter(|s| is_pp(s) == is_pp(name));
+        let i = same_kind.take_while(|s| *s != name).count();
+        if is_pp(name) {
+            PARPOOL[i % PARPOOL.len()]
+        } else {
+            PEERS[i % PEERS.len()]
+        }
     };
     let ratios = groups.iter().flat_map(|g| g.1.iter().map(|b| b.1));
     let (lo, hi) = ratios.fold((1.0f64, 1.0f64), |(lo, hi), r| (lo.min(r), hi.max(r)));
@@ -85,6 +102,13 @@ pub fn write(path: &Path, sections: &[Section]) -> Result<(), Box<dyn std::error
             let x0 = g as f64 + 0.1 + i as f64 * width;
             Rectangle::new([(x0, lo), (x0 + width * 0.9, *r)], color(name).filled())
         }))?;
+        // parpool's bars carry their ratio.
+        chart.draw_series(bars.iter().enumerate().filter(|b| is_pp(&b.1 .0)).map(
+            |(i, (_, r))| {
+                let x0 = g as f64 + 0.1 + i as f64 * width;
+                Text::new(format!("{r:.2}"), (x0, r * 1.12), ("sans-serif", 10))
+            },
+        ))?;
         chart.draw_series(std::iter::once(Text::new(
             label.clone(),
             (g as f64 + 0.1, hi / 1.15),

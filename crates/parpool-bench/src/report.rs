@@ -185,6 +185,19 @@ impl Report {
              Each row runs in a fresh child process; growth = peak RSS while streaming − RSS before.\n",
             self.w5_consumer_ns
         );
+        let w1_imap = self
+            .sections
+            .iter()
+            .find(|sec| sec.id == "W1")
+            .and_then(|sec| sec.median_of(crate::workloads::names::PP_IMAP));
+        if let Some(d) = w1_imap {
+            let per_item = d.as_nanos() as f64 / crate::workloads::W1_ITEMS as f64;
+            let _ = writeln!(
+                s,
+                "For scale: in W1, parpool `imap` with a consumer that does nothing delivers an item every {per_item:.0} ns, \
+                 so here the consumer is the bottleneck and the pool must hold back.\n"
+            );
+        }
         s.push_str("| row | items | RSS before | peak RSS | growth | time |\n|---|---:|---:|---:|---:|---:|\n");
         for r in &self.w5 {
             let _ = writeln!(
