@@ -35,6 +35,8 @@ pub struct Options {
     pub quick: bool,
     /// Workloads to run ("W1".."W7"); empty means all.
     pub only: Vec<String>,
+    /// Overrides the pause before each timed run.
+    pub settle: Option<Duration>,
 }
 
 impl Options {
@@ -55,18 +57,22 @@ pub fn run(opts: &Options) -> Report {
     let workers = workers();
     let plan = if opts.quick {
         Plan {
-            rounds: 5,
+            rounds: 7,
             row_budget: Duration::from_millis(1500),
             min_samples: 3,
-            settle: Duration::from_millis(10),
+            settle: Duration::from_millis(2),
         }
     } else {
         Plan {
-            rounds: 21,
+            rounds: 31,
             row_budget: Duration::from_secs(5),
             min_samples: 5,
-            settle: Duration::from_millis(20),
+            settle: Duration::from_millis(2),
         }
+    };
+    let plan = Plan {
+        settle: opts.settle.unwrap_or(plan.settle),
+        ..plan
     };
     let iters_2us = work::calibrate_spin(Duration::from_micros(2));
     eprintln!("calibrated: {iters_2us} spin iterations ≈ 2 µs; {workers} workers per pool");

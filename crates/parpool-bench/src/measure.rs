@@ -84,7 +84,10 @@ pub struct Plan {
     /// least `min_samples`), so a very slow peer cannot eat the run.
     pub row_budget: Duration,
     pub min_samples: usize,
-    /// Pause before each timed run.
+    /// Pause before each timed run: long enough for the previous row's
+    /// threads to stop spinning and fall asleep (so they steal no CPU from
+    /// this row), short enough that the machine does not go cold. Every run
+    /// so starts on an idle pool, as in a program that maps now and then.
     pub settle: Duration,
 }
 

@@ -6,7 +6,8 @@
 use parpool_bench::{chart, child, run, Options};
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: report [--quick] [--only W1,W2,..] [--out DIR] [--no-write]";
+const USAGE: &str =
+    "usage: report [--quick] [--only W1,W2,..] [--out DIR] [--no-write] [--settle-ms MS]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,6 +18,7 @@ fn main() {
     let mut opts = Options {
         quick: false,
         only: Vec::new(),
+        settle: None,
     };
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench");
     let mut write = true;
@@ -28,6 +30,11 @@ fn main() {
             "--only" => {
                 let list = it.next().unwrap_or_else(|| die("--only needs a list"));
                 opts.only = list.split(',').map(|s| s.trim().to_string()).collect();
+            }
+            "--settle-ms" => {
+                let ms = it.next().and_then(|s| s.parse().ok());
+                let ms = ms.unwrap_or_else(|| die("--settle-ms needs a number"));
+                opts.settle = Some(std::time::Duration::from_millis(ms));
             }
             "--out" => out = PathBuf::from(it.next().unwrap_or_else(|| die("--out needs a dir"))),
             "-h" | "--help" => {
