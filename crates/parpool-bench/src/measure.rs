@@ -17,6 +17,9 @@ pub struct Row<'a> {
     pub expect: Option<u64>,
     /// Order-insensitive check (for `imap_unordered`).
     pub unordered: bool,
+    /// A row a target is computed from (parpool's rows and their
+    /// baselines): it is timed in every round, whatever the budget.
+    pub key: bool,
     pub run: Box<dyn FnMut() -> Vec<u64> + 'a>,
 }
 
@@ -26,12 +29,18 @@ impl<'a> Row<'a> {
             name: name.into(),
             expect: None,
             unordered: false,
+            key: false,
             run: Box::new(run),
         }
     }
 
     pub fn expect(mut self, sum: u64) -> Self {
         self.expect = Some(sum);
+        self
+    }
+
+    pub fn key(mut self) -> Self {
+        self.key = true;
         self
     }
 
@@ -81,7 +90,8 @@ pub struct Plan {
     /// Timed rounds per workload.
     pub rounds: usize,
     /// A row stops being timed once its samples add up to this (it keeps at
-    /// least `min_samples`), so a very slow peer cannot eat the run.
+    /// least `min_samples`), so a very slow peer cannot eat the run. Key rows
+    /// are exempt.
     pub row_budget: Duration,
     pub min_samples: usize,
     /// Pause before each timed run: long enough for the previous row's
@@ -125,7 +135,8 @@ pub fn time_rows(rows: &mut [Row<'_>], plan: &Plan) -> Vec<Timing> {
         for k in 0..n {
             let i = (round + k) % n;
             let spent: Duration = timings[i].samples.iter().sum();
-            if timings[i].samples.len() >= plan.min_samples && spent >= plan.row_budget {
+            let enough = timings[i].samples.len() >= plan.min_samples;
+            if !rows[i].key && enough && spent >= plan.row_budget {
                 continue;
             }
             std::thread::sleep(plan.settle);

@@ -241,6 +241,39 @@ pub fn w4_threadpool_with_results(p: &Peers, n: u64) -> Vec<u64> {
     out
 }
 
+/// tokio: one `spawn_blocking` per job, at most `2 * workers` in flight
+/// through `buffered(n)`, every result collected in order.
+pub fn w4_tokio_buffered(p: &Peers, n: u64) -> Vec<u64> {
+    let in_flight = p.workers * 2;
+    p.tokio.block_on(
+        stream::iter(0..n)
+            .map(|i| tokio::task::spawn_blocking(move || crate::work::tiny(i)))
+            .buffered(in_flight)
+            .map(|res| res.expect("spawn_blocking task panicked"))
+            .collect(),
+    )
+}
+
+/// poolio execute `n` jobs that each send their result back (poolio has no
+/// `join`), then collect every result in order.
+pub fn w4_poolio_with_results(p: &Peers, n: u64) -> Vec<u64> {
+    let (tx, rx) = mpsc::channel();
+    for i in 0..n {
+        let tx = tx.clone();
+        let job = std::panic::AssertUnwindSafe(move || {
+            tx.send((i as usize, crate::work::tiny(i)))
+                .expect("receiver alive");
+        });
+        p.poolio.execute(job);
+    }
+    drop(tx);
+    let mut out = vec![0u64; n as usize];
+    for (i, v) in rx.iter().take(n as usize) {
+        out[i] = v;
+    }
+    out
+}
+
 /// rayon `scope` with one `spawn` per job.
 pub fn w4_rayon_scope_spawn(n: u64) -> Vec<u64> {
     rayon::scope(|s| {

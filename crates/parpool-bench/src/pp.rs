@@ -26,7 +26,11 @@ pub fn slice_rows<'a, F: Body>(
     want: u64,
 ) -> Vec<Row<'a>> {
     let slice: &'a [u64] = input.as_slice();
-    vec![Row::new(names::PP_MAP, move || pool.0.map(|&x: &u64| f(x), slice)).expect(want)]
+    vec![
+        Row::new(names::PP_MAP, move || pool.0.map(|&x: &u64| f(x), slice))
+            .expect(want)
+            .key(),
+    ]
 }
 
 /// `map` over a range (its fast path), `imap` and, if asked,
@@ -40,15 +44,20 @@ pub fn range_rows<F: Body>(
     unordered_too: bool,
 ) -> Vec<Row<'_>> {
     let mut rows = vec![
-        Row::new(names::PP_MAP_RANGE, move || pool.0.map(f, 0..n)).expect(want),
-        Row::new(names::PP_IMAP, move || pool.0.imap(f, 0..n).collect()).expect(want),
+        Row::new(names::PP_MAP_RANGE, move || pool.0.map(f, 0..n))
+            .expect(want)
+            .key(),
+        Row::new(names::PP_IMAP, move || pool.0.imap(f, 0..n).collect())
+            .expect(want)
+            .key(),
     ];
     if unordered_too {
         rows.push(
             Row::new(names::PP_IMAP_UNORDERED, move || {
                 pool.0.imap_unordered(f, 0..n).collect()
             })
-            .unordered(want_unordered),
+            .unordered(want_unordered)
+            .key(),
         );
     }
     rows
@@ -65,7 +74,8 @@ pub fn w4_rows(pool: &Pool, n: u64, want: u64) -> Vec<Row<'_>> {
             .map(|h| h.get().expect("apply_async task failed"))
             .collect()
     })
-    .expect(want)]
+    .expect(want)
+    .key()]
 }
 
 pub fn w7_apply(pool: &Pool, samples: usize, gap: Duration) -> Option<Latency> {

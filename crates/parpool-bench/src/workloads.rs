@@ -34,6 +34,8 @@ pub mod names {
     pub const W4_TP: &str = "threadpool execute + join";
     pub const W4_TP_RESULTS: &str = "threadpool execute + mpsc, every result";
     pub const W4_RAYON: &str = "rayon scope + spawn per job";
+    pub const W4_TOKIO: &str = "tokio spawn_blocking per job + buffered(n), every result";
+    pub const W4_POOLIO: &str = "poolio execute + mpsc, every result";
     pub const W4_PP: &str = "parpool apply_async + get";
 }
 
@@ -82,7 +84,9 @@ fn slice_rows<'a, F: Body>(
     let p = &ctx.peers;
     let mut rows = vec![
         Row::new(SEQ, move || peers::sequential(input, f)).expect(want),
-        Row::new(RAYON, move || peers::rayon_collect(input, f)).expect(want),
+        Row::new(RAYON, move || peers::rayon_collect(input, f))
+            .expect(want)
+            .key(),
         Row::new(RAYON_SCOPE, move || {
             peers::rayon_scope_spawn(input, f, p.chunks)
         })
@@ -107,8 +111,11 @@ fn range_rows<F: Body>(ctx: &Ctx, n: u64, f: F, unordered_too: bool) -> Vec<Row<
         s.sort_unstable();
         checksum_unordered(&s)
     });
-    let mut rows =
-        vec![Row::new(names::RAYON_RANGE, move || peers::rayon_range_collect(n, f)).expect(want)];
+    let mut rows = vec![
+        Row::new(names::RAYON_RANGE, move || peers::rayon_range_collect(n, f))
+            .expect(want)
+            .key(),
+    ];
     rows.extend(pp::range_rows(
         &ctx.pool,
         n,
@@ -169,12 +176,14 @@ pub fn w4(ctx: &Ctx) -> Section {
     let p = &ctx.peers;
     let want = checksum(&(0..W4_JOBS).map(tiny).collect::<Vec<_>>());
     let mut rows = vec![
-        Row::new(W4_TP, move || peers::w4_threadpool_execute_join(p, W4_JOBS)),
+        Row::new(W4_TP, move || peers::w4_threadpool_execute_join(p, W4_JOBS)).key(),
         Row::new(W4_TP_RESULTS, move || {
             peers::w4_threadpool_with_results(p, W4_JOBS)
         })
         .expect(want),
         Row::new(W4_RAYON, move || peers::w4_rayon_scope_spawn(W4_JOBS)),
+        Row::new(W4_TOKIO, move || peers::w4_tokio_buffered(p, W4_JOBS)).expect(want),
+        Row::new(W4_POOLIO, move || peers::w4_poolio_with_results(p, W4_JOBS)).expect(want),
     ];
     rows.extend(pp::w4_rows(&ctx.pool, W4_JOBS, want));
     Section {

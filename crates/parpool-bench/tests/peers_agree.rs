@@ -49,4 +49,6 @@ fn w4_with_results_returns_every_result_in_order() {
     let p = Peers::new(2);
     let want: Vec<u64> = (0..500).map(tiny).collect();
     assert_eq!(peers::w4_threadpool_with_results(&p, 500), want);
+    assert_eq!(peers::w4_tokio_buffered(&p, 500), want);
+    assert_eq!(peers::w4_poolio_with_results(&p, 500), want);
 }
