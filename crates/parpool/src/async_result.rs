@@ -50,6 +50,8 @@ struct Inner<R> {
     taken: bool,
     observed: bool,
     handle_alive: bool,
+    /// Threads blocked in `block`; `complete` skips the wake-up syscall if 0.
+    waiters: usize,
     on_success: Vec<SuccessCallback<R>>,
     on_error: Vec<ErrorCallback>,
     waker: Option<Waker>,
@@ -65,6 +67,7 @@ impl<R> Slot<R> {
                 taken: false,
                 observed: false,
                 handle_alive: true,
+                waiters: 0,
                 on_success: Vec::new(),
                 on_error: Vec::new(),
                 waker: None,
@@ -91,13 +94,13 @@ impl<R> Slot<R> {
         let mut inner = lock(&self.inner);
         match &outcome {
             Ok(value) => {
-                for cb in inner.on_success.drain(..).collect::<Vec<_>>() {
+                for cb in std::mem::take(&mut inner.on_success) {
                     run_callback(|| cb(value));
                 }
                 inner.on_error.clear();
             }
             Err((err, _)) => {
-                for cb in inner.on_error.drain(..).collect::<Vec<_>>() {
+                for cb in std::mem::take(&mut inner.on_error) {
                     run_callback(|| cb(err));
                 }
                 inner.on_success.clear();
@@ -109,7 +112,9 @@ impl<R> Slot<R> {
         }
         self.status.store(DONE, Ordering::Release);
         let waker = inner.waker.take();
-        self.cond.notify_all();
+        if inner.waiters > 0 {
+            self.cond.notify_all();
+        }
         drop(inner);
         if let Some(w) = waker {
             w.wake();
@@ -142,30 +147,29 @@ fn run_callback(f: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(f));
 }
 
-/// Runs a closure and returns its outcome, reporting a panic to the pool.
-pub(crate) fn call_catching<R>(registry: &Registry, f: impl FnOnce() -> R) -> Outcome<R> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        registry.task_panicked(&payload);
-        (
-            TaskError::Panicked(panic::message(payload.as_ref())),
-            Some(payload),
-        )
-    })
+/// Whose panic a job's closure may raise.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PanicSource {
+    /// The closure is the task: its panic is counted and meets the policy.
+    Task,
+    /// The closure relays panics of tasks that were already counted
+    /// (`map_async` re-raising one of its items' panics).
+    Relayed,
 }
 
 /// The job behind `apply_async`: one closure, one slot.
 pub(crate) struct ApplyJob<F, R> {
     f: Option<F>,
     slot: Arc<Slot<R>>,
-    registry: Arc<Registry>,
+    source: PanicSource,
 }
 
 impl<F, R> ApplyJob<F, R> {
-    pub(crate) fn new(f: F, slot: Arc<Slot<R>>, registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(f: F, slot: Arc<Slot<R>>, source: PanicSource) -> Self {
         ApplyJob {
             f: Some(f),
             slot,
-            registry,
+            source,
         }
     }
 }
@@ -183,7 +187,19 @@ where
         let flag: Arc<dyn CancelFlag + '_> = self.slot.clone();
         // SAFETY: the guard is a local of this call and drops before it returns.
         let token = unsafe { crate::cancel::enter(flag, true) };
-        let outcome = call_catching(&self.registry, f);
+        let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+            if payload.is::<panic::CancelledMarker>() {
+                return (TaskError::Cancelled, None);
+            }
+            if self.source == PanicSource::Task {
+                // Jobs run only on their pool's workers.
+                crate::registry::with_current(|r| r.task_panicked(&payload));
+            }
+            (
+                TaskError::Panicked(panic::message(payload.as_ref())),
+                Some(payload),
+            )
+        });
         drop(token);
         self.slot.complete(outcome);
     }
@@ -485,13 +501,14 @@ impl<R> Slot<R> {
     fn block(&self, timeout: Option<Duration>) {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = lock(&self.inner);
+        inner.waiters += 1;
         while !self.is_done() {
             match deadline {
                 None => inner = self.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        return;
+                        break;
                     }
                     inner = self
                         .cond
@@ -501,6 +518,7 @@ impl<R> Slot<R> {
                 }
             }
         }
+        inner.waiters -= 1;
     }
 }
 

@@ -51,6 +51,16 @@ pub(crate) unsafe fn enter<'a>(
     TokenGuard(std::marker::PhantomData)
 }
 
+/// The innermost token of the current thread: its flag and whether it
+/// follows `terminate`.
+pub(crate) fn current() -> Option<(Arc<dyn CancelFlag>, bool)> {
+    TOKENS.with(|t| {
+        t.borrow()
+            .last()
+            .map(|tok| (Arc::clone(&tok.flag), tok.follows_terminate))
+    })
+}
+
 impl Drop for TokenGuard<'_> {
     fn drop(&mut self) {
         let token = TOKENS.with(|t| t.borrow_mut().pop());

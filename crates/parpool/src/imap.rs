@@ -1,23 +1,32 @@
 //! `imap` and `imap_unordered`: lazy, bounded, streaming maps.
 //!
-//! The consumer drives everything. Each `next()` first tops up the work in
-//! flight: it reads input items into chunks and queues them, while fewer than
-//! `buffer` items are read ahead of the consumer; then it waits for the next
-//! finished chunk (the next in input order for [`Imap`], any for
-//! [`ImapUnordered`]). So the input is read lazily, on the consumer's thread
-//! (it need not be `Sync`), and memory stays bounded by the buffer whatever
-//! the input's length.
+//! The consumer hands out *credits*: each credit is a job that, on a worker,
+//! takes the input's lock, reads up to its size in items, tags them with the
+//! next sequence number, releases the lock and maps them. The consumer keeps
+//! credits out while fewer than `buffer` items are read ahead of it, and
+//! yields finished chunks: by sequence number for [`Imap`], as they arrive for
+//! [`ImapUnordered`]. So the input is read lazily and in parallel with the
+//! consumer, and memory stays bounded by the buffer whatever the input's
+//! length. Nothing is read before the first `next()`.
 //!
 //! Invariants:
-//! - Every queued chunk delivers exactly one outcome: its results, plus how
-//!   it ended (complete, panicked at the item after the last result, or
-//!   cancelled). A chunk dropped unrun delivers "cancelled" from its `Drop`.
-//!   So the consumer can count chunks in flight and never waits for a chunk
-//!   that will not report.
-//! - The consumer yields every result before a chunk's panic, and a panic of
-//!   the input iterator only after every chunk read before it.
-//! - Dropping the iterator cancels what has not started: chunk jobs check a
-//!   shared flag before each item.
+//! - Every credit reports exactly once: a chunk (its results, and how it
+//!   ended: complete, a task panic after the last result, cancelled, or the
+//!   input panicked after it), or "input exhausted", or "returned" (dropped
+//!   unrun, from its `Drop`). So the consumer counts credits out and never
+//!   waits for one that will not report.
+//! - Sequence numbers are taken under the input lock, in reading order, so
+//!   they are contiguous and follow input order.
+//! - Items count against the buffer from the moment a credit is issued until
+//!   their chunk is handed to the consumer, including while they wait in the
+//!   reorder buffer.
+//! - The consumer yields every result before a task's panic, and a panic of
+//!   the input iterator only after every result of the items before it.
+//! - Dropping the iterator cancels what has not started: credits check a
+//!   shared flag before reading and before each item.
+//! - After `close`, an iterator created before it keeps going: new credits
+//!   run on the consumer's own thread, since the workers may have exited.
+//!   After `terminate`, it reports [`TaskError::Cancelled`].
 //!
 //! With automatic chunking the chunk size adapts: workers time each chunk,
 //! and the consumer sizes the next one to take about `TARGET_CHUNK_NS`,
@@ -37,7 +46,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -50,19 +59,31 @@ const MAX_CHUNK: usize = 1 << 16;
 const BUFFER_CHUNKS_PER_WORKER: usize = 4;
 /// How long a consumer on a worker sleeps before it helps with queued work.
 const HELP_POLL: Duration = Duration::from_millis(1);
+/// How many times a waiting consumer checks for news before it sleeps.
+const SPIN_CHECKS: u32 = 2_000;
 
 /// How a chunk ended.
 enum End {
     Complete,
     Panicked(Payload),
     Cancelled,
+    /// All items ran; then the input iterator panicked.
+    InputPanicked(Payload),
 }
 
-struct Outcome<R> {
-    /// Items the chunk was given.
-    len: usize,
-    results: Vec<R>,
-    end: End,
+/// What one credit reports.
+enum Report<R> {
+    Chunk { seq: u64, results: Vec<R>, end: End },
+    Exhausted,
+    Returned,
+}
+
+struct Delivery<R> {
+    /// The size of the credit, released when the chunk is handed out.
+    credit: usize,
+    /// The input had no more items after this credit read.
+    input_done: bool,
+    report: Report<R>,
 }
 
 #[derive(PartialEq, Eq, Clone, Copy)]
@@ -73,15 +94,17 @@ enum Want {
 }
 
 struct Queue<R> {
-    arrived: VecDeque<(u64, Outcome<R>)>,
+    arrived: VecDeque<Delivery<R>>,
     want: Want,
     waker: Option<Waker>,
 }
 
-/// State shared by the consumer and the chunk jobs.
+/// State shared by the consumer and the credits.
 struct Shared<R> {
     queue: Mutex<Queue<R>>,
     cond: Condvar,
+    /// Deliveries so far; a waiting consumer spins on it before sleeping.
+    arrivals: AtomicUsize,
     cancelled: AtomicBool,
     ns_per_item: AtomicU64,
     registry: Arc<Registry>,
@@ -89,14 +112,15 @@ struct Shared<R> {
 }
 
 impl<R> Shared<R> {
-    fn deliver(&self, seq: u64, outcome: Outcome<R>) {
+    fn deliver(&self, delivery: Delivery<R>) {
         let mut q = lock(&self.queue);
-        q.arrived.push_back((seq, outcome));
-        let wake = match q.want {
-            Want::Any => true,
-            Want::Seq(s) => s == seq,
-            Want::Nothing => false,
+        let wake = match (q.want, &delivery.report) {
+            (Want::Nothing, _) => false,
+            (Want::Seq(s), Report::Chunk { seq, .. }) => *seq == s,
+            _ => true,
         };
+        q.arrived.push_back(delivery);
+        self.arrivals.fetch_add(1, Ordering::Release);
         let waker = if wake {
             q.want = Want::Nothing;
             self.cond.notify_one();
@@ -110,8 +134,9 @@ impl<R> Shared<R> {
         }
     }
 
+    #[inline]
     fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed) || self.registry.is_terminated()
+        self.cancelled.load(Ordering::Relaxed) || self.registry.is_terminated_relaxed()
     }
 }
 
@@ -126,43 +151,105 @@ impl<R> Drop for Shared<R> {
         // Outcomes nobody will read: in a scope, their panics re-raise there.
         if let Some(scope) = &self.scope {
             let q = self.queue.get_mut().unwrap_or_else(|e| e.into_inner());
-            for (_, outcome) in q.arrived.drain(..) {
-                if let End::Panicked(p) = outcome.end {
-                    scope.report_panic(p);
+            for d in q.arrived.drain(..) {
+                if let Report::Chunk { end, .. } = d.report {
+                    report_end(scope, end);
                 }
             }
         }
     }
 }
 
-/// One chunk of inputs and the function to apply.
-struct ChunkJob<T, F, R> {
-    items: Vec<T>,
-    f: Arc<F>,
+fn report_end(scope: &ScopeState, end: End) {
+    if let End::Panicked(p) | End::InputPanicked(p) = end {
+        scope.report_panic(p);
+    }
+}
+
+/// The input iterator and the next sequence number, under one lock.
+struct Input<I> {
+    iter: Option<I>,
+    next_seq: u64,
+}
+
+/// What every credit of one imap shares: its input and its function.
+struct Source<I, F> {
+    input: Mutex<Input<I>>,
+    f: F,
+}
+
+/// A credit: read up to `credit` items, map them, report.
+struct PullJob<I, F, R> {
+    source: Arc<Source<I, F>>,
     shared: Arc<Shared<R>>,
-    seq: u64,
+    credit: usize,
     delivered: bool,
 }
 
-impl<T, F, R> Job for ChunkJob<T, F, R>
+impl<I, F, R> PullJob<I, F, R> {
+    fn deliver(&mut self, input_done: bool, report: Report<R>) {
+        self.delivered = true;
+        self.shared.deliver(Delivery {
+            credit: self.credit,
+            input_done,
+            report,
+        });
+    }
+}
+
+impl<I, F, T, R> Job for PullJob<I, F, R>
 where
-    T: Send,
+    I: Iterator<Item = T> + Send,
     F: Fn(T) -> R + Send + Sync,
+    T: Send,
     R: Send,
 {
     fn run(mut self: Box<Self>) {
         let shared = Arc::clone(&self.shared);
         if shared.is_cancelled() {
-            return; // Drop delivers "cancelled"
+            return; // Drop reports "returned"
         }
-        let items = std::mem::take(&mut self.items);
-        let len = items.len();
+        let source = Arc::clone(&self.source);
+        let mut items = Vec::with_capacity(self.credit);
+        let (seq, input_done, input_panic) = {
+            let mut input = lock(&source.input);
+            let Some(iter) = input.iter.as_mut() else {
+                drop(input);
+                self.deliver(true, Report::Exhausted);
+                return;
+            };
+            let credit = self.credit;
+            let read = catch_unwind(AssertUnwindSafe(|| {
+                while items.len() < credit {
+                    match iter.next() {
+                        Some(item) => items.push(item),
+                        None => return true,
+                    }
+                }
+                false
+            }));
+            let (input_done, input_panic) = match read {
+                Ok(exhausted) => (exhausted, None),
+                Err(p) => (true, Some(p)),
+            };
+            if input_done {
+                input.iter = None;
+            }
+            if items.is_empty() && input_panic.is_none() {
+                drop(input);
+                self.deliver(true, Report::Exhausted);
+                return;
+            }
+            let seq = input.next_seq;
+            input.next_seq += 1;
+            (seq, input_done, input_panic)
+        };
         let flag: Arc<dyn CancelFlag + '_> = shared.clone();
         // SAFETY: the guard is a local of this call and drops before it returns.
         let token = unsafe { cancel::enter(flag, true) };
-        let mut results = Vec::with_capacity(len);
+        let mut results = Vec::with_capacity(items.len());
         let mut items = items.into_iter();
-        let f = &*self.f;
+        let f = &source.f;
         let started = Instant::now();
         let end = catch_unwind(AssertUnwindSafe(|| {
             for item in items.by_ref() {
@@ -185,85 +272,22 @@ where
                 .ns_per_item
                 .store(ns.clamp(1, u64::MAX as u128) as u64, Ordering::Relaxed);
         }
-        self.delivered = true;
-        shared.deliver(self.seq, Outcome { len, results, end });
+        let end = match (end, input_panic) {
+            (End::Complete, Some(p)) => End::InputPanicked(p),
+            (end, _) => end,
+        };
+        self.deliver(input_done, Report::Chunk { seq, results, end });
     }
 
     fn items(&self) -> usize {
-        self.items.len()
+        self.credit
     }
 }
 
-impl<T, F, R> Drop for ChunkJob<T, F, R> {
+impl<I, F, R> Drop for PullJob<I, F, R> {
     fn drop(&mut self) {
         if !self.delivered {
-            let len = self.items.len();
-            self.items.clear();
-            self.shared.deliver(
-                self.seq,
-                Outcome {
-                    len,
-                    results: Vec::new(),
-                    end: End::Cancelled,
-                },
-            );
-        }
-    }
-}
-
-/// What reading one chunk of input produced.
-struct Fed<'a> {
-    job: Option<(Box<dyn Job + 'a>, usize)>,
-    exhausted: bool,
-    panic: Option<Payload>,
-}
-
-/// The input side, with its item type erased.
-trait Feed<'a, R>: Send {
-    fn chunk(&mut self, n: usize, seq: u64, shared: &Arc<Shared<R>>) -> Fed<'a>;
-}
-
-struct IterFeed<I, F> {
-    iter: I,
-    f: Arc<F>,
-}
-
-impl<'a, I, F, T, R> Feed<'a, R> for IterFeed<I, F>
-where
-    I: Iterator<Item = T> + Send + 'a,
-    F: Fn(T) -> R + Send + Sync + 'a,
-    T: Send + 'a,
-    R: Send + 'a,
-{
-    fn chunk(&mut self, n: usize, seq: u64, shared: &Arc<Shared<R>>) -> Fed<'a> {
-        let mut items = Vec::with_capacity(n);
-        let mut exhausted = false;
-        let read = catch_unwind(AssertUnwindSafe(|| {
-            while items.len() < n {
-                match self.iter.next() {
-                    Some(item) => items.push(item),
-                    None => {
-                        exhausted = true;
-                        break;
-                    }
-                }
-            }
-        }));
-        let len = items.len();
-        let job = (len > 0).then(|| {
-            let job: Box<dyn Job + 'a> = Box::new(ChunkJob {
-                items,
-                f: Arc::clone(&self.f),
-                shared: Arc::clone(shared),
-                seq,
-                delivered: false,
-            });
-            (job, len)
-        });
-        Fed {
-            job,
-            exhausted,
-            panic: read.err(),
+            self.deliver(false, Report::Returned);
         }
     }
 }
@@ -282,11 +306,15 @@ enum Mode<'w> {
 }
 
 type Submit<'a> = Box<dyn Fn(Box<dyn Job + 'a>) + Send + 'a>;
+type MakeJob<'a> = Box<dyn Fn(usize) -> Box<dyn Job + 'a> + Send + 'a>;
+
+/// A chunk waiting to be handed out: its credit, results and end.
+type Ready<R> = (usize, Vec<R>, End);
 
 /// The consumer side shared by [`Imap`] and [`ImapUnordered`].
 struct Core<'a, R> {
     shared: Arc<Shared<R>>,
-    feed: Option<Box<dyn Feed<'a, R> + 'a>>,
+    make_job: MakeJob<'a>,
     submit: Submit<'a>,
     ordered: bool,
     workers: usize,
@@ -294,20 +322,23 @@ struct Core<'a, R> {
     buffer: Option<usize>,
     started: bool,
     chunk: usize,
-    next_seq: u64,
     head_seq: u64,
-    reorder: BTreeMap<u64, Outcome<R>>,
+    reorder: BTreeMap<u64, Ready<R>>,
+    fifo: VecDeque<Ready<R>>,
     current: std::vec::IntoIter<R>,
     current_end: Option<End>,
-    /// Items read from the input and not yet handed to `current`.
+    /// Items of credits issued whose chunk was not yet handed out.
     read_ahead: usize,
-    /// Chunks queued whose outcome has not been received.
-    in_flight: usize,
+    /// Credits issued that have not reported.
+    credits_out: usize,
+    input_done: bool,
+    returned: bool,
+    /// Unordered: an input panic waits until every earlier chunk is out.
     input_panic: Option<Payload>,
     finished: bool,
 }
 
-/// Builds the consumer for `f` over `inputs`; `submit` queues a chunk job
+/// Builds the consumer for `f` over `inputs`; `submit` queues a credit
 /// (directly on the pool, or through a scope).
 pub(crate) fn build<'a, I, F, T, R>(
     registry: Arc<Registry>,
@@ -333,17 +364,31 @@ where
             waker: None,
         }),
         cond: Condvar::new(),
+        arrivals: AtomicUsize::new(0),
         cancelled: AtomicBool::new(false),
         ns_per_item: AtomicU64::new(0),
         registry,
         scope,
     });
+    let source = Arc::new(Source {
+        input: Mutex::new(Input {
+            iter: Some(inputs.into_iter()),
+            next_seq: 0,
+        }),
+        f,
+    });
+    let job_shared = Arc::clone(&shared);
+    let make_job: MakeJob<'a> = Box::new(move |credit| {
+        Box::new(PullJob {
+            source: Arc::clone(&source),
+            shared: Arc::clone(&job_shared),
+            credit,
+            delivered: false,
+        })
+    });
     CoreHandle(Core {
         shared,
-        feed: Some(Box::new(IterFeed {
-            iter: inputs.into_iter(),
-            f: Arc::new(f),
-        })),
+        make_job,
         submit,
         ordered,
         workers,
@@ -351,13 +396,15 @@ where
         buffer: None,
         started: false,
         chunk: 1,
-        next_seq: 0,
         head_seq: 0,
         reorder: BTreeMap::new(),
+        fifo: VecDeque::new(),
         current: Vec::new().into_iter(),
         current_end: None,
         read_ahead: 0,
-        in_flight: 0,
+        credits_out: 0,
+        input_done: false,
+        returned: false,
         input_panic: None,
         finished: false,
     })
@@ -399,10 +446,8 @@ impl<R> Core<'_, R> {
             return c;
         }
         let est = self.shared.ns_per_item.load(Ordering::Relaxed);
-        if est > 0 {
-            let want = usize::try_from(TARGET_CHUNK_NS / est)
-                .unwrap_or(MAX_CHUNK)
-                .max(1);
+        if let Some(per_chunk) = TARGET_CHUNK_NS.checked_div(est) {
+            let want = usize::try_from(per_chunk).unwrap_or(MAX_CHUNK).max(1);
             self.chunk = want.clamp((self.chunk / 2).max(1), self.chunk * 2);
         }
         self.chunk = self.chunk.min(MAX_CHUNK);
@@ -412,12 +457,11 @@ impl<R> Core<'_, R> {
         self.chunk
     }
 
-    /// Reads input and queues chunks while the read-ahead allows.
+    /// Issues credits while the read-ahead allows.
     fn top_up(&mut self) {
-        if !self.started {
-            self.started = true;
-        }
-        while self.feed.is_some() {
+        self.started = true;
+        let registry = Arc::clone(&self.shared.registry);
+        while !self.input_done && !self.returned {
             let chunk = self.next_chunk_size();
             let limit = self
                 .buffer
@@ -425,37 +469,60 @@ impl<R> Core<'_, R> {
             if self.read_ahead > 0 && self.read_ahead + chunk > limit {
                 break;
             }
-            self.shared.registry.check_accepting();
-            let feed = self.feed.as_mut().expect("checked above");
-            let fed = feed.chunk(chunk, self.next_seq, &self.shared);
-            if let Some((job, len)) = fed.job {
-                self.read_ahead += len;
-                self.in_flight += 1;
-                self.next_seq += 1;
-                (self.submit)(job);
+            if registry.is_terminated() {
+                self.returned = true;
+                break;
             }
-            if let Some(p) = fed.panic {
-                self.input_panic = Some(p);
-                self.feed = None;
-            } else if fed.exhausted {
-                self.feed = None;
+            let job = (self.make_job)(chunk);
+            self.read_ahead += chunk;
+            self.credits_out += 1;
+            if registry.is_running() || registry.is_current_worker() {
+                (self.submit)(job);
+            } else {
+                // Closed: the workers may be gone; run it here.
+                job.run();
+                self.absorb();
             }
         }
     }
 
-    /// Takes the next outcome the consumer may yield, if it has arrived.
-    fn take_ready(&mut self) -> Option<Outcome<R>> {
+    /// Takes in what the credits reported.
+    fn absorb(&mut self) {
         let mut q = lock(&self.shared.queue);
-        if !self.ordered {
-            return q.arrived.pop_front().map(|(_, o)| o);
+        for d in q.arrived.drain(..) {
+            self.credits_out -= 1;
+            self.input_done |= d.input_done;
+            match d.report {
+                Report::Chunk { seq, results, end } => {
+                    if self.ordered {
+                        self.reorder.insert(seq, (d.credit, results, end));
+                    } else {
+                        self.fifo.push_back((d.credit, results, end));
+                    }
+                }
+                Report::Exhausted => {
+                    self.input_done = true;
+                    self.read_ahead -= d.credit;
+                }
+                Report::Returned => {
+                    self.returned = true;
+                    self.read_ahead -= d.credit;
+                }
+            }
         }
-        for (seq, o) in q.arrived.drain(..) {
-            self.reorder.insert(seq, o);
-        }
-        drop(q);
-        let o = self.reorder.remove(&self.head_seq)?;
-        self.head_seq += 1;
-        Some(o)
+    }
+
+    /// The next chunk the consumer may hand out, if it is here.
+    fn next_ready(&mut self) -> Option<(Vec<R>, End)> {
+        let (credit, results, end) = if self.ordered {
+            let ready = self.reorder.remove(&self.head_seq)?;
+            self.head_seq += 1;
+            ready
+        } else {
+            self.fifo.pop_front()?
+        };
+        self.read_ahead -= credit;
+        Some((results, end))
     }
 
     fn want(&self) -> Want {
@@ -468,13 +535,23 @@ impl<R> Core<'_, R> {
 
     fn arrived_wanted(&self, q: &Queue<R>) -> bool {
         match self.want() {
-            Want::Seq(s) => q.arrived.iter().any(|(seq, _)| *seq == s),
+            Want::Seq(s) => q.arrived.iter().any(|d| match d.report {
+                Report::Chunk { seq, .. } => seq == s,
+                _ => true,
+            }),
             _ => !q.arrived.is_empty(),
         }
     }
 
-    /// Blocks until the wanted outcome may have arrived, or the deadline.
+    /// Blocks until news may have arrived, or the deadline.
     fn wait_once(&self, deadline: Option<Instant>) -> Result<(), Stop> {
+        let seen = self.shared.arrivals.load(Ordering::Acquire);
+        for _ in 0..SPIN_CHECKS {
+            if self.shared.arrivals.load(Ordering::Acquire) != seen {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             return Err(Stop::Timeout);
@@ -482,7 +559,7 @@ impl<R> Core<'_, R> {
         let mut timeout = deadline.map(|d| d - now);
         let registry = &self.shared.registry;
         if registry.is_current_worker() {
-            // Nested use: run queued work (maybe our own chunks) meanwhile.
+            // Nested use: run queued work (maybe our own credits) meanwhile.
             if registry.run_one() {
                 return Ok(());
             }
@@ -507,7 +584,7 @@ impl<R> Core<'_, R> {
         Ok(())
     }
 
-    /// Registers the waker; returns `true` if the outcome is already there.
+    /// Registers the waker; returns `true` if news is already there.
     fn register(&self, waker: &Waker) -> bool {
         let mut q = lock(&self.shared.queue);
         if self.arrived_wanted(&q) {
@@ -523,7 +600,6 @@ impl<R> Core<'_, R> {
 
     fn finish(&mut self) {
         self.finished = true;
-        self.feed = None;
         self.shared.cancelled.store(true, Ordering::Relaxed);
     }
 
@@ -532,49 +608,71 @@ impl<R> Core<'_, R> {
             if let Some(x) = self.current.next() {
                 return Ok(Some(x));
             }
-            if let Some(end) = self.current_end.take() {
-                self.finish();
-                return Err(match end {
-                    End::Panicked(p) => Stop::Panic(p),
-                    _ => Stop::Cancelled,
-                });
+            match self.current_end.take() {
+                Some(End::Panicked(p)) => {
+                    self.finish();
+                    return Err(Stop::Panic(p));
+                }
+                Some(End::Cancelled) => {
+                    self.finish();
+                    return Err(Stop::Cancelled);
+                }
+                Some(End::InputPanicked(p)) => {
+                    if self.ordered {
+                        self.finish();
+                        return Err(Stop::Panic(p));
+                    }
+                    self.input_panic = Some(p);
+                }
+                Some(End::Complete) | None => {}
             }
             if self.finished {
                 return Ok(None);
             }
-            self.top_up();
-            if self.in_flight == 0 {
-                self.finish();
-                return match self.input_panic.take() {
-                    Some(p) => Err(Stop::Panic(p)),
-                    None => Ok(None),
-                };
+            self.absorb();
+            if let Some((results, end)) = self.next_ready() {
+                self.current = results.into_iter();
+                self.current_end = Some(end);
+                continue;
             }
-            let outcome = match self.take_ready() {
-                Some(o) => o,
-                None => {
-                    match mode {
-                        Mode::Block(deadline) => self.wait_once(deadline)?,
-                        Mode::Poll(waker) => {
-                            if !self.register(waker) {
-                                return Err(Stop::Pending);
-                            }
-                        }
-                    }
+            self.top_up();
+            if self.credits_out == 0 {
+                self.absorb();
+                if self.reorder.contains_key(&self.head_seq) || !self.fifo.is_empty() {
                     continue;
                 }
-            };
-            self.in_flight -= 1;
-            self.read_ahead -= outcome.len;
-            self.current = outcome.results.into_iter();
-            self.current_end = match outcome.end {
-                End::Complete => None,
-                end => Some(end),
-            };
+                self.finish();
+                if let Some(p) = self.input_panic.take() {
+                    return Err(Stop::Panic(p));
+                }
+                return if self.input_done && !self.returned {
+                    Ok(None)
+                } else {
+                    Err(Stop::Cancelled)
+                };
+            }
+            match mode {
+                Mode::Block(deadline) => self.wait_once(deadline)?,
+                Mode::Poll(waker) => {
+                    if !self.register(waker) {
+                        return Err(Stop::Pending);
+                    }
+                }
+            }
         }
     }
 
+    #[inline]
     fn next_blocking(&mut self) -> Option<R> {
+        // Fast path: the next result of the chunk being handed out.
+        if let Some(x) = self.current.next() {
+            return Some(x);
+        }
+        self.next_slow()
+    }
+
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<R> {
         match self.advance(Mode::Block(None)) {
             Ok(x) => x,
             Err(stop) => raise(stop),
@@ -619,14 +717,17 @@ impl<R> Drop for Core<'_, R> {
     fn drop(&mut self) {
         self.shared.cancelled.store(true, Ordering::Relaxed);
         if let Some(scope) = &self.shared.scope {
-            let ends = std::mem::take(&mut self.reorder)
+            let ready = std::mem::take(&mut self.reorder)
                 .into_values()
-                .map(|o| o.end)
-                .chain(self.current_end.take());
-            for end in ends {
-                if let End::Panicked(p) = end {
-                    scope.report_panic(p);
-                }
+                .chain(std::mem::take(&mut self.fifo));
+            for (_, _, end) in ready {
+                report_end(scope, end);
+            }
+            if let Some(end) = self.current_end.take() {
+                report_end(scope, end);
+            }
+            if let Some(p) = self.input_panic.take() {
+                scope.report_panic(p);
             }
         }
     }
@@ -708,6 +809,7 @@ macro_rules! imap_type {
             /// Waits for the next result. A task's panic is re-raised here, at
             /// its item's position; if the pool was terminated, this panics
             /// with [`TaskError::Cancelled`]'s message.
+            #[inline]
             fn next(&mut self) -> Option<R> {
                 self.core.next_blocking()
             }
@@ -734,7 +836,7 @@ macro_rules! imap_type {
                 f.debug_struct(stringify!($name))
                     .field("chunksize", &self.core.chunksize)
                     .field("buffer", &self.core.buffer)
-                    .field("in_flight_chunks", &self.core.in_flight)
+                    .field("credits_out", &self.core.credits_out)
                     .finish_non_exhaustive()
             }
         }

@@ -22,6 +22,7 @@ pub mod source {
     ///
     /// Implementors must be safe to share between threads that take distinct
     /// indices concurrently.
+    #[allow(clippy::len_without_is_empty)] // a length, not a collection
     pub unsafe trait Source: Sync {
         type Item;
         fn len(&self) -> usize;
@@ -263,44 +264,73 @@ pub struct RangeSource<T> {
     len: usize,
 }
 
-macro_rules! range_inputs {
+/// The integer types whose ranges the blocking maps split without storing.
+///
+/// Sealed: implemented for every primitive integer type up to 64 bits.
+pub trait RangeInt: Copy + Send + Sync + private::Sealed {
+    #[doc(hidden)]
+    fn to_i128(self) -> i128;
+    #[doc(hidden)]
+    fn from_i128(v: i128) -> Self;
+}
+
+mod private {
+    pub trait Sealed {}
+}
+
+macro_rules! range_ints {
     ($($t:ty),*) => {$(
-        // SAFETY: items are computed from `start`; nothing is shared mutably.
-        unsafe impl Source for RangeSource<$t> {
-            type Item = $t;
-            fn len(&self) -> usize {
-                self.len
+        impl private::Sealed for $t {}
+        impl RangeInt for $t {
+            fn to_i128(self) -> i128 {
+                self as i128
             }
-            unsafe fn take(&self, i: usize) -> $t {
-                // In range by construction: i < len = end - start.
-                (self.start as i128 + i as i128) as $t
-            }
-        }
-
-        impl Inputs for Range<$t> {
-            type Item = $t;
-            type Source = RangeSource<$t>;
-            fn into_source(self) -> Self::Source {
-                let len = (self.end as i128 - self.start as i128).max(0);
-                let len = usize::try_from(len).expect("parpool: range too long to map; use imap");
-                RangeSource { start: self.start, len }
-            }
-        }
-
-        impl Inputs for std::ops::RangeInclusive<$t> {
-            type Item = $t;
-            type Source = RangeSource<$t>;
-            fn into_source(self) -> Self::Source {
-                let (start, end) = self.clone().into_inner();
-                let len = if self.is_empty() { 0 } else { end as i128 - start as i128 + 1 };
-                let len = usize::try_from(len).expect("parpool: range too long to map; use imap");
-                RangeSource { start, len }
+            fn from_i128(v: i128) -> Self {
+                v as $t
             }
         }
     )*};
 }
 
-range_inputs!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+range_ints!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+// SAFETY: items are computed from `start`; nothing is shared mutably.
+unsafe impl<T: RangeInt> Source for RangeSource<T> {
+    type Item = T;
+    fn len(&self) -> usize {
+        self.len
+    }
+    unsafe fn take(&self, i: usize) -> T {
+        // In range by construction: i < len = end - start.
+        T::from_i128(self.start.to_i128() + i as i128)
+    }
+}
+
+fn range_len(len: i128) -> usize {
+    usize::try_from(len.max(0)).expect("parpool: range too long for a blocking map; use imap")
+}
+
+impl<T: RangeInt> Inputs for Range<T> {
+    type Item = T;
+    type Source = RangeSource<T>;
+    fn into_source(self) -> Self::Source {
+        let len = range_len(self.end.to_i128() - self.start.to_i128());
+        RangeSource {
+            start: self.start,
+            len,
+        }
+    }
+}
+
+impl<T: RangeInt> Inputs for std::ops::RangeInclusive<T> {
+    type Item = T;
+    type Source = RangeSource<T>;
+    fn into_source(self) -> Self::Source {
+        let (start, end) = self.into_inner();
+        let len = range_len(end.to_i128() - start.to_i128() + 1);
+        RangeSource { start, len }
+    }
+}
 
 /// Wraps any iterator so the blocking map family accepts it; the items are
 /// collected into a `Vec` on the calling thread first.

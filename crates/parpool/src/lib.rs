@@ -93,7 +93,7 @@ pub use error::{BuildError, TaskError};
 pub use imap::{Imap, ImapUnordered};
 #[doc(hidden)]
 pub use inputs::source;
-pub use inputs::{iter, Inputs, Iter};
+pub use inputs::{iter, Inputs, Iter, RangeInt};
 pub use panic::PanicPolicy;
 pub use pool::{Chunked, ThreadPool};
 pub use scope::Scope;

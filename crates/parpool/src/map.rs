@@ -23,8 +23,12 @@
 //!   the earliest failing position whatever the timing. A panic stops
 //!   everything (`k = 0`).
 //! - Runners on workers stop between items when the pool is terminated and
-//!   hand the rest of their chunk back; the caller finishes it, so a
-//!   blocking map always returns every result.
+//!   hand the rest of their chunk back. A blocking map's caller finishes it,
+//!   so a blocking map always returns every result; a `map_async` (whose
+//!   caller is itself a task) stops too and reports `Cancelled`.
+//! - Items run under the map's cancellation token: it turns true once an
+//!   item failed, or when the task that called the map is no longer wanted
+//!   (a cancelled or terminated `map_async`).
 
 use crate::cancel::{self, CancelFlag};
 use crate::inputs::source::Source;
@@ -34,7 +38,7 @@ use crate::registry::Registry;
 use crate::sync::lock;
 use std::ops::Range;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -44,11 +48,27 @@ const GUIDED_FACTOR: usize = 4;
 const CLOSED: usize = 1;
 const INSIDE: usize = 2;
 
-/// The part of a map's state that runner jobs may hold after the map returned.
+/// Why a map stopped without its results.
+pub(crate) enum MapError<E> {
+    /// `f` returned this error (the earliest by input position).
+    Failed(E),
+    /// The pool was terminated while a `map_async` ran.
+    Cancelled,
+}
+
+/// The part of a map's state that runner jobs may hold after the map
+/// returned: the gate, and the map's cancellation token.
 struct Header {
     gate: AtomicUsize,
     lock: Mutex<()>,
     cond: Condvar,
+    /// An item failed or panicked.
+    failed: AtomicBool,
+    /// The token of the task that called the map, if any. Cleared when the
+    /// map returns, so a runner job left in the queue keeps nothing of the
+    /// caller alive.
+    parent: Mutex<Option<Arc<dyn CancelFlag>>>,
+    parent_follows_terminate: bool,
 }
 
 impl Header {
@@ -84,13 +104,12 @@ impl Header {
     }
 }
 
-/// Runner jobs of a blocking map never report "cancelled": their results are
-/// still wanted, even after terminate (the caller finishes the work).
-struct NeverCancelled;
-
-impl CancelFlag for NeverCancelled {
+impl CancelFlag for Header {
     fn is_cancelled(&self) -> bool {
-        false
+        self.failed.load(Ordering::Relaxed)
+            || lock(&self.parent)
+                .as_ref()
+                .is_some_and(|p| p.is_cancelled())
     }
 }
 
@@ -104,6 +123,7 @@ unsafe impl<R: Send> Sync for Out<R> {}
 /// Everything a runner needs; lives on the caller's stack.
 struct Ctx<'a, S, F, R, E> {
     registry: &'a Registry,
+    header: &'a Arc<Header>,
     source: S,
     f: &'a F,
     out: Out<R>,
@@ -155,13 +175,16 @@ where
         }
     }
 
-    /// Claims and runs chunks until none are left. `on_worker`: a runner,
-    /// which must stop between items when the pool is terminated.
-    fn work(&self, on_worker: bool) {
+    /// Claims and runs chunks until none are left, under the map's token.
+    /// `stops`: stop between items when the pool is terminated.
+    fn work(&self, stops: bool) {
+        let flag: Arc<dyn CancelFlag> = self.header.clone();
+        // SAFETY: the guard is a local of this call and drops before it returns.
+        let _token = unsafe { cancel::enter(flag, self.header.parent_follows_terminate) };
         let mut done: Vec<Range<usize>> = Vec::new();
         while let Some(range) = self.claim() {
-            self.run_chunk(range, on_worker, &mut done);
-            if on_worker && self.registry.is_terminated() {
+            self.run_chunk(range, stops, &mut done);
+            if stops && self.registry.is_terminated() {
                 break;
             }
         }
@@ -170,7 +193,7 @@ where
         }
     }
 
-    fn run_chunk(&self, range: Range<usize>, on_worker: bool, done: &mut Vec<Range<usize>>) {
+    fn run_chunk(&self, range: Range<usize>, stops: bool, done: &mut Vec<Range<usize>>) {
         let counters = &self.registry.counters;
         let len = range.len();
         counters.start(len);
@@ -183,7 +206,7 @@ where
                 if self.limit.load(Ordering::Relaxed) <= i {
                     break;
                 }
-                if on_worker && self.registry.is_terminated() {
+                if stops && self.registry.is_terminated_relaxed() {
                     lock(&self.returned).push(i..range.end);
                     next = range.end; // handed back, not ours to drop
                     return Some(i);
@@ -209,6 +232,7 @@ where
                 // Item `next - 1` panicked; its input was consumed by `f`.
                 self.registry.task_panicked(&payload);
                 self.limit.store(0, Ordering::Relaxed);
+                self.header.failed.store(true, Ordering::Relaxed);
                 let mut slot = lock(&self.panic);
                 if slot.is_none() {
                     *slot = Some(payload);
@@ -232,6 +256,7 @@ where
 
     fn fail(&self, i: usize, e: E) {
         self.limit.fetch_min(i, Ordering::Relaxed);
+        self.header.failed.store(true, Ordering::Relaxed);
         let mut slot = lock(&self.error);
         match &*slot {
             Some((j, _)) if *j < i => {}
@@ -254,8 +279,6 @@ unsafe impl Send for Runner {}
 impl Job for Runner {
     fn run(self: Box<Self>) {
         if self.header.enter() {
-            // SAFETY: the guard drops at the end of this block.
-            let _token = unsafe { cancel::enter(Arc::new(NeverCancelled), false) };
             // SAFETY: we are inside the gate, so the caller is still waiting
             // and `ctx` is alive.
             unsafe { (self.work)(self.ctx) };
@@ -293,17 +316,47 @@ impl Drop for GateGuard<'_> {
         let header = self.header;
         self.registry
             .wait_until(|| header.is_empty_and_closed(), |t| header.block(t));
+        // Subtle: runner jobs still queued hold the header; they must not keep
+        // the calling task's state (and what it borrows) alive.
+        lock(&header.parent).take();
     }
 }
 
+/// [`run_map`] for a function that cannot fail.
+pub(crate) fn run_map_infallible<S, F, R>(
+    registry: &Registry,
+    source: S,
+    chunksize: Option<usize>,
+    f: &F,
+    caller_stops: bool,
+) -> Result<Vec<R>, Cancelled>
+where
+    S: Source,
+    F: Fn(S::Item) -> R + Sync,
+    R: Send,
+{
+    let f = |x| Ok::<R, std::convert::Infallible>(f(x));
+    match run_map(registry, source, chunksize, &f, caller_stops) {
+        Ok(v) => Ok(v),
+        Err(MapError::Cancelled) => Err(Cancelled),
+        Err(MapError::Failed(never)) => match never {},
+    }
+}
+
+/// A `map_async` stopped by `terminate`.
+pub(crate) struct Cancelled;
+
 /// Maps `f` over `source` on the pool and the calling thread. Re-raises the
 /// first task panic; returns the error at the earliest failing index.
+/// `caller_stops`: the caller is a `map_async` task, which stops (and
+/// returns `Cancelled`) when the pool is terminated.
 pub(crate) fn run_map<S, F, R, E>(
     registry: &Registry,
     source: S,
     chunksize: Option<usize>,
     f: &F,
-) -> Result<Vec<R>, E>
+    caller_stops: bool,
+) -> Result<Vec<R>, MapError<E>>
 where
     S: Source,
     F: Fn(S::Item) -> Result<R, E> + Sync,
@@ -325,8 +378,18 @@ where
     let chunksize = chunksize.map(|c| c.max(1));
     let chunks = chunksize.map_or(n, |c| n.div_ceil(c));
     let runners = helpers.min(chunks.saturating_sub(1));
+    let parent = cancel::current();
+    let header = Arc::new(Header {
+        gate: AtomicUsize::new(0),
+        lock: Mutex::new(()),
+        cond: Condvar::new(),
+        failed: AtomicBool::new(false),
+        parent_follows_terminate: parent.as_ref().is_some_and(|(_, follows)| *follows),
+        parent: Mutex::new(parent.map(|(flag, _)| flag)),
+    });
     let ctx = Ctx {
         registry,
+        header: &header,
         source,
         f,
         out: Out(output.as_mut_ptr()),
@@ -340,11 +403,6 @@ where
         error: Mutex::new(None),
         panic: Mutex::new(None),
     };
-    let header = Arc::new(Header {
-        gate: AtomicUsize::new(0),
-        lock: Mutex::new(()),
-        cond: Condvar::new(),
-    });
     {
         let guard = GateGuard {
             header: &header,
@@ -360,13 +418,21 @@ where
                 }) as Box<dyn Job>
             }));
         }
-        ctx.work(false);
+        ctx.work(caller_stops);
         drop(guard); // closes the gate and waits for runners
     }
-    // Work handed back by runners that saw `terminate`.
+    let cancelled = caller_stops
+        && registry.is_terminated()
+        && (!lock(&ctx.returned).is_empty() || ctx.cursor.load(Ordering::Relaxed) < n);
+    // Work handed back by runners that saw `terminate`: a blocking map's
+    // caller finishes it; a stopped `map_async` drops it.
     loop {
         let range = lock(&ctx.returned).pop();
         match range {
+            Some(r) if cancelled => {
+                // SAFETY: handed-back indices were claimed and never taken.
+                unsafe { ctx.source.drop_range(r) };
+            }
             Some(r) => {
                 let mut done = Vec::new();
                 ctx.run_chunk(r, false, &mut done);
@@ -382,7 +448,7 @@ where
         // SAFETY: these indices were never claimed, so never taken.
         unsafe { ctx.source.drop_range(claimed..n) };
     }
-    let failed = lock(&ctx.panic).is_some() || lock(&ctx.error).is_some();
+    let failed = cancelled || lock(&ctx.panic).is_some() || lock(&ctx.error).is_some();
     if failed {
         for range in ctx
             .completed
@@ -400,12 +466,12 @@ where
         if let Some(payload) = ctx.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
             resume_unwind(payload);
         }
-        let (_, e) = ctx
-            .error
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .expect("parpool: a failed map holds its error");
-        return Err(e);
+        return Err(
+            match ctx.error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some((_, e)) => MapError::Failed(e),
+                None => MapError::Cancelled,
+            },
+        );
     }
     // SAFETY: no failure, so every index 0..n was claimed and its slot written.
     unsafe { output.set_len(n) };

@@ -52,3 +52,14 @@ pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
         "Box<dyn Any>".to_owned()
     }
 }
+
+/// The payload a task unwinds with to report [`TaskError::Cancelled`]
+/// (crate::TaskError::Cancelled) instead of a panic: a `map_async` stopped by
+/// `terminate`. It is not a panic of user code: the hook does not run, and it
+/// is neither counted nor subject to the policy.
+pub(crate) struct CancelledMarker;
+
+/// Unwinds out of the current task, which then reports `Cancelled`.
+pub(crate) fn unwind_cancelled() -> ! {
+    std::panic::resume_unwind(Box::new(CancelledMarker))
+}

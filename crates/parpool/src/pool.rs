@@ -7,7 +7,7 @@
 //! borrowing work. Dropping the pool closes it and joins its workers, so work
 //! already queued finishes (see [`ThreadPool`]'s docs for why).
 
-use crate::async_result::{ApplyJob, AsyncResult, Slot};
+use crate::async_result::{ApplyJob, AsyncResult, PanicSource, Slot};
 use crate::builder::Builder;
 use crate::imap::{self, Imap, ImapUnordered};
 use crate::inputs::Inputs;
@@ -16,7 +16,6 @@ use crate::registry::Registry;
 use crate::scope::{self, Scope};
 use crate::star::{StarFn, Unpack};
 use crate::stats::Stats;
-use std::convert::Infallible;
 use std::fmt;
 use std::panic::resume_unwind;
 use std::sync::Arc;
@@ -209,9 +208,17 @@ impl ThreadPool {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
+        self.spawn(f, PanicSource::Task)
+    }
+
+    fn spawn<F, R>(&self, f: F, source: PanicSource) -> AsyncResult<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
         self.registry.check_accepting();
         let slot = Slot::new(None);
-        let job = ApplyJob::new(f, Arc::clone(&slot), Arc::clone(&self.registry));
+        let job = ApplyJob::new(f, Arc::clone(&slot), source);
         self.registry.submit_unchecked(Box::new(job));
         AsyncResult::new(slot, Arc::clone(&self.registry))
     }
@@ -461,9 +468,12 @@ impl ThreadPool {
 
     /// Stops accepting work and discards queued tasks: their handles report
     /// [`TaskError::Cancelled`](crate::TaskError::Cancelled). Running tasks
-    /// finish (threads cannot be killed safely), but a running chunk of a map
-    /// stops between items, and [`cancelled`](crate::cancelled) turns true
-    /// inside running tasks. Idempotent.
+    /// finish (threads cannot be killed safely), but a running chunk stops
+    /// between items, and [`cancelled`](crate::cancelled) turns true inside
+    /// running tasks. So `imap` iterators and `map_async` handles report
+    /// `Cancelled` soon, without waiting for a whole chunk of slow items. A
+    /// blocking `map` still returns every result: its calling thread finishes
+    /// the work the workers dropped. Idempotent.
     ///
     /// ```
     /// use std::time::Duration;
@@ -548,10 +558,11 @@ impl Chunked<'_> {
         F: Fn(I::Item) -> R + Sync,
         R: Send,
     {
-        let f = |x| Ok::<R, Infallible>(f(x));
-        match self.try_map(f, inputs) {
+        let registry = &self.pool.registry;
+        registry.check_accepting();
+        match map::run_map_infallible(registry, inputs.into_source(), self.chunksize, &f, false) {
             Ok(v) => v,
-            Err(never) => match never {},
+            Err(map::Cancelled) => unreachable!("a blocking map finishes after terminate"),
         }
     }
 
@@ -575,7 +586,11 @@ impl Chunked<'_> {
     {
         let registry = &self.pool.registry;
         registry.check_accepting();
-        map::run_map(registry, inputs.into_source(), self.chunksize, &f)
+        map::run_map(registry, inputs.into_source(), self.chunksize, &f, false).map_err(|e| match e
+        {
+            map::MapError::Failed(e) => e,
+            map::MapError::Cancelled => unreachable!("a blocking map finishes after terminate"),
+        })
     }
 
     /// [`ThreadPool::starmap`] with this chunksize.
@@ -608,13 +623,13 @@ impl Chunked<'_> {
     {
         let registry = Arc::clone(&self.pool.registry);
         let chunksize = self.chunksize;
-        self.pool.apply_async(move || {
-            let f = |x| Ok::<R, Infallible>(f(x));
-            match map::run_map(&registry, inputs.into_source(), chunksize, &f) {
-                Ok(v) => v,
-                Err(never) => match never {},
-            }
-        })
+        self.pool.spawn(
+            move || {
+                map::run_map_infallible(&registry, inputs.into_source(), chunksize, &f, true)
+                    .unwrap_or_else(|map::Cancelled| crate::panic::unwind_cancelled())
+            },
+            PanicSource::Relayed,
+        )
     }
 
     /// [`ThreadPool::starmap_async`] with this chunksize.

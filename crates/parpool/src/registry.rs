@@ -57,6 +57,15 @@ thread_local! {
     static WORKER: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
 }
 
+/// Runs `f` with the registry of the pool whose worker this thread is.
+pub(crate) fn with_current(f: impl FnOnce(&Registry)) {
+    WORKER.with(|w| {
+        if let Some(r) = w.borrow().as_ref() {
+            f(r)
+        }
+    })
+}
+
 /// Whether the current thread is a worker of a terminated pool.
 pub(crate) fn current_pool_terminated() -> bool {
     WORKER.with(|w| w.borrow().as_ref().is_some_and(|r| r.is_terminated()))
@@ -126,6 +135,7 @@ impl Registry {
         self.workers
     }
 
+    #[inline]
     fn state(&self) -> u8 {
         self.state.load(Ordering::SeqCst)
     }
@@ -134,8 +144,16 @@ impl Registry {
         self.state() == RUNNING
     }
 
+    #[inline]
     pub(crate) fn is_terminated(&self) -> bool {
         self.state() == TERMINATED
+    }
+
+    /// A cheap check for hot loops that stop between items; it may see the
+    /// change a little late, which only delays the stop.
+    #[inline]
+    pub(crate) fn is_terminated_relaxed(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == TERMINATED
     }
 
     /// Whether the current thread is one of this pool's workers.

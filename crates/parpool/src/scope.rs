@@ -14,7 +14,7 @@
 //! iterator). A panic nobody consumed re-raises when `scope` returns; the
 //! body's own panic takes precedence.
 
-use crate::async_result::{ApplyJob, AsyncResult, Slot};
+use crate::async_result::{ApplyJob, AsyncResult, PanicSource, Slot};
 use crate::imap::{self, Imap, ImapUnordered};
 use crate::inputs::Inputs;
 use crate::job::{self, Job};
@@ -191,9 +191,17 @@ impl<'scope> Scope<'scope, '_> {
         F: FnOnce() -> R + Send + 'scope,
         R: Send + 'scope,
     {
+        self.spawn(f, PanicSource::Task)
+    }
+
+    fn spawn<F, R>(&'scope self, f: F, source: PanicSource) -> AsyncResult<R>
+    where
+        F: FnOnce() -> R + Send + 'scope,
+        R: Send + 'scope,
+    {
         self.registry.check_accepting();
         let slot = Slot::new(Some(Arc::clone(&self.state)));
-        let job = ApplyJob::new(f, Arc::clone(&slot), Arc::clone(&self.registry));
+        let job = ApplyJob::new(f, Arc::clone(&slot), source);
         self.state.submit(&self.registry, Box::new(job));
         AsyncResult::new(slot, Arc::clone(&self.registry))
     }
@@ -215,13 +223,13 @@ impl<'scope> Scope<'scope, '_> {
         R: Send + 'scope,
     {
         let registry = Arc::clone(&self.registry);
-        self.apply_async(move || {
-            let f = |x| Ok::<R, std::convert::Infallible>(f(x));
-            match map::run_map(&registry, inputs.into_source(), None, &f) {
-                Ok(v) => v,
-                Err(never) => match never {},
-            }
-        })
+        self.spawn(
+            move || {
+                map::run_map_infallible(&registry, inputs.into_source(), None, &f, true)
+                    .unwrap_or_else(|map::Cancelled| crate::panic::unwind_cancelled())
+            },
+            PanicSource::Relayed,
+        )
     }
 
     /// Like [`ThreadPool::imap`](crate::ThreadPool::imap), for a function

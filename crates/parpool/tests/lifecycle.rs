@@ -1,0 +1,234 @@
+//! close / terminate / join in every order, twice, and Drop.
+mod common;
+
+use common::{guard, panic_message};
+use parpool::{TaskError, ThreadPool};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+fn refused(pool: &ThreadPool) -> String {
+    let err = catch_unwind(AssertUnwindSafe(|| pool.apply_async(|| 1))).expect_err("must refuse");
+    panic_message(err.as_ref())
+}
+
+#[test]
+fn close_then_join_finishes_queued_work() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(2);
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                pool.apply_async(move || {
+                    std::thread::sleep(Duration::from_millis(1));
+                    i
+                })
+            })
+            .collect();
+        pool.close();
+        assert!(refused(&pool).contains("pool not running"));
+        pool.join();
+        let sum: i32 = handles.into_iter().map(|h| h.get().unwrap()).sum();
+        assert_eq!(sum, (0..50).sum());
+        // every ordering of repeated calls is fine
+        pool.close();
+        pool.join();
+        pool.terminate();
+        pool.join();
+    });
+}
+
+#[test]
+fn terminate_discards_queued_work_with_cancelled() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(1);
+        let (release, wait) = mpsc::channel::<()>();
+        let running = pool.apply_async(move || {
+            wait.recv().unwrap();
+            "ran"
+        });
+        // Give the worker a chance to start `running`; correctness does not depend on it.
+        std::thread::sleep(Duration::from_millis(20));
+        let queued: Vec<_> = (0..10).map(|i| pool.apply_async(move || i)).collect();
+        pool.terminate();
+        assert!(refused(&pool).contains("terminated"));
+        release.send(()).unwrap();
+        pool.join();
+        for q in queued {
+            assert_eq!(q.get(), Err(TaskError::Cancelled));
+        }
+        // The running task finished (or, if it had not started, was cancelled).
+        let r = running.get();
+        assert!(r == Ok("ran") || r == Err(TaskError::Cancelled), "{r:?}");
+        pool.terminate();
+        pool.close();
+        pool.join();
+    });
+}
+
+#[test]
+fn every_order_of_close_terminate_join_is_safe() {
+    guard(60, || {
+        type Op = fn(&ThreadPool);
+        let ops: [(&str, Op); 3] = [
+            ("close", |p| p.close()),
+            ("terminate", |p| p.terminate()),
+            ("join", |p| {
+                if !p.is_running() {
+                    p.join()
+                }
+            }),
+        ];
+        for a in 0..3 {
+            for b in 0..3 {
+                for c in 0..3 {
+                    let pool = ThreadPool::with_workers(2);
+                    let h = pool.apply_async(|| 1);
+                    for i in [a, b, c, a] {
+                        (ops[i].1)(&pool);
+                    }
+                    if pool.is_running() {
+                        pool.close();
+                    }
+                    pool.join();
+                    let r = h.get();
+                    assert!(r == Ok(1) || r == Err(TaskError::Cancelled), "{r:?}");
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn join_on_a_running_pool_panics() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(1);
+        let err = catch_unwind(AssertUnwindSafe(|| pool.join())).expect_err("must panic");
+        assert!(panic_message(err.as_ref()).contains("running pool"));
+        assert_eq!(pool.apply(|| 2), 2, "still usable");
+    });
+}
+
+#[test]
+fn every_submission_method_refuses_a_closed_pool() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(1);
+        pool.close();
+        type Call = Box<dyn Fn(&ThreadPool)>;
+        let calls: Vec<Call> = vec![
+            Box::new(|p| assert_eq!(p.apply(|| 1), 1)),
+            Box::new(|p| drop(p.apply_async(|| 1))),
+            Box::new(|p| drop(p.map(|x| x, 0..3u8))),
+            Box::new(|p| drop(p.map_async(|x| x, 0..3u8))),
+            Box::new(|p| drop(p.starmap(|a: u8| a, vec![(1,)]))),
+            Box::new(|p| drop(p.try_map(Ok::<u8, ()>, 0..3u8))),
+            Box::new(|p| drop(p.imap(|x: u8| x, 0..3u8))),
+            Box::new(|p| drop(p.imap_unordered(|x: u8| x, 0..3u8))),
+            Box::new(|p| p.scope(|s| drop(s.apply_async(|| 1)))),
+        ];
+        for (i, call) in calls.iter().enumerate() {
+            let err = catch_unwind(AssertUnwindSafe(|| call(&pool))).expect_err("must refuse");
+            assert!(
+                panic_message(err.as_ref()).contains("pool not running"),
+                "call {i}"
+            );
+        }
+    });
+}
+
+#[test]
+fn drop_closes_and_joins_so_queued_work_finishes() {
+    guard(30, || {
+        let done = Arc::new(AtomicUsize::new(0));
+        let pool = ThreadPool::with_workers(2);
+        for _ in 0..20 {
+            let done = Arc::clone(&done);
+            drop(pool.apply_async(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                done.fetch_add(1, Ordering::SeqCst);
+            }));
+        }
+        drop(pool);
+        assert_eq!(done.load(Ordering::SeqCst), 20);
+    });
+}
+
+#[test]
+fn dropping_the_pool_on_its_own_worker_does_not_deadlock() {
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(2));
+        let inner = Arc::clone(&pool);
+        let h = pool.apply_async(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(inner); // may be the last handle by then
+            "dropped"
+        });
+        drop(pool);
+        assert_eq!(h.get(), Ok("dropped"));
+    });
+}
+
+#[test]
+fn terminate_stops_a_running_map_chunk_between_items() {
+    guard(30, || {
+        // 1 worker + the caller; the imap's chunk runs on the worker with a
+        // forced large chunk of slow items. After terminate, the chunk stops
+        // at the next item instead of finishing all 200 (2 s).
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let ran2 = Arc::clone(&ran);
+        let mut it = pool
+            .imap(
+                move |_: u32| {
+                    ran2.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(10));
+                },
+                0..200,
+            )
+            .chunksize(200);
+        let t = std::thread::spawn({
+            let pool = Arc::clone(&pool);
+            move || {
+                std::thread::sleep(Duration::from_millis(50));
+                pool.terminate();
+                pool.join();
+            }
+        });
+        // Results computed before the terminate are delivered, then the
+        // iterator reports the cancellation.
+        let mut delivered = 0;
+        let r = loop {
+            match it.next_timeout(Duration::from_secs(20)) {
+                Ok(Some(())) => delivered += 1,
+                other => break other,
+            }
+        };
+        t.join().unwrap();
+        assert_eq!(r, Err(TaskError::Cancelled));
+        let ran = ran.load(Ordering::SeqCst);
+        assert!(ran < 200, "the chunk stopped early (ran {ran})");
+        assert!(delivered <= ran);
+    });
+}
+
+#[test]
+fn a_blocking_map_still_returns_every_result_after_terminate() {
+    guard(60, || {
+        let pool = Arc::new(ThreadPool::with_workers(2));
+        let p2 = Arc::clone(&pool);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            p2.terminate();
+        });
+        let out = pool.chunked(1).map(
+            |x: u32| {
+                std::thread::sleep(Duration::from_millis(1));
+                x * 2
+            },
+            0..300,
+        );
+        t.join().unwrap();
+        assert_eq!(out, (0..300).map(|x| x * 2).collect::<Vec<_>>());
+        pool.join();
+    });
+}

@@ -1,0 +1,92 @@
+//! Expiry of get_timeout, wait_timeout and next_timeout; the handles stay usable.
+mod common;
+
+use common::guard;
+use parpool::{TaskError, ThreadPool};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn get_timeout_expires_then_the_handle_still_works() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(1);
+        let (tx, rx) = mpsc::channel::<()>();
+        let mut h = pool.apply_async(move || {
+            rx.recv().unwrap();
+            42
+        });
+        let start = Instant::now();
+        assert_eq!(
+            h.get_timeout(Duration::from_millis(30)),
+            Err(TaskError::Timeout)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(!h.ready());
+        assert_eq!(h.successful(), None);
+        assert!(!h.wait_timeout(Duration::from_millis(5)));
+        tx.send(()).unwrap();
+        assert_eq!(h.get_timeout(Duration::from_secs(20)), Ok(42));
+    });
+}
+
+#[test]
+fn get_after_get_timeout_took_the_value_panics_clearly() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(1);
+        let mut h = pool.apply_async(|| 1);
+        assert_eq!(h.get_timeout(Duration::from_secs(20)), Ok(1));
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.get())).unwrap_err();
+        assert!(common::panic_message(err.as_ref()).contains("already returned"));
+    });
+}
+
+#[test]
+fn next_timeout_expires_then_the_iterator_still_works() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(2);
+        let (tx, rx) = mpsc::channel::<()>();
+        let rx = std::sync::Mutex::new(rx);
+        let mut it = pool
+            .imap(
+                move |x: u32| {
+                    if x == 1 {
+                        rx.lock().unwrap().recv().unwrap();
+                    }
+                    x
+                },
+                0..3,
+            )
+            .chunksize(1);
+        let t = Duration::from_secs(20);
+        assert_eq!(it.next_timeout(t), Ok(Some(0)));
+        assert_eq!(
+            it.next_timeout(Duration::from_millis(30)),
+            Err(TaskError::Timeout)
+        );
+        assert_eq!(
+            it.next_timeout(Duration::from_millis(1)),
+            Err(TaskError::Timeout)
+        );
+        tx.send(()).unwrap();
+        assert_eq!(it.next_timeout(t), Ok(Some(1)));
+        assert_eq!(it.next_timeout(t), Ok(Some(2)));
+        assert_eq!(it.next_timeout(t), Ok(None));
+    });
+}
+
+#[test]
+fn unordered_next_timeout_expires() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(1);
+        let mut it = pool.imap_unordered(
+            |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
+            [200],
+        );
+        assert_eq!(
+            it.next_timeout(Duration::from_millis(1)),
+            Err(TaskError::Timeout)
+        );
+        assert_eq!(it.next_timeout(Duration::from_secs(20)), Ok(Some(())));
+        assert_eq!(it.next_timeout(Duration::from_secs(20)), Ok(None));
+    });
+}
