@@ -54,6 +54,7 @@ pub const W5_ARTICLE_ITEMS: u64 = 1_000_000;
 /// Runs the selected workloads and checks the targets.
 pub fn run(opts: &Options) -> Report {
     let started = Instant::now();
+    let load_before = Machine::load();
     let workers = workers();
     let plan = if opts.quick {
         Plan {
@@ -153,7 +154,7 @@ pub fn run(opts: &Options) -> Report {
     let targets = targets(&sections, &w5, &w6, &w7);
     Report {
         quick: opts.quick,
-        machine: Machine::probe(),
+        machine: Machine::probe(load_before),
         iters_2us,
         sections,
         w5,
@@ -179,7 +180,13 @@ fn targets(
         let correct = s
             .and_then(|s| s.timings.iter().find(|t| t.name == row))
             .map_or(true, |t| t.correct);
-        Target::new(what, s.and_then(|s| s.ratio(row, base)), limit, Unit::Ratio).correct(correct)
+        Target::new(
+            what,
+            s.and_then(|s| s.paired_ratio(row, base)),
+            limit,
+            Unit::Ratio,
+        )
+        .correct(correct)
     };
     let mut t = vec![
         ratio(

@@ -14,10 +14,20 @@ pub struct Machine {
     pub rustc: String,
     pub parpool: String,
     pub date: String,
+    /// `/proc/loadavg`'s 1-minute load when the run started.
+    pub load_before: String,
 }
 
 impl Machine {
-    pub fn probe() -> Machine {
+    /// The 1-minute load average, as `/proc/loadavg` gives it.
+    pub fn load() -> String {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "?".into())
+    }
+
+    pub fn probe(load_before: String) -> Machine {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -50,6 +60,7 @@ impl Machine {
             rustc: cmd("rustc", &["--version"]).unwrap_or_else(|| "rustc (unknown)".into()),
             parpool,
             date: cmd("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
+            load_before,
         }
     }
 }
@@ -135,6 +146,13 @@ impl Report {
             "- machine: {}, {} worker threads per pool, {}",
             m.cpu, m.cores, m.kernel
         );
+        let _ = writeln!(
+            s,
+            "- load average (1 min) {} when the run started, {} when it ended, on {} cores",
+            m.load_before,
+            Machine::load(),
+            m.cores
+        );
         let _ = writeln!(s, "- toolchain: {}", m.rustc);
         let _ = writeln!(s, "- parpool: {}", m.parpool);
         let _ = writeln!(
@@ -147,7 +165,10 @@ impl Report {
             "- W2/W3 item: `spin` with {} iterations (calibrated to ~2 µs)\n",
             self.iters_2us
         );
-        s.push_str("## Targets\n\n");
+        s.push_str(
+            "## Targets\n\nA ratio target is the median over rounds of (row time / baseline time in the same round); \
+             the workload tables below give ratios of medians.\n\n",
+        );
         s.push_str(&self.targets_table());
         s.push_str("\n![time relative to rayon per workload](chart.svg)\n\n");
         for sec in &self.sections {

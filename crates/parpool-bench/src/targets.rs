@@ -75,7 +75,7 @@ impl Target {
 
     pub fn fmt_value(&self, v: f64) -> String {
         match self.unit {
-            Unit::Ratio => format!("{v:.2}×"),
+            Unit::Ratio => format!("{v:.3}×"),
             Unit::MiB => format!("{v:.1} MiB"),
             Unit::Millis => format!("{v:.2} ms"),
             Unit::Micros => format!("{v:.1} µs"),

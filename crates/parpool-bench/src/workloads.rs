@@ -61,6 +61,31 @@ impl Section {
         let (r, b) = (self.median_of(row)?, self.median_of(base)?);
         Some(r.as_secs_f64() / b.as_secs_f64())
     }
+
+    /// The median over rounds of `row`'s time divided by `base`'s time in
+    /// the same round. Pairing by round cancels slow drifts in machine load
+    /// that a ratio of medians would keep. Falls back to [`Self::ratio`] when
+    /// the two rows were not timed in the same rounds.
+    pub fn paired_ratio(&self, row: &str, base: &str) -> Option<f64> {
+        let find = |name: &str| self.timings.iter().find(|t| t.name == name);
+        let (r, b) = (find(row)?, find(base)?);
+        if r.samples.is_empty() || r.samples.len() != b.samples.len() {
+            return self.ratio(row, base);
+        }
+        let mut q: Vec<f64> = r
+            .samples
+            .iter()
+            .zip(&b.samples)
+            .map(|(r, b)| r.as_secs_f64() / b.as_secs_f64())
+            .collect();
+        q.sort_by(f64::total_cmp);
+        let m = q.len() / 2;
+        Some(if q.len() % 2 == 1 {
+            q[m]
+        } else {
+            (q[m - 1] + q[m]) / 2.0
+        })
+    }
 }
 
 /// Everything the in-process workloads share.
