@@ -41,7 +41,11 @@ impl Machine {
             .map(|s| format!("Linux {}", s.trim()))
             .unwrap_or_else(|_| std::env::consts::OS.into());
         let dir = env!("CARGO_MANIFEST_DIR");
-        let commit = cmd("git", &["-C", dir, "rev-parse", "--short", "HEAD"]);
+        // The last commit that changed the library, not this branch's head.
+        let commit = cmd(
+            "git",
+            &["-C", dir, "log", "-1", "--format=%h %s", "--", "../parpool"],
+        );
         let dirty = cmd(
             "git",
             &["-C", dir, "status", "--porcelain", "--", "../parpool"],
@@ -127,6 +131,31 @@ impl Report {
             };
             let _ = writeln!(s, "| {} | {m} | {} | {of} | {v} |", t.what, t.limit_text());
         }
+        s
+    }
+
+    /// The short summary the crate README carries: machine, targets, chart.
+    pub fn summary_markdown(&self, chart_link: &str, report_link: &str) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "Last run: {} ({} mode, {:.0} s), {}, {} workers per pool, {}, load average {} → {}; parpool {}.\n",
+            m.date,
+            if self.quick { "quick" } else { "full" },
+            self.elapsed.as_secs_f64(),
+            m.cpu,
+            m.cores,
+            m.kernel,
+            m.load_before,
+            Machine::load(),
+            m.parpool
+        );
+        s.push_str(&self.targets_table());
+        let _ = writeln!(
+            s,
+            "\n![median time relative to baseline per workload]({chart_link})\n\nEvery row and number: [{report_link}]({report_link})."
+        );
         s
     }
 

@@ -22,6 +22,7 @@ fn main() {
     };
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench");
     let mut write = true;
+    let mut default_out = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -36,7 +37,10 @@ fn main() {
                 let ms = ms.unwrap_or_else(|| die("--settle-ms needs a number"));
                 opts.settle = Some(std::time::Duration::from_millis(ms));
             }
-            "--out" => out = PathBuf::from(it.next().unwrap_or_else(|| die("--out needs a dir"))),
+            "--out" => {
+                out = PathBuf::from(it.next().unwrap_or_else(|| die("--out needs a dir")));
+                default_out = false;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -57,6 +61,9 @@ fn main() {
             die(&format!("{}: {e}", svg.display()));
         }
         eprintln!("wrote {} and {}", md_path.display(), svg.display());
+        if default_out && opts.only.is_empty() {
+            update_readme(&report);
+        }
     }
     let failed = report
         .targets
@@ -64,6 +71,27 @@ fn main() {
         .filter(|t| t.verdict() == parpool_bench::targets::Verdict::Fail)
         .count();
     eprintln!("{failed} target(s) failed");
+}
+
+/// Replaces the block between the README's report markers with this run's
+/// summary, so one command regenerates the numbers the README shows.
+fn update_readme(report: &parpool_bench::report::Report) {
+    const BEGIN: &str = "<!-- report:begin -->";
+    const END: &str = "<!-- report:end -->";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+        return;
+    };
+    let summary =
+        report.summary_markdown("../../docs/bench/chart.svg", "../../docs/bench/report.md");
+    let new = format!("{}{BEGIN}\n{summary}{}", &text[..b], &text[e..]);
+    match std::fs::write(&path, new) {
+        Ok(()) => eprintln!("updated {}", path.display()),
+        Err(e) => eprintln!("could not update {}: {e}", path.display()),
+    }
 }
 
 fn die(msg: &str) -> ! {
