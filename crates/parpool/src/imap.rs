@@ -59,6 +59,10 @@ const MAX_CHUNK: usize = 1 << 16;
 const BUFFER_CHUNKS_PER_WORKER: usize = 4;
 /// How long a consumer on a worker sleeps before it helps with queued work.
 const HELP_POLL: Duration = Duration::from_millis(1);
+/// How often a running chunk checks for cancellation, in time.
+const CHECK_EVERY_NS: u64 = 10_000;
+/// ... and at most this many items apart.
+const MAX_BLOCK: usize = 1024;
 /// How many times a waiting consumer checks for news before it sleeps.
 const SPIN_CHECKS: u32 = 2_000;
 
@@ -220,13 +224,8 @@ where
             };
             let credit = self.credit;
             let read = catch_unwind(AssertUnwindSafe(|| {
-                while items.len() < credit {
-                    match iter.next() {
-                        Some(item) => items.push(item),
-                        None => return true,
-                    }
-                }
-                false
+                items.extend(iter.by_ref().take(credit));
+                items.len() < credit
             }));
             let (input_done, input_panic) = match read {
                 Ok(exhausted) => (exhausted, None),
@@ -250,13 +249,21 @@ where
         let mut results = Vec::with_capacity(items.len());
         let mut items = items.into_iter();
         let f = &source.f;
+        // Check for cancellation every `block` items: every item while items
+        // are slow or of unknown cost, about every 10 µs for tiny ones.
+        let est = shared.ns_per_item.load(Ordering::Relaxed);
+        let block = match CHECK_EVERY_NS.checked_div(est) {
+            Some(n) => usize::try_from(n).unwrap_or(MAX_BLOCK).clamp(1, MAX_BLOCK),
+            None => 1,
+        };
         let started = Instant::now();
         let end = catch_unwind(AssertUnwindSafe(|| {
-            for item in items.by_ref() {
+            while items.len() > 0 {
                 if shared.is_cancelled() {
                     return End::Cancelled;
                 }
-                results.push(f(item));
+                // A `TrustedLen` extend: no capacity check per item.
+                results.extend(items.by_ref().take(block).map(f));
             }
             End::Complete
         }))
@@ -336,6 +343,10 @@ struct Core<'a, R> {
     /// Unordered: an input panic waits until every earlier chunk is out.
     input_panic: Option<Payload>,
     finished: bool,
+    /// The input's size hint when the iterator was made.
+    input_hint: (usize, Option<usize>),
+    /// Results moved into `current` so far.
+    handed: usize,
 }
 
 /// Builds the consumer for `f` over `inputs`; `submit` queues a credit
@@ -370,9 +381,11 @@ where
         registry,
         scope,
     });
+    let iter = inputs.into_iter();
+    let input_hint = iter.size_hint();
     let source = Arc::new(Source {
         input: Mutex::new(Input {
-            iter: Some(inputs.into_iter()),
+            iter: Some(iter),
             next_seq: 0,
         }),
         f,
@@ -407,6 +420,8 @@ where
         returned: false,
         input_panic: None,
         finished: false,
+        input_hint,
+        handed: 0,
     })
 }
 
@@ -509,6 +524,19 @@ impl<R> Core<'_, R> {
                     self.read_ahead -= d.credit;
                 }
             }
+        }
+    }
+
+    /// Makes the next ready chunk current; `false` if none is here.
+    fn take_next_ready(&mut self) -> bool {
+        match self.next_ready() {
+            Some((results, end)) => {
+                self.handed += results.len();
+                self.current = results.into_iter();
+                self.current_end = Some(end);
+                true
+            }
+            None => false,
         }
     }
 
@@ -630,17 +658,17 @@ impl<R> Core<'_, R> {
                 return Ok(None);
             }
             self.absorb();
-            if let Some((results, end)) = self.next_ready() {
-                self.current = results.into_iter();
-                self.current_end = Some(end);
+            if self.take_next_ready() {
                 continue;
             }
             self.top_up();
+            // Subtle: after `close`, top_up runs credits here and absorbs
+            // them, so what we wait for may already be in the reorder buffer;
+            // the wait below only looks at new arrivals.
+            if self.take_next_ready() {
+                continue;
+            }
             if self.credits_out == 0 {
-                self.absorb();
-                if self.reorder.contains_key(&self.head_seq) || !self.fifo.is_empty() {
-                    continue;
-                }
                 self.finish();
                 if let Some(p) = self.input_panic.take() {
                     return Err(Stop::Panic(p));
@@ -697,8 +725,15 @@ impl<R> Core<'_, R> {
         }
     }
 
+    /// Assumes the stream completes: after a task panic or a cancellation
+    /// it yields fewer items than the input had.
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.current.len(), None)
+        if self.finished {
+            return (self.current.len(), Some(self.current.len()));
+        }
+        let done = self.handed - self.current.len();
+        let (lo, hi) = self.input_hint;
+        (lo.saturating_sub(done), hi.map(|h| h.saturating_sub(done)))
     }
 }
 

@@ -41,6 +41,37 @@ use std::sync::Arc;
 /// dropped on one of its own worker threads is closed but not joined, since
 /// a thread cannot wait for itself; its workers exit once the queue is empty.
 ///
+/// # Borrowing rules
+///
+/// Blocking calls (`apply`, `map`, `starmap`, `try_map`) may borrow from the
+/// caller's stack, since they return only after their tasks have finished.
+/// Work that outlives the call (`apply_async`, `map_async`, `imap`, …) must
+/// be `'static`; use [`scope`](Self::scope) to borrow there. These do not
+/// compile:
+///
+/// ```compile_fail
+/// let pool = parpool::ThreadPool::new();
+/// let local = vec![1, 2, 3];
+/// let handle = pool.apply_async(|| local.len()); // borrows `local`
+/// drop(local);
+/// handle.get().unwrap();
+/// ```
+///
+/// ```compile_fail
+/// let pool = parpool::ThreadPool::new();
+/// let local = vec![1, 2, 3];
+/// let it = pool.imap(|x: &i32| x + 1, &local); // borrows `local`
+/// drop(local);
+/// it.count();
+/// ```
+///
+/// ```compile_fail
+/// // Tasks must be Send: an Rc cannot cross to a worker.
+/// let pool = parpool::ThreadPool::new();
+/// let shared = std::rc::Rc::new(5);
+/// pool.apply(|| *shared + 1);
+/// ```
+///
 /// # Examples
 ///
 /// ```

@@ -41,6 +41,10 @@ const TERMINATED: u8 = 2;
 /// queued work to help with again.
 const HELP_POLL: Duration = Duration::from_millis(1);
 
+/// How many times a waiting thread checks for its result before it sleeps.
+const WAIT_SPIN_CHECKS: u32 = 500;
+const WAIT_YIELD_CHECKS: u32 = 20;
+
 pub(crate) struct Registry {
     injector: Injector<JobBox>,
     sleep: Sleep,
@@ -127,7 +131,16 @@ impl Registry {
         let handle = builder
             .spawn(move || worker_main(registry, tx))
             .map_err(BuildError::Spawn)?;
-        lock(&self.threads).push(handle);
+        let mut threads = lock(&self.threads);
+        // Reap retired workers, so a long-lived pool with a small
+        // `max_tasks_per_worker` does not collect handles without end.
+        let (done, live): (Vec<_>, Vec<_>) = threads.drain(..).partition(|h| h.is_finished());
+        *threads = live;
+        threads.push(handle);
+        drop(threads);
+        for h in done {
+            drop(h.join());
+        }
         Ok(rx)
     }
 
@@ -293,6 +306,19 @@ impl Registry {
                 }
             }
         } else {
+            // Results often come within microseconds: spin briefly before
+            // paying for a sleep and a wake-up (the W7 latency).
+            for round in 0..WAIT_SPIN_CHECKS + WAIT_YIELD_CHECKS {
+                if done() {
+                    return;
+                }
+                if round < WAIT_SPIN_CHECKS {
+                    std::hint::spin_loop();
+                } else {
+                    // On a busy machine, let the worker we wait for run.
+                    std::thread::yield_now();
+                }
+            }
             while !done() {
                 block(None);
             }

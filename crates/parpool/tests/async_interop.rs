@@ -358,3 +358,37 @@ fn scoped_imap_is_a_stream_over_borrowed_data() {
         assert_eq!(good, Ok(vec![112, 107, 140]));
     });
 }
+
+#[test]
+fn stream_created_before_close_keeps_going_after_close() {
+    guard(30, || {
+        let rt = current_thread_runtime();
+        let expected: Vec<u32> = (0..100).map(|x| x * 2).collect();
+
+        let pool = ThreadPool::with_workers(2);
+        let mut stream = pool.imap(|x: u32| x * 2, 0..100).chunksize(1).buffer(4);
+        let ordered: Vec<u32> = rt.block_on(async {
+            let first = StreamExt::next(&mut stream).await.unwrap();
+            pool.close();
+            let rest: Vec<u32> = StreamExt::collect(stream).await;
+            std::iter::once(first).chain(rest).collect()
+        });
+        assert_eq!(ordered, expected);
+        pool.join();
+
+        let pool = ThreadPool::with_workers(2);
+        let mut stream = pool
+            .imap_unordered(|x: u32| x * 2, 0..100)
+            .chunksize(1)
+            .buffer(4);
+        let mut unordered: Vec<u32> = rt.block_on(async {
+            let first = StreamExt::next(&mut stream).await.unwrap();
+            pool.close();
+            let rest: Vec<u32> = StreamExt::collect(stream).await;
+            std::iter::once(first).chain(rest).collect()
+        });
+        unordered.sort_unstable();
+        assert_eq!(unordered, expected);
+        pool.join();
+    });
+}

@@ -489,3 +489,37 @@ fn terminate_inside_a_scope_cancels_its_queued_tasks_and_scope_returns() {
         pool.join();
     });
 }
+
+#[test]
+fn unread_imap_results_are_dropped_before_scope_returns() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(2);
+        let made = AtomicUsize::new(0);
+        let drops = AtomicUsize::new(0);
+        let data: Vec<u64> = (0..64).collect();
+        pool.scope(|s| {
+            let mut it = s
+                .imap(
+                    |x: &u64| {
+                        std::thread::sleep(Duration::from_micros(100 * (x % 4)));
+                        made.fetch_add(1, Ordering::SeqCst);
+                        Noisy(&drops)
+                    },
+                    &data,
+                )
+                .chunksize(2)
+                .buffer(16);
+            drop(it.next());
+            drop(it.next());
+            // Dropped with results queued, running and unread.
+            drop(it);
+        });
+        let made = made.load(Ordering::SeqCst);
+        assert!(made >= 2);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            made,
+            "every result made in the scope must be dropped before it returns"
+        );
+    });
+}

@@ -102,3 +102,54 @@ fn many_concurrent_submitters() {
         }
     });
 }
+
+#[test]
+fn imap_close_and_terminate_races_never_hang() {
+    guard(300, || {
+        for round in 0..300u32 {
+            let pool = Arc::new(ThreadPool::with_workers(2));
+            let unordered = round % 2 == 1;
+            let terminate = round % 3 == 0;
+            let mut it: Box<dyn Iterator<Item = u32> + Send> = if unordered {
+                Box::new(
+                    pool.imap_unordered(|x: u32| x, 0..200)
+                        .chunksize(1 + round as usize % 4)
+                        .buffer(4),
+                )
+            } else {
+                Box::new(
+                    pool.imap(|x: u32| x, 0..200)
+                        .chunksize(1 + round as usize % 4)
+                        .buffer(4),
+                )
+            };
+            let first = it.next();
+            assert!(first.is_some());
+            let p = Arc::clone(&pool);
+            let stopper = std::thread::spawn(move || {
+                if round % 4 == 0 {
+                    std::thread::yield_now();
+                }
+                if terminate {
+                    p.terminate();
+                } else {
+                    p.close();
+                }
+            });
+            // After close: every item arrives. After terminate: the results
+            // so far, then a clear cancellation panic.
+            let rest = catch_unwind(AssertUnwindSafe(move || it.count()));
+            stopper.join().unwrap();
+            match rest {
+                Ok(n) => assert_eq!(n + 1, 200, "round {round}: all items after close"),
+                Err(_) => assert!(
+                    terminate,
+                    "round {round}: only terminate may cut the stream"
+                ),
+            }
+            if !terminate {
+                pool.join();
+            }
+        }
+    });
+}

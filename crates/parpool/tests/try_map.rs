@@ -227,7 +227,6 @@ fn try_map_with_owned_inputs_drops_every_input_on_failure() {
 /// The module docs of `cancelled` promise it turns true "after a `try_map`
 /// saw an earlier failure", so a long item can stop early.
 #[test]
-#[ignore = "BUG: cancelled() never turns true inside try_map after an earlier failure"]
 fn cancelled_turns_true_inside_try_map_after_an_earlier_failure() {
     guard(30, || {
         let pool = ThreadPool::with_workers(2);
