@@ -109,6 +109,33 @@ fn article_stream(workers: usize, n: u64, consumer_iters: u32) -> u64 {
     next
 }
 
+/// W5 for tokio: one `spawn_blocking` per item through `buffered(n)`, which
+/// bounds how far the pool runs ahead of the consumer.
+fn tokio_stream(workers: usize, n: u64, consumer_iters: u32) -> u64 {
+    use futures::stream::{self, StreamExt};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(workers)
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let mut next = 0u64;
+        let mut results = stream::iter(0u64..)
+            .take(n as usize)
+            .map(|i| tokio::task::spawn_blocking(move || tiny(i)))
+            .buffered(workers * 2);
+        while let Some(v) = results.next().await {
+            consume(
+                next,
+                v.expect("spawn_blocking task panicked"),
+                consumer_iters,
+            );
+            next += 1;
+        }
+        next
+    })
+}
+
 /// W6: build the named pool, run W2's work through it three times, keep the
 /// pool alive and return it.
 fn w6_busy(name: &str, workers: usize, iters: u32) -> Box<dyn Any> {
@@ -156,6 +183,7 @@ pub fn main(args: &[String]) {
                     None => return,
                 },
                 "article" => watch_rss(row, || article_stream(workers, n, ci)),
+                "tokio" => watch_rss(row, || tokio_stream(workers, n, ci)),
                 other => panic!("unknown W5 row {other}"),
             };
             println!("items={}", run.items);

@@ -50,6 +50,9 @@ pub const W5_ITEMS: u64 = 10_000_000;
 /// Items the article design streams in W5 (it queues every job up front,
 /// so it gets fewer).
 pub const W5_ARTICLE_ITEMS: u64 = 1_000_000;
+/// Items tokio streams in W5 (it pays ~9 µs a `spawn_blocking` round trip
+/// per item here, so it gets fewer still).
+pub const W5_TOKIO_ITEMS: u64 = 200_000;
 
 /// Runs the selected workloads and checks the targets.
 pub fn run(opts: &Options) -> Report {
@@ -118,6 +121,7 @@ pub fn run(opts: &Options) -> Report {
         eprintln!("W5 ...");
         w5.extend(child::w5("parpool", W5_ITEMS, consumer_iters));
         w5.extend(child::w5("article", W5_ARTICLE_ITEMS, consumer_iters));
+        w5.extend(child::w5("tokio", W5_TOKIO_ITEMS, consumer_iters));
     }
     let mut w6 = Vec::new();
     if opts.wants("W6") {
