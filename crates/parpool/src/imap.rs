@@ -30,7 +30,7 @@
 //!
 //! With automatic chunking the chunk size adapts: workers time each chunk,
 //! and the consumer sizes the next one to take about `TARGET_CHUNK_NS`,
-//! growing at most twofold per chunk from 1. Slow items are thus sent one by
+//! growing at most 16-fold per credit from 1. Slow items are thus sent one by
 //! one (so `terminate` and load balance never wait on a long chunk) and tiny
 //! items in large batches.
 
@@ -52,7 +52,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How long one automatic chunk should take on a worker.
-const TARGET_CHUNK_NS: u64 = 50_000;
+const TARGET_CHUNK_NS: u64 = 200_000;
+/// How much an automatic chunk may grow from one credit to the next.
+const GROWTH: usize = 16;
 /// The largest automatic chunk.
 const MAX_CHUNK: usize = 1 << 16;
 /// The default buffer is this many chunks per worker.
@@ -64,7 +66,7 @@ const CHECK_EVERY_NS: u64 = 10_000;
 /// ... and at most this many items apart.
 const MAX_BLOCK: usize = 1024;
 /// How many times a waiting consumer checks for news before it sleeps.
-const SPIN_CHECKS: u32 = 2_000;
+const SPIN_CHECKS: u32 = 200;
 
 /// How a chunk ended.
 enum End {
@@ -113,6 +115,8 @@ struct Shared<R> {
     ns_per_item: AtomicU64,
     registry: Arc<Registry>,
     scope: Option<Arc<ScopeState>>,
+    /// Result buffers the consumer emptied, for the credits to reuse.
+    spare: Spare<R>,
 }
 
 impl<R> Shared<R> {
@@ -176,21 +180,48 @@ struct Input<I> {
     next_seq: u64,
 }
 
-/// What every credit of one imap shares: its input and its function.
-struct Source<I, F> {
+/// What every credit of one imap shares: its input, its function, and
+/// emptied item buffers to reuse (fresh large buffers cost page faults).
+struct Source<I: Iterator, F> {
     input: Mutex<Input<I>>,
     f: F,
+    spare: Spare<I::Item>,
+}
+
+/// A few emptied buffers, kept for reuse.
+struct Spare<T>(Mutex<Vec<Vec<T>>>);
+
+impl<T> Spare<T> {
+    const KEEP: usize = 4;
+
+    fn new() -> Self {
+        Spare(Mutex::new(Vec::new()))
+    }
+
+    fn take(&self, capacity: usize) -> Vec<T> {
+        let mut v = lock(&self.0).pop().unwrap_or_default();
+        v.reserve(capacity);
+        v
+    }
+
+    fn give(&self, mut v: Vec<T>) {
+        v.clear();
+        let mut spare = lock(&self.0);
+        if spare.len() < Self::KEEP {
+            spare.push(v);
+        }
+    }
 }
 
 /// A credit: read up to `credit` items, map them, report.
-struct PullJob<I, F, R> {
+struct PullJob<I: Iterator, F, R> {
     source: Arc<Source<I, F>>,
     shared: Arc<Shared<R>>,
     credit: usize,
     delivered: bool,
 }
 
-impl<I, F, R> PullJob<I, F, R> {
+impl<I: Iterator, F, R> PullJob<I, F, R> {
     fn deliver(&mut self, input_done: bool, report: Report<R>) {
         self.delivered = true;
         self.shared.deliver(Delivery {
@@ -214,7 +245,7 @@ where
             return; // Drop reports "returned"
         }
         let source = Arc::clone(&self.source);
-        let mut items = Vec::with_capacity(self.credit);
+        let mut items = source.spare.take(self.credit);
         let (seq, input_done, input_panic) = {
             let mut input = lock(&source.input);
             let Some(iter) = input.iter.as_mut() else {
@@ -246,8 +277,8 @@ where
         let flag: Arc<dyn CancelFlag + '_> = shared.clone();
         // SAFETY: the guard is a local of this call and drops before it returns.
         let token = unsafe { cancel::enter(flag, true) };
-        let mut results = Vec::with_capacity(items.len());
-        let mut items = items.into_iter();
+        let mut results = shared.spare.take(items.len());
+        let mut drain = items.drain(..);
         let f = &source.f;
         // Check for cancellation every `block` items: every item while items
         // are slow or of unknown cost, about every 10 µs for tiny ones.
@@ -258,12 +289,12 @@ where
         };
         let started = Instant::now();
         let end = catch_unwind(AssertUnwindSafe(|| {
-            while items.len() > 0 {
+            while drain.len() > 0 {
                 if shared.is_cancelled() {
                     return End::Cancelled;
                 }
                 // A `TrustedLen` extend: no capacity check per item.
-                results.extend(items.by_ref().take(block).map(f));
+                results.extend(drain.by_ref().take(block).map(f));
             }
             End::Complete
         }))
@@ -272,7 +303,8 @@ where
             End::Panicked(payload)
         });
         drop(token);
-        drop(items);
+        drop(drain); // drops the items a stop left unmapped
+        source.spare.give(items);
         if !results.is_empty() {
             let ns = started.elapsed().as_nanos() / results.len() as u128;
             shared
@@ -291,11 +323,76 @@ where
     }
 }
 
-impl<I, F, R> Drop for PullJob<I, F, R> {
+impl<I: Iterator, F, R> Drop for PullJob<I, F, R> {
     fn drop(&mut self) {
         if !self.delivered {
             self.deliver(false, Report::Returned);
         }
+    }
+}
+
+/// Hands out the results of one chunk by value, then gives its buffer back
+/// for reuse (`vec::IntoIter` cannot return its allocation).
+///
+/// Invariant: `buf[pos..len]` are the results not yet handed out; the ones
+/// before `pos` have been moved out, so they must not be dropped again.
+struct Cursor<R> {
+    buf: Vec<R>,
+    pos: usize,
+}
+
+impl<R> Default for Cursor<R> {
+    fn default() -> Self {
+        Cursor {
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl<R> Cursor<R> {
+    #[inline]
+    fn next(&mut self) -> Option<R> {
+        if self.pos < self.buf.len() {
+            // SAFETY: `pos < len`, so the slot is initialized, and it is read
+            // once: `pos` moves past it at once.
+            let item = unsafe { self.buf.as_ptr().add(self.pos).read() };
+            self.pos += 1;
+            Some(item)
+        } else {
+            None
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Starts handing out `buf`; returns the previous buffer, emptied.
+    fn replace(&mut self, buf: Vec<R>) -> Vec<R> {
+        self.drop_rest();
+        self.pos = 0;
+        std::mem::replace(&mut self.buf, buf)
+    }
+
+    /// Drops the results not handed out and marks the buffer empty.
+    fn drop_rest(&mut self) {
+        let (pos, len) = (self.pos, self.buf.len());
+        // SAFETY: set the length first, so a panicking `Drop` cannot lead to
+        // a double drop; then drop exactly the slots not yet moved out.
+        unsafe {
+            self.buf.set_len(0);
+            let rest =
+                std::ptr::slice_from_raw_parts_mut(self.buf.as_mut_ptr().add(pos), len - pos);
+            std::ptr::drop_in_place(rest);
+        }
+        self.pos = 0;
+    }
+}
+
+impl<R> Drop for Cursor<R> {
+    fn drop(&mut self) {
+        self.drop_rest();
     }
 }
 
@@ -332,7 +429,7 @@ struct Core<'a, R> {
     head_seq: u64,
     reorder: BTreeMap<u64, Ready<R>>,
     fifo: VecDeque<Ready<R>>,
-    current: std::vec::IntoIter<R>,
+    current: Cursor<R>,
     current_end: Option<End>,
     /// Items of credits issued whose chunk was not yet handed out.
     read_ahead: usize,
@@ -380,6 +477,7 @@ where
         ns_per_item: AtomicU64::new(0),
         registry,
         scope,
+        spare: Spare::new(),
     });
     let iter = inputs.into_iter();
     let input_hint = iter.size_hint();
@@ -389,6 +487,7 @@ where
             next_seq: 0,
         }),
         f,
+        spare: Spare::new(),
     });
     let job_shared = Arc::clone(&shared);
     let make_job: MakeJob<'a> = Box::new(move |credit| {
@@ -412,7 +511,7 @@ where
         head_seq: 0,
         reorder: BTreeMap::new(),
         fifo: VecDeque::new(),
-        current: Vec::new().into_iter(),
+        current: Cursor::default(),
         current_end: None,
         read_ahead: 0,
         credits_out: 0,
@@ -463,7 +562,7 @@ impl<R> Core<'_, R> {
         let est = self.shared.ns_per_item.load(Ordering::Relaxed);
         if let Some(per_chunk) = TARGET_CHUNK_NS.checked_div(est) {
             let want = usize::try_from(per_chunk).unwrap_or(MAX_CHUNK).max(1);
-            self.chunk = want.clamp((self.chunk / 2).max(1), self.chunk * 2);
+            self.chunk = want.clamp((self.chunk / 2).max(1), self.chunk * GROWTH);
         }
         self.chunk = self.chunk.min(MAX_CHUNK);
         if let Some(b) = self.buffer {
@@ -532,7 +631,8 @@ impl<R> Core<'_, R> {
         match self.next_ready() {
             Some((results, end)) => {
                 self.handed += results.len();
-                self.current = results.into_iter();
+                let emptied = self.current.replace(results);
+                self.shared.spare.give(emptied);
                 self.current_end = Some(end);
                 true
             }
@@ -884,6 +984,10 @@ imap_type!(
     /// Also a [`Stream`].
     ///
     /// Dropping it cancels the work that has not started.
+    ///
+    /// Since it is both an `Iterator` and a `Stream`, methods both traits
+    /// name (`next`, `map`, `collect`, …) are ambiguous while
+    /// `futures::StreamExt` is in scope: write `StreamExt::next(&mut it)`.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();

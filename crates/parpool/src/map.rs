@@ -343,6 +343,23 @@ where
     }
 }
 
+/// The body of a `map_async` task: the map stops when the pool is
+/// terminated, and the task then reports `Cancelled`.
+pub(crate) fn map_async_body<S, F, R>(
+    registry: &Registry,
+    source: S,
+    chunksize: Option<usize>,
+    f: &F,
+) -> Vec<R>
+where
+    S: Source,
+    F: Fn(S::Item) -> R + Sync,
+    R: Send,
+{
+    run_map_infallible(registry, source, chunksize, f, true)
+        .unwrap_or_else(|Cancelled| crate::panic::unwind_cancelled())
+}
+
 /// A `map_async` stopped by `terminate`.
 pub(crate) struct Cancelled;
 

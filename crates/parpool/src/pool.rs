@@ -655,10 +655,7 @@ impl Chunked<'_> {
         let registry = Arc::clone(&self.pool.registry);
         let chunksize = self.chunksize;
         self.pool.spawn(
-            move || {
-                map::run_map_infallible(&registry, inputs.into_source(), chunksize, &f, true)
-                    .unwrap_or_else(|map::Cancelled| crate::panic::unwind_cancelled())
-            },
+            move || map::map_async_body(&registry, inputs.into_source(), chunksize, &f),
             PanicSource::Relayed,
         )
     }

@@ -224,10 +224,7 @@ impl<'scope> Scope<'scope, '_> {
     {
         let registry = Arc::clone(&self.registry);
         self.spawn(
-            move || {
-                map::run_map_infallible(&registry, inputs.into_source(), None, &f, true)
-                    .unwrap_or_else(|map::Cancelled| crate::panic::unwind_cancelled())
-            },
+            move || map::map_async_body(&registry, inputs.into_source(), None, &f),
             PanicSource::Relayed,
         )
     }

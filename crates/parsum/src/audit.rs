@@ -1,0 +1,293 @@
+//! `--audit MANIFEST [PATH]...`: compare a tree with a manifest, file by file.
+//!
+//! Every file ends in exactly one of five outcomes:
+//! - `matched`: in the manifest under the same path, same hash;
+//! - `changed`: same path, different hash;
+//! - `new`: a path the manifest does not list, whose hash it does not list
+//!   under a missing path either;
+//! - `missing`: listed, but absent from the tree (and not moved);
+//! - `moved`: a new path whose hash a missing path had (`old -> new`).
+//!
+//! matched and changed stream in walk order; new, moved and missing need the
+//! whole walk and follow it, each sorted by path. Paths compare as written
+//! (a leading `./` ignored on both sides), so audit with the same PATHs the
+//! manifest was made with. The exit status is 0 only when every file matched
+//! and nothing failed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::hash::{Algo, Digest, FileHash, HashError};
+use crate::manifest::{parse_line, Line};
+use crate::output::{quote, Note, Tally};
+use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
+use crate::progress::{message, Counters, Progress};
+use crate::walk::WalkOpts;
+
+fn normalize(name: &[u8]) -> Vec<u8> {
+    let mut n = name;
+    while let Some(r) = n.strip_prefix(b"./") {
+        n = r;
+    }
+    n.to_vec()
+}
+
+/// A manifest by normalized path, and the algorithms its lines allow.
+type Loaded = (HashMap<Vec<u8>, Line>, &'static [Algo]);
+
+/// Loads the manifest: path -> line, plus the algorithms to compute.
+fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, String> {
+    let data = std::fs::read(manifest).map_err(|e| format!("{}: {e}", quote(manifest)))?;
+    let mut map = HashMap::new();
+    let mut algos: Vec<Algo> = Vec::new();
+    let sep = if zero { b'\0' } else { b'\n' };
+    for (no, raw) in data.split(|&b| b == sep).enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        let line = parse_line(raw, only).ok_or_else(|| {
+            format!(
+                "{}: {}: improperly formatted checksum line",
+                quote(manifest),
+                no + 1
+            )
+        })?;
+        for a in &line.algos {
+            if !algos.contains(a) {
+                algos.push(*a);
+            }
+        }
+        map.insert(normalize(&line.name), line);
+    }
+    if map.is_empty() {
+        return Err(format!(
+            "{}: no properly formatted checksum lines found",
+            quote(manifest)
+        ));
+    }
+    let algos: &'static [Algo] = match algos.as_slice() {
+        [a] => a.only(),
+        [Algo::Blake3, Algo::Sha256] | [Algo::Sha256, Algo::Blake3] => {
+            Algo::candidates_for_hex_len(64)
+        }
+        _ => {
+            return Err(format!(
+                "{}: mixes hash algorithms; pass -a to choose one",
+                quote(manifest)
+            ))
+        }
+    };
+    Ok((map, algos))
+}
+
+struct AuditSink<'a> {
+    manifest: HashMap<Vec<u8>, Line>,
+    seen: HashSet<Vec<u8>>,
+    /// New paths and their digests, for the moved/new decision at the end.
+    new: BTreeMap<Vec<u8>, Vec<Digest>>,
+    matched: u64,
+    changed: u64,
+    tally: Tally,
+    verbose: bool,
+    out: Vec<u8>,
+    progress: &'a Progress,
+    counters: &'a Counters,
+}
+
+impl AuditSink<'_> {
+    fn line(&mut self, what: &str, name: &[u8]) {
+        self.out.extend_from_slice(
+            format!(
+                "{what:<8} {}\n",
+                quote(Path::new(std::ffi::OsStr::from_bytes(name)))
+            )
+            .as_bytes(),
+        );
+    }
+    fn flush(&mut self) {
+        let _ = crate::progress::write_stdout(&self.out);
+        self.out.clear();
+    }
+}
+
+impl Sink<(), Note> for AuditSink<'_> {
+    fn done(&mut self, item: Item<()>, result: Result<FileHash, HashError>) {
+        let name = normalize(item.path.as_os_str().as_bytes());
+        match result {
+            Ok(h) => {
+                self.tally.files += 1;
+                self.tally.bytes += h.size;
+                match self.manifest.get(&name) {
+                    Some(line) => {
+                        self.seen.insert(name.clone());
+                        if h.digests.iter().any(|d| line.digest(d.algo) == Some(*d)) {
+                            self.matched += 1;
+                            self.line("matched", &name);
+                        } else {
+                            self.changed += 1;
+                            self.line("changed", &name);
+                        }
+                    }
+                    None => {
+                        self.new.insert(name, h.digests);
+                    }
+                }
+            }
+            Err(e) => {
+                // Listed but unreadable: neither missing nor matched.
+                self.seen.insert(name);
+                let changed = matches!(e, HashError::Changed(_));
+                self.flush();
+                self.tally.error(&item.path, &e, changed);
+            }
+        }
+        self.progress.update(
+            self.tally.files + self.tally.errors,
+            self.tally.bytes,
+            self.counters,
+        );
+    }
+
+    fn msg(&mut self, m: Note) {
+        self.flush();
+        match m {
+            Note::Skipped(p, why) => {
+                // A listed path that is now skipped counts as seen, not missing.
+                self.seen.insert(normalize(p.as_os_str().as_bytes()));
+                self.tally.skip(&p, &why, self.verbose)
+            }
+            Note::Error(p, e) => self.tally.error(&p, &e, false),
+        }
+    }
+
+    fn batch_end(&mut self) {
+        self.flush();
+    }
+}
+
+/// Runs the audit; returns the exit status.
+/// What `--audit` was asked to do.
+pub struct AuditArgs<'a> {
+    pub manifest: &'a Path,
+    pub roots: Vec<PathBuf>,
+    /// `-a`: the manifest's algorithm, when its digest length is ambiguous.
+    pub only: Option<Algo>,
+    /// `-z`: the manifest's lines end with NUL.
+    pub zero: bool,
+    pub verbose: bool,
+}
+
+pub fn run(
+    pipe: &Arc<Pipeline>,
+    a: AuditArgs<'_>,
+    walk_opts: WalkOpts,
+    progress: &Progress,
+) -> i32 {
+    let AuditArgs {
+        manifest,
+        roots,
+        only,
+        zero,
+        verbose,
+    } = a;
+    let (map, algos) = match load(manifest, only, zero) {
+        Ok(x) => x,
+        Err(e) => {
+            message(&format!("parsum: {e}"));
+            return 2;
+        }
+    };
+    let counters = Arc::clone(pipe.counters());
+    let mut sink = AuditSink {
+        manifest: map,
+        seen: HashSet::new(),
+        new: BTreeMap::new(),
+        matched: 0,
+        changed: 0,
+        tally: Tally::default(),
+        verbose,
+        out: Vec::new(),
+        progress,
+        counters: &counters,
+    };
+    let walk_opts = Arc::new(walk_opts);
+    let streams: Vec<_> = roots
+        .into_iter()
+        .map(|root| spawn_walk(pipe, root, Arc::clone(&walk_opts), algos))
+        .collect();
+    for s in streams {
+        s.drain(&mut sink);
+    }
+    sink.flush();
+    progress.finish();
+
+    // Missing paths by hash, to pair with new paths as moves.
+    let manifest = std::mem::take(&mut sink.manifest);
+    let seen = std::mem::take(&mut sink.seen);
+    let mut missing: BTreeMap<Vec<u8>, &Line> = manifest
+        .iter()
+        .filter(|(k, _)| !seen.contains(*k))
+        .map(|(k, v)| (k.clone(), v))
+        .collect();
+    let mut by_hash: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
+    for (name, line) in &missing {
+        by_hash
+            .entry(line.hex.clone())
+            .or_default()
+            .push(name.clone());
+    }
+    let (mut n_new, mut n_moved) = (0u64, 0u64);
+    let mut out = Vec::new();
+    let new = std::mem::take(&mut sink.new);
+    for (name, digests) in &new {
+        let from = digests.iter().find_map(|d| {
+            let list = by_hash.get_mut(d.to_hex().as_bytes())?;
+            // Only a missing path whose line allows this algorithm.
+            let pos = list
+                .iter()
+                .position(|m| missing.get(m).is_some_and(|l| l.digest(d.algo) == Some(*d)))?;
+            Some(list.remove(pos))
+        });
+        match from {
+            Some(old) => {
+                missing.remove(&old);
+                n_moved += 1;
+                let o = quote(Path::new(std::ffi::OsStr::from_bytes(&old)));
+                let n = quote(Path::new(std::ffi::OsStr::from_bytes(name)));
+                out.push(format!("{:<8} {o} -> {n}", "moved"));
+            }
+            None => {
+                n_new += 1;
+                out.push(format!(
+                    "{:<8} {}",
+                    "new",
+                    quote(Path::new(std::ffi::OsStr::from_bytes(name)))
+                ));
+            }
+        }
+    }
+    for name in missing.keys() {
+        out.push(format!(
+            "{:<8} {}",
+            "missing",
+            quote(Path::new(std::ffi::OsStr::from_bytes(name)))
+        ));
+    }
+    for l in out {
+        sink.out.extend_from_slice(l.as_bytes());
+        sink.out.push(b'\n');
+    }
+    sink.flush();
+    let n_missing = missing.len() as u64;
+    message(&format!(
+        "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {} errors",
+        sink.matched, sink.changed, sink.tally.errors
+    ));
+    if sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0 {
+        1
+    } else {
+        0
+    }
+}

@@ -1,0 +1,520 @@
+//! Devices: what a file system sits on, and how many readers it gets.
+//!
+//! Every file is routed by its `st_dev`. Each device gets its own pool of
+//! threads and a [`Gate`] that limits how many of them read at once. The
+//! limit starts from a hint and then follows the measured throughput:
+//!
+//! - the hint is sysfs' `queue/rotational` for the block device behind
+//!   `st_dev` (a partition uses its disk's queue): rotational starts at one
+//!   reader, so a real HDD is read sequentially; anything else starts at
+//!   one reader per core. Virtual file systems (tmpfs, overlay, NFS: major 0)
+//!   have no queue and count as non-rotational;
+//! - then, every [`WINDOW`] (and at least 8 reads), the gate compares the bytes hashed per second
+//!   with the previous window and moves the limit one step (hill climbing):
+//!   on in the same direction while throughput rises, back when it falls.
+//!   A real HDD that thrashes at two readers falls back to one. While the
+//!   throughput is above what any spinning disk streams ([`NOT_A_DISK`]),
+//!   the limit never drops below one reader per core: there is no seek to
+//!   protect, and throughput noise from other processes must not matter;
+//! - one shortcut: if the first window, read by a single reader, already
+//!   runs faster than any spinning disk streams ([`NOT_A_DISK`]), the data
+//!   comes from the page cache or flash, and the limit jumps to one reader
+//!   per core. A "rotational" virtio disk with a warm cache thus uses every
+//!   core after the first ~12 ms (the first window is a quarter as long).
+//!
+//! `--jobs N` and `--device-jobs DEV=N` fix the limit and turn adaptation off.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The shortest measuring window of the adaptive gate...
+pub const WINDOW: Duration = Duration::from_millis(50);
+/// ...which must also see this many finished reads (batches).
+const WINDOW_READS: u64 = 8;
+/// Bytes per second no spinning disk reaches (the fastest stream ~270 MB/s).
+const NOT_A_DISK: f64 = 400.0 * 1024.0 * 1024.0;
+/// Throughput must move by this fraction to count as a rise or a fall.
+const NOISE: f64 = 0.08;
+
+/// What sysfs says about a device.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub dev: u64,
+    /// `MAJOR:MINOR`.
+    pub id: String,
+    /// The block device's name (`vda`, `nvme0n1`), if it has one.
+    pub name: Option<String>,
+    /// `queue/rotational`, if sysfs has it.
+    pub rotational: Option<bool>,
+}
+
+impl DeviceInfo {
+    /// Looks `dev` up in /sys/dev/block.
+    pub fn detect(dev: u64) -> DeviceInfo {
+        let (maj, min) = (libc::major(dev), libc::minor(dev));
+        let id = format!("{maj}:{min}");
+        let sys = Path::new("/sys/dev/block").join(&id);
+        let real = std::fs::canonicalize(&sys).ok();
+        let name = real
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        // A partition has no queue of its own; its parent directory is the disk.
+        let rotational = real.as_ref().and_then(|p| {
+            [p.join("queue/rotational"), p.join("../queue/rotational")]
+                .iter()
+                .find_map(|q| std::fs::read_to_string(q).ok())
+                .map(|s| s.trim() == "1")
+        });
+        DeviceInfo {
+            dev,
+            id,
+            name,
+            rotational,
+        }
+    }
+
+    /// A one-line description for `-v`.
+    pub fn describe(&self) -> String {
+        let what = match (&self.name, self.rotational) {
+            (Some(n), Some(true)) => format!("{n}, rotational per sysfs"),
+            (Some(n), Some(false)) => format!("{n}, non-rotational per sysfs"),
+            (Some(n), None) => format!("{n}, no queue info"),
+            (None, _) => "no block device (virtual or network file system)".to_string(),
+        };
+        format!("{} ({what})", self.id)
+    }
+
+    /// Does `spec` (from `--device-jobs`) name this device? A spec is
+    /// `MAJOR:MINOR` or a block device name; paths are resolved beforehand.
+    pub fn matches(&self, spec: &str) -> bool {
+        spec == self.id
+            || self.name.as_deref() == Some(spec)
+            || spec.strip_prefix("/dev/") == self.name.as_deref()
+    }
+}
+
+/// A `--device-jobs DEV=N` override.
+#[derive(Debug, Clone)]
+pub struct DeviceJobs {
+    pub spec: String,
+    /// st_dev, when `spec` was a path.
+    pub dev: Option<u64>,
+    pub jobs: usize,
+}
+
+impl DeviceJobs {
+    pub fn parse(s: &str) -> Result<DeviceJobs, String> {
+        let (spec, n) = s
+            .rsplit_once('=')
+            .ok_or_else(|| format!("--device-jobs '{s}': expected DEV=N"))?;
+        let jobs: usize = n
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("--device-jobs '{s}': N must be a positive integer"))?;
+        if spec.is_empty() {
+            return Err(format!("--device-jobs '{s}': DEV is empty"));
+        }
+        // A path (other than a /dev node, which names the device itself).
+        let dev = if spec.contains('/') && !spec.starts_with("/dev/") {
+            use std::os::unix::fs::MetadataExt;
+            Some(
+                std::fs::metadata(spec)
+                    .map_err(|e| format!("--device-jobs '{s}': {spec}: {e}"))?
+                    .dev(),
+            )
+        } else {
+            None
+        };
+        Ok(DeviceJobs {
+            spec: spec.to_string(),
+            dev,
+            jobs,
+        })
+    }
+
+    fn applies(&self, info: &DeviceInfo) -> bool {
+        match self.dev {
+            Some(d) => d == info.dev,
+            None => info.matches(&self.spec),
+        }
+    }
+}
+
+/// How many readers a device gets, and whether that may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub start: usize,
+    pub max: usize,
+    pub adaptive: bool,
+}
+
+impl Plan {
+    /// Chooses the plan for `info` from the overrides and the hint.
+    pub fn choose(
+        info: &DeviceInfo,
+        jobs: Option<usize>,
+        overrides: &[DeviceJobs],
+        cpus: usize,
+    ) -> (Plan, String) {
+        if let Some(o) = overrides.iter().rev().find(|o| o.applies(info)) {
+            return (
+                Plan {
+                    start: o.jobs,
+                    max: o.jobs,
+                    adaptive: false,
+                },
+                format!("--device-jobs {}={}", o.spec, o.jobs),
+            );
+        }
+        if let Some(j) = jobs {
+            return (
+                Plan {
+                    start: j,
+                    max: j,
+                    adaptive: false,
+                },
+                format!("--jobs {j}"),
+            );
+        }
+        let max = (cpus * 2).max(2);
+        match info.rotational {
+            Some(true) => (
+                Plan {
+                    start: 1,
+                    max,
+                    adaptive: true,
+                },
+                "rotational: start sequential, adapt".into(),
+            ),
+            _ => (
+                Plan {
+                    start: cpus.max(1),
+                    max,
+                    adaptive: true,
+                },
+                "start one reader per core, adapt".into(),
+            ),
+        }
+    }
+}
+
+/// Limits the number of concurrent readers of one device and adapts the
+/// limit to measured throughput.
+///
+/// Invariant: `active <= limit` except transiently after the limit shrinks,
+/// when readers already inside finish their file and no new one enters
+/// until `active` is below the new limit.
+pub struct Gate {
+    limit: AtomicUsize,
+    plan: Plan,
+    state: Mutex<Readers>,
+    cv: Condvar,
+    bytes: AtomicU64,
+    reads: AtomicU64,
+    ctl: Mutex<Control>,
+    label: String,
+    verbose: bool,
+}
+
+#[derive(Default)]
+struct Readers {
+    active: usize,
+    /// Threads waiting in `read`: notify only when someone listens (a
+    /// condvar notify is a syscall even with no waiter).
+    waiting: usize,
+}
+
+struct Control {
+    window_start: Instant,
+    window_bytes_at_start: u64,
+    window_reads_at_start: u64,
+    last_tp: Option<f64>,
+    direction: isize,
+}
+
+impl Gate {
+    pub fn new(plan: Plan, label: String, verbose: bool) -> Gate {
+        Gate {
+            limit: AtomicUsize::new(plan.start.clamp(1, plan.max.max(1))),
+            plan,
+            state: Mutex::new(Readers::default()),
+            cv: Condvar::new(),
+            bytes: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            ctl: Mutex::new(Control {
+                window_start: Instant::now(),
+                window_bytes_at_start: 0,
+                window_reads_at_start: 0,
+                last_tp: None,
+                direction: 1,
+            }),
+            label,
+            verbose,
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Runs `read` (one batch of files) as one reader of the device; `read`
+    /// returns the bytes it read.
+    pub fn read<R>(&self, read: impl FnOnce() -> (R, u64)) -> R {
+        // A fixed limit as large as the pool: the pool itself is the limit.
+        if !self.plan.adaptive && self.plan.start >= self.plan.max {
+            return read().0;
+        }
+        {
+            let mut st = self.state.lock().unwrap();
+            while st.active >= self.limit() {
+                st.waiting += 1;
+                st = self.cv.wait(st).unwrap();
+                st.waiting -= 1;
+            }
+            st.active += 1;
+        }
+        let (r, n) = read();
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let wake = {
+            let mut st = self.state.lock().unwrap();
+            st.active -= 1;
+            st.waiting > 0
+        };
+        if wake {
+            self.cv.notify_one();
+        }
+        if self.plan.adaptive {
+            self.adapt();
+        }
+        r
+    }
+
+    /// One hill-climbing step, at most once per [`WINDOW`].
+    fn adapt(&self) {
+        let Ok(mut c) = self.ctl.try_lock() else {
+            return;
+        };
+        let elapsed = c.window_start.elapsed();
+        let reads = self.reads.load(Ordering::Relaxed);
+        // The first window is short: it only has to tell a disk from cache.
+        let (window, min_reads) = if c.last_tp.is_none() {
+            (WINDOW / 4, WINDOW_READS / 2)
+        } else {
+            (WINDOW, WINDOW_READS)
+        };
+        if elapsed < window || reads - c.window_reads_at_start < min_reads {
+            return;
+        }
+        c.window_reads_at_start = reads;
+        let total = self.bytes.load(Ordering::Relaxed);
+        let tp = (total - c.window_bytes_at_start) as f64 / elapsed.as_secs_f64();
+        c.window_start = Instant::now();
+        c.window_bytes_at_start = total;
+        let old = self.limit();
+        // First window, one reader, and faster than any spinning disk can
+        // stream: the data comes from the page cache or flash, whatever
+        // sysfs says. Jump to one reader per core instead of climbing.
+        if c.last_tp.is_none() && old == 1 && tp >= NOT_A_DISK {
+            let new = (self.plan.max / 2).max(2).min(self.plan.max);
+            c.last_tp = Some(tp);
+            if new != old {
+                self.limit.store(new, Ordering::Relaxed);
+                let _st = self.state.lock().unwrap();
+                self.cv.notify_all();
+                if self.verbose {
+                    crate::progress::message(&format!(
+                        "parsum: device {}: {:.0} MiB/s with 1 reader: faster than a spinning disk, so cache or flash; now {new}",
+                        self.label,
+                        tp / (1024.0 * 1024.0)
+                    ));
+                }
+            }
+            return;
+        }
+        let step = match c.last_tp {
+            None => c.direction,
+            Some(prev) if tp > prev * (1.0 + NOISE) => c.direction,
+            Some(prev) if tp < prev * (1.0 - NOISE) => {
+                c.direction = -c.direction;
+                c.direction
+            }
+            Some(_) => 0,
+        };
+        c.last_tp = Some(tp);
+        // At a rate no spinning disk reaches there is no seeking to protect:
+        // noise must not push the limit below one reader per core.
+        let floor = if tp >= NOT_A_DISK {
+            (self.plan.max / 2).max(1)
+        } else {
+            1
+        };
+        let new = (old as isize + step).clamp(floor as isize, self.plan.max as isize) as usize;
+        if new != old {
+            self.limit.store(new, Ordering::Relaxed);
+            let _st = self.state.lock().unwrap();
+            self.cv.notify_all();
+            if self.verbose {
+                crate::progress::message(&format!(
+                    "parsum: device {}: {:.0} MiB/s with {old} reader(s), now trying {new}",
+                    self.label,
+                    tp / (1024.0 * 1024.0)
+                ));
+            }
+        } else if step != 0 {
+            // Hit a bound: turn around so the next rise or fall moves us.
+            c.direction = -c.direction;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(rot: Option<bool>) -> DeviceInfo {
+        DeviceInfo {
+            dev: 0,
+            id: "8:0".into(),
+            name: Some("sda".into()),
+            rotational: rot,
+        }
+    }
+
+    #[test]
+    fn plan_from_hint_and_overrides() {
+        assert_eq!(
+            Plan::choose(&info(Some(true)), None, &[], 4).0,
+            Plan {
+                start: 1,
+                max: 8,
+                adaptive: true
+            }
+        );
+        assert_eq!(
+            Plan::choose(&info(Some(false)), None, &[], 4).0,
+            Plan {
+                start: 4,
+                max: 8,
+                adaptive: true
+            }
+        );
+        assert_eq!(
+            Plan::choose(&info(None), Some(3), &[], 4).0,
+            Plan {
+                start: 3,
+                max: 3,
+                adaptive: false
+            }
+        );
+        let o = [DeviceJobs::parse("sda=2").unwrap()];
+        assert_eq!(Plan::choose(&info(Some(true)), Some(5), &o, 4).0.start, 2);
+        let o = [DeviceJobs::parse("8:0=6").unwrap()];
+        assert_eq!(Plan::choose(&info(Some(true)), None, &o, 4).0.start, 6);
+        assert!(DeviceJobs::parse("sda").is_err());
+        assert!(DeviceJobs::parse("sda=0").is_err());
+    }
+
+    #[test]
+    fn gate_limits_concurrency() {
+        crate::hash::tests::within_30s(gate_limits_concurrency_body);
+    }
+
+    fn gate_limits_concurrency_body() {
+        let gate = Gate::new(
+            Plan {
+                start: 2,
+                max: 4,
+                adaptive: false,
+            },
+            "t".into(),
+            false,
+        );
+        let peak = AtomicUsize::new(0);
+        let now = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    gate.read(|| {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        ((), 1)
+                    })
+                });
+            }
+        });
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    /// A "rotational" device that delivers far more than a disk can (a
+    /// warm cache) leaves sequential mode after the first short window.
+    #[test]
+    fn cache_fast_device_jumps_to_one_reader_per_core() {
+        crate::hash::tests::within_30s(|| {
+            let gate = Gate::new(
+                Plan {
+                    start: 1,
+                    max: 8,
+                    adaptive: true,
+                },
+                "t".into(),
+                false,
+            );
+            let start = Instant::now();
+            while gate.limit() == 1 && start.elapsed() < Duration::from_secs(5) {
+                // 64 MiB per millisecond: no spinning disk does that.
+                gate.read(|| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    ((), 64 << 20)
+                });
+            }
+            assert_eq!(gate.limit(), 4, "one reader per core (max / 2)");
+        });
+    }
+
+    /// A slow device (disk speed) is left where the hint put it unless more
+    /// readers make it faster.
+    #[test]
+    fn disk_speed_device_is_not_jumped() {
+        crate::hash::tests::within_30s(|| {
+            let gate = Gate::new(
+                Plan {
+                    start: 1,
+                    max: 8,
+                    adaptive: true,
+                },
+                "t".into(),
+                false,
+            );
+            let start = Instant::now();
+            let mut limits = Vec::new();
+            while start.elapsed() < Duration::from_millis(300) {
+                // 64 KiB per millisecond = 62.5 MiB/s, whatever the readers.
+                gate.read(|| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    ((), 64 << 10)
+                });
+                limits.push(gate.limit());
+            }
+            // Probing may try 2, but never jumps straight to the core count
+            // in the first window.
+            let first_change = limits.iter().position(|&l| l != 1);
+            if let Some(i) = first_change {
+                assert_eq!(limits[i], 2, "{limits:?}");
+            }
+        });
+    }
+
+    #[test]
+    fn detect_does_not_panic() {
+        use std::os::unix::fs::MetadataExt;
+        let d = DeviceInfo::detect(std::fs::metadata("/").unwrap().dev());
+        assert!(d.describe().contains(':'));
+    }
+}

@@ -1,0 +1,740 @@
+//! Hashing one file: algorithms, digests, and the read loop that notices a
+//! file changing underneath it.
+//!
+//! Invariant: a digest is only ever returned for bytes that match the file's
+//! size and mtime as they were both before and after the read. If the file
+//! grows, shrinks or is touched while we read it, the result is
+//! [`HashError::Changed`], never a digest of a torn read.
+//!
+//! Files are read with buffered `read(2)` into a per-thread buffer, never
+//! mmap: a file truncated under an mmap raises SIGBUS (b3sum and hashdeep
+//! crash that way), and on a warm cache the copy costs less than the page
+//! faults of a fresh mapping for the small and medium files that dominate
+//! trees. Large BLAKE3 files are instead split into aligned subtrees read with
+//! `pread(2)` and hashed in parallel on the split pool (see [`Splitter`]),
+//! using blake3's `hazmat` API to merge the subtree chaining values.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use digest::Digest as _;
+
+/// The hash algorithms parsum offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algo {
+    Blake3,
+    Sha256,
+    Sha512,
+    Sha1,
+    Md5,
+}
+
+impl Algo {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub const ALL: [Algo; 5] = [
+        Algo::Blake3,
+        Algo::Sha256,
+        Algo::Sha512,
+        Algo::Sha1,
+        Algo::Md5,
+    ];
+
+    /// A `'static` one-element slice of this algorithm.
+    pub fn only(self) -> &'static [Algo] {
+        match self {
+            Algo::Blake3 => &[Algo::Blake3],
+            Algo::Sha256 => &[Algo::Sha256],
+            Algo::Sha512 => &[Algo::Sha512],
+            Algo::Sha1 => &[Algo::Sha1],
+            Algo::Md5 => &[Algo::Md5],
+        }
+    }
+
+    /// The lower-case name used by `-a` and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Blake3 => "blake3",
+            Algo::Sha256 => "sha256",
+            Algo::Sha512 => "sha512",
+            Algo::Sha1 => "sha1",
+            Algo::Md5 => "md5",
+        }
+    }
+
+    /// The upper-case name used by BSD `--tag` lines (as coreutils writes them).
+    pub fn tag(self) -> &'static str {
+        match self {
+            Algo::Blake3 => "BLAKE3",
+            Algo::Sha256 => "SHA256",
+            Algo::Sha512 => "SHA512",
+            Algo::Sha1 => "SHA1",
+            Algo::Md5 => "MD5",
+        }
+    }
+
+    /// Parses a BSD tag (`SHA256`, `BLAKE3`, also `SHA2-256` as some tools write).
+    pub fn from_tag(tag: &[u8]) -> Option<Algo> {
+        let t = std::str::from_utf8(tag).ok()?.to_ascii_uppercase();
+        Some(match t.as_str() {
+            "BLAKE3" | "B3" => Algo::Blake3,
+            "SHA256" | "SHA2-256" => Algo::Sha256,
+            "SHA512" | "SHA2-512" => Algo::Sha512,
+            "SHA1" => Algo::Sha1,
+            "MD5" => Algo::Md5,
+            _ => return None,
+        })
+    }
+
+    /// Length of the digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Algo::Blake3 | Algo::Sha256 => 32,
+            Algo::Sha512 => 64,
+            Algo::Sha1 => 20,
+            Algo::Md5 => 16,
+        }
+    }
+
+    /// The algorithms whose hex digests have `hex_len` characters. 64 is
+    /// ambiguous (BLAKE3 and SHA-256), so it returns both, BLAKE3 first.
+    pub fn candidates_for_hex_len(hex_len: usize) -> &'static [Algo] {
+        match hex_len {
+            32 => &[Algo::Md5],
+            40 => &[Algo::Sha1],
+            64 => &[Algo::Blake3, Algo::Sha256],
+            128 => &[Algo::Sha512],
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for Algo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A finished digest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    pub algo: Algo,
+    bytes: [u8; 64],
+}
+
+impl Digest {
+    fn new(algo: Algo, b: &[u8]) -> Digest {
+        let mut bytes = [0u8; 64];
+        bytes[..b.len()].copy_from_slice(b);
+        Digest { algo, bytes }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.algo.digest_len()]
+    }
+
+    /// Lower-case hex, as every checksum tool prints it.
+    pub fn to_hex(self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(self.algo.digest_len() * 2);
+        for b in self.as_bytes() {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 15) as usize] as char);
+        }
+        s
+    }
+
+    /// Parses a hex digest of `algo` (either case).
+    pub fn from_hex(algo: Algo, hex: &[u8]) -> Option<Digest> {
+        if hex.len() != algo.digest_len() * 2 {
+            return None;
+        }
+        let val = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        let mut out = [0u8; 64];
+        for (i, pair) in hex.chunks(2).enumerate() {
+            out[i] = val(pair[0])? << 4 | val(pair[1])?;
+        }
+        Some(Digest::new(algo, &out[..algo.digest_len()]))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algo, self.to_hex())
+    }
+}
+
+/// A running hash of one algorithm.
+pub enum Hasher {
+    Blake3(Box<blake3::Hasher>),
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+    Sha1(sha1::Sha1),
+    Md5(md5::Md5),
+}
+
+impl Hasher {
+    pub fn new(algo: Algo) -> Hasher {
+        match algo {
+            Algo::Blake3 => Hasher::Blake3(Box::new(blake3::Hasher::new())),
+            Algo::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Algo::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+            Algo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            Algo::Md5 => Hasher::Md5(md5::Md5::new()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Blake3(h) => {
+                h.update(data);
+            }
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Md5(h) => h.update(data),
+        }
+    }
+
+    pub fn finalize(self) -> Digest {
+        match self {
+            Hasher::Blake3(h) => Digest::new(Algo::Blake3, h.finalize().as_bytes()),
+            Hasher::Sha256(h) => Digest::new(Algo::Sha256, &h.finalize()),
+            Hasher::Sha512(h) => Digest::new(Algo::Sha512, &h.finalize()),
+            Hasher::Sha1(h) => Digest::new(Algo::Sha1, &h.finalize()),
+            Hasher::Md5(h) => Digest::new(Algo::Md5, &h.finalize()),
+        }
+    }
+}
+
+/// Hashes a byte slice (for tests and known answers).
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn hash_bytes(algo: Algo, data: &[u8]) -> Digest {
+    let mut h = Hasher::new(algo);
+    h.update(data);
+    h.finalize()
+}
+
+/// What we know about a file after hashing it.
+#[derive(Debug, Clone)]
+pub struct FileHash {
+    /// One digest per requested algorithm, in the requested order.
+    pub digests: Vec<Digest>,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+}
+
+/// Why a file has no digest.
+#[derive(Debug)]
+pub enum HashError {
+    /// open/read/stat failed; the OS error says why.
+    Io(io::Error),
+    /// The path is not a regular file (a FIFO, socket, device or directory);
+    /// it was not read.
+    NotRegular(&'static str),
+    /// Size or mtime differed before and after the read, or the read came
+    /// short of the size.
+    Changed(String),
+}
+
+impl fmt::Display for HashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashError::Io(e) => write!(f, "{e}"),
+            HashError::NotRegular(kind) => write!(f, "is a {kind}, not a regular file; not read"),
+            HashError::Changed(why) => write!(f, "changed during read ({why})"),
+        }
+    }
+}
+
+impl From<io::Error> for HashError {
+    fn from(e: io::Error) -> Self {
+        HashError::Io(e)
+    }
+}
+
+/// Names a non-regular file type for messages.
+pub fn kind_name(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
+}
+
+/// Size of the per-thread read buffer. Large enough for BLAKE3 to hash many
+/// chunks per call with SIMD, small enough to stay in L2.
+const BUF_LEN: usize = 256 * 1024;
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0u8; BUF_LEN]);
+}
+
+/// Options for [`hash_file`].
+#[derive(Clone, Copy, Default)]
+pub struct HashOpts<'a> {
+    /// Refuse to open through a symbolic link (the walk saw a regular file
+    /// and did not follow links; this closes the race with a swapped-in link).
+    pub no_follow: bool,
+    /// Splits large BLAKE3 files across threads, if set.
+    pub splitter: Option<&'a Splitter>,
+    /// What the walk's `lstat` saw. When given, it is the "before" of the
+    /// before/after comparison, which saves one `fstat` per file; a change
+    /// between the walk and the read is then reported too.
+    pub listed: Option<Listed>,
+}
+
+/// A file's identity and version as listed by the walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+}
+
+impl Listed {
+    pub fn of(m: &std::fs::Metadata) -> Listed {
+        Listed {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        }
+    }
+}
+
+/// Opens and hashes `path` with each of `algos` in one read.
+pub fn hash_file(path: &Path, algos: &[Algo], opts: HashOpts<'_>) -> Result<FileHash, HashError> {
+    hash_file_with_hook(path, algos, opts, &mut |_| {})
+}
+
+/// [`hash_file`], calling `between_reads(bytes_so_far)` after every read.
+/// Tests use the hook to change the file mid-read.
+pub fn hash_file_with_hook(
+    path: &Path,
+    algos: &[Algo],
+    opts: HashOpts<'_>,
+    between_reads: &mut dyn FnMut(u64),
+) -> Result<FileHash, HashError> {
+    let mut oo = std::fs::OpenOptions::new();
+    oo.read(true);
+    // O_NONBLOCK: opening a FIFO for reading must never block. It has no
+    // effect on regular files, and we refuse anything else right after fstat.
+    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    if opts.no_follow {
+        flags |= libc::O_NOFOLLOW;
+    }
+    oo.custom_flags(flags);
+    let file = oo.open(path)?;
+    let before = match opts.listed {
+        Some(l) => l,
+        None => {
+            let m = file.metadata()?;
+            if !m.file_type().is_file() {
+                return Err(HashError::NotRegular(kind_name(m.file_type())));
+            }
+            Listed::of(&m)
+        }
+    };
+    let size = before.size;
+    let split = match opts.splitter {
+        Some(s) if algos == [Algo::Blake3] && s.should_split(size) => Some(s),
+        _ => None,
+    };
+    let (digests, read) = match split {
+        Some(s) => (vec![s.hash(&file, size)?], size),
+        None => read_all(&file, algos, size, between_reads)?,
+    };
+    let after_meta = file.metadata()?;
+    if !after_meta.file_type().is_file() {
+        // Only possible with `listed`: something else took the name after
+        // the walk. O_NONBLOCK kept a FIFO from blocking, and the read
+        // stopped at the listed size.
+        return Err(HashError::NotRegular(kind_name(after_meta.file_type())));
+    }
+    let after = Listed::of(&after_meta);
+    if (after.dev, after.ino) != (before.dev, before.ino) {
+        return Err(HashError::Changed("replaced by another file".into()));
+    }
+    if after.size != size {
+        return Err(HashError::Changed(format!(
+            "size {} -> {}",
+            size, after.size
+        )));
+    }
+    if (after.mtime, after.mtime_nsec) != (before.mtime, before.mtime_nsec) {
+        return Err(HashError::Changed("mtime changed".into()));
+    }
+    // A zero size with data is a pseudo-file (procfs): accept what was read.
+    if read != size && size != 0 {
+        return Err(HashError::Changed(format!("read {read} of {size} bytes")));
+    }
+    Ok(FileHash {
+        digests,
+        size: if size == 0 { read } else { size },
+        mtime: before.mtime,
+        mtime_nsec: before.mtime_nsec as u32,
+    })
+}
+
+/// Reads `file` to its expected `size` (or EOF for pseudo-files of size 0)
+/// and returns the digests and the number of bytes read.
+fn read_all(
+    mut file: &File,
+    algos: &[Algo],
+    size: u64,
+    between_reads: &mut dyn FnMut(u64),
+) -> Result<(Vec<Digest>, u64), HashError> {
+    let mut hashers: Vec<Hasher> = algos.iter().map(|&a| Hasher::new(a)).collect();
+    let mut read: u64 = 0;
+    BUF.with(|buf| -> Result<(), HashError> {
+        let mut buf = buf.borrow_mut();
+        loop {
+            // Stop at the expected size: a file that grew shows in the fstat
+            // after, and this saves the final zero-length read per file.
+            if size != 0 && read >= size {
+                break;
+            }
+            let n = match file.read(&mut buf[..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(HashError::Io(e)),
+            };
+            for h in &mut hashers {
+                h.update(&buf[..n]);
+            }
+            read += n as u64;
+            between_reads(read);
+        }
+        Ok(())
+    })?;
+    Ok((hashers.into_iter().map(Hasher::finalize).collect(), read))
+}
+
+/// Hashes one large BLAKE3 file in parallel: the file is cut into aligned
+/// subtrees of `leaf` bytes (a power of two of chunks, so each is a complete
+/// subtree of BLAKE3's left-balanced tree), each read with `pread` and
+/// hashed to a chaining value on the split pool, and the values are merged
+/// along the tree with `hazmat::merge_subtrees_*`.
+pub struct Splitter {
+    /// Started on first use: most runs never split a file.
+    pool: std::sync::OnceLock<parpool::ThreadPool>,
+    threads: usize,
+    /// Files at least this large are split.
+    pub threshold: u64,
+    /// Subtree size; a power of two, at least one BLAKE3 chunk.
+    pub leaf: u64,
+}
+
+impl Splitter {
+    pub fn new(threads: usize, threshold: u64, leaf: u64) -> Splitter {
+        assert!(leaf.is_power_of_two() && leaf >= blake3::CHUNK_LEN as u64);
+        Splitter {
+            pool: std::sync::OnceLock::new(),
+            threads: threads.max(1),
+            threshold,
+            leaf,
+        }
+    }
+
+    fn should_split(&self, size: u64) -> bool {
+        size >= self.threshold && size > self.leaf
+    }
+
+    /// The BLAKE3 root hash of the first `size` bytes of `file`.
+    pub fn hash(&self, file: &File, size: u64) -> Result<Digest, HashError> {
+        let leaf = self.leaf;
+        let leaves = size.div_ceil(leaf);
+        let pool = self
+            .pool
+            .get_or_init(|| parpool::ThreadPool::with_workers(self.threads));
+        let cvs: Vec<Result<[u8; 32], HashError>> = pool.map(
+            |i: u64| -> Result<[u8; 32], HashError> {
+                use blake3::hazmat::HasherExt;
+                let off = i * leaf;
+                let len = leaf.min(size - off);
+                let mut h = blake3::Hasher::new();
+                h.set_input_offset(off);
+                BUF.with(|buf| -> Result<(), HashError> {
+                    let mut buf = buf.borrow_mut();
+                    let mut done = 0u64;
+                    while done < len {
+                        let want = (len - done).min(buf.len() as u64) as usize;
+                        let n = match file.read_at(&mut buf[..want], off + done) {
+                            Ok(0) => {
+                                return Err(HashError::Changed(format!(
+                                    "file ended at {} of {size} bytes",
+                                    off + done
+                                )))
+                            }
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(HashError::Io(e)),
+                        };
+                        h.update(&buf[..n]);
+                        done += n as u64;
+                    }
+                    Ok(())
+                })?;
+                Ok(h.finalize_non_root())
+            },
+            0..leaves,
+        );
+        let mut cv = Vec::with_capacity(cvs.len());
+        for r in cvs {
+            cv.push(r?);
+        }
+        Ok(Digest::new(
+            Algo::Blake3,
+            merge_root(&cv, leaf, size).as_bytes(),
+        ))
+    }
+}
+
+/// Merges leaf chaining values (leaf `i` covers `[i*leaf, (i+1)*leaf)`) of a
+/// `size`-byte input into the root hash. Requires more than one leaf.
+fn merge_root(cvs: &[[u8; 32]], leaf: u64, size: u64) -> blake3::Hash {
+    use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, Mode};
+    // The cv of the subtree covering [off, off+len); len > leaf splits.
+    fn cv_of(cvs: &[[u8; 32]], leaf: u64, off: u64, len: u64) -> [u8; 32] {
+        if len <= leaf {
+            return cvs[(off / leaf) as usize];
+        }
+        let l = left_subtree_len(len);
+        let left = cv_of(cvs, leaf, off, l);
+        let right = cv_of(cvs, leaf, off + l, len - l);
+        merge_subtrees_non_root(&left, &right, Mode::Hash)
+    }
+    debug_assert!(size > leaf);
+    let l = left_subtree_len(size);
+    let left = cv_of(cvs, leaf, 0, l);
+    let right = cv_of(cvs, leaf, l, size - l);
+    merge_subtrees_root(&left, &right, Mode::Hash)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn hex(algo: Algo, data: &[u8]) -> String {
+        hash_bytes(algo, data).to_hex()
+    }
+
+    /// Standard vectors: FIPS 180-2 (SHA), RFC 1321 (MD5), BLAKE3 reference.
+    #[test]
+    fn known_answers_abc() {
+        assert_eq!(hex(Algo::Md5, b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            hex(Algo::Sha1, b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            hex(Algo::Sha256, b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex(Algo::Sha512, b"abc"),
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+             2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+        );
+        assert_eq!(
+            hex(Algo::Blake3, b"abc"),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
+        );
+    }
+
+    #[test]
+    fn known_answers_empty() {
+        assert_eq!(hex(Algo::Md5, b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            hex(Algo::Sha1, b""),
+            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+        );
+        assert_eq!(
+            hex(Algo::Sha256, b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(Algo::Blake3, b""),
+            "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+        );
+        assert_eq!(
+            hex(Algo::Sha512, b""),
+            "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce\
+             47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e"
+        );
+    }
+
+    /// FIPS 180-2's two-block message.
+    #[test]
+    fn known_answer_sha256_two_blocks() {
+        let m = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        assert_eq!(
+            hex(Algo::Sha256, m),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        for a in Algo::ALL {
+            let d = hash_bytes(a, b"parsum");
+            assert_eq!(Digest::from_hex(a, d.to_hex().as_bytes()), Some(d));
+            assert_eq!(
+                Digest::from_hex(a, d.to_hex().to_uppercase().as_bytes()),
+                Some(d)
+            );
+        }
+        assert_eq!(Digest::from_hex(Algo::Md5, b"zz"), None);
+    }
+
+    fn temp_file(data: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::File::create(&p).unwrap().write_all(data).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn file_matches_bytes_for_every_algo() {
+        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (_d, p) = temp_file(&data);
+        let got = hash_file(&p, &Algo::ALL, HashOpts::default()).unwrap();
+        for (a, d) in Algo::ALL.iter().zip(&got.digests) {
+            assert_eq!(*d, hash_bytes(*a, &data), "{a}");
+        }
+        assert_eq!(got.size, data.len() as u64);
+    }
+
+    /// A file truncated while it is being read is reported, not hashed.
+    #[test]
+    fn truncated_during_read_is_changed() {
+        let data = vec![7u8; 4 * BUF_LEN];
+        let (_d, p) = temp_file(&data);
+        let p2 = p.clone();
+        let mut hook = move |read: u64| {
+            if read == BUF_LEN as u64 {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&p2)
+                    .unwrap()
+                    .set_len(100)
+                    .unwrap();
+            }
+        };
+        let err =
+            hash_file_with_hook(&p, &[Algo::Blake3], HashOpts::default(), &mut hook).unwrap_err();
+        assert!(matches!(err, HashError::Changed(_)), "{err}");
+        assert!(err.to_string().starts_with("changed during read"));
+    }
+
+    /// A file that grows during the read is reported too.
+    #[test]
+    fn grown_during_read_is_changed() {
+        let data = vec![1u8; 2 * BUF_LEN];
+        let (_d, p) = temp_file(&data);
+        let p2 = p.clone();
+        let mut hook = move |read: u64| {
+            if read == BUF_LEN as u64 {
+                let mut f = std::fs::OpenOptions::new().append(true).open(&p2).unwrap();
+                f.write_all(b"more").unwrap();
+            }
+        };
+        let err =
+            hash_file_with_hook(&p, &[Algo::Sha256], HashOpts::default(), &mut hook).unwrap_err();
+        assert!(matches!(err, HashError::Changed(_)), "{err}");
+    }
+
+    /// Runs `f` on a thread and fails the test if it takes over 30 s.
+    pub(crate) fn within_30s<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .expect("test timed out (hang?)")
+    }
+
+    #[test]
+    fn fifo_is_not_opened_for_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fifo");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A blocking open of a FIFO without writer would hang: guard it.
+        let err =
+            within_30s(move || hash_file(&p, &[Algo::Blake3], HashOpts::default()).unwrap_err());
+        assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
+    }
+
+    /// With the walk's listing as "before": a change after the listing is
+    /// caught, and a FIFO swapped in under the name is refused, not awaited.
+    #[test]
+    fn listed_before_is_checked() {
+        let (d, p) = temp_file(b"first");
+        let listed = Listed::of(&std::fs::metadata(&p).unwrap());
+        let opts = HashOpts {
+            listed: Some(listed),
+            ..Default::default()
+        };
+        assert!(hash_file(&p, &[Algo::Md5], opts).is_ok());
+        std::fs::write(&p, b"second, longer").unwrap();
+        let err = hash_file(&p, &[Algo::Md5], opts).unwrap_err();
+        assert!(matches!(err, HashError::Changed(_)), "{err}");
+        std::fs::remove_file(&p).unwrap();
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = within_30s(move || hash_file(&p, &[Algo::Md5], opts).unwrap_err());
+        assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
+        drop(d);
+    }
+
+    /// The split hash equals the plain hash for sizes around leaf boundaries.
+    #[test]
+    fn split_blake3_matches_plain() {
+        let leaf = 8 * 1024u64;
+        let s = Splitter::new(3, 0, leaf);
+        for size in [
+            leaf + 1,
+            2 * leaf,
+            2 * leaf + 1,
+            3 * leaf - 1,
+            5 * leaf + 17,
+            16 * leaf,
+            33 * leaf + 1023,
+        ] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 31 % 253) as u8).collect();
+            let (_d, p) = temp_file(&data);
+            let opts = HashOpts {
+                splitter: Some(&s),
+                ..Default::default()
+            };
+            let got = hash_file(&p, &[Algo::Blake3], opts).unwrap();
+            assert_eq!(
+                got.digests[0],
+                hash_bytes(Algo::Blake3, &data),
+                "size {size}"
+            );
+        }
+    }
+}

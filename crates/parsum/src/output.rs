@@ -1,0 +1,322 @@
+//! Printing a tree's checksums: the GNU, `--tag`, `--json` and `-z` formats,
+//! the per-file reports on stderr, and the closing summary.
+//!
+//! Results arrive in path order from the pipeline; each is formatted into a
+//! buffer that is written to stdout after every batch, so output streams
+//! with one `write` per batch instead of one per line.
+//!
+//! JSON lines are `{"path", "size", "mtime", "mtime_nsec", "algo", "hash"}`.
+//! `path` is always a valid JSON string; a name that is not valid UTF-8 is
+//! shown there with U+FFFD and its exact bytes are added as `"path_hex"`
+//! (lower-case hex), so the output stays byte-exact and plain JSON.
+
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::hash::{Algo, FileHash, HashError};
+use crate::manifest::{write_gnu, write_tag, Escape};
+use crate::pipeline::{Item, Sink};
+use crate::progress::{human_bytes, message, Counters, Progress};
+use crate::walk::Skip;
+
+/// Output format for tree hashing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Gnu,
+    Tag,
+    Json,
+}
+
+/// Non-file events of a walk, in order with the files.
+pub enum Note {
+    Skipped(std::path::PathBuf, Skip),
+    Error(std::path::PathBuf, io::Error),
+}
+
+/// A path for a message on stderr: one line, whatever the name holds.
+pub fn quote(p: &Path) -> String {
+    let (escaped, s) = crate::manifest::escape_name(p.as_os_str().as_bytes(), Escape::Coreutils);
+    let s = String::from_utf8_lossy(&s).into_owned();
+    if escaped {
+        format!("\\{s}")
+    } else {
+        s
+    }
+}
+
+/// Tallies for the summary line and the exit status.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub files: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub changed: u64,
+    pub symlinks: u64,
+    pub special: u64,
+    pub excluded: u64,
+    pub other_fs: u64,
+    pub loops: u64,
+}
+
+impl Tally {
+    pub fn skipped(&self) -> u64 {
+        self.symlinks + self.special + self.excluded + self.other_fs + self.loops
+    }
+
+    /// Counts a skip and says so on stderr when it deserves a line of its own.
+    pub fn skip(&mut self, path: &Path, why: &Skip, verbose: bool) {
+        let line = match why {
+            Skip::Symlink => {
+                self.symlinks += 1;
+                verbose.then(|| "symbolic link not followed (use --follow)".to_string())
+            }
+            Skip::Excluded => {
+                self.excluded += 1;
+                verbose.then(|| "excluded".to_string())
+            }
+            Skip::Special(kind) => {
+                self.special += 1;
+                Some(format!("skipped {kind} (not read)"))
+            }
+            Skip::OtherFileSystem => {
+                self.other_fs += 1;
+                Some("skipped: another file system (--one-file-system)".to_string())
+            }
+            Skip::Loop => {
+                self.loops += 1;
+                Some("skipped: symbolic link loop (already an ancestor)".to_string())
+            }
+        };
+        if let Some(l) = line {
+            message(&format!("parsum: {}: {l}", quote(path)));
+        }
+    }
+
+    /// Reports a failed file.
+    pub fn error(&mut self, path: &Path, e: &dyn std::fmt::Display, changed: bool) {
+        self.errors += 1;
+        if changed {
+            self.changed += 1;
+        }
+        message(&format!("parsum: {}: {e}", quote(path)));
+    }
+
+    /// The one-line summary: files, bytes, skipped, errors, time, throughput.
+    pub fn summary(&self, secs: f64) -> String {
+        let mut skipped = Vec::new();
+        for (n, what) in [
+            (self.symlinks, "symlinks"),
+            (self.special, "special"),
+            (self.excluded, "excluded"),
+            (self.other_fs, "other fs"),
+            (self.loops, "loops"),
+        ] {
+            if n > 0 {
+                skipped.push(format!("{n} {what}"));
+            }
+        }
+        let skipped = if skipped.is_empty() {
+            "0 skipped".to_string()
+        } else {
+            format!("{} skipped ({})", self.skipped(), skipped.join(", "))
+        };
+        let errors = if self.changed > 0 {
+            format!(
+                "{} errors ({} changed during read)",
+                self.errors, self.changed
+            )
+        } else {
+            format!("{} errors", self.errors)
+        };
+        format!(
+            "parsum: {} files, {}, {skipped}, {errors} in {secs:.2} s ({}/s)",
+            self.files,
+            human_bytes(self.bytes as f64),
+            human_bytes(self.bytes as f64 / secs.max(1e-9))
+        )
+    }
+}
+
+/// Writes a tree's checksums.
+pub struct TreeSink<'a> {
+    pub format: Format,
+    pub algo: Algo,
+    pub zero: bool,
+    pub verbose: bool,
+    pub tally: Tally,
+    pub progress: &'a Progress,
+    pub counters: &'a Counters,
+    buf: Vec<u8>,
+    /// stdout failed (e.g. closed pipe): stop writing, exit non-zero.
+    pub write_error: Option<io::Error>,
+}
+
+impl<'a> TreeSink<'a> {
+    pub fn new(
+        format: Format,
+        algo: Algo,
+        zero: bool,
+        verbose: bool,
+        progress: &'a Progress,
+        counters: &'a Counters,
+    ) -> Self {
+        TreeSink {
+            format,
+            algo,
+            zero,
+            verbose,
+            tally: Tally::default(),
+            progress,
+            counters,
+            buf: Vec::with_capacity(64 * 1024),
+            write_error: None,
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if self.buf.is_empty() || self.write_error.is_some() {
+            self.buf.clear();
+            return;
+        }
+        if let Err(e) = crate::progress::write_stdout(&self.buf) {
+            // Nobody reads the rest (`parsum | head`): stop now rather
+            // than hash the whole tree for nothing.
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                std::process::exit(1);
+            }
+            self.write_error = Some(e);
+        }
+        self.buf.clear();
+    }
+}
+
+impl Sink<(), Note> for TreeSink<'_> {
+    fn done(&mut self, item: Item<()>, result: Result<FileHash, HashError>) {
+        match result {
+            Ok(h) => {
+                self.tally.files += 1;
+                self.tally.bytes += h.size;
+                let name = item.path.as_os_str().as_bytes();
+                let term = if self.zero { b'\0' } else { b'\n' };
+                let esc = if self.zero {
+                    Escape::None
+                } else {
+                    Escape::for_algo(self.algo)
+                };
+                match self.format {
+                    Format::Gnu => write_gnu(&mut self.buf, &h.digests[0], name, esc, term),
+                    Format::Tag => write_tag(&mut self.buf, &h.digests[0], name, esc, term),
+                    Format::Json => write_json(&mut self.buf, name, &h, term),
+                }
+            }
+            Err(e) => {
+                let changed = matches!(e, HashError::Changed(_));
+                self.tally.error(&item.path, &e, changed);
+            }
+        }
+        self.progress.update(
+            self.tally.files + self.tally.errors,
+            self.tally.bytes,
+            self.counters,
+        );
+    }
+
+    fn msg(&mut self, m: Note) {
+        self.flush();
+        match m {
+            Note::Skipped(p, why) => self.tally.skip(&p, &why, self.verbose),
+            Note::Error(p, e) => self.tally.error(&p, &e, false),
+        }
+    }
+
+    fn batch_end(&mut self) {
+        self.flush();
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+            }
+            c => {
+                let mut b = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn write_json(out: &mut Vec<u8>, name: &[u8], h: &FileHash, term: u8) {
+    out.extend_from_slice(b"{\"path\":");
+    let lossy = String::from_utf8_lossy(name);
+    json_str(out, &lossy);
+    if std::str::from_utf8(name).is_err() {
+        out.extend_from_slice(b",\"path_hex\":\"");
+        for b in name {
+            out.extend_from_slice(format!("{b:02x}").as_bytes());
+        }
+        out.push(b'"');
+    }
+    let d = &h.digests[0];
+    out.extend_from_slice(
+        format!(
+            ",\"size\":{},\"mtime\":{},\"mtime_nsec\":{},\"algo\":\"{}\",\"hash\":\"{}\"}}",
+            h.size,
+            h.mtime,
+            h.mtime_nsec,
+            d.algo,
+            d.to_hex()
+        )
+        .as_bytes(),
+    );
+    out.push(term);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hash_bytes;
+
+    #[test]
+    fn json_escapes_and_hex_for_invalid_utf8() {
+        let h = FileHash {
+            digests: vec![hash_bytes(Algo::Md5, b"")],
+            size: 0,
+            mtime: 5,
+            mtime_nsec: 6,
+        };
+        let mut out = Vec::new();
+        write_json(&mut out, b"a\"b\\\n\x01\xff", &h, b'\n');
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(
+            s,
+            "{\"path\":\"a\\\"b\\\\\\n\\u0001\u{fffd}\",\"path_hex\":\"6122625c0a01ff\",\"size\":0,\"mtime\":5,\
+             \"mtime_nsec\":6,\"algo\":\"md5\",\"hash\":\"d41d8cd98f00b204e9800998ecf8427e\"}\n"
+        );
+    }
+
+    #[test]
+    fn summary_line() {
+        let t = Tally {
+            files: 3,
+            bytes: 2048,
+            symlinks: 2,
+            errors: 1,
+            changed: 1,
+            ..Default::default()
+        };
+        let s = t.summary(2.0);
+        assert!(s.starts_with("parsum: 3 files, 2.0 KiB, 2 skipped (2 symlinks), 1 errors (1 changed during read) in 2.00 s"), "{s}");
+    }
+}

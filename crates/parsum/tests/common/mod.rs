@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests: run the real binary under a
+//! timeout, build trees with arbitrary byte names.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+/// `parsum` with no progress bar and a 30 s guard: no test may hang.
+pub fn parsum() -> Command {
+    let mut c = Command::cargo_bin("parsum").unwrap();
+    c.timeout(Duration::from_secs(30)).arg("--no-progress");
+    c
+}
+
+/// The path of a byte name under `dir`.
+pub fn p(dir: &Path, name: &[u8]) -> PathBuf {
+    dir.join(OsStr::from_bytes(name))
+}
+
+/// Writes `content` to `dir/name`, creating parents.
+pub fn write(dir: &Path, name: &[u8], content: &[u8]) -> PathBuf {
+    let path = p(dir, name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// The awkward names every format must survive.
+pub const AWKWARD: &[&[u8]] = &[
+    b"plain.txt",
+    b"with space",
+    b"new\nline",
+    b"back\\slash",
+    b"carriage\rreturn",
+    b"bad\xffutf8",
+    b"dir/nested\\both\nkinds",
+    b"-dash",
+];
+
+/// Is `tool` on PATH? Prints a note when it is not, so skips are visible.
+pub fn have(tool: &str) -> bool {
+    let ok = StdCommand::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("note: {tool} is not installed; skipping its round trip");
+    }
+    ok
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+/// stdout of a successful run.
+pub fn stdout_of(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
