@@ -202,9 +202,9 @@ where
         if !self.slot.claim() {
             return; // cancelled by its handle; `f` drops here
         }
-        let flag: Arc<dyn CancelFlag + '_> = self.slot.clone();
-        // SAFETY: the guard is a local of this call and drops before it returns.
-        let token = unsafe { crate::cancel::enter(flag, true) };
+        let slot = Arc::clone(&self.slot);
+        // SAFETY: the guard is a local of this call and drops before `slot`.
+        let token = unsafe { crate::cancel::enter(&*slot, true) };
         let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
             if payload.is::<panic::CancelledMarker>() {
                 return Failure::new(TaskError::Cancelled, None);
@@ -219,7 +219,7 @@ where
             )
         });
         drop(token);
-        self.slot.complete(outcome);
+        slot.complete(outcome);
     }
 }
 
@@ -257,6 +257,8 @@ impl<F, R> Drop for ApplyJob<F, R> {
 #[must_use = "an AsyncResult does nothing unless you get() or await it; dropping it does not cancel the task"]
 pub struct AsyncResult<R> {
     slot: Arc<Slot<R>>,
+    /// The outcome was taken: the task is done, so `Drop` has nothing to do.
+    spent: bool,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -269,7 +271,7 @@ impl<R> fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
-        AsyncResult { slot }
+        AsyncResult { slot, spent: false }
     }
 
     /// Waits for the task and returns its result.
@@ -331,6 +333,7 @@ impl<R> AsyncResult<R> {
         );
         inner.taken = true;
         inner.observed = true;
+        self.spent = true;
         inner
             .outcome
             .take()
@@ -544,6 +547,9 @@ impl<R> Slot<R> {
 
 impl<R> Drop for AsyncResult<R> {
     fn drop(&mut self) {
+        if self.spent {
+            return;
+        }
         let mut inner = lock(&self.slot.inner);
         inner.handle_alive = false;
         if self.slot.is_done() {

@@ -9,15 +9,35 @@
 //! their results are still wanted; the others do.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 
 /// Shared state that can tell whether its task's result is still wanted.
 pub(crate) trait CancelFlag: Send + Sync {
     fn is_cancelled(&self) -> bool;
 }
 
+/// A borrowed flag with its lifetime erased. Tokens hold no reference count:
+/// pushing one costs no atomic operation on state other threads touch.
+#[derive(Clone, Copy)]
+pub(crate) struct FlagRef(*const (dyn CancelFlag + 'static));
+
+// SAFETY: the pointee is `Sync` (a `CancelFlag` bound); the pointer is only
+// dereferenced while it is valid (see `enter` and `FlagRef::get`).
+unsafe impl Send for FlagRef {}
+// SAFETY: as above.
+unsafe impl Sync for FlagRef {}
+
+impl FlagRef {
+    /// # Safety
+    /// The flag this was made from must still be alive.
+    pub(crate) unsafe fn get(&self) -> &dyn CancelFlag {
+        // SAFETY: the caller guarantees the pointee is alive.
+        unsafe { &*self.0 }
+    }
+}
+
+#[derive(Clone, Copy)]
 struct Token {
-    flag: Arc<dyn CancelFlag>,
+    flag: FlagRef,
     follows_terminate: bool,
 }
 
@@ -25,23 +45,25 @@ thread_local! {
     static TOKENS: RefCell<Vec<Token>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Marks the current thread as running a task of `flag` until dropped.
+/// Marks the current thread as running a task of a flag until dropped.
 pub(crate) struct TokenGuard<'a>(std::marker::PhantomData<&'a ()>);
 
 /// Pushes `flag` on the thread's token stack until the guard drops.
 ///
 /// # Safety
 ///
-/// The guard must be dropped (not leaked) before `'a` ends: the token stack
-/// is thread-local and `'static`, so the flag's lifetime is erased there.
+/// The guard must be dropped (not leaked) before `flag` dies: the token
+/// stack is thread-local and `'static`, so the flag's lifetime is erased
+/// there.
 pub(crate) unsafe fn enter<'a>(
-    flag: Arc<dyn CancelFlag + 'a>,
+    flag: &'a (dyn CancelFlag + 'a),
     follows_terminate: bool,
 ) -> TokenGuard<'a> {
     // SAFETY: only the trait object's lifetime bound changes; the caller
-    // drops the guard, which pops (and drops) this flag, before 'a ends.
-    let flag =
-        unsafe { std::mem::transmute::<Arc<dyn CancelFlag + 'a>, Arc<dyn CancelFlag>>(flag) };
+    // pops the token (drops the guard) before the flag dies.
+    let flag = FlagRef(unsafe {
+        std::mem::transmute::<*const (dyn CancelFlag + 'a), *const (dyn CancelFlag + 'static)>(flag)
+    });
     TOKENS.with(|t| {
         t.borrow_mut().push(Token {
             flag,
@@ -52,19 +74,18 @@ pub(crate) unsafe fn enter<'a>(
 }
 
 /// The innermost token of the current thread: its flag and whether it
-/// follows `terminate`.
-pub(crate) fn current() -> Option<(Arc<dyn CancelFlag>, bool)> {
+/// follows `terminate`. The flag is valid while that token is on the stack.
+pub(crate) fn current() -> Option<(FlagRef, bool)> {
     TOKENS.with(|t| {
         t.borrow()
             .last()
-            .map(|tok| (Arc::clone(&tok.flag), tok.follows_terminate))
+            .map(|tok| (tok.flag, tok.follows_terminate))
     })
 }
 
 impl Drop for TokenGuard<'_> {
     fn drop(&mut self) {
-        let token = TOKENS.with(|t| t.borrow_mut().pop());
-        drop(token);
+        TOKENS.with(|t| t.borrow_mut().pop());
     }
 }
 
@@ -102,7 +123,8 @@ pub fn cancelled() -> bool {
         match tokens.last() {
             None => false,
             Some(token) => {
-                token.flag.is_cancelled()
+                // SAFETY: a token is on the stack only while its flag lives.
+                unsafe { token.flag.get() }.is_cancelled()
                     || (token.follows_terminate && crate::registry::current_pool_terminated())
             }
         }

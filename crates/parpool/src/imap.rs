@@ -275,9 +275,8 @@ where
             input.next_seq += 1;
             (seq, input_done, input_panic)
         };
-        let flag: Arc<dyn CancelFlag + '_> = shared.clone();
-        // SAFETY: the guard is a local of this call and drops before it returns.
-        let token = unsafe { cancel::enter(flag, true) };
+        // SAFETY: the guard is a local of this call and drops before `shared`.
+        let token = unsafe { cancel::enter(&*shared, true) };
         let mut results = shared.spare.take(items.len());
         let mut drain = items.drain(..);
         let f = &source.f;

@@ -67,7 +67,7 @@ struct Header {
     /// The token of the task that called the map, if any. Cleared when the
     /// map returns, so a runner job left in the queue keeps nothing of the
     /// caller alive.
-    parent: Mutex<Option<Arc<dyn CancelFlag>>>,
+    parent: Mutex<Option<cancel::FlagRef>>,
     parent_follows_terminate: bool,
 }
 
@@ -107,10 +107,12 @@ impl Header {
 
 impl CancelFlag for Header {
     fn is_cancelled(&self) -> bool {
+        // SAFETY: `parent` is the token of the task that called the map: it
+        // lives until the map returns, and `GateGuard` clears it before then.
         self.failed.load(Ordering::Relaxed)
             || lock(&self.parent)
                 .as_ref()
-                .is_some_and(|p| p.is_cancelled())
+                .is_some_and(|p| unsafe { p.get() }.is_cancelled())
     }
 }
 
@@ -179,9 +181,9 @@ where
     /// Claims and runs chunks until none are left, under the map's token.
     /// `stops`: stop between items when the pool is terminated.
     fn work(&self, stops: bool) {
-        let flag: Arc<dyn CancelFlag> = self.header.clone();
-        // SAFETY: the guard is a local of this call and drops before it returns.
-        let _token = unsafe { cancel::enter(flag, self.header.parent_follows_terminate) };
+        let header: &Header = self.header;
+        // SAFETY: the guard is a local of this call; `header` outlives it.
+        let _token = unsafe { cancel::enter(header, header.parent_follows_terminate) };
         let mut done: Vec<Range<usize>> = Vec::new();
         while let Some(range) = self.claim() {
             self.run_chunk(range, stops, &mut done);
