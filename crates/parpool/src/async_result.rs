@@ -77,7 +77,11 @@ struct Callbacks<R> {
 
 impl<R> Slot<R> {
     pub(crate) fn new(scope: Option<Arc<ScopeState>>) -> Arc<Self> {
-        Arc::new(Slot {
+        Arc::new(Self::new_inline(scope))
+    }
+
+    fn new_inline(scope: Option<Arc<ScopeState>>) -> Self {
+        Slot {
             status: AtomicU8::new(QUEUED),
             unwanted: AtomicBool::new(false),
             inner: Mutex::new(Inner {
@@ -91,7 +95,7 @@ impl<R> Slot<R> {
             }),
             cond: Condvar::new(),
             scope,
-        })
+        }
     }
 
     /// Claims the right to fill in the outcome; `false` if someone else has.
@@ -205,19 +209,7 @@ where
         let slot = Arc::clone(&self.slot);
         // SAFETY: the guard is a local of this call and drops before `slot`.
         let token = unsafe { crate::cancel::enter(&*slot, true) };
-        let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-            if payload.is::<panic::CancelledMarker>() {
-                return Failure::new(TaskError::Cancelled, None);
-            }
-            if self.source == PanicSource::Task {
-                // Jobs run only on their pool's workers.
-                crate::registry::with_current(|r| r.task_panicked(&payload));
-            }
-            Failure::new(
-                TaskError::Panicked(panic::message(payload.as_ref())),
-                Some(payload),
-            )
-        });
+        let outcome = run_task(f, self.source);
         drop(token);
         slot.complete(outcome);
     }
@@ -233,6 +225,105 @@ impl<F, R> Drop for ApplyJob<F, R> {
             }
         }
     }
+}
+
+/// A `'static` task and its slot in one allocation (the job behind
+/// [`ThreadPool::apply_async`](crate::ThreadPool::apply_async)). The queue and
+/// the handle each hold a reference; the worker frees nothing, and the last
+/// owner (usually the handle, after `get`) frees the whole task at once.
+pub(crate) struct Task<F, R> {
+    slot: Slot<R>,
+    /// Touched only by the queue's reference (`run_shared` or
+    /// `cancel_shared`, at most one call in all), so never concurrently.
+    f: std::cell::UnsafeCell<Option<F>>,
+}
+
+// SAFETY: `f` is accessed by one thread at a time (see its doc), and moved
+// to the running thread (`F: Send`); the slot is `Sync` for `R: Send`.
+unsafe impl<F: Send, R: Send> Sync for Task<F, R> {}
+
+impl<F, R> Task<F, R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    /// Makes the task; returns the queue's job and the handle.
+    pub(crate) fn spawn(f: F) -> (crate::job::SharedJob, AsyncResult<R>) {
+        let task = Arc::new(Task {
+            slot: Slot::new_inline(None),
+            f: std::cell::UnsafeCell::new(Some(f)),
+        });
+        let job = crate::job::SharedJob::new(Arc::clone(&task) as Arc<dyn crate::job::SharedRun>);
+        (job, AsyncResult::from_task(task))
+    }
+
+    fn take_f(&self) -> Option<F> {
+        // SAFETY: only the queue's single reference calls this, once.
+        unsafe { (*self.f.get()).take() }
+    }
+}
+
+impl<F, R> crate::job::SharedRun for Task<F, R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    fn run_shared(&self) {
+        let Some(f) = self.take_f() else { return };
+        if !self.slot.claim() {
+            return; // cancelled by its handle; `f` drops here
+        }
+        // SAFETY: the guard is a local of this call and drops before `self`.
+        let token = unsafe { crate::cancel::enter(&self.slot, true) };
+        let outcome = run_task(f, PanicSource::Task);
+        drop(token);
+        self.slot.complete(outcome);
+    }
+
+    fn cancel_shared(&self) {
+        drop(self.take_f());
+        if self.slot.claim() {
+            self.slot
+                .complete(Err(Failure::new(TaskError::Cancelled, None)));
+        }
+    }
+}
+
+/// Where a handle finds its slot: in a task's allocation, or on its own.
+pub(crate) trait HasSlot<R>: Send + Sync {
+    fn slot(&self) -> &Slot<R>;
+}
+
+impl<F, R> HasSlot<R> for Task<F, R>
+where
+    F: Send,
+    R: Send,
+{
+    fn slot(&self) -> &Slot<R> {
+        &self.slot
+    }
+}
+
+enum SlotRef<R> {
+    Own(Arc<Slot<R>>),
+    InTask(Arc<dyn HasSlot<R>>),
+}
+
+/// Runs a task's closure and turns a panic into a failure.
+fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource) -> Outcome<R> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        if payload.is::<panic::CancelledMarker>() {
+            return Failure::new(TaskError::Cancelled, None);
+        }
+        if source == PanicSource::Task {
+            // Jobs run only on their pool's workers.
+            crate::registry::with_current(|r| r.task_panicked(&payload));
+        }
+        Failure::new(
+            TaskError::Panicked(panic::message(payload.as_ref())),
+            Some(payload),
+        )
+    })
 }
 
 /// The handle to a task's result, returned by
@@ -256,7 +347,7 @@ impl<F, R> Drop for ApplyJob<F, R> {
 /// ```
 #[must_use = "an AsyncResult does nothing unless you get() or await it; dropping it does not cancel the task"]
 pub struct AsyncResult<R> {
-    slot: Arc<Slot<R>>,
+    slot: SlotRef<R>,
     /// The outcome was taken: the task is done, so `Drop` has nothing to do.
     spent: bool,
 }
@@ -264,14 +355,36 @@ pub struct AsyncResult<R> {
 impl<R> fmt::Debug for AsyncResult<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncResult")
-            .field("ready", &self.slot.is_done())
+            .field("ready", &self.slot().is_done())
             .finish_non_exhaustive()
     }
 }
 
 impl<R> AsyncResult<R> {
     pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
-        AsyncResult { slot, spent: false }
+        AsyncResult {
+            slot: SlotRef::Own(slot),
+            spent: false,
+        }
+    }
+
+    fn from_task<F>(task: Arc<Task<F, R>>) -> Self
+    where
+        F: Send + 'static,
+        R: Send + 'static,
+    {
+        AsyncResult {
+            slot: SlotRef::InTask(task),
+            spent: false,
+        }
+    }
+
+    #[inline]
+    fn slot(&self) -> &Slot<R> {
+        match &self.slot {
+            SlotRef::Own(slot) => slot,
+            SlotRef::InTask(task) => task.slot(),
+        }
     }
 
     /// Waits for the task and returns its result.
@@ -326,18 +439,20 @@ impl<R> AsyncResult<R> {
     }
 
     fn take(&mut self) -> Outcome<R> {
-        let mut inner = lock(&self.slot.inner);
+        let mut inner = lock(&self.slot().inner);
         assert!(
             !inner.taken,
             "parpool: this AsyncResult's result was already returned by get_timeout"
         );
         inner.taken = true;
         inner.observed = true;
-        self.spent = true;
-        inner
+        let outcome = inner
             .outcome
             .take()
-            .expect("parpool: a done slot holds an outcome")
+            .expect("parpool: a done slot holds an outcome");
+        drop(inner);
+        self.spent = true;
+        outcome
     }
 
     /// Blocks until the task has finished (its callbacks included).
@@ -352,7 +467,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.ready());
     /// ```
     pub fn wait(&self) {
-        let slot = &self.slot;
+        let slot = self.slot();
         registry::wait_here(|| slot.is_done(), |timeout| slot.block(timeout));
     }
 
@@ -367,7 +482,7 @@ impl<R> AsyncResult<R> {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let slot = &self.slot;
+        let slot = self.slot();
         match registry::current_worker() {
             // Help with queued work, but never past the deadline.
             Some(registry) => registry.wait_until(
@@ -388,7 +503,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.ready());
     /// ```
     pub fn ready(&self) -> bool {
-        self.slot.is_done()
+        self.slot().is_done()
     }
 
     /// `None` until the task has finished, then whether it returned normally
@@ -401,10 +516,10 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(bad.successful(), Some(false));
     /// ```
     pub fn successful(&self) -> Option<bool> {
-        if !self.slot.is_done() {
+        if !self.slot().is_done() {
             return None;
         }
-        let mut inner = lock(&self.slot.inner);
+        let mut inner = lock(&self.slot().inner);
         let ok = match &inner.outcome {
             Some(outcome) => outcome.is_ok(),
             None => !inner.taken, // taken: the caller already saw it
@@ -431,9 +546,9 @@ impl<R> AsyncResult<R> {
     /// blocker.get().unwrap();
     /// ```
     pub fn cancel(&self) -> bool {
-        self.slot.unwanted.store(true, Ordering::Relaxed);
-        if self.slot.claim() {
-            self.slot
+        self.slot().unwanted.store(true, Ordering::Relaxed);
+        if self.slot().claim() {
+            self.slot()
                 .complete(Err(Failure::new(TaskError::Cancelled, None)));
             true
         } else {
@@ -455,8 +570,8 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(rx.try_recv(), Ok(42));
     /// ```
     pub fn on_success(self, f: impl FnOnce(&R) + Send + 'static) -> Self {
-        let mut inner = lock(&self.slot.inner);
-        if self.slot.is_done() {
+        let mut inner = lock(&self.slot().inner);
+        if self.slot().is_done() {
             if let Some(Ok(value)) = &inner.outcome {
                 run_callback(|| f(value));
             }
@@ -482,8 +597,8 @@ impl<R> AsyncResult<R> {
     /// assert!(rx.try_recv().unwrap().contains("bad input"));
     /// ```
     pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
-        let mut inner = lock(&self.slot.inner);
-        if self.slot.is_done() {
+        let mut inner = lock(&self.slot().inner);
+        if self.slot().is_done() {
             if let Some(Err(failure)) = &inner.outcome {
                 run_callback(|| f(&failure.error));
             }
@@ -496,8 +611,8 @@ impl<R> AsyncResult<R> {
 
     /// Registers a waker called when the task finishes.
     pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
-        let mut inner = lock(&self.slot.inner);
-        if self.slot.is_done() {
+        let mut inner = lock(&self.slot().inner);
+        if self.slot().is_done() {
             return true;
         }
         match &inner.waker {
@@ -550,10 +665,10 @@ impl<R> Drop for AsyncResult<R> {
         if self.spent {
             return;
         }
-        let mut inner = lock(&self.slot.inner);
+        let mut inner = lock(&self.slot().inner);
         inner.handle_alive = false;
-        if self.slot.is_done() {
-            self.slot.hand_unobserved_panic_to_scope(&mut inner);
+        if self.slot().is_done() {
+            self.slot().hand_unobserved_panic_to_scope(&mut inner);
         }
     }
 }

@@ -22,6 +22,66 @@ pub(crate) trait Job: Send {
 
 pub(crate) type JobBox = Box<dyn Job>;
 
+/// A job that shares its allocation with its result handle: the queue holds
+/// one reference, the handle another, so submitting costs one allocation and
+/// the worker frees nothing (see `async_result::Task`).
+pub(crate) trait SharedRun: Send + Sync {
+    /// Runs the job; called at most once, by the queue's reference.
+    fn run_shared(&self);
+    /// The queue's reference is dropped unrun: cancel. Called at most once,
+    /// and never after `run_shared`.
+    fn cancel_shared(&self);
+}
+
+/// The queue's reference to a shared job. Dropping it unrun cancels it.
+pub(crate) struct SharedJob(Option<std::sync::Arc<dyn SharedRun>>);
+
+impl SharedJob {
+    pub(crate) fn new(job: std::sync::Arc<dyn SharedRun>) -> Self {
+        SharedJob(Some(job))
+    }
+}
+
+impl Drop for SharedJob {
+    fn drop(&mut self) {
+        if let Some(job) = self.0.take() {
+            job.cancel_shared();
+        }
+    }
+}
+
+/// What the queue holds: a boxed job, or the queue's share of a shared one.
+pub(crate) enum JobRef {
+    Boxed(JobBox),
+    Shared(SharedJob),
+}
+
+impl JobRef {
+    pub(crate) fn run(self) {
+        match self {
+            JobRef::Boxed(job) => job.run(),
+            JobRef::Shared(mut job) => {
+                if let Some(job) = job.0.take() {
+                    job.run_shared();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn items(&self) -> usize {
+        match self {
+            JobRef::Boxed(job) => job.items(),
+            JobRef::Shared(_) => 1,
+        }
+    }
+}
+
+impl From<JobBox> for JobRef {
+    fn from(job: JobBox) -> Self {
+        JobRef::Boxed(job)
+    }
+}
+
 /// Extends a job's lifetime to `'static` so it can sit in the shared queue.
 ///
 /// # Safety

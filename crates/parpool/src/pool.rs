@@ -7,10 +7,11 @@
 //! borrowing work. Dropping the pool closes it and joins its workers, so work
 //! already queued finishes (see [`ThreadPool`]'s docs for why).
 
-use crate::async_result::{ApplyJob, AsyncResult, PanicSource, Slot};
+use crate::async_result::{ApplyJob, AsyncResult, PanicSource, Slot, Task};
 use crate::builder::Builder;
 use crate::imap::{self, Imap, ImapUnordered};
 use crate::inputs::Inputs;
+use crate::job::{Job, JobRef};
 use crate::map;
 use crate::registry::Registry;
 use crate::scope::{self, Scope};
@@ -253,10 +254,20 @@ impl ThreadPool {
         R: Send + 'static,
     {
         self.registry.check_accepting();
-        let slot = Slot::new(None);
-        let job = ApplyJob::new(f, Arc::clone(&slot), source);
-        self.registry.submit_unchecked(Box::new(job));
-        AsyncResult::new(slot)
+        match source {
+            // One allocation for the closure and its result slot.
+            PanicSource::Task => {
+                let (job, handle) = Task::spawn(f);
+                self.registry.submit_unchecked(JobRef::Shared(job));
+                handle
+            }
+            PanicSource::Relayed => {
+                let slot = Slot::new(None);
+                let job: Box<dyn Job> = Box::new(ApplyJob::new(f, Arc::clone(&slot), source));
+                self.registry.submit_unchecked(job);
+                AsyncResult::new(slot)
+            }
+        }
     }
 
     /// Applies `f` to every input in parallel and returns the results in

@@ -19,7 +19,7 @@
 
 use crate::builder::Config;
 use crate::error::BuildError;
-use crate::job::JobBox;
+use crate::job::{JobBox, JobRef};
 use crate::panic::{self, PanicPolicy, Payload};
 use crate::sleep::Sleep;
 use crate::stats::Counters;
@@ -42,7 +42,7 @@ const TERMINATED: u8 = 2;
 const HELP_POLL: Duration = Duration::from_millis(1);
 
 pub(crate) struct Registry {
-    injector: Injector<JobBox>,
+    injector: Injector<JobRef>,
     sleep: Sleep,
     state: AtomicU8,
     pub(crate) counters: Counters,
@@ -209,7 +209,8 @@ impl Registry {
 
     /// Queues one job without checking the state (the caller has). A job
     /// that races with `terminate` is cancelled, never lost.
-    pub(crate) fn submit_unchecked(&self, job: JobBox) {
+    pub(crate) fn submit_unchecked(&self, job: impl Into<JobRef>) {
+        let job = job.into();
         self.push(job);
         self.sleep.notify(1);
     }
@@ -219,7 +220,7 @@ impl Registry {
         self.check_accepting();
         let mut n = 0;
         for job in jobs {
-            self.push(job);
+            self.push(job.into());
             n += 1;
         }
         if n > 0 {
@@ -227,7 +228,7 @@ impl Registry {
         }
     }
 
-    fn push(&self, job: JobBox) {
+    fn push(&self, job: JobRef) {
         self.counters.queued(job.items() as isize);
         self.injector.push(job);
         fence(Ordering::SeqCst);
@@ -237,7 +238,7 @@ impl Registry {
         }
     }
 
-    fn pop(&self) -> Option<JobBox> {
+    fn pop(&self) -> Option<JobRef> {
         loop {
             match self.injector.steal() {
                 Steal::Success(job) => return Some(job),
@@ -256,7 +257,7 @@ impl Registry {
     }
 
     /// Runs a popped job, or cancels it if the pool was terminated meanwhile.
-    fn execute(&self, job: JobBox) {
+    fn execute(&self, job: JobRef) {
         let items = job.items();
         self.counters.start(items);
         if self.is_terminated() {
