@@ -1,9 +1,11 @@
 //! A job: one unit the workers pop from the queue and run.
 //!
-//! A job is a boxed trait object. Running it consumes it; dropping it without
-//! running it means "cancelled": every job type reports cancellation to its
-//! consumer in its `Drop`, so a job discarded by `terminate`, or left in a
-//! queue for any other reason, can never leave anyone waiting.
+//! A job is a boxed trait object, or the queue's share of a task that also
+//! holds its result slot (`apply_async`: one allocation per task). Running
+//! it consumes it; dropping it without running it means "cancelled": every
+//! job type reports cancellation to its consumer in its `Drop`, so a job
+//! discarded by `terminate`, or left in a queue for any other reason, can
+//! never leave anyone waiting.
 //!
 //! Jobs that borrow from a caller's stack (blocking `apply`, scoped work) have
 //! their lifetime erased by [`erase`]; the caller of `erase` promises to wait
