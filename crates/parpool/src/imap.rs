@@ -396,6 +396,24 @@ impl<R> Drop for Cursor<R> {
     }
 }
 
+/// The next automatic chunk size after `prev`, given the last measured cost
+/// per item (`0`: none yet): about `TARGET_CHUNK_NS` of work, shrinking at
+/// most by half and growing at most `GROWTH`-fold per credit, within
+/// `1..=MAX_CHUNK`, and small enough that every worker gets a chunk of a
+/// user-set buffer.
+fn adapt_chunk(prev: usize, est_ns: u64, buffer: Option<usize>, workers: usize) -> usize {
+    let mut chunk = prev.max(1);
+    if let Some(per_chunk) = TARGET_CHUNK_NS.checked_div(est_ns) {
+        let want = usize::try_from(per_chunk).unwrap_or(MAX_CHUNK).max(1);
+        chunk = want.clamp((chunk / 2).max(1), chunk.saturating_mul(GROWTH));
+    }
+    chunk = chunk.min(MAX_CHUNK);
+    if let Some(b) = buffer {
+        chunk = chunk.min((b / workers.max(1)).max(1));
+    }
+    chunk
+}
+
 /// Why the consumer stopped without an item.
 enum Stop {
     Timeout,
@@ -560,14 +578,7 @@ impl<R> Core<'_, R> {
             return c;
         }
         let est = self.shared.ns_per_item.load(Ordering::Relaxed);
-        if let Some(per_chunk) = TARGET_CHUNK_NS.checked_div(est) {
-            let want = usize::try_from(per_chunk).unwrap_or(MAX_CHUNK).max(1);
-            self.chunk = want.clamp((self.chunk / 2).max(1), self.chunk * GROWTH);
-        }
-        self.chunk = self.chunk.min(MAX_CHUNK);
-        if let Some(b) = self.buffer {
-            self.chunk = self.chunk.min((b / self.workers).max(1));
-        }
+        self.chunk = adapt_chunk(self.chunk, est, self.buffer, self.workers);
         self.chunk
     }
 
@@ -1014,3 +1025,64 @@ imap_type!(
     ImapUnordered,
     "imap_unordered"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_start_at_one_and_wait_for_a_measurement() {
+        assert_eq!(adapt_chunk(1, 0, None, 2), 1);
+        assert_eq!(adapt_chunk(37, 0, None, 2), 37);
+    }
+
+    #[test]
+    fn chunks_grow_at_most_sixteenfold_and_stop_at_the_cap() {
+        // Tiny items (1 ns): the target is 200 000 items, reached in steps.
+        let mut chunk = 1;
+        let mut steps = Vec::new();
+        for _ in 0..6 {
+            chunk = adapt_chunk(chunk, 1, None, 2);
+            steps.push(chunk);
+        }
+        assert_eq!(steps, [16, 256, 4096, 65_536, 65_536, 65_536]);
+    }
+
+    #[test]
+    fn slow_items_go_one_by_one_and_shrink_gradually() {
+        // 1 ms per item is far above the 200 µs target: one item per chunk.
+        assert_eq!(adapt_chunk(1, 1_000_000, None, 2), 1);
+        // A chunk that was too big halves at most per credit.
+        assert_eq!(adapt_chunk(1000, 1_000_000, None, 2), 500);
+        // 2 µs per item: 100 items.
+        assert_eq!(adapt_chunk(100, 2_000, None, 2), 100);
+    }
+
+    #[test]
+    fn a_user_buffer_caps_the_chunk_so_every_worker_gets_one() {
+        assert_eq!(adapt_chunk(65_536, 1, Some(64), 2), 32);
+        assert_eq!(adapt_chunk(65_536, 1, Some(1), 2), 1);
+        assert_eq!(adapt_chunk(1, 1, Some(10), 0), 10);
+    }
+
+    #[test]
+    fn the_cursor_drops_exactly_the_results_not_handed_out() {
+        let token = Arc::new(());
+        let mut cursor = Cursor::default();
+        let old = cursor.replace((0..5).map(|_| Arc::clone(&token)).collect());
+        assert!(old.is_empty());
+        let first = cursor.next().unwrap();
+        let second = cursor.next().unwrap();
+        assert_eq!(cursor.len(), 3);
+        assert_eq!(Arc::strong_count(&token), 6);
+        let emptied = cursor.replace(Vec::new());
+        assert!(
+            emptied.is_empty() && emptied.capacity() >= 5,
+            "the buffer comes back for reuse"
+        );
+        assert_eq!(Arc::strong_count(&token), 3, "the 3 left were dropped once");
+        drop((first, second));
+        assert_eq!(Arc::strong_count(&token), 1);
+        assert!(cursor.next().is_none());
+    }
+}

@@ -438,3 +438,55 @@ via_collect! {
     ['a, T] vec_deque::Iter<'a, T>;
     [T] vec_deque::IntoIter<T>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::source::Source;
+    use super::*;
+    use std::sync::Arc;
+
+    fn all<S: Source>(s: &S) -> Vec<S::Item> {
+        // SAFETY: each index below len() is taken once.
+        (0..s.len()).map(|i| unsafe { s.take(i) }).collect()
+    }
+
+    #[test]
+    fn range_fast_path_at_the_edges_of_each_type() {
+        assert_eq!(all(&(i8::MIN..=i8::MAX).into_source()).len(), 256);
+        assert_eq!(
+            all(&(250u8..=255).into_source()),
+            [250, 251, 252, 253, 254, 255]
+        );
+        assert_eq!(all(&(-3i64..2).into_source()), [-3, -2, -1, 0, 1]);
+        assert_eq!(
+            all(&(u64::MAX - 2..u64::MAX).into_source()),
+            [u64::MAX - 2, u64::MAX - 1]
+        );
+        assert_eq!((5u32..5).into_source().len(), 0);
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = 9i32..3;
+        assert_eq!(reversed.into_source().len(), 0);
+        assert_eq!((7usize..=7).into_source().len(), 1);
+    }
+
+    #[test]
+    fn slice_fast_path_hands_out_references_in_place() {
+        let v = vec![10, 20, 30];
+        let items = all(&v.as_slice().into_source());
+        assert!(items.iter().zip(&v).all(|(a, b)| std::ptr::eq(*a, b)));
+    }
+
+    #[test]
+    fn owned_items_are_taken_or_dropped_exactly_once() {
+        let token = Arc::new(());
+        let src = vec![Arc::clone(&token); 10].into_source();
+        // SAFETY: indices 0..3 taken once, 3..10 dropped once.
+        let taken: Vec<_> = (0..3).map(|i| unsafe { src.take(i) }).collect();
+        unsafe { src.drop_range(3..10) };
+        assert_eq!(Arc::strong_count(&token), 4);
+        drop(src); // frees the buffer, drops nothing more
+        assert_eq!(Arc::strong_count(&token), 4);
+        drop(taken);
+        assert_eq!(Arc::strong_count(&token), 1);
+    }
+}
