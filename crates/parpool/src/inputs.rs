@@ -267,6 +267,12 @@ pub struct RangeSource<T> {
 /// The integer types whose ranges the blocking maps split without storing.
 ///
 /// Sealed: implemented for every primitive integer type up to 64 bits.
+///
+/// ```
+/// let pool = parpool::ThreadPool::new();
+/// // Item `i` of the range is computed on the thread that runs it.
+/// assert_eq!(pool.map(|x: i16| x * 2, -2..=2i16), [-4, -2, 0, 2, 4]);
+/// ```
 pub trait RangeInt: Copy + Send + Sync + private::Sealed {
     #[doc(hidden)]
     fn to_i128(self) -> i128;
