@@ -208,6 +208,7 @@ where
         counters.start(len);
         let start = range.start;
         let mut next = start; // first index not yet taken
+        let mut handed_back = 0;
         let caught = catch_unwind(AssertUnwindSafe(|| {
             let out = self.out.0;
             while next < range.end {
@@ -217,6 +218,7 @@ where
                 }
                 if stops && self.registry.is_terminated_relaxed() {
                     lock(&self.returned).push(i..range.end);
+                    handed_back = range.end - i;
                     next = range.end; // handed back, not ours to drop
                     return Some(i);
                 }
@@ -260,7 +262,10 @@ where
                 _ => done.push(start..written_end),
             }
         }
-        counters.finish(len, true);
+        // Handed-back items are queued again (whoever runs them counts them).
+        counters.finish(len - handed_back, true);
+        counters.finish(handed_back, false);
+        counters.queued(handed_back as isize);
     }
 
     fn fail(&self, i: usize, e: E) {
