@@ -461,6 +461,7 @@ where
         let range = lock(&ctx.returned).pop();
         match range {
             Some(r) if cancelled => {
+                registry.counters.queued(-(r.len() as isize));
                 // SAFETY: handed-back indices were claimed and never taken.
                 unsafe { ctx.source.drop_range(r) };
             }
