@@ -57,6 +57,8 @@ fn terminate_discards_queued_work_with_cancelled() {
         for q in queued {
             assert_eq!(q.get(), Err(TaskError::Cancelled));
         }
+        let stats = pool.stats();
+        assert_eq!((stats.queued, stats.running), (0, 0), "{stats:?}");
         // The running task finished (or, if it had not started, was cancelled).
         let r = running.get();
         assert!(r == Ok("ran") || r == Err(TaskError::Cancelled), "{r:?}");
@@ -230,5 +232,11 @@ fn a_blocking_map_still_returns_every_result_after_terminate() {
         t.join().unwrap();
         assert_eq!(out, (0..300).map(|x| x * 2).collect::<Vec<_>>());
         pool.join();
+        let stats = pool.stats();
+        assert_eq!(
+            (stats.queued, stats.running, stats.completed),
+            (0, 0, 300),
+            "{stats:?}"
+        );
     });
 }
