@@ -236,6 +236,7 @@ pub(crate) struct Task<F, R> {
     /// Touched only by the queue's reference (`run_shared` or
     /// `cancel_shared`, at most one call in all), so never concurrently.
     f: std::cell::UnsafeCell<Option<F>>,
+    source: PanicSource,
 }
 
 // SAFETY: `f` is accessed by one thread at a time (see its doc), and moved
@@ -248,10 +249,11 @@ where
     R: Send + 'static,
 {
     /// Makes the task; returns the queue's job and the handle.
-    pub(crate) fn spawn(f: F) -> (crate::job::SharedJob, AsyncResult<R>) {
+    pub(crate) fn spawn(f: F, source: PanicSource) -> (crate::job::SharedJob, AsyncResult<R>) {
         let task = Arc::new(Task {
             slot: Slot::new_inline(None),
             f: std::cell::UnsafeCell::new(Some(f)),
+            source,
         });
         let job = crate::job::SharedJob::new(Arc::clone(&task) as Arc<dyn crate::job::SharedRun>);
         (job, AsyncResult::from_task(task))
@@ -275,7 +277,7 @@ where
         }
         // SAFETY: the guard is a local of this call and drops before `self`.
         let token = unsafe { crate::cancel::enter(&self.slot, true) };
-        let outcome = run_task(f, PanicSource::Task);
+        let outcome = run_task(f, self.source);
         drop(token);
         self.slot.complete(outcome);
     }

@@ -7,11 +7,11 @@
 //! borrowing work. Dropping the pool closes it and joins its workers, so work
 //! already queued finishes (see [`ThreadPool`]'s docs for why).
 
-use crate::async_result::{ApplyJob, AsyncResult, PanicSource, Slot, Task};
+use crate::async_result::{AsyncResult, PanicSource, Task};
 use crate::builder::Builder;
 use crate::imap::{self, Imap, ImapUnordered};
 use crate::inputs::Inputs;
-use crate::job::{Job, JobRef};
+use crate::job::JobRef;
 use crate::map;
 use crate::registry::Registry;
 use crate::scope::{self, Scope};
@@ -254,20 +254,10 @@ impl ThreadPool {
         R: Send + 'static,
     {
         self.registry.check_accepting();
-        match source {
-            // One allocation for the closure and its result slot.
-            PanicSource::Task => {
-                let (job, handle) = Task::spawn(f);
-                self.registry.submit_unchecked(JobRef::Shared(job));
-                handle
-            }
-            PanicSource::Relayed => {
-                let slot = Slot::new(None);
-                let job: Box<dyn Job> = Box::new(ApplyJob::new(f, Arc::clone(&slot), source));
-                self.registry.submit_unchecked(job);
-                AsyncResult::new(slot)
-            }
-        }
+        // One allocation for the closure and its result slot.
+        let (job, handle) = Task::spawn(f, source);
+        self.registry.submit_unchecked(JobRef::Shared(job));
+        handle
     }
 
     /// Applies `f` to every input in parallel and returns the results in
