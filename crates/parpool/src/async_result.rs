@@ -179,7 +179,9 @@ pub(crate) enum PanicSource {
     Relayed,
 }
 
-/// The job behind `apply_async`: one closure, one slot.
+/// The job behind a scope's `apply_async`: a closure that may borrow, and its
+/// slot in a separate allocation (a scoped task's lifetime is erased only in
+/// the scope's job wrapper; see [`Task`] for the `'static` fast path).
 pub(crate) struct ApplyJob<F, R> {
     f: Option<F>,
     slot: Arc<Slot<R>>,
