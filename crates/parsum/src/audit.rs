@@ -138,16 +138,12 @@ impl Sink<(), Note> for AuditSink<'_> {
             Err(e) => {
                 // Listed but unreadable: neither missing nor matched.
                 self.seen.insert(name);
-                let changed = matches!(e, HashError::Changed(_));
                 self.flush();
-                self.tally.error(&item.path, &e, changed);
+                self.tally.hash_error(&item.path, &e);
             }
         }
-        self.progress.update(
-            self.tally.files + self.tally.errors,
-            self.tally.bytes,
-            self.counters,
-        );
+        self.progress
+            .update(self.tally.finished(), self.tally.bytes, self.counters);
     }
 
     fn msg(&mut self, m: Note) {

@@ -93,6 +93,17 @@ impl Tally {
         }
     }
 
+    /// Reports a file whose hashing failed; a file that changed while it
+    /// was read also counts as changed.
+    pub fn hash_error(&mut self, path: &Path, e: &HashError) {
+        self.error(path, e, matches!(e, HashError::Changed(_)));
+    }
+
+    /// Files finished so far, hashed or failed: the progress bar's count.
+    pub fn finished(&self) -> u64 {
+        self.files + self.errors
+    }
+
     /// Reports a failed file.
     pub fn error(&mut self, path: &Path, e: &dyn std::fmt::Display, changed: bool) {
         self.errors += 1;
@@ -210,16 +221,10 @@ impl Sink<(), Note> for TreeSink<'_> {
                     Format::Json => write_json(&mut self.buf, name, &h, term),
                 }
             }
-            Err(e) => {
-                let changed = matches!(e, HashError::Changed(_));
-                self.tally.error(&item.path, &e, changed);
-            }
+            Err(e) => self.tally.hash_error(&item.path, &e),
         }
-        self.progress.update(
-            self.tally.files + self.tally.errors,
-            self.tally.bytes,
-            self.counters,
-        );
+        self.progress
+            .update(self.tally.finished(), self.tally.bytes, self.counters);
     }
 
     fn msg(&mut self, m: Note) {
