@@ -645,20 +645,14 @@ impl<R> Slot<R> {
         let mut inner = lock(&self.inner);
         inner.waiters += 1;
         while !self.is_done() {
-            match deadline {
-                None => inner = self.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    inner = self
-                        .cond
-                        .wait_timeout(inner, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break,
+                },
+            };
+            inner = crate::sync::wait(&self.cond, inner, left);
         }
         inner.waiters -= 1;
     }

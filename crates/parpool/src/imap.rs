@@ -709,16 +709,7 @@ impl<R> Core<'_, R> {
             return Ok(());
         }
         q.want = self.want();
-        q = match timeout {
-            None => self.shared.cond.wait(q).unwrap_or_else(|e| e.into_inner()),
-            Some(t) => {
-                self.shared
-                    .cond
-                    .wait_timeout(q, t)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
-            }
-        };
+        q = crate::sync::wait(&self.shared.cond, q, timeout);
         q.want = Want::Nothing;
         Ok(())
     }

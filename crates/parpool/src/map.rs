@@ -104,10 +104,7 @@ impl Header {
         if self.is_empty_and_closed() {
             return;
         }
-        match timeout {
-            None => drop(self.cond.wait(guard)),
-            Some(t) => drop(self.cond.wait_timeout(guard, t)),
-        }
+        drop(crate::sync::wait(&self.cond, guard, timeout));
     }
 }
 

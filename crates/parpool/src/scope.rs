@@ -72,10 +72,7 @@ impl ScopeState {
         if *pending == 0 {
             return;
         }
-        match timeout {
-            None => drop(self.cond.wait(pending)),
-            Some(t) => drop(self.cond.wait_timeout(pending, t)),
-        }
+        drop(crate::sync::wait(&self.cond, pending, timeout));
     }
 
     pub(crate) fn wait(&self, registry: &Registry) {

@@ -101,7 +101,7 @@ impl Sleep {
             // Subtle: `ready` is checked after the increment and while holding
             // the mutex; a notifier that saw the increment blocks on the mutex
             // until `wait` has released it.
-            drop(self.cond.wait(guard).unwrap_or_else(|e| e.into_inner()));
+            drop(crate::sync::wait(&self.cond, guard, None));
         } else {
             drop(guard);
         }

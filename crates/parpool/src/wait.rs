@@ -155,20 +155,7 @@ impl<R> AsCompleted<R> {
                     continue;
                 }
             }
-            let _unused = match timeout {
-                None => self
-                    .signal
-                    .cond
-                    .wait(ready)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(t) => {
-                    self.signal
-                        .cond
-                        .wait_timeout(ready, t)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            drop(crate::sync::wait(&self.signal.cond, ready, timeout));
         }
     }
 
