@@ -321,7 +321,9 @@ fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource) -> Outcome<R> {
         }
         if source == PanicSource::Task {
             // Jobs run only on their pool's workers.
-            crate::registry::with_current(|r| r.task_panicked(&payload));
+            if let Some(registry) = registry::current_worker() {
+                registry.task_panicked(&payload);
+            }
         }
         Failure::new(
             TaskError::Panicked(panic::message(payload.as_ref())),

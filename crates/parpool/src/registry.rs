@@ -57,15 +57,6 @@ thread_local! {
     static WORKER: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with the registry of the pool whose worker this thread is.
-pub(crate) fn with_current(f: impl FnOnce(&Registry)) {
-    WORKER.with(|w| {
-        if let Some(r) = w.borrow().as_ref() {
-            f(r)
-        }
-    })
-}
-
 /// The pool whose worker the current thread is, if any.
 pub(crate) fn current_worker() -> Option<Arc<Registry>> {
     WORKER.with(|w| w.borrow().clone())
