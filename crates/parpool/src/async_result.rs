@@ -13,19 +13,18 @@
 
 use crate::cancel::CancelFlag;
 use crate::error::TaskError;
-use crate::job::Job;
 use crate::panic::{self, Payload};
-use crate::registry;
-use crate::scope::ScopeState;
+use crate::park::{self, Deadline, Waitable};
+use crate::registry::Registry;
+use crate::scope::{ScopeHold, ScopeState};
 use crate::sync::lock;
 use std::fmt;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const QUEUED: u8 = 0;
 const CLAIMED: u8 = 1;
@@ -76,10 +75,6 @@ struct Callbacks<R> {
 }
 
 impl<R> Slot<R> {
-    pub(crate) fn new(scope: Option<Arc<ScopeState>>) -> Arc<Self> {
-        Arc::new(Self::new_inline(scope))
-    }
-
     fn new_inline(scope: Option<Arc<ScopeState>>) -> Self {
         Slot {
             status: AtomicU8::new(QUEUED),
@@ -111,26 +106,41 @@ impl<R> Slot<R> {
 
     /// Stores the outcome (the caller has claimed the slot), runs the
     /// callbacks, then marks the slot done and wakes every waiter.
-    fn complete(&self, outcome: Outcome<R>) {
+    /// Returns the outcome back if its handle is gone: the claimer drops it
+    /// (contained), so a result never outlives the claim in a task that
+    /// only the queue still references (see [`Task`]).
+    #[must_use = "an orphaned outcome must be dropped by the claimer"]
+    fn complete(&self, outcome: Outcome<R>) -> Option<Outcome<R>> {
         let mut inner = lock(&self.inner);
         if let Some(callbacks) = inner.callbacks.take() {
+            let Callbacks {
+                on_success,
+                on_error,
+            } = *callbacks;
+            // Callbacks that do not run are dropped one by one, contained:
+            // their `Drop` is user code too.
             match &outcome {
                 Ok(value) => {
-                    for cb in callbacks.on_success {
+                    for cb in on_success {
                         run_callback(|| cb(value));
                     }
+                    panic::drop_all_contained(on_error);
                 }
                 Err(failure) => {
-                    for cb in callbacks.on_error {
+                    for cb in on_error {
                         run_callback(|| cb(&failure.error));
                     }
+                    panic::drop_all_contained(on_success);
                 }
             }
         }
         inner.outcome = Some(outcome);
-        if !inner.handle_alive {
+        let orphan = if inner.handle_alive {
+            None
+        } else {
             self.hand_unobserved_panic_to_scope(&mut inner);
-        }
+            inner.outcome.take()
+        };
         self.status.store(DONE, Ordering::Release);
         let waker = inner.waker.take();
         if inner.waiters > 0 {
@@ -139,8 +149,10 @@ impl<R> Slot<R> {
         }
         drop(inner);
         if let Some(w) = waker {
-            w.wake();
+            // An executor's waker is foreign code: contain it like a callback.
+            run_callback(|| w.wake());
         }
+        orphan
     }
 
     fn hand_unobserved_panic_to_scope(&self, inner: &mut Inner<R>) {
@@ -166,7 +178,7 @@ where
 /// Runs a user callback; a panicking callback is contained (the default hook
 /// has printed it) and cannot break the pool or the handle.
 fn run_callback(f: impl FnOnce()) {
-    let _ = catch_unwind(AssertUnwindSafe(f));
+    let _ = panic::contain(f);
 }
 
 /// Whose panic a job's closure may raise.
@@ -179,151 +191,236 @@ pub(crate) enum PanicSource {
     Relayed,
 }
 
-/// The job behind a scope's `apply_async`: a closure that may borrow, and its
-/// slot in a separate allocation (a scoped task's lifetime is erased only in
-/// the scope's job wrapper; see [`Task`] for the `'static` fast path).
-pub(crate) struct ApplyJob<F, R> {
-    f: Option<F>,
-    slot: Arc<Slot<R>>,
-    source: PanicSource,
+fn cancelled<R>() -> Outcome<R> {
+    Err(Failure::new(TaskError::Cancelled, None))
 }
 
-impl<F, R> ApplyJob<F, R> {
-    pub(crate) fn new(f: F, slot: Arc<Slot<R>>, source: PanicSource) -> Self {
-        ApplyJob {
-            f: Some(f),
-            slot,
-            source,
+/// A task's closure was dropped unrun and its `Drop` panicked: the task's
+/// slot is complete by now, so re-raise the panic for the drain (or the
+/// `cancel` caller) to see, unless this thread is unwinding already.
+fn relay_drop_panic(payload: Option<Payload>) {
+    if let Some(p) = payload {
+        if !std::thread::panicking() {
+            std::panic::resume_unwind(p);
         }
     }
 }
 
-impl<F, R> Job for ApplyJob<F, R>
+/// Runs a claimed task on a thread of `registry` and completes its slot.
+fn execute<R>(slot: &Slot<R>, f: impl FnOnce() -> R, source: PanicSource, registry: &Registry)
 where
-    F: FnOnce() -> R + Send,
     R: Send,
 {
-    fn run(mut self: Box<Self>) {
-        let Some(f) = self.f.take() else { return };
-        if !self.slot.claim() {
-            return; // cancelled by its handle; `f` drops here
-        }
-        let slot = Arc::clone(&self.slot);
-        // SAFETY: the guard is a local of this call and drops before `slot`.
-        let token = unsafe { crate::cancel::enter(&*slot, true) };
-        let outcome = run_task(f, self.source);
-        drop(token);
-        slot.complete(outcome);
-    }
-}
-
-impl<F, R> Drop for ApplyJob<F, R> {
-    fn drop(&mut self) {
-        if let Some(f) = self.f.take() {
-            drop(f);
-            if self.slot.claim() {
-                self.slot
-                    .complete(Err(Failure::new(TaskError::Cancelled, None)));
-            }
+    // A relaying task (`map_async`'s) is not a user item: its map counts.
+    let items = usize::from(source == PanicSource::Task);
+    let counters = registry.counters();
+    counters.running(items as isize);
+    // SAFETY: the guard is a local of this call and drops before `slot`.
+    let token = unsafe { crate::cancel::enter(slot, true) };
+    let outcome = run_task(f, source, registry);
+    drop(token);
+    counters.running(-(items as isize));
+    counters.completed(items);
+    if let Some(orphan) = slot.complete(outcome) {
+        if let Some(p) = panic::drop_contained(orphan) {
+            registry.stray_panic(p);
         }
     }
 }
 
-/// A `'static` task and its slot in one allocation (the job behind
-/// [`ThreadPool::apply_async`](crate::ThreadPool::apply_async)). The queue and
-/// the handle each hold a reference; the worker frees nothing, and the last
-/// owner (usually the handle, after `get`) frees the whole task at once.
+/// A task and its slot in one allocation: the job behind `apply_async` and
+/// `map_async`, of a pool or of a scope. The queue and the handle each hold a
+/// reference; the worker frees nothing, and the last owner (usually the
+/// handle, after `get`) frees the whole task at once.
+///
+/// The closure is taken by whoever claims the slot: the queue's reference
+/// (running or cancelling it), the handle's `cancel`, or a waiter that
+/// inlines it (see `park.rs`). In a scope, the queue's reference is counted
+/// by the scope until it is dropped, and a claim made through the handle
+/// holds the scope open (see [`Task::claim_f`]): so the closure, which may
+/// borrow for the scope, is run or dropped before the scope ends.
 pub(crate) struct Task<F, R> {
     slot: Slot<R>,
-    /// Touched only by the queue's reference (`run_shared` or
-    /// `cancel_shared`, at most one call in all), so never concurrently.
+    /// Taken only by the slot's claimer: exactly one party, once, so never
+    /// concurrently.
     f: std::cell::UnsafeCell<Option<F>>,
     source: PanicSource,
+    /// The pool the task was queued on, by address: only compared, never
+    /// dereferenced (a waiter inlines the task only on that pool's workers).
+    pool: usize,
 }
 
-// SAFETY: `f` is accessed by one thread at a time (see its doc), and moved
-// to the running thread (`F: Send`); the slot is `Sync` for `R: Send`.
+// SAFETY: `f` is accessed by one thread at a time, the slot's claimer (see
+// its doc), and moved to that thread (`F: Send`); the slot is `Sync` for
+// `R: Send`.
 unsafe impl<F: Send, R: Send> Sync for Task<F, R> {}
 
 impl<F, R> Task<F, R>
 where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
+    F: FnOnce() -> R + Send,
+    R: Send,
 {
-    /// Makes the task; returns the queue's job and the handle.
-    pub(crate) fn spawn(f: F, source: PanicSource) -> (crate::job::SharedJob, AsyncResult<R>) {
+    /// Makes the task; returns the queue's job and the handle. In a scope,
+    /// the task counts in the scope until its claimer is done with it.
+    ///
+    /// # Safety
+    ///
+    /// If `'a` is not `'static`, `scope` must be the scope that `'a` lives
+    /// for. (The lifetimes of both references are erased here.)
+    pub(crate) unsafe fn spawn<'a>(
+        f: F,
+        source: PanicSource,
+        pool: &Registry,
+        scope: Option<Arc<ScopeState>>,
+    ) -> (crate::job::SharedJob, AsyncResult<R>)
+    where
+        F: 'a,
+        R: 'a,
+    {
+        if let Some(scope) = &scope {
+            scope.add();
+        }
         let task = Arc::new(Task {
-            slot: Slot::new_inline(None),
+            slot: Slot::new_inline(scope),
             f: std::cell::UnsafeCell::new(Some(f)),
             source,
+            pool: pool as *const Registry as usize,
         });
-        let job = crate::job::SharedJob::new(Arc::clone(&task) as Arc<dyn crate::job::SharedRun>);
-        (job, AsyncResult::from_task(task))
+        let job: Arc<dyn crate::job::SharedRun + 'a> = Arc::clone(&task) as _;
+        let handle: Arc<dyn HasSlot<R> + 'a> = task;
+        // SAFETY: only the trait objects' lifetime bounds change (same
+        // layout and vtables). What may borrow for `'a` is never touched
+        // after the scope ends: [1] the closure is taken and dropped by the
+        // slot's one claimer, which holds the scope's count for the task
+        // until it is done; the scope cannot end before some claim (it
+        // waits for the count), so a reference that outlives the scope
+        // finds the closure gone (`None`). [2] The result lives in the slot
+        // only while the handle lives; a result whose handle is gone is
+        // dropped by the claimer (`Slot::complete` returns it), and the
+        // handle drops its own. A handle itself can outlive the scope only
+        // if `R` does. So after the scope, the queue's or the handle's
+        // reference drops a task holding no borrowed value.
+        unsafe {
+            let job = std::mem::transmute::<
+                Arc<dyn crate::job::SharedRun + 'a>,
+                Arc<dyn crate::job::SharedRun + 'static>,
+            >(job);
+            let handle = std::mem::transmute::<
+                Arc<dyn HasSlot<R> + 'a>,
+                Arc<dyn HasSlot<R> + 'static>,
+            >(handle);
+            (
+                crate::job::SharedJob::new(job),
+                AsyncResult::from_slot(handle),
+            )
+        }
+    }
+}
+
+impl<F, R> Task<F, R> {
+    /// Claims the slot and takes the closure; `None` if someone else has.
+    /// In a scope, the claimer also takes over the scope's count for the
+    /// task (added by [`Task::spawn`]): the scope stays open until the
+    /// returned guard drops, after the closure and any orphaned result.
+    fn claim_f(&self) -> Option<(F, Option<ScopeHold>)> {
+        if !self.slot.claim() {
+            return None;
+        }
+        let hold = self.slot.scope.as_ref().map(ScopeHold::adopt);
+        // SAFETY: we won the slot's claim, so no one else touches `f`.
+        let f = unsafe { (*self.f.get()).take() };
+        Some((
+            f.expect("parpool: a claimed task's closure is taken once"),
+            hold,
+        ))
     }
 
-    fn take_f(&self) -> Option<F> {
-        // SAFETY: only the queue's single reference calls this, once.
-        unsafe { (*self.f.get()).take() }
+    /// Cancels the task if nobody claimed it; see [`relay_drop_panic`].
+    fn cancel_unclaimed(&self) -> bool
+    where
+        R: Send,
+    {
+        match self.claim_f() {
+            Some((f, hold)) => {
+                let payload = panic::drop_contained(f);
+                drop(self.slot.complete(cancelled()));
+                drop(hold);
+                relay_drop_panic(payload);
+                true
+            }
+            None => false,
+        }
     }
 }
 
 impl<F, R> crate::job::SharedRun for Task<F, R>
 where
-    F: FnOnce() -> R + Send + 'static,
-    R: Send + 'static,
+    F: FnOnce() -> R + Send,
+    R: Send,
 {
-    fn run_shared(&self) {
-        let Some(f) = self.take_f() else { return };
-        if !self.slot.claim() {
-            return; // cancelled by its handle; `f` drops here
+    fn run_shared(&self, registry: &Registry) {
+        if let Some((f, hold)) = self.claim_f() {
+            execute(&self.slot, f, self.source, registry);
+            drop(hold);
         }
-        // SAFETY: the guard is a local of this call and drops before `self`.
-        let token = unsafe { crate::cancel::enter(&self.slot, true) };
-        let outcome = run_task(f, self.source);
-        drop(token);
-        self.slot.complete(outcome);
     }
 
     fn cancel_shared(&self) {
-        drop(self.take_f());
-        if self.slot.claim() {
-            self.slot
-                .complete(Err(Failure::new(TaskError::Cancelled, None)));
-        }
+        self.cancel_unclaimed();
+    }
+
+    fn items(&self) -> usize {
+        usize::from(self.source == PanicSource::Task)
     }
 }
 
-/// Where a handle finds its slot: in a task's allocation, or on its own.
+/// What a handle reaches of its task.
 pub(crate) trait HasSlot<R>: Send + Sync {
     fn slot(&self) -> &Slot<R>;
+
+    /// Runs the task right here if it is still queued on `pool`.
+    fn run_inline(&self, pool: &Registry) -> bool;
+
+    /// Cancels the task if nobody claimed it yet.
+    fn cancel(&self) -> bool;
 }
 
 impl<F, R> HasSlot<R> for Task<F, R>
 where
-    F: Send,
+    F: FnOnce() -> R + Send,
     R: Send,
 {
     fn slot(&self) -> &Slot<R> {
         &self.slot
     }
-}
 
-enum SlotRef<R> {
-    Own(Arc<Slot<R>>),
-    InTask(Arc<dyn HasSlot<R>>),
+    fn run_inline(&self, pool: &Registry) -> bool {
+        if self.pool != pool as *const Registry as usize {
+            return false;
+        }
+        match self.claim_f() {
+            Some((f, hold)) => {
+                execute(&self.slot, f, self.source, pool);
+                drop(hold);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn cancel(&self) -> bool {
+        self.cancel_unclaimed()
+    }
 }
 
 /// Runs a task's closure and turns a panic into a failure.
-fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource) -> Outcome<R> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource, registry: &Registry) -> Outcome<R> {
+    panic::contain(f).map_err(|payload| {
         if payload.is::<panic::CancelledMarker>() {
             return Failure::new(TaskError::Cancelled, None);
         }
         if source == PanicSource::Task {
-            // Jobs run only on their pool's workers.
-            if let Some(registry) = registry::current_worker() {
-                registry.task_panicked(&payload);
-            }
+            registry.task_panicked(&payload);
         }
         Failure::new(
             TaskError::Panicked(panic::message(payload.as_ref())),
@@ -353,7 +450,7 @@ fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource) -> Outcome<R> {
 /// ```
 #[must_use = "an AsyncResult does nothing unless you get() or await it; dropping it does not cancel the task"]
 pub struct AsyncResult<R> {
-    slot: SlotRef<R>,
+    task: Arc<dyn HasSlot<R>>,
     /// The outcome was taken: the task is done, so `Drop` has nothing to do.
     spent: bool,
 }
@@ -367,30 +464,13 @@ impl<R> fmt::Debug for AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
-        AsyncResult {
-            slot: SlotRef::Own(slot),
-            spent: false,
-        }
-    }
-
-    fn from_task<F>(task: Arc<Task<F, R>>) -> Self
-    where
-        F: Send + 'static,
-        R: Send + 'static,
-    {
-        AsyncResult {
-            slot: SlotRef::InTask(task),
-            spent: false,
-        }
+    fn from_slot(task: Arc<dyn HasSlot<R>>) -> Self {
+        AsyncResult { task, spent: false }
     }
 
     #[inline]
     fn slot(&self) -> &Slot<R> {
-        match &self.slot {
-            SlotRef::Own(slot) => slot,
-            SlotRef::InTask(task) => task.slot(),
-        }
+        self.task.slot()
     }
 
     /// Waits for the task and returns its result.
@@ -473,8 +553,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.ready());
     /// ```
     pub fn wait(&self) {
-        let slot = self.slot();
-        registry::wait_here(|| slot.is_done(), |timeout| slot.block(timeout));
+        park::wait(self, Deadline::NEVER);
     }
 
     /// Waits at most `timeout`; returns whether the task has finished.
@@ -487,17 +566,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.wait_timeout(Duration::from_secs(30)));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let slot = self.slot();
-        match registry::current_worker() {
-            // Help with queued work, but never past the deadline.
-            Some(registry) => registry.wait_until(
-                || slot.is_done() || Instant::now() >= deadline,
-                |t| slot.block(t),
-            ),
-            None => slot.block(Some(timeout)),
-        }
-        slot.is_done()
+        park::wait(self, Deadline::after(timeout))
     }
 
     /// Whether the task has finished (Python's `ready()`).
@@ -553,13 +622,7 @@ impl<R> AsyncResult<R> {
     /// ```
     pub fn cancel(&self) -> bool {
         self.slot().unwanted.store(true, Ordering::Relaxed);
-        if self.slot().claim() {
-            self.slot()
-                .complete(Err(Failure::new(TaskError::Cancelled, None)));
-            true
-        } else {
-            false
-        }
+        self.task.cancel()
     }
 
     /// Attaches Python's `callback`: `f` runs with the result once the task
@@ -641,22 +704,29 @@ impl<R> Inner<R> {
 }
 
 impl<R> Slot<R> {
-    /// Blocks until done or the timeout passes.
+    /// Blocks until done or the timeout passes (once; the caller loops).
     fn block(&self, timeout: Option<Duration>) {
-        let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = lock(&self.inner);
-        inner.waiters += 1;
-        while !self.is_done() {
-            let left = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => break,
-                },
-            };
-            inner = crate::sync::wait(&self.cond, inner, left);
+        if self.is_done() {
+            return;
         }
+        inner.waiters += 1;
+        inner = crate::sync::wait(&self.cond, inner, timeout);
         inner.waiters -= 1;
+    }
+}
+
+impl<R> Waitable for AsyncResult<R> {
+    fn done(&self) -> bool {
+        self.slot().is_done()
+    }
+
+    fn block(&self, timeout: Option<Duration>) {
+        self.slot().block(timeout);
+    }
+
+    fn help(&self, pool: &Registry) -> bool {
+        self.task.run_inline(pool)
     }
 }
 
@@ -667,9 +737,15 @@ impl<R> Drop for AsyncResult<R> {
         }
         let mut inner = lock(&self.slot().inner);
         inner.handle_alive = false;
-        if self.slot().is_done() {
+        let outcome = if self.slot().is_done() {
             self.slot().hand_unobserved_panic_to_scope(&mut inner);
-        }
+            inner.outcome.take()
+        } else {
+            None
+        };
+        drop(inner);
+        // Dropped here, while the handle's borrow (if scoped) is alive.
+        drop(outcome);
     }
 }
 

@@ -125,7 +125,7 @@ pub fn cancelled() -> bool {
             Some(token) => {
                 // SAFETY: a token is on the stack only while its flag lives.
                 unsafe { token.flag.get() }.is_cancelled()
-                    || (token.follows_terminate && crate::registry::current_pool_terminated())
+                    || (token.follows_terminate && crate::worker::current_pool_terminated())
             }
         }
     })

@@ -50,6 +50,14 @@ pub enum BuildError {
     /// A pool needs at least one worker.
     #[error("a thread pool needs at least one worker, but 0 were requested")]
     ZeroWorkers,
+    /// More workers were requested than a pool may have.
+    #[error("{requested} workers were requested, but a thread pool may have at most {max}")]
+    TooManyWorkers {
+        /// The number requested.
+        requested: usize,
+        /// The largest number allowed.
+        max: usize,
+    },
     /// The operating system refused to start a worker thread.
     #[error("could not spawn a worker thread: {0}")]
     Spawn(#[source] io::Error),

@@ -38,13 +38,15 @@ use crate::cancel::{self, CancelFlag};
 use crate::error::TaskError;
 use crate::job::Job;
 use crate::panic::{self, Payload};
+use crate::park::{self, Deadline, Waitable};
 use crate::registry::Registry;
 use crate::scope::ScopeState;
+use crate::spawn::Queue;
 use crate::sync::lock;
 use futures_core::Stream;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -55,12 +57,14 @@ use std::time::{Duration, Instant};
 const TARGET_CHUNK_NS: u64 = 200_000;
 /// How much an automatic chunk may grow from one credit to the next.
 const GROWTH: usize = 16;
-/// The largest automatic chunk.
-const MAX_CHUNK: usize = 1 << 16;
+/// The largest chunk, automatic or set with `chunksize`: a larger chunk
+/// brings no speed, and its items would all be held in memory at once.
+pub(crate) const MAX_CHUNK: usize = 1 << 16;
+/// The most items read ahead of the consumer, whatever the buffer and chunk
+/// settings: the hard bound on an imap's memory, in items.
+pub(crate) const MAX_READ_AHEAD: usize = 1 << 20;
 /// The default buffer is this many chunks per worker.
 const BUFFER_CHUNKS_PER_WORKER: usize = 4;
-/// How long a consumer on a worker sleeps before it helps with queued work.
-const HELP_POLL: Duration = Duration::from_millis(1);
 /// How often a running chunk checks for cancellation, in time.
 const CHECK_EVERY_NS: u64 = 10_000;
 /// ... and at most this many items apart.
@@ -99,7 +103,7 @@ enum Want {
     Any,
 }
 
-struct Queue<R> {
+struct Mailbox<R> {
     arrived: VecDeque<Delivery<R>>,
     want: Want,
     waker: Option<Waker>,
@@ -107,7 +111,7 @@ struct Queue<R> {
 
 /// State shared by the consumer and the credits.
 struct Shared<R> {
-    queue: Mutex<Queue<R>>,
+    queue: Mutex<Mailbox<R>>,
     cond: Condvar,
     /// Deliveries so far; a waiting consumer spins on it before sleeping.
     arrivals: AtomicUsize,
@@ -158,10 +162,12 @@ impl<R: Send> CancelFlag for Shared<R> {
 impl<R> Drop for Shared<R> {
     fn drop(&mut self) {
         // Outcomes nobody will read: in a scope, their panics re-raise there.
-        if let Some(scope) = &self.scope {
-            let q = self.queue.get_mut().unwrap_or_else(|e| e.into_inner());
-            for d in q.arrived.drain(..) {
-                if let Report::Chunk { end, .. } = d.report {
+        // Results are dropped one by one, contained: this may run on a worker.
+        let q = self.queue.get_mut().unwrap_or_else(|e| e.into_inner());
+        for d in q.arrived.drain(..) {
+            if let Report::Chunk { end, results, .. } = d.report {
+                panic::drop_all_contained(results);
+                if let Some(scope) = &self.scope {
                     report_end(scope, end);
                 }
             }
@@ -240,14 +246,15 @@ where
     T: Send,
     R: Send,
 {
-    fn run(mut self: Box<Self>) {
+    fn run(mut self: Box<Self>, registry: &Registry) {
         let shared = Arc::clone(&self.shared);
         if shared.is_cancelled() {
             return; // Drop reports "returned"
         }
         let source = Arc::clone(&self.source);
         let mut items = source.spare.take(self.credit);
-        let (seq, input_done, input_panic) = {
+        let mut finished_iter = None;
+        let (seq, input_done, mut input_panic) = {
             let mut input = lock(&source.input);
             let Some(iter) = input.iter.as_mut() else {
                 drop(input);
@@ -255,26 +262,36 @@ where
                 return;
             };
             let credit = self.credit;
-            let read = catch_unwind(AssertUnwindSafe(|| {
+            let read = panic::contain(|| {
                 items.extend(iter.by_ref().take(credit));
-                items.len() < credit
-            }));
+                // Exhausted, or known to be (an exact size hint of 0 saves
+                // the consumer a credit just to learn of the end).
+                items.len() < credit || iter.size_hint().1 == Some(0)
+            });
             let (input_done, input_panic) = match read {
                 Ok(exhausted) => (exhausted, None),
                 Err(p) => (true, Some(p)),
             };
             if input_done {
-                input.iter = None;
-            }
-            if items.is_empty() && input_panic.is_none() {
-                drop(input);
-                self.deliver(true, Report::Exhausted);
-                return;
+                // Dropped below, outside the lock: its `Drop` is user code.
+                finished_iter = input.iter.take();
             }
             let seq = input.next_seq;
-            input.next_seq += 1;
+            if !items.is_empty() || input_panic.is_some() {
+                input.next_seq += 1;
+            }
             (seq, input_done, input_panic)
         };
+        if let Some(p) = panic::drop_contained(finished_iter) {
+            input_panic.get_or_insert(p);
+        }
+        if items.is_empty() && input_panic.is_none() {
+            self.deliver(true, Report::Exhausted);
+            return;
+        }
+        let counters = registry.counters();
+        let taken = items.len();
+        counters.running(taken as isize);
         // SAFETY: the guard is a local of this call and drops before `shared`.
         let token = unsafe { cancel::enter(&*shared, true) };
         let mut results = shared.spare.take(items.len());
@@ -288,7 +305,7 @@ where
             None => 1,
         };
         let started = Instant::now();
-        let end = catch_unwind(AssertUnwindSafe(|| {
+        let end = panic::contain(|| {
             while drain.len() > 0 {
                 if shared.is_cancelled() {
                     return End::Cancelled;
@@ -297,13 +314,24 @@ where
                 results.extend(drain.by_ref().take(block).map(f));
             }
             End::Complete
-        }))
+        })
         .unwrap_or_else(|payload| {
-            shared.registry.task_panicked(&payload);
+            registry.task_panicked(&payload);
             End::Panicked(payload)
         });
         drop(token);
-        drop(drain); // drops the items a stop left unmapped
+        // Items a stop left unmapped; their `Drop` is user code.
+        let unused = drain.len();
+        let end = match (end, panic::drop_all_contained(drain)) {
+            (End::Complete | End::Cancelled, Some(p)) => {
+                registry.task_panicked(&p);
+                End::Panicked(p)
+            }
+            (end, _) => end,
+        };
+        let ran = taken - unused;
+        counters.running(-(taken as isize));
+        counters.completed(ran);
         source.spare.give(items);
         if !results.is_empty() {
             let ns = started.elapsed().as_nanos() / results.len() as u128;
@@ -378,15 +406,21 @@ impl<R> Cursor<R> {
     /// Drops the results not handed out and marks the buffer empty.
     fn drop_rest(&mut self) {
         let (pos, len) = (self.pos, self.buf.len());
-        // SAFETY: set the length first, so a panicking `Drop` cannot lead to
-        // a double drop; then drop exactly the slots not yet moved out.
-        unsafe {
-            self.buf.set_len(0);
-            let rest =
-                std::ptr::slice_from_raw_parts_mut(self.buf.as_mut_ptr().add(pos), len - pos);
-            std::ptr::drop_in_place(rest);
-        }
         self.pos = 0;
+        if pos == len {
+            // SAFETY: every slot was moved out.
+            unsafe { self.buf.set_len(0) };
+            return;
+        }
+        // SAFETY: set the length first, so a panicking `Drop` cannot lead to
+        // a double drop; then move out exactly the slots not yet moved out,
+        // once each, and drop each under its own catch (user code).
+        unsafe { self.buf.set_len(0) };
+        let base = self.buf.as_ptr();
+        let rest = (pos..len).map(|i| unsafe { base.add(i).read() });
+        // A result nobody will read whose `Drop` panics: the hook has
+        // reported it; the consumer goes on.
+        drop(panic::drop_all_contained(rest));
     }
 }
 
@@ -423,12 +457,12 @@ enum Stop {
 }
 
 enum Mode<'w> {
-    Block(Option<Instant>),
+    Block(Deadline),
     Poll(&'w Waker),
 }
 
-type Submit<'a> = Box<dyn Fn(Box<dyn Job + 'a>) + Send + 'a>;
 type MakeJob<'a> = Box<dyn Fn(usize) -> Box<dyn Job + 'a> + Send + 'a>;
+type ReleaseInput<'a> = Box<dyn Fn() + Send + 'a>;
 
 /// A chunk waiting to be handed out: its credit, results and end.
 type Ready<R> = (usize, Vec<R>, End);
@@ -437,7 +471,11 @@ type Ready<R> = (usize, Vec<R>, End);
 struct Core<'a, R> {
     shared: Arc<Shared<R>>,
     make_job: MakeJob<'a>,
-    submit: Submit<'a>,
+    /// Drops the unread rest of the input (contained), when the stream ends
+    /// early: before a panic is re-raised, so no user `Drop` runs during the
+    /// unwinding (a panic there would abort the process).
+    release_input: ReleaseInput<'a>,
+    queue: Queue<'a>,
     ordered: bool,
     workers: usize,
     chunksize: Option<usize>,
@@ -464,12 +502,11 @@ struct Core<'a, R> {
     handed: usize,
 }
 
-/// Builds the consumer for `f` over `inputs`; `submit` queues a credit
-/// (directly on the pool, or through a scope).
+/// Builds the consumer for `f` over `inputs`; credits go to `queue` (the
+/// pool, or a scope). On a pool that no longer runs, the credits run on the
+/// consumer's thread.
 pub(crate) fn build<'a, I, F, T, R>(
-    registry: Arc<Registry>,
-    scope: Option<Arc<ScopeState>>,
-    submit: Submit<'a>,
+    queue: Queue<'a>,
     f: F,
     inputs: I,
     ordered: bool,
@@ -481,10 +518,11 @@ where
     T: Send + 'a,
     R: Send + 'a,
 {
-    registry.check_accepting();
+    let registry = Arc::clone(queue.registry());
+    let scope = queue.scope_state().cloned();
     let workers = registry.workers();
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue {
+        queue: Mutex::new(Mailbox {
             arrived: VecDeque::new(),
             want: Want::Nothing,
             waker: None,
@@ -507,6 +545,11 @@ where
         f,
         spare: Spare::new(),
     });
+    let input = Arc::clone(&source);
+    let release_input: ReleaseInput<'a> = Box::new(move || {
+        let iter = lock(&input.input).iter.take();
+        drop(panic::drop_contained(iter));
+    });
     let job_shared = Arc::clone(&shared);
     let make_job: MakeJob<'a> = Box::new(move |credit| {
         Box::new(PullJob {
@@ -519,7 +562,8 @@ where
     CoreHandle(Core {
         shared,
         make_job,
-        submit,
+        release_input,
+        queue,
         ordered,
         workers,
         chunksize: None,
@@ -575,14 +619,17 @@ impl<R> Core<'_, R> {
 
     fn next_chunk_size(&mut self) -> usize {
         if let Some(c) = self.chunksize {
-            return c;
+            return c.min(MAX_CHUNK);
         }
         let est = self.shared.ns_per_item.load(Ordering::Relaxed);
         self.chunk = adapt_chunk(self.chunk, est, self.buffer, self.workers);
         self.chunk
     }
 
-    /// Issues credits while the read-ahead allows.
+    /// Issues credits while the read-ahead allows: at most the buffer (by
+    /// default `BUFFER_CHUNKS_PER_WORKER` chunks per worker), and never more
+    /// than `MAX_READ_AHEAD` items, whatever the settings. A credit is never
+    /// larger than the read-ahead limit.
     fn top_up(&mut self) {
         self.started = true;
         let registry = Arc::clone(&self.shared.registry);
@@ -590,7 +637,13 @@ impl<R> Core<'_, R> {
             let chunk = self.next_chunk_size();
             let limit = self
                 .buffer
-                .unwrap_or(BUFFER_CHUNKS_PER_WORKER * self.workers * chunk);
+                .unwrap_or_else(|| {
+                    BUFFER_CHUNKS_PER_WORKER
+                        .saturating_mul(self.workers)
+                        .saturating_mul(chunk)
+                })
+                .min(MAX_READ_AHEAD);
+            let chunk = chunk.min(limit);
             if self.read_ahead > 0 && self.read_ahead + chunk > limit {
                 break;
             }
@@ -601,11 +654,10 @@ impl<R> Core<'_, R> {
             let job = (self.make_job)(chunk);
             self.read_ahead += chunk;
             self.credits_out += 1;
-            if registry.is_running() || registry.is_current_worker() {
-                (self.submit)(job);
-            } else {
-                // Closed: the workers may be gone; run it here.
-                job.run();
+            if let Err(job) = self.queue.submit(job) {
+                // The pool refused (closed, or terminated just now): the
+                // credit runs here, and reports like any other.
+                job.run(&registry);
                 self.absorb();
             }
         }
@@ -672,7 +724,7 @@ impl<R> Core<'_, R> {
         }
     }
 
-    fn arrived_wanted(&self, q: &Queue<R>) -> bool {
+    fn arrived_wanted(&self, q: &Mailbox<R>) -> bool {
         match self.want() {
             Want::Seq(s) => q.arrived.iter().any(|d| match d.report {
                 Report::Chunk { seq, .. } => seq == s,
@@ -683,7 +735,7 @@ impl<R> Core<'_, R> {
     }
 
     /// Blocks until news may have arrived, or the deadline.
-    fn wait_once(&self, deadline: Option<Instant>) -> Result<(), Stop> {
+    fn wait_once(&self, deadline: Deadline) -> Result<(), Stop> {
         let seen = self.shared.arrivals.load(Ordering::Acquire);
         for _ in 0..SPIN_CHECKS {
             if self.shared.arrivals.load(Ordering::Acquire) != seen {
@@ -691,27 +743,11 @@ impl<R> Core<'_, R> {
             }
             std::hint::spin_loop();
         }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            return Err(Stop::Timeout);
+        if park::wait(&News { core: self, seen }, deadline) {
+            Ok(())
+        } else {
+            Err(Stop::Timeout)
         }
-        let mut timeout = deadline.map(|d| d - now);
-        let registry = &self.shared.registry;
-        if registry.is_current_worker() {
-            // Nested use: run queued work (maybe our own credits) meanwhile.
-            if registry.run_one() {
-                return Ok(());
-            }
-            timeout = Some(timeout.map_or(HELP_POLL, |t| t.min(HELP_POLL)));
-        }
-        let mut q = lock(&self.shared.queue);
-        if self.arrived_wanted(&q) {
-            return Ok(());
-        }
-        q.want = self.want();
-        q = crate::sync::wait(&self.shared.cond, q, timeout);
-        q.want = Want::Nothing;
-        Ok(())
     }
 
     /// Registers the waker; returns `true` if news is already there.
@@ -731,6 +767,7 @@ impl<R> Core<'_, R> {
     fn finish(&mut self) {
         self.finished = true;
         self.shared.cancelled.store(true, Ordering::Relaxed);
+        (self.release_input)();
     }
 
     fn advance(&mut self, mode: Mode<'_>) -> Result<Option<R>, Stop> {
@@ -803,15 +840,14 @@ impl<R> Core<'_, R> {
 
     #[inline(never)]
     fn next_slow(&mut self) -> Option<R> {
-        match self.advance(Mode::Block(None)) {
+        match self.advance(Mode::Block(Deadline::NEVER)) {
             Ok(x) => x,
             Err(stop) => raise(stop),
         }
     }
 
     fn next_timeout(&mut self, timeout: Duration) -> Result<Option<R>, TaskError> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.advance(Mode::Block(deadline))
+        self.advance(Mode::Block(Deadline::after(timeout)))
             .map_err(|stop| match stop {
                 Stop::Timeout | Stop::Pending => TaskError::Timeout,
                 Stop::Cancelled => TaskError::Cancelled,
@@ -850,16 +886,48 @@ fn raise(stop: Stop) -> ! {
     }
 }
 
+/// What a waiting consumer waits for: a delivery after the `seen`-th, or
+/// one it wants already waiting.
+struct News<'c, 'a, R> {
+    core: &'c Core<'a, R>,
+    seen: usize,
+}
+
+impl<R> Waitable for News<'_, '_, R> {
+    /// News arrived since `seen` was read, or a wanted delivery is waiting
+    /// (it may have arrived between the consumer's last look and `seen`).
+    fn done(&self) -> bool {
+        let shared = &self.core.shared;
+        shared.arrivals.load(Ordering::Acquire) != self.seen
+            || self.core.arrived_wanted(&lock(&shared.queue))
+    }
+
+    fn block(&self, timeout: Option<Duration>) {
+        let shared = &self.core.shared;
+        let mut q = lock(&shared.queue);
+        if self.core.arrived_wanted(&q) {
+            return;
+        }
+        q.want = self.core.want();
+        q = crate::sync::wait(&shared.cond, q, timeout);
+        q.want = Want::Nothing;
+    }
+}
+
 impl<R> Drop for Core<'_, R> {
     fn drop(&mut self) {
         self.shared.cancelled.store(true, Ordering::Relaxed);
-        if let Some(scope) = &self.shared.scope {
-            let ready = std::mem::take(&mut self.reorder)
-                .into_values()
-                .chain(std::mem::take(&mut self.fifo));
-            for (_, _, end) in ready {
+        let ready = std::mem::take(&mut self.reorder)
+            .into_values()
+            .chain(std::mem::take(&mut self.fifo));
+        for (_, results, end) in ready {
+            // Results nobody will read: dropped one by one, contained.
+            drop(panic::drop_all_contained(results));
+            if let Some(scope) = &self.shared.scope {
                 report_end(scope, end);
             }
+        }
+        if let Some(scope) = &self.shared.scope {
             if let Some(end) = self.current_end.take() {
                 report_end(scope, end);
             }
@@ -883,6 +951,11 @@ macro_rules! imap_type {
             /// first `next()`. Default: automatic, adapting to how long items
             /// take (one by one for slow items, large batches for tiny ones).
             ///
+            /// A chunk never exceeds 65,536 items, nor the read-ahead bound
+            /// (see [`buffer`](Self::buffer)): larger values are treated as
+            /// that, since a larger chunk brings no speed and would hold all
+            /// its items in memory at once.
+            ///
             /// # Panics
             ///
             /// If iteration has started, or `n` is 0.
@@ -901,6 +974,10 @@ macro_rules! imap_type {
             /// (queued, running, or finished but not yet yielded). Memory use
             /// is bounded by it. Call it before the first `next()`. Default:
             /// 4 chunks per worker.
+            ///
+            /// Whatever the settings, at most 1,048,576 items are read ahead
+            /// (larger buffers are treated as that), so an imap's memory is
+            /// bounded in items even over an endless input.
             ///
             /// # Panics
             ///

@@ -29,12 +29,15 @@ pub mod source {
         /// # Safety
         /// `i < len()`, and `i` was neither taken nor dropped before.
         unsafe fn take(&self, i: usize) -> Self::Item;
-        /// Drops the items of `range` without taking them.
+        /// Drops the items of `range` without taking them, each under its
+        /// own catch (an item's `Drop` is user code); returns the first
+        /// panic. Every item is dropped even if some panic.
         ///
         /// # Safety
         /// No index of `range` was taken or dropped before.
-        unsafe fn drop_range(&self, range: Range<usize>) {
+        unsafe fn drop_range(&self, range: Range<usize>) -> Option<Box<dyn std::any::Any + Send>> {
             let _ = range;
+            None
         }
     }
 }
@@ -211,16 +214,14 @@ unsafe impl<T: Send> Source for VecSource<T> {
         // and ownership moves to the caller.
         unsafe { self.ptr.add(i).read() }
     }
-    unsafe fn drop_range(&self, range: Range<usize>) {
-        let len = range.end.saturating_sub(range.start);
-        // SAFETY: the caller promises these elements were neither taken nor
-        // dropped, so they are initialized and owned here.
-        unsafe {
-            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                self.ptr.add(range.start),
-                len,
-            ))
+    unsafe fn drop_range(&self, range: Range<usize>) -> Option<Box<dyn std::any::Any + Send>> {
+        if !std::mem::needs_drop::<T>() {
+            return None;
         }
+        // SAFETY: the caller promises these elements were neither taken nor
+        // dropped, so each is initialized and owned here; each is moved out
+        // once and dropped (contained) by `drop_all_contained`.
+        crate::panic::drop_all_contained(range.map(|i| unsafe { self.ptr.add(i).read() }))
     }
 }
 
@@ -488,11 +489,40 @@ mod tests {
         let src = vec![Arc::clone(&token); 10].into_source();
         // SAFETY: indices 0..3 taken once, 3..10 dropped once.
         let taken: Vec<_> = (0..3).map(|i| unsafe { src.take(i) }).collect();
-        unsafe { src.drop_range(3..10) };
+        assert!(unsafe { src.drop_range(3..10) }.is_none());
         assert_eq!(Arc::strong_count(&token), 4);
         drop(src); // frees the buffer, drops nothing more
         assert_eq!(Arc::strong_count(&token), 4);
         drop(taken);
         assert_eq!(Arc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn a_panicking_drop_neither_stops_nor_repeats_the_others() {
+        static DROPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        struct Bomb(bool);
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                DROPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if self.0 {
+                    panic!("bomb");
+                }
+            }
+        }
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let src = (0..6)
+            .map(|i| Bomb(i % 2 == 0))
+            .collect::<Vec<_>>()
+            .into_source();
+        // SAFETY: 0..6 dropped once, nothing taken.
+        let first = unsafe { src.drop_range(0..6) };
+        std::panic::set_hook(prev);
+        assert!(first.is_some(), "the first panic is reported");
+        assert_eq!(
+            DROPS.load(std::sync::atomic::Ordering::SeqCst),
+            6,
+            "all six dropped once"
+        );
     }
 }

@@ -7,16 +7,23 @@
 //! discarded by `terminate`, or left in a queue for any other reason, can
 //! never leave anyone waiting.
 //!
+//! Jobs are run by [`Registry::run_job`](crate::registry::Registry::run_job),
+//! which is handed the registry so that a job counts the items it actually
+//! runs, and which contains any panic a job lets through.
+//!
 //! Jobs that borrow from a caller's stack (blocking `apply`, scoped work) have
 //! their lifetime erased by [`erase`]; the caller of `erase` promises to wait
 //! until the job has been run or dropped before the borrow ends.
 
+use crate::registry::Registry;
+
 /// One unit of work in the queue.
 pub(crate) trait Job: Send {
-    /// Runs the job. Panics inside user code are caught by the job itself.
-    fn run(self: Box<Self>);
+    /// Runs the job on a thread of `registry`. Panics inside user code are
+    /// caught by the job itself.
+    fn run(self: Box<Self>, registry: &Registry);
 
-    /// How many user items the job carries, for [`Stats`](crate::Stats).
+    /// How many user items the job carries, for `Stats::queued`.
     fn items(&self) -> usize {
         1
     }
@@ -28,11 +35,13 @@ pub(crate) type JobBox = Box<dyn Job>;
 /// one reference, the handle another, so submitting costs one allocation and
 /// the worker frees nothing (see `async_result::Task`).
 pub(crate) trait SharedRun: Send + Sync {
-    /// Runs the job; called at most once, by the queue's reference.
-    fn run_shared(&self);
-    /// The queue's reference is dropped unrun: cancel. Called at most once,
-    /// and never after `run_shared`.
+    /// Runs the job unless someone else (its handle's `cancel`, or a waiter
+    /// that inlined it) claimed it first.
+    fn run_shared(&self, registry: &Registry);
+    /// The queue's reference is dropped unrun: cancel, unless already claimed.
     fn cancel_shared(&self);
+    /// How many user items the job carries, for `Stats::queued`.
+    fn items(&self) -> usize;
 }
 
 /// The queue's reference to a shared job. Dropping it unrun cancels it.
@@ -59,12 +68,12 @@ pub(crate) enum JobRef {
 }
 
 impl JobRef {
-    pub(crate) fn run(self) {
+    pub(crate) fn run(self, registry: &Registry) {
         match self {
-            JobRef::Boxed(job) => job.run(),
+            JobRef::Boxed(job) => job.run(registry),
             JobRef::Shared(mut job) => {
                 if let Some(job) = job.0.take() {
-                    job.run_shared();
+                    job.run_shared(registry);
                 }
             }
         }
@@ -73,7 +82,7 @@ impl JobRef {
     pub(crate) fn items(&self) -> usize {
         match self {
             JobRef::Boxed(job) => job.items(),
-            JobRef::Shared(_) => 1,
+            JobRef::Shared(job) => job.0.as_ref().map_or(0, |j| j.items()),
         }
     }
 }
@@ -81,6 +90,12 @@ impl JobRef {
 impl From<JobBox> for JobRef {
     fn from(job: JobBox) -> Self {
         JobRef::Boxed(job)
+    }
+}
+
+impl From<SharedJob> for JobRef {
+    fn from(job: SharedJob) -> Self {
+        JobRef::Shared(job)
     }
 }
 

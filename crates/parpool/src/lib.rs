@@ -68,35 +68,72 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// Under `cfg(loom)` only the protocol modules are built, on loom's
+// primitives (see `sync.rs` and `.ci/loom`).
+#[cfg(not(loom))]
 mod async_result;
+#[cfg(not(loom))]
 mod builder;
+#[cfg(not(loom))]
 mod cancel;
+#[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
 mod imap;
+#[cfg(not(loom))]
 mod inputs;
+#[cfg(not(loom))]
 mod job;
+mod lifecycle;
+#[cfg(not(loom))]
 mod map;
+#[cfg(not(loom))]
 mod panic;
+#[cfg(not(loom))]
+mod park;
+#[cfg(not(loom))]
 mod pool;
+#[cfg(not(loom))]
 mod registry;
+#[cfg(not(loom))]
 mod scope;
 mod sleep;
+#[cfg(not(loom))]
+mod spawn;
+#[cfg(not(loom))]
 mod star;
+#[cfg(not(loom))]
 mod stats;
 mod sync;
+#[cfg(not(loom))]
 mod wait;
+#[cfg(not(loom))]
+mod worker;
 
+#[cfg(not(loom))]
 pub use async_result::AsyncResult;
+#[cfg(not(loom))]
 pub use builder::Builder;
+#[cfg(not(loom))]
 pub use cancel::cancelled;
+#[cfg(not(loom))]
 pub use error::{BuildError, TaskError};
+#[cfg(not(loom))]
 pub use imap::{Imap, ImapUnordered};
+#[cfg(not(loom))]
 #[doc(hidden)]
 pub use inputs::source;
+#[cfg(not(loom))]
 pub use inputs::{iter, Inputs, Iter, RangeInt};
+#[cfg(not(loom))]
 pub use panic::PanicPolicy;
+#[cfg(not(loom))]
 pub use pool::{Chunked, ThreadPool};
+#[cfg(not(loom))]
 pub use scope::Scope;
+#[cfg(not(loom))]
 pub use star::{StarFn, Unpack};
+#[cfg(not(loom))]
 pub use stats::Stats;
+#[cfg(not(loom))]
 pub use wait::{as_completed, wait, AsCompleted, WaitFor};

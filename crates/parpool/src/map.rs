@@ -33,11 +33,12 @@
 use crate::cancel::{self, CancelFlag};
 use crate::inputs::source::Source;
 use crate::job::Job;
-use crate::panic::Payload;
+use crate::panic::{self, Payload};
+use crate::park::{self, Deadline, Waitable};
 use crate::registry::Registry;
 use crate::sync::lock;
 use std::ops::Range;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -51,7 +52,26 @@ const INSIDE: usize = 2;
 /// The size of the next automatic claim when `remaining` items are left for
 /// `threads` threads: a fraction of what remains, never 0.
 fn guided_size(remaining: usize, threads: usize) -> usize {
-    (remaining / (GUIDED_FACTOR * threads.max(1))).clamp(1, remaining.max(1))
+    (remaining / GUIDED_FACTOR.saturating_mul(threads.max(1))).clamp(1, remaining.max(1))
+}
+
+/// The next claim from `cursor` of `n` items: `cursor..cursor + size`, never
+/// past `n` (so the cursor never wraps, whatever the chunk size).
+fn next_claim(
+    cursor: usize,
+    n: usize,
+    fixed: Option<usize>,
+    threads: usize,
+) -> Option<Range<usize>> {
+    if cursor >= n {
+        return None;
+    }
+    let remaining = n - cursor;
+    let size = match fixed {
+        Some(chunk) => chunk.clamp(1, remaining),
+        None => guided_size(remaining, threads),
+    };
+    Some(cursor..cursor + size)
 }
 
 /// Why a map stopped without its results.
@@ -98,6 +118,12 @@ impl Header {
     fn is_empty_and_closed(&self) -> bool {
         self.gate.load(Ordering::SeqCst) == CLOSED
     }
+}
+
+impl Waitable for Header {
+    fn done(&self) -> bool {
+        self.is_empty_and_closed()
+    }
 
     fn block(&self, timeout: Option<Duration>) {
         let guard = lock(&self.lock);
@@ -125,6 +151,18 @@ struct Out<R>(*mut R);
 // SAFETY: threads write disjoint slots (each index is claimed once), and the
 // values written are `Send`.
 unsafe impl<R: Send> Sync for Out<R> {}
+
+/// How a chunk's loop stopped.
+enum ChunkEnd {
+    /// Every item of the chunk ran.
+    Done,
+    /// A failure elsewhere set the limit at or below the next item.
+    Limit,
+    /// The pool was terminated: the rest of the chunk is handed back.
+    HandBack,
+    /// `f` returned `Err` for the last item taken.
+    Failed,
+}
 
 /// Everything a runner needs; lives on the caller's stack.
 struct Ctx<'a, S, F, R, E> {
@@ -159,23 +197,16 @@ where
         if self.limit.load(Ordering::Relaxed) < n {
             return None;
         }
-        if let Some(chunk) = self.fixed_chunk {
-            let start = self.cursor.fetch_add(chunk, Ordering::Relaxed);
-            return (start < n).then(|| start..(start + chunk).min(n));
-        }
         let mut cur = self.cursor.load(Ordering::Relaxed);
         loop {
-            if cur >= n {
-                return None;
-            }
-            let size = guided_size(n - cur, self.threads);
+            let range = next_claim(cur, n, self.fixed_chunk, self.threads)?;
             match self.cursor.compare_exchange_weak(
                 cur,
-                cur + size,
+                range.end,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(cur..cur + size),
+                Ok(_) => return Some(range),
                 Err(actual) => cur = actual,
             }
         }
@@ -199,25 +230,24 @@ where
         }
     }
 
+    /// Runs the items of a claimed range. Never unwinds: `f`'s panics and
+    /// the `Drop`s of items left unused are caught and recorded.
     fn run_chunk(&self, range: Range<usize>, stops: bool, done: &mut Vec<Range<usize>>) {
-        let counters = &self.registry.counters;
-        let len = range.len();
-        counters.start(len);
+        let counters = self.registry.counters();
+        let len = range.len() as isize;
+        counters.queued(-len);
+        counters.running(len);
         let start = range.start;
         let mut next = start; // first index not yet taken
-        let mut handed_back = 0;
-        let caught = catch_unwind(AssertUnwindSafe(|| {
+        let caught = panic::contain(|| {
             let out = self.out.0;
             while next < range.end {
                 let i = next;
                 if self.limit.load(Ordering::Relaxed) <= i {
-                    break;
+                    return ChunkEnd::Limit;
                 }
                 if stops && self.registry.is_terminated_relaxed() {
-                    lock(&self.returned).push(i..range.end);
-                    handed_back = range.end - i;
-                    next = range.end; // handed back, not ours to drop
-                    return Some(i);
+                    return ChunkEnd::HandBack;
                 }
                 next = i + 1;
                 // SAFETY: i < n was claimed by this thread only.
@@ -227,31 +257,34 @@ where
                     Ok(r) => unsafe { out.add(i).write(r) },
                     Err(e) => {
                         self.fail(i, e);
-                        return Some(i);
+                        return ChunkEnd::Failed;
                     }
                 }
             }
-            None
-        }));
-        let written_end = match caught {
-            Ok(None) => next.min(range.end),
-            Ok(Some(stop)) => stop,
-            Err(payload) => {
-                // Item `next - 1` panicked; its input was consumed by `f`.
-                self.registry.task_panicked(&payload);
-                self.limit.store(0, Ordering::Relaxed);
-                self.header.failed.store(true, Ordering::Relaxed);
-                let mut slot = lock(&self.panic);
-                if slot.is_none() {
-                    *slot = Some(payload);
-                }
-                next - 1
-            }
+            ChunkEnd::Done
+        });
+        // Items `start..next` were taken, so each ran (to a result, an error
+        // or a panic); their slots are written up to `written_end`.
+        let ran = next - start;
+        let written_end = match &caught {
+            Ok(ChunkEnd::Done | ChunkEnd::Limit | ChunkEnd::HandBack) => next,
+            Ok(ChunkEnd::Failed) | Err(_) => next - 1,
         };
-        // Items claimed but neither taken nor handed back.
-        if next < range.end {
-            // SAFETY: indices next..end were claimed by us and never taken.
-            unsafe { self.source.drop_range(next..range.end) };
+        let rest = next..range.end;
+        let hand_back = matches!(caught, Ok(ChunkEnd::HandBack));
+        if let Err(payload) = caught {
+            // Item `next - 1` panicked; its input was consumed by `f`.
+            self.registry.task_panicked(&payload);
+            self.record_panic(payload);
+        }
+        let mut handed_back = 0;
+        if !rest.is_empty() {
+            if hand_back {
+                handed_back = rest.len();
+                lock(&self.returned).push(rest);
+            } else {
+                self.drop_unused(rest);
+            }
         }
         if written_end > start {
             match done.last_mut() {
@@ -259,10 +292,30 @@ where
                 _ => done.push(start..written_end),
             }
         }
+        counters.running(-len);
+        counters.completed(ran);
         // Handed-back items are queued again (whoever runs them counts them).
-        counters.finish(len - handed_back, true);
-        counters.finish(handed_back, false);
         counters.queued(handed_back as isize);
+    }
+
+    /// Drops claimed items that will not run; a panicking `Drop` fails the
+    /// map like a panicking `f`.
+    fn drop_unused(&self, range: Range<usize>) {
+        // SAFETY: every caller passes indices claimed by it and never taken.
+        if let Some(payload) = unsafe { self.source.drop_range(range) } {
+            self.registry.task_panicked(&payload);
+            self.record_panic(payload);
+        }
+    }
+
+    /// A panic stops the whole map (`k = 0`); the first payload is kept.
+    fn record_panic(&self, payload: Payload) {
+        self.limit.store(0, Ordering::Relaxed);
+        self.header.failed.store(true, Ordering::Relaxed);
+        let mut slot = lock(&self.panic);
+        if slot.is_none() {
+            *slot = Some(payload);
+        }
     }
 
     fn fail(&self, i: usize, e: E) {
@@ -287,13 +340,22 @@ struct Runner {
 // accepts, and it is only dereferenced inside the gate (see module docs).
 unsafe impl Send for Runner {}
 
+/// Leaves the gate when dropped, so even an unwinding runner leaves it.
+struct Inside<'a>(&'a Header);
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.exit();
+    }
+}
+
 impl Job for Runner {
-    fn run(self: Box<Self>) {
+    fn run(self: Box<Self>, _registry: &Registry) {
         if self.header.enter() {
+            let _inside = Inside(&self.header);
             // SAFETY: we are inside the gate, so the caller is still waiting
             // and `ctx` is alive.
             unsafe { (self.work)(self.ctx) };
-            self.header.exit();
         }
     }
 
@@ -318,18 +380,46 @@ where
 /// Closes the gate and waits for runners inside it, even when unwinding.
 struct GateGuard<'a> {
     header: &'a Header,
-    registry: &'a Registry,
 }
 
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
         self.header.gate.fetch_or(CLOSED, Ordering::SeqCst);
-        let header = self.header;
-        self.registry
-            .wait_until(|| header.is_empty_and_closed(), |t| header.block(t));
+        park::wait(self.header, Deadline::NEVER);
         // Subtle: runner jobs still queued hold the header; they must not keep
         // the calling task's state (and what it borrows) alive.
-        lock(&header.parent).take();
+        lock(&self.header.parent).take();
+    }
+}
+
+/// Drops what no one will run, on every path out of `run_map`: items handed
+/// back and not finished, and items never claimed. Declared before the
+/// `GateGuard`, so it runs after the runners are out.
+struct Leftovers<'c, 'a, S, F, R, E>(&'c Ctx<'a, S, F, R, E>)
+where
+    S: Source,
+    F: Fn(S::Item) -> Result<R, E> + Sync,
+    R: Send,
+    E: Send;
+
+impl<S, F, R, E> Drop for Leftovers<'_, '_, S, F, R, E>
+where
+    S: Source,
+    F: Fn(S::Item) -> Result<R, E> + Sync,
+    R: Send,
+    E: Send,
+{
+    fn drop(&mut self) {
+        let ctx = self.0;
+        let counters = ctx.registry.counters();
+        let returned = std::mem::take(&mut *lock(&ctx.returned));
+        let claimed = ctx.cursor.load(Ordering::Relaxed).min(ctx.n);
+        for range in returned.into_iter().chain(std::iter::once(claimed..ctx.n)) {
+            if !range.is_empty() {
+                counters.queued(-(range.len() as isize));
+                ctx.drop_unused(range);
+            }
+        }
     }
 }
 
@@ -378,6 +468,9 @@ pub(crate) struct Cancelled;
 /// first task panic; returns the error at the earliest failing index.
 /// `caller_stops`: the caller is a `map_async` task, which stops (and
 /// returns `Cancelled`) when the pool is terminated.
+///
+/// The pool's workers only help: if the pool refuses work (closed or
+/// terminated), the calling thread runs every item itself.
 pub(crate) fn run_map<S, F, R, E>(
     registry: &Registry,
     source: S,
@@ -392,11 +485,16 @@ where
     E: Send,
 {
     let n = source.len();
-    let mut output: Vec<R> = Vec::with_capacity(n);
+    let mut output: Vec<R> = Vec::new();
     if n == 0 {
         return Ok(output);
     }
-    registry.counters.queued(n as isize);
+    if let Err(e) = output.try_reserve_exact(n) {
+        // SAFETY: nothing was taken yet.
+        let _ = unsafe { source.drop_range(0..n) };
+        panic!("parpool: cannot allocate the output of a map over {n} items: {e}");
+    }
+    registry.counters().queued(n as isize);
     let on_worker = registry.is_current_worker();
     let helpers = if on_worker {
         registry.workers() - 1
@@ -431,68 +529,62 @@ where
         error: Mutex::new(None),
         panic: Mutex::new(None),
     };
+    let cancelled;
     {
-        let guard = GateGuard {
-            header: &header,
-            registry,
-        };
-        if runners > 0 {
-            let ptr = &ctx as *const Ctx<'_, S, F, R, E> as *const ();
-            registry.submit_all((0..runners).map(|_| {
-                Box::new(Runner {
-                    header: Arc::clone(&header),
-                    ctx: ptr,
-                    work: run_erased::<S, F, R, E>,
-                }) as Box<dyn Job>
-            }));
-        }
-        ctx.work(caller_stops);
-        drop(guard); // closes the gate and waits for runners
-    }
-    let cancelled = caller_stops
-        && registry.is_terminated()
-        && (!lock(&ctx.returned).is_empty() || ctx.cursor.load(Ordering::Relaxed) < n);
-    // Work handed back by runners that saw `terminate`: a blocking map's
-    // caller finishes it; a stopped `map_async` drops it.
-    loop {
-        let range = lock(&ctx.returned).pop();
-        match range {
-            Some(r) if cancelled => {
-                registry.counters.queued(-(r.len() as isize));
-                // SAFETY: handed-back indices were claimed and never taken.
-                unsafe { ctx.source.drop_range(r) };
+        let leftovers = Leftovers(&ctx);
+        {
+            let guard = GateGuard { header: &header };
+            if runners > 0 {
+                // Runners only help: a refusing pool leaves the work to us.
+                if let Some(mut accepted) = registry.accept() {
+                    let ptr = &ctx as *const Ctx<'_, S, F, R, E> as *const ();
+                    for _ in 0..runners {
+                        accepted.push(Box::new(Runner {
+                            header: Arc::clone(&header),
+                            ctx: ptr,
+                            work: run_erased::<S, F, R, E>,
+                        }) as Box<dyn Job>);
+                    }
+                }
             }
-            Some(r) => {
+            ctx.work(caller_stops);
+            drop(guard); // closes the gate and waits for runners
+        }
+        cancelled = caller_stops
+            && registry.is_terminated()
+            && (!lock(&ctx.returned).is_empty() || ctx.cursor.load(Ordering::Relaxed) < n);
+        // Work handed back by runners that saw `terminate`: a blocking map's
+        // caller finishes it; a stopped `map_async` leaves it to `leftovers`.
+        if !cancelled {
+            loop {
+                let range = lock(&ctx.returned).pop();
+                let Some(r) = range else { break };
                 let mut done = Vec::new();
                 ctx.run_chunk(r, false, &mut done);
                 lock(&ctx.completed).extend(done);
             }
-            None => break,
         }
-    }
-    // Items never claimed because the map stopped early.
-    let claimed = ctx.cursor.load(Ordering::Relaxed).min(n);
-    if claimed < n {
-        registry.counters.queued(-((n - claimed) as isize));
-        // SAFETY: these indices were never claimed, so never taken.
-        unsafe { ctx.source.drop_range(claimed..n) };
+        drop(leftovers);
     }
     let failed = cancelled || lock(&ctx.panic).is_some() || lock(&ctx.error).is_some();
     if failed {
+        let mut drop_panic = None;
         for range in ctx
             .completed
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
         {
-            // SAFETY: exactly these slots were written, once each.
-            unsafe {
-                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                    output.as_mut_ptr().add(range.start),
-                    range.len(),
-                ))
-            };
+            // SAFETY: exactly these slots were written, once each; each is
+            // read once here and dropped.
+            let results = range.map(|i| unsafe { output.as_ptr().add(i).read() });
+            if let Some(p) = panic::drop_all_contained(results) {
+                drop_panic.get_or_insert(p);
+            }
         }
         if let Some(payload) = ctx.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            resume_unwind(payload);
+        }
+        if let Some(payload) = drop_panic {
             resume_unwind(payload);
         }
         return Err(

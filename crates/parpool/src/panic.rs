@@ -63,3 +63,51 @@ pub(crate) struct CancelledMarker;
 pub(crate) fn unwind_cancelled() -> ! {
     std::panic::resume_unwind(Box::new(CancelledMarker))
 }
+
+/// Runs user code (a closure, a `Drop`, an iterator's `next`, a callback)
+/// and catches its panic. This is the one way the engine calls user code
+/// outside a task's own `catch_unwind`: a panic there must never kill a
+/// worker or leave a counter, gate or slot half-updated, so every such call
+/// goes through here and the caller decides where the payload goes.
+#[inline]
+pub(crate) fn contain<T>(f: impl FnOnce() -> T) -> Result<T, Payload> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+}
+
+/// Drops `value`, catching a panic of its `Drop`.
+#[inline]
+pub(crate) fn drop_contained<T>(value: T) -> Option<Payload> {
+    if !std::mem::needs_drop::<T>() {
+        std::mem::forget(value);
+        return None;
+    }
+    contain(move || drop(value)).err()
+}
+
+/// Drops every element of `items` one by one, each under its own catch, so
+/// one panicking `Drop` neither leaks the rest nor (with a second panic)
+/// aborts the process. Returns the first panic.
+pub(crate) fn drop_all_contained<T>(items: impl IntoIterator<Item = T>) -> Option<Payload> {
+    let mut first = None;
+    let mut items = items.into_iter();
+    loop {
+        // `next()` itself may drop nothing of ours; a drain or a vec iterator
+        // only moves values out.
+        match contain(|| items.next()) {
+            Ok(Some(item)) => {
+                if let Some(p) = drop_contained(item) {
+                    first.get_or_insert(p);
+                }
+            }
+            Ok(None) => break,
+            Err(p) => {
+                first.get_or_insert(p);
+                break;
+            }
+        }
+    }
+    if let Some(p) = drop_contained(items) {
+        first.get_or_insert(p);
+    }
+    first
+}

@@ -7,14 +7,14 @@
 //! borrowing work. Dropping the pool closes it and joins its workers, so work
 //! already queued finishes (see [`ThreadPool`]'s docs for why).
 
-use crate::async_result::{AsyncResult, PanicSource, Task};
+use crate::async_result::{AsyncResult, PanicSource};
 use crate::builder::Builder;
 use crate::imap::{self, Imap, ImapUnordered};
 use crate::inputs::Inputs;
-use crate::job::JobRef;
 use crate::map;
 use crate::registry::Registry;
 use crate::scope::{self, Scope};
+use crate::spawn::{self, Queue};
 use crate::star::{StarFn, Unpack};
 use crate::stats::Stats;
 use std::fmt;
@@ -177,7 +177,7 @@ impl ThreadPool {
     /// assert_eq!(pool.stats().completed - before, 100);
     /// ```
     pub fn stats(&self) -> Stats {
-        self.registry.counters.snapshot(self.registry.workers())
+        self.registry.counters().snapshot(self.registry.workers())
     }
 
     /// Whether the pool still accepts work (neither closed nor terminated).
@@ -196,12 +196,15 @@ impl ThreadPool {
     /// caller's stack. A panic in `f` is re-raised here.
     ///
     /// Called from one of the pool's own workers, it runs `f` right there,
-    /// so nested use cannot deadlock.
+    /// so nested use cannot deadlock. On a pool that no longer runs (closed
+    /// or terminated, even by another thread while this call starts), `f`
+    /// runs on the calling thread instead, so `apply` always returns `f`'s
+    /// result.
     ///
     /// # Panics
     ///
-    /// If the pool is not running, if `f` panics, or if the pool is
-    /// terminated before `f` starts.
+    /// If `f` panics, or if the pool is terminated after `f` was queued but
+    /// before it started ("apply's task did not complete").
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -214,12 +217,14 @@ impl ThreadPool {
         R: Send,
     {
         if self.registry.is_current_worker() {
-            self.registry.check_accepting();
             return f();
         }
         // The scope returns once the job has been dropped in full, so the
         // handle is ready: waiting on the scope alone costs one wake-up.
-        let handle = scope::run(&self.registry, |s| s.apply_async(f));
+        let handle = match scope::run(&self.registry, |s| s.try_apply_async(f)) {
+            Ok(handle) => handle,
+            Err(f) => return f(),
+        };
         match handle.get_outcome() {
             Ok(value) => value,
             Err(failure) => match failure.payload {
@@ -233,7 +238,11 @@ impl ThreadPool {
     ///
     /// # Panics
     ///
-    /// If the pool is not running ("pool not running").
+    /// If the pool is not running ("pool not running"). A pool that is
+    /// closed or terminated while this call runs either refuses the task
+    /// (this panic) or has accepted it, and then runs it or reports
+    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled): an accepted
+    /// task is never lost.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -253,11 +262,10 @@ impl ThreadPool {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.registry.check_accepting();
-        // One allocation for the closure and its result slot.
-        let (job, handle) = Task::spawn(f, source);
-        self.registry.submit_unchecked(JobRef::Shared(job));
-        handle
+        match spawn::pool_task(&self.registry, f, source) {
+            Ok(handle) => handle,
+            Err(_) => scope::not_running(&self.registry),
+        }
     }
 
     /// Applies `f` to every input in parallel and returns the results in
@@ -265,12 +273,16 @@ impl ThreadPool {
     /// Chunking is automatic; see [`chunked`](Self::chunked) to set it.
     ///
     /// The calling thread works too, and the call returns (or unwinds) only
-    /// after all its work has stopped.
+    /// after all its work has stopped. On a pool that no longer runs, the
+    /// calling thread does all the work; a `terminate` while the map runs
+    /// stops the workers' part, and the calling thread finishes it. So `map`
+    /// always returns every result.
     ///
     /// # Panics
     ///
-    /// If the pool is not running, or if `f` panics: the panic is re-raised
-    /// here, after the rest of the call's work has stopped.
+    /// If `f` panics, or the `Drop` of an input the map drops unused: the
+    /// panic is re-raised here, after the rest of the call's work has
+    /// stopped. If the output vector cannot be allocated.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -463,9 +475,7 @@ impl ThreadPool {
         T: Send + 'static,
         R: Send + 'static,
     {
-        let registry = Arc::clone(&self.registry);
-        let submit = Box::new(move |job| registry.submit_unchecked(job));
-        imap::build(Arc::clone(&self.registry), None, submit, f, inputs, ordered)
+        imap::build(Queue::pool(Arc::clone(&self.registry)), f, inputs, ordered)
     }
 
     /// Runs `body` with a [`Scope`] whose tasks may borrow from the caller's
@@ -596,7 +606,6 @@ impl Chunked<'_> {
         R: Send,
     {
         let registry = &self.pool.registry;
-        registry.check_accepting();
         match map::run_map_infallible(registry, inputs.into_source(), self.chunksize, &f, false) {
             Ok(v) => v,
             Err(map::Cancelled) => unreachable!("a blocking map finishes after terminate"),
@@ -622,7 +631,6 @@ impl Chunked<'_> {
         E: Send,
     {
         let registry = &self.pool.registry;
-        registry.check_accepting();
         map::run_map(registry, inputs.into_source(), self.chunksize, &f, false).map_err(|e| match e
         {
             map::MapError::Failed(e) => e,

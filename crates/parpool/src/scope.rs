@@ -14,13 +14,15 @@
 //! iterator). A panic nobody consumed re-raises when `scope` returns; the
 //! body's own panic takes precedence.
 
-use crate::async_result::{ApplyJob, AsyncResult, PanicSource, Slot};
+use crate::async_result::{AsyncResult, PanicSource};
 use crate::imap::{self, Imap, ImapUnordered};
 use crate::inputs::Inputs;
-use crate::job::{self, Job};
+use crate::job::{self, Job, JobBox};
 use crate::map;
-use crate::panic::Payload;
+use crate::panic::{self, Payload};
+use crate::park::{self, Deadline, Waitable};
 use crate::registry::Registry;
+use crate::spawn::Queue;
 use crate::sync::lock;
 use std::fmt;
 use std::marker::PhantomData;
@@ -50,7 +52,7 @@ impl ScopeState {
         }
     }
 
-    fn add(&self) {
+    pub(crate) fn add(&self) {
         *lock(&self.pending) += 1;
     }
 
@@ -63,7 +65,28 @@ impl ScopeState {
         }
     }
 
-    fn is_idle(&self) -> bool {
+    /// Waits until every job of the scope has been run or dropped.
+    pub(crate) fn wait(&self) {
+        park::wait(self, Deadline::NEVER);
+    }
+
+    /// Counts a job that may borrow for `'scope` and erases its lifetime
+    /// for the queue (called by the one submission path, `spawn.rs`).
+    pub(crate) fn wrap<'scope>(self: &Arc<Self>, job: Box<dyn Job + 'scope>) -> JobBox {
+        self.add();
+        let wrapped: Box<dyn Job + 'scope> = Box::new(ScopedJob {
+            inner: Some(job),
+            scope: Arc::clone(self),
+        });
+        // SAFETY: the scope waits until `pending` is zero before 'scope ends,
+        // and `ScopedJob` decrements it only after dropping `inner`, the only
+        // part that borrows. Run or dropped unrun, the job decrements once.
+        unsafe { job::erase(wrapped) }
+    }
+}
+
+impl Waitable for ScopeState {
+    fn done(&self) -> bool {
         *lock(&self.pending) == 0
     }
 
@@ -74,27 +97,21 @@ impl ScopeState {
         }
         drop(crate::sync::wait(&self.cond, pending, timeout));
     }
+}
 
-    pub(crate) fn wait(&self, registry: &Registry) {
-        registry.wait_until(|| self.is_idle(), |t| self.block(t));
+/// A task's count on its scope, taken over by the task's claimer (see
+/// `async_result::Task`); dropping it ends the count.
+pub(crate) struct ScopeHold(Arc<ScopeState>);
+
+impl ScopeHold {
+    pub(crate) fn adopt(scope: &Arc<ScopeState>) -> Self {
+        ScopeHold(Arc::clone(scope))
     }
+}
 
-    /// Queues a job that may borrow for `'scope`.
-    pub(crate) fn submit<'scope>(
-        self: &Arc<Self>,
-        registry: &Registry,
-        job: Box<dyn Job + 'scope>,
-    ) {
-        self.add();
-        let wrapped: Box<dyn Job + 'scope> = Box::new(ScopedJob {
-            inner: Some(job),
-            scope: Arc::clone(self),
-        });
-        // SAFETY: the scope waits until `pending` is zero before 'scope ends,
-        // and `ScopedJob` decrements it only after dropping `inner`, the only
-        // part that borrows. Run or dropped unrun, the job decrements once.
-        let job = unsafe { job::erase(wrapped) };
-        registry.submit_unchecked(job);
+impl Drop for ScopeHold {
+    fn drop(&mut self) {
+        self.0.done();
     }
 }
 
@@ -105,9 +122,9 @@ struct ScopedJob<'scope> {
 }
 
 impl Job for ScopedJob<'_> {
-    fn run(mut self: Box<Self>) {
+    fn run(mut self: Box<Self>, registry: &Registry) {
         if let Some(job) = self.inner.take() {
-            job.run();
+            job.run(registry);
         }
     }
 
@@ -118,8 +135,15 @@ impl Job for ScopedJob<'_> {
 
 impl Drop for ScopedJob<'_> {
     fn drop(&mut self) {
-        drop(self.inner.take());
+        // Subtle: the count drops only after `inner` is gone, even if its
+        // `Drop` panics; the panic then goes on to the job's runner.
+        let payload = panic::drop_contained(self.inner.take());
         self.scope.done();
+        if let Some(p) = payload {
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(p);
+            }
+        }
     }
 }
 
@@ -160,7 +184,7 @@ impl Drop for ScopedJob<'_> {
 /// });
 /// ```
 pub struct Scope<'scope, 'env: 'scope> {
-    registry: Arc<Registry>,
+    queue: Queue<'scope>,
     state: Arc<ScopeState>,
     _scope: PhantomData<&'scope mut &'scope ()>,
     _env: PhantomData<&'env mut &'env ()>,
@@ -192,16 +216,24 @@ impl<'scope> Scope<'scope, '_> {
         self.spawn(f, PanicSource::Task)
     }
 
+    /// `apply_async`, or `f` back if the pool refuses work (for `apply`).
+    pub(crate) fn try_apply_async<F, R>(&'scope self, f: F) -> Result<AsyncResult<R>, F>
+    where
+        F: FnOnce() -> R + Send + 'scope,
+        R: Send + 'scope,
+    {
+        self.queue.task(f, PanicSource::Task)
+    }
+
     fn spawn<F, R>(&'scope self, f: F, source: PanicSource) -> AsyncResult<R>
     where
         F: FnOnce() -> R + Send + 'scope,
         R: Send + 'scope,
     {
-        self.registry.check_accepting();
-        let slot = Slot::new(Some(Arc::clone(&self.state)));
-        let job = ApplyJob::new(f, Arc::clone(&slot), source);
-        self.state.submit(&self.registry, Box::new(job));
-        AsyncResult::new(slot)
+        match self.queue.task(f, source) {
+            Ok(handle) => handle,
+            Err(_) => not_running(self.queue.registry()),
+        }
     }
 
     /// Like [`ThreadPool::map_async`](crate::ThreadPool::map_async), for a
@@ -220,7 +252,7 @@ impl<'scope> Scope<'scope, '_> {
         I: Inputs + Send + 'scope,
         R: Send + 'scope,
     {
-        let registry = Arc::clone(&self.registry);
+        let registry = Arc::clone(self.queue.registry());
         self.spawn(
             move || map::map_async_body(&registry, inputs.into_source(), None, &f),
             PanicSource::Relayed,
@@ -281,18 +313,19 @@ impl<'scope> Scope<'scope, '_> {
         T: Send + 'scope,
         R: Send + 'scope,
     {
-        let state = Arc::clone(&self.state);
-        let registry = Arc::clone(&self.registry);
-        let submit = Box::new(move |job: Box<dyn Job + 'scope>| state.submit(&registry, job));
-        imap::build(
-            Arc::clone(&self.registry),
-            Some(Arc::clone(&self.state)),
-            submit,
-            f,
-            inputs,
-            ordered,
-        )
+        let queue = Queue::scope(Arc::clone(self.queue.registry()), Arc::clone(&self.state));
+        imap::build(queue, f, inputs, ordered)
     }
+}
+
+/// Refuses a task submission to a pool that no longer runs.
+pub(crate) fn not_running(registry: &Registry) -> ! {
+    let why = if registry.is_terminated() {
+        "it was terminated"
+    } else {
+        "it was closed"
+    };
+    panic!("parpool: pool not running ({why}); no new work is accepted")
 }
 
 /// Runs `body` with a new scope, then waits for every job of the scope.
@@ -300,14 +333,15 @@ pub(crate) fn run<'env, F, T>(registry: &Arc<Registry>, body: F) -> T
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
+    let state = ScopeState::new();
     let scope = Scope {
-        registry: Arc::clone(registry),
-        state: ScopeState::new(),
+        queue: Queue::scope(Arc::clone(registry), Arc::clone(&state)),
+        state,
         _scope: PhantomData,
         _env: PhantomData,
     };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(&scope)));
-    scope.state.wait(registry);
+    let result = panic::contain(|| body(&scope));
+    scope.state.wait();
     match result {
         Err(payload) => std::panic::resume_unwind(payload),
         Ok(value) => match lock(&scope.state.panic).take() {

@@ -16,10 +16,10 @@
 //! notification cannot arrive before the sleeper waits. The protocol is
 //! described with its scenarios in `docs/design.md`.
 
-use crate::sync::lock;
+use crate::sync::atomic::{fence, AtomicUsize, Ordering};
+use crate::sync::{lock, Condvar, Mutex};
 use std::cell::Cell;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 #[derive(Default)]
 pub(crate) struct Sleep {
@@ -73,7 +73,13 @@ impl Sleep {
         if !HANDED_OFF.with(|h| h.replace(false)) {
             self.spin(&ready);
         }
-        self.sleep(ready);
+        self.sleep(ready, None);
+    }
+
+    /// Sleeps until `ready()` may have become true or `timeout` passes,
+    /// without spinning first (a thread held in reserve, see `worker.rs`).
+    pub(crate) fn rest(&self, ready: impl Fn() -> bool, timeout: Duration) {
+        self.sleep(ready, Some(timeout));
     }
 
     fn spin(&self, ready: &impl Fn() -> bool) {
@@ -93,7 +99,7 @@ impl Sleep {
         }
     }
 
-    fn sleep(&self, ready: impl Fn() -> bool) {
+    fn sleep(&self, ready: impl Fn() -> bool, timeout: Option<Duration>) {
         let guard = lock(&self.lock);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
@@ -101,7 +107,7 @@ impl Sleep {
             // Subtle: `ready` is checked after the increment and while holding
             // the mutex; a notifier that saw the increment blocks on the mutex
             // until `wait` has released it.
-            drop(crate::sync::wait(&self.cond, guard, None));
+            drop(crate::sync::wait(&self.cond, guard, timeout));
         } else {
             drop(guard);
         }

@@ -1,7 +1,10 @@
 //! Pool statistics: counters that workers bump and anyone can read without a lock.
 //!
 //! Counts are of user items (one `apply_async` call, or one input of a map),
-//! updated once per chunk, not per item. Each thread updates its own shard
+//! updated once per chunk, not per item. `queued` moves where jobs enter and
+//! leave the queue (`registry.rs`); `running` and `completed` are moved only
+//! by the code that calls the user's function, so an item counts as
+//! completed only if it ran. Each thread updates its own shard
 //! (a cache line of its own), so counting adds no contention between the
 //! submitter and the workers. A snapshot sums the shards with plain atomic
 //! loads: taken while work runs, it may be off by a chunk between fields;
@@ -92,23 +95,17 @@ impl Counters {
         }
     }
 
-    /// `n` queued items started running.
-    pub(crate) fn start(&self, n: usize) {
+    /// `n` items started running (`n < 0`: stopped running).
+    pub(crate) fn running(&self, n: isize) {
         if n != 0 {
-            let shard = self.mine();
-            shard.queued.fetch_sub(n as isize, Ordering::Relaxed);
-            shard.running.fetch_add(n as isize, Ordering::Relaxed);
+            self.mine().running.fetch_add(n, Ordering::Relaxed);
         }
     }
 
-    /// `n` running items stopped; `completed` says whether they count as done.
-    pub(crate) fn finish(&self, n: usize, completed: bool) {
+    /// `n` items ran to their end (returned, failed or panicked).
+    pub(crate) fn completed(&self, n: usize) {
         if n != 0 {
-            let shard = self.mine();
-            shard.running.fetch_sub(n as isize, Ordering::Relaxed);
-            if completed {
-                shard.completed.fetch_add(n, Ordering::Relaxed);
-            }
+            self.mine().completed.fetch_add(n, Ordering::Relaxed);
         }
     }
 

@@ -1,10 +1,21 @@
-//! Poison-tolerant locking and condition-variable waits.
+//! The synchronization facade: std's primitives, or loom's under `cfg(loom)`.
 //!
-//! Every mutex in this crate guards state that stays consistent even if a
-//! holder panicked: user code never runs while one is held, except result
-//! callbacks, which are caught. So a poisoned lock is simply taken over.
+//! The protocol modules (`lifecycle`, `sleep`, the map gate) take their
+//! atomics, mutexes and condition variables from here, so the model checker
+//! runs the real code (`RUSTFLAGS="--cfg loom" cargo test -p parpool --lib
+//! --release`; see `.ci/loom`).
+//!
+//! Locking and waiting ignore poison: every mutex in this crate guards state
+//! that stays consistent even if a holder panicked (user code never runs
+//! while one is held, except callbacks and user `Drop`s, which are caught),
+//! so a poisoned lock is simply taken over.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{atomic, Condvar, Mutex, MutexGuard};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{atomic, Condvar, Mutex, MutexGuard};
+
 use std::time::Duration;
 
 /// Locks `m`, ignoring poison.
@@ -21,10 +32,17 @@ pub(crate) fn wait<'a, T>(
 ) -> MutexGuard<'a, T> {
     match timeout {
         None => cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+        #[cfg(not(loom))]
         Some(t) => {
             cond.wait_timeout(guard, t)
                 .unwrap_or_else(|e| e.into_inner())
                 .0
+        }
+        // loom has no time: a timed wait is a wait that may return at once.
+        #[cfg(loom)]
+        Some(_) => {
+            drop(guard);
+            unreachable!("loom models use untimed waits only")
         }
     }
 }

@@ -8,17 +8,29 @@
 
 use crate::async_result::AsyncResult;
 use crate::error::TaskError;
+use crate::park::{self, Deadline, Waitable};
 use crate::sync::lock;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Wake, Waker};
-use std::time::{Duration, Instant};
-
-const HELP_POLL: Duration = Duration::from_millis(1);
+use std::time::Duration;
 
 struct Signal {
     ready: Mutex<VecDeque<usize>>,
     cond: Condvar,
+}
+
+impl Waitable for Signal {
+    fn done(&self) -> bool {
+        !lock(&self.ready).is_empty()
+    }
+
+    fn block(&self, timeout: Option<Duration>) {
+        let ready = lock(&self.ready);
+        if ready.is_empty() {
+            drop(crate::sync::wait(&self.cond, ready, timeout));
+        }
+    }
 }
 
 struct IndexWaker {
@@ -118,44 +130,26 @@ impl<R> AsCompleted<R> {
     /// assert!(it.next_timeout(Duration::from_secs(30)).unwrap().is_some());
     /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<AsyncResult<R>>, TaskError> {
-        self.next_until(Instant::now().checked_add(timeout))
+        self.next_until(Deadline::after(timeout))
     }
 
-    fn next_until(
-        &mut self,
-        deadline: Option<Instant>,
-    ) -> Result<Option<AsyncResult<R>>, TaskError> {
+    fn next_until(&mut self, deadline: Deadline) -> Result<Option<AsyncResult<R>>, TaskError> {
         if self.remaining == 0 {
             return Ok(None);
         }
         loop {
-            let mut ready = lock(&self.signal.ready);
-            while let Some(index) = ready.pop_front() {
-                if let Some(handle) = self.handles[index].take() {
-                    self.remaining -= 1;
-                    return Ok(Some(handle));
+            {
+                let mut ready = lock(&self.signal.ready);
+                while let Some(index) = ready.pop_front() {
+                    if let Some(handle) = self.handles[index].take() {
+                        self.remaining -= 1;
+                        return Ok(Some(handle));
+                    }
                 }
             }
-            let now = Instant::now();
-            let mut timeout = match deadline {
-                Some(d) if now >= d => return Err(TaskError::Timeout),
-                Some(d) => Some(d - now),
-                None => None,
-            };
-            // On a pool worker: run queued work instead of blocking, so the
-            // awaited tasks can run.
-            if let Some(registry) = crate::registry::current_worker() {
-                drop(ready);
-                if registry.run_one() {
-                    continue;
-                }
-                timeout = Some(timeout.map_or(HELP_POLL, |t| t.min(HELP_POLL)));
-                ready = lock(&self.signal.ready);
-                if !ready.is_empty() {
-                    continue;
-                }
+            if !park::wait(&*self.signal, deadline) {
+                return Err(TaskError::Timeout);
             }
-            drop(crate::sync::wait(&self.signal.cond, ready, timeout));
         }
     }
 
@@ -169,7 +163,7 @@ impl<R> Iterator for AsCompleted<R> {
     type Item = AsyncResult<R>;
 
     fn next(&mut self) -> Option<AsyncResult<R>> {
-        self.next_until(None).unwrap_or(None)
+        self.next_until(Deadline::NEVER).unwrap_or(None)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -213,7 +207,7 @@ pub fn wait<R>(
     timeout: Option<Duration>,
     until: WaitFor,
 ) -> (Vec<AsyncResult<R>>, Vec<AsyncResult<R>>) {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let deadline = timeout.map_or(Deadline::NEVER, Deadline::after);
     let mut it = as_completed(handles);
     let mut done = Vec::new();
     while let Ok(Some(handle)) = it.next_until(deadline) {

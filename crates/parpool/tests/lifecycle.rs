@@ -112,20 +112,15 @@ fn join_on_a_running_pool_panics() {
 }
 
 #[test]
-fn every_submission_method_refuses_a_closed_pool() {
+fn task_submissions_refuse_a_closed_pool() {
     guard(30, || {
         let pool = ThreadPool::with_workers(1);
         pool.close();
         type Call = Box<dyn Fn(&ThreadPool)>;
         let calls: Vec<Call> = vec![
-            Box::new(|p| assert_eq!(p.apply(|| 1), 1)),
             Box::new(|p| drop(p.apply_async(|| 1))),
-            Box::new(|p| drop(p.map(|x| x, 0..3u8))),
             Box::new(|p| drop(p.map_async(|x| x, 0..3u8))),
-            Box::new(|p| drop(p.starmap(|a: u8| a, vec![(1,)]))),
-            Box::new(|p| drop(p.try_map(Ok::<u8, ()>, 0..3u8))),
-            Box::new(|p| drop(p.imap(|x: u8| x, 0..3u8))),
-            Box::new(|p| drop(p.imap_unordered(|x: u8| x, 0..3u8))),
+            Box::new(|p| drop(p.starmap_async(|a: u8| a, vec![(1,)]))),
             Box::new(|p| p.scope(|s| drop(s.apply_async(|| 1)))),
         ];
         for (i, call) in calls.iter().enumerate() {
@@ -134,6 +129,42 @@ fn every_submission_method_refuses_a_closed_pool() {
                 panic_message(err.as_ref()).contains("pool not running"),
                 "call {i}"
             );
+        }
+    });
+}
+
+#[test]
+fn blocking_calls_and_streams_on_a_closed_or_terminated_pool_run_on_the_caller() {
+    guard(30, || {
+        for terminate in [false, true] {
+            let pool = ThreadPool::with_workers(2);
+            if terminate {
+                pool.terminate();
+            } else {
+                pool.close();
+            }
+            pool.join();
+            let me = std::thread::current().id();
+            assert_eq!(pool.apply(|| std::thread::current().id()), me);
+            assert_eq!(pool.map(|x| x * 2, 0..5u8), [0, 2, 4, 6, 8]);
+            assert_eq!(pool.starmap(|a: u8, b: u8| a + b, vec![(1, 2)]), [3]);
+            assert_eq!(pool.try_map(Ok::<u8, ()>, 0..3u8), Ok(vec![0, 1, 2]));
+            assert_eq!(pool.chunked(1).map(|x| x + 1, vec![1, 2, 3]), [2, 3, 4]);
+            if !terminate {
+                // A closed pool's streams run on the consumer; a terminated
+                // one's report cancellation.
+                let v: Vec<u8> = pool.imap(|x: u8| x + 1, 0..3u8).collect();
+                assert_eq!(v, [1, 2, 3]);
+                let mut u: Vec<u8> = pool.imap_unordered(|x: u8| x, 0..3u8).collect();
+                u.sort();
+                assert_eq!(u, [0, 1, 2]);
+            } else {
+                let mut it = pool.imap(|x: u8| x, 0..3u8);
+                assert_eq!(
+                    it.next_timeout(Duration::from_secs(5)),
+                    Err(parpool::TaskError::Cancelled)
+                );
+            }
         }
     });
 }

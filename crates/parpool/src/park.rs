@@ -1,0 +1,163 @@
+//! Waiting: the one loop every blocking call of the crate waits in.
+//!
+//! `AsyncResult::get`/`wait_timeout`, a scope's end, a map's gate, an imap's
+//! consumer and `as_completed`/`wait` describe what they wait for as a
+//! [`Waitable`] and call [`wait`]. The policy, in one place:
+//!
+//! 1. **A deadline is honoured.** A timed wait never runs a job on the
+//!    waiting thread, so nothing but the scheduler can make it late.
+//!    Durations are turned into a [`Deadline`] that saturates: a timeout of
+//!    `Duration::MAX` means "no limit", never an overflow.
+//! 2. **Only the awaited work is helped with.** An untimed wait on one of the
+//!    pool's own workers may run the awaited task itself if it is still
+//!    queued (as .NET inlines tasks), and nothing else: never an unrelated
+//!    job, which might be slow, might wait for the waiter (a deadlock), or
+//!    might need a lock the waiter holds. Inlining nests at most
+//!    [`MAX_INLINE`] deep per thread (less on small stacks), so stack depth
+//!    is bounded whatever the nesting of waits.
+//! 3. **A blocked worker is replaced.** A worker that still has to block
+//!    (after a short grace period, which covers the common short waits such
+//!    as a map's last chunk) is counted blocked, and the pool starts or
+//!    wakes a spare thread so `workers` threads keep running the queue (see
+//!    [`crate::worker`]). So waiting for queued work never deadlocks, on any
+//!    pool size, however deep the nesting.
+//!
+//! Threads that are not workers of any pool simply block: they hold no
+//! worker, and their work runs on the pool's threads.
+
+use crate::registry::Registry;
+use crate::worker;
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How deep tasks may be inlined into waits on one thread.
+pub(crate) const MAX_INLINE: u32 = 32;
+/// Stack assumed per inlined level when sizing the limit for small stacks.
+const STACK_PER_LEVEL: usize = 64 << 10;
+/// How long a worker blocks before it asks for a spare.
+const GRACE: Duration = Duration::from_micros(200);
+
+thread_local! {
+    static INLINE_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// When a timed wait gives up; `Deadline::NEVER` for untimed waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub(crate) const NEVER: Deadline = Deadline(None);
+
+    /// `timeout` from now; a timeout too large to represent never expires.
+    pub(crate) fn after(timeout: Duration) -> Deadline {
+        Deadline(Instant::now().checked_add(timeout))
+    }
+
+    pub(crate) fn is_never(self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Time left: `None` for no limit, `Some(ZERO)` once passed.
+    pub(crate) fn remaining(self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    pub(crate) fn has_passed(self) -> bool {
+        self.remaining() == Some(Duration::ZERO)
+    }
+}
+
+/// Something a thread can wait for.
+pub(crate) trait Waitable {
+    /// Whether the wait is over. Cheap, and never blocks.
+    fn done(&self) -> bool;
+
+    /// Blocks until `done()` may have changed, or `timeout` passes (`None`:
+    /// no limit). Spurious returns are allowed.
+    fn block(&self, timeout: Option<Duration>);
+
+    /// Runs the awaited work right here if it is still queued; returns
+    /// whether it ran anything. Called only on a worker of `pool`, for
+    /// untimed waits, within the inlining depth.
+    fn help(&self, pool: &Registry) -> bool {
+        let _ = pool;
+        false
+    }
+}
+
+/// Waits until `w.done()` or the deadline; returns whether it is done.
+pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
+    if w.done() {
+        return true;
+    }
+    let Some(pool) = worker::current() else {
+        return block_loop(w, deadline);
+    };
+    if deadline.is_never() && may_inline(&pool) {
+        INLINE_DEPTH.with(|d| d.set(d.get() + 1));
+        let _depth = DepthGuard;
+        while w.help(&pool) {
+            if w.done() {
+                return true;
+            }
+        }
+    }
+    // Grace: most waits on a worker are short (a map's runners finishing).
+    let grace = deadline.remaining().map_or(GRACE, |left| left.min(GRACE));
+    let start = Instant::now();
+    while !w.done() {
+        let spent = start.elapsed();
+        if spent >= grace {
+            let _blocked = worker::block(&pool);
+            return block_loop(w, deadline);
+        }
+        w.block(Some(grace - spent));
+    }
+    true
+}
+
+fn block_loop(w: &impl Waitable, deadline: Deadline) -> bool {
+    loop {
+        if w.done() {
+            return true;
+        }
+        if deadline.has_passed() {
+            return false;
+        }
+        w.block(deadline.remaining());
+    }
+}
+
+fn may_inline(pool: &Arc<Registry>) -> bool {
+    let limit = match pool.config.stack_size {
+        Some(bytes) => (bytes / STACK_PER_LEVEL).min(MAX_INLINE as usize) as u32,
+        None => MAX_INLINE,
+    };
+    INLINE_DEPTH.with(|d| d.get()) < limit
+}
+
+struct DepthGuard;
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        INLINE_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_saturate_instead_of_overflowing() {
+        assert!(
+            Deadline::after(Duration::MAX).is_never()
+                || !Deadline::after(Duration::MAX).has_passed()
+        );
+        assert_eq!(Deadline::NEVER.remaining(), None);
+        assert!(Deadline::after(Duration::ZERO).has_passed());
+        let d = Deadline::after(Duration::from_secs(3600));
+        assert!(d.remaining().unwrap() > Duration::from_secs(3500));
+    }
+}

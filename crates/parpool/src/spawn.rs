@@ -1,0 +1,128 @@
+//! Submission: the one path by which pool and scope work enters the queue.
+//!
+//! Every job goes through [`Registry::accept`] then [`Accepted::push`]
+//! (`registry.rs`); this module decides what wraps it. A [`Queue`] is where
+//! jobs of lifetime `'a` go: the pool itself (`'static` jobs) or a scope
+//! (jobs that borrow for the scope, counted by it so the scope waits for
+//! them). `apply_async`, `map_async` and `imap` are written once against it.
+//!
+//! A refused submission (the pool was closed or terminated) hands the job
+//! back, and the caller decides: blocking calls and imap credits run it on
+//! the caller's thread, task submissions report that the pool is not
+//! running.
+//!
+//! [`Accepted::push`]: crate::registry::Accepted::push
+
+use crate::async_result::{AsyncResult, PanicSource, Task};
+use crate::job::{self, Job, JobRef};
+use crate::registry::Registry;
+use crate::scope::ScopeState;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Where jobs that live for `'a` are queued.
+pub(crate) struct Queue<'a> {
+    registry: Arc<Registry>,
+    /// `None`: the pool itself, for `'static` jobs only (see [`Queue::pool`]).
+    scope: Option<Arc<ScopeState>>,
+    _jobs: PhantomData<fn(&'a ())>,
+}
+
+impl Queue<'static> {
+    /// The pool itself. Only `'static` jobs can be queued here.
+    pub(crate) fn pool(registry: Arc<Registry>) -> Self {
+        Queue {
+            registry,
+            scope: None,
+            _jobs: PhantomData,
+        }
+    }
+}
+
+impl<'a> Queue<'a> {
+    /// A scope whose `wait` returns only after every job submitted here has
+    /// been run or dropped, before `'a` ends.
+    pub(crate) fn scope(registry: Arc<Registry>, scope: Arc<ScopeState>) -> Self {
+        Queue {
+            registry,
+            scope: Some(scope),
+            _jobs: PhantomData,
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn scope_state(&self) -> Option<&Arc<ScopeState>> {
+        self.scope.as_ref()
+    }
+
+    /// Queues `job`, or hands it back if the pool refuses work.
+    pub(crate) fn submit(&self, job: Box<dyn Job + 'a>) -> Result<(), Box<dyn Job + 'a>> {
+        let Some(mut accepted) = self.registry.accept() else {
+            return Err(job);
+        };
+        let job = match &self.scope {
+            Some(scope) => scope.wrap(job),
+            // SAFETY: a queue without a scope is made only by `Queue::pool`,
+            // as a `Queue<'static>`, so `'a` is `'static` here.
+            None => unsafe { job::erase(job) },
+        };
+        accepted.push(job);
+        Ok(())
+    }
+
+    /// Queues a task of `f` with its handle (closure and result slot in one
+    /// allocation), or hands `f` back if the pool refuses work.
+    pub(crate) fn task<F, R>(&self, f: F, source: PanicSource) -> Result<AsyncResult<R>, F>
+    where
+        F: FnOnce() -> R + Send + 'a,
+        R: Send + 'a,
+    {
+        // SAFETY: a queue without a scope is a `Queue<'static>`.
+        unsafe { task(&self.registry, self.scope.as_ref(), f, source) }
+    }
+}
+
+/// Queues a `'static` task on the pool itself: `apply_async`'s fast path,
+/// with no reference count taken on the registry.
+pub(crate) fn pool_task<F, R>(
+    registry: &Registry,
+    f: F,
+    source: PanicSource,
+) -> Result<AsyncResult<R>, F>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    // SAFETY: `'static` work needs no scope.
+    unsafe { task(registry, None, f, source) }
+}
+
+/// # Safety
+///
+/// Without a scope, `'a` must be `'static`; with one, `'a` must be the
+/// scope's lifetime.
+unsafe fn task<'a, F, R>(
+    registry: &Registry,
+    scope: Option<&Arc<ScopeState>>,
+    f: F,
+    source: PanicSource,
+) -> Result<AsyncResult<R>, F>
+where
+    F: FnOnce() -> R + Send + 'a,
+    R: Send + 'a,
+{
+    let Some(mut accepted) = registry.accept() else {
+        return Err(f);
+    };
+    // SAFETY: with a scope, the slot knows the scope, which counts the task
+    // until its claim is done; without one, the caller promises `'static`.
+    let (job, handle) = unsafe { Task::spawn(f, source, registry, scope.cloned()) };
+    // A scoped task counts in its scope through its claim, not its queued
+    // reference, so a task inlined by its waiter does not keep the scope
+    // waiting for the reference to be popped.
+    accepted.push(JobRef::from(job));
+    Ok(handle)
+}

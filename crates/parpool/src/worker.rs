@@ -1,0 +1,260 @@
+//! Worker threads: their loop, their number, and the spares that stand in
+//! for workers blocked in a wait.
+//!
+//! A worker pops jobs and runs them ([`Registry::run_job`], which contains
+//! every panic), sleeps when the queue is empty ([`crate::sleep`]), and exits
+//! when the pool is terminated, or closed with nothing queued or being
+//! submitted ([`crate::lifecycle`]).
+//!
+//! Compensation. A worker that blocks in a wait (see [`crate::park`]) would
+//! leave the pool one thread short, and a pool whose every worker waits for
+//! queued work would deadlock. So the *census* counts live threads and
+//! blocked ones; when a worker blocks and fewer than `workers` threads are
+//! left unblocked, a spare thread is started (or one held in reserve is
+//! woken). When the blocked worker returns, the pool has a thread too many:
+//! the first thread that then finds the queue empty rests in reserve for a
+//! while and exits if it is still surplus. So at most `workers` threads run
+//! jobs at a time, give or take the moments around a hand-over, and waiting
+//! inside a task never starves the queue, on any pool size.
+//!
+//! Invariant: every thread started is counted live before it starts and
+//! uncounted exactly once, when it exits; its join handle is recorded by its
+//! starter, which is a thread that is itself joined later (or the builder).
+
+use crate::error::BuildError;
+use crate::panic;
+use crate::registry::Registry;
+use crate::sync::lock;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The most spare threads a pool starts on top of its workers.
+const MAX_SPARES: usize = 4096;
+/// How long a surplus thread waits in reserve before it exits.
+const LINGER: Duration = Duration::from_millis(500);
+
+const LIVE: u64 = 1;
+const BLOCKED: u64 = 1 << 32;
+
+fn live(word: u64) -> usize {
+    (word & (BLOCKED - 1)) as usize
+}
+
+fn blocked(word: u64) -> usize {
+    (word >> 32) as usize
+}
+
+fn active(word: u64) -> usize {
+    live(word).saturating_sub(blocked(word))
+}
+
+/// Live worker threads and how many of them are blocked in a wait.
+#[derive(Default)]
+pub(crate) struct Census {
+    /// Live threads in the low 32 bits, blocked ones in the high 32.
+    word: AtomicU64,
+    /// Surplus threads resting in reserve.
+    reserve: AtomicUsize,
+}
+
+thread_local! {
+    /// The registry whose worker this thread is, if any.
+    static WORKER: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
+}
+
+/// The pool whose worker the current thread is, if any.
+pub(crate) fn current() -> Option<Arc<Registry>> {
+    WORKER.with(|w| w.borrow().clone())
+}
+
+/// Whether the current thread is a worker of `registry`.
+pub(crate) fn current_is(registry: &Registry) -> bool {
+    WORKER.with(|w| {
+        w.borrow()
+            .as_ref()
+            .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), registry))
+    })
+}
+
+/// Whether the current thread is a worker of a terminated pool.
+pub(crate) fn current_pool_terminated() -> bool {
+    WORKER.with(|w| w.borrow().as_ref().is_some_and(|r| r.is_terminated()))
+}
+
+/// Starts one worker thread; the receiver reports whether its initializer
+/// ran. The thread is counted live before it starts.
+pub(crate) fn spawn(
+    registry: &Arc<Registry>,
+) -> Result<mpsc::Receiver<Result<(), String>>, BuildError> {
+    let index = registry.next_index.fetch_add(1, Ordering::Relaxed);
+    let mut builder = thread::Builder::new().name(format!("{}-{index}", registry.config.name));
+    if let Some(size) = registry.config.stack_size {
+        builder = builder.stack_size(size);
+    }
+    let (tx, rx) = mpsc::channel();
+    let census = &registry.census;
+    census.word.fetch_add(LIVE, Ordering::SeqCst);
+    let for_thread = Arc::clone(registry);
+    let handle = match builder.spawn(move || main(for_thread, tx)) {
+        Ok(handle) => handle,
+        Err(e) => {
+            census.word.fetch_sub(LIVE, Ordering::SeqCst);
+            return Err(BuildError::Spawn(e));
+        }
+    };
+    let mut threads = lock(&registry.threads);
+    // Reap exited threads, so a long-lived pool with a small
+    // `max_tasks_per_worker`, or many spares over time, does not collect
+    // handles without end.
+    let (done, live): (Vec<_>, Vec<_>) = threads.drain(..).partition(|h| h.is_finished());
+    *threads = live;
+    threads.push(handle);
+    drop(threads);
+    for h in done {
+        drop(h.join());
+    }
+    Ok(rx)
+}
+
+fn main(registry: Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) {
+    WORKER.with(|w| *w.borrow_mut() = Some(Arc::clone(&registry)));
+    let uncounted = run(&registry, ready);
+    if !uncounted {
+        registry.census.word.fetch_sub(LIVE, Ordering::SeqCst);
+    }
+    // Drop the thread's handle on the registry before the thread ends, so a
+    // pool whose last handle is gone is freed by its last worker.
+    WORKER.with(|w| w.borrow_mut().take());
+}
+
+/// The worker loop. Returns whether the thread already uncounted itself
+/// (a surplus thread leaving).
+fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> bool {
+    if let Some(init) = &registry.config.initializer {
+        if let Err(payload) = panic::contain(|| init()) {
+            let _ = ready.send(Err(panic::message(payload.as_ref())));
+            return false;
+        }
+    }
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    let max_tasks = registry.config.max_tasks_per_worker;
+    let mut ran = 0usize;
+    loop {
+        if let Some(job) = registry.pop() {
+            registry.run_job(job);
+            ran += 1;
+            if max_tasks.is_some_and(|max| ran >= max) {
+                if replace_current(registry) {
+                    return false;
+                }
+                ran = 0;
+            }
+            continue;
+        }
+        if registry.may_exit() {
+            return false;
+        }
+        if is_surplus(registry) {
+            if rest_in_reserve(registry) {
+                return true;
+            }
+            continue;
+        }
+        registry
+            .sleep
+            .idle(|| registry.has_queued() || registry.may_exit());
+    }
+}
+
+fn is_surplus(registry: &Registry) -> bool {
+    active(registry.census.word.load(Ordering::SeqCst)) > registry.workers()
+}
+
+/// Rests a surplus thread until it is needed again, work arrives, or
+/// `LINGER` passes; returns `true` if the thread left (uncounted itself).
+fn rest_in_reserve(registry: &Registry) -> bool {
+    let census = &registry.census;
+    let until = Instant::now() + LINGER;
+    census.reserve.fetch_add(1, Ordering::SeqCst);
+    loop {
+        let needed = || !is_surplus(registry) || registry.has_queued() || registry.may_exit();
+        if needed() {
+            break;
+        }
+        let now = Instant::now();
+        if now >= until {
+            break;
+        }
+        registry.sleep.rest(needed, until - now);
+    }
+    census.reserve.fetch_sub(1, Ordering::SeqCst);
+    if registry.has_queued() {
+        return false;
+    }
+    let workers = registry.workers();
+    census
+        .word
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+            (active(w) > workers).then(|| w - LIVE)
+        })
+        .is_ok()
+}
+
+/// Retires the current worker after `max_tasks_per_worker` jobs: starts a
+/// replacement and reports whether it came up (if not, the current worker
+/// keeps going).
+fn replace_current(registry: &Arc<Registry>) -> bool {
+    if registry.is_terminated() {
+        return true;
+    }
+    match spawn(registry) {
+        Ok(rx) => matches!(rx.recv(), Ok(Ok(()))),
+        Err(_) => false,
+    }
+}
+
+/// A worker blocked in a wait; unblocks when dropped.
+pub(crate) struct Blocked<'a>(&'a Registry);
+
+/// Marks the current worker of `registry` as blocked, and makes sure
+/// `workers` threads are left to run the queue: wakes threads resting in
+/// reserve, or starts a spare.
+pub(crate) fn block(registry: &Arc<Registry>) -> Blocked<'_> {
+    let census = &registry.census;
+    let word = census.word.fetch_add(BLOCKED, Ordering::SeqCst) + BLOCKED;
+    if census.reserve.load(Ordering::SeqCst) > 0 {
+        registry.sleep.notify_all();
+    }
+    if active(word) < registry.workers()
+        && !registry.is_terminated()
+        && live(word) < registry.workers() + MAX_SPARES
+    {
+        // A spare that cannot start leaves the pool short, not stuck for
+        // good: the waiter still wakes when its work is done elsewhere.
+        let _ = spawn(registry);
+    }
+    Blocked(registry)
+}
+
+impl Drop for Blocked<'_> {
+    fn drop(&mut self) {
+        self.0.census.word.fetch_sub(BLOCKED, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn census_fields_do_not_bleed_into_each_other() {
+        let w = 3 * LIVE + 2 * BLOCKED;
+        assert_eq!((live(w), blocked(w), active(w)), (3, 2, 1));
+        // More blocked than live cannot happen, but must not underflow.
+        assert_eq!(active(BLOCKED), 0);
+    }
+}

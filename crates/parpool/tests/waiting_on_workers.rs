@@ -1,0 +1,357 @@
+//! Waiting from inside a worker: timeouts are honoured, helping with queued
+//! work never runs something that waits on the waiter, and deep or long
+//! chains of nested waits complete (deep cases run in a child process, since
+//! running every awaited task inline on one stack can overflow it).
+#[path = "common/child.rs"]
+mod child;
+mod common;
+
+use common::guard;
+use parpool::{TaskError, ThreadPool};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[test]
+fn get_timeout_inside_a_worker_returns_on_time() {
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(2));
+        // Keep the second worker busy, so what the task waits on stays queued.
+        let (release, blocked) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel();
+        let blocker = pool.apply_async(move || {
+            started_tx.send(()).unwrap();
+            blocked.recv_timeout(Duration::from_secs(10)).is_ok()
+        });
+        started.recv().unwrap();
+        let p = Arc::clone(&pool);
+        let waiter = pool.apply_async(move || {
+            // An unrelated 2-second job, queued first.
+            let unrelated = p.apply_async(|| std::thread::sleep(Duration::from_secs(2)));
+            // The task waited on will not finish soon either.
+            let mut h = p.apply_async(|| {
+                std::thread::sleep(Duration::from_secs(1));
+                1
+            });
+            let t0 = Instant::now();
+            let r = h.get_timeout(Duration::from_millis(10));
+            let took = t0.elapsed();
+            (r, took, h, unrelated)
+        });
+        let (r, took, h, unrelated) = waiter.get().unwrap();
+        release.send(()).unwrap();
+        assert_eq!(
+            r,
+            Err(TaskError::Timeout),
+            "get_timeout(10 ms) inside a worker"
+        );
+        assert!(
+            took < Duration::from_millis(500),
+            "get_timeout(10 ms) inside a worker took {took:?}"
+        );
+        assert_eq!(blocker.get(), Ok(true));
+        assert_eq!(h.get(), Ok(1));
+        assert_eq!(unrelated.get(), Ok(()));
+    });
+}
+
+#[test]
+fn wait_timeout_and_imap_next_timeout_inside_a_worker_return_on_time() {
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(2));
+        let (release, blocked) = mpsc::channel::<()>();
+        let (started_tx, started) = mpsc::channel();
+        let blocker = pool.apply_async(move || {
+            started_tx.send(()).unwrap();
+            blocked.recv_timeout(Duration::from_secs(10)).is_ok()
+        });
+        started.recv().unwrap();
+        let p = Arc::clone(&pool);
+        let waiter = pool.apply_async(move || {
+            let unrelated = p.apply_async(|| std::thread::sleep(Duration::from_secs(1)));
+            let h = p.apply_async(|| std::thread::sleep(Duration::from_secs(1)));
+            let t0 = Instant::now();
+            let done = h.wait_timeout(Duration::from_millis(10));
+            let took_wait = t0.elapsed();
+            let mut it = p.imap(
+                |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
+                [1000u64],
+            );
+            let t0 = Instant::now();
+            let r = it.next_timeout(Duration::from_millis(10));
+            let took_next = t0.elapsed();
+            drop(it);
+            (done, took_wait, r.is_err(), took_next, h, unrelated)
+        });
+        let (done, took_wait, timed_out, took_next, h, unrelated) = waiter.get().unwrap();
+        release.send(()).unwrap();
+        assert!(!done, "wait_timeout(10 ms) reported a 1 s task finished");
+        assert!(
+            took_wait < Duration::from_millis(500),
+            "wait_timeout(10 ms) took {took_wait:?}"
+        );
+        assert!(timed_out, "imap next_timeout(10 ms) did not time out");
+        assert!(
+            took_next < Duration::from_millis(500),
+            "imap next_timeout(10 ms) took {took_next:?}"
+        );
+        assert_eq!(blocker.get(), Ok(true));
+        let _ = (h.get(), unrelated.get());
+    });
+}
+
+#[test]
+fn helping_never_runs_a_task_that_waits_for_the_waiter() {
+    // 1 worker. A queues B, then X, and waits for X. B waits for a signal A
+    // sends only after its get() returns. Running B inline inside A's wait
+    // deadlocks (here: B gives up after 3 s); correct behaviour finishes fast.
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let p = Arc::clone(&pool);
+        let t0 = Instant::now();
+        let a = pool.apply_async(move || {
+            let (signal, wait_signal) = mpsc::channel::<()>();
+            let b = p.apply_async(move || wait_signal.recv_timeout(Duration::from_secs(3)).is_ok());
+            let x = p.apply_async(|| 42);
+            let v = x.get();
+            let _ = signal.send(());
+            (v, b)
+        });
+        let (v, b) = a.get().unwrap();
+        assert_eq!(v, Ok(42));
+        let b_got_signal = b.get().unwrap();
+        let took = t0.elapsed();
+        assert!(
+            b_got_signal,
+            "B never got A's signal: it ran inside A's wait (took {took:?})"
+        );
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    });
+}
+
+#[test]
+fn helping_inside_a_scope_never_runs_a_task_that_waits_for_the_waiter() {
+    // The same shape, through a scope inside the task.
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let p = Arc::clone(&pool);
+        let t0 = Instant::now();
+        let a = pool.apply_async(move || {
+            let (signal, wait_signal) = mpsc::channel::<()>();
+            let b = p.apply_async(move || wait_signal.recv_timeout(Duration::from_secs(3)).is_ok());
+            let v = p.scope(|s| s.apply_async(|| 42).get());
+            let _ = signal.send(());
+            (v, b)
+        });
+        let (v, b) = a.get().unwrap();
+        assert_eq!(v, Ok(42));
+        let took = t0.elapsed();
+        assert!(
+            b.get().unwrap(),
+            "B never got A's signal: it ran inside A's wait (took {took:?})"
+        );
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    });
+}
+
+#[test]
+fn five_thousand_queued_tasks_each_waiting_for_a_subtask() {
+    child::run(
+        "five_thousand_queued_tasks_each_waiting_for_a_subtask",
+        60,
+        || {
+            let pool = Arc::new(ThreadPool::with_workers(1));
+            let handles: Vec<_> = (0..5000u64)
+                .map(|i| {
+                    let p = Arc::clone(&pool);
+                    pool.apply_async(move || p.apply_async(move || i * 2).get().unwrap() + 1)
+                })
+                .collect();
+            for (i, h) in handles.into_iter().enumerate() {
+                assert_eq!(h.get(), Ok(i as u64 * 2 + 1));
+            }
+        },
+    );
+}
+
+fn nest(pool: Arc<ThreadPool>, k: u32, depth: u32) -> u32 {
+    if k == depth {
+        return k;
+    }
+    let p = Arc::clone(&pool);
+    pool.apply_async(move || nest(p, k + 1, depth))
+        .get()
+        .unwrap()
+}
+
+#[test]
+fn twenty_thousand_nested_waits_on_one_worker() {
+    child::run("twenty_thousand_nested_waits_on_one_worker", 60, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let p = Arc::clone(&pool);
+        let h = pool.apply_async(move || nest(p, 1, 20_000));
+        assert_eq!(h.get(), Ok(20_000));
+    });
+}
+
+/// An input iterator that calls back into the pool for every item.
+struct Reentrant {
+    pool: Arc<ThreadPool>,
+    i: u32,
+    n: u32,
+    via_map: bool,
+}
+
+impl Iterator for Reentrant {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.i == self.n {
+            return None;
+        }
+        let i = self.i;
+        self.i += 1;
+        Some(if self.via_map {
+            self.pool.map(|x: u32| x + i, 0..4u32).iter().sum::<u32>() // 4i + 6
+        } else {
+            let v = self.pool.apply(|| i * 4);
+            v + 6
+        })
+    }
+}
+
+#[test]
+fn imap_input_iterator_that_uses_the_same_pool() {
+    guard(60, || {
+        for workers in [1, 2] {
+            for via_map in [false, true] {
+                for chunk in [None, Some(1), Some(5)] {
+                    for ordered in [true, false] {
+                        let pool = Arc::new(ThreadPool::with_workers(workers));
+                        let input = Reentrant {
+                            pool: Arc::clone(&pool),
+                            i: 0,
+                            n: 50,
+                            via_map,
+                        };
+                        let p = Arc::clone(&pool);
+                        let mut out: Vec<u32> = common::guard(10, move || {
+                            if ordered {
+                                let it = p.imap(|x: u32| x + 1, input);
+                                match chunk {
+                                    Some(c) => it.chunksize(c).collect(),
+                                    None => it.collect(),
+                                }
+                            } else {
+                                let it = p.imap_unordered(|x: u32| x + 1, input);
+                                match chunk {
+                                    Some(c) => it.chunksize(c).collect(),
+                                    None => it.collect(),
+                                }
+                            }
+                        });
+                        if !ordered {
+                            out.sort_unstable();
+                        }
+                        assert_eq!(
+                            out,
+                            (0..50).map(|i| 4 * i + 7).collect::<Vec<_>>(),
+                            "workers {workers} via_map {via_map} chunk {chunk:?} ordered {ordered}"
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn imap_inside_a_task_whose_input_uses_the_same_pool() {
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let p = Arc::clone(&pool);
+        let h = pool.apply_async(move || {
+            let input = Reentrant {
+                pool: Arc::clone(&p),
+                i: 0,
+                n: 20,
+                via_map: true,
+            };
+            p.imap(|x: u32| x, input).sum::<u32>()
+        });
+        assert_eq!(h.get(), Ok((0..20).map(|i| 4 * i + 6).sum()));
+    });
+}
+
+#[test]
+fn nested_map_scope_and_imap_inside_tasks_on_one_worker() {
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let p = Arc::clone(&pool);
+        let h = pool.apply_async(move || {
+            let a: u32 = p.map(|x: u32| x * 2, 0..100u32).iter().sum();
+            let data = vec![1u32, 2, 3];
+            let b: u32 = p.scope(|s| {
+                let h = s.apply_async(|| data.iter().sum::<u32>());
+                let m: u32 = s.imap(|x: &u32| x * 10, &data).sum();
+                h.get().unwrap() + m
+            });
+            let c: u32 = p.imap(|x: u32| x + 1, 0..10u32).chunksize(3).sum();
+            let d: u32 = p.imap_unordered(|x: u32| x + 1, 0..10u32).sum();
+            let e = p.map_async(|x: u32| x, vec![7u32]).get().unwrap()[0];
+            // A nested apply_async waited with a timeout.
+            let f = p
+                .apply_async(|| 9)
+                .get_timeout(Duration::from_secs(5))
+                .unwrap();
+            a + b + c + d + e + f
+        });
+        assert_eq!(h.get(), Ok(9900 + 66 + 55 + 55 + 7 + 9));
+    });
+}
+
+#[test]
+fn many_tasks_each_running_a_map_on_one_worker() {
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let handles: Vec<_> = (0..200u32)
+            .map(|i| {
+                let p = Arc::clone(&pool);
+                pool.apply_async(move || p.map(|x: u32| x + i, 0..10u32).iter().sum::<u32>())
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.get(), Ok(45 + 10 * i as u32));
+        }
+    });
+}
+
+#[test]
+fn waiting_in_a_task_for_a_task_queued_later_by_the_caller() {
+    // Two waits crossing: A (on the only worker) waits for C, which the
+    // caller submits only after A has started; meanwhile unrelated work is
+    // queued ahead of C.
+    guard(30, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let slot: Arc<Mutex<Option<parpool::AsyncResult<u32>>>> = Arc::new(Mutex::new(None));
+        let (started_tx, started) = mpsc::channel();
+        let s2 = Arc::clone(&slot);
+        let a = pool.apply_async(move || {
+            started_tx.send(()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let h = loop {
+                if let Some(h) = s2.lock().unwrap().take() {
+                    break h;
+                }
+                assert!(Instant::now() < deadline, "C never arrived");
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            h.get().unwrap() + 1
+        });
+        started.recv().unwrap();
+        let others: Vec<_> = (0..50u32).map(|i| pool.apply_async(move || i)).collect();
+        *slot.lock().unwrap() = Some(pool.apply_async(|| 41));
+        assert_eq!(a.get(), Ok(42));
+        for (i, h) in others.into_iter().enumerate() {
+            assert_eq!(h.get(), Ok(i as u32));
+        }
+    });
+}
