@@ -538,7 +538,13 @@ pub(crate) fn nested(cx: &Arc<Ctx>, seed: u64) {
     let n = (mix(seed) % 24) as usize;
     let base = cx.ids(n as u64);
     let exp = expected(cx, base, n);
-    match mix(seed ^ 7) % 5 {
+    let kind = mix(seed ^ 7) % 5;
+    const KINDS: [&str; 5] = ["apply", "map", "imap", "imap", "apply_async+get"];
+    track::log_op(format!(
+        "  nested on a worker: {} n={n}",
+        KINDS[kind as usize]
+    ));
+    match kind {
         0 => {
             let id = cx.ids(1);
             let out = pool.apply(|| cx.work(id, cx.input_val(id)));

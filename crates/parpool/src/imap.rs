@@ -65,6 +65,9 @@ pub(crate) const MAX_CHUNK: usize = 1 << 16;
 pub(crate) const MAX_READ_AHEAD: usize = 1 << 20;
 /// The default buffer is this many chunks per worker.
 const BUFFER_CHUNKS_PER_WORKER: usize = 4;
+/// The most credits out at once, per worker: a large buffer of small chunks
+/// must not queue a job per item (1 M one-item credits for `buffer(1 << 20)`).
+const MAX_CREDITS_PER_WORKER: usize = 8;
 /// How often a running chunk checks for cancellation, in time.
 const CHECK_EVERY_NS: u64 = 10_000;
 /// ... and at most this many items apart.
@@ -629,7 +632,8 @@ impl<R> Core<'_, R> {
     /// Issues credits while the read-ahead allows: at most the buffer (by
     /// default `BUFFER_CHUNKS_PER_WORKER` chunks per worker), and never more
     /// than `MAX_READ_AHEAD` items, whatever the settings. A credit is never
-    /// larger than the read-ahead limit.
+    /// larger than the read-ahead limit, and at most
+    /// `MAX_CREDITS_PER_WORKER` credits per worker are out at once.
     fn top_up(&mut self) {
         self.started = true;
         let registry = Arc::clone(&self.shared.registry);
@@ -645,6 +649,9 @@ impl<R> Core<'_, R> {
                 .min(MAX_READ_AHEAD);
             let chunk = chunk.min(limit);
             if self.read_ahead > 0 && self.read_ahead + chunk > limit {
+                break;
+            }
+            if self.credits_out >= MAX_CREDITS_PER_WORKER.saturating_mul(self.workers) {
                 break;
             }
             if registry.is_terminated() {

@@ -44,12 +44,15 @@ pub(crate) trait SharedRun: Send + Sync {
     fn items(&self) -> usize;
 }
 
-/// The queue's reference to a shared job. Dropping it unrun cancels it.
-pub(crate) struct SharedJob(Option<std::sync::Arc<dyn SharedRun>>);
+/// The queue's reference to a shared job, and its item count (kept here:
+/// the queue reads it twice per job, without a virtual call). Dropping it
+/// unrun cancels it.
+pub(crate) struct SharedJob(Option<std::sync::Arc<dyn SharedRun>>, usize);
 
 impl SharedJob {
     pub(crate) fn new(job: std::sync::Arc<dyn SharedRun>) -> Self {
-        SharedJob(Some(job))
+        let items = job.items();
+        SharedJob(Some(job), items)
     }
 }
 
@@ -82,7 +85,7 @@ impl JobRef {
     pub(crate) fn items(&self) -> usize {
         match self {
             JobRef::Boxed(job) => job.items(),
-            JobRef::Shared(job) => job.0.as_ref().map_or(0, |j| j.items()),
+            JobRef::Shared(job) => job.1,
         }
     }
 }

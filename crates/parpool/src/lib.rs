@@ -66,74 +66,78 @@
 //! workers) and the protocols behind the guarantees.
 
 #![warn(missing_docs)]
+// Under the model checker only the protocol modules are built, so parts of
+// them that the rest of the crate uses look unused.
+#![cfg_attr(parpool_loom, allow(dead_code))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-// Under `cfg(loom)` only the protocol modules are built, on loom's
+// Under `cfg(parpool_loom)` only the protocol modules are built, on loom's
 // primitives (see `sync.rs` and `.ci/loom`).
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod async_result;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod builder;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod cancel;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod error;
-#[cfg(not(loom))]
+mod gate;
+#[cfg(not(parpool_loom))]
 mod imap;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod inputs;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod job;
 mod lifecycle;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod map;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod panic;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod park;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod pool;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod registry;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod scope;
 mod sleep;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod spawn;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod star;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod stats;
 mod sync;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod wait;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 mod worker;
 
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use async_result::AsyncResult;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use builder::Builder;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use cancel::cancelled;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use error::{BuildError, TaskError};
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use imap::{Imap, ImapUnordered};
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 #[doc(hidden)]
 pub use inputs::source;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use inputs::{iter, Inputs, Iter, RangeInt};
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use panic::PanicPolicy;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use pool::{Chunked, ThreadPool};
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use scope::Scope;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use star::{StarFn, Unpack};
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use stats::Stats;
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub use wait::{as_completed, wait, AsCompleted, WaitFor};

@@ -18,8 +18,17 @@
 //! A submitter that uncounts itself from a pool that no longer runs must wake
 //! the sleeping workers, since one of them may be waiting for the count to
 //! reach zero before it exits.
+//!
+//! The word is written twice per submission, so reading it on every job
+//! would make each worker's check miss in cache behind the submitter. Hot
+//! checks ("terminated?") read a separate, read-mostly flag instead, set
+//! after the word by `terminate`. (Splitting state and count into two words
+//! instead would rest the protocol on `SeqCst` loads alone; the model
+//! checker, which treats those as acquire/release, then finds a stranded
+//! job. One word's read-modify-writes need no such argument.)
 
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crossbeam_utils::CachePadded;
 
 const STATE_MASK: usize = 0b11;
 const RUNNING: usize = 0;
@@ -44,26 +53,38 @@ fn state_of(word: usize) -> State {
 }
 
 pub(crate) struct Lifecycle {
-    word: AtomicUsize,
+    word: CachePadded<AtomicUsize>,
+    /// Read-mostly mirrors of the state, set after the word changes; read on
+    /// hot paths (every job, every idle check).
+    open: CachePadded<AtomicBool>,
+    terminated: AtomicBool,
 }
 
 impl Lifecycle {
     pub(crate) fn new() -> Self {
         Lifecycle {
-            word: AtomicUsize::new(RUNNING),
+            word: CachePadded::new(AtomicUsize::new(RUNNING)),
+            open: CachePadded::new(AtomicBool::new(true)),
+            terminated: AtomicBool::new(false),
         }
     }
 
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn state(&self) -> State {
         state_of(self.word.load(Ordering::SeqCst))
+    }
+
+    /// Whether `terminate` was called (the read-mostly flag, `SeqCst`).
+    #[inline]
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.terminated.load(Ordering::SeqCst)
     }
 
     /// A cheap read for hot loops that stop between items; it may see
     /// `terminate` a little late, which only delays the stop.
     #[inline]
     pub(crate) fn is_terminated_relaxed(&self) -> bool {
-        self.word.load(Ordering::Relaxed) & STATE_MASK == TERMINATED
+        self.terminated.load(Ordering::Relaxed)
     }
 
     /// Registers a submitter if the pool accepts work from it: always while
@@ -92,14 +113,28 @@ impl Lifecycle {
         state_of(self.word.fetch_sub(SUBMITTER, Ordering::SeqCst))
     }
 
+    /// Whether the pool still runs (the read-mostly mirror: it may lag the
+    /// word for a moment during `close`, which then wakes every worker).
+    #[inline]
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+
     /// `RUNNING -> CLOSED`; returns whether this call changed the state.
+    /// The caller wakes the workers afterwards.
     pub(crate) fn close(&self) -> bool {
-        self.advance(CLOSED)
+        let changed = self.advance(CLOSED);
+        self.open.store(false, Ordering::SeqCst);
+        changed
     }
 
     /// `-> TERMINATED`; returns whether this call changed the state.
+    /// The caller wakes the workers afterwards.
     pub(crate) fn terminate(&self) -> bool {
-        self.advance(TERMINATED)
+        let changed = self.advance(TERMINATED);
+        self.open.store(false, Ordering::SeqCst);
+        self.terminated.store(true, Ordering::SeqCst);
+        changed
     }
 
     fn advance(&self, to: usize) -> bool {
@@ -113,6 +148,12 @@ impl Lifecycle {
     /// Whether a worker that found no job may exit: the pool is terminated,
     /// or closed with no submitter in flight and `queue_empty()`.
     pub(crate) fn may_exit(&self, queue_empty: impl FnOnce() -> bool) -> bool {
+        if self.is_open() {
+            // Subtle: the mirror is set after the word, and `close` and
+            // `terminate` wake every worker after setting it, so a worker
+            // that reads "open" here re-checks once it is woken.
+            return false;
+        }
         let word = self.word.load(Ordering::SeqCst);
         match state_of(word) {
             State::Running => false,
@@ -122,7 +163,7 @@ impl Lifecycle {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(parpool_loom)))]
 mod tests {
     use super::*;
 
@@ -137,6 +178,7 @@ mod tests {
         assert!(!l.close(), "terminated never goes back to closed");
         assert!(!l.terminate());
         assert_eq!(l.state(), State::Terminated);
+        assert!(l.is_terminated() && l.is_terminated_relaxed());
     }
 
     #[test]
@@ -164,7 +206,7 @@ mod tests {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, parpool_loom))]
 mod loom_tests {
     //! Model check: a submitter racing `close` and a worker deciding to
     //! exit. Either the submission is refused, or the worker sees its job.

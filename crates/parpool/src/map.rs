@@ -31,23 +31,20 @@
 //!   (a cancelled or terminated `map_async`).
 
 use crate::cancel::{self, CancelFlag};
+use crate::gate::Gate;
 use crate::inputs::source::Source;
 use crate::job::Job;
 use crate::panic::{self, Payload};
-use crate::park::{self, Deadline, Waitable};
+use crate::park::{self, Deadline};
 use crate::registry::Registry;
 use crate::sync::lock;
 use std::ops::Range;
 use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 /// Automatic chunking: each claim takes `remaining / (GUIDED_FACTOR * threads)`.
 const GUIDED_FACTOR: usize = 4;
-
-const CLOSED: usize = 1;
-const INSIDE: usize = 2;
 
 /// The size of the next automatic claim when `remaining` items are left for
 /// `threads` threads: a fraction of what remains, never 0.
@@ -85,9 +82,7 @@ pub(crate) enum MapError<E> {
 /// The part of a map's state that runner jobs may hold after the map
 /// returned: the gate, and the map's cancellation token.
 struct Header {
-    gate: AtomicUsize,
-    lock: Mutex<()>,
-    cond: Condvar,
+    gate: Gate,
     /// An item failed or panicked.
     failed: AtomicBool,
     /// The token of the task that called the map, if any. Cleared when the
@@ -95,43 +90,6 @@ struct Header {
     /// caller alive.
     parent: Mutex<Option<cancel::FlagRef>>,
     parent_follows_terminate: bool,
-}
-
-impl Header {
-    fn enter(&self) -> bool {
-        let prev = self.gate.fetch_add(INSIDE, Ordering::SeqCst);
-        if prev & CLOSED != 0 {
-            self.exit();
-            return false;
-        }
-        true
-    }
-
-    fn exit(&self) {
-        if self.gate.fetch_sub(INSIDE, Ordering::SeqCst) - INSIDE == CLOSED {
-            let _guard = lock(&self.lock);
-            self.cond.notify_all();
-            crate::sleep::handed_off();
-        }
-    }
-
-    fn is_empty_and_closed(&self) -> bool {
-        self.gate.load(Ordering::SeqCst) == CLOSED
-    }
-}
-
-impl Waitable for Header {
-    fn done(&self) -> bool {
-        self.is_empty_and_closed()
-    }
-
-    fn block(&self, timeout: Option<Duration>) {
-        let guard = lock(&self.lock);
-        if self.is_empty_and_closed() {
-            return;
-        }
-        drop(crate::sync::wait(&self.cond, guard, timeout));
-    }
 }
 
 impl CancelFlag for Header {
@@ -340,19 +298,9 @@ struct Runner {
 // accepts, and it is only dereferenced inside the gate (see module docs).
 unsafe impl Send for Runner {}
 
-/// Leaves the gate when dropped, so even an unwinding runner leaves it.
-struct Inside<'a>(&'a Header);
-
-impl Drop for Inside<'_> {
-    fn drop(&mut self) {
-        self.0.exit();
-    }
-}
-
 impl Job for Runner {
     fn run(self: Box<Self>, _registry: &Registry) {
-        if self.header.enter() {
-            let _inside = Inside(&self.header);
+        if let Some(_inside) = self.header.gate.enter() {
             // SAFETY: we are inside the gate, so the caller is still waiting
             // and `ctx` is alive.
             unsafe { (self.work)(self.ctx) };
@@ -384,8 +332,8 @@ struct GateGuard<'a> {
 
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
-        self.header.gate.fetch_or(CLOSED, Ordering::SeqCst);
-        park::wait(self.header, Deadline::NEVER);
+        self.header.gate.close();
+        park::wait(&self.header.gate, Deadline::NEVER);
         // Subtle: runner jobs still queued hold the header; they must not keep
         // the calling task's state (and what it borrows) alive.
         lock(&self.header.parent).take();
@@ -461,6 +409,26 @@ where
         .unwrap_or_else(|Cancelled| crate::panic::unwind_cancelled())
 }
 
+/// The whole `map_async` task: maps, then drops `f` while the results are
+/// still a local. (If `f`'s `Drop` panicked as the closure's capture, after
+/// the closure computed its return value, Rust would leak that value:
+/// rust-lang/rust#47949. As a local, it is dropped by the unwinding.)
+pub(crate) fn map_async_task<I, F, R>(
+    registry: &Registry,
+    inputs: I,
+    chunksize: Option<usize>,
+    f: F,
+) -> Vec<R>
+where
+    I: crate::inputs::Inputs,
+    F: Fn(I::Item) -> R + Sync,
+    R: Send,
+{
+    let results = map_async_body(registry, inputs.into_source(), chunksize, &f);
+    drop(f);
+    results
+}
+
 /// A `map_async` stopped by `terminate`.
 pub(crate) struct Cancelled;
 
@@ -506,9 +474,7 @@ where
     let runners = helpers.min(chunks.saturating_sub(1));
     let parent = cancel::current();
     let header = Arc::new(Header {
-        gate: AtomicUsize::new(0),
-        lock: Mutex::new(()),
-        cond: Condvar::new(),
+        gate: Gate::new(),
         failed: AtomicBool::new(false),
         parent_follows_terminate: parent.as_ref().is_some_and(|(_, follows)| *follows),
         parent: Mutex::new(parent.map(|(flag, _)| flag)),

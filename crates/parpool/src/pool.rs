@@ -669,7 +669,7 @@ impl Chunked<'_> {
         let registry = Arc::clone(&self.pool.registry);
         let chunksize = self.chunksize;
         self.pool.spawn(
-            move || map::map_async_body(&registry, inputs.into_source(), chunksize, &f),
+            move || map::map_async_task(&registry, inputs, chunksize, f),
             PanicSource::Relayed,
         )
     }

@@ -11,9 +11,11 @@
 //!   workers have exited, and a refused one is handed back to its submitter.
 //! - Once the pool is terminated, every job still in the queue, or pushed
 //!   later by a racing submitter, is dropped (= cancelled, see
-//!   [`crate::job`]) instead of run. A submitter pushes, then re-reads the
-//!   state and drains the queue itself if it sees `TERMINATED`; `terminate`
-//!   stores the state, then drains. Whichever comes second finds the job.
+//!   [`crate::job`]) instead of run. A submitter pushes, then leaves (a
+//!   read-modify-write of the lifecycle word that returns the state) and
+//!   drains the queue itself if it sees `TERMINATED`; `terminate` moves the
+//!   word to `TERMINATED`, then drains. The two read-modify-writes are
+//!   ordered in the word, and whichever comes second finds the job.
 //! - User code reached from a job (its closure, its `Drop`, a callback) runs
 //!   under [`crate::panic::contain`]: a worker thread never dies of it, and a
 //!   drain that meets a panicking `Drop` goes on with the next job.
@@ -31,7 +33,7 @@ use crate::stats::Counters;
 use crate::sync::lock;
 use crate::worker;
 use crossbeam_deque::{Injector, Steal};
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -74,12 +76,18 @@ impl Accepted<'_> {
 impl Drop for Accepted<'_> {
     fn drop(&mut self) {
         let registry = self.registry;
-        match self.pushed {
-            0 => {}
-            1 => registry.sleep.notify(1),
-            n => registry.sleep.notify(n),
+        // Subtle: `leave` is a read-modify-write of the lifecycle word, after
+        // our pushes; `terminate`'s is too, before its drain. Whichever comes
+        // second in the word's order sees the other's work: `leave` sees
+        // `TERMINATED` (and we drain), or the drain sees our jobs.
+        let state = registry.lifecycle.leave();
+        if state == State::Terminated && self.pushed > 0 {
+            registry.drain();
         }
-        if registry.lifecycle.leave() != State::Running {
+        if self.pushed > 0 {
+            registry.sleep.notify(self.pushed);
+        }
+        if state != State::Running {
             // A worker of a closed pool may be waiting for us to leave.
             registry.sleep.notify_all();
         }
@@ -145,18 +153,13 @@ impl Registry {
         &self.counters
     }
 
-    #[inline]
-    pub(crate) fn state(&self) -> State {
-        self.lifecycle.state()
-    }
-
     pub(crate) fn is_running(&self) -> bool {
-        self.state() == State::Running
+        self.lifecycle.is_open()
     }
 
     #[inline]
     pub(crate) fn is_terminated(&self) -> bool {
-        self.state() == State::Terminated
+        self.lifecycle.is_terminated()
     }
 
     /// A cheap check for hot loops that stop between items; it may see the
@@ -190,14 +193,10 @@ impl Registry {
         }
     }
 
+    /// Only through [`Accepted`], whose drop finishes the protocol.
     fn push(&self, job: JobRef) {
         self.counters.queued(job.items() as isize);
         self.injector.push(job);
-        fence(Ordering::SeqCst);
-        if self.is_terminated() {
-            // Subtle: terminate() may have drained the queue before our push.
-            self.drain();
-        }
     }
 
     pub(crate) fn pop(&self) -> Option<JobRef> {
@@ -275,7 +274,6 @@ impl Registry {
 
     pub(crate) fn terminate(&self) {
         self.lifecycle.terminate();
-        fence(Ordering::SeqCst);
         self.drain();
         self.sleep.notify_all();
     }

@@ -254,7 +254,7 @@ impl<'scope> Scope<'scope, '_> {
     {
         let registry = Arc::clone(self.queue.registry());
         self.spawn(
-            move || map::map_async_body(&registry, inputs.into_source(), None, &f),
+            move || map::map_async_task(&registry, inputs, None, f),
             PanicSource::Relayed,
         )
     }

@@ -114,3 +114,32 @@ impl Sleep {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(all(test, parpool_loom))]
+mod loom_tests {
+    //! Model check of the Dekker pair: a job pushed while a worker goes to
+    //! sleep is never missed (loom reports a deadlock if the worker could
+    //! sleep forever).
+    use super::*;
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+
+    #[test]
+    fn a_push_racing_a_sleeper_always_wakes_it() {
+        loom::model(|| {
+            let sleep = Arc::new(Sleep::default());
+            let queued = Arc::new(AtomicBool::new(false));
+            let worker = {
+                let (sleep, queued) = (Arc::clone(&sleep), Arc::clone(&queued));
+                loom::thread::spawn(move || {
+                    while !queued.load(Ordering::SeqCst) {
+                        sleep.sleep(|| queued.load(Ordering::SeqCst), None);
+                    }
+                })
+            };
+            queued.store(true, Ordering::SeqCst);
+            sleep.notify(1);
+            worker.join().unwrap();
+        });
+    }
+}

@@ -1,8 +1,8 @@
-//! The synchronization facade: std's primitives, or loom's under `cfg(loom)`.
+//! The synchronization facade: std's primitives, or loom's under `cfg(parpool_loom)`.
 //!
 //! The protocol modules (`lifecycle`, `sleep`, the map gate) take their
 //! atomics, mutexes and condition variables from here, so the model checker
-//! runs the real code (`RUSTFLAGS="--cfg loom" cargo test -p parpool --lib
+//! runs the real code (`RUSTFLAGS="--cfg parpool_loom" cargo test -p parpool --lib
 //! --release`; see `.ci/loom`).
 //!
 //! Locking and waiting ignore poison: every mutex in this crate guards state
@@ -10,10 +10,10 @@
 //! while one is held, except callbacks and user `Drop`s, which are caught),
 //! so a poisoned lock is simply taken over.
 
-#[cfg(not(loom))]
+#[cfg(not(parpool_loom))]
 pub(crate) use std::sync::{atomic, Condvar, Mutex, MutexGuard};
 
-#[cfg(loom)]
+#[cfg(parpool_loom)]
 pub(crate) use loom::sync::{atomic, Condvar, Mutex, MutexGuard};
 
 use std::time::Duration;
@@ -32,14 +32,14 @@ pub(crate) fn wait<'a, T>(
 ) -> MutexGuard<'a, T> {
     match timeout {
         None => cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
-        #[cfg(not(loom))]
+        #[cfg(not(parpool_loom))]
         Some(t) => {
             cond.wait_timeout(guard, t)
                 .unwrap_or_else(|e| e.into_inner())
                 .0
         }
         // loom has no time: a timed wait is a wait that may return at once.
-        #[cfg(loom)]
+        #[cfg(parpool_loom)]
         Some(_) => {
             drop(guard);
             unreachable!("loom models use untimed waits only")
