@@ -2,11 +2,13 @@
 //!
 //! A task and its handle share a *slot*. The slot's status moves
 //! `QUEUED -> CLAIMED -> DONE`, and exactly one party claims it: the worker
-//! that starts the task, or `cancel`, or the queue dropping the job unrun
-//! (terminate). The claimer fills in the outcome, runs the callbacks, marks
-//! the slot done and wakes every waiter, in that order, under the slot's
-//! mutex; so callbacks have run before any `wait` returns, and no outcome is
-//! ever written twice or never.
+//! that starts the task, a waiter that inlines it, `cancel`, or the queue
+//! dropping the job unrun (terminate). The claimer runs the callbacks (with
+//! the slot's mutex released, so a callback may drop or read its own
+//! handle), then, under the mutex, stores the outcome, marks the slot done
+//! and wakes every waiter; so callbacks have run before any `wait` returns,
+//! and no outcome is ever written twice or never. A callback that waits for
+//! its own task panics with a clear message instead of waiting forever.
 //!
 //! Dropping a handle does not cancel its task. In a scope, a panic that no
 //! handle observed is handed to the scope, which re-raises it when it ends.
@@ -111,8 +113,17 @@ impl<R> Slot<R> {
     /// only the queue still references (see [`Task`]).
     #[must_use = "an orphaned outcome must be dropped by the claimer"]
     fn complete(&self, outcome: Outcome<R>) -> Option<Outcome<R>> {
-        let mut inner = lock(&self.inner);
-        if let Some(callbacks) = inner.callbacks.take() {
+        // Callbacks run without the slot's lock held: a callback may drop
+        // its own handle (a "remove me from the pending set" pattern) or
+        // read it. One registered while they run is picked up by the loop;
+        // the slot is marked done only once none is left.
+        let mut inner = loop {
+            let mut inner = lock(&self.inner);
+            let Some(callbacks) = inner.callbacks.take() else {
+                break inner;
+            };
+            drop(inner);
+            let _completing = Completing::enter(self);
             let Callbacks {
                 on_success,
                 on_error,
@@ -133,7 +144,7 @@ impl<R> Slot<R> {
                     panic::drop_all_contained(on_success);
                 }
             }
-        }
+        };
         inner.outcome = Some(outcome);
         let orphan = if inner.handle_alive {
             None
@@ -172,6 +183,37 @@ where
 {
     fn is_cancelled(&self) -> bool {
         self.unwanted.load(Ordering::Relaxed)
+    }
+}
+
+thread_local! {
+    /// The slot whose callbacks this thread is running, by address.
+    static COMPLETING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as running `slot`'s callbacks until dropped.
+struct Completing(usize);
+
+impl Completing {
+    fn enter<R>(slot: &Slot<R>) -> Self {
+        Completing(COMPLETING.with(|c| c.replace(slot as *const Slot<R> as usize)))
+    }
+}
+
+impl Drop for Completing {
+    fn drop(&mut self) {
+        COMPLETING.with(|c| c.set(self.0));
+    }
+}
+
+/// Panics instead of waiting forever: a task's callback waiting for its own
+/// task, which is done only once its callbacks return.
+fn refuse_wait_in_own_callback<R>(slot: &Slot<R>) {
+    if !slot.is_done() && COMPLETING.with(|c| c.get()) == slot as *const Slot<R> as usize {
+        panic!(
+            "parpool: a callback waited for its own task's result, which is final only after \
+             its callbacks return; use the value the callback is given"
+        );
     }
 }
 
@@ -553,6 +595,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.ready());
     /// ```
     pub fn wait(&self) {
+        refuse_wait_in_own_callback(self.slot());
         park::wait(self, Deadline::NEVER);
     }
 
@@ -566,6 +609,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.wait_timeout(Duration::from_secs(30)));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        refuse_wait_in_own_callback(self.slot());
         park::wait(self, Deadline::after(timeout))
     }
 
@@ -641,8 +685,10 @@ impl<R> AsyncResult<R> {
     pub fn on_success(self, f: impl FnOnce(&R) + Send + 'static) -> Self {
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
-            if let Some(Ok(value)) = &inner.outcome {
-                run_callback(|| f(value));
+            match &inner.outcome {
+                Some(Ok(value)) => run_callback(|| f(value)),
+                // Not run: its `Drop` is user code too.
+                _ => drop(panic::drop_contained(f)),
             }
         } else {
             inner.callbacks().on_success.push(Box::new(f));
@@ -668,8 +714,9 @@ impl<R> AsyncResult<R> {
     pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
-            if let Some(Err(failure)) = &inner.outcome {
-                run_callback(|| f(&failure.error));
+            match &inner.outcome {
+                Some(Err(failure)) => run_callback(|| f(&failure.error)),
+                _ => drop(panic::drop_contained(f)),
             }
         } else {
             inner.callbacks().on_error.push(Box::new(f));

@@ -146,7 +146,9 @@ impl<R> Shared<R> {
         };
         drop(q);
         if let Some(w) = waker {
-            w.wake();
+            // An executor's waker is foreign code: contained, and not a task
+            // panic (no count, no policy).
+            drop(panic::contain(|| w.wake()));
         }
     }
 
@@ -193,9 +195,65 @@ struct Input<I> {
 /// What every credit of one imap shares: its input, its function, and
 /// emptied item buffers to reuse (fresh large buffers cost page faults).
 struct Source<I: Iterator, F> {
+    /// Held while the input is read, which runs user code that may wait.
+    reader: ReadToken,
     input: Mutex<Input<I>>,
     f: F,
     spare: Spare<I::Item>,
+}
+
+/// The right to read the input: one credit at a time. The input's own mutex
+/// is taken only by the token's holder, so no thread ever blocks on it;
+/// waiting for the token goes through [`park`], so a worker that waits while
+/// another credit's read is stuck in user code (an input iterator that waits
+/// for work of the same pool) counts as blocked and the pool sends a spare.
+struct ReadToken {
+    busy: Mutex<bool>,
+    cond: Condvar,
+}
+
+struct Reading<'t>(&'t ReadToken);
+
+impl ReadToken {
+    fn new() -> Self {
+        ReadToken {
+            busy: Mutex::new(false),
+            cond: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Reading<'_> {
+        loop {
+            {
+                let mut busy = lock(&self.busy);
+                if !*busy {
+                    *busy = true;
+                    return Reading(self);
+                }
+            }
+            park::wait(self, Deadline::NEVER);
+        }
+    }
+}
+
+impl Waitable for ReadToken {
+    fn done(&self) -> bool {
+        !*lock(&self.busy)
+    }
+
+    fn block(&self, timeout: Option<Duration>) {
+        let busy = lock(&self.busy);
+        if *busy {
+            drop(crate::sync::wait(&self.cond, busy, timeout));
+        }
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.busy) = false;
+        self.0.cond.notify_all();
+    }
 }
 
 /// A few emptied buffers, kept for reuse.
@@ -258,6 +316,7 @@ where
         let mut items = source.spare.take(self.credit);
         let mut finished_iter = None;
         let (seq, input_done, mut input_panic) = {
+            let _reading = source.reader.acquire();
             let mut input = lock(&source.input);
             let Some(iter) = input.iter.as_mut() else {
                 drop(input);
@@ -541,6 +600,7 @@ where
     let iter = inputs.into_iter();
     let input_hint = iter.size_hint();
     let source = Arc::new(Source {
+        reader: ReadToken::new(),
         input: Mutex::new(Input {
             iter: Some(iter),
             next_seq: 0,
@@ -550,7 +610,10 @@ where
     });
     let input = Arc::clone(&source);
     let release_input: ReleaseInput<'a> = Box::new(move || {
-        let iter = lock(&input.input).iter.take();
+        let iter = {
+            let _reading = input.reader.acquire();
+            lock(&input.input).iter.take()
+        };
         drop(panic::drop_contained(iter));
     });
     let job_shared = Arc::clone(&shared);

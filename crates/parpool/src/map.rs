@@ -547,18 +547,19 @@ where
                 drop_panic.get_or_insert(p);
             }
         }
-        if let Some(payload) = ctx.panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        let error = ctx.error.into_inner().unwrap_or_else(|e| e.into_inner());
+        let panic = ctx.panic.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(payload) = panic.or(drop_panic) {
+            // Subtle: the error is user data too; drop it (contained) before
+            // unwinding, since a panic in its `Drop` during the unwinding
+            // would abort the process.
+            drop(panic::drop_contained(error));
             resume_unwind(payload);
         }
-        if let Some(payload) = drop_panic {
-            resume_unwind(payload);
-        }
-        return Err(
-            match ctx.error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-                Some((_, e)) => MapError::Failed(e),
-                None => MapError::Cancelled,
-            },
-        );
+        return Err(match error {
+            Some((_, e)) => MapError::Failed(e),
+            None => MapError::Cancelled,
+        });
     }
     // SAFETY: no failure, so every index 0..n was claimed and its slot written.
     unsafe { output.set_len(n) };

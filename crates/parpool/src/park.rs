@@ -20,7 +20,10 @@
 //!    as a map's last chunk) is counted blocked, and the pool starts or
 //!    wakes a spare thread so `workers` threads keep running the queue (see
 //!    [`crate::worker`]). So waiting for queued work never deadlocks, on any
-//!    pool size, however deep the nesting.
+//!    pool size, however deep the nesting. If no spare can start (the system
+//!    refuses a thread, the initializer panics, or the spare limit is
+//!    reached), the waiter runs queued jobs itself while it waits, within
+//!    the inlining depth: late, rather than never.
 //!
 //! Threads that are not workers of any pool simply block: they hold no
 //! worker, and their work runs on the pool's threads.
@@ -37,6 +40,10 @@ pub(crate) const MAX_INLINE: u32 = 32;
 const STACK_PER_LEVEL: usize = 64 << 10;
 /// How long a worker blocks before it asks for a spare.
 const GRACE: Duration = Duration::from_micros(200);
+/// How soon a blocked worker first checks that a stand-in is still there;
+/// the interval doubles up to `MAX_RECHECK`, so long waits cost no CPU.
+const RECHECK: Duration = Duration::from_millis(10);
+const MAX_RECHECK: Duration = Duration::from_secs(1);
 
 thread_local! {
     static INLINE_DEPTH: Cell<u32> = const { Cell::new(0) };
@@ -109,12 +116,50 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
     while !w.done() {
         let spent = start.elapsed();
         if spent >= grace {
-            let _blocked = worker::block(&pool);
-            return block_loop(w, deadline);
+            let blocked = worker::block(&pool);
+            return blocked_loop(w, deadline, &pool, blocked);
         }
         w.block(Some(grace - spent));
     }
     true
+}
+
+/// A worker's wait once it counts as blocked. Now and then it checks that
+/// the pool still has `workers` unblocked threads (a backstop: a stand-in
+/// may have left, or failed to start). Without one (the system refuses a
+/// thread, the initializer panics, or the spare limit is reached) it runs
+/// queued jobs here while it waits, within the inlining depth, so the
+/// awaited work still gets a thread: late, rather than never. Only then may
+/// a job run here make a timed wait late.
+fn blocked_loop(
+    w: &impl Waitable,
+    deadline: Deadline,
+    pool: &Arc<Registry>,
+    mut blocked: worker::Blocked<'_>,
+) -> bool {
+    let mut recheck = RECHECK;
+    loop {
+        if w.done() {
+            return true;
+        }
+        if deadline.has_passed() {
+            return false;
+        }
+        if !blocked.compensated && may_inline(pool) {
+            if let Some(job) = pool.pop() {
+                INLINE_DEPTH.with(|d| d.set(d.get() + 1));
+                let _depth = DepthGuard;
+                pool.run_job(job);
+                continue;
+            }
+        }
+        let left = deadline.remaining();
+        w.block(Some(left.map_or(recheck, |l| l.min(recheck))));
+        if !w.done() {
+            blocked.recheck(pool);
+            recheck = (recheck * 2).min(MAX_RECHECK);
+        }
+    }
 }
 
 fn block_loop(w: &impl Waitable, deadline: Deadline) -> bool {

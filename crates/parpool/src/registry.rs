@@ -272,9 +272,14 @@ impl Registry {
         self.sleep.notify_all();
     }
 
+    /// Terminates and drains, once: a later call (for instance from a
+    /// `Drop` that panics during the drain, under `PanicPolicy::Terminate`)
+    /// finds the state already moved and does not drain again, so drains
+    /// never nest. Jobs pushed afterwards are drained by their submitters.
     pub(crate) fn terminate(&self) {
-        self.lifecycle.terminate();
-        self.drain();
+        if self.lifecycle.terminate() {
+            self.drain();
+        }
         self.sleep.notify_all();
     }
 

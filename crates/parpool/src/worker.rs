@@ -32,7 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// The most spare threads a pool starts on top of its workers.
-const MAX_SPARES: usize = 4096;
+const MAX_SPARES: usize = 1 << 15;
 /// How long a surplus thread waits in reserve before it exits.
 const LINGER: Duration = Duration::from_millis(500);
 
@@ -156,7 +156,10 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
             continue;
         }
         if registry.may_exit() {
-            return false;
+            if leave(registry) {
+                return true;
+            }
+            continue;
         }
         if is_surplus(registry) {
             if rest_in_reserve(registry) {
@@ -168,6 +171,23 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
             .sleep
             .idle(|| registry.has_queued() || registry.may_exit());
     }
+}
+
+/// A worker that may exit uncounts itself, unless that leaves queued work
+/// without enough unblocked threads: a worker of a closed pool may have
+/// queued a job and blocked on it after this thread's exit decision. The
+/// census's read-modify-writes order the two: either the blocker's count
+/// comes first, and this thread sees it (and the job, pushed before it) and
+/// stays; or this thread's uncounting comes first, and the blocker sees one
+/// thread fewer and starts a spare. Returns whether the thread left.
+fn leave(registry: &Registry) -> bool {
+    let census = &registry.census;
+    let word = census.word.fetch_sub(LIVE, Ordering::SeqCst) - LIVE;
+    if active(word) < registry.workers() && registry.has_queued() && !registry.is_terminated() {
+        census.word.fetch_add(LIVE, Ordering::SeqCst);
+        return false;
+    }
+    true
 }
 
 fn is_surplus(registry: &Registry) -> bool {
@@ -218,31 +238,55 @@ fn replace_current(registry: &Arc<Registry>) -> bool {
 }
 
 /// A worker blocked in a wait; unblocks when dropped.
-pub(crate) struct Blocked<'a>(&'a Registry);
+pub(crate) struct Blocked<'a> {
+    registry: &'a Registry,
+    /// Whether `workers` unblocked threads are there to run the queue. If
+    /// not (a spare could not start: the system refused a thread, the
+    /// initializer panicked, or `MAX_SPARES` was reached), the waiter must
+    /// run queued jobs itself (see `park.rs`).
+    pub(crate) compensated: bool,
+}
 
 /// Marks the current worker of `registry` as blocked, and makes sure
 /// `workers` threads are left to run the queue: wakes threads resting in
-/// reserve, or starts a spare.
+/// reserve, or starts a spare and waits until it is up.
 pub(crate) fn block(registry: &Arc<Registry>) -> Blocked<'_> {
     let census = &registry.census;
     let word = census.word.fetch_add(BLOCKED, Ordering::SeqCst) + BLOCKED;
     if census.reserve.load(Ordering::SeqCst) > 0 {
         registry.sleep.notify_all();
     }
-    if active(word) < registry.workers()
-        && !registry.is_terminated()
-        && live(word) < registry.workers() + MAX_SPARES
-    {
-        // A spare that cannot start leaves the pool short, not stuck for
-        // good: the waiter still wakes when its work is done elsewhere.
-        let _ = spawn(registry);
+    let mut blocked = Blocked {
+        registry,
+        compensated: true,
+    };
+    blocked.compensate(registry, word);
+    blocked
+}
+
+impl Blocked<'_> {
+    /// Checks again that enough unblocked threads are left (a backstop,
+    /// called periodically while the wait lasts), starting a spare if not.
+    pub(crate) fn recheck(&mut self, registry: &Arc<Registry>) {
+        let word = registry.census.word.load(Ordering::SeqCst);
+        self.compensate(registry, word);
     }
-    Blocked(registry)
+
+    fn compensate(&mut self, registry: &Arc<Registry>, word: u64) {
+        self.compensated = true;
+        if active(word) < registry.workers() && !registry.is_terminated() {
+            self.compensated = live(word) < registry.workers() + MAX_SPARES
+                && spawn(registry).is_ok_and(|ready| matches!(ready.recv(), Ok(Ok(()))));
+        }
+    }
 }
 
 impl Drop for Blocked<'_> {
     fn drop(&mut self) {
-        self.0.census.word.fetch_sub(BLOCKED, Ordering::SeqCst);
+        self.registry
+            .census
+            .word
+            .fetch_sub(BLOCKED, Ordering::SeqCst);
     }
 }
 

@@ -12,9 +12,9 @@ mod child;
 mod common;
 
 use child::{assert_pool_healthy, catch, DropBomb, Item, Tracker};
-use parpool::{TaskError, ThreadPool};
+use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 fn one_worker() -> Arc<ThreadPool> {
@@ -680,4 +680,175 @@ fn result_drop_panics_when_a_failed_map_drops_it() {
         assert_pool_healthy(&pool, "after a failed try_map dropped panicking results");
         assert_eq!(T.live(), 0, "results leaked");
     });
+}
+
+/// Review finding: under `PanicPolicy::Terminate`, each panicking closure
+/// `Drop` met during terminate's drain called terminate again, which
+/// drained again: one nested drain per job, until the stack overflowed.
+#[test]
+fn terminate_drain_over_many_panicking_drops_does_not_nest() {
+    child::run(
+        "terminate_drain_over_many_panicking_drops_does_not_nest",
+        60,
+        || {
+            let pool = ThreadPool::builder()
+                .workers(1)
+                .on_panic(PanicPolicy::Terminate)
+                .build()
+                .unwrap();
+            let (release, blocked) = mpsc::channel::<()>();
+            let blocker = pool.apply_async(move || blocked.recv().is_ok());
+            let handles: Vec<_> = (0..100_000)
+                .map(|_| {
+                    let bomb = DropBomb("EXPECTED closure drop");
+                    pool.apply_async(move || {
+                        let _b = &bomb;
+                        1
+                    })
+                })
+                .collect();
+            pool.terminate();
+            release.send(()).unwrap();
+            assert!(handles
+                .into_iter()
+                .all(|h| h.get() == Err(TaskError::Cancelled)));
+            let _ = blocker.get();
+            pool.join();
+            assert_eq!(pool.stats().queued, 0);
+        },
+    );
+}
+
+/// Review finding: `try_map` where one item returns `Err(E)` and another
+/// panics re-raised the panic while still holding `E`; `E`'s panicking
+/// `Drop` then ran during the unwinding and aborted the process.
+#[test]
+fn try_map_error_dropped_before_a_panic_is_reraised() {
+    child::run(
+        "try_map_error_dropped_before_a_panic_is_reraised",
+        30,
+        || {
+            struct E;
+            impl Drop for E {
+                fn drop(&mut self) {
+                    panic!("EXPECTED: E dropped");
+                }
+            }
+            let pool = one_worker();
+            let r = catch(|| {
+                let _ = pool.chunked(1).try_map(
+                    |&i: &u32| -> Result<u32, E> {
+                        if i == 0 {
+                            std::thread::sleep(Duration::from_millis(50));
+                            panic!("EXPECTED: item 0");
+                        }
+                        Err(E)
+                    },
+                    &[0u32, 1],
+                );
+            });
+            assert!(r.unwrap_err().contains("item 0"));
+            assert_pool_healthy(&pool, "after try_map with a panicking error drop");
+        },
+    );
+}
+
+/// Review finding: a callback that drops its own handle (the "remove me
+/// from the pending set" pattern) deadlocked on the slot's lock; one that
+/// waits for its own result now panics (contained) instead of hanging.
+#[test]
+fn callbacks_may_drop_their_own_handle_and_never_wait_on_it_forever() {
+    child::run(
+        "callbacks_may_drop_their_own_handle_and_never_wait_on_it_forever",
+        30,
+        || {
+            let pool = one_worker();
+            let pending: Arc<Mutex<Vec<parpool::AsyncResult<u32>>>> = Arc::default();
+            let (tx, rx) = mpsc::channel();
+            for i in 0..20u32 {
+                let pending2 = Arc::clone(&pending);
+                let tx = tx.clone();
+                let h = pool.apply_async(move || i).on_success(move |v| {
+                    pending2.lock().unwrap().retain(|h| !h.ready());
+                    tx.send(*v).unwrap();
+                });
+                pending.lock().unwrap().push(h);
+            }
+            let mut got: Vec<u32> = (0..20)
+                .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+                .collect();
+            got.sort();
+            assert_eq!(got, (0..20).collect::<Vec<_>>());
+            // A callback that waits for its own task: a clear panic, contained.
+            let slot: Arc<Mutex<Option<parpool::AsyncResult<u32>>>> = Arc::default();
+            let (tx, rx) = mpsc::channel();
+            let (go, wait_go) = mpsc::channel::<()>();
+            let s2 = Arc::clone(&slot);
+            let h = pool
+                .apply_async(move || {
+                    wait_go.recv().unwrap();
+                    5
+                })
+                .on_success(move |_| {
+                    let own = s2.lock().unwrap().take().unwrap();
+                    tx.send(catch(move || own.get())).unwrap();
+                });
+            *slot.lock().unwrap() = Some(h);
+            go.send(()).unwrap();
+            let r = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the callback returned");
+            assert!(r.unwrap_err().contains("its own task"));
+            assert_pool_healthy(&pool, "after callbacks that drop or wait on their handle");
+        },
+    );
+}
+
+/// Review finding: a panicking waker on the imap `Stream` counted as a task
+/// panic and met the pool's policy (under `Abort`, the process aborted).
+#[test]
+fn a_panicking_stream_waker_is_contained_and_not_a_task_panic() {
+    child::run(
+        "a_panicking_stream_waker_is_contained_and_not_a_task_panic",
+        30,
+        || {
+            use futures::Stream;
+            use std::task::{Context, Poll, Wake, Waker};
+            struct Bad;
+            impl Wake for Bad {
+                fn wake(self: Arc<Self>) {
+                    panic!("EXPECTED: waker");
+                }
+            }
+            let pool = ThreadPool::builder()
+                .workers(1)
+                .on_panic(PanicPolicy::Abort)
+                .build()
+                .unwrap();
+            let mut it = pool.imap(
+                |x: u32| {
+                    std::thread::sleep(Duration::from_millis(5));
+                    x
+                },
+                0..3u32,
+            );
+            let waker = Waker::from(Arc::new(Bad));
+            let mut cx = Context::from_waker(&waker);
+            let mut got = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match std::pin::Pin::new(&mut it).poll_next(&mut cx) {
+                    Poll::Ready(Some(x)) => got.push(x),
+                    Poll::Ready(None) => break,
+                    Poll::Pending => {
+                        assert!(std::time::Instant::now() < deadline, "stream stalled");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            assert_eq!(got, [0, 1, 2]);
+            assert_eq!(pool.stats().panicked, 0);
+            assert!(pool.is_running());
+        },
+    );
 }

@@ -355,3 +355,105 @@ fn waiting_in_a_task_for_a_task_queued_later_by_the_caller() {
         }
     });
 }
+
+/// Review finding: an imap whose input iterator does a nested wait that
+/// cannot be inlined (a nested imap) hung: a spare popped the next credit
+/// and blocked on the input's lock, uncounted. Readers now wait for the
+/// input through the pool's waiting loop.
+#[test]
+fn imap_input_iterator_running_a_nested_imap_on_the_same_pool() {
+    for workers in [1, 2, 3] {
+        guard(60, move || {
+            let pool = Arc::new(ThreadPool::with_workers(workers));
+            let p = Arc::clone(&pool);
+            let total: u64 = pool.scope(|s| {
+                s.imap(
+                    |x: u64| x * 2,
+                    (0..40u64).map(|i| i + p.imap(|x: u64| x + 1, 0..1u64).next().unwrap()),
+                )
+                .sum()
+            });
+            assert_eq!(total, (0..40u64).map(|i| (i + 1) * 2).sum::<u64>());
+        });
+    }
+}
+
+/// Review finding: a closed pool's own worker queues a job and waits for it
+/// (a wait that cannot inline); another worker had already decided to exit
+/// and still counted as live, so no spare was started and the job stranded.
+#[test]
+fn a_closed_pools_worker_waiting_for_its_own_submission_never_strands_it() {
+    for max_tasks in [0usize, 1, 2] {
+        guard(60, move || {
+            let mut b = ThreadPool::builder().workers(1);
+            if max_tasks > 0 {
+                b = b.max_tasks_per_worker(max_tasks);
+            }
+            let pool = Arc::new(b.build().unwrap());
+            let p = Arc::clone(&pool);
+            let h = pool.apply_async(move || {
+                let mut sum = 0u64;
+                for _ in 0..2000 {
+                    let h = parpool::as_completed(vec![p.apply_async(|| 1u64)])
+                        .next()
+                        .unwrap();
+                    sum += h.get().unwrap();
+                }
+                sum
+            });
+            pool.close();
+            assert_eq!(h.get(), Ok(2000));
+        });
+    }
+}
+
+/// Review finding: a spare whose initializer panics left its blocked worker
+/// without a stand-in, forever. The waiter now runs queued work itself.
+#[test]
+fn a_spare_that_cannot_start_does_not_strand_the_waiter() {
+    guard(60, || {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        common::quiet_panics();
+        let pool = Arc::new(
+            ThreadPool::builder()
+                .workers(1)
+                .initializer(|| {
+                    if STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1 {
+                        panic!("EXPECTED: no more threads");
+                    }
+                })
+                .build()
+                .unwrap(),
+        );
+        let p = Arc::clone(&pool);
+        let sum = pool
+            .apply_async(move || p.scope(|s| s.imap(|x: u32| x + 1, 0..4u32).sum::<u32>()))
+            .get();
+        assert_eq!(sum, Ok(10));
+    });
+}
+
+/// Review finding: a chain of 4200 nested timed waits (timed waits never
+/// inline, so every level blocks a thread) outgrew the spare limit and hung.
+#[test]
+fn a_deep_chain_of_timed_waits_completes() {
+    child::run("a_deep_chain_of_timed_waits_completes", 120, || {
+        fn chain(pool: Arc<ThreadPool>, depth: usize) -> usize {
+            if depth == 0 {
+                return 0;
+            }
+            let p = Arc::clone(&pool);
+            let mut h = pool.apply_async(move || chain(p, depth - 1));
+            h.get_timeout(Duration::from_secs(3600)).unwrap() + 1
+        }
+        let pool = Arc::new(
+            ThreadPool::builder()
+                .workers(1)
+                .stack_size(128 << 10)
+                .build()
+                .unwrap(),
+        );
+        let p = Arc::clone(&pool);
+        assert_eq!(pool.apply_async(move || chain(p, 4200)).get(), Ok(4200));
+    });
+}
