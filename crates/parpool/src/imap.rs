@@ -94,8 +94,9 @@ enum Report<R> {
 struct Delivery<R> {
     /// The size of the credit, released when the chunk is handed out.
     credit: usize,
-    /// The input had no more items after this credit read.
-    input_done: bool,
+    /// The input had no more items after this credit read; then how many
+    /// chunks it made in all (sequence numbers `0..total`).
+    total: Option<u64>,
     report: Report<R>,
 }
 
@@ -290,11 +291,11 @@ struct PullJob<I: Iterator, F, R> {
 }
 
 impl<I: Iterator, F, R> PullJob<I, F, R> {
-    fn deliver(&mut self, input_done: bool, report: Report<R>) {
+    fn deliver(&mut self, total: Option<u64>, report: Report<R>) {
         self.delivered = true;
         self.shared.deliver(Delivery {
             credit: self.credit,
-            input_done,
+            total,
             report,
         });
     }
@@ -315,12 +316,13 @@ where
         let source = Arc::clone(&self.source);
         let mut items = source.spare.take(self.credit);
         let mut finished_iter = None;
-        let (seq, input_done, mut input_panic) = {
+        let (seq, total, mut input_panic) = {
             let _reading = source.reader.acquire();
             let mut input = lock(&source.input);
             let Some(iter) = input.iter.as_mut() else {
+                let total = input.next_seq;
                 drop(input);
-                self.deliver(true, Report::Exhausted);
+                self.deliver(Some(total), Report::Exhausted);
                 return;
             };
             let credit = self.credit;
@@ -342,13 +344,13 @@ where
             if !items.is_empty() || input_panic.is_some() {
                 input.next_seq += 1;
             }
-            (seq, input_done, input_panic)
+            (seq, input_done.then_some(input.next_seq), input_panic)
         };
         if let Some(p) = panic::drop_contained(finished_iter) {
             input_panic.get_or_insert(p);
         }
         if items.is_empty() && input_panic.is_none() {
-            self.deliver(true, Report::Exhausted);
+            self.deliver(total, Report::Exhausted);
             return;
         }
         let counters = registry.counters();
@@ -405,7 +407,7 @@ where
             (End::Complete, Some(p)) => End::InputPanicked(p),
             (end, _) => end,
         };
-        self.deliver(input_done, Report::Chunk { seq, results, end });
+        self.deliver(total, Report::Chunk { seq, results, end });
     }
 
     fn items(&self) -> usize {
@@ -416,7 +418,7 @@ where
 impl<I: Iterator, F, R> Drop for PullJob<I, F, R> {
     fn drop(&mut self) {
         if !self.delivered {
-            self.deliver(false, Report::Returned);
+            self.deliver(None, Report::Returned);
         }
     }
 }
@@ -554,6 +556,10 @@ struct Core<'a, R> {
     /// Credits issued that have not reported.
     credits_out: usize,
     input_done: bool,
+    /// How many chunks the input made in all, once a credit found its end.
+    chunks_total: Option<u64>,
+    /// Chunks handed to the consumer so far.
+    chunks_handed: u64,
     returned: bool,
     /// Unordered: an input panic waits until every earlier chunk is out.
     input_panic: Option<Payload>,
@@ -644,6 +650,8 @@ where
         read_ahead: 0,
         credits_out: 0,
         input_done: false,
+        chunks_total: None,
+        chunks_handed: 0,
         returned: false,
         input_panic: None,
         finished: false,
@@ -738,7 +746,10 @@ impl<R> Core<'_, R> {
         let mut q = lock(&self.shared.queue);
         for d in q.arrived.drain(..) {
             self.credits_out -= 1;
-            self.input_done |= d.input_done;
+            if let Some(total) = d.total {
+                self.input_done = true;
+                self.chunks_total = Some(total);
+            }
             match d.report {
                 Report::Chunk { seq, results, end } => {
                     if self.ordered {
@@ -764,6 +775,7 @@ impl<R> Core<'_, R> {
         match self.next_ready() {
             Some((results, end)) => {
                 self.handed += results.len();
+                self.chunks_handed += 1;
                 let emptied = self.current.replace(results);
                 self.shared.spare.give(emptied);
                 self.current_end = Some(end);
@@ -877,12 +889,15 @@ impl<R> Core<'_, R> {
             if self.take_next_ready() {
                 continue;
             }
-            if self.credits_out == 0 {
+            // Every chunk the input made was handed out: credits still out
+            // can only report that the input is exhausted.
+            let all_handed = self.chunks_total == Some(self.chunks_handed);
+            if self.credits_out == 0 || all_handed {
                 self.finish();
                 if let Some(p) = self.input_panic.take() {
                     return Err(Stop::Panic(p));
                 }
-                return if self.input_done && !self.returned {
+                return if all_handed || (self.input_done && !self.returned) {
                     Ok(None)
                 } else {
                     Err(Stop::Cancelled)
