@@ -606,10 +606,20 @@ impl Chunked<'_> {
         R: Send,
     {
         let registry = &self.pool.registry;
-        match map::run_map_infallible(registry, inputs.into_source(), self.chunksize, &f, false) {
+        let results = match map::run_map_infallible(
+            registry,
+            inputs.into_source(),
+            self.chunksize,
+            &f,
+            false,
+        ) {
             Ok(v) => v,
             Err(map::Cancelled) => unreachable!("a blocking map finishes after terminate"),
-        }
+        };
+        // `f` goes while the results are a local: if its `Drop` panicked as
+        // the function ended, the returned value would leak (rust#47949).
+        drop(f);
+        results
     }
 
     /// [`ThreadPool::try_map`] with this chunksize.
@@ -631,11 +641,14 @@ impl Chunked<'_> {
         E: Send,
     {
         let registry = &self.pool.registry;
-        map::run_map(registry, inputs.into_source(), self.chunksize, &f, false).map_err(|e| match e
-        {
-            map::MapError::Failed(e) => e,
-            map::MapError::Cancelled => unreachable!("a blocking map finishes after terminate"),
-        })
+        let results = map::run_map(registry, inputs.into_source(), self.chunksize, &f, false)
+            .map_err(|e| match e {
+                map::MapError::Failed(e) => e,
+                map::MapError::Cancelled => unreachable!("a blocking map finishes after terminate"),
+            });
+        // As in `map`: drop `f` while the results are a local.
+        drop(f);
+        results
     }
 
     /// [`ThreadPool::starmap`] with this chunksize.
@@ -651,7 +664,10 @@ impl Chunked<'_> {
         F: StarFn<<I::Item as Unpack>::Args> + Sync,
         F::Output: Send,
     {
-        self.map(|t: I::Item| f.call(t.unpack()), inputs)
+        let results = self.map(|t: I::Item| f.call(t.unpack()), inputs);
+        // As in `map`: drop `f` while the results are a local.
+        drop(f);
+        results
     }
 
     /// [`ThreadPool::map_async`] with this chunksize.
