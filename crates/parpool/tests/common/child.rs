@@ -123,48 +123,7 @@ pub fn run_limited(
     }
 }
 
-/// Runs `f` on its own thread; fails if it takes longer than `secs`. (Same as
-/// `common::guard`, repeated so this file stands alone.)
-pub fn guard<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let out = f();
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("test timed out after {secs} s (likely a hang)")
-        }
-    }
-}
-
-/// Like [`guard`], but a timeout names `what` was hanging.
-pub fn guard_named<T: Send + 'static>(
-    secs: u64,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let out = f();
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what}: timed out after {secs} s (hang)")
-        }
-    }
-}
+pub use crate::common::{guard, guard_named};
 
 /// Marker that every intentional panic message in these tests contains.
 pub const EXPECTED: &str = "EXPECTED";
@@ -188,16 +147,7 @@ pub fn hide_expected_panics() {
     });
 }
 
-/// A panic payload's message.
-pub fn message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        String::new()
-    }
-}
+pub use crate::common::panic_message as message;
 
 /// Runs `f`, returning `Err(message)` if it panicked.
 pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {

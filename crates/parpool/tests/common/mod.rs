@@ -8,6 +8,15 @@ use std::time::Duration;
 /// `secs` seconds, so a hang fails instead of stalling CI. A panic in `f` is
 /// re-raised with its original payload.
 pub fn guard<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    guard_named(secs, "test", f)
+}
+
+/// Like [`guard`], but a timeout names `what` was hanging.
+pub fn guard_named<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::spawn(move || {
         let out = f();
@@ -20,7 +29,7 @@ pub fn guard<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'stati
             Err(p) => std::panic::resume_unwind(p),
         },
         Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("test timed out after {secs} s (likely a hang)")
+            panic!("{what}: timed out after {secs} s (likely a hang)")
         }
     }
 }
