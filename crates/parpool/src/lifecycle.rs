@@ -69,7 +69,7 @@ impl Lifecycle {
         }
     }
 
-    #[cfg(test)]
+    /// The state, from the word itself (not a mirror).
     pub(crate) fn state(&self) -> State {
         state_of(self.word.load(Ordering::SeqCst))
     }

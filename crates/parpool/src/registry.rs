@@ -153,8 +153,10 @@ impl Registry {
         &self.counters
     }
 
+    /// From the word itself: a submission refused as "closed" is never
+    /// followed by `is_running() == true` (the mirrors lag for a moment).
     pub(crate) fn is_running(&self) -> bool {
-        self.lifecycle.is_open()
+        self.lifecycle.state() == State::Running
     }
 
     #[inline]

@@ -148,8 +148,11 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
             registry.run_job(job);
             ran += 1;
             if max_tasks.is_some_and(|max| ran >= max) {
-                if replace_current(registry) {
-                    return false;
+                // Subtle: a retiring thread leaves through the same check as
+                // any other, since a blocked worker may have counted it as
+                // its stand-in; if the check keeps it, it works on.
+                if replace_current(registry) && leave(registry) {
+                    return true;
                 }
                 ran = 0;
             }
@@ -175,7 +178,9 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
 
 /// A worker that may exit uncounts itself, unless that leaves queued work
 /// without enough unblocked threads: a worker of a closed pool may have
-/// queued a job and blocked on it after this thread's exit decision. The
+/// queued a job and blocked on it after this thread's exit decision, with
+/// this thread counted as its stand-in. Every exit of a thread that ran
+/// jobs goes through here (idle in a closed pool, retiring, surplus). The
 /// census's read-modify-writes order the two: either the blocker's count
 /// comes first, and this thread sees it (and the job, pushed before it) and
 /// stays; or this thread's uncounting comes first, and the blocker sees one
