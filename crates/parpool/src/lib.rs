@@ -80,6 +80,8 @@ mod builder;
 #[cfg(not(parpool_loom))]
 mod cancel;
 #[cfg(not(parpool_loom))]
+mod chunking;
+#[cfg(not(parpool_loom))]
 mod error;
 mod gate;
 #[cfg(not(parpool_loom))]

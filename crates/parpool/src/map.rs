@@ -5,7 +5,7 @@
 //! slot of the output `Vec`: no channel message, no lock and no allocation
 //! per item. With automatic chunking the claims are *guided*: each takes a
 //! fraction of what remains, so early chunks are large (little overhead) and
-//! late ones small (good balance).
+//! late ones small (good balance); the sizes are `chunking.rs`'s.
 //!
 //! Invariants:
 //! - Every input index is claimed once; the output slot `i` is written at
@@ -31,6 +31,7 @@
 //!   (a cancelled or terminated `map_async`).
 
 use crate::cancel::{self, CancelFlag};
+use crate::chunking::next_claim;
 use crate::gate::Gate;
 use crate::inputs::source::Source;
 use crate::job::Job;
@@ -42,34 +43,6 @@ use std::ops::Range;
 use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// Automatic chunking: each claim takes `remaining / (GUIDED_FACTOR * threads)`.
-const GUIDED_FACTOR: usize = 4;
-
-/// The size of the next automatic claim when `remaining` items are left for
-/// `threads` threads: a fraction of what remains, never 0.
-fn guided_size(remaining: usize, threads: usize) -> usize {
-    (remaining / GUIDED_FACTOR.saturating_mul(threads.max(1))).clamp(1, remaining.max(1))
-}
-
-/// The next claim from `cursor` of `n` items: `cursor..cursor + size`, never
-/// past `n` (so the cursor never wraps, whatever the chunk size).
-fn next_claim(
-    cursor: usize,
-    n: usize,
-    fixed: Option<usize>,
-    threads: usize,
-) -> Option<Range<usize>> {
-    if cursor >= n {
-        return None;
-    }
-    let remaining = n - cursor;
-    let size = match fixed {
-        Some(chunk) => chunk.clamp(1, remaining),
-        None => guided_size(remaining, threads),
-    };
-    Some(cursor..cursor + size)
-}
 
 /// Why a map stopped without its results.
 pub(crate) enum MapError<E> {
@@ -564,55 +537,4 @@ where
     // SAFETY: no failure, so every index 0..n was claimed and its slot written.
     unsafe { output.set_len(n) };
     Ok(output)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::guided_size;
-
-    /// Claims `n` items the way the cursor does, one thread after another.
-    fn claims(n: usize, threads: usize) -> Vec<usize> {
-        let mut cur = 0;
-        let mut sizes = Vec::new();
-        while cur < n {
-            let size = guided_size(n - cur, threads);
-            sizes.push(size);
-            cur += size;
-        }
-        sizes
-    }
-
-    #[test]
-    fn guided_claims_cover_every_item_exactly_once() {
-        for n in [1, 2, 3, 7, 8, 9, 100, 1_000, 99_991, 1_000_000] {
-            for threads in [1, 2, 3, 8] {
-                let sizes = claims(n, threads);
-                assert_eq!(sizes.iter().sum::<usize>(), n, "n={n} threads={threads}");
-                assert!(sizes.iter().all(|&s| s >= 1));
-                // Sizes never grow: large chunks first, small ones for balance.
-                assert!(
-                    sizes.windows(2).all(|w| w[0] >= w[1]),
-                    "n={n} threads={threads}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn guided_claims_stay_few_and_balanced() {
-        // One claim is at most a quarter of a thread's fair share...
-        assert_eq!(guided_size(1_000_000, 2), 125_000);
-        // ...so no thread can hold much more than its share at the end,
-        assert_eq!(claims(1_000_000, 2).last(), Some(&1));
-        // ...and the number of claims grows only logarithmically.
-        assert!(
-            claims(1_000_000, 2).len() < 200,
-            "{}",
-            claims(1_000_000, 2).len()
-        );
-        // Edge cases: nothing left, one thread, zero threads (treated as one).
-        assert_eq!(guided_size(1, 8), 1);
-        assert_eq!(guided_size(0, 2), 1);
-        assert_eq!(guided_size(10, 0), 2);
-    }
 }

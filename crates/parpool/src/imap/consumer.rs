@@ -1,0 +1,502 @@
+//! The consumer: the side of an imap that the iterator or stream's owner
+//! drives, shared by [`Imap`](super::Imap) and
+//! [`ImapUnordered`](super::ImapUnordered).
+//!
+//! It issues credits while the read-ahead allows, takes in what they report,
+//! hands out the chunks its [`Window`] lets go, and waits (blocking, or by
+//! registering a waker) when nothing is ready. Where it is in its life is one
+//! [`Stage`].
+//!
+//! Invariants:
+//! - Items count against the buffer from the moment a credit is issued until
+//!   their chunk is handed to the consumer, including while they wait in the
+//!   ordering window (`read_ahead`); the credits not yet reported are counted
+//!   (`credits_out`), so the consumer never waits for one that will not
+//!   report.
+//! - The consumer yields every result before a task's panic, and a panic of
+//!   the input iterator only after every result of the items before it.
+//! - Once finished, it yields nothing more, and the cancellation flag is set
+//!   so credits still out stop.
+
+use super::buffers::Cursor;
+use super::credit::{report_end, End, Report, Shared, Want};
+use super::window::Window;
+use crate::chunking::{
+    adapt_chunk, BUFFER_CHUNKS_PER_WORKER, MAX_CHUNK, MAX_CREDITS_PER_WORKER, MAX_READ_AHEAD,
+};
+use crate::error::TaskError;
+use crate::job::Job;
+use crate::panic::{self, Payload};
+use crate::park::{self, Deadline, Waitable};
+use crate::spawn::Queue;
+use crate::sync::lock;
+use std::fmt;
+use std::panic::resume_unwind;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// How many times a waiting consumer checks for news before it sleeps.
+const SPIN_CHECKS: u32 = 200;
+
+/// Why the consumer stopped without an item.
+enum Stop {
+    Timeout,
+    Pending,
+    Cancelled,
+    Panic(Payload),
+}
+
+enum Mode<'w> {
+    Block(Deadline),
+    Poll(&'w Waker),
+}
+
+/// Makes a credit of the given size.
+pub(super) type MakeJob<'a> = Box<dyn Fn(usize) -> Box<dyn Job + 'a> + Send + 'a>;
+/// Drops the unread rest of the input.
+pub(super) type ReleaseInput<'a> = Box<dyn Fn() + Send + 'a>;
+
+/// Where the consumer is in its life.
+///
+/// Transitions:
+/// - `NotStarted` → `Reading`: the first `top_up` (the first `next()`,
+///   `next_timeout` or poll). Only before it may `chunksize` and `buffer` be
+///   set.
+/// - `Reading` → `InputDone`: a credit found the end of the input (it
+///   reported "exhausted", or a chunk that knows how many chunks the input
+///   made).
+/// - `Reading` or `InputDone` → `Returned`: a credit came back unrun, or
+///   `top_up` found the pool terminated. A credit that finds the end of the
+///   input later leaves `Returned` as it is: once a credit was returned, the
+///   stream can only end early (cancelled) unless every chunk the input made
+///   was handed out, whether or not the end was found.
+/// - `Reading`, `InputDone` or `Returned` → `Finished`: `finish`, when the
+///   stream ends (at the end, on a panic, on cancellation). It stays there.
+///
+/// Credits are issued only in `Reading`. Reports arrive only after the first
+/// credit was issued, so never in `NotStarted`; and none are taken in after
+/// `Finished`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stage {
+    /// Nothing was read; the settings may still change.
+    NotStarted,
+    /// Credits may be issued.
+    Reading,
+    /// The input's end was found: no more credits; the stream ends cleanly
+    /// once the chunks out are handed out.
+    InputDone,
+    /// A credit came back unrun (the pool was terminated): no more credits;
+    /// the stream ends as cancelled unless every chunk was handed out.
+    Returned,
+    /// The stream ended: nothing more is yielded.
+    Finished,
+}
+
+impl Stage {
+    /// A credit found the end of the input.
+    fn input_done(self) -> Stage {
+        match self {
+            Stage::Reading => Stage::InputDone,
+            other => other,
+        }
+    }
+
+    /// A credit came back unrun.
+    fn returned(self) -> Stage {
+        match self {
+            Stage::Reading | Stage::InputDone => Stage::Returned,
+            other => other,
+        }
+    }
+}
+
+/// The consumer side shared by [`Imap`](super::Imap) and
+/// [`ImapUnordered`](super::ImapUnordered).
+pub(super) struct Core<'a, R> {
+    shared: Arc<Shared<R>>,
+    make_job: MakeJob<'a>,
+    /// Drops the unread rest of the input (contained), when the stream ends
+    /// early: before a panic is re-raised, so no user `Drop` runs during the
+    /// unwinding (a panic there would abort the process).
+    release_input: ReleaseInput<'a>,
+    queue: Queue<'a>,
+    workers: usize,
+    chunksize: Option<usize>,
+    buffer: Option<usize>,
+    stage: Stage,
+    chunk: usize,
+    window: Window<R>,
+    current: Cursor<R>,
+    current_end: Option<End>,
+    /// Items of credits issued whose chunk was not yet handed out.
+    read_ahead: usize,
+    /// Credits issued that have not reported.
+    credits_out: usize,
+    /// Unordered: an input panic waits until every earlier chunk is out.
+    input_panic: Option<Payload>,
+    /// The input's size hint when the iterator was made.
+    input_hint: (usize, Option<usize>),
+    /// Results moved into `current` so far.
+    handed: usize,
+}
+
+impl<'a, R> Core<'a, R> {
+    pub(super) fn new(
+        shared: Arc<Shared<R>>,
+        make_job: MakeJob<'a>,
+        release_input: ReleaseInput<'a>,
+        queue: Queue<'a>,
+        ordered: bool,
+        workers: usize,
+        input_hint: (usize, Option<usize>),
+    ) -> Self {
+        Core {
+            shared,
+            make_job,
+            release_input,
+            queue,
+            workers,
+            chunksize: None,
+            buffer: None,
+            stage: Stage::NotStarted,
+            chunk: 1,
+            window: Window::new(ordered),
+            current: Cursor::default(),
+            current_end: None,
+            read_ahead: 0,
+            credits_out: 0,
+            input_panic: None,
+            input_hint,
+            handed: 0,
+        }
+    }
+}
+
+impl<R> Core<'_, R> {
+    pub(super) fn set_chunksize(&mut self, n: usize) {
+        assert!(
+            self.stage == Stage::NotStarted,
+            "parpool: chunksize() must be called before the first next()"
+        );
+        assert!(n > 0, "parpool: chunksize must be at least 1");
+        self.chunksize = Some(n);
+    }
+
+    pub(super) fn set_buffer(&mut self, n: usize) {
+        assert!(
+            self.stage == Stage::NotStarted,
+            "parpool: buffer() must be called before the first next()"
+        );
+        assert!(n > 0, "parpool: buffer must be at least 1");
+        self.buffer = Some(n);
+    }
+
+    fn next_chunk_size(&mut self) -> usize {
+        if let Some(c) = self.chunksize {
+            return c.min(MAX_CHUNK);
+        }
+        let est = self.shared.ns_per_item.load(Ordering::Relaxed);
+        self.chunk = adapt_chunk(self.chunk, est, self.buffer, self.workers);
+        self.chunk
+    }
+
+    /// Issues credits while the read-ahead allows: at most the buffer (by
+    /// default `BUFFER_CHUNKS_PER_WORKER` chunks per worker), and never more
+    /// than `MAX_READ_AHEAD` items, whatever the settings. A credit is never
+    /// larger than the read-ahead limit, and at most
+    /// `MAX_CREDITS_PER_WORKER` credits per worker are out at once.
+    fn top_up(&mut self) {
+        if self.stage == Stage::NotStarted {
+            self.stage = Stage::Reading;
+        }
+        let registry = Arc::clone(&self.shared.registry);
+        while self.stage == Stage::Reading {
+            let chunk = self.next_chunk_size();
+            let limit = self
+                .buffer
+                .unwrap_or_else(|| {
+                    BUFFER_CHUNKS_PER_WORKER
+                        .saturating_mul(self.workers)
+                        .saturating_mul(chunk)
+                })
+                .min(MAX_READ_AHEAD);
+            let chunk = chunk.min(limit);
+            if self.read_ahead > 0 && self.read_ahead + chunk > limit {
+                break;
+            }
+            if self.credits_out >= MAX_CREDITS_PER_WORKER.saturating_mul(self.workers) {
+                break;
+            }
+            if registry.is_terminated() {
+                self.stage = self.stage.returned();
+                break;
+            }
+            let job = (self.make_job)(chunk);
+            self.read_ahead += chunk;
+            self.credits_out += 1;
+            if let Err(job) = self.queue.submit(job) {
+                // The pool refused (closed, or terminated just now): the
+                // credit runs here, and reports like any other.
+                job.run(&registry);
+                self.absorb();
+            }
+        }
+    }
+
+    /// Takes in what the credits reported.
+    fn absorb(&mut self) {
+        let mut q = lock(&self.shared.queue);
+        for d in q.arrived.drain(..) {
+            self.credits_out -= 1;
+            if let Some(total) = d.total {
+                self.stage = self.stage.input_done();
+                self.window.set_total(total);
+            }
+            match d.report {
+                Report::Chunk { seq, results, end } => {
+                    self.window.insert(seq, (d.credit, results, end));
+                }
+                Report::Exhausted => {
+                    self.stage = self.stage.input_done();
+                    self.read_ahead -= d.credit;
+                }
+                Report::Returned => {
+                    self.stage = self.stage.returned();
+                    self.read_ahead -= d.credit;
+                }
+            }
+        }
+    }
+
+    /// Makes the next ready chunk current; `false` if none is here.
+    fn take_next_ready(&mut self) -> bool {
+        match self.window.next_ready() {
+            Some((credit, results, end)) => {
+                self.read_ahead -= credit;
+                self.handed += results.len();
+                let emptied = self.current.replace(results);
+                self.shared.spare.give(emptied);
+                self.current_end = Some(end);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Blocks until news may have arrived, or the deadline.
+    fn wait_once(&self, deadline: Deadline) -> Result<(), Stop> {
+        let seen = self.shared.arrivals.load(Ordering::Acquire);
+        for _ in 0..SPIN_CHECKS {
+            if self.shared.arrivals.load(Ordering::Acquire) != seen {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        if park::wait(&News { core: self, seen }, deadline) {
+            Ok(())
+        } else {
+            Err(Stop::Timeout)
+        }
+    }
+
+    /// Registers the waker; returns `true` if news is already there.
+    fn register(&self, waker: &Waker) -> bool {
+        let mut q = lock(&self.shared.queue);
+        if self.window.arrived_wanted(&q) {
+            return true;
+        }
+        q.want = self.window.want();
+        match &q.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => q.waker = Some(waker.clone()),
+        }
+        false
+    }
+
+    fn finish(&mut self) {
+        self.stage = Stage::Finished;
+        self.shared.cancelled.store(true, Ordering::Relaxed);
+        (self.release_input)();
+    }
+
+    fn advance(&mut self, mode: Mode<'_>) -> Result<Option<R>, Stop> {
+        loop {
+            if let Some(x) = self.current.next() {
+                return Ok(Some(x));
+            }
+            match self.current_end.take() {
+                Some(End::Panicked(p)) => {
+                    self.finish();
+                    return Err(Stop::Panic(p));
+                }
+                Some(End::Cancelled) => {
+                    self.finish();
+                    return Err(Stop::Cancelled);
+                }
+                Some(End::InputPanicked(p)) => {
+                    if self.window.is_ordered() {
+                        self.finish();
+                        return Err(Stop::Panic(p));
+                    }
+                    self.input_panic = Some(p);
+                }
+                Some(End::Complete) | None => {}
+            }
+            if self.stage == Stage::Finished {
+                return Ok(None);
+            }
+            self.absorb();
+            if self.take_next_ready() {
+                continue;
+            }
+            self.top_up();
+            // Subtle: after `close`, top_up runs credits here and absorbs
+            // them, so what we wait for may already be in the reorder buffer;
+            // the wait below only looks at new arrivals.
+            if self.take_next_ready() {
+                continue;
+            }
+            // Every chunk the input made was handed out: credits still out
+            // can only report that the input is exhausted.
+            let all_handed = self.window.all_handed();
+            if self.credits_out == 0 || all_handed {
+                // Read before `finish`, which forgets how the input ended.
+                let complete = all_handed || self.stage == Stage::InputDone;
+                self.finish();
+                if let Some(p) = self.input_panic.take() {
+                    return Err(Stop::Panic(p));
+                }
+                return if complete {
+                    Ok(None)
+                } else {
+                    Err(Stop::Cancelled)
+                };
+            }
+            match mode {
+                Mode::Block(deadline) => self.wait_once(deadline)?,
+                Mode::Poll(waker) => {
+                    if !self.register(waker) {
+                        return Err(Stop::Pending);
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn next_blocking(&mut self) -> Option<R> {
+        // Fast path: the next result of the chunk being handed out.
+        if let Some(x) = self.current.next() {
+            return Some(x);
+        }
+        self.next_slow()
+    }
+
+    #[inline(never)]
+    fn next_slow(&mut self) -> Option<R> {
+        match self.advance(Mode::Block(Deadline::NEVER)) {
+            Ok(x) => x,
+            Err(stop) => raise(stop),
+        }
+    }
+
+    pub(super) fn next_timeout(&mut self, timeout: Duration) -> Result<Option<R>, TaskError> {
+        self.advance(Mode::Block(Deadline::after(timeout)))
+            .map_err(|stop| match stop {
+                Stop::Timeout | Stop::Pending => TaskError::Timeout,
+                Stop::Cancelled => TaskError::Cancelled,
+                Stop::Panic(p) => TaskError::Panicked(panic::message(p.as_ref())),
+            })
+    }
+
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<R>> {
+        match self.advance(Mode::Poll(cx.waker())) {
+            Ok(x) => Poll::Ready(x),
+            Err(Stop::Pending) => Poll::Pending,
+            Err(stop) => raise(stop),
+        }
+    }
+
+    /// Assumes the stream completes: after a task panic or a cancellation
+    /// it yields fewer items than the input had.
+    pub(super) fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.stage == Stage::Finished {
+            return (self.current.len(), Some(self.current.len()));
+        }
+        let done = self.handed - self.current.len();
+        let (lo, hi) = self.input_hint;
+        (lo.saturating_sub(done), hi.map(|h| h.saturating_sub(done)))
+    }
+
+    /// The `Debug` output of the public iterator named `name`.
+    pub(super) fn fmt_debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("chunksize", &self.chunksize)
+            .field("buffer", &self.buffer)
+            .field("credits_out", &self.credits_out)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Re-raises a task's panic, or reports cancellation as a panic, in the consumer.
+fn raise(stop: Stop) -> ! {
+    match stop {
+        Stop::Panic(p) => resume_unwind(p),
+        _ => panic!(
+            "parpool: imap stopped early: {} (use next_timeout() to get this as an error)",
+            TaskError::Cancelled
+        ),
+    }
+}
+
+/// What a waiting consumer waits for: a delivery after the `seen`-th, or
+/// one it wants already waiting.
+struct News<'c, 'a, R> {
+    core: &'c Core<'a, R>,
+    seen: usize,
+}
+
+impl<R> Waitable for News<'_, '_, R> {
+    /// News arrived since `seen` was read, or a wanted delivery is waiting
+    /// (it may have arrived between the consumer's last look and `seen`).
+    fn done(&self) -> bool {
+        let shared = &self.core.shared;
+        shared.arrivals.load(Ordering::Acquire) != self.seen
+            || self.core.window.arrived_wanted(&lock(&shared.queue))
+    }
+
+    fn block(&self, timeout: Option<Duration>) {
+        let shared = &self.core.shared;
+        let mut q = lock(&shared.queue);
+        if self.core.window.arrived_wanted(&q) {
+            return;
+        }
+        q.want = self.core.window.want();
+        q = crate::sync::wait(&shared.cond, q, timeout);
+        q.want = Want::Nothing;
+    }
+}
+
+impl<R> Drop for Core<'_, R> {
+    fn drop(&mut self) {
+        self.shared.cancelled.store(true, Ordering::Relaxed);
+        let ready = self.window.take_all();
+        for (_, results, end) in ready {
+            // Results nobody will read: dropped one by one, contained.
+            drop(panic::drop_all_contained(results));
+            if let Some(scope) = &self.shared.scope {
+                report_end(scope, end);
+            }
+        }
+        if let Some(scope) = &self.shared.scope {
+            if let Some(end) = self.current_end.take() {
+                report_end(scope, end);
+            }
+            if let Some(p) = self.input_panic.take() {
+                scope.report_panic(p);
+            }
+        }
+    }
+}

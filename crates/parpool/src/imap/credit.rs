@@ -1,0 +1,410 @@
+//! Credits: the worker side of an imap.
+//!
+//! A credit ([`PullJob`]) is a job that, on a worker, takes the right to read
+//! the input ([`ReadToken`]), reads up to its size in items, tags them with
+//! the next sequence number, gives the right back and maps them. It then
+//! delivers one [`Delivery`] to the consumer's [`Mailbox`] in [`Shared`] and
+//! wakes the consumer if that is what it waits for ([`Want`]).
+//!
+//! Invariants:
+//! - Every credit reports exactly once: a chunk (its results, and how it
+//!   ended, [`End`]), or "input exhausted", or "returned" (dropped unrun, from
+//!   its `Drop`). So the consumer counts credits out and never waits for one
+//!   that will not report.
+//! - Sequence numbers are taken under the input lock, in reading order, so
+//!   they are contiguous and follow input order.
+//! - A credit checks the shared cancellation flag before reading and while
+//!   it maps (every item while items are slow, about every 10 µs for tiny
+//!   ones).
+
+use super::buffers::Spare;
+use crate::cancel::{self, CancelFlag};
+use crate::job::Job;
+use crate::panic::{self, Payload};
+use crate::park::{self, Deadline, Waitable};
+use crate::registry::Registry;
+use crate::scope::ScopeState;
+use crate::sync::lock;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+/// How often a running chunk checks for cancellation, in time.
+const CHECK_EVERY_NS: u64 = 10_000;
+/// ... and at most this many items apart.
+const MAX_BLOCK: usize = 1024;
+
+/// How a chunk ended.
+pub(super) enum End {
+    Complete,
+    Panicked(Payload),
+    Cancelled,
+    /// All items ran; then the input iterator panicked.
+    InputPanicked(Payload),
+}
+
+/// What one credit reports.
+pub(super) enum Report<R> {
+    Chunk { seq: u64, results: Vec<R>, end: End },
+    Exhausted,
+    Returned,
+}
+
+pub(super) struct Delivery<R> {
+    /// The size of the credit, released when the chunk is handed out.
+    pub(super) credit: usize,
+    /// The input had no more items after this credit read; then how many
+    /// chunks it made in all (sequence numbers `0..total`).
+    pub(super) total: Option<u64>,
+    pub(super) report: Report<R>,
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub(super) enum Want {
+    Nothing,
+    Seq(u64),
+    Any,
+}
+
+pub(super) struct Mailbox<R> {
+    pub(super) arrived: VecDeque<Delivery<R>>,
+    pub(super) want: Want,
+    pub(super) waker: Option<Waker>,
+}
+
+/// State shared by the consumer and the credits.
+pub(super) struct Shared<R> {
+    pub(super) queue: Mutex<Mailbox<R>>,
+    pub(super) cond: Condvar,
+    /// Deliveries so far; a waiting consumer spins on it before sleeping.
+    pub(super) arrivals: AtomicUsize,
+    pub(super) cancelled: AtomicBool,
+    pub(super) ns_per_item: AtomicU64,
+    pub(super) registry: Arc<Registry>,
+    pub(super) scope: Option<Arc<ScopeState>>,
+    /// Result buffers the consumer emptied, for the credits to reuse.
+    pub(super) spare: Spare<R>,
+}
+
+impl<R> Shared<R> {
+    pub(super) fn new(registry: Arc<Registry>, scope: Option<Arc<ScopeState>>) -> Self {
+        Shared {
+            queue: Mutex::new(Mailbox {
+                arrived: VecDeque::new(),
+                want: Want::Nothing,
+                waker: None,
+            }),
+            cond: Condvar::new(),
+            arrivals: AtomicUsize::new(0),
+            cancelled: AtomicBool::new(false),
+            ns_per_item: AtomicU64::new(0),
+            registry,
+            scope,
+            spare: Spare::new(),
+        }
+    }
+
+    fn deliver(&self, delivery: Delivery<R>) {
+        let mut q = lock(&self.queue);
+        let wake = match (q.want, &delivery.report) {
+            (Want::Nothing, _) => false,
+            (Want::Seq(s), Report::Chunk { seq, .. }) => *seq == s,
+            _ => true,
+        };
+        q.arrived.push_back(delivery);
+        self.arrivals.fetch_add(1, Ordering::Release);
+        let waker = if wake {
+            q.want = Want::Nothing;
+            self.cond.notify_one();
+            crate::sleep::handed_off();
+            q.waker.take()
+        } else {
+            None
+        };
+        drop(q);
+        if let Some(w) = waker {
+            // An executor's waker is foreign code: contained, and not a task
+            // panic (no count, no policy).
+            drop(panic::contain(|| w.wake()));
+        }
+    }
+
+    #[inline]
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.registry.is_terminated_relaxed()
+    }
+}
+
+impl<R: Send> CancelFlag for Shared<R> {
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+impl<R> Drop for Shared<R> {
+    fn drop(&mut self) {
+        // Outcomes nobody will read: in a scope, their panics re-raise there.
+        // Results are dropped one by one, contained: this may run on a worker.
+        let q = self.queue.get_mut().unwrap_or_else(|e| e.into_inner());
+        for d in q.arrived.drain(..) {
+            if let Report::Chunk { end, results, .. } = d.report {
+                panic::drop_all_contained(results);
+                if let Some(scope) = &self.scope {
+                    report_end(scope, end);
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn report_end(scope: &ScopeState, end: End) {
+    if let End::Panicked(p) | End::InputPanicked(p) = end {
+        scope.report_panic(p);
+    }
+}
+
+/// The input iterator and the next sequence number, under one lock.
+struct Input<I> {
+    iter: Option<I>,
+    next_seq: u64,
+}
+
+/// What every credit of one imap shares: its input, its function, and
+/// emptied item buffers to reuse (fresh large buffers cost page faults).
+pub(super) struct Source<I: Iterator, F> {
+    /// Held while the input is read, which runs user code that may wait.
+    reader: ReadToken,
+    input: Mutex<Input<I>>,
+    f: F,
+    spare: Spare<I::Item>,
+}
+
+impl<I: Iterator, F> Source<I, F> {
+    pub(super) fn new(iter: I, f: F) -> Self {
+        Source {
+            reader: ReadToken::new(),
+            input: Mutex::new(Input {
+                iter: Some(iter),
+                next_seq: 0,
+            }),
+            f,
+            spare: Spare::new(),
+        }
+    }
+
+    /// Drops the unread rest of the input, contained (its `Drop` is user
+    /// code). Credits that come later find the input exhausted.
+    pub(super) fn release_input(&self) {
+        let iter = {
+            let _reading = self.reader.acquire();
+            lock(&self.input).iter.take()
+        };
+        drop(panic::drop_contained(iter));
+    }
+}
+
+/// The right to read the input: one credit at a time. The input's own mutex
+/// is taken only by the token's holder, so no thread ever blocks on it;
+/// waiting for the token goes through [`park`], so a worker that waits while
+/// another credit's read is stuck in user code (an input iterator that waits
+/// for work of the same pool) counts as blocked and the pool sends a spare.
+struct ReadToken {
+    busy: Mutex<bool>,
+    cond: Condvar,
+}
+
+struct Reading<'t>(&'t ReadToken);
+
+impl ReadToken {
+    fn new() -> Self {
+        ReadToken {
+            busy: Mutex::new(false),
+            cond: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Reading<'_> {
+        loop {
+            {
+                let mut busy = lock(&self.busy);
+                if !*busy {
+                    *busy = true;
+                    return Reading(self);
+                }
+            }
+            park::wait(self, Deadline::NEVER);
+        }
+    }
+}
+
+impl Waitable for ReadToken {
+    fn done(&self) -> bool {
+        !*lock(&self.busy)
+    }
+
+    fn block(&self, timeout: Option<Duration>) {
+        let busy = lock(&self.busy);
+        if *busy {
+            drop(crate::sync::wait(&self.cond, busy, timeout));
+        }
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.busy) = false;
+        self.0.cond.notify_all();
+    }
+}
+
+/// A credit: read up to `credit` items, map them, report.
+pub(super) struct PullJob<I: Iterator, F, R> {
+    source: Arc<Source<I, F>>,
+    shared: Arc<Shared<R>>,
+    credit: usize,
+    delivered: bool,
+}
+
+impl<I: Iterator, F, R> PullJob<I, F, R> {
+    pub(super) fn new(source: Arc<Source<I, F>>, shared: Arc<Shared<R>>, credit: usize) -> Self {
+        PullJob {
+            source,
+            shared,
+            credit,
+            delivered: false,
+        }
+    }
+
+    fn deliver(&mut self, total: Option<u64>, report: Report<R>) {
+        self.delivered = true;
+        self.shared.deliver(Delivery {
+            credit: self.credit,
+            total,
+            report,
+        });
+    }
+}
+
+impl<I, F, T, R> Job for PullJob<I, F, R>
+where
+    I: Iterator<Item = T> + Send,
+    F: Fn(T) -> R + Send + Sync,
+    T: Send,
+    R: Send,
+{
+    fn run(mut self: Box<Self>, registry: &Registry) {
+        let shared = Arc::clone(&self.shared);
+        if shared.is_cancelled() {
+            return; // Drop reports "returned"
+        }
+        let source = Arc::clone(&self.source);
+        let mut items = source.spare.take(self.credit);
+        let mut finished_iter = None;
+        let (seq, total, mut input_panic) = {
+            let _reading = source.reader.acquire();
+            let mut input = lock(&source.input);
+            let Some(iter) = input.iter.as_mut() else {
+                let total = input.next_seq;
+                drop(input);
+                self.deliver(Some(total), Report::Exhausted);
+                return;
+            };
+            let credit = self.credit;
+            let read = panic::contain(|| {
+                items.extend(iter.by_ref().take(credit));
+                // Exhausted, or known to be (an exact size hint of 0 saves
+                // the consumer a credit just to learn of the end).
+                items.len() < credit || iter.size_hint().1 == Some(0)
+            });
+            let (input_done, input_panic) = match read {
+                Ok(exhausted) => (exhausted, None),
+                Err(p) => (true, Some(p)),
+            };
+            if input_done {
+                // Dropped below, outside the lock: its `Drop` is user code.
+                finished_iter = input.iter.take();
+            }
+            let seq = input.next_seq;
+            if !items.is_empty() || input_panic.is_some() {
+                input.next_seq += 1;
+            }
+            (seq, input_done.then_some(input.next_seq), input_panic)
+        };
+        if let Some(p) = panic::drop_contained(finished_iter) {
+            input_panic.get_or_insert(p);
+        }
+        if items.is_empty() && input_panic.is_none() {
+            self.deliver(total, Report::Exhausted);
+            return;
+        }
+        let counters = registry.counters();
+        let taken = items.len();
+        counters.running(taken as isize);
+        // SAFETY: the guard is a local of this call and drops before `shared`.
+        let token = unsafe { cancel::enter(&*shared, true) };
+        let mut results = shared.spare.take(items.len());
+        let mut drain = items.drain(..);
+        let f = &source.f;
+        // Check for cancellation every `block` items: every item while items
+        // are slow or of unknown cost, about every 10 µs for tiny ones.
+        let est = shared.ns_per_item.load(Ordering::Relaxed);
+        let block = match CHECK_EVERY_NS.checked_div(est) {
+            Some(n) => usize::try_from(n).unwrap_or(MAX_BLOCK).clamp(1, MAX_BLOCK),
+            None => 1,
+        };
+        let started = Instant::now();
+        let end = panic::contain(|| {
+            while drain.len() > 0 {
+                if shared.is_cancelled() {
+                    return End::Cancelled;
+                }
+                // A `TrustedLen` extend: no capacity check per item.
+                results.extend(drain.by_ref().take(block).map(f));
+            }
+            End::Complete
+        })
+        .unwrap_or_else(|payload| {
+            registry.task_panicked(&payload);
+            End::Panicked(payload)
+        });
+        drop(token);
+        // Items a stop left unmapped; their `Drop` is user code.
+        let unused = drain.len();
+        let end = match (end, panic::drop_all_contained(drain)) {
+            (End::Complete | End::Cancelled, Some(p)) => {
+                registry.task_panicked(&p);
+                End::Panicked(p)
+            }
+            (end, _) => end,
+        };
+        let ran = taken - unused;
+        counters.running(-(taken as isize));
+        counters.completed(ran);
+        source.spare.give(items);
+        if !results.is_empty() {
+            let ns = started.elapsed().as_nanos() / results.len() as u128;
+            shared
+                .ns_per_item
+                .store(ns.clamp(1, u64::MAX as u128) as u64, Ordering::Relaxed);
+        }
+        let end = match (end, input_panic) {
+            (End::Complete, Some(p)) => End::InputPanicked(p),
+            (end, _) => end,
+        };
+        self.deliver(total, Report::Chunk { seq, results, end });
+    }
+
+    fn items(&self) -> usize {
+        self.credit
+    }
+}
+
+impl<I: Iterator, F, R> Drop for PullJob<I, F, R> {
+    fn drop(&mut self) {
+        if !self.delivered {
+            self.deliver(None, Report::Returned);
+        }
+    }
+}

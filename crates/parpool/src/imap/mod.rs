@@ -1,0 +1,264 @@
+//! `imap` and `imap_unordered`: lazy, bounded, streaming maps.
+//!
+//! The consumer hands out *credits*: each credit is a job that, on a worker,
+//! takes the input's lock, reads up to its size in items, tags them with the
+//! next sequence number, releases the lock and maps them. The consumer keeps
+//! credits out while fewer than `buffer` items are read ahead of it, and
+//! yields finished chunks: by sequence number for [`Imap`], as they arrive for
+//! [`ImapUnordered`]. So the input is read lazily and in parallel with the
+//! consumer, and memory stays bounded by the buffer whatever the input's
+//! length. Nothing is read before the first `next()`.
+//!
+//! Invariants:
+//! - Every credit reports exactly once: a chunk (its results, and how it
+//!   ended: complete, a task panic after the last result, cancelled, or the
+//!   input panicked after it), or "input exhausted", or "returned" (dropped
+//!   unrun, from its `Drop`). So the consumer counts credits out and never
+//!   waits for one that will not report.
+//! - Sequence numbers are taken under the input lock, in reading order, so
+//!   they are contiguous and follow input order.
+//! - Items count against the buffer from the moment a credit is issued until
+//!   their chunk is handed to the consumer, including while they wait in the
+//!   reorder buffer.
+//! - The consumer yields every result before a task's panic, and a panic of
+//!   the input iterator only after every result of the items before it.
+//! - Dropping the iterator cancels what has not started: credits check a
+//!   shared flag before reading and before each item.
+//! - After `close`, an iterator created before it keeps going: new credits
+//!   run on the consumer's own thread, since the workers may have exited.
+//!   After `terminate`, it reports [`TaskError::Cancelled`].
+//!
+//! With automatic chunking the chunk size adapts: workers time each chunk,
+//! and the consumer sizes the next one to take about `TARGET_CHUNK_NS` (in
+//! `chunking.rs`), growing at most 16-fold per credit from 1. Slow items are
+//! thus sent one by one (so `terminate` and load balance never wait on a
+//! long chunk) and tiny items in large batches.
+//!
+//! The parts, one concept each: `credit.rs` (the credit job and what it
+//! shares with the consumer: the worker side), `consumer.rs` (the consumer
+//! and its stages), `window.rs` (the ordering window), `buffers.rs` (reused
+//! result buffers); the sizes are `chunking.rs`'s.
+
+mod buffers;
+mod consumer;
+mod credit;
+mod window;
+
+use crate::error::TaskError;
+use crate::spawn::Queue;
+use consumer::{Core, MakeJob, ReleaseInput};
+use credit::{PullJob, Shared, Source};
+use futures_core::Stream;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Builds the consumer for `f` over `inputs`; credits go to `queue` (the
+/// pool, or a scope). On a pool that no longer runs, the credits run on the
+/// consumer's thread.
+pub(crate) fn build<'a, I, F, T, R>(
+    queue: Queue<'a>,
+    f: F,
+    inputs: I,
+    ordered: bool,
+) -> CoreHandle<'a, R>
+where
+    I: IntoIterator<Item = T>,
+    I::IntoIter: Send + 'a,
+    F: Fn(T) -> R + Send + Sync + 'a,
+    T: Send + 'a,
+    R: Send + 'a,
+{
+    let registry = Arc::clone(queue.registry());
+    let scope = queue.scope_state().cloned();
+    let workers = registry.workers();
+    let shared = Arc::new(Shared::new(registry, scope));
+    let iter = inputs.into_iter();
+    let input_hint = iter.size_hint();
+    let source = Arc::new(Source::new(iter, f));
+    let input = Arc::clone(&source);
+    let release_input: ReleaseInput<'a> = Box::new(move || input.release_input());
+    let job_shared = Arc::clone(&shared);
+    let make_job: MakeJob<'a> = Box::new(move |credit| {
+        Box::new(PullJob::new(
+            Arc::clone(&source),
+            Arc::clone(&job_shared),
+            credit,
+        ))
+    });
+    CoreHandle(Core::new(
+        shared,
+        make_job,
+        release_input,
+        queue,
+        ordered,
+        workers,
+        input_hint,
+    ))
+}
+
+/// Opaque carrier so `pool.rs` and `scope.rs` can build the public types.
+pub(crate) struct CoreHandle<'a, R>(Core<'a, R>);
+
+impl<'a, R> CoreHandle<'a, R> {
+    pub(crate) fn ordered(self) -> Imap<'a, R> {
+        Imap { core: self.0 }
+    }
+    pub(crate) fn unordered(self) -> ImapUnordered<'a, R> {
+        ImapUnordered { core: self.0 }
+    }
+}
+
+macro_rules! imap_type {
+    ($(#[$doc:meta])* $name:ident, $method:literal) => {
+        $(#[$doc])*
+        #[must_use = "an imap iterator does nothing until iterated"]
+        pub struct $name<'a, R> {
+            core: Core<'a, R>,
+        }
+
+        impl<'a, R> $name<'a, R> {
+            /// Sets how many input items each task gets. Call it before the
+            /// first `next()`. Default: automatic, adapting to how long items
+            /// take (one by one for slow items, large batches for tiny ones).
+            ///
+            /// A chunk never exceeds 65,536 items, nor the read-ahead bound
+            /// (see [`buffer`](Self::buffer)): larger values are treated as
+            /// that, since a larger chunk brings no speed and would hold all
+            /// its items in memory at once.
+            ///
+            /// # Panics
+            ///
+            /// If iteration has started, or `n` is 0.
+            ///
+            /// ```
+            /// let pool = parpool::ThreadPool::new();
+            #[doc = concat!("let it = pool.", $method, "(|x: u32| x + 1, 0..10).chunksize(3);")]
+            /// assert_eq!(it.count(), 10);
+            /// ```
+            pub fn chunksize(mut self, n: usize) -> Self {
+                self.core.set_chunksize(n);
+                self
+            }
+
+            /// Sets how many input items may be read ahead of the consumer
+            /// (queued, running, or finished but not yet yielded). Memory use
+            /// is bounded by it. Call it before the first `next()`. Default:
+            /// 4 chunks per worker.
+            ///
+            /// Whatever the settings, at most 1,048,576 items are read ahead
+            /// (larger buffers are treated as that), so an imap's memory is
+            /// bounded in items even over an endless input.
+            ///
+            /// # Panics
+            ///
+            /// If iteration has started, or `n` is 0.
+            ///
+            /// ```
+            /// let pool = parpool::ThreadPool::new();
+            #[doc = concat!("let it = pool.", $method, "(|x: u64| x * 2, 0..).buffer(64);")]
+            /// assert_eq!(it.take(1000).count(), 1000);
+            /// ```
+            pub fn buffer(mut self, n: usize) -> Self {
+                self.core.set_buffer(n);
+                self
+            }
+
+            /// Like `next()`, but waits at most `timeout` (Python's
+            /// `IMapIterator.next(timeout)`). `Ok(None)` at the end.
+            ///
+            /// # Errors
+            ///
+            /// [`TaskError::Timeout`] if no result came in time (the iterator
+            /// stays usable), [`TaskError::Panicked`] if the task for the next
+            /// item (or the input iterator) panicked, and
+            /// [`TaskError::Cancelled`] if the pool was terminated; after these
+            /// two the iterator is finished.
+            ///
+            /// ```
+            /// use std::time::Duration;
+            /// let pool = parpool::ThreadPool::new();
+            #[doc = concat!("let mut it = pool.", $method, "(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), [300]);")]
+            /// assert_eq!(it.next_timeout(Duration::from_millis(1)), Err(parpool::TaskError::Timeout));
+            /// assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(Some(())));
+            /// assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(None));
+            /// ```
+            pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<R>, TaskError> {
+                self.core.next_timeout(timeout)
+            }
+        }
+
+        impl<R> Iterator for $name<'_, R> {
+            type Item = R;
+
+            /// Waits for the next result. A task's panic is re-raised here, at
+            /// its item's position; if the pool was terminated, this panics
+            /// with [`TaskError::Cancelled`]'s message.
+            #[inline]
+            fn next(&mut self) -> Option<R> {
+                self.core.next_blocking()
+            }
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                self.core.size_hint()
+            }
+        }
+
+        impl<R> Stream for $name<'_, R> {
+            type Item = R;
+
+            /// The same items as the iterator, without blocking the
+            /// executor's thread.
+            fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
+                self.get_mut().core.poll_next(cx)
+            }
+        }
+
+        impl<R> Unpin for $name<'_, R> {}
+
+        impl<R> fmt::Debug for $name<'_, R> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.core.fmt_debug(stringify!($name), f)
+            }
+        }
+    };
+}
+
+imap_type!(
+    /// The lazy, ordered iterator returned by
+    /// [`ThreadPool::imap`](crate::ThreadPool::imap): results in input order.
+    /// Also a [`Stream`].
+    ///
+    /// Dropping it cancels the work that has not started.
+    ///
+    /// Since it is both an `Iterator` and a `Stream`, methods both traits
+    /// name (`next`, `map`, `collect`, …) are ambiguous while
+    /// `futures::StreamExt` is in scope: write `StreamExt::next(&mut it)`.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let squares: Vec<u64> = pool.imap(|x: u64| x * x, 1..=4).collect();
+    /// assert_eq!(squares, [1, 4, 9, 16]);
+    /// ```
+    Imap,
+    "imap"
+);
+
+imap_type!(
+    /// The lazy iterator returned by
+    /// [`ThreadPool::imap_unordered`](crate::ThreadPool::imap_unordered):
+    /// results in completion order. Also a [`Stream`].
+    ///
+    /// Dropping it cancels the work that has not started.
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let mut squares: Vec<u64> = pool.imap_unordered(|x: u64| x * x, 1..=4).collect();
+    /// squares.sort();
+    /// assert_eq!(squares, [1, 4, 9, 16]);
+    /// ```
+    ImapUnordered,
+    "imap_unordered"
+);
