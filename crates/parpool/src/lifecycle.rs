@@ -90,8 +90,8 @@ impl Lifecycle {
     /// Registers a submitter if the pool accepts work from it: always while
     /// running, and after `close` only from the pool's own workers
     /// (`own_worker` is asked only then). On refusal nothing stays
-    /// registered, and the state seen is returned; the caller must then call
-    /// [`Lifecycle::leave_refused`]'s wake-up duty (see the module docs).
+    /// registered and the state seen is returned; the caller must then wake
+    /// the workers (see the module docs).
     #[inline]
     pub(crate) fn enter(&self, own_worker: impl FnOnce() -> bool) -> Result<(), State> {
         let prev = self.word.fetch_add(SUBMITTER, Ordering::SeqCst);

@@ -53,8 +53,8 @@ pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// The payload a task unwinds with to report [`TaskError::Cancelled`]
-/// (crate::TaskError::Cancelled) instead of a panic: a `map_async` stopped by
+/// The payload a task unwinds with to report
+/// [`TaskError::Cancelled`](crate::TaskError::Cancelled) instead of a panic: a `map_async` stopped by
 /// `terminate`. It is not a panic of user code: the hook does not run, and it
 /// is neither counted nor subject to the policy.
 pub(crate) struct CancelledMarker;
