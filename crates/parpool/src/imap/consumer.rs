@@ -19,7 +19,7 @@
 //!   so credits still out stop.
 
 use super::buffers::Cursor;
-use super::credit::{report_end, End, Report, Shared, Want};
+use super::credit::{report_end, End, Exchange, Report, Want};
 use super::window::Window;
 use crate::chunking::{
     adapt_chunk, BUFFER_CHUNKS_PER_WORKER, MAX_CHUNK, MAX_CREDITS_PER_WORKER, MAX_READ_AHEAD,
@@ -114,8 +114,8 @@ impl Stage {
 
 /// The consumer side shared by [`Imap`](super::Imap) and
 /// [`ImapUnordered`](super::ImapUnordered).
-pub(super) struct Core<'a, R> {
-    shared: Arc<Shared<R>>,
+pub(super) struct Consumer<'a, R> {
+    shared: Arc<Exchange<R>>,
     make_job: MakeJob<'a>,
     /// Drops the unread rest of the input (contained), when the stream ends
     /// early: before a panic is re-raised, so no user `Drop` runs during the
@@ -142,9 +142,9 @@ pub(super) struct Core<'a, R> {
     handed: usize,
 }
 
-impl<'a, R> Core<'a, R> {
+impl<'a, R> Consumer<'a, R> {
     pub(super) fn new(
-        shared: Arc<Shared<R>>,
+        shared: Arc<Exchange<R>>,
         make_job: MakeJob<'a>,
         release_input: ReleaseInput<'a>,
         queue: Queue<'a>,
@@ -152,7 +152,7 @@ impl<'a, R> Core<'a, R> {
         workers: usize,
         input_hint: (usize, Option<usize>),
     ) -> Self {
-        Core {
+        Consumer {
             shared,
             make_job,
             release_input,
@@ -174,7 +174,7 @@ impl<'a, R> Core<'a, R> {
     }
 }
 
-impl<R> Core<'_, R> {
+impl<R> Consumer<'_, R> {
     pub(super) fn set_chunksize(&mut self, n: usize) {
         assert!(
             self.stage == Stage::NotStarted,
@@ -454,7 +454,7 @@ fn raise(stop: Stop) -> ! {
 /// What a waiting consumer waits for: a delivery after the `seen`-th, or
 /// one it wants already waiting.
 struct News<'c, 'a, R> {
-    core: &'c Core<'a, R>,
+    core: &'c Consumer<'a, R>,
     seen: usize,
 }
 
@@ -479,7 +479,7 @@ impl<R> Waitable for News<'_, '_, R> {
     }
 }
 
-impl<R> Drop for Core<'_, R> {
+impl<R> Drop for Consumer<'_, R> {
     fn drop(&mut self) {
         self.shared.cancelled.store(true, Ordering::Relaxed);
         let ready = self.window.take_all();

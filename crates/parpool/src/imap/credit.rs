@@ -3,7 +3,7 @@
 //! A credit ([`PullJob`]) is a job that, on a worker, takes the right to read
 //! the input ([`ReadToken`]), reads up to its size in items, tags them with
 //! the next sequence number, gives the right back and maps them. It then
-//! delivers one [`Delivery`] to the consumer's [`Mailbox`] in [`Shared`] and
+//! delivers one [`Delivery`] to the consumer's [`Mailbox`] in [`Exchange`] and
 //! wakes the consumer if that is what it waits for ([`Want`]).
 //!
 //! Invariants:
@@ -74,8 +74,9 @@ pub(super) struct Mailbox<R> {
     pub(super) waker: Option<Waker>,
 }
 
-/// State shared by the consumer and the credits.
-pub(super) struct Shared<R> {
+/// Where credits deliver and the consumer collects: the mailbox, the
+/// stream's cancellation flag, and what both sides share.
+pub(super) struct Exchange<R> {
     pub(super) queue: Mutex<Mailbox<R>>,
     pub(super) cond: Condvar,
     /// Deliveries so far; a waiting consumer spins on it before sleeping.
@@ -88,9 +89,9 @@ pub(super) struct Shared<R> {
     pub(super) spare: Spare<R>,
 }
 
-impl<R> Shared<R> {
+impl<R> Exchange<R> {
     pub(super) fn new(registry: Arc<Registry>, scope: Option<Arc<ScopeState>>) -> Self {
-        Shared {
+        Exchange {
             queue: Mutex::new(Mailbox {
                 arrived: VecDeque::new(),
                 want: Want::Nothing,
@@ -131,19 +132,22 @@ impl<R> Shared<R> {
         }
     }
 
+    /// Whether credits should stop: the stream was dropped or ended, or
+    /// the pool was terminated. (The `CancelFlag` answer, for
+    /// `cancelled()` inside tasks, leaves `terminate` to the token stack.)
     #[inline]
-    fn is_cancelled(&self) -> bool {
+    fn should_stop(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed) || self.registry.is_terminated_relaxed()
     }
 }
 
-impl<R: Send> CancelFlag for Shared<R> {
+impl<R: Send> CancelFlag for Exchange<R> {
     fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
 }
 
-impl<R> Drop for Shared<R> {
+impl<R> Drop for Exchange<R> {
     fn drop(&mut self) {
         // Outcomes nobody will read: in a scope, their panics re-raise there.
         // Results are dropped one by one, contained: this may run on a worker.
@@ -262,13 +266,13 @@ impl Drop for Reading<'_> {
 /// A credit: read up to `credit` items, map them, report.
 pub(super) struct PullJob<I: Iterator, F, R> {
     source: Arc<Source<I, F>>,
-    shared: Arc<Shared<R>>,
+    shared: Arc<Exchange<R>>,
     credit: usize,
     delivered: bool,
 }
 
 impl<I: Iterator, F, R> PullJob<I, F, R> {
-    pub(super) fn new(source: Arc<Source<I, F>>, shared: Arc<Shared<R>>, credit: usize) -> Self {
+    pub(super) fn new(source: Arc<Source<I, F>>, shared: Arc<Exchange<R>>, credit: usize) -> Self {
         PullJob {
             source,
             shared,
@@ -296,7 +300,7 @@ where
 {
     fn run(mut self: Box<Self>, registry: &Registry) {
         let shared = Arc::clone(&self.shared);
-        if shared.is_cancelled() {
+        if shared.should_stop() {
             return; // Drop reports "returned"
         }
         let source = Arc::clone(&self.source);
@@ -357,7 +361,7 @@ where
         let started = Instant::now();
         let end = panic::contain(|| {
             while drain.len() > 0 {
-                if shared.is_cancelled() {
+                if shared.should_stop() {
                     return End::Cancelled;
                 }
                 // A `TrustedLen` extend: no capacity check per item.

@@ -46,8 +46,8 @@ mod window;
 
 use crate::error::TaskError;
 use crate::spawn::Queue;
-use consumer::{Core, MakeJob, ReleaseInput};
-use credit::{PullJob, Shared, Source};
+use consumer::{Consumer, MakeJob, ReleaseInput};
+use credit::{Exchange, PullJob, Source};
 use futures_core::Stream;
 use std::fmt;
 use std::pin::Pin;
@@ -74,7 +74,7 @@ where
     let registry = Arc::clone(queue.registry());
     let scope = queue.scope_state().cloned();
     let workers = registry.workers();
-    let shared = Arc::new(Shared::new(registry, scope));
+    let shared = Arc::new(Exchange::new(registry, scope));
     let iter = inputs.into_iter();
     let input_hint = iter.size_hint();
     let source = Arc::new(Source::new(iter, f));
@@ -88,7 +88,7 @@ where
             credit,
         ))
     });
-    CoreHandle(Core::new(
+    CoreHandle(Consumer::new(
         shared,
         make_job,
         release_input,
@@ -100,7 +100,7 @@ where
 }
 
 /// Opaque carrier so `pool.rs` and `scope.rs` can build the public types.
-pub(crate) struct CoreHandle<'a, R>(Core<'a, R>);
+pub(crate) struct CoreHandle<'a, R>(Consumer<'a, R>);
 
 impl<'a, R> CoreHandle<'a, R> {
     pub(crate) fn ordered(self) -> Imap<'a, R> {
@@ -116,7 +116,7 @@ macro_rules! imap_type {
         $(#[$doc])*
         #[must_use = "an imap iterator does nothing until iterated"]
         pub struct $name<'a, R> {
-            core: Core<'a, R>,
+            core: Consumer<'a, R>,
         }
 
         impl<'a, R> $name<'a, R> {
