@@ -261,8 +261,7 @@ where
     let token = unsafe { crate::cancel::enter(slot, true) };
     let outcome = run_task(f, source, registry);
     drop(token);
-    counters.running(-(items as isize));
-    counters.completed(items);
+    counters.finished(items, items);
     if let Some(orphan) = slot.complete(outcome) {
         if let Some(p) = panic::drop_contained(orphan) {
             registry.stray_panic(p);
