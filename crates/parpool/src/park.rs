@@ -23,7 +23,9 @@
 //!    pool size, however deep the nesting. If no spare can start (the system
 //!    refuses a thread, the initializer panics, or the spare limit is
 //!    reached), the waiter runs queued jobs itself while it waits, within
-//!    the inlining depth: late, rather than never.
+//!    the inlining depth: late, rather than never. Past that depth, with
+//!    every thread of the pool waiting and work queued, nothing can ever
+//!    run it: the wait panics with a message saying so, instead of hanging.
 //!
 //! Threads that are not workers of any pool simply block: they hold no
 //! worker, and their work runs on the pool's threads.
@@ -158,6 +160,23 @@ fn blocked_loop(
         if !w.done() {
             blocked.recheck(pool);
             recheck = (recheck * 2).min(MAX_RECHECK);
+            if !blocked.compensated
+                && !may_inline(pool)
+                && blocked.all_blocked()
+                && pool.has_queued()
+                && !w.done()
+            {
+                // Nothing can ever run the queued work: a clear error, not
+                // a hang (issue 8's promise).
+                panic!(
+                    "parpool: a wait on a worker cannot make progress: every thread of the \
+                     pool is waiting, no spare thread could be started (the system refused \
+                     one, the initializer panicked, or {} spares are running), and the waits \
+                     are nested deeper than this thread may run jobs itself; giving up \
+                     instead of hanging",
+                    worker::MAX_SPARES
+                );
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// The most spare threads a pool starts on top of its workers.
-const MAX_SPARES: usize = 1 << 15;
+pub(crate) const MAX_SPARES: usize = 1 << 15;
 /// How long a surplus thread waits in reserve before it exits.
 const LINGER: Duration = Duration::from_millis(500);
 
@@ -135,8 +135,11 @@ fn main(registry: Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) {
 fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> bool {
     if let Some(init) = &registry.config.initializer {
         if let Err(payload) = panic::contain(|| init()) {
+            // Uncounted before the starter hears of it, so a waiter that
+            // asked for this spare sees the census without it.
+            registry.census.word.fetch_sub(LIVE, Ordering::SeqCst);
             let _ = ready.send(Err(panic::message(payload.as_ref())));
-            return false;
+            return true;
         }
     }
     let _ = ready.send(Ok(()));
@@ -270,6 +273,12 @@ pub(crate) fn block(registry: &Arc<Registry>) -> Blocked<'_> {
 }
 
 impl Blocked<'_> {
+    /// Whether every live thread of the pool is blocked in a wait: with
+    /// jobs queued and no stand-in possible, nothing will ever run them.
+    pub(crate) fn all_blocked(&self) -> bool {
+        active(self.registry.census.word.load(Ordering::SeqCst)) == 0
+    }
+
     /// Checks again that enough unblocked threads are left (a backstop,
     /// called periodically while the wait lasts), starting a spare if not.
     pub(crate) fn recheck(&mut self, registry: &Arc<Registry>) {

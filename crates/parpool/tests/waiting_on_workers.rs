@@ -457,3 +457,52 @@ fn a_deep_chain_of_timed_waits_completes() {
         assert_eq!(pool.apply_async(move || chain(p, 4200)).get(), Ok(4200));
     });
 }
+
+/// Second review: no spare thread can start (the initializer panics for
+/// every thread after the first) and untimed waits nest deeper than a thread
+/// may run jobs inline. Nothing can ever run the queued work, so the wait
+/// fails with a clear message instead of hanging.
+#[test]
+fn a_wait_that_can_never_progress_fails_clearly_instead_of_hanging() {
+    child::run(
+        "a_wait_that_can_never_progress_fails_clearly_instead_of_hanging",
+        60,
+        || {
+            static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            fn rec(p: Arc<ThreadPool>, d: u32) -> u32 {
+                if d == 0 {
+                    return 0;
+                }
+                let q = Arc::clone(&p);
+                match p.apply_async(move || rec(q, d - 1)).get() {
+                    Ok(v) => v + 1,
+                    // Pass the reason up with a message of constant size.
+                    Err(e) if e.to_string().contains("cannot make progress") => {
+                        panic!("cannot make progress (from a nested wait)")
+                    }
+                    Err(e) => panic!("unexpected: {e}"),
+                }
+            }
+            child::hide_expected_panics();
+            for (depth, stack) in [(40u32, None), (10, Some(256usize << 10))] {
+                STARTED.store(0, std::sync::atomic::Ordering::SeqCst);
+                let mut b = ThreadPool::builder().workers(1).initializer(|| {
+                    if STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1 {
+                        panic!("EXPECTED: no more threads");
+                    }
+                });
+                if let Some(s) = stack {
+                    b = b.stack_size(s);
+                }
+                let pool = Arc::new(b.build().unwrap());
+                let p = Arc::clone(&pool);
+                let r = pool.apply_async(move || rec(p, depth)).get();
+                let msg = r
+                    .expect_err("cannot succeed without a second thread")
+                    .to_string();
+                assert!(msg.contains("cannot make progress"), "{msg}");
+                pool.terminate();
+            }
+        },
+    );
+}
