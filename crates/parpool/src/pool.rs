@@ -197,9 +197,9 @@ impl ThreadPool {
     ///
     /// Called from one of the pool's own workers, it runs `f` right there,
     /// so nested use cannot deadlock. On a pool that no longer runs (closed
-    /// or terminated, even by another thread while this call starts), `f`
-    /// runs on the calling thread instead, so `apply` always returns `f`'s
-    /// result.
+    /// or terminated before the call queues `f`), `f` runs on the calling
+    /// thread instead. A `terminate` that comes after `f` was queued and
+    /// before it started discards it, like any queued task (see Panics).
     ///
     /// # Panics
     ///
@@ -424,8 +424,11 @@ impl ThreadPool {
     ///
     /// # Panics
     ///
-    /// If the pool is not running. A task's panic is re-raised by the
-    /// iterator at that item's position, after every earlier result.
+    /// A task's panic is re-raised by the iterator at that item's position,
+    /// after every earlier result. On a closed pool the work runs on the
+    /// consumer's thread; on a terminated pool the stream ends with
+    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled), which `next()`
+    /// raises as a panic and [`Imap::next_timeout`] returns as an error.
     ///
     /// ```
     /// use parpool::ThreadPool;
