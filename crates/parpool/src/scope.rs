@@ -184,8 +184,8 @@ impl Drop for ScopedJob<'_> {
 /// });
 /// ```
 pub struct Scope<'scope, 'env: 'scope> {
+    /// The scope's queue; its scope state is this scope's.
     queue: Queue<'scope>,
-    state: Arc<ScopeState>,
     _scope: PhantomData<&'scope mut &'scope ()>,
     _env: PhantomData<&'env mut &'env ()>,
 }
@@ -193,12 +193,18 @@ pub struct Scope<'scope, 'env: 'scope> {
 impl fmt::Debug for Scope<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
-            .field("pending", &*lock(&self.state.pending))
+            .field("pending", &*lock(&self.state().pending))
             .finish_non_exhaustive()
     }
 }
 
 impl<'scope> Scope<'scope, '_> {
+    fn state(&self) -> &Arc<ScopeState> {
+        self.queue
+            .scope_state()
+            .expect("a scope's queue belongs to the scope")
+    }
+
     /// Like [`ThreadPool::apply_async`](crate::ThreadPool::apply_async), for
     /// a closure that borrows.
     ///
@@ -313,7 +319,7 @@ impl<'scope> Scope<'scope, '_> {
         T: Send + 'scope,
         R: Send + 'scope,
     {
-        let queue = Queue::scope(Arc::clone(self.queue.registry()), Arc::clone(&self.state));
+        let queue = self.queue.clone();
         imap::build(queue, f, inputs, ordered)
     }
 }
@@ -333,18 +339,16 @@ pub(crate) fn run<'env, F, T>(registry: &Arc<Registry>, body: F) -> T
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
-    let state = ScopeState::new();
     let scope = Scope {
-        queue: Queue::scope(Arc::clone(registry), Arc::clone(&state)),
-        state,
+        queue: Queue::scope(Arc::clone(registry), ScopeState::new()),
         _scope: PhantomData,
         _env: PhantomData,
     };
     let result = panic::contain(|| body(&scope));
-    scope.state.wait();
+    scope.state().wait();
     match result {
         Err(payload) => std::panic::resume_unwind(payload),
-        Ok(value) => match lock(&scope.state.panic).take() {
+        Ok(value) => match lock(&scope.state().panic).take() {
             Some(payload) => std::panic::resume_unwind(payload),
             None => value,
         },

@@ -28,6 +28,16 @@ pub(crate) struct Queue<'a> {
     _jobs: PhantomData<fn(&'a ())>,
 }
 
+impl Clone for Queue<'_> {
+    fn clone(&self) -> Self {
+        Queue {
+            registry: Arc::clone(&self.registry),
+            scope: self.scope.clone(),
+            _jobs: PhantomData,
+        }
+    }
+}
+
 impl Queue<'static> {
     /// The pool itself. Only `'static` jobs can be queued here.
     pub(crate) fn pool(registry: Arc<Registry>) -> Self {
