@@ -1,7 +1,8 @@
 //! `Builder`: every knob of a pool, set before its threads start.
 //!
-//! Invariant: `build` returns either a pool whose every worker has run the
-//! initializer and is taking work, or an error with no thread left behind.
+//! Invariant: `build` returns either a pool whose every worker has been
+//! started (and, if there is an initializer, has run it), or an error with
+//! no thread left behind.
 
 use crate::error::BuildError;
 use crate::panic::PanicPolicy;

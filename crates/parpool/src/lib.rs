@@ -125,7 +125,7 @@ pub use cancel::cancelled;
 #[cfg(not(parpool_loom))]
 pub use error::{BuildError, TaskError};
 #[cfg(not(parpool_loom))]
-pub use imap::{Imap, ImapUnordered};
+pub use imap::{Batches, Imap, ImapUnordered};
 #[cfg(not(parpool_loom))]
 #[doc(hidden)]
 pub use inputs::source;

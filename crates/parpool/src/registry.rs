@@ -129,6 +129,12 @@ impl Registry {
                 }
             }
         }
+        // Without an initializer a worker has nothing to report but "up",
+        // and nothing can fail after the spawn: the build does not wait for
+        // the threads to be scheduled (W9 in `docs/design.md`).
+        if registry.config.initializer.is_none() {
+            ready.clear();
+        }
         for rx in ready {
             let outcome = rx
                 .recv()

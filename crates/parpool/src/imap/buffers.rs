@@ -68,6 +68,36 @@ impl<R> Cursor<R> {
         }
     }
 
+    /// Hands every result not yet handed out to `g`, in order.
+    #[inline]
+    pub(super) fn fold<B>(&mut self, mut acc: B, g: &mut impl FnMut(B, R) -> B) -> B {
+        while let Some(x) = self.next() {
+            acc = g(acc, x);
+        }
+        acc
+    }
+
+    /// Moves out every result not yet handed out, as one `Vec` (the buffer
+    /// itself when nothing was handed out yet); the cursor is left empty.
+    pub(super) fn take_rest(&mut self) -> Vec<R> {
+        let (pos, len) = (self.pos, self.buf.len());
+        self.pos = 0;
+        let mut buf = std::mem::take(&mut self.buf);
+        if pos > 0 {
+            // SAFETY: `buf[..pos]` were moved out and `buf[pos..len]` are
+            // initialized; the length is set to 0 before the move so that
+            // nothing is dropped twice, then to the count of results moved
+            // to the front (`copy` allows overlap).
+            unsafe {
+                buf.set_len(0);
+                let base = buf.as_mut_ptr();
+                std::ptr::copy(base.add(pos), base, len - pos);
+                buf.set_len(len - pos);
+            }
+        }
+        buf
+    }
+
     pub(super) fn len(&self) -> usize {
         self.buf.len() - self.pos
     }
@@ -130,5 +160,45 @@ mod tests {
         drop((first, second));
         assert_eq!(Arc::strong_count(&token), 1);
         assert!(cursor.next().is_none());
+    }
+
+    #[test]
+    fn take_rest_moves_out_exactly_the_results_not_handed_out() {
+        let token = Arc::new(());
+        let mut cursor = Cursor::default();
+        drop(cursor.replace((0..5).map(|i| (i, Arc::clone(&token))).collect()));
+        let first = cursor.next().unwrap();
+        assert_eq!(first.0, 0);
+        let rest = cursor.take_rest();
+        assert_eq!(rest.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(cursor.len(), 0);
+        assert!(cursor.next().is_none());
+        assert_eq!(
+            Arc::strong_count(&token),
+            6,
+            "nothing dropped, nothing copied twice"
+        );
+        drop((first, rest));
+        assert_eq!(Arc::strong_count(&token), 1);
+        drop(cursor.replace(vec![(9, Arc::clone(&token))]));
+        assert_eq!(
+            cursor.take_rest().len(),
+            1,
+            "a fresh chunk is handed over whole"
+        );
+        assert_eq!(Arc::strong_count(&token), 1);
+    }
+
+    #[test]
+    fn fold_hands_out_the_rest_in_order() {
+        let mut cursor = Cursor::default();
+        drop(cursor.replace(vec![1, 2, 3, 4]));
+        assert_eq!(cursor.next(), Some(1));
+        let seen = cursor.fold(Vec::new(), &mut |mut v, x| {
+            v.push(x);
+            v
+        });
+        assert_eq!(seen, [2, 3, 4]);
+        assert_eq!(cursor.len(), 0);
     }
 }

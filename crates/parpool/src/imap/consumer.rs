@@ -322,9 +322,19 @@ impl<R> Consumer<'_, R> {
     }
 
     fn advance(&mut self, mode: Mode<'_>) -> Result<Option<R>, Stop> {
+        Ok(if self.fill(mode)? {
+            self.current.next()
+        } else {
+            None
+        })
+    }
+
+    /// Makes sure the current chunk has a result to hand out: `true` if it
+    /// has, `false` at the end of the stream.
+    fn fill(&mut self, mode: Mode<'_>) -> Result<bool, Stop> {
         loop {
-            if let Some(x) = self.current.next() {
-                return Ok(Some(x));
+            if self.current.len() > 0 {
+                return Ok(true);
             }
             match self.current_end.take() {
                 Some(End::Panicked(p)) => {
@@ -345,7 +355,7 @@ impl<R> Consumer<'_, R> {
                 Some(End::Complete) | None => {}
             }
             if self.stage == Stage::Finished {
-                return Ok(None);
+                return Ok(false);
             }
             self.absorb();
             if self.take_next_ready() {
@@ -369,7 +379,7 @@ impl<R> Consumer<'_, R> {
                     return Err(Stop::Panic(p));
                 }
                 return if complete {
-                    Ok(None)
+                    Ok(false)
                 } else {
                     Err(Stop::Cancelled)
                 };
@@ -398,6 +408,29 @@ impl<R> Consumer<'_, R> {
     fn next_slow(&mut self) -> Option<R> {
         match self.advance(Mode::Block(Deadline::NEVER)) {
             Ok(x) => x,
+            Err(stop) => raise(stop),
+        }
+    }
+
+    /// Internal iteration: every result in turn, each chunk drained in one
+    /// tight loop. A panic of `g` leaves the rest of the chunk to the
+    /// cursor, which drops it (contained) with the consumer.
+    pub(super) fn fold<B>(&mut self, mut acc: B, mut g: impl FnMut(B, R) -> B) -> B {
+        loop {
+            acc = self.current.fold(acc, &mut g);
+            match self.next_slow() {
+                Some(x) => acc = g(acc, x),
+                None => return acc,
+            }
+        }
+    }
+
+    /// The rest of the current chunk, or the next chunk, as one batch;
+    /// `None` at the end. Panics as [`Self::next_blocking`] does.
+    pub(super) fn next_batch(&mut self) -> Option<Vec<R>> {
+        match self.fill(Mode::Block(Deadline::NEVER)) {
+            Ok(true) => Some(self.current.take_rest()),
+            Ok(false) => None,
             Err(stop) => raise(stop),
         }
     }
