@@ -203,7 +203,112 @@ pub fn main(args: &[String]) {
             drop(keep);
             println!("idle_cpu_ns={}", idle.as_nanos());
         }
+        [w, row, n] if w == "w4fresh" => {
+            let n: u64 = n.parse().expect("n");
+            let d = match row.as_str() {
+                "parpool" => match pp::w4_fresh(workers, n) {
+                    Some(d) => d,
+                    None => return,
+                },
+                "threadpool" => peers::w4_fresh_threadpool(workers, n),
+                other => panic!("unknown W4 fresh row {other}"),
+            };
+            println!("ns={}", d.as_nanos());
+        }
+        [w] if w == "spin" => spin_until_orphaned(),
         other => panic!("unknown child mode {other:?}"),
+    }
+}
+
+/// W4 in a fresh process per run: `runs` rounds, each running parpool's and
+/// threadpool's row once, each in a child process of its own (the order
+/// alternates between rounds).
+pub fn w4_fresh(id: &'static str, n: u64, runs: usize) -> crate::workloads::Section {
+    use crate::measure::Timing;
+    use crate::workloads::names::{W4_FRESH_PP, W4_FRESH_TP};
+    let rows = [("threadpool", W4_FRESH_TP), ("parpool", W4_FRESH_PP)];
+    let mut timings: Vec<Timing> = rows
+        .iter()
+        .map(|(_, name)| Timing {
+            name: (*name).to_string(),
+            samples: Vec::new(),
+            correct: true,
+        })
+        .collect();
+    for round in 0..runs {
+        for k in 0..rows.len() {
+            let i = (round + k) % rows.len();
+            let (row, _) = rows[i];
+            let m = spawn(&["w4fresh".into(), row.into(), n.to_string()]);
+            match m.and_then(|m| m.get("ns")?.parse::<u64>().ok()) {
+                Some(ns) => timings[i].samples.push(Duration::from_nanos(ns)),
+                None => timings[i].correct = false,
+            }
+        }
+    }
+    // A row whose child failed in some round has no pairs to report.
+    for t in &mut timings {
+        if t.samples.len() != runs {
+            t.correct = false;
+        }
+    }
+    crate::workloads::Section {
+        id,
+        title: format!("{n} tiny jobs, one timed run per fresh process"),
+        baseline: W4_FRESH_TP,
+        timings,
+    }
+}
+
+/// A busy-looping child (W8's load): spins until killed, or until its
+/// parent is gone (then it is re-parented), so no spinner outlives a report
+/// that died.
+fn spin_until_orphaned() {
+    let parent = std::os::unix::process::parent_id();
+    let mut x = 0u64;
+    loop {
+        for _ in 0..1_000_000 {
+            x = std::hint::black_box(spin(x, 1));
+        }
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
+    }
+}
+
+/// One busy-looping process per core, for W8; they are killed when this is
+/// dropped.
+pub struct Spinners(Vec<std::process::Child>);
+
+impl Spinners {
+    pub fn start(n: usize) -> Spinners {
+        let exe = std::env::current_exe().expect("current_exe");
+        let kids = (0..n)
+            .filter_map(|_| {
+                Command::new(&exe)
+                    .args(["--child", "spin"])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .map_err(|e| eprintln!("W8: could not start a spinner: {e}"))
+                    .ok()
+            })
+            .collect();
+        // Let the scheduler see them as busy before anything is timed.
+        std::thread::sleep(Duration::from_millis(200));
+        Spinners(kids)
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl Drop for Spinners {
+    fn drop(&mut self) {
+        for kid in &mut self.0 {
+            let _ = kid.kill();
+            let _ = kid.wait();
+        }
     }
 }
 

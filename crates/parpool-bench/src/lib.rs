@@ -1,5 +1,8 @@
 //! parpool-bench: measures parpool against its peers on the workloads of
-//! issue 3 and checks the targets set there.
+//! issues 3 and 9 and checks the targets set there: W1..W7 on a quiet
+//! machine, W4 also at 300 k jobs and in a fresh process per run, W8 (W1,
+//! W2 and W4 again beside one busy-looping process per core) and W9 (a
+//! pool's whole life).
 //!
 //! The `report` binary is the entry point; this library holds the pieces:
 //! the workload bodies ([`work`]), the peers ([`peers`]) and parpool's rows
@@ -40,8 +43,14 @@ pub struct Options {
 }
 
 impl Options {
+    /// Whether workload `id` runs; "W4" also selects W4's variants
+    /// ("W4-300k", "W4-fresh", ...).
     fn wants(&self, id: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|w| w.eq_ignore_ascii_case(id))
+        self.only.is_empty()
+            || self.only.iter().any(|w| {
+                let family = id.split('-').next().unwrap_or(id);
+                w.eq_ignore_ascii_case(id) || w.eq_ignore_ascii_case(family)
+            })
     }
 }
 
@@ -80,7 +89,7 @@ pub fn run(opts: &Options) -> Report {
     };
     let iters_2us = work::calibrate_spin(Duration::from_micros(2));
     eprintln!("calibrated: {iters_2us} spin iterations ≈ 2 µs; {workers} workers per pool");
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         peers: peers::Peers::new(workers),
         pool: pp::Pool::new(workers),
         plan,
@@ -88,18 +97,27 @@ pub fn run(opts: &Options) -> Report {
     };
 
     let mut sections: Vec<Section> = Vec::new();
-    type Workload = fn(&Ctx) -> Section;
-    let list: [(&str, Workload); 4] = [
-        ("W1", workloads::w1),
-        ("W2", workloads::w2),
-        ("W3", workloads::w3),
-        ("W4", workloads::w4),
+    use workloads::{Rows, W4_JOBS, W4_JOBS_SMALL};
+    type Workload = Box<dyn Fn(&Ctx) -> Section>;
+    let list: Vec<(&str, Workload)> = vec![
+        ("W1", Box::new(|c| workloads::w1(c, "W1", Rows::All))),
+        ("W2", Box::new(|c| workloads::w2(c, "W2", Rows::All))),
+        ("W3", Box::new(workloads::w3)),
+        (
+            "W4",
+            Box::new(|c| workloads::w4(c, "W4", W4_JOBS, Rows::All)),
+        ),
+        (
+            "W4-300k",
+            Box::new(|c| workloads::w4(c, "W4-300k", W4_JOBS_SMALL, Rows::All)),
+        ),
+        ("W9", Box::new(workloads::w9)),
     ];
-    for (id, w) in list {
+    for (id, w) in &list {
         if opts.wants(id) {
             eprintln!("{id} ...");
             let mut sec = w(&ctx);
-            if id == "W1" {
+            if *id == "W1" {
                 let reps = if opts.quick { 3 } else { 7 };
                 if let Some(samples) = python::w1(workloads::W1_ITEMS, reps, workers) {
                     sec.timings.push(measure::Timing {
@@ -111,6 +129,52 @@ pub fn run(opts: &Options) -> Report {
             }
             sections.push(sec);
         }
+    }
+    let fresh_runs = if opts.quick { 5 } else { 15 };
+    for (id, n) in [("W4-fresh", W4_JOBS), ("W4-300k-fresh", W4_JOBS_SMALL)] {
+        if opts.wants(id) {
+            eprintln!("{id} ...");
+            sections.push(child::w4_fresh(id, n, fresh_runs));
+        }
+    }
+    if opts.wants("W8") {
+        // Under load every run takes longer: fewer rounds keep W8 short.
+        let loaded = Ctx {
+            plan: Plan {
+                rounds: if opts.quick { 5 } else { 11 },
+                ..ctx.plan
+            },
+            ..ctx
+        };
+        let spinners = child::Spinners::start(workers);
+        eprintln!("W8: {} busy-looping processes started", spinners.count());
+        let w8: Vec<(&str, Workload)> = vec![
+            (
+                "W8-W1",
+                Box::new(|c| workloads::w1(c, "W8-W1", Rows::Loaded)),
+            ),
+            (
+                "W8-W2",
+                Box::new(|c| workloads::w2(c, "W8-W2", Rows::Loaded)),
+            ),
+            (
+                "W8-W4",
+                Box::new(|c| workloads::w4(c, "W8-W4", W4_JOBS, Rows::Loaded)),
+            ),
+        ];
+        for (id, w) in &w8 {
+            eprintln!("{id} ...");
+            let mut sec = w(&loaded);
+            sec.title = format!(
+                "{}, beside {} busy-looping processes",
+                sec.title,
+                spinners.count()
+            );
+            sections.push(sec);
+        }
+        drop(spinners);
+        ctx = loaded;
+        ctx.plan = plan;
     }
 
     // W5: the consumer spins ~200 ns per item, several times the pool's cost
@@ -192,64 +256,109 @@ fn targets(
         )
         .correct(correct)
     };
-    let mut t = vec![
-        ratio(
+    // The quiet limits; W8 allows each 1.5 times its quiet limit.
+    let ratios: [(&str, &str, &str, f64, &str); 7] = [
+        (
             "W1",
-            PP_MAP,
-            RAYON,
-            1.5,
-            "W1 `map` (slice) / rayon par_iter collect".into(),
-        ),
-        ratio(
-            "W1",
-            PP_IMAP,
-            RAYON_RANGE,
-            3.0,
-            "W1 `imap` (range) / rayon collect (range)".into(),
-        ),
-        ratio(
-            "W1",
-            PP_IMAP_UNORDERED,
-            RAYON_RANGE,
-            3.0,
-            "W1 `imap_unordered` (range) / rayon collect (range)".into(),
-        ),
-        ratio(
-            "W2",
             PP_MAP,
             RAYON,
             1.10,
-            "W2 `map` (slice) / rayon par_iter collect".into(),
+            "`map` (slice) / rayon par_iter collect",
         ),
-        ratio(
+        (
+            "W1",
+            PP_IMAP,
+            RAYON_RANGE,
+            2.5,
+            "`imap` (range) / rayon collect (range)",
+        ),
+        (
+            "W1",
+            PP_IMAP_UNORDERED,
+            RAYON_RANGE,
+            2.5,
+            "`imap_unordered` (range) / rayon collect (range)",
+        ),
+        (
+            "W2",
+            PP_MAP,
+            RAYON,
+            1.05,
+            "`map` (slice) / rayon par_iter collect",
+        ),
+        (
             "W2",
             PP_IMAP,
             RAYON_RANGE,
-            1.15,
-            "W2 `imap` (range) / rayon collect (range)".into(),
+            1.10,
+            "`imap` (range) / rayon collect (range)",
         ),
-        ratio(
+        (
             "W3",
             PP_MAP,
             RAYON,
-            1.15,
-            "W3 `map` (slice) / rayon par_iter collect".into(),
+            1.05,
+            "`map` (slice) / rayon par_iter collect",
         ),
-        ratio(
+        (
             "W3",
             PP_IMAP,
             RAYON_RANGE,
-            1.25,
-            "W3 `imap` (range) / rayon collect (range)".into(),
-        ),
-        ratio(
-            "W4",
-            W4_PP,
-            W4_TP,
-            2.0,
-            "W4 `apply_async`+`get` / threadpool execute+join".into(),
+            1.10,
+            "`imap` (range) / rayon collect (range)",
         ),
     ];
+    let w4 = [
+        ("W4", W4_PP, W4_TP, "1 M"),
+        ("W4-300k", W4_PP, W4_TP, "300 k"),
+        ("W4-fresh", W4_FRESH_PP, W4_FRESH_TP, "1 M, fresh process"),
+        (
+            "W4-300k-fresh",
+            W4_FRESH_PP,
+            W4_FRESH_TP,
+            "300 k, fresh process",
+        ),
+    ];
+    let mut t = Vec::new();
+    for (id, row, base, limit, what) in ratios {
+        t.push(ratio(id, row, base, limit, format!("{id} {what}")));
+    }
+    for (id, row, base, what) in w4 {
+        t.push(ratio(
+            id,
+            row,
+            base,
+            1.0,
+            format!("{id} `apply_async`+`get` / threadpool execute+join ({what})"),
+        ));
+    }
+    for (id, row, base, limit, what) in ratios {
+        if id == "W3" {
+            continue;
+        }
+        let loaded = format!("W8-{id}");
+        t.push(ratio(
+            &loaded,
+            row,
+            base,
+            limit * 1.5,
+            format!("{loaded} {what}, under load"),
+        ));
+    }
+    t.push(ratio(
+        "W8-W4",
+        W4_PP,
+        W4_TP,
+        1.5,
+        "W8-W4 `apply_async`+`get` / threadpool execute+join (1 M), under load".into(),
+    ));
+    t.push(ratio(
+        "W9",
+        W9_PP,
+        W9_TP,
+        1.2,
+        "W9 parpool build + apply + drop / threadpool's".into(),
+    ));
     let w5pp = w5.iter().find(|r| r.name == "parpool");
     t.push(
         Target::new(
@@ -271,11 +380,16 @@ fn targets(
         )
         .strict(),
     );
-    let apply = w7.iter().find(|l| l.name == workloads::PP_APPLY);
+    let p50 = |name: &str| {
+        w7.iter()
+            .find(|l| l.name == name)
+            .map(|l| l.p50.as_secs_f64() * 1e6)
+    };
+    let tp = p50(workloads::TP_EXECUTE_RECV);
     t.push(Target::new(
-        "W7 `apply` latency on an idle pool, p50",
-        apply.map(|l| l.p50.as_secs_f64() * 1e6),
-        50.0,
+        "W7 `apply` latency on an idle pool, p50 (limit: threadpool's p50 in this run)",
+        p50(workloads::PP_APPLY).filter(|_| tp.is_some()),
+        tp.unwrap_or(f64::NAN),
         Unit::Micros,
     ));
     t

@@ -286,6 +286,54 @@ pub fn w4_rayon_scope_spawn(n: u64) -> Vec<u64> {
     Vec::new()
 }
 
+// ---- W9: a pool's whole life ----
+
+/// W9 for threadpool: `reps` times, a 2-thread pool is made, runs one job
+/// that stores its result, is joined and dropped (threadpool's drop does
+/// not wait for its threads).
+pub fn w9_threadpool(reps: u64) -> Vec<u64> {
+    (0..reps)
+        .map(|i| {
+            let pool = threadpool::ThreadPool::new(2);
+            let out = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let slot = Arc::clone(&out);
+            pool.execute(move || {
+                slot.store(crate::work::tiny(i), std::sync::atomic::Ordering::Relaxed)
+            });
+            pool.join();
+            out.load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .collect()
+}
+
+/// W9 for rayon: `reps` times, `ThreadPoolBuilder::build` with 2 threads,
+/// one `install`, drop (rayon's drop does not wait for its threads).
+pub fn w9_rayon(reps: u64) -> Vec<u64> {
+    (0..reps)
+        .map(|i| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .expect("rayon pool");
+            pool.install(|| crate::work::tiny(i))
+        })
+        .collect()
+}
+
+/// W4 for threadpool in a fresh process: one pool, one timed run.
+pub fn w4_fresh_threadpool(workers: usize, n: u64) -> std::time::Duration {
+    let pool = threadpool::ThreadPool::new(workers);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        pool.execute(move || {
+            black_box(crate::work::tiny(i));
+        });
+    }
+    pool.join();
+    t.elapsed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::even_ranges;

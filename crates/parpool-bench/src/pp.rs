@@ -63,19 +63,64 @@ pub fn range_rows<F: Body>(
     rows
 }
 
+/// The faster imap consumers (W1's extra rows): internal iteration, which
+/// drains each chunk in one loop, and `batches()`, which moves whole chunks.
+pub fn imap_consumer_rows<F: Body>(pool: &Pool, n: u64, f: F, want: u64) -> Vec<Row<'_>> {
+    vec![
+        Row::new(names::PP_IMAP_FOR_EACH, move || {
+            let mut out = Vec::with_capacity(n as usize);
+            pool.0.imap(f, 0..n).for_each(|x| out.push(x));
+            out
+        })
+        .expect(want),
+        Row::new(names::PP_IMAP_BATCHES, move || {
+            let mut out = Vec::with_capacity(n as usize);
+            for batch in pool.0.imap(f, 0..n).batches() {
+                out.extend_from_slice(&batch);
+            }
+            out
+        })
+        .expect(want),
+    ]
+}
+
 /// `apply_async` `n` times, then `get` every result in order.
 pub fn w4_rows(pool: &Pool, n: u64, want: u64) -> Vec<Row<'_>> {
-    vec![Row::new(names::W4_PP, move || {
-        let handles: Vec<_> = (0..n)
-            .map(|i| pool.0.apply_async(move || tiny(i)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.get().expect("apply_async task failed"))
-            .collect()
-    })
-    .expect(want)
-    .key()]
+    vec![Row::new(names::W4_PP, move || w4_run(pool, n))
+        .expect(want)
+        .key()]
+}
+
+/// W4 in a fresh process: one pool, one timed run of `n` jobs.
+pub fn w4_fresh(workers: usize, n: u64) -> Option<std::time::Duration> {
+    let pool = Pool::new(workers);
+    std::thread::sleep(Duration::from_millis(5));
+    let t = std::time::Instant::now();
+    let out = w4_run(&pool, n);
+    let d = t.elapsed();
+    assert_eq!(out.len() as u64, n);
+    Some(d)
+}
+
+fn w4_run(pool: &Pool, n: u64) -> Vec<u64> {
+    let handles: Vec<_> = (0..n)
+        .map(|i| pool.0.apply_async(move || tiny(i)))
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.get().expect("apply_async task failed"))
+        .collect()
+}
+
+/// W9: `reps` times, a 2-worker pool is built, runs one `apply` and is
+/// dropped (which closes it and joins its threads).
+pub fn w9_lifecycle(reps: u64) -> Vec<u64> {
+    (0..reps)
+        .map(|i| {
+            let pool = parpool::ThreadPool::with_workers(2);
+            pool.apply(move || tiny(i))
+        })
+        .collect()
 }
 
 pub fn w7_apply(pool: &Pool, samples: usize, gap: Duration) -> Option<Latency> {

@@ -15,6 +15,11 @@ pub const W2_ITEMS: u64 = 20_000;
 pub const W3_ITEMS: u64 = 20_000;
 pub const W3_HEAVY: u32 = 50;
 pub const W4_JOBS: u64 = 1_000_000;
+/// W4's second size: the standalone program found parpool's cost
+/// per job differs most from threadpool's at this size.
+pub const W4_JOBS_SMALL: u64 = 300_000;
+/// Pool lifecycles per W9 sample (one takes ~50-150 µs).
+pub const W9_REPS: u64 = 20;
 
 /// Row names the targets refer to.
 pub mod names {
@@ -37,6 +42,22 @@ pub mod names {
     pub const W4_TOKIO: &str = "tokio spawn_blocking per job + buffered(n), every result";
     pub const W4_POOLIO: &str = "poolio execute + mpsc, every result";
     pub const W4_PP: &str = "parpool apply_async + get";
+    pub const PP_IMAP_FOR_EACH: &str = "parpool imap (range), for_each push";
+    pub const PP_IMAP_BATCHES: &str = "parpool imap (range), batches() extend";
+    pub const W4_FRESH_TP: &str = "threadpool execute + join, fresh process";
+    pub const W4_FRESH_PP: &str = "parpool apply_async + get, fresh process";
+    pub const W9_TP: &str = "threadpool new(2) + execute + join + drop";
+    pub const W9_RAYON: &str = "rayon build(2) + install + drop";
+    pub const W9_PP: &str = "parpool with_workers(2) + apply + drop";
+}
+
+/// Which rows a workload runs: all, or (W8, under load) only those that
+/// keep a round short; rows that take seconds per round even on a quiet
+/// machine are left out there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    All,
+    Loaded,
 }
 
 /// One measured workload.
@@ -102,8 +123,9 @@ fn slice_rows<'a, F: Body>(
     ctx: &'a Ctx,
     input: &'a Arc<Vec<u64>>,
     f: F,
-    with_article: bool,
+    rows_wanted: Rows,
 ) -> Vec<Row<'a>> {
+    let with_article = rows_wanted == Rows::All;
     use names::*;
     let want = checksum(&peers::sequential(input, f));
     let p = &ctx.peers;
@@ -156,26 +178,30 @@ fn input(n: u64) -> Arc<Vec<u64>> {
     Arc::new((0..n).collect())
 }
 
-pub fn w1(ctx: &Ctx) -> Section {
+pub fn w1(ctx: &Ctx, id: &'static str, rows_wanted: Rows) -> Section {
     let input = input(W1_ITEMS);
-    let mut rows = slice_rows(ctx, &input, tiny, true);
+    let mut rows = slice_rows(ctx, &input, tiny, rows_wanted);
     rows.extend(range_rows(ctx, W1_ITEMS, tiny, true));
+    if rows_wanted == Rows::All {
+        let want = checksum(&(0..W1_ITEMS).map(tiny).collect::<Vec<_>>());
+        rows.extend(pp::imap_consumer_rows(&ctx.pool, W1_ITEMS, tiny, want));
+    }
     Section {
-        id: "W1",
+        id,
         title: format!("map over {W1_ITEMS} tiny items, ordered Vec out"),
         baseline: names::RAYON,
         timings: time_rows(&mut rows, &ctx.plan),
     }
 }
 
-pub fn w2(ctx: &Ctx) -> Section {
+pub fn w2(ctx: &Ctx, id: &'static str, rows_wanted: Rows) -> Section {
     let input = input(W2_ITEMS);
     let iters = ctx.iters_2us;
     let f = move |x| spin(x, iters);
-    let mut rows = slice_rows(ctx, &input, f, true);
+    let mut rows = slice_rows(ctx, &input, f, rows_wanted);
     rows.extend(range_rows(ctx, W2_ITEMS, f, false));
     Section {
-        id: "W2",
+        id,
         title: format!("{W2_ITEMS} CPU-bound items of ~2 µs"),
         baseline: names::RAYON,
         timings: time_rows(&mut rows, &ctx.plan),
@@ -186,7 +212,7 @@ pub fn w3(ctx: &Ctx) -> Section {
     let input = input(W3_ITEMS);
     let iters = ctx.iters_2us;
     let f = move |x| skewed(x, iters, W3_HEAVY);
-    let mut rows = slice_rows(ctx, &input, f, true);
+    let mut rows = slice_rows(ctx, &input, f, Rows::All);
     rows.extend(range_rows(ctx, W3_ITEMS, f, false));
     Section {
         id: "W3",
@@ -196,25 +222,49 @@ pub fn w3(ctx: &Ctx) -> Section {
     }
 }
 
-pub fn w4(ctx: &Ctx) -> Section {
+pub fn w4(ctx: &Ctx, id: &'static str, jobs: u64, rows_wanted: Rows) -> Section {
     use names::*;
     let p = &ctx.peers;
-    let want = checksum(&(0..W4_JOBS).map(tiny).collect::<Vec<_>>());
+    let want = checksum(&(0..jobs).map(tiny).collect::<Vec<_>>());
     let mut rows = vec![
-        Row::new(W4_TP, move || peers::w4_threadpool_execute_join(p, W4_JOBS)).key(),
+        Row::new(W4_TP, move || peers::w4_threadpool_execute_join(p, jobs)).key(),
         Row::new(W4_TP_RESULTS, move || {
-            peers::w4_threadpool_with_results(p, W4_JOBS)
+            peers::w4_threadpool_with_results(p, jobs)
         })
         .expect(want),
-        Row::new(W4_RAYON, move || peers::w4_rayon_scope_spawn(W4_JOBS)),
-        Row::new(W4_TOKIO, move || peers::w4_tokio_buffered(p, W4_JOBS)).expect(want),
-        Row::new(W4_POOLIO, move || peers::w4_poolio_with_results(p, W4_JOBS)).expect(want),
+        Row::new(W4_RAYON, move || peers::w4_rayon_scope_spawn(jobs)),
     ];
-    rows.extend(pp::w4_rows(&ctx.pool, W4_JOBS, want));
+    if rows_wanted == Rows::All {
+        rows.push(Row::new(W4_TOKIO, move || peers::w4_tokio_buffered(p, jobs)).expect(want));
+        rows.push(Row::new(W4_POOLIO, move || peers::w4_poolio_with_results(p, jobs)).expect(want));
+    }
+    rows.extend(pp::w4_rows(&ctx.pool, jobs, want));
     Section {
-        id: "W4",
-        title: format!("{W4_JOBS} independent tiny jobs submitted one by one"),
+        id,
+        title: format!("{jobs} independent tiny jobs submitted one by one"),
         baseline: W4_TP,
+        timings: time_rows(&mut rows, &ctx.plan),
+    }
+}
+
+/// W9: a pool's whole life, for a program that makes a small pool for one
+/// call. Every row makes `W9_REPS` pools per sample.
+pub fn w9(ctx: &Ctx) -> Section {
+    use names::*;
+    let want = checksum(&(0..W9_REPS).map(tiny).collect::<Vec<_>>());
+    let mut rows = vec![
+        Row::new(W9_TP, || peers::w9_threadpool(W9_REPS))
+            .expect(want)
+            .key(),
+        Row::new(W9_RAYON, || peers::w9_rayon(W9_REPS)).expect(want),
+        Row::new(W9_PP, || pp::w9_lifecycle(W9_REPS))
+            .expect(want)
+            .key(),
+    ];
+    Section {
+        id: "W9",
+        title: format!("a pool's life, {W9_REPS} times: build with 2 workers, one call, drop"),
+        baseline: W9_TP,
         timings: time_rows(&mut rows, &ctx.plan),
     }
 }
@@ -251,6 +301,7 @@ pub fn latency(
 }
 
 pub const PP_APPLY: &str = "parpool apply";
+pub const TP_EXECUTE_RECV: &str = "threadpool execute + mpsc recv";
 
 pub fn w7(ctx: &Ctx, samples: usize, gap: Duration) -> Vec<Latency> {
     let p = &ctx.peers;
@@ -265,17 +316,12 @@ pub fn w7(ctx: &Ctx, samples: usize, gap: Duration) -> Vec<Latency> {
     out.push(latency("rayon ThreadPool::install", samples, gap, || {
         rayon_pool.install(|| tiny(1))
     }));
-    out.push(latency(
-        "threadpool execute + mpsc recv",
-        samples,
-        gap,
-        || {
-            let (tx, rx) = mpsc::channel();
-            p.threadpool
-                .execute(move || tx.send(tiny(1)).expect("receiver alive"));
-            rx.recv().expect("job ran")
-        },
-    ));
+    out.push(latency(TP_EXECUTE_RECV, samples, gap, || {
+        let (tx, rx) = mpsc::channel();
+        p.threadpool
+            .execute(move || tx.send(tiny(1)).expect("receiver alive"));
+        rx.recv().expect("job ran")
+    }));
     out.push(latency(
         "tokio spawn_blocking + block_on",
         samples,

@@ -1,6 +1,6 @@
 //! `cargo run --release -p parpool-bench --bin report [-- --quick]`
 //!
-//! Measures parpool and its peers on W1..W7, prints the markdown report and
+//! Measures parpool and its peers on W1..W9, prints the markdown report and
 //! writes it, with the chart, to `docs/bench/` (or `--out DIR`).
 
 use parpool_bench::{chart, child, run, Options};
