@@ -10,6 +10,13 @@
 //! and no outcome is ever written twice or never. A callback that waits for
 //! its own task panics with a clear message instead of waiting forever.
 //!
+//! The outcome lives outside the mutex: the claimer writes it before the
+//! `Release` store of `DONE` and never touches it again, and only the handle
+//! reads or takes it, after an `Acquire` load of `DONE` (taking needs
+//! `&mut` to the handle). So `get` on a finished task takes no lock: no
+//! read-modify-write of a cache line the worker wrote last (W4 in
+//! `docs/design.md`).
+//!
 //! Dropping a handle does not cancel its task. In a scope, a panic that no
 //! handle observed is handed to the scope, which re-raises it when it ends.
 
@@ -20,6 +27,7 @@ use crate::park::{self, Deadline, Waitable};
 use crate::registry::Registry;
 use crate::scope::{ScopeHold, ScopeState};
 use crate::sync::lock;
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -54,15 +62,29 @@ impl Failure {
 pub(crate) struct Slot<R> {
     status: AtomicU8,
     unwanted: AtomicBool,
+    /// A failure was seen through the handle (`get`, `successful`), so it
+    /// is not handed to the scope as unobserved.
+    observed: AtomicBool,
+    /// Written once, by the claimer, before `status` becomes `DONE`; after
+    /// that read only through the handle (see the module doc), and taken
+    /// only by the handle (`&mut`), or by the claimer if the handle is gone
+    /// (decided under the mutex, before `DONE`).
+    outcome: UnsafeCell<Option<Outcome<R>>>,
     inner: Mutex<Inner<R>>,
     cond: Condvar,
     scope: Option<Arc<ScopeState>>,
 }
 
+// SAFETY: every field but `outcome` is `Sync` for `R: Send`. `outcome` is
+// written by one thread (the claimer) before the `Release` store of `DONE`,
+// and read or moved out only by the handle's owner after an `Acquire` load
+// of `DONE` (moved out only through `&mut AsyncResult`); shared reads
+// through `&AsyncResult` look only at whether it is `Ok`. So no two threads
+// access it at once unless both only read, and no `&R` is shared between
+// threads: `R: Send` suffices.
+unsafe impl<R: Send> Sync for Slot<R> {}
+
 struct Inner<R> {
-    outcome: Option<Outcome<R>>,
-    taken: bool,
-    observed: bool,
     handle_alive: bool,
     /// Threads blocked in `block`; `complete` skips the wake-up syscall if 0.
     waiters: u32,
@@ -81,10 +103,9 @@ impl<R> Slot<R> {
         Slot {
             status: AtomicU8::new(QUEUED),
             unwanted: AtomicBool::new(false),
+            observed: AtomicBool::new(false),
+            outcome: UnsafeCell::new(None),
             inner: Mutex::new(Inner {
-                outcome: None,
-                taken: false,
-                observed: false,
                 handle_alive: true,
                 waiters: 0,
                 callbacks: None,
@@ -145,12 +166,15 @@ impl<R> Slot<R> {
                 }
             }
         };
-        inner.outcome = Some(outcome);
         let orphan = if inner.handle_alive {
+            // SAFETY: we are the claimer and the status is not `DONE` yet,
+            // so no handle looks at the outcome (module doc).
+            unsafe { *self.outcome.get() = Some(outcome) };
             None
         } else {
-            self.hand_unobserved_panic_to_scope(&mut inner);
-            inner.outcome.take()
+            let mut outcome = outcome;
+            self.hand_unobserved_panic_to_scope(&mut outcome);
+            Some(outcome)
         };
         self.status.store(DONE, Ordering::Release);
         let waker = inner.waker.take();
@@ -166,14 +190,46 @@ impl<R> Slot<R> {
         orphan
     }
 
-    fn hand_unobserved_panic_to_scope(&self, inner: &mut Inner<R>) {
-        if let (Some(scope), false) = (&self.scope, inner.observed) {
-            if let Some(Err(failure)) = &mut inner.outcome {
+    fn hand_unobserved_panic_to_scope(&self, outcome: &mut Outcome<R>) {
+        if let (Some(scope), Err(failure)) = (&self.scope, outcome) {
+            if !self.observed.load(Ordering::Relaxed) {
                 if let Some(p) = failure.payload.take() {
                     scope.report_panic(p);
                 }
             }
         }
+    }
+
+    /// The outcome, once the slot is done; `None` if it was taken.
+    ///
+    /// # Safety
+    ///
+    /// Only through the handle, and the caller must not take the outcome
+    /// (`outcome_mut`) while the returned reference lives.
+    unsafe fn outcome(&self) -> Option<&Outcome<R>> {
+        if !self.is_done() {
+            return None;
+        }
+        // SAFETY: `DONE` was loaded with `Acquire`: the claimer's write is
+        // visible and it never writes again (module doc); the caller rules
+        // out a concurrent take.
+        unsafe { (*self.outcome.get()).as_ref() }
+    }
+
+    /// The outcome for taking, once the slot is done.
+    ///
+    /// # Safety
+    ///
+    /// Only through the handle, with exclusive access to it (`&mut`), so
+    /// nothing else reads the outcome meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn outcome_mut(&self) -> Option<&mut Option<Outcome<R>>> {
+        if !self.is_done() {
+            return None;
+        }
+        // SAFETY: as in `outcome`; the caller's `&mut` handle rules out any
+        // other access.
+        Some(unsafe { &mut *self.outcome.get() })
     }
 }
 
@@ -494,6 +550,9 @@ pub struct AsyncResult<R> {
     task: Arc<dyn HasSlot<R>>,
     /// The outcome was taken: the task is done, so `Drop` has nothing to do.
     spent: bool,
+    /// Whether the outcome taken was a value (for `successful` after
+    /// `get_timeout`).
+    was_ok: bool,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -506,7 +565,11 @@ impl<R> fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     fn from_slot(task: Arc<dyn HasSlot<R>>) -> Self {
-        AsyncResult { task, spent: false }
+        AsyncResult {
+            task,
+            spent: false,
+            was_ok: false,
+        }
     }
 
     #[inline]
@@ -565,20 +628,21 @@ impl<R> AsyncResult<R> {
         self.take().map_err(|f| f.error)
     }
 
+    /// Takes the outcome of a finished task; no lock is taken.
     fn take(&mut self) -> Outcome<R> {
-        let mut inner = lock(&self.slot().inner);
         assert!(
-            !inner.taken,
+            !self.spent,
             "parpool: this AsyncResult's result was already returned by get_timeout"
         );
-        inner.taken = true;
-        inner.observed = true;
-        let outcome = inner
-            .outcome
-            .take()
+        let slot = self.task.slot();
+        slot.observed.store(true, Ordering::Relaxed);
+        // SAFETY: `&mut self`: this handle is the only one and nothing else
+        // reads the outcome meanwhile.
+        let outcome = unsafe { slot.outcome_mut() }
+            .and_then(Option::take)
             .expect("parpool: a done slot holds an outcome");
-        drop(inner);
         self.spent = true;
+        self.was_ok = outcome.is_ok();
         outcome
     }
 
@@ -634,16 +698,14 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(bad.successful(), Some(false));
     /// ```
     pub fn successful(&self) -> Option<bool> {
-        if !self.slot().is_done() {
-            return None;
+        if self.spent {
+            return Some(self.was_ok);
         }
-        let mut inner = lock(&self.slot().inner);
-        let ok = match &inner.outcome {
-            Some(outcome) => outcome.is_ok(),
-            None => !inner.taken, // taken: the caller already saw it
-        };
+        // SAFETY: through the handle; taking needs `&mut self`, which the
+        // borrow rules out while this `&self` call runs.
+        let ok = unsafe { self.slot().outcome() }?.is_ok();
         if !ok {
-            inner.observed = true;
+            self.slot().observed.store(true, Ordering::Relaxed);
         }
         Some(ok)
     }
@@ -684,7 +746,8 @@ impl<R> AsyncResult<R> {
     pub fn on_success(self, f: impl FnOnce(&R) + Send + 'static) -> Self {
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
-            match &inner.outcome {
+            // SAFETY: through the handle, which this call owns.
+            match unsafe { self.slot().outcome() } {
                 Some(Ok(value)) => run_callback(|| f(value)),
                 // Not run: its `Drop` is user code too.
                 _ => drop(panic::drop_contained(f)),
@@ -713,7 +776,8 @@ impl<R> AsyncResult<R> {
     pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
-            match &inner.outcome {
+            // SAFETY: through the handle, which this call owns.
+            match unsafe { self.slot().outcome() } {
                 Some(Err(failure)) => run_callback(|| f(&failure.error)),
                 _ => drop(panic::drop_contained(f)),
             }
@@ -781,15 +845,17 @@ impl<R> Drop for AsyncResult<R> {
         if self.spent {
             return;
         }
-        let mut inner = lock(&self.slot().inner);
+        let slot = self.task.slot();
+        let mut inner = lock(&slot.inner);
         inner.handle_alive = false;
-        let outcome = if self.slot().is_done() {
-            self.slot().hand_unobserved_panic_to_scope(&mut inner);
-            inner.outcome.take()
-        } else {
-            None
-        };
+        // SAFETY: `&mut self` in `drop`: nothing else reads the outcome.
+        // Not done yet: the claimer, under this mutex later, sees the
+        // handle gone and keeps the outcome to itself.
+        let mut outcome = unsafe { slot.outcome_mut() }.and_then(Option::take);
         drop(inner);
+        if let Some(outcome) = &mut outcome {
+            slot.hand_unobserved_panic_to_scope(outcome);
+        }
         // Dropped here, while the handle's borrow (if scoped) is alive.
         drop(outcome);
     }

@@ -26,6 +26,26 @@ fn get_timeout_expires_then_the_handle_still_works() {
         assert!(!h.wait_timeout(Duration::from_millis(5)));
         tx.send(()).unwrap();
         assert_eq!(h.get_timeout(Duration::from_secs(20)), Ok(42));
+        assert!(h.ready());
+        assert_eq!(
+            h.successful(),
+            Some(true),
+            "still known after the value was taken"
+        );
+    });
+}
+
+#[test]
+fn successful_after_get_timeout_took_a_failure_is_false() {
+    guard(30, || {
+        common::quiet_panics();
+        let pool = ThreadPool::with_workers(1);
+        let mut h = pool.apply_async(|| -> u8 { panic!("EXPECTED: failing task") });
+        assert!(matches!(
+            h.get_timeout(Duration::from_secs(20)),
+            Err(TaskError::Panicked(_))
+        ));
+        assert_eq!(h.successful(), Some(false));
     });
 }
 
