@@ -489,7 +489,7 @@ fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource, registry: &Registry) 
 /// assert_eq!(handle.successful(), Some(true));
 /// assert_eq!(handle.get_timeout(Duration::from_secs(1)), Ok(42));
 /// ```
-#[must_use = "an AsyncResult does nothing unless you get() or await it; dropping it does not cancel the task"]
+#[must_use = "the task runs whether or not its AsyncResult is kept, but its result and any panic are lost with the handle; use ThreadPool::spawn for fire-and-forget work"]
 pub struct AsyncResult<R> {
     task: Arc<dyn HasSlot<R>>,
     /// The outcome was taken: the task is done, so `Drop` has nothing to do.
@@ -810,3 +810,44 @@ impl<R> Future for AsyncResult<R> {
 }
 
 impl<R> Unpin for AsyncResult<R> {}
+
+/// The handle of a task a pool refused because it no longer runs: already
+/// done, with [`TaskError::NotRunning`]. Nothing was queued.
+struct Refused<R>(Slot<R>);
+
+impl<R: Send> HasSlot<R> for Refused<R> {
+    fn slot(&self) -> &Slot<R> {
+        &self.0
+    }
+
+    fn run_inline(&self, _pool: &Registry) -> bool {
+        false
+    }
+
+    fn cancel(&self) -> bool {
+        false
+    }
+}
+
+impl<R: Send> AsyncResult<R> {
+    /// A handle that reports [`TaskError::NotRunning`]: what a task
+    /// submission to a pool that no longer runs returns (see `submit.rs`).
+    pub(crate) fn not_running() -> Self {
+        let slot = Slot::new_inline(None);
+        let claimed = slot.claim();
+        debug_assert!(claimed, "a new slot is unclaimed");
+        // No callbacks yet and the handle is alive: nothing is handed back.
+        drop(slot.complete(Err(Failure::new(TaskError::NotRunning, None))));
+        let task: Arc<dyn HasSlot<R> + '_> = Arc::new(Refused(slot));
+        // SAFETY: only the trait object's lifetime bound changes (same
+        // layout and vtable). The slot never holds an `R`: its outcome is
+        // the error stored above (taken out by `get`, or dropped with the
+        // slot), and callbacks are `'static` boxes that only borrow an `R`
+        // while they run, which never happens for a success here. So
+        // dropping it after `R`'s borrows end touches nothing borrowed.
+        let task = unsafe {
+            std::mem::transmute::<Arc<dyn HasSlot<R> + '_>, Arc<dyn HasSlot<R> + 'static>>(task)
+        };
+        AsyncResult::from_slot(task)
+    }
+}

@@ -105,11 +105,11 @@ mod registry;
 mod scope;
 mod sleep;
 #[cfg(not(parpool_loom))]
-mod spawn;
-#[cfg(not(parpool_loom))]
 mod star;
 #[cfg(not(parpool_loom))]
 mod stats;
+#[cfg(not(parpool_loom))]
+mod submit;
 mod sync;
 #[cfg(not(parpool_loom))]
 mod wait;
@@ -125,7 +125,7 @@ pub use cancel::cancelled;
 #[cfg(not(parpool_loom))]
 pub use error::{BuildError, TaskError};
 #[cfg(not(parpool_loom))]
-pub use imap::{Imap, ImapUnordered};
+pub use imap::{Imap, ImapStream, ImapUnordered, ImapUnorderedStream};
 #[cfg(not(parpool_loom))]
 #[doc(hidden)]
 pub use inputs::source;

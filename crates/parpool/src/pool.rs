@@ -14,12 +14,13 @@ use crate::inputs::Inputs;
 use crate::map;
 use crate::registry::Registry;
 use crate::scope::{self, Scope};
-use crate::spawn::{self, Queue};
 use crate::star::{StarFn, Unpack};
 use crate::stats::Stats;
+use crate::submit::{self, Queue};
+use crate::sync::lock;
 use std::fmt;
 use std::panic::resume_unwind;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A pool of worker threads with Python's `multiprocessing.pool.ThreadPool` API.
 ///
@@ -197,14 +198,14 @@ impl ThreadPool {
     ///
     /// Called from one of the pool's own workers, it runs `f` right there,
     /// so nested use cannot deadlock. On a pool that no longer runs (closed
-    /// or terminated before the call queues `f`), `f` runs on the calling
-    /// thread instead. A `terminate` that comes after `f` was queued and
-    /// before it started discards it, like any queued task (see Panics).
+    /// or terminated), `f` runs on the calling thread instead, and so it
+    /// does if a `terminate` discards the queued task before a worker
+    /// started it: `apply` always returns `f`'s result (Python raises
+    /// `ValueError: Pool not running`).
     ///
     /// # Panics
     ///
-    /// If `f` panics, or if the pool is terminated after `f` was queued but
-    /// before it started ("apply's task did not complete").
+    /// If `f` panics: the panic is re-raised here.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -219,16 +220,26 @@ impl ThreadPool {
         if self.registry.is_current_worker() {
             return f();
         }
+        // `f` stays here until the task that runs it claims it: a task the
+        // pool refuses, or that `terminate` discards unrun, leaves it
+        // behind, and it runs on this thread instead.
+        let waiting = Mutex::new(Some(f));
+        let run_here = || {
+            let f = lock(&waiting).take();
+            f.expect("parpool: apply's closure is taken once")()
+        };
         // The scope returns once the job has been dropped in full, so the
         // handle is ready: waiting on the scope alone costs one wake-up.
-        let handle = match scope::run(&self.registry, |s| s.try_apply_async(f)) {
-            Ok(handle) => handle,
-            Err(f) => return f(),
+        let queued = scope::run(&self.registry, |s| s.try_apply_async(&run_here).ok());
+        let Some(handle) = queued else {
+            return run_here();
         };
         match handle.get_outcome() {
             Ok(value) => value,
             Err(failure) => match failure.payload {
                 Some(payload) => resume_unwind(payload),
+                // Cancelled before a worker took `f` (a `terminate`).
+                None if lock(&waiting).is_some() => run_here(),
                 None => panic!("parpool: apply's task did not complete: {}", failure.error),
             },
         }
@@ -236,35 +247,101 @@ impl ThreadPool {
 
     /// Queues `f` and returns a handle to its result at once.
     ///
-    /// # Panics
+    /// `f` must be `'static`: it outlives this call. Can't borrow here? Use
+    /// [`scope`](Self::scope) (its [`Scope::apply_async`] may borrow), or
+    /// move the data in (`move ||` with owned values or an `Arc`).
     ///
-    /// If the pool is not running ("pool not running"). A pool that is
-    /// closed or terminated while this call runs either refuses the task
-    /// (this panic) or has accepted it, and then runs it or reports
-    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled): an accepted
-    /// task is never lost.
+    /// On a pool that no longer runs (closed or terminated), nothing is
+    /// queued and the handle reports
+    /// [`TaskError::NotRunning`](crate::TaskError::NotRunning); this never
+    /// panics, so a thread racing another thread's `close` or `terminate`
+    /// is safe (Python raises `ValueError: Pool not running`). A task that
+    /// was accepted is never lost: it runs, or reports
+    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled) if `terminate`
+    /// discards it.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let handle = pool.apply_async(|| 2 + 2);
     /// assert_eq!(handle.get(), Ok(4));
     /// ```
+    ///
+    /// Borrowing from the caller does not compile; a scope allows it:
+    ///
+    /// ```compile_fail,E0373
+    /// let pool = parpool::ThreadPool::new();
+    /// let data = vec![1, 2, 3];
+    /// // error[E0373]: closure may outlive the current function, but it
+    /// // borrows `data`, which is owned by the current function
+    /// let handle = pool.apply_async(|| data.len());
+    /// ```
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let data = vec![1, 2, 3];
+    /// let len = pool.scope(|s| s.apply_async(|| data.len()).get());
+    /// assert_eq!(len, Ok(3));
+    /// ```
     pub fn apply_async<F, R>(&self, f: F) -> AsyncResult<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.spawn(f, PanicSource::Task)
+        self.submit_task(f, PanicSource::Task)
     }
 
-    fn spawn<F, R>(&self, f: F, source: PanicSource) -> AsyncResult<R>
+    /// Queues a `'static` task, or returns a `NotRunning` handle.
+    fn submit_task<F, R>(&self, f: F, source: PanicSource) -> AsyncResult<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        match spawn::pool_task(&self.registry, f, source) {
-            Ok(handle) => handle,
-            Err(_) => scope::not_running(&self.registry),
+        submit::pool_task(&self.registry, f, source)
+            .unwrap_or_else(|f| submit::refused(&self.registry, f))
+    }
+
+    /// Runs `f` on a worker, fire and forget, like rayon's `spawn`: no
+    /// handle, no result. Use [`apply_async`](Self::apply_async) to get
+    /// one.
+    ///
+    /// A panic in `f` is caught on the worker and goes to the pool's
+    /// [`PanicPolicy`](crate::PanicPolicy): counted in
+    /// [`stats`](Self::stats) and printed by the panic hook under
+    /// `Propagate` (there is no handle to propagate it to), the pool
+    /// terminated under `Terminate`, the process aborted under `Abort`.
+    ///
+    /// On a pool that no longer runs (closed or terminated), `f` runs on
+    /// the calling thread before `spawn` returns, its panic handled the
+    /// same way: `spawn` never panics and never drops work silently. (Python
+    /// raises `ValueError: Pool not running`; check
+    /// [`is_running`](Self::is_running) first if the caller must not run
+    /// the work itself.) A `terminate` discards spawned jobs that have not
+    /// started, like every queued task.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let pool = parpool::ThreadPool::new();
+    /// let done = Arc::new(AtomicUsize::new(0));
+    /// for _ in 0..10 {
+    ///     let done = Arc::clone(&done);
+    ///     pool.spawn(move || {
+    ///         done.fetch_add(1, Ordering::Relaxed);
+    ///     });
+    /// }
+    /// pool.close();
+    /// pool.join(); // queued work finishes
+    /// assert_eq!(done.load(Ordering::Relaxed), 10);
+    /// ```
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        match submit::pool_task(&self.registry, f, PanicSource::Task) {
+            // With the handle gone, the worker drops the outcome itself.
+            Ok(handle) => drop(handle),
+            Err(f) => submit::run_refused(&self.registry, None, f),
         }
     }
 
@@ -687,7 +764,7 @@ impl Chunked<'_> {
     {
         let registry = Arc::clone(&self.pool.registry);
         let chunksize = self.chunksize;
-        self.pool.spawn(
+        self.pool.submit_task(
             move || map::map_async_task(&registry, inputs, chunksize, f),
             PanicSource::Relayed,
         )
