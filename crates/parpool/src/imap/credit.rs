@@ -142,7 +142,7 @@ impl<R> Exchange<R> {
     #[inline]
     fn should_stop(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
-            || (!self.detached && self.registry.is_terminated_relaxed())
+            || (self.registry.is_terminated_relaxed() && !self.detached)
     }
 }
 
