@@ -472,9 +472,12 @@ fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource, registry: &Registry) 
 
 /// The handle to a task's result, returned by
 /// [`ThreadPool::apply_async`](crate::ThreadPool::apply_async) and the other
-/// `_async` methods. Like Python's `AsyncResult`, and also a [`Future`].
+/// `_async` methods. Like Python's `AsyncResult`, and also a [`Future`]
+/// (`handle.await` resolves to what [`get`](Self::get) returns).
 ///
-/// Dropping the handle does not cancel the task.
+/// Dropping the handle does not cancel the task: it runs anyway, and its
+/// result (or panic) is dropped. For work whose result nobody wants, use
+/// [`ThreadPool::spawn`](crate::ThreadPool::spawn).
 ///
 /// # Examples
 ///
@@ -523,7 +526,9 @@ impl<R> AsyncResult<R> {
     ///
     /// # Panics
     ///
-    /// If [`get_timeout`](Self::get_timeout) already returned the result.
+    /// If [`get_timeout`](Self::get_timeout) already returned the result, or
+    /// if called from one of this task's own callbacks (see
+    /// [`wait`](Self::wait)).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -547,7 +552,8 @@ impl<R> AsyncResult<R> {
     ///
     /// # Panics
     ///
-    /// If the result was already returned by an earlier call.
+    /// If the result was already returned by an earlier call, or if called
+    /// from one of this task's own callbacks (see [`wait`](Self::wait)).
     ///
     /// ```
     /// use parpool::TaskError;
@@ -587,6 +593,12 @@ impl<R> AsyncResult<R> {
     /// On one of the pool's own workers it runs queued work while it waits,
     /// so waiting inside a task cannot deadlock the pool.
     ///
+    /// # Panics
+    ///
+    /// If called from one of this task's own callbacks, which run before
+    /// the task is done: it would wait forever. Also `get`, `get_timeout`
+    /// and `wait_timeout`.
+    ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let handle = pool.apply_async(|| 1);
@@ -599,6 +611,11 @@ impl<R> AsyncResult<R> {
     }
 
     /// Waits at most `timeout`; returns whether the task has finished.
+    ///
+    /// # Panics
+    ///
+    /// If called from one of this task's own callbacks (see
+    /// [`wait`](Self::wait)).
     ///
     /// ```
     /// use std::time::Duration;

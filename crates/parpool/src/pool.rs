@@ -80,10 +80,12 @@ use std::sync::{Arc, Mutex};
 /// use parpool::ThreadPool;
 ///
 /// let pool = ThreadPool::new();
-/// for result in pool.imap(|n| n * 2, &[1, 2, 3, 4, 5]) {
+/// let numbers: Vec<u64> = (1..=5).collect();
+/// // map borrows; imap takes ownership (or use pool.scope to borrow).
+/// assert_eq!(pool.map(|n| n * 2, &numbers), [2, 4, 6, 8, 10]);
+/// for result in pool.imap(|n| n * 2, numbers) {
 ///     println!("{}", result);
 /// }
-/// assert_eq!(pool.map(|n| n * 2, &[1, 2, 3]), [2, 4, 6]);
 /// ```
 pub struct ThreadPool {
     registry: Arc<Registry>,
@@ -355,6 +357,12 @@ impl ThreadPool {
     /// stops the workers' part, and the calling thread finishes it. So `map`
     /// always returns every result.
     ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
+    ///
     /// # Panics
     ///
     /// If `f` panics, or the `Drop` of an input the map drops unused: the
@@ -364,7 +372,13 @@ impl ThreadPool {
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let offset = 100;
-    /// assert_eq!(pool.map(|x| x + offset, &[1, 2, 3]), [101, 102, 103]);
+    /// let data = vec![1, 2, 3];
+    /// assert_eq!(pool.map(|x| x + offset, &data), [101, 102, 103]);
+    ///
+    /// fn odd(n: u32) -> impl Iterator<Item = u32> {
+    ///     (0..n).filter(|x| x % 2 == 1)
+    /// }
+    /// assert_eq!(pool.map(|x| x * 10, parpool::iter(odd(6))), [10, 30, 50]);
     /// ```
     pub fn map<I, F, R>(&self, f: F, inputs: I) -> Vec<R>
     where
@@ -382,6 +396,12 @@ impl ThreadPool {
     /// before `k` still run, since one of them may fail too: the error
     /// returned is the one at the smallest position, whatever the timing.
     ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
+    ///
     /// # Errors
     ///
     /// The first (by input position) `Err` that `f` returned.
@@ -395,6 +415,8 @@ impl ThreadPool {
     /// let parsed = pool.try_map(|s: &&str| s.parse::<u8>(), &["1", "x", "300"]);
     /// assert!(parsed.is_err());
     /// assert_eq!(pool.try_map(|s: &&str| s.parse::<u8>(), &["1", "2"]), Ok(vec![1, 2]));
+    /// let words = "4 5 6".split(' ').filter(|w| !w.is_empty());
+    /// assert_eq!(pool.try_map(|s: &str| s.parse::<u8>(), parpool::iter(words)), Ok(vec![4, 5, 6]));
     /// ```
     pub fn try_map<I, F, T, E>(&self, f: F, inputs: I) -> Result<Vec<T>, E>
     where
@@ -411,6 +433,12 @@ impl ThreadPool {
     /// tuple `&(A, B)` calls `f(&A, &B)`. Annotate the closure's argument
     /// types.
     ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
+    ///
     /// # Panics
     ///
     /// As [`map`](Self::map).
@@ -422,6 +450,8 @@ impl ThreadPool {
     /// let pairs = [(1, 'a'), (2, 'b')];
     /// let labels = pool.starmap(|n: &i32, c: &char| format!("{c}{n}"), &pairs);
     /// assert_eq!(labels, ["a1", "b2"]);
+    /// let zipped = parpool::iter((1..3u8).zip(10..12u8));
+    /// assert_eq!(pool.starmap(|a: u8, b: u8| a + b, zipped), [11, 13]);
     /// ```
     pub fn starmap<I, F>(&self, f: F, inputs: I) -> Vec<F::Output>
     where
@@ -434,16 +464,30 @@ impl ThreadPool {
     }
 
     /// Like [`map`](Self::map), but returns at once with a handle to the
-    /// result vector. Needs `'static` work.
+    /// result vector. Needs `'static` work: can't borrow here? Use
+    /// [`scope`](Self::scope) (its [`Scope::map_async`] may borrow), or move
+    /// the data in (an owned `Vec`, or an `Arc`).
+    ///
+    /// On a pool that no longer runs, nothing is queued and the handle
+    /// reports [`TaskError::NotRunning`](crate::TaskError::NotRunning)
+    /// (Python raises `ValueError`); the inputs are dropped at the call.
+    ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
     ///
     /// # Panics
     ///
-    /// If the pool is not running. A panic in `f` is reported by the handle.
+    /// Never in this call. A panic in `f` is reported by the handle.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let handle = pool.map_async(|x| x * 2, vec![1, 2, 3]);
     /// assert_eq!(handle.get(), Ok(vec![2, 4, 6]));
+    /// let handle = pool.map_async(|x| x + 1, parpool::iter((0..3u8).rev()));
+    /// assert_eq!(handle.get(), Ok(vec![3, 2, 1]));
     /// ```
     pub fn map_async<I, F, R>(&self, f: F, inputs: I) -> AsyncResult<Vec<R>>
     where
@@ -455,11 +499,26 @@ impl ThreadPool {
     }
 
     /// Like [`starmap`](Self::starmap), but returns at once with a handle.
+    /// As [`map_async`](Self::map_async): `'static` work (or
+    /// [`scope`](Self::scope)), and a pool that no longer runs gives a
+    /// handle reporting [`TaskError::NotRunning`](crate::TaskError::NotRunning).
+    ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
+    ///
+    /// # Panics
+    ///
+    /// Never in this call. A panic in `f` is reported by the handle.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let handle = pool.starmap_async(|a: i32, b: i32| a - b, vec![(5, 1), (9, 4)]);
     /// assert_eq!(handle.get(), Ok(vec![4, 5]));
+    /// let pairs = parpool::iter((0..2).map(|i| (i, i * 10)));
+    /// assert_eq!(pool.starmap_async(|a: i32, b: i32| a + b, pairs).get(), Ok(vec![0, 11]));
     /// ```
     pub fn starmap_async<I, F>(&self, f: F, inputs: I) -> AsyncResult<Vec<F::Output>>
     where
@@ -497,24 +556,96 @@ impl ThreadPool {
     /// A lazy iterator of `f` over `inputs`, in input order (Python's
     /// `imap`). Inputs are read as results are consumed, with a bounded
     /// number in flight ([`Imap::buffer`]), so endless inputs run in constant
-    /// memory. Nothing starts until the first `next()`.
+    /// memory. Nothing starts until the first `next()`. For async code,
+    /// [`Imap::into_stream`] gives a `Stream`.
+    ///
+    /// **Borrowing.** The iterator may outlive this call, so `f` and the
+    /// inputs must be `'static`: `pool.imap(f, &vec)` does not compile
+    /// (`vec` is "borrowed for `'static`"). Can't borrow here? Use
+    /// [`scope`](Self::scope) (`pool.scope(|s| s.imap(f, &vec).collect())`)
+    /// or move the data in (`pool.imap(f, vec)`, or an `Arc`).
+    ///
+    /// **Send input.** The workers read the input (that is what keeps the
+    /// consumer fast), so its iterator must be `Send`. `stdin().lines()` is
+    /// not (it holds a `StdinLock`); read `stdin()` through a `BufReader`,
+    /// which is, as in the example below.
+    ///
+    /// **Memory.** At most [`buffer`](Imap::buffer) input items are read
+    /// ahead of the consumer, together with their results. The default
+    /// buffer is 4 chunks per worker, so with
+    /// [`chunksize(n)`](Imap::chunksize) it is `4 × workers × n` items:
+    /// memory grows linearly with the chunksize (never past 1,048,576 items).
+    /// With automatic chunking (the default) chunks grow only while items
+    /// are tiny.
+    ///
+    /// On a pool that no longer runs (closed or terminated before this
+    /// call), the work runs on the consumer's thread; this never panics
+    /// (Python raises `ValueError`).
     ///
     /// # Panics
     ///
-    /// A task's panic is re-raised by the iterator at that item's position,
-    /// after every earlier result. On a closed pool the work runs on the
-    /// consumer's thread; on a terminated pool the stream ends with
+    /// Not in this call. The iterator re-raises a task's panic at that
+    /// item's position, after every earlier result, and a panic of the
+    /// input iterator likewise. If the pool is terminated while the
+    /// iterator runs, it ends with
     /// [`TaskError::Cancelled`](crate::TaskError::Cancelled), which `next()`
     /// raises as a panic and [`Imap::next_timeout`] returns as an error.
     ///
     /// ```
     /// use parpool::ThreadPool;
     /// let pool = ThreadPool::new();
-    /// for result in pool.imap(|n| n * 2, &[1, 2, 3, 4, 5]) {
+    /// let numbers: Vec<u64> = (1..=5).collect();
+    /// for result in pool.imap(|n| n * 2, numbers) {
     ///     println!("{}", result);
     /// }
     /// let first: Vec<u64> = pool.imap(|n: u64| n * n, 0..).take(3).collect();
     /// assert_eq!(first, [0, 1, 4]);
+    /// ```
+    ///
+    /// Lines of standard input (any `Read`), processed in parallel, in order:
+    ///
+    /// ```no_run
+    /// use std::io::{BufRead, BufReader};
+    ///
+    /// let pool = parpool::ThreadPool::new();
+    /// // `BufReader<Stdin>` is Send; `stdin().lines()` (a `StdinLock`) is not.
+    /// let lines = BufReader::new(std::io::stdin()).lines();
+    /// for len in pool.imap(|line: std::io::Result<String>| line.map(|l| l.len()), lines) {
+    ///     println!("{}", len.unwrap());
+    /// }
+    /// ```
+    ///
+    /// The same code, tested on an in-memory reader:
+    ///
+    /// ```
+    /// use std::io::{BufRead, BufReader, Cursor};
+    ///
+    /// let pool = parpool::ThreadPool::new();
+    /// let input = Cursor::new("a\nbb\nccc\n");
+    /// let lens: Vec<usize> = pool
+    ///     .imap(|line: std::io::Result<String>| line.unwrap().len(), BufReader::new(input).lines())
+    ///     .collect();
+    /// assert_eq!(lens, [1, 2, 3]);
+    /// ```
+    ///
+    /// Borrowing a local does not compile, since the iterator could outlive
+    /// it:
+    ///
+    /// ```compile_fail,E0597
+    /// let pool = parpool::ThreadPool::new();
+    /// let words = vec![String::from("a"), String::from("bb")];
+    /// // error[E0597]: `words` does not live long enough
+    /// //   argument requires that `words` is borrowed for `'static`
+    /// let lens: Vec<usize> = pool.imap(|w: &String| w.len(), &words).collect();
+    /// ```
+    ///
+    /// A scope allows it:
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let words = vec![String::from("a"), String::from("bb")];
+    /// let lens: Vec<usize> = pool.scope(|s| s.imap(|w: &String| w.len(), &words).collect());
+    /// assert_eq!(lens, [1, 2]);
     /// ```
     pub fn imap<F, I, T, R>(&self, f: F, inputs: I) -> Imap<'static, R>
     where
@@ -529,6 +660,20 @@ impl ThreadPool {
 
     /// Like [`imap`](Self::imap), but yields results as they complete
     /// (Python's `imap_unordered`).
+    ///
+    /// As for `imap`: `f` and the inputs must be `'static` (can't borrow
+    /// here? Use [`scope`](Self::scope), or move the data in), the input
+    /// iterator must be `Send`, memory is bounded by the buffer (`4 ×
+    /// workers × chunksize` items by default), and on a pool that no longer
+    /// runs the work runs on the consumer's thread.
+    ///
+    /// # Panics
+    ///
+    /// Not in this call. The iterator re-raises a task's panic when it
+    /// reaches it, and an input iterator's panic after every result read
+    /// before it; if the pool is terminated while it runs, `next()` panics
+    /// with [`TaskError::Cancelled`](crate::TaskError::Cancelled)'s message
+    /// ([`ImapUnordered::next_timeout`] returns it as an error).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -562,6 +707,13 @@ impl ThreadPool {
     /// stack, and returns when every task started in it has finished, even if
     /// the body or a task panicked. A task panic that no handle consumed is
     /// re-raised here.
+    ///
+    /// # Panics
+    ///
+    /// If `body` panics, or a job of the scope panicked and no handle
+    /// observed it (a [`Scope::spawn`] job, or a task whose handle was
+    /// dropped): re-raised here, after every job of the scope has finished.
+    /// The body's own panic takes precedence.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -673,11 +825,17 @@ pub struct Chunked<'a> {
 }
 
 impl Chunked<'_> {
-    /// [`ThreadPool::map`] with this chunksize.
+    /// [`ThreadPool::map`] with this chunksize. Any iterator goes through
+    /// [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// As [`ThreadPool::map`].
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// assert_eq!(pool.chunked(3).map(|x| x * 2, &[1, 2, 3, 4]), [2, 4, 6, 8]);
+    /// assert_eq!(pool.chunked(2).map(|x| x, parpool::iter("ab".chars())), ['a', 'b']);
     /// ```
     pub fn map<I, F, R>(&self, f: F, inputs: I) -> Vec<R>
     where
@@ -702,16 +860,23 @@ impl Chunked<'_> {
         results
     }
 
-    /// [`ThreadPool::try_map`] with this chunksize.
+    /// [`ThreadPool::try_map`] with this chunksize. Any iterator goes
+    /// through [`parpool::iter`](crate::iter).
     ///
     /// # Errors
     ///
     /// The `Err` at the earliest failing input position.
     ///
+    /// # Panics
+    ///
+    /// As [`ThreadPool::map`].
+    ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let r = pool.chunked(1).try_map(|x: u8| x.checked_mul(100).ok_or(x), vec![1, 2, 3]);
     /// assert_eq!(r, Err(3));
+    /// let ok = pool.chunked(1).try_map(|x: u8| Ok::<u8, ()>(x), parpool::iter([1u8].into_iter()));
+    /// assert_eq!(ok, Ok(vec![1]));
     /// ```
     pub fn try_map<I, F, T, E>(&self, f: F, inputs: I) -> Result<Vec<T>, E>
     where
@@ -731,11 +896,18 @@ impl Chunked<'_> {
         results
     }
 
-    /// [`ThreadPool::starmap`] with this chunksize.
+    /// [`ThreadPool::starmap`] with this chunksize. Any iterator goes
+    /// through [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// As [`ThreadPool::map`].
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// assert_eq!(pool.chunked(2).starmap(|a: i32, b: i32| a * b, vec![(2, 3), (4, 5)]), [6, 20]);
+    /// let pairs = parpool::iter((1..3).zip(1..3));
+    /// assert_eq!(pool.chunked(1).starmap(|a: i32, b: i32| a * b, pairs), [1, 4]);
     /// ```
     pub fn starmap<I, F>(&self, f: F, inputs: I) -> Vec<F::Output>
     where
@@ -750,11 +922,18 @@ impl Chunked<'_> {
         results
     }
 
-    /// [`ThreadPool::map_async`] with this chunksize.
+    /// [`ThreadPool::map_async`] with this chunksize. Any iterator goes
+    /// through [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// Never in this call; as [`ThreadPool::map_async`].
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// assert_eq!(pool.chunked(4).map_async(|x| x + 1, 0..3u8).get(), Ok(vec![1, 2, 3]));
+    /// let h = pool.chunked(4).map_async(|x| x, parpool::iter(std::iter::once(9)));
+    /// assert_eq!(h.get(), Ok(vec![9]));
     /// ```
     pub fn map_async<I, F, R>(&self, f: F, inputs: I) -> AsyncResult<Vec<R>>
     where
@@ -770,12 +949,19 @@ impl Chunked<'_> {
         )
     }
 
-    /// [`ThreadPool::starmap_async`] with this chunksize.
+    /// [`ThreadPool::starmap_async`] with this chunksize. Any iterator goes
+    /// through [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// Never in this call; as [`ThreadPool::map_async`].
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let h = pool.chunked(1).starmap_async(|a: u8, b: u8| a + b, vec![(1, 1)]);
     /// assert_eq!(h.get(), Ok(vec![2]));
+    /// let h = pool.chunked(1).starmap_async(|a: u8| a, parpool::iter(std::iter::once((3,))));
+    /// assert_eq!(h.get(), Ok(vec![3]));
     /// ```
     pub fn starmap_async<I, F>(&self, f: F, inputs: I) -> AsyncResult<Vec<F::Output>>
     where
