@@ -147,6 +147,10 @@ fn on_task_err(ctx: &Ctx, what: &str, e: &TaskError, we_cancelled: bool) {
             }
             outcome("err: cancelled")
         }
+        TaskError::NotRunning => {
+            check_not_running(ctx, what, &e.to_string());
+            outcome("err: not running")
+        }
         TaskError::Timeout => outcome("err: timeout"),
         other => track::fail(
             Fail::Other,

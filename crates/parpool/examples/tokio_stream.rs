@@ -3,7 +3,7 @@
 //!
 //! The `futures` idiom
 //! `stream::iter(inputs).map(|x| spawn(task(x))).buffered(n).try_collect()`
-//! becomes `pool.imap(task, inputs).buffer(n)` plus `try_collect`: the work
+//! becomes `pool.imap(task, inputs).buffer(n).into_stream()` plus `try_collect`: the work
 //! runs on the pool's threads, at most `n` inputs ahead of the consumer, with
 //! no task allocated per item.
 //!
@@ -51,6 +51,7 @@ async fn main() {
     let sums: Result<Vec<u64>, String> = pool
         .imap(digit_sum, 1..1000u64)
         .buffer(64)
+        .into_stream()
         .try_collect()
         .await;
     let sums = sums.expect("no input in 1..1000 is rejected");
@@ -67,6 +68,7 @@ async fn main() {
     let failed: Result<Vec<u64>, String> = pool
         .imap(digit_sum, 1..100_000u64)
         .buffer(64)
+        .into_stream()
         .try_collect()
         .await;
     println!("over 1..100000: {:?}", failed.map(|v| v.len()));
@@ -81,10 +83,10 @@ async fn main() {
             },
             vec![120, 30, 90, 10, 60],
         )
-        .chunksize(1);
+        .chunksize(1)
+        .into_stream();
     let mut slow = std::pin::pin!(slow);
-    // `Imap` is also an `Iterator`, so name the stream method's trait.
-    while let Some(ms) = StreamExt::next(&mut slow).await {
+    while let Some(ms) = slow.next().await {
         println!("slept {ms} ms");
     }
 

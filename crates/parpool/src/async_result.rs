@@ -528,9 +528,12 @@ fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource, registry: &Registry) 
 
 /// The handle to a task's result, returned by
 /// [`ThreadPool::apply_async`](crate::ThreadPool::apply_async) and the other
-/// `_async` methods. Like Python's `AsyncResult`, and also a [`Future`].
+/// `_async` methods. Like Python's `AsyncResult`, and also a [`Future`]
+/// (`handle.await` resolves to what [`get`](Self::get) returns).
 ///
-/// Dropping the handle does not cancel the task.
+/// Dropping the handle does not cancel the task: it runs anyway, and its
+/// result (or panic) is dropped. For work whose result nobody wants, use
+/// [`ThreadPool::spawn`](crate::ThreadPool::spawn).
 ///
 /// # Examples
 ///
@@ -545,7 +548,7 @@ fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource, registry: &Registry) 
 /// assert_eq!(handle.successful(), Some(true));
 /// assert_eq!(handle.get_timeout(Duration::from_secs(1)), Ok(42));
 /// ```
-#[must_use = "an AsyncResult does nothing unless you get() or await it; dropping it does not cancel the task"]
+#[must_use = "the task runs whether or not its AsyncResult is kept, but its result and any panic are lost with the handle; use ThreadPool::spawn for fire-and-forget work"]
 pub struct AsyncResult<R> {
     task: Arc<dyn HasSlot<R>>,
     /// The outcome was taken: the task is done, so `Drop` has nothing to do.
@@ -586,7 +589,9 @@ impl<R> AsyncResult<R> {
     ///
     /// # Panics
     ///
-    /// If [`get_timeout`](Self::get_timeout) already returned the result.
+    /// If [`get_timeout`](Self::get_timeout) already returned the result, or
+    /// if called from one of this task's own callbacks (see
+    /// [`wait`](Self::wait)).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -610,7 +615,8 @@ impl<R> AsyncResult<R> {
     ///
     /// # Panics
     ///
-    /// If the result was already returned by an earlier call.
+    /// If the result was already returned by an earlier call, or if called
+    /// from one of this task's own callbacks (see [`wait`](Self::wait)).
     ///
     /// ```
     /// use parpool::TaskError;
@@ -651,6 +657,12 @@ impl<R> AsyncResult<R> {
     /// On one of the pool's own workers it runs queued work while it waits,
     /// so waiting inside a task cannot deadlock the pool.
     ///
+    /// # Panics
+    ///
+    /// If called from one of this task's own callbacks, which run before
+    /// the task is done: it would wait forever. Also `get`, `get_timeout`
+    /// and `wait_timeout`.
+    ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let handle = pool.apply_async(|| 1);
@@ -663,6 +675,11 @@ impl<R> AsyncResult<R> {
     }
 
     /// Waits at most `timeout`; returns whether the task has finished.
+    ///
+    /// # Panics
+    ///
+    /// If called from one of this task's own callbacks (see
+    /// [`wait`](Self::wait)).
     ///
     /// ```
     /// use std::time::Duration;
@@ -876,3 +893,44 @@ impl<R> Future for AsyncResult<R> {
 }
 
 impl<R> Unpin for AsyncResult<R> {}
+
+/// The handle of a task a pool refused because it no longer runs: already
+/// done, with [`TaskError::NotRunning`]. Nothing was queued.
+struct Refused<R>(Slot<R>);
+
+impl<R: Send> HasSlot<R> for Refused<R> {
+    fn slot(&self) -> &Slot<R> {
+        &self.0
+    }
+
+    fn run_inline(&self, _pool: &Registry) -> bool {
+        false
+    }
+
+    fn cancel(&self) -> bool {
+        false
+    }
+}
+
+impl<R: Send> AsyncResult<R> {
+    /// A handle that reports [`TaskError::NotRunning`]: what a task
+    /// submission to a pool that no longer runs returns (see `submit.rs`).
+    pub(crate) fn not_running() -> Self {
+        let slot = Slot::new_inline(None);
+        let claimed = slot.claim();
+        debug_assert!(claimed, "a new slot is unclaimed");
+        // No callbacks yet and the handle is alive: nothing is handed back.
+        drop(slot.complete(Err(Failure::new(TaskError::NotRunning, None))));
+        let task: Arc<dyn HasSlot<R> + '_> = Arc::new(Refused(slot));
+        // SAFETY: only the trait object's lifetime bound changes (same
+        // layout and vtable). The slot never holds an `R`: its outcome is
+        // the error stored above (taken out by `get`, or dropped with the
+        // slot), and callbacks are `'static` boxes that only borrow an `R`
+        // while they run, which never happens for a success here. So
+        // dropping it after `R`'s borrows end touches nothing borrowed.
+        let task = unsafe {
+            std::mem::transmute::<Arc<dyn HasSlot<R> + '_>, Arc<dyn HasSlot<R> + 'static>>(task)
+        };
+        AsyncResult::from_slot(task)
+    }
+}

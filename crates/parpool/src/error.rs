@@ -1,7 +1,8 @@
 //! Errors are values with a message that says what went wrong.
 //!
 //! [`TaskError`] is what a task's handle reports instead of a result: the task
-//! panicked, the caller stopped waiting, or the task never ran. [`BuildError`]
+//! panicked, the caller stopped waiting, the task never ran, or the pool
+//! no longer ran when it was submitted. [`BuildError`]
 //! is what [`Builder::build`](crate::Builder::build) reports instead of a pool;
 //! when it is returned, no worker thread of the failed pool is left running.
 
@@ -32,6 +33,22 @@ pub enum TaskError {
     /// terminated before or while it ran.
     #[error("task cancelled: it was cancelled or its pool was terminated before it finished")]
     Cancelled,
+    /// The pool was closed or terminated before the task was submitted, so
+    /// it was never queued and never ran (Python raises `ValueError: Pool
+    /// not running` at the call instead).
+    ///
+    /// ```
+    /// use parpool::{TaskError, ThreadPool};
+    ///
+    /// let pool = ThreadPool::with_workers(1);
+    /// pool.close();
+    /// assert_eq!(pool.apply_async(|| 1).get(), Err(TaskError::NotRunning));
+    /// ```
+    #[error(
+        "pool not running: it was closed or terminated before the task was submitted, so the \
+         task never ran (check ThreadPool::is_running, or use apply, which runs on the caller)"
+    )]
+    NotRunning,
 }
 
 /// Why [`Builder::build`](crate::Builder::build) could not make a pool.

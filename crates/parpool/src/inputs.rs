@@ -1,9 +1,19 @@
 //! `Inputs`: what the blocking map family accepts, and how it is split.
 //!
 //! Blocking maps run items out of order on many threads, so they need random
-//! access to their inputs. Slices, vectors, arrays and integer ranges give it
-//! directly (the fast paths: no copy, no allocation). Any other iterator is
-//! first collected into a `Vec` on the calling thread.
+//! access to their inputs. Slices, vectors, arrays, `&VecDeque` and integer
+//! ranges give it directly (the fast paths: no copy, no allocation). Other
+//! collections and iterators are first collected into a `Vec` on the calling
+//! thread.
+//!
+//! Why a list of types and not every `IntoIterator`: stable Rust cannot pick
+//! the fast path for "a slice of any `T`" inside a blanket impl over
+//! `IntoIterator` (that needs specialization). `castaway`-style dispatch
+//! compares `TypeId`s, so it only matches one concrete `'static` type, never
+//! a family like `&'a [T]` for every `T` and `'a`; and a blanket impl would
+//! overlap the range and slice impls. So the common types are listed, any
+//! other iterator goes through [`iter`], and the trait's
+//! `on_unimplemented` message says so.
 //!
 //! Invariant kept by every [`Source`]: index `i < len()` is taken at most once,
 //! and the engine either takes or drops (`drop_range`) every index of an
@@ -49,17 +59,44 @@ use source::Source;
 /// `map_async`) can split among workers.
 ///
 /// Implemented for:
-/// - borrowed slices, `&Vec<T>` and `&[T; N]` (items are `&T`), and
-///   `&mut [T]`/`&mut Vec<T>` (items are `&mut T`): zero-copy fast path;
+/// - borrowed slices, `&Vec<T>`, `&[T; N]` and `&VecDeque<T>` (items are
+///   `&T`), and `&mut [T]`/`&mut Vec<T>` (items are `&mut T`): zero-copy
+///   fast path;
 /// - `Vec<T>`, `Box<[T]>` and `[T; N]` (items are moved out): zero-copy;
 /// - integer `Range` and `RangeInclusive`: computed, nothing stored;
-/// - `std::slice::Iter`, `std::vec::IntoIter`, and the common iterator types
-///   of `std` (`Map`, `Filter`, `Enumerate`, `Zip`, `Chain`, `Lines`, map and
-///   set iterators, …), which are collected into a `Vec` first;
-/// - any other iterator through [`parpool::iter`](crate::iter).
+/// - the other collections of `std`, borrowed or owned (`&HashMap`,
+///   `&HashSet`, `&BTreeMap`, `&BTreeSet`, `&mut HashMap`, `VecDeque`,
+///   `HashMap`, …), and the common iterator types of `std` (`Map`, `Filter`,
+///   `Enumerate`, `Zip`, `Chain`, `chunks_mut`, `Lines`, map and set
+///   iterators, `Box<dyn Iterator>`, …), which are collected into a `Vec`
+///   first;
+/// - any other iterator, such as an `impl Iterator` returned by a function,
+///   through [`parpool::iter`](crate::iter).
 ///
 /// For lazy, bounded-memory processing of long or endless iterators, use
 /// [`ThreadPool::imap`](crate::ThreadPool::imap) instead.
+///
+/// An opaque `impl Iterator` is not one of the listed types:
+///
+/// ```compile_fail,E0277
+/// fn evens() -> impl Iterator<Item = u32> {
+///     (0..10).filter(|x| x % 2 == 0)
+/// }
+/// let pool = parpool::ThreadPool::new();
+/// // error[E0277]: `impl Iterator<Item = u32>` is not an input parpool's
+/// // blocking maps can split ... wrap any iterator in `parpool::iter(..)`
+/// pool.map(|x| x + 1, evens());
+/// ```
+///
+/// [`parpool::iter`](crate::iter) takes any iterator:
+///
+/// ```
+/// fn evens() -> impl Iterator<Item = u32> {
+///     (0..10).filter(|x| x % 2 == 0)
+/// }
+/// let pool = parpool::ThreadPool::new();
+/// assert_eq!(pool.map(|x| x + 1, parpool::iter(evens())), [1, 3, 5, 7, 9]);
+/// ```
 ///
 /// # Examples
 ///
@@ -74,7 +111,23 @@ use source::Source;
 /// let mut counts = vec![1, 2, 3];
 /// pool.map(|c| *c *= 10, &mut counts);                            // in place
 /// assert_eq!(counts, [10, 20, 30]);
+///
+/// let mut buf = vec![0u8; 10];
+/// pool.map(|chunk| chunk.fill(7), buf.chunks_mut(4));              // chunks_mut
+/// assert_eq!(buf, [7; 10]);
+/// let ages = std::collections::HashMap::from([("ann", 31), ("bob", 27)]);
+/// let mut older = pool.map(|(_, age)| age + 1, &ages);             // &HashMap
+/// older.sort();
+/// assert_eq!(older, [28, 32]);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an input parpool's blocking maps can split",
+    label = "not a slice, Vec, array, integer range, std collection or common std iterator",
+    note = "wrap any iterator in `parpool::iter(..)` to have it collected first: \
+            `pool.map(f, parpool::iter(my_iter))`",
+    note = "to process a long or endless iterator lazily, use `pool.imap(f, my_iter)`; \
+            to borrow data that the call may not keep, use `pool.scope(|s| ..)`"
+)]
 pub trait Inputs {
     /// The type handed to the mapped function.
     type Item;
@@ -129,6 +182,33 @@ impl<'a, T: Sync> Inputs for std::slice::Iter<'a, T> {
     type Source = SliceSource<'a, T>;
     fn into_source(self) -> Self::Source {
         SliceSource(self.as_slice())
+    }
+}
+
+/// Borrowed items of a `VecDeque`: its two slices, `&T` by index.
+#[doc(hidden)]
+pub struct DequeSource<'a, T>(&'a [T], &'a [T]);
+
+// SAFETY: taking `&T` by index only reads; `&[T]` is Sync when T is.
+unsafe impl<'a, T: Sync> Source for DequeSource<'a, T> {
+    type Item = &'a T;
+    fn len(&self) -> usize {
+        self.0.len() + self.1.len()
+    }
+    unsafe fn take(&self, i: usize) -> &'a T {
+        match i.checked_sub(self.0.len()) {
+            None => &self.0[i],
+            Some(j) => &self.1[j],
+        }
+    }
+}
+
+impl<'a, T: Sync> Inputs for &'a std::collections::VecDeque<T> {
+    type Item = &'a T;
+    type Source = DequeSource<'a, T>;
+    fn into_source(self) -> Self::Source {
+        let (front, back) = self.as_slices();
+        DequeSource(front, back)
     }
 }
 
@@ -393,8 +473,49 @@ macro_rules! via_collect {
     )*};
 }
 
-use std::collections::{btree_map, btree_set, hash_map, hash_set, vec_deque};
+/// Collections (borrowed or owned) that are not split in place: collected
+/// into a `Vec` of their items first.
+macro_rules! via_into_iter {
+    ($( [$($g:tt)*] $ty:ty; )*) => {$(
+        impl<$($g)*> Inputs for $ty
+        where
+            $ty: IntoIterator,
+            <$ty as IntoIterator>::Item: Send,
+        {
+            type Item = <$ty as IntoIterator>::Item;
+            type Source = VecSource<Self::Item>;
+            fn into_source(self) -> Self::Source {
+                VecSource::new(self.into_iter().collect())
+            }
+        }
+    )*};
+}
+
+use std::collections::{
+    btree_map, btree_set, hash_map, hash_set, vec_deque, BTreeMap, BTreeSet, BinaryHeap, HashMap,
+    HashSet, LinkedList, VecDeque,
+};
 use std::iter as it;
+
+via_into_iter! {
+    ['a, K, V, S] &'a HashMap<K, V, S>;
+    ['a, K, V, S] &'a mut HashMap<K, V, S>;
+    [K, V, S] HashMap<K, V, S>;
+    ['a, T, S] &'a HashSet<T, S>;
+    [T, S] HashSet<T, S>;
+    ['a, K, V] &'a BTreeMap<K, V>;
+    ['a, K, V] &'a mut BTreeMap<K, V>;
+    [K, V] BTreeMap<K, V>;
+    ['a, T] &'a BTreeSet<T>;
+    [T] BTreeSet<T>;
+    ['a, T] &'a mut VecDeque<T>;
+    [T] VecDeque<T>;
+    ['a, T] &'a BinaryHeap<T>;
+    [T] BinaryHeap<T>;
+    ['a, T] &'a LinkedList<T>;
+    ['a, T] &'a mut LinkedList<T>;
+    [T] LinkedList<T>;
+}
 
 via_collect! {
     [T] std::vec::IntoIter<T>;
@@ -418,11 +539,29 @@ via_collect! {
     [T] it::Empty<T>;
     [F] it::FromFn<F>;
     [T, F] it::Successors<T, F>;
+    [I: Iterator] it::Peekable<I>;
+    [I: Iterator<Item = U>, U: IntoIterator] it::Flatten<I>;
+    [I, U: IntoIterator, F] it::FlatMap<I, U, F>;
+    [I, St, F] it::Scan<I, St, F>;
+    [I, P] it::MapWhile<I, P>;
+    ['a, T] Box<dyn Iterator<Item = T> + 'a>;
+    ['a, T] Box<dyn Iterator<Item = T> + Send + 'a>;
+    [T] std::option::IntoIter<T>;
     ['a, T] std::slice::IterMut<'a, T>;
     ['a, T] std::slice::Chunks<'a, T>;
+    ['a, T] std::slice::ChunksMut<'a, T>;
     ['a, T] std::slice::ChunksExact<'a, T>;
+    ['a, T] std::slice::ChunksExactMut<'a, T>;
+    ['a, T] std::slice::RChunks<'a, T>;
+    ['a, T] std::slice::RChunksMut<'a, T>;
     ['a, T] std::slice::Windows<'a, T>;
     ['a, T] std::vec::Drain<'a, T>;
+    ['a, 'b] std::str::Split<'a, &'b str>;
+    ['a] std::str::Split<'a, char>;
+    ['a] std::str::SplitAsciiWhitespace<'a>;
+    [] std::env::Args;
+    [R] std::io::Bytes<R>;
+    [T] std::sync::mpsc::IntoIter<T>;
     ['a] std::str::Chars<'a>;
     ['a] std::str::CharIndices<'a>;
     ['a] std::str::Bytes<'a>;
@@ -433,17 +572,31 @@ via_collect! {
     ['a, K, V] hash_map::Iter<'a, K, V>;
     ['a, K, V] hash_map::Keys<'a, K, V>;
     ['a, K, V] hash_map::Values<'a, K, V>;
+    ['a, K, V] hash_map::IterMut<'a, K, V>;
+    ['a, K, V] hash_map::ValuesMut<'a, K, V>;
+    ['a, K, V] hash_map::Drain<'a, K, V>;
     [K, V] hash_map::IntoIter<K, V>;
+    [K, V] hash_map::IntoKeys<K, V>;
+    [K, V] hash_map::IntoValues<K, V>;
     ['a, T] hash_set::Iter<'a, T>;
     [T] hash_set::IntoIter<T>;
     ['a, K, V] btree_map::Iter<'a, K, V>;
     ['a, K, V] btree_map::Keys<'a, K, V>;
     ['a, K, V] btree_map::Values<'a, K, V>;
+    ['a, K, V] btree_map::IterMut<'a, K, V>;
+    ['a, K, V] btree_map::ValuesMut<'a, K, V>;
+    ['a, K, V] btree_map::Range<'a, K, V>;
     [K, V] btree_map::IntoIter<K, V>;
+    [K, V] btree_map::IntoKeys<K, V>;
+    [K, V] btree_map::IntoValues<K, V>;
     ['a, T] btree_set::Iter<'a, T>;
     [T] btree_set::IntoIter<T>;
     ['a, T] vec_deque::Iter<'a, T>;
+    ['a, T] vec_deque::IterMut<'a, T>;
+    ['a, T] vec_deque::Drain<'a, T>;
     [T] vec_deque::IntoIter<T>;
+    ['a, T] hash_set::Drain<'a, T>;
+    ['a, T] btree_set::Range<'a, T>;
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@
 //! let total: usize = pool.scope(|s| s.imap(|w: &&str| w.len(), &words).sum());
 //! assert_eq!(total, 17);
 //!
+//! // Fire and forget.
+//! pool.spawn(|| println!("hello from a worker"));
+//!
 //! pool.close();
 //! pool.join();
 //! ```
@@ -56,8 +59,36 @@
 //! | `imap(f, xs, chunksize)`, `imap_unordered` | [`ThreadPool::imap`] + [`Imap::chunksize`], [`ThreadPool::imap_unordered`] |
 //! | `IMapIterator.next(timeout)` | [`Imap::next_timeout`] |
 //! | `close()`, `terminate()`, `join()` | same names |
-//! | `concurrent.futures.as_completed`, `wait` | [`as_completed`], [`wait`] |
-//! | `Future.cancel()` | [`AsyncResult::cancel`] |
+//! | any call on a closed pool: `ValueError: Pool not running` | never panics: blocking calls, [`ThreadPool::spawn`] and `imap` run on the calling thread; `_async` handles report [`TaskError::NotRunning`] |
+//!
+//! | Python `concurrent.futures` | parpool |
+//! |---|---|
+//! | `executor.submit(f, *args)` | [`ThreadPool::apply_async`] (closure captures the args) |
+//! | `executor.map(f, xs)` (lazy, ordered) | [`ThreadPool::imap`] |
+//! | `executor.shutdown(wait=True)` | [`ThreadPool::close`] + [`ThreadPool::join`] (or drop the pool) |
+//! | `executor.shutdown(cancel_futures=True)` | [`ThreadPool::terminate`] + [`ThreadPool::join`]: queued tasks report [`TaskError::Cancelled`] |
+//! | `future.add_done_callback(fn)` | [`AsyncResult::on_success`] / [`AsyncResult::on_error`] |
+//! | `future.result(timeout=)` | [`AsyncResult::get`], [`AsyncResult::get_timeout`] |
+//! | `future.exception()` | `get().err()`: [`TaskError::Panicked`] carries the panic message |
+//! | `future.cancel()`, `done()` | [`AsyncResult::cancel`], [`AsyncResult::ready`] |
+//! | `as_completed`, `wait(return_when=)` | [`as_completed`], [`wait`] with [`WaitFor`] |
+//! | `asyncio.wrap_future` | `handle.await` ([`AsyncResult`] is a `Future`); [`Imap::into_stream`] |
+//!
+//! ## Coming from rayon
+//!
+//! | rayon | parpool |
+//! |---|---|
+//! | `spawn(f)`, `ThreadPool::spawn` | [`ThreadPool::spawn`]: panics go to the [`PanicPolicy`] instead of aborting |
+//! | `scope(\|s\| s.spawn(..))` | [`ThreadPool::scope`] + [`Scope::spawn`]; also [`Scope::apply_async`] (a handle), [`Scope::imap`] |
+//! | `pool.install(\|\| ..)` | [`ThreadPool::apply`]: runs a closure on the pool and returns its result. Nested parallel calls inside use the pool only if they name it (there is no implicit "current pool") |
+//! | `join(a, b)` | `pool.scope(\|s\| { let b = s.apply_async(b); (a(), b.get()) })`; fine-grained recursive fork-join is rayon's job |
+//! | `xs.par_iter().map(f).collect()` | [`ThreadPool::map`] (borrows, ordered `Vec`), [`ThreadPool::imap`] (lazy, bounded) |
+//! | `par_iter().filter().reduce()` … | left to rayon: parpool has no parallel iterator combinators; map, then reduce the `Vec` or the `imap` |
+//! | `broadcast(f)` | left to rayon: parpool does not address individual workers (use [`Builder::initializer`] for per-thread setup) |
+//!
+//! parpool is a pool with Python's lifecycle (`close`, `terminate`, `join`,
+//! retiring workers, timeouts, streaming with bounded memory); rayon is a
+//! work-stealing parallel-iterator engine. Use both if you need both.
 //!
 //! ## Design
 //!
@@ -105,11 +136,11 @@ mod registry;
 mod scope;
 mod sleep;
 #[cfg(not(parpool_loom))]
-mod spawn;
-#[cfg(not(parpool_loom))]
 mod star;
 #[cfg(not(parpool_loom))]
 mod stats;
+#[cfg(not(parpool_loom))]
+mod submit;
 mod sync;
 #[cfg(not(parpool_loom))]
 mod wait;
@@ -125,7 +156,7 @@ pub use cancel::cancelled;
 #[cfg(not(parpool_loom))]
 pub use error::{BuildError, TaskError};
 #[cfg(not(parpool_loom))]
-pub use imap::{Batches, Imap, ImapUnordered};
+pub use imap::{Batches, Imap, ImapStream, ImapUnordered, ImapUnorderedStream};
 #[cfg(not(parpool_loom))]
 #[doc(hidden)]
 pub use inputs::source;

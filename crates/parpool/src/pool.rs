@@ -14,12 +14,13 @@ use crate::inputs::Inputs;
 use crate::map;
 use crate::registry::Registry;
 use crate::scope::{self, Scope};
-use crate::spawn::{self, Queue};
 use crate::star::{StarFn, Unpack};
 use crate::stats::Stats;
+use crate::submit::{self, Queue};
+use crate::sync::lock;
 use std::fmt;
 use std::panic::resume_unwind;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A pool of worker threads with Python's `multiprocessing.pool.ThreadPool` API.
 ///
@@ -79,10 +80,12 @@ use std::sync::Arc;
 /// use parpool::ThreadPool;
 ///
 /// let pool = ThreadPool::new();
-/// for result in pool.imap(|n| n * 2, &[1, 2, 3, 4, 5]) {
+/// let numbers: Vec<u64> = (1..=5).collect();
+/// // map borrows; imap takes ownership (or use pool.scope to borrow).
+/// assert_eq!(pool.map(|n| n * 2, &numbers), [2, 4, 6, 8, 10]);
+/// for result in pool.imap(|n| n * 2, numbers) {
 ///     println!("{}", result);
 /// }
-/// assert_eq!(pool.map(|n| n * 2, &[1, 2, 3]), [2, 4, 6]);
 /// ```
 pub struct ThreadPool {
     registry: Arc<Registry>,
@@ -197,14 +200,14 @@ impl ThreadPool {
     ///
     /// Called from one of the pool's own workers, it runs `f` right there,
     /// so nested use cannot deadlock. On a pool that no longer runs (closed
-    /// or terminated before the call queues `f`), `f` runs on the calling
-    /// thread instead. A `terminate` that comes after `f` was queued and
-    /// before it started discards it, like any queued task (see Panics).
+    /// or terminated), `f` runs on the calling thread instead, and so it
+    /// does if a `terminate` discards the queued task before a worker
+    /// started it: `apply` always returns `f`'s result (Python raises
+    /// `ValueError: Pool not running`).
     ///
     /// # Panics
     ///
-    /// If `f` panics, or if the pool is terminated after `f` was queued but
-    /// before it started ("apply's task did not complete").
+    /// If `f` panics: the panic is re-raised here.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -219,16 +222,26 @@ impl ThreadPool {
         if self.registry.is_current_worker() {
             return f();
         }
+        // `f` stays here until the task that runs it claims it: a task the
+        // pool refuses, or that `terminate` discards unrun, leaves it
+        // behind, and it runs on this thread instead.
+        let waiting = Mutex::new(Some(f));
+        let run_here = || {
+            let f = lock(&waiting).take();
+            f.expect("parpool: apply's closure is taken once")()
+        };
         // The scope returns once the job has been dropped in full, so the
         // handle is ready: waiting on the scope alone costs one wake-up.
-        let handle = match scope::run(&self.registry, |s| s.try_apply_async(f)) {
-            Ok(handle) => handle,
-            Err(f) => return f(),
+        let queued = scope::run(&self.registry, |s| s.try_apply_async(&run_here).ok());
+        let Some(handle) = queued else {
+            return run_here();
         };
         match handle.get_outcome() {
             Ok(value) => value,
             Err(failure) => match failure.payload {
                 Some(payload) => resume_unwind(payload),
+                // Cancelled before a worker took `f` (a `terminate`).
+                None if lock(&waiting).is_some() => run_here(),
                 None => panic!("parpool: apply's task did not complete: {}", failure.error),
             },
         }
@@ -236,35 +249,101 @@ impl ThreadPool {
 
     /// Queues `f` and returns a handle to its result at once.
     ///
-    /// # Panics
+    /// `f` must be `'static`: it outlives this call. Can't borrow here? Use
+    /// [`scope`](Self::scope) (its [`Scope::apply_async`] may borrow), or
+    /// move the data in (`move ||` with owned values or an `Arc`).
     ///
-    /// If the pool is not running ("pool not running"). A pool that is
-    /// closed or terminated while this call runs either refuses the task
-    /// (this panic) or has accepted it, and then runs it or reports
-    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled): an accepted
-    /// task is never lost.
+    /// On a pool that no longer runs (closed or terminated), nothing is
+    /// queued and the handle reports
+    /// [`TaskError::NotRunning`](crate::TaskError::NotRunning); this never
+    /// panics, so a thread racing another thread's `close` or `terminate`
+    /// is safe (Python raises `ValueError: Pool not running`). A task that
+    /// was accepted is never lost: it runs, or reports
+    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled) if `terminate`
+    /// discards it.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let handle = pool.apply_async(|| 2 + 2);
     /// assert_eq!(handle.get(), Ok(4));
     /// ```
+    ///
+    /// Borrowing from the caller does not compile; a scope allows it:
+    ///
+    /// ```compile_fail,E0373
+    /// let pool = parpool::ThreadPool::new();
+    /// let data = vec![1, 2, 3];
+    /// // error[E0373]: closure may outlive the current function, but it
+    /// // borrows `data`, which is owned by the current function
+    /// let handle = pool.apply_async(|| data.len());
+    /// ```
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let data = vec![1, 2, 3];
+    /// let len = pool.scope(|s| s.apply_async(|| data.len()).get());
+    /// assert_eq!(len, Ok(3));
+    /// ```
     pub fn apply_async<F, R>(&self, f: F) -> AsyncResult<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.spawn(f, PanicSource::Task)
+        self.submit_task(f, PanicSource::Task)
     }
 
-    fn spawn<F, R>(&self, f: F, source: PanicSource) -> AsyncResult<R>
+    /// Queues a `'static` task, or returns a `NotRunning` handle.
+    fn submit_task<F, R>(&self, f: F, source: PanicSource) -> AsyncResult<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        match spawn::pool_task(&self.registry, f, source) {
-            Ok(handle) => handle,
-            Err(_) => scope::not_running(&self.registry),
+        submit::pool_task(&self.registry, f, source)
+            .unwrap_or_else(|f| submit::refused(&self.registry, f))
+    }
+
+    /// Runs `f` on a worker, fire and forget, like rayon's `spawn`: no
+    /// handle, no result. Use [`apply_async`](Self::apply_async) to get
+    /// one.
+    ///
+    /// A panic in `f` is caught on the worker and goes to the pool's
+    /// [`PanicPolicy`](crate::PanicPolicy): counted in
+    /// [`stats`](Self::stats) and printed by the panic hook under
+    /// `Propagate` (there is no handle to propagate it to), the pool
+    /// terminated under `Terminate`, the process aborted under `Abort`.
+    ///
+    /// On a pool that no longer runs (closed or terminated), `f` runs on
+    /// the calling thread before `spawn` returns, its panic handled the
+    /// same way: `spawn` never panics and never drops work silently. (Python
+    /// raises `ValueError: Pool not running`; check
+    /// [`is_running`](Self::is_running) first if the caller must not run
+    /// the work itself.) A `terminate` discards spawned jobs that have not
+    /// started, like every queued task.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let pool = parpool::ThreadPool::new();
+    /// let done = Arc::new(AtomicUsize::new(0));
+    /// for _ in 0..10 {
+    ///     let done = Arc::clone(&done);
+    ///     pool.spawn(move || {
+    ///         done.fetch_add(1, Ordering::Relaxed);
+    ///     });
+    /// }
+    /// pool.close();
+    /// pool.join(); // queued work finishes
+    /// assert_eq!(done.load(Ordering::Relaxed), 10);
+    /// ```
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        match submit::pool_task(&self.registry, f, PanicSource::Task) {
+            // With the handle gone, the worker drops the outcome itself.
+            Ok(handle) => drop(handle),
+            Err(f) => submit::run_refused(&self.registry, None, f),
         }
     }
 
@@ -278,6 +357,12 @@ impl ThreadPool {
     /// stops the workers' part, and the calling thread finishes it. So `map`
     /// always returns every result.
     ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
+    ///
     /// # Panics
     ///
     /// If `f` panics, or the `Drop` of an input the map drops unused: the
@@ -287,7 +372,13 @@ impl ThreadPool {
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let offset = 100;
-    /// assert_eq!(pool.map(|x| x + offset, &[1, 2, 3]), [101, 102, 103]);
+    /// let data = vec![1, 2, 3];
+    /// assert_eq!(pool.map(|x| x + offset, &data), [101, 102, 103]);
+    ///
+    /// fn odd(n: u32) -> impl Iterator<Item = u32> {
+    ///     (0..n).filter(|x| x % 2 == 1)
+    /// }
+    /// assert_eq!(pool.map(|x| x * 10, parpool::iter(odd(6))), [10, 30, 50]);
     /// ```
     pub fn map<I, F, R>(&self, f: F, inputs: I) -> Vec<R>
     where
@@ -305,6 +396,12 @@ impl ThreadPool {
     /// before `k` still run, since one of them may fail too: the error
     /// returned is the one at the smallest position, whatever the timing.
     ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
+    ///
     /// # Errors
     ///
     /// The first (by input position) `Err` that `f` returned.
@@ -318,6 +415,8 @@ impl ThreadPool {
     /// let parsed = pool.try_map(|s: &&str| s.parse::<u8>(), &["1", "x", "300"]);
     /// assert!(parsed.is_err());
     /// assert_eq!(pool.try_map(|s: &&str| s.parse::<u8>(), &["1", "2"]), Ok(vec![1, 2]));
+    /// let words = "4 5 6".split(' ').filter(|w| !w.is_empty());
+    /// assert_eq!(pool.try_map(|s: &str| s.parse::<u8>(), parpool::iter(words)), Ok(vec![4, 5, 6]));
     /// ```
     pub fn try_map<I, F, T, E>(&self, f: F, inputs: I) -> Result<Vec<T>, E>
     where
@@ -334,6 +433,12 @@ impl ThreadPool {
     /// tuple `&(A, B)` calls `f(&A, &B)`. Annotate the closure's argument
     /// types.
     ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
+    ///
     /// # Panics
     ///
     /// As [`map`](Self::map).
@@ -345,6 +450,8 @@ impl ThreadPool {
     /// let pairs = [(1, 'a'), (2, 'b')];
     /// let labels = pool.starmap(|n: &i32, c: &char| format!("{c}{n}"), &pairs);
     /// assert_eq!(labels, ["a1", "b2"]);
+    /// let zipped = parpool::iter((1..3u8).zip(10..12u8));
+    /// assert_eq!(pool.starmap(|a: u8, b: u8| a + b, zipped), [11, 13]);
     /// ```
     pub fn starmap<I, F>(&self, f: F, inputs: I) -> Vec<F::Output>
     where
@@ -357,16 +464,30 @@ impl ThreadPool {
     }
 
     /// Like [`map`](Self::map), but returns at once with a handle to the
-    /// result vector. Needs `'static` work.
+    /// result vector. Needs `'static` work: can't borrow here? Use
+    /// [`scope`](Self::scope) (its [`Scope::map_async`] may borrow), or move
+    /// the data in (an owned `Vec`, or an `Arc`).
+    ///
+    /// On a pool that no longer runs, nothing is queued and the handle
+    /// reports [`TaskError::NotRunning`](crate::TaskError::NotRunning)
+    /// (Python raises `ValueError`); the inputs are dropped at the call.
+    ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
     ///
     /// # Panics
     ///
-    /// If the pool is not running. A panic in `f` is reported by the handle.
+    /// Never in this call. A panic in `f` is reported by the handle.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let handle = pool.map_async(|x| x * 2, vec![1, 2, 3]);
     /// assert_eq!(handle.get(), Ok(vec![2, 4, 6]));
+    /// let handle = pool.map_async(|x| x + 1, parpool::iter((0..3u8).rev()));
+    /// assert_eq!(handle.get(), Ok(vec![3, 2, 1]));
     /// ```
     pub fn map_async<I, F, R>(&self, f: F, inputs: I) -> AsyncResult<Vec<R>>
     where
@@ -378,11 +499,26 @@ impl ThreadPool {
     }
 
     /// Like [`starmap`](Self::starmap), but returns at once with a handle.
+    /// As [`map_async`](Self::map_async): `'static` work (or
+    /// [`scope`](Self::scope)), and a pool that no longer runs gives a
+    /// handle reporting [`TaskError::NotRunning`](crate::TaskError::NotRunning).
+    ///
+    /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
+    /// `std` collections and common iterators are collected first (see
+    /// [`Inputs`]). Any other iterator, such as an `impl Iterator` returned
+    /// by a function, goes through [`parpool::iter`](crate::iter):
+    /// `pool.map(f, parpool::iter(it))`.
+    ///
+    /// # Panics
+    ///
+    /// Never in this call. A panic in `f` is reported by the handle.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let handle = pool.starmap_async(|a: i32, b: i32| a - b, vec![(5, 1), (9, 4)]);
     /// assert_eq!(handle.get(), Ok(vec![4, 5]));
+    /// let pairs = parpool::iter((0..2).map(|i| (i, i * 10)));
+    /// assert_eq!(pool.starmap_async(|a: i32, b: i32| a + b, pairs).get(), Ok(vec![0, 11]));
     /// ```
     pub fn starmap_async<I, F>(&self, f: F, inputs: I) -> AsyncResult<Vec<F::Output>>
     where
@@ -420,24 +556,96 @@ impl ThreadPool {
     /// A lazy iterator of `f` over `inputs`, in input order (Python's
     /// `imap`). Inputs are read as results are consumed, with a bounded
     /// number in flight ([`Imap::buffer`]), so endless inputs run in constant
-    /// memory. Nothing starts until the first `next()`.
+    /// memory. Nothing starts until the first `next()`. For async code,
+    /// [`Imap::into_stream`] gives a `Stream`.
+    ///
+    /// **Borrowing.** The iterator may outlive this call, so `f` and the
+    /// inputs must be `'static`: `pool.imap(f, &vec)` does not compile
+    /// (`vec` is "borrowed for `'static`"). Can't borrow here? Use
+    /// [`scope`](Self::scope) (`pool.scope(|s| s.imap(f, &vec).collect())`)
+    /// or move the data in (`pool.imap(f, vec)`, or an `Arc`).
+    ///
+    /// **Send input.** The workers read the input (that is what keeps the
+    /// consumer fast), so its iterator must be `Send`. `stdin().lines()` is
+    /// not (it holds a `StdinLock`); read `stdin()` through a `BufReader`,
+    /// which is, as in the example below.
+    ///
+    /// **Memory.** At most [`buffer`](Imap::buffer) input items are read
+    /// ahead of the consumer, together with their results. The default
+    /// buffer is 4 chunks per worker, so with
+    /// [`chunksize(n)`](Imap::chunksize) it is `4 × workers × n` items:
+    /// memory grows linearly with the chunksize (never past 1,048,576 items).
+    /// With automatic chunking (the default) chunks grow only while items
+    /// are tiny.
+    ///
+    /// On a pool that no longer runs (closed or terminated before this
+    /// call), the work runs on the consumer's thread; this never panics
+    /// (Python raises `ValueError`).
     ///
     /// # Panics
     ///
-    /// A task's panic is re-raised by the iterator at that item's position,
-    /// after every earlier result. On a closed pool the work runs on the
-    /// consumer's thread; on a terminated pool the stream ends with
+    /// Not in this call. The iterator re-raises a task's panic at that
+    /// item's position, after every earlier result, and a panic of the
+    /// input iterator likewise. If the pool is terminated while the
+    /// iterator runs, it ends with
     /// [`TaskError::Cancelled`](crate::TaskError::Cancelled), which `next()`
     /// raises as a panic and [`Imap::next_timeout`] returns as an error.
     ///
     /// ```
     /// use parpool::ThreadPool;
     /// let pool = ThreadPool::new();
-    /// for result in pool.imap(|n| n * 2, &[1, 2, 3, 4, 5]) {
+    /// let numbers: Vec<u64> = (1..=5).collect();
+    /// for result in pool.imap(|n| n * 2, numbers) {
     ///     println!("{}", result);
     /// }
     /// let first: Vec<u64> = pool.imap(|n: u64| n * n, 0..).take(3).collect();
     /// assert_eq!(first, [0, 1, 4]);
+    /// ```
+    ///
+    /// Lines of standard input (any `Read`), processed in parallel, in order:
+    ///
+    /// ```no_run
+    /// use std::io::{BufRead, BufReader};
+    ///
+    /// let pool = parpool::ThreadPool::new();
+    /// // `BufReader<Stdin>` is Send; `stdin().lines()` (a `StdinLock`) is not.
+    /// let lines = BufReader::new(std::io::stdin()).lines();
+    /// for len in pool.imap(|line: std::io::Result<String>| line.map(|l| l.len()), lines) {
+    ///     println!("{}", len.unwrap());
+    /// }
+    /// ```
+    ///
+    /// The same code, tested on an in-memory reader:
+    ///
+    /// ```
+    /// use std::io::{BufRead, BufReader, Cursor};
+    ///
+    /// let pool = parpool::ThreadPool::new();
+    /// let input = Cursor::new("a\nbb\nccc\n");
+    /// let lens: Vec<usize> = pool
+    ///     .imap(|line: std::io::Result<String>| line.unwrap().len(), BufReader::new(input).lines())
+    ///     .collect();
+    /// assert_eq!(lens, [1, 2, 3]);
+    /// ```
+    ///
+    /// Borrowing a local does not compile, since the iterator could outlive
+    /// it:
+    ///
+    /// ```compile_fail,E0597
+    /// let pool = parpool::ThreadPool::new();
+    /// let words = vec![String::from("a"), String::from("bb")];
+    /// // error[E0597]: `words` does not live long enough
+    /// //   argument requires that `words` is borrowed for `'static`
+    /// let lens: Vec<usize> = pool.imap(|w: &String| w.len(), &words).collect();
+    /// ```
+    ///
+    /// A scope allows it:
+    ///
+    /// ```
+    /// let pool = parpool::ThreadPool::new();
+    /// let words = vec![String::from("a"), String::from("bb")];
+    /// let lens: Vec<usize> = pool.scope(|s| s.imap(|w: &String| w.len(), &words).collect());
+    /// assert_eq!(lens, [1, 2]);
     /// ```
     pub fn imap<F, I, T, R>(&self, f: F, inputs: I) -> Imap<'static, R>
     where
@@ -452,6 +660,20 @@ impl ThreadPool {
 
     /// Like [`imap`](Self::imap), but yields results as they complete
     /// (Python's `imap_unordered`).
+    ///
+    /// As for `imap`: `f` and the inputs must be `'static` (can't borrow
+    /// here? Use [`scope`](Self::scope), or move the data in), the input
+    /// iterator must be `Send`, memory is bounded by the buffer (`4 ×
+    /// workers × chunksize` items by default), and on a pool that no longer
+    /// runs the work runs on the consumer's thread.
+    ///
+    /// # Panics
+    ///
+    /// Not in this call. The iterator re-raises a task's panic when it
+    /// reaches it, and an input iterator's panic after every result read
+    /// before it; if the pool is terminated while it runs, `next()` panics
+    /// with [`TaskError::Cancelled`](crate::TaskError::Cancelled)'s message
+    /// ([`ImapUnordered::next_timeout`] returns it as an error).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -485,6 +707,13 @@ impl ThreadPool {
     /// stack, and returns when every task started in it has finished, even if
     /// the body or a task panicked. A task panic that no handle consumed is
     /// re-raised here.
+    ///
+    /// # Panics
+    ///
+    /// If `body` panics, or a job of the scope panicked and no handle
+    /// observed it (a [`Scope::spawn`] job, or a task whose handle was
+    /// dropped): re-raised here, after every job of the scope has finished.
+    /// The body's own panic takes precedence.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -596,11 +825,17 @@ pub struct Chunked<'a> {
 }
 
 impl Chunked<'_> {
-    /// [`ThreadPool::map`] with this chunksize.
+    /// [`ThreadPool::map`] with this chunksize. Any iterator goes through
+    /// [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// As [`ThreadPool::map`].
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// assert_eq!(pool.chunked(3).map(|x| x * 2, &[1, 2, 3, 4]), [2, 4, 6, 8]);
+    /// assert_eq!(pool.chunked(2).map(|x| x, parpool::iter("ab".chars())), ['a', 'b']);
     /// ```
     pub fn map<I, F, R>(&self, f: F, inputs: I) -> Vec<R>
     where
@@ -625,16 +860,23 @@ impl Chunked<'_> {
         results
     }
 
-    /// [`ThreadPool::try_map`] with this chunksize.
+    /// [`ThreadPool::try_map`] with this chunksize. Any iterator goes
+    /// through [`parpool::iter`](crate::iter).
     ///
     /// # Errors
     ///
     /// The `Err` at the earliest failing input position.
     ///
+    /// # Panics
+    ///
+    /// As [`ThreadPool::map`].
+    ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let r = pool.chunked(1).try_map(|x: u8| x.checked_mul(100).ok_or(x), vec![1, 2, 3]);
     /// assert_eq!(r, Err(3));
+    /// let ok = pool.chunked(1).try_map(|x: u8| Ok::<u8, ()>(x), parpool::iter([1u8].into_iter()));
+    /// assert_eq!(ok, Ok(vec![1]));
     /// ```
     pub fn try_map<I, F, T, E>(&self, f: F, inputs: I) -> Result<Vec<T>, E>
     where
@@ -654,11 +896,18 @@ impl Chunked<'_> {
         results
     }
 
-    /// [`ThreadPool::starmap`] with this chunksize.
+    /// [`ThreadPool::starmap`] with this chunksize. Any iterator goes
+    /// through [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// As [`ThreadPool::map`].
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// assert_eq!(pool.chunked(2).starmap(|a: i32, b: i32| a * b, vec![(2, 3), (4, 5)]), [6, 20]);
+    /// let pairs = parpool::iter((1..3).zip(1..3));
+    /// assert_eq!(pool.chunked(1).starmap(|a: i32, b: i32| a * b, pairs), [1, 4]);
     /// ```
     pub fn starmap<I, F>(&self, f: F, inputs: I) -> Vec<F::Output>
     where
@@ -673,11 +922,18 @@ impl Chunked<'_> {
         results
     }
 
-    /// [`ThreadPool::map_async`] with this chunksize.
+    /// [`ThreadPool::map_async`] with this chunksize. Any iterator goes
+    /// through [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// Never in this call; as [`ThreadPool::map_async`].
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// assert_eq!(pool.chunked(4).map_async(|x| x + 1, 0..3u8).get(), Ok(vec![1, 2, 3]));
+    /// let h = pool.chunked(4).map_async(|x| x, parpool::iter(std::iter::once(9)));
+    /// assert_eq!(h.get(), Ok(vec![9]));
     /// ```
     pub fn map_async<I, F, R>(&self, f: F, inputs: I) -> AsyncResult<Vec<R>>
     where
@@ -687,18 +943,25 @@ impl Chunked<'_> {
     {
         let registry = Arc::clone(&self.pool.registry);
         let chunksize = self.chunksize;
-        self.pool.spawn(
+        self.pool.submit_task(
             move || map::map_async_task(&registry, inputs, chunksize, f),
             PanicSource::Relayed,
         )
     }
 
-    /// [`ThreadPool::starmap_async`] with this chunksize.
+    /// [`ThreadPool::starmap_async`] with this chunksize. Any iterator goes
+    /// through [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// Never in this call; as [`ThreadPool::map_async`].
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let h = pool.chunked(1).starmap_async(|a: u8, b: u8| a + b, vec![(1, 1)]);
     /// assert_eq!(h.get(), Ok(vec![2]));
+    /// let h = pool.chunked(1).starmap_async(|a: u8| a, parpool::iter(std::iter::once((3,))));
+    /// assert_eq!(h.get(), Ok(vec![3]));
     /// ```
     pub fn starmap_async<I, F>(&self, f: F, inputs: I) -> AsyncResult<Vec<F::Output>>
     where

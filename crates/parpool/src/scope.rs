@@ -22,7 +22,7 @@ use crate::map;
 use crate::panic::{self, Payload};
 use crate::park::{self, Deadline, Waitable};
 use crate::registry::Registry;
-use crate::spawn::Queue;
+use crate::submit::Queue;
 use crate::sync::lock;
 use std::fmt;
 use std::marker::PhantomData;
@@ -71,7 +71,7 @@ impl ScopeState {
     }
 
     /// Counts a job that may borrow for `'scope` and erases its lifetime
-    /// for the queue (called by the one submission path, `spawn.rs`).
+    /// for the queue (called by the one submission path, `submit.rs`).
     pub(crate) fn wrap<'scope>(self: &Arc<Self>, job: Box<dyn Job + 'scope>) -> JobBox {
         self.add();
         let wrapped: Box<dyn Job + 'scope> = Box::new(ScopedJob {
@@ -208,6 +208,15 @@ impl<'scope> Scope<'scope, '_> {
     /// Like [`ThreadPool::apply_async`](crate::ThreadPool::apply_async), for
     /// a closure that borrows.
     ///
+    /// On a pool that no longer runs, the handle reports
+    /// [`TaskError::NotRunning`](crate::TaskError::NotRunning).
+    ///
+    /// # Panics
+    ///
+    /// Never in this call. A panic in `f` is reported by the handle; if the
+    /// handle is dropped without observing it, the scope re-raises it when
+    /// it ends.
+    ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
     /// let data = vec![1, 2, 3];
@@ -219,7 +228,51 @@ impl<'scope> Scope<'scope, '_> {
         F: FnOnce() -> R + Send + 'scope,
         R: Send + 'scope,
     {
-        self.spawn(f, PanicSource::Task)
+        self.queue.task_or_refused(f, PanicSource::Task)
+    }
+
+    /// Runs `f` on a worker with no handle, like
+    /// [`ThreadPool::spawn`](crate::ThreadPool::spawn) (and rayon's
+    /// `Scope::spawn`), for a closure that borrows. The scope waits for it.
+    ///
+    /// On a pool that no longer runs, `f` runs on the calling thread before
+    /// `spawn` returns.
+    ///
+    /// # Panics
+    ///
+    /// Never in this call. A panic in `f` is kept and re-raised when the
+    /// scope ends ([`ThreadPool::scope`](crate::ThreadPool::scope) re-raises
+    /// the first one, after every job of the scope has finished); it also
+    /// meets the pool's [`PanicPolicy`](crate::PanicPolicy).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    ///
+    /// let pool = parpool::ThreadPool::new();
+    /// let mut chunks = vec![0u32; 1000];
+    /// let visited = AtomicUsize::new(0);
+    /// pool.scope(|s| {
+    ///     for (i, chunk) in chunks.chunks_mut(100).enumerate() {
+    ///         let visited = &visited;
+    ///         s.spawn(move || {
+    ///             chunk.fill(i as u32);
+    ///             visited.fetch_add(1, Ordering::Relaxed);
+    ///         });
+    ///     }
+    /// });
+    /// assert_eq!(visited.into_inner(), 10);
+    /// assert_eq!(chunks[999], 9);
+    /// ```
+    ///
+    /// ```should_panic
+    /// let pool = parpool::ThreadPool::new();
+    /// pool.scope(|s| s.spawn(|| panic!("re-raised when the scope ends")));
+    /// ```
+    pub fn spawn<F>(&'scope self, f: F)
+    where
+        F: FnOnce() + Send + 'scope,
+    {
+        self.queue.detached(f);
     }
 
     /// `apply_async`, or `f` back if the pool refuses work (for `apply`).
@@ -231,19 +284,18 @@ impl<'scope> Scope<'scope, '_> {
         self.queue.task(f, PanicSource::Task)
     }
 
-    fn spawn<F, R>(&'scope self, f: F, source: PanicSource) -> AsyncResult<R>
-    where
-        F: FnOnce() -> R + Send + 'scope,
-        R: Send + 'scope,
-    {
-        match self.queue.task(f, source) {
-            Ok(handle) => handle,
-            Err(_) => not_running(self.queue.registry()),
-        }
-    }
-
     /// Like [`ThreadPool::map_async`](crate::ThreadPool::map_async), for a
     /// function and inputs that borrow.
+    ///
+    /// On a pool that no longer runs, the handle reports
+    /// [`TaskError::NotRunning`](crate::TaskError::NotRunning). Inputs of a
+    /// type [`Inputs`] does not cover go through
+    /// [`parpool::iter`](crate::iter).
+    ///
+    /// # Panics
+    ///
+    /// Never in this call. A panic in `f` is reported by the handle, as in
+    /// [`apply_async`](Self::apply_async).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -259,7 +311,7 @@ impl<'scope> Scope<'scope, '_> {
         R: Send + 'scope,
     {
         let registry = Arc::clone(self.queue.registry());
-        self.spawn(
+        self.queue.task_or_refused(
             move || map::map_async_task(&registry, inputs, None, f),
             PanicSource::Relayed,
         )
@@ -267,6 +319,11 @@ impl<'scope> Scope<'scope, '_> {
 
     /// Like [`ThreadPool::imap`](crate::ThreadPool::imap), for a function
     /// and inputs that borrow.
+    ///
+    /// # Panics
+    ///
+    /// As [`ThreadPool::imap`](crate::ThreadPool::imap): not in this call;
+    /// the iterator re-raises a task's or the input's panic at its position.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -287,6 +344,10 @@ impl<'scope> Scope<'scope, '_> {
 
     /// Like [`ThreadPool::imap_unordered`](crate::ThreadPool::imap_unordered),
     /// for a function and inputs that borrow.
+    ///
+    /// # Panics
+    ///
+    /// As [`ThreadPool::imap_unordered`](crate::ThreadPool::imap_unordered).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -322,16 +383,6 @@ impl<'scope> Scope<'scope, '_> {
         let queue = self.queue.clone();
         imap::build(queue, f, inputs, ordered)
     }
-}
-
-/// Refuses a task submission to a pool that no longer runs.
-pub(crate) fn not_running(registry: &Registry) -> ! {
-    let why = if registry.is_terminated() {
-        "it was terminated"
-    } else {
-        "it was closed"
-    };
-    panic!("parpool: pool not running ({why}); no new work is accepted")
 }
 
 /// Runs `body` with a new scope, then waits for every job of the scope.

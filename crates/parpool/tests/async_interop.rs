@@ -79,9 +79,13 @@ fn imap_and_imap_unordered_are_streams() {
         let pool = ThreadPool::with_workers(2);
         let rt = current_thread_runtime();
         rt.block_on(async {
-            // `Imap` is both an `Iterator` and a `Stream`, so with `StreamExt`
-            // in scope the stream methods are called by their trait's name.
-            let ordered: Vec<u64> = StreamExt::collect(pool.imap(|x: u64| x * 3, 0..500)).await;
+            // `into_stream` makes a `Stream` that is not also an `Iterator`,
+            // so `StreamExt`'s methods are called as methods: no E0034.
+            let ordered: Vec<u64> = pool
+                .imap(|x: u64| x * 3, 0..500)
+                .into_stream()
+                .collect()
+                .await;
             assert_eq!(ordered, (0..500).map(|x| x * 3).collect::<Vec<_>>());
 
             // Slow items out of order still arrive in input order.
@@ -93,22 +97,55 @@ fn imap_and_imap_unordered_are_streams() {
                     },
                     vec![30, 1, 20, 2, 10, 3],
                 )
-                .chunksize(1);
-            let ordered: Vec<u64> = StreamExt::collect(slow).await;
+                .chunksize(1)
+                .into_stream();
+            let ordered: Vec<u64> = slow.collect().await;
             assert_eq!(ordered, [30, 1, 20, 2, 10, 3]);
 
-            let mut unordered: Vec<u64> =
-                StreamExt::collect(pool.imap_unordered(|x: u64| x + 1, 0..500)).await;
+            let mut unordered: Vec<u64> = pool
+                .imap_unordered(|x: u64| x + 1, 0..500)
+                .into_stream()
+                .collect()
+                .await;
             unordered.sort_unstable();
             assert_eq!(unordered, (1..=500).collect::<Vec<_>>());
 
             // Partial consumption with `next`, then drop.
-            let mut stream = pool.imap(|x: u32| x * 2, 0..).buffer(16);
-            assert_eq!(StreamExt::next(&mut stream).await, Some(0));
-            assert_eq!(StreamExt::next(&mut stream).await, Some(2));
-            let rest: Vec<u32> = StreamExt::collect(StreamExt::take(stream, 3)).await;
+            let mut stream = pool.imap(|x: u32| x * 2, 0..).buffer(16).into_stream();
+            assert_eq!(stream.next().await, Some(0));
+            assert_eq!(stream.next().await, Some(2));
+            let rest: Vec<u32> = stream.take(3).collect().await;
             assert_eq!(rest, [4, 6, 8]);
         });
+    });
+}
+
+#[test]
+fn with_stream_ext_in_scope_iterators_and_streams_are_not_ambiguous() {
+    // Issue 10: `Imap` used to be both an `Iterator` and a `Stream`, so
+    // with `StreamExt` in scope `it.next()` and `.collect()` failed with
+    // E0034. Now the iterator is only an iterator, and `into_stream` gives
+    // the stream.
+    guard(30, || {
+        let pool = ThreadPool::with_workers(2);
+        let mut it = pool.imap(|x: u32| x + 1, 0..5);
+        assert_eq!(it.next(), Some(1));
+        let rest: Vec<u32> = it.collect();
+        assert_eq!(rest, [2, 3, 4, 5]);
+        let unordered: u32 = pool.imap_unordered(|x: u32| x, 0..5).sum();
+        assert_eq!(unordered, 10);
+        let got: Vec<u32> = futures::executor::block_on(async {
+            let mut stream = pool.imap(|x: u32| x * 10, 0..3).into_stream();
+            let mut got = Vec::new();
+            while let Some(x) = stream.next().await {
+                got.push(x);
+            }
+            let mut unordered = pool.imap_unordered(|x: u32| x, 7..8).into_stream();
+            got.extend(unordered.next().await);
+            assert_eq!(unordered.next().await, None);
+            got
+        });
+        assert_eq!(got, [0, 10, 20, 7]);
     });
 }
 
@@ -128,6 +165,7 @@ fn imap_buffer_try_collect_ok() {
         let out: Result<Vec<u64>, String> = rt.block_on(async {
             pool.imap(check, (0..1000u64).filter(|x| x % 100 != 37))
                 .buffer(8)
+                .into_stream()
                 .try_collect()
                 .await
         });
@@ -159,6 +197,7 @@ fn imap_buffer_try_collect_returns_first_error_in_input_order_and_stops() {
                 0..100_000u64,
             )
             .buffer(8)
+            .into_stream()
             .try_collect()
             .await
         });
@@ -184,6 +223,7 @@ fn imap_unordered_buffer_try_collect_fails_on_any_error() {
         let out: Result<Vec<u64>, String> = rt.block_on(async {
             pool.imap_unordered(check, 0..10_000u64)
                 .buffer(8)
+                .into_stream()
                 .try_collect()
                 .await
         });
@@ -270,14 +310,15 @@ fn driving_an_imap_stream_does_not_block_the_executor_thread() {
                     0..8,
                 )
                 .chunksize(1)
-                .buffer(4);
+                .buffer(4)
+                .into_stream();
             let ticker = async move {
                 for _ in 0..3 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 tx.send(()).unwrap();
             };
-            let (squares, ()) = tokio::join!(StreamExt::collect::<Vec<_>>(stream), ticker);
+            let (squares, ()) = tokio::join!(stream.collect::<Vec<_>>(), ticker);
             assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49]);
         });
     });
@@ -295,8 +336,8 @@ fn stream_works_on_a_multi_thread_runtime_too() {
         let p = Arc::clone(&pool);
         let total = rt.block_on(async move {
             let handle = tokio::spawn(async move {
-                let stream = p.imap_unordered(|x: u64| x, 1..=1000);
-                StreamExt::fold(stream, 0u64, |acc, x| async move { acc + x }).await
+                let stream = p.imap_unordered(|x: u64| x, 1..=1000).into_stream();
+                stream.fold(0u64, |acc, x| async move { acc + x }).await
             });
             handle.await.unwrap()
         });
@@ -345,11 +386,13 @@ fn scoped_imap_is_a_stream_over_borrowed_data() {
                 .map_err(|_| format!("not a number: {w}"))
         };
         let (all, good) = pool.scope(|s| {
-            let all: Result<Vec<u32>, String> =
-                futures::executor::block_on(s.imap(parse, &words).buffer(2).try_collect());
+            let all: Result<Vec<u32>, String> = futures::executor::block_on(
+                s.imap(parse, &words).buffer(2).into_stream().try_collect(),
+            );
             let good: Result<Vec<u32>, String> = futures::executor::block_on(
                 s.imap(parse, words.iter().filter(|w| *w != "x"))
                     .buffer(2)
+                    .into_stream()
                     .try_collect(),
             );
             (all, good)
@@ -366,11 +409,15 @@ fn stream_created_before_close_keeps_going_after_close() {
         let expected: Vec<u32> = (0..100).map(|x| x * 2).collect();
 
         let pool = ThreadPool::with_workers(2);
-        let mut stream = pool.imap(|x: u32| x * 2, 0..100).chunksize(1).buffer(4);
+        let mut stream = pool
+            .imap(|x: u32| x * 2, 0..100)
+            .chunksize(1)
+            .buffer(4)
+            .into_stream();
         let ordered: Vec<u32> = rt.block_on(async {
-            let first = StreamExt::next(&mut stream).await.unwrap();
+            let first = stream.next().await.unwrap();
             pool.close();
-            let rest: Vec<u32> = StreamExt::collect(stream).await;
+            let rest: Vec<u32> = stream.collect().await;
             std::iter::once(first).chain(rest).collect()
         });
         assert_eq!(ordered, expected);
@@ -380,11 +427,12 @@ fn stream_created_before_close_keeps_going_after_close() {
         let mut stream = pool
             .imap_unordered(|x: u32| x * 2, 0..100)
             .chunksize(1)
-            .buffer(4);
+            .buffer(4)
+            .into_stream();
         let mut unordered: Vec<u32> = rt.block_on(async {
-            let first = StreamExt::next(&mut stream).await.unwrap();
+            let first = stream.next().await.unwrap();
             pool.close();
-            let rest: Vec<u32> = StreamExt::collect(stream).await;
+            let rest: Vec<u32> = stream.collect().await;
             std::iter::once(first).chain(rest).collect()
         });
         unordered.sort_unstable();

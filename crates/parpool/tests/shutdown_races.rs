@@ -1,6 +1,7 @@
 //! Submission racing `close()` / `terminate()`: every accepted job runs or
-//! reports `Cancelled`, nothing hangs, every owned input is dropped exactly
-//! once. Each test loops a bounded number of rounds on a fresh pool, with the
+//! reports `Cancelled`, a refused one reports `NotRunning` (task
+//! submissions) or runs on the caller (blocking calls), no submission
+//! panics, nothing hangs, every owned input is dropped exactly once. Each test loops a bounded number of rounds on a fresh pool, with the
 //! two sides released by a barrier and skewed by a varying spin.
 #[path = "common/child.rs"]
 mod child;
@@ -68,11 +69,9 @@ struct Outcomes {
     cancelled: usize,
 }
 
-fn check_refusal(msg: &str, what: &str) {
-    assert!(
-        msg.contains("not running"),
-        "{what}: panicked with an unexpected message: {msg:?}"
-    );
+/// No submission panics in the submitting thread, whatever the race.
+fn no_panic(msg: &str, what: &str) -> ! {
+    panic!("{what}: a submission racing a shutdown panicked: {msg:?}")
 }
 
 #[test]
@@ -92,13 +91,11 @@ fn apply_async_racing_close() {
                 let a = s.spawn(|| {
                     barrier.wait();
                     spin(da);
-                    match catch(|| pool.apply_async(|| 7)) {
-                        Err(m) => {
-                            check_refusal(&m, "apply_async");
-                            true
-                        }
-                        Ok(h) => {
-                            assert_eq!(h.get(), Ok(7), "round {r}: accepted apply_async");
+                    match catch(|| pool.apply_async(|| 7).get()) {
+                        Err(m) => no_panic(&m, "apply_async"),
+                        Ok(Err(TaskError::NotRunning)) => true,
+                        Ok(got) => {
+                            assert_eq!(got, Ok(7), "round {r}: accepted apply_async");
                             false
                         }
                     }
@@ -159,20 +156,121 @@ fn apply_racing_close() {
                     assert_eq!(v, 7);
                     o.ok += 1;
                 }
-                Err(m) => {
-                    check_refusal(&m, "apply");
-                    assert!(
-                        !ran.load(Ordering::SeqCst),
-                        "round {r}: apply refused after running f"
-                    );
-                    o.refused += 1;
-                }
+                Err(m) => no_panic(&m, "apply"),
             }
+            assert!(
+                ran.load(Ordering::SeqCst),
+                "round {r}: apply returned without f"
+            );
             pool.join();
         }
         o
     });
     eprintln!("apply vs close: {o:?}");
+}
+
+/// `apply` racing `terminate`: a task discarded by the terminate drain
+/// before a worker took `f` used to panic ("apply's task did not
+/// complete"); now `f` runs on the caller. Either way `f` runs exactly once
+/// and `apply` returns its result.
+#[test]
+fn apply_racing_terminate_always_returns_and_runs_f_once() {
+    child::hide_expected_panics();
+    let o = guard(30, || {
+        let mut o = Outcomes::default();
+        let start = Instant::now();
+        for r in 0..3000 {
+            if start.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            let pool = ThreadPool::with_workers(1);
+            let barrier = Barrier::new(2);
+            let (da, db) = skew(r);
+            let runs = AtomicUsize::new(0);
+            let (result, me) = std::thread::scope(|s| {
+                let a = s.spawn(|| {
+                    barrier.wait();
+                    spin(da);
+                    let ran_on = catch(|| {
+                        pool.apply(|| {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::current().id()
+                        })
+                    });
+                    (ran_on, std::thread::current().id())
+                });
+                s.spawn(|| {
+                    barrier.wait();
+                    spin(db);
+                    pool.terminate();
+                });
+                a.join().unwrap()
+            });
+            match result {
+                // On the caller: refused, or discarded by the drain.
+                Ok(id) if id == me => o.refused += 1,
+                Ok(_) => o.ok += 1,
+                Err(m) => no_panic(&m, "apply"),
+            }
+            assert_eq!(runs.load(Ordering::SeqCst), 1, "round {r}: f ran once");
+            pool.join();
+        }
+        o
+    });
+    eprintln!("apply vs terminate: {o:?}");
+}
+
+/// `spawn` (pool and scope) racing `close`: never panics, and the job runs
+/// exactly once (queued, or on the caller if refused).
+#[test]
+fn spawn_racing_close_runs_every_job_once() {
+    child::hide_expected_panics();
+    guard(30, || {
+        let start = Instant::now();
+        for r in 0..3000 {
+            if start.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            let pool = ThreadPool::with_workers(2);
+            let barrier = Barrier::new(2);
+            let (da, db) = skew(r);
+            let runs = Arc::new(AtomicUsize::new(0));
+            let scoped_runs = AtomicUsize::new(0);
+            let result = std::thread::scope(|s| {
+                let a = s.spawn(|| {
+                    barrier.wait();
+                    spin(da);
+                    catch(|| {
+                        let runs = Arc::clone(&runs);
+                        pool.spawn(move || {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                        });
+                        pool.scope(|sc| {
+                            sc.spawn(|| {
+                                scoped_runs.fetch_add(1, Ordering::SeqCst);
+                            })
+                        });
+                    })
+                });
+                s.spawn(|| {
+                    barrier.wait();
+                    spin(db);
+                    pool.close();
+                });
+                a.join().unwrap()
+            });
+            if let Err(m) = result {
+                no_panic(&m, "spawn");
+            }
+            pool.join();
+            assert_eq!(runs.load(Ordering::SeqCst), 1, "round {r}: pool spawn");
+            assert_eq!(
+                scoped_runs.load(Ordering::SeqCst),
+                1,
+                "round {r}: scope spawn"
+            );
+        }
+    });
 }
 
 #[test]
@@ -194,6 +292,7 @@ fn scoped_apply_async_racing_close() {
                     barrier.wait();
                     spin(da);
                     catch(|| pool.scope(|sc| sc.apply_async(|| local).get()))
+                        .unwrap_or_else(|m| no_panic(&m, "scope apply_async"))
                 });
                 s.spawn(|| {
                     barrier.wait();
@@ -203,13 +302,10 @@ fn scoped_apply_async_racing_close() {
                 a.join().unwrap()
             });
             match result {
-                Ok(v) => {
+                Err(TaskError::NotRunning) => o.refused += 1,
+                v => {
                     assert_eq!(v, Ok(7), "round {r}: accepted scoped apply_async");
                     o.ok += 1;
-                }
-                Err(m) => {
-                    check_refusal(&m, "scope apply_async");
-                    o.refused += 1;
                 }
             }
             pool.join();
@@ -308,12 +404,12 @@ fn map_async_racing_terminate_is_ok_or_cancelled_and_drops_inputs_once() {
                     o.cancelled += 1;
                     "Cancelled"
                 }
-                Ok(Err(e)) => panic!("round {r}: map_async racing terminate gave {e:?}"),
-                Err(m) => {
-                    check_refusal(&m, "map_async");
+                Ok(Err(TaskError::NotRunning)) => {
                     o.refused += 1;
                     "refused"
                 }
+                Ok(Err(e)) => panic!("round {r}: map_async racing terminate gave {e:?}"),
+                Err(m) => no_panic(&m, "map_async"),
             };
             pool.join();
             drop(pool);
@@ -381,16 +477,7 @@ fn blocking_map_racing(terminate: bool, tracker: &'static Tracker, started: &'st
                 o.ok += 1;
                 "returned"
             }
-            Err(m) => {
-                check_refusal(&m, "blocking map");
-                assert_eq!(
-                    started.load(Ordering::SeqCst),
-                    0,
-                    "round {r}: map refused after starting items"
-                );
-                o.refused += 1;
-                "refused"
-            }
+            Err(m) => no_panic(&m, "blocking map"),
         };
         pool.join();
         drop(pool);
@@ -443,16 +530,13 @@ fn apply_async_from_many_threads_racing_terminate_all_settle() {
                     for i in 0..20 {
                         match catch(|| pool.apply_async(move || t * 100 + i)) {
                             Ok(h) => hs.push((t * 100 + i, h)),
-                            Err(m) => {
-                                check_refusal(&m, "apply_async");
-                                break;
-                            }
+                            Err(m) => no_panic(&m, "apply_async"),
                         }
                     }
                     for (want, h) in hs {
                         match h.get() {
                             Ok(v) => assert_eq!(v, want),
-                            Err(TaskError::Cancelled) => {}
+                            Err(TaskError::Cancelled | TaskError::NotRunning) => {}
                             Err(e) => panic!("round {r}: {e:?}"),
                         }
                     }

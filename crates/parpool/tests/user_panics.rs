@@ -825,13 +825,15 @@ fn a_panicking_stream_waker_is_contained_and_not_a_task_panic() {
                 .on_panic(PanicPolicy::Abort)
                 .build()
                 .unwrap();
-            let mut it = pool.imap(
-                |x: u32| {
-                    std::thread::sleep(Duration::from_millis(5));
-                    x
-                },
-                0..3u32,
-            );
+            let mut it = pool
+                .imap(
+                    |x: u32| {
+                        std::thread::sleep(Duration::from_millis(5));
+                        x
+                    },
+                    0..3u32,
+                )
+                .into_stream();
             let waker = Waker::from(Arc::new(Bad));
             let mut cx = Context::from_waker(&waker);
             let mut got = Vec::new();

@@ -28,7 +28,7 @@ use crate::error::TaskError;
 use crate::job::Job;
 use crate::panic::{self, Payload};
 use crate::park::{self, Deadline, Waitable};
-use crate::spawn::Queue;
+use crate::submit::Queue;
 use crate::sync::lock;
 use std::fmt;
 use std::panic::resume_unwind;
@@ -229,7 +229,7 @@ impl<R> Consumer<'_, R> {
             if self.credits_out >= MAX_CREDITS_PER_WORKER.saturating_mul(self.workers) {
                 break;
             }
-            if registry.is_terminated() {
+            if registry.is_terminated() && !self.shared.detached {
                 self.stage = self.stage.returned();
                 break;
             }

@@ -85,6 +85,9 @@ pub(super) struct Exchange<R> {
     pub(super) ns_per_item: AtomicU64,
     pub(super) registry: Arc<Registry>,
     pub(super) scope: Option<Arc<ScopeState>>,
+    /// Made on a pool that was already terminated: every credit runs on
+    /// the consumer's thread, and `terminate` does not stop them.
+    pub(super) detached: bool,
     /// Result buffers the consumer emptied, for the credits to reuse.
     pub(super) spare: Spare<R>,
 }
@@ -101,6 +104,7 @@ impl<R> Exchange<R> {
             arrivals: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             ns_per_item: AtomicU64::new(0),
+            detached: registry.is_terminated(),
             registry,
             scope,
             spare: Spare::new(),
@@ -137,7 +141,8 @@ impl<R> Exchange<R> {
     /// `cancelled()` inside tasks, leaves `terminate` to the token stack.)
     #[inline]
     fn should_stop(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed) || self.registry.is_terminated_relaxed()
+        self.cancelled.load(Ordering::Relaxed)
+            || (self.registry.is_terminated_relaxed() && !self.detached)
     }
 }
 

@@ -42,18 +42,17 @@
 mod buffers;
 mod consumer;
 mod credit;
+mod stream;
 mod window;
 
 use crate::error::TaskError;
-use crate::spawn::Queue;
+use crate::submit::Queue;
 use consumer::{Consumer, MakeJob, ReleaseInput};
 use credit::{Exchange, PullJob, Source};
-use futures_core::Stream;
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
+pub use stream::{ImapStream, ImapUnorderedStream};
 
 /// Builds the consumer for `f` over `inputs`; credits go to `queue` (the
 /// pool, or a scope). On a pool that no longer runs, the credits run on the
@@ -241,16 +240,6 @@ macro_rules! imap_type {
             }
         }
 
-        impl<R> Stream for $name<'_, R> {
-            type Item = R;
-
-            /// The same items as the iterator, without blocking the
-            /// executor's thread.
-            fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<R>> {
-                self.get_mut().core.poll_next(cx)
-            }
-        }
-
         impl<R> Unpin for $name<'_, R> {}
 
         impl<R> fmt::Debug for $name<'_, R> {
@@ -264,13 +253,10 @@ macro_rules! imap_type {
 imap_type!(
     /// The lazy, ordered iterator returned by
     /// [`ThreadPool::imap`](crate::ThreadPool::imap): results in input order.
-    /// Also a [`Stream`].
+    /// For async code, [`into_stream`](Imap::into_stream) turns it into a
+    /// [`futures_core::Stream`].
     ///
     /// Dropping it cancels the work that has not started.
-    ///
-    /// Since it is both an `Iterator` and a `Stream`, methods both traits
-    /// name (`next`, `map`, `collect`, …) are ambiguous while
-    /// `futures::StreamExt` is in scope: write `StreamExt::next(&mut it)`.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -284,7 +270,9 @@ imap_type!(
 imap_type!(
     /// The lazy iterator returned by
     /// [`ThreadPool::imap_unordered`](crate::ThreadPool::imap_unordered):
-    /// results in completion order. Also a [`Stream`].
+    /// results in completion order. For async code,
+    /// [`into_stream`](ImapUnordered::into_stream) turns it into a
+    /// [`futures_core::Stream`].
     ///
     /// Dropping it cancels the work that has not started.
     ///

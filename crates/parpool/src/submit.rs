@@ -1,20 +1,30 @@
-//! Submission: the one path by which pool and scope work enters the queue.
+//! Submission: the one path by which pool and scope work enters the queue,
+//! and what becomes of work the pool refuses.
 //!
 //! Every job goes through [`Registry::accept`] then [`Accepted::push`]
 //! (`registry.rs`); this module decides what wraps it. A [`Queue`] is where
 //! jobs of lifetime `'a` go: the pool itself (`'static` jobs) or a scope
 //! (jobs that borrow for the scope, counted by it so the scope waits for
-//! them). `apply_async`, `map_async` and `imap` are written once against it.
+//! them). `apply_async`, `map_async`, `spawn` and `imap` are written once
+//! against it.
 //!
 //! A refused submission (the pool was closed or terminated) hands the job
-//! back, and the caller decides: blocking calls and imap credits run it on
-//! the caller's thread, task submissions report that the pool is not
-//! running.
+//! back, and the caller decides, by kind; no kind panics in the submitting
+//! thread:
+//! - blocking calls (`apply`, `map`, `starmap`, `try_map`) and imap credits
+//!   run it on the caller's thread;
+//! - a task with a handle (`apply_async`, `map_async`, `starmap_async`)
+//!   gets a handle that reports [`TaskError::NotRunning`] ([`refused`]);
+//! - a detached job (`spawn`) runs on the caller's thread, its panic going
+//!   where a worker's would ([`run_refused`]): it has no handle to report a
+//!   refusal through, and dropping it would lose work silently.
 //!
 //! [`Accepted::push`]: crate::registry::Accepted::push
+//! [`TaskError::NotRunning`]: crate::TaskError::NotRunning
 
 use crate::async_result::{AsyncResult, PanicSource, Task};
 use crate::job::{self, Job, JobRef};
+use crate::panic;
 use crate::registry::Registry;
 use crate::scope::ScopeState;
 use std::marker::PhantomData;
@@ -92,6 +102,60 @@ impl<'a> Queue<'a> {
     {
         // SAFETY: a queue without a scope is a `Queue<'static>`.
         unsafe { task(&self.registry, self.scope.as_ref(), f, source) }
+    }
+
+    /// Queues a task of `f` with its handle; on a pool that refuses work,
+    /// the handle reports `NotRunning` (see [`refused`]).
+    pub(crate) fn task_or_refused<F, R>(&self, f: F, source: PanicSource) -> AsyncResult<R>
+    where
+        F: FnOnce() -> R + Send + 'a,
+        R: Send + 'a,
+    {
+        self.task(f, source)
+            .unwrap_or_else(|f| refused(&self.registry, f))
+    }
+
+    /// Queues `f` with no handle (`Scope::spawn`): its panic is kept by
+    /// the scope, which re-raises it when it ends. On a pool that refuses
+    /// work, `f` runs here (see [`run_refused`]).
+    pub(crate) fn detached<F>(&self, f: F)
+    where
+        F: FnOnce() + Send + 'a,
+    {
+        match self.task(f, PanicSource::Task) {
+            // The handle goes at once: the task's panic, which no handle
+            // observes, goes to the scope (see `async_result.rs`).
+            Ok(handle) => drop(handle),
+            Err(f) => run_refused(&self.registry, self.scope.as_deref(), f),
+        }
+    }
+}
+
+/// A task submission the pool refused: `f` is dropped (contained: its
+/// `Drop` is user code) and the handle reports `NotRunning`.
+pub(crate) fn refused<F, R: Send>(registry: &Registry, f: F) -> AsyncResult<R> {
+    if let Some(p) = panic::drop_contained(f) {
+        registry.stray_panic(p);
+    }
+    AsyncResult::not_running()
+}
+
+/// Runs a refused detached job on the calling thread. Its panic goes where
+/// it would have gone from a worker: it is counted and meets the pool's
+/// [`PanicPolicy`](crate::PanicPolicy), and in a scope it is kept for the
+/// scope to re-raise when it ends. It never unwinds into the caller.
+pub(crate) fn run_refused(registry: &Registry, scope: Option<&ScopeState>, f: impl FnOnce()) {
+    let Err(payload) = panic::contain(f) else {
+        return;
+    };
+    registry.task_panicked(&payload);
+    match scope {
+        Some(scope) => scope.report_panic(payload),
+        None => {
+            if let Some(p) = panic::drop_contained(payload) {
+                registry.stray_panic(p);
+            }
+        }
     }
 }
 
