@@ -86,9 +86,23 @@ pub fn imap_consumer_rows<F: Body>(pool: &Pool, n: u64, f: F, want: u64) -> Vec<
 
 /// `apply_async` `n` times, then `get` every result in order.
 pub fn w4_rows(pool: &Pool, n: u64, want: u64) -> Vec<Row<'_>> {
-    vec![Row::new(names::W4_PP, move || w4_run(pool, n))
-        .expect(want)
-        .key()]
+    vec![
+        Row::new(names::W4_PP, move || w4_run(pool, n))
+            .expect(want)
+            .key(),
+        // The same fire-and-forget work threadpool's and rayon's rows do:
+        // no result per job, one wait for all of them.
+        Row::new(names::W4_PP_SPAWN, move || {
+            pool.0.scope(|s| {
+                for i in 0..n {
+                    s.spawn(move || {
+                        std::hint::black_box(tiny(i));
+                    });
+                }
+            });
+            Vec::new()
+        }),
+    ]
 }
 
 /// W4 in a fresh process: one pool, one timed run of `n` jobs.

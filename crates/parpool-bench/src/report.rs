@@ -69,6 +69,34 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// A short name for the machine kind, for the report's directory:
+    /// `"AMD EPYC"` → `amd-epyc`, `"Intel(R) Xeon(R) Processor"` →
+    /// `intel-xeon`.
+    pub fn kind(&self) -> String {
+        let mut words = Vec::new();
+        for word in self.cpu.split_whitespace() {
+            let word = word.replace("(R)", "").replace("(TM)", "").to_lowercase();
+            let word: String = word.chars().filter(char::is_ascii_alphanumeric).collect();
+            if word.is_empty() || matches!(word.as_str(), "processor" | "cpu") {
+                continue;
+            }
+            if word.contains(char::is_numeric) && !words.is_empty() {
+                break; // a model number: the kind is the words before it
+            }
+            words.push(word);
+            if words.len() == 2 {
+                break;
+            }
+        }
+        if words.is_empty() {
+            "unknown-cpu".into()
+        } else {
+            words.join("-")
+        }
+    }
+}
+
 fn cmd(prog: &str, args: &[&str]) -> Option<String> {
     let out = std::process::Command::new(prog).args(args).output().ok()?;
     out.status
@@ -285,5 +313,32 @@ impl Report {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Machine;
+
+    fn kind(cpu: &str) -> String {
+        Machine {
+            cpu: cpu.into(),
+            cores: 2,
+            kernel: String::new(),
+            rustc: String::new(),
+            parpool: String::new(),
+            date: String::new(),
+            load_before: String::new(),
+        }
+        .kind()
+    }
+
+    #[test]
+    fn machine_kinds() {
+        assert_eq!(kind("AMD EPYC"), "amd-epyc");
+        assert_eq!(kind("AMD EPYC 7B13 64-Core Processor"), "amd-epyc");
+        assert_eq!(kind("Intel(R) Xeon(R) Processor"), "intel-xeon");
+        assert_eq!(kind("Intel(R) Xeon(R) CPU @ 2.20GHz"), "intel-xeon");
+        assert_eq!(kind(""), "unknown-cpu");
     }
 }

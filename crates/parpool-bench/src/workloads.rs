@@ -42,6 +42,7 @@ pub mod names {
     pub const W4_TOKIO: &str = "tokio spawn_blocking per job + buffered(n), every result";
     pub const W4_POOLIO: &str = "poolio execute + mpsc, every result";
     pub const W4_PP: &str = "parpool apply_async + get";
+    pub const W4_PP_SPAWN: &str = "parpool scope + spawn per job";
     pub const PP_IMAP_FOR_EACH: &str = "parpool imap (range), for_each push";
     pub const PP_IMAP_BATCHES: &str = "parpool imap (range), batches() extend";
     pub const W4_FRESH_TP: &str = "threadpool execute + join, fresh process";

@@ -1,7 +1,8 @@
 //! `cargo run --release -p parpool-bench --bin report [-- --quick]`
 //!
 //! Measures parpool and its peers on W1..W9, prints the markdown report and
-//! writes it, with the chart, to `docs/bench/` (or `--out DIR`).
+//! writes it, with the chart, to `docs/bench/<machine kind>/` (e.g.
+//! `docs/bench/amd-epyc/`), or to `--out DIR`.
 
 use parpool_bench::{chart, child, run, Options};
 use std::path::PathBuf;
@@ -51,6 +52,11 @@ fn main() {
     let report = run(&opts);
     let md = report.to_markdown();
     println!("{md}");
+    if default_out {
+        // One directory per machine kind: reports from different CPUs
+        // live side by side (docs/bench/README.md lists them).
+        out = out.join(report.machine.kind());
+    }
     if write {
         std::fs::create_dir_all(&out).unwrap_or_else(|e| die(&format!("{}: {e}", out.display())));
         let md_path = out.join("report.md");
@@ -85,8 +91,9 @@ fn update_readme(report: &parpool_bench::report::Report) {
     let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
         return;
     };
+    let dir = format!("../../docs/bench/{}", report.machine.kind());
     let summary =
-        report.summary_markdown("../../docs/bench/chart.svg", "../../docs/bench/report.md");
+        report.summary_markdown(&format!("{dir}/chart.svg"), &format!("{dir}/report.md"));
     let new = format!("{}{BEGIN}\n{summary}{}", &text[..b], &text[e..]);
     match std::fs::write(&path, new) {
         Ok(()) => eprintln!("updated {}", path.display()),
