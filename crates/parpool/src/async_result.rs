@@ -178,11 +178,14 @@ impl<R> Slot<R> {
         };
         self.status.store(DONE, Ordering::Release);
         let waker = inner.waker.take();
-        if inner.waiters > 0 {
+        let waiters = inner.waiters > 0;
+        drop(inner);
+        // Notified after the mutex is released, so woken waiters do not
+        // block on it; the claimer holds a reference to the task.
+        if waiters {
             self.cond.notify_all();
             crate::sleep::handed_off();
         }
-        drop(inner);
         if let Some(w) = waker {
             // An executor's waker is foreign code: contain it like a callback.
             run_callback(|| w.wake());

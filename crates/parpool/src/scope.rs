@@ -59,7 +59,11 @@ impl ScopeState {
     fn done(&self) {
         let mut pending = lock(&self.pending);
         *pending -= 1;
-        if *pending == 0 {
+        let last = *pending == 0;
+        drop(pending);
+        // Notified after the mutex is released, so the woken waiter does not
+        // block on it. `self` stays alive: the caller holds the scope's `Arc`.
+        if last {
             self.cond.notify_all();
             crate::sleep::handed_off();
         }

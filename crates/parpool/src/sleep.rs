@@ -11,9 +11,10 @@
 //! The pusher does `push; fence; load sleepers`, the sleeper does
 //! `sleepers += 1; fence; check queue` (a Dekker pair: at least one of them
 //! sees the other's write). If the pusher sees no sleeper, the sleeper's check
-//! sees the job. If it sees a sleeper, it notifies under the mutex, which the
-//! sleeper holds from its increment until `wait` releases it, so the
-//! notification cannot arrive before the sleeper waits. The protocol is
+//! sees the job. If it sees a sleeper, it takes the mutex, which the sleeper
+//! holds from its increment until `wait` releases it, and notifies once it
+//! has it (after releasing it again), so the notification cannot arrive
+//! before the sleeper waits. The protocol is
 //! described with its scenarios in `docs/design.md`.
 
 use crate::sync::atomic::{fence, AtomicUsize, Ordering};
@@ -52,7 +53,11 @@ impl Sleep {
         if self.sleepers.load(Ordering::SeqCst) == 0 {
             return;
         }
-        let _guard = lock(&self.lock);
+        // Taking the mutex waits until a sleeper that was seen is inside
+        // `wait`; the notification itself goes out after the mutex is
+        // released, so the woken thread does not run into it (on a 2-vCPU
+        // machine it may preempt us at once and would block on the mutex).
+        drop(lock(&self.lock));
         if n == 1 {
             self.cond.notify_one();
         } else {

@@ -92,8 +92,7 @@ fn update_readme(report: &parpool_bench::report::Report) {
         return;
     };
     let dir = format!("../../docs/bench/{}", report.machine.kind());
-    let summary =
-        report.summary_markdown(&format!("{dir}/chart.svg"), &format!("{dir}/report.md"));
+    let summary = report.summary_markdown(&format!("{dir}/chart.svg"), &format!("{dir}/report.md"));
     let new = format!("{}{BEGIN}\n{summary}{}", &text[..b], &text[e..]);
     match std::fs::write(&path, new) {
         Ok(()) => eprintln!("updated {}", path.display()),
