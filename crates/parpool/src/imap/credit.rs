@@ -122,13 +122,17 @@ impl<R> Exchange<R> {
         self.arrivals.fetch_add(1, Ordering::Release);
         let waker = if wake {
             q.want = Want::Nothing;
-            self.cond.notify_one();
-            crate::sleep::handed_off();
             q.waker.take()
         } else {
             None
         };
         drop(q);
+        // Notified after the mutex is released, so the woken consumer does
+        // not block on it; the credit holds the exchange's `Arc`.
+        if wake {
+            self.cond.notify_one();
+            crate::sleep::handed_off();
+        }
         if let Some(w) = waker {
             // An executor's waker is foreign code: contained, and not a task
             // panic (no count, no policy).
