@@ -12,8 +12,9 @@
 //! The word holds a "closed" bit and twice the number of runners inside.
 //! `enter` is one `fetch_add`: a runner that saw the closed bit backs out
 //! (and may be the one whose leaving empties the closed gate, so it notifies
-//! too). The last runner out of a closed gate notifies under the lock, and
-//! the waiter checks under the same lock, so the wake-up cannot be lost.
+//! too). The last runner out of a closed gate takes the lock before it
+//! notifies, and the waiter checks under the same lock, so the wake-up
+//! cannot be lost.
 
 use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{lock, Condvar, Mutex};
@@ -75,7 +76,11 @@ impl Drop for Inside<'_> {
     fn drop(&mut self) {
         let gate = self.0;
         if gate.word.fetch_sub(INSIDE, Ordering::SeqCst) - INSIDE == CLOSED {
-            let _guard = lock(&gate.lock);
+            // Taking the lock waits until a waiter that saw the gate busy is
+            // inside `wait`; the notification goes out after it is
+            // released, so the woken waiter does not block on it. The gate
+            // outlives this: runners hold the map's header by `Arc`.
+            drop(lock(&gate.lock));
             gate.cond.notify_all();
             crate::sleep::handed_off();
         }
