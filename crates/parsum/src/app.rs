@@ -150,7 +150,10 @@ pub fn run() -> u8 {
     }
     if let Some(e) = &sink.write_error {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
-            message(&format!("parsum: write error: {e}"));
+            message(&format!(
+                "parsum: write error: {}",
+                crate::hash::os_message(e)
+            ));
         }
         return 1;
     }

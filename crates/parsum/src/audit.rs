@@ -19,9 +19,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::escape::{push_marked_name, quote, Escape};
 use crate::hash::{Algo, Digest, FileHash, HashError};
-use crate::manifest::{parse_line, Line};
-use crate::output::{quote, Note, Tally};
+use crate::manifest::{Line, LineParser, Parsed};
+use crate::output::{Note, Tally};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
 use crate::walk::WalkOpts;
@@ -37,23 +38,51 @@ fn normalize(name: &[u8]) -> Vec<u8> {
 /// A manifest by normalized path, and the algorithms its lines allow.
 type Loaded = (HashMap<Vec<u8>, Line>, &'static [Algo]);
 
+/// Why the manifest cannot be audited against.
+enum LoadError {
+    /// It could not be read (exit 1, as `-c` does).
+    Unreadable(String),
+    /// It cannot be used as given (exit 2).
+    Usage(String),
+}
+
 /// Loads the manifest: path -> line, plus the algorithms to compute.
-fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, String> {
-    let data = std::fs::read(manifest).map_err(|e| format!("{}: {e}", quote(manifest)))?;
+/// Improperly formatted lines are reported and skipped, as `-c` does.
+fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadError> {
+    let label = quote(manifest);
+    let unreadable = |e: std::io::Error| {
+        LoadError::Unreadable(format!("{label}: {}", crate::hash::os_message(&e)))
+    };
+    let file = std::fs::File::open(manifest).map_err(unreadable)?;
+    if file.metadata().map_err(unreadable)?.is_dir() {
+        return Err(unreadable(std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let mut reader = std::io::BufReader::new(file);
     let mut map = HashMap::new();
     let mut algos: Vec<Algo> = Vec::new();
     let sep = if zero { b'\0' } else { b'\n' };
-    for (no, raw) in data.split(|&b| b == sep).enumerate() {
-        if raw.is_empty() {
-            continue;
+    let mut parser = LineParser::new(only);
+    let mut bad = 0u64;
+    let mut raw = Vec::new();
+    for no in 1.. {
+        raw.clear();
+        if std::io::BufRead::read_until(&mut reader, sep, &mut raw).map_err(unreadable)? == 0 {
+            break;
         }
-        let line = parse_line(raw, only).ok_or_else(|| {
-            format!(
-                "{}: {}: improperly formatted checksum line",
-                quote(manifest),
-                no + 1
-            )
-        })?;
+        if raw.last() == Some(&sep) {
+            raw.pop();
+        }
+        let line = match parser.parse(&raw) {
+            Parsed::Line(l) => l,
+            Parsed::Skip => continue,
+            Parsed::Bad => {
+                bad += 1;
+                message(&format!(
+                    "parsum: {label}: {no}: improperly formatted checksum line"
+                ));
+                continue;
+            }
+        };
         for a in &line.algos {
             if !algos.contains(a) {
                 algos.push(*a);
@@ -61,11 +90,14 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, Strin
         }
         map.insert(normalize(&line.name), line);
     }
+    if bad > 0 {
+        let w = if bad == 1 { "line is" } else { "lines are" };
+        message(&format!("parsum: WARNING: {bad} {w} improperly formatted"));
+    }
     if map.is_empty() {
-        return Err(format!(
-            "{}: no properly formatted checksum lines found",
-            quote(manifest)
-        ));
+        return Err(LoadError::Unreadable(format!(
+            "{label}: no properly formatted checksum lines found"
+        )));
     }
     let algos: &'static [Algo] = match algos.as_slice() {
         [a] => a.only(),
@@ -73,10 +105,9 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, Strin
             Algo::candidates_for_hex_len(64)
         }
         _ => {
-            return Err(format!(
-                "{}: mixes hash algorithms; pass -a to choose one",
-                quote(manifest)
-            ))
+            return Err(LoadError::Usage(format!(
+                "{label}: mixes hash algorithms; pass -a to choose one"
+            )))
         }
     };
     Ok((map, algos))
@@ -98,13 +129,9 @@ struct AuditSink<'a> {
 
 impl AuditSink<'_> {
     fn line(&mut self, what: &str, name: &[u8]) {
-        self.out.extend_from_slice(
-            format!(
-                "{what:<8} {}\n",
-                quote(Path::new(std::ffi::OsStr::from_bytes(name)))
-            )
-            .as_bytes(),
-        );
+        self.out.extend_from_slice(format!("{what:<8} ").as_bytes());
+        push_marked_name(&mut self.out, name, Escape::Backslash);
+        self.out.push(b'\n');
     }
     fn flush(&mut self) {
         let _ = crate::progress::write_stdout(&self.out);
@@ -154,7 +181,7 @@ impl Sink<(), Note> for AuditSink<'_> {
                 self.seen.insert(normalize(p.as_os_str().as_bytes()));
                 self.tally.skip(&p, &why, self.verbose)
             }
-            Note::Error(p, e) => self.tally.error(&p, &e, false),
+            Note::Error(p, e) => self.tally.error(&p, &crate::hash::os_message(&e), false),
         }
     }
 
@@ -190,7 +217,11 @@ pub fn run(
     } = a;
     let (map, algos) = match load(manifest, only, zero) {
         Ok(x) => x,
-        Err(e) => {
+        Err(LoadError::Unreadable(e)) => {
+            message(&format!("parsum: {e}"));
+            return 1;
+        }
+        Err(LoadError::Usage(e)) => {
             message(&format!("parsum: {e}"));
             return 2;
         }
@@ -250,29 +281,27 @@ pub fn run(
             Some(old) => {
                 missing.remove(&old);
                 n_moved += 1;
-                let o = quote(Path::new(std::ffi::OsStr::from_bytes(&old)));
-                let n = quote(Path::new(std::ffi::OsStr::from_bytes(name)));
-                out.push(format!("{:<8} {o} -> {n}", "moved"));
+                let mut l = format!("{:<8} ", "moved").into_bytes();
+                push_marked_name(&mut l, &old, Escape::Backslash);
+                l.extend_from_slice(b" -> ");
+                push_marked_name(&mut l, name, Escape::Backslash);
+                out.push(l);
             }
             None => {
                 n_new += 1;
-                out.push(format!(
-                    "{:<8} {}",
-                    "new",
-                    quote(Path::new(std::ffi::OsStr::from_bytes(name)))
-                ));
+                let mut l = format!("{:<8} ", "new").into_bytes();
+                push_marked_name(&mut l, name, Escape::Backslash);
+                out.push(l);
             }
         }
     }
     for name in missing.keys() {
-        out.push(format!(
-            "{:<8} {}",
-            "missing",
-            quote(Path::new(std::ffi::OsStr::from_bytes(name)))
-        ));
+        let mut l = format!("{:<8} ", "missing").into_bytes();
+        push_marked_name(&mut l, name, Escape::Backslash);
+        out.push(l);
     }
     for l in out {
-        sink.out.extend_from_slice(l.as_bytes());
+        sink.out.extend_from_slice(&l);
         sink.out.push(b'\n');
     }
     sink.flush();

@@ -244,10 +244,23 @@ pub enum HashError {
 impl fmt::Display for HashError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HashError::Io(e) => write!(f, "{e}"),
+            HashError::Io(e) => f.write_str(&os_message(e)),
             HashError::NotRegular(kind) => write!(f, "is a {kind}, not a regular file; not read"),
             HashError::Changed(why) => write!(f, "changed during read ({why})"),
         }
+    }
+}
+
+/// An I/O error as coreutils words it: `No such file or directory`, without
+/// Rust's ` (os error 2)` suffix.
+pub fn os_message(e: &io::Error) -> String {
+    let s = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => s
+            .strip_suffix(&format!(" (os error {code})"))
+            .map(str::to_string)
+            .unwrap_or(s),
+        None => s,
     }
 }
 
@@ -392,6 +405,33 @@ pub fn hash_file_with_hook(
         size: if size == 0 { read } else { size },
         mtime: before.mtime,
         mtime_nsec: before.mtime_nsec as u32,
+    })
+}
+
+/// Hashes everything `r` yields (standard input for `-`), with each of `algos`.
+pub fn hash_reader(r: &mut dyn Read, algos: &[Algo]) -> Result<FileHash, HashError> {
+    let mut hashers: Vec<Hasher> = algos.iter().map(|&a| Hasher::new(a)).collect();
+    let mut read: u64 = 0;
+    BUF.with(|buf| -> Result<(), HashError> {
+        let mut buf = buf.borrow_mut();
+        loop {
+            let n = match r.read(&mut buf[..]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(HashError::Io(e)),
+            };
+            for h in &mut hashers {
+                h.update(&buf[..n]);
+            }
+            read += n as u64;
+        }
+    })?;
+    Ok(FileHash {
+        digests: hashers.into_iter().map(Hasher::finalize).collect(),
+        size: read,
+        mtime: 0,
+        mtime_nsec: 0,
     })
 }
 

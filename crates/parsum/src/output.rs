@@ -14,8 +14,9 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::escape::{json_str, quote, Escape};
 use crate::hash::{Algo, FileHash, HashError};
-use crate::manifest::{write_gnu, write_tag, Escape};
+use crate::manifest::{write_gnu, write_tag};
 use crate::pipeline::{Item, Sink};
 use crate::progress::{human_bytes, message, Counters, Progress};
 use crate::walk::Skip;
@@ -32,17 +33,6 @@ pub enum Format {
 pub enum Note {
     Skipped(std::path::PathBuf, Skip),
     Error(std::path::PathBuf, io::Error),
-}
-
-/// A path for a message on stderr: one line, whatever the name holds.
-pub fn quote(p: &Path) -> String {
-    let (escaped, s) = crate::manifest::escape_name(p.as_os_str().as_bytes(), Escape::Coreutils);
-    let s = String::from_utf8_lossy(&s).into_owned();
-    if escaped {
-        format!("\\{s}")
-    } else {
-        s
-    }
 }
 
 /// Tallies for the summary line and the exit status.
@@ -210,11 +200,7 @@ impl Sink<(), Note> for TreeSink<'_> {
                 self.tally.bytes += h.size;
                 let name = item.path.as_os_str().as_bytes();
                 let term = if self.zero { b'\0' } else { b'\n' };
-                let esc = if self.zero {
-                    Escape::None
-                } else {
-                    Escape::for_algo(self.algo)
-                };
+                let esc = Escape::for_terminator(term);
                 match self.format {
                     Format::Gnu => write_gnu(&mut self.buf, &h.digests[0], name, esc, term),
                     Format::Tag => write_tag(&mut self.buf, &h.digests[0], name, esc, term),
@@ -231,35 +217,13 @@ impl Sink<(), Note> for TreeSink<'_> {
         self.flush();
         match m {
             Note::Skipped(p, why) => self.tally.skip(&p, &why, self.verbose),
-            Note::Error(p, e) => self.tally.error(&p, &e, false),
+            Note::Error(p, e) => self.tally.error(&p, &crate::hash::os_message(&e), false),
         }
     }
 
     fn batch_end(&mut self) {
         self.flush();
     }
-}
-
-/// Appends `s` as a JSON string literal.
-pub fn json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
 }
 
 fn write_json(out: &mut Vec<u8>, name: &[u8], h: &FileHash, term: u8) {
