@@ -11,8 +11,8 @@ use crate::check::CheckOpts;
 use crate::cli::Args;
 use crate::device::DeviceJobs;
 use crate::hash::Splitter;
-use crate::output::{Format, TreeSink};
-use crate::pipeline::{spawn_walk, Config, Pipeline};
+use crate::output::{Format, Note, TreeSink};
+use crate::pipeline::{spawn_walk, Config, Item, Pipeline, Sink, Stream};
 use crate::progress::{message, Counters, Progress};
 use crate::walk::{Excludes, WalkOpts};
 
@@ -26,6 +26,28 @@ fn usage_error(msg: &str) -> u8 {
         "parsum: {msg}\nTry 'parsum --help' for more information."
     ));
     2
+}
+
+/// A PATH argument in tree mode: a walk, or `-` for standard input.
+enum Root {
+    Walk(Stream<(), Note>),
+    Stdin,
+}
+
+/// The item that stands for standard input (`-`), as sha256sum names it.
+fn stdin_item(algos: &'static [crate::hash::Algo]) -> Item<()> {
+    Item {
+        path: PathBuf::from("-"),
+        dev: 0,
+        ino: 0,
+        nlink: 1,
+        size: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        no_follow: false,
+        algos,
+        tag: (),
+    }
 }
 
 pub fn run() -> u8 {
@@ -123,7 +145,13 @@ pub fn run() -> u8 {
     let walk_opts = Arc::new(walk_opts);
     let streams: Vec<_> = paths
         .into_iter()
-        .map(|root| spawn_walk(&pipe, root, Arc::clone(&walk_opts), algo.only()))
+        .map(|root| {
+            if root.as_os_str() == "-" {
+                Root::Stdin
+            } else {
+                Root::Walk(spawn_walk(&pipe, root, Arc::clone(&walk_opts), algo.only()))
+            }
+        })
         .collect();
     let mut sink = TreeSink::new(
         format,
@@ -134,7 +162,14 @@ pub fn run() -> u8 {
         &counters,
     );
     for s in streams {
-        s.drain(&mut sink);
+        match s {
+            Root::Walk(s) => s.drain(&mut sink),
+            Root::Stdin => {
+                let r = crate::hash::hash_reader(&mut std::io::stdin().lock(), algo.only());
+                sink.done(stdin_item(algo.only()), r);
+                sink.flush();
+            }
+        }
     }
     sink.flush();
     progress.finish();

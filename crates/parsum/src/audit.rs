@@ -307,8 +307,10 @@ pub fn run(
     sink.flush();
     let n_missing = missing.len() as u64;
     message(&format!(
-        "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {} errors",
-        sink.matched, sink.changed, sink.tally.errors
+        "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {}",
+        sink.matched,
+        sink.changed,
+        crate::output::plural(sink.tally.errors, "error", "errors")
     ));
     if sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0 {
         1

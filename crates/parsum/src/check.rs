@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::escape::{push_check_name, quote, quote_bytes, Escape};
 use crate::hash::{kind_name, Algo, FileHash, HashError};
 use crate::manifest::{Line, LineParser, Parsed};
+use crate::output::plural;
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
 
@@ -256,10 +257,6 @@ impl CheckSink<'_> {
             self.line(name, &line.algos, "FAILED open or read");
         }
     }
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 impl Sink<Tag, Msg> for CheckSink<'_> {

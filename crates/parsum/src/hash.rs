@@ -245,6 +245,8 @@ impl fmt::Display for HashError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HashError::Io(e) => f.write_str(&os_message(e)),
+            // coreutils' wording for the one kind it reports too.
+            HashError::NotRegular("directory") => f.write_str("Is a directory"),
             HashError::NotRegular(kind) => write!(f, "is a {kind}, not a regular file; not read"),
             HashError::Changed(why) => write!(f, "changed during read ({why})"),
         }

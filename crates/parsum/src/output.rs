@@ -51,7 +51,7 @@ pub struct Tally {
 
 impl Tally {
     pub fn skipped(&self) -> u64 {
-        self.symlinks + self.special + self.excluded + self.other_fs + self.loops
+        self.symlinks + self.special + self.excluded + self.other_fs
     }
 
     /// Counts a skip and says so on stderr when it deserves a line of its own.
@@ -74,8 +74,13 @@ impl Tally {
                 Some("skipped: another file system (--one-file-system)".to_string())
             }
             Skip::Loop => {
+                // An error, as in `find -L`: part of the tree is not hashed.
                 self.loops += 1;
-                Some("skipped: symbolic link loop (already an ancestor)".to_string())
+                self.errors += 1;
+                Some(
+                    "File system loop detected (a symbolic link to an ancestor); not followed"
+                        .to_string(),
+                )
             }
         };
         if let Some(l) = line {
@@ -111,7 +116,6 @@ impl Tally {
             (self.special, "special"),
             (self.excluded, "excluded"),
             (self.other_fs, "other fs"),
-            (self.loops, "loops"),
         ] {
             if n > 0 {
                 skipped.push(format!("{n} {what}"));
@@ -122,21 +126,29 @@ impl Tally {
         } else {
             format!("{} skipped ({})", self.skipped(), skipped.join(", "))
         };
-        let errors = if self.changed > 0 {
-            format!(
-                "{} errors ({} changed during read)",
-                self.errors, self.changed
-            )
-        } else {
-            format!("{} errors", self.errors)
-        };
+        let mut detail = Vec::new();
+        if self.changed > 0 {
+            detail.push(format!("{} changed during read", self.changed));
+        }
+        if self.loops > 0 {
+            detail.push(plural(self.loops, "loop", "loops"));
+        }
+        let mut errors = plural(self.errors, "error", "errors");
+        if !detail.is_empty() {
+            errors = format!("{errors} ({})", detail.join(", "));
+        }
         format!(
-            "parsum: {} files, {}, {skipped}, {errors} in {secs:.2} s ({}/s)",
-            self.files,
+            "parsum: {}, {}, {skipped}, {errors} in {secs:.2} s ({}/s)",
+            plural(self.files, "file", "files"),
             human_bytes(self.bytes as f64),
             human_bytes(self.bytes as f64 / secs.max(1e-9))
         )
     }
+}
+
+/// `1 file`, `2 files`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Writes a tree's checksums.
@@ -286,6 +298,6 @@ mod tests {
             ..Default::default()
         };
         let s = t.summary(2.0);
-        assert!(s.starts_with("parsum: 3 files, 2.0 KiB, 2 skipped (2 symlinks), 1 errors (1 changed during read) in 2.00 s"), "{s}");
+        assert!(s.starts_with("parsum: 3 files, 2.0 KiB, 2 skipped (2 symlinks), 1 error (1 changed during read) in 2.00 s"), "{s}");
     }
 }

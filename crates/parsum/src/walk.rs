@@ -42,7 +42,8 @@ pub enum Skip {
     Special(&'static str),
     Excluded,
     OtherFileSystem,
-    /// A directory that is its own ancestor through symlinks.
+    /// A directory that is its own ancestor through symlinks. Counted as an
+    /// error (exit 1), as `find -L` does.
     Loop,
 }
 
@@ -159,7 +160,9 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
     };
     // The root "." is written as bare relative names ("a/b", not "./a/b"),
     // as people type them and as `sha256sum *` writes them.
-    let base = if root == Path::new(".") {
+    // Only exactly "." (Path compares "./" equal to it): `parsum ./` prints
+    // "./a", as `find ./` does.
+    let base = if root.as_os_str() == "." {
         PathBuf::new()
     } else {
         root.to_path_buf()
