@@ -239,6 +239,8 @@ pub enum HashError {
     /// Size or mtime differed before and after the read, or the read came
     /// short of the size.
     Changed(String),
+    /// A pseudo-file that never ends (`/proc/kcore`, `trace_pipe`); not read.
+    Unbounded(&'static str),
 }
 
 impl fmt::Display for HashError {
@@ -249,6 +251,7 @@ impl fmt::Display for HashError {
             HashError::NotRegular("directory") => f.write_str("Is a directory"),
             HashError::NotRegular(kind) => write!(f, "is a {kind}, not a regular file; not read"),
             HashError::Changed(why) => write!(f, "changed during read ({why})"),
+            HashError::Unbounded(fs) => write!(f, "an endless {fs} file; not read"),
         }
     }
 }
@@ -369,6 +372,9 @@ pub fn hash_file_with_hook(
             Listed::of(&m)
         }
     };
+    if let Some(fs) = crate::pseudofs::of_fd(&file, before.dev) {
+        return hash_pseudo(&file, path, fs, algos, before, between_reads);
+    }
     let size = before.size;
     let split = match opts.splitter {
         Some(s) if algos == [Algo::Blake3] && s.should_split(size) => Some(s),
@@ -376,7 +382,8 @@ pub fn hash_file_with_hook(
     };
     let (digests, read) = match split {
         Some(s) => (vec![s.hash(&file, size)?], size),
-        None => read_all(&file, algos, size, between_reads)?,
+        None if size == 0 => read_all(&file, algos, ReadTo::Eof, between_reads)?,
+        None => read_all(&file, algos, ReadTo::Size(size), between_reads)?,
     };
     let after_meta = file.metadata()?;
     if !after_meta.file_type().is_file() {
@@ -437,12 +444,64 @@ pub fn hash_reader(r: &mut dyn Read, algos: &[Algo]) -> Result<FileHash, HashErr
     })
 }
 
+/// Hashes a file on a pseudo file system (see `pseudofs.rs`): read to EOF
+/// whatever its size says, and checked for change by inode and times.
+fn hash_pseudo(
+    file: &File,
+    path: &Path,
+    fs: crate::pseudofs::PseudoFs,
+    algos: &[Algo],
+    listed: Listed,
+    between_reads: &mut dyn FnMut(u64),
+) -> Result<FileHash, HashError> {
+    let name = path
+        .file_name()
+        .map(|n| n.as_encoded_bytes())
+        .unwrap_or(b"");
+    if crate::pseudofs::unbounded(fs, name) {
+        return Err(HashError::Unbounded(fs.name()));
+    }
+    let before = file.metadata()?;
+    if !before.file_type().is_file() {
+        return Err(HashError::NotRegular(kind_name(before.file_type())));
+    }
+    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    let times = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    if id(&before) != (listed.dev, listed.ino) {
+        return Err(HashError::Changed("replaced by another file".into()));
+    }
+    let (digests, read) = read_all(file, algos, ReadTo::Eof, between_reads)?;
+    let after = file.metadata()?;
+    if id(&after) != id(&before) {
+        return Err(HashError::Changed("replaced by another file".into()));
+    }
+    if times(&after) != times(&before) {
+        return Err(HashError::Changed("modified during the read".into()));
+    }
+    Ok(FileHash {
+        digests,
+        size: read,
+        mtime: before.mtime(),
+        mtime_nsec: before.mtime_nsec() as u32,
+    })
+}
+
+/// How far [`read_all`] reads.
+#[derive(Clone, Copy)]
+enum ReadTo {
+    /// The size the file had before: a growth shows in the fstat after,
+    /// and this saves the final zero-length read per file.
+    Size(u64),
+    /// End of file, for pseudo-files; at most [`crate::pseudofs::MAX_PSEUDO_READ`].
+    Eof,
+}
+
 /// Reads `file` to its expected `size` (or EOF for pseudo-files of size 0)
 /// and returns the digests and the number of bytes read.
 fn read_all(
     mut file: &File,
     algos: &[Algo],
-    size: u64,
+    to: ReadTo,
     between_reads: &mut dyn FnMut(u64),
 ) -> Result<(Vec<Digest>, u64), HashError> {
     let mut hashers: Vec<Hasher> = algos.iter().map(|&a| Hasher::new(a)).collect();
@@ -450,10 +509,15 @@ fn read_all(
     BUF.with(|buf| -> Result<(), HashError> {
         let mut buf = buf.borrow_mut();
         loop {
-            // Stop at the expected size: a file that grew shows in the fstat
-            // after, and this saves the final zero-length read per file.
-            if size != 0 && read >= size {
-                break;
+            match to {
+                ReadTo::Size(size) if read >= size => break,
+                ReadTo::Eof if read > crate::pseudofs::MAX_PSEUDO_READ => {
+                    return Err(HashError::Changed(format!(
+                        "still going after {} bytes; a pseudo-file without end?",
+                        crate::pseudofs::MAX_PSEUDO_READ
+                    )))
+                }
+                _ => {}
             }
             let n = match file.read(&mut buf[..]) {
                 Ok(0) => break,

@@ -21,4 +21,5 @@ pub mod manifest;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
+pub mod pseudofs;
 pub mod walk;

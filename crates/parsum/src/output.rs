@@ -69,6 +69,10 @@ impl Tally {
                 self.special += 1;
                 Some(format!("skipped {kind} (not read)"))
             }
+            Skip::Unbounded(fs) => {
+                self.special += 1;
+                Some(format!("skipped: an endless {fs} file (not read)"))
+            }
             Skip::OtherFileSystem => {
                 self.other_fs += 1;
                 Some("skipped: another file system (--one-file-system)".to_string())

@@ -42,6 +42,9 @@ pub enum Skip {
     Special(&'static str),
     Excluded,
     OtherFileSystem,
+    /// A pseudo-file that never ends (`/proc/kcore`, `trace_pipe`), on the
+    /// named pseudo file system.
+    Unbounded(&'static str),
     /// A directory that is its own ancestor through symlinks. Counted as an
     /// error (exit 1), as `find -L` does.
     Loop,
@@ -140,6 +143,16 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
     };
     let ft = meta.file_type();
     if ft.is_file() {
+        let pseudo = crate::pseudofs::of_path(root, meta.dev());
+        if let Some(fs) = pseudo {
+            let name = root.file_name().map(|n| n.as_bytes()).unwrap_or(b"");
+            if crate::pseudofs::unbounded(fs, name) {
+                return emit(Event::Skipped(
+                    root.to_path_buf(),
+                    Skip::Unbounded(fs.name()),
+                ));
+            }
+        }
         let via_link = fs::symlink_metadata(root)
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false);
@@ -224,6 +237,8 @@ impl Walker<'_> {
             }
         }
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        // Cached per device and thread: one statfs per walker, in effect.
+        let pseudo = crate::pseudofs::of_path(open, self.dev);
         for name in names {
             let path = shown.join(&name);
             // The path below the root is only needed by path globs and
@@ -260,6 +275,12 @@ impl Walker<'_> {
             };
             let ft = meta.file_type();
             if ft.is_file() {
+                if let Some(fs) =
+                    pseudo.filter(|&fs| crate::pseudofs::unbounded(fs, name.as_bytes()))
+                {
+                    (self.emit)(Event::Skipped(path, Skip::Unbounded(fs.name())));
+                    continue;
+                }
                 (self.emit)(Event::File(entry(path, &meta, link)));
             } else if ft.is_dir() {
                 if self.opts.one_file_system && meta.dev() != self.root_dev {
