@@ -38,6 +38,7 @@ enum Root {
 fn stdin_item(algos: &'static [crate::hash::Algo]) -> Item<()> {
     Item {
         path: PathBuf::from("-"),
+        dir: None,
         dev: 0,
         ino: 0,
         nlink: 1,
@@ -47,6 +48,26 @@ fn stdin_item(algos: &'static [crate::hash::Algo]) -> Item<()> {
         no_follow: false,
         algos,
         tag: (),
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: the walk holds one
+/// descriptor per directory level (see `walk.rs`), and a tree deeper than
+/// the usual soft limit of 1024 must still be walked whole.
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    let max = l.maximum.unwrap_or(1 << 20).min(1 << 20);
+    if l.current.is_some_and(|c| c < max) {
+        // Failing leaves the limit as it was; a too-deep walk then reports
+        // "Too many open files" for the directories it cannot open.
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(max),
+                maximum: l.maximum,
+            },
+        );
     }
 }
 
@@ -62,6 +83,7 @@ pub fn run() -> u8 {
     if let Err(msg) = args.validate() {
         return usage_error(&msg);
     }
+    raise_open_files_limit();
     let device_jobs = match args
         .device_jobs
         .iter()

@@ -170,6 +170,7 @@ pub fn run(
                         f,
                         Item {
                             path,
+                            dir: None,
                             dev: meta.dev(),
                             ino: meta.ino(),
                             nlink: 1, // verify every line, even of the same file
@@ -323,6 +324,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                 let r = crate::hash::hash_reader(&mut io::stdin().lock(), algos);
                 let item = Item {
                     path: PathBuf::from("-"),
+                    dir: None,
                     dev: 0,
                     ino: 0,
                     nlink: 1,

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use digest::Digest as _;
@@ -295,6 +295,20 @@ pub fn kind_name(ft: std::fs::FileType) -> &'static str {
     }
 }
 
+/// [`kind_name`] for a file type from `fstatat`.
+pub fn kind_of_type(ft: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType as T;
+    match ft {
+        T::Directory => "directory",
+        T::Fifo => "FIFO",
+        T::Socket => "socket",
+        T::BlockDevice => "block device",
+        T::CharacterDevice => "character device",
+        T::Symlink => "symbolic link",
+        _ => "special file",
+    }
+}
+
 /// Size of the per-thread read buffer. Large enough for BLAKE3 to hash many
 /// chunks per call with SIMD, small enough to stay in L2.
 const BUF_LEN: usize = 256 * 1024;
@@ -311,6 +325,9 @@ pub struct HashOpts<'a> {
     pub no_follow: bool,
     /// Splits large BLAKE3 files across threads, if set.
     pub splitter: Option<&'a Splitter>,
+    /// The directory the file is in: open its last path component relative
+    /// to it (`openat`), not the whole path.
+    pub dir: Option<&'a std::os::fd::OwnedFd>,
     /// What the walk's `lstat` saw. When given, it is the "before" of the
     /// before/after comparison, which saves one `fstat` per file; a change
     /// between the walk and the read is then reported too.
@@ -352,16 +369,18 @@ pub fn hash_file_with_hook(
     opts: HashOpts<'_>,
     between_reads: &mut dyn FnMut(u64),
 ) -> Result<FileHash, HashError> {
-    let mut oo = std::fs::OpenOptions::new();
-    oo.read(true);
     // O_NONBLOCK: opening a FIFO for reading must never block. It has no
     // effect on regular files, and we refuse anything else right after fstat.
-    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    use rustix::fs::{Mode, OFlags};
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     if opts.no_follow {
-        flags |= libc::O_NOFOLLOW;
+        flags |= OFlags::NOFOLLOW;
     }
-    oo.custom_flags(flags);
-    let file = oo.open(path)?;
+    let fd = match (opts.dir, path.file_name()) {
+        (Some(dir), Some(name)) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+        _ => rustix::fs::open(path, flags, Mode::empty()),
+    };
+    let file = File::from(fd.map_err(io::Error::from)?);
     let before = match opts.listed {
         Some(l) => l,
         None => {

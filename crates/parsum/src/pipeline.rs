@@ -59,6 +59,9 @@ const RESULT_BATCHES: usize = 256;
 /// One file to hash, with the producer's data `T`.
 pub struct Item<T> {
     pub path: PathBuf,
+    /// The directory to open `path`'s last component in (see `walk.rs`);
+    /// dropped once the file is hashed, so queued results hold no descriptor.
+    pub dir: Option<Arc<std::os::fd::OwnedFd>>,
     pub dev: u64,
     pub ino: u64,
     pub nlink: u64,
@@ -295,13 +298,15 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
                 let mut bytes = 0;
                 let done = batch
                     .into_iter()
-                    .map(|item| {
+                    .map(|mut item| {
                         let opts = HashOpts {
                             no_follow: item.no_follow,
                             splitter,
                             listed: Some(item.listed()),
+                            dir: item.dir.as_deref(),
                         };
                         let r = hash_file(&item.path, item.algos, opts);
+                        item.dir = None;
                         bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
                         (item, r)
                     })
@@ -427,6 +432,7 @@ impl<T, M> Stream<T, M> {
                                 no_follow: item.no_follow,
                                 splitter: None,
                                 listed: Some(item.listed()),
+                                dir: item.dir.as_deref(),
                             },
                         ),
                     };
@@ -468,6 +474,7 @@ fn walk_into(
     let mut emit = |ev: Event| match ev {
         Event::File(e) => f.file(Item {
             path: e.path,
+            dir: e.dir,
             dev: e.dev,
             ino: e.ino,
             nlink: e.nlink,
