@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::escape::{push_marked_name, quote, Escape};
+use crate::exit::Exit;
 use crate::hash::{Algo, Digest, FileHash, HashError};
 use crate::manifest::{Line, LineParser, Parsed};
-use crate::output::{Note, Tally};
+use crate::output::{Note, Out, Tally};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
 use crate::walk::WalkOpts;
@@ -122,20 +123,20 @@ struct AuditSink<'a> {
     changed: u64,
     tally: Tally,
     verbose: bool,
-    out: Vec<u8>,
+    out: Out,
     progress: &'a Progress,
     counters: &'a Counters,
 }
 
 impl AuditSink<'_> {
     fn line(&mut self, what: &str, name: &[u8]) {
-        self.out.extend_from_slice(format!("{what:<8} ").as_bytes());
-        push_marked_name(&mut self.out, name, Escape::Backslash);
-        self.out.push(b'\n');
+        let out = &mut self.out.buf;
+        out.extend_from_slice(format!("{what:<8} ").as_bytes());
+        push_marked_name(out, name, Escape::Backslash);
+        out.push(b'\n');
     }
     fn flush(&mut self) {
-        let _ = crate::progress::write_stdout(&self.out);
-        self.out.clear();
+        self.out.flush();
     }
 }
 
@@ -188,6 +189,10 @@ impl Sink<(), Note> for AuditSink<'_> {
     fn batch_end(&mut self) {
         self.flush();
     }
+
+    fn stopped(&self) -> bool {
+        self.out.failed()
+    }
 }
 
 /// Runs the audit; returns the exit status.
@@ -207,7 +212,7 @@ pub fn run(
     a: AuditArgs<'_>,
     walk_opts: WalkOpts,
     progress: &Progress,
-) -> i32 {
+) -> Exit {
     let AuditArgs {
         manifest,
         roots,
@@ -219,11 +224,11 @@ pub fn run(
         Ok(x) => x,
         Err(LoadError::Unreadable(e)) => {
             message(&format!("parsum: {e}"));
-            return 1;
+            return Exit::Failure;
         }
         Err(LoadError::Usage(e)) => {
             message(&format!("parsum: {e}"));
-            return 2;
+            return Exit::Usage;
         }
     };
     let counters = Arc::clone(pipe.counters());
@@ -235,7 +240,7 @@ pub fn run(
         changed: 0,
         tally: Tally::default(),
         verbose,
-        out: Vec::new(),
+        out: Out::new(),
         progress,
         counters: &counters,
     };
@@ -301,8 +306,8 @@ pub fn run(
         out.push(l);
     }
     for l in out {
-        sink.out.extend_from_slice(&l);
-        sink.out.push(b'\n');
+        sink.out.buf.extend_from_slice(&l);
+        sink.out.buf.push(b'\n');
     }
     sink.flush();
     let n_missing = missing.len() as u64;
@@ -312,9 +317,6 @@ pub fn run(
         sink.changed,
         crate::output::plural(sink.tally.errors, "error", "errors")
     ));
-    if sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0 {
-        1
-    } else {
-        0
-    }
+    let differs = sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0;
+    Exit::failed_if(differs).and(sink.out.finish())
 }

@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::escape::{push_check_name, quote, quote_bytes, Escape};
+use crate::exit::Exit;
 use crate::hash::{kind_name, Algo, FileHash, HashError};
 use crate::manifest::{Line, LineParser, Parsed};
-use crate::output::plural;
+use crate::output::{plural, Out};
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
 
@@ -107,7 +108,7 @@ pub fn run(
     manifests: Vec<PathBuf>,
     opts: CheckOpts,
     progress: &Progress,
-) -> i32 {
+) -> Exit {
     let list = manifests.clone();
     let stream = pipe.spawn(move |f: &mut crate::pipeline::Feeder<Tag, Msg>| {
         let mut runs = Runs::default();
@@ -196,13 +197,13 @@ pub fn run(
         opts,
         manifests,
         per: Default::default(),
-        out: Vec::new(),
-        exit: 0,
+        out: Out::new(),
+        exit: Exit::Success,
     };
     stream.drain(&mut sink);
     progress.finish();
-    sink.flush();
-    sink.exit
+    let written = sink.out.finish();
+    sink.exit.and(written)
 }
 
 #[derive(Default, Clone)]
@@ -222,14 +223,13 @@ struct CheckSink<'a> {
     opts: CheckOpts,
     manifests: Vec<PathBuf>,
     per: std::collections::HashMap<usize, Counts>,
-    out: Vec<u8>,
-    exit: i32,
+    out: Out,
+    exit: Exit,
 }
 
 impl CheckSink<'_> {
     fn flush(&mut self) {
-        let _ = crate::progress::write_stdout(&self.out);
-        self.out.clear();
+        self.out.flush();
     }
 
     /// `name: STATUS`, the name escaped as the usual checker of `algos`
@@ -240,10 +240,11 @@ impl CheckSink<'_> {
         } else {
             Escape::Backslash
         };
-        push_check_name(&mut self.out, name, esc, algos == [Algo::Blake3]);
-        self.out.extend_from_slice(b": ");
-        self.out.extend_from_slice(status.as_bytes());
-        self.out.push(if self.opts.zero { b'\0' } else { b'\n' });
+        let out = &mut self.out.buf;
+        push_check_name(out, name, esc, algos == [Algo::Blake3]);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(status.as_bytes());
+        out.push(if self.opts.zero { b'\0' } else { b'\n' });
     }
 
     fn read_failed(&mut self, mi: usize, line: &Line, err: &dyn std::fmt::Display, missing: bool) {
@@ -300,7 +301,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                     manifest_label(&self.manifests[mi]),
                     crate::hash::os_message(&e)
                 ));
-                self.exit = 1;
+                self.exit = Exit::Failure;
             }
             Msg::Misformatted(mi, no, algo) => {
                 self.per.entry(mi).or_default().misformatted += 1;
@@ -368,7 +369,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                     && c.unreadable == 0
                     && (!self.opts.strict || c.misformatted == 0);
                 if !ok {
-                    self.exit = 1;
+                    self.exit = Exit::Failure;
                 }
             }
         }
@@ -376,5 +377,9 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
 
     fn batch_end(&mut self) {
         self.flush();
+    }
+
+    fn stopped(&self) -> bool {
+        self.out.failed()
     }
 }

@@ -4,7 +4,9 @@
 //! not a stable API.
 //!
 //! A quick tour, in the order a run goes through them:
-//! [`cli`] (arguments) → [`app`] (one run per mode) → [`walk`] (the sorted
+//! [`cli`] (arguments) → [`config`] (a resolved [`config::Config`] with a
+//! [`config::Mode`]) → [`app`] (one run per mode, ending in an
+//! [`exit::Exit`]) → [`walk`] (the sorted
 //! walk) → [`pipeline`] (a pool per device, ordered results) → [`hash`]
 //! (reading and hashing one file) → [`output`], [`check`] or [`audit`]
 //! (what is printed). [`manifest`] reads and writes checksum lines, and
@@ -14,8 +16,10 @@ pub mod app;
 pub mod audit;
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod device;
 pub mod escape;
+pub mod exit;
 pub mod hash;
 pub mod manifest;
 pub mod output;

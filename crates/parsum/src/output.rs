@@ -15,7 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::escape::{json_str, quote, Escape};
-use crate::hash::{Algo, FileHash, HashError};
+use crate::exit::Exit;
+use crate::hash::{os_message, Algo, FileHash, HashError};
 use crate::manifest::{write_gnu, write_tag};
 use crate::pipeline::{Item, Sink};
 use crate::progress::{human_bytes, message, Counters, Progress};
@@ -150,6 +151,55 @@ impl Tally {
     }
 }
 
+/// Standard output through one buffer. Lines are collected and written
+/// once per batch; the first write error is kept, nothing more is written
+/// after it, and [`Out::finish`] reports it upward as the run's status.
+#[derive(Default)]
+pub struct Out {
+    pub buf: Vec<u8>,
+    error: Option<io::Error>,
+}
+
+impl Out {
+    pub fn new() -> Out {
+        Out {
+            buf: Vec::with_capacity(64 * 1024),
+            error: None,
+        }
+    }
+
+    /// Writes what was collected (hiding the progress bar meanwhile).
+    pub fn flush(&mut self) {
+        if !self.buf.is_empty() && self.error.is_none() {
+            if let Err(e) = crate::progress::write_stdout(&self.buf) {
+                self.error = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// Whether stdout failed: nobody reads the rest (`parsum | head`), so
+    /// the run may stop.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Flushes, and says how writing went: a write error is reported on
+    /// stderr (a closed pipe silently, as a reader that quit is no news).
+    pub fn finish(&mut self) -> Exit {
+        self.flush();
+        match &self.error {
+            None => Exit::Success,
+            Some(e) => {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    message(&format!("parsum: write error: {}", os_message(e)));
+                }
+                Exit::Failure
+            }
+        }
+    }
+}
+
 /// `1 file`, `2 files`.
 pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -164,9 +214,7 @@ pub struct TreeSink<'a> {
     pub tally: Tally,
     pub progress: &'a Progress,
     pub counters: &'a Counters,
-    buf: Vec<u8>,
-    /// stdout failed (e.g. closed pipe): stop writing, exit non-zero.
-    pub write_error: Option<io::Error>,
+    pub out: Out,
 }
 
 impl<'a> TreeSink<'a> {
@@ -186,25 +234,12 @@ impl<'a> TreeSink<'a> {
             tally: Tally::default(),
             progress,
             counters,
-            buf: Vec::with_capacity(64 * 1024),
-            write_error: None,
+            out: Out::new(),
         }
     }
 
     pub fn flush(&mut self) {
-        if self.buf.is_empty() || self.write_error.is_some() {
-            self.buf.clear();
-            return;
-        }
-        if let Err(e) = crate::progress::write_stdout(&self.buf) {
-            // Nobody reads the rest (`parsum | head`): stop now rather
-            // than hash the whole tree for nothing.
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                std::process::exit(1);
-            }
-            self.write_error = Some(e);
-        }
-        self.buf.clear();
+        self.out.flush();
     }
 }
 
@@ -218,9 +253,9 @@ impl Sink<(), Note> for TreeSink<'_> {
                 let term = if self.zero { b'\0' } else { b'\n' };
                 let esc = Escape::for_terminator(term);
                 match self.format {
-                    Format::Gnu => write_gnu(&mut self.buf, &h.digests[0], name, esc, term),
-                    Format::Tag => write_tag(&mut self.buf, &h.digests[0], name, esc, term),
-                    Format::Json => write_json(&mut self.buf, name, &h, term),
+                    Format::Gnu => write_gnu(&mut self.out.buf, &h.digests[0], name, esc, term),
+                    Format::Tag => write_tag(&mut self.out.buf, &h.digests[0], name, esc, term),
+                    Format::Json => write_json(&mut self.out.buf, name, &h, term),
                 }
             }
             Err(e) => self.tally.hash_error(&item.path, &e),
@@ -239,6 +274,10 @@ impl Sink<(), Note> for TreeSink<'_> {
 
     fn batch_end(&mut self) {
         self.flush();
+    }
+
+    fn stopped(&self) -> bool {
+        self.out.failed()
     }
 }
 

@@ -95,10 +95,15 @@ pub trait Sink<T, M> {
     fn msg(&mut self, m: M);
     /// After each batch: a good moment to flush output.
     fn batch_end(&mut self) {}
+    /// Whether the consumer wants no more (its output is gone): the drain
+    /// then returns at once and leaves the producers to the process's end.
+    fn stopped(&self) -> bool {
+        false
+    }
 }
 
 /// Settings shared by every device.
-pub struct Config {
+pub struct Settings {
     pub jobs: Option<usize>,
     pub device_jobs: Vec<DeviceJobs>,
     pub cpus: usize,
@@ -115,7 +120,7 @@ struct Device {
 
 /// The devices seen so far, shared by all producers.
 pub struct Pipeline {
-    cfg: Config,
+    cfg: Settings,
     devices: Mutex<HashMap<u64, Arc<Device>>>,
 }
 
@@ -134,7 +139,7 @@ enum Order<T, M> {
 }
 
 impl Pipeline {
-    pub fn new(cfg: Config) -> Arc<Pipeline> {
+    pub fn new(cfg: Settings) -> Arc<Pipeline> {
         Arc::new(Pipeline {
             cfg,
             devices: Mutex::new(HashMap::new()),
@@ -396,12 +401,18 @@ pub struct Stream<T, M> {
 }
 
 impl<T, M> Stream<T, M> {
-    /// Feeds every result and message to `sink`, in producer order.
+    /// Feeds every result and message to `sink`, in producer order, until
+    /// the sink is [stopped](Sink::stopped).
     pub fn drain(mut self, sink: &mut dyn Sink<T, M>) {
         let mut results = None;
         // First result of each multiply-linked file, for its other names.
         let mut links: HashMap<(u64, u64), Result<FileHash, String>> = HashMap::new();
         for o in self.rx.iter() {
+            if sink.stopped() {
+                // Subtle: no join: the producer may walk on for a long
+                // time; the process ends without it.
+                return;
+            }
             match o {
                 Order::Start(rx) => results = Some(rx),
                 Order::Sub(stream) => stream.drain(sink),
