@@ -10,7 +10,7 @@ use clap::Parser;
 use crate::cli::Args;
 use crate::config::{Config, Mode};
 use crate::exit::Exit;
-use crate::hash::Algo;
+use crate::hash::{Algo, FileStat};
 use crate::output::{Format, Note, TreeSink};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink, Stream};
 use crate::progress::{message, Progress};
@@ -121,12 +121,10 @@ fn stdin_item(algos: &'static [Algo]) -> Item<()> {
     Item {
         path: PathBuf::from("-"),
         dir: None,
-        dev: 0,
-        ino: 0,
-        nlink: 1,
-        size: 0,
-        mtime: 0,
-        mtime_nsec: 0,
+        stat: FileStat {
+            nlink: 1,
+            ..FileStat::default()
+        },
         no_follow: false,
         algos,
         tag: (),

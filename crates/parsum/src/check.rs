@@ -15,13 +15,12 @@
 use std::fs::File;
 use std::io::{self, BufRead};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::escape::{push_check_name, quote, quote_bytes, Escape};
 use crate::exit::Exit;
-use crate::hash::{kind_name, Algo, FileHash, HashError};
+use crate::hash::{kind_name, Algo, FileHash, FileStat, HashError};
 use crate::manifest::{Line, LineParser, Parsed};
 use crate::output::{plural, Out};
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
@@ -172,12 +171,10 @@ pub fn run(
                         Item {
                             path,
                             dir: None,
-                            dev: meta.dev(),
-                            ino: meta.ino(),
-                            nlink: 1, // verify every line, even of the same file
-                            size: meta.len(),
-                            mtime: meta.mtime(),
-                            mtime_nsec: meta.mtime_nsec(),
+                            stat: FileStat {
+                                nlink: 1, // verify every line, even of the same file
+                                ..FileStat::of(&meta)
+                            },
                             no_follow: false,
                             algos: static_algos(&line.algos),
                             tag: Tag { manifest: mi, line },
@@ -326,12 +323,10 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                 let item = Item {
                     path: PathBuf::from("-"),
                     dir: None,
-                    dev: 0,
-                    ino: 0,
-                    nlink: 1,
-                    size: 0,
-                    mtime: 0,
-                    mtime_nsec: 0,
+                    stat: FileStat {
+                        nlink: 1,
+                        ..FileStat::default()
+                    },
                     no_follow: false,
                     algos,
                     tag: Tag { manifest: mi, line },

@@ -331,27 +331,45 @@ pub struct HashOpts<'a> {
     /// What the walk's `lstat` saw. When given, it is the "before" of the
     /// before/after comparison, which saves one `fstat` per file; a change
     /// between the walk and the read is then reported too.
-    pub listed: Option<Listed>,
+    pub listed: Option<FileStat>,
 }
 
-/// A file's identity and version as listed by the walk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listed {
+/// What parsum keeps of a `stat`: the file's identity (dev, inode), its
+/// link count, and its version (size, mtime). One type for the walk's
+/// listing, the pipeline's items and the before/after check of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStat {
     pub dev: u64,
     pub ino: u64,
+    pub nlink: u64,
     pub size: u64,
     pub mtime: i64,
     pub mtime_nsec: i64,
 }
 
-impl Listed {
-    pub fn of(m: &std::fs::Metadata) -> Listed {
-        Listed {
+impl FileStat {
+    pub fn of(m: &std::fs::Metadata) -> FileStat {
+        FileStat {
             dev: m.dev(),
             ino: m.ino(),
+            nlink: m.nlink(),
             size: m.len(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
+        }
+    }
+
+    /// From `fstatat`, whose field types differ between architectures (the
+    /// casts are no-ops on some).
+    #[allow(clippy::unnecessary_cast)]
+    pub fn of_stat(st: &rustix::fs::Stat) -> FileStat {
+        FileStat {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            size: st.st_size as u64,
+            mtime: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as i64,
         }
     }
 }
@@ -388,7 +406,7 @@ pub fn hash_file_with_hook(
             if !m.file_type().is_file() {
                 return Err(HashError::NotRegular(kind_name(m.file_type())));
             }
-            Listed::of(&m)
+            FileStat::of(&m)
         }
     };
     if let Some(fs) = crate::pseudofs::of_fd(&file, before.dev) {
@@ -411,7 +429,7 @@ pub fn hash_file_with_hook(
         // stopped at the listed size.
         return Err(HashError::NotRegular(kind_name(after_meta.file_type())));
     }
-    let after = Listed::of(&after_meta);
+    let after = FileStat::of(&after_meta);
     if (after.dev, after.ino) != (before.dev, before.ino) {
         return Err(HashError::Changed("replaced by another file".into()));
     }
@@ -470,7 +488,7 @@ fn hash_pseudo(
     path: &Path,
     fs: crate::pseudofs::PseudoFs,
     algos: &[Algo],
-    listed: Listed,
+    listed: FileStat,
     between_reads: &mut dyn FnMut(u64),
 ) -> Result<FileHash, HashError> {
     let name = path
@@ -816,7 +834,7 @@ pub(crate) mod tests {
     #[test]
     fn listed_before_is_checked() {
         let (d, p) = temp_file(b"first");
-        let listed = Listed::of(&std::fs::metadata(&p).unwrap());
+        let listed = FileStat::of(&std::fs::metadata(&p).unwrap());
         let opts = HashOpts {
             listed: Some(listed),
             ..Default::default()

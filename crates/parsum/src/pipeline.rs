@@ -41,7 +41,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use crate::device::{DeviceInfo, DeviceJobs, Gate, Plan};
-use crate::hash::{hash_file, Algo, FileHash, HashError, HashOpts, Listed, Splitter};
+use crate::hash::{hash_file, Algo, FileHash, FileStat, HashError, HashOpts, Splitter};
 use crate::output::Note;
 use crate::progress::{message, Counters};
 use crate::walk::{walk, walk_subtree, Event, Subtree, WalkOpts};
@@ -62,31 +62,13 @@ pub struct Item<T> {
     /// The directory to open `path`'s last component in (see `walk.rs`);
     /// dropped once the file is hashed, so queued results hold no descriptor.
     pub dir: Option<Arc<std::os::fd::OwnedFd>>,
-    pub dev: u64,
-    pub ino: u64,
-    pub nlink: u64,
-    pub size: u64,
-    /// mtime as listed: the "before" of the changed-during-read check.
-    pub mtime: i64,
-    pub mtime_nsec: i64,
+    /// As listed: the "before" of the changed-during-read check.
+    pub stat: FileStat,
     /// Open with O_NOFOLLOW (the walk saw a regular file, not a link).
     pub no_follow: bool,
     /// The digests to compute, in one read.
     pub algos: &'static [Algo],
     pub tag: T,
-}
-
-impl<T> Item<T> {
-    /// What the producer's stat saw.
-    pub fn listed(&self) -> Listed {
-        Listed {
-            dev: self.dev,
-            ino: self.ino,
-            size: self.size,
-            mtime: self.mtime,
-            mtime_nsec: self.mtime_nsec,
-        }
-    }
 }
 
 /// The consumer's side: called in producer order.
@@ -230,19 +212,19 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
     /// device than this producer's goes to a sub-producer.
     pub fn file(&mut self, item: Item<T>) {
         match self.dev {
-            None => self.start(item.dev),
-            Some(d) if d != item.dev => return self.sub(move |f| f.file(item)),
+            None => self.start(item.stat.dev),
+            Some(d) if d != item.stat.dev => return self.sub(move |f| f.file(item)),
             Some(_) => {}
         }
         let c = &self.pipe.cfg.counters;
         c.found_files.fetch_add(1, Ordering::Relaxed);
-        if item.nlink > 1 && !self.links.insert((item.dev, item.ino)) {
+        if item.stat.nlink > 1 && !self.links.insert((item.stat.dev, item.stat.ino)) {
             self.flush();
             let _ = self.order.send(Order::Alias(item));
             return;
         }
-        c.found_bytes.fetch_add(item.size, Ordering::Relaxed);
-        self.pending_bytes += item.size;
+        c.found_bytes.fetch_add(item.stat.size, Ordering::Relaxed);
+        self.pending_bytes += item.stat.size;
         self.pending.push(item);
         if self.pending.len() >= BATCH_FILES || self.pending_bytes >= BATCH_BYTES {
             self.flush();
@@ -307,7 +289,7 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
                         let opts = HashOpts {
                             no_follow: item.no_follow,
                             splitter,
-                            listed: Some(item.listed()),
+                            listed: Some(item.stat),
                             dir: item.dir.as_deref(),
                         };
                         let r = hash_file(&item.path, item.algos, opts);
@@ -364,7 +346,7 @@ impl<T: Send + 'static, M: Send + 'static> Default for Runs<T, M> {
 impl<T: Send + 'static, M: Send + 'static> Runs<T, M> {
     /// Queues a file, starting a new run when its device differs.
     pub fn file(&mut self, f: &mut Feeder<T, M>, item: Item<T>) {
-        if self.current.as_ref().map(|c| c.0) != Some(item.dev) {
+        if self.current.as_ref().map(|c| c.0) != Some(item.stat.dev) {
             // Dropping the old sender ends that run's producer.
             self.current = None;
             let (tx, rx) = mpsc::sync_channel::<RunItem<T, M>>(INPUT_BATCHES * BATCH_FILES);
@@ -376,7 +358,7 @@ impl<T: Send + 'static, M: Send + 'static> Runs<T, M> {
                     }
                 }
             });
-            self.current = Some((item.dev, tx));
+            self.current = Some((item.stat.dev, tx));
         }
         if let Some((_, tx)) = &self.current {
             let _ = tx.send(RunItem::File(item));
@@ -422,16 +404,16 @@ impl<T, M> Stream<T, M> {
                         .recv()
                         .expect("a device pool stopped: a hashing thread panicked");
                     for (item, r) in batch {
-                        if item.nlink > 1 {
+                        if item.stat.nlink > 1 {
                             let keep = r.as_ref().map(Clone::clone).map_err(ToString::to_string);
-                            links.insert((item.dev, item.ino), keep);
+                            links.insert((item.stat.dev, item.stat.ino), keep);
                         }
                         sink.done(item, r);
                     }
                     sink.batch_end();
                 }
                 Order::Alias(item) => {
-                    let r = match links.get(&(item.dev, item.ino)) {
+                    let r = match links.get(&(item.stat.dev, item.stat.ino)) {
                         Some(Ok(h)) => Ok(h.clone()),
                         Some(Err(e)) => Err(HashError::Io(std::io::Error::other(format!(
                             "hard link to a file that failed: {e}"
@@ -442,7 +424,7 @@ impl<T, M> Stream<T, M> {
                             HashOpts {
                                 no_follow: item.no_follow,
                                 splitter: None,
-                                listed: Some(item.listed()),
+                                listed: Some(item.stat),
                                 dir: item.dir.as_deref(),
                             },
                         ),
@@ -486,12 +468,7 @@ fn walk_into(
         Event::File(e) => f.file(Item {
             path: e.path,
             dir: e.dir,
-            dev: e.dev,
-            ino: e.ino,
-            nlink: e.nlink,
-            size: e.size,
-            mtime: e.mtime,
-            mtime_nsec: e.mtime_nsec,
+            stat: e.stat,
             no_follow: !e.via_link,
             algos,
             tag: (),

@@ -33,6 +33,8 @@ use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
+use crate::hash::FileStat;
+
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 /// A regular file found by the walk.
@@ -42,12 +44,7 @@ pub struct FileEntry {
     /// The directory it is in, to open it by name (`openat`); `None` for a
     /// file named on the command line, opened by its path.
     pub dir: Option<Arc<OwnedFd>>,
-    pub dev: u64,
-    pub ino: u64,
-    pub nlink: u64,
-    pub size: u64,
-    pub mtime: i64,
-    pub mtime_nsec: i64,
+    pub stat: FileStat,
     /// Reached through a symbolic link (so opening must follow links).
     pub via_link: bool,
 }
@@ -178,12 +175,7 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
         return emit(Event::File(FileEntry {
             path: root.to_path_buf(),
             dir: None,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            nlink: meta.nlink(),
-            size: meta.len(),
-            mtime: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
+            stat: FileStat::of(&meta),
             via_link,
         }));
     }
@@ -237,19 +229,11 @@ fn dir_flags(follow: bool) -> OFlags {
     }
 }
 
-// The `stat` field types differ between architectures: the casts are no-ops
-// on some.
-#[allow(clippy::unnecessary_cast)]
 fn entry(path: PathBuf, dir: &Arc<OwnedFd>, st: &Stat, via_link: bool) -> FileEntry {
     FileEntry {
         path,
         dir: Some(Arc::clone(dir)),
-        dev: st.st_dev as u64,
-        ino: st.st_ino as u64,
-        nlink: st.st_nlink as u64,
-        size: st.st_size as u64,
-        mtime: st.st_mtime as i64,
-        mtime_nsec: st.st_mtime_nsec as i64,
+        stat: FileStat::of_stat(st),
         via_link,
     }
 }
@@ -345,7 +329,7 @@ impl Walker<'_> {
                 lst
             };
             let ft = FileType::from_raw_mode(st.st_mode as _);
-            let (dev, ino) = (st.st_dev as u64, st.st_ino as u64);
+            let FileStat { dev, ino, .. } = FileStat::of_stat(&st);
             if ft == FileType::RegularFile {
                 if let Some(fs) =
                     pseudo.filter(|&fs| crate::pseudofs::unbounded(fs, name.as_bytes()))
@@ -445,15 +429,14 @@ struct Below {
 /// directory is reopened as `..` of its child (see [`Walker::dir`]).
 const HELD_LEVELS: usize = 128;
 
-#[allow(clippy::unnecessary_cast)] // as for `entry`
 /// Reopens the parent of the directory `child` came back from, which must
 /// be the directory `expected` (dev, ino): it is not if the tree was moved
 /// meanwhile.
 fn reopen_parent(child: &Below, expected: (u64, u64)) -> io::Result<Arc<OwnedFd>> {
     let up = vec![".."; child.levels + 1].join("/");
     let p = rustix::fs::openat(&*child.fd, up.as_str(), dir_flags(false), Mode::empty())?;
-    let st = rustix::fs::fstat(&p)?;
-    if (st.st_dev as u64, st.st_ino as u64) != expected {
+    let st = FileStat::of_stat(&rustix::fs::fstat(&p)?);
+    if (st.dev, st.ino) != expected {
         return Err(io::Error::other(
             "directory moved during the walk; its remaining entries were not read",
         ));
