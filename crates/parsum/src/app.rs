@@ -10,7 +10,7 @@ use clap::Parser;
 use crate::cli::Args;
 use crate::config::{Config, Mode};
 use crate::exit::Exit;
-use crate::hash::{Algo, FileStat};
+use crate::hash::{Algo, AlgoSet, FileStat};
 use crate::output::{Format, Note, TreeSink};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink, Stream};
 use crate::progress::{message, Progress};
@@ -117,7 +117,7 @@ enum Root {
 }
 
 /// The item that stands for standard input (`-`), as sha256sum names it.
-fn stdin_item(algos: &'static [Algo]) -> Item<()> {
+fn stdin_item(algos: AlgoSet) -> Item<()> {
     Item {
         path: PathBuf::from("-"),
         dir: None,
@@ -148,7 +148,7 @@ impl Tree {
         walk: Arc<crate::walk::WalkOpts>,
         progress: &Progress,
     ) -> Exit {
-        let algos = self.algo.only();
+        let algos = AlgoSet::of(self.algo);
         // One producer per root, each on its own thread: roots on different
         // devices hash at the same time; output follows argument order.
         let streams: Vec<_> = self

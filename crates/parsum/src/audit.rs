@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::escape::{push_marked_name, quote, Escape};
 use crate::exit::Exit;
-use crate::hash::{Algo, Digest, FileHash, HashError};
+use crate::hash::{Algo, AlgoSet, Digest, FileHash, HashError};
 use crate::manifest::{Line, LineParser, Parsed};
 use crate::output::{Note, Out, Tally};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
@@ -37,7 +37,7 @@ fn normalize(name: &[u8]) -> Vec<u8> {
 }
 
 /// A manifest by normalized path, and the algorithms its lines allow.
-type Loaded = (HashMap<Vec<u8>, Line>, &'static [Algo]);
+type Loaded = (HashMap<Vec<u8>, Line>, AlgoSet);
 
 /// Why the manifest cannot be audited against.
 enum LoadError {
@@ -60,7 +60,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
     }
     let mut reader = std::io::BufReader::new(file);
     let mut map = HashMap::new();
-    let mut algos: Vec<Algo> = Vec::new();
+    let mut algos = AlgoSet::EMPTY;
     let sep = if zero { b'\0' } else { b'\n' };
     let mut parser = LineParser::new(only);
     let mut bad = 0u64;
@@ -84,10 +84,8 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
                 continue;
             }
         };
-        for a in &line.algos {
-            if !algos.contains(a) {
-                algos.push(*a);
-            }
+        for a in line.algos.iter() {
+            algos.insert(a);
         }
         map.insert(normalize(&line.name), line);
     }
@@ -100,17 +98,13 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
             "{label}: no properly formatted checksum lines found"
         )));
     }
-    let algos: &'static [Algo] = match algos.as_slice() {
-        [a] => a.only(),
-        [Algo::Blake3, Algo::Sha256] | [Algo::Sha256, Algo::Blake3] => {
-            Algo::candidates_for_hex_len(64)
-        }
-        _ => {
-            return Err(LoadError::Usage(format!(
-                "{label}: mixes hash algorithms; pass -a to choose one"
-            )))
-        }
-    };
+    // One algorithm, or BLAKE3 and SHA-256 for 64-digit lines: both are
+    // computed in one read. More than that needs -a.
+    if algos.len() > 1 && algos != Algo::candidates_for_hex_len(64) {
+        return Err(LoadError::Usage(format!(
+            "{label}: mixes hash algorithms; pass -a to choose one"
+        )));
+    }
     Ok((map, algos))
 }
 

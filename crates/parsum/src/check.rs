@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::escape::{push_check_name, quote, quote_bytes, Escape};
 use crate::exit::Exit;
-use crate::hash::{kind_name, Algo, FileHash, FileStat, HashError};
+use crate::hash::{kind_name, Algo, AlgoSet, FileHash, FileStat, HashError};
 use crate::manifest::{Line, LineParser, Parsed};
 use crate::output::{plural, Out};
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
@@ -57,14 +57,6 @@ pub enum Msg {
     /// A line naming `-` in a manifest read from a file: hash standard input.
     Stdin(usize, Line),
     End(usize),
-}
-
-/// The `'static` slice for a line's algorithms.
-fn static_algos(v: &[Algo]) -> &'static [Algo] {
-    match v {
-        [a] => a.only(),
-        _ => Algo::candidates_for_hex_len(64),
-    }
 }
 
 /// The algorithm a manifest's name suggests for 64-digit lines.
@@ -149,12 +141,15 @@ pub fn run(
                     }
                 };
                 if line.algos.len() > 1 {
-                    if let Some(h) = hint.filter(|h| line.algos.contains(h)) {
-                        line.algos = vec![h];
+                    if let Some(h) = hint.filter(|&h| line.algos.contains(h)) {
+                        line.algos = AlgoSet::of(h);
                     }
                 }
                 // Ambiguous 64-digit lines are named SHA256, as sha256sum would.
-                named = named.or(line.algos.last().copied());
+                named = named.or_else(|| {
+                    let sha256 = line.algos.contains(Algo::Sha256);
+                    line.algos.single().or(sha256.then_some(Algo::Sha256))
+                });
                 if line.name == b"-" {
                     runs.msg(f, Msg::Stdin(mi, line));
                     continue;
@@ -176,7 +171,7 @@ pub fn run(
                                 ..FileStat::of(&meta)
                             },
                             no_follow: false,
-                            algos: static_algos(&line.algos),
+                            algos: line.algos,
                             tag: Tag { manifest: mi, line },
                         },
                     ),
@@ -231,14 +226,14 @@ impl CheckSink<'_> {
 
     /// `name: STATUS`, the name escaped as the usual checker of `algos`
     /// escapes it (b3sum for BLAKE3, coreutils for the others).
-    fn line(&mut self, name: &[u8], algos: &[Algo], status: &str) {
+    fn line(&mut self, name: &[u8], algos: AlgoSet, status: &str) {
         let esc = if self.opts.zero {
             Escape::None
         } else {
             Escape::Backslash
         };
         let out = &mut self.out.buf;
-        push_check_name(out, name, esc, algos == [Algo::Blake3]);
+        push_check_name(out, name, esc, algos == AlgoSet::of(Algo::Blake3));
         out.extend_from_slice(b": ");
         out.extend_from_slice(status.as_bytes());
         out.push(if self.opts.zero { b'\0' } else { b'\n' });
@@ -253,7 +248,7 @@ impl CheckSink<'_> {
         self.flush();
         message(&format!("parsum: {}: {err}", quote_bytes(name)));
         if !self.opts.status {
-            self.line(name, &line.algos, "FAILED open or read");
+            self.line(name, line.algos, "FAILED open or read");
         }
     }
 }
@@ -272,12 +267,12 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                 if ok {
                     c.matched += 1;
                     if !self.opts.quiet && !self.opts.status {
-                        self.line(&line.name, &line.algos, "OK");
+                        self.line(&line.name, line.algos, "OK");
                     }
                 } else {
                     c.mismatched += 1;
                     if !self.opts.status {
-                        self.line(&line.name, &line.algos, "FAILED");
+                        self.line(&line.name, line.algos, "FAILED");
                     }
                 }
             }
@@ -318,7 +313,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                 self.read_failed(mi, &line, &e, missing);
             }
             Msg::Stdin(mi, line) => {
-                let algos = static_algos(&line.algos);
+                let algos = line.algos;
                 let r = crate::hash::hash_reader(&mut io::stdin().lock(), algos);
                 let item = Item {
                     path: PathBuf::from("-"),

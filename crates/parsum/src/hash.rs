@@ -34,7 +34,7 @@ pub enum Algo {
 }
 
 impl Algo {
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Every algorithm, in [`AlgoSet`]'s order.
     pub const ALL: [Algo; 5] = [
         Algo::Blake3,
         Algo::Sha256,
@@ -42,17 +42,6 @@ impl Algo {
         Algo::Sha1,
         Algo::Md5,
     ];
-
-    /// A `'static` one-element slice of this algorithm.
-    pub fn only(self) -> &'static [Algo] {
-        match self {
-            Algo::Blake3 => &[Algo::Blake3],
-            Algo::Sha256 => &[Algo::Sha256],
-            Algo::Sha512 => &[Algo::Sha512],
-            Algo::Sha1 => &[Algo::Sha1],
-            Algo::Md5 => &[Algo::Md5],
-        }
-    }
 
     /// The lower-case name used by `-a` and in JSON.
     pub fn name(self) -> &'static str {
@@ -100,15 +89,81 @@ impl Algo {
     }
 
     /// The algorithms whose hex digests have `hex_len` characters. 64 is
-    /// ambiguous (BLAKE3 and SHA-256), so it returns both, BLAKE3 first.
-    pub fn candidates_for_hex_len(hex_len: usize) -> &'static [Algo] {
+    /// ambiguous (BLAKE3 and SHA-256), so it returns both.
+    pub fn candidates_for_hex_len(hex_len: usize) -> AlgoSet {
         match hex_len {
-            32 => &[Algo::Md5],
-            40 => &[Algo::Sha1],
-            64 => &[Algo::Blake3, Algo::Sha256],
-            128 => &[Algo::Sha512],
-            _ => &[],
+            32 => AlgoSet::of(Algo::Md5),
+            40 => AlgoSet::of(Algo::Sha1),
+            64 => AlgoSet::of(Algo::Blake3).with(Algo::Sha256),
+            128 => AlgoSet::of(Algo::Sha512),
+            _ => AlgoSet::EMPTY,
         }
+    }
+}
+
+/// A set of algorithms as a bitset: the digests one read computes, or the
+/// algorithms a manifest line allows. `Copy`, so it travels with every file
+/// for free. Iterates in [`Algo::ALL`] order (BLAKE3 first).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct AlgoSet(u8);
+
+impl AlgoSet {
+    pub const EMPTY: AlgoSet = AlgoSet(0);
+
+    fn bit(a: Algo) -> u8 {
+        1 << Algo::ALL.iter().position(|&x| x == a).expect("in ALL")
+    }
+
+    /// The set of one algorithm.
+    pub fn of(a: Algo) -> AlgoSet {
+        AlgoSet(Self::bit(a))
+    }
+
+    /// This set and `a`.
+    pub fn with(self, a: Algo) -> AlgoSet {
+        AlgoSet(self.0 | Self::bit(a))
+    }
+
+    pub fn insert(&mut self, a: Algo) {
+        self.0 |= Self::bit(a);
+    }
+
+    pub fn contains(self, a: Algo) -> bool {
+        self.0 & Self::bit(a) != 0
+    }
+
+    /// The algorithms in both sets.
+    pub fn intersect(self, other: AlgoSet) -> AlgoSet {
+        AlgoSet(self.0 & other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The algorithm, if the set holds exactly one.
+    pub fn single(self) -> Option<Algo> {
+        (self.len() == 1).then(|| self.iter().next().expect("one"))
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Algo> {
+        Algo::ALL.into_iter().filter(move |&a| self.contains(a))
+    }
+}
+
+impl FromIterator<Algo> for AlgoSet {
+    fn from_iter<I: IntoIterator<Item = Algo>>(it: I) -> AlgoSet {
+        it.into_iter().fold(AlgoSet::EMPTY, AlgoSet::with)
+    }
+}
+
+impl fmt::Debug for AlgoSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
     }
 }
 
@@ -375,7 +430,7 @@ impl FileStat {
 }
 
 /// Opens and hashes `path` with each of `algos` in one read.
-pub fn hash_file(path: &Path, algos: &[Algo], opts: HashOpts<'_>) -> Result<FileHash, HashError> {
+pub fn hash_file(path: &Path, algos: AlgoSet, opts: HashOpts<'_>) -> Result<FileHash, HashError> {
     hash_file_with_hook(path, algos, opts, &mut |_| {})
 }
 
@@ -383,7 +438,7 @@ pub fn hash_file(path: &Path, algos: &[Algo], opts: HashOpts<'_>) -> Result<File
 /// Tests use the hook to change the file mid-read.
 pub fn hash_file_with_hook(
     path: &Path,
-    algos: &[Algo],
+    algos: AlgoSet,
     opts: HashOpts<'_>,
     between_reads: &mut dyn FnMut(u64),
 ) -> Result<FileHash, HashError> {
@@ -414,7 +469,7 @@ pub fn hash_file_with_hook(
     }
     let size = before.size;
     let split = match opts.splitter {
-        Some(s) if algos == [Algo::Blake3] && s.should_split(size) => Some(s),
+        Some(s) if algos == AlgoSet::of(Algo::Blake3) && s.should_split(size) => Some(s),
         _ => None,
     };
     let (digests, read) = match split {
@@ -455,8 +510,8 @@ pub fn hash_file_with_hook(
 }
 
 /// Hashes everything `r` yields (standard input for `-`), with each of `algos`.
-pub fn hash_reader(r: &mut dyn Read, algos: &[Algo]) -> Result<FileHash, HashError> {
-    let mut hashers: Vec<Hasher> = algos.iter().map(|&a| Hasher::new(a)).collect();
+pub fn hash_reader(r: &mut dyn Read, algos: AlgoSet) -> Result<FileHash, HashError> {
+    let mut hashers: Vec<Hasher> = algos.iter().map(Hasher::new).collect();
     let mut read: u64 = 0;
     BUF.with(|buf| -> Result<(), HashError> {
         let mut buf = buf.borrow_mut();
@@ -487,7 +542,7 @@ fn hash_pseudo(
     file: &File,
     path: &Path,
     fs: crate::pseudofs::PseudoFs,
-    algos: &[Algo],
+    algos: AlgoSet,
     listed: FileStat,
     between_reads: &mut dyn FnMut(u64),
 ) -> Result<FileHash, HashError> {
@@ -537,11 +592,11 @@ enum ReadTo {
 /// and returns the digests and the number of bytes read.
 fn read_all(
     mut file: &File,
-    algos: &[Algo],
+    algos: AlgoSet,
     to: ReadTo,
     between_reads: &mut dyn FnMut(u64),
 ) -> Result<(Vec<Digest>, u64), HashError> {
-    let mut hashers: Vec<Hasher> = algos.iter().map(|&a| Hasher::new(a)).collect();
+    let mut hashers: Vec<Hasher> = algos.iter().map(Hasher::new).collect();
     let mut read: u64 = 0;
     BUF.with(|buf| -> Result<(), HashError> {
         let mut buf = buf.borrow_mut();
@@ -739,6 +794,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn algo_set() {
+        let both = Algo::candidates_for_hex_len(64);
+        assert_eq!(
+            both.iter().collect::<Vec<_>>(),
+            [Algo::Blake3, Algo::Sha256]
+        );
+        assert_eq!((both.len(), both.single()), (2, None));
+        assert_eq!(
+            both.intersect(AlgoSet::of(Algo::Sha256)).single(),
+            Some(Algo::Sha256)
+        );
+        assert!(both.intersect(AlgoSet::of(Algo::Md5)).is_empty());
+        let all: AlgoSet = Algo::ALL.into_iter().collect();
+        assert_eq!(all.iter().collect::<Vec<_>>(), Algo::ALL);
+        assert!(Algo::candidates_for_hex_len(7).is_empty());
+    }
+
+    #[test]
     fn hex_round_trip() {
         for a in Algo::ALL {
             let d = hash_bytes(a, b"parsum");
@@ -762,7 +835,7 @@ pub(crate) mod tests {
     fn file_matches_bytes_for_every_algo() {
         let data: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
         let (_d, p) = temp_file(&data);
-        let got = hash_file(&p, &Algo::ALL, HashOpts::default()).unwrap();
+        let got = hash_file(&p, Algo::ALL.into_iter().collect(), HashOpts::default()).unwrap();
         for (a, d) in Algo::ALL.iter().zip(&got.digests) {
             assert_eq!(*d, hash_bytes(*a, &data), "{a}");
         }
@@ -785,8 +858,13 @@ pub(crate) mod tests {
                     .unwrap();
             }
         };
-        let err =
-            hash_file_with_hook(&p, &[Algo::Blake3], HashOpts::default(), &mut hook).unwrap_err();
+        let err = hash_file_with_hook(
+            &p,
+            AlgoSet::of(Algo::Blake3),
+            HashOpts::default(),
+            &mut hook,
+        )
+        .unwrap_err();
         assert!(matches!(err, HashError::Changed(_)), "{err}");
         assert!(err.to_string().starts_with("changed during read"));
     }
@@ -803,8 +881,13 @@ pub(crate) mod tests {
                 f.write_all(b"more").unwrap();
             }
         };
-        let err =
-            hash_file_with_hook(&p, &[Algo::Sha256], HashOpts::default(), &mut hook).unwrap_err();
+        let err = hash_file_with_hook(
+            &p,
+            AlgoSet::of(Algo::Sha256),
+            HashOpts::default(),
+            &mut hook,
+        )
+        .unwrap_err();
         assert!(matches!(err, HashError::Changed(_)), "{err}");
     }
 
@@ -824,8 +907,9 @@ pub(crate) mod tests {
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // A blocking open of a FIFO without writer would hang: guard it.
-        let err =
-            within_30s(move || hash_file(&p, &[Algo::Blake3], HashOpts::default()).unwrap_err());
+        let err = within_30s(move || {
+            hash_file(&p, AlgoSet::of(Algo::Blake3), HashOpts::default()).unwrap_err()
+        });
         assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
     }
 
@@ -839,15 +923,15 @@ pub(crate) mod tests {
             listed: Some(listed),
             ..Default::default()
         };
-        assert!(hash_file(&p, &[Algo::Md5], opts).is_ok());
+        assert!(hash_file(&p, AlgoSet::of(Algo::Md5), opts).is_ok());
         std::fs::write(&p, b"second, longer").unwrap();
-        let err = hash_file(&p, &[Algo::Md5], opts).unwrap_err();
+        let err = hash_file(&p, AlgoSet::of(Algo::Md5), opts).unwrap_err();
         assert!(matches!(err, HashError::Changed(_)), "{err}");
         std::fs::remove_file(&p).unwrap();
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let err = within_30s(move || hash_file(&p, &[Algo::Md5], opts).unwrap_err());
+        let err = within_30s(move || hash_file(&p, AlgoSet::of(Algo::Md5), opts).unwrap_err());
         assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
         drop(d);
     }
@@ -872,7 +956,7 @@ pub(crate) mod tests {
                 splitter: Some(&s),
                 ..Default::default()
             };
-            let got = hash_file(&p, &[Algo::Blake3], opts).unwrap();
+            let got = hash_file(&p, AlgoSet::of(Algo::Blake3), opts).unwrap();
             assert_eq!(
                 got.digests[0],
                 hash_bytes(Algo::Blake3, &data),

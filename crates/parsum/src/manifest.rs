@@ -24,7 +24,7 @@
 //! Names are bytes throughout; escaping lives in [`crate::escape`].
 
 use crate::escape::{escape_name, unescape_name, Escape};
-use crate::hash::{Algo, Digest};
+use crate::hash::{Algo, AlgoSet, Digest};
 
 /// Appends one GNU line (`HASH  name`) to `out`, terminated by `term`.
 pub fn write_gnu(out: &mut Vec<u8>, d: &Digest, name: &[u8], esc: Escape, term: u8) {
@@ -57,7 +57,7 @@ pub fn write_tag(out: &mut Vec<u8>, d: &Digest, name: &[u8], esc: Escape, term: 
 pub struct Line {
     /// Algorithms the line may be in: one from a BSD tag or a unique hex
     /// length, two for a 64-digit GNU line (BLAKE3 or SHA-256).
-    pub algos: Vec<Algo>,
+    pub algos: AlgoSet,
     /// The hex digest as written (lower-cased).
     pub hex: Vec<u8>,
     /// The file name, unescaped.
@@ -67,7 +67,7 @@ pub struct Line {
 impl Line {
     /// The expected digest for `algo`, if the line allows that algorithm.
     pub fn digest(&self, algo: Algo) -> Option<Digest> {
-        if !self.algos.contains(&algo) {
+        if !self.algos.contains(algo) {
             return None;
         }
         Digest::from_hex(algo, &self.hex)
@@ -193,15 +193,12 @@ impl LineParser {
                 if hex.len() != algo.digest_len() * 2 {
                     return None;
                 }
-                (vec![algo], hex, name)
+                (AlgoSet::of(algo), hex, name)
             }
-            None => {
-                let (algos, hex, name) = self.split_gnu(s)?;
-                (algos.to_vec(), hex, name)
-            }
+            None => self.split_gnu(s)?,
         };
         if let Some(a) = self.only {
-            algos.retain(|&x| x == a);
+            algos = algos.intersect(AlgoSet::of(a));
         }
         if algos.is_empty() || raw_name.is_empty() {
             return None;
@@ -219,7 +216,7 @@ impl LineParser {
     }
 
     /// `HEX  name`, `HEX *name`, `HEX<tab>name` or reversed `HEX name`.
-    fn split_gnu<'a>(&mut self, s: &'a [u8]) -> Option<(&'static [Algo], &'a [u8], &'a [u8])> {
+    fn split_gnu<'a>(&mut self, s: &'a [u8]) -> Option<(AlgoSet, &'a [u8], &'a [u8])> {
         let end = s.iter().position(|b| !b.is_ascii_hexdigit())?;
         let hex = &s[..end];
         let algos = Algo::candidates_for_hex_len(hex.len());
@@ -287,7 +284,7 @@ mod tests {
         assert_eq!(out.last(), Some(&b'\n'));
         let l = parse_line(&out[..out.len() - 1], None).unwrap();
         assert_eq!(l.name, b"dir/a\nb");
-        assert_eq!(l.algos, vec![Algo::Blake3, Algo::Sha256]);
+        assert_eq!(l.algos, AlgoSet::of(Algo::Blake3).with(Algo::Sha256));
         assert_eq!(l.digest(Algo::Sha256), Some(d));
         assert!(parse_line(&out[..out.len() - 1], Some(Algo::Sha256)).is_some());
         assert!(parse_line(&out[..out.len() - 1], Some(Algo::Md5)).is_none());
@@ -300,7 +297,7 @@ mod tests {
             let mut out = Vec::new();
             write_tag(&mut out, &d, b"x) = (y\\", Escape::Backslash, b'\n');
             let l = parse_line(&out[..out.len() - 1], None).unwrap();
-            assert_eq!(l.algos, vec![algo]);
+            assert_eq!(l.algos, AlgoSet::of(algo));
             assert_eq!(l.name, b"x) = (y\\");
             assert_eq!(l.digest(algo), Some(d));
         }
@@ -310,7 +307,10 @@ mod tests {
     fn binary_marker_and_bad_lines() {
         let h = "900150983cd24fb0d6963f7d28e17f72";
         let l = parse_line(format!("{h} *file").as_bytes(), None).unwrap();
-        assert_eq!((l.algos, l.name), (vec![Algo::Md5], b"file".to_vec()));
+        assert_eq!(
+            (l.algos, l.name),
+            (AlgoSet::of(Algo::Md5), b"file".to_vec())
+        );
         for bad in [
             &b""[..],
             b"nothex  file",
@@ -344,7 +344,7 @@ mod tests {
 
     fn ok(name: &[u8]) -> Parsed {
         Parsed::Line(Line {
-            algos: vec![Algo::Md5],
+            algos: AlgoSet::of(Algo::Md5),
             hex: MD5_ABC.as_bytes().to_vec(),
             name: name.to_vec(),
         })

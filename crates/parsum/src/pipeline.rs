@@ -41,7 +41,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use crate::device::{DeviceInfo, DeviceJobs, Gate, Plan};
-use crate::hash::{hash_file, Algo, FileHash, FileStat, HashError, HashOpts, Splitter};
+use crate::hash::{hash_file, AlgoSet, FileHash, FileStat, HashError, HashOpts, Splitter};
 use crate::output::Note;
 use crate::progress::{message, Counters};
 use crate::walk::{walk, walk_subtree, Event, Subtree, WalkOpts};
@@ -67,7 +67,7 @@ pub struct Item<T> {
     /// Open with O_NOFOLLOW (the walk saw a regular file, not a link).
     pub no_follow: bool,
     /// The digests to compute, in one read.
-    pub algos: &'static [Algo],
+    pub algos: AlgoSet,
     pub tag: T,
 }
 
@@ -448,7 +448,7 @@ pub fn spawn_walk(
     pipe: &Arc<Pipeline>,
     root: PathBuf,
     opts: Arc<WalkOpts>,
-    algos: &'static [Algo],
+    algos: AlgoSet,
 ) -> Stream<(), Note> {
     pipe.spawn(move |f| walk_into(f, WalkStart::Root(root), opts, algos))
 }
@@ -458,12 +458,7 @@ enum WalkStart {
     Sub(Subtree),
 }
 
-fn walk_into(
-    f: &mut Feeder<(), Note>,
-    start: WalkStart,
-    opts: Arc<WalkOpts>,
-    algos: &'static [Algo],
-) {
+fn walk_into(f: &mut Feeder<(), Note>, start: WalkStart, opts: Arc<WalkOpts>, algos: AlgoSet) {
     let mut emit = |ev: Event| match ev {
         Event::File(e) => f.file(Item {
             path: e.path,
