@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         if let Parsed::Line(l) = p.parse(raw) {
             assert!(!l.name.is_empty());
             assert!(!l.algos.is_empty());
-            for &a in &l.algos {
+            for a in l.algos.iter() {
                 assert_eq!(l.hex.len(), a.digest_len() * 2);
                 assert!(l.digest(a).is_some());
             }
