@@ -262,12 +262,14 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
         self.progress.update(self.files, self.bytes, &self.counters);
         match result {
             Ok(h) => {
-                let ok = h.digests.iter().any(|d| line.digest(d.algo) == Some(*d));
+                let matched = h.digests.iter().find(|d| line.digest(d.algo) == Some(**d));
                 let c = self.per.entry(mi).or_default();
-                if ok {
+                if let Some(d) = matched {
                     c.matched += 1;
                     if !self.opts.quiet && !self.opts.status {
-                        self.line(&line.name, line.algos, "OK");
+                        // The name as the checker of the matching algorithm
+                        // prints it (b3sum for BLAKE3).
+                        self.line(&line.name, AlgoSet::of(d.algo), "OK");
                     }
                 } else {
                     c.mismatched += 1;
