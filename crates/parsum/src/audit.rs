@@ -19,9 +19,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::hash::{Algo, Digest, FileHash, HashError};
-use crate::manifest::{parse_line, Line};
-use crate::output::{quote, Note, Tally};
+use crate::escape::{push_marked_name, quote, Escape};
+use crate::exit::Exit;
+use crate::hash::{Algo, AlgoSet, Digest, FileHash, HashError};
+use crate::manifest::{Line, LineParser, Parsed};
+use crate::output::{Note, Out, Tally};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
 use crate::walk::WalkOpts;
@@ -35,50 +37,74 @@ fn normalize(name: &[u8]) -> Vec<u8> {
 }
 
 /// A manifest by normalized path, and the algorithms its lines allow.
-type Loaded = (HashMap<Vec<u8>, Line>, &'static [Algo]);
+type Loaded = (HashMap<Vec<u8>, Line>, AlgoSet);
+
+/// Why the manifest cannot be audited against.
+enum LoadError {
+    /// It could not be read (exit 1, as `-c` does).
+    Unreadable(String),
+    /// It cannot be used as given (exit 2).
+    Usage(String),
+}
 
 /// Loads the manifest: path -> line, plus the algorithms to compute.
-fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, String> {
-    let data = std::fs::read(manifest).map_err(|e| format!("{}: {e}", quote(manifest)))?;
+/// Improperly formatted lines are reported and skipped, as `-c` does.
+fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadError> {
+    let label = quote(manifest);
+    let unreadable = |e: std::io::Error| {
+        LoadError::Unreadable(format!("{label}: {}", crate::hash::os_message(&e)))
+    };
+    let file = std::fs::File::open(manifest).map_err(unreadable)?;
+    if file.metadata().map_err(unreadable)?.is_dir() {
+        return Err(unreadable(std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let mut reader = std::io::BufReader::new(file);
     let mut map = HashMap::new();
-    let mut algos: Vec<Algo> = Vec::new();
+    let mut algos = AlgoSet::EMPTY;
     let sep = if zero { b'\0' } else { b'\n' };
-    for (no, raw) in data.split(|&b| b == sep).enumerate() {
-        if raw.is_empty() {
-            continue;
+    let mut parser = LineParser::new(only);
+    let mut bad = 0u64;
+    let mut raw = Vec::new();
+    for no in 1.. {
+        raw.clear();
+        if std::io::BufRead::read_until(&mut reader, sep, &mut raw).map_err(unreadable)? == 0 {
+            break;
         }
-        let line = parse_line(raw, only).ok_or_else(|| {
-            format!(
-                "{}: {}: improperly formatted checksum line",
-                quote(manifest),
-                no + 1
-            )
-        })?;
-        for a in &line.algos {
-            if !algos.contains(a) {
-                algos.push(*a);
+        if raw.last() == Some(&sep) {
+            raw.pop();
+        }
+        let line = match parser.parse(&raw) {
+            Parsed::Line(l) => l,
+            Parsed::Skip => continue,
+            Parsed::Bad => {
+                bad += 1;
+                message(&format!(
+                    "parsum: {label}: {no}: improperly formatted checksum line"
+                ));
+                continue;
             }
+        };
+        for a in line.algos.iter() {
+            algos.insert(a);
         }
         map.insert(normalize(&line.name), line);
     }
-    if map.is_empty() {
-        return Err(format!(
-            "{}: no properly formatted checksum lines found",
-            quote(manifest)
-        ));
+    if bad > 0 {
+        let w = if bad == 1 { "line is" } else { "lines are" };
+        message(&format!("parsum: WARNING: {bad} {w} improperly formatted"));
     }
-    let algos: &'static [Algo] = match algos.as_slice() {
-        [a] => a.only(),
-        [Algo::Blake3, Algo::Sha256] | [Algo::Sha256, Algo::Blake3] => {
-            Algo::candidates_for_hex_len(64)
-        }
-        _ => {
-            return Err(format!(
-                "{}: mixes hash algorithms; pass -a to choose one",
-                quote(manifest)
-            ))
-        }
-    };
+    if map.is_empty() {
+        return Err(LoadError::Unreadable(format!(
+            "{label}: no properly formatted checksum lines found"
+        )));
+    }
+    // One algorithm, or BLAKE3 and SHA-256 for 64-digit lines: both are
+    // computed in one read. More than that needs -a.
+    if algos.len() > 1 && algos != Algo::candidates_for_hex_len(64) {
+        return Err(LoadError::Usage(format!(
+            "{label}: mixes hash algorithms; pass -a to choose one"
+        )));
+    }
     Ok((map, algos))
 }
 
@@ -91,24 +117,20 @@ struct AuditSink<'a> {
     changed: u64,
     tally: Tally,
     verbose: bool,
-    out: Vec<u8>,
+    out: Out,
     progress: &'a Progress,
     counters: &'a Counters,
 }
 
 impl AuditSink<'_> {
     fn line(&mut self, what: &str, name: &[u8]) {
-        self.out.extend_from_slice(
-            format!(
-                "{what:<8} {}\n",
-                quote(Path::new(std::ffi::OsStr::from_bytes(name)))
-            )
-            .as_bytes(),
-        );
+        let out = &mut self.out.buf;
+        out.extend_from_slice(format!("{what:<8} ").as_bytes());
+        push_marked_name(out, name, Escape::Backslash);
+        out.push(b'\n');
     }
     fn flush(&mut self) {
-        let _ = crate::progress::write_stdout(&self.out);
-        self.out.clear();
+        self.out.flush();
     }
 }
 
@@ -154,12 +176,16 @@ impl Sink<(), Note> for AuditSink<'_> {
                 self.seen.insert(normalize(p.as_os_str().as_bytes()));
                 self.tally.skip(&p, &why, self.verbose)
             }
-            Note::Error(p, e) => self.tally.error(&p, &e, false),
+            Note::Error(p, e) => self.tally.error(&p, &crate::hash::os_message(&e), false),
         }
     }
 
     fn batch_end(&mut self) {
         self.flush();
+    }
+
+    fn stopped(&self) -> bool {
+        self.out.failed()
     }
 }
 
@@ -180,7 +206,7 @@ pub fn run(
     a: AuditArgs<'_>,
     walk_opts: WalkOpts,
     progress: &Progress,
-) -> i32 {
+) -> Exit {
     let AuditArgs {
         manifest,
         roots,
@@ -190,9 +216,13 @@ pub fn run(
     } = a;
     let (map, algos) = match load(manifest, only, zero) {
         Ok(x) => x,
-        Err(e) => {
+        Err(LoadError::Unreadable(e)) => {
             message(&format!("parsum: {e}"));
-            return 2;
+            return Exit::Failure;
+        }
+        Err(LoadError::Usage(e)) => {
+            message(&format!("parsum: {e}"));
+            return Exit::Usage;
         }
     };
     let counters = Arc::clone(pipe.counters());
@@ -204,7 +234,7 @@ pub fn run(
         changed: 0,
         tally: Tally::default(),
         verbose,
-        out: Vec::new(),
+        out: Out::new(),
         progress,
         counters: &counters,
     };
@@ -250,40 +280,37 @@ pub fn run(
             Some(old) => {
                 missing.remove(&old);
                 n_moved += 1;
-                let o = quote(Path::new(std::ffi::OsStr::from_bytes(&old)));
-                let n = quote(Path::new(std::ffi::OsStr::from_bytes(name)));
-                out.push(format!("{:<8} {o} -> {n}", "moved"));
+                let mut l = format!("{:<8} ", "moved").into_bytes();
+                push_marked_name(&mut l, &old, Escape::Backslash);
+                l.extend_from_slice(b" -> ");
+                push_marked_name(&mut l, name, Escape::Backslash);
+                out.push(l);
             }
             None => {
                 n_new += 1;
-                out.push(format!(
-                    "{:<8} {}",
-                    "new",
-                    quote(Path::new(std::ffi::OsStr::from_bytes(name)))
-                ));
+                let mut l = format!("{:<8} ", "new").into_bytes();
+                push_marked_name(&mut l, name, Escape::Backslash);
+                out.push(l);
             }
         }
     }
     for name in missing.keys() {
-        out.push(format!(
-            "{:<8} {}",
-            "missing",
-            quote(Path::new(std::ffi::OsStr::from_bytes(name)))
-        ));
+        let mut l = format!("{:<8} ", "missing").into_bytes();
+        push_marked_name(&mut l, name, Escape::Backslash);
+        out.push(l);
     }
     for l in out {
-        sink.out.extend_from_slice(l.as_bytes());
-        sink.out.push(b'\n');
+        sink.out.buf.extend_from_slice(&l);
+        sink.out.buf.push(b'\n');
     }
     sink.flush();
     let n_missing = missing.len() as u64;
     message(&format!(
-        "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {} errors",
-        sink.matched, sink.changed, sink.tally.errors
+        "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {}",
+        sink.matched,
+        sink.changed,
+        crate::output::plural(sink.tally.errors, "error", "errors")
     ));
-    if sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0 {
-        1
-    } else {
-        0
-    }
+    let differs = sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0;
+    Exit::failed_if(differs).and(sink.out.finish())
 }

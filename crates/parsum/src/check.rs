@@ -13,14 +13,16 @@
 //! are printed in manifest order.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::hash::{kind_name, Algo, FileHash, HashError};
-use crate::manifest::{escape_name, parse_line, Escape, Line};
+use crate::escape::{push_check_name, quote, quote_bytes, Escape};
+use crate::exit::Exit;
+use crate::hash::{kind_name, Algo, AlgoSet, FileHash, FileStat, HashError};
+use crate::manifest::{Line, LineParser, Parsed};
+use crate::output::{plural, Out};
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
 
@@ -46,18 +48,15 @@ pub struct Tag {
 pub enum Msg {
     /// The manifest could not be read.
     Unreadable(usize, io::Error),
-    Misformatted(usize, usize),
-    /// stat failed before hashing (missing file, usually).
-    Failed(usize, Vec<u8>, io::Error),
+    /// An improperly formatted line: manifest, line number, and the
+    /// algorithm the manifest seems to be in (for the message).
+    Misformatted(usize, usize, Option<Algo>),
+    /// stat failed before hashing (missing file, usually), or the name is
+    /// not a regular file.
+    Failed(usize, Line, HashError),
+    /// A line naming `-` in a manifest read from a file: hash standard input.
+    Stdin(usize, Line),
     End(usize),
-}
-
-/// The `'static` slice for a line's algorithms.
-fn static_algos(v: &[Algo]) -> &'static [Algo] {
-    match v {
-        [a] => a.only(),
-        _ => Algo::candidates_for_hex_len(64),
-    }
 }
 
 /// The algorithm a manifest's name suggests for 64-digit lines.
@@ -72,21 +71,25 @@ fn hint_from_name(name: &Path) -> Option<Algo> {
     }
 }
 
-fn read_manifest(path: &Path) -> io::Result<Vec<u8>> {
-    let mut data = Vec::new();
+/// Opens a manifest for streaming: standard input for `-`.
+fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead>> {
+    const BUF: usize = 64 * 1024;
     if path == Path::new("-") {
-        io::stdin().lock().read_to_end(&mut data)?;
+        Ok(Box::new(io::BufReader::with_capacity(BUF, io::stdin())))
     } else {
-        File::open(path)?.read_to_end(&mut data)?;
+        let f = File::open(path)?;
+        if f.metadata()?.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        Ok(Box::new(io::BufReader::with_capacity(BUF, f)))
     }
-    Ok(data)
 }
 
 fn manifest_label(path: &Path) -> String {
     if path == Path::new("-") {
-        "standard input".into()
+        quote_bytes(b"standard input")
     } else {
-        crate::output::quote(path)
+        quote(path)
     }
 }
 
@@ -96,60 +99,83 @@ pub fn run(
     manifests: Vec<PathBuf>,
     opts: CheckOpts,
     progress: &Progress,
-) -> i32 {
+) -> Exit {
     let list = manifests.clone();
     let stream = pipe.spawn(move |f: &mut crate::pipeline::Feeder<Tag, Msg>| {
         let mut runs = Runs::default();
         for (mi, m) in list.iter().enumerate() {
-            let data = match read_manifest(m) {
-                Ok(d) => d,
+            // Streamed line by line: memory does not grow with the manifest.
+            let mut reader = match open_manifest(m) {
+                Ok(r) => r,
                 Err(e) => {
                     runs.msg(f, Msg::Unreadable(mi, e));
                     continue;
                 }
             };
+            let from_stdin = m == Path::new("-");
             let hint = opts.algo.or_else(|| hint_from_name(m));
             let sep = if opts.zero { b'\0' } else { b'\n' };
-            let mut lines: Vec<&[u8]> = data.split(|&b| b == sep).collect();
-            if lines.last().is_some_and(|l| l.is_empty()) {
-                lines.pop();
-            }
-            for (no, raw) in lines.into_iter().enumerate() {
-                let Some(mut line) = parse_line(raw, opts.algo) else {
-                    runs.msg(f, Msg::Misformatted(mi, no + 1));
-                    continue;
+            let mut parser = LineParser::new(opts.algo);
+            // The algorithm named in "improperly formatted ALGO checksum line".
+            let mut named = hint;
+            let mut raw = Vec::new();
+            for no in 1.. {
+                raw.clear();
+                match reader.read_until(sep, &mut raw) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        runs.msg(f, Msg::Unreadable(mi, e));
+                        break;
+                    }
+                }
+                if raw.last() == Some(&sep) {
+                    raw.pop();
+                }
+                let mut line = match parser.parse(&raw) {
+                    Parsed::Line(l) if !(from_stdin && l.name == b"-") => l,
+                    Parsed::Skip => continue,
+                    _ => {
+                        runs.msg(f, Msg::Misformatted(mi, no, named));
+                        continue;
+                    }
                 };
                 if line.algos.len() > 1 {
-                    if let Some(h) = hint.filter(|h| line.algos.contains(h)) {
-                        line.algos = vec![h];
+                    if let Some(h) = hint.filter(|&h| line.algos.contains(h)) {
+                        line.algos = AlgoSet::of(h);
                     }
+                }
+                // Ambiguous 64-digit lines are named SHA256, as sha256sum would.
+                named = named.or_else(|| {
+                    let sha256 = line.algos.contains(Algo::Sha256);
+                    line.algos.single().or(sha256.then_some(Algo::Sha256))
+                });
+                if line.name == b"-" {
+                    runs.msg(f, Msg::Stdin(mi, line));
+                    continue;
                 }
                 let path = PathBuf::from(std::ffi::OsStr::from_bytes(&line.name));
                 match std::fs::metadata(&path) {
                     // Never open a FIFO, socket or device listed in a manifest.
                     Ok(meta) if !meta.file_type().is_file() => {
                         let e = HashError::NotRegular(kind_name(meta.file_type()));
-                        runs.msg(
-                            f,
-                            Msg::Failed(mi, line.name, io::Error::other(e.to_string())),
-                        );
+                        runs.msg(f, Msg::Failed(mi, line, e));
                     }
                     Ok(meta) => runs.file(
                         f,
                         Item {
                             path,
-                            dev: meta.dev(),
-                            ino: meta.ino(),
-                            nlink: 1, // verify every line, even of the same file
-                            size: meta.len(),
-                            mtime: meta.mtime(),
-                            mtime_nsec: meta.mtime_nsec(),
+                            dir: None,
+                            stat: FileStat {
+                                nlink: 1, // verify every line, even of the same file
+                                ..FileStat::of(&meta)
+                            },
                             no_follow: false,
-                            algos: static_algos(&line.algos),
+                            algos: line.algos,
                             tag: Tag { manifest: mi, line },
                         },
                     ),
-                    Err(e) => runs.msg(f, Msg::Failed(mi, line.name, e)),
+                    Err(e) => runs.msg(f, Msg::Failed(mi, line, HashError::Io(e))),
                 }
             }
             runs.msg(f, Msg::End(mi));
@@ -163,13 +189,13 @@ pub fn run(
         opts,
         manifests,
         per: Default::default(),
-        out: Vec::new(),
-        exit: 0,
+        out: Out::new(),
+        exit: Exit::Success,
     };
     stream.drain(&mut sink);
     progress.finish();
-    sink.flush();
-    sink.exit
+    let written = sink.out.finish();
+    sink.exit.and(written)
 }
 
 #[derive(Default, Clone)]
@@ -189,51 +215,42 @@ struct CheckSink<'a> {
     opts: CheckOpts,
     manifests: Vec<PathBuf>,
     per: std::collections::HashMap<usize, Counts>,
-    out: Vec<u8>,
-    exit: i32,
+    out: Out,
+    exit: Exit,
 }
 
 impl CheckSink<'_> {
     fn flush(&mut self) {
-        let _ = crate::progress::write_stdout(&self.out);
-        self.out.clear();
+        self.out.flush();
     }
 
-    /// `name: STATUS`, name escaped as coreutils does.
-    fn line(&mut self, name: &[u8], status: &str) {
+    /// `name: STATUS`, the name escaped as the usual checker of `algos`
+    /// escapes it (b3sum for BLAKE3, coreutils for the others).
+    fn line(&mut self, name: &[u8], algos: AlgoSet, status: &str) {
         let esc = if self.opts.zero {
             Escape::None
         } else {
-            Escape::Coreutils
+            Escape::Backslash
         };
-        let (escaped, n) = escape_name(name, esc);
-        if escaped {
-            self.out.push(b'\\');
-        }
-        self.out.extend_from_slice(&n);
-        self.out.extend_from_slice(b": ");
-        self.out.extend_from_slice(status.as_bytes());
-        self.out.push(if self.opts.zero { b'\0' } else { b'\n' });
+        let out = &mut self.out.buf;
+        push_check_name(out, name, esc, algos == AlgoSet::of(Algo::Blake3));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(status.as_bytes());
+        out.push(if self.opts.zero { b'\0' } else { b'\n' });
     }
 
-    fn read_failed(&mut self, mi: usize, name: &[u8], err: &dyn std::fmt::Display, missing: bool) {
+    fn read_failed(&mut self, mi: usize, line: &Line, err: &dyn std::fmt::Display, missing: bool) {
+        let name = &line.name[..];
         if missing && self.opts.ignore_missing {
             return;
         }
         self.per.entry(mi).or_default().unreadable += 1;
         self.flush();
-        message(&format!(
-            "parsum: {}: {err}",
-            crate::output::quote(Path::new(std::ffi::OsStr::from_bytes(name)))
-        ));
+        message(&format!("parsum: {}: {err}", quote_bytes(name)));
         if !self.opts.status {
-            self.line(name, "FAILED open or read");
+            self.line(name, line.algos, "FAILED open or read");
         }
     }
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 impl Sink<Tag, Msg> for CheckSink<'_> {
@@ -245,24 +262,26 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
         self.progress.update(self.files, self.bytes, &self.counters);
         match result {
             Ok(h) => {
-                let ok = h.digests.iter().any(|d| line.digest(d.algo) == Some(*d));
+                let matched = h.digests.iter().find(|d| line.digest(d.algo) == Some(**d));
                 let c = self.per.entry(mi).or_default();
-                if ok {
+                if let Some(d) = matched {
                     c.matched += 1;
                     if !self.opts.quiet && !self.opts.status {
-                        self.line(&line.name, "OK");
+                        // The name as the checker of the matching algorithm
+                        // prints it (b3sum for BLAKE3).
+                        self.line(&line.name, AlgoSet::of(d.algo), "OK");
                     }
                 } else {
                     c.mismatched += 1;
                     if !self.opts.status {
-                        self.line(&line.name, "FAILED");
+                        self.line(&line.name, line.algos, "FAILED");
                     }
                 }
             }
             Err(e) => {
                 let missing =
                     matches!(&e, HashError::Io(io) if io.kind() == io::ErrorKind::NotFound);
-                self.read_failed(mi, &line.name, &e, missing);
+                self.read_failed(mi, &line, &e, missing);
             }
         }
     }
@@ -272,25 +291,44 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
             Msg::Unreadable(mi, e) => {
                 self.flush();
                 message(&format!(
-                    "parsum: {}: {e}",
-                    manifest_label(&self.manifests[mi])
+                    "parsum: {}: {}",
+                    manifest_label(&self.manifests[mi]),
+                    crate::hash::os_message(&e)
                 ));
-                self.exit = 1;
+                self.exit = Exit::Failure;
             }
-            Msg::Misformatted(mi, no) => {
+            Msg::Misformatted(mi, no, algo) => {
                 self.per.entry(mi).or_default().misformatted += 1;
                 if self.opts.warn {
                     self.flush();
+                    let algo = algo.map(|a| format!("{} ", a.tag())).unwrap_or_default();
                     message(&format!(
-                        "parsum: {}: {no}: improperly formatted checksum line",
+                        "parsum: {}: {no}: improperly formatted {algo}checksum line",
                         manifest_label(&self.manifests[mi])
                     ));
                 }
             }
-            Msg::Failed(mi, name, e) => {
+            Msg::Failed(mi, line, e) => {
                 self.per.entry(mi).or_default().formatted += 1;
-                let missing = e.kind() == io::ErrorKind::NotFound;
-                self.read_failed(mi, &name, &e, missing);
+                let missing =
+                    matches!(&e, HashError::Io(io) if io.kind() == io::ErrorKind::NotFound);
+                self.read_failed(mi, &line, &e, missing);
+            }
+            Msg::Stdin(mi, line) => {
+                let algos = line.algos;
+                let r = crate::hash::hash_reader(&mut io::stdin().lock(), algos);
+                let item = Item {
+                    path: PathBuf::from("-"),
+                    dir: None,
+                    stat: FileStat {
+                        nlink: 1,
+                        ..FileStat::default()
+                    },
+                    no_follow: false,
+                    algos,
+                    tag: Tag { manifest: mi, line },
+                };
+                self.done(item, r);
             }
             Msg::End(mi) => {
                 self.flush();
@@ -323,7 +361,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                     && c.unreadable == 0
                     && (!self.opts.strict || c.misformatted == 0);
                 if !ok {
-                    self.exit = 1;
+                    self.exit = Exit::Failure;
                 }
             }
         }
@@ -331,5 +369,9 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
 
     fn batch_end(&mut self) {
         self.flush();
+    }
+
+    fn stopped(&self) -> bool {
+        self.out.failed()
     }
 }

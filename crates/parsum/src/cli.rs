@@ -121,8 +121,8 @@ pub struct Args {
     #[arg(long)]
     pub no_progress: bool,
 
-    /// Do not print the summary line at the end
-    #[arg(long, hide = true)]
+    /// Do not print the summary line (files, bytes, skips, errors, time) on stderr at the end
+    #[arg(long)]
     pub no_summary: bool,
 }
 

@@ -106,7 +106,21 @@ pub struct DeviceJobs {
 }
 
 impl DeviceJobs {
+    /// Parses `DEV=N` and checks that DEV names a device (a usage error if not).
     pub fn parse(s: &str) -> Result<DeviceJobs, String> {
+        let d = Self::parse_syntax(s)?;
+        if d.dev.is_none() && !device_exists(&d.spec) {
+            return Err(format!(
+                "--device-jobs '{s}': no such device '{}' (expected MAJOR:MINOR, \
+                 a block device name such as sda, or a path on the device)",
+                d.spec
+            ));
+        }
+        Ok(d)
+    }
+
+    /// Parses `DEV=N` without looking DEV up (a path is still stat'ed).
+    fn parse_syntax(s: &str) -> Result<DeviceJobs, String> {
         let (spec, n) = s
             .rsplit_once('=')
             .ok_or_else(|| format!("--device-jobs '{s}': expected DEV=N"))?;
@@ -141,6 +155,20 @@ impl DeviceJobs {
             Some(d) => d == info.dev,
             None => info.matches(&self.spec),
         }
+    }
+}
+
+/// Whether a `--device-jobs` DEV that is not a path names a device: a block
+/// device (`sda`, `/dev/sda`, `8:0`) or the MAJOR:MINOR of a mounted file
+/// system without one (tmpfs, NFS: `0:27`).
+fn device_exists(spec: &str) -> bool {
+    let name = spec.strip_prefix("/dev/").unwrap_or(spec);
+    if name.contains(':') {
+        Path::new("/sys/dev/block").join(name).exists()
+            || std::fs::read_to_string("/proc/self/mountinfo")
+                .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(2) == Some(name)))
+    } else {
+        Path::new("/sys/class/block").join(name).exists()
     }
 }
 
@@ -411,9 +439,9 @@ mod tests {
                 adaptive: false
             }
         );
-        let o = [DeviceJobs::parse("sda=2").unwrap()];
+        let o = [DeviceJobs::parse_syntax("sda=2").unwrap()];
         assert_eq!(Plan::choose(&info(Some(true)), Some(5), &o, 4).0.start, 2);
-        let o = [DeviceJobs::parse("8:0=6").unwrap()];
+        let o = [DeviceJobs::parse_syntax("8:0=6").unwrap()];
         assert_eq!(Plan::choose(&info(Some(true)), None, &o, 4).0.start, 6);
         assert!(DeviceJobs::parse("sda").is_err());
         assert!(DeviceJobs::parse("sda=0").is_err());

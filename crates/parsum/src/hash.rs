@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use digest::Digest as _;
@@ -34,7 +34,7 @@ pub enum Algo {
 }
 
 impl Algo {
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Every algorithm, in [`AlgoSet`]'s order.
     pub const ALL: [Algo; 5] = [
         Algo::Blake3,
         Algo::Sha256,
@@ -42,17 +42,6 @@ impl Algo {
         Algo::Sha1,
         Algo::Md5,
     ];
-
-    /// A `'static` one-element slice of this algorithm.
-    pub fn only(self) -> &'static [Algo] {
-        match self {
-            Algo::Blake3 => &[Algo::Blake3],
-            Algo::Sha256 => &[Algo::Sha256],
-            Algo::Sha512 => &[Algo::Sha512],
-            Algo::Sha1 => &[Algo::Sha1],
-            Algo::Md5 => &[Algo::Md5],
-        }
-    }
 
     /// The lower-case name used by `-a` and in JSON.
     pub fn name(self) -> &'static str {
@@ -100,15 +89,81 @@ impl Algo {
     }
 
     /// The algorithms whose hex digests have `hex_len` characters. 64 is
-    /// ambiguous (BLAKE3 and SHA-256), so it returns both, BLAKE3 first.
-    pub fn candidates_for_hex_len(hex_len: usize) -> &'static [Algo] {
+    /// ambiguous (BLAKE3 and SHA-256), so it returns both.
+    pub fn candidates_for_hex_len(hex_len: usize) -> AlgoSet {
         match hex_len {
-            32 => &[Algo::Md5],
-            40 => &[Algo::Sha1],
-            64 => &[Algo::Blake3, Algo::Sha256],
-            128 => &[Algo::Sha512],
-            _ => &[],
+            32 => AlgoSet::of(Algo::Md5),
+            40 => AlgoSet::of(Algo::Sha1),
+            64 => AlgoSet::of(Algo::Blake3).with(Algo::Sha256),
+            128 => AlgoSet::of(Algo::Sha512),
+            _ => AlgoSet::EMPTY,
         }
+    }
+}
+
+/// A set of algorithms as a bitset: the digests one read computes, or the
+/// algorithms a manifest line allows. `Copy`, so it travels with every file
+/// for free. Iterates in [`Algo::ALL`] order (BLAKE3 first).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct AlgoSet(u8);
+
+impl AlgoSet {
+    pub const EMPTY: AlgoSet = AlgoSet(0);
+
+    fn bit(a: Algo) -> u8 {
+        1 << Algo::ALL.iter().position(|&x| x == a).expect("in ALL")
+    }
+
+    /// The set of one algorithm.
+    pub fn of(a: Algo) -> AlgoSet {
+        AlgoSet(Self::bit(a))
+    }
+
+    /// This set and `a`.
+    pub fn with(self, a: Algo) -> AlgoSet {
+        AlgoSet(self.0 | Self::bit(a))
+    }
+
+    pub fn insert(&mut self, a: Algo) {
+        self.0 |= Self::bit(a);
+    }
+
+    pub fn contains(self, a: Algo) -> bool {
+        self.0 & Self::bit(a) != 0
+    }
+
+    /// The algorithms in both sets.
+    pub fn intersect(self, other: AlgoSet) -> AlgoSet {
+        AlgoSet(self.0 & other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The algorithm, if the set holds exactly one.
+    pub fn single(self) -> Option<Algo> {
+        (self.len() == 1).then(|| self.iter().next().expect("one"))
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Algo> {
+        Algo::ALL.into_iter().filter(move |&a| self.contains(a))
+    }
+}
+
+impl FromIterator<Algo> for AlgoSet {
+    fn from_iter<I: IntoIterator<Item = Algo>>(it: I) -> AlgoSet {
+        it.into_iter().fold(AlgoSet::EMPTY, AlgoSet::with)
+    }
+}
+
+impl fmt::Debug for AlgoSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
     }
 }
 
@@ -239,15 +294,33 @@ pub enum HashError {
     /// Size or mtime differed before and after the read, or the read came
     /// short of the size.
     Changed(String),
+    /// A pseudo-file that never ends (`/proc/kcore`, `trace_pipe`); not read.
+    Unbounded(&'static str),
 }
 
 impl fmt::Display for HashError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HashError::Io(e) => write!(f, "{e}"),
+            HashError::Io(e) => f.write_str(&os_message(e)),
+            // coreutils' wording for the one kind it reports too.
+            HashError::NotRegular("directory") => f.write_str("Is a directory"),
             HashError::NotRegular(kind) => write!(f, "is a {kind}, not a regular file; not read"),
             HashError::Changed(why) => write!(f, "changed during read ({why})"),
+            HashError::Unbounded(fs) => write!(f, "an endless {fs} file; not read"),
         }
+    }
+}
+
+/// An I/O error as coreutils words it: `No such file or directory`, without
+/// Rust's ` (os error 2)` suffix.
+pub fn os_message(e: &io::Error) -> String {
+    let s = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => s
+            .strip_suffix(&format!(" (os error {code})"))
+            .map(str::to_string)
+            .unwrap_or(s),
+        None => s,
     }
 }
 
@@ -277,6 +350,20 @@ pub fn kind_name(ft: std::fs::FileType) -> &'static str {
     }
 }
 
+/// [`kind_name`] for a file type from `fstatat`.
+pub fn kind_of_type(ft: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType as T;
+    match ft {
+        T::Directory => "directory",
+        T::Fifo => "FIFO",
+        T::Socket => "socket",
+        T::BlockDevice => "block device",
+        T::CharacterDevice => "character device",
+        T::Symlink => "symbolic link",
+        _ => "special file",
+    }
+}
+
 /// Size of the per-thread read buffer. Large enough for BLAKE3 to hash many
 /// chunks per call with SIMD, small enough to stay in L2.
 const BUF_LEN: usize = 256 * 1024;
@@ -293,36 +380,57 @@ pub struct HashOpts<'a> {
     pub no_follow: bool,
     /// Splits large BLAKE3 files across threads, if set.
     pub splitter: Option<&'a Splitter>,
+    /// The directory the file is in: open its last path component relative
+    /// to it (`openat`), not the whole path.
+    pub dir: Option<&'a std::os::fd::OwnedFd>,
     /// What the walk's `lstat` saw. When given, it is the "before" of the
     /// before/after comparison, which saves one `fstat` per file; a change
     /// between the walk and the read is then reported too.
-    pub listed: Option<Listed>,
+    pub listed: Option<FileStat>,
 }
 
-/// A file's identity and version as listed by the walk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listed {
+/// What parsum keeps of a `stat`: the file's identity (dev, inode), its
+/// link count, and its version (size, mtime). One type for the walk's
+/// listing, the pipeline's items and the before/after check of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileStat {
     pub dev: u64,
     pub ino: u64,
+    pub nlink: u64,
     pub size: u64,
     pub mtime: i64,
     pub mtime_nsec: i64,
 }
 
-impl Listed {
-    pub fn of(m: &std::fs::Metadata) -> Listed {
-        Listed {
+impl FileStat {
+    pub fn of(m: &std::fs::Metadata) -> FileStat {
+        FileStat {
             dev: m.dev(),
             ino: m.ino(),
+            nlink: m.nlink(),
             size: m.len(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
         }
     }
+
+    /// From `fstatat`, whose field types differ between architectures (the
+    /// casts are no-ops on some).
+    #[allow(clippy::unnecessary_cast)]
+    pub fn of_stat(st: &rustix::fs::Stat) -> FileStat {
+        FileStat {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+            size: st.st_size as u64,
+            mtime: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as i64,
+        }
+    }
 }
 
 /// Opens and hashes `path` with each of `algos` in one read.
-pub fn hash_file(path: &Path, algos: &[Algo], opts: HashOpts<'_>) -> Result<FileHash, HashError> {
+pub fn hash_file(path: &Path, algos: AlgoSet, opts: HashOpts<'_>) -> Result<FileHash, HashError> {
     hash_file_with_hook(path, algos, opts, &mut |_| {})
 }
 
@@ -330,20 +438,22 @@ pub fn hash_file(path: &Path, algos: &[Algo], opts: HashOpts<'_>) -> Result<File
 /// Tests use the hook to change the file mid-read.
 pub fn hash_file_with_hook(
     path: &Path,
-    algos: &[Algo],
+    algos: AlgoSet,
     opts: HashOpts<'_>,
     between_reads: &mut dyn FnMut(u64),
 ) -> Result<FileHash, HashError> {
-    let mut oo = std::fs::OpenOptions::new();
-    oo.read(true);
     // O_NONBLOCK: opening a FIFO for reading must never block. It has no
     // effect on regular files, and we refuse anything else right after fstat.
-    let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    use rustix::fs::{Mode, OFlags};
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     if opts.no_follow {
-        flags |= libc::O_NOFOLLOW;
+        flags |= OFlags::NOFOLLOW;
     }
-    oo.custom_flags(flags);
-    let file = oo.open(path)?;
+    let fd = match (opts.dir, path.file_name()) {
+        (Some(dir), Some(name)) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+        _ => rustix::fs::open(path, flags, Mode::empty()),
+    };
+    let file = File::from(fd.map_err(io::Error::from)?);
     let before = match opts.listed {
         Some(l) => l,
         None => {
@@ -351,17 +461,21 @@ pub fn hash_file_with_hook(
             if !m.file_type().is_file() {
                 return Err(HashError::NotRegular(kind_name(m.file_type())));
             }
-            Listed::of(&m)
+            FileStat::of(&m)
         }
     };
+    if let Some(fs) = crate::pseudofs::of_fd(&file, before.dev) {
+        return hash_pseudo(&file, path, fs, algos, before, between_reads);
+    }
     let size = before.size;
     let split = match opts.splitter {
-        Some(s) if algos == [Algo::Blake3] && s.should_split(size) => Some(s),
+        Some(s) if algos == AlgoSet::of(Algo::Blake3) && s.should_split(size) => Some(s),
         _ => None,
     };
     let (digests, read) = match split {
         Some(s) => (vec![s.hash(&file, size)?], size),
-        None => read_all(&file, algos, size, between_reads)?,
+        None if size == 0 => read_all(&file, algos, ReadTo::Eof, between_reads)?,
+        None => read_all(&file, algos, ReadTo::Size(size), between_reads)?,
     };
     let after_meta = file.metadata()?;
     if !after_meta.file_type().is_file() {
@@ -370,7 +484,7 @@ pub fn hash_file_with_hook(
         // stopped at the listed size.
         return Err(HashError::NotRegular(kind_name(after_meta.file_type())));
     }
-    let after = Listed::of(&after_meta);
+    let after = FileStat::of(&after_meta);
     if (after.dev, after.ino) != (before.dev, before.ino) {
         return Err(HashError::Changed("replaced by another file".into()));
     }
@@ -395,23 +509,107 @@ pub fn hash_file_with_hook(
     })
 }
 
-/// Reads `file` to its expected `size` (or EOF for pseudo-files of size 0)
-/// and returns the digests and the number of bytes read.
-fn read_all(
-    mut file: &File,
-    algos: &[Algo],
-    size: u64,
-    between_reads: &mut dyn FnMut(u64),
-) -> Result<(Vec<Digest>, u64), HashError> {
-    let mut hashers: Vec<Hasher> = algos.iter().map(|&a| Hasher::new(a)).collect();
+/// Hashes everything `r` yields (standard input for `-`), with each of `algos`.
+pub fn hash_reader(r: &mut dyn Read, algos: AlgoSet) -> Result<FileHash, HashError> {
+    let mut hashers: Vec<Hasher> = algos.iter().map(Hasher::new).collect();
     let mut read: u64 = 0;
     BUF.with(|buf| -> Result<(), HashError> {
         let mut buf = buf.borrow_mut();
         loop {
-            // Stop at the expected size: a file that grew shows in the fstat
-            // after, and this saves the final zero-length read per file.
-            if size != 0 && read >= size {
-                break;
+            let n = match r.read(&mut buf[..]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(HashError::Io(e)),
+            };
+            for h in &mut hashers {
+                h.update(&buf[..n]);
+            }
+            read += n as u64;
+        }
+    })?;
+    Ok(FileHash {
+        digests: hashers.into_iter().map(Hasher::finalize).collect(),
+        size: read,
+        mtime: 0,
+        mtime_nsec: 0,
+    })
+}
+
+/// Hashes a file on a pseudo file system (see `pseudofs.rs`): read to EOF
+/// whatever its size says, and checked for change by inode and times.
+fn hash_pseudo(
+    file: &File,
+    path: &Path,
+    fs: crate::pseudofs::PseudoFs,
+    algos: AlgoSet,
+    listed: FileStat,
+    between_reads: &mut dyn FnMut(u64),
+) -> Result<FileHash, HashError> {
+    let name = path
+        .file_name()
+        .map(|n| n.as_encoded_bytes())
+        .unwrap_or(b"");
+    if crate::pseudofs::unbounded(fs, name) {
+        return Err(HashError::Unbounded(fs.name()));
+    }
+    let before = file.metadata()?;
+    if !before.file_type().is_file() {
+        return Err(HashError::NotRegular(kind_name(before.file_type())));
+    }
+    let id = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    let times = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    if id(&before) != (listed.dev, listed.ino) {
+        return Err(HashError::Changed("replaced by another file".into()));
+    }
+    let (digests, read) = read_all(file, algos, ReadTo::Eof, between_reads)?;
+    let after = file.metadata()?;
+    if id(&after) != id(&before) {
+        return Err(HashError::Changed("replaced by another file".into()));
+    }
+    if times(&after) != times(&before) {
+        return Err(HashError::Changed("modified during the read".into()));
+    }
+    Ok(FileHash {
+        digests,
+        size: read,
+        mtime: before.mtime(),
+        mtime_nsec: before.mtime_nsec() as u32,
+    })
+}
+
+/// How far [`read_all`] reads.
+#[derive(Clone, Copy)]
+enum ReadTo {
+    /// The size the file had before: a growth shows in the fstat after,
+    /// and this saves the final zero-length read per file.
+    Size(u64),
+    /// End of file, for pseudo-files; at most [`crate::pseudofs::MAX_PSEUDO_READ`].
+    Eof,
+}
+
+/// Reads `file` to its expected `size` (or EOF for pseudo-files of size 0)
+/// and returns the digests and the number of bytes read.
+fn read_all(
+    mut file: &File,
+    algos: AlgoSet,
+    to: ReadTo,
+    between_reads: &mut dyn FnMut(u64),
+) -> Result<(Vec<Digest>, u64), HashError> {
+    let mut hashers: Vec<Hasher> = algos.iter().map(Hasher::new).collect();
+    let mut read: u64 = 0;
+    BUF.with(|buf| -> Result<(), HashError> {
+        let mut buf = buf.borrow_mut();
+        loop {
+            match to {
+                ReadTo::Size(size) if read >= size => break,
+                ReadTo::Eof if read > crate::pseudofs::MAX_PSEUDO_READ => {
+                    return Err(HashError::Changed(format!(
+                        "still going after {} bytes; a pseudo-file without end?",
+                        crate::pseudofs::MAX_PSEUDO_READ
+                    )))
+                }
+                _ => {}
             }
             let n = match file.read(&mut buf[..]) {
                 Ok(0) => break,
@@ -596,6 +794,24 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn algo_set() {
+        let both = Algo::candidates_for_hex_len(64);
+        assert_eq!(
+            both.iter().collect::<Vec<_>>(),
+            [Algo::Blake3, Algo::Sha256]
+        );
+        assert_eq!((both.len(), both.single()), (2, None));
+        assert_eq!(
+            both.intersect(AlgoSet::of(Algo::Sha256)).single(),
+            Some(Algo::Sha256)
+        );
+        assert!(both.intersect(AlgoSet::of(Algo::Md5)).is_empty());
+        let all: AlgoSet = Algo::ALL.into_iter().collect();
+        assert_eq!(all.iter().collect::<Vec<_>>(), Algo::ALL);
+        assert!(Algo::candidates_for_hex_len(7).is_empty());
+    }
+
+    #[test]
     fn hex_round_trip() {
         for a in Algo::ALL {
             let d = hash_bytes(a, b"parsum");
@@ -619,7 +835,7 @@ pub(crate) mod tests {
     fn file_matches_bytes_for_every_algo() {
         let data: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
         let (_d, p) = temp_file(&data);
-        let got = hash_file(&p, &Algo::ALL, HashOpts::default()).unwrap();
+        let got = hash_file(&p, Algo::ALL.into_iter().collect(), HashOpts::default()).unwrap();
         for (a, d) in Algo::ALL.iter().zip(&got.digests) {
             assert_eq!(*d, hash_bytes(*a, &data), "{a}");
         }
@@ -642,8 +858,13 @@ pub(crate) mod tests {
                     .unwrap();
             }
         };
-        let err =
-            hash_file_with_hook(&p, &[Algo::Blake3], HashOpts::default(), &mut hook).unwrap_err();
+        let err = hash_file_with_hook(
+            &p,
+            AlgoSet::of(Algo::Blake3),
+            HashOpts::default(),
+            &mut hook,
+        )
+        .unwrap_err();
         assert!(matches!(err, HashError::Changed(_)), "{err}");
         assert!(err.to_string().starts_with("changed during read"));
     }
@@ -660,8 +881,13 @@ pub(crate) mod tests {
                 f.write_all(b"more").unwrap();
             }
         };
-        let err =
-            hash_file_with_hook(&p, &[Algo::Sha256], HashOpts::default(), &mut hook).unwrap_err();
+        let err = hash_file_with_hook(
+            &p,
+            AlgoSet::of(Algo::Sha256),
+            HashOpts::default(),
+            &mut hook,
+        )
+        .unwrap_err();
         assert!(matches!(err, HashError::Changed(_)), "{err}");
     }
 
@@ -681,8 +907,9 @@ pub(crate) mod tests {
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         // A blocking open of a FIFO without writer would hang: guard it.
-        let err =
-            within_30s(move || hash_file(&p, &[Algo::Blake3], HashOpts::default()).unwrap_err());
+        let err = within_30s(move || {
+            hash_file(&p, AlgoSet::of(Algo::Blake3), HashOpts::default()).unwrap_err()
+        });
         assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
     }
 
@@ -691,20 +918,20 @@ pub(crate) mod tests {
     #[test]
     fn listed_before_is_checked() {
         let (d, p) = temp_file(b"first");
-        let listed = Listed::of(&std::fs::metadata(&p).unwrap());
+        let listed = FileStat::of(&std::fs::metadata(&p).unwrap());
         let opts = HashOpts {
             listed: Some(listed),
             ..Default::default()
         };
-        assert!(hash_file(&p, &[Algo::Md5], opts).is_ok());
+        assert!(hash_file(&p, AlgoSet::of(Algo::Md5), opts).is_ok());
         std::fs::write(&p, b"second, longer").unwrap();
-        let err = hash_file(&p, &[Algo::Md5], opts).unwrap_err();
+        let err = hash_file(&p, AlgoSet::of(Algo::Md5), opts).unwrap_err();
         assert!(matches!(err, HashError::Changed(_)), "{err}");
         std::fs::remove_file(&p).unwrap();
         let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let err = within_30s(move || hash_file(&p, &[Algo::Md5], opts).unwrap_err());
+        let err = within_30s(move || hash_file(&p, AlgoSet::of(Algo::Md5), opts).unwrap_err());
         assert!(matches!(err, HashError::NotRegular("FIFO")), "{err}");
         drop(d);
     }
@@ -729,7 +956,7 @@ pub(crate) mod tests {
                 splitter: Some(&s),
                 ..Default::default()
             };
-            let got = hash_file(&p, &[Algo::Blake3], opts).unwrap();
+            let got = hash_file(&p, AlgoSet::of(Algo::Blake3), opts).unwrap();
             assert_eq!(
                 got.digests[0],
                 hash_bytes(Algo::Blake3, &data),

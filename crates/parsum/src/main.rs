@@ -1,18 +1,7 @@
 //! `parsum`: the parallel, device-aware tree checksummer. See `parsum --help`
-//! and docs/parsum.md. This file only wires the modules together.
-
-mod app;
-mod audit;
-mod check;
-mod cli;
-mod device;
-mod hash;
-mod manifest;
-mod output;
-mod pipeline;
-mod progress;
-mod walk;
+//! and docs/parsum.md. The code is in the library (`lib.rs`); this file only
+//! runs it and turns its [`parsum::exit::Exit`] into the process status.
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(app::run())
+    parsum::app::run().into()
 }

@@ -1,81 +1,30 @@
-//! Manifest lines: writing and reading the GNU (`HASH  name`), BSD
-//! (`ALGO (name) = HASH`) and b3sum formats, and their name escaping.
+//! Manifest lines: writing the GNU (`HASH  name`) and BSD (`ALGO (name) =
+//! HASH`) formats, and reading every format coreutils' `sha256sum -c` reads.
 //!
-//! Escaping follows the tool that will read the manifest back:
-//! - coreutils (sha256sum & co.): a name holding `\`, newline or CR is
-//!   written with `\\`, `\n`, `\r` and the whole line starts with `\`;
-//! - b3sum (1.x) escapes only `\` and newline, and rejects `\r` when it
-//!   checks, so BLAKE3 lines leave a CR raw. That keeps
-//!   `parsum | b3sum --check` working for every name b3sum can represent.
+//! [`LineParser`] follows coreutils' `digest_check` and `split_3` (9.x) line by
+//! line, so that a manifest is read the same way by both tools:
 //!
-//! The reader accepts all three escapes in every format. Names are bytes
-//! throughout: invalid UTF-8 is written and read back unchanged (with `-z`
-//! nothing is escaped at all, as in coreutils).
+//! - a line starting with `#` is a comment, and an empty line is skipped
+//!   (after one trailing CR is trimmed: CRLF manifests read as LF ones);
+//!   neither counts as improperly formatted;
+//! - leading spaces and tabs are skipped, then a `\` marks an escaped name;
+//! - `ALGO (name) = HEX` (BSD, `--tag`) and `ALGO(name)= HEX` (OpenSSL): the
+//!   name ends at the last `)`, blanks around `=` are optional;
+//! - `HEX  name` and `HEX *name` (GNU text/binary), `HEX<tab>name`, and the BSD
+//!   reversed `HEX name` with one blank (`md5 -r`). As in coreutils, a
+//!   manifest is either reversed or not: once one kind of line is seen, the
+//!   other kind is improperly formatted, so a name cannot gain or lose a
+//!   leading blank depending on the line.
+//!
+//! parsum also skips the armor of a PGP clear-signed manifest (the header
+//! up to its blank line, and the signature block) and undoes its dash
+//! escaping; coreutils counts those lines as improperly formatted. The
+//! signature is not verified.
+//!
+//! Names are bytes throughout; escaping lives in [`crate::escape`].
 
-use crate::hash::{Algo, Digest};
-
-/// Which escaping rules to apply to names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Escape {
-    /// `\`, newline, CR (coreutils 9).
-    Coreutils,
-    /// `\`, newline (b3sum).
-    B3sum,
-    /// Nothing (`-z` output).
-    None,
-}
-
-impl Escape {
-    /// The escaping that the usual checker of `algo` manifests understands.
-    pub fn for_algo(algo: Algo) -> Escape {
-        match algo {
-            Algo::Blake3 => Escape::B3sum,
-            _ => Escape::Coreutils,
-        }
-    }
-}
-
-/// Escapes `name`; returns whether anything was escaped (the line then
-/// starts with a backslash) and the escaped bytes.
-pub fn escape_name(name: &[u8], esc: Escape) -> (bool, std::borrow::Cow<'_, [u8]>) {
-    let needs = |b: u8| match esc {
-        Escape::Coreutils => matches!(b, b'\\' | b'\n' | b'\r'),
-        Escape::B3sum => matches!(b, b'\\' | b'\n'),
-        Escape::None => false,
-    };
-    if !name.iter().any(|&b| needs(b)) {
-        return (false, name.into());
-    }
-    let mut out = Vec::with_capacity(name.len() + 4);
-    for &b in name {
-        match b {
-            b'\\' if needs(b) => out.extend_from_slice(b"\\\\"),
-            b'\n' if needs(b) => out.extend_from_slice(b"\\n"),
-            b'\r' if needs(b) => out.extend_from_slice(b"\\r"),
-            _ => out.push(b),
-        }
-    }
-    (true, out.into())
-}
-
-/// Reverses [`escape_name`] (any of the styles); `None` for a bad escape.
-pub fn unescape_name(name: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(name.len());
-    let mut it = name.iter();
-    while let Some(&b) = it.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match it.next()? {
-            b'\\' => out.push(b'\\'),
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
+use crate::escape::{escape_name, unescape_name, Escape};
+use crate::hash::{Algo, AlgoSet, Digest};
 
 /// Appends one GNU line (`HASH  name`) to `out`, terminated by `term`.
 pub fn write_gnu(out: &mut Vec<u8>, d: &Digest, name: &[u8], esc: Escape, term: u8) {
@@ -108,7 +57,7 @@ pub fn write_tag(out: &mut Vec<u8>, d: &Digest, name: &[u8], esc: Escape, term: 
 pub struct Line {
     /// Algorithms the line may be in: one from a BSD tag or a unique hex
     /// length, two for a 64-digit GNU line (BLAKE3 or SHA-256).
-    pub algos: Vec<Algo>,
+    pub algos: AlgoSet,
     /// The hex digest as written (lower-cased).
     pub hex: Vec<u8>,
     /// The file name, unescaped.
@@ -118,74 +67,208 @@ pub struct Line {
 impl Line {
     /// The expected digest for `algo`, if the line allows that algorithm.
     pub fn digest(&self, algo: Algo) -> Option<Digest> {
-        if !self.algos.contains(&algo) {
+        if !self.algos.contains(algo) {
             return None;
         }
         Digest::from_hex(algo, &self.hex)
     }
 }
 
+/// What one manifest line is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// A checksum line.
+    Line(Line),
+    /// A comment, an empty line or PGP armor: skipped silently.
+    Skip,
+    /// An improperly formatted line.
+    Bad,
+}
+
+/// Where a PGP clear-signed manifest is (RFC 4880, section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pgp {
+    /// Nothing but comments and blank lines so far.
+    Start,
+    /// Not signed, or past the signature.
+    Plain,
+    /// Inside the armor headers (`Hash: SHA256`), up to a blank line.
+    Header,
+    /// The signed text.
+    Body,
+    /// Inside `BEGIN PGP SIGNATURE` .. `END PGP SIGNATURE`.
+    Signature,
+}
+
+/// Reads the lines of one manifest, in order. It keeps the little state
+/// coreutils keeps across lines (reversed format or not) and the PGP armor.
+#[derive(Debug, Clone)]
+pub struct LineParser {
+    only: Option<Algo>,
+    /// `Some(true)` once a BSD reversed line is seen, `Some(false)` once a
+    /// GNU line is (coreutils' `bsd_reversed`).
+    reversed: Option<bool>,
+    pgp: Pgp,
+}
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
 fn is_hex(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(u8::is_ascii_hexdigit)
 }
 
-/// Parses one line (without its terminator). `only` restricts the algorithm
-/// (from `-a`). Returns `None` for an improperly formatted line.
+impl LineParser {
+    /// A parser for one manifest; `only` restricts the algorithm (`-a`).
+    pub fn new(only: Option<Algo>) -> LineParser {
+        LineParser {
+            only,
+            reversed: None,
+            pgp: Pgp::Start,
+        }
+    }
+
+    /// Parses one line, given without its terminator.
+    pub fn parse(&mut self, raw: &[u8]) -> Parsed {
+        // As coreutils: `#` first, then one trailing CR, then emptiness.
+        if raw.first() == Some(&b'#') {
+            return Parsed::Skip;
+        }
+        let mut line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        match self.pgp {
+            Pgp::Start if line == b"-----BEGIN PGP SIGNED MESSAGE-----" => {
+                self.pgp = Pgp::Header;
+                return Parsed::Skip;
+            }
+            Pgp::Header => {
+                if line.is_empty() {
+                    self.pgp = Pgp::Body;
+                }
+                return Parsed::Skip;
+            }
+            Pgp::Body => {
+                if line == b"-----BEGIN PGP SIGNATURE-----" {
+                    self.pgp = Pgp::Signature;
+                    return Parsed::Skip;
+                }
+                line = line.strip_prefix(b"- ").unwrap_or(line);
+            }
+            Pgp::Signature => {
+                if line == b"-----END PGP SIGNATURE-----" {
+                    self.pgp = Pgp::Plain;
+                }
+                return Parsed::Skip;
+            }
+            _ => {}
+        }
+        if line.is_empty() {
+            return Parsed::Skip;
+        }
+        if self.pgp == Pgp::Start {
+            self.pgp = Pgp::Plain;
+        }
+        match self.split(line) {
+            Some(l) => Parsed::Line(l),
+            None => Parsed::Bad,
+        }
+    }
+
+    /// coreutils' `split_3`: one non-empty line into algorithms, hex, name.
+    fn split(&mut self, s: &[u8]) -> Option<Line> {
+        let s = &s[s.iter().position(|&b| !is_blank(b)).unwrap_or(s.len())..];
+        let (escaped, s) = match s.strip_prefix(b"\\") {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let tag_len = s
+            .iter()
+            .position(|b| !(b.is_ascii_alphanumeric() || *b == b'-'))
+            .unwrap_or(s.len());
+        let (mut algos, hex, raw_name) = match Algo::from_tag(&s[..tag_len]) {
+            Some(algo) => {
+                let rest = &s[tag_len..];
+                let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+                let (hex, name) = split_bsd(rest.strip_prefix(b"(")?)?;
+                if hex.len() != algo.digest_len() * 2 {
+                    return None;
+                }
+                (AlgoSet::of(algo), hex, name)
+            }
+            None => self.split_gnu(s)?,
+        };
+        if let Some(a) = self.only {
+            algos = algos.intersect(AlgoSet::of(a));
+        }
+        if algos.is_empty() || raw_name.is_empty() {
+            return None;
+        }
+        let name = if escaped {
+            unescape_name(raw_name)?
+        } else {
+            raw_name.to_vec()
+        };
+        Some(Line {
+            algos,
+            hex: hex.to_ascii_lowercase(),
+            name,
+        })
+    }
+
+    /// `HEX  name`, `HEX *name`, `HEX<tab>name` or reversed `HEX name`.
+    fn split_gnu<'a>(&mut self, s: &'a [u8]) -> Option<(AlgoSet, &'a [u8], &'a [u8])> {
+        let end = s.iter().position(|b| !b.is_ascii_hexdigit())?;
+        let hex = &s[..end];
+        let algos = Algo::candidates_for_hex_len(hex.len());
+        if algos.is_empty() || !is_blank(s[end]) {
+            return None;
+        }
+        let rest = &s[end + 1..];
+        let reversed = rest.len() == 1 || !matches!(rest.first(), Some(b' ' | b'*'));
+        let name = if reversed {
+            if self.reversed == Some(false) {
+                return None;
+            }
+            self.reversed = Some(true);
+            rest
+        } else if self.reversed != Some(true) {
+            self.reversed = Some(false);
+            &rest[1..]
+        } else {
+            rest
+        };
+        Some((algos, hex, name))
+    }
+}
+
+/// After `TAG (`: `name) = HEX`, the name ending at the last `)`.
+fn split_bsd(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let close = s.iter().rposition(|&b| b == b')')?;
+    let name = &s[..close];
+    let mut rest = &s[close + 1..];
+    while let Some((&b, r)) = rest.split_first() {
+        if !is_blank(b) {
+            break;
+        }
+        rest = r;
+    }
+    let mut rest = rest.strip_prefix(b"=")?;
+    while let Some((&b, r)) = rest.split_first() {
+        if !is_blank(b) {
+            break;
+        }
+        rest = r;
+    }
+    is_hex(rest).then_some((rest, name))
+}
+
+/// Parses one line on its own (no state across lines); `None` unless it is
+/// a checksum line. For callers that read a single line.
 pub fn parse_line(line: &[u8], only: Option<Algo>) -> Option<Line> {
-    let (escaped, rest) = match line.strip_prefix(b"\\") {
-        Some(r) => (true, r),
-        None => (false, line),
-    };
-    let parsed = parse_bsd(rest).or_else(|| parse_gnu(rest))?;
-    let (mut algos, hex, raw_name) = parsed;
-    if let Some(a) = only {
-        algos.retain(|&x| x == a);
+    match LineParser::new(only).parse(line) {
+        Parsed::Line(l) => Some(l),
+        _ => None,
     }
-    if algos.is_empty() || raw_name.is_empty() {
-        return None;
-    }
-    let name = if escaped {
-        unescape_name(raw_name)?
-    } else {
-        raw_name.to_vec()
-    };
-    Some(Line {
-        algos,
-        hex: hex.to_ascii_lowercase(),
-        name,
-    })
-}
-
-type Parts<'a> = (Vec<Algo>, &'a [u8], &'a [u8]);
-
-/// `TAG (name) = hex`
-fn parse_bsd(s: &[u8]) -> Option<Parts<'_>> {
-    let open = s.windows(2).position(|w| w == b" (")?;
-    let algo = Algo::from_tag(&s[..open])?;
-    let close = s.windows(4).rposition(|w| w == b") = ")?;
-    if close < open + 2 {
-        return None;
-    }
-    let hex = &s[close + 4..];
-    if !is_hex(hex) || hex.len() != algo.digest_len() * 2 {
-        return None;
-    }
-    Some((vec![algo], hex, &s[open + 2..close]))
-}
-
-/// `hex  name` or `hex *name` (binary mode marker).
-fn parse_gnu(s: &[u8]) -> Option<Parts<'_>> {
-    let end = s.iter().position(|b| !b.is_ascii_hexdigit())?;
-    let hex = &s[..end];
-    let algos = Algo::candidates_for_hex_len(hex.len()).to_vec();
-    if algos.is_empty() {
-        return None;
-    }
-    let rest = &s[end..];
-    let name = rest
-        .strip_prefix(b"  ")
-        .or_else(|| rest.strip_prefix(b" *"))?;
-    Some((algos, hex, name))
 }
 
 #[cfg(test)]
@@ -194,43 +277,14 @@ mod tests {
     use crate::hash::hash_bytes;
 
     #[test]
-    fn escape_matches_coreutils_and_b3sum() {
-        assert_eq!(
-            escape_name(b"plain", Escape::Coreutils),
-            (false, b"plain"[..].into())
-        );
-        assert_eq!(escape_name(b"a\nb", Escape::Coreutils).1.as_ref(), b"a\\nb");
-        assert_eq!(
-            escape_name(b"c\\d", Escape::Coreutils).1.as_ref(),
-            b"c\\\\d"
-        );
-        assert_eq!(escape_name(b"e\rf", Escape::Coreutils).1.as_ref(), b"e\\rf");
-        assert_eq!(
-            escape_name(b"e\rf", Escape::B3sum),
-            (false, b"e\rf"[..].into())
-        );
-        assert_eq!(escape_name(b"a\n\\", Escape::None).1.as_ref(), b"a\n\\");
-    }
-
-    #[test]
-    fn unescape_round_trips() {
-        for name in [&b"a\nb\\c\rd"[..], b"\\", b"\xff\xfe", b"x"] {
-            let (_, e) = escape_name(name, Escape::Coreutils);
-            assert_eq!(unescape_name(&e).unwrap(), name);
-        }
-        assert_eq!(unescape_name(b"bad\\q"), None);
-        assert_eq!(unescape_name(b"trailing\\"), None);
-    }
-
-    #[test]
     fn gnu_line_round_trip() {
         let d = hash_bytes(Algo::Sha256, b"abc");
         let mut out = Vec::new();
-        write_gnu(&mut out, &d, b"dir/a\nb", Escape::Coreutils, b'\n');
+        write_gnu(&mut out, &d, b"dir/a\nb", Escape::Backslash, b'\n');
         assert_eq!(out.last(), Some(&b'\n'));
         let l = parse_line(&out[..out.len() - 1], None).unwrap();
         assert_eq!(l.name, b"dir/a\nb");
-        assert_eq!(l.algos, vec![Algo::Blake3, Algo::Sha256]);
+        assert_eq!(l.algos, AlgoSet::of(Algo::Blake3).with(Algo::Sha256));
         assert_eq!(l.digest(Algo::Sha256), Some(d));
         assert!(parse_line(&out[..out.len() - 1], Some(Algo::Sha256)).is_some());
         assert!(parse_line(&out[..out.len() - 1], Some(Algo::Md5)).is_none());
@@ -241,9 +295,9 @@ mod tests {
         for algo in Algo::ALL {
             let d = hash_bytes(algo, b"abc");
             let mut out = Vec::new();
-            write_tag(&mut out, &d, b"x) = (y\\", Escape::Coreutils, b'\n');
+            write_tag(&mut out, &d, b"x) = (y\\", Escape::Backslash, b'\n');
             let l = parse_line(&out[..out.len() - 1], None).unwrap();
-            assert_eq!(l.algos, vec![algo]);
+            assert_eq!(l.algos, AlgoSet::of(algo));
             assert_eq!(l.name, b"x) = (y\\");
             assert_eq!(l.digest(algo), Some(d));
         }
@@ -253,7 +307,10 @@ mod tests {
     fn binary_marker_and_bad_lines() {
         let h = "900150983cd24fb0d6963f7d28e17f72";
         let l = parse_line(format!("{h} *file").as_bytes(), None).unwrap();
-        assert_eq!((l.algos, l.name), (vec![Algo::Md5], b"file".to_vec()));
+        assert_eq!(
+            (l.algos, l.name),
+            (AlgoSet::of(Algo::Md5), b"file".to_vec())
+        );
         for bad in [
             &b""[..],
             b"nothex  file",
@@ -268,6 +325,91 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        assert!(parse_line(format!("{h}  ").as_bytes(), None).is_none());
+        // `HEX  ` is a reversed line naming " ", as in coreutils.
+        assert_eq!(
+            parse_line(format!("{h}  ").as_bytes(), None).unwrap().name,
+            b" "
+        );
+    }
+
+    fn lines(manifest: &[u8]) -> Vec<Parsed> {
+        let mut p = LineParser::new(None);
+        manifest
+            .split(|&b| b == b'\n')
+            .map(|l| p.parse(l))
+            .collect()
+    }
+
+    const MD5_ABC: &str = "900150983cd24fb0d6963f7d28e17f72";
+
+    fn ok(name: &[u8]) -> Parsed {
+        Parsed::Line(Line {
+            algos: AlgoSet::of(Algo::Md5),
+            hex: MD5_ABC.as_bytes().to_vec(),
+            name: name.to_vec(),
+        })
+    }
+
+    #[test]
+    fn crlf_comments_blank_and_leading_blanks() {
+        let m = format!(
+            "# comment\r\n\r\n{MD5_ABC}  a\r\n \t{MD5_ABC}  b\n  \\{MD5_ABC}  c\\nd\n  \n #x\n"
+        );
+        let got = lines(m.as_bytes());
+        assert_eq!(
+            got,
+            [
+                Parsed::Skip,
+                Parsed::Skip,
+                ok(b"a"),
+                ok(b"b"),
+                ok(b"c\nd"),
+                Parsed::Bad,
+                Parsed::Bad,
+                Parsed::Skip
+            ]
+        );
+    }
+
+    #[test]
+    fn openssl_bsd_and_tab_forms() {
+        for l in [
+            format!("MD5(a b)= {MD5_ABC}"),
+            format!("MD5 (a b) = {MD5_ABC}"),
+            format!("MD5 (a b)={MD5_ABC}"),
+            format!("MD5(a b)=\t{MD5_ABC}"),
+        ] {
+            assert_eq!(lines(l.as_bytes()), [ok(b"a b")], "{l}");
+        }
+        assert_eq!(lines(format!("{MD5_ABC}\ta").as_bytes()), [ok(b"a")]);
+        assert_eq!(lines(format!("{MD5_ABC}\t a").as_bytes()), [ok(b"a")]);
+        assert_eq!(
+            lines(format!("MD5 (a) = {MD5_ABC}x").as_bytes()),
+            [Parsed::Bad]
+        );
+    }
+
+    #[test]
+    fn bsd_reversed_is_all_or_nothing() {
+        let m = format!("{MD5_ABC} a\n{MD5_ABC}  b\n{MD5_ABC} c");
+        assert_eq!(lines(m.as_bytes()), [ok(b"a"), ok(b" b"), ok(b"c")]);
+        let m = format!("{MD5_ABC}  a\n{MD5_ABC} b");
+        assert_eq!(lines(m.as_bytes()), [ok(b"a"), Parsed::Bad]);
+        // A one-character name is reversed even after a blank.
+        assert_eq!(lines(format!("{MD5_ABC}  ").as_bytes()), [ok(b" ")]);
+    }
+
+    #[test]
+    fn pgp_clear_signed_manifest() {
+        let m = format!(
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{MD5_ABC}  a\n- {MD5_ABC}  b\n\
+             -----BEGIN PGP SIGNATURE-----\n\niQEz\n=abcd\n-----END PGP SIGNATURE-----\n"
+        );
+        let got = lines(m.as_bytes());
+        let real: Vec<_> = got.iter().filter(|p| **p != Parsed::Skip).collect();
+        assert_eq!(real, [&ok(b"a"), &ok(b"b")]);
+        // Armor anywhere but at the start is just a bad line.
+        let m = format!("{MD5_ABC}  a\n-----BEGIN PGP SIGNED MESSAGE-----");
+        assert_eq!(lines(m.as_bytes()), [ok(b"a"), Parsed::Bad]);
     }
 }

@@ -14,8 +14,10 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::hash::{Algo, FileHash, HashError};
-use crate::manifest::{write_gnu, write_tag, Escape};
+use crate::escape::{json_str, quote, Escape};
+use crate::exit::Exit;
+use crate::hash::{os_message, Algo, FileHash, HashError};
+use crate::manifest::{write_gnu, write_tag};
 use crate::pipeline::{Item, Sink};
 use crate::progress::{human_bytes, message, Counters, Progress};
 use crate::walk::Skip;
@@ -34,17 +36,6 @@ pub enum Note {
     Error(std::path::PathBuf, io::Error),
 }
 
-/// A path for a message on stderr: one line, whatever the name holds.
-pub fn quote(p: &Path) -> String {
-    let (escaped, s) = crate::manifest::escape_name(p.as_os_str().as_bytes(), Escape::Coreutils);
-    let s = String::from_utf8_lossy(&s).into_owned();
-    if escaped {
-        format!("\\{s}")
-    } else {
-        s
-    }
-}
-
 /// Tallies for the summary line and the exit status.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -61,7 +52,7 @@ pub struct Tally {
 
 impl Tally {
     pub fn skipped(&self) -> u64 {
-        self.symlinks + self.special + self.excluded + self.other_fs + self.loops
+        self.symlinks + self.special + self.excluded + self.other_fs
     }
 
     /// Counts a skip and says so on stderr when it deserves a line of its own.
@@ -79,13 +70,22 @@ impl Tally {
                 self.special += 1;
                 Some(format!("skipped {kind} (not read)"))
             }
+            Skip::Unbounded(fs) => {
+                self.special += 1;
+                Some(format!("skipped: an endless {fs} file (not read)"))
+            }
             Skip::OtherFileSystem => {
                 self.other_fs += 1;
                 Some("skipped: another file system (--one-file-system)".to_string())
             }
             Skip::Loop => {
+                // An error, as in `find -L`: part of the tree is not hashed.
                 self.loops += 1;
-                Some("skipped: symbolic link loop (already an ancestor)".to_string())
+                self.errors += 1;
+                Some(
+                    "File system loop detected (a symbolic link to an ancestor); not followed"
+                        .to_string(),
+                )
             }
         };
         if let Some(l) = line {
@@ -121,7 +121,6 @@ impl Tally {
             (self.special, "special"),
             (self.excluded, "excluded"),
             (self.other_fs, "other fs"),
-            (self.loops, "loops"),
         ] {
             if n > 0 {
                 skipped.push(format!("{n} {what}"));
@@ -132,21 +131,78 @@ impl Tally {
         } else {
             format!("{} skipped ({})", self.skipped(), skipped.join(", "))
         };
-        let errors = if self.changed > 0 {
-            format!(
-                "{} errors ({} changed during read)",
-                self.errors, self.changed
-            )
-        } else {
-            format!("{} errors", self.errors)
-        };
+        let mut detail = Vec::new();
+        if self.changed > 0 {
+            detail.push(format!("{} changed during read", self.changed));
+        }
+        if self.loops > 0 {
+            detail.push(plural(self.loops, "loop", "loops"));
+        }
+        let mut errors = plural(self.errors, "error", "errors");
+        if !detail.is_empty() {
+            errors = format!("{errors} ({})", detail.join(", "));
+        }
         format!(
-            "parsum: {} files, {}, {skipped}, {errors} in {secs:.2} s ({}/s)",
-            self.files,
+            "parsum: {}, {}, {skipped}, {errors} in {secs:.2} s ({}/s)",
+            plural(self.files, "file", "files"),
             human_bytes(self.bytes as f64),
             human_bytes(self.bytes as f64 / secs.max(1e-9))
         )
     }
+}
+
+/// Standard output through one buffer. Lines are collected and written
+/// once per batch; the first write error is kept, nothing more is written
+/// after it, and [`Out::finish`] reports it upward as the run's status.
+#[derive(Default)]
+pub struct Out {
+    pub buf: Vec<u8>,
+    error: Option<io::Error>,
+}
+
+impl Out {
+    pub fn new() -> Out {
+        Out {
+            buf: Vec::with_capacity(64 * 1024),
+            error: None,
+        }
+    }
+
+    /// Writes what was collected (hiding the progress bar meanwhile).
+    pub fn flush(&mut self) {
+        if !self.buf.is_empty() && self.error.is_none() {
+            if let Err(e) = crate::progress::write_stdout(&self.buf) {
+                self.error = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// Whether stdout failed: nobody reads the rest (`parsum | head`), so
+    /// the run may stop.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Flushes, and says how writing went: a write error is reported on
+    /// stderr (a closed pipe silently, as a reader that quit is no news).
+    pub fn finish(&mut self) -> Exit {
+        self.flush();
+        match &self.error {
+            None => Exit::Success,
+            Some(e) => {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    message(&format!("parsum: write error: {}", os_message(e)));
+                }
+                Exit::Failure
+            }
+        }
+    }
+}
+
+/// `1 file`, `2 files`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Writes a tree's checksums.
@@ -158,9 +214,7 @@ pub struct TreeSink<'a> {
     pub tally: Tally,
     pub progress: &'a Progress,
     pub counters: &'a Counters,
-    buf: Vec<u8>,
-    /// stdout failed (e.g. closed pipe): stop writing, exit non-zero.
-    pub write_error: Option<io::Error>,
+    pub out: Out,
 }
 
 impl<'a> TreeSink<'a> {
@@ -180,25 +234,12 @@ impl<'a> TreeSink<'a> {
             tally: Tally::default(),
             progress,
             counters,
-            buf: Vec::with_capacity(64 * 1024),
-            write_error: None,
+            out: Out::new(),
         }
     }
 
     pub fn flush(&mut self) {
-        if self.buf.is_empty() || self.write_error.is_some() {
-            self.buf.clear();
-            return;
-        }
-        if let Err(e) = crate::progress::write_stdout(&self.buf) {
-            // Nobody reads the rest (`parsum | head`): stop now rather
-            // than hash the whole tree for nothing.
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                std::process::exit(1);
-            }
-            self.write_error = Some(e);
-        }
-        self.buf.clear();
+        self.out.flush();
     }
 }
 
@@ -210,15 +251,11 @@ impl Sink<(), Note> for TreeSink<'_> {
                 self.tally.bytes += h.size;
                 let name = item.path.as_os_str().as_bytes();
                 let term = if self.zero { b'\0' } else { b'\n' };
-                let esc = if self.zero {
-                    Escape::None
-                } else {
-                    Escape::for_algo(self.algo)
-                };
+                let esc = Escape::for_terminator(term);
                 match self.format {
-                    Format::Gnu => write_gnu(&mut self.buf, &h.digests[0], name, esc, term),
-                    Format::Tag => write_tag(&mut self.buf, &h.digests[0], name, esc, term),
-                    Format::Json => write_json(&mut self.buf, name, &h, term),
+                    Format::Gnu => write_gnu(&mut self.out.buf, &h.digests[0], name, esc, term),
+                    Format::Tag => write_tag(&mut self.out.buf, &h.digests[0], name, esc, term),
+                    Format::Json => write_json(&mut self.out.buf, name, &h, term),
                 }
             }
             Err(e) => self.tally.hash_error(&item.path, &e),
@@ -231,35 +268,17 @@ impl Sink<(), Note> for TreeSink<'_> {
         self.flush();
         match m {
             Note::Skipped(p, why) => self.tally.skip(&p, &why, self.verbose),
-            Note::Error(p, e) => self.tally.error(&p, &e, false),
+            Note::Error(p, e) => self.tally.error(&p, &crate::hash::os_message(&e), false),
         }
     }
 
     fn batch_end(&mut self) {
         self.flush();
     }
-}
 
-/// Appends `s` as a JSON string literal.
-pub fn json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
-            }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
-        }
+    fn stopped(&self) -> bool {
+        self.out.failed()
     }
-    out.push(b'"');
 }
 
 fn write_json(out: &mut Vec<u8>, name: &[u8], h: &FileHash, term: u8) {
@@ -322,6 +341,6 @@ mod tests {
             ..Default::default()
         };
         let s = t.summary(2.0);
-        assert!(s.starts_with("parsum: 3 files, 2.0 KiB, 2 skipped (2 symlinks), 1 errors (1 changed during read) in 2.00 s"), "{s}");
+        assert!(s.starts_with("parsum: 3 files, 2.0 KiB, 2 skipped (2 symlinks), 1 error (1 changed during read) in 2.00 s"), "{s}");
     }
 }

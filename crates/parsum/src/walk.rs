@@ -11,13 +11,29 @@
 //! sockets and devices, mount points under `--one-file-system`, excluded
 //! names and symlink loops each produce a [`Event::Skipped`]. Special files
 //! are classified from `lstat` and never opened.
+//!
+//! Descriptors, not paths: each directory is opened relative to its parent's
+//! descriptor (`openat`), its entries are stat'ed with `fstatat` and its
+//! files are later opened with `openat` too (a [`FileEntry`] carries its
+//! directory's descriptor). So the depth of a tree is not limited by
+//! `PATH_MAX` (a path of 4000 nested directories is longer than the kernel
+//! takes), and no lookup walks the full path again for each file. The cost is
+//! one open descriptor per directory level being walked, plus one per
+//! directory with files still queued for hashing; `app::run` raises the soft
+//! `RLIMIT_NOFILE` to the hard limit for that.
 
-use std::ffi::OsString;
-use std::fs::{self, Metadata};
+use std::ffi::{OsStr, OsString};
+use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+
+use crate::hash::FileStat;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -25,12 +41,10 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 #[derive(Debug, Clone)]
 pub struct FileEntry {
     pub path: PathBuf,
-    pub dev: u64,
-    pub ino: u64,
-    pub nlink: u64,
-    pub size: u64,
-    pub mtime: i64,
-    pub mtime_nsec: i64,
+    /// The directory it is in, to open it by name (`openat`); `None` for a
+    /// file named on the command line, opened by its path.
+    pub dir: Option<Arc<OwnedFd>>,
+    pub stat: FileStat,
     /// Reached through a symbolic link (so opening must follow links).
     pub via_link: bool,
 }
@@ -42,7 +56,11 @@ pub enum Skip {
     Special(&'static str),
     Excluded,
     OtherFileSystem,
-    /// A directory that is its own ancestor through symlinks.
+    /// A pseudo-file that never ends (`/proc/kcore`, `trace_pipe`), on the
+    /// named pseudo file system.
+    Unbounded(&'static str),
+    /// A directory that is its own ancestor through symlinks. Counted as an
+    /// error (exit 1), as `find -L` does.
     Loop,
 }
 
@@ -51,6 +69,8 @@ pub enum Skip {
 #[derive(Debug, Clone)]
 pub struct Subtree {
     pub path: PathBuf,
+    /// The directory, already opened.
+    fd: Arc<OwnedFd>,
     rel: PathBuf,
     depth: usize,
     dev: u64,
@@ -139,10 +159,25 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
     };
     let ft = meta.file_type();
     if ft.is_file() {
+        let pseudo = crate::pseudofs::of_path(root, meta.dev());
+        if let Some(fs) = pseudo {
+            let name = root.file_name().map(|n| n.as_bytes()).unwrap_or(b"");
+            if crate::pseudofs::unbounded(fs, name) {
+                return emit(Event::Skipped(
+                    root.to_path_buf(),
+                    Skip::Unbounded(fs.name()),
+                ));
+            }
+        }
         let via_link = fs::symlink_metadata(root)
             .map(|m| m.file_type().is_symlink())
             .unwrap_or(false);
-        return emit(Event::File(entry(root.to_path_buf(), &meta, via_link)));
+        return emit(Event::File(FileEntry {
+            path: root.to_path_buf(),
+            dir: None,
+            stat: FileStat::of(&meta),
+            via_link,
+        }));
     }
     if !ft.is_dir() {
         return emit(Event::Skipped(
@@ -150,6 +185,10 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
             Skip::Special(crate::hash::kind_name(ft)),
         ));
     }
+    let fd = match rustix::fs::open(root, dir_flags(true), Mode::empty()) {
+        Ok(fd) => Arc::new(fd),
+        Err(e) => return emit(Event::Error(root.to_path_buf(), e.into())),
+    };
     let mut w = Walker {
         opts,
         dev: meta.dev(),
@@ -157,14 +196,15 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
         ancestors: vec![(meta.dev(), meta.ino())],
         emit,
     };
-    // The root "." is written as bare relative names ("a/b", not "./a/b"),
-    // as people type them and as `sha256sum *` writes them.
-    let base = if root == Path::new(".") {
+    // Only exactly "." (Path compares "./" equal to it): `parsum ./` prints
+    // "./a", as `find ./` does; `parsum .` prints bare relative names
+    // ("a/b", not "./a/b"), as people type them and as `sha256sum *` writes them.
+    let base = if root.as_os_str() == "." {
         PathBuf::new()
     } else {
         root.to_path_buf()
     };
-    w.dir(root, &base, Path::new(""), 1, false);
+    w.dir(fd, &base, Path::new(""), 1, false);
 }
 
 /// Walks a [`Subtree`] handed out by [`Event::Mount`].
@@ -176,18 +216,24 @@ pub fn walk_subtree(sub: Subtree, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) 
         ancestors: sub.ancestors,
         emit,
     };
-    w.dir(&sub.path, &sub.path, &sub.rel, sub.depth, sub.via_link);
+    w.dir(sub.fd, &sub.path, &sub.rel, sub.depth, sub.via_link);
 }
 
-fn entry(path: PathBuf, m: &Metadata, via_link: bool) -> FileEntry {
+/// Flags to open a directory; `follow`: through a symbolic link too.
+fn dir_flags(follow: bool) -> OFlags {
+    let f = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if follow {
+        f
+    } else {
+        f | OFlags::NOFOLLOW
+    }
+}
+
+fn entry(path: PathBuf, dir: &Arc<OwnedFd>, st: &Stat, via_link: bool) -> FileEntry {
     FileEntry {
         path,
-        dev: m.dev(),
-        ino: m.ino(),
-        nlink: m.nlink(),
-        size: m.len(),
-        mtime: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
+        dir: Some(Arc::clone(dir)),
+        stat: FileStat::of_stat(st),
         via_link,
     }
 }
@@ -203,25 +249,51 @@ struct Walker<'a> {
 }
 
 impl Walker<'_> {
-    /// Lists `dir` (opened as `open`, displayed under `shown`, `rel` below
-    /// the root) whose entries are at `depth`.
-    fn dir(&mut self, open: &Path, shown: &Path, rel: &Path, depth: usize, via_link: bool) {
+    /// Lists the directory open as `fd` (displayed under `shown`, `rel`
+    /// below the root), whose entries are at `depth`. Returns a descriptor
+    /// so that a parent that let go of its own can reopen it as `..`: `fd`
+    /// itself, or, if this directory could not be reopened after a child
+    /// (out of descriptors), a descriptor some levels below it.
+    fn dir(
+        &mut self,
+        fd: Arc<OwnedFd>,
+        shown: &Path,
+        rel: &Path,
+        depth: usize,
+        via_link: bool,
+    ) -> Below {
         if self.opts.max_depth.is_some_and(|m| depth > m) {
-            return;
+            return Below { fd, levels: 0 };
         }
-        let rd = match fs::read_dir(open) {
-            Ok(rd) => rd,
-            Err(e) => return (self.emit)(Event::Error(shown_or_dot(shown), e)),
+        let listing = match rustix::fs::Dir::read_from(&*fd) {
+            Ok(d) => d,
+            Err(e) => {
+                (self.emit)(Event::Error(shown_or_dot(shown), e.into()));
+                return Below { fd, levels: 0 };
+            }
         };
         let mut names: Vec<OsString> = Vec::new();
-        for de in rd {
+        for de in listing {
             match de {
-                Ok(de) => names.push(de.file_name()),
-                Err(e) => (self.emit)(Event::Error(shown_or_dot(shown), e)),
+                Ok(de) => {
+                    let n = de.file_name().to_bytes();
+                    if n != b"." && n != b".." {
+                        names.push(OsStr::from_bytes(n).to_os_string());
+                    }
+                }
+                Err(e) => {
+                    (self.emit)(Event::Error(shown_or_dot(shown), e.into()));
+                    break;
+                }
             }
         }
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        // Cached per device and thread: one statfs per walker, in effect.
+        let pseudo = crate::pseudofs::of_fd(&*fd, self.dev);
+        // Subtle: `cur` is only `None` while a child is walked (below).
+        let mut cur = Some(fd);
         for name in names {
+            let fd = Arc::clone(cur.as_ref().expect("reopened after each child"));
             let path = shown.join(&name);
             // The path below the root is only needed by path globs and
             // for directories: skip its allocation for plain files.
@@ -231,51 +303,75 @@ impl Walker<'_> {
                 continue;
             }
             // lstat, not d_type: we need dev, inode and link count anyway.
-            let lmeta = match fs::symlink_metadata(&path) {
+            let lst = match rustix::fs::statat(&*fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(m) => m,
                 Err(e) => {
-                    (self.emit)(Event::Error(path, e));
+                    (self.emit)(Event::Error(path, e.into()));
                     continue;
                 }
             };
             let mut link = via_link;
-            let meta = if lmeta.file_type().is_symlink() {
+            let is_link = FileType::from_raw_mode(lst.st_mode as _) == FileType::Symlink;
+            let st = if is_link {
                 if !self.opts.follow {
                     (self.emit)(Event::Skipped(path, Skip::Symlink));
                     continue;
                 }
                 link = true;
-                match fs::metadata(&path) {
+                match rustix::fs::statat(&*fd, name.as_os_str(), AtFlags::empty()) {
                     Ok(m) => m,
                     Err(e) => {
-                        (self.emit)(Event::Error(path, e));
+                        (self.emit)(Event::Error(path, e.into()));
                         continue;
                     }
                 }
             } else {
-                lmeta
+                lst
             };
-            let ft = meta.file_type();
-            if ft.is_file() {
-                (self.emit)(Event::File(entry(path, &meta, link)));
-            } else if ft.is_dir() {
-                if self.opts.one_file_system && meta.dev() != self.root_dev {
+            let ft = FileType::from_raw_mode(st.st_mode as _);
+            let FileStat { dev, ino, .. } = FileStat::of_stat(&st);
+            if ft == FileType::RegularFile {
+                if let Some(fs) =
+                    pseudo.filter(|&fs| crate::pseudofs::unbounded(fs, name.as_bytes()))
+                {
+                    (self.emit)(Event::Skipped(path, Skip::Unbounded(fs.name())));
+                    continue;
+                }
+                (self.emit)(Event::File(entry(path, &fd, &st, link)));
+            } else if ft == FileType::Directory {
+                if self.opts.one_file_system && dev != self.root_dev {
                     (self.emit)(Event::Skipped(path, Skip::OtherFileSystem));
                     continue;
                 }
-                let id = (meta.dev(), meta.ino());
+                let id = (dev, ino);
                 if self.ancestors.contains(&id) {
                     (self.emit)(Event::Skipped(path, Skip::Loop));
                     continue;
                 }
-                if meta.dev() != self.dev {
+                if self.opts.max_depth.is_some_and(|m| depth + 1 > m) {
+                    continue;
+                }
+                let child = match rustix::fs::openat(
+                    &*fd,
+                    name.as_os_str(),
+                    dir_flags(is_link),
+                    Mode::empty(),
+                ) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        (self.emit)(Event::Error(path, e.into()));
+                        continue;
+                    }
+                };
+                if dev != self.dev {
                     let mut ancestors = self.ancestors.clone();
                     ancestors.push(id);
                     let sub = Subtree {
                         path,
+                        fd: child,
                         rel: rel_of(&name),
                         depth: depth + 1,
-                        dev: meta.dev(),
+                        dev,
                         root_dev: self.root_dev,
                         ancestors,
                         via_link: link,
@@ -283,17 +379,69 @@ impl Walker<'_> {
                     (self.emit)(Event::Mount(sub));
                     continue;
                 }
+                // Deep down, let go of this directory while the child is
+                // walked and reopen it as the child's `..` afterwards, so a
+                // walk holds at most HELD_LEVELS descriptors for its path.
+                // Not through a followed link: its `..` is elsewhere.
+                let me = *self.ancestors.last().expect("the current directory");
+                drop(fd);
+                if depth > HELD_LEVELS && !link {
+                    cur = None;
+                }
                 self.ancestors.push(id);
-                self.dir(&path, &path, &rel_of(&name), depth + 1, link);
+                let child = self.dir(child, &path, &rel_of(&name), depth + 1, link);
                 self.ancestors.pop();
+                if cur.is_none() {
+                    match reopen_parent(&child, me) {
+                        Ok(p) => cur = Some(p),
+                        Err(e) => {
+                            // The rest of this directory is lost; the parent
+                            // retries from the same descriptor, one level up.
+                            (self.emit)(Event::Error(shown_or_dot(shown), e));
+                            return Below {
+                                fd: child.fd,
+                                levels: child.levels + 1,
+                            };
+                        }
+                    }
+                }
             } else {
                 (self.emit)(Event::Skipped(
                     path,
-                    Skip::Special(crate::hash::kind_name(ft)),
+                    Skip::Special(crate::hash::kind_of_type(ft)),
                 ));
             }
         }
+        Below {
+            fd: cur.expect("reopened after each child"),
+            levels: 0,
+        }
     }
+}
+
+/// A directory descriptor `levels` directories below the one walked.
+struct Below {
+    fd: Arc<OwnedFd>,
+    levels: usize,
+}
+
+/// Directory levels whose descriptors a walk keeps open; deeper, a
+/// directory is reopened as `..` of its child (see [`Walker::dir`]).
+const HELD_LEVELS: usize = 128;
+
+/// Reopens the parent of the directory `child` came back from, which must
+/// be the directory `expected` (dev, ino): it is not if the tree was moved
+/// meanwhile.
+fn reopen_parent(child: &Below, expected: (u64, u64)) -> io::Result<Arc<OwnedFd>> {
+    let up = vec![".."; child.levels + 1].join("/");
+    let p = rustix::fs::openat(&*child.fd, up.as_str(), dir_flags(false), Mode::empty())?;
+    let st = FileStat::of_stat(&rustix::fs::fstat(&p)?);
+    if (st.dev, st.ino) != expected {
+        return Err(io::Error::other(
+            "directory moved during the walk; its remaining entries were not read",
+        ));
+    }
+    Ok(Arc::new(p))
 }
 
 fn shown_or_dot(p: &Path) -> PathBuf {

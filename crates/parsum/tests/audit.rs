@@ -68,7 +68,7 @@ fn audit_with_a_sha256sum_manifest_and_a_root() {
         .current_dir(d.path())
         .args(["--audit", "/nonexistent"])
         .assert()
-        .code(2)
+        .code(1)
         .stderr(predicate::str::contains("No such file or directory"));
 }
 

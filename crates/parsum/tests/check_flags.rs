@@ -118,7 +118,7 @@ fn improper_lines_warn_and_strict() {
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "SHA256SUMS: 3: improperly formatted checksum line",
+            "SHA256SUMS: 3: improperly formatted SHA256 checksum line",
         ));
     parsum()
         .current_dir(d.path())

@@ -134,7 +134,13 @@ fn roots_on_two_devices() {
             && lines[599].ends_with("mem/199")
     );
     let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(err.matches("parsum: device ").count(), 2, "{err}");
+    // One detection line per device (the adaptive gate may add lines
+    // about its changes, which depend on timing).
+    let detected = err
+        .lines()
+        .filter(|l| l.starts_with("parsum: device ") && l.ends_with(']'))
+        .count();
+    assert_eq!(detected, 2, "{err}");
     // A manifest that alternates devices line by line verifies in order.
     let mut manifest = String::new();
     for i in 0..200 {

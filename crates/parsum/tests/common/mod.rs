@@ -83,3 +83,46 @@ pub fn stdout_of(cmd: &mut Command) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// The version `tool --version` reports (`b3sum 1.8.7` -> `(1, 8, 7)`).
+pub fn version_of(tool: &std::ffi::OsStr) -> Option<(u32, u32, u32)> {
+    let out = StdCommand::new(tool).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = text
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut it = v.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+    Some((it.next()?, it.next().unwrap_or(0), it.next().unwrap_or(0)))
+}
+
+/// A b3sum that escapes CR (1.5.5 or newer): `$PARSUM_B3SUM`, else `b3sum`
+/// on PATH. Prints why when there is none, so the skip is visible.
+/// (`cargo install b3sum --root DIR` builds one; see docs/parsum.md.)
+pub fn current_b3sum() -> Option<PathBuf> {
+    let tool = std::env::var_os("PARSUM_B3SUM").unwrap_or_else(|| "b3sum".into());
+    match version_of(&tool) {
+        Some(v) if v >= (1, 5, 5) => Some(PathBuf::from(tool)),
+        Some(v) => {
+            eprintln!(
+                "note: {} is b3sum {v:?}, older than 1.5.5; skipping the current-b3sum test \
+                 (set PARSUM_B3SUM to a newer one)",
+                tool.to_string_lossy()
+            );
+            None
+        }
+        None => {
+            eprintln!("note: b3sum is not installed; skipping the current-b3sum test");
+            None
+        }
+    }
+}
+
+/// Runs `cmd` and returns (exit code, stdout, stderr).
+pub fn run_std(cmd: &mut StdCommand) -> (i32, Vec<u8>, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

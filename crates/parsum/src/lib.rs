@@ -1,0 +1,29 @@
+//! parsum, the parallel, device-aware tree checksummer, as a library: the
+//! binary (`main.rs`) only calls [`app::run`]. The modules are public so
+//! that unit tests, integration tests and fuzz targets reach them; they are
+//! not a stable API.
+//!
+//! A quick tour, in the order a run goes through them:
+//! [`cli`] (arguments) → [`config`] (a resolved [`config::Config`] with a
+//! [`config::Mode`]) → [`app`] (one run per mode, ending in an
+//! [`exit::Exit`]) → [`walk`] (the sorted
+//! walk) → [`pipeline`] (a pool per device, ordered results) → [`hash`]
+//! (reading and hashing one file) → [`output`], [`check`] or [`audit`]
+//! (what is printed). [`manifest`] reads and writes checksum lines, and
+//! [`escape`] holds every way a file name is escaped.
+
+pub mod app;
+pub mod audit;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod device;
+pub mod escape;
+pub mod exit;
+pub mod hash;
+pub mod manifest;
+pub mod output;
+pub mod pipeline;
+pub mod progress;
+pub mod pseudofs;
+pub mod walk;

@@ -1,0 +1,243 @@
+//! The pipeline: producers (walks, manifest readers) feed files to a pool
+//! per device through parpool's `imap`, and one consumer receives every
+//! result in producer order.
+//!
+//! ```text
+//!  producer thread ──batches──▶ pool.imap (its device's pool) ─▶ driver thread ─▶ results ─┐
+//!        │                                                                                  │
+//!        └── order channel: Start(results) / Batch / Alias / Msg / Sub(stream) ──▶ consumer ◀┘
+//! ```
+//!
+//! One producer, one device. A producer's files all live on one device; a
+//! directory on another device (a mount point) or a file there becomes a
+//! sub-producer on its own thread, whose stream the consumer drains in place
+//! (`Sub`). That is the article's mount-point parallelism: every mount point
+//! under a root, and every root, walks and hashes at the same time.
+//!
+//! It is also what makes blocking inputs safe with parpool's `imap`, which
+//! reads its input lazily, under a lock, on the pool's workers: a worker may
+//! block in a producer's channel until that producer sends more or
+//! finishes, and a producer only ever waits on its own bounded channel,
+//! which that very reader is draining. Streams depend only on earlier
+//! streams, so the consumer always makes progress.
+//!
+//! Ordering: a producer sends each batch into its `imap` input before it
+//! sends `Batch` on its order channel; `imap` yields batches in input
+//! order, so the consumer sees files exactly in producer order, whatever
+//! the thread timing. Consecutive small files share a batch (it closes at
+//! [`BATCH_FILES`] files or [`BATCH_BYTES`] bytes).
+//!
+//! Memory: the batch channel, the `imap` read-ahead and the result channel
+//! are bounded, so a producer is at most a fixed number of batches ahead of
+//! the consumer, for any tree size. NOTE: the order channel itself is
+//! unbounded; it holds one small entry per batch, skip message or
+//! sub-stream, so only a tree made mostly of skipped entries (or of files
+//! alternating between devices) can grow it.
+//!
+//! The parts: [`Feeder`] and [`Runs`] (feeder.rs) on the producer's side,
+//! `device_stage.rs` for the pool, gate and driver of each producer, and
+//! [`Stream`] (stream.rs) on the consumer's side.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+
+use crate::device::{DeviceInfo, DeviceJobs, Gate, Plan};
+use crate::hash::{AlgoSet, FileHash, FileStat, HashError, Splitter};
+use crate::output::Note;
+use crate::progress::{message, Counters};
+use crate::walk::{walk, walk_subtree, Event, Subtree, WalkOpts};
+use parpool::ThreadPool;
+
+mod device_stage;
+mod feeder;
+mod stream;
+
+pub use feeder::{Feeder, Runs};
+pub use stream::Stream;
+
+/// A batch closes after this many files...
+pub const BATCH_FILES: usize = 64;
+/// ...or once it holds this many bytes.
+pub const BATCH_BYTES: u64 = 1 << 20;
+/// Batches a producer may queue per device before it waits.
+const INPUT_BATCHES: usize = 16;
+/// Hashed batches a device may hold for the consumer.
+const RESULT_BATCHES: usize = 256;
+
+/// One file to hash, with the producer's data `T`.
+pub struct Item<T> {
+    pub path: PathBuf,
+    /// The directory to open `path`'s last component in (see `walk.rs`);
+    /// dropped once the file is hashed, so queued results hold no descriptor.
+    pub dir: Option<Arc<std::os::fd::OwnedFd>>,
+    /// As listed: the "before" of the changed-during-read check.
+    pub stat: FileStat,
+    /// Open with O_NOFOLLOW (the walk saw a regular file, not a link).
+    pub no_follow: bool,
+    /// The digests to compute, in one read.
+    pub algos: AlgoSet,
+    pub tag: T,
+}
+
+/// The consumer's side: called in producer order.
+pub trait Sink<T, M> {
+    fn done(&mut self, item: Item<T>, result: Result<FileHash, HashError>);
+    fn msg(&mut self, m: M);
+    /// After each batch: a good moment to flush output.
+    fn batch_end(&mut self) {}
+    /// Whether the consumer wants no more (its output is gone): the drain
+    /// then returns at once and leaves the producers to the process's end.
+    fn stopped(&self) -> bool {
+        false
+    }
+}
+
+/// Settings shared by every device.
+pub struct Settings {
+    pub jobs: Option<usize>,
+    pub device_jobs: Vec<DeviceJobs>,
+    pub cpus: usize,
+    pub verbose: bool,
+    /// Splits large BLAKE3 files on devices that take parallel reads.
+    pub splitter: Option<Arc<Splitter>>,
+    pub counters: Arc<Counters>,
+}
+
+pub(crate) struct Device {
+    pool: ThreadPool,
+    gate: Arc<Gate>,
+}
+
+/// The devices seen so far, shared by all producers.
+pub struct Pipeline {
+    cfg: Settings,
+    devices: Mutex<HashMap<u64, Arc<Device>>>,
+}
+
+/// A hashed file and its outcome.
+pub(crate) type Done<T> = (Item<T>, Result<FileHash, HashError>);
+
+pub(crate) enum Order<T, M> {
+    /// The producer's device pipeline started; its batches arrive here.
+    Start(Receiver<Vec<Done<T>>>),
+    Batch,
+    /// A sub-producer (another device): drain it here, in place.
+    Sub(Stream<T, M>),
+    /// A hard link to a file this producer already sent.
+    Alias(Item<T>),
+    Msg(M),
+}
+
+impl Pipeline {
+    pub fn new(cfg: Settings) -> Arc<Pipeline> {
+        Arc::new(Pipeline {
+            cfg,
+            devices: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.cfg.counters
+    }
+
+    pub(crate) fn device(&self, dev: u64) -> Arc<Device> {
+        let mut devices = self.devices.lock().unwrap();
+        if let Some(d) = devices.get(&dev) {
+            return Arc::clone(d);
+        }
+        let info = DeviceInfo::detect(dev);
+        let (plan, why) = Plan::choose(&info, self.cfg.jobs, &self.cfg.device_jobs, self.cfg.cpus);
+        if self.cfg.verbose {
+            let range = if plan.adaptive {
+                format!(", adapting within 1..={}", plan.max)
+            } else {
+                String::new()
+            };
+            message(&format!(
+                "parsum: device {}: {} reader(s){range} [{why}]",
+                info.describe(),
+                plan.start
+            ));
+        }
+        let d = Arc::new(Device {
+            pool: ThreadPool::with_workers(plan.max),
+            gate: Arc::new(Gate::new(plan, info.id.clone(), self.cfg.verbose)),
+        });
+        devices.insert(dev, Arc::clone(&d));
+        d
+    }
+
+    /// Starts a producer on its own thread. `produce` gets a [`Feeder`]; the
+    /// returned [`Stream`] yields its results in order.
+    pub fn spawn<T, M, P>(self: &Arc<Self>, produce: P) -> Stream<T, M>
+    where
+        T: Send + 'static,
+        M: Send + 'static,
+        P: FnOnce(&mut Feeder<T, M>) + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        let pipe = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name("parsum-walk".into())
+            .stack_size(64 << 20) // deep trees recurse
+            .spawn(move || {
+                let mut f = Feeder {
+                    pipe,
+                    order: tx,
+                    dev: None,
+                    input: None,
+                    pending: Vec::new(),
+                    pending_bytes: 0,
+                    links: HashSet::new(),
+                };
+                produce(&mut f);
+                f.flush();
+            })
+            .expect("spawn producer thread");
+        Stream {
+            rx,
+            handle: Some(handle),
+        }
+    }
+}
+
+/// Starts a producer that walks `root` and queues every file for `algos`;
+/// mount points below it get sub-producers of their own.
+pub fn spawn_walk(
+    pipe: &Arc<Pipeline>,
+    root: PathBuf,
+    opts: Arc<WalkOpts>,
+    algos: AlgoSet,
+) -> Stream<(), Note> {
+    pipe.spawn(move |f| walk_into(f, WalkStart::Root(root), opts, algos))
+}
+
+enum WalkStart {
+    Root(PathBuf),
+    Sub(Subtree),
+}
+
+fn walk_into(f: &mut Feeder<(), Note>, start: WalkStart, opts: Arc<WalkOpts>, algos: AlgoSet) {
+    let mut emit = |ev: Event| match ev {
+        Event::File(e) => f.file(Item {
+            path: e.path,
+            dir: e.dir,
+            stat: e.stat,
+            no_follow: !e.via_link,
+            algos,
+            tag: (),
+        }),
+        Event::Mount(sub) => {
+            let opts = Arc::clone(&opts);
+            f.sub(move |f| walk_into(f, WalkStart::Sub(sub), opts, algos))
+        }
+        Event::Skipped(p, s) => f.msg(Note::Skipped(p, s)),
+        Event::Error(p, e) => f.msg(Note::Error(p, e)),
+    };
+    match start {
+        WalkStart::Root(root) => walk(&root, &opts, &mut emit),
+        WalkStart::Sub(sub) => walk_subtree(sub, &opts, &mut emit),
+    }
+}
