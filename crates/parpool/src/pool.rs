@@ -32,6 +32,10 @@ use std::sync::{Arc, Mutex};
 /// | `imap` / `imap_unordered` | [`imap`](Self::imap) / [`imap_unordered`](Self::imap_unordered) |
 /// | `starmap` | [`starmap`](Self::starmap) |
 /// | `close` / `terminate` / `join` | [`close`](Self::close) / [`terminate`](Self::terminate) / [`join`](Self::join) |
+/// | (rayon's `spawn`) | [`spawn`](Self::spawn) |
+///
+/// No method panics because the pool was closed or terminated, by this
+/// thread or another: see each method for what it does instead.
 ///
 /// # Dropping a pool
 ///
@@ -353,7 +357,7 @@ impl ThreadPool {
     ///
     /// The calling thread works too, and the call returns (or unwinds) only
     /// after all its work has stopped. On a pool that no longer runs, the
-    /// calling thread does all the work; a `terminate` while the map runs
+    /// calling thread does all the work (Python raises `ValueError`); a `terminate` while the map runs
     /// stops the workers' part, and the calling thread finishes it. So `map`
     /// always returns every result.
     ///
