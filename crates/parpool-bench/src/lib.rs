@@ -247,7 +247,7 @@ fn targets(
         let s = sec(id);
         let correct = s
             .and_then(|s| s.timings.iter().find(|t| t.name == row))
-            .map_or(true, |t| t.correct);
+            .is_none_or(|t| t.correct);
         Target::new(
             what,
             s.and_then(|s| s.paired_ratio(row, base)),
@@ -368,7 +368,7 @@ fn targets(
             Unit::MiB,
         )
         .strict()
-        .correct(w5pp.map_or(true, |r| r.items == W5_ITEMS)),
+        .correct(w5pp.is_none_or(|r| r.items == W5_ITEMS)),
     );
     let idle = w6.iter().find(|r| r.0 == "parpool").and_then(|r| r.1);
     t.push(

@@ -174,3 +174,8 @@ pub use star::{StarFn, Unpack};
 pub use stats::Stats;
 #[cfg(not(parpool_loom))]
 pub use wait::{as_completed, wait, AsCompleted, WaitFor};
+
+/// The README's Rust example, run as a doc test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -32,6 +32,10 @@ use std::sync::{Arc, Mutex};
 /// | `imap` / `imap_unordered` | [`imap`](Self::imap) / [`imap_unordered`](Self::imap_unordered) |
 /// | `starmap` | [`starmap`](Self::starmap) |
 /// | `close` / `terminate` / `join` | [`close`](Self::close) / [`terminate`](Self::terminate) / [`join`](Self::join) |
+/// | (rayon's `spawn`) | [`spawn`](Self::spawn) |
+///
+/// No method panics because the pool was closed or terminated, by this
+/// thread or another: see each method for what it does instead.
 ///
 /// # Dropping a pool
 ///
@@ -317,8 +321,10 @@ impl ThreadPool {
     /// same way: `spawn` never panics and never drops work silently. (Python
     /// raises `ValueError: Pool not running`; check
     /// [`is_running`](Self::is_running) first if the caller must not run
-    /// the work itself.) A `terminate` discards spawned jobs that have not
-    /// started, like every queued task.
+    /// the work itself.) Jobs that wait for one another (a channel between
+    /// two spawned jobs) then run one after the other on the caller and can
+    /// block it, as they can on a pool with too few workers. A `terminate`
+    /// discards spawned jobs that have not started, like every queued task.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -353,7 +359,7 @@ impl ThreadPool {
     ///
     /// The calling thread works too, and the call returns (or unwinds) only
     /// after all its work has stopped. On a pool that no longer runs, the
-    /// calling thread does all the work; a `terminate` while the map runs
+    /// calling thread does all the work (Python raises `ValueError`); a `terminate` while the map runs
     /// stops the workers' part, and the calling thread finishes it. So `map`
     /// always returns every result.
     ///
@@ -395,6 +401,8 @@ impl ThreadPool {
     /// After a failure at input `k`, no input after `k` is started. Inputs
     /// before `k` still run, since one of them may fail too: the error
     /// returned is the one at the smallest position, whatever the timing.
+    /// On a pool that no longer runs, the calling thread does the work, as
+    /// in [`map`](Self::map).
     ///
     /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
     /// `std` collections and common iterators are collected first (see
@@ -431,7 +439,8 @@ impl ThreadPool {
     /// Calls `f(a, b, ..)` for every tuple input and returns the results in
     /// order (Python's `starmap`). Tuples of 1 to 8 elements; a borrowed
     /// tuple `&(A, B)` calls `f(&A, &B)`. Annotate the closure's argument
-    /// types.
+    /// types. On a pool that no longer runs, the calling thread does the
+    /// work, as in [`map`](Self::map).
     ///
     /// Inputs: slices, `Vec`s, arrays and integer ranges are split in place;
     /// `std` collections and common iterators are collected first (see
@@ -615,7 +624,15 @@ impl ThreadPool {
     /// }
     /// ```
     ///
-    /// The same code, tested on an in-memory reader:
+    /// `stdin().lines()` itself is refused at compile time:
+    ///
+    /// ```compile_fail,E0277
+    /// let pool = parpool::ThreadPool::new();
+    /// // error[E0277]: `MutexGuard<'_, ..>` cannot be sent between threads safely
+    /// let it = pool.imap(|line: std::io::Result<String>| line.is_ok(), std::io::stdin().lines());
+    /// ```
+    ///
+    /// The working version, tested on an in-memory reader:
     ///
     /// ```
     /// use std::io::{BufRead, BufReader, Cursor};

@@ -240,7 +240,8 @@ impl<'scope> Scope<'scope, '_> {
     /// `Scope::spawn`), for a closure that borrows. The scope waits for it.
     ///
     /// On a pool that no longer runs, `f` runs on the calling thread before
-    /// `spawn` returns.
+    /// `spawn` returns (see [`ThreadPool::spawn`](crate::ThreadPool::spawn)
+    /// for why, and for jobs that wait for one another).
     ///
     /// # Panics
     ///

@@ -87,7 +87,7 @@ impl Progress {
             let found = counters.found_files.load(Ordering::Relaxed);
             bar.set_length(counters.found_bytes.load(Ordering::Relaxed).max(bytes_done));
             bar.set_position(bytes_done);
-            if files_done % 64 == 0 || files_done == found {
+            if files_done.is_multiple_of(64) || files_done == found {
                 bar.set_message(format!("{files_done}/{found} files"));
             }
         }
