@@ -15,18 +15,33 @@ use parpool::{TaskError, ThreadPool};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A result that counts the live ones (the mapped function captures
+/// nothing, so no count is held by the function while credits finish).
+struct Counted(usize);
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Counted {
+    fn new(i: usize) -> Self {
+        LIVE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Counted(i)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// `batches()` right after `next()` took part of a chunk moves the rest of
 /// that chunk to the front of its buffer (`Cursor::take_rest` with
 /// `pos > 0`): every result is handed out once, none dropped or copied twice.
 #[test]
 fn batches_after_a_partial_chunk_move_each_result_once() {
     guard(60, || {
-        let token = Arc::new(());
         let pool = ThreadPool::with_workers(2);
-        let t = Arc::clone(&token);
-        let mut it = pool
-            .imap(move |i: usize| (i, Arc::clone(&t)), 0..23)
-            .chunksize(5);
+        let mut it = pool.imap(Counted::new, 0..23).chunksize(5);
         let (a, b) = (it.next().unwrap(), it.next().unwrap());
         assert_eq!((a.0, b.0), (0, 1));
         let mut batches = it.batches();
@@ -39,11 +54,12 @@ fn batches_after_a_partial_chunk_move_each_result_once() {
         }
         assert_eq!(ids, (2..23).collect::<Vec<_>>());
         assert!(batches.next().is_none(), "stays at the end");
+        assert_eq!(LIVE.load(std::sync::atomic::Ordering::SeqCst), 5);
         drop((a, b, rest, batches));
         assert_eq!(
-            Arc::strong_count(&token),
-            1,
-            "a result leaked or was copied"
+            LIVE.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a result leaked or was dropped twice"
         );
     });
 }
@@ -296,4 +312,55 @@ fn a_panicking_for_each_with_a_closure_whose_drop_panics_does_not_abort() {
             child::assert_pool_healthy(&pool, "after a panicking for_each");
         },
     );
+}
+
+/// `batches()` and `fold` of an imap made before `close` and of one made
+/// after it (whose credits run on the consumer's thread): every result,
+/// in order.
+#[test]
+fn batches_and_fold_around_close() {
+    guard(60, || {
+        let pool = ThreadPool::with_workers(2);
+        let before = pool.imap(|x: u32| x + 1, 0..50).chunksize(4);
+        let mut before_unordered = pool.imap_unordered(|x: u32| x + 1, 0..50).chunksize(4);
+        assert!(before_unordered.next().is_some());
+        pool.close();
+        let after = pool.imap(|x: u32| x + 1, 0..50).chunksize(4);
+        let want: Vec<u32> = (1..=50).collect();
+        assert_eq!(before.batches().collect::<Vec<_>>().concat(), want);
+        assert_eq!(after.batches().collect::<Vec<_>>().concat(), want);
+        assert_eq!(before_unordered.count(), 49);
+        assert_eq!(
+            pool.imap_unordered(|x: u32| x + 1, 0..50)
+                .fold(0u64, |a, x| a + u64::from(x)),
+            want.iter().map(|&x| u64::from(x)).sum::<u64>()
+        );
+        pool.join();
+    });
+}
+
+/// A scoped imap whose `for_each` closure panics halfway: the scope waits
+/// for the credits still out (they borrow its data), then the consumer's
+/// panic reaches the caller; no borrowed result is dropped twice or leaked.
+#[test]
+fn a_panicking_for_each_on_a_scoped_imap() {
+    child::run("a_panicking_for_each_on_a_scoped_imap", 30, || {
+        let pool = ThreadPool::with_workers(2);
+        let data: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+        let token = Arc::new(());
+        let err = catch(|| {
+            pool.scope(|s| {
+                s.imap(|w: &String| (w.as_str(), Arc::clone(&token)), &data)
+                    .chunksize(8)
+                    .for_each(|(w, _t)| {
+                        if w == "77" {
+                            panic!("EXPECTED: consumer stops at 77");
+                        }
+                    })
+            })
+        });
+        assert!(err.unwrap_err().contains("consumer stops at 77"));
+        assert_eq!(Arc::strong_count(&token), 1, "a result leaked");
+        assert_eq!(pool.imap(|x: u8| x, 0..10).count(), 10);
+    });
 }
