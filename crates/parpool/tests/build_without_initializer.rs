@@ -4,6 +4,8 @@
 //! join and drop leave no thread behind; submitted work runs or reports
 //! `Cancelled`; retirement (`max_tasks_per_worker`) and spares (a task that
 //! waits) still keep the pool going.
+#[path = "common/child.rs"]
+mod child;
 mod common;
 
 use common::guard;
@@ -171,4 +173,43 @@ fn with_workers_then_immediate_join() {
             ));
         }
     });
+}
+
+/// A build whose thread spawns start failing midway (each worker reserves a
+/// large stack, under a virtual memory limit): `build` returns
+/// `BuildError::Spawn`, and the workers already started, which `build` did
+/// not wait for, are stopped and joined: none is left.
+#[test]
+fn a_build_failing_to_spawn_midway_leaves_no_thread() {
+    child::run_limited(
+        "a_build_failing_to_spawn_midway_leaves_no_thread",
+        60,
+        Some(2048),
+        || {
+            // Two such workers fit under the limit, so 64 fail midway.
+            let small = Builder::new()
+                .workers(2)
+                .stack_size(128 << 20)
+                .build()
+                .expect("two large-stack workers fit");
+            assert_eq!(small.apply_async(|| 1).get(), Ok(1));
+            drop(small);
+            let r = Builder::new()
+                .workers(64)
+                .stack_size(128 << 20)
+                .thread_name("pp-sf")
+                .build();
+            assert!(
+                matches!(r, Err(parpool::BuildError::Spawn(_))),
+                "expected a spawn failure, got {:?}",
+                r.map(|p| p.workers())
+            );
+            if let Some(n) = threads_named("pp-sf") {
+                assert_eq!(n, 0, "threads left after a failed build");
+            }
+            // The process can still start a pool.
+            let pool = ThreadPool::with_workers(2);
+            assert_eq!(pool.apply_async(|| 5).get(), Ok(5));
+        },
+    );
 }
