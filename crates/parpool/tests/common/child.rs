@@ -43,7 +43,15 @@ pub fn run_limited(
         return;
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let args = [test_name, "--exact", "--nocapture", "--test-threads=1"];
+    // `--include-ignored`: an `#[ignore]`d test (a known bug) run on purpose
+    // with `--include-ignored` runs its body in the child too.
+    let args = [
+        test_name,
+        "--exact",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ];
     let mut cmd = match mem_mb {
         Some(mb) => {
             let mut c = Command::new("/bin/sh");
