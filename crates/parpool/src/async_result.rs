@@ -641,7 +641,7 @@ impl<R> AsyncResult<R> {
     fn take(&mut self) -> Outcome<R> {
         assert!(
             !self.spent,
-            "parpool: this AsyncResult's result was already returned by get_timeout"
+            "parpool: this AsyncResult's result was already returned (by get_timeout, or by awaiting it)"
         );
         let slot = self.task.slot();
         slot.observed.store(true, Ordering::Relaxed);

@@ -198,21 +198,12 @@ impl Iterator for BombIter {
     }
 }
 
-/// BUG (review-9): the consumer's own closure panics (`for_each` through the
-/// `fold` override, or a `for` body) on an imap whose unread input has a
-/// `Drop` that panics. The imap is dropped while unwinding; `Consumer::drop`
-/// does not release the input contained (it sets the cancel flag only), so
-/// when the consumer holds the last reference to the input (every credit
-/// reported), the input's `Drop` runs uncontained during the unwinding and
-/// the process aborts ("panic in a destructor during cleanup"). The same
-/// input dropped without an unwinding consumer is a clear panic
-/// (`user_panics::imap_input_iterator_drop_panics`). Fix: drop the input
-/// contained wherever the last reference goes (a `Drop` for `Source` that
-/// takes `input.iter` and drops it with `panic::drop_contained`), or call
-/// `release_input` from `Consumer::drop` (but that waits for an in-flight
-/// read).
+/// The consumer's own closure panics (`for_each` through the `fold`
+/// override, or a `for` body) on an imap whose unread input has a `Drop`
+/// that panics, and the consumer holds the last reference to the input (every
+/// credit reported): the imap is dropped while unwinding, so the input's
+/// `Drop` must run contained (found by review; it aborted the process).
 #[test]
-#[ignore = "BUG review-9: aborts the (child) process; see the comment"]
 fn a_panicking_for_each_over_an_input_whose_drop_panics_does_not_abort() {
     child::run(
         "a_panicking_for_each_over_an_input_whose_drop_panics_does_not_abort",
@@ -277,13 +268,11 @@ fn a_panicking_fold_with_panicking_result_drops_left_in_the_chunk() {
     );
 }
 
-/// BUG (review-9), the same for the mapped function: `f` lives with the
-/// input (`Source`), and a closure whose captured state panics when dropped
-/// aborts the process when the consumer's closure panics and the consumer
-/// holds the last reference. Fix: drop `f` contained too (`ManuallyDrop`
-/// plus `panic::drop_contained` in a `Drop` for `Source`).
+/// The same for the mapped function: `f` lives with the input (`Source`),
+/// and a closure whose captured state panics when dropped must not abort the
+/// process when the consumer's closure panics and the consumer holds the
+/// last reference.
 #[test]
-#[ignore = "BUG review-9: aborts the (child) process; see the comment"]
 fn a_panicking_for_each_with_a_closure_whose_drop_panics_does_not_abort() {
     child::run(
         "a_panicking_for_each_with_a_closure_whose_drop_panics_does_not_abort",

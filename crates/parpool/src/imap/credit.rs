@@ -26,6 +26,7 @@ use crate::registry::Registry;
 use crate::scope::ScopeState;
 use crate::sync::lock;
 use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Waker;
@@ -190,7 +191,8 @@ pub(super) struct Source<I: Iterator, F> {
     /// Held while the input is read, which runs user code that may wait.
     reader: ReadToken,
     input: Mutex<Input<I>>,
-    f: F,
+    /// Dropped only by `Source`'s `Drop`, contained.
+    f: ManuallyDrop<F>,
     spare: Spare<I::Item>,
 }
 
@@ -202,7 +204,7 @@ impl<I: Iterator, F> Source<I, F> {
                 iter: Some(iter),
                 next_seq: 0,
             }),
-            f,
+            f: ManuallyDrop::new(f),
             spare: Spare::new(),
         }
     }
@@ -215,6 +217,31 @@ impl<I: Iterator, F> Source<I, F> {
             lock(&self.input).iter.take()
         };
         drop(panic::drop_contained(iter));
+    }
+}
+
+impl<I: Iterator, F> Drop for Source<I, F> {
+    /// The last reference may go on the consumer's thread while it unwinds
+    /// (its own closure panicked in `for_each`, say): the input's and the
+    /// mapped function's `Drop` are user code, so they run contained, since
+    /// a panic there would abort the process. Outside an unwinding, their
+    /// panic is re-raised, as any other `Drop`'s would be.
+    fn drop(&mut self) {
+        let iter = self
+            .input
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter
+            .take();
+        let input_panic = panic::drop_contained(iter);
+        // SAFETY: `f` is never used again: this is `Source`'s own `Drop`.
+        let f = unsafe { ManuallyDrop::take(&mut self.f) };
+        let f_panic = panic::drop_contained(f);
+        if let Some(p) = input_panic.or(f_panic) {
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(p);
+            }
+        }
     }
 }
 
@@ -359,7 +386,7 @@ where
         let token = unsafe { cancel::enter(&*shared, true) };
         let mut results = shared.spare.take(items.len());
         let mut drain = items.drain(..);
-        let f = &source.f;
+        let f = &*source.f;
         // Check for cancellation every `block` items: every item while items
         // are slow or of unknown cost, about every 10 µs for tiny ones.
         let est = shared.ns_per_item.load(Ordering::Relaxed);
