@@ -20,12 +20,12 @@
 //! takes), and no lookup walks the full path again for each file. The cost is
 //! one open descriptor per directory level being walked, plus one per
 //! directory with files still queued for hashing; `app::run` raises the soft
-//! `RLIMIT_NOFILE` to the hard limit for that.
+//! `RLIMIT_NOFILE` to the hard limit for that, and every directory
+//! descriptor counts against a budget below that limit (`dirfd.rs`).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
 
+use crate::dirfd::DirFd;
 use crate::hash::FileStat;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -43,7 +44,7 @@ pub struct FileEntry {
     pub path: PathBuf,
     /// The directory it is in, to open it by name (`openat`); `None` for a
     /// file named on the command line, opened by its path.
-    pub dir: Option<Arc<OwnedFd>>,
+    pub dir: Option<Arc<DirFd>>,
     pub stat: FileStat,
     /// Reached through a symbolic link (so opening must follow links).
     pub via_link: bool,
@@ -70,7 +71,7 @@ pub enum Skip {
 pub struct Subtree {
     pub path: PathBuf,
     /// The directory, already opened.
-    fd: Arc<OwnedFd>,
+    fd: Arc<DirFd>,
     rel: PathBuf,
     depth: usize,
     dev: u64,
@@ -185,9 +186,9 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
             Skip::Special(crate::hash::kind_name(ft)),
         ));
     }
-    let fd = match rustix::fs::open(root, dir_flags(true), Mode::empty()) {
+    let fd = match DirFd::open(|| rustix::fs::open(root, dir_flags(true), Mode::empty())) {
         Ok(fd) => Arc::new(fd),
-        Err(e) => return emit(Event::Error(root.to_path_buf(), e.into())),
+        Err(e) => return emit(Event::Error(root.to_path_buf(), e)),
     };
     let mut w = Walker {
         opts,
@@ -229,7 +230,7 @@ fn dir_flags(follow: bool) -> OFlags {
     }
 }
 
-fn entry(path: PathBuf, dir: &Arc<OwnedFd>, st: &Stat, via_link: bool) -> FileEntry {
+fn entry(path: PathBuf, dir: &Arc<DirFd>, st: &Stat, via_link: bool) -> FileEntry {
     FileEntry {
         path,
         dir: Some(Arc::clone(dir)),
@@ -256,7 +257,7 @@ impl Walker<'_> {
     /// (out of descriptors), a descriptor some levels below it.
     fn dir(
         &mut self,
-        fd: Arc<OwnedFd>,
+        fd: Arc<DirFd>,
         shown: &Path,
         rel: &Path,
         depth: usize,
@@ -351,15 +352,12 @@ impl Walker<'_> {
                 if self.opts.max_depth.is_some_and(|m| depth + 1 > m) {
                     continue;
                 }
-                let child = match rustix::fs::openat(
-                    &*fd,
-                    name.as_os_str(),
-                    dir_flags(is_link),
-                    Mode::empty(),
-                ) {
+                let child = match DirFd::open(|| {
+                    rustix::fs::openat(&*fd, name.as_os_str(), dir_flags(is_link), Mode::empty())
+                }) {
                     Ok(c) => Arc::new(c),
                     Err(e) => {
-                        (self.emit)(Event::Error(path, e.into()));
+                        (self.emit)(Event::Error(path, e));
                         continue;
                     }
                 };
@@ -385,7 +383,7 @@ impl Walker<'_> {
                 // Not through a followed link: its `..` is elsewhere.
                 let me = *self.ancestors.last().expect("the current directory");
                 drop(fd);
-                if depth > HELD_LEVELS && !link {
+                if depth > crate::dirfd::held_levels() && !link {
                     cur = None;
                 }
                 self.ancestors.push(id);
@@ -421,20 +419,18 @@ impl Walker<'_> {
 
 /// A directory descriptor `levels` directories below the one walked.
 struct Below {
-    fd: Arc<OwnedFd>,
+    fd: Arc<DirFd>,
     levels: usize,
 }
-
-/// Directory levels whose descriptors a walk keeps open; deeper, a
-/// directory is reopened as `..` of its child (see [`Walker::dir`]).
-const HELD_LEVELS: usize = 128;
 
 /// Reopens the parent of the directory `child` came back from, which must
 /// be the directory `expected` (dev, ino): it is not if the tree was moved
 /// meanwhile.
-fn reopen_parent(child: &Below, expected: (u64, u64)) -> io::Result<Arc<OwnedFd>> {
+fn reopen_parent(child: &Below, expected: (u64, u64)) -> io::Result<Arc<DirFd>> {
     let up = vec![".."; child.levels + 1].join("/");
-    let p = rustix::fs::openat(&*child.fd, up.as_str(), dir_flags(false), Mode::empty())?;
+    let p = DirFd::open(|| {
+        rustix::fs::openat(&*child.fd, up.as_str(), dir_flags(false), Mode::empty())
+    })?;
     let st = FileStat::of_stat(&rustix::fs::fstat(&p)?);
     if (st.dev, st.ino) != expected {
         return Err(io::Error::other(

@@ -49,7 +49,7 @@ pub(super) fn start<T: Send + 'static>(pipe: &Pipeline, dev: u64) -> (Batches<T>
                         no_follow: item.no_follow,
                         splitter,
                         listed: Some(item.stat),
-                        dir: item.dir.as_deref(),
+                        dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
                     };
                     let r = hash_file(&item.path, item.algos, opts);
                     item.dir = None;

@@ -44,7 +44,10 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
         c.found_bytes.fetch_add(item.stat.size, Ordering::Relaxed);
         self.pending_bytes += item.stat.size;
         self.pending.push(item);
-        if self.pending.len() >= BATCH_FILES || self.pending_bytes >= BATCH_BYTES {
+        if self.pending.len() >= BATCH_FILES
+            || self.pending_bytes >= BATCH_BYTES
+            || crate::dirfd::under_pressure()
+        {
             self.flush();
         }
     }

@@ -71,7 +71,7 @@ pub struct Item<T> {
     pub path: PathBuf,
     /// The directory to open `path`'s last component in (see `walk.rs`);
     /// dropped once the file is hashed, so queued results hold no descriptor.
-    pub dir: Option<Arc<std::os::fd::OwnedFd>>,
+    pub dir: Option<Arc<crate::dirfd::DirFd>>,
     /// As listed: the "before" of the changed-during-read check.
     pub stat: FileStat,
     /// Open with O_NOFOLLOW (the walk saw a regular file, not a link).

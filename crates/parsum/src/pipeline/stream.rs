@@ -57,7 +57,7 @@ impl<T, M> Stream<T, M> {
                                 no_follow: item.no_follow,
                                 splitter: None,
                                 listed: Some(item.stat),
-                                dir: item.dir.as_deref(),
+                                dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
                             },
                         ),
                     };
