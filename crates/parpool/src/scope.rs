@@ -26,11 +26,16 @@ use crate::submit::Queue;
 use crate::sync::lock;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 pub(crate) struct ScopeState {
-    pending: Mutex<usize>,
+    /// Jobs of the scope not yet run or dropped in full. An atomic, so
+    /// that a job's start and end cost no lock; `lock` and `cond` are only
+    /// for the scope's waiter.
+    pending: AtomicUsize,
+    lock: Mutex<()>,
     cond: Condvar,
     panic: Mutex<Option<Payload>>,
 }
@@ -38,7 +43,8 @@ pub(crate) struct ScopeState {
 impl ScopeState {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(ScopeState {
-            pending: Mutex::new(0),
+            pending: AtomicUsize::new(0),
+            lock: Mutex::new(()),
             cond: Condvar::new(),
             panic: Mutex::new(None),
         })
@@ -53,17 +59,20 @@ impl ScopeState {
     }
 
     pub(crate) fn add(&self) {
-        *lock(&self.pending) += 1;
+        self.pending.fetch_add(1, Ordering::SeqCst);
     }
 
     fn done(&self) {
-        let mut pending = lock(&self.pending);
-        *pending -= 1;
-        let last = *pending == 0;
-        drop(pending);
-        // Notified after the mutex is released, so the woken waiter does not
-        // block on it. `self` stays alive: the caller holds the scope's `Arc`.
-        if last {
+        // Subtle: the waiter checks the count under `lock` and waits with it
+        // released atomically; the last job takes `lock` after its
+        // decrement, so it cannot notify between the waiter's check and its
+        // wait. The read-modify-writes on the count form one release
+        // sequence: the waiter that loads 0 sees every job's effects.
+        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            drop(lock(&self.lock));
+            // Notified after the mutex is released, so the woken waiter does
+            // not block on it. `self` stays alive: the caller holds the
+            // scope's `Arc`.
             self.cond.notify_all();
             crate::sleep::handed_off();
         }
@@ -91,15 +100,15 @@ impl ScopeState {
 
 impl Waitable for ScopeState {
     fn done(&self) -> bool {
-        *lock(&self.pending) == 0
+        self.pending.load(Ordering::SeqCst) == 0
     }
 
     fn block(&self, timeout: Option<Duration>) {
-        let pending = lock(&self.pending);
-        if *pending == 0 {
+        let guard = lock(&self.lock);
+        if self.pending.load(Ordering::SeqCst) == 0 {
             return;
         }
-        drop(crate::sync::wait(&self.cond, pending, timeout));
+        drop(crate::sync::wait(&self.cond, guard, timeout));
     }
 }
 
@@ -197,7 +206,7 @@ pub struct Scope<'scope, 'env: 'scope> {
 impl fmt::Debug for Scope<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scope")
-            .field("pending", &*lock(&self.state().pending))
+            .field("pending", &self.state().pending.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
