@@ -10,7 +10,7 @@ use clap::Parser;
 use crate::cli::Args;
 use crate::config::{Config, Mode};
 use crate::exit::Exit;
-use crate::hash::{Algo, AlgoSet, FileStat};
+use crate::hash::{Algo, AlgoSet};
 use crate::output::{Format, Note, TreeSink};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink, Stream};
 use crate::progress::{message, Progress};
@@ -116,21 +116,6 @@ enum Root {
     Stdin,
 }
 
-/// The item that stands for standard input (`-`), as sha256sum names it.
-fn stdin_item(algos: AlgoSet) -> Item<()> {
-    Item {
-        path: PathBuf::from("-"),
-        dir: None,
-        stat: FileStat {
-            nlink: 1,
-            ..FileStat::default()
-        },
-        no_follow: false,
-        algos,
-        tag: (),
-    }
-}
-
 /// Tree mode: hash every root, print lines in order.
 struct Tree {
     roots: Vec<PathBuf>,
@@ -179,7 +164,7 @@ impl Tree {
                 Root::Walk(s) => s.drain(&mut sink),
                 Root::Stdin => {
                     let r = crate::hash::hash_reader(&mut std::io::stdin().lock(), algos);
-                    sink.done(stdin_item(algos), r);
+                    sink.done(Item::stdin(algos, ()), r);
                     sink.flush();
                 }
             }

@@ -317,17 +317,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
             Msg::Stdin(mi, line) => {
                 let algos = line.algos;
                 let r = crate::hash::hash_reader(&mut io::stdin().lock(), algos);
-                let item = Item {
-                    path: PathBuf::from("-"),
-                    dir: None,
-                    stat: FileStat {
-                        nlink: 1,
-                        ..FileStat::default()
-                    },
-                    no_follow: false,
-                    algos,
-                    tag: Tag { manifest: mi, line },
-                };
+                let item = Item::stdin(algos, Tag { manifest: mi, line });
                 self.done(item, r);
             }
             Msg::End(mi) => {

@@ -81,6 +81,23 @@ pub struct Item<T> {
     pub tag: T,
 }
 
+impl<T> Item<T> {
+    /// The item that stands for standard input (`-`), as sha256sum names it.
+    pub fn stdin(algos: AlgoSet, tag: T) -> Item<T> {
+        Item {
+            path: PathBuf::from("-"),
+            dir: None,
+            stat: FileStat {
+                nlink: 1,
+                ..FileStat::default()
+            },
+            no_follow: false,
+            algos,
+            tag,
+        }
+    }
+}
+
 /// The consumer's side: called in producer order.
 pub trait Sink<T, M> {
     fn done(&mut self, item: Item<T>, result: Result<FileHash, HashError>);
