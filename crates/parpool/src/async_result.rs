@@ -88,14 +88,26 @@ struct Inner<R> {
     handle_alive: bool,
     /// Threads blocked in `block`; `complete` skips the wake-up syscall if 0.
     waiters: u32,
-    /// Boxed: most tasks have none.
-    callbacks: Option<Box<Callbacks<R>>>,
+    /// Callbacks and an executor's waker, boxed: most tasks have none, and
+    /// every task is smaller without them inline (W4 keeps a million alive).
+    extras: Option<Box<Extras<R>>>,
+}
+
+struct Extras<R> {
+    on_success: Vec<SuccessCallback<R>>,
+    on_error: Vec<ErrorCallback>,
     waker: Option<Waker>,
 }
 
-struct Callbacks<R> {
-    on_success: Vec<SuccessCallback<R>>,
-    on_error: Vec<ErrorCallback>,
+// Not derived: that would ask for `R: Default`.
+impl<R> Default for Extras<R> {
+    fn default() -> Self {
+        Extras {
+            on_success: Vec::new(),
+            on_error: Vec::new(),
+            waker: None,
+        }
+    }
 }
 
 impl<R> Slot<R> {
@@ -108,8 +120,7 @@ impl<R> Slot<R> {
             inner: Mutex::new(Inner {
                 handle_alive: true,
                 waiters: 0,
-                callbacks: None,
-                waker: None,
+                extras: None,
             }),
             cond: Condvar::new(),
             scope,
@@ -140,15 +151,17 @@ impl<R> Slot<R> {
         // the slot is marked done only once none is left.
         let mut inner = loop {
             let mut inner = lock(&self.inner);
-            let Some(callbacks) = inner.callbacks.take() else {
+            let Some(extras) = inner
+                .extras
+                .as_mut()
+                .filter(|e| !e.on_success.is_empty() || !e.on_error.is_empty())
+            else {
                 break inner;
             };
+            let on_success = std::mem::take(&mut extras.on_success);
+            let on_error = std::mem::take(&mut extras.on_error);
             drop(inner);
             let _completing = Completing::enter(self);
-            let Callbacks {
-                on_success,
-                on_error,
-            } = *callbacks;
             // Callbacks that do not run are dropped one by one, contained:
             // their `Drop` is user code too.
             match &outcome {
@@ -177,7 +190,7 @@ impl<R> Slot<R> {
             Some(outcome)
         };
         self.status.store(DONE, Ordering::Release);
-        let waker = inner.waker.take();
+        let waker = inner.extras.as_mut().and_then(|e| e.waker.take());
         let waiters = inner.waiters > 0;
         drop(inner);
         // Notified after the mutex is released, so woken waiters do not
@@ -773,7 +786,7 @@ impl<R> AsyncResult<R> {
                 _ => drop(panic::drop_contained(f)),
             }
         } else {
-            inner.callbacks().on_success.push(Box::new(f));
+            inner.extras().on_success.push(Box::new(f));
         }
         drop(inner);
         self
@@ -802,7 +815,7 @@ impl<R> AsyncResult<R> {
                 _ => drop(panic::drop_contained(f)),
             }
         } else {
-            inner.callbacks().on_error.push(Box::new(f));
+            inner.extras().on_error.push(Box::new(f));
         }
         drop(inner);
         self
@@ -814,22 +827,18 @@ impl<R> AsyncResult<R> {
         if self.slot().is_done() {
             return true;
         }
-        match &inner.waker {
+        let extras = inner.extras();
+        match &extras.waker {
             Some(w) if w.will_wake(waker) => {}
-            _ => inner.waker = Some(waker.clone()),
+            _ => extras.waker = Some(waker.clone()),
         }
         false
     }
 }
 
 impl<R> Inner<R> {
-    fn callbacks(&mut self) -> &mut Callbacks<R> {
-        self.callbacks.get_or_insert_with(|| {
-            Box::new(Callbacks {
-                on_success: Vec::new(),
-                on_error: Vec::new(),
-            })
-        })
+    fn extras(&mut self) -> &mut Extras<R> {
+        self.extras.get_or_insert_with(Box::default)
     }
 }
 
