@@ -561,14 +561,13 @@ fn panic_with_bomb() {
     std::panic::panic_any(PayloadBomb)
 }
 
-// BUG review-10: `scope::run` re-raises the body's panic with
+// Was BUG review-10 (fixed): `scope::run` re-raises the body's panic with
 // `resume_unwind` while the scope's state still holds a spawned job's
 // unobserved panic payload; the state (its last `Arc`) is dropped by that
 // unwinding, so a payload whose `Drop` panics aborts the process instead of
 // the body's panic reaching the caller. Fix: on the body-panic path, take
-// the kept payload out and drop it contained before `resume_unwind`.
+// the kept payload out and drop it contained before `resume_unwind` (done).
 #[test]
-#[ignore = "BUG review-10: scope aborts when its body panics and a spawned job's payload Drop panics"]
 fn scope_body_panic_with_a_kept_bomb_payload_does_not_abort() {
     child::run(
         "scope_body_panic_with_a_kept_bomb_payload_does_not_abort",
@@ -589,16 +588,15 @@ fn scope_body_panic_with_a_kept_bomb_payload_does_not_abort() {
     );
 }
 
-// BUG review-10: `Scope::spawn` on a stopped pool runs `f` on the caller
+// Was BUG review-10 (fixed): `Scope::spawn` on a stopped pool runs `f` on the caller
 // (`run_refused`) and hands its payload to `ScopeState::report_panic`,
 // which keeps only the first and drops any later one uncontained, right in
 // the submitting thread: the second `s.spawn` unwinds into the scope body,
 // although `submit.rs` promises a refused detached job "never unwinds into
 // the caller". (On a worker the same drop happens inside `Slot::complete`,
 // before the slot is marked done.) Fix: drop the extra payload with
-// `panic::drop_contained` in `report_panic`.
+// `panic::drop_contained` in `report_panic` (done).
 #[test]
-#[ignore = "BUG review-10: a refused Scope::spawn unwinds into the caller when report_panic drops a second payload"]
 fn refused_scope_spawn_never_unwinds_into_the_caller_even_for_bomb_payloads() {
     child::run(
         "refused_scope_spawn_never_unwinds_into_the_caller_even_for_bomb_payloads",
@@ -623,16 +621,15 @@ fn refused_scope_spawn_never_unwinds_into_the_caller_even_for_bomb_payloads() {
     );
 }
 
-// BUG review-10 (lower severity): `AsyncResult::drop` drops an unobserved
+// Was BUG review-10 (lower severity, fixed): `AsyncResult::drop` drops an unobserved
 // outcome uncontained. When the handle is dropped during unwinding (the
 // caller's own code panicked while holding it), a task panic payload whose
 // `Drop` panics aborts the process. b7c4d0c fixed exactly this for imap's
 // input and function ("the consumer may be unwinding from its own
 // closure's panic"); handles were left out. Fix: in `AsyncResult::drop`,
 // when `std::thread::panicking()`, drop the outcome with
-// `panic::drop_contained` (and count/forward the panic as a stray one).
+// `panic::drop_contained` (done; the drop panic is not counted).
 #[test]
-#[ignore = "BUG review-10: dropping a handle while unwinding aborts when the kept payload's Drop panics"]
 fn handle_dropped_while_unwinding_with_a_bomb_payload_does_not_abort() {
     child::run(
         "handle_dropped_while_unwinding_with_a_bomb_payload_does_not_abort",
