@@ -890,7 +890,7 @@ impl<R> Drop for AsyncResult<R> {
         // a panicking `Drop` of the result or payload would abort the
         // process: contained then, as imap's input and function are.
         if std::thread::panicking() {
-            drop(panic::drop_contained(outcome));
+            panic::drop_discarding(outcome);
         } else {
             drop(outcome);
         }

@@ -59,9 +59,9 @@ impl ScopeState {
         }
         drop(slot);
         // Only the first is re-raised. A later payload is user data whose
-        // `Drop` may panic: contained, so it never unwinds into a submitter
-        // (`run_refused`) or out of a slot's completion.
-        drop(panic::drop_contained(payload));
+        // `Drop` may panic: discarded contained, so it never unwinds into a
+        // submitter (`run_refused`) or out of a slot's completion.
+        panic::discard(payload);
     }
 
     pub(crate) fn add(&self) {
@@ -423,14 +423,14 @@ where
             // Subtle: the body's panic wins; a kept task payload is user
             // data, and dropped by the unwinding (with the scope's state) a
             // panicking `Drop` would abort the process.
-            drop(panic::drop_contained(kept));
+            panic::drop_discarding(kept);
             std::panic::resume_unwind(payload)
         }
         Ok(value) => match kept {
             Some(payload) => {
                 // The body's value is discarded: dropped before unwinding,
                 // for the same reason.
-                drop(panic::drop_contained(value));
+                panic::drop_discarding(value);
                 std::panic::resume_unwind(payload)
             }
             None => value,

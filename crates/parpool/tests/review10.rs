@@ -646,3 +646,38 @@ fn handle_dropped_while_unwinding_with_a_bomb_payload_does_not_abort() {
         },
     );
 }
+
+/// Two items of one `map` panic with payloads whose `Drop` panics: the map
+/// keeps the first payload and must drop the second without unwinding
+/// from the middle of a chunk's bookkeeping (`record_panic`), which would
+/// skip the chunk's counters and its unused inputs, or abort.
+#[test]
+fn map_with_two_bomb_payloads_re_raises_one_and_keeps_the_pool_sane() {
+    child::run(
+        "map_with_two_bomb_payloads_re_raises_one_and_keeps_the_pool_sane",
+        20,
+        || {
+            let pool = ThreadPool::with_workers(2);
+            let both = Barrier::new(2);
+            let drops = Arc::new(AtomicUsize::new(0));
+            let inputs: Vec<(usize, Tracked)> =
+                (0..2).map(|i| (i, Tracked(Arc::clone(&drops)))).collect();
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool.chunked(1).map(
+                    |(_i, t): (usize, Tracked)| {
+                        drop(t);
+                        both.wait();
+                        panic_with_bomb()
+                    },
+                    inputs,
+                )
+            }));
+            let p = r.expect_err("re-raised");
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(p)));
+            assert_eq!(drops.load(Ordering::SeqCst), 2);
+            let st = pool.stats();
+            assert_eq!((st.queued, st.running), (0, 0), "{st:?}");
+            assert_eq!(pool.map(|x| x + 1, 0..3u8), [1, 2, 3]);
+        },
+    );
+}
