@@ -681,3 +681,48 @@ fn map_with_two_bomb_payloads_re_raises_one_and_keeps_the_pool_sane() {
         },
     );
 }
+
+/// Panics with a [`PayloadBomb`] when dropped.
+struct DropPanicsWithBomb;
+
+impl Drop for DropPanicsWithBomb {
+    fn drop(&mut self) {
+        panic_with_bomb();
+    }
+}
+
+/// `terminate` discards a queued task whose closure's `Drop` panics with a
+/// payload whose own `Drop` panics. The drain counts that panic as a stray
+/// one; it must not unwind out of `terminate` (leaving the tasks queued
+/// after it undrained, their handles never completing) or kill a thread.
+#[test]
+fn terminate_draining_a_closure_whose_drop_panics_with_a_bomb() {
+    child::run(
+        "terminate_draining_a_closure_whose_drop_panics_with_a_bomb",
+        20,
+        || {
+            let pool = ThreadPool::with_workers(1);
+            let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            let blocker = pool.apply_async(move || {
+                busy_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            });
+            busy_rx.recv().unwrap();
+            let bomb = DropPanicsWithBomb;
+            let first = pool.apply_async(move || {
+                let _b = &bomb;
+            });
+            let second = pool.apply_async(|| 2);
+            let before = pool.stats().panicked;
+            let r = catch_unwind(AssertUnwindSafe(|| pool.terminate()));
+            assert!(r.is_ok(), "terminate unwound into its caller");
+            release_tx.send(()).unwrap();
+            assert_eq!(blocker.get(), Ok(()));
+            assert_eq!(first.get(), Err(TaskError::Cancelled));
+            assert_eq!(second.get(), Err(TaskError::Cancelled));
+            assert_eq!(pool.stats().panicked, before + 1);
+            pool.join();
+        },
+    );
+}
