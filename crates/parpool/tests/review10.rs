@@ -726,3 +726,26 @@ fn terminate_draining_a_closure_whose_drop_panics_with_a_bomb() {
         },
     );
 }
+
+/// A `RangeInclusive` iterated to exhaustion is empty, but `into_inner`
+/// still returns its bounds ("unspecified after exhaustion"): the map must
+/// go by `is_empty`, not by the bounds, and map nothing, as iterating does.
+#[test]
+fn exhausted_inclusive_range_maps_nothing() {
+    guard(30, || {
+        let pool = ThreadPool::with_workers(2);
+        let mut r = 5..=5u32;
+        assert_eq!(r.next(), Some(5));
+        assert!(r.is_empty());
+        assert_eq!(pool.map(|x| x, r.clone()), Vec::<u32>::new());
+        assert_eq!(r.count(), 0);
+        let mut r = 0..=3i8;
+        while r.next_back().is_some() {}
+        assert_eq!(pool.map(|x| x, r), Vec::<i8>::new());
+        // Partly iterated ones map what is left.
+        let mut r = 0..=4u8;
+        r.next();
+        r.next_back();
+        assert_eq!(pool.map(|x| x, r), [1, 2, 3]);
+    });
+}
