@@ -886,7 +886,14 @@ impl<R> Drop for AsyncResult<R> {
             slot.hand_unobserved_panic_to_scope(outcome);
         }
         // Dropped here, while the handle's borrow (if scoped) is alive.
-        drop(outcome);
+        // While this thread unwinds (its code panicked holding the handle),
+        // a panicking `Drop` of the result or payload would abort the
+        // process: contained then, as imap's input and function are.
+        if std::thread::panicking() {
+            panic::drop_discarding(outcome);
+        } else {
+            drop(outcome);
+        }
     }
 }
 

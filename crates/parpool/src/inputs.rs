@@ -354,7 +354,7 @@ pub struct RangeSource<T> {
 /// // Item `i` of the range is computed on the thread that runs it.
 /// assert_eq!(pool.map(|x: i16| x * 2, -2..=2i16), [-4, -2, 0, 2, 4]);
 /// ```
-pub trait RangeInt: Copy + Send + Sync + private::Sealed {
+pub trait RangeInt: Copy + PartialOrd + Send + Sync + private::Sealed {
     #[doc(hidden)]
     fn to_i128(self) -> i128;
     #[doc(hidden)]
@@ -413,8 +413,16 @@ impl<T: RangeInt> Inputs for std::ops::RangeInclusive<T> {
     type Item = T;
     type Source = RangeSource<T>;
     fn into_source(self) -> Self::Source {
+        // Subtle: a range iterated to exhaustion keeps its bounds
+        // (`into_inner` is unspecified then, `5..=5` stays `5..=5`); only
+        // `is_empty` says it yields nothing.
+        let exhausted = self.is_empty();
         let (start, end) = self.into_inner();
-        let len = range_len(end.to_i128() - start.to_i128() + 1);
+        let len = if exhausted {
+            0
+        } else {
+            range_len(end.to_i128() - start.to_i128() + 1)
+        };
         RangeSource { start, len }
     }
 }

@@ -246,7 +246,12 @@ where
         let mut slot = lock(&self.panic);
         if slot.is_none() {
             *slot = Some(payload);
+            return;
         }
+        drop(slot);
+        // Only the first is re-raised; a later one must not unwind from
+        // here, in the middle of a chunk's bookkeeping.
+        panic::discard(payload);
     }
 
     fn fail(&self, i: usize, e: E) {
@@ -517,12 +522,21 @@ where
             // read once here and dropped.
             let results = range.map(|i| unsafe { output.as_ptr().add(i).read() });
             if let Some(p) = panic::drop_all_contained(results) {
-                drop_panic.get_or_insert(p);
+                panic::keep_first(&mut drop_panic, p);
             }
         }
         let error = ctx.error.into_inner().unwrap_or_else(|e| e.into_inner());
         let panic = ctx.panic.into_inner().unwrap_or_else(|e| e.into_inner());
-        if let Some(payload) = panic.or(drop_panic) {
+        let panic = match panic {
+            Some(p) => {
+                if let Some(d) = drop_panic {
+                    panic::discard(d);
+                }
+                Some(p)
+            }
+            None => drop_panic,
+        };
+        if let Some(payload) = panic {
             // Subtle: the error is user data too; drop it (contained) before
             // unwinding, since a panic in its `Drop` during the unwinding
             // would abort the process.

@@ -84,6 +84,33 @@ pub(crate) fn drop_contained<T>(value: T) -> Option<Payload> {
     contain(move || drop(value)).err()
 }
 
+/// Keeps `p` in `first` unless a payload is there already. A later payload
+/// is discarded (see [`discard`]): dropped where it is, a payload whose
+/// `Drop` panics would unwind out of the bookkeeping that collects panics,
+/// or abort the process if that thread is already unwinding.
+pub(crate) fn keep_first(first: &mut Option<Payload>, p: Payload) {
+    match first {
+        None => *first = Some(p),
+        Some(_) => discard(p),
+    }
+}
+
+/// Drops a payload nobody will re-raise, contained. A panic of its `Drop`
+/// is leaked, not dropped: its payload may panic when dropped too.
+pub(crate) fn discard(p: Payload) {
+    if let Some(nested) = drop_contained(p) {
+        std::mem::forget(nested);
+    }
+}
+
+/// Drops `value` contained, discarding a panic of its `Drop` (for values
+/// dropped while unwinding, or whose panic has nowhere to go).
+pub(crate) fn drop_discarding<T>(value: T) {
+    if let Some(p) = drop_contained(value) {
+        discard(p);
+    }
+}
+
 /// Drops every element of `items` one by one, each under its own catch, so
 /// one panicking `Drop` neither leaks the rest nor (with a second panic)
 /// aborts the process. Returns the first panic.
@@ -96,18 +123,18 @@ pub(crate) fn drop_all_contained<T>(items: impl IntoIterator<Item = T>) -> Optio
         match contain(|| items.next()) {
             Ok(Some(item)) => {
                 if let Some(p) = drop_contained(item) {
-                    first.get_or_insert(p);
+                    keep_first(&mut first, p);
                 }
             }
             Ok(None) => break,
             Err(p) => {
-                first.get_or_insert(p);
+                keep_first(&mut first, p);
                 break;
             }
         }
     }
     if let Some(p) = drop_contained(items) {
-        first.get_or_insert(p);
+        keep_first(&mut first, p);
     }
     first
 }

@@ -55,7 +55,13 @@ impl ScopeState {
         let mut slot = lock(&self.panic);
         if slot.is_none() {
             *slot = Some(payload);
+            return;
         }
+        drop(slot);
+        // Only the first is re-raised. A later payload is user data whose
+        // `Drop` may panic: discarded contained, so it never unwinds into a
+        // submitter (`run_refused`) or out of a slot's completion.
+        panic::discard(payload);
     }
 
     pub(crate) fn add(&self) {
@@ -411,10 +417,22 @@ where
     };
     let result = panic::contain(|| body(&scope));
     scope.state().wait();
+    let kept = lock(&scope.state().panic).take();
     match result {
-        Err(payload) => std::panic::resume_unwind(payload),
-        Ok(value) => match lock(&scope.state().panic).take() {
-            Some(payload) => std::panic::resume_unwind(payload),
+        Err(payload) => {
+            // Subtle: the body's panic wins; a kept task payload is user
+            // data, and dropped by the unwinding (with the scope's state) a
+            // panicking `Drop` would abort the process.
+            panic::drop_discarding(kept);
+            std::panic::resume_unwind(payload)
+        }
+        Ok(value) => match kept {
+            Some(payload) => {
+                // The body's value is discarded: dropped before unwinding,
+                // for the same reason.
+                panic::drop_discarding(value);
+                std::panic::resume_unwind(payload)
+            }
             None => value,
         },
     }

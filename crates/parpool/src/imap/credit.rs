@@ -373,7 +373,7 @@ where
             (seq, input_done.then_some(input.next_seq), input_panic)
         };
         if let Some(p) = panic::drop_contained(finished_iter) {
-            input_panic.get_or_insert(p);
+            panic::keep_first(&mut input_panic, p);
         }
         if items.is_empty() && input_panic.is_none() {
             self.deliver(total, Report::Exhausted);
