@@ -1,6 +1,7 @@
-//! Review of the issue 10 API round (hostile): `apply` keeping `f` on the
-//! caller's stack, `spawn`/`Scope::spawn` and refused work, `NotRunning`
-//! handles, streams on stopped pools, and the new input types.
+//! Edges of submission, from a hostile review of the second API round:
+//! `apply` keeping `f` on the caller's stack, `spawn`/`Scope::spawn` and
+//! refused work, `NotRunning` handles, streams on stopped pools, the new
+//! input types, and panic payloads whose own `Drop` panics.
 #[path = "common/child.rs"]
 mod child;
 mod common;
