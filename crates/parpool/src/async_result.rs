@@ -292,7 +292,10 @@ fn refuse_wait_in_own_callback<R>(slot: &Slot<R>) {
 /// Runs a user callback; a panicking callback is contained (the default hook
 /// has printed it) and cannot break the pool or the handle.
 fn run_callback(f: impl FnOnce()) {
-    let _ = panic::contain(f);
+    if let Err(p) = panic::contain(f) {
+        // The payload's own `Drop` is user code too.
+        panic::discard(p);
+    }
 }
 
 /// Whose panic a job's closure may raise.
@@ -783,7 +786,7 @@ impl<R> AsyncResult<R> {
             match unsafe { self.slot().outcome() } {
                 Some(Ok(value)) => run_callback(|| f(value)),
                 // Not run: its `Drop` is user code too.
-                _ => drop(panic::drop_contained(f)),
+                _ => panic::drop_discarding(f),
             }
         } else {
             inner.extras().on_success.push(Box::new(f));
@@ -812,7 +815,7 @@ impl<R> AsyncResult<R> {
             // SAFETY: through the handle, which this call owns.
             match unsafe { self.slot().outcome() } {
                 Some(Err(failure)) => run_callback(|| f(&failure.error)),
-                _ => drop(panic::drop_contained(f)),
+                _ => panic::drop_discarding(f),
             }
         } else {
             inner.extras().on_error.push(Box::new(f));

@@ -540,7 +540,7 @@ where
             // Subtle: the error is user data too; drop it (contained) before
             // unwinding, since a panic in its `Drop` during the unwinding
             // would abort the process.
-            drop(panic::drop_contained(error));
+            panic::drop_discarding(error);
             resume_unwind(payload);
         }
         return Err(match error {

@@ -137,7 +137,9 @@ impl<R> Exchange<R> {
         if let Some(w) = waker {
             // An executor's waker is foreign code: contained, and not a task
             // panic (no count, no policy).
-            drop(panic::contain(|| w.wake()));
+            if let Err(p) = panic::contain(|| w.wake()) {
+                panic::discard(p);
+            }
         }
     }
 
@@ -216,7 +218,7 @@ impl<I: Iterator, F> Source<I, F> {
             let _reading = self.reader.acquire();
             lock(&self.input).iter.take()
         };
-        drop(panic::drop_contained(iter));
+        panic::drop_discarding(iter);
     }
 }
 
