@@ -465,24 +465,8 @@ where
     }
 }
 
-macro_rules! via_collect {
-    ($( [$($g:tt)*] $ty:ty; )*) => {$(
-        impl<$($g)*> Inputs for $ty
-        where
-            $ty: Iterator,
-            <$ty as Iterator>::Item: Send,
-        {
-            type Item = <$ty as Iterator>::Item;
-            type Source = VecSource<Self::Item>;
-            fn into_source(self) -> Self::Source {
-                VecSource::new(self.collect())
-            }
-        }
-    )*};
-}
-
-/// Collections (borrowed or owned) that are not split in place: collected
-/// into a `Vec` of their items first.
+/// Collections (borrowed or owned) and iterators that are not split in
+/// place: collected into a `Vec` of their items first.
 macro_rules! via_into_iter {
     ($( [$($g:tt)*] $ty:ty; )*) => {$(
         impl<$($g)*> Inputs for $ty
@@ -525,7 +509,7 @@ via_into_iter! {
     [T] LinkedList<T>;
 }
 
-via_collect! {
+via_into_iter! {
     [T] std::vec::IntoIter<T>;
     [I, F] it::Map<I, F>;
     [I, P] it::Filter<I, P>;
