@@ -256,7 +256,12 @@ impl<'scope> Scope<'scope, '_> {
     ///
     /// On a pool that no longer runs, `f` runs on the calling thread before
     /// `spawn` returns (see [`ThreadPool::spawn`](crate::ThreadPool::spawn)
-    /// for why, and for jobs that wait for one another).
+    /// for why, and for jobs that wait for one another). A job still queued
+    /// when the pool is [terminated](crate::ThreadPool::terminate) is
+    /// dropped unrun, as `terminate` promises, and nothing reports it: a
+    /// scope whose body must know that every job ran uses
+    /// [`apply_async`](Self::apply_async), whose handle then says
+    /// [`TaskError::Cancelled`](crate::TaskError::Cancelled).
     ///
     /// # Panics
     ///
