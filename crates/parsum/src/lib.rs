@@ -18,6 +18,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod disks;
 pub mod dirfd;
 pub mod escape;
 pub mod exit;
