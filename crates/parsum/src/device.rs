@@ -29,72 +29,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::disks::Group;
+
 /// The shortest measuring window of the adaptive gate...
 pub const WINDOW: Duration = Duration::from_millis(50);
 /// ...which must also see this many finished reads (batches).
 const WINDOW_READS: u64 = 8;
 /// Bytes per second no spinning disk reaches (the fastest stream ~270 MB/s).
-const NOT_A_DISK: f64 = 400.0 * 1024.0 * 1024.0;
+pub(crate) const NOT_A_DISK: f64 = 400.0 * 1024.0 * 1024.0;
 /// Throughput must move by this fraction to count as a rise or a fall.
 const NOISE: f64 = 0.08;
-
-/// What sysfs says about a device.
-#[derive(Debug, Clone)]
-pub struct DeviceInfo {
-    pub dev: u64,
-    /// `MAJOR:MINOR`.
-    pub id: String,
-    /// The block device's name (`vda`, `nvme0n1`), if it has one.
-    pub name: Option<String>,
-    /// `queue/rotational`, if sysfs has it.
-    pub rotational: Option<bool>,
-}
-
-impl DeviceInfo {
-    /// Looks `dev` up in /sys/dev/block.
-    pub fn detect(dev: u64) -> DeviceInfo {
-        let (maj, min) = (libc::major(dev), libc::minor(dev));
-        let id = format!("{maj}:{min}");
-        let sys = Path::new("/sys/dev/block").join(&id);
-        let real = std::fs::canonicalize(&sys).ok();
-        let name = real
-            .as_ref()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned());
-        // A partition has no queue of its own; its parent directory is the disk.
-        let rotational = real.as_ref().and_then(|p| {
-            [p.join("queue/rotational"), p.join("../queue/rotational")]
-                .iter()
-                .find_map(|q| std::fs::read_to_string(q).ok())
-                .map(|s| s.trim() == "1")
-        });
-        DeviceInfo {
-            dev,
-            id,
-            name,
-            rotational,
-        }
-    }
-
-    /// A one-line description for `-v`.
-    pub fn describe(&self) -> String {
-        let what = match (&self.name, self.rotational) {
-            (Some(n), Some(true)) => format!("{n}, rotational per sysfs"),
-            (Some(n), Some(false)) => format!("{n}, non-rotational per sysfs"),
-            (Some(n), None) => format!("{n}, no queue info"),
-            (None, _) => "no block device (virtual or network file system)".to_string(),
-        };
-        format!("{} ({what})", self.id)
-    }
-
-    /// Does `spec` (from `--device-jobs`) name this device? A spec is
-    /// `MAJOR:MINOR` or a block device name; paths are resolved beforehand.
-    pub fn matches(&self, spec: &str) -> bool {
-        spec == self.id
-            || self.name.as_deref() == Some(spec)
-            || spec.strip_prefix("/dev/") == self.name.as_deref()
-    }
-}
 
 /// A `--device-jobs DEV=N` override.
 #[derive(Debug, Clone)]
@@ -149,13 +93,6 @@ impl DeviceJobs {
             jobs,
         })
     }
-
-    fn applies(&self, info: &DeviceInfo) -> bool {
-        match self.dev {
-            Some(d) => d == info.dev,
-            None => info.matches(&self.spec),
-        }
-    }
 }
 
 /// Whether a `--device-jobs` DEV that is not a path names a device: a block
@@ -181,14 +118,19 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Chooses the plan for `info` from the overrides and the hint.
+    /// Chooses the plan for disk group `group`: `fixed` (the
+    /// `--device-jobs` that names it) wins over `--jobs`, which wins over
+    /// the hint. Both fix the readers of the whole group. The adaptive
+    /// budget is the sum of the group's disks' budgets: per disk, one
+    /// reader to start on a rotational group and one per core otherwise,
+    /// and at most two per core.
     pub fn choose(
-        info: &DeviceInfo,
+        group: &Group,
         jobs: Option<usize>,
-        overrides: &[DeviceJobs],
+        fixed: Option<&DeviceJobs>,
         cpus: usize,
     ) -> (Plan, String) {
-        if let Some(o) = overrides.iter().rev().find(|o| o.applies(info)) {
+        if let Some(o) = fixed {
             return (
                 Plan {
                     start: o.jobs,
@@ -208,23 +150,25 @@ impl Plan {
                 format!("--jobs {j}"),
             );
         }
-        let max = (cpus * 2).max(2);
-        match info.rotational {
+        let disks = group.disks();
+        let max = (cpus * 2).max(2) * disks;
+        let per_disk = if disks > 1 { " per disk" } else { "" };
+        match group.rotational {
             Some(true) => (
                 Plan {
-                    start: 1,
+                    start: disks,
                     max,
                     adaptive: true,
                 },
-                "rotational: start sequential, adapt".into(),
+                format!("rotational: start sequential{per_disk}, adapt"),
             ),
             _ => (
                 Plan {
-                    start: cpus.max(1),
+                    start: cpus.max(1) * disks,
                     max,
                     adaptive: true,
                 },
-                "start one reader per core, adapt".into(),
+                format!("start one reader per core{per_disk}, adapt"),
             ),
         }
     }
@@ -404,19 +348,21 @@ impl Gate {
 mod tests {
     use super::*;
 
-    fn info(rot: Option<bool>) -> DeviceInfo {
-        DeviceInfo {
-            dev: 0,
-            id: "8:0".into(),
-            name: Some("sda".into()),
+    fn group(rot: Option<bool>, disks: &[&str]) -> Group {
+        Group {
+            name: disks.join("+"),
+            keys: disks.iter().map(|d| d.to_string()).collect(),
+            members: vec![],
+            physical: true,
             rotational: rot,
         }
     }
 
     #[test]
     fn plan_from_hint_and_overrides() {
+        let sda = group(Some(true), &["sda"]);
         assert_eq!(
-            Plan::choose(&info(Some(true)), None, &[], 4).0,
+            Plan::choose(&sda, None, None, 4).0,
             Plan {
                 start: 1,
                 max: 8,
@@ -424,7 +370,7 @@ mod tests {
             }
         );
         assert_eq!(
-            Plan::choose(&info(Some(false)), None, &[], 4).0,
+            Plan::choose(&group(Some(false), &["sda"]), None, None, 4).0,
             Plan {
                 start: 4,
                 max: 8,
@@ -432,19 +378,39 @@ mod tests {
             }
         );
         assert_eq!(
-            Plan::choose(&info(None), Some(3), &[], 4).0,
+            Plan::choose(&group(None, &["sda"]), Some(3), None, 4).0,
             Plan {
                 start: 3,
                 max: 3,
                 adaptive: false
             }
         );
-        let o = [DeviceJobs::parse_syntax("sda=2").unwrap()];
-        assert_eq!(Plan::choose(&info(Some(true)), Some(5), &o, 4).0.start, 2);
-        let o = [DeviceJobs::parse_syntax("8:0=6").unwrap()];
-        assert_eq!(Plan::choose(&info(Some(true)), None, &o, 4).0.start, 6);
+        let o = DeviceJobs::parse_syntax("sda=2").unwrap();
+        let (plan, why) = Plan::choose(&sda, Some(5), Some(&o), 4);
+        assert_eq!((plan.start, plan.adaptive), (2, false));
+        assert_eq!(why, "--device-jobs sda=2");
         assert!(DeviceJobs::parse("sda").is_err());
         assert!(DeviceJobs::parse("sda=0").is_err());
+    }
+
+    /// A group over several disks may use the sum of their budgets; fixed
+    /// limits stay the group's total.
+    #[test]
+    fn multi_disk_group_sums_the_budgets() {
+        let raid = group(Some(true), &["sda", "sdb", "sdc"]);
+        let (plan, why) = Plan::choose(&raid, None, None, 2);
+        assert_eq!(
+            plan,
+            Plan {
+                start: 3,
+                max: 12,
+                adaptive: true
+            }
+        );
+        assert!(why.contains("per disk"), "{why}");
+        let flash = group(Some(false), &["nvme0n1", "nvme1n1"]);
+        assert_eq!(Plan::choose(&flash, None, None, 4).0.start, 8);
+        assert_eq!(Plan::choose(&raid, Some(1), None, 2).0.max, 1);
     }
 
     #[test]
@@ -537,12 +503,5 @@ mod tests {
                 assert_eq!(limits[i], 2, "{limits:?}");
             }
         });
-    }
-
-    #[test]
-    fn detect_does_not_panic() {
-        use std::os::unix::fs::MetadataExt;
-        let d = DeviceInfo::detect(std::fs::metadata("/").unwrap().dev());
-        assert!(d.describe().contains(':'));
     }
 }

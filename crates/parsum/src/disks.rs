@@ -107,7 +107,9 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let oct = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match (b[i], oct) {
             (b'\\', Some(d)) => {
                 out.push(d.iter().fold(0u8, |a, c| a.wrapping_mul(8) + (c - b'0')));
@@ -264,9 +266,9 @@ impl Sysfs {
             return;
         }
         if dir.join("partition").exists() {
-            let parent = std::fs::canonicalize(&dir).ok().and_then(|p| {
-                Some(p.parent()?.file_name()?.to_string_lossy().into_owned())
-            });
+            let parent = std::fs::canonicalize(&dir)
+                .ok()
+                .and_then(|p| Some(p.parent()?.file_name()?.to_string_lossy().into_owned()));
             if let Some(parent) = parent.filter(|p| self.block(p).exists()) {
                 return self.collect_disks(&parent, depth + 1, out, seen);
             }
@@ -378,8 +380,8 @@ impl Sysfs {
     }
 
     /// Resolves the file system `dev`. `mounts` is the mount table; `hint`
-    /// is an absolute path on the file system, used when `dev` is anonymous
-    /// and not mounted itself (a btrfs subvolume below its mount).
+    /// is a path on the file system, used when `dev` is anonymous and not
+    /// mounted itself (a btrfs subvolume below its mount).
     pub fn resolve(&self, dev: u64, mounts: &MountTable, hint: Option<&Path>) -> FileSystem {
         let id = dev_id(dev);
         if libc::major(dev) != 0 {
@@ -394,7 +396,8 @@ impl Sysfs {
         if let Some(m) = mounts.by_dev(dev) {
             return self.resolve_mount(dev, m);
         }
-        if let Some(m) = hint.and_then(|h| mounts.containing(h)) {
+        let hint = hint.map(|h| std::fs::canonicalize(h).unwrap_or_else(|_| h.to_path_buf()));
+        if let Some(m) = hint.and_then(|h| mounts.containing(&h)) {
             if libc::major(m.dev) == 0 && !has_no_disk(&m.fstype) {
                 let outer = self.resolve_mount(m.dev, m);
                 if let Backing::Disks(_) = outer.backing {
@@ -598,7 +601,12 @@ mod tests {
             let f = FakeSys {
                 dir: tempfile::tempdir().unwrap(),
             };
-            for d in ["class/block", "dev/block", "devices/virtual/block", "fs/btrfs"] {
+            for d in [
+                "class/block",
+                "dev/block",
+                "devices/virtual/block",
+                "fs/btrfs",
+            ] {
                 std::fs::create_dir_all(f.root().join(d)).unwrap();
             }
             f
@@ -621,14 +629,16 @@ mod tests {
             self.link(name, id, &rel);
             let q = self.root().join("devices").join(&rel).join("queue");
             std::fs::create_dir_all(&q).unwrap();
-            std::fs::write(q.join("rotational"), if rotational { "1\n" } else { "0\n" })
-                .unwrap();
+            std::fs::write(q.join("rotational"), if rotational { "1\n" } else { "0\n" }).unwrap();
         }
         fn part(&self, disk: &str, name: &str, id: &str) {
             let rel = format!("virtual/block/{disk}/{name}");
             self.link(name, id, &rel);
-            std::fs::write(self.root().join("devices").join(&rel).join("partition"), "1\n")
-                .unwrap();
+            std::fs::write(
+                self.root().join("devices").join(&rel).join("partition"),
+                "1\n",
+            )
+            .unwrap();
         }
         /// A stacked device (dm, md) over `slaves`.
         fn stacked(&self, name: &str, id: &str, slaves: &[&str], dm_name: Option<&str>) {
@@ -663,7 +673,10 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, (id, mp, fstype, source))| {
-                format!("{} 1 {id} / {mp} rw,relatime shared:{i} - {fstype} {source} rw\n", 20 + i)
+                format!(
+                    "{} 1 {id} / {mp} rw,relatime shared:{i} - {fstype} {source} rw\n",
+                    20 + i
+                )
             })
             .collect();
         MountTable::parse(&text)
@@ -678,7 +691,10 @@ mod tests {
         );
         let m = t.by_dev(dev(98, 0)).unwrap();
         assert_eq!(m.mount_point, Path::new("/mnt/with space"));
-        assert_eq!((m.fstype.as_str(), m.source.as_str()), ("ext3", "/dev/root"));
+        assert_eq!(
+            (m.fstype.as_str(), m.source.as_str()),
+            ("ext3", "/dev/root")
+        );
         assert_eq!(t.by_dev(dev(0, 27)).unwrap().fstype, "tmpfs");
         assert_eq!(t.devs().count(), 2);
         assert_eq!(
@@ -731,7 +747,10 @@ mod tests {
         f.part("md0", "md0p1", "259:0");
         assert_eq!(s.disks_of("md0p1"), set(&["sdc", "sdd"]));
         // /dev/mapper names without nodes are found through dm/name.
-        assert_eq!(s.source_device("/dev/mapper/crypt").as_deref(), Some("dm-2"));
+        assert_eq!(
+            s.source_device("/dev/mapper/crypt").as_deref(),
+            Some("dm-2")
+        );
         assert_eq!(s.source_device("/dev/mapper/nosuch"), None);
         assert_eq!(s.source_device("server:/export"), None);
     }
@@ -831,7 +850,11 @@ mod tests {
         assert_eq!(shm.name, "tmpfs 0:27");
         assert!(!shm.physical);
         assert_eq!(shm.rotational, None);
-        assert_ne!(map.group_of(dev(0, 28), None), shm, "each tmpfs its own group");
+        assert_ne!(
+            map.group_of(dev(0, 28), None),
+            shm,
+            "each tmpfs its own group"
+        );
         assert_eq!(map.group_of(dev(0, 50), None).name, "nfs4 0:50");
         assert_eq!(map.group_of(dev(0, 51), None).name, "cifs 0:51");
         assert_eq!(map.group_of(dev(0, 52), None).name, "fuse.sshfs 0:52");
