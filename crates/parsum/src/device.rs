@@ -1,14 +1,18 @@
-//! Devices: what a file system sits on, and how many readers it gets.
+//! Readers: how many threads read a disk group at once, and how that
+//! limit adapts.
 //!
-//! Every file is routed by its `st_dev`. Each device gets its own pool of
-//! threads and a [`Gate`] that limits how many of them read at once. The
-//! limit starts from a hint and then follows the measured throughput:
+//! Files are routed by `st_dev` to their *disk group* (`disks.rs`: the
+//! physical disks under the file system; partitions of one disk, and file
+//! systems whose disks overlap, are one group). Each group gets one pool of
+//! threads and one [`Gate`] (`pipeline/disk_groups.rs`) that limits how many
+//! of them read at once. The limit starts from a [`Plan`] and then follows
+//! the measured throughput:
 //!
-//! - the hint is sysfs' `queue/rotational` for the block device behind
-//!   `st_dev` (a partition uses its disk's queue): rotational starts at one
-//!   reader, so a real HDD is read sequentially; anything else starts at
-//!   one reader per core. Virtual file systems (tmpfs, overlay, NFS: major 0)
-//!   have no queue and count as non-rotational;
+//! - the hint is sysfs' `queue/rotational` of the group's disks (rotational
+//!   if any is): rotational starts at one reader per disk, so a real HDD is
+//!   read sequentially; anything else starts at one reader per core per
+//!   disk. Groups without a disk (tmpfs, overlay, NFS, FUSE) have no queue
+//!   and count as non-rotational;
 //! - then, every [`WINDOW`] (and at least 8 reads), the gate compares the bytes hashed per second
 //!   with the previous window and moves the limit one step (hill climbing):
 //!   on in the same direction while throughput rises, back when it falls.
@@ -22,7 +26,8 @@
 //!   per core. A "rotational" virtio disk with a warm cache thus uses every
 //!   core after the first ~12 ms (the first window is a quarter as long).
 //!
-//! `--jobs N` and `--device-jobs DEV=N` fix the limit and turn adaptation off.
+//! `--jobs N` and `--device-jobs DEV=N` fix the limit of a whole group and
+//! turn adaptation off.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -40,12 +45,15 @@ pub(crate) const NOT_A_DISK: f64 = 400.0 * 1024.0 * 1024.0;
 /// Throughput must move by this fraction to count as a rise or a fall.
 const NOISE: f64 = 0.08;
 
-/// A `--device-jobs DEV=N` override.
+/// A `--device-jobs DEV=N` override. It fixes the readers of the disk
+/// group DEV is on (resolved in `pipeline/disk_groups.rs`).
 #[derive(Debug, Clone)]
 pub struct DeviceJobs {
+    /// DEV as given.
     pub spec: String,
     /// st_dev, when `spec` was a path.
     pub dev: Option<u64>,
+    /// N.
     pub jobs: usize,
 }
 
@@ -96,9 +104,16 @@ impl DeviceJobs {
 }
 
 /// Whether a `--device-jobs` DEV that is not a path names a device: a block
-/// device (`sda`, `/dev/sda`, `8:0`) or the MAJOR:MINOR of a mounted file
-/// system without one (tmpfs, NFS: `0:27`).
+/// device (`sda`, `/dev/sda`, `8:0`, a node such as `/dev/mapper/vg-home`)
+/// or the MAJOR:MINOR of a mounted file system without one (tmpfs, NFS:
+/// `0:27`).
 fn device_exists(spec: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    if spec.starts_with("/dev/")
+        && std::fs::metadata(spec).is_ok_and(|m| m.file_type().is_block_device())
+    {
+        return true;
+    }
     let name = spec.strip_prefix("/dev/").unwrap_or(spec);
     if name.contains(':') {
         Path::new("/sys/dev/block").join(name).exists()

@@ -1,6 +1,7 @@
 //! The pipeline: producers (walks, manifest readers) feed files to a pool
-//! per device through parpool's `imap`, and one consumer receives every
-//! result in producer order.
+//! per disk group (`disk_groups.rs`; all file systems on one disk share
+//! it) through parpool's `imap`, and one consumer receives every result in
+//! producer order.
 //!
 //! ```text
 //!  producer thread ──batches──▶ pool.imap (its device's pool) ─▶ driver thread ─▶ results ─┐
