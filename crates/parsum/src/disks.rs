@@ -26,6 +26,8 @@
 //! unit-tested against fake trees without root.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -43,6 +45,8 @@ pub struct Mount {
 #[derive(Debug, Clone, Default)]
 pub struct MountTable {
     mounts: Vec<Mount>,
+    /// `st_dev` → index of its first mount.
+    first: HashMap<u64, usize>,
 }
 
 impl MountTable {
@@ -58,17 +62,21 @@ impl MountTable {
                 let fields: Vec<&str> = line.split(' ').collect();
                 let (maj, min) = fields.get(2)?.split_once(':')?;
                 let dev = libc::makedev(maj.parse().ok()?, min.parse().ok()?);
-                let mount_point = PathBuf::from(unescape(fields.get(4)?));
+                let mount_point = PathBuf::from(OsString::from_vec(unescape(fields.get(4)?)));
                 let sep = fields.iter().skip(6).position(|f| *f == "-")? + 6;
                 Some(Mount {
                     dev,
                     mount_point,
                     fstype: fields.get(sep + 1)?.to_string(),
-                    source: unescape(fields.get(sep + 2)?),
+                    source: String::from_utf8_lossy(&unescape(fields.get(sep + 2)?)).into_owned(),
                 })
             })
-            .collect();
-        MountTable { mounts }
+            .collect::<Vec<Mount>>();
+        let mut first = HashMap::new();
+        for (i, m) in mounts.iter().enumerate() {
+            first.entry(m.dev).or_insert(i);
+        }
+        MountTable { mounts, first }
     }
 
     /// This process's mount table (empty if `/proc` is not readable).
@@ -79,7 +87,7 @@ impl MountTable {
     /// The mount of `dev` (the first listed: later ones are bind mounts or
     /// remounts of the same file system).
     pub fn by_dev(&self, dev: u64) -> Option<&Mount> {
-        self.mounts.iter().find(|m| m.dev == dev)
+        self.first.get(&dev).map(|&i| &self.mounts[i])
     }
 
     /// The mount that holds the absolute path `path`: the longest mount
@@ -101,8 +109,9 @@ impl MountTable {
     }
 }
 
-/// Undoes mountinfo's octal escapes (`\040` is a space).
-fn unescape(s: &str) -> String {
+/// Undoes mountinfo's octal escapes (`\040` is a space); the bytes may
+/// not be UTF-8.
+fn unescape(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -121,7 +130,7 @@ fn unescape(s: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// `MAJOR:MINOR` of a device number.
@@ -400,12 +409,10 @@ impl Sysfs {
         if let Some(m) = hint.and_then(|h| mounts.containing(&h)) {
             if libc::major(m.dev) == 0 && !has_no_disk(&m.fstype) {
                 let outer = self.resolve_mount(m.dev, m);
+                // The same file system as its mount (btrfs gives every
+                // subvolume, even the top one, an `st_dev` of its own).
                 if let Backing::Disks(_) = outer.backing {
-                    return FileSystem {
-                        dev,
-                        label: format!("{} {id}", outer.label),
-                        backing: outer.backing,
-                    };
+                    return FileSystem { dev, ..outer };
                 }
             }
         }
@@ -687,7 +694,8 @@ mod tests {
         let t = MountTable::parse(
             "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 shared:2 - ext3 /dev/root rw,errors=continue\n\
              garbage line\n\
-             37 35 0:27 / /dev/shm rw - tmpfs tmpfs rw\n",
+             37 35 0:27 / /dev/shm rw - tmpfs tmpfs rw\n\
+             38 35 8:1 / /mnt/bad\\377name rw - ext4 /dev/sda1 rw\n",
         );
         let m = t.by_dev(dev(98, 0)).unwrap();
         assert_eq!(m.mount_point, Path::new("/mnt/with space"));
@@ -696,14 +704,17 @@ mod tests {
             ("ext3", "/dev/root")
         );
         assert_eq!(t.by_dev(dev(0, 27)).unwrap().fstype, "tmpfs");
-        assert_eq!(t.devs().count(), 2);
+        assert_eq!(t.devs().count(), 3);
+        let bad = PathBuf::from(OsString::from_vec(b"/mnt/bad\xffname/f".to_vec()));
+        assert_eq!(t.containing(&bad).unwrap().dev, dev(8, 1));
         assert_eq!(
             t.containing(Path::new("/mnt/with space/a/b")).unwrap().dev,
             dev(98, 0)
         );
         assert!(t.containing(Path::new("/mnt/with")).is_none());
-        assert_eq!(unescape("a\\134b\\011"), "a\\b\t");
-        assert_eq!(unescape("trailing\\04"), "trailing\\04");
+        assert_eq!(unescape("a\\134b\\011"), b"a\\b\t");
+        assert_eq!(unescape("trailing\\04"), b"trailing\\04");
+        assert_eq!(unescape("bad\\377"), b"bad\xff");
     }
 
     #[test]
@@ -815,7 +826,7 @@ mod tests {
         // A subvolume that is not mounted: found through the path's mount.
         let sub = s.resolve(dev(0, 77), &mounts, Some(Path::new("/data/vol/file")));
         assert_eq!(sub.backing, Backing::Disks(set(&["nvme0n1", "sda"])));
-        assert_eq!(sub.label, "sda2 0:77");
+        assert_eq!(sub.label, "sda2");
         // Without a hint it is its own group, and says so.
         let lost = s.resolve(dev(0, 78), &mounts, None);
         assert_eq!(lost.backing, Backing::Own("0:78 (not mounted)".into()));

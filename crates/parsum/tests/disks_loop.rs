@@ -104,10 +104,25 @@ impl LoopDisk {
     /// A 64 MiB loop device with `parts` ext4 partitions (0: ext4 on the
     /// whole device), each mounted.
     fn new(parts: usize) -> Result<LoopDisk, String> {
+        let mut disk = LoopDisk::attach(64 << 20)?;
+        let fs_devs = if parts == 0 {
+            vec![disk.dev.clone()]
+        } else {
+            disk.partition(parts)?
+        };
+        for d in &fs_devs {
+            run("mkfs.ext4", &["-q", "-F", d])?;
+            disk.mount(d)?;
+        }
+        Ok(disk)
+    }
+
+    /// A loop device over a sparse image of `size` bytes, nothing on it.
+    fn attach(size: u64) -> Result<LoopDisk, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let img = dir.path().join("disk.img");
         std::fs::File::create(&img)
-            .and_then(|f| f.set_len(64 << 20))
+            .and_then(|f| f.set_len(size))
             .map_err(|e| e.to_string())?;
         let dev = run("losetup", &["-f", "--show", "-P", &img.to_string_lossy()])?;
         let name = dev.trim_start_matches("/dev/").to_string();
@@ -120,45 +135,44 @@ impl LoopDisk {
             dir,
         };
         disk.rotational = std::fs::read_to_string(disk.queue_rotational()).ok();
-        let mut fs_devs = Vec::new();
-        if parts == 0 {
-            fs_devs.push(disk.dev.clone());
-        } else {
-            let table = "size=24M\n".repeat(parts - 1) + ";\n";
-            let mut child = Command::new("timeout")
-                .args(["60", "sfdisk", "-q", &disk.dev])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| e.to_string())?;
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(table.as_bytes())
-                .map_err(|e| e.to_string())?;
-            if !child.wait().map_err(|e| e.to_string())?.success() {
-                return Err("sfdisk failed".into());
-            }
-            // No udev here: the kernel learns the partitions from partx
-            // (if sfdisk's re-read did not do it), and the nodes may be
-            // missing.
-            let _ = run("partx", &["-a", &disk.dev]);
-            let _ = run("partx", &["-u", &disk.dev]);
-            for i in 1..=parts {
-                let p = format!("{}p{i}", disk.name);
-                fs_devs.push(disk.node(&p)?);
-            }
-        }
-        for (i, d) in fs_devs.iter().enumerate() {
-            run("mkfs.ext4", &["-q", "-F", d])?;
-            let m = disk.dir.path().join(format!("m{i}"));
-            std::fs::create_dir(&m).map_err(|e| e.to_string())?;
-            run("mount", &[d, &m.to_string_lossy()])?;
-            disk.mounts.push(m);
-        }
         Ok(disk)
+    }
+
+    /// Writes a table of `parts` partitions; returns their device nodes.
+    fn partition(&mut self, parts: usize) -> Result<Vec<String>, String> {
+        let table = "size=24M\n".repeat(parts - 1) + ";\n";
+        let mut child = Command::new("timeout")
+            .args(["60", "sfdisk", "-q", &self.dev])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(table.as_bytes())
+            .map_err(|e| e.to_string())?;
+        if !child.wait().map_err(|e| e.to_string())?.success() {
+            return Err("sfdisk failed".into());
+        }
+        // No udev here: the kernel learns the partitions from partx (if
+        // sfdisk's re-read did not do it), and the nodes may be missing.
+        let _ = run("partx", &["-a", &self.dev]);
+        let _ = run("partx", &["-u", &self.dev]);
+        (1..=parts)
+            .map(|i| self.node(&format!("{}p{i}", self.name)))
+            .collect()
+    }
+
+    /// Mounts the file system on `dev` in this disk's directory.
+    fn mount(&mut self, dev: &str) -> Result<PathBuf, String> {
+        let m = self.dir.path().join(format!("m{}", self.mounts.len()));
+        std::fs::create_dir(&m).map_err(|e| e.to_string())?;
+        run("mount", &[dev, &m.to_string_lossy()])?;
+        self.mounts.push(m.clone());
+        Ok(m)
     }
 
     /// `/dev/NAME` for the partition `name`, waiting for the kernel to list
@@ -344,4 +358,98 @@ fn two_partitions_of_one_disk_share_one_disk_group() {
         line.ends_with(&format!(": 3 reader(s) [--device-jobs {spec}]")),
         "{line}"
     );
+}
+
+/// btrfs RAID1 over two loop devices, with a subvolume: every subvolume has
+/// an anonymous `st_dev` that mountinfo does not list (not even the top
+/// one), so parsum must find the mount by path and the members through
+/// `/sys/fs/btrfs/<uuid>/devices/`: one group over both disks.
+#[test]
+fn btrfs_over_two_disks_is_one_group_of_two_disks() {
+    if let Some(why) =
+        cannot_run().or_else(|| (!on_path("mkfs.btrfs")).then(|| "no mkfs.btrfs".into()))
+    {
+        eprintln!("note: skipping the btrfs loop-device test: {why}");
+        return;
+    }
+    let second = match LoopDisk::attach(256 << 20) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("note: skipping the btrfs loop-device test: {e}");
+            return;
+        }
+    };
+    // Declared after `second`, so it is dropped (unmounted) first.
+    let mut first = LoopDisk::attach(256 << 20).unwrap();
+    if let Err(e) = run(
+        "mkfs.btrfs",
+        &[
+            "-q",
+            "-f",
+            "-d",
+            "raid1",
+            "-m",
+            "raid1",
+            &first.dev,
+            &second.dev,
+        ],
+    ) {
+        eprintln!("note: skipping the btrfs loop-device test: {e}");
+        return;
+    }
+    let _ = run("btrfs", &["device", "scan"]);
+    let root = match first.mount(&first.dev.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("note: skipping the btrfs loop-device test: {e}");
+            return;
+        }
+    };
+    first.set_rotational(true).unwrap();
+    second.set_rotational(false).unwrap();
+    run(
+        "btrfs",
+        &["subvolume", "create", &root.join("sub").to_string_lossy()],
+    )
+    .unwrap();
+    let mut expected = fill(&root.join("sub"), 4);
+    expected.extend(fill(&root.join("top"), 5));
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| std::fs::metadata(p).unwrap().dev();
+    assert_eq!(libc::major(dev(&root)), 0, "btrfs has anonymous st_dev");
+    assert_ne!(
+        dev(&root),
+        dev(&root.join("sub")),
+        "a subvolume has its own"
+    );
+
+    let out = parsum()
+        .arg("-v")
+        .arg(root.join("sub"))
+        .arg(root.join("top"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines = disk_lines(&stderr);
+    for l in &lines {
+        eprintln!("{l}");
+    }
+    let mut names = [first.name.clone(), second.name.clone()];
+    names.sort();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "parsum: disk {}+{} (2 disks; file systems {}; rotational per sysfs): 2 reader(s)",
+            names[0], names[1], first.name
+        )),
+        "{}",
+        lines[0]
+    );
+    let got: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(got, expected);
 }
