@@ -571,18 +571,21 @@ impl DiskMap {
 
     /// The union-find keys (disks, or an own group's name) a
     /// `--device-jobs` DEV names: a block device name (`sda`, `sda1`,
-    /// `dm-0`, `/dev/sda1`), a `MAJ:MIN`, or the `st_dev` of a path.
-    pub fn keys_of_spec(&mut self, spec: &str, dev: Option<u64>) -> Vec<String> {
+    /// `dm-0`, `/dev/sda1`, `/dev/mapper/x`), a `MAJ:MIN`, or a path whose
+    /// `st_dev` is `dev`. Nothing is added to the map: a device an override
+    /// names is not a member of its group unless it is mounted.
+    pub fn keys_of_spec(&self, spec: &str, dev: Option<u64>) -> Vec<String> {
+        let fs_keys = |d: u64, hint: Option<&Path>| match self.fs.get(&d) {
+            Some(fs) => fs.backing.keys(),
+            None => self.sys.resolve(d, &self.mounts, hint).backing.keys(),
+        };
         if let Some(d) = dev {
-            return self.file_system(d, None).backing.keys();
+            return fs_keys(d, Some(Path::new(spec)));
         }
         let name = spec.strip_prefix("/dev/").unwrap_or(spec);
         if let Some((maj, min)) = name.split_once(':') {
             if let (Ok(maj), Ok(min)) = (maj.parse(), min.parse()) {
-                return self
-                    .file_system(libc::makedev(maj, min), None)
-                    .backing
-                    .keys();
+                return fs_keys(libc::makedev(maj, min), None);
             }
         }
         if let Some(block) = self.sys.source_device(&format!("/dev/{name}")) {
@@ -912,5 +915,9 @@ mod tests {
         assert_eq!(map.keys_of_spec("/dev/md0", None), vec!["sda", "sdb"]);
         assert_eq!(map.keys_of_spec("8:33", None), vec!["sdc"]);
         assert_eq!(map.keys_of_spec("sdc", None), vec!["sdc"]);
+        // An unmounted partition named by an override joins no member list.
+        f.part("sdc", "sdc2", "8:34");
+        assert_eq!(map.keys_of_spec("8:34", None), vec!["sdc"]);
+        assert_eq!(map.group_of(dev(8, 33), None).members, vec!["sdc1"]);
     }
 }

@@ -452,4 +452,21 @@ fn btrfs_over_two_disks_is_one_group_of_two_disks() {
         .map(String::from)
         .collect();
     assert_eq!(got, expected);
+
+    // A path on a subvolume names the group too (its st_dev is anonymous).
+    let spec = format!("{}=1", root.join("top").display());
+    let out = parsum()
+        .args(["-v", "--device-jobs", &spec])
+        .arg(root.join("sub"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines = disk_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].ends_with(&format!(": 1 reader(s) [--device-jobs {spec}]")),
+        "{}",
+        lines[0]
+    );
 }
