@@ -104,16 +104,19 @@ pub struct Args {
     #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["tag", "json"])]
     pub audit: Option<PathBuf>,
 
-    /// Readers per device, fixed (disables the adaptive choice)
+    /// Readers per disk group (all file systems on one disk share them), fixed
+    /// (disables the adaptive choice)
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub jobs: Option<u32>,
 
-    /// Readers for one device, fixed. DEV is MAJOR:MINOR, a block device name
-    /// (sda, nvme0n1) or any path on that device. Repeatable
+    /// Readers for the disk group DEV is on, fixed. DEV is a disk or partition
+    /// (sda, sda1, nvme0n1), MAJOR:MINOR, or any path on it; a partition's
+    /// override covers its whole disk. Repeatable
     #[arg(long, value_name = "DEV=N", action = ArgAction::Append)]
     pub device_jobs: Vec<String>,
 
-    /// Print the devices detected and the readers chosen (and changes) on stderr
+    /// Print each disk group (its disks, file systems, rotational hint) and the
+    /// readers chosen (and changes) on stderr
     #[arg(short = 'v', long, action = ArgAction::Count)]
     pub verbose: u8,
 

@@ -1,14 +1,18 @@
-//! Devices: what a file system sits on, and how many readers it gets.
+//! Readers: how many threads read a disk group at once, and how that
+//! limit adapts.
 //!
-//! Every file is routed by its `st_dev`. Each device gets its own pool of
-//! threads and a [`Gate`] that limits how many of them read at once. The
-//! limit starts from a hint and then follows the measured throughput:
+//! Files are routed by `st_dev` to their *disk group* (`disks.rs`: the
+//! physical disks under the file system; partitions of one disk, and file
+//! systems whose disks overlap, are one group). Each group gets one pool of
+//! threads and one [`Gate`] (`pipeline/disk_groups.rs`) that limits how many
+//! of them read at once. The limit starts from a [`Plan`] and then follows
+//! the measured throughput:
 //!
-//! - the hint is sysfs' `queue/rotational` for the block device behind
-//!   `st_dev` (a partition uses its disk's queue): rotational starts at one
-//!   reader, so a real HDD is read sequentially; anything else starts at
-//!   one reader per core. Virtual file systems (tmpfs, overlay, NFS: major 0)
-//!   have no queue and count as non-rotational;
+//! - the hint is sysfs' `queue/rotational` of the group's disks (rotational
+//!   if any is): rotational starts at one reader per disk, so a real HDD is
+//!   read sequentially; anything else starts at one reader per core per
+//!   disk. Groups without a disk (tmpfs, overlay, NFS, FUSE) have no queue
+//!   and count as non-rotational;
 //! - then, every [`WINDOW`] (and at least 8 reads), the gate compares the bytes hashed per second
 //!   with the previous window and moves the limit one step (hill climbing):
 //!   on in the same direction while throughput rises, back when it falls.
@@ -22,86 +26,34 @@
 //!   per core. A "rotational" virtio disk with a warm cache thus uses every
 //!   core after the first ~12 ms (the first window is a quarter as long).
 //!
-//! `--jobs N` and `--device-jobs DEV=N` fix the limit and turn adaptation off.
+//! `--jobs N` and `--device-jobs DEV=N` fix the limit of a whole group and
+//! turn adaptation off.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::disks::Group;
+
 /// The shortest measuring window of the adaptive gate...
 pub const WINDOW: Duration = Duration::from_millis(50);
 /// ...which must also see this many finished reads (batches).
 const WINDOW_READS: u64 = 8;
 /// Bytes per second no spinning disk reaches (the fastest stream ~270 MB/s).
-const NOT_A_DISK: f64 = 400.0 * 1024.0 * 1024.0;
+pub(crate) const NOT_A_DISK: f64 = 400.0 * 1024.0 * 1024.0;
 /// Throughput must move by this fraction to count as a rise or a fall.
 const NOISE: f64 = 0.08;
 
-/// What sysfs says about a device.
-#[derive(Debug, Clone)]
-pub struct DeviceInfo {
-    pub dev: u64,
-    /// `MAJOR:MINOR`.
-    pub id: String,
-    /// The block device's name (`vda`, `nvme0n1`), if it has one.
-    pub name: Option<String>,
-    /// `queue/rotational`, if sysfs has it.
-    pub rotational: Option<bool>,
-}
-
-impl DeviceInfo {
-    /// Looks `dev` up in /sys/dev/block.
-    pub fn detect(dev: u64) -> DeviceInfo {
-        let (maj, min) = (libc::major(dev), libc::minor(dev));
-        let id = format!("{maj}:{min}");
-        let sys = Path::new("/sys/dev/block").join(&id);
-        let real = std::fs::canonicalize(&sys).ok();
-        let name = real
-            .as_ref()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned());
-        // A partition has no queue of its own; its parent directory is the disk.
-        let rotational = real.as_ref().and_then(|p| {
-            [p.join("queue/rotational"), p.join("../queue/rotational")]
-                .iter()
-                .find_map(|q| std::fs::read_to_string(q).ok())
-                .map(|s| s.trim() == "1")
-        });
-        DeviceInfo {
-            dev,
-            id,
-            name,
-            rotational,
-        }
-    }
-
-    /// A one-line description for `-v`.
-    pub fn describe(&self) -> String {
-        let what = match (&self.name, self.rotational) {
-            (Some(n), Some(true)) => format!("{n}, rotational per sysfs"),
-            (Some(n), Some(false)) => format!("{n}, non-rotational per sysfs"),
-            (Some(n), None) => format!("{n}, no queue info"),
-            (None, _) => "no block device (virtual or network file system)".to_string(),
-        };
-        format!("{} ({what})", self.id)
-    }
-
-    /// Does `spec` (from `--device-jobs`) name this device? A spec is
-    /// `MAJOR:MINOR` or a block device name; paths are resolved beforehand.
-    pub fn matches(&self, spec: &str) -> bool {
-        spec == self.id
-            || self.name.as_deref() == Some(spec)
-            || spec.strip_prefix("/dev/") == self.name.as_deref()
-    }
-}
-
-/// A `--device-jobs DEV=N` override.
+/// A `--device-jobs DEV=N` override. It fixes the readers of the disk
+/// group DEV is on (resolved in `pipeline/disk_groups.rs`).
 #[derive(Debug, Clone)]
 pub struct DeviceJobs {
+    /// DEV as given.
     pub spec: String,
     /// st_dev, when `spec` was a path.
     pub dev: Option<u64>,
+    /// N.
     pub jobs: usize,
 }
 
@@ -149,19 +101,19 @@ impl DeviceJobs {
             jobs,
         })
     }
-
-    fn applies(&self, info: &DeviceInfo) -> bool {
-        match self.dev {
-            Some(d) => d == info.dev,
-            None => info.matches(&self.spec),
-        }
-    }
 }
 
 /// Whether a `--device-jobs` DEV that is not a path names a device: a block
-/// device (`sda`, `/dev/sda`, `8:0`) or the MAJOR:MINOR of a mounted file
-/// system without one (tmpfs, NFS: `0:27`).
+/// device (`sda`, `/dev/sda`, `8:0`, a node such as `/dev/mapper/vg-home`)
+/// or the MAJOR:MINOR of a mounted file system without one (tmpfs, NFS:
+/// `0:27`).
 fn device_exists(spec: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    if spec.starts_with("/dev/")
+        && std::fs::metadata(spec).is_ok_and(|m| m.file_type().is_block_device())
+    {
+        return true;
+    }
     let name = spec.strip_prefix("/dev/").unwrap_or(spec);
     if name.contains(':') {
         Path::new("/sys/dev/block").join(name).exists()
@@ -181,14 +133,19 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Chooses the plan for `info` from the overrides and the hint.
+    /// Chooses the plan for disk group `group`: `fixed` (the
+    /// `--device-jobs` that names it) wins over `--jobs`, which wins over
+    /// the hint. Both fix the readers of the whole group. The adaptive
+    /// budget is the sum of the group's disks' budgets: per disk, one
+    /// reader to start on a rotational group and one per core otherwise,
+    /// and at most two per core.
     pub fn choose(
-        info: &DeviceInfo,
+        group: &Group,
         jobs: Option<usize>,
-        overrides: &[DeviceJobs],
+        fixed: Option<&DeviceJobs>,
         cpus: usize,
     ) -> (Plan, String) {
-        if let Some(o) = overrides.iter().rev().find(|o| o.applies(info)) {
+        if let Some(o) = fixed {
             return (
                 Plan {
                     start: o.jobs,
@@ -208,23 +165,25 @@ impl Plan {
                 format!("--jobs {j}"),
             );
         }
-        let max = (cpus * 2).max(2);
-        match info.rotational {
+        let disks = group.disks();
+        let max = (cpus * 2).max(2) * disks;
+        let per_disk = if disks > 1 { " per disk" } else { "" };
+        match group.rotational {
             Some(true) => (
                 Plan {
-                    start: 1,
+                    start: disks,
                     max,
                     adaptive: true,
                 },
-                "rotational: start sequential, adapt".into(),
+                format!("rotational: start sequential{per_disk}, adapt"),
             ),
             _ => (
                 Plan {
-                    start: cpus.max(1),
+                    start: cpus.max(1) * disks,
                     max,
                     adaptive: true,
                 },
-                "start one reader per core, adapt".into(),
+                format!("start one reader per core{per_disk}, adapt"),
             ),
         }
     }
@@ -404,19 +363,21 @@ impl Gate {
 mod tests {
     use super::*;
 
-    fn info(rot: Option<bool>) -> DeviceInfo {
-        DeviceInfo {
-            dev: 0,
-            id: "8:0".into(),
-            name: Some("sda".into()),
+    fn group(rot: Option<bool>, disks: &[&str]) -> Group {
+        Group {
+            name: disks.join("+"),
+            keys: disks.iter().map(|d| d.to_string()).collect(),
+            members: vec![],
+            physical: true,
             rotational: rot,
         }
     }
 
     #[test]
     fn plan_from_hint_and_overrides() {
+        let sda = group(Some(true), &["sda"]);
         assert_eq!(
-            Plan::choose(&info(Some(true)), None, &[], 4).0,
+            Plan::choose(&sda, None, None, 4).0,
             Plan {
                 start: 1,
                 max: 8,
@@ -424,7 +385,7 @@ mod tests {
             }
         );
         assert_eq!(
-            Plan::choose(&info(Some(false)), None, &[], 4).0,
+            Plan::choose(&group(Some(false), &["sda"]), None, None, 4).0,
             Plan {
                 start: 4,
                 max: 8,
@@ -432,19 +393,39 @@ mod tests {
             }
         );
         assert_eq!(
-            Plan::choose(&info(None), Some(3), &[], 4).0,
+            Plan::choose(&group(None, &["sda"]), Some(3), None, 4).0,
             Plan {
                 start: 3,
                 max: 3,
                 adaptive: false
             }
         );
-        let o = [DeviceJobs::parse_syntax("sda=2").unwrap()];
-        assert_eq!(Plan::choose(&info(Some(true)), Some(5), &o, 4).0.start, 2);
-        let o = [DeviceJobs::parse_syntax("8:0=6").unwrap()];
-        assert_eq!(Plan::choose(&info(Some(true)), None, &o, 4).0.start, 6);
+        let o = DeviceJobs::parse_syntax("sda=2").unwrap();
+        let (plan, why) = Plan::choose(&sda, Some(5), Some(&o), 4);
+        assert_eq!((plan.start, plan.adaptive), (2, false));
+        assert_eq!(why, "--device-jobs sda=2");
         assert!(DeviceJobs::parse("sda").is_err());
         assert!(DeviceJobs::parse("sda=0").is_err());
+    }
+
+    /// A group over several disks may use the sum of their budgets; fixed
+    /// limits stay the group's total.
+    #[test]
+    fn multi_disk_group_sums_the_budgets() {
+        let raid = group(Some(true), &["sda", "sdb", "sdc"]);
+        let (plan, why) = Plan::choose(&raid, None, None, 2);
+        assert_eq!(
+            plan,
+            Plan {
+                start: 3,
+                max: 12,
+                adaptive: true
+            }
+        );
+        assert!(why.contains("per disk"), "{why}");
+        let flash = group(Some(false), &["nvme0n1", "nvme1n1"]);
+        assert_eq!(Plan::choose(&flash, None, None, 4).0.start, 8);
+        assert_eq!(Plan::choose(&raid, Some(1), None, 2).0.max, 1);
     }
 
     #[test]
@@ -537,12 +518,5 @@ mod tests {
                 assert_eq!(limits[i], 2, "{limits:?}");
             }
         });
-    }
-
-    #[test]
-    fn detect_does_not_panic() {
-        use std::os::unix::fs::MetadataExt;
-        let d = DeviceInfo::detect(std::fs::metadata("/").unwrap().dev());
-        assert!(d.describe().contains(':'));
     }
 }

@@ -7,7 +7,7 @@
 //! [`cli`] (arguments) → [`config`] (a resolved [`config::Config`] with a
 //! [`config::Mode`]) → [`app`] (one run per mode, ending in an
 //! [`exit::Exit`]) → [`walk`] (the sorted
-//! walk) → [`pipeline`] (a pool per device, ordered results) → [`hash`]
+//! walk) → [`pipeline`] (a pool per disk group, see [`disks`]; ordered results) → [`hash`]
 //! (reading and hashing one file) → [`output`], [`check`] or [`audit`]
 //! (what is printed). [`manifest`] reads and writes checksum lines, and
 //! [`escape`] holds every way a file name is escaped.
@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod dirfd;
+pub mod disks;
 pub mod escape;
 pub mod exit;
 pub mod hash;

@@ -134,11 +134,11 @@ fn roots_on_two_devices() {
             && lines[599].ends_with("mem/199")
     );
     let err = String::from_utf8(out.stderr).unwrap();
-    // One detection line per device (the adaptive gate may add lines
+    // One line per disk group (the adaptive gate may add lines
     // about its changes, which depend on timing).
     let detected = err
         .lines()
-        .filter(|l| l.starts_with("parsum: device ") && l.ends_with(']'))
+        .filter(|l| l.starts_with("parsum: disk ") && l.ends_with(']'))
         .count();
     assert_eq!(detected, 2, "{err}");
     // A manifest that alternates devices line by line verifies in order.

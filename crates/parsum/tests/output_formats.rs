@@ -145,7 +145,7 @@ fn verbose_reports_devices() {
         .assert()
         .success()
         .stderr(
-            predicate::str::contains("parsum: device ").and(predicate::str::contains("reader(s)")),
+            predicate::str::contains("parsum: disk ").and(predicate::str::contains("reader(s)")),
         );
     parsum()
         .current_dir(d.path())

@@ -11,6 +11,7 @@
 //!
 //! [`Gate`]: crate::device::Gate
 
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
@@ -22,13 +23,18 @@ pub(super) type Batches<T> = SyncSender<Vec<Item<T>>>;
 /// Where the stage sends them back, hashed, in the same order.
 pub(super) type Results<T> = Receiver<Vec<Done<T>>>;
 
-/// Starts the stage for a producer on device `dev`: returns the sender of
-/// its batches and the receiver of their results.
-pub(super) fn start<T: Send + 'static>(pipe: &Pipeline, dev: u64) -> (Batches<T>, Results<T>) {
-    let d = pipe.device(dev);
+/// Starts the stage for a producer on device `dev` (`hint`: one of its
+/// files): returns the sender of its batches and the receiver of their results.
+pub(super) fn start<T: Send + 'static>(
+    pipe: &Pipeline,
+    dev: u64,
+    hint: &Path,
+) -> (Batches<T>, Results<T>) {
+    let d = pipe.device(dev, hint);
     let (in_tx, in_rx) = mpsc::sync_channel::<Vec<Item<T>>>(INPUT_BATCHES);
     let (out_tx, out_rx) = mpsc::sync_channel(RESULT_BATCHES);
     let gate = Arc::clone(&d.gate);
+    let meter = Arc::clone(&d.meter);
     let splitter = pipe.cfg.splitter.clone();
     // A batch is one read for the gate: its files are consecutive on
     // disk order, and gating per file would cost a wake-up per file.
@@ -57,6 +63,7 @@ pub(super) fn start<T: Send + 'static>(pipe: &Pipeline, dev: u64) -> (Batches<T>
                     (item, r)
                 })
                 .collect();
+            meter.record(bytes, gate.limit());
             (done, bytes)
         })
     };

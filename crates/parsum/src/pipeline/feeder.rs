@@ -30,7 +30,7 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
     /// device than this producer's goes to a sub-producer.
     pub fn file(&mut self, item: Item<T>) {
         match self.dev {
-            None => self.start(item.stat.dev),
+            None => self.start(item.stat.dev, &item.path),
             Some(d) if d != item.stat.dev => return self.sub(move |f| f.file(item)),
             Some(_) => {}
         }
@@ -86,8 +86,8 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
 
     /// Starts this producer's device stage and tells the consumer where
     /// its results arrive.
-    fn start(&mut self, dev: u64) {
-        let (input, results) = device_stage::start(&self.pipe, dev);
+    fn start(&mut self, dev: u64, hint: &std::path::Path) {
+        let (input, results) = device_stage::start(&self.pipe, dev, hint);
         self.dev = Some(dev);
         self.input = Some(input);
         let _ = self.order.send(Order::Start(results));

@@ -1,6 +1,7 @@
 //! The pipeline: producers (walks, manifest readers) feed files to a pool
-//! per device through parpool's `imap`, and one consumer receives every
-//! result in producer order.
+//! per disk group (`disk_groups.rs`; all file systems on one disk share
+//! it) through parpool's `imap`, and one consumer receives every result in
+//! producer order.
 //!
 //! ```text
 //!  producer thread ──batches──▶ pool.imap (its device's pool) ─▶ driver thread ─▶ results ─┐
@@ -38,19 +39,20 @@
 //! `device_stage.rs` for the pool, gate and driver of each producer, and
 //! [`Stream`] (stream.rs) on the consumer's side.
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 
-use crate::device::{DeviceInfo, DeviceJobs, Gate, Plan};
+use crate::device::DeviceJobs;
 use crate::hash::{AlgoSet, FileHash, FileStat, HashError, Splitter};
 use crate::output::Note;
-use crate::progress::{message, Counters};
+use crate::progress::Counters;
 use crate::walk::{walk, walk_subtree, Event, Subtree, WalkOpts};
-use parpool::ThreadPool;
+use disk_groups::{Device, DiskGroups};
 
 mod device_stage;
+mod disk_groups;
 mod feeder;
 mod stream;
 
@@ -122,15 +124,10 @@ pub struct Settings {
     pub counters: Arc<Counters>,
 }
 
-pub(crate) struct Device {
-    pool: ThreadPool,
-    gate: Arc<Gate>,
-}
-
-/// The devices seen so far, shared by all producers.
+/// The disk groups seen so far, shared by all producers.
 pub struct Pipeline {
     cfg: Settings,
-    devices: Mutex<HashMap<u64, Arc<Device>>>,
+    devices: Mutex<DiskGroups>,
 }
 
 /// A hashed file and its outcome.
@@ -151,7 +148,7 @@ impl Pipeline {
     pub fn new(cfg: Settings) -> Arc<Pipeline> {
         Arc::new(Pipeline {
             cfg,
-            devices: Mutex::new(HashMap::new()),
+            devices: Mutex::new(DiskGroups::default()),
         })
     }
 
@@ -159,31 +156,13 @@ impl Pipeline {
         &self.cfg.counters
     }
 
-    pub(crate) fn device(&self, dev: u64) -> Arc<Device> {
-        let mut devices = self.devices.lock().unwrap();
-        if let Some(d) = devices.get(&dev) {
-            return Arc::clone(d);
-        }
-        let info = DeviceInfo::detect(dev);
-        let (plan, why) = Plan::choose(&info, self.cfg.jobs, &self.cfg.device_jobs, self.cfg.cpus);
-        if self.cfg.verbose {
-            let range = if plan.adaptive {
-                format!(", adapting within 1..={}", plan.max)
-            } else {
-                String::new()
-            };
-            message(&format!(
-                "parsum: device {}: {} reader(s){range} [{why}]",
-                info.describe(),
-                plan.start
-            ));
-        }
-        let d = Arc::new(Device {
-            pool: ThreadPool::with_workers(plan.max),
-            gate: Arc::new(Gate::new(plan, info.id.clone(), self.cfg.verbose)),
-        });
-        devices.insert(dev, Arc::clone(&d));
-        d
+    /// The device (pool and gate) of `dev`'s disk group; `hint` is a file
+    /// on `dev` (see `disk_groups.rs`).
+    pub(crate) fn device(&self, dev: u64, hint: &Path) -> Arc<Device> {
+        self.devices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .device(dev, hint, &self.cfg)
     }
 
     /// Starts a producer on its own thread. `produce` gets a [`Feeder`]; the
