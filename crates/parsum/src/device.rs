@@ -84,12 +84,19 @@ impl DeviceJobs {
         if spec.is_empty() {
             return Err(format!("--device-jobs '{s}': DEV is empty"));
         }
-        // A path (other than a /dev node, which names the device itself).
-        let dev = if spec.contains('/') && !spec.starts_with("/dev/") {
-            use std::os::unix::fs::MetadataExt;
+        // A path, other than a block device node under /dev (it names the
+        // device itself) or a /dev name with no node (no udev: `/dev/sda1`
+        // is still the partition sysfs knows). Anything else under /dev
+        // that exists (`/dev/shm`, a tmpfs; `/dev/null`) is a path.
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = std::fs::metadata(spec);
+        let dev_name = spec.starts_with("/dev/")
+            && meta
+                .as_ref()
+                .map_or(true, |m| m.file_type().is_block_device());
+        let dev = if spec.contains('/') && !dev_name {
             Some(
-                std::fs::metadata(spec)
-                    .map_err(|e| format!("--device-jobs '{s}': {spec}: {e}"))?
+                meta.map_err(|e| format!("--device-jobs '{s}': {spec}: {e}"))?
                     .dev(),
             )
         } else {

@@ -168,3 +168,36 @@ fn device_jobs_by_path() {
             "1 reader(s) [--device-jobs {spec}]"
         )));
 }
+
+/// A path under `/dev/` that is not a block device node (`/dev/shm` is a
+/// tmpfs, `/dev/null` is on devtmpfs) is a path on a file system, as any
+/// other path: it used to be taken for a device name and refused.
+#[test]
+fn device_jobs_by_path_under_dev() {
+    let shm = std::path::Path::new("/dev/shm");
+    if !shm.is_dir() || tempfile::tempdir_in(shm).is_err() {
+        eprintln!("note: no writable /dev/shm; skipping");
+        return;
+    }
+    let d = tempfile::tempdir_in(shm).unwrap();
+    std::fs::write(d.path().join("f"), b"x").unwrap();
+    for spec in [
+        format!("{}=1", d.path().display()),
+        "/dev/shm=1".to_string(),
+    ] {
+        parsum()
+            .args(["-v", "--device-jobs", &spec])
+            .arg(d.path())
+            .assert()
+            .success()
+            .stderr(predicate::str::contains(format!(
+                "1 reader(s) [--device-jobs {spec}]"
+            )));
+    }
+    // /dev/null is a path on devtmpfs: accepted (it names /dev's group).
+    parsum()
+        .args(["--device-jobs", "/dev/null=2"])
+        .arg(d.path())
+        .assert()
+        .success();
+}
