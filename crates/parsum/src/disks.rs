@@ -17,7 +17,8 @@
 //!
 //! Every mounted file system is resolved once, up front ([`DiskMap::new`]),
 //! and file systems whose disk sets overlap are merged (union-find over
-//! disks). Invariant: two file systems that share a disk are in the same
+//! disks). An anonymous `st_dev` the table does not list makes the map read
+//! mountinfo again: it may have been mounted during the run. Invariant: two file systems that share a disk are in the same
 //! group, whatever order they are met in. Resolution never loops (a device
 //! is visited once per walk through `slaves/`) and never fails: anything
 //! missing or unreadable makes the device count as a disk of its own.
@@ -453,6 +454,9 @@ impl Group {
 pub struct DiskMap {
     sys: Sysfs,
     mounts: MountTable,
+    /// Where `mounts` was read from: read again when a file system that
+    /// it does not list is met (mounted since). `None`: a fixed table.
+    mountinfo: Option<PathBuf>,
     fs: HashMap<u64, FileSystem>,
     /// Union-find over disk keys: key → parent.
     parent: HashMap<String, String>,
@@ -464,6 +468,7 @@ impl DiskMap {
         let mut map = DiskMap {
             sys,
             mounts,
+            mountinfo: None,
             fs: HashMap::new(),
             parent: HashMap::new(),
         };
@@ -476,7 +481,17 @@ impl DiskMap {
 
     /// This machine's map (`/sys`, `/proc/self/mountinfo`).
     pub fn system() -> DiskMap {
-        DiskMap::new(Sysfs::new("/sys"), MountTable::read())
+        DiskMap::with_mountinfo(Sysfs::new("/sys"), "/proc/self/mountinfo")
+    }
+
+    /// The map of the mount table in the file `mountinfo`, read now and
+    /// again whenever a file system it does not list is met.
+    pub fn with_mountinfo(sys: Sysfs, mountinfo: impl Into<PathBuf>) -> DiskMap {
+        let path = mountinfo.into();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut map = DiskMap::new(sys, MountTable::parse(&text));
+        map.mountinfo = Some(path);
+        map
     }
 
     pub fn sysfs(&self) -> &Sysfs {
@@ -486,6 +501,13 @@ impl DiskMap {
     /// The resolved file system `dev` (resolved and grouped now if new).
     pub fn file_system(&mut self, dev: u64, hint: Option<&Path>) -> &FileSystem {
         if !self.fs.contains_key(&dev) {
+            // An anonymous st_dev the table does not list was mounted since
+            // it was read (or is a btrfs subvolume, never listed): read it
+            // again, or the file system would be taken for part of the
+            // mount it sits under.
+            if libc::major(dev) == 0 && self.mounts.by_dev(dev).is_none() {
+                self.reload_mounts();
+            }
             let fs = self.sys.resolve(dev, &self.mounts, hint);
             let keys = fs.backing.keys();
             for k in &keys {
@@ -497,6 +519,17 @@ impl DiskMap {
             self.fs.insert(dev, fs);
         }
         &self.fs[&dev]
+    }
+
+    /// Reads the mount table again, if it came from a file that is still
+    /// readable; file systems resolved already keep their resolution.
+    fn reload_mounts(&mut self) {
+        let Some(path) = &self.mountinfo else {
+            return;
+        };
+        if let Ok(text) = std::fs::read_to_string(path) {
+            self.mounts = MountTable::parse(&text);
+        }
     }
 
     fn find(&mut self, k: &str) -> String {
@@ -840,6 +873,42 @@ mod tests {
         assert_eq!(g.members, vec!["sda2"]);
         assert_eq!(g.rotational, Some(true), "rotational if any disk is");
         assert_eq!(g.disks(), 2);
+    }
+
+    /// A file system mounted after the map was built (during the run) is
+    /// found by reading mountinfo again, not taken for a subvolume of the
+    /// mount it sits under: a tmpfs mounted inside a btrfs on a rotational
+    /// disk used to join that disk's group (and its one reader).
+    #[test]
+    fn mounts_made_during_the_run_are_read_again() {
+        let f = FakeSys::new();
+        f.disk("sda", "8:0", true);
+        f.disk("sdx", "8:96", true);
+        let info = f.root().join("mountinfo");
+        let line = |id: u32, devid: &str, mp: &str, fstype: &str, src: &str| {
+            format!("{id} 1 {devid} / {mp} rw - {fstype} {src} rw\n")
+        };
+        let before = line(20, "0:40", "/data", "btrfs", "/dev/sda");
+        std::fs::write(&info, &before).unwrap();
+        let mut map = DiskMap::with_mountinfo(f.sysfs(), &info);
+        assert_eq!(map.group_of(dev(0, 40), None).name, "sda");
+        // Now a tmpfs is mounted under /data, and a btrfs elsewhere.
+        let after = before
+            + &line(21, "0:99", "/data/t", "tmpfs", "tmpfs")
+            + &line(22, "0:50", "/new", "btrfs", "/dev/sdx");
+        std::fs::write(&info, after).unwrap();
+        let t = map.group_of(dev(0, 99), Some(Path::new("/data/t/f")));
+        assert_eq!(t.name, "tmpfs 0:99", "{t:?}");
+        assert!(!t.physical);
+        // A subvolume of the new btrfs (its st_dev is never listed).
+        let sub = map.group_of(dev(0, 51), Some(Path::new("/new/vol/f")));
+        assert_eq!(sub.name, "sdx", "{sub:?}");
+        // Unreadable mountinfo: the table read before stays.
+        std::fs::remove_file(&info).unwrap();
+        assert_eq!(
+            map.group_of(dev(0, 52), Some(Path::new("/data/x"))).name,
+            "sda"
+        );
     }
 
     #[test]
