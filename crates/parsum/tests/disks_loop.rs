@@ -6,7 +6,8 @@
 //! Needs root, loop devices and `losetup`, `sfdisk`, `partx`, `mkfs.ext4`,
 //! `mount` (`.ci/disks` installs them); skips with a message otherwise.
 //! Everything it sets up is torn down by [`LoopDisk`]'s `Drop`, also when
-//! an assertion fails.
+//! an assertion fails, and by its reaper process when the test process is
+//! killed (no `Drop` runs then).
 
 mod common;
 
@@ -59,6 +60,7 @@ fn cannot_run() -> Option<String> {
         "mount",
         "umount",
         "timeout",
+        "setsid",
     ]
     .into_iter()
     .filter(|t| !on_path(t))
@@ -68,7 +70,8 @@ fn cannot_run() -> Option<String> {
 
 /// A loop device over a sparse image, its partitions' file systems mounted
 /// in a temporary directory. Dropping it unmounts, detaches and removes the
-/// device nodes it made, whatever happened before.
+/// device nodes it made, whatever happened before. If the test process dies
+/// without dropping it (SIGKILL, a timeout), its reaper does the same.
 struct LoopDisk {
     /// `loop3`.
     name: String,
@@ -79,6 +82,11 @@ struct LoopDisk {
     /// the attachment: the next user of this loop device would see ours).
     rotational: Option<String>,
     dir: tempfile::TempDir,
+    /// A `sh` in a session of its own that waits for its stdin (a pipe only
+    /// this process holds: std's pipes are close-on-exec) to close, then
+    /// runs `undo.sh` if it is still there. `Drop` removes the script
+    /// first, so the reaper only acts when this process died.
+    reaper: Option<std::process::Child>,
 }
 
 impl Drop for LoopDisk {
@@ -89,13 +97,22 @@ impl Drop for LoopDisk {
                 let _ = run("umount", &["-l", &m]);
             }
         }
-        let _ = run("partx", &["-d", &self.dev]);
-        let _ = run("losetup", &["-d", &self.dev]);
+        if !self.dev.is_empty() {
+            let _ = run("partx", &["-d", &self.dev]);
+            let _ = run("losetup", &["-d", &self.dev]);
+        }
         if let Some(r) = &self.rotational {
             let _ = std::fs::write(self.queue_rotational(), r);
         }
         for n in &self.made_nodes {
             let _ = std::fs::remove_file(n);
+        }
+        // Undone: the reaper must find nothing to do (killed before this
+        // line, it undoes everything again, which is harmless).
+        let _ = std::fs::remove_file(self.undo_script());
+        if let Some(mut reaper) = self.reaper.take() {
+            drop(reaper.stdin.take());
+            let _ = reaper.wait();
         }
     }
 }
@@ -119,23 +136,76 @@ impl LoopDisk {
 
     /// A loop device over a sparse image of `size` bytes, nothing on it.
     fn attach(size: u64) -> Result<LoopDisk, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = tempfile::Builder::new()
+            .prefix("parsum-loop-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
         let img = dir.path().join("disk.img");
         std::fs::File::create(&img)
             .and_then(|f| f.set_len(size))
             .map_err(|e| e.to_string())?;
-        let dev = run("losetup", &["-f", "--show", "-P", &img.to_string_lossy()])?;
-        let name = dev.trim_start_matches("/dev/").to_string();
         let mut disk = LoopDisk {
-            name,
-            dev,
+            name: String::new(),
+            dev: String::new(),
             mounts: Vec::new(),
             made_nodes: Vec::new(),
             rotational: None,
             dir,
+            reaper: None,
         };
+        // The reaper is started before anything is attached: a kill while
+        // losetup runs is undone too (it detaches by image, and waits a
+        // moment for a setup tool that outlived this process).
+        disk.arm()?;
+        let script = r#"cat >/dev/null; [ -f "$0" ] || exit 0; sleep 1; sh "$0" >/dev/null 2>&1"#;
+        let reaper = Command::new("setsid")
+            .args(["sh", "-c", script])
+            .arg(disk.undo_script())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("setsid: {e}"))?;
+        disk.reaper = Some(reaper);
+        disk.dev = run("losetup", &["-f", "--show", "-P", &img.to_string_lossy()])?;
+        disk.name = disk.dev.trim_start_matches("/dev/").to_string();
         disk.rotational = std::fs::read_to_string(disk.queue_rotational()).ok();
+        disk.arm()?;
         Ok(disk)
+    }
+
+    fn undo_script(&self) -> PathBuf {
+        self.dir.path().join("undo.sh")
+    }
+
+    /// Writes what the reaper runs if this process dies: what `Drop` does,
+    /// for what is set up so far. Called after every step.
+    fn arm(&self) -> Result<(), String> {
+        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut sh = String::new();
+        for m in self.mounts.iter().rev() {
+            let m = q(&m.to_string_lossy());
+            sh += &format!("umount {m} || umount -l {m}\n");
+        }
+        let img = q(&self.dir.path().join("disk.img").to_string_lossy());
+        sh += &format!(
+            "for d in $(losetup -j {img} | cut -d: -f1); do partx -d $d; losetup -d $d; done\n"
+        );
+        if let Some(r) = &self.rotational {
+            sh += &format!(
+                "printf %s {} > {}\n",
+                q(r.trim()),
+                q(&self.queue_rotational())
+            );
+        }
+        for n in &self.made_nodes {
+            sh += &format!("rm -f {}\n", q(&n.to_string_lossy()));
+        }
+        sh += &format!("rm -rf {}\n", q(&self.dir.path().to_string_lossy()));
+        let tmp = self.dir.path().join("undo.sh.new");
+        std::fs::write(&tmp, sh)
+            .and_then(|()| std::fs::rename(&tmp, self.undo_script()))
+            .map_err(|e| format!("undo script: {e}"))
     }
 
     /// Writes a table of `parts` partitions; returns their device nodes.
@@ -170,8 +240,13 @@ impl LoopDisk {
     fn mount(&mut self, dev: &str) -> Result<PathBuf, String> {
         let m = self.dir.path().join(format!("m{}", self.mounts.len()));
         std::fs::create_dir(&m).map_err(|e| e.to_string())?;
-        run("mount", &[dev, &m.to_string_lossy()])?;
+        // Armed before mounting: a kill right after `mount` is undone too.
         self.mounts.push(m.clone());
+        self.arm()?;
+        if let Err(e) = run("mount", &[dev, &m.to_string_lossy()]) {
+            self.mounts.pop();
+            return Err(e);
+        }
         Ok(m)
     }
 
@@ -194,6 +269,7 @@ impl LoopDisk {
             let (maj, min) = id.split_once(':').ok_or("bad dev")?;
             run("mknod", &[&node.to_string_lossy(), "b", maj, min])?;
             self.made_nodes.push(node.clone());
+            self.arm()?;
         }
         Ok(node.to_string_lossy().into_owned())
     }
@@ -469,4 +545,120 @@ fn btrfs_over_two_disks_is_one_group_of_two_disks() {
         "{}",
         lines[0]
     );
+}
+
+/// Env var that makes [`cleanup_helper_holds_a_loop_disk`] set up a disk
+/// and wait to be killed (it passes at once without it).
+const HELPER: &str = "PARSUM_LOOP_HELPER";
+
+/// Not a test of its own: the process [`a_killed_test_leaves_nothing_behind`]
+/// kills while it holds a partitioned, mounted loop device.
+#[test]
+fn cleanup_helper_holds_a_loop_disk() {
+    if std::env::var_os(HELPER).is_none() {
+        return;
+    }
+    let disk = LoopDisk::new(2).expect("helper: set up a loop device");
+    disk.set_rotational(true).unwrap();
+    let img = disk.dir.path().join("disk.img");
+    // On a line of its own: the harness prints the test's name before it.
+    let mut line = format!("\nready {} {}", disk.name, img.display());
+    for m in &disk.mounts {
+        line += &format!(" {}", m.display());
+    }
+    println!("{line}");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+/// A test killed midway (SIGKILL: no `Drop` runs; a timeout, a CI cancel)
+/// must not leave mounts, loop devices, device nodes or a changed
+/// `queue/rotational` behind: each [`LoopDisk`] has a reaper process that
+/// undoes it when the test process dies.
+#[test]
+fn a_killed_test_leaves_nothing_behind() {
+    if let Some(why) = cannot_run() {
+        eprintln!("note: skipping the loop-device cleanup test: {why}");
+        return;
+    }
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cleanup_helper_holds_a_loop_disk",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = l.strip_prefix("ready ") {
+                let _ = tx.send(rest.to_string());
+                return;
+            }
+        }
+    });
+    let ready = rx.recv_timeout(std::time::Duration::from_secs(60));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let Ok(ready) = ready else {
+        eprintln!("note: skipping the loop-device cleanup test: the helper set up nothing");
+        return;
+    };
+    let words: Vec<&str> = ready.split(' ').collect();
+    let (name, img, mounts) = (words[0], words[1], &words[2..]);
+    let leftovers = || -> Vec<String> {
+        let mut left = Vec::new();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for m in mounts {
+            if info.lines().any(|l| l.split(' ').nth(4) == Some(m)) {
+                left.push(format!("mount {m}"));
+            }
+        }
+        let backing = format!("/sys/block/{name}/loop/backing_file");
+        if std::fs::read_to_string(&backing).is_ok_and(|b| b.trim() == img) {
+            left.push(format!("loop device {name} over {img}"));
+        }
+        for p in ["p1", "p2"] {
+            if Path::new(&format!("/dev/{name}{p}")).exists()
+                && !Path::new(&format!("/sys/class/block/{name}{p}")).exists()
+            {
+                left.push(format!("node /dev/{name}{p}"));
+            }
+        }
+        left
+    };
+    let start = std::time::Instant::now();
+    let mut left = leftovers();
+    while !left.is_empty() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = leftovers();
+    }
+    if !left.is_empty() {
+        // Clean up here, so a failure leaves nothing behind either.
+        for m in mounts.iter().rev() {
+            let _ = run("umount", &["-l", m]);
+        }
+        let dev = format!("/dev/{name}");
+        let _ = run("partx", &["-d", &dev]);
+        let _ = run("losetup", &["-d", &dev]);
+        for p in ["p1", "p2"] {
+            let _ = std::fs::remove_file(format!("/dev/{name}{p}"));
+        }
+        let _ = std::fs::write(format!("/sys/block/{name}/queue/rotational"), "1");
+        if let Some(dir) = Path::new(img).parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    assert!(left.is_empty(), "left behind by a killed test: {left:?}");
 }
