@@ -240,6 +240,12 @@ impl LoopDisk {
     fn mount(&mut self, dev: &str) -> Result<PathBuf, String> {
         let m = self.dir.path().join(format!("m{}", self.mounts.len()));
         std::fs::create_dir(&m).map_err(|e| e.to_string())?;
+        self.mount_at(dev, m)
+    }
+
+    /// Mounts the file system on `dev` on the directory `m` (which may be
+    /// on another of this disk's mounts).
+    fn mount_at(&mut self, dev: &str, m: PathBuf) -> Result<PathBuf, String> {
         // Armed before mounting: a kill right after `mount` is undone too.
         self.mounts.push(m.clone());
         self.arm()?;
@@ -661,4 +667,128 @@ fn a_killed_test_leaves_nothing_behind() {
         }
     }
     assert!(left.is_empty(), "left behind by a killed test: {left:?}");
+}
+
+/// Writes `n` files `dir/fNNNNN`, empty (they take no block) but every
+/// 500th, which holds its number.
+fn many_files(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        let content = if i % 500 == 0 {
+            i.to_string()
+        } else {
+            String::new()
+        };
+        std::fs::write(dir.join(format!("f{i:05}")), content).unwrap();
+    }
+}
+
+/// Two file systems of one disk share one pool and one gate; the second
+/// is mounted inside the first, so its walk is a sub-producer of the
+/// first's, and the first goes on producing while the consumer drains the
+/// second. With one reader for the whole disk (`--jobs 1`, an override on
+/// either partition) and the adaptive gate at one reader, and with far
+/// more batches after the mount point than every channel and buffer on
+/// the way holds, the run must finish (under the 30 s guard), print what
+/// the one-thread run prints, and verify a manifest whose lines alternate
+/// between the two file systems.
+#[test]
+fn nested_mounts_on_one_disk_share_one_reader_without_deadlock() {
+    if let Some(why) = cannot_run() {
+        eprintln!("note: skipping the nested-mount loop-device test: {why}");
+        return;
+    }
+    let mut disk = match LoopDisk::attach(96 << 20) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("note: skipping the nested-mount loop-device test: {e}");
+            return;
+        }
+    };
+    let parts = disk.partition(2).unwrap();
+    for p in &parts {
+        // Enough inodes for the small files (the default is ~1 per 4 KiB).
+        run("mkfs.ext4", &["-q", "-F", "-N", "30000", p]).unwrap();
+    }
+    let root = disk.mount(&parts[0]).unwrap();
+    std::fs::create_dir(root.join("m")).unwrap();
+    let inner = disk.mount_at(&parts[1], root.join("m")).unwrap();
+    disk.set_rotational(true).unwrap();
+    // Before the mount point, in it, and 24,000 files (375 batches) after it.
+    many_files(&root.join("a"), 500);
+    many_files(&inner.join("s"), 3000);
+    // A large file first in the inner file system holds the consumer there
+    // while the outer walk runs ahead and fills its channels.
+    let big: Vec<u8> = (0..16u32 << 20).map(|i| (i * 7 >> 5) as u8).collect();
+    std::fs::write(inner.join("s/big"), big).unwrap();
+    many_files(&root.join("z"), 24_000);
+    let n = &disk.name;
+
+    let one = parsum().args(["--jobs", "1"]).arg(&root).output().unwrap();
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let lines = one.stdout.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(lines, 27_501);
+    let p1 = format!("{n}p1=1");
+    let p2 = format!("{n}p2=1");
+    for args in [
+        vec!["-v"],
+        vec!["-v", "--device-jobs", &p1],
+        vec!["-v", "--device-jobs", &p2, "--jobs", "4"],
+        vec!["-v", "--jobs", "2"],
+    ] {
+        let out = parsum().args(&args).arg(&root).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            out.stdout == one.stdout,
+            "{args:?}: output differs from --jobs 1"
+        );
+        let groups = disk_lines(&stderr);
+        assert_eq!(groups.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            groups[0].starts_with(&format!(
+                "parsum: disk {n} (file systems {n}p1, {n}p2; rotational per sysfs): "
+            )),
+            "{}",
+            groups[0]
+        );
+        if args.len() > 1 && args[1] == "--device-jobs" {
+            assert!(
+                groups[0].contains(": 1 reader(s) [--device-jobs"),
+                "{}",
+                groups[0]
+            );
+        }
+    }
+
+    // A manifest alternating between the two file systems, line by line.
+    let text = String::from_utf8(one.stdout).unwrap();
+    let (a, b): (Vec<&str>, Vec<&str>) = text
+        .lines()
+        .partition(|l| !l.contains(&format!("{}/", inner.display())));
+    let mut alternating = String::new();
+    for (x, y) in a.iter().zip(&b).take(2000) {
+        alternating += &format!("{x}\n{y}\n");
+    }
+    let manifest = disk.dir.path().join("alternating.b3");
+    std::fs::write(&manifest, &alternating).unwrap();
+    for jobs in ["1", "2"] {
+        let out = parsum()
+            .args(["-c", "--jobs", jobs])
+            .arg(&manifest)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ok = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(ok.lines().count(), 4000);
+        assert!(ok.lines().all(|l| l.ends_with(": OK")), "{ok}");
+    }
 }
