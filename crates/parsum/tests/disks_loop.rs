@@ -719,7 +719,7 @@ fn nested_mounts_on_one_disk_share_one_reader_without_deadlock() {
     many_files(&inner.join("s"), 3000);
     // A large file first in the inner file system holds the consumer there
     // while the outer walk runs ahead and fills its channels.
-    let big: Vec<u8> = (0..16u32 << 20).map(|i| (i * 7 >> 5) as u8).collect();
+    let big: Vec<u8> = (0..16u32 << 20).map(|i| ((i * 7) >> 5) as u8).collect();
     std::fs::write(inner.join("s/big"), big).unwrap();
     many_files(&root.join("z"), 24_000);
     let n = &disk.name;
