@@ -8,8 +8,10 @@
 //! On slow disks the bar also says what it waits for: each disk group that
 //! moved data in the last [`RATE_WINDOW`] at less than a fast device's rate
 //! is shown with its throughput and its current readers
-//! (`loop0 48.2 MiB/s, 1 reader`). A group's bytes are counted per finished
-//! batch ([`DiskMeter`]), so sampling costs one atomic load per group.
+//! (`loop0 48.2 MiB/s, 1 reader`). A group's bytes are counted as they are
+//! read ([`DiskMeter`], one atomic add per 256 KiB read), so a large file
+//! on a slow disk shows its rate while it is read, and sampling costs one
+//! atomic load per group.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -95,10 +97,13 @@ impl DiskMeter {
         }
     }
 
-    /// Counts a finished batch of `bytes`, read while the gate allowed
-    /// `readers`.
-    pub fn record(&self, bytes: u64, readers: usize) {
+    /// Counts `bytes` read.
+    pub fn add(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The readers the gate allows now.
+    pub fn set_readers(&self, readers: usize) {
         self.readers.store(readers, Ordering::Relaxed);
     }
 
@@ -308,7 +313,8 @@ mod tests {
             status: String::new(),
         };
         // 20 MiB in one 2 s window: 10 MiB/s, with the readers last seen.
-        m.record(20 << 20, 3);
+        m.add(20 << 20);
+        m.set_readers(3);
         assert!(s.sample(&c));
         assert!(s.status.starts_with(" | loop0 "), "{}", s.status);
         assert!(s.status.ends_with(", 3 readers"), "{}", s.status);

@@ -16,7 +16,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
 use super::{Done, Item, Pipeline, INPUT_BATCHES, RESULT_BATCHES};
-use crate::hash::{hash_file, HashOpts};
+use crate::hash::{hash_file_with_hook, HashOpts, Splitter};
+use crate::progress::DiskMeter;
 
 /// Where a producer sends its batches.
 pub(super) type Batches<T> = SyncSender<Vec<Item<T>>>;
@@ -50,20 +51,13 @@ pub(super) fn start<T: Send + 'static>(
             let mut bytes = 0;
             let done = batch
                 .into_iter()
-                .map(|mut item| {
-                    let opts = HashOpts {
-                        no_follow: item.no_follow,
-                        splitter,
-                        listed: Some(item.stat),
-                        dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
-                    };
-                    let r = hash_file(&item.path, item.algos, opts);
-                    item.dir = None;
+                .map(|item| {
+                    let (item, r) = hash_counted(item, splitter, &meter, &mut |_| {});
                     bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
                     (item, r)
                 })
                 .collect();
-            meter.record(bytes, gate.limit());
+            meter.set_readers(gate.limit());
             (done, bytes)
         })
     };
@@ -86,4 +80,85 @@ pub(super) fn start<T: Send + 'static>(
         })
         .expect("spawn driver thread");
     (in_tx, out_rx)
+}
+
+/// Hashes one item and counts its bytes on its group's `meter` as they are
+/// read, so the bar sees a large file on a slow disk move (`hook`: called
+/// after every read, for tests).
+fn hash_counted<T>(
+    mut item: Item<T>,
+    splitter: Option<&Splitter>,
+    meter: &DiskMeter,
+    hook: &mut dyn FnMut(u64),
+) -> Done<T> {
+    let opts = HashOpts {
+        no_follow: item.no_follow,
+        splitter,
+        listed: Some(item.stat),
+        dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
+    };
+    let mut counted = 0;
+    let r = hash_file_with_hook(&item.path, item.algos, opts, &mut |so_far| {
+        meter.add(so_far.saturating_sub(counted));
+        counted = so_far;
+        hook(so_far);
+    });
+    // What no read reported (a split file is read on the split pool).
+    meter.add(r.as_ref().map_or(0, |h| h.size.saturating_sub(counted)));
+    item.dir = None;
+    (item, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{Algo, AlgoSet, FileStat};
+
+    /// A group's meter counts a file's bytes while it is read, not once it
+    /// is done: on a slow disk a large file takes minutes, and the bar
+    /// (which shows groups that moved data in the last 2 s, below a fast
+    /// device's rate) would show its group idle all along, then one burst
+    /// "faster than a disk" that it hides too.
+    #[test]
+    fn bytes_are_counted_as_they_are_read() {
+        crate::hash::tests::within_30s(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("big");
+            let data: Vec<u8> = (0..4u32 << 20).map(|i| (i >> 3) as u8).collect();
+            std::fs::write(&path, &data).unwrap();
+            let meter = DiskMeter::new("t".into(), 1);
+            let item = || Item {
+                stat: FileStat::of(&std::fs::metadata(&path).unwrap()),
+                path: path.clone(),
+                dir: None,
+                no_follow: true,
+                algos: AlgoSet::of(Algo::Sha256),
+                tag: (),
+            };
+            let item2 = item();
+            let mut seen = Vec::new();
+            let (_, r) = hash_counted(item(), None, &meter, &mut |so_far| {
+                seen.push((so_far, meter.bytes()));
+            });
+            assert_eq!(r.unwrap().size, 4 << 20);
+            assert!(seen.len() > 1, "{seen:?}");
+            for (so_far, counted) in &seen {
+                assert_eq!(so_far, counted, "counted as read: {seen:?}");
+            }
+            assert_eq!(meter.bytes(), 4 << 20, "and not twice");
+            // A split file (read on the split pool) counts once, when done.
+            let split = Splitter::new(2, 1 << 20, 1 << 16);
+            let (_, r) = hash_counted(
+                Item {
+                    algos: AlgoSet::of(Algo::Blake3),
+                    ..item2
+                },
+                Some(&split),
+                &meter,
+                &mut |_| {},
+            );
+            assert_eq!(r.unwrap().size, 4 << 20);
+            assert_eq!(meter.bytes(), 8 << 20);
+        });
+    }
 }
