@@ -110,7 +110,7 @@ pub struct Args {
     pub jobs: Option<u32>,
 
     /// Readers for the disk group DEV is on, fixed. DEV is a disk or partition
-    /// (sda, sda1, nvme0n1), MAJOR:MINOR, or any path on it; a partition's
+    /// (sda, sda1, nvme0n1), MAJOR:MINOR, or any path on it (`.` too); a partition's
     /// override covers its whole disk. Repeatable
     #[arg(long, value_name = "DEV=N", action = ArgAction::Append)]
     pub device_jobs: Vec<String>,

@@ -60,8 +60,15 @@ pub struct DeviceJobs {
 impl DeviceJobs {
     /// Parses `DEV=N` and checks that DEV names a device (a usage error if not).
     pub fn parse(s: &str) -> Result<DeviceJobs, String> {
-        let d = Self::parse_syntax(s)?;
+        let mut d = Self::parse_syntax(s)?;
         if d.dev.is_none() && !device_exists(&d.spec) {
+            // Not a device: a relative path without a slash (`.`, `..`,
+            // `data`) names the device it is on.
+            if let Ok(m) = std::fs::metadata(&d.spec) {
+                use std::os::unix::fs::MetadataExt;
+                d.dev = Some(m.dev());
+                return Ok(d);
+            }
             return Err(format!(
                 "--device-jobs '{s}': no such device '{}' (expected MAJOR:MINOR, \
                  a block device name such as sda, or a path on the device)",
@@ -127,7 +134,8 @@ fn device_exists(spec: &str) -> bool {
             || std::fs::read_to_string("/proc/self/mountinfo")
                 .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(2) == Some(name)))
     } else {
-        Path::new("/sys/class/block").join(name).exists()
+        // `.` and `..` are in every directory, /sys/class/block too.
+        !matches!(name, "" | "." | "..") && Path::new("/sys/class/block").join(name).exists()
     }
 }
 

@@ -294,7 +294,7 @@ impl Sysfs {
 
     /// Whether sysfs knows a block device of this name.
     pub fn exists(&self, name: &str) -> bool {
-        !name.is_empty() && !name.contains('/') && self.block(name).exists()
+        !matches!(name, "" | "." | "..") && !name.contains('/') && self.block(name).exists()
     }
 
     /// The block device a mount source names (`/dev/sda2`,

@@ -201,3 +201,34 @@ fn device_jobs_by_path_under_dev() {
         .assert()
         .success();
 }
+
+/// A path without a slash (`.`, `..`, a directory's name) is a path too,
+/// unless a block device has that name: `.` was taken for a device
+/// (`/sys/class/block/.` exists) and silently fixed nothing.
+#[test]
+fn device_jobs_by_relative_path() {
+    let d = tree();
+    std::fs::create_dir(d.path().join("subdir2")).unwrap();
+    std::fs::write(d.path().join("subdir2/f"), b"x").unwrap();
+    for (cwd, spec) in [
+        (d.path().to_path_buf(), ".=1"),
+        (d.path().join("subdir2"), "..=1"),
+        (d.path().to_path_buf(), "subdir2=1"),
+    ] {
+        parsum()
+            .current_dir(&cwd)
+            .args(["-v", "--device-jobs", spec])
+            .arg(d.path())
+            .assert()
+            .success()
+            .stderr(predicate::str::contains(format!(
+                "1 reader(s) [--device-jobs {spec}]"
+            )));
+    }
+    // A name that is neither a device nor a path is still refused.
+    parsum()
+        .current_dir(d.path())
+        .args(["--device-jobs", "nosuchdisk=1", "."])
+        .assert()
+        .code(2);
+}
