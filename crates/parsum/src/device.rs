@@ -45,6 +45,10 @@ pub(crate) const NOT_A_DISK: f64 = 400.0 * 1024.0 * 1024.0;
 /// Throughput must move by this fraction to count as a rise or a fall.
 const NOISE: f64 = 0.08;
 
+/// The most readers `--jobs` and `--device-jobs` may ask for (a pool's
+/// workers are bounded; more readers than this never help).
+pub const MAX_JOBS: usize = 1024;
+
 /// A `--device-jobs DEV=N` override. It fixes the readers of the disk
 /// group DEV is on (resolved in `pipeline/disk_groups.rs`).
 #[derive(Debug, Clone)]
@@ -86,8 +90,8 @@ impl DeviceJobs {
         let jobs: usize = n
             .parse()
             .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("--device-jobs '{s}': N must be a positive integer"))?;
+            .filter(|n| (1..=MAX_JOBS).contains(n))
+            .ok_or_else(|| format!("--device-jobs '{s}': N must be in 1..={MAX_JOBS}"))?;
         if spec.is_empty() {
             return Err(format!("--device-jobs '{s}': DEV is empty"));
         }

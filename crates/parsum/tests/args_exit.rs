@@ -209,3 +209,29 @@ fn summary_and_help() {
     );
     parsum().arg("--no-such-flag").assert().code(2);
 }
+
+/// `--device-jobs DEV=N` is bounded like `--jobs` (1..=1024): a huge N made
+/// the thread pool panic (exit 101) instead of a usage error.
+#[test]
+fn device_jobs_too_many_readers_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"x");
+    for n in [
+        "1025",
+        "100000",
+        "18446744073709551615",
+        "99999999999999999999999",
+    ] {
+        parsum()
+            .current_dir(d.path())
+            .args(["--device-jobs", &format!(".={n}"), "."])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("N must be"));
+    }
+    parsum()
+        .current_dir(d.path())
+        .args(["--device-jobs", ".=1024", "."])
+        .assert()
+        .success();
+}
