@@ -185,12 +185,13 @@ impl Plan {
             );
         }
         let disks = group.disks();
-        let max = (cpus * 2).max(2) * disks;
+        // Capped: a pool of more threads cannot be built, nor would help.
+        let max = ((cpus * 2).max(2) * disks).min(MAX_JOBS);
         let per_disk = if disks > 1 { " per disk" } else { "" };
         match group.rotational {
             Some(true) => (
                 Plan {
-                    start: disks,
+                    start: disks.min(max),
                     max,
                     adaptive: true,
                 },
@@ -198,7 +199,7 @@ impl Plan {
             ),
             _ => (
                 Plan {
-                    start: cpus.max(1) * disks,
+                    start: (cpus.max(1) * disks).min(max),
                     max,
                     adaptive: true,
                 },
@@ -445,6 +446,25 @@ mod tests {
         let flash = group(Some(false), &["nvme0n1", "nvme1n1"]);
         assert_eq!(Plan::choose(&flash, None, None, 4).0.start, 8);
         assert_eq!(Plan::choose(&raid, Some(1), None, 2).0.max, 1);
+    }
+
+    /// A group of many disks on a machine of many cores: the budget is
+    /// capped, so its pool can be built (parpool refuses more than 16,384
+    /// workers; parsum panicked for an md array of 65 disks on 128 cores).
+    #[test]
+    fn huge_groups_budget_is_capped() {
+        let names: Vec<String> = (0..100).map(|i| format!("sd{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        for rot in [Some(true), Some(false)] {
+            let (plan, _) = Plan::choose(&group(rot, &refs), None, None, 128);
+            assert!(plan.max <= MAX_JOBS && plan.start <= plan.max, "{plan:?}");
+            assert!(plan.start >= 1);
+        }
+        let (plan, _) = Plan::choose(&group(Some(false), &refs), None, None, 128);
+        assert_eq!(
+            parpool::ThreadPool::with_workers(plan.max).workers(),
+            plan.max
+        );
     }
 
     #[test]
