@@ -416,6 +416,16 @@ impl Sysfs {
                     return FileSystem { dev, ..outer };
                 }
             }
+            // A file system without disk that reports unlisted devices
+            // (overlayfs: one per layer for its files): named by its mount.
+            if has_no_disk(&m.fstype) {
+                let label = format!("{} {id}", m.fstype);
+                return FileSystem {
+                    dev,
+                    label: label.clone(),
+                    backing: Backing::Own(label),
+                };
+            }
         }
         let label = format!("{id} (not mounted)");
         FileSystem {
@@ -958,6 +968,23 @@ mod tests {
         let took = start.elapsed();
         // 17 s before (debug build), 1.3 s after: generous for a busy machine.
         assert!(took < std::time::Duration::from_secs(6), "{took:?}");
+    }
+
+    /// overlayfs reports its files' `st_dev` as a per-layer anonymous
+    /// device mountinfo does not list: such a file system is named after
+    /// the mount that holds it, not "(not mounted)".
+    #[test]
+    fn overlay_files_pseudo_devices_are_named_after_their_mount() {
+        let f = FakeSys::new();
+        let mounts = mountinfo(&[("0:40", "/merged", "overlay", "overlay")]);
+        let mut map = DiskMap::new(f.sysfs(), mounts);
+        let g = map.group_of(dev(0, 42), Some(Path::new("/merged/f1")));
+        assert_eq!(g.name, "overlay 0:42");
+        assert_eq!(g.members, vec!["overlay 0:42"]);
+        assert!(!g.physical);
+        // Outside any mount: still "(not mounted)".
+        let lost = map.group_of(dev(0, 43), Some(Path::new("relative/f")));
+        assert_eq!(lost.name, "0:43 (not mounted)");
     }
 
     #[test]
