@@ -135,8 +135,10 @@ fn device_exists(spec: &str) -> bool {
     let name = spec.strip_prefix("/dev/").unwrap_or(spec);
     if name.contains(':') {
         Path::new("/sys/dev/block").join(name).exists()
-            || std::fs::read_to_string("/proc/self/mountinfo")
-                .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(2) == Some(name)))
+            || std::fs::read("/proc/self/mountinfo").is_ok_and(|m| {
+                m.split(|&b| b == b'\n')
+                    .any(|l| l.split(|&b| b == b' ').nth(2) == Some(name.as_bytes()))
+            })
     } else {
         // `.` and `..` are in every directory, /sys/class/block too.
         !matches!(name, "" | "." | "..") && Path::new("/sys/class/block").join(name).exists()

@@ -51,24 +51,28 @@ pub struct MountTable {
 }
 
 impl MountTable {
-    /// Parses mountinfo text; malformed lines are ignored.
+    /// Parses mountinfo; malformed lines are ignored.
     ///
     /// A line is `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] -
-    /// FSTYPE SOURCE SUPER_OPTIONS`, with spaces and such in paths escaped
-    /// as octal (`\040`).
-    pub fn parse(text: &str) -> MountTable {
+    /// FSTYPE SOURCE SUPER_OPTIONS`, with space, tab, newline and backslash
+    /// in paths escaped as octal (`\040`). Nothing else is escaped: a path
+    /// that is not UTF-8 comes as raw bytes, so the table is bytes, not
+    /// text (one such mount point must not cost the whole table).
+    pub fn parse(text: impl AsRef<[u8]>) -> MountTable {
         let mounts = text
-            .lines()
+            .as_ref()
+            .split(|&b| b == b'\n')
             .filter_map(|line| {
-                let fields: Vec<&str> = line.split(' ').collect();
-                let (maj, min) = fields.get(2)?.split_once(':')?;
+                let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+                let id = std::str::from_utf8(fields.get(2)?).ok()?;
+                let (maj, min) = id.split_once(':')?;
                 let dev = libc::makedev(maj.parse().ok()?, min.parse().ok()?);
                 let mount_point = PathBuf::from(OsString::from_vec(unescape(fields.get(4)?)));
-                let sep = fields.iter().skip(6).position(|f| *f == "-")? + 6;
+                let sep = fields.iter().skip(6).position(|f| *f == b"-")? + 6;
                 Some(Mount {
                     dev,
                     mount_point,
-                    fstype: fields.get(sep + 1)?.to_string(),
+                    fstype: String::from_utf8_lossy(fields.get(sep + 1)?).into_owned(),
                     source: String::from_utf8_lossy(&unescape(fields.get(sep + 2)?)).into_owned(),
                 })
             })
@@ -82,7 +86,7 @@ impl MountTable {
 
     /// This process's mount table (empty if `/proc` is not readable).
     pub fn read() -> MountTable {
-        MountTable::parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+        MountTable::parse(std::fs::read("/proc/self/mountinfo").unwrap_or_default())
     }
 
     /// The mount of `dev` (the first listed: later ones are bind mounts or
@@ -112,8 +116,8 @@ impl MountTable {
 
 /// Undoes mountinfo's octal escapes (`\040` is a space); the bytes may
 /// not be UTF-8.
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
+fn unescape(s: impl AsRef<[u8]>) -> Vec<u8> {
+    let b = s.as_ref();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -468,7 +472,7 @@ pub struct DiskMap {
     /// it does not list is met (mounted since). `None`: a fixed table.
     mountinfo: Option<PathBuf>,
     /// The text `mounts` was parsed from: parsed again only if it changed.
-    mountinfo_text: String,
+    mountinfo_text: Vec<u8>,
     fs: HashMap<u64, FileSystem>,
     /// Each distinct file system label → the first key of its backing:
     /// members are listed from these, not from every file system (a btrfs
@@ -486,7 +490,7 @@ impl DiskMap {
             sys,
             mounts,
             mountinfo: None,
-            mountinfo_text: String::new(),
+            mountinfo_text: Vec::new(),
             fs: HashMap::new(),
             labels: HashMap::new(),
             parent: HashMap::new(),
@@ -507,7 +511,7 @@ impl DiskMap {
     /// again whenever a file system it does not list is met.
     pub fn with_mountinfo(sys: Sysfs, mountinfo: impl Into<PathBuf>) -> DiskMap {
         let path = mountinfo.into();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let text = std::fs::read(&path).unwrap_or_default();
         let mut map = DiskMap::new(sys, MountTable::parse(&text));
         map.mountinfo = Some(path);
         map.mountinfo_text = text;
@@ -550,7 +554,7 @@ impl DiskMap {
         let Some(path) = &self.mountinfo else {
             return;
         };
-        if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(text) = std::fs::read(path) {
             if text != self.mountinfo_text {
                 self.mounts = MountTable::parse(&text);
                 self.mountinfo_text = text;
@@ -780,6 +784,15 @@ mod tests {
         assert_eq!(unescape("a\\134b\\011"), b"a\\b\t");
         assert_eq!(unescape("trailing\\04"), b"trailing\\04");
         assert_eq!(unescape("bad\\377"), b"bad\xff");
+        // The kernel does not escape bytes that are not UTF-8: one such
+        // mount point must not cost the other lines.
+        let raw = MountTable::parse(
+            b"40 1 0:50 / /mnt/caf\xe9 rw - tmpfs t rw\n41 1 0:51 / /b rw - btrfs /dev/sda rw\n",
+        );
+        assert_eq!(raw.devs().count(), 2);
+        assert_eq!(raw.by_dev(dev(0, 51)).unwrap().fstype, "btrfs");
+        let latin1 = PathBuf::from(OsString::from_vec(b"/mnt/caf\xe9/x".to_vec()));
+        assert_eq!(raw.containing(&latin1).unwrap().dev, dev(0, 50));
     }
 
     #[test]

@@ -792,3 +792,40 @@ fn nested_mounts_on_one_disk_share_one_reader_without_deadlock() {
         assert!(ok.lines().all(|l| l.ends_with(": OK")), "{ok}");
     }
 }
+
+/// The kernel escapes only space, tab, newline and backslash in mountinfo:
+/// a mount point whose name is not UTF-8 (a Latin-1 label) appears as raw
+/// bytes. One such mount anywhere made the whole table unreadable as text,
+/// so every file system with an anonymous `st_dev` lost its type (btrfs
+/// on a rotational disk became "not mounted", one reader per core).
+/// Run in a private mount namespace (`unshare -m`): its mounts vanish with
+/// it, whatever happens to the test.
+#[test]
+fn a_non_utf8_mount_point_does_not_hide_the_mount_table() {
+    if !is_root() || !on_path("unshare") {
+        eprintln!("note: skipping the non-UTF-8 mount point test: not root or no unshare");
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().unwrap();
+    let latin1 = d.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    let plain = d.path().join("plain");
+    let script = r#"mkdir -p "$1" "$2" && mount -t tmpfs t1 "$1" && mount -t tmpfs t2 "$2" &&
+        echo x > "$2/f" && exec "$3" -v --no-progress "$2/f""#;
+    let out = Command::new("timeout")
+        .args(["30", "unshare", "-m", "sh", "-c", script, "sh"])
+        .arg(&latin1)
+        .arg(&plain)
+        .arg(assert_cmd::cargo::cargo_bin("parsum"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("unshare failed") {
+        eprintln!("note: skipping the non-UTF-8 mount point test: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    let lines = disk_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("parsum: disk tmpfs "), "{}", lines[0]);
+}
