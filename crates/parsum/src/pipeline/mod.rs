@@ -9,10 +9,10 @@
 //!        └── order channel: Start(results) / Batch / Alias / Msg / Sub(stream) ──▶ consumer ◀┘
 //! ```
 //!
-//! One producer, one device. A producer's files all live on one device; a
-//! directory on another device (a mount point) or a file there becomes a
-//! sub-producer on its own thread, whose stream the consumer drains in place
-//! (`Sub`). That is the article's mount-point parallelism: every mount point
+//! One producer, one device. A producer's files all live on one disk group
+//! (most often one `st_dev`); a directory on another device (a mount point)
+//! becomes a sub-producer on its own thread, whose stream the consumer
+//! drains in place (`Sub`), and so does a file of another disk group. That is the article's mount-point parallelism: every mount point
 //! under a root, and every root, walks and hashes at the same time.
 //!
 //! It is also what makes blocking inputs safe with parpool's `imap`, which
@@ -39,7 +39,7 @@
 //! `device_stage.rs` for the pool, gate and driver of each producer, and
 //! [`Stream`] (stream.rs) on the consumer's side.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -183,6 +183,8 @@ impl Pipeline {
                     pipe,
                     order: tx,
                     dev: None,
+                    device: None,
+                    same_device: HashMap::new(),
                     input: None,
                     pending: Vec::new(),
                     pending_bytes: 0,
