@@ -29,12 +29,11 @@
 //! `--jobs N` and `--device-jobs DEV=N` fix the limit of a whole group and
 //! turn adaptation off.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::disks::Group;
+use crate::disks::{Group, Sysfs};
 
 /// The shortest measuring window of the adaptive gate...
 pub const WINDOW: Duration = Duration::from_millis(50);
@@ -126,6 +125,11 @@ impl DeviceJobs {
 /// or the MAJOR:MINOR of a mounted file system without one (tmpfs, NFS:
 /// `0:27`).
 fn device_exists(spec: &str) -> bool {
+    device_exists_in(&Sysfs::new("/sys"), spec)
+}
+
+/// [`device_exists`] through the sysfs tree `sys` (tests use a fake one).
+pub(crate) fn device_exists_in(sys: &Sysfs, spec: &str) -> bool {
     use std::os::unix::fs::FileTypeExt;
     if spec.starts_with("/dev/")
         && std::fs::metadata(spec).is_ok_and(|m| m.file_type().is_block_device())
@@ -134,14 +138,15 @@ fn device_exists(spec: &str) -> bool {
     }
     let name = spec.strip_prefix("/dev/").unwrap_or(spec);
     if name.contains(':') {
-        Path::new("/sys/dev/block").join(name).exists()
+        sys.name_of(name).is_some()
             || std::fs::read("/proc/self/mountinfo").is_ok_and(|m| {
                 m.split(|&b| b == b'\n')
                     .any(|l| l.split(|&b| b == b' ').nth(2) == Some(name.as_bytes()))
             })
     } else {
-        // `.` and `..` are in every directory, /sys/class/block too.
-        !matches!(name, "" | "." | "..") && Path::new("/sys/class/block").join(name).exists()
+        // A sysfs name, or what a mount source may name (`/dev/mapper/x`
+        // without a node: its dm/name), as `--device-jobs` resolves it.
+        sys.exists(name) || sys.source_device(&format!("/dev/{name}")).is_some()
     }
 }
 

@@ -303,7 +303,7 @@ impl Sysfs {
 
     /// The block device a mount source names (`/dev/sda2`,
     /// `/dev/mapper/vg-home`, `/dev/disk/by-uuid/...`), if it names one.
-    fn source_device(&self, source: &str) -> Option<String> {
+    pub(crate) fn source_device(&self, source: &str) -> Option<String> {
         if !source.starts_with("/dev/") {
             return None;
         }
@@ -842,6 +842,15 @@ mod tests {
         );
         assert_eq!(s.source_device("/dev/mapper/nosuch"), None);
         assert_eq!(s.source_device("server:/export"), None);
+        // --device-jobs takes what the resolution takes: a /dev/mapper name
+        // without node (no udev) was refused as "no such device".
+        use crate::device::device_exists_in;
+        assert!(device_exists_in(&s, "/dev/mapper/crypt"));
+        assert!(device_exists_in(&s, "mapper/crypt"));
+        assert!(!device_exists_in(&s, "/dev/mapper/nosuch"));
+        assert!(device_exists_in(&s, "sda1") && device_exists_in(&s, "/dev/dm-2"));
+        assert!(device_exists_in(&s, "253:2"));
+        assert!(!device_exists_in(&s, ".") && !device_exists_in(&s, "nosuch"));
     }
 
     #[test]
