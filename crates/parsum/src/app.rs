@@ -55,7 +55,7 @@ pub fn run_config(cfg: Config) -> Exit {
         summary,
     } = cfg;
     let pipe = Pipeline::new(pipeline);
-    let progress = Progress::new(progress);
+    let progress = Progress::new(progress, Arc::clone(pipe.counters()));
     match mode {
         Mode::Check { manifests, opts } => crate::check::run(&pipe, manifests, opts, &progress),
         Mode::Audit {

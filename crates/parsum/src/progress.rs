@@ -195,22 +195,56 @@ impl Sampler {
     }
 }
 
+/// The bar's disk group text, sampled when the bar is drawn: the bar's
+/// steady tick draws it 8 times a second, also while no file finishes (a
+/// large file on a slow disk, the very case the text is for).
+pub struct DiskStatus {
+    counters: Arc<Counters>,
+    sampler: Mutex<Sampler>,
+}
+
+impl DiskStatus {
+    pub fn new(counters: Arc<Counters>) -> DiskStatus {
+        DiskStatus {
+            counters,
+            sampler: Mutex::new(Sampler {
+                at: Instant::now(),
+                bytes: Vec::new(),
+                status: String::new(),
+            }),
+        }
+    }
+
+    /// The text now (sampled again if the window has passed).
+    pub fn text(&self) -> String {
+        let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
+        sampler.sample(&self.counters);
+        sampler.status.clone()
+    }
+}
+
 /// The progress bar, if one is drawn.
 pub struct Progress {
     bar: Option<ProgressBar>,
     start: Instant,
-    sampler: Mutex<Sampler>,
 }
 
 impl Progress {
-    pub fn new(enabled: bool) -> Progress {
+    pub fn new(enabled: bool, counters: Arc<Counters>) -> Progress {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
+            let status = Arc::new(DiskStatus::new(counters));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                    "{spinner} {msg}{disks} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
                 )
-                .expect("valid template"),
+                .expect("valid template")
+                .with_key(
+                    "disks",
+                    move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = w.write_str(&status.text());
+                    },
+                ),
             );
             bar.enable_steady_tick(Duration::from_millis(125));
             *bar_slot().lock().unwrap() = Some(bar.clone());
@@ -219,11 +253,6 @@ impl Progress {
         Progress {
             bar,
             start: Instant::now(),
-            sampler: Mutex::new(Sampler {
-                at: Instant::now(),
-                bytes: Vec::new(),
-                status: String::new(),
-            }),
         }
     }
 
@@ -233,10 +262,8 @@ impl Progress {
             let found = counters.found_files.load(Ordering::Relaxed);
             bar.set_length(counters.found_bytes.load(Ordering::Relaxed).max(bytes_done));
             bar.set_position(bytes_done);
-            let mut sampler = self.sampler.lock().unwrap_or_else(|e| e.into_inner());
-            let sampled = sampler.sample(counters);
-            if sampled || files_done.is_multiple_of(64) || files_done == found {
-                bar.set_message(format!("{files_done}/{found} files{}", sampler.status));
+            if files_done.is_multiple_of(64) || files_done == found {
+                bar.set_message(format!("{files_done}/{found} files"));
             }
         }
     }
@@ -330,6 +357,23 @@ mod tests {
         s.at = Instant::now() - RATE_WINDOW;
         assert!(s.sample(&c));
         assert_eq!(s.status, "");
+    }
+
+    /// The disk text is sampled when asked for (each draw of the bar), not
+    /// only when a file is done: while one large file is read for minutes,
+    /// no file is done, and the text stayed as it was before it.
+    #[test]
+    fn disk_status_samples_without_a_file_done() {
+        let c = Arc::new(Counters::default());
+        let m = Arc::new(DiskMeter::new("sda".into(), 1));
+        c.add_disk(Arc::clone(&m));
+        let status = DiskStatus::new(Arc::clone(&c));
+        assert_eq!(status.text(), "");
+        // Bytes of a file still being read, a window later.
+        m.add(20 << 20);
+        status.sampler.lock().unwrap().at = Instant::now() - RATE_WINDOW;
+        let t = status.text();
+        assert!(t.starts_with(" | sda ") && t.ends_with(", 1 reader"), "{t}");
     }
 
     #[test]
