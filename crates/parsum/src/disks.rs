@@ -421,13 +421,13 @@ impl Sysfs {
                 }
             }
             // A file system without disk that reports unlisted devices
-            // (overlayfs: one per layer for its files): named by its mount.
+            // (overlayfs: one per layer for its files) is one group with
+            // its mount, so an override on the mount covers its files.
             if has_no_disk(&m.fstype) {
-                let label = format!("{} {id}", m.fstype);
                 return FileSystem {
                     dev,
-                    label: label.clone(),
-                    backing: Backing::Own(label),
+                    label: format!("{} {id}", m.fstype),
+                    backing: Backing::Own(format!("{} {}", m.fstype, dev_id(m.dev))),
                 };
             }
         }
@@ -993,17 +993,18 @@ mod tests {
     }
 
     /// overlayfs reports its files' `st_dev` as a per-layer anonymous
-    /// device mountinfo does not list: such a file system is named after
-    /// the mount that holds it, not "(not mounted)".
+    /// device mountinfo does not list: such a file system is in the group
+    /// of the mount that holds it, not "(not mounted)".
     #[test]
     fn overlay_files_pseudo_devices_are_named_after_their_mount() {
         let f = FakeSys::new();
         let mounts = mountinfo(&[("0:40", "/merged", "overlay", "overlay")]);
         let mut map = DiskMap::new(f.sysfs(), mounts);
         let g = map.group_of(dev(0, 42), Some(Path::new("/merged/f1")));
-        assert_eq!(g.name, "overlay 0:42");
-        assert_eq!(g.members, vec!["overlay 0:42"]);
+        assert_eq!(g.name, "overlay 0:40", "the mount's group");
+        assert_eq!(g.members, vec!["overlay 0:40", "overlay 0:42"]);
         assert!(!g.physical);
+        assert_eq!(map.group_of(dev(0, 40), None), g);
         // Outside any mount: still "(not mounted)".
         let lost = map.group_of(dev(0, 43), Some(Path::new("relative/f")));
         assert_eq!(lost.name, "0:43 (not mounted)");

@@ -852,3 +852,45 @@ fn a_non_utf8_mount_point_does_not_hide_the_mount_table() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].starts_with("parsum: disk tmpfs "), "{}", lines[0]);
 }
+
+/// overlayfs gives its files per-layer `st_dev`s that mountinfo does not
+/// list (the mount has another): they are one group with the mount, so
+/// `--device-jobs MERGED=N` (the directory's `st_dev`) fixes the readers
+/// of its files. It used to be ignored. In a private mount namespace.
+#[test]
+fn an_override_on_an_overlay_mount_covers_its_files() {
+    if !is_root() || !on_path("unshare") {
+        eprintln!("note: skipping the overlay test: not root or no unshare");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    for sub in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir(d.path().join(sub)).unwrap();
+    }
+    std::fs::write(d.path().join("lower/a"), b"a").unwrap();
+    let p = |s: &str| d.path().join(s).to_string_lossy().into_owned();
+    // The upper layer on a tmpfs, the lower one where the temp dir is: two
+    // file systems, so the files get layer st_devs (xino off).
+    let script = r#"mount -t tmpfs t "$2" && mkdir "$2/u" "$2/w" &&
+        mount -t overlay overlay -o "lowerdir=$1,upperdir=$2/u,workdir=$2/w" "$3" &&
+        echo b > "$3/b" && exec "$4" -v --no-progress --device-jobs "$3=1" "$3""#;
+    let out = Command::new("timeout")
+        .args(["30", "unshare", "-m", "sh", "-c", script, "sh"])
+        .args([p("lower"), p("upper"), p("merged")])
+        .arg(assert_cmd::cargo::cargo_bin("parsum"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && (stderr.contains("unshare failed") || stderr.contains("overlay")) {
+        eprintln!("note: skipping the overlay test: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), 2);
+    let lines = disk_lines(&stderr);
+    assert!(!lines.is_empty(), "{stderr}");
+    for l in &lines {
+        assert!(l.starts_with("parsum: disk overlay "), "{l}");
+        assert!(l.contains(": 1 reader(s) [--device-jobs "), "{l}");
+    }
+}
