@@ -271,11 +271,25 @@ impl LoopDisk {
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
         let node = PathBuf::from("/dev").join(name);
-        if !node.exists() {
-            let (maj, min) = id.split_once(':').ok_or("bad dev")?;
-            run("mknod", &[&node.to_string_lossy(), "b", maj, min])?;
-            self.made_nodes.push(node.clone());
-            self.arm()?;
+        let (maj, min) = id.split_once(':').ok_or("bad dev")?;
+        let want = libc::makedev(
+            maj.parse().map_err(|_| "bad dev")?,
+            min.parse().map_err(|_| "bad dev")?,
+        );
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        match std::fs::symlink_metadata(&node) {
+            Ok(m) if m.file_type().is_block_device() && m.rdev() == want => {}
+            found => {
+                // Missing, or stale: partition minors are handed out anew
+                // at every attachment, so a node an earlier run left may
+                // name another device now. Never use it.
+                if found.is_ok() {
+                    std::fs::remove_file(&node).map_err(|e| format!("{}: {e}", node.display()))?;
+                }
+                self.made_nodes.push(node.clone());
+                self.arm()?;
+                run("mknod", &[&node.to_string_lossy(), "b", maj, min])?;
+            }
         }
         Ok(node.to_string_lossy().into_owned())
     }
@@ -893,4 +907,59 @@ fn an_override_on_an_overlay_mount_covers_its_files() {
         assert!(l.starts_with("parsum: disk overlay "), "{l}");
         assert!(l.contains(": 1 reader(s) [--device-jobs "), "{l}");
     }
+}
+
+/// Partition minors are handed out anew at every attachment, so a
+/// `/dev/loopNpM` node left by an earlier run (no udev removes it) may
+/// point at another device now, such as another test's partition. It must
+/// be replaced, never used: the setup used any existing node and could
+/// `mkfs` someone else's file system.
+#[test]
+fn a_stale_partition_node_is_replaced_not_formatted() {
+    if let Some(why) = cannot_run() {
+        eprintln!("note: skipping the stale-node test: {why}");
+        return;
+    }
+    let Ok(victim) = LoopDisk::attach(8 << 20) else {
+        eprintln!("note: skipping the stale-node test: no loop device");
+        return;
+    };
+    let marker = b"parsum: not to be formatted";
+    std::fs::write(&victim.dev, marker).unwrap();
+    let mut disk = LoopDisk::attach(64 << 20).unwrap();
+    // A stale node under the partition's name, with the victim's numbers.
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(&victim.dev).unwrap().rdev();
+    let stale = format!("/dev/{}p1", disk.name);
+    let _ = std::fs::remove_file(&stale);
+    run(
+        "mknod",
+        &[
+            &stale,
+            "b",
+            &libc::major(rdev).to_string(),
+            &libc::minor(rdev).to_string(),
+        ],
+    )
+    .unwrap();
+    let parts = disk.partition(2);
+    let fs = parts
+        .as_ref()
+        .map(|p| run("mkfs.ext4", &["-q", "-F", &p[0]]));
+    let mut head = vec![0u8; marker.len()];
+    use std::io::Read;
+    std::fs::File::open(&victim.dev)
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    let node_rdev = std::fs::metadata(&stale).map(|m| m.rdev()).ok();
+    let _ = std::fs::remove_file(&stale); // whatever happened
+    assert_eq!(head, marker, "the stale node's device was formatted");
+    fs.unwrap().unwrap();
+    let sys = std::fs::read_to_string(format!("/sys/class/block/{}p1/dev", disk.name)).unwrap();
+    let (maj, min) = sys.trim().split_once(':').unwrap();
+    assert_eq!(
+        node_rdev,
+        Some(libc::makedev(maj.parse().unwrap(), min.parse().unwrap()))
+    );
 }
