@@ -104,7 +104,10 @@ fn hash_counted<T>(
         hook(so_far);
     });
     // What no read reported (a split file is read on the split pool).
-    meter.add(r.as_ref().map_or(0, |h| h.size.saturating_sub(counted)));
+    let rest = r.as_ref().map_or(0, |h| h.size.saturating_sub(counted));
+    if rest > 0 {
+        meter.add(rest);
+    }
     item.dir = None;
     (item, r)
 }
