@@ -141,9 +141,6 @@ impl LoopDisk {
             .tempdir()
             .map_err(|e| e.to_string())?;
         let img = dir.path().join("disk.img");
-        std::fs::File::create(&img)
-            .and_then(|f| f.set_len(size))
-            .map_err(|e| e.to_string())?;
         let mut disk = LoopDisk {
             name: String::new(),
             dev: String::new(),
@@ -167,6 +164,9 @@ impl LoopDisk {
             .spawn()
             .map_err(|e| format!("setsid: {e}"))?;
         disk.reaper = Some(reaper);
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| e.to_string())?;
         disk.dev = run("losetup", &["-f", "--show", "-P", &img.to_string_lossy()])?;
         disk.name = disk.dev.trim_start_matches("/dev/").to_string();
         disk.rotational = std::fs::read_to_string(disk.queue_rotational()).ok();
@@ -844,7 +844,10 @@ fn a_non_utf8_mount_point_does_not_hide_the_mount_table() {
         return;
     }
     use std::os::unix::ffi::OsStrExt;
-    let d = tempfile::tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("parsum-ns-")
+        .tempdir()
+        .unwrap();
     let latin1 = d.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
     let plain = d.path().join("plain");
     let script = r#"mkdir -p "$1" "$2" && mount -t tmpfs t1 "$1" && mount -t tmpfs t2 "$2" &&
@@ -877,7 +880,10 @@ fn an_override_on_an_overlay_mount_covers_its_files() {
         eprintln!("note: skipping the overlay test: not root or no unshare");
         return;
     }
-    let d = tempfile::tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("parsum-ns-")
+        .tempdir()
+        .unwrap();
     for sub in ["lower", "upper", "work", "merged"] {
         std::fs::create_dir(d.path().join(sub)).unwrap();
     }
@@ -932,6 +938,9 @@ fn a_stale_partition_node_is_replaced_not_formatted() {
     let rdev = std::fs::metadata(&victim.dev).unwrap().rdev();
     let stale = format!("/dev/{}p1", disk.name);
     let _ = std::fs::remove_file(&stale);
+    // Ours to remove, also if this test is killed.
+    disk.made_nodes.push(PathBuf::from(&stale));
+    disk.arm().unwrap();
     run(
         "mknod",
         &[
