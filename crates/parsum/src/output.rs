@@ -255,7 +255,7 @@ impl Sink<(), Note> for TreeSink<'_> {
                 match self.format {
                     Format::Gnu => write_gnu(&mut self.out.buf, &h.digests[0], name, esc, term),
                     Format::Tag => write_tag(&mut self.out.buf, &h.digests[0], name, esc, term),
-                    Format::Json => write_json(&mut self.out.buf, name, &h, term),
+                    Format::Json => write_json(&mut self.out.buf, name, &h, None, term),
                 }
             }
             Err(e) => self.tally.hash_error(&item.path, &e),
@@ -281,7 +281,10 @@ impl Sink<(), Note> for TreeSink<'_> {
     }
 }
 
-fn write_json(out: &mut Vec<u8>, name: &[u8], h: &FileHash, term: u8) {
+/// Appends one JSON line for a hashed file. `ino` is added (after
+/// `mtime_nsec`) for `--update`'s state files; `--json` output has none.
+/// `state::parse_record` reads these lines back, byte-exact.
+pub(crate) fn write_json(out: &mut Vec<u8>, name: &[u8], h: &FileHash, ino: Option<u64>, term: u8) {
     out.extend_from_slice(b"{\"path\":");
     let lossy = String::from_utf8_lossy(name);
     json_str(out, &lossy);
@@ -295,14 +298,16 @@ fn write_json(out: &mut Vec<u8>, name: &[u8], h: &FileHash, term: u8) {
     let d = &h.digests[0];
     out.extend_from_slice(
         format!(
-            ",\"size\":{},\"mtime\":{},\"mtime_nsec\":{},\"algo\":\"{}\",\"hash\":\"{}\"}}",
-            h.size,
-            h.mtime,
-            h.mtime_nsec,
-            d.algo,
-            d.to_hex()
+            ",\"size\":{},\"mtime\":{},\"mtime_nsec\":{}",
+            h.size, h.mtime, h.mtime_nsec
         )
         .as_bytes(),
+    );
+    if let Some(ino) = ino {
+        out.extend_from_slice(format!(",\"ino\":{ino}").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(",\"algo\":\"{}\",\"hash\":\"{}\"}}", d.algo, d.to_hex()).as_bytes(),
     );
     out.push(term);
 }
@@ -321,7 +326,7 @@ mod tests {
             mtime_nsec: 6,
         };
         let mut out = Vec::new();
-        write_json(&mut out, b"a\"b\\\n\x01\xff", &h, b'\n');
+        write_json(&mut out, b"a\"b\\\n\x01\xff", &h, None, b'\n');
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,

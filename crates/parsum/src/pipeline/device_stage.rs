@@ -45,15 +45,23 @@ pub(super) fn start<T: Send + 'static>(pipe: &Pipeline, dev: u64) -> (Batches<T>
             let done = batch
                 .into_iter()
                 .map(|mut item| {
-                    let opts = HashOpts {
-                        no_follow: item.no_follow,
-                        splitter,
-                        listed: Some(item.stat),
-                        dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
+                    // A carried-over result is not read and not counted as
+                    // bytes read, so the gate measures the device only.
+                    let r = match &item.known {
+                        Some(h) => Ok(h.clone()),
+                        None => {
+                            let opts = HashOpts {
+                                no_follow: item.no_follow,
+                                splitter,
+                                listed: Some(item.stat),
+                                dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
+                            };
+                            let r = hash_file(&item.path, item.algos, opts);
+                            bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
+                            r
+                        }
                     };
-                    let r = hash_file(&item.path, item.algos, opts);
                     item.dir = None;
-                    bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
                     (item, r)
                 })
                 .collect();

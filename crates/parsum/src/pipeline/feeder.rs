@@ -41,8 +41,14 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
             let _ = self.order.send(Order::Alias(item));
             return;
         }
-        c.found_bytes.fetch_add(item.stat.size, Ordering::Relaxed);
-        self.pending_bytes += item.stat.size;
+        // A carried-over result costs no read: it does not fill the batch.
+        let to_read = if item.known.is_some() {
+            0
+        } else {
+            item.stat.size
+        };
+        c.found_bytes.fetch_add(to_read, Ordering::Relaxed);
+        self.pending_bytes += to_read;
         self.pending.push(item);
         if self.pending.len() >= BATCH_FILES
             || self.pending_bytes >= BATCH_BYTES
