@@ -310,6 +310,11 @@ impl Sink<(), Note> for UpdateSink<'_> {
     fn done(&mut self, item: Item<()>, result: Result<FileHash, HashError>) {
         let name = item.path.as_os_str().as_bytes();
         let key = normalize(name);
+        if self.seen.contains(&key) || self.new.contains_key(&key) {
+            // Listed twice (`--update S t ./t`): the state keeps one entry,
+            // or it could not be read back.
+            return;
+        }
         match result {
             Ok(h) => {
                 self.tally.files += 1;
@@ -374,7 +379,7 @@ impl Sink<(), Note> for UpdateSink<'_> {
         self.out.flush();
     }
 
-    fn stopped(&self) -> bool {
-        self.out.failed()
-    }
+    // Subtle: never stopped, even when stdout is gone (`--update S | head`):
+    // a drain cut short would commit a state without the rest of the tree.
+    // The report is dropped after a write error; the state is whole.
 }

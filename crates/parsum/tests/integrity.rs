@@ -482,3 +482,53 @@ fn flags_that_do_not_go_together() {
             .and(predicate::str::contains("--rehash")),
     );
 }
+
+#[test]
+fn a_path_listed_twice_is_recorded_once() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    update(d.path())
+        .args(["t", "./t", "t/a"])
+        .assert()
+        .success();
+    assert_eq!(state(d.path()).lines().count(), 1);
+    update(d.path())
+        .args(["t", "./t"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1 unchanged"));
+}
+
+#[test]
+fn a_report_nobody_reads_still_writes_the_whole_state() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("note: no /dev/full; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..500 {
+        write(d.path(), format!("t/{i:04}").as_bytes(), b"x");
+    }
+    let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("parsum"))
+        .current_dir(d.path())
+        .args(["--no-progress", "--update", "STATE", "t"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A 30 s guard, as every test that runs the binary.
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("parsum --update to /dev/full hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("write error"));
+    assert_eq!(state(d.path()).lines().count(), 500);
+    assert_eq!(listing(d.path()), ["STATE", "t"]);
+}
