@@ -31,11 +31,15 @@ use crate::walk::WalkOpts;
 /// A path as a key: a leading `./` (any number) ignored, so `parsum .`'s
 /// `a/b` and `parsum ./`'s `./a/b` name the same file.
 pub(crate) fn normalize(name: &[u8]) -> Vec<u8> {
-    let mut n = name;
-    while let Some(r) = n.strip_prefix(b"./") {
-        n = r;
+    normalized(name).to_vec()
+}
+
+/// [`normalize`], borrowed: for lookups that allocate nothing.
+pub(crate) fn normalized(mut name: &[u8]) -> &[u8] {
+    while let Some(r) = name.strip_prefix(b"./") {
+        name = r;
     }
-    n.to_vec()
+    name
 }
 
 /// A manifest by normalized path, and the algorithms its lines allow.

@@ -176,87 +176,67 @@ impl StateError {
     }
 }
 
+/// One JSON state line as written, before its fields are checked.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord<'a> {
+    /// Borrowed unless it holds escapes.
+    #[serde(borrow)]
+    path: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    path_hex: Option<&'a str>,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: u32,
+    ino: Option<u64>,
+    #[serde(borrow)]
+    algo: &'a str,
+    #[serde(borrow)]
+    hash: &'a str,
+}
+
 /// Parses one JSON state line (see the module header). Every field is
 /// checked; unknown fields are refused, so a typo is not a silent default.
 pub fn parse_record(raw: &[u8]) -> Result<Entry, String> {
-    use serde_json::Value;
-    let v: Value =
-        serde_json::from_slice(raw).map_err(|e| format!("not a JSON state line: {e}"))?;
-    let Value::Object(obj) = v else {
-        return Err("not a JSON object".into());
-    };
-    for k in obj.keys() {
-        if !matches!(
-            k.as_str(),
-            "path" | "path_hex" | "size" | "mtime" | "mtime_nsec" | "ino" | "algo" | "hash"
-        ) {
-            return Err(format!("unknown field \"{k}\""));
-        }
-    }
-    let text = |k: &str| -> Result<&str, String> {
-        match obj.get(k) {
-            Some(Value::String(s)) => Ok(s),
-            Some(_) => Err(format!("\"{k}\" is not a string")),
-            None => Err(format!("\"{k}\" is missing")),
-        }
-    };
-    let int = |k: &str| -> Result<Option<&serde_json::Number>, String> {
-        match obj.get(k) {
-            Some(Value::Number(n)) => Ok(Some(n)),
-            Some(_) => Err(format!("\"{k}\" is not a number")),
-            None => Ok(None),
-        }
-    };
-    let need = |k: &str| -> Result<&serde_json::Number, String> {
-        int(k)?.ok_or_else(|| format!("\"{k}\" is missing"))
-    };
-    let u64_of = |k: &str, n: &serde_json::Number| {
-        n.as_u64()
-            .ok_or_else(|| format!("\"{k}\" is not a whole number >= 0"))
-    };
-    let path = text("path")?;
-    let name = match obj.get("path_hex") {
-        None => path.as_bytes().to_vec(),
-        Some(Value::String(hex)) => {
+    let r: RawRecord<'_> = serde_json::from_slice(raw).map_err(|e| {
+        // serde_json's message without its position: a state line is one line.
+        let msg = e.to_string();
+        let msg = msg.rfind(" at line ").map_or(&msg[..], |i| &msg[..i]);
+        format!("not a valid state line: {msg}")
+    })?;
+    let name = match r.path_hex {
+        None => r.path.as_bytes().to_vec(),
+        Some(hex) => {
             let bytes = from_hex(hex).ok_or("\"path_hex\" is not hex")?;
-            if String::from_utf8_lossy(&bytes) != path {
+            if String::from_utf8_lossy(&bytes) != r.path {
                 return Err("\"path_hex\" does not match \"path\"".into());
             }
             bytes
         }
-        Some(_) => return Err("\"path_hex\" is not a string".into()),
     };
     if name.is_empty() || name.contains(&0) {
         return Err("\"path\" is empty or holds a NUL".into());
     }
-    let size = u64_of("size", need("size")?)?;
-    let mtime = need("mtime")?
-        .as_i64()
-        .ok_or("\"mtime\" is not a whole number")?;
-    let mtime_nsec = u64_of("mtime_nsec", need("mtime_nsec")?)?;
-    if mtime_nsec >= 1_000_000_000 {
+    if r.mtime_nsec >= 1_000_000_000 {
         return Err("\"mtime_nsec\" is not below 1000000000".into());
     }
-    let ino = int("ino")?.map(|n| u64_of("ino", n)).transpose()?;
-    let algo_name = text("algo")?;
     let algo = Algo::ALL
         .into_iter()
-        .find(|a| a.name() == algo_name)
-        .ok_or_else(|| format!("unknown algorithm \"{algo_name}\""))?;
-    let hex = text("hash")?;
-    Digest::from_hex(algo, hex.as_bytes())
+        .find(|a| a.name() == r.algo)
+        .ok_or_else(|| format!("unknown algorithm \"{}\"", r.algo))?;
+    Digest::from_hex(algo, r.hash.as_bytes())
         .ok_or_else(|| format!("\"hash\" is not a {algo} digest"))?;
     Ok(Entry {
         line: Line {
             algos: AlgoSet::of(algo),
-            hex: hex.to_ascii_lowercase().into_bytes(),
+            hex: r.hash.to_ascii_lowercase().into_bytes(),
             name,
         },
         meta: Some(Meta {
-            size,
-            mtime,
-            mtime_nsec: mtime_nsec as u32,
-            ino,
+            size: r.size,
+            mtime: r.mtime,
+            mtime_nsec: r.mtime_nsec,
+            ino: r.ino,
         }),
     })
 }
@@ -324,10 +304,10 @@ impl StateWriter {
         Ok((m.dev(), m.ino()))
     }
 
-    /// Appends the record of a file: `name` as listed, its hash (one digest)
-    /// and inode.
-    pub fn record(&mut self, name: &[u8], h: &FileHash, ino: u64) {
-        crate::output::write_json(&mut self.buf, name, h, Some(ino), b'\n');
+    /// Appends the record of a file: `name` as listed, its digest `d`,
+    /// size and mtime from `h`, and its inode.
+    pub fn record(&mut self, name: &[u8], d: &Digest, h: &FileHash, ino: u64) {
+        crate::output::write_json(&mut self.buf, name, d, h, Some(ino), b'\n');
         if self.buf.len() >= 64 * 1024 {
             self.flush();
         }
@@ -340,12 +320,12 @@ impl StateWriter {
             return false;
         };
         let h = FileHash {
-            digests: vec![d],
+            digests: Vec::new(),
             size: m.size,
             mtime: m.mtime,
             mtime_nsec: m.mtime_nsec,
         };
-        crate::output::write_json(&mut self.buf, &e.line.name, &h, m.ino, b'\n');
+        crate::output::write_json(&mut self.buf, &e.line.name, &d, &h, m.ino, b'\n');
         if self.buf.len() >= 64 * 1024 {
             self.flush();
         }
@@ -392,7 +372,7 @@ mod tests {
             mtime_nsec: 999_999_999,
         };
         let mut out = Vec::new();
-        crate::output::write_json(&mut out, name, &h, ino, b'\n');
+        crate::output::write_json(&mut out, name, &h.digests[0], &h, ino, b'\n');
         out.pop();
         out
     }
@@ -433,17 +413,15 @@ mod tests {
     fn malformed_records_say_why() {
         let good = String::from_utf8(record(b"x", Some(1))).unwrap();
         for (bad, why) in [
-            ("", "not a JSON state line"),
-            ("[1]", "not a JSON object"),
-            ("{\"path\":\"x\"", "not a JSON state line"),
-            (&good.replace("\"size\":3,", ""), "\"size\" is missing"),
-            (
-                &good.replace("\"size\":3", "\"size\":-3"),
-                "\"size\" is not a whole",
-            ),
+            ("", "EOF while parsing"),
+            ("[1]", "invalid type"),
+            ("\"x\"", "expected struct RawRecord"),
+            ("{\"path\":\"x\"", "EOF while parsing"),
+            (&good.replace("\"size\":3,", ""), "missing field `size`"),
+            (&good.replace("\"size\":3", "\"size\":-3"), "expected u64"),
             (
                 &good.replace("\"size\":3", "\"size\":\"3\""),
-                "\"size\" is not a number",
+                "invalid type: string \"3\", expected u64",
             ),
             (&good.replace("sha256", "sha3"), "unknown algorithm"),
             (
@@ -452,7 +430,7 @@ mod tests {
             ),
             (
                 &good.replace("\"ino\"", "\"inode\""),
-                "unknown field \"inode\"",
+                "unknown field `inode`",
             ),
             (&good.replace("\"path\":\"x\"", "\"path\":\"\""), "empty"),
             (
@@ -468,6 +446,15 @@ mod tests {
                 "not hex",
             ),
             (&good.replace("999999999", "1000000000"), "mtime_nsec"),
+            (
+                &good.replace("\"mtime\":-5", "\"mtime\":1.5"),
+                "expected i64",
+            ),
+            (
+                &good.replace("\"path\":\"x\"", "\"path\":\"\\ud800\""),
+                "hex escape", // a lone surrogate is no name
+            ),
+            (&format!("{good} x"), "trailing characters"),
         ] {
             let e = parse_record(bad.as_bytes()).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
@@ -496,7 +483,7 @@ mod tests {
 
         json.extend(b"garbage\n");
         match read_all(&json, None) {
-            Err(StateError::Line(5, m)) => assert!(m.contains("not a JSON"), "{m}"),
+            Err(StateError::Line(5, m)) => assert!(m.contains("expected value"), "{m}"),
             other => panic!("{other:?}"),
         }
 
@@ -532,13 +519,13 @@ mod tests {
         };
         // Dropped without commit: the old state stays, no temp file is left.
         let mut w = StateWriter::create(&state).unwrap();
-        w.record(b"f", &h, 9);
+        w.record(b"f", &h.digests[0], &h, 9);
         drop(w);
         assert_eq!(std::fs::read(&state).unwrap(), b"old\n");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
 
         let mut w = StateWriter::create(&state).unwrap();
-        w.record(b"f", &h, 9);
+        w.record(b"f", &h.digests[0], &h, 9);
         w.commit().unwrap();
         let text = std::fs::read(&state).unwrap();
         let e = parse_record(text.strip_suffix(b"\n").unwrap()).unwrap();

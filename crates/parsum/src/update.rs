@@ -23,13 +23,13 @@
 //! could not be read, or STATE could not be written; 2 for a bad STATE
 //! (unreadable, or a malformed line), in which case nothing is written.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::audit::{normalize, Joined};
+use crate::audit::{normalize, normalized, Joined};
 use crate::escape::{push_marked_name, quote, Escape};
 use crate::exit::Exit;
 use crate::hash::{os_message, Algo, AlgoSet, Digest, FileHash, FileStat, HashError};
@@ -51,39 +51,52 @@ pub struct UpdateArgs {
     pub verbose: bool,
 }
 
-/// The old state by normalized path.
+/// The old state: its entries in STATE's order, and an index by
+/// normalized path.
 struct Old {
-    map: HashMap<Vec<u8>, Entry>,
+    entries: Vec<Entry>,
+    index: HashMap<Vec<u8>, usize>,
     kind: Option<Kind>,
     /// Every algorithm its entries allow.
     algos: AlgoSet,
 }
 
+impl Old {
+    fn get(&self, path: &[u8]) -> Option<(usize, &Entry)> {
+        let i = *self.index.get(normalized(path))?;
+        Some((i, &self.entries[i]))
+    }
+}
+
 fn load(state: &Path, only: Option<Algo>) -> Result<Old, StateError> {
     let mut old = Old {
-        map: HashMap::new(),
+        entries: Vec::new(),
+        index: HashMap::new(),
         kind: None,
         algos: AlgoSet::EMPTY,
     };
     let Some(mut reader) = Reader::open(state, only)? else {
         return Ok(old); // the first update
     };
-    let mut first_line: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut lines: Vec<u64> = Vec::new();
     while let Some(e) = reader.next_entry()? {
         let key = normalize(&e.line.name);
-        if let Some(first) = first_line.insert(key.clone(), reader.line_no()) {
+        if let Some(&first) = old.index.get(&key) {
             return Err(StateError::Line(
                 reader.line_no(),
                 format!(
-                    "{} is listed twice (first on line {first})",
-                    quote_name(&key)
+                    "{} is listed twice (first on line {})",
+                    quote_name(&key),
+                    lines[first]
                 ),
             ));
         }
         for a in e.line.algos.iter() {
             old.algos.insert(a);
         }
-        old.map.insert(key, e);
+        old.index.insert(key, old.entries.len());
+        old.entries.push(e);
+        lines.push(reader.line_no());
     }
     old.kind = reader.kind();
     Ok(old)
@@ -136,9 +149,9 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
     if let Ok(id) = writer.temp_id() {
         ignore.push(id);
     }
-    let old_map = Arc::new(old.map);
+    let old = Arc::new(old);
     let lookup: Lookup = {
-        let map = Arc::clone(&old_map);
+        let old = Arc::clone(&old);
         let rehash = a.rehash;
         Arc::new(move |path: &Path, st: &FileStat| {
             if ignore.contains(&(st.dev, st.ino)) {
@@ -147,18 +160,18 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
             if rehash {
                 return Prior::Unknown;
             }
-            match map.get(&normalize(path.as_os_str().as_bytes())) {
-                Some(e) => carry(e, st, algo).map_or(Prior::Unknown, Prior::Hashed),
+            match old.get(path.as_os_str().as_bytes()) {
+                Some((_, e)) => carry(e, st, algo).map_or(Prior::Unknown, Prior::Hashed),
                 None => Prior::Unknown,
             }
         })
     };
     let counters = Arc::clone(pipe.counters());
     let mut sink = UpdateSink {
-        old: &old_map,
+        old: &old,
         algo,
         writer,
-        seen: HashSet::new(),
+        seen: vec![false; old.entries.len()],
         new: BTreeMap::new(),
         counts: Counts::default(),
         tally: Tally::default(),
@@ -187,10 +200,12 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
     sink.out.flush();
     progress.finish();
 
-    let missing: BTreeMap<Vec<u8>, &Line> = old_map
+    let missing: BTreeMap<Vec<u8>, &Line> = old
+        .entries
         .iter()
-        .filter(|(k, _)| !sink.seen.contains(*k))
-        .map(|(k, e)| (k.clone(), &e.line))
+        .zip(&sink.seen)
+        .filter(|(_, seen)| !**seen)
+        .map(|(e, _)| (normalize(&e.line.name), &e.line))
         .collect();
     let joined = Joined::of(missing, &sink.new);
     joined.write(&mut sink.out.buf);
@@ -260,11 +275,11 @@ struct Counts {
 }
 
 struct UpdateSink<'a> {
-    old: &'a HashMap<Vec<u8>, Entry>,
+    old: &'a Old,
     algo: Algo,
     writer: StateWriter,
-    /// Old paths accounted for (found again, or kept).
-    seen: HashSet<Vec<u8>>,
+    /// By old entry: accounted for (found again, or kept).
+    seen: Vec<bool>,
     /// Paths the old state lacks, with their digests (for moves).
     new: BTreeMap<Vec<u8>, Vec<Digest>>,
     counts: Counts,
@@ -286,22 +301,26 @@ impl UpdateSink<'_> {
     /// Keeps the old entries at or below `path` (it could not be read or
     /// listed), in walk order.
     fn keep_below(&mut self, path: &Path) {
-        let p = normalize(path.as_os_str().as_bytes());
+        let p = normalized(path.as_os_str().as_bytes());
         let all = p == b".";
-        let mut under: Vec<&Vec<u8>> = self
+        let mut under: Vec<(&[u8], usize)> = self
             .old
-            .keys()
-            .filter(|k| all || **k == p || (k.starts_with(&p) && k.get(p.len()) == Some(&b'/')))
-            .filter(|k| !self.seen.contains(*k))
+            .index
+            .iter()
+            .filter(|(k, _)| {
+                all || k[..] == *p || (k.starts_with(p) && k.get(p.len()) == Some(&b'/'))
+            })
+            .filter(|(_, &i)| !self.seen[i])
+            .map(|(k, &i)| (&k[..], i))
             .collect();
         // Walk order: component by component (`a/z` before `a.b`).
-        under.sort_by(|a, b| a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/')));
-        for k in under {
+        under.sort_by(|a, b| a.0.split(|&c| c == b'/').cmp(b.0.split(|&c| c == b'/')));
+        for (_, i) in under {
             // Not missing either way; kept if the entry can be written.
-            if self.writer.keep(&self.old[k], self.algo) {
+            if self.writer.keep(&self.old.entries[i], self.algo) {
                 self.counts.kept += 1;
             }
-            self.seen.insert(k.clone());
+            self.seen[i] = true;
         }
     }
 }
@@ -309,8 +328,12 @@ impl UpdateSink<'_> {
 impl Sink<(), Note> for UpdateSink<'_> {
     fn done(&mut self, item: Item<()>, result: Result<FileHash, HashError>) {
         let name = item.path.as_os_str().as_bytes();
-        let key = normalize(name);
-        if self.seen.contains(&key) || self.new.contains_key(&key) {
+        let old = self.old.get(name);
+        let twice = match old {
+            Some((i, _)) => self.seen[i],
+            None => self.new.contains_key(normalized(name)),
+        };
+        if twice {
             // Listed twice (`--update S t ./t`): the state keeps one entry,
             // or it could not be read back.
             return;
@@ -318,7 +341,8 @@ impl Sink<(), Note> for UpdateSink<'_> {
         match result {
             Ok(h) => {
                 self.tally.files += 1;
-                if item.known.is_some() {
+                let carried = item.known.is_some();
+                if carried {
                     self.counts.carried += 1;
                 } else {
                     self.counts.read += 1;
@@ -329,15 +353,12 @@ impl Sink<(), Note> for UpdateSink<'_> {
                     .iter()
                     .find(|d| d.algo == self.algo)
                     .expect("the state's algorithm is always computed");
-                let one = FileHash {
-                    digests: vec![d],
-                    ..h.clone()
-                };
-                self.writer.record(name, &one, item.stat.ino);
-                match self.old.get(&key) {
-                    Some(e) => {
-                        self.seen.insert(key);
-                        if h.digests.iter().any(|d| e.line.digest(d.algo) == Some(*d)) {
+                self.writer.record(name, &d, &h, item.stat.ino);
+                match old {
+                    Some((i, e)) => {
+                        self.seen[i] = true;
+                        // A carried hash is the entry's own.
+                        if carried || h.digests.iter().any(|d| e.line.digest(d.algo) == Some(*d)) {
                             self.counts.unchanged += 1;
                             if self.verbose {
                                 self.line("unchanged", name);
@@ -348,14 +369,14 @@ impl Sink<(), Note> for UpdateSink<'_> {
                         }
                     }
                     None => {
-                        self.new.insert(key, h.digests);
+                        self.new.insert(normalize(name), h.digests);
                     }
                 }
             }
             Err(e) => {
                 self.out.flush();
                 self.tally.hash_error(&item.path, &e);
-                if self.old.contains_key(&key) {
+                if old.is_some() {
                     self.keep_below(&item.path);
                 }
             }

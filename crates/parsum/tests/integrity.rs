@@ -283,7 +283,7 @@ fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
             .code(2)
             .stdout("")
             .stderr(predicate::str::contains(
-                "STATE:2: \"size\" is not a number",
+                "STATE:2: not a valid state line: invalid type: string \"one\", expected u64",
             ));
     }
     assert_eq!(state(d.path()), bad, "a bad state is left as it was");
@@ -294,7 +294,9 @@ fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
     verify(d.path())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("STATE:2: not a JSON state line"));
+        .stderr(predicate::str::contains(
+            "STATE:2: not a valid state line: EOF",
+        ));
     std::fs::write(
         d.path().join("STATE"),
         format!("{good}{}  t/a\n", "0".repeat(64)),
