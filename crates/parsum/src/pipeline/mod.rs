@@ -25,7 +25,8 @@
 //! sends `Batch` on its order channel; `imap` yields batches in input
 //! order, so the consumer sees files exactly in producer order, whatever
 //! the thread timing. Consecutive small files share a batch (it closes at
-//! [`BATCH_FILES`] files or [`BATCH_BYTES`] bytes).
+//! [`BATCH_FILES`] files or [`BATCH_BYTES`] bytes; files whose result is
+//! carried over from an earlier run count only toward [`BATCH_ITEMS`]).
 //!
 //! Memory: the batch channel, the `imap` read-ahead and the result channel
 //! are bounded, so a producer is at most a fixed number of batches ahead of
@@ -59,8 +60,11 @@ pub use stream::Stream;
 
 /// A batch closes after this many files...
 pub const BATCH_FILES: usize = 64;
-/// ...or once it holds this many bytes.
+/// ...or once it holds this many bytes...
 pub const BATCH_BYTES: u64 = 1 << 20;
+/// ...or this many items in all, counting those with a carried-over
+/// result (`Item::known`), which are not read.
+pub const BATCH_ITEMS: usize = 1024;
 /// Batches a producer may queue per device before it waits.
 const INPUT_BATCHES: usize = 16;
 /// Hashed batches a device may hold for the consumer.
@@ -212,6 +216,7 @@ impl Pipeline {
                     input: None,
                     pending: Vec::new(),
                     pending_bytes: 0,
+                    pending_reads: 0,
                     links: HashSet::new(),
                 };
                 produce(&mut f);
