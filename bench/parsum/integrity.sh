@@ -70,6 +70,6 @@ for what in first second; do
   [ "$what" = first ] && rm -f "$STATE"
   /usr/bin/time -f "peak RSS, $what --update: %M KB (%e s)" $UPD >/dev/null 2>"$BASE/time.txt" || true
   tail -1 "$BASE/time.txt"
-  grep 'update:' "$BASE/time.txt" || true
+  grep '^parsum: update' "$BASE/time.txt" || true
 done
 ls -l "$STATE" | awk '{print "STATE size: " $5 " bytes"}'

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::audit::{normalize, normalized, Joined};
-use crate::escape::{push_marked_name, quote, Escape};
+use crate::escape::{push_marked_name, quote, quote_bytes, Escape};
 use crate::exit::Exit;
 use crate::hash::{os_message, Algo, AlgoSet, Digest, FileHash, FileStat, HashError};
 use crate::manifest::Line;
@@ -86,7 +86,7 @@ fn load(state: &Path, only: Option<Algo>) -> Result<Old, StateError> {
                 reader.line_no(),
                 format!(
                     "{} is listed twice (first on line {})",
-                    quote_name(&key),
+                    quote_bytes(&key),
                     lines[first]
                 ),
             ));
@@ -100,10 +100,6 @@ fn load(state: &Path, only: Option<Algo>) -> Result<Old, StateError> {
     }
     old.kind = reader.kind();
     Ok(old)
-}
-
-fn quote_name(name: &[u8]) -> String {
-    crate::escape::quote_bytes(name)
 }
 
 /// Runs the update; returns the exit status.

@@ -534,3 +534,37 @@ fn a_report_nobody_reads_still_writes_the_whole_state() {
     assert_eq!(state(d.path()).lines().count(), 500);
     assert_eq!(listing(d.path()), ["STATE", "t"]);
 }
+
+#[test]
+fn hard_links_and_a_large_mixed_tree_keep_walk_order() {
+    let d = tempfile::tempdir().unwrap();
+    // More files than one batch of carried-over results (1024), a few of
+    // them edited, so read and carried files interleave in the pipeline.
+    for i in 0..3000 {
+        write(
+            d.path(),
+            format!("t/{:02}/{i:04}", i % 7).as_bytes(),
+            format!("{i}").as_bytes(),
+        );
+    }
+    std::fs::hard_link(d.path().join("t/01/0001"), d.path().join("t/link")).unwrap();
+    update(d.path()).arg("t").assert().success();
+    for i in (0..3000).step_by(101) {
+        edit(&d.path().join(format!("t/{:02}/{i:04}", i % 7)), b"edited");
+    }
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "0 new, 30 changed, 0 missing, 0 moved, 2971 unchanged (30 read, 2971 carried over)",
+        ));
+    let paths: Vec<String> = state(d.path())
+        .lines()
+        .map(|l| l.split('"').nth(3).unwrap().to_string())
+        .collect();
+    let tree = String::from_utf8(stdout_of(parsum().current_dir(d.path()).arg("t"))).unwrap();
+    let tree: Vec<&str> = tree.lines().map(|l| &l[66..]).collect();
+    assert_eq!(paths, tree);
+    verify(d.path()).assert().success();
+}
