@@ -568,3 +568,49 @@ fn hard_links_and_a_large_mixed_tree_keep_walk_order() {
     assert_eq!(paths, tree);
     verify(d.path()).assert().success();
 }
+
+#[test]
+fn an_unreadable_file_keeps_its_entry_and_verifies_unreadable() {
+    // /proc/self/mem is a regular file whose read fails (EIO) even for
+    // root; reached through a followed link, it stands for a bad file.
+    if !Path::new("/proc/self/mem").exists() {
+        eprintln!("note: no /proc/self/mem; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    std::os::unix::fs::symlink("/proc/self/mem", d.path().join("t/mem")).unwrap();
+    // No entry yet: reported, not recorded.
+    update(d.path())
+        .args(["-L", "t"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("t/mem: Input/output error"));
+    assert_eq!(state(d.path()).lines().count(), 1);
+    // With an entry from an earlier run, the entry is kept as it was.
+    let entry = "{\"path\":\"t/mem\",\"size\":7,\"mtime\":1,\"mtime_nsec\":0,\"ino\":1,\
+                 \"algo\":\"blake3\",\"hash\":\""
+        .to_string()
+        + &"0".repeat(64)
+        + "\"}\n";
+    let with_entry = state(d.path()) + &entry;
+    std::fs::write(d.path().join("STATE"), &with_entry).unwrap();
+    update(d.path())
+        .args(["-L", "t"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("0 missing").and(predicate::str::contains(
+                "1 unreadable kept their previous entry",
+            )),
+        );
+    assert_eq!(state(d.path()), with_entry);
+    verify(d.path())
+        .assert()
+        .code(1)
+        .stdout("t/a: OK\nt/mem: UNREADABLE\n")
+        .stderr(predicate::str::contains("t/mem: Input/output error").and(
+            predicate::str::contains("1 ok, 0 modified, 0 corrupted, 0 missing, 1 unreadable"),
+        ));
+}
