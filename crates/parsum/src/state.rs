@@ -268,8 +268,18 @@ pub struct StateWriter {
 
 impl StateWriter {
     /// Creates the temporary file for a new `path` (with the old state's
-    /// permissions, if there is one).
+    /// permissions, if there is one). A dangling symbolic link is an error.
     pub fn create(path: &Path) -> io::Result<StateWriter> {
+        // A STATE that is a symbolic link is replaced at its target, so the
+        // link survives (and the rename stays in the target's directory).
+        let target;
+        let path = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                target = std::fs::canonicalize(path)?;
+                &target
+            }
+            _ => path,
+        };
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),

@@ -614,3 +614,25 @@ fn an_unreadable_file_keeps_its_entry_and_verifies_unreadable() {
             predicate::str::contains("1 ok, 0 modified, 0 corrupted, 0 missing, 1 unreadable"),
         ));
 }
+
+#[test]
+fn a_state_behind_a_symlink_is_replaced_at_its_target() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    std::fs::create_dir(d.path().join("keep")).unwrap();
+    std::os::unix::fs::symlink("keep/real", d.path().join("STATE")).unwrap();
+    // Dangling: cannot be written, nothing is created.
+    update(d.path())
+        .arg("t")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot write a new state"));
+    std::fs::write(d.path().join("keep/real"), "").unwrap();
+    update(d.path()).arg("t").assert().success();
+    assert!(std::fs::symlink_metadata(d.path().join("STATE"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(state(d.path()).lines().count(), 1);
+    assert_eq!(listing(&d.path().join("keep")), ["real"]);
+}
