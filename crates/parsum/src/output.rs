@@ -287,7 +287,7 @@ impl Sink<(), Note> for TreeSink<'_> {
 /// mtime from `h`. `ino` is added (after `mtime_nsec`) for `--update`'s
 /// state files; `--json` output has none. `state::parse_record` reads these
 /// lines back, byte-exact.
-pub(crate) fn write_json(
+pub fn write_json(
     out: &mut Vec<u8>,
     name: &[u8],
     d: &Digest,
