@@ -25,10 +25,16 @@ fuzz_target!(|data: &[u8]| {
     write_json(&mut line, data, &d, &h, Some(u64::MAX), b'\n');
     assert_eq!(line.pop(), Some(b'\n'));
     assert!(!line.contains(&b'\n') && !line.contains(&b'\r'));
-    assert!(std::str::from_utf8(&line).is_ok(), "a state line is UTF-8 JSON");
+    assert!(
+        std::str::from_utf8(&line).is_ok(),
+        "a state line is UTF-8 JSON"
+    );
     let e = parse_record(&line).expect("parsum reads its own state lines");
     assert_eq!(e.line.name, data);
     assert_eq!(e.line.digest(Algo::Blake3), Some(d));
     let m = e.meta.expect("a JSON state line has metadata");
-    assert_eq!((m.size, m.mtime, m.mtime_nsec, m.ino), (h.size, h.mtime, 999_999_999, Some(u64::MAX)));
+    assert_eq!(
+        (m.size, m.mtime, m.mtime_nsec, m.ino),
+        (h.size, h.mtime, 999_999_999, Some(u64::MAX))
+    );
 });
