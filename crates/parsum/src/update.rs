@@ -1,12 +1,14 @@
 //! `--update STATE [PATH]...`: hash the tree and replace STATE with what it
 //! is now, reading only the files that changed since STATE was written.
 //!
-//! The old state is loaded once into a map by path (memory: one entry per
-//! file in STATE, about 150 bytes each plus the path). The walk asks the
-//! map about every file it finds ([`crate::pipeline::Lookup`]): a file
-//! whose size, mtime (with nanoseconds) and inode equal its entry's keeps
-//! its place in the order but is not opened; its hash is carried over
-//! (unless `--rehash`). Everything else is read. The new state is written
+//! The old state is loaded once, with an index by path and one by inode
+//! (memory: one entry per file in STATE, about 400 bytes each with a short
+//! path). The walk asks about every file it finds
+//! ([`crate::pipeline::Lookup`]): a file whose size, mtime (with
+//! nanoseconds) and inode equal its entry's keeps its place in the order
+//! but is not opened; its hash is carried over (unless `--rehash`). A path
+//! the state does not list is matched by inode instead, so a moved file or
+//! a renamed directory is not read again either. Everything else is read. The new state is written
 //! in walk order, streaming, through [`StateWriter`], and replaces STATE
 //! whole at the end.
 //!
@@ -56,6 +58,9 @@ pub struct UpdateArgs {
 struct Old {
     entries: Vec<Entry>,
     index: HashMap<Vec<u8>, usize>,
+    /// Entries by inode (the first of each), to carry a moved or renamed
+    /// file over: a new path whose inode, size and mtime match an entry.
+    by_ino: HashMap<u64, usize>,
     kind: Option<Kind>,
     /// Every algorithm its entries allow.
     algos: AlgoSet,
@@ -66,12 +71,24 @@ impl Old {
         let i = *self.index.get(normalized(path))?;
         Some((i, &self.entries[i]))
     }
+
+    /// The hash to carry over for a file the walk found, if an entry still
+    /// describes it: the entry of its path, or else (a path the state does
+    /// not list: a move or a renamed directory) the entry of its inode.
+    fn carry(&self, path: &[u8], st: &FileStat, algo: Algo) -> Option<FileHash> {
+        let e = match self.get(path) {
+            Some((_, e)) => e,
+            None => &self.entries[*self.by_ino.get(&st.ino)?],
+        };
+        carry(e, st, algo)
+    }
 }
 
 fn load(state: &Path, only: Option<Algo>) -> Result<Old, StateError> {
     let mut old = Old {
         entries: Vec::new(),
         index: HashMap::new(),
+        by_ino: HashMap::new(),
         kind: None,
         algos: AlgoSet::EMPTY,
     };
@@ -93,6 +110,9 @@ fn load(state: &Path, only: Option<Algo>) -> Result<Old, StateError> {
         }
         for a in e.line.algos.iter() {
             old.algos.insert(a);
+        }
+        if let Some(ino) = e.meta.and_then(|m| m.ino) {
+            old.by_ino.entry(ino).or_insert(old.entries.len());
         }
         old.index.insert(key, old.entries.len());
         old.entries.push(e);
@@ -156,10 +176,8 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
             if rehash {
                 return Prior::Unknown;
             }
-            match old.get(path.as_os_str().as_bytes()) {
-                Some((_, e)) => carry(e, st, algo).map_or(Prior::Unknown, Prior::Hashed),
-                None => Prior::Unknown,
-            }
+            old.carry(path.as_os_str().as_bytes(), st, algo)
+                .map_or(Prior::Unknown, Prior::Hashed)
         })
     };
     let counters = Arc::clone(pipe.counters());

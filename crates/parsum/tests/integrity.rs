@@ -168,7 +168,7 @@ fn update_reports_new_changed_missing_moved_and_unchanged() {
              moved    t/old/place -> t/new/place\nmissing  t/gone\n",
         )
         .stderr(predicate::str::contains(
-            "1 new, 1 changed, 1 missing, 1 moved, 1 unchanged (3 read, 1 carried over), 0 errors",
+            "1 new, 1 changed, 1 missing, 1 moved, 1 unchanged (2 read, 2 carried over), 0 errors",
         ));
     // The state is in walk order (what `parsum t` prints), and verifies.
     let paths: Vec<String> = state(d.path())
@@ -635,4 +635,34 @@ fn a_state_behind_a_symlink_is_replaced_at_its_target() {
         .is_symlink());
     assert_eq!(state(d.path()).lines().count(), 1);
     assert_eq!(listing(&d.path().join("keep")), ["real"]);
+}
+
+#[test]
+fn a_renamed_directory_is_carried_over_by_inode_and_reported_moved() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/photos/a.jpg", b"AAAA");
+    write(d.path(), b"t/photos/b.jpg", b"BBBB");
+    update(d.path()).arg("t").assert().success();
+    // Rewrite a.jpg in place (same size, mtime restored), then rename the
+    // directory: had a.jpg been read, it would be new, not moved.
+    corrupt(&d.path().join("t/photos/a.jpg"), b"XXXX");
+    std::fs::rename(d.path().join("t/photos"), d.path().join("t/2026")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout(
+            "moved    t/photos/a.jpg -> t/2026/a.jpg\nmoved    t/photos/b.jpg -> t/2026/b.jpg\n",
+        )
+        .stderr(predicate::str::contains(
+            "0 new, 0 changed, 0 missing, 2 moved, 0 unchanged (0 read, 2 carried over)",
+        ));
+    // A copy is another inode: it is read.
+    std::fs::copy(d.path().join("t/2026/b.jpg"), d.path().join("t/copy.jpg")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("new      t/copy.jpg\n")
+        .stderr(predicate::str::contains("(1 read, 2 carried over)"));
 }
