@@ -75,6 +75,8 @@ pub struct Reader {
     hint: Option<Algo>,
     line_no: u64,
     raw: Vec<u8>,
+    /// The state's name, quoted, for a read error.
+    label: String,
 }
 
 impl Reader {
@@ -91,11 +93,13 @@ impl Reader {
             return Err(fail(io::Error::from_raw_os_error(libc::EISDIR)));
         }
         let hint = only.or_else(|| crate::check::hint_from_name(path));
-        Ok(Some(Reader::new(
+        let mut r = Reader::new(
             Box::new(io::BufReader::with_capacity(64 * 1024, file)),
             only,
             hint,
-        )))
+        );
+        r.label = label;
+        Ok(Some(r))
     }
 
     /// A reader of `input`; `only` is `-a`, `hint` decides 64-digit lines.
@@ -107,6 +111,7 @@ impl Reader {
             hint,
             line_no: 0,
             raw: Vec::new(),
+            label: "STATE".into(),
         }
     }
 
@@ -127,7 +132,7 @@ impl Reader {
             let n = self
                 .input
                 .read_until(b'\n', &mut self.raw)
-                .map_err(|e| StateError::Io(os_message(&e)))?;
+                .map_err(|e| StateError::Io(format!("{}: {}", self.label, os_message(&e))))?;
             if n == 0 {
                 return Ok(None);
             }

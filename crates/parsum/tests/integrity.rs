@@ -666,3 +666,25 @@ fn a_renamed_directory_is_carried_over_by_inode_and_reported_moved() {
         .stdout("new      t/copy.jpg\n")
         .stderr(predicate::str::contains("(1 read, 2 carried over)"));
 }
+
+#[test]
+fn a_state_that_fails_to_read_is_exit_2_with_its_name() {
+    // /proc/self/mem opens as a regular file and fails to read (EIO).
+    if !Path::new("/proc/self/mem").exists() {
+        eprintln!("note: no /proc/self/mem; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    for mode in ["--verify", "--update"] {
+        parsum()
+            .current_dir(d.path())
+            .args([mode, "/proc/self/mem"])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "/proc/self/mem: Input/output error",
+            ));
+    }
+    assert!(listing(d.path()).is_empty());
+}
