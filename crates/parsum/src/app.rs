@@ -87,7 +87,9 @@ pub fn run_config(cfg: Config) -> Exit {
             };
             crate::update::run(&pipe, update, walk, &progress)
         }
-        Mode::Verify { state, only } => crate::verify::run(&pipe, state, only, &progress),
+        Mode::Verify { state, only, quiet } => {
+            crate::verify::run(&pipe, state, only, quiet, &progress)
+        }
         Mode::Tree {
             roots,
             algo,

@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(short = 'c', long = "check", conflicts_with_all = ["tag", "json", "audit"])]
     pub check: bool,
 
-    /// With --check: do not print OK for each verified file
+    /// With --check or --verify: do not print OK for each verified file
     #[arg(long)]
     pub quiet: bool,
 
@@ -172,7 +172,7 @@ impl Args {
     /// Checks the rules clap cannot express; the message becomes a usage error.
     pub fn validate(&self) -> Result<(), String> {
         let check_only = [
-            (self.quiet, "--quiet"),
+            (self.quiet && self.verify.is_none(), "--quiet"),
             (self.status, "--status"),
             (self.strict, "--strict"),
             (self.warn, "--warn"),

@@ -53,6 +53,8 @@ pub enum Mode {
         state: PathBuf,
         /// `-a`: for 64-digit lines of a manifest state.
         only: Option<Algo>,
+        /// `--quiet`: no line for an OK file.
+        quiet: bool,
     },
 }
 
@@ -125,6 +127,7 @@ impl Config {
             Mode::Verify {
                 state: state.clone(),
                 only,
+                quiet: args.quiet,
             }
         } else if let Some(manifest) = &args.audit {
             Mode::Audit {

@@ -83,8 +83,15 @@ fn check_all(state: &Path, only: Option<Algo>) -> Result<Option<Kind>, StateErro
     Ok(r.kind())
 }
 
-/// Runs the verification; returns the exit status.
-pub fn run(pipe: &Arc<Pipeline>, state: PathBuf, only: Option<Algo>, progress: &Progress) -> Exit {
+/// Runs the verification (`quiet`: no line for an OK file); returns the
+/// exit status.
+pub fn run(
+    pipe: &Arc<Pipeline>,
+    state: PathBuf,
+    only: Option<Algo>,
+    quiet: bool,
+    progress: &Progress,
+) -> Exit {
     let kind = match check_all(&state, only) {
         Ok(k) => k,
         Err(e) => {
@@ -103,6 +110,8 @@ pub fn run(pipe: &Arc<Pipeline>, state: PathBuf, only: Option<Algo>, progress: &
     let stream = pipe.spawn(move |f: &mut Feeder<Entry, Msg>| produce(f, &path, only));
     let mut sink = VerifySink {
         counts: Counts::default(),
+        quiet,
+        bytes: 0,
         out: Out::new(),
         bad: None,
         progress,
@@ -187,6 +196,10 @@ struct Counts {
 
 struct VerifySink<'a> {
     counts: Counts,
+    /// No line for an OK file.
+    quiet: bool,
+    /// Bytes read, for the progress bar.
+    bytes: u64,
     out: Out,
     /// The state turned bad while it was verified.
     bad: Option<String>,
@@ -215,7 +228,8 @@ impl Sink<Entry, Msg> for VerifySink<'_> {
         let name = &item.tag.line.name;
         match result {
             Ok(h) => {
-                let (what, count) = match classify(&item.tag, &h) {
+                let verdict = classify(&item.tag, &h);
+                let (what, count) = match verdict {
                     Verdict::Ok => ("OK", &mut self.counts.ok),
                     Verdict::Modified => ("MODIFIED", &mut self.counts.modified),
                     Verdict::Changed => ("CHANGED", &mut self.counts.changed),
@@ -229,13 +243,16 @@ impl Sink<Entry, Msg> for VerifySink<'_> {
                     ),
                 };
                 *count += 1;
-                self.line(name, what);
+                self.bytes += h.size;
+                if !(self.quiet && verdict == Verdict::Ok) {
+                    self.line(name, what);
+                }
             }
             Err(e) => self.unreadable(name, &e),
         }
         let c = &self.counts;
         let done = c.ok + c.modified + c.corrupted + c.changed + c.missing + c.unreadable;
-        self.progress.update(done, 0, &self.counters);
+        self.progress.update(done, self.bytes, &self.counters);
     }
 
     fn msg(&mut self, m: Msg) {

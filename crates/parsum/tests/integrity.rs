@@ -74,6 +74,11 @@ fn silent_corruption_is_its_own_line_and_exit_1() {
 
     corrupt(&d.path().join("t/rot"), b"ORIGINAL");
     verify(d.path())
+        .arg("--quiet")
+        .assert()
+        .code(1)
+        .stdout("t/rot: CORRUPTED (content changed, size and mtime unchanged)\n");
+    verify(d.path())
         .assert()
         .code(1)
         .stdout("t/good: OK\nt/rot: CORRUPTED (content changed, size and mtime unchanged)\n")
@@ -475,6 +480,7 @@ fn flags_that_do_not_go_together() {
         &["--verify", "S", "--update", "S"],
         &["--update", "S", "-c"],
         &["--update", "S", "-z"],
+        &["--update", "S", "--quiet"],
     ] {
         parsum().current_dir(d.path()).args(args).assert().code(2);
     }
