@@ -40,7 +40,10 @@ pub(super) fn start<T: Send + 'static>(pipe: &Pipeline, dev: u64) -> (Batches<T>
         } else {
             None
         };
-        gate.read(|| {
+        // A batch of only carried-over results reads nothing: it takes no
+        // reader from the gate and adds no zero-byte sample to its measure.
+        let reads_nothing = batch.iter().all(|item| item.known.is_some());
+        let hash_all = || {
             let mut bytes = 0;
             let done = batch
                 .into_iter()
@@ -66,7 +69,12 @@ pub(super) fn start<T: Send + 'static>(pipe: &Pipeline, dev: u64) -> (Batches<T>
                 })
                 .collect();
             (done, bytes)
-        })
+        };
+        if reads_nothing {
+            hash_all().0
+        } else {
+            gate.read(hash_all)
+        }
     };
     // Each batch is one task (chunksize 1): batches are already sized.
     let results = d
