@@ -140,6 +140,10 @@ impl Reader {
             if self.raw.last() == Some(&b'\n') {
                 self.raw.pop();
             }
+            // A byte-order mark, as some editors save it: not part of a line.
+            if self.line_no == 1 && self.raw.starts_with(b"\xef\xbb\xbf") {
+                self.raw.drain(..3);
+            }
             let kind = match self.kind {
                 Some(k) => k,
                 None if self.raw.iter().all(|b| b.is_ascii_whitespace()) => continue,
@@ -519,6 +523,14 @@ mod tests {
         assert_eq!(v[0].line.algos.len(), 2);
 
         assert_eq!(read_all(b"", None).unwrap(), (None, vec![]));
+        // A UTF-8 byte-order mark before the first line is not part of it.
+        let mut bom = b"\xef\xbb\xbf".to_vec();
+        bom.extend(record(b"a", Some(1)));
+        let (kind, v) = read_all(&bom, None).unwrap();
+        assert_eq!(
+            (kind, v[0].line.name.as_slice()),
+            (Some(Kind::Json), &b"a"[..])
+        );
     }
 
     #[test]
