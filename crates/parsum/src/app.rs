@@ -1,6 +1,6 @@
 //! The run of one command: arguments → [`Config`] → one run per [`Mode`] →
-//! an [`Exit`]. Tree hashing lives here; `--check` and `--audit` have
-//! modules of their own.
+//! an [`Exit`]. Tree hashing lives here; `--check`, `--audit`, `--update`
+//! and `--verify` have modules of their own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +71,24 @@ pub fn run_config(cfg: Config) -> Exit {
                 verbose,
             };
             crate::audit::run(&pipe, audit, walk, &progress)
+        }
+        Mode::Update {
+            state,
+            roots,
+            algo,
+            rehash,
+        } => {
+            let update = crate::update::UpdateArgs {
+                state,
+                roots,
+                algo,
+                rehash,
+                verbose,
+            };
+            crate::update::run(&pipe, update, walk, &progress)
+        }
+        Mode::Verify { state, only, quiet } => {
+            crate::verify::run(&pipe, state, only, quiet, &progress)
         }
         Mode::Tree {
             roots,

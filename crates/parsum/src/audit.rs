@@ -28,12 +28,18 @@ use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
 use crate::walk::WalkOpts;
 
-fn normalize(name: &[u8]) -> Vec<u8> {
-    let mut n = name;
-    while let Some(r) = n.strip_prefix(b"./") {
-        n = r;
+/// A path as a key: a leading `./` (any number) ignored, so `parsum .`'s
+/// `a/b` and `parsum ./`'s `./a/b` name the same file.
+pub(crate) fn normalize(name: &[u8]) -> Vec<u8> {
+    normalized(name).to_vec()
+}
+
+/// [`normalize`], borrowed: for lookups that allocate nothing.
+pub(crate) fn normalized(mut name: &[u8]) -> &[u8] {
+    while let Some(r) = name.strip_prefix(b"./") {
+        name = r;
     }
-    n.to_vec()
+    name
 }
 
 /// A manifest by normalized path, and the algorithms its lines allow.
@@ -249,62 +255,19 @@ pub fn run(
     sink.flush();
     progress.finish();
 
-    // Missing paths by hash, to pair with new paths as moves.
     let manifest = std::mem::take(&mut sink.manifest);
     let seen = std::mem::take(&mut sink.seen);
-    let mut missing: BTreeMap<Vec<u8>, &Line> = manifest
+    let missing: BTreeMap<Vec<u8>, &Line> = manifest
         .iter()
         .filter(|(k, _)| !seen.contains(*k))
         .map(|(k, v)| (k.clone(), v))
         .collect();
-    let mut by_hash: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
-    for (name, line) in &missing {
-        by_hash
-            .entry(line.hex.clone())
-            .or_default()
-            .push(name.clone());
-    }
-    let (mut n_new, mut n_moved) = (0u64, 0u64);
-    let mut out = Vec::new();
     let new = std::mem::take(&mut sink.new);
-    for (name, digests) in &new {
-        let from = digests.iter().find_map(|d| {
-            let list = by_hash.get_mut(d.to_hex().as_bytes())?;
-            // Only a missing path whose line allows this algorithm.
-            let pos = list
-                .iter()
-                .position(|m| missing.get(m).is_some_and(|l| l.digest(d.algo) == Some(*d)))?;
-            Some(list.remove(pos))
-        });
-        match from {
-            Some(old) => {
-                missing.remove(&old);
-                n_moved += 1;
-                let mut l = format!("{:<8} ", "moved").into_bytes();
-                push_marked_name(&mut l, &old, Escape::Backslash);
-                l.extend_from_slice(b" -> ");
-                push_marked_name(&mut l, name, Escape::Backslash);
-                out.push(l);
-            }
-            None => {
-                n_new += 1;
-                let mut l = format!("{:<8} ", "new").into_bytes();
-                push_marked_name(&mut l, name, Escape::Backslash);
-                out.push(l);
-            }
-        }
-    }
-    for name in missing.keys() {
-        let mut l = format!("{:<8} ", "missing").into_bytes();
-        push_marked_name(&mut l, name, Escape::Backslash);
-        out.push(l);
-    }
-    for l in out {
-        sink.out.buf.extend_from_slice(&l);
-        sink.out.buf.push(b'\n');
-    }
+    let joined = Joined::of(missing, &new);
+    joined.write(&mut sink.out.buf);
     sink.flush();
-    let n_missing = missing.len() as u64;
+    let (n_new, n_moved) = (joined.new.len() as u64, joined.moved.len() as u64);
+    let n_missing = joined.missing.len() as u64;
     message(&format!(
         "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {}",
         sink.matched,
@@ -313,4 +276,86 @@ pub fn run(
     ));
     let differs = sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0;
     Exit::failed_if(differs).and(sink.out.finish())
+}
+
+/// The end of a comparison of a tree with an earlier listing: the paths
+/// the listing had and the tree lacks (`missing`) and those the tree has and
+/// the listing lacked (`new`), paired into moves where a new path has the
+/// digest of a missing one. Each old path pairs at most once; a line pairs
+/// only for an algorithm it allows. Every list is sorted by path.
+pub(crate) struct Joined {
+    pub new: Vec<Vec<u8>>,
+    /// `(old, new)`.
+    pub moved: Vec<(Vec<u8>, Vec<u8>)>,
+    pub missing: Vec<Vec<u8>>,
+}
+
+impl Joined {
+    /// Pairs `new` paths (with their digests) with `missing` ones.
+    pub fn of(
+        mut missing: BTreeMap<Vec<u8>, &Line>,
+        new: &BTreeMap<Vec<u8>, Vec<Digest>>,
+    ) -> Joined {
+        // Missing paths by hash, to pair with new paths as moves.
+        let mut by_hash: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
+        for (name, line) in &missing {
+            by_hash
+                .entry(line.hex.clone())
+                .or_default()
+                .push(name.clone());
+        }
+        let mut joined = Joined {
+            new: Vec::new(),
+            moved: Vec::new(),
+            missing: Vec::new(),
+        };
+        for (name, digests) in new {
+            let from = digests.iter().find_map(|d| {
+                let list = by_hash.get_mut(d.to_hex().as_bytes())?;
+                let pos = list
+                    .iter()
+                    .position(|m| missing.get(m).is_some_and(|l| l.digest(d.algo) == Some(*d)))?;
+                Some(list.remove(pos))
+            });
+            match from {
+                Some(old) => {
+                    missing.remove(&old);
+                    joined.moved.push((old, name.clone()));
+                }
+                None => joined.new.push(name.clone()),
+            }
+        }
+        joined.missing = missing.into_keys().collect();
+        joined
+    }
+
+    /// The report lines: `new`, then `moved    old -> new`, then `missing`
+    /// (names escaped as in `-c` results), in path order within each kind
+    /// the way `--audit` has always printed them: new and moved interleaved
+    /// by new path, then missing.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let mut lines: Vec<(&[u8], Vec<u8>)> = Vec::new();
+        for name in &self.new {
+            let mut l = format!("{:<8} ", "new").into_bytes();
+            push_marked_name(&mut l, name, Escape::Backslash);
+            lines.push((name, l));
+        }
+        for (old, name) in &self.moved {
+            let mut l = format!("{:<8} ", "moved").into_bytes();
+            push_marked_name(&mut l, old, Escape::Backslash);
+            l.extend_from_slice(b" -> ");
+            push_marked_name(&mut l, name, Escape::Backslash);
+            lines.push((name, l));
+        }
+        lines.sort_by(|a, b| a.0.cmp(b.0));
+        for name in &self.missing {
+            let mut l = format!("{:<8} ", "missing").into_bytes();
+            push_marked_name(&mut l, name, Escape::Backslash);
+            lines.push((name, l));
+        }
+        for (_, l) in lines {
+            out.extend_from_slice(&l);
+            out.push(b'\n');
+        }
+    }
 }

@@ -60,7 +60,7 @@ pub enum Msg {
 }
 
 /// The algorithm a manifest's name suggests for 64-digit lines.
-fn hint_from_name(name: &Path) -> Option<Algo> {
+pub(crate) fn hint_from_name(name: &Path) -> Option<Algo> {
     let n = name.file_name()?.to_string_lossy().to_ascii_lowercase();
     if n.ends_with(".b3") || n.contains("b3sum") || n.contains("blake3") {
         Some(Algo::Blake3)
@@ -172,6 +172,7 @@ pub fn run(
                             },
                             no_follow: false,
                             algos: line.algos,
+                            known: None,
                             tag: Tag { manifest: mi, line },
                         },
                     ),

@@ -18,6 +18,8 @@ Examples:
                                   write a manifest that `sha256sum -c` verifies
   parsum -c SHA256SUMS            verify it again (also reads b3sum and --tag manifests)
   parsum --audit SUMS.b3 data/    what changed, appeared, vanished or moved since SUMS.b3
+  parsum --update .state data/    record the tree; the next update reads only changed files
+  parsum --verify .state          re-read everything: OK, MODIFIED, CORRUPTED, MISSING
   parsum --json --exclude '*.tmp' --exclude target .
                                   JSON lines with size and mtime, skipping temp files
   parsum -v --device-jobs sda=1 /mnt/hdd /home
@@ -25,7 +27,9 @@ Examples:
 
 Output is sorted by path and streamed, whatever the number of threads.
 Exit status: 0 all good, 1 some file could not be read, failed its check or
-changed during the read, 2 usage error.";
+changed during the read, 2 usage error (or, for --update/--verify, a bad STATE).
+--update exits 0 when the state was written, whatever changed; --verify exits 1
+when any file is not OK.";
 
 /// Recursively checksum files, in parallel per device, in a stable order.
 ///
@@ -79,7 +83,7 @@ pub struct Args {
     #[arg(short = 'c', long = "check", conflicts_with_all = ["tag", "json", "audit"])]
     pub check: bool,
 
-    /// With --check: do not print OK for each verified file
+    /// With --check or --verify: do not print OK for each verified file
     #[arg(long)]
     pub quiet: bool,
 
@@ -103,6 +107,22 @@ pub struct Args {
     /// as matched, changed, new, missing or moved. Exit 0 only if all matched
     #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["tag", "json"])]
     pub audit: Option<PathBuf>,
+
+    /// Hash the tree (PATHs, default .) and write STATE (JSON lines: path,
+    /// size, mtime, inode, hash). Files whose size, mtime and inode match the
+    /// old STATE are not read again; reports new, changed, missing and moved
+    #[arg(long, value_name = "STATE", conflicts_with_all = ["check", "audit", "tag", "json", "zero"])]
+    pub update: Option<PathBuf>,
+
+    /// With --update: read every file again, carrying no hash over
+    #[arg(long, requires = "update")]
+    pub rehash: bool,
+
+    /// Read every file STATE lists (or a -c manifest) and report it as OK,
+    /// MODIFIED, CORRUPTED (content changed, mtime not), MISSING or UNREADABLE.
+    /// Exit 0 only if all are OK
+    #[arg(long, value_name = "STATE", conflicts_with_all = ["check", "audit", "update", "tag", "json", "zero"])]
+    pub verify: Option<PathBuf>,
 
     /// Readers per disk group (all file systems on one disk share them), fixed
     /// (disables the adaptive choice)
@@ -155,7 +175,7 @@ impl Args {
     /// Checks the rules clap cannot express; the message becomes a usage error.
     pub fn validate(&self) -> Result<(), String> {
         let check_only = [
-            (self.quiet, "--quiet"),
+            (self.quiet && self.verify.is_none(), "--quiet"),
             (self.status, "--status"),
             (self.strict, "--strict"),
             (self.warn, "--warn"),
@@ -167,6 +187,9 @@ impl Args {
                     "{name} is meaningful only when verifying checksums (-c)"
                 ));
             }
+        }
+        if self.verify.is_some() && !self.paths.is_empty() {
+            return Err("--verify takes no PATH: STATE lists the files".into());
         }
         if self.json && self.zero {
             return Err("--json and -z cannot be combined".into());

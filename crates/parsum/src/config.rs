@@ -40,6 +40,22 @@ pub enum Mode {
         /// `-a`: the manifest's algorithm, when its digest length is ambiguous.
         only: Option<Algo>,
     },
+    /// `--update`: hash the trees under `roots`, rewrite `state`.
+    Update {
+        state: PathBuf,
+        roots: Vec<PathBuf>,
+        /// `-a`; else the state's own algorithm.
+        algo: Option<Algo>,
+        rehash: bool,
+    },
+    /// `--verify`: read every file `state` lists again.
+    Verify {
+        state: PathBuf,
+        /// `-a`: for 64-digit lines of a manifest state.
+        only: Option<Algo>,
+        /// `--quiet`: no line for an OK file.
+        quiet: bool,
+    },
 }
 
 /// Everything a run needs, resolved.
@@ -99,6 +115,19 @@ impl Config {
                     zero: args.zero,
                     algo: only,
                 },
+            }
+        } else if let Some(state) = &args.update {
+            Mode::Update {
+                state: state.clone(),
+                roots: or("."),
+                algo: only,
+                rehash: args.rehash,
+            }
+        } else if let Some(state) = &args.verify {
+            Mode::Verify {
+                state: state.clone(),
+                only,
+                quiet: args.quiet,
             }
         } else if let Some(manifest) = &args.audit {
             Mode::Audit {

@@ -193,13 +193,18 @@ impl Digest {
 
     /// Lower-case hex, as every checksum tool prints it.
     pub fn to_hex(self) -> String {
+        let mut s = Vec::with_capacity(self.algo.digest_len() * 2);
+        self.push_hex(&mut s);
+        String::from_utf8(s).expect("hex is ASCII")
+    }
+
+    /// Appends [`Digest::to_hex`] to `out`, without a `String` in between.
+    pub fn push_hex(&self, out: &mut Vec<u8>) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(self.algo.digest_len() * 2);
         for b in self.as_bytes() {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 15) as usize] as char);
+            out.push(HEX[(b >> 4) as usize]);
+            out.push(HEX[(b & 15) as usize]);
         }
-        s
     }
 
     /// Parses a hex digest of `algo` (either case).

@@ -8,8 +8,9 @@
 //! [`config::Mode`]) → [`app`] (one run per mode, ending in an
 //! [`exit::Exit`]) → [`walk`] (the sorted
 //! walk) → [`pipeline`] (a pool per disk group, see [`disks`]; ordered results) → [`hash`]
-//! (reading and hashing one file) → [`output`], [`check`] or [`audit`]
-//! (what is printed). [`manifest`] reads and writes checksum lines, and
+//! (reading and hashing one file) → [`output`], [`check`], [`audit`],
+//! [`update`] or [`verify`] (what is printed). [`state`] reads and
+//! replaces the STATE file of the last two. [`manifest`] reads and writes checksum lines, and
 //! [`escape`] holds every way a file name is escaped.
 
 pub mod app;
@@ -28,4 +29,7 @@ pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod pseudofs;
+pub mod state;
+pub mod update;
+pub mod verify;
 pub mod walk;

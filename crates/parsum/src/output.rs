@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::escape::{json_str, quote, Escape};
 use crate::exit::Exit;
-use crate::hash::{os_message, Algo, FileHash, HashError};
+use crate::hash::{os_message, Algo, Digest, FileHash, HashError};
 use crate::manifest::{write_gnu, write_tag};
 use crate::pipeline::{Item, Sink};
 use crate::progress::{human_bytes, message, Counters, Progress};
@@ -255,7 +255,9 @@ impl Sink<(), Note> for TreeSink<'_> {
                 match self.format {
                     Format::Gnu => write_gnu(&mut self.out.buf, &h.digests[0], name, esc, term),
                     Format::Tag => write_tag(&mut self.out.buf, &h.digests[0], name, esc, term),
-                    Format::Json => write_json(&mut self.out.buf, name, &h, term),
+                    Format::Json => {
+                        write_json(&mut self.out.buf, name, &h.digests[0], &h, None, term)
+                    }
                 }
             }
             Err(e) => self.tally.hash_error(&item.path, &e),
@@ -281,29 +283,43 @@ impl Sink<(), Note> for TreeSink<'_> {
     }
 }
 
-fn write_json(out: &mut Vec<u8>, name: &[u8], h: &FileHash, term: u8) {
+/// Appends one JSON line for a hashed file: its digest `d`, and size and
+/// mtime from `h`. `ino` is added (after `mtime_nsec`) for `--update`'s
+/// state files; `--json` output has none. `state::parse_record` reads these
+/// lines back, byte-exact.
+pub fn write_json(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    d: &Digest,
+    h: &FileHash,
+    ino: Option<u64>,
+    term: u8,
+) {
+    use std::io::Write;
     out.extend_from_slice(b"{\"path\":");
-    let lossy = String::from_utf8_lossy(name);
-    json_str(out, &lossy);
-    if std::str::from_utf8(name).is_err() {
-        out.extend_from_slice(b",\"path_hex\":\"");
-        for b in name {
-            out.extend_from_slice(format!("{b:02x}").as_bytes());
+    match std::str::from_utf8(name) {
+        Ok(s) => json_str(out, s),
+        Err(_) => {
+            json_str(out, &String::from_utf8_lossy(name));
+            out.extend_from_slice(b",\"path_hex\":\"");
+            for b in name {
+                let _ = write!(out, "{b:02x}");
+            }
+            out.push(b'"');
         }
-        out.push(b'"');
     }
-    let d = &h.digests[0];
-    out.extend_from_slice(
-        format!(
-            ",\"size\":{},\"mtime\":{},\"mtime_nsec\":{},\"algo\":\"{}\",\"hash\":\"{}\"}}",
-            h.size,
-            h.mtime,
-            h.mtime_nsec,
-            d.algo,
-            d.to_hex()
-        )
-        .as_bytes(),
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        ",\"size\":{},\"mtime\":{},\"mtime_nsec\":{}",
+        h.size, h.mtime, h.mtime_nsec
     );
+    if let Some(ino) = ino {
+        let _ = write!(out, ",\"ino\":{ino}");
+    }
+    let _ = write!(out, ",\"algo\":\"{}\",\"hash\":\"", d.algo);
+    d.push_hex(out);
+    out.extend_from_slice(b"\"}");
     out.push(term);
 }
 
@@ -321,7 +337,14 @@ mod tests {
             mtime_nsec: 6,
         };
         let mut out = Vec::new();
-        write_json(&mut out, b"a\"b\\\n\x01\xff", &h, b'\n');
+        write_json(
+            &mut out,
+            b"a\"b\\\n\x01\xff",
+            &h.digests[0],
+            &h,
+            None,
+            b'\n',
+        );
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,

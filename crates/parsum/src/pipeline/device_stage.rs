@@ -47,11 +47,20 @@ pub(super) fn start<T: Send + 'static>(
         } else {
             None
         };
-        gate.read(|| {
+        // A batch of only carried-over results reads nothing: it takes no
+        // reader from the gate and adds no zero-byte sample to its measure.
+        let reads_nothing = batch.iter().all(|item| item.known.is_some());
+        let hash_all = || {
             let mut bytes = 0;
             let done = batch
                 .into_iter()
-                .map(|item| {
+                .map(|mut item| {
+                    // A carried-over result is not read and not counted as
+                    // bytes read, so the gate measures the device only.
+                    if let Some(h) = item.known.clone() {
+                        item.dir = None;
+                        return (item, Ok(h));
+                    }
                     let (item, r) = hash_counted(item, splitter, &meter, &mut |_| {});
                     bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
                     (item, r)
@@ -59,7 +68,12 @@ pub(super) fn start<T: Send + 'static>(
                 .collect();
             meter.set_readers(gate.limit());
             (done, bytes)
-        })
+        };
+        if reads_nothing {
+            hash_all().0
+        } else {
+            gate.read(hash_all)
+        }
     };
     // Each batch is one task (chunksize 1): batches are already sized.
     let results = d
@@ -137,6 +151,7 @@ mod tests {
                 no_follow: true,
                 algos: AlgoSet::of(Algo::Sha256),
                 tag: (),
+                known: None,
             };
             let item2 = item();
             let mut seen = Vec::new();

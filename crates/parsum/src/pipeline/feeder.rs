@@ -10,7 +10,9 @@ use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::Arc;
 
 use super::disk_groups::Device;
-use super::{device_stage, Item, Order, Pipeline, BATCH_BYTES, BATCH_FILES, INPUT_BATCHES};
+use super::{
+    device_stage, Item, Order, Pipeline, BATCH_BYTES, BATCH_FILES, BATCH_ITEMS, INPUT_BATCHES,
+};
 
 /// A producer's handle: send files and messages, in order.
 pub struct Feeder<T, M> {
@@ -26,6 +28,8 @@ pub struct Feeder<T, M> {
     pub(super) input: Option<SyncSender<Vec<Item<T>>>>,
     pub(super) pending: Vec<Item<T>>,
     pub(super) pending_bytes: u64,
+    /// Pending files that will be read (not carried over).
+    pub(super) pending_reads: usize,
     /// (dev, ino) of multiply-linked files already sent.
     pub(super) links: HashSet<(u64, u64)>,
 }
@@ -51,10 +55,19 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
             let _ = self.order.send(Order::Alias(item));
             return;
         }
-        c.found_bytes.fetch_add(item.stat.size, Ordering::Relaxed);
-        self.pending_bytes += item.stat.size;
+        // A carried-over result costs no read: it fills the batch only
+        // up to BATCH_ITEMS, so an unchanged tree costs few batches.
+        let to_read = if item.known.is_some() {
+            0
+        } else {
+            item.stat.size
+        };
+        c.found_bytes.fetch_add(to_read, Ordering::Relaxed);
+        self.pending_bytes += to_read;
+        self.pending_reads += usize::from(item.known.is_none());
         self.pending.push(item);
-        if self.pending.len() >= BATCH_FILES
+        if self.pending_reads >= BATCH_FILES
+            || self.pending.len() >= BATCH_ITEMS
             || self.pending_bytes >= BATCH_BYTES
             || crate::dirfd::under_pressure()
         {
@@ -85,6 +98,7 @@ impl<T: Send + 'static, M: Send + 'static> Feeder<T, M> {
         }
         let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
+        self.pending_reads = 0;
         // The batch goes in before its order entry: the consumer only ever
         // waits for a batch that is already on its way.
         if let Some(input) = &self.input {

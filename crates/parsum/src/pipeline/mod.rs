@@ -26,7 +26,8 @@
 //! sends `Batch` on its order channel; `imap` yields batches in input
 //! order, so the consumer sees files exactly in producer order, whatever
 //! the thread timing. Consecutive small files share a batch (it closes at
-//! [`BATCH_FILES`] files or [`BATCH_BYTES`] bytes).
+//! [`BATCH_FILES`] files or [`BATCH_BYTES`] bytes; files whose result is
+//! carried over from an earlier run count only toward [`BATCH_ITEMS`]).
 //!
 //! Memory: the batch channel, the `imap` read-ahead and the result channel
 //! are bounded, so a producer is at most a fixed number of batches ahead of
@@ -61,8 +62,11 @@ pub use stream::Stream;
 
 /// A batch closes after this many files...
 pub const BATCH_FILES: usize = 64;
-/// ...or once it holds this many bytes.
+/// ...or once it holds this many bytes...
 pub const BATCH_BYTES: u64 = 1 << 20;
+/// ...or this many items in all, counting those with a carried-over
+/// result (`Item::known`), which are not read.
+pub const BATCH_ITEMS: usize = 1024;
 /// Batches a producer may queue per device before it waits.
 const INPUT_BATCHES: usize = 16;
 /// Hashed batches a device may hold for the consumer.
@@ -80,6 +84,10 @@ pub struct Item<T> {
     pub no_follow: bool,
     /// The digests to compute, in one read.
     pub algos: AlgoSet,
+    /// A result carried over from an earlier run (`--update`): the stage
+    /// hands it on in order without opening the file, and the item keeps it,
+    /// so the consumer can tell a carried result from a read one.
+    pub known: Option<FileHash>,
     pub tag: T,
 }
 
@@ -95,6 +103,7 @@ impl<T> Item<T> {
             },
             no_follow: false,
             algos,
+            known: None,
             tag,
         }
     }
@@ -188,6 +197,7 @@ impl Pipeline {
                     input: None,
                     pending: Vec::new(),
                     pending_bytes: 0,
+                    pending_reads: 0,
                     links: HashSet::new(),
                 };
                 produce(&mut f);
@@ -209,7 +219,45 @@ pub fn spawn_walk(
     opts: Arc<WalkOpts>,
     algos: AlgoSet,
 ) -> Stream<(), Note> {
-    pipe.spawn(move |f| walk_into(f, WalkStart::Root(root), opts, algos))
+    spawn_walk_with(pipe, root, opts, algos, None)
+}
+
+/// What an earlier run knows of a file the walk found (see [`Lookup`]).
+pub enum Prior {
+    /// Nothing usable: read and hash the file.
+    Unknown,
+    /// Its result, still valid: carried over, the file is not opened.
+    Hashed(FileHash),
+    /// Not part of the tree (the state file being replaced): not queued.
+    Ignore,
+}
+
+/// Asked by a walk for every file it finds, before it is queued, with its
+/// path as listed and the walk's `lstat`. Called on producer threads.
+pub type Lookup = Arc<dyn Fn(&Path, &FileStat) -> Prior + Send + Sync>;
+
+/// [`spawn_walk`], asking `lookup` (if any) about each file first: a
+/// [`Prior::Hashed`] file keeps its place in the order but is not read.
+pub fn spawn_walk_with(
+    pipe: &Arc<Pipeline>,
+    root: PathBuf,
+    opts: Arc<WalkOpts>,
+    algos: AlgoSet,
+    lookup: Option<Lookup>,
+) -> Stream<(), Note> {
+    let walk = WalkJob {
+        opts,
+        algos,
+        lookup,
+    };
+    pipe.spawn(move |f| walk_into(f, WalkStart::Root(root), Arc::new(walk)))
+}
+
+/// What every producer of one walk (root and mount points) shares.
+struct WalkJob {
+    opts: Arc<WalkOpts>,
+    algos: AlgoSet,
+    lookup: Option<Lookup>,
 }
 
 enum WalkStart {
@@ -217,25 +265,33 @@ enum WalkStart {
     Sub(Subtree),
 }
 
-fn walk_into(f: &mut Feeder<(), Note>, start: WalkStart, opts: Arc<WalkOpts>, algos: AlgoSet) {
+fn walk_into(f: &mut Feeder<(), Note>, start: WalkStart, job: Arc<WalkJob>) {
     let mut emit = |ev: Event| match ev {
-        Event::File(e) => f.file(Item {
-            path: e.path,
-            dir: e.dir,
-            stat: e.stat,
-            no_follow: !e.via_link,
-            algos,
-            tag: (),
-        }),
+        Event::File(e) => {
+            let known = match job.lookup.as_ref().map(|l| l(&e.path, &e.stat)) {
+                None | Some(Prior::Unknown) => None,
+                Some(Prior::Hashed(h)) => Some(h),
+                Some(Prior::Ignore) => return,
+            };
+            f.file(Item {
+                path: e.path,
+                dir: e.dir,
+                stat: e.stat,
+                no_follow: !e.via_link,
+                algos: job.algos,
+                known,
+                tag: (),
+            })
+        }
         Event::Mount(sub) => {
-            let opts = Arc::clone(&opts);
-            f.sub(move |f| walk_into(f, WalkStart::Sub(sub), opts, algos))
+            let job = Arc::clone(&job);
+            f.sub(move |f| walk_into(f, WalkStart::Sub(sub), job))
         }
         Event::Skipped(p, s) => f.msg(Note::Skipped(p, s)),
         Event::Error(p, e) => f.msg(Note::Error(p, e)),
     };
     match start {
-        WalkStart::Root(root) => walk(&root, &opts, &mut emit),
-        WalkStart::Sub(sub) => walk_subtree(sub, &opts, &mut emit),
+        WalkStart::Root(root) => walk(&root, &job.opts, &mut emit),
+        WalkStart::Sub(sub) => walk_subtree(sub, &job.opts, &mut emit),
     }
 }

@@ -50,16 +50,19 @@ impl<T, M> Stream<T, M> {
                         Some(Err(e)) => Err(HashError::Io(std::io::Error::other(format!(
                             "hard link to a file that failed: {e}"
                         )))),
-                        None => hash_file(
-                            &item.path,
-                            item.algos,
-                            HashOpts {
-                                no_follow: item.no_follow,
-                                splitter: None,
-                                listed: Some(item.stat),
-                                dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
-                            },
-                        ),
+                        None => match &item.known {
+                            Some(h) => Ok(h.clone()),
+                            None => hash_file(
+                                &item.path,
+                                item.algos,
+                                HashOpts {
+                                    no_follow: item.no_follow,
+                                    splitter: None,
+                                    listed: Some(item.stat),
+                                    dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
+                                },
+                            ),
+                        },
                     };
                     sink.done(item, r);
                 }

@@ -1,0 +1,563 @@
+//! The STATE file of `--update` and `--verify`: what a tree was at the last
+//! update, one file per line, and how it is read and replaced.
+//!
+//! A state file is JSON lines, one per file, in parsum's sort order: the
+//! `--json` line of the file plus its inode,
+//! `{"path","size","mtime","mtime_nsec","ino","algo","hash"}`, with
+//! `"path_hex"` for a name that is not UTF-8 (the writer is
+//! `output::write_json`). [`parse_record`] is its exact inverse: every name
+//! reads back byte for byte. A `--json` listing (no `ino`) reads as a state
+//! whose files must be read again before their hash is trusted.
+//!
+//! A checksum manifest (what `-c` reads: GNU, BSD tag, b3sum) is accepted
+//! as a degraded state: the path and digest of each line, no metadata
+//! ([`Entry::meta`] is `None`). The first line that is not blank decides:
+//! `{` starts a JSON state, anything else a manifest.
+//!
+//! Invariants: a malformed line is an error naming its line number, never
+//! skipped; and a state is only ever replaced whole ([`StateWriter`]: a
+//! temporary file in the same directory, fsync, rename), so an interrupted
+//! run leaves the old state or the new one, never half of one.
+
+use std::fs::File;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use crate::escape::quote;
+use crate::hash::{os_message, Algo, AlgoSet, Digest, FileHash};
+use crate::manifest::{Line, LineParser, Parsed};
+
+/// The stat metadata a JSON state keeps of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    /// `None` in a `--json` listing (it has no inode).
+    pub ino: Option<u64>,
+}
+
+/// One file of a state: its path and digest (as a manifest [`Line`], so
+/// the comparisons of `--audit` apply), and its metadata if the state has
+/// any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub line: Line,
+    pub meta: Option<Meta>,
+}
+
+/// Which kind of file a state is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// JSON lines with metadata.
+    Json,
+    /// A checksum manifest: paths and digests only.
+    Manifest,
+}
+
+/// Why a state cannot be used. Both are exit status 2: nothing is read or
+/// written when the state is bad.
+#[derive(Debug)]
+pub enum StateError {
+    /// The file cannot be opened or read.
+    Io(String),
+    /// A line is malformed: its number (from 1) and what is wrong.
+    Line(u64, String),
+}
+
+/// Reads a state file entry by entry (streaming: one line in memory).
+pub struct Reader {
+    input: Box<dyn BufRead + Send>,
+    kind: Option<Kind>,
+    parser: LineParser,
+    /// For 64-digit manifest lines: `-a`, or the algorithm the file's name
+    /// suggests (as `-c` decides).
+    hint: Option<Algo>,
+    line_no: u64,
+    raw: Vec<u8>,
+    /// The state's name, quoted, for a read error.
+    label: String,
+}
+
+impl Reader {
+    /// Opens `path`; `only` is `-a`. `Ok(None)` if it does not exist.
+    pub fn open(path: &Path, only: Option<Algo>) -> Result<Option<Reader>, StateError> {
+        let label = quote(path);
+        let fail = |e: io::Error| StateError::Io(format!("{label}: {}", os_message(&e)));
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(fail(e)),
+        };
+        if file.metadata().map_err(fail)?.is_dir() {
+            return Err(fail(io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        let hint = only.or_else(|| crate::check::hint_from_name(path));
+        let mut r = Reader::new(
+            Box::new(io::BufReader::with_capacity(64 * 1024, file)),
+            only,
+            hint,
+        );
+        r.label = label;
+        Ok(Some(r))
+    }
+
+    /// A reader of `input`; `only` is `-a`, `hint` decides 64-digit lines.
+    pub fn new(input: Box<dyn BufRead + Send>, only: Option<Algo>, hint: Option<Algo>) -> Reader {
+        Reader {
+            input,
+            kind: None,
+            parser: LineParser::new(only),
+            hint,
+            line_no: 0,
+            raw: Vec::new(),
+            label: "STATE".into(),
+        }
+    }
+
+    /// The kind, once the first entry was read (`None` for an empty state).
+    pub fn kind(&self) -> Option<Kind> {
+        self.kind
+    }
+
+    /// The line number of the entry last returned.
+    pub fn line_no(&self) -> u64 {
+        self.line_no
+    }
+
+    /// The next entry; `Ok(None)` at the end.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, StateError> {
+        loop {
+            self.raw.clear();
+            let n = self
+                .input
+                .read_until(b'\n', &mut self.raw)
+                .map_err(|e| StateError::Io(format!("{}: {}", self.label, os_message(&e))))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            if self.raw.last() == Some(&b'\n') {
+                self.raw.pop();
+            }
+            // A byte-order mark, as some editors save it: not part of a line.
+            if self.line_no == 1 && self.raw.starts_with(b"\xef\xbb\xbf") {
+                self.raw.drain(..3);
+            }
+            let kind = match self.kind {
+                Some(k) => k,
+                None if self.raw.iter().all(|b| b.is_ascii_whitespace()) => continue,
+                None if self.raw.trim_ascii_start().starts_with(b"{") => Kind::Json,
+                None => Kind::Manifest,
+            };
+            self.kind = Some(kind);
+            let bad = |msg: String| Err(StateError::Line(self.line_no, msg));
+            match kind {
+                Kind::Json if self.raw.trim_ascii().is_empty() => continue,
+                Kind::Json => match parse_record(&self.raw) {
+                    Ok(e) => return Ok(Some(e)),
+                    Err(msg) => return bad(msg),
+                },
+                Kind::Manifest => match self.parser.parse(&self.raw) {
+                    Parsed::Skip => continue,
+                    Parsed::Bad => return bad("improperly formatted checksum line".into()),
+                    Parsed::Line(mut line) => {
+                        if line.algos.len() > 1 {
+                            if let Some(h) = self.hint.filter(|&h| line.algos.contains(h)) {
+                                line.algos = AlgoSet::of(h);
+                            }
+                        }
+                        return Ok(Some(Entry { line, meta: None }));
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl StateError {
+    /// The message for stderr, `STATE:LINE: what` for a malformed line.
+    pub fn message(&self, state: &Path) -> String {
+        match self {
+            StateError::Io(e) => format!("parsum: {e}"),
+            StateError::Line(n, e) => format!("parsum: {}:{n}: {e}", quote(state)),
+        }
+    }
+}
+
+/// One JSON state line as written, before its fields are checked.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord<'a> {
+    /// Borrowed unless it holds escapes.
+    #[serde(borrow)]
+    path: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    path_hex: Option<&'a str>,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: u32,
+    ino: Option<u64>,
+    #[serde(borrow)]
+    algo: &'a str,
+    #[serde(borrow)]
+    hash: &'a str,
+}
+
+/// Parses one JSON state line (see the module header). Every field is
+/// checked; unknown fields are refused, so a typo is not a silent default.
+pub fn parse_record(raw: &[u8]) -> Result<Entry, String> {
+    let r: RawRecord<'_> = serde_json::from_slice(raw).map_err(|e| {
+        // serde_json's message without its position: a state line is one line.
+        let msg = e.to_string();
+        let msg = msg.rfind(" at line ").map_or(&msg[..], |i| &msg[..i]);
+        format!("not a valid state line: {msg}")
+    })?;
+    let name = match r.path_hex {
+        None => r.path.as_bytes().to_vec(),
+        Some(hex) => {
+            let bytes = from_hex(hex).ok_or("\"path_hex\" is not hex")?;
+            if String::from_utf8_lossy(&bytes) != r.path {
+                return Err("\"path_hex\" does not match \"path\"".into());
+            }
+            bytes
+        }
+    };
+    if name.is_empty() || name.contains(&0) {
+        return Err("\"path\" is empty or holds a NUL".into());
+    }
+    if r.mtime_nsec >= 1_000_000_000 {
+        return Err("\"mtime_nsec\" is not below 1000000000".into());
+    }
+    let algo = Algo::ALL
+        .into_iter()
+        .find(|a| a.name() == r.algo)
+        .ok_or_else(|| format!("unknown algorithm \"{}\"", r.algo))?;
+    Digest::from_hex(algo, r.hash.as_bytes())
+        .ok_or_else(|| format!("\"hash\" is not a {algo} digest"))?;
+    Ok(Entry {
+        line: Line {
+            algos: AlgoSet::of(algo),
+            hex: r.hash.to_ascii_lowercase().into_bytes(),
+            name,
+        },
+        meta: Some(Meta {
+            size: r.size,
+            mtime: r.mtime,
+            mtime_nsec: r.mtime_nsec,
+            ino: r.ino,
+        }),
+    })
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.chunks(2)
+        .map(|p| {
+            let v = |c: u8| (c as char).to_digit(16);
+            Some((v(p[0])? << 4 | v(p[1])?) as u8)
+        })
+        .collect()
+}
+
+/// Writes a new state next to the old one and puts it in place whole:
+/// records go to a temporary file in the same directory (so the rename
+/// stays on one file system), which [`StateWriter::commit`] syncs and
+/// renames over the state. Dropped without a commit, the temporary file is
+/// removed and the old state is untouched.
+pub struct StateWriter {
+    path: PathBuf,
+    tmp: tempfile::NamedTempFile,
+    buf: Vec<u8>,
+    error: Option<io::Error>,
+}
+
+impl StateWriter {
+    /// Creates the temporary file for a new `path` (with the old state's
+    /// permissions, if there is one). A dangling symbolic link is an error.
+    pub fn create(path: &Path) -> io::Result<StateWriter> {
+        // A STATE that is a symbolic link is replaced at its target, so the
+        // link survives (and the rename stays in the target's directory).
+        let target;
+        let path = match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                target = std::fs::canonicalize(path)?;
+                &target
+            }
+            _ => path,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let base = path.file_name().unwrap_or(path.as_os_str());
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(base);
+        prefix.push(".");
+        // A first state gets the usual 0666 less the umask, as a file any
+        // tool creates; a later one keeps the old state's permissions.
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".parsum-tmp")
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(dir)?;
+        if let Ok(m) = std::fs::metadata(path) {
+            tmp.as_file().set_permissions(m.permissions())?;
+        }
+        Ok(StateWriter {
+            path: path.to_path_buf(),
+            tmp,
+            buf: Vec::with_capacity(128 * 1024),
+            error: None,
+        })
+    }
+
+    /// `(dev, inode)` of the temporary file, so a walk can leave it out.
+    pub fn temp_id(&self) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.tmp.as_file().metadata()?;
+        Ok((m.dev(), m.ino()))
+    }
+
+    /// Appends the record of a file: `name` as listed, its digest `d`,
+    /// size and mtime from `h`, and its inode.
+    pub fn record(&mut self, name: &[u8], d: &Digest, h: &FileHash, ino: u64) {
+        crate::output::write_json(&mut self.buf, name, d, h, Some(ino), b'\n');
+        if self.buf.len() >= 64 * 1024 {
+            self.flush();
+        }
+    }
+
+    /// Appends an entry of the old state unchanged (it must have metadata
+    /// and a digest of `algo`); returns whether it could.
+    pub fn keep(&mut self, e: &Entry, algo: Algo) -> bool {
+        let (Some(m), Some(d)) = (e.meta, e.line.digest(algo)) else {
+            return false;
+        };
+        let h = FileHash {
+            digests: Vec::new(),
+            size: m.size,
+            mtime: m.mtime,
+            mtime_nsec: m.mtime_nsec,
+        };
+        crate::output::write_json(&mut self.buf, &e.line.name, &d, &h, m.ino, b'\n');
+        if self.buf.len() >= 64 * 1024 {
+            self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none() {
+            if let Err(e) = self.tmp.as_file_mut().write_all(&self.buf) {
+                self.error = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// Syncs the new state to disk and renames it over the old one, then
+    /// syncs the directory so the rename itself is durable.
+    pub fn commit(mut self) -> io::Result<()> {
+        self.flush();
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.tmp.as_file().sync_all()?;
+        let path = self.path;
+        self.tmp.persist(&path).map_err(|e| e.error)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hash_bytes;
+
+    fn record(name: &[u8], ino: Option<u64>) -> Vec<u8> {
+        let h = FileHash {
+            digests: vec![hash_bytes(Algo::Sha256, b"abc")],
+            size: 3,
+            mtime: -5,
+            mtime_nsec: 999_999_999,
+        };
+        let mut out = Vec::new();
+        crate::output::write_json(&mut out, name, &h.digests[0], &h, ino, b'\n');
+        out.pop();
+        out
+    }
+
+    #[test]
+    fn records_round_trip_every_name() {
+        for name in [
+            &b"plain"[..],
+            b"a\"b\\c\nd\re\tf\x01\x7f",
+            b"bad\xff\xfeutf8",
+            b"\xef\xbf\xbd", // a real U+FFFD: no path_hex, reads as itself
+            b"mixed\xff\xef\xbf\xbd",
+        ] {
+            let e = parse_record(&record(name, Some(7))).unwrap();
+            assert_eq!(e.line.name, name);
+            assert_eq!(
+                e.meta,
+                Some(Meta {
+                    size: 3,
+                    mtime: -5,
+                    mtime_nsec: 999_999_999,
+                    ino: Some(7)
+                })
+            );
+            assert_eq!(
+                e.line.digest(Algo::Sha256),
+                Some(hash_bytes(Algo::Sha256, b"abc"))
+            );
+        }
+        // A --json line (no inode) reads too.
+        assert_eq!(
+            parse_record(&record(b"x", None)).unwrap().meta.unwrap().ino,
+            None
+        );
+    }
+
+    #[test]
+    fn malformed_records_say_why() {
+        let good = String::from_utf8(record(b"x", Some(1))).unwrap();
+        for (bad, why) in [
+            ("", "EOF while parsing"),
+            ("[1]", "invalid type"),
+            ("\"x\"", "expected struct RawRecord"),
+            ("{\"path\":\"x\"", "EOF while parsing"),
+            (&good.replace("\"size\":3,", ""), "missing field `size`"),
+            (&good.replace("\"size\":3", "\"size\":-3"), "expected u64"),
+            (
+                &good.replace("\"size\":3", "\"size\":\"3\""),
+                "invalid type: string \"3\", expected u64",
+            ),
+            (&good.replace("sha256", "sha3"), "unknown algorithm"),
+            (
+                &good.replace("\"hash\":\"ba", "\"hash\":\"b"),
+                "not a sha256 digest",
+            ),
+            (
+                &good.replace("\"ino\"", "\"inode\""),
+                "unknown field `inode`",
+            ),
+            (&good.replace("\"path\":\"x\"", "\"path\":\"\""), "empty"),
+            (
+                &good.replace("\"path\":\"x\"", "\"path\":\"a\\u0000\""),
+                "NUL",
+            ),
+            (
+                &good.replace("\"path\":\"x\"", "\"path\":\"x\",\"path_hex\":\"79\""),
+                "does not match",
+            ),
+            (
+                &good.replace("\"path\":\"x\"", "\"path\":\"x\",\"path_hex\":\"7\""),
+                "not hex",
+            ),
+            (&good.replace("999999999", "1000000000"), "mtime_nsec"),
+            (
+                &good.replace("\"mtime\":-5", "\"mtime\":1.5"),
+                "expected i64",
+            ),
+            (
+                &good.replace("\"path\":\"x\"", "\"path\":\"\\ud800\""),
+                "hex escape", // a lone surrogate is no name
+            ),
+            (&format!("{good} x"), "trailing characters"),
+        ] {
+            let e = parse_record(bad.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    fn read_all(text: &[u8], only: Option<Algo>) -> Result<(Option<Kind>, Vec<Entry>), StateError> {
+        let mut r = Reader::new(Box::new(io::Cursor::new(text.to_vec())), only, only);
+        let mut v = Vec::new();
+        while let Some(e) = r.next_entry()? {
+            v.push(e);
+        }
+        Ok((r.kind(), v))
+    }
+
+    #[test]
+    fn reader_tells_json_from_manifests_and_numbers_lines() {
+        let mut json = b"\n".to_vec();
+        json.extend(record(b"a", Some(1)));
+        json.extend(b"\n\n");
+        json.extend(record(b"b", Some(2)));
+        json.push(b'\n');
+        let (kind, v) = read_all(&json, None).unwrap();
+        assert_eq!(kind, Some(Kind::Json));
+        assert_eq!(v.len(), 2);
+
+        json.extend(b"garbage\n");
+        match read_all(&json, None) {
+            Err(StateError::Line(5, m)) => assert!(m.contains("expected value"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+
+        let gnu = b"# comment\n900150983cd24fb0d6963f7d28e17f72  x y\n";
+        let (kind, v) = read_all(gnu, None).unwrap();
+        assert_eq!(kind, Some(Kind::Manifest));
+        assert_eq!(v[0].line.name, b"x y");
+        assert_eq!(v[0].meta, None);
+        match read_all(b"900150983cd24fb0d6963f7d28e17f72  x\nnot a line\n", None) {
+            Err(StateError::Line(2, m)) => assert!(m.contains("improperly formatted")),
+            other => panic!("{other:?}"),
+        }
+        // 64 digits: -a (or the name) decides.
+        let line = format!("{}  f\n", hash_bytes(Algo::Sha256, b"").to_hex());
+        let (_, v) = read_all(line.as_bytes(), Some(Algo::Sha256)).unwrap();
+        assert_eq!(v[0].line.algos, AlgoSet::of(Algo::Sha256));
+        let (_, v) = read_all(line.as_bytes(), None).unwrap();
+        assert_eq!(v[0].line.algos.len(), 2);
+
+        assert_eq!(read_all(b"", None).unwrap(), (None, vec![]));
+        // A UTF-8 byte-order mark before the first line is not part of it.
+        let mut bom = b"\xef\xbb\xbf".to_vec();
+        bom.extend(record(b"a", Some(1)));
+        let (kind, v) = read_all(&bom, None).unwrap();
+        assert_eq!(
+            (kind, v[0].line.name.as_slice()),
+            (Some(Kind::Json), &b"a"[..])
+        );
+    }
+
+    #[test]
+    fn writer_replaces_whole_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join("state");
+        std::fs::write(&state, "old\n").unwrap();
+        let h = FileHash {
+            digests: vec![hash_bytes(Algo::Blake3, b"")],
+            size: 0,
+            mtime: 1,
+            mtime_nsec: 2,
+        };
+        // Dropped without commit: the old state stays, no temp file is left.
+        let mut w = StateWriter::create(&state).unwrap();
+        w.record(b"f", &h.digests[0], &h, 9);
+        drop(w);
+        assert_eq!(std::fs::read(&state).unwrap(), b"old\n");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+
+        let mut w = StateWriter::create(&state).unwrap();
+        w.record(b"f", &h.digests[0], &h, 9);
+        w.commit().unwrap();
+        let text = std::fs::read(&state).unwrap();
+        let e = parse_record(text.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(e.line.name, b"f");
+        assert_eq!(e.meta.unwrap().ino, Some(9));
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}

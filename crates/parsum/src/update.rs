@@ -1,0 +1,420 @@
+//! `--update STATE [PATH]...`: hash the tree and replace STATE with what it
+//! is now, reading only the files that changed since STATE was written.
+//!
+//! The old state is loaded once, with an index by path and one by inode
+//! (memory: one entry per file in STATE, about 400 bytes each with a short
+//! path). The walk asks about every file it finds
+//! ([`crate::pipeline::Lookup`]): a file whose size, mtime (with
+//! nanoseconds) and inode equal its entry's keeps its place in the order
+//! but is not opened; its hash is carried over (unless `--rehash`). A path
+//! the state does not list is matched by inode instead, so a moved file or
+//! a renamed directory is not read again either. Everything else is read. The new state is written
+//! in walk order, streaming, through [`StateWriter`], and replaces STATE
+//! whole at the end.
+//!
+//! Report (stdout, one line per file that differs, names escaped as in
+//! `--audit`): `changed`, `new`, `moved    old -> new`, `missing`; with
+//! `-v` also `unchanged`. The counts go to stderr. A file that cannot be
+//! read keeps its old entry (if it had one), and a directory that cannot be
+//! listed keeps the entries below it: an unreadable part of the tree is
+//! never dropped from the state. STATE itself and its temporary file are
+//! left out of the walk.
+//!
+//! Exit status: 0 when the state was written and every file was read (any
+//! number of changes is a normal update); 1 when some file or directory
+//! could not be read, or STATE could not be written; 2 for a bad STATE
+//! (unreadable, or a malformed line), in which case nothing is written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::audit::{normalize, normalized, Joined};
+use crate::escape::{push_marked_name, quote, quote_bytes, Escape};
+use crate::exit::Exit;
+use crate::hash::{os_message, Algo, AlgoSet, Digest, FileHash, FileStat, HashError};
+use crate::manifest::Line;
+use crate::output::{plural, Note, Out, Tally};
+use crate::pipeline::{spawn_walk_with, Item, Lookup, Pipeline, Prior, Sink};
+use crate::progress::{message, Counters, Progress};
+use crate::state::{Entry, Kind, Reader, StateError, StateWriter};
+use crate::walk::WalkOpts;
+
+/// What `--update` was asked to do.
+pub struct UpdateArgs {
+    pub state: PathBuf,
+    pub roots: Vec<PathBuf>,
+    /// `-a`; else the old state's algorithm; else BLAKE3.
+    pub algo: Option<Algo>,
+    /// Read every file, trusting no carried-over hash.
+    pub rehash: bool,
+    pub verbose: bool,
+}
+
+/// The old state: its entries in STATE's order, and an index by
+/// normalized path.
+struct Old {
+    entries: Vec<Entry>,
+    index: HashMap<Vec<u8>, usize>,
+    /// Entries by inode (the first of each), to carry a moved or renamed
+    /// file over: a new path whose inode, size and mtime match an entry.
+    by_ino: HashMap<u64, usize>,
+    kind: Option<Kind>,
+    /// Every algorithm its entries allow.
+    algos: AlgoSet,
+}
+
+impl Old {
+    fn get(&self, path: &[u8]) -> Option<(usize, &Entry)> {
+        let i = *self.index.get(normalized(path))?;
+        Some((i, &self.entries[i]))
+    }
+
+    /// The hash to carry over for a file the walk found, if an entry still
+    /// describes it: the entry of its path, or else (a path the state does
+    /// not list: a move or a renamed directory) the entry of its inode.
+    fn carry(&self, path: &[u8], st: &FileStat, algo: Algo) -> Option<FileHash> {
+        let e = match self.get(path) {
+            Some((_, e)) => e,
+            None => &self.entries[*self.by_ino.get(&st.ino)?],
+        };
+        carry(e, st, algo)
+    }
+}
+
+fn load(state: &Path, only: Option<Algo>) -> Result<Old, StateError> {
+    let mut old = Old {
+        entries: Vec::new(),
+        index: HashMap::new(),
+        by_ino: HashMap::new(),
+        kind: None,
+        algos: AlgoSet::EMPTY,
+    };
+    let Some(mut reader) = Reader::open(state, only)? else {
+        return Ok(old); // the first update
+    };
+    let mut lines: Vec<u64> = Vec::new();
+    while let Some(e) = reader.next_entry()? {
+        let key = normalize(&e.line.name);
+        if let Some(&first) = old.index.get(&key) {
+            return Err(StateError::Line(
+                reader.line_no(),
+                format!(
+                    "{} is listed twice (first on line {})",
+                    quote_bytes(&key),
+                    lines[first]
+                ),
+            ));
+        }
+        for a in e.line.algos.iter() {
+            old.algos.insert(a);
+        }
+        if let Some(ino) = e.meta.and_then(|m| m.ino) {
+            old.by_ino.entry(ino).or_insert(old.entries.len());
+        }
+        old.index.insert(key, old.entries.len());
+        old.entries.push(e);
+        lines.push(reader.line_no());
+    }
+    old.kind = reader.kind();
+    Ok(old)
+}
+
+/// Runs the update; returns the exit status.
+pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &Progress) -> Exit {
+    let old = match load(&a.state, a.algo) {
+        Ok(o) => o,
+        Err(e) => {
+            message(&e.message(&a.state));
+            message(&format!("parsum: {}: not updated", quote(&a.state)));
+            return Exit::Usage;
+        }
+    };
+    // The algorithm of the new state; the old state's digests are computed
+    // in the same read when they differ, to compare with.
+    let algo = a
+        .algo
+        .or_else(|| old.algos.single())
+        .or_else(|| old.algos.contains(Algo::Blake3).then_some(Algo::Blake3))
+        .unwrap_or(Algo::Blake3);
+    let algos = old.algos.with(algo);
+    if old.kind == Some(Kind::Manifest) {
+        message(&format!(
+            "parsum: {}: a checksum manifest, without file metadata: every file is read",
+            quote(&a.state)
+        ));
+    }
+    let writer = match StateWriter::create(&a.state) {
+        Ok(w) => w,
+        Err(e) => {
+            message(&format!(
+                "parsum: {}: cannot write a new state: {}",
+                quote(&a.state),
+                os_message(&e)
+            ));
+            return Exit::Usage;
+        }
+    };
+    // STATE and its temporary file are not part of the tree.
+    let mut ignore = Vec::new();
+    if let Ok(m) = std::fs::metadata(&a.state) {
+        ignore.push((m.dev(), m.ino()));
+    }
+    if let Ok(id) = writer.temp_id() {
+        ignore.push(id);
+    }
+    let old = Arc::new(old);
+    let lookup: Lookup = {
+        let old = Arc::clone(&old);
+        let rehash = a.rehash;
+        Arc::new(move |path: &Path, st: &FileStat| {
+            if ignore.contains(&(st.dev, st.ino)) {
+                return Prior::Ignore;
+            }
+            if rehash {
+                return Prior::Unknown;
+            }
+            old.carry(path.as_os_str().as_bytes(), st, algo)
+                .map_or(Prior::Unknown, Prior::Hashed)
+        })
+    };
+    let counters = Arc::clone(pipe.counters());
+    let mut sink = UpdateSink {
+        old: &old,
+        algo,
+        writer,
+        seen: vec![false; old.entries.len()],
+        new: BTreeMap::new(),
+        counts: Counts::default(),
+        tally: Tally::default(),
+        verbose: a.verbose,
+        out: Out::new(),
+        progress,
+        counters: &counters,
+    };
+    let walk_opts = Arc::new(walk_opts);
+    let streams: Vec<_> = a
+        .roots
+        .into_iter()
+        .map(|root| {
+            spawn_walk_with(
+                pipe,
+                root,
+                Arc::clone(&walk_opts),
+                algos,
+                Some(Arc::clone(&lookup)),
+            )
+        })
+        .collect();
+    for s in streams {
+        s.drain(&mut sink);
+    }
+    sink.out.flush();
+    progress.finish();
+
+    let missing: BTreeMap<Vec<u8>, &Line> = old
+        .entries
+        .iter()
+        .zip(&sink.seen)
+        .filter(|(_, seen)| !**seen)
+        .map(|(e, _)| (normalize(&e.line.name), &e.line))
+        .collect();
+    let joined = Joined::of(missing, &sink.new);
+    joined.write(&mut sink.out.buf);
+    let written = sink.out.finish();
+    let c = &sink.counts;
+    let mut line = format!(
+        "parsum: update: {} new, {} changed, {} missing, {} moved, {} unchanged ({} read, {} carried over), {}",
+        joined.new.len(),
+        c.changed,
+        joined.missing.len(),
+        joined.moved.len(),
+        c.unchanged,
+        c.read,
+        c.carried,
+        plural(sink.tally.errors, "error", "errors"),
+    );
+    if c.kept > 0 {
+        line.push_str(&format!(
+            "; {} unreadable kept their previous entry",
+            c.kept
+        ));
+    }
+    message(&line);
+    let state = quote(&a.state);
+    let committed = match sink.writer.commit() {
+        Ok(()) => Exit::Success,
+        Err(e) => {
+            message(&format!(
+                "parsum: {state}: cannot write the new state: {}; the old one is unchanged",
+                os_message(&e)
+            ));
+            Exit::Failure
+        }
+    };
+    Exit::failed_if(sink.tally.errors > 0)
+        .and(committed)
+        .and(written)
+}
+
+/// The carried-over result for a file whose entry still describes it: same
+/// size, mtime and inode, and a digest of `algo`. `None` means read it.
+fn carry(e: &Entry, st: &FileStat, algo: Algo) -> Option<FileHash> {
+    let m = e.meta?;
+    let same = m.ino == Some(st.ino)
+        && m.size == st.size
+        && m.mtime == st.mtime
+        && i64::from(m.mtime_nsec) == st.mtime_nsec;
+    if !same {
+        return None;
+    }
+    Some(FileHash {
+        digests: vec![e.line.digest(algo)?],
+        size: m.size,
+        mtime: m.mtime,
+        mtime_nsec: m.mtime_nsec,
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    unchanged: u64,
+    changed: u64,
+    read: u64,
+    carried: u64,
+    /// Unreadable files whose old entry was kept.
+    kept: u64,
+}
+
+struct UpdateSink<'a> {
+    old: &'a Old,
+    algo: Algo,
+    writer: StateWriter,
+    /// By old entry: accounted for (found again, or kept).
+    seen: Vec<bool>,
+    /// Paths the old state lacks, with their digests (for moves).
+    new: BTreeMap<Vec<u8>, Vec<Digest>>,
+    counts: Counts,
+    tally: Tally,
+    verbose: bool,
+    out: Out,
+    progress: &'a Progress,
+    counters: &'a Counters,
+}
+
+impl UpdateSink<'_> {
+    fn line(&mut self, what: &str, name: &[u8]) {
+        let out = &mut self.out.buf;
+        out.extend_from_slice(format!("{what:<8} ").as_bytes());
+        push_marked_name(out, name, Escape::Backslash);
+        out.push(b'\n');
+    }
+
+    /// Keeps the old entries at or below `path` (it could not be read or
+    /// listed), in walk order.
+    fn keep_below(&mut self, path: &Path) {
+        let p = normalized(path.as_os_str().as_bytes());
+        let all = p == b".";
+        let mut under: Vec<(&[u8], usize)> = self
+            .old
+            .index
+            .iter()
+            .filter(|(k, _)| {
+                all || k[..] == *p || (k.starts_with(p) && k.get(p.len()) == Some(&b'/'))
+            })
+            .filter(|(_, &i)| !self.seen[i])
+            .map(|(k, &i)| (&k[..], i))
+            .collect();
+        // Walk order: component by component (`a/z` before `a.b`).
+        under.sort_by(|a, b| a.0.split(|&c| c == b'/').cmp(b.0.split(|&c| c == b'/')));
+        for (_, i) in under {
+            // Not missing either way; kept if the entry can be written.
+            if self.writer.keep(&self.old.entries[i], self.algo) {
+                self.counts.kept += 1;
+            }
+            self.seen[i] = true;
+        }
+    }
+}
+
+impl Sink<(), Note> for UpdateSink<'_> {
+    fn done(&mut self, item: Item<()>, result: Result<FileHash, HashError>) {
+        let name = item.path.as_os_str().as_bytes();
+        let old = self.old.get(name);
+        let twice = match old {
+            Some((i, _)) => self.seen[i],
+            None => self.new.contains_key(normalized(name)),
+        };
+        if twice {
+            // Listed twice (`--update S t ./t`): the state keeps one entry,
+            // or it could not be read back.
+            return;
+        }
+        match result {
+            Ok(h) => {
+                self.tally.files += 1;
+                let carried = item.known.is_some();
+                if carried {
+                    self.counts.carried += 1;
+                } else {
+                    self.counts.read += 1;
+                    self.tally.bytes += h.size;
+                }
+                let d = *h
+                    .digests
+                    .iter()
+                    .find(|d| d.algo == self.algo)
+                    .expect("the state's algorithm is always computed");
+                self.writer.record(name, &d, &h, item.stat.ino);
+                match old {
+                    Some((i, e)) => {
+                        self.seen[i] = true;
+                        // A carried hash is the entry's own.
+                        if carried || h.digests.iter().any(|d| e.line.digest(d.algo) == Some(*d)) {
+                            self.counts.unchanged += 1;
+                            if self.verbose {
+                                self.line("unchanged", name);
+                            }
+                        } else {
+                            self.counts.changed += 1;
+                            self.line("changed", name);
+                        }
+                    }
+                    None => {
+                        self.new.insert(normalize(name), h.digests);
+                    }
+                }
+            }
+            Err(e) => {
+                self.out.flush();
+                self.tally.hash_error(&item.path, &e);
+                if old.is_some() {
+                    self.keep_below(&item.path);
+                }
+            }
+        }
+        self.progress
+            .update(self.tally.finished(), self.tally.bytes, self.counters);
+    }
+
+    fn msg(&mut self, m: Note) {
+        self.out.flush();
+        match m {
+            Note::Skipped(p, why) => self.tally.skip(&p, &why, self.verbose),
+            Note::Error(p, e) => {
+                self.tally.error(&p, &os_message(&e), false);
+                self.keep_below(&p);
+            }
+        }
+    }
+
+    fn batch_end(&mut self) {
+        self.out.flush();
+    }
+
+    // Subtle: never stopped, even when stdout is gone (`--update S | head`):
+    // a drain cut short would commit a state without the rest of the tree.
+    // The report is dropped after a write error; the state is whole.
+}

@@ -1,0 +1,329 @@
+//! `--verify STATE`: read every file STATE lists again and say, for each,
+//! whether it still is what STATE recorded, and if not, whether someone
+//! changed it or it rotted.
+//!
+//! Each file ends in exactly one outcome, printed on stdout as `name: WHAT`
+//! (the name escaped as in `-c` results):
+//! - `OK`: same content (its mtime may have changed: a `touch` is no edit);
+//! - `MODIFIED`: other content and another mtime, a normal edit;
+//! - `CORRUPTED (content changed, size and mtime unchanged)`: other content
+//!   under the recorded mtime. Nothing that writes through the file system
+//!   does that without restoring the mtime on purpose, so this is silent
+//!   corruption (bit rot, a bad disk or controller, a tool that hides its
+//!   writes). When the size changed too, the reason says so;
+//! - `CHANGED`: other content, for a manifest STATE, which has no mtime to
+//!   tell the two apart (said once on stderr);
+//! - `MISSING`: the path is gone;
+//! - `UNREADABLE`: it cannot be read, or is no longer a regular file (the
+//!   reason on stderr).
+//!
+//! STATE is streamed in its own order through the per-device pipeline; it
+//! is read twice, first whole to check every line (a malformed one stops the
+//! run with its line number before any file is read), then to verify.
+//!
+//! Exit status: 0 when every file is OK; 1 when any is not (as `sha256sum
+//! -c` and hashdeep's audit: a missing or modified file is a difference to
+//! look at), with CORRUPTED called out in a warning of its own; 2 for a
+//! missing, unreadable or malformed STATE.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::escape::{push_marked_name, quote, quote_bytes, Escape};
+use crate::exit::Exit;
+use crate::hash::{kind_name, Algo, FileHash, FileStat, HashError};
+use crate::output::{plural, Out};
+use crate::pipeline::{Feeder, Item, Pipeline, Runs, Sink};
+use crate::progress::{message, Counters, Progress};
+use crate::state::{Entry, Kind, Reader, StateError};
+
+/// Events between files.
+pub enum Msg {
+    Missing(Entry),
+    /// stat failed, or the path is not a regular file.
+    Unreadable(Entry, HashError),
+    /// The state changed between the check and the verification.
+    Bad(String),
+}
+
+/// The outcome for one file whose content was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Modified,
+    /// Other content under the recorded mtime; `true` if the size is also
+    /// the recorded one.
+    Corrupted {
+        same_size: bool,
+    },
+    /// Other content; the state has no metadata to say more.
+    Changed,
+}
+
+/// Classifies a file read again against its entry.
+pub fn classify(e: &Entry, h: &FileHash) -> Verdict {
+    if h.digests.iter().any(|d| e.line.digest(d.algo) == Some(*d)) {
+        return Verdict::Ok;
+    }
+    match e.meta {
+        None => Verdict::Changed,
+        Some(m) if (m.mtime, m.mtime_nsec) == (h.mtime, h.mtime_nsec) => Verdict::Corrupted {
+            same_size: m.size == h.size,
+        },
+        Some(_) => Verdict::Modified,
+    }
+}
+
+/// Checks every line of the state; returns its kind (`None`: empty).
+fn check_all(state: &Path, only: Option<Algo>) -> Result<Option<Kind>, StateError> {
+    let mut r = Reader::open(state, only)?
+        .ok_or_else(|| StateError::Io(format!("{}: No such file or directory", quote(state))))?;
+    while r.next_entry()?.is_some() {}
+    Ok(r.kind())
+}
+
+/// Runs the verification (`quiet`: no line for an OK file); returns the
+/// exit status.
+pub fn run(
+    pipe: &Arc<Pipeline>,
+    state: PathBuf,
+    only: Option<Algo>,
+    quiet: bool,
+    progress: &Progress,
+) -> Exit {
+    let kind = match check_all(&state, only) {
+        Ok(k) => k,
+        Err(e) => {
+            message(&e.message(&state));
+            return Exit::Usage;
+        }
+    };
+    if kind == Some(Kind::Manifest) {
+        message(&format!(
+            "parsum: {}: a checksum manifest, without file metadata: a changed file is \
+             reported as CHANGED, not as MODIFIED or CORRUPTED",
+            quote(&state)
+        ));
+    }
+    let path = state.clone();
+    let stream = pipe.spawn(move |f: &mut Feeder<Entry, Msg>| produce(f, &path, only));
+    let mut sink = VerifySink {
+        counts: Counts::default(),
+        quiet,
+        bytes: 0,
+        out: Out::new(),
+        bad: None,
+        progress,
+        counters: Arc::clone(pipe.counters()),
+    };
+    stream.drain(&mut sink);
+    progress.finish();
+    let written = sink.out.finish();
+    if let Some(e) = &sink.bad {
+        message(&format!("parsum: {}: {e}", quote(&state)));
+        return Exit::Usage;
+    }
+    let c = &sink.counts;
+    let mut line = format!(
+        "parsum: verify: {} ok, {} modified, {} corrupted, {} missing, {} unreadable",
+        c.ok, c.modified, c.corrupted, c.missing, c.unreadable
+    );
+    if kind == Some(Kind::Manifest) {
+        line.push_str(&format!(", {} changed", c.changed));
+    }
+    message(&line);
+    if c.corrupted > 0 {
+        message(&format!(
+            "parsum: WARNING: {} CORRUPTED: content changed while the mtime did not",
+            plural(c.corrupted, "file is", "files are")
+        ));
+    }
+    let differs = c.modified + c.corrupted + c.missing + c.unreadable + c.changed > 0;
+    Exit::failed_if(differs).and(written)
+}
+
+/// The producer: each entry, stat'ed, to the pipeline (a run per device).
+fn produce(f: &mut Feeder<Entry, Msg>, state: &Path, only: Option<Algo>) {
+    let mut runs = Runs::default();
+    let mut reader = match Reader::open(state, only) {
+        Ok(Some(r)) => r,
+        Ok(None) => return runs.msg(f, Msg::Bad("vanished while in use".into())),
+        Err(e) => return runs.msg(f, Msg::Bad(e.message(state))),
+    };
+    loop {
+        let e = match reader.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => return runs.msg(f, Msg::Bad(e.message(state))),
+        };
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&e.line.name));
+        match std::fs::metadata(&path) {
+            Ok(m) if !m.file_type().is_file() => {
+                let err = HashError::NotRegular(kind_name(m.file_type()));
+                runs.msg(f, Msg::Unreadable(e, err));
+            }
+            Ok(m) => runs.file(
+                f,
+                Item {
+                    path,
+                    dir: None,
+                    stat: FileStat {
+                        nlink: 1, // every entry is read, hard links too
+                        ..FileStat::of(&m)
+                    },
+                    no_follow: false,
+                    algos: e.line.algos,
+                    known: None,
+                    tag: e,
+                },
+            ),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => runs.msg(f, Msg::Missing(e)),
+            Err(err) => runs.msg(f, Msg::Unreadable(e, HashError::Io(err))),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    ok: u64,
+    modified: u64,
+    corrupted: u64,
+    changed: u64,
+    missing: u64,
+    unreadable: u64,
+}
+
+struct VerifySink<'a> {
+    counts: Counts,
+    /// No line for an OK file.
+    quiet: bool,
+    /// Bytes read, for the progress bar.
+    bytes: u64,
+    out: Out,
+    /// The state turned bad while it was verified.
+    bad: Option<String>,
+    progress: &'a Progress,
+    counters: Arc<Counters>,
+}
+
+impl VerifySink<'_> {
+    fn line(&mut self, name: &[u8], what: &str) {
+        push_marked_name(&mut self.out.buf, name, Escape::Backslash);
+        self.out.buf.extend_from_slice(b": ");
+        self.out.buf.extend_from_slice(what.as_bytes());
+        self.out.buf.push(b'\n');
+    }
+
+    fn unreadable(&mut self, name: &[u8], e: &HashError) {
+        self.counts.unreadable += 1;
+        self.out.flush();
+        message(&format!("parsum: {}: {e}", quote_bytes(name)));
+        self.line(name, "UNREADABLE");
+    }
+}
+
+impl Sink<Entry, Msg> for VerifySink<'_> {
+    fn done(&mut self, item: Item<Entry>, result: Result<FileHash, HashError>) {
+        let name = &item.tag.line.name;
+        match result {
+            Ok(h) => {
+                let verdict = classify(&item.tag, &h);
+                let (what, count) = match verdict {
+                    Verdict::Ok => ("OK", &mut self.counts.ok),
+                    Verdict::Modified => ("MODIFIED", &mut self.counts.modified),
+                    Verdict::Changed => ("CHANGED", &mut self.counts.changed),
+                    Verdict::Corrupted { same_size: true } => (
+                        "CORRUPTED (content changed, size and mtime unchanged)",
+                        &mut self.counts.corrupted,
+                    ),
+                    Verdict::Corrupted { same_size: false } => (
+                        "CORRUPTED (content and size changed, mtime unchanged)",
+                        &mut self.counts.corrupted,
+                    ),
+                };
+                *count += 1;
+                self.bytes += h.size;
+                if !(self.quiet && verdict == Verdict::Ok) {
+                    self.line(name, what);
+                }
+            }
+            Err(e) => self.unreadable(name, &e),
+        }
+        let c = &self.counts;
+        let done = c.ok + c.modified + c.corrupted + c.changed + c.missing + c.unreadable;
+        self.progress.update(done, self.bytes, &self.counters);
+    }
+
+    fn msg(&mut self, m: Msg) {
+        match m {
+            Msg::Missing(e) => {
+                self.counts.missing += 1;
+                self.line(&e.line.name, "MISSING");
+            }
+            Msg::Unreadable(e, err) => self.unreadable(&e.line.name, &err),
+            Msg::Bad(e) => self.bad = Some(e),
+        }
+    }
+
+    fn batch_end(&mut self) {
+        self.out.flush();
+    }
+
+    fn stopped(&self) -> bool {
+        self.out.failed() || self.bad.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{hash_bytes, AlgoSet};
+    use crate::manifest::Line;
+    use crate::state::Meta;
+
+    fn entry(content: &[u8], meta: Option<Meta>) -> Entry {
+        Entry {
+            line: Line {
+                algos: AlgoSet::of(Algo::Blake3),
+                hex: hash_bytes(Algo::Blake3, content).to_hex().into_bytes(),
+                name: b"f".to_vec(),
+            },
+            meta,
+        }
+    }
+
+    fn now(content: &[u8], size: u64, mtime: i64, nsec: u32) -> FileHash {
+        FileHash {
+            digests: vec![hash_bytes(Algo::Blake3, content)],
+            size,
+            mtime,
+            mtime_nsec: nsec,
+        }
+    }
+
+    #[test]
+    fn the_rules() {
+        let meta = Some(Meta {
+            size: 3,
+            mtime: 100,
+            mtime_nsec: 5,
+            ino: Some(1),
+        });
+        let e = entry(b"abc", meta);
+        assert_eq!(classify(&e, &now(b"abc", 3, 200, 0)), Verdict::Ok);
+        assert_eq!(classify(&e, &now(b"abd", 3, 200, 0)), Verdict::Modified);
+        assert_eq!(classify(&e, &now(b"abd", 3, 100, 6)), Verdict::Modified);
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 5)),
+            Verdict::Corrupted { same_size: true }
+        );
+        assert_eq!(
+            classify(&e, &now(b"ab", 2, 100, 5)),
+            Verdict::Corrupted { same_size: false }
+        );
+        let bare = entry(b"abc", None);
+        assert_eq!(classify(&bare, &now(b"abc", 3, 1, 0)), Verdict::Ok);
+        assert_eq!(classify(&bare, &now(b"abd", 3, 100, 5)), Verdict::Changed);
+    }
+}

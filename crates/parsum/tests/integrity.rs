@@ -1,0 +1,696 @@
+//! `--update STATE` and `--verify STATE`: integrity over time.
+
+mod common;
+use common::*;
+
+use std::fs::{File, FileTimes, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use predicates::prelude::*;
+
+/// Overwrites the start of `path` with `bytes` and puts its mtime back:
+/// what silent corruption looks like from the outside.
+fn corrupt(path: &Path, bytes: &[u8]) {
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    let mut f = OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(bytes).unwrap();
+    f.set_times(FileTimes::new().set_modified(mtime)).unwrap();
+    drop(f);
+    assert_eq!(std::fs::metadata(path).unwrap().modified().unwrap(), mtime);
+}
+
+/// A normal edit: new content, and an mtime clearly after the old one (a
+/// fast test could otherwise land in the same timestamp tick).
+fn edit(path: &Path, content: &[u8]) {
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    std::fs::write(path, content).unwrap();
+    let f = File::options().write(true).open(path).unwrap();
+    f.set_times(FileTimes::new().set_modified(mtime + Duration::from_secs(10)))
+        .unwrap();
+}
+
+fn update(dir: &Path) -> assert_cmd::Command {
+    let mut c = parsum();
+    c.current_dir(dir).args(["--update", "STATE"]);
+    c
+}
+
+fn verify(dir: &Path) -> assert_cmd::Command {
+    let mut c = parsum();
+    c.current_dir(dir).args(["--verify", "STATE"]);
+    c
+}
+
+fn state(dir: &Path) -> String {
+    String::from_utf8(std::fs::read(dir.join("STATE")).unwrap()).unwrap()
+}
+
+/// The names in `dir`, sorted: no temporary file may be left behind.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn silent_corruption_is_its_own_line_and_exit_1() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/good", b"good");
+    write(d.path(), b"t/rot", b"original content");
+    update(d.path()).arg("t").assert().success();
+    verify(d.path())
+        .assert()
+        .success()
+        .stdout("t/good: OK\nt/rot: OK\n")
+        .stderr(predicate::str::contains(
+            "verify: 2 ok, 0 modified, 0 corrupted, 0 missing, 0 unreadable",
+        ));
+
+    corrupt(&d.path().join("t/rot"), b"ORIGINAL");
+    verify(d.path())
+        .arg("--quiet")
+        .assert()
+        .code(1)
+        .stdout("t/rot: CORRUPTED (content changed, size and mtime unchanged)\n");
+    verify(d.path())
+        .assert()
+        .code(1)
+        .stdout("t/good: OK\nt/rot: CORRUPTED (content changed, size and mtime unchanged)\n")
+        .stderr(
+            predicate::str::contains("1 corrupted")
+                .and(predicate::str::contains("WARNING: 1 file is CORRUPTED")),
+        );
+}
+
+#[test]
+fn a_normal_edit_is_modified_not_corrupted() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/doc", b"draft");
+    write(d.path(), b"t/gone", b"x");
+    update(d.path()).arg("t").assert().success();
+    edit(&d.path().join("t/doc"), b"final");
+    std::fs::remove_file(d.path().join("t/gone")).unwrap();
+    verify(d.path())
+        .assert()
+        .code(1)
+        .stdout("t/doc: MODIFIED\nt/gone: MISSING\n")
+        .stderr(
+            predicate::str::contains("0 ok, 1 modified, 0 corrupted, 1 missing")
+                .and(predicate::str::contains("CORRUPTED").not()),
+        );
+    // A touch alone changes no content: still OK.
+    let t = d.path().join("t/doc");
+    let f = File::options().write(true).open(&t).unwrap();
+    f.set_times(FileTimes::new().set_modified(SystemTime::UNIX_EPOCH))
+        .unwrap();
+    update(d.path()).arg("t").assert().success();
+    let f = File::options().write(true).open(&t).unwrap();
+    f.set_times(FileTimes::new().set_modified(SystemTime::now()))
+        .unwrap();
+    verify(d.path()).assert().success().stdout("t/doc: OK\n");
+}
+
+#[test]
+fn update_reports_new_changed_missing_moved_and_unchanged() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/same", b"same");
+    write(d.path(), b"t/edit", b"before");
+    write(d.path(), b"t/gone", b"gone");
+    write(d.path(), b"t/old/place", b"moving");
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("new      t/edit\nnew      t/gone\nnew      t/old/place\nnew      t/same\n")
+        .stderr(predicate::str::contains(
+            "update: 4 new, 0 changed, 0 missing, 0 moved, 0 unchanged (4 read, 0 carried over), 0 errors",
+        ));
+    let first = state(d.path());
+    assert_eq!(first.lines().count(), 4);
+    for l in first.lines() {
+        for field in [
+            "\"path\":",
+            "\"size\":",
+            "\"mtime\":",
+            "\"mtime_nsec\":",
+            "\"ino\":",
+            "\"algo\":\"blake3\"",
+            "\"hash\":",
+        ] {
+            assert!(l.contains(field), "{field} in {l}");
+        }
+    }
+
+    // Nothing changed: nothing is read, the state is the same bytes.
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "0 new, 0 changed, 0 missing, 0 moved, 4 unchanged (0 read, 4 carried over)",
+        ));
+    assert_eq!(state(d.path()), first);
+
+    edit(&d.path().join("t/edit"), b"after");
+    std::fs::remove_file(d.path().join("t/gone")).unwrap();
+    std::fs::create_dir(d.path().join("t/new")).unwrap();
+    std::fs::rename(d.path().join("t/old/place"), d.path().join("t/new/place")).unwrap();
+    write(d.path(), b"t/fresh", b"fresh");
+    update(d.path())
+        .arg("t")
+        .arg("-v")
+        .assert()
+        .success()
+        .stdout(
+            "changed  t/edit\nunchanged t/same\nnew      t/fresh\n\
+             moved    t/old/place -> t/new/place\nmissing  t/gone\n",
+        )
+        .stderr(predicate::str::contains(
+            "1 new, 1 changed, 1 missing, 1 moved, 1 unchanged (2 read, 2 carried over), 0 errors",
+        ));
+    // The state is in walk order (what `parsum t` prints), and verifies.
+    let paths: Vec<String> = state(d.path())
+        .lines()
+        .map(|l| l.split('"').nth(3).unwrap().to_string())
+        .collect();
+    let tree = String::from_utf8(stdout_of(parsum().current_dir(d.path()).arg("t"))).unwrap();
+    let tree: Vec<&str> = tree.lines().map(|l| &l[66..]).collect();
+    assert_eq!(paths, tree);
+    verify(d.path()).assert().success();
+}
+
+#[test]
+fn unchanged_files_are_not_read_unless_rehash() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/f", b"content A");
+    update(d.path()).arg("t").assert().success();
+    let before = state(d.path());
+    // Same size, same mtime, same inode, other bytes: only a read can tell.
+    corrupt(&d.path().join("t/f"), b"CONTENT");
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "1 unchanged (0 read, 1 carried over)",
+        ));
+    assert_eq!(state(d.path()), before, "the old hash is carried over");
+    // --verify reads everything, so it sees it.
+    verify(d.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("CORRUPTED"));
+    // --rehash reads the file and records what it holds now.
+    update(d.path())
+        .args(["t", "--rehash"])
+        .assert()
+        .success()
+        .stdout("changed  t/f\n")
+        .stderr(predicate::str::contains(
+            "0 unchanged (1 read, 0 carried over)",
+        ));
+    assert_ne!(state(d.path()), before);
+    verify(d.path()).assert().success().stdout("t/f: OK\n");
+}
+
+#[test]
+fn a_checksum_manifest_is_a_degraded_state() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    write(d.path(), b"t/b", b"b");
+    let sums = stdout_of(parsum().current_dir(d.path()).args(["-a", "sha256", "t"]));
+    std::fs::write(d.path().join("STATE"), &sums).unwrap();
+    if have("sha256sum") {
+        // It is a real sha256sum manifest.
+        let (code, _, _) = run_std(
+            std::process::Command::new("sha256sum")
+                .current_dir(d.path())
+                .args(["-c", "STATE"]),
+        );
+        assert_eq!(code, 0);
+    }
+    corrupt(&d.path().join("t/a"), b"X");
+    verify(d.path())
+        .args(["-a", "sha256"])
+        .assert()
+        .code(1)
+        .stdout("t/a: CHANGED\nt/b: OK\n")
+        .stderr(
+            predicate::str::contains("without file metadata")
+                .count(1)
+                .and(predicate::str::contains(
+                    "1 ok, 0 modified, 0 corrupted, 0 missing, 0 unreadable, 1 changed",
+                )),
+        );
+    // --update reads everything and writes a full state in the same algorithm.
+    update(d.path())
+        .args(["-a", "sha256", "t"])
+        .assert()
+        .success()
+        .stdout("changed  t/a\n")
+        .stderr(
+            predicate::str::contains("every file is read").and(predicate::str::contains(
+                "1 unchanged (2 read, 0 carried over)",
+            )),
+        );
+    let s = state(d.path());
+    assert!(
+        s.starts_with('{') && s.contains("\"algo\":\"sha256\""),
+        "{s}"
+    );
+    verify(d.path()).assert().success();
+}
+
+#[test]
+fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    write(d.path(), b"t/b", b"b");
+    update(d.path()).arg("t").assert().success();
+    let good = state(d.path());
+    let mut lines: Vec<&str> = good.lines().collect();
+    let broken = lines[1].replace("\"size\":1", "\"size\":\"one\"");
+    lines[1] = &broken;
+    let bad = format!("{}\n", lines.join("\n"));
+    std::fs::write(d.path().join("STATE"), &bad).unwrap();
+    let mut up = update(d.path());
+    up.arg("t");
+    for mut cmd in [up, verify(d.path())] {
+        cmd.assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "STATE:2: not a valid state line: invalid type: string \"one\", expected u64",
+            ));
+    }
+    assert_eq!(state(d.path()), bad, "a bad state is left as it was");
+    assert_eq!(listing(d.path()), ["STATE", "t"]);
+
+    // Truncated JSON, and a manifest line in the middle of a JSON state.
+    std::fs::write(d.path().join("STATE"), &good[..good.len() - 5]).unwrap();
+    verify(d.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "STATE:2: not a valid state line: EOF",
+        ));
+    std::fs::write(
+        d.path().join("STATE"),
+        format!("{good}{}  t/a\n", "0".repeat(64)),
+    )
+    .unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("STATE:3:"));
+    // The same path twice.
+    let first = good.lines().next().unwrap();
+    std::fs::write(d.path().join("STATE"), format!("{good}{first}\n")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "STATE:3: t/a is listed twice (first on line 1)",
+        ));
+    // A manifest with an improper line.
+    std::fs::write(d.path().join("STATE"), "not a checksum line\n").unwrap();
+    verify(d.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "STATE:1: improperly formatted checksum line",
+        ));
+    // No state at all: --verify cannot run; --update starts one.
+    std::fs::remove_file(d.path().join("STATE")).unwrap();
+    verify(d.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("No such file or directory"));
+    // A directory as STATE.
+    std::fs::create_dir(d.path().join("STATE")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Is a directory"));
+    assert_eq!(listing(d.path()), ["STATE", "t"]);
+}
+
+#[test]
+fn awkward_and_non_utf8_names_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    for (i, name) in AWKWARD.iter().enumerate() {
+        write(&t, name, format!("content {i}").as_bytes());
+    }
+    update(d.path()).arg("t").assert().success();
+    let s = std::fs::read(d.path().join("STATE")).unwrap();
+    assert!(std::str::from_utf8(&s).is_ok(), "the state is UTF-8 JSON");
+    assert!(String::from_utf8_lossy(&s).contains("\"path_hex\":\"742f626164ff75746638\""));
+    let n = AWKWARD.len();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains(format!(
+            "0 new, 0 changed, 0 missing, 0 moved, {n} unchanged (0 read, {n} carried over)"
+        )));
+    let out = verify(d.path())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        out.split(|&b| b == b'\n')
+            .filter(|l| l.ends_with(b": OK"))
+            .count(),
+        n
+    );
+    // The byte name is opened by its exact bytes: corrupt it, and only it fails.
+    corrupt(&p(&t, b"bad\xffutf8"), b"CONTENT");
+    let out = verify(d.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("1 corrupted"))
+        .get_output()
+        .stdout
+        .clone();
+    assert!(out
+        .windows(b"t/bad\xffutf8: CORRUPTED".len())
+        .any(|w| w == b"t/bad\xffutf8: CORRUPTED"));
+}
+
+#[test]
+fn empty_tree_gives_an_empty_state() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("t")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "0 new, 0 changed, 0 missing, 0 moved, 0 unchanged",
+        ));
+    assert_eq!(state(d.path()), "");
+    verify(d.path())
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains("verify: 0 ok"));
+    // Everything deleted since: all missing, the state empties.
+    write(d.path(), b"t/x", b"x");
+    update(d.path()).arg("t").assert().success();
+    std::fs::remove_file(d.path().join("t/x")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("missing  t/x\n");
+    assert_eq!(state(d.path()), "");
+}
+
+#[test]
+fn the_state_inside_its_tree_is_left_out_and_no_temp_file_remains() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"a");
+    write(d.path(), b"sub/b", b"b");
+    for _ in 0..2 {
+        update(d.path()).assert().success();
+    }
+    // The second run found nothing new: not the state, not its temp file.
+    update(d.path())
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "0 new, 0 changed, 0 missing, 0 moved, 2 unchanged",
+        ));
+    assert_eq!(state(d.path()).lines().count(), 2);
+    assert_eq!(listing(d.path()), ["STATE", "a", "sub"]);
+    // The old state is replaced by rename, not rewritten in place.
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(d.path().join("STATE")).unwrap().ino();
+    update(d.path()).assert().success();
+    assert_ne!(
+        std::fs::metadata(d.path().join("STATE")).unwrap().ino(),
+        ino
+    );
+}
+
+#[test]
+fn an_unlistable_root_keeps_its_entries() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    write(d.path(), b"t/d/b", b"b");
+    write(d.path(), b"u/c", b"c");
+    update(d.path()).args(["t", "u"]).assert().success();
+    let before = state(d.path());
+    // `t` is gone (say, an unmounted disk): its entries are not dropped.
+    std::fs::rename(d.path().join("t"), d.path().join("t.away")).unwrap();
+    update(d.path()).args(["t", "u"]).assert().code(1).stderr(
+        predicate::str::contains("t: No such file or directory")
+            .and(predicate::str::contains("0 missing"))
+            .and(predicate::str::contains(
+                "2 unreadable kept their previous entry",
+            )),
+    );
+    assert_eq!(state(d.path()), before);
+}
+
+#[test]
+fn flags_that_do_not_go_together() {
+    let d = tempfile::tempdir().unwrap();
+    for args in [
+        &["--verify", "S", "path"][..],
+        &["--rehash"],
+        &["--update", "S", "--json"],
+        &["--verify", "S", "--update", "S"],
+        &["--update", "S", "-c"],
+        &["--update", "S", "-z"],
+        &["--update", "S", "--quiet"],
+    ] {
+        parsum().current_dir(d.path()).args(args).assert().code(2);
+    }
+    parsum().arg("--help").assert().success().stdout(
+        predicate::str::contains("--update <STATE>")
+            .and(predicate::str::contains("--verify <STATE>"))
+            .and(predicate::str::contains("--rehash")),
+    );
+}
+
+#[test]
+fn a_path_listed_twice_is_recorded_once() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    update(d.path())
+        .args(["t", "./t", "t/a"])
+        .assert()
+        .success();
+    assert_eq!(state(d.path()).lines().count(), 1);
+    update(d.path())
+        .args(["t", "./t"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1 unchanged"));
+}
+
+#[test]
+fn a_report_nobody_reads_still_writes_the_whole_state() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("note: no /dev/full; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..500 {
+        write(d.path(), format!("t/{i:04}").as_bytes(), b"x");
+    }
+    let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("parsum"))
+        .current_dir(d.path())
+        .args(["--no-progress", "--update", "STATE", "t"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A 30 s guard, as every test that runs the binary.
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("parsum --update to /dev/full hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("write error"));
+    assert_eq!(state(d.path()).lines().count(), 500);
+    assert_eq!(listing(d.path()), ["STATE", "t"]);
+}
+
+#[test]
+fn hard_links_and_a_large_mixed_tree_keep_walk_order() {
+    let d = tempfile::tempdir().unwrap();
+    // More files than one batch of carried-over results (1024), a few of
+    // them edited, so read and carried files interleave in the pipeline.
+    for i in 0..3000 {
+        write(
+            d.path(),
+            format!("t/{:02}/{i:04}", i % 7).as_bytes(),
+            format!("{i}").as_bytes(),
+        );
+    }
+    std::fs::hard_link(d.path().join("t/01/0001"), d.path().join("t/link")).unwrap();
+    update(d.path()).arg("t").assert().success();
+    for i in (0..3000).step_by(101) {
+        edit(&d.path().join(format!("t/{:02}/{i:04}", i % 7)), b"edited");
+    }
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "0 new, 30 changed, 0 missing, 0 moved, 2971 unchanged (30 read, 2971 carried over)",
+        ));
+    let paths: Vec<String> = state(d.path())
+        .lines()
+        .map(|l| l.split('"').nth(3).unwrap().to_string())
+        .collect();
+    let tree = String::from_utf8(stdout_of(parsum().current_dir(d.path()).arg("t"))).unwrap();
+    let tree: Vec<&str> = tree.lines().map(|l| &l[66..]).collect();
+    assert_eq!(paths, tree);
+    verify(d.path()).assert().success();
+}
+
+#[test]
+fn an_unreadable_file_keeps_its_entry_and_verifies_unreadable() {
+    // /proc/self/mem is a regular file whose read fails (EIO) even for
+    // root; reached through a followed link, it stands for a bad file.
+    if !Path::new("/proc/self/mem").exists() {
+        eprintln!("note: no /proc/self/mem; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    std::os::unix::fs::symlink("/proc/self/mem", d.path().join("t/mem")).unwrap();
+    // No entry yet: reported, not recorded.
+    update(d.path())
+        .args(["-L", "t"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("t/mem: Input/output error"));
+    assert_eq!(state(d.path()).lines().count(), 1);
+    // With an entry from an earlier run, the entry is kept as it was.
+    let entry = "{\"path\":\"t/mem\",\"size\":7,\"mtime\":1,\"mtime_nsec\":0,\"ino\":1,\
+                 \"algo\":\"blake3\",\"hash\":\""
+        .to_string()
+        + &"0".repeat(64)
+        + "\"}\n";
+    let with_entry = state(d.path()) + &entry;
+    std::fs::write(d.path().join("STATE"), &with_entry).unwrap();
+    update(d.path())
+        .args(["-L", "t"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("0 missing").and(predicate::str::contains(
+                "1 unreadable kept their previous entry",
+            )),
+        );
+    assert_eq!(state(d.path()), with_entry);
+    verify(d.path())
+        .assert()
+        .code(1)
+        .stdout("t/a: OK\nt/mem: UNREADABLE\n")
+        .stderr(predicate::str::contains("t/mem: Input/output error").and(
+            predicate::str::contains("1 ok, 0 modified, 0 corrupted, 0 missing, 1 unreadable"),
+        ));
+}
+
+#[test]
+fn a_state_behind_a_symlink_is_replaced_at_its_target() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    std::fs::create_dir(d.path().join("keep")).unwrap();
+    std::os::unix::fs::symlink("keep/real", d.path().join("STATE")).unwrap();
+    // Dangling: cannot be written, nothing is created.
+    update(d.path())
+        .arg("t")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot write a new state"));
+    std::fs::write(d.path().join("keep/real"), "").unwrap();
+    update(d.path()).arg("t").assert().success();
+    assert!(std::fs::symlink_metadata(d.path().join("STATE"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(state(d.path()).lines().count(), 1);
+    assert_eq!(listing(&d.path().join("keep")), ["real"]);
+}
+
+#[test]
+fn a_renamed_directory_is_carried_over_by_inode_and_reported_moved() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/photos/a.jpg", b"AAAA");
+    write(d.path(), b"t/photos/b.jpg", b"BBBB");
+    update(d.path()).arg("t").assert().success();
+    // Rewrite a.jpg in place (same size, mtime restored), then rename the
+    // directory: had a.jpg been read, it would be new, not moved.
+    corrupt(&d.path().join("t/photos/a.jpg"), b"XXXX");
+    std::fs::rename(d.path().join("t/photos"), d.path().join("t/2026")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout(
+            "moved    t/photos/a.jpg -> t/2026/a.jpg\nmoved    t/photos/b.jpg -> t/2026/b.jpg\n",
+        )
+        .stderr(predicate::str::contains(
+            "0 new, 0 changed, 0 missing, 2 moved, 0 unchanged (0 read, 2 carried over)",
+        ));
+    // A copy is another inode: it is read.
+    std::fs::copy(d.path().join("t/2026/b.jpg"), d.path().join("t/copy.jpg")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("new      t/copy.jpg\n")
+        .stderr(predicate::str::contains("(1 read, 2 carried over)"));
+}
+
+#[test]
+fn a_state_that_fails_to_read_is_exit_2_with_its_name() {
+    // /proc/self/mem opens as a regular file and fails to read (EIO).
+    if !Path::new("/proc/self/mem").exists() {
+        eprintln!("note: no /proc/self/mem; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    for mode in ["--verify", "--update"] {
+        parsum()
+            .current_dir(d.path())
+            .args([mode, "/proc/self/mem"])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "/proc/self/mem: Input/output error",
+            ));
+    }
+    assert!(listing(d.path()).is_empty());
+}
