@@ -53,6 +53,11 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Write the checksums to FILE instead of standard output. FILE appears
+    /// only once complete (written to a temporary file beside it, then renamed)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
     /// End each output line with NUL instead of newline, and do not escape names
     #[arg(short = 'z', long = "zero")]
     pub zero: bool,
@@ -164,6 +169,9 @@ impl Args {
                     "{name} is meaningful only when verifying checksums (-c)"
                 ));
             }
+        }
+        if self.output.is_some() && (self.check || self.audit.is_some()) {
+            return Err("--output is for hashing trees; -c and --audit print to standard output".into());
         }
         if self.json && self.zero {
             return Err("--json and -z cannot be combined".into());

@@ -13,6 +13,8 @@
 //! [`escape`] holds every way a file name is escaped.
 
 pub mod app;
+#[cfg(feature = "mpi")]
+pub mod cluster;
 pub mod audit;
 pub mod check;
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod escape;
 pub mod exit;
 pub mod hash;
 pub mod manifest;
+pub mod outfile;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
