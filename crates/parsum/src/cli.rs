@@ -171,7 +171,9 @@ impl Args {
             }
         }
         if self.output.is_some() && (self.check || self.audit.is_some()) {
-            return Err("--output is for hashing trees; -c and --audit print to standard output".into());
+            return Err(
+                "--output is for hashing trees; -c and --audit print to standard output".into(),
+            );
         }
         if self.json && self.zero {
             return Err("--json and -z cannot be combined".into());

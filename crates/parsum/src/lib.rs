@@ -13,11 +13,11 @@
 //! [`escape`] holds every way a file name is escaped.
 
 pub mod app;
-#[cfg(feature = "mpi")]
-pub mod cluster;
 pub mod audit;
 pub mod check;
 pub mod cli;
+#[cfg(feature = "mpi")]
+pub mod cluster;
 pub mod config;
 pub mod device;
 pub mod dirfd;

@@ -30,19 +30,16 @@ impl OutFile {
     /// Creates the temporary file for `dest`. Fails (with a message naming
     /// `dest`) when its directory cannot take a new file, before any work.
     pub fn create(dest: &Path) -> io::Result<OutFile> {
-        let name = dest.file_name().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "not a file name")
-        })?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
         let mut tmp_name = OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(OsString::from_vec(
             format!(".parsum-{}.tmp", std::process::id()).into_bytes(),
         ));
         let tmp = dest.with_file_name(tmp_name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         Ok(OutFile {
             file,
             tmp,

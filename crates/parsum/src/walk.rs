@@ -294,7 +294,8 @@ impl DirRef {
     /// Opens the directory again by its path, as a [`Subtree`]; an error if
     /// it is gone or is now another directory.
     pub fn open(self) -> io::Result<Subtree> {
-        let fd = DirFd::open(|| rustix::fs::open(&self.path, dir_flags(self.via_link), Mode::empty()))?;
+        let fd =
+            DirFd::open(|| rustix::fs::open(&self.path, dir_flags(self.via_link), Mode::empty()))?;
         let st = FileStat::of_stat(&rustix::fs::fstat(&fd)?);
         if self.ancestors.last() != Some(&(st.dev, st.ino)) {
             return Err(io::Error::other(
