@@ -137,6 +137,9 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     };
     let rank = world.rank();
     let algos = AlgoSet::of(algo);
+    // The clock of the summary starts here, as in a single-process run.
+    let progress = Progress::new(progress && rank == 0);
+    let started = std::time::Instant::now();
 
     // Rank 0 opens the output first; a bad -o FILE stops every rank.
     let mut out = None;
@@ -183,20 +186,26 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         // Rank 1 hashed fewer files than the hook's count: die here.
         test_abort(stats.files);
     }
+    let walked = started.elapsed();
     let mut records = hasher.finish();
+    let hashed = started.elapsed();
     records.extend(notes);
     records.extend(stdin);
     record::sort(&mut records);
     if verbose {
         message(&format!(
             "parsum: rank {rank} of {}: {} file(s), {} byte(s) hashed; {} director(ies) listed; \
-             {} share(s) stolen in {} request(s)",
+             {} share(s) stolen in {} request(s); walk over at {:.3} s, hashing at {:.3} s, \
+             sorted at {:.3} s",
             world.size(),
             stats.files,
             stats.bytes,
             stats.dirs,
             stats.steals,
-            stats.requests
+            stats.requests,
+            walked.as_secs_f64(),
+            hashed.as_secs_f64(),
+            started.elapsed().as_secs_f64(),
         ));
     }
 
@@ -204,7 +213,6 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         merge::send_run(world, records);
         return Exit::Success;
     }
-    let progress = Progress::new(progress);
     let counters = Arc::clone(pipe.counters());
     let mut sink = TreeSink::new(format, algo, zero, verbose, &progress, &counters);
     sink.out = out.expect("rank 0 opened the output");
