@@ -290,12 +290,48 @@ impl Subtree {
     }
 }
 
+/// Opens the directory at `path` (following a final symbolic link only if
+/// `follow`). A path longer than the kernel takes (`ENAMETOOLONG`, deeper
+/// than `PATH_MAX`) is opened one component at a time, each relative to the
+/// one before, so depth is no limit here either; the caller checks that it
+/// got the directory it expected.
+pub fn open_dir(path: &Path, follow: bool) -> io::Result<DirFd> {
+    DirFd::open(
+        || match rustix::fs::open(path, dir_flags(follow), Mode::empty()) {
+            Err(rustix::io::Errno::NAMETOOLONG) => open_by_components(path, follow),
+            r => r,
+        },
+    )
+}
+
+fn open_by_components(path: &Path, follow: bool) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    use std::path::Component;
+    let mut cur: Option<std::os::fd::OwnedFd> = None;
+    let mut comps = path.components().peekable();
+    while let Some(c) = comps.next() {
+        let name: &OsStr = match c {
+            Component::RootDir => "/".as_ref(),
+            Component::CurDir => ".".as_ref(),
+            Component::ParentDir => "..".as_ref(),
+            Component::Normal(n) => n,
+            Component::Prefix(_) => return Err(rustix::io::Errno::INVAL),
+        };
+        // Links on the way were followed when the path was listed.
+        let flags = dir_flags(follow || comps.peek().is_some());
+        let next = match &cur {
+            Some(dir) => rustix::fs::openat(dir, name, flags, Mode::empty())?,
+            None => rustix::fs::openat(rustix::fs::CWD, name, flags, Mode::empty())?,
+        };
+        cur = Some(next);
+    }
+    cur.ok_or(rustix::io::Errno::NOENT)
+}
+
 impl DirRef {
     /// Opens the directory again by its path, as a [`Subtree`]; an error if
     /// it is gone or is now another directory.
     pub fn open(self) -> io::Result<Subtree> {
-        let fd =
-            DirFd::open(|| rustix::fs::open(&self.path, dir_flags(self.via_link), Mode::empty()))?;
+        let fd = open_dir(&self.path, self.via_link)?;
         let st = FileStat::of_stat(&rustix::fs::fstat(&fd)?);
         if self.ancestors.last() != Some(&(st.dev, st.ino)) {
             return Err(io::Error::other(

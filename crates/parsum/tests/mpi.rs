@@ -177,6 +177,20 @@ fn same_bytes_as_one_process_in_every_mode() {
 }
 
 #[test]
+fn deeper_than_path_max() {
+    if !have_mpirun() {
+        return;
+    }
+    // 2500 levels: the deepest paths are 5000 bytes, more than PATH_MAX,
+    // so ranks that take such a directory or file must open it by parts.
+    let d = tempfile::tempdir().unwrap();
+    deep_chain(d.path(), 2500);
+    let run = assert_same(d.path(), &[], &[3]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.iter().filter(|&&b| b == b'\n').count(), 2500);
+}
+
+#[test]
 fn several_roots_a_file_root_and_a_missing_one() {
     if !have_mpirun() {
         return;

@@ -8,6 +8,7 @@
 //! file (a digest or an error), returned by [`LocalHasher::finish`]; a
 //! hashing thread that panics makes `finish` panic too, never lose files.
 
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use super::record::{Outcome, Record};
 use super::work::FileTask;
+use crate::dirfd::DirFd;
 use crate::hash::{AlgoSet, FileHash, HashError};
 use crate::pipeline::{Feeder, Item, Pipeline, Runs, Sink};
 
@@ -63,9 +65,10 @@ impl LocalHasher {
             let mut runs = Runs::default();
             for batch in rx {
                 for t in batch {
+                    let dir = long_path_parent(&t.path);
                     let item = Item {
                         path: t.path,
-                        dir: None,
+                        dir,
                         stat: t.stat,
                         no_follow: !t.via_link,
                         algos,
@@ -145,6 +148,19 @@ impl LocalHasher {
             Err(p) => std::panic::resume_unwind(p),
         }
     }
+}
+
+/// Files are opened by path; for a path longer than the kernel takes, the
+/// file's directory is opened one component at a time instead
+/// ([`crate::walk::open_dir`]) and the file relative to it, as the
+/// single-process walk does at any depth.
+fn long_path_parent(path: &Path) -> Option<Arc<DirFd>> {
+    if path.as_os_str().len() < libc::PATH_MAX as usize {
+        return None;
+    }
+    // On failure the open by path reports the error for this file.
+    let parent = path.parent()?;
+    crate::walk::open_dir(parent, true).ok().map(Arc::new)
 }
 
 struct Collect {
