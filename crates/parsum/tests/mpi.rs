@@ -177,6 +177,31 @@ fn same_bytes_as_one_process_in_every_mode() {
 }
 
 #[test]
+fn results_spilled_to_sorted_runs_on_disk_give_the_same_bytes() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    for args in [&["--json"][..], &["-z", "--follow"]] {
+        let want = single(d.path(), args);
+        let mut with_v = args.to_vec();
+        with_v.push("-v");
+        // A run on disk every 7 records: dozens of runs per rank.
+        let got = mpi(2, d.path(), &with_v, &[("PARSUM_TEST_MPI_SPILL_AT", "7")]);
+        assert_eq!(got.code, want.code, "{}", got.stderr);
+        assert!(got.stdout == want.stdout, "{args:?}: stdout differs");
+        let runs: u64 = got
+            .stderr
+            .lines()
+            .filter_map(|l| l.strip_suffix(" sorted run(s) on disk"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert!(runs > 20, "spilled only {runs} runs:\n{}", got.stderr);
+    }
+}
+
+#[test]
 fn deeper_than_path_max() {
     if !have_mpirun() {
         return;

@@ -1,11 +1,11 @@
 //! One rank's hashing: file batches go through parsum's own per-device
 //! pipeline (a pool and gate per device, `hash_file`), and their results
-//! come back as [`Record`]s.
+//! come back as [`Record`]s, gathered in [`SortedRuns`].
 //!
 //! Invariant: at most `in_flight` batches (see [`in_flight_for`]) are
 //! inside the pipeline at a time; everything else stays in the rank's
 //! queue, where thieves can take it. Every batch given to [`LocalHasher::send`] ends as one record per
-//! file (a digest or an error), returned by [`LocalHasher::finish`]; a
+//! file (a digest or an error), in the runs [`LocalHasher::finish`] returns; a
 //! hashing thread that panics makes `finish` panic too, never lose files.
 
 use std::path::Path;
@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::record::{Outcome, Record};
+use super::runs::SortedRuns;
 use super::work::FileTask;
 use crate::dirfd::DirFd;
 use crate::hash::{AlgoSet, FileHash, HashError};
@@ -41,7 +42,7 @@ pub struct LocalHasher {
     ended: Receiver<()>,
     in_flight: usize,
     cap: usize,
-    consumer: Option<JoinHandle<Vec<Record>>>,
+    consumer: Option<JoinHandle<SortedRuns>>,
 }
 
 /// A test hook: after `after` files, abort the process (a rank that dies).
@@ -51,11 +52,12 @@ pub struct AbortHook {
 
 impl LocalHasher {
     /// Starts a producer on `pipe` and a consumer thread that collects its
-    /// results.
+    /// results (keeping `spill_at` in memory, see [`SortedRuns`]).
     pub fn start(
         pipe: &Arc<Pipeline>,
         algos: AlgoSet,
         cap: usize,
+        spill_at: usize,
         abort: Option<AbortHook>,
     ) -> LocalHasher {
         let (tx, rx) = mpsc::sync_channel::<Vec<FileTask>>(cap);
@@ -85,7 +87,7 @@ impl LocalHasher {
             .name("parsum-collect".into())
             .spawn(move || {
                 let mut sink = Collect {
-                    records: Vec::new(),
+                    records: SortedRuns::new(spill_at),
                     ended: ended_tx,
                     abort,
                     files: 0,
@@ -140,7 +142,7 @@ impl LocalHasher {
     }
 
     /// Waits for every batch and returns one record per file sent.
-    pub fn finish(mut self) -> Vec<Record> {
+    pub fn finish(mut self) -> SortedRuns {
         drop(self.tx.take());
         let consumer = self.consumer.take().expect("finished once");
         match consumer.join() {
@@ -164,7 +166,7 @@ fn long_path_parent(path: &Path) -> Option<Arc<DirFd>> {
 }
 
 struct Collect {
-    records: Vec<Record>,
+    records: SortedRuns,
     ended: mpsc::Sender<()>,
     abort: Option<AbortHook>,
     files: u64,

@@ -1,22 +1,22 @@
 //! The one sorted output: every rank sorts its records by the output order
-//! ([`Record::cmp_key`]) and rank 0 merges the sorted runs, pulling each
-//! rank's run in chunks as it needs them.
+//! ([`Record::cmp_key`], in bounded memory: `runs.rs`) and rank 0 merges the
+//! ranks' sorted streams ([`KMerge`]), pulling each rank's in chunks as it
+//! needs them.
 //!
 //! Invariant: rank 0 holds at most one decoded chunk per rank (each under
-//! [`CHUNK_BYTES`] encoded) besides its own run, so its memory for the
-//! other ranks' results is bounded by ranks × chunk, not by the number of
-//! files. A chunk is sent only when asked for (PULL), so no rank runs ahead
+//! [`CHUNK_BYTES`] encoded) besides its own sorted runs' buffers, so its
+//! memory is bounded by ranks × chunk, not by the number of files. A chunk is sent only when asked for (PULL), so no rank runs ahead
 //! of the merge. Every message holds at least one byte (a chunk starts
 //! with its "last" flag), never an empty buffer, and stays far below the
 //! i32 count limit.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 use super::record::Record;
+use super::runs::KMerge;
 use super::steal::fatal;
 use super::wire::{Dec, Enc};
 use crate::hash::AlgoSet;
@@ -30,7 +30,7 @@ pub(super) const TAG_CHUNK: i32 = 7;
 pub const CHUNK_BYTES: usize = 1 << 20;
 
 /// Encodes the next chunk of `run`: a "last" flag, a count, records.
-fn next_chunk(run: &mut std::iter::Peekable<std::vec::IntoIter<Record>>) -> Vec<u8> {
+fn next_chunk(run: &mut std::iter::Peekable<impl Iterator<Item = Record>>) -> Vec<u8> {
     let mut body = Enc::default();
     let mut n: u64 = 0;
     while body.buf.len() < CHUNK_BYTES {
@@ -49,10 +49,10 @@ fn next_chunk(run: &mut std::iter::Peekable<std::vec::IntoIter<Record>>) -> Vec<
     e.buf
 }
 
-/// Any rank but 0: sends its sorted run, one chunk per PULL.
-pub fn send_run(world: &SimpleCommunicator, records: Vec<Record>) {
+/// Any rank but 0: sends its sorted records, one chunk per PULL.
+pub fn send_run(world: &SimpleCommunicator, records: impl Iterator<Item = Record>) {
     let root = world.process_at_rank(0);
-    let mut run = records.into_iter().peekable();
+    let mut run = records.peekable();
     loop {
         let _ = root.receive_vec_with_tag::<u8>(TAG_PULL);
         let chunk = next_chunk(&mut run);
@@ -64,20 +64,19 @@ pub fn send_run(world: &SimpleCommunicator, records: Vec<Record>) {
     }
 }
 
-/// One run being merged.
-struct Run {
-    /// The rank it comes from; `None` for rank 0's own.
-    from: Option<i32>,
+/// Another rank's sorted records, pulled a chunk at a time.
+struct Remote<'a> {
+    world: &'a SimpleCommunicator,
+    from: i32,
     buf: VecDeque<Record>,
     ended: bool,
 }
 
-impl Run {
-    /// The next record, pulling a chunk when the buffer is empty.
-    fn next(&mut self, world: &SimpleCommunicator) -> Option<Record> {
+impl Iterator for Remote<'_> {
+    type Item = Record;
+    fn next(&mut self) -> Option<Record> {
         while self.buf.is_empty() && !self.ended {
-            let r = self.from.expect("the local run is never refilled");
-            let p = world.process_at_rank(r);
+            let p = self.world.process_at_rank(self.from);
             p.send_with_tag(&[1u8][..], TAG_PULL);
             let (chunk, _) = p.receive_vec_with_tag::<u8>(TAG_CHUNK);
             let mut d = Dec::new(&chunk);
@@ -98,77 +97,41 @@ impl Run {
                     self.ended = last;
                     self.buf = v;
                 }
-                Err(e) => fatal(world, &format!("results from rank {r}: {e}")),
+                Err(e) => fatal(self.world, &format!("results from rank {}: {e}", self.from)),
             }
         }
         self.buf.pop_front()
     }
 }
 
-/// A run's current first record, ordered for a min-heap (ties: lower run
-/// first, so equal keys come out in rank order).
-struct Head {
-    rec: Record,
-    run: usize,
-}
-
-impl PartialEq for Head {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == Ordering::Equal
-    }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Head {
-    fn cmp(&self, o: &Self) -> Ordering {
-        // Reversed: BinaryHeap is a max-heap.
-        o.rec.cmp_key(&self.rec).then_with(|| o.run.cmp(&self.run))
-    }
-}
-
-/// Rank 0: merges its own sorted run with every other rank's into `sink`,
-/// in output order. Stops early, still draining every rank, if the output
-/// is gone (the other ranks must not wait forever).
+/// Rank 0: merges its own sorted records with every other rank's into
+/// `sink`, in output order. If the output is gone, it still drains every
+/// rank (they must not wait forever) but writes nothing more.
 pub fn merge_into(
     world: &SimpleCommunicator,
-    own: Vec<Record>,
+    own: impl Iterator<Item = Record>,
     sink: &mut TreeSink<'_>,
     algos: AlgoSet,
 ) {
-    let mut runs = vec![Run {
-        from: None,
-        buf: own.into(),
-        ended: true,
-    }];
-    for r in 1..world.size() {
-        runs.push(Run {
-            from: Some(r),
+    let mut sources: Vec<Box<dyn Iterator<Item = Record> + '_>> = vec![Box::new(own)];
+    for from in 1..world.size() {
+        sources.push(Box::new(Remote {
+            world,
+            from,
             buf: VecDeque::new(),
             ended: false,
-        });
-    }
-    let mut heap = BinaryHeap::with_capacity(runs.len());
-    for (i, run) in runs.iter_mut().enumerate() {
-        if let Some(rec) = run.next(world) {
-            heap.push(Head { rec, run: i });
-        }
+        }));
     }
     let mut since_flush = 0;
-    while let Some(Head { rec, run }) = heap.pop() {
-        if !sink.stopped() {
-            rec.deliver(sink, algos);
-            since_flush += 1;
-            if since_flush == crate::pipeline::BATCH_FILES {
-                sink.flush();
-                since_flush = 0;
-            }
+    for rec in KMerge::new(sources) {
+        if sink.stopped() {
+            continue;
         }
-        if let Some(next) = runs[run].next(world) {
-            heap.push(Head { rec: next, run });
+        rec.deliver(sink, algos);
+        since_flush += 1;
+        if since_flush == crate::pipeline::BATCH_FILES {
+            sink.flush();
+            since_flush = 0;
         }
     }
     sink.flush();

@@ -20,6 +20,7 @@
 pub mod hasher;
 pub mod merge;
 pub mod record;
+pub mod runs;
 pub mod steal;
 pub mod wire;
 pub mod work;
@@ -47,6 +48,11 @@ pub const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_
 /// this many files, or at the end of the walk if it hashed fewer, as a
 /// rank that dies mid-run.
 pub const ABORT_HOOK_VAR: &str = "PARSUM_TEST_MPI_ABORT_AFTER";
+
+/// A test hook, read only under a launcher: how many records a rank keeps
+/// in memory before it writes a sorted run to disk (default
+/// [`runs::SPILL_AT`]), so tests reach the spilling with small trees.
+pub const SPILL_HOOK_VAR: &str = "PARSUM_TEST_MPI_SPILL_AT";
 
 /// Whether a launcher started this process (see [`LAUNCHER_VARS`]).
 pub fn launched() -> bool {
@@ -158,10 +164,15 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let cap = hasher::in_flight_for(world.size(), pipeline.cpus);
     let pipe = Pipeline::new(pipeline);
     let hook = abort_hook(rank);
+    let spill_at = std::env::var(SPILL_HOOK_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(runs::SPILL_AT);
     let hasher = hasher::LocalHasher::start(
         &pipe,
         algos,
         cap,
+        spill_at,
         hook.map(|after| hasher::AbortHook { after }),
     );
     let mut queue = work::Queue::default();
@@ -189,14 +200,16 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let walked = started.elapsed();
     let mut records = hasher.finish();
     let hashed = started.elapsed();
-    records.extend(notes);
-    records.extend(stdin);
-    record::sort(&mut records);
+    for r in notes.into_iter().chain(stdin) {
+        records.push(r);
+    }
+    let spilled = records.spilled_runs();
+    let records = records.into_sorted();
     if verbose {
         message(&format!(
             "parsum: rank {rank} of {}: {} file(s), {} byte(s) hashed; {} director(ies) listed; \
-             {} share(s) stolen in {} request(s); walk over at {:.3} s, hashing at {:.3} s, \
-             sorted at {:.3} s",
+             {} share(s) stolen in {} request(s); walk over at {:.3} s, hashing at {:.3} s; \
+             {spilled} sorted run(s) on disk",
             world.size(),
             stats.files,
             stats.bytes,
@@ -205,7 +218,6 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             stats.requests,
             walked.as_secs_f64(),
             hashed.as_secs_f64(),
-            started.elapsed().as_secs_f64(),
         ));
     }
 
