@@ -192,7 +192,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             }
         }
     }
-    let (notes, hasher, stats) = steal::Walk::new(world, &walk, queue, hasher).run();
+    let (notes, hasher, stats) = steal::Walk::new(world, &walk, queue, hasher, cap).run();
     if hook.is_some() {
         // Rank 1 hashed fewer files than the hook's count: die here.
         test_abort(stats.files);

@@ -109,6 +109,8 @@ pub struct Walk<'a> {
     requests_received: Vec<i32>,
     done: bool,
     nap: Duration,
+    /// File batches queued beyond which no directory is listed.
+    files_high: usize,
     rng: u64,
     pub stats: Stats,
 }
@@ -123,6 +125,7 @@ impl<'a> Walk<'a> {
         opts: &'a WalkOpts,
         queue: Queue,
         hasher: LocalHasher,
+        in_flight: usize,
     ) -> Walk<'a> {
         let (rank, size) = (world.rank(), world.size());
         Walk {
@@ -142,6 +145,7 @@ impl<'a> Walk<'a> {
             requests_received: vec![0; size as usize],
             done: false,
             nap: Duration::from_micros(50),
+            files_high: in_flight.max(16),
             // Any odd seed differing per rank.
             rng: 0x9E37_79B9_7F4A_7C15 ^ ((rank as u64) << 1 | 1),
             stats: Stats::default(),
@@ -176,6 +180,12 @@ impl<'a> Walk<'a> {
     }
 
     /// One piece of local work: feed the hasher, or list a directory.
+    ///
+    /// Listing is much faster than hashing, so a directory is listed only
+    /// while fewer than [`Walk::files_high`] file batches wait: the queue
+    /// (and memory) stays bounded by the widest directories, as in the
+    /// single-process walk, not by the tree. Thieves can still take the
+    /// directories.
     fn step(&mut self) {
         if self.hasher.has_room() {
             if let Some(batch) = self.queue.files.pop_back() {
@@ -184,6 +194,10 @@ impl<'a> Walk<'a> {
                 self.hasher.send(batch);
                 return;
             }
+        }
+        if self.queue.files.len() >= self.files_high {
+            self.hasher.wait(Duration::from_millis(1));
+            return;
         }
         if let Some(dir) = self.queue.dirs.pop_back() {
             self.stats.dirs += 1;
