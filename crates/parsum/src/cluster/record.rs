@@ -8,13 +8,17 @@
 //! every directory's names by their bytes and goes depth first; that is the
 //! order of the paths compared component by component, which is how
 //! [`Path`]'s `Ord` compares them (`a/z` < `a.b`, because the component `a`
-//! < `a.b`). So the key is (argument index, path as a `Path`). Records are
+//! < `a.b`). So the key is (argument index, path as a `Path`), compared
+//! fast by [`path_cmp`]: the path's bytes with `/` counted as the lowest
+//! byte, which is the component order for the paths of one argument (they
+//! all start with the argument as typed). Records are
 //! written to the output by the same [`TreeSink`] as in a single-process
 //! run: one home for formatting and escaping.
 
 use std::cmp::Ordering;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::wire::{Dec, Enc, WireResult};
@@ -70,7 +74,7 @@ impl Record {
     pub fn cmp_key(&self, other: &Record) -> Ordering {
         self.root
             .cmp(&other.root)
-            .then_with(|| self.path.as_path().cmp(other.path.as_path()))
+            .then_with(|| path_cmp(&self.path, &other.path))
     }
 
     /// Whether the record is a file (hashed or failed), not a walk note.
@@ -181,6 +185,24 @@ impl Record {
     }
 }
 
+/// Compares two paths of the same PATH argument as [`Path`]'s `Ord` does
+/// (component by component) without splitting them: byte by byte, with `/`
+/// as the lowest byte (no name holds a NUL), so a name that is a prefix of
+/// another (`a/` against `a.b`) and a directory's path against its
+/// entries' sort as components do. The one path not spelled with its
+/// argument's prefix is `.`, which the walk shows for the argument `.`
+/// itself (its entries are `a`, not `./a`); it sorts first, as `CurDir`.
+pub fn path_cmp(a: &Path, b: &Path) -> Ordering {
+    fn key(p: &Path) -> &[u8] {
+        match p.as_os_str().as_bytes() {
+            b"." => b"",
+            k => k,
+        }
+    }
+    let low = |c: &u8| if *c == b'/' { 0 } else { *c };
+    key(a).iter().map(low).cmp(key(b).iter().map(low))
+}
+
 fn algo_index(a: Algo) -> u8 {
     Algo::ALL
         .iter()
@@ -286,6 +308,30 @@ mod tests {
                 (1, b"a"),
             ]
         );
+    }
+
+    #[test]
+    fn path_cmp_is_path_order_for_one_arguments_paths() {
+        // Every pair of paths below a few argument spellings, built from
+        // names that stress the separator: prefixes, bytes below and above
+        // '/', non-UTF-8.
+        let names: [&[u8]; 8] = [b"a", b"a.b", b"a-", b"ab", b"-", b"A", b"a\xff", b"\x01"];
+        for base in ["", "./", "x/", "/abs/dir/", "odd/./x/"] {
+            let mut paths = vec![PathBuf::from(if base.is_empty() { "." } else { base })];
+            for n in names {
+                let one = [base.as_bytes(), n].concat();
+                paths.push(PathBuf::from(OsStr::from_bytes(&one)));
+                for m in names {
+                    let two = [&one[..], b"/", m].concat();
+                    paths.push(PathBuf::from(OsStr::from_bytes(&two)));
+                }
+            }
+            for a in &paths {
+                for b in &paths {
+                    assert_eq!(path_cmp(a, b), a.cmp(b), "{a:?} vs {b:?} under {base:?}");
+                }
+            }
+        }
     }
 
     #[test]
