@@ -191,13 +191,51 @@ fn results_spilled_to_sorted_runs_on_disk_give_the_same_bytes() {
         let got = mpi(2, d.path(), &with_v, &[("PARSUM_TEST_MPI_SPILL_AT", "7")]);
         assert_eq!(got.code, want.code, "{}", got.stderr);
         assert!(got.stdout == want.stdout, "{args:?}: stdout differs");
-        let runs: u64 = got
-            .stderr
-            .lines()
-            .filter_map(|l| l.strip_suffix(" sorted run(s) on disk"))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-            .sum();
+        let runs = sum_of(&got.stderr, " sorted run(s) on disk");
         assert!(runs > 20, "spilled only {runs} runs:\n{}", got.stderr);
+    }
+}
+
+/// The sum over ranks of the number before `what` in the `-v` rank lines.
+fn sum_of(stderr: &str, what: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" of ") && l.starts_with("parsum: rank "))
+        .map(|l| {
+            let at = l.find(what).unwrap_or_else(|| panic!("no {what:?} in {l}"));
+            l[..at].rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn hard_links_are_hashed_once_in_the_whole_job() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, b"x", &vec![7u8; 100_000]);
+    write(r, b"y", b"y");
+    for i in 0..30 {
+        write(r, format!("d{i}/plain").as_bytes(), b"p");
+        std::fs::hard_link(r.join("x"), r.join(format!("d{i}/x-link"))).unwrap();
+        if i % 6 == 0 {
+            std::fs::hard_link(r.join("y"), r.join(format!("d{i}/y-link"))).unwrap();
+        }
+    }
+    let want = single(r, &[]);
+    let got = mpi(4, r, &["-v"], &[]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert!(got.stdout == want.stdout, "stdout differs:\n{}", got.stderr);
+    assert_eq!(sum_of(&got.stderr, " hard-linked name(s)"), 31 + 6);
+    let hashed = sum_of(&got.stderr, " linked file(s) hashed");
+    let fsid = rustix::fs::statvfs(r).unwrap().f_fsid;
+    if fsid != 0 {
+        assert_eq!(hashed, 2, "each linked file once:\n{}", got.stderr);
+    } else {
+        // No file-system id: matched per rank only.
+        assert!((2..=8).contains(&hashed), "{hashed}\n{}", got.stderr);
     }
 }
 

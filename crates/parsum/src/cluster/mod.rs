@@ -17,7 +17,9 @@
 //! wait), so their output is the single-process output too. The protocol is
 //! written out in docs/many-nodes.md.
 
+pub mod exchange;
 pub mod hasher;
+pub mod links;
 pub mod merge;
 pub mod record;
 pub mod runs;
@@ -161,7 +163,8 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         return Exit::Failure;
     }
 
-    let cap = hasher::in_flight_for(world.size(), pipeline.cpus);
+    let cpus = pipeline.cpus;
+    let cap = hasher::in_flight_for(world.size(), cpus);
     let pipe = Pipeline::new(pipeline);
     let hook = abort_hook(rank);
     let spill_at = std::env::var(SPILL_HOOK_VAR)
@@ -192,15 +195,21 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             }
         }
     }
-    let (notes, hasher, stats) = steal::Walk::new(world, &walk, queue, hasher, cap).run();
+    let steal::Walked {
+        notes,
+        links,
+        hasher,
+        stats,
+    } = steal::Walk::new(world, &walk, queue, hasher, cap).run();
     if hook.is_some() {
         // Rank 1 hashed fewer files than the hook's count: die here.
         test_abort(stats.files);
     }
     let walked = started.elapsed();
+    let (linked, link_stats) = links::resolve(world, links, algos, cpus);
     let mut records = hasher.finish();
     let hashed = started.elapsed();
-    for r in notes.into_iter().chain(stdin) {
+    for r in notes.into_iter().chain(stdin).chain(linked) {
         records.push(r);
     }
     let spilled = records.spilled_runs();
@@ -208,14 +217,16 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     if verbose {
         message(&format!(
             "parsum: rank {rank} of {}: {} file(s), {} byte(s) hashed; {} director(ies) listed; \
-             {} share(s) stolen in {} request(s); walk over at {:.3} s, hashing at {:.3} s; \
-             {spilled} sorted run(s) on disk",
+             {} share(s) stolen in {} request(s); {} hard-linked name(s), {} linked file(s) \
+             hashed; walk over at {:.3} s, hashing at {:.3} s; {spilled} sorted run(s) on disk",
             world.size(),
             stats.files,
             stats.bytes,
             stats.dirs,
             stats.steals,
             stats.requests,
+            link_stats.names,
+            link_stats.hashed,
             walked.as_secs_f64(),
             hashed.as_secs_f64(),
         ));

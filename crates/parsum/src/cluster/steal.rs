@@ -28,7 +28,7 @@ use mpi::traits::*;
 use super::hasher::LocalHasher;
 use super::record::Record;
 use super::wire::{Dec, Enc};
-use super::work::{list, Queue};
+use super::work::{list, FileTask, Queue};
 use crate::progress::message;
 use crate::walk::WalkOpts;
 
@@ -87,6 +87,17 @@ pub struct Stats {
     pub requests: u64,
 }
 
+/// What a rank has when the walk is over.
+pub struct Walked {
+    /// The walk's notes (skips, errors).
+    pub notes: Vec<Record>,
+    /// Names of multiply-linked files, for `links.rs`.
+    pub links: Vec<FileTask>,
+    /// The hasher, still finishing its last batches.
+    pub hasher: LocalHasher,
+    pub stats: Stats,
+}
+
 /// One rank's side of the walk.
 pub struct Walk<'a> {
     world: &'a SimpleCommunicator,
@@ -96,6 +107,8 @@ pub struct Walk<'a> {
     queue: Queue,
     hasher: LocalHasher,
     notes: Vec<Record>,
+    /// Names of files with more than one link, hashed after the walk.
+    links: Vec<FileTask>,
     /// Safra: WORK messages sent minus received, and this rank's colour.
     count: i64,
     colour: Colour,
@@ -136,6 +149,7 @@ impl<'a> Walk<'a> {
             queue,
             hasher,
             notes: Vec::new(),
+            links: Vec::new(),
             count: 0,
             colour: Colour::White,
             token: None,
@@ -152,9 +166,8 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// Runs the walk until every rank is done. Returns the walk's notes and
-    /// the hasher, still finishing its last batches.
-    pub fn run(mut self) -> (Vec<Record>, LocalHasher, Stats) {
+    /// Runs the walk until every rank is done.
+    pub fn run(mut self) -> Walked {
         loop {
             self.service();
             if self.done {
@@ -176,7 +189,12 @@ impl<'a> Walk<'a> {
             }
         }
         self.close();
-        (self.notes, self.hasher, self.stats)
+        Walked {
+            notes: self.notes,
+            links: self.links,
+            hasher: self.hasher,
+            stats: self.stats,
+        }
     }
 
     /// One piece of local work: feed the hasher, or list a directory.
@@ -189,9 +207,15 @@ impl<'a> Walk<'a> {
     fn step(&mut self) {
         if self.hasher.has_room() {
             if let Some(batch) = self.queue.files.pop_back() {
+                // Names of multiply-linked files wait for `links.rs`.
+                let (links, batch): (Vec<_>, Vec<_>) =
+                    batch.into_iter().partition(|f| f.stat.nlink > 1);
+                self.links.extend(links);
                 self.stats.files += batch.len() as u64;
                 self.stats.bytes += batch.iter().map(|f| f.stat.size).sum::<u64>();
-                self.hasher.send(batch);
+                if !batch.is_empty() {
+                    self.hasher.send(batch);
+                }
                 return;
             }
         }
