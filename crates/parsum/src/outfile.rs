@@ -1,14 +1,17 @@
 //! `-o FILE`: an output file that appears only once it is complete.
 //!
 //! Invariant: FILE itself is never written piecewise. The output goes to a
-//! temporary file in the same directory (`.NAME.parsum-PID.tmp`, created
-//! exclusively, so it never clobbers anything), which is flushed to disk
-//! and renamed over FILE only when the run has written all of its output
-//! ([`OutFile::commit`]). Any other end (a write error, a panic, the
-//! temporary file dropped uncommitted) removes the temporary file and
-//! leaves an existing FILE as it was. A process that is killed outright
-//! (a crashed MPI rank ends the whole job) leaves at most the hidden
-//! temporary file, never a FILE that looks complete.
+//! temporary file in FILE's directory, which is flushed to disk and renamed
+//! over FILE only when the run has written all of its output
+//! ([`OutFile::commit`]); any other end leaves an existing FILE as it was.
+//!
+//! The temporary file is unnamed where the file system allows it
+//! (`O_TMPFILE`): the walk cannot see it (`parsum -o SUMS .` does not hash
+//! its own output), and a process that is killed outright (a crashed MPI
+//! rank ends the whole job) leaves nothing behind. It gets a name
+//! (`.NAME.parsum-PID.tmp`, created exclusively) only at the commit, for
+//! the rename. Where `O_TMPFILE` is not supported, it is that named file
+//! from the start, removed on drop; a killed process may then leave it.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -16,11 +19,16 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+
 /// An output being written to a temporary file beside its final path.
 #[derive(Debug)]
 pub struct OutFile {
     file: File,
+    /// The temporary name: already in use (named from the start), or
+    /// given at the commit (unnamed file).
     tmp: PathBuf,
+    named: bool,
     dest: PathBuf,
     /// Set once renamed: nothing to clean up.
     committed: bool,
@@ -39,10 +47,30 @@ impl OutFile {
             format!(".parsum-{}.tmp", std::process::id()).into_bytes(),
         ));
         let tmp = dest.with_file_name(tmp_name);
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let unnamed = rustix::fs::open(
+            dir,
+            OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+            // The kernel applies the umask, as for any created file.
+            Mode::from_raw_mode(0o666),
+        );
+        let (file, named) = match unnamed {
+            Ok(fd) => (File::from(fd), false),
+            // Not supported here (the kernel or the file system): a named
+            // temporary file. Any other error is the directory's, and the
+            // named create reports it as well.
+            Err(_) => (
+                OpenOptions::new().write(true).create_new(true).open(&tmp)?,
+                true,
+            ),
+        };
         Ok(OutFile {
             file,
             tmp,
+            named,
             dest: dest.to_path_buf(),
             committed: false,
         })
@@ -62,6 +90,22 @@ impl OutFile {
     /// path. On an error the temporary file is removed (by `Drop`).
     pub fn commit(mut self) -> io::Result<()> {
         self.file.sync_all()?;
+        if !self.named {
+            // Name the unnamed file through /proc (no privilege needed,
+            // unlike AT_EMPTY_PATH), then rename that name into place.
+            let fd_path = format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&self.file)
+            );
+            rustix::fs::linkat(
+                CWD,
+                fd_path.as_str(),
+                CWD,
+                &self.tmp,
+                AtFlags::SYMLINK_FOLLOW,
+            )?;
+            self.named = true;
+        }
         std::fs::rename(&self.tmp, &self.dest)?;
         self.committed = true;
         Ok(())
@@ -70,7 +114,7 @@ impl OutFile {
 
 impl Drop for OutFile {
     fn drop(&mut self) {
-        if !self.committed {
+        if self.named && !self.committed {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
@@ -96,7 +140,7 @@ mod tests {
         let mut f = OutFile::create(&dest).unwrap();
         f.write_all(b"abc\n").unwrap();
         assert!(!dest.exists());
-        assert_eq!(entries(d.path()).len(), 1, "only the temporary file");
+        assert!(entries(d.path()).len() <= 1, "at most the temporary file");
         f.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"abc\n");
         assert_eq!(entries(d.path()), ["SUMS"]);
@@ -112,6 +156,29 @@ mod tests {
         drop(f);
         assert_eq!(std::fs::read(&dest).unwrap(), b"old\n");
         assert_eq!(entries(d.path()), ["SUMS"]);
+    }
+
+    #[test]
+    fn the_temporary_file_is_not_in_the_directory_while_written() {
+        let d = tempfile::tempdir().unwrap();
+        let f = OutFile::create(&d.path().join("SUMS")).unwrap();
+        if f.named {
+            eprintln!("note: no O_TMPFILE here; the temporary file is named");
+            return;
+        }
+        assert!(entries(d.path()).is_empty());
+        f.commit().unwrap();
+        assert_eq!(entries(d.path()), ["SUMS"]);
+    }
+
+    #[test]
+    fn a_bare_file_name_is_in_the_current_directory() {
+        // `-o SUMS`: the parent is "", which means ".".
+        let d = tempfile::tempdir().unwrap();
+        let mut f = OutFile::create(&d.path().join("x")).unwrap();
+        f.write_all(b"x").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(d.path().join("x")).unwrap(), b"x");
     }
 
     #[test]
