@@ -47,6 +47,7 @@ pub struct LocalHasher {
 
 /// A test hook: after `after` files, abort the process (a rank that dies).
 pub struct AbortHook {
+    /// Files hashed before the abort.
     pub after: u64,
 }
 

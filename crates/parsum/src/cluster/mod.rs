@@ -17,14 +17,23 @@
 //! wait), so their output is the single-process output too. The protocol is
 //! written out in docs/many-nodes.md.
 
+/// All-to-all byte exchange (hard links).
 pub mod exchange;
+/// One rank's hashing on the per-device pipeline.
 pub mod hasher;
+/// Hard links hashed once in the whole job.
 pub mod links;
+/// Rank 0's merge of the ranks' sorted streams.
 pub mod merge;
+/// Results with their output-order key.
 pub mod record;
+/// Sorted runs with bounded memory; the k-way merge.
 pub mod runs;
+/// Work stealing and termination.
 pub mod steal;
+/// The byte encoding of messages.
 pub mod wire;
+/// Work items and a rank's queue.
 pub mod work;
 
 use std::sync::Arc;

@@ -32,7 +32,9 @@ use crate::walk::Skip;
 pub struct Record {
     /// Index of the PATH argument it is under.
     pub root: u32,
+    /// The path as printed.
     pub path: PathBuf,
+    /// What happened to it.
     pub outcome: Outcome,
 }
 
@@ -110,6 +112,7 @@ impl Record {
         }
     }
 
+    /// Appends the record to a message.
     pub fn encode(&self, e: &mut Enc) {
         e.u32(self.root);
         e.path(&self.path);
@@ -141,6 +144,7 @@ impl Record {
         }
     }
 
+    /// Reads a record written by [`Record::encode`].
     pub fn decode(d: &mut Dec<'_>) -> WireResult<Record> {
         let root = d.u32()?;
         let path = d.path()?;

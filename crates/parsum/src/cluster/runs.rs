@@ -35,6 +35,7 @@ pub struct SortedRuns {
 }
 
 impl SortedRuns {
+    /// Runs that keep `spill_at` records in memory.
     pub fn new(spill_at: usize) -> SortedRuns {
         SortedRuns {
             mem: Vec::new(),
@@ -44,6 +45,7 @@ impl SortedRuns {
         }
     }
 
+    /// Adds a record (in any order).
     pub fn push(&mut self, r: Record) {
         self.mem.push(r);
         if self.mem.len() >= self.spill_at && !self.spill_failed {
@@ -171,6 +173,7 @@ pub struct KMerge<I> {
 }
 
 impl<I: Iterator<Item = Record>> KMerge<I> {
+    /// The merge of `sources`, each already sorted.
     pub fn new(sources: Vec<I>) -> KMerge<I> {
         KMerge {
             heap: BinaryHeap::with_capacity(sources.len()),

@@ -79,11 +79,14 @@ impl Token {
 /// What a rank did, for `-v` (the balance between ranks).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
+    /// Files given to this rank's hasher, and their bytes.
     pub files: u64,
     pub bytes: u64,
+    /// Directories listed.
     pub dirs: u64,
     /// WORK messages received.
     pub steals: u64,
+    /// REQUESTs sent.
     pub requests: u64,
 }
 
@@ -95,6 +98,7 @@ pub struct Walked {
     pub links: Vec<FileTask>,
     /// The hasher, still finishing its last batches.
     pub hasher: LocalHasher,
+    /// What this rank did.
     pub stats: Stats,
 }
 
@@ -125,6 +129,7 @@ pub struct Walk<'a> {
     /// File batches queued beyond which no directory is listed.
     files_high: usize,
     rng: u64,
+    /// What this rank did.
     pub stats: Stats,
 }
 
@@ -133,6 +138,8 @@ pub struct Walk<'a> {
 const ONE: [u8; 1] = [1];
 
 impl<'a> Walk<'a> {
+    /// A rank's walk, starting from `queue` (rank 0: the PATH arguments),
+    /// with at most `in_flight` batches in `hasher`.
     pub fn new(
         world: &'a SimpleCommunicator,
         opts: &'a WalkOpts,

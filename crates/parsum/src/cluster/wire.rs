@@ -17,35 +17,45 @@ use crate::hash::FileStat;
 /// A message being written.
 #[derive(Default)]
 pub struct Enc {
+    /// The message so far.
     pub buf: Vec<u8>,
 }
 
 impl Enc {
+    /// Appends a byte.
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
+    /// Appends a boolean (one byte).
     pub fn bool(&mut self, v: bool) {
         self.u8(v as u8);
     }
+    /// Appends a u32.
     pub fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
+    /// Appends a u64.
     pub fn u64(&mut self, v: u64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
+    /// Appends an i64.
     pub fn i64(&mut self, v: i64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
+    /// Appends a byte string.
     pub fn bytes(&mut self, b: &[u8]) {
         self.u64(b.len() as u64);
         self.buf.extend_from_slice(b);
     }
+    /// Appends a UTF-8 string.
     pub fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
+    /// Appends a path's exact bytes.
     pub fn path(&mut self, p: &Path) {
         self.bytes(p.as_os_str().as_bytes());
     }
+    /// Appends a file's listed stat.
     pub fn stat(&mut self, s: &FileStat) {
         for v in [s.dev, s.ino, s.nlink, s.size] {
             self.u64(v);
@@ -64,6 +74,7 @@ pub struct Dec<'a> {
 pub type WireResult<T> = Result<T, String>;
 
 impl<'a> Dec<'a> {
+    /// Reads `buf` from its start.
     pub fn new(buf: &'a [u8]) -> Dec<'a> {
         Dec { buf }
     }
@@ -85,9 +96,11 @@ impl<'a> Dec<'a> {
         Ok(head)
     }
 
+    /// Reads a byte.
     pub fn u8(&mut self) -> WireResult<u8> {
         Ok(self.take(1, "a byte")?[0])
     }
+    /// Reads a boolean.
     pub fn bool(&mut self) -> WireResult<bool> {
         match self.u8()? {
             0 => Ok(false),
@@ -95,30 +108,37 @@ impl<'a> Dec<'a> {
             b => Err(format!("malformed message: {b} is not a boolean")),
         }
     }
+    /// Reads a u32.
     pub fn u32(&mut self) -> WireResult<u32> {
         let b = self.take(4, "a u32")?;
         Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
+    /// Reads a u64.
     pub fn u64(&mut self) -> WireResult<u64> {
         let b = self.take(8, "a u64")?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
+    /// Reads an i64.
     pub fn i64(&mut self) -> WireResult<i64> {
         let b = self.take(8, "an i64")?;
         Ok(i64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
+    /// Reads a byte string.
     pub fn bytes(&mut self) -> WireResult<&'a [u8]> {
         let n = self.u64()?;
         let n = usize::try_from(n).map_err(|_| format!("malformed message: length {n}"))?;
         self.take(n, "a byte string")
     }
+    /// Reads a UTF-8 string.
     pub fn string(&mut self) -> WireResult<String> {
         let b = self.bytes()?;
         String::from_utf8(b.to_vec()).map_err(|_| "malformed message: text is not UTF-8".into())
     }
+    /// Reads a path.
     pub fn path(&mut self) -> WireResult<PathBuf> {
         Ok(PathBuf::from(OsStr::from_bytes(self.bytes()?)))
     }
+    /// Reads a file's listed stat.
     pub fn stat(&mut self) -> WireResult<FileStat> {
         Ok(FileStat {
             dev: self.u64()?,

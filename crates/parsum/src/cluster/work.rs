@@ -23,7 +23,9 @@ use crate::walk::{walk_level, walk_subtree_level, DirRef, Event, WalkOpts};
 /// A regular file to hash, found by some rank's listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileTask {
+    /// Index of the PATH argument it is under.
     pub root: u32,
+    /// The path as printed.
     pub path: PathBuf,
     /// As listed: the "before" of the changed-during-read check.
     pub stat: FileStat,
@@ -43,8 +45,11 @@ pub enum Dir {
 /// What one listing produced.
 #[derive(Default)]
 pub struct Listing {
+    /// Subdirectories to list.
     pub dirs: Vec<Dir>,
+    /// The files, in batches.
     pub files: Vec<Vec<FileTask>>,
+    /// Skips and errors, as records.
     pub notes: Vec<Record>,
 }
 
@@ -113,11 +118,14 @@ fn batches(files: Vec<FileTask>) -> Vec<Vec<FileTask>> {
 /// not yet given to its hasher.
 #[derive(Default)]
 pub struct Queue {
+    /// Directories not yet listed.
     pub dirs: VecDeque<Dir>,
+    /// File batches not yet hashed.
     pub files: VecDeque<Vec<FileTask>>,
 }
 
 impl Queue {
+    /// Whether there is no work (the rank is passive).
     pub fn is_empty(&self) -> bool {
         self.dirs.is_empty() && self.files.is_empty()
     }
@@ -186,6 +194,7 @@ impl Queue {
         }
     }
 
+    /// Reads a share written by [`Queue::encode`].
     pub fn decode(d: &mut Dec<'_>) -> WireResult<Queue> {
         let mut q = Queue::default();
         for _ in 0..d.u64()? {
