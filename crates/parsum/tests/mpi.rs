@@ -168,6 +168,7 @@ fn same_bytes_as_one_process_in_every_mode() {
         &["-z"],
         &["-a", "sha256", "--tag", "-z"],
         &["--exclude", "s1*", "--max-depth", "3"],
+        &["--exclude", "s2/sub", "--exclude", "odd/*\\*", "-x"],
     ] {
         assert_same(d.path(), args, &[2, 4]);
     }
@@ -262,10 +263,50 @@ fn several_roots_a_file_root_and_a_missing_one() {
     uneven_tree(d.path());
     let run = assert_same(
         d.path(),
-        &["s3", "./big", "hard1", "no-such-dir", "odd/", "s3"],
+        &[
+            "s3",
+            "./big",
+            "hard1",
+            "no-such-dir",
+            "odd/",
+            "s3",
+            "s8/link",
+            "s7/fifo",
+        ],
         &[3],
     );
     assert_eq!(run.code, 1, "the missing root is an error");
+}
+
+#[test]
+fn a_reader_that_quits_early_ends_the_job_cleanly() {
+    if !have_mpirun() {
+        return;
+    }
+    // `mpirun ... | head -c 100`: the output closes early. The job must end
+    // by itself, not hang. Its status is mpirun's, which forwards rank 0's
+    // stdout: 0 if the pipe took all of it before `head` quit, 141 if
+    // mpirun then died of SIGPIPE (a single parsum exits 1, silently).
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let sh = format!(
+        "timeout -s TERM 120 mpirun --allow-run-as-root --oversubscribe -np 3 {} --no-progress . \
+         | head -c 100 > /dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        env!("CARGO_BIN_EXE_parsum")
+    );
+    let out = assert_cmd::Command::new("bash")
+        .timeout(Duration::from_secs(150))
+        .current_dir(d.path())
+        .args(["-c", &sh])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(status.trim(), "124", "timed out: {stderr}");
+    assert!(
+        ["0", "1", "141"].contains(&status.trim()),
+        "{status}: {stderr}"
+    );
 }
 
 #[test]
