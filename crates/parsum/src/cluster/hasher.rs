@@ -68,7 +68,7 @@ impl LocalHasher {
             let mut runs = Runs::default();
             for batch in rx {
                 for t in batch {
-                    let dir = long_path_parent(&t.path);
+                    let dir = t.dir.or_else(|| long_path_parent(&t.path));
                     let item = Item {
                         path: t.path,
                         dir,
@@ -153,8 +153,8 @@ impl LocalHasher {
     }
 }
 
-/// Files are opened by path; for a path longer than the kernel takes, the
-/// file's directory is opened one component at a time instead
+/// A file not listed here is opened by path; for a path longer than the
+/// kernel takes, the file's directory is opened one component at a time instead
 /// ([`crate::walk::open_dir`]) and the file relative to it, as the
 /// single-process walk does at any depth.
 fn long_path_parent(path: &Path) -> Option<Arc<DirFd>> {

@@ -162,6 +162,7 @@ pub fn resolve(
                     path: d.path()?,
                     stat: d.stat()?,
                     via_link: d.bool()?,
+                    dir: None,
                 };
                 let k = *files.entry(id).or_insert_with(|| {
                     first.push(t);

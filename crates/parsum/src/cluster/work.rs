@@ -4,7 +4,9 @@
 //! level, [`crate::walk::walk_level`]), or a batch of files to hash. Listing
 //! a root or a directory yields new items (its subdirectories, its files in
 //! batches) and the walk's notes (skips, errors) as records. Items name
-//! everything by path, so any rank can take any item.
+//! everything by path, so any rank can take any item; a file also keeps its
+//! directory's descriptor while it stays on the rank that listed it (the
+//! queue is bounded, see `steal.rs`, so few are held).
 //!
 //! Invariant: every item is in exactly one place: a rank's [`Queue`], a
 //! message in flight, or the rank's hasher. [`Queue::split`] moves half of
@@ -13,15 +15,17 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::record::{Outcome, Record};
 use super::wire::{Dec, Enc, WireResult};
+use crate::dirfd::DirFd;
 use crate::hash::{os_message, FileStat};
 use crate::pipeline::{BATCH_BYTES, BATCH_FILES};
 use crate::walk::{walk_level, walk_subtree_level, DirRef, Event, WalkOpts};
 
 /// A regular file to hash, found by some rank's listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FileTask {
     /// Index of the PATH argument it is under.
     pub root: u32,
@@ -31,6 +35,9 @@ pub struct FileTask {
     pub stat: FileStat,
     /// Reached through a followed link (open it following links).
     pub via_link: bool,
+    /// Its directory, on the rank that listed it, to open it with `openat`
+    /// as the single-process walk does; not sent (a thief opens by path).
+    pub dir: Option<Arc<DirFd>>,
 }
 
 /// A directory (or PATH argument) to list.
@@ -66,6 +73,7 @@ pub fn list(dir: Dir, opts: &WalkOpts) -> Listing {
             path: e.path,
             stat: e.stat,
             via_link: e.via_link,
+            dir: e.dir,
         }),
         // Dropping the subtree closes its descriptor: items hold none.
         Event::Mount(sub) => out.dirs.push(Dir::Below(root, sub.to_ref())),
@@ -237,6 +245,7 @@ impl Queue {
                     path: d.path()?,
                     stat: d.stat()?,
                     via_link: d.bool()?,
+                    dir: None,
                 });
             }
             if batch.is_empty() {
@@ -265,6 +274,7 @@ mod tests {
                 ..Default::default()
             },
             via_link: false,
+            dir: None,
         }
     }
 
