@@ -3,7 +3,8 @@
 # - balance: files and bytes hashed per rank on a skewed tree (one directory
 #   of 20 000 files, 200 directories of 10, 4 files of 32 MiB), -np 2 and 4;
 # - overhead: the plain binary, the MPI binary without a launcher, and
-#   `mpirun -np 1` (and mpirun's own start-up on an empty tree);
+#   `mpirun -np 1`, bound to one core (Open MPI's default for 1-2 ranks)
+#   and not (and mpirun's own start-up on an empty tree);
 # - rank 0's peak RSS as the number of files grows (10k, 40k, 160k, 640k).
 # Every mpirun output is compared with the plain binary's first.
 #
@@ -75,7 +76,7 @@ for np in 2 4; do
   echo "| rank | files | bytes | directories listed | shares stolen | requests |"
   echo "|---:|---:|---:|---:|---:|---:|"
   (cd "$BASE/skew" && "${MPIRUN[@]}" -np "$np" "$MPI" --no-progress -v . 2>&1 >/dev/null) \
-    | sed -n 's/^parsum: rank \([0-9]*\) of [0-9]*: \([0-9]*\) file(s), \([0-9]*\) byte(s) hashed; \([0-9]*\) director(ies) listed; \([0-9]*\) share(s) stolen in \([0-9]*\) request(s).*/| \1 | \2 | \3 | \4 | \5 | \6 |/p' \
+    | sed -n 's/^parsum: rank \([0-9]*\) of [0-9]* ([0-9]* CPU(s)): \([0-9]*\) file(s), \([0-9]*\) byte(s) hashed; \([0-9]*\) director(ies) listed; \([0-9]*\) share(s) stolen in \([0-9]*\) request(s).*/| \1 | \2 | \3 | \4 | \5 | \6 |/p' \
     | sort -t'|' -k2 -n
 done
 
@@ -86,8 +87,11 @@ same 1 "$BASE/skew"
 hyperfine -N --warmup 2 --runs "$RUNS" -u millisecond --style none --export-markdown "$BASE/overhead.md" \
   -n plain "$PLAIN --no-progress --no-summary $BASE/skew -o $BASE/o1" \
   -n "mpi build, no launcher" "$MPI --no-progress --no-summary $BASE/skew -o $BASE/o2" \
-  -n "mpirun -np 1" "${MPIRUN[*]} -np 1 $MPI --no-progress --no-summary $BASE/skew -o $BASE/o3" \
-  -n "mpirun -np 1, empty tree" "${MPIRUN[*]} -np 1 $MPI --no-progress --no-summary $BASE/empty" \
+  -n "mpirun -np 1 (bound to a core)" "${MPIRUN[*]} -np 1 $MPI --no-progress --no-summary $BASE/skew -o $BASE/o3" \
+  -n "mpirun --bind-to none -np 1" "${MPIRUN[*]} --bind-to none -np 1 $MPI --no-progress --no-summary $BASE/skew -o $BASE/o4" \
+  -n "mpirun --bind-to none -np 1, empty tree" "${MPIRUN[*]} --bind-to none -np 1 $MPI --no-progress --no-summary $BASE/empty" \
+  -n "plain, 160 000 files" "$PLAIN --no-progress --no-summary $BASE/n160000 -o $BASE/o5" \
+  -n "mpirun --bind-to none -np 1, 160 000 files" "${MPIRUN[*]} --bind-to none -np 1 $MPI --no-progress --no-summary $BASE/n160000 -o $BASE/o6" \
   >/dev/null
 cat "$BASE/overhead.md"
 

@@ -225,7 +225,8 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let records = records.into_sorted();
     if verbose {
         message(&format!(
-            "parsum: rank {rank} of {}: {} file(s), {} byte(s) hashed; {} director(ies) listed; \
+            "parsum: rank {rank} of {} ({cpus} CPU(s)): {} file(s), {} byte(s) hashed; \
+             {} director(ies) listed; \
              {} share(s) stolen in {} request(s); {} hard-linked name(s), {} linked file(s) \
              hashed; walk over at {:.3} s, hashing at {:.3} s; {spilled} sorted run(s) on disk",
             world.size(),
