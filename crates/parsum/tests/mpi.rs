@@ -255,6 +255,32 @@ fn deeper_than_path_max() {
 }
 
 #[test]
+fn repeated_runs_with_more_ranks_than_cores_never_differ_or_hang() {
+    if !have_mpirun() {
+        return;
+    }
+    // Stealing and termination under heavy oversubscription (up to 6 ranks
+    // on 2 cores): timing differs from run to run, the bytes must not.
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..40 {
+        write(
+            d.path(),
+            format!("w{}/f{i}", i % 7).as_bytes(),
+            &[i as u8; 3000],
+        );
+    }
+    for i in 0..200 {
+        write(d.path(), format!("one/f{i:03}").as_bytes(), &[i as u8; 10]);
+    }
+    let want = single(d.path(), &[]);
+    for np in [5, 6, 2, 3, 6, 4, 5, 6] {
+        let got = mpi(np, d.path(), &[], &[]);
+        assert_eq!(got.code, 0, "-np {np}: {}", got.stderr);
+        assert!(got.stdout == want.stdout, "-np {np}: stdout differs");
+    }
+}
+
+#[test]
 fn several_roots_a_file_root_and_a_missing_one() {
     if !have_mpirun() {
         return;
