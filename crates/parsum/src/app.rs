@@ -11,7 +11,7 @@ use crate::cli::Args;
 use crate::config::{Config, Mode};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet};
-use crate::output::{Format, Note, TreeSink};
+use crate::output::{Format, Note, Out, TreeSink};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink, Stream};
 use crate::progress::{message, Progress};
 
@@ -42,9 +42,20 @@ pub fn run() -> Exit {
     }
 }
 
-/// Runs a resolved configuration.
+/// Runs a resolved configuration: here, or across the ranks of an MPI job
+/// when the binary was built with `--features mpi` and started by a
+/// launcher (`cluster/`).
 pub fn run_config(cfg: Config) -> Exit {
     raise_open_files_limit();
+    #[cfg(feature = "mpi")]
+    if crate::cluster::launched() {
+        return crate::cluster::run(cfg);
+    }
+    run_here(cfg)
+}
+
+/// Runs a resolved configuration in this process alone.
+pub fn run_here(cfg: Config) -> Exit {
     let Config {
         mode,
         walk,
@@ -94,11 +105,13 @@ pub fn run_config(cfg: Config) -> Exit {
             roots,
             algo,
             format,
+            output,
         } => {
             let tree = Tree {
                 roots,
                 algo,
                 format,
+                output,
                 zero,
                 verbose,
                 summary,
@@ -139,9 +152,40 @@ struct Tree {
     roots: Vec<PathBuf>,
     algo: Algo,
     format: Format,
+    output: Option<PathBuf>,
     zero: bool,
     verbose: bool,
     summary: bool,
+}
+
+/// Where tree mode writes: standard output, or `-o FILE` (created before
+/// any work, so a bad FILE costs nothing; its error is already reported).
+pub(crate) fn open_output(output: Option<&std::path::Path>) -> Result<Out, Exit> {
+    match output {
+        None => Ok(Out::new()),
+        Some(p) => Out::to_file(p).map_err(|m| {
+            message(&m);
+            Exit::Failure
+        }),
+    }
+}
+
+/// The end of tree mode, once every result went through `sink`: write the
+/// rest (renaming `-o FILE` into place), the symlink note and the summary.
+pub(crate) fn finish_tree(sink: &mut TreeSink, progress: &Progress, summary: bool) -> Exit {
+    let written = sink.out.finish();
+    progress.finish();
+    let t = &sink.tally;
+    if t.symlinks > 0 && !sink.verbose {
+        message(&format!(
+            "parsum: skipped {} symbolic link(s); use --follow to hash their targets",
+            t.symlinks
+        ));
+    }
+    if summary {
+        message(&t.summary(progress.elapsed().as_secs_f64()));
+    }
+    Exit::failed_if(t.errors > 0).and(written)
 }
 
 impl Tree {
@@ -151,6 +195,10 @@ impl Tree {
         walk: Arc<crate::walk::WalkOpts>,
         progress: &Progress,
     ) -> Exit {
+        let out = match open_output(self.output.as_deref()) {
+            Ok(out) => out,
+            Err(exit) => return exit,
+        };
         let algos = AlgoSet::of(self.algo);
         // One producer per root, each on its own thread: roots on different
         // devices hash at the same time; output follows argument order.
@@ -174,6 +222,7 @@ impl Tree {
             progress,
             &counters,
         );
+        sink.out = out;
         for s in streams {
             if sink.stopped() {
                 break;
@@ -187,18 +236,6 @@ impl Tree {
                 }
             }
         }
-        let written = sink.out.finish();
-        progress.finish();
-        let t = &sink.tally;
-        if t.symlinks > 0 && !self.verbose {
-            message(&format!(
-                "parsum: skipped {} symbolic link(s); use --follow to hash their targets",
-                t.symlinks
-            ));
-        }
-        if self.summary {
-            message(&t.summary(progress.elapsed().as_secs_f64()));
-        }
-        Exit::failed_if(t.errors > 0).and(written)
+        finish_tree(&mut sink, progress, self.summary)
     }
 }

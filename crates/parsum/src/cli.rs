@@ -57,6 +57,11 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Write the checksums to FILE instead of standard output. FILE appears
+    /// only once complete (written to a temporary file beside it, then renamed)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
     /// End each output line with NUL instead of newline, and do not escape names
     #[arg(short = 'z', long = "zero")]
     pub zero: bool,
@@ -190,6 +195,18 @@ impl Args {
         }
         if self.verify.is_some() && !self.paths.is_empty() {
             return Err("--verify takes no PATH: STATE lists the files".into());
+        }
+        if self.output.is_some()
+            && (self.check
+                || self.audit.is_some()
+                || self.update.is_some()
+                || self.verify.is_some())
+        {
+            return Err(
+                "--output is for hashing trees; -c, --audit, --update and --verify \
+                 print their reports to standard output"
+                    .into(),
+            );
         }
         if self.json && self.zero {
             return Err("--json and -z cannot be combined".into());

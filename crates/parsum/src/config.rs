@@ -27,6 +27,8 @@ pub enum Mode {
         roots: Vec<PathBuf>,
         algo: Algo,
         format: Format,
+        /// `-o FILE`: written whole or not at all (`outfile.rs`).
+        output: Option<PathBuf>,
     },
     /// `-c`: verify the `manifests` (`-` is standard input).
     Check {
@@ -146,6 +148,7 @@ impl Config {
                 } else {
                     Format::Gnu
                 },
+                output: args.output.clone(),
             }
         };
         Ok(Config {

@@ -17,6 +17,8 @@ pub mod app;
 pub mod audit;
 pub mod check;
 pub mod cli;
+#[cfg(feature = "mpi")]
+pub mod cluster;
 pub mod config;
 pub mod device;
 pub mod dirfd;
@@ -25,6 +27,7 @@ pub mod escape;
 pub mod exit;
 pub mod hash;
 pub mod manifest;
+pub mod outfile;
 pub mod output;
 pub mod pipeline;
 pub mod progress;

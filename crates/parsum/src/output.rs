@@ -18,6 +18,7 @@ use crate::escape::{json_str, quote, Escape};
 use crate::exit::Exit;
 use crate::hash::{os_message, Algo, Digest, FileHash, HashError};
 use crate::manifest::{write_gnu, write_tag};
+use crate::outfile::OutFile;
 use crate::pipeline::{Item, Sink};
 use crate::progress::{human_bytes, message, Counters, Progress};
 use crate::walk::Skip;
@@ -151,13 +152,16 @@ impl Tally {
     }
 }
 
-/// Standard output through one buffer. Lines are collected and written
-/// once per batch; the first write error is kept, nothing more is written
-/// after it, and [`Out::finish`] reports it upward as the run's status.
+/// Standard output (or `-o FILE`) through one buffer. Lines are collected
+/// and written once per batch; the first write error is kept, nothing more
+/// is written after it, and [`Out::finish`] reports it upward as the run's
+/// status.
 #[derive(Default)]
 pub struct Out {
     pub buf: Vec<u8>,
     error: Option<io::Error>,
+    /// `-o FILE`: written here instead, renamed into place by `finish`.
+    file: Option<OutFile>,
 }
 
 impl Out {
@@ -165,13 +169,29 @@ impl Out {
         Out {
             buf: Vec::with_capacity(64 * 1024),
             error: None,
+            file: None,
         }
+    }
+
+    /// An output to `dest` (`-o`), which appears only when [`Out::finish`]
+    /// succeeds (see `outfile.rs`). An error names `dest`.
+    pub fn to_file(dest: &Path) -> Result<Out, String> {
+        let file = OutFile::create(dest)
+            .map_err(|e| format!("parsum: {}: {}", quote(dest), os_message(&e)))?;
+        Ok(Out {
+            file: Some(file),
+            ..Out::new()
+        })
     }
 
     /// Writes what was collected (hiding the progress bar meanwhile).
     pub fn flush(&mut self) {
         if !self.buf.is_empty() && self.error.is_none() {
-            if let Err(e) = crate::progress::write_stdout(&self.buf) {
+            let written = match &mut self.file {
+                Some(f) => f.write_all(&self.buf),
+                None => crate::progress::write_stdout(&self.buf),
+            };
+            if let Err(e) = written {
                 self.error = Some(e);
             }
         }
@@ -186,13 +206,35 @@ impl Out {
 
     /// Flushes, and says how writing went: a write error is reported on
     /// stderr (a closed pipe silently, as a reader that quit is no news).
+    ///
+    /// With `-o FILE`, a complete output is renamed into place; after a
+    /// write error the temporary file is removed and FILE left as it was.
     pub fn finish(&mut self) -> Exit {
         self.flush();
+        if self.error.is_none() {
+            if let Some(f) = self.file.take() {
+                let dest = f.dest().to_path_buf();
+                if let Err(e) = f.commit() {
+                    message(&format!(
+                        "parsum: write error: {}: {}",
+                        quote(&dest),
+                        os_message(&e)
+                    ));
+                    return Exit::Failure;
+                }
+            }
+        }
         match &self.error {
             None => Exit::Success,
             Some(e) => {
-                if e.kind() != io::ErrorKind::BrokenPipe {
-                    message(&format!("parsum: write error: {}", os_message(e)));
+                // Dropping the file removes its temporary file.
+                let file = self.file.take();
+                let to = file
+                    .as_ref()
+                    .map(|f| format!("{}: ", quote(f.dest())))
+                    .unwrap_or_default();
+                if e.kind() != io::ErrorKind::BrokenPipe || file.is_some() {
+                    message(&format!("parsum: write error: {to}{}", os_message(e)));
                 }
                 Exit::Failure
             }

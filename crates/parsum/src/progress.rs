@@ -33,8 +33,10 @@ pub fn message(line: &str) {
     match slot.as_ref() {
         Some(bar) => bar.suspend(|| eprintln!("{line}")),
         None => {
+            // One write per line: stderr is unbuffered, and processes that
+            // share it (MPI ranks) must not split each other's lines.
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{line}");
+            let _ = err.write_all(format!("{line}\n").as_bytes());
         }
     }
 }

@@ -151,6 +151,27 @@ impl Excludes {
 /// A root that is a symbolic link is followed (like `find -H`): naming a
 /// link on the command line means its target.
 pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
+    walk_root(root, opts, Reach::Whole, emit)
+}
+
+/// How far one call walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The whole tree below (only other devices become [`Event::Mount`]).
+    Whole,
+    /// One directory: every subdirectory becomes an [`Event::Mount`], for
+    /// a caller that walks it later, elsewhere (parsum over MPI).
+    Level,
+}
+
+/// [`walk`] of `root` itself only: its subdirectories come back as
+/// [`Event::Mount`]s, to be walked with [`walk_subtree_level`] later or by
+/// another process (as a [`DirRef`]).
+pub fn walk_level(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
+    walk_root(root, opts, Reach::Level, emit)
+}
+
+fn walk_root(root: &Path, opts: &WalkOpts, reach: Reach, emit: &mut dyn FnMut(Event)) {
     let meta = match fs::metadata(root) {
         Ok(m) => m,
         Err(e) => {
@@ -196,6 +217,7 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
         root_dev: meta.dev(),
         ancestors: vec![(meta.dev(), meta.ino())],
         emit,
+        reach,
     };
     // Only exactly "." (Path compares "./" equal to it): `parsum ./` prints
     // "./a", as `find ./` does; `parsum .` prints bare relative names
@@ -210,14 +232,123 @@ pub fn walk(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
 
 /// Walks a [`Subtree`] handed out by [`Event::Mount`].
 pub fn walk_subtree(sub: Subtree, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
+    walk_sub(sub, opts, Reach::Whole, emit)
+}
+
+/// [`walk_subtree`] of the directory itself only, as [`walk_level`].
+pub fn walk_subtree_level(sub: Subtree, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
+    walk_sub(sub, opts, Reach::Level, emit)
+}
+
+fn walk_sub(sub: Subtree, opts: &WalkOpts, reach: Reach, emit: &mut dyn FnMut(Event)) {
     let mut w = Walker {
         opts,
         dev: sub.dev,
         root_dev: sub.root_dev,
         ancestors: sub.ancestors,
         emit,
+        reach,
     };
     w.dir(sub.fd, &sub.path, &sub.rel, sub.depth, sub.via_link);
+}
+
+/// A [`Subtree`] without its descriptor, named by its path: what another
+/// process needs to walk it (parsum over MPI sends these between ranks).
+/// [`DirRef::open`] opens it again by path and checks that it is still the
+/// same directory (device and inode), so a directory replaced meanwhile is
+/// reported, never walked in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirRef {
+    /// The path as shown (the root's spelling joined with the names below).
+    pub path: PathBuf,
+    /// The path below the root, for `--exclude` globs with a `/`.
+    pub rel: PathBuf,
+    /// The depth of its entries (the root's are at 1).
+    pub depth: usize,
+    /// The device of the directory and of the root (`--one-file-system`).
+    pub dev: u64,
+    pub root_dev: u64,
+    /// (dev, ino) of every directory from the root to this one, itself
+    /// last: the loop check under `--follow`.
+    pub ancestors: Vec<(u64, u64)>,
+    /// Reached through a followed symbolic link.
+    pub via_link: bool,
+}
+
+impl Subtree {
+    /// This subtree as a [`DirRef`]; its descriptor is closed when `self` drops.
+    pub fn to_ref(&self) -> DirRef {
+        DirRef {
+            path: self.path.clone(),
+            rel: self.rel.clone(),
+            depth: self.depth,
+            dev: self.dev,
+            root_dev: self.root_dev,
+            ancestors: self.ancestors.clone(),
+            via_link: self.via_link,
+        }
+    }
+}
+
+/// Opens the directory at `path` (following a final symbolic link only if
+/// `follow`). A path longer than the kernel takes (`ENAMETOOLONG`, deeper
+/// than `PATH_MAX`) is opened one component at a time, each relative to the
+/// one before, so depth is no limit here either; the caller checks that it
+/// got the directory it expected.
+pub fn open_dir(path: &Path, follow: bool) -> io::Result<DirFd> {
+    DirFd::open(
+        || match rustix::fs::open(path, dir_flags(follow), Mode::empty()) {
+            Err(rustix::io::Errno::NAMETOOLONG) => open_by_components(path, follow),
+            r => r,
+        },
+    )
+}
+
+fn open_by_components(path: &Path, follow: bool) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    use std::path::Component;
+    let mut cur: Option<std::os::fd::OwnedFd> = None;
+    let mut comps = path.components().peekable();
+    while let Some(c) = comps.next() {
+        let name: &OsStr = match c {
+            Component::RootDir => "/".as_ref(),
+            Component::CurDir => ".".as_ref(),
+            Component::ParentDir => "..".as_ref(),
+            Component::Normal(n) => n,
+            Component::Prefix(_) => return Err(rustix::io::Errno::INVAL),
+        };
+        // Links on the way were followed when the path was listed.
+        let flags = dir_flags(follow || comps.peek().is_some());
+        let next = match &cur {
+            Some(dir) => rustix::fs::openat(dir, name, flags, Mode::empty())?,
+            None => rustix::fs::openat(rustix::fs::CWD, name, flags, Mode::empty())?,
+        };
+        cur = Some(next);
+    }
+    cur.ok_or(rustix::io::Errno::NOENT)
+}
+
+impl DirRef {
+    /// Opens the directory again by its path, as a [`Subtree`]; an error if
+    /// it is gone or is now another directory.
+    pub fn open(self) -> io::Result<Subtree> {
+        let fd = open_dir(&self.path, self.via_link)?;
+        let st = FileStat::of_stat(&rustix::fs::fstat(&fd)?);
+        if self.ancestors.last() != Some(&(st.dev, st.ino)) {
+            return Err(io::Error::other(
+                "directory replaced during the walk; its entries were not read",
+            ));
+        }
+        Ok(Subtree {
+            path: self.path,
+            fd: Arc::new(fd),
+            rel: self.rel,
+            depth: self.depth,
+            dev: self.dev,
+            root_dev: self.root_dev,
+            ancestors: self.ancestors,
+            via_link: self.via_link,
+        })
+    }
 }
 
 /// Flags to open a directory; `follow`: through a symbolic link too.
@@ -247,6 +378,7 @@ struct Walker<'a> {
     /// (dev, ino) of the directories on the current path, for loop checks.
     ancestors: Vec<(u64, u64)>,
     emit: &'a mut dyn FnMut(Event),
+    reach: Reach,
 }
 
 impl Walker<'_> {
@@ -361,7 +493,7 @@ impl Walker<'_> {
                         continue;
                     }
                 };
-                if dev != self.dev {
+                if dev != self.dev || self.reach == Reach::Level {
                     let mut ancestors = self.ancestors.clone();
                     ancestors.push(id);
                     let sub = Subtree {

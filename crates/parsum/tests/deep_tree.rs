@@ -6,30 +6,13 @@
 mod common;
 use common::*;
 
-use std::os::fd::OwnedFd;
 use std::time::Duration;
-
-use rustix::fs::{Mode, OFlags};
 
 const DEPTH: usize = 4000;
 
-/// `d/d/.../d` DEPTH deep, with a file `f` in each, made with `*at` calls
-/// (no path is ever longer than one component).
 fn deep_tree() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    let mut dir: OwnedFd = rustix::fs::open(d.path(), OFlags::DIRECTORY, Mode::empty()).unwrap();
-    for i in 0..DEPTH {
-        rustix::fs::mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
-        dir = rustix::fs::openat(&dir, "d", OFlags::DIRECTORY, Mode::empty()).unwrap();
-        let f = rustix::fs::openat(
-            &dir,
-            "f",
-            OFlags::WRONLY | OFlags::CREATE,
-            Mode::from_raw_mode(0o644),
-        )
-        .unwrap();
-        rustix::io::write(&f, format!("{i}\n").as_bytes()).unwrap();
-    }
+    deep_chain(d.path(), DEPTH);
     d
 }
 

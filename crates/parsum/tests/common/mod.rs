@@ -126,3 +126,24 @@ pub fn run_std(cmd: &mut StdCommand) -> (i32, Vec<u8>, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `d/d/.../d`, `depth` deep under `root`, with a file `f` (holding its
+/// level) in each, made with `*at` calls: no path is ever longer than one
+/// component, so it may go deeper than PATH_MAX.
+pub fn deep_chain(root: &Path, depth: usize) {
+    use rustix::fs::{Mode, OFlags};
+    let mut dir: std::os::fd::OwnedFd =
+        rustix::fs::open(root, OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for i in 0..depth {
+        rustix::fs::mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
+        dir = rustix::fs::openat(&dir, "d", OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let f = rustix::fs::openat(
+            &dir,
+            "f",
+            OFlags::WRONLY | OFlags::CREATE,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rustix::io::write(&f, format!("{i}\n").as_bytes()).unwrap();
+    }
+}

@@ -1,0 +1,248 @@
+//! Hard links hashed once cluster-wide.
+//!
+//! A file with more than one name is not hashed where its name was taken:
+//! the walk sets such names aside, and after the walk every name goes to
+//! the rank that owns its file's identity, which hashes each file once,
+//! through one of its names, and answers every name with that result. A
+//! file's identity is (file-system id from `statvfs`, inode, size, mtime):
+//! `st_dev` can differ between NFS clients, the file-system id does not.
+//!
+//! Invariant: every name set aside gets exactly one record, with the
+//! digest (or error) of its file. A file system that reports no id (0,
+//! as some pseudo and temporary file systems do) cannot be matched across
+//! nodes safely; its names are matched by this rank's `st_dev` and hashed
+//! on this rank's own file-system-id-0 share, so two different files are
+//! never given one digest.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+
+use super::exchange::all_to_all;
+use super::record::{Outcome, Record};
+use super::steal::fatal;
+use super::wire::{Dec, Enc, WireResult};
+use super::work::FileTask;
+use crate::hash::{hash_file, AlgoSet, HashOpts};
+
+/// A file's identity across nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FileId {
+    /// The file-system id, or (when the file system has none) this
+    /// rank's device number, marked by `local`.
+    fs: u64,
+    local: Option<u32>,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileId {
+    fn owner(&self, ranks: i32) -> i32 {
+        if let Some(rank) = self.local {
+            return rank as i32;
+        }
+        // FNV-1a over the fields that are the same on every node.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for v in [self.fs, self.ino] {
+            for b in v.to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        (h % ranks as u64) as i32
+    }
+
+    fn encode(&self, e: &mut Enc) {
+        e.u64(self.fs);
+        match self.local {
+            Some(r) => {
+                e.u8(1);
+                e.u32(r);
+            }
+            None => e.u8(0),
+        }
+        e.u64(self.ino);
+        e.u64(self.size);
+        e.i64(self.mtime);
+        e.i64(self.mtime_nsec);
+    }
+
+    fn decode(d: &mut Dec<'_>) -> WireResult<FileId> {
+        Ok(FileId {
+            fs: d.u64()?,
+            local: match d.u8()? {
+                0 => None,
+                _ => Some(d.u32()?),
+            },
+            ino: d.u64()?,
+            size: d.u64()?,
+            mtime: d.i64()?,
+            mtime_nsec: d.i64()?,
+        })
+    }
+}
+
+/// The file-system id of each device, asked once per device.
+#[derive(Default)]
+struct FsIds(HashMap<u64, u64>);
+
+impl FsIds {
+    fn id_of(&mut self, t: &FileTask, rank: i32) -> FileId {
+        let fs = *self
+            .0
+            .entry(t.stat.dev)
+            .or_insert_with(|| rustix::fs::statvfs(&t.path).map(|s| s.f_fsid).unwrap_or(0));
+        let (fs, local) = if fs == 0 {
+            (t.stat.dev, Some(rank as u32))
+        } else {
+            (fs, None)
+        };
+        FileId {
+            fs,
+            local,
+            ino: t.stat.ino,
+            size: t.stat.size,
+            mtime: t.stat.mtime,
+            mtime_nsec: t.stat.mtime_nsec,
+        }
+    }
+}
+
+/// What [`resolve`] did here, for `-v`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinkStats {
+    /// Names this rank set aside.
+    pub names: u64,
+    /// Files this rank hashed for everyone's names.
+    pub hashed: u64,
+}
+
+/// Gives every name in `names` (files with more than one link) its
+/// record, hashing each file once in the whole job on `threads` threads. A
+/// collective: every rank calls it after the walk.
+pub fn resolve(
+    world: &SimpleCommunicator,
+    names: Vec<FileTask>,
+    algos: AlgoSet,
+    threads: usize,
+) -> (Vec<Record>, LinkStats) {
+    let (rank, size) = (world.rank(), world.size());
+    let mut ids = FsIds::default();
+    // Ask each owner about the names whose file it owns.
+    let mut asks: Vec<Enc> = (0..size).map(|_| Enc::default()).collect();
+    let mut asked: Vec<Vec<usize>> = vec![Vec::new(); size as usize];
+    for (i, t) in names.iter().enumerate() {
+        let id = ids.id_of(t, rank);
+        let owner = id.owner(size) as usize;
+        let e = &mut asks[owner];
+        id.encode(e);
+        e.u32(t.root);
+        e.path(&t.path);
+        e.stat(&t.stat);
+        e.bool(t.via_link);
+        asked[owner].push(i);
+    }
+    let incoming = all_to_all(world, asks.into_iter().map(|e| e.buf).collect());
+
+    // As owner: one hash per file, through the first name asked about.
+    let mut files: HashMap<FileId, usize> = HashMap::new();
+    let mut first: Vec<FileTask> = Vec::new();
+    let mut per_rank: Vec<Vec<usize>> = Vec::with_capacity(size as usize);
+    for (from, msg) in incoming.iter().enumerate() {
+        let mut d = Dec::new(msg);
+        let mut which = Vec::new();
+        let decoded: WireResult<()> = (|| {
+            while !d.is_empty() {
+                let id = FileId::decode(&mut d)?;
+                let t = FileTask {
+                    root: d.u32()?,
+                    path: d.path()?,
+                    stat: d.stat()?,
+                    via_link: d.bool()?,
+                    dir: None,
+                };
+                let k = *files.entry(id).or_insert_with(|| {
+                    first.push(t);
+                    first.len() - 1
+                });
+                which.push(k);
+            }
+            Ok(())
+        })();
+        if let Err(e) = decoded {
+            fatal(world, &format!("hard links from rank {from}: {e}"));
+        }
+        per_rank.push(which);
+    }
+    let stats = LinkStats {
+        names: names.len() as u64,
+        hashed: first.len() as u64,
+    };
+    let outcomes: Vec<Vec<u8>> = if first.is_empty() {
+        Vec::new()
+    } else {
+        let pool = parpool::ThreadPool::with_workers(threads.clamp(1, first.len()));
+        pool.map(
+            |t: &FileTask| {
+                let r = hash_file(
+                    &t.path,
+                    algos,
+                    HashOpts {
+                        no_follow: !t.via_link,
+                        listed: Some(t.stat),
+                        ..Default::default()
+                    },
+                );
+                let mut e = Enc::default();
+                Record {
+                    root: 0,
+                    path: PathBuf::new(),
+                    outcome: Outcome::of_hash(r),
+                }
+                .encode(&mut e);
+                e.buf
+            },
+            &first,
+        )
+    };
+
+    // Answer each rank, name by name, in the order it asked.
+    let answers = per_rank
+        .iter()
+        .map(|which| {
+            let mut buf = Vec::new();
+            for &k in which {
+                buf.extend_from_slice(&outcomes[k]);
+            }
+            buf
+        })
+        .collect();
+    let replies = all_to_all(world, answers);
+
+    let mut records = Vec::with_capacity(names.len());
+    let mut names: Vec<Option<FileTask>> = names.into_iter().map(Some).collect();
+    for (owner, reply) in replies.iter().enumerate() {
+        let mut d = Dec::new(reply);
+        for &i in &asked[owner] {
+            let t = names[i].take().expect("each name asked once");
+            let got = Record::decode(&mut d).unwrap_or_else(|e| {
+                fatal(world, &format!("hard-link digests from rank {owner}: {e}"))
+            });
+            records.push(Record {
+                root: t.root,
+                path: t.path,
+                outcome: got.outcome,
+            });
+        }
+        if !d.is_empty() {
+            fatal(
+                world,
+                &format!("hard-link digests from rank {owner}: too many"),
+            );
+        }
+    }
+    (records, stats)
+}

@@ -1,0 +1,254 @@
+//! parsum over MPI (`--features mpi`): the same command and the same bytes
+//! on rank 0's stdout, from 1 to N ranks (`mpirun -np N parsum ARGS`).
+//!
+//! Invariants:
+//! - Without a launcher in the environment ([`launched`] is false) none of
+//!   this runs and MPI is never initialised: the MPI build is then the
+//!   single-machine parsum.
+//! - Under a launcher, MPI is initialised funneled: only the main thread of
+//!   each rank calls MPI; hashing runs on the rank's own pools.
+//! - Only rank 0 writes to stdout (or `-o FILE`), and every rank ends with
+//!   rank 0's exit status.
+//!
+//! Tree mode runs in three phases: the distributed walk with work stealing
+//! ([`steal`]), each rank hashing what it took ([`hasher`]); each rank
+//! sorting its [`record`]s; rank 0 merging the sorted runs into the output
+//! ([`merge`]). `-c` and `--audit` run on rank 0 alone (the other ranks
+//! wait), so their output is the single-process output too. The protocol is
+//! written out in docs/many-nodes.md.
+
+/// All-to-all byte exchange (hard links).
+pub mod exchange;
+/// One rank's hashing on the per-device pipeline.
+pub mod hasher;
+/// Hard links hashed once in the whole job.
+pub mod links;
+/// Rank 0's merge of the ranks' sorted streams.
+pub mod merge;
+/// Results with their output-order key.
+pub mod record;
+/// Sorted runs with bounded memory; the k-way merge.
+pub mod runs;
+/// Work stealing and termination.
+pub mod steal;
+/// The byte encoding of messages.
+pub mod wire;
+/// Work items and a rank's queue.
+pub mod work;
+
+use std::sync::Arc;
+
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use mpi::Threading;
+
+use crate::config::{Config, Mode};
+use crate::exit::Exit;
+use crate::hash::AlgoSet;
+use crate::output::TreeSink;
+use crate::pipeline::Pipeline;
+use crate::progress::{message, Progress};
+
+/// Variables that MPI launchers set for their processes: Open MPI's
+/// `mpirun`, MPICH's Hydra (`PMI_SIZE`), and PMIx launchers (Slurm's
+/// `srun --mpi=pmix`, Open MPI 5).
+pub const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
+
+/// A test hook, read only under a launcher: rank 1 aborts after hashing
+/// this many files, or at the end of the walk if it hashed fewer, as a
+/// rank that dies mid-run.
+pub const ABORT_HOOK_VAR: &str = "PARSUM_TEST_MPI_ABORT_AFTER";
+
+/// A test hook, read only under a launcher: how many records a rank keeps
+/// in memory before it writes a sorted run to disk (default
+/// [`runs::SPILL_AT`]), so tests reach the spilling with small trees.
+pub const SPILL_HOOK_VAR: &str = "PARSUM_TEST_MPI_SPILL_AT";
+
+/// Whether a launcher started this process (see [`LAUNCHER_VARS`]).
+pub fn launched() -> bool {
+    LAUNCHER_VARS.iter().any(|v| std::env::var_os(v).is_some())
+}
+
+/// Runs `cfg` as one rank of the job.
+pub fn run(cfg: Config) -> Exit {
+    let Some((universe, threading)) = mpi::initialize_with_threading(Threading::Funneled) else {
+        message("parsum: MPI could not be initialised (it already was)");
+        return Exit::Failure;
+    };
+    if threading < Threading::Funneled {
+        message("parsum: this MPI library cannot run threads beside MPI (MPI_THREAD_FUNNELED)");
+        return Exit::Failure;
+    }
+    let exit = run_rank(&universe, cfg);
+    // Every rank ends with rank 0's status (a usage error, a failed file).
+    let world = universe.world();
+    let mut code = exit.code();
+    world.process_at_rank(0).broadcast_into(&mut code);
+    match code {
+        0 => Exit::Success,
+        1 => Exit::Failure,
+        _ => Exit::Usage,
+    }
+}
+
+fn run_rank(universe: &Universe, cfg: Config) -> Exit {
+    let world = universe.world();
+    match cfg.mode {
+        Mode::Tree { .. } => tree(&world, cfg),
+        // Not distributed (yet): rank 0 runs them as a single process would.
+        Mode::Check { .. } | Mode::Audit { .. } | Mode::Update { .. } | Mode::Verify { .. } => {
+            if world.rank() == 0 {
+                crate::app::run_here(cfg)
+            } else {
+                Exit::Success
+            }
+        }
+    }
+}
+
+/// The test hook's value, on rank 1 only.
+fn abort_hook(rank: i32) -> Option<u64> {
+    if rank != 1 {
+        return None;
+    }
+    let v = std::env::var(ABORT_HOOK_VAR).ok()?;
+    match v.parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            message(&format!(
+                "parsum: ignoring {ABORT_HOOK_VAR}={v:?}: not a number"
+            ));
+            None
+        }
+    }
+}
+
+/// Ends this rank as a crash would (the test hook).
+pub(crate) fn test_abort(files: u64) -> ! {
+    message(&format!(
+        "parsum: rank 1: aborting after {files} file(s), as {ABORT_HOOK_VAR} asks"
+    ));
+    std::process::abort()
+}
+
+/// Tree mode over all ranks.
+fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
+    let Config {
+        mode,
+        walk,
+        pipeline,
+        zero,
+        verbose,
+        progress,
+        summary,
+    } = cfg;
+    let Mode::Tree {
+        roots,
+        algo,
+        format,
+        output,
+    } = mode
+    else {
+        unreachable!("called for tree mode only")
+    };
+    let rank = world.rank();
+    let algos = AlgoSet::of(algo);
+    // The clock of the summary starts here, as in a single-process run.
+    let cpus = pipeline.cpus;
+    let pipe = Pipeline::new(pipeline);
+    let progress = Progress::new(progress && rank == 0, Arc::clone(pipe.counters()));
+    let started = std::time::Instant::now();
+
+    // Rank 0 opens the output first; a bad -o FILE stops every rank.
+    let mut out = None;
+    let mut ok = 1u8;
+    if rank == 0 {
+        match crate::app::open_output(output.as_deref()) {
+            Ok(o) => out = Some(o),
+            Err(_) => ok = 0,
+        }
+    }
+    world.process_at_rank(0).broadcast_into(&mut ok);
+    if ok == 0 {
+        return Exit::Failure;
+    }
+
+    let cap = hasher::in_flight_for(world.size(), cpus);
+    let hook = abort_hook(rank);
+    let spill_at = std::env::var(SPILL_HOOK_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(runs::SPILL_AT);
+    let hasher = hasher::LocalHasher::start(
+        &pipe,
+        algos,
+        cap,
+        spill_at,
+        hook.map(|after| hasher::AbortHook { after }),
+    );
+    let mut queue = work::Queue::default();
+    let mut stdin = Vec::new();
+    if rank == 0 {
+        for (i, root) in roots.into_iter().enumerate() {
+            let i = i as u32;
+            if root.as_os_str() == "-" {
+                let r = crate::hash::hash_reader(&mut std::io::stdin().lock(), algos);
+                stdin.push(record::Record {
+                    root: i,
+                    path: root,
+                    outcome: record::Outcome::of_hash(r),
+                });
+            } else {
+                queue.dirs.push_front(work::Dir::Root(i, root));
+            }
+        }
+    }
+    let steal::Walked {
+        notes,
+        links,
+        hasher,
+        stats,
+    } = steal::Walk::new(world, &walk, queue, hasher, cap).run();
+    if hook.is_some() {
+        // Rank 1 hashed fewer files than the hook's count: die here.
+        test_abort(stats.files);
+    }
+    let walked = started.elapsed();
+    let (linked, link_stats) = links::resolve(world, links, algos, cpus);
+    let mut records = hasher.finish();
+    let hashed = started.elapsed();
+    for r in notes.into_iter().chain(stdin).chain(linked) {
+        records.push(r);
+    }
+    let spilled = records.spilled_runs();
+    let records = records.into_sorted();
+    if verbose {
+        message(&format!(
+            "parsum: rank {rank} of {} ({cpus} CPU(s)): {} file(s), {} byte(s) hashed; \
+             {} director(ies) listed; \
+             {} share(s) stolen in {} request(s); {} hard-linked name(s), {} linked file(s) \
+             hashed; walk over at {:.3} s, hashing at {:.3} s; {spilled} sorted run(s) on disk",
+            world.size(),
+            stats.files,
+            stats.bytes,
+            stats.dirs,
+            stats.steals,
+            stats.requests,
+            link_stats.names,
+            link_stats.hashed,
+            walked.as_secs_f64(),
+            hashed.as_secs_f64(),
+        ));
+    }
+
+    if rank != 0 {
+        merge::send_run(world, records);
+        return Exit::Success;
+    }
+    let counters = Arc::clone(pipe.counters());
+    let mut sink = TreeSink::new(format, algo, zero, verbose, &progress, &counters);
+    sink.out = out.expect("rank 0 opened the output");
+    merge::merge_into(world, records, &mut sink, algos);
+    crate::app::finish_tree(&mut sink, &progress, summary)
+}

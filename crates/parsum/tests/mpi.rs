@@ -1,0 +1,420 @@
+//! parsum over MPI: `mpirun -np N parsum ARGS` must print, on stdout, the
+//! very bytes of a single-process `parsum ARGS`, with the same exit status,
+//! for 1, 2 and 4 ranks and every output format; a rank that dies must end
+//! the job with an error and no output file that looks complete.
+//!
+//! Built only with `--features mpi`; each test is skipped, with a note, when
+//! `mpirun` is not installed. Every mpirun runs under `timeout` (and the
+//! test's own guard), so nothing here can hang.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command as StdCommand;
+use std::time::Duration;
+
+use common::*;
+
+const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
+
+/// Is Open MPI's `mpirun` here? Says so when it is not.
+fn have_mpirun() -> bool {
+    let ok = StdCommand::new("mpirun")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("note: mpirun is not installed; skipping the MPI test (see .ci/mpi)");
+    }
+    ok
+}
+
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+/// The single-process run: the same binary, with no launcher variables.
+fn single(dir: &Path, args: &[&str]) -> Run {
+    let mut c = StdCommand::new(env!("CARGO_BIN_EXE_parsum"));
+    c.current_dir(dir).arg("--no-progress").args(args);
+    for v in LAUNCHER_VARS {
+        c.env_remove(v);
+    }
+    let (code, stdout, stderr) = run_std(&mut c);
+    Run {
+        code,
+        stdout,
+        stderr,
+    }
+}
+
+/// `mpirun -np N parsum ARGS` in `dir`, killed after 120 s.
+fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = assert_cmd::Command::new("timeout");
+    c.timeout(Duration::from_secs(150))
+        .current_dir(dir)
+        .args([
+            "-s",
+            "TERM",
+            "120",
+            "mpirun",
+            "--allow-run-as-root",
+            "--oversubscribe",
+        ])
+        .arg("-np")
+        .arg(np.to_string());
+    for (k, v) in env {
+        c.env(k, v).arg("-x").arg(k);
+    }
+    c.arg(env!("CARGO_BIN_EXE_parsum"))
+        .arg("--no-progress")
+        .args(args);
+    let out = c.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The summary line without its timing: `parsum: 3 files, 2 B, 0 skipped,
+/// 0 errors` (`-c` prints none).
+fn summary(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .rfind(|l| l.starts_with("parsum: ") && l.contains(" in ") && l.contains("skipped"))
+        .map(|l| l[..l.rfind(" in ").unwrap()].to_string())
+}
+
+/// Same bytes, same status, same summary counts, for each rank count.
+fn assert_same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {
+    let want = single(dir, args);
+    for &np in nps {
+        let got = mpi(np, dir, args, &[]);
+        assert_eq!(
+            got.code, want.code,
+            "exit status, -np {np} {args:?}\nstderr:\n{}",
+            got.stderr
+        );
+        assert!(
+            got.stdout == want.stdout,
+            "stdout differs, -np {np} {args:?}:\n--- single\n{}\n--- mpi\n{}\n--- mpi stderr\n{}",
+            String::from_utf8_lossy(&want.stdout),
+            String::from_utf8_lossy(&got.stdout),
+            got.stderr
+        );
+        assert_eq!(
+            summary(&got.stderr),
+            summary(&want.stderr),
+            "summary, -np {np} {args:?}"
+        );
+    }
+    want
+}
+
+/// An uneven tree: one big directory and many small ones, a deep chain,
+/// hard links, awkward and non-UTF-8 names, a FIFO, symbolic links (one
+/// dangling, one a loop under --follow).
+fn uneven_tree(r: &Path) {
+    for i in 0..300u32 {
+        let body: Vec<u8> = (0..(i * 37 % 5000)).map(|b| (b * i) as u8).collect();
+        write(r, format!("big/f{i:03}").as_bytes(), &body);
+    }
+    for d in 0..60 {
+        write(r, format!("s{d}/a").as_bytes(), format!("{d}").as_bytes());
+        if d % 3 == 0 {
+            write(r, format!("s{d}/sub/b").as_bytes(), b"b");
+        }
+    }
+    let deep: String = (0..40).map(|i| format!("d{i}/")).collect();
+    write(r, format!("{deep}leaf").as_bytes(), b"deep");
+    for name in AWKWARD {
+        write(r, &[b"odd/", *name].concat(), name);
+    }
+    write(r, b"odd/\xe9t\xe9", b"latin-1");
+    write(r, b"a.b", b"sorts after a/");
+    write(r, b"a/z", b"sorts before a.b");
+    std::fs::hard_link(r.join("big/f001"), r.join("hard1")).unwrap();
+    std::fs::hard_link(r.join("big/f001"), r.join("s5/hard2")).unwrap();
+    mkfifo(&r.join("s7/fifo"));
+    std::os::unix::fs::symlink("big", r.join("s8/link")).unwrap();
+    std::os::unix::fs::symlink("nowhere", r.join("s9/dangling")).unwrap();
+    std::os::unix::fs::symlink("..", r.join("s10/up")).unwrap();
+    std::fs::create_dir(r.join("empty")).unwrap();
+}
+
+#[test]
+fn same_bytes_as_one_process_in_every_mode() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let plain = assert_same(d.path(), &[], &[1, 2, 4]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert!(summary(&plain.stderr).is_some(), "{}", plain.stderr);
+    assert!(
+        plain.stdout.windows(4).any(|w| w == b"leaf"),
+        "the deep file is there"
+    );
+    for args in [
+        &["--tag"][..],
+        &["--json"],
+        &["-z"],
+        &["-a", "sha256", "--tag", "-z"],
+        &["--exclude", "s1*", "--max-depth", "3"],
+        &["--exclude", "s2/sub", "--exclude", "odd/*\\*", "-x"],
+    ] {
+        assert_same(d.path(), args, &[2, 4]);
+    }
+    // Errors: a dangling link and a loop under --follow are errors (exit 1).
+    let follow = assert_same(d.path(), &["--follow"], &[1, 4]);
+    assert_eq!(follow.code, 1);
+}
+
+#[test]
+fn results_spilled_to_sorted_runs_on_disk_give_the_same_bytes() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    for args in [&["--json"][..], &["-z", "--follow"]] {
+        let want = single(d.path(), args);
+        let mut with_v = args.to_vec();
+        with_v.push("-v");
+        // A run on disk every 7 records: dozens of runs per rank.
+        let got = mpi(2, d.path(), &with_v, &[("PARSUM_TEST_MPI_SPILL_AT", "7")]);
+        assert_eq!(got.code, want.code, "{}", got.stderr);
+        assert!(got.stdout == want.stdout, "{args:?}: stdout differs");
+        let runs = sum_of(&got.stderr, " sorted run(s) on disk");
+        assert!(runs > 20, "spilled only {runs} runs:\n{}", got.stderr);
+    }
+}
+
+/// The sum over ranks of the number before `what` in the `-v` rank lines.
+fn sum_of(stderr: &str, what: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" of ") && l.starts_with("parsum: rank "))
+        .map(|l| {
+            let at = l.find(what).unwrap_or_else(|| panic!("no {what:?} in {l}"));
+            l[..at].rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+#[test]
+fn hard_links_are_hashed_once_in_the_whole_job() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, b"x", &vec![7u8; 100_000]);
+    write(r, b"y", b"y");
+    for i in 0..30 {
+        write(r, format!("d{i}/plain").as_bytes(), b"p");
+        std::fs::hard_link(r.join("x"), r.join(format!("d{i}/x-link"))).unwrap();
+        if i % 6 == 0 {
+            std::fs::hard_link(r.join("y"), r.join(format!("d{i}/y-link"))).unwrap();
+        }
+    }
+    let want = single(r, &[]);
+    let got = mpi(4, r, &["-v"], &[]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert!(got.stdout == want.stdout, "stdout differs:\n{}", got.stderr);
+    assert_eq!(sum_of(&got.stderr, " hard-linked name(s)"), 31 + 6);
+    let hashed = sum_of(&got.stderr, " linked file(s) hashed");
+    let fsid = rustix::fs::statvfs(r).unwrap().f_fsid;
+    if fsid != 0 {
+        assert_eq!(hashed, 2, "each linked file once:\n{}", got.stderr);
+    } else {
+        // No file-system id: matched per rank only.
+        assert!((2..=8).contains(&hashed), "{hashed}\n{}", got.stderr);
+    }
+}
+
+#[test]
+fn deeper_than_path_max() {
+    if !have_mpirun() {
+        return;
+    }
+    // 2500 levels: the deepest paths are 5000 bytes, more than PATH_MAX,
+    // so ranks that take such a directory or file must open it by parts.
+    let d = tempfile::tempdir().unwrap();
+    deep_chain(d.path(), 2500);
+    let run = assert_same(d.path(), &[], &[3]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.iter().filter(|&&b| b == b'\n').count(), 2500);
+}
+
+#[test]
+fn repeated_runs_with_more_ranks_than_cores_never_differ_or_hang() {
+    if !have_mpirun() {
+        return;
+    }
+    // Stealing and termination under heavy oversubscription (up to 6 ranks
+    // on 2 cores): timing differs from run to run, the bytes must not.
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..40 {
+        write(
+            d.path(),
+            format!("w{}/f{i}", i % 7).as_bytes(),
+            &[i as u8; 3000],
+        );
+    }
+    for i in 0..200 {
+        write(d.path(), format!("one/f{i:03}").as_bytes(), &[i as u8; 10]);
+    }
+    let want = single(d.path(), &[]);
+    for np in [5, 6, 2, 3, 6, 4, 5, 6] {
+        let got = mpi(np, d.path(), &[], &[]);
+        assert_eq!(got.code, 0, "-np {np}: {}", got.stderr);
+        assert!(got.stdout == want.stdout, "-np {np}: stdout differs");
+    }
+}
+
+#[test]
+fn several_roots_a_file_root_and_a_missing_one() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let run = assert_same(
+        d.path(),
+        &[
+            "s3",
+            "./big",
+            "hard1",
+            "no-such-dir",
+            "odd/",
+            "s3",
+            "s8/link",
+            "s7/fifo",
+        ],
+        &[3],
+    );
+    assert_eq!(run.code, 1, "the missing root is an error");
+}
+
+#[test]
+fn a_reader_that_quits_early_ends_the_job_cleanly() {
+    if !have_mpirun() {
+        return;
+    }
+    // `mpirun ... | head -c 100`: the output closes early. The job must end
+    // by itself, not hang. Its status is mpirun's own, as mpirun forwards
+    // rank 0's stdout: 0 if the pipe took all of it before `head` quit, or
+    // whatever Open MPI's SIGPIPE handling ends in (141, or 139 when 4.1's
+    // mpirun crashes in it); a single parsum exits 1, silently.
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let sh = format!(
+        "timeout -s TERM 120 mpirun --allow-run-as-root --oversubscribe -np 3 {} --no-progress . \
+         | head -c 100 > /dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        env!("CARGO_BIN_EXE_parsum")
+    );
+    let out = assert_cmd::Command::new("bash")
+        .timeout(Duration::from_secs(150))
+        .current_dir(d.path())
+        .args(["-c", &sh])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(status.trim(), "124", "timed out: {stderr}");
+    assert!(status.trim().parse::<u8>().is_ok(), "{status}: {stderr}");
+}
+
+#[test]
+fn a_rank_with_no_files_and_an_empty_tree() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"one", b"1");
+    write(d.path(), b"two", b"2");
+    let run = assert_same(d.path(), &[], &[4]);
+    assert_eq!(run.stdout.iter().filter(|&&b| b == b'\n').count(), 2);
+    let e = tempfile::tempdir().unwrap();
+    let run = assert_same(e.path(), &[], &[2]);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn output_file_under_mpi_and_check_mode_on_rank_0() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let want = single(d.path(), &[]);
+    let out = tempfile::tempdir().unwrap();
+    let sums = out.path().join("SUMS");
+    let got = mpi(4, d.path(), &["-o", sums.to_str().unwrap()], &[]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert!(got.stdout.is_empty(), "stdout stays empty with -o");
+    assert_eq!(std::fs::read(&sums).unwrap(), want.stdout);
+    // -c is not distributed: rank 0 runs it, with the single-process bytes.
+    let check = assert_same(d.path(), &["-c", sums.to_str().unwrap()], &[2]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+}
+
+#[test]
+fn a_rank_that_dies_fails_the_job_and_leaves_no_output_file() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let out = tempfile::tempdir().unwrap();
+    let sums = out.path().join("SUMS");
+    for after in ["5", "1000000"] {
+        let got = mpi(
+            2,
+            d.path(),
+            &["-o", sums.to_str().unwrap()],
+            &[("PARSUM_TEST_MPI_ABORT_AFTER", after)],
+        );
+        assert_ne!(got.code, 0, "after {after}: {}", got.stderr);
+        assert!(
+            got.stderr.contains("rank 1: aborting"),
+            "after {after}: {}",
+            got.stderr
+        );
+        assert!(!sums.exists(), "no complete-looking manifest");
+        assert!(got.stdout.is_empty());
+    }
+    // Leftovers are at most the hidden temporary file of the killed run.
+    for e in std::fs::read_dir(out.path()).unwrap() {
+        let name = e.unwrap().file_name();
+        assert!(name.as_bytes().starts_with(b".SUMS.parsum-"), "{name:?}");
+    }
+    // The hook is read only under a launcher: a single process ignores it.
+    let mut c = StdCommand::new(env!("CARGO_BIN_EXE_parsum"));
+    c.current_dir(d.path())
+        .args(["--no-progress", "-o"])
+        .arg(&sums)
+        .env("PARSUM_TEST_MPI_ABORT_AFTER", "1");
+    let (code, _, stderr) = run_std(&mut c);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(sums.exists());
+}
+
+#[test]
+fn without_a_launcher_mpi_is_not_started() {
+    // The single path must not touch MPI: it works even where MPI is
+    // absent at run time, and it is exactly the plain parsum.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"x", b"x");
+    let run = single(d.path(), &["-v"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("rank"), "{}", run.stderr);
+}
