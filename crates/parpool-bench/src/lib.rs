@@ -17,6 +17,7 @@ pub mod peers;
 pub mod pp;
 pub mod python;
 pub mod report;
+pub mod spindle;
 pub mod targets;
 pub mod work;
 pub mod workloads;
