@@ -44,8 +44,12 @@ use std::time::{Duration, Instant};
 
 /// The shortest measuring window of the adaptive gate...
 pub const WINDOW: Duration = Duration::from_millis(50);
-/// ...which must also see this many finished reads (batches).
-const WINDOW_READS: u64 = 8;
+/// ...which must also see this many finished reads (batches). Bytes count
+/// as they are read ([`Gate::credit`]), so a few batches are enough.
+const WINDOW_READS: u64 = 4;
+/// A doubling that gains this much scales nearly linearly: the ramp's
+/// next step quadruples.
+const STEEP: f64 = 1.6;
 /// Bytes per second no spinning disk reaches (the fastest stream ~270 MB/s).
 const NOT_A_DISK: f64 = 400.0 * 1024.0 * 1024.0;
 /// Throughput must move by this fraction to count as a rise or a fall.
@@ -269,6 +273,8 @@ pub struct Gate {
     cv: Condvar,
     bytes: AtomicU64,
     reads: AtomicU64,
+    /// Reads that have entered (`reads` counts those that finished).
+    started: AtomicU64,
     ctl: Mutex<Control>,
     label: String,
     verbose: bool,
@@ -292,6 +298,9 @@ struct Control {
     best_tp: Option<f64>,
     /// Windows to hold after the next failed probe.
     hold: u32,
+    /// After a change, the window starts only once this many reads have
+    /// finished: those in flight at the change ran at the old limit.
+    warm_until: u64,
     phase: Phase,
 }
 
@@ -319,6 +328,7 @@ impl Gate {
             cv: Condvar::new(),
             bytes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            started: AtomicU64::new(0),
             ctl: Mutex::new(Control::new(&plan)),
             label,
             verbose,
@@ -329,8 +339,15 @@ impl Gate {
         self.limit.load(Ordering::Relaxed)
     }
 
+    /// Counts `n` bytes read (by a reader inside [`Gate::read`]) toward the
+    /// throughput now, rather than when its batch ends: a batch may be one
+    /// large file, and crediting it whole makes short windows noisy.
+    pub fn credit(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Runs `read` (one batch of files) as one reader of the device; `read`
-    /// returns the bytes it read.
+    /// returns the bytes it read and has not yet [credited](Gate::credit).
     pub fn read<R>(&self, read: impl FnOnce() -> (R, u64)) -> R {
         // A fixed limit as large as the pool: the pool itself is the limit.
         if !self.plan.adaptive && self.plan.start >= self.plan.max {
@@ -344,6 +361,7 @@ impl Gate {
                 st.waiting -= 1;
             }
             st.active += 1;
+            self.started.fetch_add(1, Ordering::Relaxed);
         }
         let (r, n) = read();
         self.bytes.fetch_add(n, Ordering::Relaxed);
@@ -367,9 +385,19 @@ impl Gate {
         let Ok(mut c) = self.ctl.try_lock() else {
             return;
         };
-        let elapsed = c.window_start.elapsed();
         let reads = self.reads.load(Ordering::Relaxed);
         let total = self.bytes.load(Ordering::Relaxed);
+        // Subtle: right after a change, the reads that finish first are
+        // the old limit's and the new readers' smallest batches, so a
+        // window begun at the change undercounts a higher limit (by up to
+        // a whole large file per reader). It begins once those are done.
+        if reads < c.warm_until {
+            c.window_start = Instant::now();
+            c.window_bytes_at_start = total;
+            c.window_reads_at_start = reads;
+            return;
+        }
+        let elapsed = c.window_start.elapsed();
         let first = c.best_tp.is_none();
         let old = self.limit();
         let tp_now = |c: &Control| {
@@ -383,14 +411,13 @@ impl Gate {
             && elapsed >= WINDOW / 4
             && n >= WINDOW_READS / 2
             && tp_now(&c) >= NOT_A_DISK;
-        // A window with more readers than the best limit ends early once
-        // it is a hard fall: on a disk that seeks, every such window is
-        // expensive, and its batches may be whole large files.
+        // A window with more readers than the best limit ends at half
+        // length once it has lost half the throughput: on a disk that
+        // seeks every such window is expensive.
         let hard_fall = old > c.best
             && elapsed >= WINDOW / 2
-            && n >= WINDOW_READS / 4
-            && c.best_tp
-                .is_some_and(|b| tp_now(&c) < b * (1.0 - HARD_FALL));
+            && n >= 1
+            && c.best_tp.is_some_and(|b| tp_now(&c) < b * 0.5);
         // Ramping up compares doublings, which need less time to tell.
         let window = match c.phase {
             Phase::RampUp { .. } => WINDOW / 2,
@@ -405,6 +432,7 @@ impl Gate {
         c.window_bytes_at_start = total;
         let new = c.step(&self.plan, old, tp);
         if new != old {
+            c.warm_until = self.started.load(Ordering::Relaxed);
             self.limit.store(new, Ordering::Relaxed);
             let _st = self.state.lock().unwrap();
             self.cv.notify_all();
@@ -428,6 +456,7 @@ impl Control {
             best: plan.start.clamp(1, plan.max.max(1)),
             best_tp: None,
             hold: HOLD_MIN,
+            warm_until: 0,
             phase: Phase::RampUp { gained: false },
         }
     }
@@ -471,6 +500,7 @@ impl Control {
         match self.phase {
             Phase::RampUp { gained } => {
                 if rise {
+                    let factor = if tp >= best_tp * STEEP { 4 } else { 2 };
                     self.best = cur;
                     self.best_tp = Some(tp);
                     self.phase = Phase::RampUp { gained: true };
@@ -478,7 +508,7 @@ impl Control {
                         self.phase = Phase::Hold(self.hold);
                         return cur;
                     }
-                    return (cur * 2).min(max);
+                    return (cur * factor).min(max);
                 }
                 if !gained && self.best > floor(best_tp) {
                     // Not even one doubling helped: try fewer readers.
@@ -639,6 +669,26 @@ mod tests {
         });
     }
 
+    /// Bytes credited while a batch is read count like bytes returned at
+    /// its end: a fast device credited only as it reads still jumps.
+    #[test]
+    fn credited_bytes_count_toward_throughput() {
+        crate::hash::tests::within_30s(|| {
+            let gate = Gate::new(adaptive(1, 4), "t".into(), false);
+            let start = Instant::now();
+            while gate.limit() == 1 && start.elapsed() < Duration::from_secs(5) {
+                gate.read(|| {
+                    for _ in 0..4 {
+                        gate.credit(16 << 20);
+                        std::thread::sleep(Duration::from_micros(250));
+                    }
+                    ((), 0)
+                });
+            }
+            assert_eq!(gate.limit(), 4, "one reader per core");
+        });
+    }
+
     /// A slow device (disk speed) is left where the hint put it unless more
     /// readers make it faster.
     #[test]
@@ -732,13 +782,14 @@ mod tests {
     }
 
     /// Four channels at 60 MB/s each, saturating towards 8 readers (the
-    /// requests in flight also cover hashing): the ramp doubles to 8 and
-    /// stays within one reader of it.
+    /// requests in flight also cover hashing): the ramp quadruples while
+    /// doublings scale nearly linearly, settles on 8 and stays within one
+    /// reader of it.
     #[test]
     fn flash_ramps_up_past_the_core_count() {
         let flash = |n: usize| 60.0 * MB * (n.min(8) as f64);
         let seen = search(adaptive(1, 2), 200, flash);
-        assert_eq!(&seen[..5], &[1, 2, 4, 8, 16], "{seen:?}");
+        assert_eq!(&seen[..5], &[1, 2, 8, 16, 8], "{seen:?}");
         assert!(seen[6..].iter().all(|&n| (8..=9).contains(&n)), "{seen:?}");
     }
 
@@ -749,7 +800,7 @@ mod tests {
     fn cpu_bound_cache_holds_one_reader_per_core() {
         let cache = |n: usize| 1000.0 * MB * (n.min(2) as f64);
         let seen = search(adaptive(1, 2), 200, cache);
-        assert_eq!(&seen[..4], &[1, 2, 4, 2], "{seen:?}");
+        assert_eq!(&seen[..4], &[1, 2, 8, 2], "{seen:?}");
         assert!(seen[3..].iter().all(|&n| n >= 2), "{seen:?}");
         let above = seen[3..].iter().filter(|&&n| n > 2).count();
         assert!(above * 10 <= seen.len(), "{seen:?}");

@@ -15,7 +15,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
 use super::{Done, Item, Pipeline, INPUT_BATCHES, RESULT_BATCHES};
-use crate::hash::{hash_file, HashOpts};
+use crate::hash::{hash_file_with_hook, HashOpts};
 
 /// Where a producer sends its batches.
 pub(super) type Batches<T> = SyncSender<Vec<Item<T>>>;
@@ -41,7 +41,9 @@ pub(super) fn start<T: Send + 'static>(pipe: &Pipeline, dev: u64) -> (Batches<T>
             None
         };
         gate.read(|| {
-            let mut bytes = 0;
+            // Bytes go to the gate as they are read (a batch may be one
+            // large file); the rest of each file's size when it is done.
+            let mut rest = 0;
             let done = batch
                 .into_iter()
                 .map(|mut item| {
@@ -51,13 +53,18 @@ pub(super) fn start<T: Send + 'static>(pipe: &Pipeline, dev: u64) -> (Batches<T>
                         listed: Some(item.stat),
                         dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
                     };
-                    let r = hash_file(&item.path, item.algos, opts);
+                    let mut credited = 0;
+                    let r = hash_file_with_hook(&item.path, item.algos, opts, &mut |so_far| {
+                        gate.credit(so_far.saturating_sub(credited));
+                        credited = credited.max(so_far);
+                    });
                     item.dir = None;
-                    bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
+                    let size = r.as_ref().map(|h| h.size).unwrap_or(0);
+                    rest += size.saturating_sub(credited);
                     (item, r)
                 })
                 .collect();
-            (done, bytes)
+            (done, rest)
         })
     };
     // Each batch is one task (chunksize 1): batches are already sized.
