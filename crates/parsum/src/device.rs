@@ -14,13 +14,19 @@
 //!   readers blocked in I/O use no CPU, and a device with parallel channels
 //!   (flash behind FUSE or NFS) needs more readers in flight than cores;
 //! - then the gate measures the bytes hashed per second over windows of
-//!   at least [`WINDOW`] and 8 reads (batches), and searches (see [`Phase`]):
+//!   at least [`WINDOW`] and 4 reads (batches). Bytes count as they are
+//!   read ([`Gate::credit`]), not when their batch ends, and a window starts
+//!   only once the reads begun under the previous limit are done: a batch
+//!   may be one large file, and either shortcut made windows with more
+//!   readers look slower than they were. Then it searches (see [`Phase`]):
 //!   it doubles the limit while each doubling raises the throughput by more
-//!   than [`NOISE`], and goes back to the best limit when one does not. If
+//!   than [`NOISE`] (quadruples after a doubling that gained [`STEEP`]), and
+//!   goes back to the best limit when one does not. If
 //!   not even the first doubling helped, it halves the limit while that
 //!   costs no throughput (a plateau is walked down: a disk that seeks is as
 //!   slow with 2 readers as with 8, and fastest with 1). It then holds the
-//!   best limit and now and then probes one reader more. A probe that fails
+//!   best limit and now and then probes one reader more, or one fewer
+//!   (alternately), keeping it only if it rises. A probe that fails
 //!   doubles the hold; one that costs more than [`HARD_FALL`] of the
 //!   throughput (seeks) holds for the longest, so a spindle is rarely
 //!   disturbed. While the throughput is above what any spinning disk
@@ -59,8 +65,9 @@ const NOISE: f64 = 0.08;
 const HARD_FALL: f64 = 0.25;
 /// Windows the gate holds its best limit before the first probe...
 const HOLD_MIN: u32 = 4;
-/// ...and at most, after failed probes (or at once after a hard fall).
-const HOLD_MAX: u32 = 64;
+/// ...and at most, after failed probes (or at once after a hard fall):
+/// on a spindle each probe costs a large file read with seeks.
+const HOLD_MAX: u32 = 256;
 /// The most readers an adaptive device gets on a machine with few cores:
 /// readers waiting for I/O use no CPU (a 4-channel flash device served
 /// over FUSE is read fastest by about 8 on 2 cores).
@@ -298,6 +305,8 @@ struct Control {
     best_tp: Option<f64>,
     /// Windows to hold after the next failed probe.
     hold: u32,
+    /// The direction of the next probe.
+    probe_up: bool,
     /// After a change, the window starts only once this many reads have
     /// finished: those in flight at the change ran at the old limit.
     warm_until: u64,
@@ -313,10 +322,11 @@ enum Phase {
     RampUp { gained: bool },
     /// Halving the limit while that costs no throughput.
     RampDown,
-    /// Keeping `best` for this many more windows, then probing `best + 1`.
+    /// Keeping `best` for this many more windows, then probing one reader
+    /// more or fewer (alternately, where both exist).
     Hold(u32),
-    /// Trying `best + 1`.
-    Probe,
+    /// Trying `best + 1` (`up`) or `best - 1`; kept only if it rises.
+    Probe { up: bool },
 }
 
 impl Gate {
@@ -418,12 +428,14 @@ impl Gate {
             && elapsed >= WINDOW / 2
             && n >= 1
             && c.best_tp.is_some_and(|b| tp_now(&c) < b * 0.5);
-        // Ramping up compares doublings, which need less time to tell.
-        let window = match c.phase {
-            Phase::RampUp { .. } => WINDOW / 2,
-            _ => WINDOW,
+        // Ramping up compares doublings, which need less time to tell; the
+        // first window, with one reader, is the slowest: half the batches.
+        let (window, min_reads) = match c.phase {
+            Phase::RampUp { .. } if first => (WINDOW / 2, WINDOW_READS / 2),
+            Phase::RampUp { .. } => (WINDOW / 2, WINDOW_READS),
+            _ => (WINDOW, WINDOW_READS),
         };
-        if !short && !hard_fall && (elapsed < window || n < WINDOW_READS) {
+        if !short && !hard_fall && (elapsed < window || n < min_reads) {
             return;
         }
         let tp = tp_now(&c);
@@ -456,6 +468,7 @@ impl Control {
             best: plan.start.clamp(1, plan.max.max(1)),
             best_tp: None,
             hold: HOLD_MIN,
+            probe_up: true,
             warm_until: 0,
             phase: Phase::RampUp { gained: false },
         }
@@ -534,23 +547,35 @@ impl Control {
             Phase::Hold(left) => {
                 // Track the device at `best`, so a probe compares with now.
                 self.best_tp = Some(tp);
-                if left > 1 || cur >= max {
+                let (can_up, can_down) = (cur < max, cur > floor(tp));
+                if left > 1 || !(can_up || can_down) {
                     self.phase = Phase::Hold(left.saturating_sub(1).max(1));
                     return cur;
                 }
-                self.phase = Phase::Probe;
-                cur + 1
+                // Down probes find a peak below a plateau the ramp stopped
+                // on; they move only on a rise, so a gentle slope (flash
+                // near its channel count) is not drifted down.
+                let up = !can_down || (can_up && self.probe_up);
+                self.probe_up = !up;
+                self.phase = Phase::Probe { up };
+                if up {
+                    cur + 1
+                } else {
+                    cur - 1
+                }
             }
-            Phase::Probe => {
+            Phase::Probe { up } => {
                 if rise {
                     self.best = cur;
                     self.best_tp = Some(tp);
                     self.hold = HOLD_MIN;
-                    if cur >= max {
+                    let next = if up { cur + 1 } else { cur - 1 };
+                    if (up && cur >= max) || (!up && cur <= floor(tp)) {
                         self.phase = Phase::Hold(self.hold);
                         return cur;
                     }
-                    return cur + 1;
+                    self.probe_up = up;
+                    return next;
                 }
                 settle(self, true)
             }
@@ -806,13 +831,33 @@ mod tests {
         assert!(above * 10 <= seen.len(), "{seen:?}");
     }
 
+    /// A ramp misled onto 2 readers of a spindle (noise in its first
+    /// window) finds 1 with a down probe after its hold.
+    #[test]
+    fn down_probe_leaves_a_plateau() {
+        let plan = adaptive(1, 2);
+        let mut c = Control::new(&plan);
+        c.best = 2;
+        c.best_tp = Some(spindle(2));
+        c.phase = Phase::Hold(1);
+        let mut cur = 2;
+        let mut seen = Vec::new();
+        for _ in 0..40 {
+            cur = c.step(&plan, cur, spindle(cur));
+            seen.push(cur);
+        }
+        assert_eq!(&seen[..2], &[3, 2], "an up probe first, flat: back");
+        assert_eq!(c.best, 1, "{seen:?}");
+        assert!(seen[seen.len() - 20..].iter().all(|&n| n == 1), "{seen:?}");
+    }
+
     /// A probe that wins is kept, and the climb goes on from there.
     #[test]
     fn a_winning_probe_keeps_climbing() {
         let mut c = Control::new(&adaptive(4, 4));
         c.best_tp = Some(100.0 * MB);
         c.best = 4;
-        c.phase = Phase::Probe;
+        c.phase = Phase::Probe { up: true };
         assert_eq!(c.step(&adaptive(4, 4), 5, 120.0 * MB), 6);
         assert_eq!(c.best, 5);
         // A flat probe goes back and holds twice as long as before.
