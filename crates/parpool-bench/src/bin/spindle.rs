@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const USAGE: &str = "usage: spindle spindle|flash SOURCE_DIR MOUNTPOINT \
-                     [--seek-ms 8] [--mb-s 150] [--channels 4]";
+                     [--seek-ms 8 (0..=60000)] [--mb-s 150 (0.001..=1e6)] [--channels 4 (1..=1024)]";
 
 fn parse(args: &[String]) -> Result<(Params, PathBuf, PathBuf), String> {
     let mut pos = Vec::new();
@@ -37,9 +37,12 @@ fn parse(args: &[String]) -> Result<(Params, PathBuf, PathBuf), String> {
     let mut p = Params::new(mode.parse::<Mode>()?);
     for (name, n) in opts {
         match name {
-            "--seek-ms" => p.seek = Duration::from_secs_f64(n / 1e3),
-            "--mb-s" if n > 0.0 => p.bytes_per_sec = n * 1e6,
-            "--channels" if n >= 1.0 && n.fract() == 0.0 => p.channels = n as usize,
+            // Bounded so that every read's cost stays a sane Duration.
+            "--seek-ms" if n <= 60_000.0 => p.seek = Duration::from_secs_f64(n / 1e3),
+            "--mb-s" if (0.001..=1e6).contains(&n) => p.bytes_per_sec = n * 1e6,
+            "--channels" if (1.0..=1024.0).contains(&n) && n.fract() == 0.0 => {
+                p.channels = n as usize
+            }
             _ => return Err(format!("{name} {n}: out of range")),
         }
     }

@@ -76,9 +76,11 @@ impl Params {
         }
     }
 
-    /// How long `bytes` take to transfer.
+    /// How long `bytes` take to transfer (at most a day: a rate near zero
+    /// must not overflow the clock).
     pub fn transfer(&self, bytes: u64) -> Duration {
-        Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec)
+        const DAY: Duration = Duration::from_secs(86_400);
+        Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_sec).map_or(DAY, |d| d.min(DAY))
     }
 
     /// One line for logs and reports.

@@ -4,7 +4,8 @@
 //! Invariant: while a [`Mounted`] lives, the tree is mounted and served by
 //! [`SERVER_THREADS`] threads (so concurrent reads really reach the model
 //! together); when it drops, the file system is unmounted and its threads
-//! joined, also on unwinding. A mount that fails leaves nothing mounted.
+//! joined, also on unwinding (unless someone unmounted it already; then
+//! only the threads are joined). A mount that fails leaves nothing mounted.
 
 use super::fs::SpindleFs;
 use super::model::{Model, Params, Served};
@@ -114,6 +115,11 @@ impl Mounted {
 
     fn unmount_now(&mut self) -> Result<(), String> {
         match self.session.take() {
+            // Unmounted from outside (umount, fusermount3 -u): the server
+            // has ended; unmounting again would fail with EINVAL.
+            Some(s) if s.guard.is_finished() => s
+                .join()
+                .map_err(|e| format!("server of {}: {e}", self.mountpoint.display())),
             Some(s) => s
                 .umount_and_join()
                 .map_err(|e| format!("unmount {}: {e}", self.mountpoint.display())),
