@@ -210,8 +210,11 @@ fn device_exists(spec: &str) -> bool {
 /// How many readers a device gets, and whether that may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
+    /// Readers at the start.
     pub start: usize,
+    /// The most readers (and the size of the device's pool).
     pub max: usize,
+    /// Whether the gate adapts the limit (no `--jobs`/`--device-jobs`).
     pub adaptive: bool,
     /// One reader per core: the jump target of a fast first window, and the
     /// floor while the device runs faster than any disk.

@@ -1,4 +1,4 @@
-//! `spindle_bench [--rounds 3] [--files 240] [--parsum PATH] [--b3sum PATH]
+//! `spindle_bench [--rounds 3] [--files 360] [--parsum PATH] [--b3sum PATH]
 //!                [--work DIR] [--chart FILE.svg] [--quick]`
 //!
 //! Measures parsum (adaptive and `--jobs 1/2/8`) and its peers on a
@@ -29,7 +29,7 @@ fn run() -> Result<(), String> {
         .unwrap_or_default();
     let mut o = BenchOpts {
         rounds: 3,
-        files: 240,
+        files: 360,
         parsum: exe_dir.join("parsum"),
         b3sum: std::env::var_os("PARSUM_B3SUM").map_or_else(|| "b3sum".into(), PathBuf::from),
         work: std::env::temp_dir().join("spindle-bench"),

@@ -35,21 +35,28 @@ pub struct BenchOpts {
 /// What a command is, for the targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// parsum without `--jobs`.
     Adaptive,
+    /// parsum with a fixed `--jobs N`.
     Fixed,
+    /// Another tool.
     Peer,
 }
 
 /// One command and its timings on one device.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The command's label in the tables and chart.
     pub name: String,
     pub kind: Kind,
+    /// Wall time of each run, in seconds.
     pub secs: Vec<f64>,
+    /// Seeks the model charged in each run.
     pub seeks: Vec<u64>,
 }
 
 impl Row {
+    /// The median wall time in seconds.
     pub fn median(&self) -> f64 {
         median(&self.secs)
     }
@@ -58,7 +65,9 @@ impl Row {
 /// The results on one device.
 #[derive(Debug, Clone)]
 pub struct DeviceResult {
+    /// The device simulated.
     pub params: Params,
+    /// One row per command, in the order they ran.
     pub rows: Vec<Row>,
 }
 

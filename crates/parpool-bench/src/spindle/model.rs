@@ -56,6 +56,7 @@ impl std::fmt::Display for Mode {
 /// The model's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
+    /// Spindle or flash.
     pub mode: Mode,
     /// What a non-sequential read costs before its transfer (spindle only).
     pub seek: Duration,
@@ -102,6 +103,7 @@ impl Params {
 
 /// Where the model's time comes from.
 pub trait Clock: Send + Sync {
+    /// The current time.
     fn now(&self) -> Instant;
     /// Returns at or after `t`.
     fn sleep_until(&self, t: Instant);
@@ -125,8 +127,11 @@ impl Clock for RealClock {
 /// Counters of what the model served.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Served {
+    /// Read requests served.
     pub reads: u64,
+    /// Of those, the ones that paid a seek.
     pub seeks: u64,
+    /// Bytes returned.
     pub bytes: u64,
 }
 
@@ -187,6 +192,7 @@ impl<C: Clock> Model<C> {
         }
     }
 
+    /// The model's parameters.
     pub fn params(&self) -> &Params {
         &self.params
     }

@@ -104,6 +104,7 @@ impl Mounted {
             .is_some_and(|s| !s.guard.is_finished())
     }
 
+    /// Where the tree is mounted.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
     }
