@@ -1,6 +1,7 @@
 //! The SVG chart: for W1..W4, each row's median time divided by the
 //! section's baseline median (rayon `par_iter` collect for W1..W3,
-//! `threadpool` execute + join for W4), on a log scale.
+//! `threadpool` execute + join for W4), on a log scale; and [`bars`], the
+//! grouped ratio chart it draws, which other reports reuse.
 
 use crate::workloads::Section;
 use plotters::prelude::*;
@@ -50,15 +51,35 @@ pub fn write(path: &Path, sections: &[Section]) -> Result<(), Box<dyn std::error
             (format!("{} (vs {})", sec.id, short(sec.baseline)), bars)
         })
         .collect();
+    bars(
+        path,
+        "parpool-bench: median time relative to baseline (log scale, lower is faster)",
+        "time / baseline",
+        &groups,
+        &|name| name.starts_with("parpool"),
+    )
+}
+
+/// Writes a grouped bar chart of ratios (log scale, a line at 1.0) to
+/// `path`: one group per `(label, bars)`, one colour per bar name across
+/// groups. Bars for which `highlight` holds get warm colours and their
+/// ratio printed above them.
+pub fn bars(
+    path: &Path,
+    caption: &str,
+    y_desc: &str,
+    groups: &[(String, Vec<(String, f64)>)],
+    highlight: &dyn Fn(&str) -> bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut series: Vec<String> = Vec::new();
-    for (_, bars) in &groups {
+    for (_, bars) in groups {
         for (name, _) in bars {
             if !series.contains(name) {
                 series.push(name.clone());
             }
         }
     }
-    let is_pp = |name: &str| name.starts_with("parpool");
+    let is_pp = highlight;
     let color = |name: &str| {
         let same_kind = series.iter().filter(|s| is_pp(s) == is_pp(name));
         let i = same_kind.take_while(|s| *s != name).count();
@@ -77,10 +98,7 @@ pub fn write(path: &Path, sections: &[Section]) -> Result<(), Box<dyn std::error
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(900);
     let mut chart = ChartBuilder::on(&left)
-        .caption(
-            "parpool-bench: median time relative to baseline (log scale, lower is faster)",
-            ("sans-serif", 18),
-        )
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(10)
         .y_label_area_size(60)
@@ -89,7 +107,7 @@ pub fn write(path: &Path, sections: &[Section]) -> Result<(), Box<dyn std::error
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .y_desc("time / baseline")
+        .y_desc(y_desc)
         .y_label_formatter(&|v| format!("{v:.2}"))
         .draw()?;
     chart.draw_series(std::iter::once(PathElement::new(

@@ -9,6 +9,10 @@
 //! ([`pp`]), the timing harness and process meters ([`measure`]), the
 //! child-process workloads ([`child`]), the targets ([`targets`]) and the
 //! output ([`report`], [`chart`]).
+//!
+//! [`spindle`] is separate: a simulated spindle and flash device (FUSE) and
+//! the measurement of parsum's adaptive reader gate on them (issue 12),
+//! run by the `spindle` and `spindle_bench` binaries.
 
 pub mod chart;
 pub mod child;
@@ -17,6 +21,7 @@ pub mod peers;
 pub mod pp;
 pub mod python;
 pub mod report;
+pub mod spindle;
 pub mod targets;
 pub mod work;
 pub mod workloads;

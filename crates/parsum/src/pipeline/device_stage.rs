@@ -51,7 +51,9 @@ pub(super) fn start<T: Send + 'static>(
         // reader from the gate and adds no zero-byte sample to its measure.
         let reads_nothing = batch.iter().all(|item| item.known.is_some());
         let hash_all = || {
-            let mut bytes = 0;
+            // Bytes go to the gate as they are read (a batch may be one
+            // large file); the rest of each file's size when it is done.
+            let mut rest = 0;
             let done = batch
                 .into_iter()
                 .map(|mut item| {
@@ -61,13 +63,18 @@ pub(super) fn start<T: Send + 'static>(
                         item.dir = None;
                         return (item, Ok(h));
                     }
-                    let (item, r) = hash_counted(item, splitter, &meter, &mut |_| {});
-                    bytes += r.as_ref().map(|h| h.size).unwrap_or(0);
+                    let mut credited = 0;
+                    let (item, r) = hash_counted(item, splitter, &meter, &mut |so_far| {
+                        gate.credit(so_far.saturating_sub(credited));
+                        credited = credited.max(so_far);
+                    });
+                    let size = r.as_ref().map(|h| h.size).unwrap_or(0);
+                    rest += size.saturating_sub(credited);
                     (item, r)
                 })
                 .collect();
             meter.set_readers(gate.limit());
-            (done, bytes)
+            (done, rest)
         };
         if reads_nothing {
             hash_all().0

@@ -232,13 +232,18 @@ mod tests {
         assert_eq!(a.gate.limit(), 3);
         assert_eq!(a.pool.workers(), 3);
         let c = g.device(dev(8, 17), Path::new("/c/f"), &cfg);
-        assert_eq!(c.pool.workers(), 4, "sdb keeps its adaptive budget");
+        assert_eq!(
+            c.pool.workers(),
+            crate::device::IO_READERS,
+            "sdb keeps its adaptive budget"
+        );
         let line = describe(
             &g.map.as_mut().unwrap().group_of(dev(8, 2), None),
             &Plan {
                 start: 3,
                 max: 3,
                 adaptive: false,
+                cores: 2,
             },
             "--device-jobs sda2=3",
         );
