@@ -480,12 +480,13 @@ impl Control {
             self.best = cur;
             self.best_tp = Some(tp);
             self.phase = Phase::RampUp { gained: false };
-            let new = if cur == 1 && tp >= NOT_A_DISK {
-                plan.cores
-            } else {
-                cur * 2
-            };
-            return new.clamp(1, max);
+            if cur == 1 && tp >= NOT_A_DISK {
+                // Cache or flash: one reader per core is the new floor, and
+                // the best so far (the ramp must not settle back on 1).
+                self.best = floor(tp);
+                return self.best;
+            }
+            return (cur * 2).clamp(1, max);
         };
         let rise = tp > best_tp * (1.0 + NOISE);
         let fall = tp < best_tp * (1.0 - NOISE);
@@ -498,6 +499,8 @@ impl Control {
                 c.hold = (c.hold * 2).min(HOLD_MAX);
             }
             c.phase = Phase::Hold(c.hold);
+            // Never below the floor of the rate just seen.
+            c.best = c.best.max(floor(tp));
             c.best
         };
         match self.phase {
@@ -868,6 +871,17 @@ mod tests {
         assert!(seen[3..].iter().all(|&n| n >= 2), "{seen:?}");
         let above = seen[3..].iter().filter(|&&n| n > 2).count();
         assert!(above * 10 <= seen.len(), "{seen:?}");
+    }
+
+    /// A fast device on which more readers gain nothing (a busy machine,
+    /// or one core's worth of hashing): the first window jumps to one
+    /// reader per core, and the search never goes back below it (it did:
+    /// the ramp settled on its first window's single reader).
+    #[test]
+    fn flat_fast_device_stays_at_one_reader_per_core() {
+        let seen = search(adaptive(1, 2), 200, |_| 2000.0 * MB);
+        assert_eq!(seen[1], 2, "{seen:?}");
+        assert!(seen[1..].iter().all(|&n| n >= 2), "{seen:?}");
     }
 
     /// A ramp misled onto 2 readers of a spindle (noise in its first
