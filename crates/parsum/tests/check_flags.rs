@@ -220,8 +220,10 @@ fn detects_algorithm_per_line() {
 
 #[test]
 fn unreadable_manifest() {
+    let d = tempfile::tempdir().unwrap();
     parsum()
-        .args(["-c", "/nonexistent/manifest"])
+        .arg("-c")
+        .arg(d.path().join("no-such-dir/manifest"))
         .assert()
         .code(1)
         .stderr(predicate::str::contains("No such file or directory"));
