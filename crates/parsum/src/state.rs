@@ -2,8 +2,10 @@
 //! update, one file per line, and how it is read and replaced.
 //!
 //! A state file is JSON lines, one per file, in parsum's sort order: the
-//! `--json` line of the file plus its inode,
-//! `{"path","size","mtime","mtime_nsec","ino","algo","hash"}`, with
+//! `--json` line of the file plus its inode and its ctime as of its last
+//! read, `{"path","size","mtime","mtime_nsec","ino","ctime","ctime_nsec",
+//! "algo","hash"}` (`ctime` is optional: a state without it is read, but no
+//! file of it is carried over to another path by inode), with
 //! `"path_hex"` for a name that is not UTF-8 (the writer is
 //! `output::write_json`). [`parse_record`] is its exact inverse: every name
 //! reads back byte for byte. A `--json` listing (no `ino`) reads as a state
@@ -35,6 +37,9 @@ pub struct Meta {
     pub mtime_nsec: u32,
     /// `None` in a `--json` listing (it has no inode).
     pub ino: Option<u64>,
+    /// The inode change time, seconds and nanoseconds; `None` in a
+    /// `--json` listing.
+    pub ctime: Option<(i64, u32)>,
 }
 
 /// One file of a state: its path and digest (as a manifest [`Line`], so
@@ -198,6 +203,8 @@ struct RawRecord<'a> {
     mtime: i64,
     mtime_nsec: u32,
     ino: Option<u64>,
+    ctime: Option<i64>,
+    ctime_nsec: Option<u32>,
     #[serde(borrow)]
     algo: &'a str,
     #[serde(borrow)]
@@ -229,6 +236,14 @@ pub fn parse_record(raw: &[u8]) -> Result<Entry, String> {
     if r.mtime_nsec >= 1_000_000_000 {
         return Err("\"mtime_nsec\" is not below 1000000000".into());
     }
+    let ctime = match (r.ctime, r.ctime_nsec) {
+        (None, None) => None,
+        (Some(_), Some(ns)) if ns >= 1_000_000_000 => {
+            return Err("\"ctime_nsec\" is not below 1000000000".into())
+        }
+        (Some(s), Some(ns)) => Some((s, ns)),
+        _ => return Err("\"ctime\" and \"ctime_nsec\" go together".into()),
+    };
     let algo = Algo::ALL
         .into_iter()
         .find(|a| a.name() == r.algo)
@@ -246,6 +261,7 @@ pub fn parse_record(raw: &[u8]) -> Result<Entry, String> {
             mtime: r.mtime,
             mtime_nsec: r.mtime_nsec,
             ino: r.ino,
+            ctime,
         }),
     })
 }
@@ -324,9 +340,16 @@ impl StateWriter {
     }
 
     /// Appends the record of a file: `name` as listed, its digest `d`,
-    /// size and mtime from `h`, and its inode.
-    pub fn record(&mut self, name: &[u8], d: &Digest, h: &FileHash, ino: u64) {
-        crate::output::write_json(&mut self.buf, name, d, h, Some(ino), b'\n');
+    /// size and mtime from `h`, its inode and its ctime.
+    pub fn record(
+        &mut self,
+        name: &[u8],
+        d: &Digest,
+        h: &FileHash,
+        ino: u64,
+        ctime: Option<(i64, u32)>,
+    ) {
+        crate::output::write_json(&mut self.buf, name, d, h, Some(ino), ctime, b'\n');
         if self.buf.len() >= 64 * 1024 {
             self.flush();
         }
@@ -344,7 +367,7 @@ impl StateWriter {
             mtime: m.mtime,
             mtime_nsec: m.mtime_nsec,
         };
-        crate::output::write_json(&mut self.buf, &e.line.name, &d, &h, m.ino, b'\n');
+        crate::output::write_json(&mut self.buf, &e.line.name, &d, &h, m.ino, m.ctime, b'\n');
         if self.buf.len() >= 64 * 1024 {
             self.flush();
         }
@@ -391,7 +414,8 @@ mod tests {
             mtime_nsec: 999_999_999,
         };
         let mut out = Vec::new();
-        crate::output::write_json(&mut out, name, &h.digests[0], &h, ino, b'\n');
+        let ctime = ino.map(|i| (-(i as i64), 42));
+        crate::output::write_json(&mut out, name, &h.digests[0], &h, ino, ctime, b'\n');
         out.pop();
         out
     }
@@ -413,7 +437,8 @@ mod tests {
                     size: 3,
                     mtime: -5,
                     mtime_nsec: 999_999_999,
-                    ino: Some(7)
+                    ino: Some(7),
+                    ctime: Some((-7, 42)),
                 })
             );
             assert_eq!(
@@ -465,6 +490,11 @@ mod tests {
                 "not hex",
             ),
             (&good.replace("999999999", "1000000000"), "mtime_nsec"),
+            (
+                &good.replace("\"ctime_nsec\":42", "\"ctime_nsec\":1000000000"),
+                "ctime_nsec",
+            ),
+            (&good.replace(",\"ctime_nsec\":42", ""), "go together"),
             (
                 &good.replace("\"mtime\":-5", "\"mtime\":1.5"),
                 "expected i64",
@@ -546,13 +576,13 @@ mod tests {
         };
         // Dropped without commit: the old state stays, no temp file is left.
         let mut w = StateWriter::create(&state).unwrap();
-        w.record(b"f", &h.digests[0], &h, 9);
+        w.record(b"f", &h.digests[0], &h, 9, Some((3, 4)));
         drop(w);
         assert_eq!(std::fs::read(&state).unwrap(), b"old\n");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
 
         let mut w = StateWriter::create(&state).unwrap();
-        w.record(b"f", &h.digests[0], &h, 9);
+        w.record(b"f", &h.digests[0], &h, 9, Some((3, 4)));
         w.commit().unwrap();
         let text = std::fs::read(&state).unwrap();
         let e = parse_record(text.strip_suffix(b"\n").unwrap()).unwrap();

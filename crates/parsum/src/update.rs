@@ -7,8 +7,10 @@
 //! ([`crate::pipeline::Lookup`]): a file whose size, mtime (with
 //! nanoseconds) and inode equal its entry's keeps its place in the order
 //! but is not opened; its hash is carried over (unless `--rehash`). A path
-//! the state does not list is matched by inode instead, so a moved file or
-//! a renamed directory is not read again either. Everything else is read. The new state is written
+//! the state does not list is matched by inode instead, if the ctime is
+//! also the one of the entry's last read, so a renamed directory's files
+//! are not read again either (an inode number alone is reused by the next
+//! new file; see [`Old::carry`]). Everything else is read. The new state is written
 //! in walk order, streaming, through [`StateWriter`], and replaces STATE
 //! whole at the end.
 //!
@@ -76,11 +78,25 @@ impl Old {
     /// describes it: the entry of its path, or else (a path the state does
     /// not list: a move or a renamed directory) the entry of its inode.
     fn carry(&self, path: &[u8], st: &FileStat, algo: Algo) -> Option<FileHash> {
-        let e = match self.get(path) {
-            Some((_, e)) => e,
-            None => &self.entries[*self.by_ino.get(&st.ino)?],
-        };
-        carry(e, st, algo)
+        match self.get(path) {
+            Some((_, e)) => carry(e, st, algo),
+            None => {
+                // Another path's entry: the inode number alone is no proof
+                // that this is that file. A freed number is soon given to a
+                // new file, and tar, `cp -p` and rsync give it the old
+                // file's size and mtime too. The ctime is set by the kernel
+                // at every change and cannot be set back: an equal ctime
+                // means the same file, untouched since (a renamed
+                // directory's files). A file renamed by itself has a new
+                // ctime, so it is read, and paired as a move by its hash.
+                let e = &self.entries[*self.by_ino.get(&st.ino)?];
+                let ctime = e.meta?.ctime?;
+                if ctime != (st.ctime, st.ctime_nsec as u32) {
+                    return None;
+                }
+                carry(e, st, algo)
+            }
+        }
     }
 }
 
@@ -367,7 +383,14 @@ impl Sink<(), Note> for UpdateSink<'_> {
                     .iter()
                     .find(|d| d.algo == self.algo)
                     .expect("the state's algorithm is always computed");
-                self.writer.record(name, &d, &h, item.stat.ino);
+                // The ctime kept is the one of the last read: a carried hash
+                // keeps its entry's, so that a later move by inode needs a
+                // file untouched since it was last read.
+                let ctime = match old {
+                    Some((_, e)) if carried => e.meta.and_then(|m| m.ctime),
+                    _ => Some((item.stat.ctime, item.stat.ctime_nsec as u32)),
+                };
+                self.writer.record(name, &d, &h, item.stat.ino, ctime);
                 match old {
                     Some((i, e)) => {
                         self.seen[i] = true;

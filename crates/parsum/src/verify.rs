@@ -309,6 +309,7 @@ mod tests {
             mtime: 100,
             mtime_nsec: 5,
             ino: Some(1),
+            ctime: None,
         });
         let e = entry(b"abc", meta);
         assert_eq!(classify(&e, &now(b"abc", 3, 200, 0)), Verdict::Ok);
