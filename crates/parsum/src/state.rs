@@ -339,6 +339,35 @@ impl StateWriter {
         Ok((m.dev(), m.ino()))
     }
 
+    /// `(dev, inode)` of the temporary files of this state that earlier
+    /// runs left (a run killed before its rename), so a walk can leave
+    /// them out too: they are half-written states, not data. Its own
+    /// temporary file is among them.
+    pub fn leftover_ids(&self) -> Vec<(u64, u64)> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let base = self.path.file_name().unwrap_or(self.path.as_os_str());
+        let mut prefix = b".".to_vec();
+        prefix.extend_from_slice(base.as_bytes());
+        prefix.push(b'.');
+        let Ok(list) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        list.filter_map(Result::ok)
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.as_bytes();
+                n.starts_with(&prefix) && n.ends_with(b".parsum-tmp")
+            })
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect()
+    }
+
     /// Appends the record of a file: `name` as listed, its digest `d`,
     /// size and mtime from `h`, its inode and its ctime.
     pub fn record(

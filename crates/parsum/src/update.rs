@@ -19,8 +19,9 @@
 //! `-v` also `unchanged`. The counts go to stderr. A file that cannot be
 //! read keeps its old entry (if it had one), and a directory that cannot be
 //! listed keeps the entries below it: an unreadable part of the tree is
-//! never dropped from the state. STATE itself and its temporary file are
-//! left out of the walk.
+//! never dropped from the state. STATE itself, its temporary file and
+//! those that killed runs left (`.STATE.*.parsum-tmp`) are left out of the
+//! walk.
 //!
 //! Exit status: 0 when the state was written and every file was read (any
 //! number of changes is a normal update); 1 when some file or directory
@@ -181,6 +182,7 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
     if let Ok(id) = writer.temp_id() {
         ignore.push(id);
     }
+    ignore.extend(writer.leftover_ids());
     let old = Arc::new(old);
     let lookup: Lookup = {
         let old = Arc::clone(&old);

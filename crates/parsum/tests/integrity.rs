@@ -751,3 +751,26 @@ fn a_reused_inode_with_the_same_size_and_mtime_is_read_not_moved() {
         .success()
         .stdout("t/a: OK\nt/new: OK\n");
 }
+
+#[test]
+fn a_temp_file_left_by_a_killed_run_is_not_part_of_the_tree() {
+    // SIGKILL between the temp file's creation and the rename leaves
+    // `.STATE.XXXXXX.parsum-tmp` behind: a half-written state, not data.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"a");
+    update(d.path()).assert().success();
+    write(
+        d.path(),
+        b".STATE.Xy12ab.parsum-tmp",
+        b"{\"path\":\"a\",\"si",
+    );
+    write(d.path(), b".STATE.notes", b"a file of the user's");
+    update(d.path())
+        .assert()
+        .success()
+        .stdout("new      .STATE.notes\n")
+        .stderr(predicate::str::contains(
+            "1 new, 0 changed, 0 missing, 0 moved, 1 unchanged",
+        ));
+    assert!(!state(d.path()).contains("parsum-tmp"));
+}
