@@ -279,6 +279,22 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The OS error inside `tempfile`'s (which appends the temporary file's
+/// path and hides the error it wraps: only its text says the code), so
+/// that it reads as every other message: `No such file or directory`,
+/// about STATE.
+fn bare(e: io::Error) -> io::Error {
+    let text = e.to_string();
+    let code = text
+        .split_once("(os error ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(n, _)| n.parse().ok());
+    match code {
+        Some(c) if e.raw_os_error().is_none() => io::Error::from_raw_os_error(c),
+        _ => e,
+    }
+}
+
 /// Writes a new state next to the old one and puts it in place whole:
 /// records go to a temporary file in the same directory (so the rename
 /// stays on one file system), which [`StateWriter::commit`] syncs and
@@ -320,7 +336,8 @@ impl StateWriter {
             .prefix(&prefix)
             .suffix(".parsum-tmp")
             .permissions(std::fs::Permissions::from_mode(0o666))
-            .tempfile_in(dir)?;
+            .tempfile_in(dir)
+            .map_err(bare)?;
         if let Ok(m) = std::fs::metadata(path) {
             tmp.as_file().set_permissions(m.permissions())?;
         }

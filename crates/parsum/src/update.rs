@@ -26,7 +26,9 @@
 //! Exit status: 0 when the state was written and every file was read (any
 //! number of changes is a normal update); 1 when some file or directory
 //! could not be read, or STATE could not be written; 2 for a bad STATE
-//! (unreadable, or a malformed line), in which case nothing is written.
+//! (unreadable, or a malformed line) or one that cannot be created at all
+//! (its directory takes no new file: known before any read), in which case
+//! nothing is written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;

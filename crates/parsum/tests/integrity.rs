@@ -774,3 +774,19 @@ fn a_temp_file_left_by_a_killed_run_is_not_part_of_the_tree() {
         ));
     assert!(!state(d.path()).contains("parsum-tmp"));
 }
+
+#[test]
+fn a_state_that_cannot_be_created_is_exit_2_before_any_read() {
+    // No directory for it: nothing is hashed, the message is coreutils'
+    // wording about STATE (not the OS error code and the temp file's name).
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    parsum()
+        .current_dir(d.path())
+        .args(["--update", "nodir/STATE", "t"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr("parsum: nodir/STATE: cannot write a new state: No such file or directory\n");
+    assert_eq!(listing(d.path()), ["t"]);
+}
