@@ -22,7 +22,7 @@
 //! run leaves the old state or the new one, never half of one.
 
 use std::fs::File;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::escape::quote;
@@ -70,6 +70,10 @@ pub enum StateError {
     Line(u64, String),
 }
 
+/// The longest line a state may have: a path of 4000 nested directories
+/// is 10-100 KiB of JSON; a line with no end is not read into memory.
+pub const MAX_LINE: usize = 16 << 20;
+
 /// Reads a state file entry by entry (streaming: one line in memory).
 pub struct Reader {
     input: Box<dyn BufRead + Send>,
@@ -97,14 +101,20 @@ impl Reader {
         if file.metadata().map_err(fail)?.is_dir() {
             return Err(fail(io::Error::from_raw_os_error(libc::EISDIR)));
         }
-        let hint = only.or_else(|| crate::check::hint_from_name(path));
-        let mut r = Reader::new(
+        Ok(Some(Reader::of(
             Box::new(io::BufReader::with_capacity(64 * 1024, file)),
+            path,
             only,
-            hint,
-        );
-        r.label = label;
-        Ok(Some(r))
+        )))
+    }
+
+    /// A reader of `input`, the content of the state at `path` (for its
+    /// name in messages and the algorithm it suggests); `only` is `-a`.
+    pub fn of(input: Box<dyn BufRead + Send>, path: &Path, only: Option<Algo>) -> Reader {
+        let hint = only.or_else(|| crate::check::hint_from_name(path));
+        let mut r = Reader::new(input, only, hint);
+        r.label = quote(path);
+        r
     }
 
     /// A reader of `input`; `only` is `-a`, `hint` decides 64-digit lines.
@@ -134,8 +144,10 @@ impl Reader {
     pub fn next_entry(&mut self) -> Result<Option<Entry>, StateError> {
         loop {
             self.raw.clear();
-            let n = self
-                .input
+            // Bounded: a STATE that is no state (/dev/zero, a binary file)
+            // must not be read into memory whole.
+            let n = (&mut self.input)
+                .take(MAX_LINE as u64 + 1)
                 .read_until(b'\n', &mut self.raw)
                 .map_err(|e| StateError::Io(format!("{}: {}", self.label, os_message(&e))))?;
             if n == 0 {
@@ -144,6 +156,11 @@ impl Reader {
             self.line_no += 1;
             if self.raw.last() == Some(&b'\n') {
                 self.raw.pop();
+            } else if self.raw.len() > MAX_LINE {
+                return Err(StateError::Line(
+                    self.line_no,
+                    "a line longer than 16 MiB: not a state".into(),
+                ));
             }
             // A byte-order mark, as some editors save it: not part of a line.
             if self.line_no == 1 && self.raw.starts_with(b"\xef\xbb\xbf") {

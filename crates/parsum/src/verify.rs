@@ -19,13 +19,16 @@
 //!
 //! STATE is streamed in its own order through the per-device pipeline; it
 //! is read twice, first whole to check every line (a malformed one stops the
-//! run with its line number before any file is read), then to verify.
+//! run with its line number before any file is read), then to verify: a
+//! regular file from the same descriptor, rewound; a pipe from a copy of
+//! its bytes kept by the first read ([`Source`]).
 //!
 //! Exit status: 0 when every file is OK; 1 when any is not (as `sha256sum
 //! -c` and hashdeep's audit: a missing or modified file is a difference to
 //! look at), with CORRUPTED called out in a warning of its own; 2 for a
 //! missing, unreadable or malformed STATE.
 
+use std::io::BufReader;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,12 +78,65 @@ pub fn classify(e: &Entry, h: &FileHash) -> Verdict {
     }
 }
 
-/// Checks every line of the state; returns its kind (`None`: empty).
-fn check_all(state: &Path, only: Option<Algo>) -> Result<Option<Kind>, StateError> {
-    let mut r = Reader::open(state, only)?
-        .ok_or_else(|| StateError::Io(format!("{}: No such file or directory", quote(state))))?;
+/// STATE, opened once for its two reads (a check, then the verification):
+/// a regular file is read again from its start (the same file, even if a
+/// new state was renamed over it meanwhile); anything else (a pipe:
+/// `--verify <(cmd)`, `/dev/stdin`) cannot be read twice, so its bytes are
+/// kept from the first read.
+pub enum Source {
+    File(std::fs::File),
+    Bytes(Vec<u8>),
+}
+
+/// Copies what it reads into `copy`.
+struct Tee<R> {
+    inner: R,
+    copy: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Opens STATE and checks every line; returns its kind (`None`: empty)
+/// and where to read it again.
+fn check_all(state: &Path, only: Option<Algo>) -> Result<(Option<Kind>, Source), StateError> {
+    let fail = |e: std::io::Error| {
+        StateError::Io(format!("{}: {}", quote(state), crate::hash::os_message(&e)))
+    };
+    let file = std::fs::File::open(state).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if meta.is_dir() {
+        return Err(fail(std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let copy = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (input, source): (Box<dyn std::io::BufRead + Send>, _) = if meta.is_file() {
+        let again = file.try_clone().map_err(fail)?;
+        (Box::new(BufReader::new(file)), Some(Source::File(again)))
+    } else {
+        let tee = Tee {
+            inner: file,
+            copy: Arc::clone(&copy),
+        };
+        (Box::new(BufReader::new(tee)), None)
+    };
+    let mut r = Reader::of(input, state, only);
     while r.next_entry()?.is_some() {}
-    Ok(r.kind())
+    let kind = r.kind();
+    drop(r);
+    let source = source.unwrap_or_else(|| {
+        Source::Bytes(std::mem::take(
+            &mut copy.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
+    });
+    Ok((kind, source))
 }
 
 /// Runs the verification (`quiet`: no line for an OK file); returns the
@@ -92,7 +148,7 @@ pub fn run(
     quiet: bool,
     progress: &Progress,
 ) -> Exit {
-    let kind = match check_all(&state, only) {
+    let (kind, source) = match check_all(&state, only) {
         Ok(k) => k,
         Err(e) => {
             message(&e.message(&state));
@@ -107,7 +163,7 @@ pub fn run(
         ));
     }
     let path = state.clone();
-    let stream = pipe.spawn(move |f: &mut Feeder<Entry, Msg>| produce(f, &path, only));
+    let stream = pipe.spawn(move |f: &mut Feeder<Entry, Msg>| produce(f, source, &path, only));
     let mut sink = VerifySink {
         counts: Counts::default(),
         quiet,
@@ -144,13 +200,19 @@ pub fn run(
 }
 
 /// The producer: each entry, stat'ed, to the pipeline (a run per device).
-fn produce(f: &mut Feeder<Entry, Msg>, state: &Path, only: Option<Algo>) {
+fn produce(f: &mut Feeder<Entry, Msg>, source: Source, state: &Path, only: Option<Algo>) {
     let mut runs = Runs::default();
-    let mut reader = match Reader::open(state, only) {
-        Ok(Some(r)) => r,
-        Ok(None) => return runs.msg(f, Msg::Bad("vanished while in use".into())),
-        Err(e) => return runs.msg(f, Msg::Bad(e.message(state))),
+    let input: Box<dyn std::io::BufRead + Send> = match source {
+        Source::Bytes(b) => Box::new(std::io::Cursor::new(b)),
+        Source::File(mut file) => {
+            if let Err(e) = std::io::Seek::rewind(&mut file) {
+                let e = crate::hash::os_message(&e);
+                return runs.msg(f, Msg::Bad(e));
+            }
+            Box::new(BufReader::with_capacity(64 * 1024, file))
+        }
     };
+    let mut reader = Reader::of(input, state, only);
     loop {
         let e = match reader.next_entry() {
             Ok(Some(e)) => e,

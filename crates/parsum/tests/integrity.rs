@@ -790,3 +790,45 @@ fn a_state_that_cannot_be_created_is_exit_2_before_any_read() {
         .stderr("parsum: nodir/STATE: cannot write a new state: No such file or directory\n");
     assert_eq!(listing(d.path()), ["t"]);
 }
+
+#[test]
+fn a_state_from_a_pipe_is_verified_not_skipped() {
+    // STATE is read twice (checked, then verified): from a pipe
+    // (`--verify <(ssh host cat state)`, `/dev/stdin`) the second read found
+    // nothing, and "0 ok ... 0 missing" passed with exit 0.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"before");
+    write(d.path(), b"t/b", b"same");
+    update(d.path()).arg("t").assert().success();
+    edit(&d.path().join("t/a"), b"after!");
+    let st = state(d.path());
+    parsum()
+        .current_dir(d.path())
+        .args(["--verify", "/dev/stdin"])
+        .write_stdin(st)
+        .assert()
+        .code(1)
+        .stdout("t/a: MODIFIED\nt/b: OK\n")
+        .stderr(predicate::str::contains("1 ok, 1 modified"));
+}
+
+#[test]
+fn an_endless_state_is_refused_not_read_into_memory() {
+    // /dev/zero has no newline: a line is not read without bound.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    for mode in [
+        &["--verify", "/dev/zero"][..],
+        &["--update", "/dev/zero", "t"],
+    ] {
+        parsum()
+            .current_dir(d.path())
+            .args(mode)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "/dev/zero:1: a line longer than 16 MiB",
+            ));
+    }
+}
