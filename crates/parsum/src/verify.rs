@@ -7,7 +7,8 @@
 //! - `OK`: same content (its mtime may have changed: a `touch` is no edit);
 //! - `MODIFIED`: other content and another mtime, a normal edit;
 //! - `CORRUPTED (content changed, size and mtime unchanged)`: other content
-//!   under the recorded mtime. Nothing that writes through the file system
+//!   under the recorded mtime (another inode and ctime under the old mtime
+//!   is a file put in its place, `cp -p` or `rsync -t`: MODIFIED). Nothing that writes through the file system
 //!   does that without restoring the mtime on purpose, so this is silent
 //!   corruption (bit rot, a bad disk or controller, a tool that hides its
 //!   writes). When the size changed too, the reason says so;
@@ -64,13 +65,24 @@ pub enum Verdict {
     Changed,
 }
 
-/// Classifies a file read again against its entry.
-pub fn classify(e: &Entry, h: &FileHash) -> Verdict {
+/// Classifies a file read again (`st`: its stat now) against its entry.
+pub fn classify(e: &Entry, h: &FileHash, st: &FileStat) -> Verdict {
     if h.digests.iter().any(|d| e.line.digest(d.algo) == Some(*d)) {
         return Verdict::Ok;
     }
     match e.meta {
         None => Verdict::Changed,
+        // Another inode and another ctime under the name: a file put in
+        // its place with the old mtime (cp -p, rsync -t, tar -x). Rot
+        // allocates no inode. Both, because some file systems (FAT, some
+        // FUSE) number inodes anew at each mount but keep the ctime.
+        Some(m)
+            if m.ino.is_some_and(|i| i != st.ino)
+                && m.ctime
+                    .is_some_and(|c| c != (st.ctime, st.ctime_nsec as u32)) =>
+        {
+            Verdict::Modified
+        }
         Some(m) if (m.mtime, m.mtime_nsec) == (h.mtime, h.mtime_nsec) => Verdict::Corrupted {
             same_size: m.size == h.size,
         },
@@ -290,7 +302,7 @@ impl Sink<Entry, Msg> for VerifySink<'_> {
         let name = &item.tag.line.name;
         match result {
             Ok(h) => {
-                let verdict = classify(&item.tag, &h);
+                let verdict = classify(&item.tag, &h, &item.stat);
                 let (what, count) = match verdict {
                     Verdict::Ok => ("OK", &mut self.counts.ok),
                     Verdict::Modified => ("MODIFIED", &mut self.counts.modified),
@@ -364,6 +376,14 @@ mod tests {
         }
     }
 
+    fn st(ino: u64, ctime: i64) -> FileStat {
+        FileStat {
+            ino,
+            ctime,
+            ..FileStat::default()
+        }
+    }
+
     #[test]
     fn the_rules() {
         let meta = Some(Meta {
@@ -371,22 +391,47 @@ mod tests {
             mtime: 100,
             mtime_nsec: 5,
             ino: Some(1),
-            ctime: None,
+            ctime: Some((7, 0)),
         });
         let e = entry(b"abc", meta);
-        assert_eq!(classify(&e, &now(b"abc", 3, 200, 0)), Verdict::Ok);
-        assert_eq!(classify(&e, &now(b"abd", 3, 200, 0)), Verdict::Modified);
-        assert_eq!(classify(&e, &now(b"abd", 3, 100, 6)), Verdict::Modified);
         assert_eq!(
-            classify(&e, &now(b"abd", 3, 100, 5)),
+            classify(&e, &now(b"abc", 3, 200, 0), &st(1, 7)),
+            Verdict::Ok
+        );
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 200, 0), &st(1, 7)),
+            Verdict::Modified
+        );
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 6), &st(1, 7)),
+            Verdict::Modified
+        );
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 5), &st(1, 7)),
             Verdict::Corrupted { same_size: true }
         );
         assert_eq!(
-            classify(&e, &now(b"ab", 2, 100, 5)),
+            classify(&e, &now(b"ab", 2, 100, 5), &st(1, 7)),
             Verdict::Corrupted { same_size: false }
         );
+        // The name is another file now (inode 2, a new ctime), under the
+        // old mtime; a new inode number alone (FAT after a remount) is not.
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 5), &st(2, 8)),
+            Verdict::Modified
+        );
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 5), &st(2, 7)),
+            Verdict::Corrupted { same_size: true }
+        );
         let bare = entry(b"abc", None);
-        assert_eq!(classify(&bare, &now(b"abc", 3, 1, 0)), Verdict::Ok);
-        assert_eq!(classify(&bare, &now(b"abd", 3, 100, 5)), Verdict::Changed);
+        assert_eq!(
+            classify(&bare, &now(b"abc", 3, 1, 0), &st(1, 7)),
+            Verdict::Ok
+        );
+        assert_eq!(
+            classify(&bare, &now(b"abd", 3, 100, 5), &st(1, 7)),
+            Verdict::Changed
+        );
     }
 }

@@ -832,3 +832,35 @@ fn an_endless_state_is_refused_not_read_into_memory() {
             ));
     }
 }
+
+#[test]
+fn a_file_replaced_under_its_old_mtime_is_modified_not_corrupted() {
+    // cp -p, rsync -t, tar -x: another file (a new inode) takes the name,
+    // with the old size and mtime. Rot does not allocate inodes: that is an
+    // edit by a tool, not silent corruption. Rot in place still is.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/doc", b"version 1");
+    write(d.path(), b"t/rot", b"original");
+    update(d.path()).arg("t").assert().success();
+    let doc = d.path().join("t/doc");
+    let mtime = std::fs::metadata(&doc).unwrap().modified().unwrap();
+    let tmp = write(d.path(), b"t/.doc.tmp", b"version 2");
+    File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_times(FileTimes::new().set_modified(mtime))
+        .unwrap();
+    std::fs::rename(&tmp, &doc).unwrap();
+    corrupt(&d.path().join("t/rot"), b"ORIG");
+    verify(d.path())
+        .assert()
+        .code(1)
+        .stdout(
+            "t/doc: MODIFIED\n\
+             t/rot: CORRUPTED (content changed, size and mtime unchanged)\n",
+        )
+        .stderr(predicate::str::contains(
+            "0 ok, 1 modified, 1 corrupted, 0 missing",
+        ));
+}
