@@ -347,7 +347,8 @@ impl StateWriter {
         prefix.push(base);
         prefix.push(".");
         // A first state gets the usual 0666 less the umask, as a file any
-        // tool creates; a later one keeps the old state's permissions.
+        // tool creates; a later one keeps the old state's permissions and
+        // (where allowed) owner.
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::Builder::new()
             .prefix(&prefix)
@@ -356,6 +357,18 @@ impl StateWriter {
             .tempfile_in(dir)
             .map_err(bare)?;
         if let Ok(m) = std::fs::metadata(path) {
+            // The owner too, where we may (root updating a user's state):
+            // else the new state is root's, and mode 0600 locks its owner
+            // out. Best effort: anyone else can only give a file away.
+            use std::os::unix::fs::MetadataExt;
+            if (m.uid(), m.gid())
+                != (
+                    rustix::process::geteuid().as_raw(),
+                    rustix::process::getegid().as_raw(),
+                )
+            {
+                let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid()));
+            }
             tmp.as_file().set_permissions(m.permissions())?;
         }
         Ok(StateWriter {

@@ -864,3 +864,27 @@ fn a_file_replaced_under_its_old_mtime_is_modified_not_corrupted() {
             "0 ok, 1 modified, 1 corrupted, 0 missing",
         ));
 }
+
+#[test]
+fn a_replaced_state_keeps_its_owner_and_mode() {
+    // root's cron job updating a user's state must not take it from them.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        eprintln!("note: not root; cannot give the state another owner; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    update(d.path()).arg("t").assert().success();
+    let s = d.path().join("STATE");
+    std::os::unix::fs::chown(&s, Some(65534), Some(65533)).unwrap();
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write(d.path(), b"t/b", b"b");
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("new      t/b\n");
+    let m = std::fs::metadata(&s).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (65534, 65533, 0o600));
+}
