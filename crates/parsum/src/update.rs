@@ -23,6 +23,10 @@
 //! those that killed runs left (`.STATE.*.parsum-tmp`) are left out of the
 //! walk.
 //!
+//! An unreadable file whose old entry cannot be written into the new state
+//! (STATE is a manifest, without metadata; or `-a` changed the algorithm)
+//! leaves the old state as it is, rather than drop it.
+//!
 //! Exit status: 0 when the state was written and every file was read (any
 //! number of changes is a normal update); 1 when some file or directory
 //! could not be read, or STATE could not be written; 2 for a bad STATE
@@ -264,6 +268,23 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
     }
     message(&line);
     let state = quote(&a.state);
+    if c.unkept > 0 {
+        // Writing the new state would drop them without a word: the
+        // promise is that nothing unreadable is dropped.
+        message(&format!(
+            "parsum: {state}: {} an entry that cannot be kept in the new state \
+             ({}): the old state is unchanged; make {} readable, or --exclude {}",
+            plural(c.unkept, "unreadable file has", "unreadable files have"),
+            if old.kind == Some(Kind::Manifest) {
+                "a checksum manifest has no file metadata".to_string()
+            } else {
+                format!("no {algo} digest")
+            },
+            if c.unkept == 1 { "it" } else { "them" },
+            if c.unkept == 1 { "it" } else { "them" },
+        ));
+        return Exit::Failure.and(written);
+    }
     let committed = match sink.writer.commit() {
         Ok(()) => Exit::Success,
         Err(e) => {
@@ -306,6 +327,9 @@ struct Counts {
     carried: u64,
     /// Unreadable files whose old entry was kept.
     kept: u64,
+    /// Unreadable files whose old entry could not be kept (no metadata, or
+    /// no digest of the new state's algorithm): the old state then stays.
+    unkept: u64,
 }
 
 struct UpdateSink<'a> {
@@ -353,6 +377,8 @@ impl UpdateSink<'_> {
             // Not missing either way; kept if the entry can be written.
             if self.writer.keep(&self.old.entries[i], self.algo) {
                 self.counts.kept += 1;
+            } else {
+                self.counts.unkept += 1;
             }
             self.seen[i] = true;
         }

@@ -888,3 +888,43 @@ fn a_replaced_state_keeps_its_owner_and_mode() {
     let m = std::fs::metadata(&s).unwrap();
     assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (65534, 65533, 0o600));
 }
+
+#[test]
+fn unreadable_entries_that_cannot_be_kept_keep_the_old_state() {
+    // A manifest STATE has no metadata, and a state in another algorithm
+    // than -a has no digest to write: an unreadable part of the tree could
+    // keep no entry, and vanished from the new state, reported nowhere
+    // ("0 missing"). The old state stays instead.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    write(d.path(), b"u/c", b"c");
+    let sums = stdout_of(
+        parsum()
+            .current_dir(d.path())
+            .args(["-a", "sha256", "t", "u"]),
+    );
+    std::fs::write(d.path().join("STATE"), &sums).unwrap();
+    std::fs::rename(d.path().join("t"), d.path().join("t.away")).unwrap();
+    update(d.path())
+        .args(["t", "u"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "1 unreadable file has an entry that cannot be kept",
+        ));
+    assert_eq!(std::fs::read(d.path().join("STATE")).unwrap(), sums);
+    assert_eq!(listing(d.path()), ["STATE", "t.away", "u"]);
+
+    // A JSON state in BLAKE3, updated with -a sha256: the same.
+    std::fs::rename(d.path().join("t.away"), d.path().join("t")).unwrap();
+    std::fs::remove_file(d.path().join("STATE")).unwrap();
+    update(d.path()).args(["t", "u"]).assert().success();
+    let before = state(d.path());
+    std::fs::rename(d.path().join("t"), d.path().join("t.away")).unwrap();
+    update(d.path())
+        .args(["-a", "sha256", "t", "u"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("the old state is unchanged"));
+    assert_eq!(state(d.path()), before);
+}
