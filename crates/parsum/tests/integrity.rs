@@ -928,3 +928,25 @@ fn unreadable_entries_that_cannot_be_kept_keep_the_old_state() {
         .stderr(predicate::str::contains("the old state is unchanged"));
     assert_eq!(state(d.path()), before);
 }
+
+#[test]
+fn a_new_hard_link_to_a_changed_file_does_not_hide_the_change() {
+    // b's bytes change under its old size and mtime, then a new name `a`
+    // links to it (rsnapshot and `cp -al` add links at every run). `a`
+    // sorts first and is read; b, the second name, gets a's result but
+    // its own entry still matches: it was counted unchanged while its
+    // entry silently took the new hash, erasing what --verify would find.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/b", b"XXXX");
+    update(d.path()).arg("t").assert().success();
+    corrupt(&d.path().join("t/b"), b"YYYY");
+    std::fs::hard_link(d.path().join("t/b"), d.path().join("t/a")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("changed  t/b\nnew      t/a\n")
+        .stderr(predicate::str::contains(
+            "1 new, 1 changed, 0 missing, 0 moved, 0 unchanged",
+        ));
+}
