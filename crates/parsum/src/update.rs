@@ -359,14 +359,20 @@ impl UpdateSink<'_> {
     /// Keeps the old entries at or below `path` (it could not be read or
     /// listed), in walk order.
     fn keep_below(&mut self, path: &Path) {
-        let p = normalized(path.as_os_str().as_bytes());
-        let all = p == b".";
+        let mut p = normalized(path.as_os_str().as_bytes());
+        // `t/` (as shell completion writes it) and `t//` list `t/a`,
+        // `t//a`: the directory is `t` (`/` stays `/`).
+        while p.len() > 1 && p.ends_with(b"/") {
+            p = &p[..p.len() - 1];
+        }
+        let all = p == b"." || p.is_empty();
+        let root = p == b"/";
         let mut under: Vec<(&[u8], usize)> = self
             .old
             .index
             .iter()
             .filter(|(k, _)| {
-                all || k[..] == *p || (k.starts_with(p) && k.get(p.len()) == Some(&b'/'))
+                all || k[..] == *p || (k.starts_with(p) && (root || k.get(p.len()) == Some(&b'/')))
             })
             .filter(|(_, &i)| !self.seen[i])
             .map(|(k, &i)| (&k[..], i))

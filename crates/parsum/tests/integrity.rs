@@ -950,3 +950,28 @@ fn a_new_hard_link_to_a_changed_file_does_not_hide_the_change() {
             "1 new, 1 changed, 0 missing, 0 moved, 0 unchanged",
         ));
 }
+
+#[test]
+fn an_unlistable_root_with_a_trailing_slash_keeps_its_entries() {
+    // Shell completion writes `t/`: its files are `t/a`, and an error on
+    // `t/` (an unmounted disk) matched none of them; the state was emptied.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    write(d.path(), b"t/d/b", b"b");
+    update(d.path()).arg("t/").assert().success();
+    let before = state(d.path());
+    std::fs::rename(d.path().join("t"), d.path().join("t.away")).unwrap();
+    for root in ["t/", "t//"] {
+        update(d.path())
+            .arg(root)
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(
+                predicate::str::contains("0 missing").and(predicate::str::contains(
+                    "2 unreadable kept their previous entry",
+                )),
+            );
+        assert_eq!(state(d.path()), before);
+    }
+}
