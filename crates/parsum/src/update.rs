@@ -207,6 +207,7 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
     let counters = Arc::clone(pipe.counters());
     let mut sink = UpdateSink {
         old: &old,
+        sorted: None,
         algo,
         writer,
         seen: vec![false; old.entries.len()],
@@ -334,6 +335,9 @@ struct Counts {
 
 struct UpdateSink<'a> {
     old: &'a Old,
+    /// The old paths in byte order, for the entries below a path that
+    /// failed (built at the first failure).
+    sorted: Option<Vec<(&'a [u8], usize)>>,
     algo: Algo,
     writer: StateWriter,
     /// By old entry: accounted for (found again, or kept).
@@ -348,7 +352,7 @@ struct UpdateSink<'a> {
     counters: &'a Counters,
 }
 
-impl UpdateSink<'_> {
+impl<'a> UpdateSink<'a> {
     fn line(&mut self, what: &str, name: &[u8]) {
         let out = &mut self.out.buf;
         out.extend_from_slice(format!("{what:<8} ").as_bytes());
@@ -365,18 +369,36 @@ impl UpdateSink<'_> {
         while p.len() > 1 && p.ends_with(b"/") {
             p = &p[..p.len() - 1];
         }
+        let old: &'a Old = self.old;
         let all = p == b"." || p.is_empty();
-        let root = p == b"/";
-        let mut under: Vec<(&[u8], usize)> = self
-            .old
-            .index
-            .iter()
-            .filter(|(k, _)| {
-                all || k[..] == *p || (k.starts_with(p) && (root || k.get(p.len()) == Some(&b'/')))
-            })
-            .filter(|(_, &i)| !self.seen[i])
-            .map(|(k, &i)| (&k[..], i))
-            .collect();
+        let mut under: Vec<(&[u8], usize)> = Vec::new();
+        if all {
+            under.extend(old.index.iter().map(|(k, &i)| (&k[..], i)));
+        } else {
+            // Its own entry, then those below it: a range of the paths in
+            // byte order (built once), not a scan of the state per error.
+            if let Some((k, &i)) = old.index.get_key_value(p) {
+                under.push((&k[..], i));
+            }
+            let prefix = if p == b"/" {
+                p.to_vec()
+            } else {
+                [p, b"/"].concat()
+            };
+            let sorted = self.sorted.get_or_insert_with(|| {
+                let mut v: Vec<(&'a [u8], usize)> =
+                    old.index.iter().map(|(k, &i)| (&k[..], i)).collect();
+                v.sort_unstable();
+                v
+            });
+            let from = sorted.partition_point(|(k, _)| *k < &prefix[..]);
+            under.extend(
+                sorted[from..]
+                    .iter()
+                    .take_while(|(k, _)| k.starts_with(&prefix)),
+            );
+        }
+        under.retain(|&(_, i)| !self.seen[i]);
         // Walk order: component by component (`a/z` before `a.b`).
         under.sort_by(|a, b| a.0.split(|&c| c == b'/').cmp(b.0.split(|&c| c == b'/')));
         for (_, i) in under {
