@@ -7,8 +7,9 @@
 //! - `OK`: same content (its mtime may have changed: a `touch` is no edit);
 //! - `MODIFIED`: other content and another mtime, a normal edit;
 //! - `CORRUPTED (content changed, size and mtime unchanged)`: other content
-//!   under the recorded mtime (another inode and ctime under the old mtime
-//!   is a file put in its place, `cp -p` or `rsync -t`: MODIFIED). Nothing that writes through the file system
+//!   under the recorded mtime (when another file holds the name, a new
+//!   inode and ctime, put in place with the old mtime by `cp -p` or
+//!   `rsync -t`, the reason says so). Nothing that writes through the file system
 //!   does that without restoring the mtime on purpose, so this is silent
 //!   corruption (bit rot, a bad disk or controller, a tool that hides its
 //!   writes). When the size changed too, the reason says so;
@@ -56,10 +57,13 @@ pub enum Msg {
 pub enum Verdict {
     Ok,
     Modified,
-    /// Other content under the recorded mtime; `true` if the size is also
-    /// the recorded one.
+    /// Other content under the recorded mtime. `same_size`: the size is
+    /// also the recorded one; `replaced`: another file holds the name (a
+    /// new inode and a new ctime), so this was put in place with the old
+    /// mtime (cp -p, rsync -t, tar -x), not rotted in place.
     Corrupted {
         same_size: bool,
+        replaced: bool,
     },
     /// Other content; the state has no metadata to say more.
     Changed,
@@ -72,19 +76,16 @@ pub fn classify(e: &Entry, h: &FileHash, st: &FileStat) -> Verdict {
     }
     match e.meta {
         None => Verdict::Changed,
-        // Another inode and another ctime under the name: a file put in
-        // its place with the old mtime (cp -p, rsync -t, tar -x). Rot
-        // allocates no inode. Both, because some file systems (FAT, some
-        // FUSE) number inodes anew at each mount but keep the ctime.
-        Some(m)
-            if m.ino.is_some_and(|i| i != st.ino)
-                && m.ctime
-                    .is_some_and(|c| c != (st.ctime, st.ctime_nsec as u32)) =>
-        {
-            Verdict::Modified
-        }
+        // The rule: other content under the same mtime is
+        // corrupted. Whether another file now holds the name (another inode
+        // and another ctime: rot allocates no inode) is said in its reason;
+        // both, because some file systems (FAT, some FUSE) number inodes
+        // anew at each mount but keep the ctime.
         Some(m) if (m.mtime, m.mtime_nsec) == (h.mtime, h.mtime_nsec) => Verdict::Corrupted {
             same_size: m.size == h.size,
+            replaced: m.ino.is_some_and(|i| i != st.ino)
+                && m.ctime
+                    .is_some_and(|c| c != (st.ctime, st.ctime_nsec as u32)),
         },
         Some(_) => Verdict::Modified,
     }
@@ -304,22 +305,33 @@ impl Sink<Entry, Msg> for VerifySink<'_> {
             Ok(h) => {
                 let verdict = classify(&item.tag, &h, &item.stat);
                 let (what, count) = match verdict {
-                    Verdict::Ok => ("OK", &mut self.counts.ok),
-                    Verdict::Modified => ("MODIFIED", &mut self.counts.modified),
-                    Verdict::Changed => ("CHANGED", &mut self.counts.changed),
-                    Verdict::Corrupted { same_size: true } => (
-                        "CORRUPTED (content changed, size and mtime unchanged)",
-                        &mut self.counts.corrupted,
-                    ),
-                    Verdict::Corrupted { same_size: false } => (
-                        "CORRUPTED (content and size changed, mtime unchanged)",
+                    Verdict::Ok => ("OK".to_string(), &mut self.counts.ok),
+                    Verdict::Modified => ("MODIFIED".to_string(), &mut self.counts.modified),
+                    Verdict::Changed => ("CHANGED".to_string(), &mut self.counts.changed),
+                    Verdict::Corrupted {
+                        same_size,
+                        replaced,
+                    } => (
+                        format!(
+                            "CORRUPTED ({}{})",
+                            if same_size {
+                                "content changed, size and mtime unchanged"
+                            } else {
+                                "content and size changed, mtime unchanged"
+                            },
+                            if replaced {
+                                "; another file: new inode and ctime, put in place with the old mtime"
+                            } else {
+                                ""
+                            }
+                        ),
                         &mut self.counts.corrupted,
                     ),
                 };
                 *count += 1;
                 self.bytes += h.size;
                 if !(self.quiet && verdict == Verdict::Ok) {
-                    self.line(name, what);
+                    self.line(name, &what);
                 }
             }
             Err(e) => self.unreadable(name, &e),
@@ -408,21 +420,33 @@ mod tests {
         );
         assert_eq!(
             classify(&e, &now(b"abd", 3, 100, 5), &st(1, 7)),
-            Verdict::Corrupted { same_size: true }
+            Verdict::Corrupted {
+                same_size: true,
+                replaced: false
+            }
         );
         assert_eq!(
             classify(&e, &now(b"ab", 2, 100, 5), &st(1, 7)),
-            Verdict::Corrupted { same_size: false }
+            Verdict::Corrupted {
+                same_size: false,
+                replaced: false
+            }
         );
         // The name is another file now (inode 2, a new ctime), under the
         // old mtime; a new inode number alone (FAT after a remount) is not.
         assert_eq!(
             classify(&e, &now(b"abd", 3, 100, 5), &st(2, 8)),
-            Verdict::Modified
+            Verdict::Corrupted {
+                same_size: true,
+                replaced: true
+            }
         );
         assert_eq!(
             classify(&e, &now(b"abd", 3, 100, 5), &st(2, 7)),
-            Verdict::Corrupted { same_size: true }
+            Verdict::Corrupted {
+                same_size: true,
+                replaced: false
+            }
         );
         let bare = entry(b"abc", None);
         assert_eq!(
