@@ -405,6 +405,11 @@ pub struct FileStat {
     pub size: u64,
     pub mtime: i64,
     pub mtime_nsec: i64,
+    /// The inode change time: moves with every write, rename, chmod or
+    /// link, and cannot be set from user space (`--update` compares it
+    /// before it carries a hash over to a path of another entry).
+    pub ctime: i64,
+    pub ctime_nsec: i64,
 }
 
 impl FileStat {
@@ -416,6 +421,8 @@ impl FileStat {
             size: m.len(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
         }
     }
 
@@ -430,6 +437,8 @@ impl FileStat {
             size: st.st_size as u64,
             mtime: st.st_mtime as i64,
             mtime_nsec: st.st_mtime_nsec as i64,
+            ctime: st.st_ctime as i64,
+            ctime_nsec: st.st_ctime_nsec as i64,
         }
     }
 }

@@ -298,7 +298,7 @@ impl Sink<(), Note> for TreeSink<'_> {
                     Format::Gnu => write_gnu(&mut self.out.buf, &h.digests[0], name, esc, term),
                     Format::Tag => write_tag(&mut self.out.buf, &h.digests[0], name, esc, term),
                     Format::Json => {
-                        write_json(&mut self.out.buf, name, &h.digests[0], &h, None, term)
+                        write_json(&mut self.out.buf, name, &h.digests[0], &h, None, None, term)
                     }
                 }
             }
@@ -326,8 +326,9 @@ impl Sink<(), Note> for TreeSink<'_> {
 }
 
 /// Appends one JSON line for a hashed file: its digest `d`, and size and
-/// mtime from `h`. `ino` is added (after `mtime_nsec`) for `--update`'s
-/// state files; `--json` output has none. `state::parse_record` reads these
+/// mtime from `h`. `ino` and `ctime` (`ctime`, `ctime_nsec`) are added
+/// (after `mtime_nsec`) for `--update`'s state files; `--json` output has
+/// none. `state::parse_record` reads these
 /// lines back, byte-exact.
 pub fn write_json(
     out: &mut Vec<u8>,
@@ -335,6 +336,7 @@ pub fn write_json(
     d: &Digest,
     h: &FileHash,
     ino: Option<u64>,
+    ctime: Option<(i64, u32)>,
     term: u8,
 ) {
     use std::io::Write;
@@ -358,6 +360,9 @@ pub fn write_json(
     );
     if let Some(ino) = ino {
         let _ = write!(out, ",\"ino\":{ino}");
+    }
+    if let Some((s, ns)) = ctime {
+        let _ = write!(out, ",\"ctime\":{s},\"ctime_nsec\":{ns}");
     }
     let _ = write!(out, ",\"algo\":\"{}\",\"hash\":\"", d.algo);
     d.push_hex(out);
@@ -384,6 +389,7 @@ mod tests {
             b"a\"b\\\n\x01\xff",
             &h.digests[0],
             &h,
+            None,
             None,
             b'\n',
         );

@@ -2,8 +2,10 @@
 //! update, one file per line, and how it is read and replaced.
 //!
 //! A state file is JSON lines, one per file, in parsum's sort order: the
-//! `--json` line of the file plus its inode,
-//! `{"path","size","mtime","mtime_nsec","ino","algo","hash"}`, with
+//! `--json` line of the file plus its inode and its ctime as of its last
+//! read, `{"path","size","mtime","mtime_nsec","ino","ctime","ctime_nsec",
+//! "algo","hash"}` (`ctime` is optional: a state without it is read, but no
+//! file of it is carried over to another path by inode), with
 //! `"path_hex"` for a name that is not UTF-8 (the writer is
 //! `output::write_json`). [`parse_record`] is its exact inverse: every name
 //! reads back byte for byte. A `--json` listing (no `ino`) reads as a state
@@ -20,7 +22,7 @@
 //! run leaves the old state or the new one, never half of one.
 
 use std::fs::File;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::escape::quote;
@@ -35,6 +37,9 @@ pub struct Meta {
     pub mtime_nsec: u32,
     /// `None` in a `--json` listing (it has no inode).
     pub ino: Option<u64>,
+    /// The inode change time, seconds and nanoseconds; `None` in a
+    /// `--json` listing.
+    pub ctime: Option<(i64, u32)>,
 }
 
 /// One file of a state: its path and digest (as a manifest [`Line`], so
@@ -65,6 +70,10 @@ pub enum StateError {
     Line(u64, String),
 }
 
+/// The longest line a state may have: a path of 4000 nested directories
+/// is 10-100 KiB of JSON; a line with no end is not read into memory.
+pub const MAX_LINE: usize = 16 << 20;
+
 /// Reads a state file entry by entry (streaming: one line in memory).
 pub struct Reader {
     input: Box<dyn BufRead + Send>,
@@ -92,14 +101,20 @@ impl Reader {
         if file.metadata().map_err(fail)?.is_dir() {
             return Err(fail(io::Error::from_raw_os_error(libc::EISDIR)));
         }
-        let hint = only.or_else(|| crate::check::hint_from_name(path));
-        let mut r = Reader::new(
+        Ok(Some(Reader::of(
             Box::new(io::BufReader::with_capacity(64 * 1024, file)),
+            path,
             only,
-            hint,
-        );
-        r.label = label;
-        Ok(Some(r))
+        )))
+    }
+
+    /// A reader of `input`, the content of the state at `path` (for its
+    /// name in messages and the algorithm it suggests); `only` is `-a`.
+    pub fn of(input: Box<dyn BufRead + Send>, path: &Path, only: Option<Algo>) -> Reader {
+        let hint = only.or_else(|| crate::check::hint_from_name(path));
+        let mut r = Reader::new(input, only, hint);
+        r.label = quote(path);
+        r
     }
 
     /// A reader of `input`; `only` is `-a`, `hint` decides 64-digit lines.
@@ -129,8 +144,10 @@ impl Reader {
     pub fn next_entry(&mut self) -> Result<Option<Entry>, StateError> {
         loop {
             self.raw.clear();
-            let n = self
-                .input
+            // Bounded: a STATE that is no state (/dev/zero, a binary file)
+            // must not be read into memory whole.
+            let n = (&mut self.input)
+                .take(MAX_LINE as u64 + 1)
                 .read_until(b'\n', &mut self.raw)
                 .map_err(|e| StateError::Io(format!("{}: {}", self.label, os_message(&e))))?;
             if n == 0 {
@@ -139,6 +156,11 @@ impl Reader {
             self.line_no += 1;
             if self.raw.last() == Some(&b'\n') {
                 self.raw.pop();
+            } else if self.raw.len() > MAX_LINE {
+                return Err(StateError::Line(
+                    self.line_no,
+                    "a line longer than 16 MiB: not a state".into(),
+                ));
             }
             // A byte-order mark, as some editors save it: not part of a line.
             if self.line_no == 1 && self.raw.starts_with(b"\xef\xbb\xbf") {
@@ -198,6 +220,8 @@ struct RawRecord<'a> {
     mtime: i64,
     mtime_nsec: u32,
     ino: Option<u64>,
+    ctime: Option<i64>,
+    ctime_nsec: Option<u32>,
     #[serde(borrow)]
     algo: &'a str,
     #[serde(borrow)]
@@ -229,6 +253,14 @@ pub fn parse_record(raw: &[u8]) -> Result<Entry, String> {
     if r.mtime_nsec >= 1_000_000_000 {
         return Err("\"mtime_nsec\" is not below 1000000000".into());
     }
+    let ctime = match (r.ctime, r.ctime_nsec) {
+        (None, None) => None,
+        (Some(_), Some(ns)) if ns >= 1_000_000_000 => {
+            return Err("\"ctime_nsec\" is not below 1000000000".into())
+        }
+        (Some(s), Some(ns)) => Some((s, ns)),
+        _ => return Err("\"ctime\" and \"ctime_nsec\" go together".into()),
+    };
     let algo = Algo::ALL
         .into_iter()
         .find(|a| a.name() == r.algo)
@@ -246,6 +278,7 @@ pub fn parse_record(raw: &[u8]) -> Result<Entry, String> {
             mtime: r.mtime,
             mtime_nsec: r.mtime_nsec,
             ino: r.ino,
+            ctime,
         }),
     })
 }
@@ -261,6 +294,22 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
             Some((v(p[0])? << 4 | v(p[1])?) as u8)
         })
         .collect()
+}
+
+/// The OS error inside `tempfile`'s (which appends the temporary file's
+/// path and hides the error it wraps: only its text says the code), so
+/// that it reads as every other message: `No such file or directory`,
+/// about STATE.
+fn bare(e: io::Error) -> io::Error {
+    let text = e.to_string();
+    let code = text
+        .split_once("(os error ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(n, _)| n.parse().ok());
+    match code {
+        Some(c) if e.raw_os_error().is_none() => io::Error::from_raw_os_error(c),
+        _ => e,
+    }
 }
 
 /// Writes a new state next to the old one and puts it in place whole:
@@ -298,14 +347,28 @@ impl StateWriter {
         prefix.push(base);
         prefix.push(".");
         // A first state gets the usual 0666 less the umask, as a file any
-        // tool creates; a later one keeps the old state's permissions.
+        // tool creates; a later one keeps the old state's permissions and
+        // (where allowed) owner.
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::Builder::new()
             .prefix(&prefix)
             .suffix(".parsum-tmp")
             .permissions(std::fs::Permissions::from_mode(0o666))
-            .tempfile_in(dir)?;
+            .tempfile_in(dir)
+            .map_err(bare)?;
         if let Ok(m) = std::fs::metadata(path) {
+            // The owner too, where we may (root updating a user's state):
+            // else the new state is root's, and mode 0600 locks its owner
+            // out. Best effort: anyone else can only give a file away.
+            use std::os::unix::fs::MetadataExt;
+            if (m.uid(), m.gid())
+                != (
+                    rustix::process::geteuid().as_raw(),
+                    rustix::process::getegid().as_raw(),
+                )
+            {
+                let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid()));
+            }
             tmp.as_file().set_permissions(m.permissions())?;
         }
         Ok(StateWriter {
@@ -323,10 +386,46 @@ impl StateWriter {
         Ok((m.dev(), m.ino()))
     }
 
+    /// `(dev, inode)` of the temporary files of this state that earlier
+    /// runs left (a run killed before its rename), so a walk can leave
+    /// them out too: they are half-written states, not data. Its own
+    /// temporary file is among them.
+    pub fn leftover_ids(&self) -> Vec<(u64, u64)> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::MetadataExt;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let base = self.path.file_name().unwrap_or(self.path.as_os_str());
+        let mut prefix = b".".to_vec();
+        prefix.extend_from_slice(base.as_bytes());
+        prefix.push(b'.');
+        let Ok(list) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        list.filter_map(Result::ok)
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.as_bytes();
+                n.starts_with(&prefix) && n.ends_with(b".parsum-tmp")
+            })
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect()
+    }
+
     /// Appends the record of a file: `name` as listed, its digest `d`,
-    /// size and mtime from `h`, and its inode.
-    pub fn record(&mut self, name: &[u8], d: &Digest, h: &FileHash, ino: u64) {
-        crate::output::write_json(&mut self.buf, name, d, h, Some(ino), b'\n');
+    /// size and mtime from `h`, its inode and its ctime.
+    pub fn record(
+        &mut self,
+        name: &[u8],
+        d: &Digest,
+        h: &FileHash,
+        ino: u64,
+        ctime: Option<(i64, u32)>,
+    ) {
+        crate::output::write_json(&mut self.buf, name, d, h, Some(ino), ctime, b'\n');
         if self.buf.len() >= 64 * 1024 {
             self.flush();
         }
@@ -344,7 +443,7 @@ impl StateWriter {
             mtime: m.mtime,
             mtime_nsec: m.mtime_nsec,
         };
-        crate::output::write_json(&mut self.buf, &e.line.name, &d, &h, m.ino, b'\n');
+        crate::output::write_json(&mut self.buf, &e.line.name, &d, &h, m.ino, m.ctime, b'\n');
         if self.buf.len() >= 64 * 1024 {
             self.flush();
         }
@@ -391,7 +490,8 @@ mod tests {
             mtime_nsec: 999_999_999,
         };
         let mut out = Vec::new();
-        crate::output::write_json(&mut out, name, &h.digests[0], &h, ino, b'\n');
+        let ctime = ino.map(|i| (-(i as i64), 42));
+        crate::output::write_json(&mut out, name, &h.digests[0], &h, ino, ctime, b'\n');
         out.pop();
         out
     }
@@ -413,7 +513,8 @@ mod tests {
                     size: 3,
                     mtime: -5,
                     mtime_nsec: 999_999_999,
-                    ino: Some(7)
+                    ino: Some(7),
+                    ctime: Some((-7, 42)),
                 })
             );
             assert_eq!(
@@ -465,6 +566,11 @@ mod tests {
                 "not hex",
             ),
             (&good.replace("999999999", "1000000000"), "mtime_nsec"),
+            (
+                &good.replace("\"ctime_nsec\":42", "\"ctime_nsec\":1000000000"),
+                "ctime_nsec",
+            ),
+            (&good.replace(",\"ctime_nsec\":42", ""), "go together"),
             (
                 &good.replace("\"mtime\":-5", "\"mtime\":1.5"),
                 "expected i64",
@@ -546,13 +652,13 @@ mod tests {
         };
         // Dropped without commit: the old state stays, no temp file is left.
         let mut w = StateWriter::create(&state).unwrap();
-        w.record(b"f", &h.digests[0], &h, 9);
+        w.record(b"f", &h.digests[0], &h, 9, Some((3, 4)));
         drop(w);
         assert_eq!(std::fs::read(&state).unwrap(), b"old\n");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
 
         let mut w = StateWriter::create(&state).unwrap();
-        w.record(b"f", &h.digests[0], &h, 9);
+        w.record(b"f", &h.digests[0], &h, 9, Some((3, 4)));
         w.commit().unwrap();
         let text = std::fs::read(&state).unwrap();
         let e = parse_record(text.strip_suffix(b"\n").unwrap()).unwrap();

@@ -7,8 +7,10 @@
 //! ([`crate::pipeline::Lookup`]): a file whose size, mtime (with
 //! nanoseconds) and inode equal its entry's keeps its place in the order
 //! but is not opened; its hash is carried over (unless `--rehash`). A path
-//! the state does not list is matched by inode instead, so a moved file or
-//! a renamed directory is not read again either. Everything else is read. The new state is written
+//! the state does not list is matched by inode instead, if the ctime is
+//! also the one of the entry's last read, so a renamed directory's files
+//! are not read again either (an inode number alone is reused by the next
+//! new file; see [`Old::carry`]). Everything else is read. The new state is written
 //! in walk order, streaming, through [`StateWriter`], and replaces STATE
 //! whole at the end.
 //!
@@ -17,13 +19,20 @@
 //! `-v` also `unchanged`. The counts go to stderr. A file that cannot be
 //! read keeps its old entry (if it had one), and a directory that cannot be
 //! listed keeps the entries below it: an unreadable part of the tree is
-//! never dropped from the state. STATE itself and its temporary file are
-//! left out of the walk.
+//! never dropped from the state. STATE itself, its temporary file and
+//! those that killed runs left (`.STATE.*.parsum-tmp`) are left out of the
+//! walk.
+//!
+//! An unreadable file whose old entry cannot be written into the new state
+//! (STATE is a manifest, without metadata; or `-a` changed the algorithm)
+//! leaves the old state as it is, rather than drop it.
 //!
 //! Exit status: 0 when the state was written and every file was read (any
 //! number of changes is a normal update); 1 when some file or directory
 //! could not be read, or STATE could not be written; 2 for a bad STATE
-//! (unreadable, or a malformed line), in which case nothing is written.
+//! (unreadable, or a malformed line) or one that cannot be created at all
+//! (its directory takes no new file: known before any read), in which case
+//! nothing is written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
@@ -76,11 +85,25 @@ impl Old {
     /// describes it: the entry of its path, or else (a path the state does
     /// not list: a move or a renamed directory) the entry of its inode.
     fn carry(&self, path: &[u8], st: &FileStat, algo: Algo) -> Option<FileHash> {
-        let e = match self.get(path) {
-            Some((_, e)) => e,
-            None => &self.entries[*self.by_ino.get(&st.ino)?],
-        };
-        carry(e, st, algo)
+        match self.get(path) {
+            Some((_, e)) => carry(e, st, algo),
+            None => {
+                // Another path's entry: the inode number alone is no proof
+                // that this is that file. A freed number is soon given to a
+                // new file, and tar, `cp -p` and rsync give it the old
+                // file's size and mtime too. The ctime is set by the kernel
+                // at every change and cannot be set back: an equal ctime
+                // means the same file, untouched since (a renamed
+                // directory's files). A file renamed by itself has a new
+                // ctime, so it is read, and paired as a move by its hash.
+                let e = &self.entries[*self.by_ino.get(&st.ino)?];
+                let ctime = e.meta?.ctime?;
+                if ctime != (st.ctime, st.ctime_nsec as u32) {
+                    return None;
+                }
+                carry(e, st, algo)
+            }
+        }
     }
 }
 
@@ -165,6 +188,7 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
     if let Ok(id) = writer.temp_id() {
         ignore.push(id);
     }
+    ignore.extend(writer.leftover_ids());
     let old = Arc::new(old);
     let lookup: Lookup = {
         let old = Arc::clone(&old);
@@ -183,6 +207,7 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
     let counters = Arc::clone(pipe.counters());
     let mut sink = UpdateSink {
         old: &old,
+        sorted: None,
         algo,
         writer,
         seen: vec![false; old.entries.len()],
@@ -244,6 +269,23 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
     }
     message(&line);
     let state = quote(&a.state);
+    if c.unkept > 0 {
+        // Writing the new state would drop them without a word: the
+        // promise is that nothing unreadable is dropped.
+        message(&format!(
+            "parsum: {state}: {} an entry that cannot be kept in the new state \
+             ({}): the old state is unchanged; make {} readable, or --exclude {}",
+            plural(c.unkept, "unreadable file has", "unreadable files have"),
+            if old.kind == Some(Kind::Manifest) {
+                "a checksum manifest has no file metadata".to_string()
+            } else {
+                format!("no {algo} digest")
+            },
+            if c.unkept == 1 { "it" } else { "them" },
+            if c.unkept == 1 { "it" } else { "them" },
+        ));
+        return Exit::Failure.and(written);
+    }
     let committed = match sink.writer.commit() {
         Ok(()) => Exit::Success,
         Err(e) => {
@@ -286,10 +328,16 @@ struct Counts {
     carried: u64,
     /// Unreadable files whose old entry was kept.
     kept: u64,
+    /// Unreadable files whose old entry could not be kept (no metadata, or
+    /// no digest of the new state's algorithm): the old state then stays.
+    unkept: u64,
 }
 
 struct UpdateSink<'a> {
     old: &'a Old,
+    /// The old paths in byte order, for the entries below a path that
+    /// failed (built at the first failure).
+    sorted: Option<Vec<(&'a [u8], usize)>>,
     algo: Algo,
     writer: StateWriter,
     /// By old entry: accounted for (found again, or kept).
@@ -304,7 +352,7 @@ struct UpdateSink<'a> {
     counters: &'a Counters,
 }
 
-impl UpdateSink<'_> {
+impl<'a> UpdateSink<'a> {
     fn line(&mut self, what: &str, name: &[u8]) {
         let out = &mut self.out.buf;
         out.extend_from_slice(format!("{what:<8} ").as_bytes());
@@ -315,24 +363,50 @@ impl UpdateSink<'_> {
     /// Keeps the old entries at or below `path` (it could not be read or
     /// listed), in walk order.
     fn keep_below(&mut self, path: &Path) {
-        let p = normalized(path.as_os_str().as_bytes());
-        let all = p == b".";
-        let mut under: Vec<(&[u8], usize)> = self
-            .old
-            .index
-            .iter()
-            .filter(|(k, _)| {
-                all || k[..] == *p || (k.starts_with(p) && k.get(p.len()) == Some(&b'/'))
-            })
-            .filter(|(_, &i)| !self.seen[i])
-            .map(|(k, &i)| (&k[..], i))
-            .collect();
+        let mut p = normalized(path.as_os_str().as_bytes());
+        // `t/` (as shell completion writes it) and `t//` list `t/a`,
+        // `t//a`: the directory is `t` (`/` stays `/`).
+        while p.len() > 1 && p.ends_with(b"/") {
+            p = &p[..p.len() - 1];
+        }
+        let old: &'a Old = self.old;
+        let all = p == b"." || p.is_empty();
+        let mut under: Vec<(&[u8], usize)> = Vec::new();
+        if all {
+            under.extend(old.index.iter().map(|(k, &i)| (&k[..], i)));
+        } else {
+            // Its own entry, then those below it: a range of the paths in
+            // byte order (built once), not a scan of the state per error.
+            if let Some((k, &i)) = old.index.get_key_value(p) {
+                under.push((&k[..], i));
+            }
+            let prefix = if p == b"/" {
+                p.to_vec()
+            } else {
+                [p, b"/"].concat()
+            };
+            let sorted = self.sorted.get_or_insert_with(|| {
+                let mut v: Vec<(&'a [u8], usize)> =
+                    old.index.iter().map(|(k, &i)| (&k[..], i)).collect();
+                v.sort_unstable();
+                v
+            });
+            let from = sorted.partition_point(|(k, _)| *k < &prefix[..]);
+            under.extend(
+                sorted[from..]
+                    .iter()
+                    .take_while(|(k, _)| k.starts_with(&prefix)),
+            );
+        }
+        under.retain(|&(_, i)| !self.seen[i]);
         // Walk order: component by component (`a/z` before `a.b`).
         under.sort_by(|a, b| a.0.split(|&c| c == b'/').cmp(b.0.split(|&c| c == b'/')));
         for (_, i) in under {
             // Not missing either way; kept if the entry can be written.
             if self.writer.keep(&self.old.entries[i], self.algo) {
                 self.counts.kept += 1;
+            } else {
+                self.counts.unkept += 1;
             }
             self.seen[i] = true;
         }
@@ -367,7 +441,14 @@ impl Sink<(), Note> for UpdateSink<'_> {
                     .iter()
                     .find(|d| d.algo == self.algo)
                     .expect("the state's algorithm is always computed");
-                self.writer.record(name, &d, &h, item.stat.ino);
+                // The ctime kept is the one of the last read: a carried hash
+                // keeps its entry's, so that a later move by inode needs a
+                // file untouched since it was last read.
+                let ctime = match old {
+                    Some((_, e)) if carried => e.meta.and_then(|m| m.ctime),
+                    _ => Some((item.stat.ctime, item.stat.ctime_nsec as u32)),
+                };
+                self.writer.record(name, &d, &h, item.stat.ino, ctime);
                 match old {
                     Some((i, e)) => {
                         self.seen[i] = true;

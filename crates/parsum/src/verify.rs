@@ -7,7 +7,9 @@
 //! - `OK`: same content (its mtime may have changed: a `touch` is no edit);
 //! - `MODIFIED`: other content and another mtime, a normal edit;
 //! - `CORRUPTED (content changed, size and mtime unchanged)`: other content
-//!   under the recorded mtime. Nothing that writes through the file system
+//!   under the recorded mtime (when another file holds the name, a new
+//!   inode and ctime, put in place with the old mtime by `cp -p` or
+//!   `rsync -t`, the reason says so). Nothing that writes through the file system
 //!   does that without restoring the mtime on purpose, so this is silent
 //!   corruption (bit rot, a bad disk or controller, a tool that hides its
 //!   writes). When the size changed too, the reason says so;
@@ -19,13 +21,16 @@
 //!
 //! STATE is streamed in its own order through the per-device pipeline; it
 //! is read twice, first whole to check every line (a malformed one stops the
-//! run with its line number before any file is read), then to verify.
+//! run with its line number before any file is read), then to verify: a
+//! regular file from the same descriptor, rewound; a pipe from a copy of
+//! its bytes kept by the first read ([`Source`]).
 //!
 //! Exit status: 0 when every file is OK; 1 when any is not (as `sha256sum
 //! -c` and hashdeep's audit: a missing or modified file is a difference to
 //! look at), with CORRUPTED called out in a warning of its own; 2 for a
 //! missing, unreadable or malformed STATE.
 
+use std::io::BufReader;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,35 +57,99 @@ pub enum Msg {
 pub enum Verdict {
     Ok,
     Modified,
-    /// Other content under the recorded mtime; `true` if the size is also
-    /// the recorded one.
+    /// Other content under the recorded mtime. `same_size`: the size is
+    /// also the recorded one; `replaced`: another file holds the name (a
+    /// new inode and a new ctime), so this was put in place with the old
+    /// mtime (cp -p, rsync -t, tar -x), not rotted in place.
     Corrupted {
         same_size: bool,
+        replaced: bool,
     },
     /// Other content; the state has no metadata to say more.
     Changed,
 }
 
-/// Classifies a file read again against its entry.
-pub fn classify(e: &Entry, h: &FileHash) -> Verdict {
+/// Classifies a file read again (`st`: its stat now) against its entry.
+pub fn classify(e: &Entry, h: &FileHash, st: &FileStat) -> Verdict {
     if h.digests.iter().any(|d| e.line.digest(d.algo) == Some(*d)) {
         return Verdict::Ok;
     }
     match e.meta {
         None => Verdict::Changed,
+        // The rule: other content under the same mtime is
+        // corrupted. Whether another file now holds the name (another inode
+        // and another ctime: rot allocates no inode) is said in its reason;
+        // both, because some file systems (FAT, some FUSE) number inodes
+        // anew at each mount but keep the ctime.
         Some(m) if (m.mtime, m.mtime_nsec) == (h.mtime, h.mtime_nsec) => Verdict::Corrupted {
             same_size: m.size == h.size,
+            replaced: m.ino.is_some_and(|i| i != st.ino)
+                && m.ctime
+                    .is_some_and(|c| c != (st.ctime, st.ctime_nsec as u32)),
         },
         Some(_) => Verdict::Modified,
     }
 }
 
-/// Checks every line of the state; returns its kind (`None`: empty).
-fn check_all(state: &Path, only: Option<Algo>) -> Result<Option<Kind>, StateError> {
-    let mut r = Reader::open(state, only)?
-        .ok_or_else(|| StateError::Io(format!("{}: No such file or directory", quote(state))))?;
+/// STATE, opened once for its two reads (a check, then the verification):
+/// a regular file is read again from its start (the same file, even if a
+/// new state was renamed over it meanwhile); anything else (a pipe:
+/// `--verify <(cmd)`, `/dev/stdin`) cannot be read twice, so its bytes are
+/// kept from the first read.
+pub enum Source {
+    File(std::fs::File),
+    Bytes(Vec<u8>),
+}
+
+/// Copies what it reads into `copy`.
+struct Tee<R> {
+    inner: R,
+    copy: Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Opens STATE and checks every line; returns its kind (`None`: empty)
+/// and where to read it again.
+fn check_all(state: &Path, only: Option<Algo>) -> Result<(Option<Kind>, Source), StateError> {
+    let fail = |e: std::io::Error| {
+        StateError::Io(format!("{}: {}", quote(state), crate::hash::os_message(&e)))
+    };
+    let file = std::fs::File::open(state).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if meta.is_dir() {
+        return Err(fail(std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let copy = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (input, source): (Box<dyn std::io::BufRead + Send>, _) = if meta.is_file() {
+        let again = file.try_clone().map_err(fail)?;
+        (Box::new(BufReader::new(file)), Some(Source::File(again)))
+    } else {
+        let tee = Tee {
+            inner: file,
+            copy: Arc::clone(&copy),
+        };
+        (Box::new(BufReader::new(tee)), None)
+    };
+    let mut r = Reader::of(input, state, only);
     while r.next_entry()?.is_some() {}
-    Ok(r.kind())
+    let kind = r.kind();
+    drop(r);
+    let source = source.unwrap_or_else(|| {
+        Source::Bytes(std::mem::take(
+            &mut copy.lock().unwrap_or_else(|e| e.into_inner()),
+        ))
+    });
+    Ok((kind, source))
 }
 
 /// Runs the verification (`quiet`: no line for an OK file); returns the
@@ -92,7 +161,7 @@ pub fn run(
     quiet: bool,
     progress: &Progress,
 ) -> Exit {
-    let kind = match check_all(&state, only) {
+    let (kind, source) = match check_all(&state, only) {
         Ok(k) => k,
         Err(e) => {
             message(&e.message(&state));
@@ -107,7 +176,7 @@ pub fn run(
         ));
     }
     let path = state.clone();
-    let stream = pipe.spawn(move |f: &mut Feeder<Entry, Msg>| produce(f, &path, only));
+    let stream = pipe.spawn(move |f: &mut Feeder<Entry, Msg>| produce(f, source, &path, only));
     let mut sink = VerifySink {
         counts: Counts::default(),
         quiet,
@@ -144,13 +213,19 @@ pub fn run(
 }
 
 /// The producer: each entry, stat'ed, to the pipeline (a run per device).
-fn produce(f: &mut Feeder<Entry, Msg>, state: &Path, only: Option<Algo>) {
+fn produce(f: &mut Feeder<Entry, Msg>, source: Source, state: &Path, only: Option<Algo>) {
     let mut runs = Runs::default();
-    let mut reader = match Reader::open(state, only) {
-        Ok(Some(r)) => r,
-        Ok(None) => return runs.msg(f, Msg::Bad("vanished while in use".into())),
-        Err(e) => return runs.msg(f, Msg::Bad(e.message(state))),
+    let input: Box<dyn std::io::BufRead + Send> = match source {
+        Source::Bytes(b) => Box::new(std::io::Cursor::new(b)),
+        Source::File(mut file) => {
+            if let Err(e) = std::io::Seek::rewind(&mut file) {
+                let e = crate::hash::os_message(&e);
+                return runs.msg(f, Msg::Bad(e));
+            }
+            Box::new(BufReader::with_capacity(64 * 1024, file))
+        }
     };
+    let mut reader = Reader::of(input, state, only);
     loop {
         let e = match reader.next_entry() {
             Ok(Some(e)) => e,
@@ -228,24 +303,35 @@ impl Sink<Entry, Msg> for VerifySink<'_> {
         let name = &item.tag.line.name;
         match result {
             Ok(h) => {
-                let verdict = classify(&item.tag, &h);
+                let verdict = classify(&item.tag, &h, &item.stat);
                 let (what, count) = match verdict {
-                    Verdict::Ok => ("OK", &mut self.counts.ok),
-                    Verdict::Modified => ("MODIFIED", &mut self.counts.modified),
-                    Verdict::Changed => ("CHANGED", &mut self.counts.changed),
-                    Verdict::Corrupted { same_size: true } => (
-                        "CORRUPTED (content changed, size and mtime unchanged)",
-                        &mut self.counts.corrupted,
-                    ),
-                    Verdict::Corrupted { same_size: false } => (
-                        "CORRUPTED (content and size changed, mtime unchanged)",
+                    Verdict::Ok => ("OK".to_string(), &mut self.counts.ok),
+                    Verdict::Modified => ("MODIFIED".to_string(), &mut self.counts.modified),
+                    Verdict::Changed => ("CHANGED".to_string(), &mut self.counts.changed),
+                    Verdict::Corrupted {
+                        same_size,
+                        replaced,
+                    } => (
+                        format!(
+                            "CORRUPTED ({}{})",
+                            if same_size {
+                                "content changed, size and mtime unchanged"
+                            } else {
+                                "content and size changed, mtime unchanged"
+                            },
+                            if replaced {
+                                "; another file: new inode and ctime, put in place with the old mtime"
+                            } else {
+                                ""
+                            }
+                        ),
                         &mut self.counts.corrupted,
                     ),
                 };
                 *count += 1;
                 self.bytes += h.size;
                 if !(self.quiet && verdict == Verdict::Ok) {
-                    self.line(name, what);
+                    self.line(name, &what);
                 }
             }
             Err(e) => self.unreadable(name, &e),
@@ -302,6 +388,14 @@ mod tests {
         }
     }
 
+    fn st(ino: u64, ctime: i64) -> FileStat {
+        FileStat {
+            ino,
+            ctime,
+            ..FileStat::default()
+        }
+    }
+
     #[test]
     fn the_rules() {
         let meta = Some(Meta {
@@ -309,21 +403,59 @@ mod tests {
             mtime: 100,
             mtime_nsec: 5,
             ino: Some(1),
+            ctime: Some((7, 0)),
         });
         let e = entry(b"abc", meta);
-        assert_eq!(classify(&e, &now(b"abc", 3, 200, 0)), Verdict::Ok);
-        assert_eq!(classify(&e, &now(b"abd", 3, 200, 0)), Verdict::Modified);
-        assert_eq!(classify(&e, &now(b"abd", 3, 100, 6)), Verdict::Modified);
         assert_eq!(
-            classify(&e, &now(b"abd", 3, 100, 5)),
-            Verdict::Corrupted { same_size: true }
+            classify(&e, &now(b"abc", 3, 200, 0), &st(1, 7)),
+            Verdict::Ok
         );
         assert_eq!(
-            classify(&e, &now(b"ab", 2, 100, 5)),
-            Verdict::Corrupted { same_size: false }
+            classify(&e, &now(b"abd", 3, 200, 0), &st(1, 7)),
+            Verdict::Modified
+        );
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 6), &st(1, 7)),
+            Verdict::Modified
+        );
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 5), &st(1, 7)),
+            Verdict::Corrupted {
+                same_size: true,
+                replaced: false
+            }
+        );
+        assert_eq!(
+            classify(&e, &now(b"ab", 2, 100, 5), &st(1, 7)),
+            Verdict::Corrupted {
+                same_size: false,
+                replaced: false
+            }
+        );
+        // The name is another file now (inode 2, a new ctime), under the
+        // old mtime; a new inode number alone (FAT after a remount) is not.
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 5), &st(2, 8)),
+            Verdict::Corrupted {
+                same_size: true,
+                replaced: true
+            }
+        );
+        assert_eq!(
+            classify(&e, &now(b"abd", 3, 100, 5), &st(2, 7)),
+            Verdict::Corrupted {
+                same_size: true,
+                replaced: false
+            }
         );
         let bare = entry(b"abc", None);
-        assert_eq!(classify(&bare, &now(b"abc", 3, 1, 0)), Verdict::Ok);
-        assert_eq!(classify(&bare, &now(b"abd", 3, 100, 5)), Verdict::Changed);
+        assert_eq!(
+            classify(&bare, &now(b"abc", 3, 1, 0), &st(1, 7)),
+            Verdict::Ok
+        );
+        assert_eq!(
+            classify(&bare, &now(b"abd", 3, 100, 5), &st(1, 7)),
+            Verdict::Changed
+        );
     }
 }

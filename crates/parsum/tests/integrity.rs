@@ -172,8 +172,11 @@ fn update_reports_new_changed_missing_moved_and_unchanged() {
             "changed  t/edit\nunchanged t/same\nnew      t/fresh\n\
              moved    t/old/place -> t/new/place\nmissing  t/gone\n",
         )
+        // The moved file is read: a rename gives it a new ctime, and only a
+        // file untouched since its last read (same ctime) is carried over to
+        // another path (see a_reused_inode_..._is_read_not_moved).
         .stderr(predicate::str::contains(
-            "1 new, 1 changed, 1 missing, 1 moved, 1 unchanged (2 read, 2 carried over), 0 errors",
+            "1 new, 1 changed, 1 missing, 1 moved, 1 unchanged (3 read, 1 carried over), 0 errors",
         ));
     // The state is in walk order (what `parsum t` prints), and verifies.
     let paths: Vec<String> = state(d.path())
@@ -648,20 +651,23 @@ fn a_renamed_directory_is_carried_over_by_inode_and_reported_moved() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"t/photos/a.jpg", b"AAAA");
     write(d.path(), b"t/photos/b.jpg", b"BBBB");
+    write(d.path(), b"t/photos/c.jpg", b"CCCC");
     update(d.path()).arg("t").assert().success();
-    // Rewrite a.jpg in place (same size, mtime restored), then rename the
-    // directory: had a.jpg been read, it would be new, not moved.
-    corrupt(&d.path().join("t/photos/a.jpg"), b"XXXX");
+    // Rewrite c.jpg in place (same size, mtime restored), then rename the
+    // directory: its untouched files are carried over (not read), but
+    // c.jpg's ctime moved, so its new path is read, and it is no move.
+    corrupt(&d.path().join("t/photos/c.jpg"), b"XXXX");
     std::fs::rename(d.path().join("t/photos"), d.path().join("t/2026")).unwrap();
     update(d.path())
         .arg("t")
         .assert()
         .success()
         .stdout(
-            "moved    t/photos/a.jpg -> t/2026/a.jpg\nmoved    t/photos/b.jpg -> t/2026/b.jpg\n",
+            "moved    t/photos/a.jpg -> t/2026/a.jpg\nmoved    t/photos/b.jpg -> t/2026/b.jpg\n\
+             new      t/2026/c.jpg\nmissing  t/photos/c.jpg\n",
         )
         .stderr(predicate::str::contains(
-            "0 new, 0 changed, 0 missing, 2 moved, 0 unchanged (0 read, 2 carried over)",
+            "1 new, 0 changed, 1 missing, 2 moved, 0 unchanged (1 read, 2 carried over)",
         ));
     // A copy is another inode: it is read.
     std::fs::copy(d.path().join("t/2026/b.jpg"), d.path().join("t/copy.jpg")).unwrap();
@@ -670,7 +676,7 @@ fn a_renamed_directory_is_carried_over_by_inode_and_reported_moved() {
         .assert()
         .success()
         .stdout("new      t/copy.jpg\n")
-        .stderr(predicate::str::contains("(1 read, 2 carried over)"));
+        .stderr(predicate::str::contains("(1 read, 3 carried over)"));
 }
 
 #[test]
@@ -693,4 +699,321 @@ fn a_state_that_fails_to_read_is_exit_2_with_its_name() {
             ));
     }
     assert!(listing(d.path()).is_empty());
+}
+
+/// The inode of `path`.
+fn ino(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+#[test]
+fn a_reused_inode_with_the_same_size_and_mtime_is_read_not_moved() {
+    // rm b; a new file (another name, other bytes) that gets b's inode
+    // number back, with b's size and mtime (tar -x, cp -p, rsync -t do set
+    // mtimes). File systems reuse freed inode numbers at once; the state is
+    // edited so the test does not depend on the allocator.
+    let d = tempfile::tempdir().unwrap();
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    for (name, body) in [(&b"t/a"[..], &b"AAAA"[..]), (b"t/b", b"BBBB")] {
+        let f = File::options()
+            .write(true)
+            .open(write(d.path(), name, body))
+            .unwrap();
+        f.set_times(FileTimes::new().set_modified(old)).unwrap();
+    }
+    update(d.path()).arg("t").assert().success();
+    let b_ino = ino(&d.path().join("t/b"));
+    std::fs::remove_file(d.path().join("t/b")).unwrap();
+    let new = write(d.path(), b"t/new", b"XXXX");
+    File::options()
+        .write(true)
+        .open(&new)
+        .unwrap()
+        .set_times(FileTimes::new().set_modified(old))
+        .unwrap();
+    let st = state(d.path()).replace(
+        &format!("\"ino\":{b_ino},"),
+        &format!("\"ino\":{},", ino(&new)),
+    );
+    std::fs::write(d.path().join("STATE"), st).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("new      t/new\nmissing  t/b\n")
+        .stderr(predicate::str::contains(
+            "1 new, 0 changed, 1 missing, 0 moved, 1 unchanged (1 read, 1 carried over)",
+        ));
+    // The state holds what t/new holds, not b's hash.
+    verify(d.path())
+        .assert()
+        .success()
+        .stdout("t/a: OK\nt/new: OK\n");
+}
+
+#[test]
+fn a_temp_file_left_by_a_killed_run_is_not_part_of_the_tree() {
+    // SIGKILL between the temp file's creation and the rename leaves
+    // `.STATE.XXXXXX.parsum-tmp` behind: a half-written state, not data.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"a");
+    update(d.path()).assert().success();
+    write(
+        d.path(),
+        b".STATE.Xy12ab.parsum-tmp",
+        b"{\"path\":\"a\",\"si",
+    );
+    write(d.path(), b".STATE.notes", b"a file of the user's");
+    update(d.path())
+        .assert()
+        .success()
+        .stdout("new      .STATE.notes\n")
+        .stderr(predicate::str::contains(
+            "1 new, 0 changed, 0 missing, 0 moved, 1 unchanged",
+        ));
+    assert!(!state(d.path()).contains("parsum-tmp"));
+}
+
+#[test]
+fn a_state_that_cannot_be_created_is_exit_2_before_any_read() {
+    // No directory for it: nothing is hashed, the message is coreutils'
+    // wording about STATE (not the OS error code and the temp file's name).
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    parsum()
+        .current_dir(d.path())
+        .args(["--update", "nodir/STATE", "t"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr("parsum: nodir/STATE: cannot write a new state: No such file or directory\n");
+    assert_eq!(listing(d.path()), ["t"]);
+}
+
+#[test]
+fn a_state_from_a_pipe_is_verified_not_skipped() {
+    // STATE is read twice (checked, then verified): from a pipe
+    // (`--verify <(ssh host cat state)`, `/dev/stdin`) the second read found
+    // nothing, and "0 ok ... 0 missing" passed with exit 0.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"before");
+    write(d.path(), b"t/b", b"same");
+    update(d.path()).arg("t").assert().success();
+    edit(&d.path().join("t/a"), b"after!");
+    let st = state(d.path());
+    parsum()
+        .current_dir(d.path())
+        .args(["--verify", "/dev/stdin"])
+        .write_stdin(st)
+        .assert()
+        .code(1)
+        .stdout("t/a: MODIFIED\nt/b: OK\n")
+        .stderr(predicate::str::contains("1 ok, 1 modified"));
+}
+
+#[test]
+fn an_endless_state_is_refused_not_read_into_memory() {
+    // /dev/zero has no newline: a line is not read without bound.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    for mode in [
+        &["--verify", "/dev/zero"][..],
+        &["--update", "/dev/zero", "t"],
+    ] {
+        parsum()
+            .current_dir(d.path())
+            .args(mode)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "/dev/zero:1: a line longer than 16 MiB",
+            ));
+    }
+}
+
+#[test]
+fn a_file_replaced_under_its_old_mtime_is_told_from_rot_in_place() {
+    // cp -p, rsync -t, tar -x: another file (a new inode) takes the name,
+    // with the old size and mtime. The issue's rule calls it corrupted;
+    // the reason says it is another file (rot allocates no inode), so the
+    // alarm about the disk is not raised for a tool's replacement.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/doc", b"version 1");
+    write(d.path(), b"t/rot", b"original");
+    update(d.path()).arg("t").assert().success();
+    let doc = d.path().join("t/doc");
+    let mtime = std::fs::metadata(&doc).unwrap().modified().unwrap();
+    let tmp = write(d.path(), b"t/.doc.tmp", b"version 2");
+    File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_times(FileTimes::new().set_modified(mtime))
+        .unwrap();
+    std::fs::rename(&tmp, &doc).unwrap();
+    corrupt(&d.path().join("t/rot"), b"ORIG");
+    verify(d.path())
+        .assert()
+        .code(1)
+        .stdout(
+            "t/doc: CORRUPTED (content changed, size and mtime unchanged; another file: \
+             new inode and ctime, put in place with the old mtime)\n\
+             t/rot: CORRUPTED (content changed, size and mtime unchanged)\n",
+        )
+        .stderr(predicate::str::contains(
+            "0 ok, 0 modified, 2 corrupted, 0 missing",
+        ));
+}
+
+#[test]
+fn a_replaced_state_keeps_its_owner_and_mode() {
+    // root's cron job updating a user's state must not take it from them.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        eprintln!("note: not root; cannot give the state another owner; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    update(d.path()).arg("t").assert().success();
+    let s = d.path().join("STATE");
+    std::os::unix::fs::chown(&s, Some(65534), Some(65533)).unwrap();
+    std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write(d.path(), b"t/b", b"b");
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("new      t/b\n");
+    let m = std::fs::metadata(&s).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (65534, 65533, 0o600));
+}
+
+#[test]
+fn unreadable_entries_that_cannot_be_kept_keep_the_old_state() {
+    // A manifest STATE has no metadata, and a state in another algorithm
+    // than -a has no digest to write: an unreadable part of the tree could
+    // keep no entry, and vanished from the new state, reported nowhere
+    // ("0 missing"). The old state stays instead.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    write(d.path(), b"u/c", b"c");
+    let sums = stdout_of(
+        parsum()
+            .current_dir(d.path())
+            .args(["-a", "sha256", "t", "u"]),
+    );
+    std::fs::write(d.path().join("STATE"), &sums).unwrap();
+    std::fs::rename(d.path().join("t"), d.path().join("t.away")).unwrap();
+    update(d.path())
+        .args(["t", "u"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "1 unreadable file has an entry that cannot be kept",
+        ));
+    assert_eq!(std::fs::read(d.path().join("STATE")).unwrap(), sums);
+    assert_eq!(listing(d.path()), ["STATE", "t.away", "u"]);
+
+    // A JSON state in BLAKE3, updated with -a sha256: the same.
+    std::fs::rename(d.path().join("t.away"), d.path().join("t")).unwrap();
+    std::fs::remove_file(d.path().join("STATE")).unwrap();
+    update(d.path()).args(["t", "u"]).assert().success();
+    let before = state(d.path());
+    std::fs::rename(d.path().join("t"), d.path().join("t.away")).unwrap();
+    update(d.path())
+        .args(["-a", "sha256", "t", "u"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("the old state is unchanged"));
+    assert_eq!(state(d.path()), before);
+}
+
+#[test]
+fn a_new_hard_link_to_a_changed_file_does_not_hide_the_change() {
+    // b's bytes change under its old size and mtime, then a new name `a`
+    // links to it (rsnapshot and `cp -al` add links at every run). `a`
+    // sorts first and is read; b, the second name, gets a's result but
+    // its own entry still matches: it was counted unchanged while its
+    // entry silently took the new hash, erasing what --verify would find.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/b", b"XXXX");
+    update(d.path()).arg("t").assert().success();
+    corrupt(&d.path().join("t/b"), b"YYYY");
+    std::fs::hard_link(d.path().join("t/b"), d.path().join("t/a")).unwrap();
+    update(d.path())
+        .arg("t")
+        .assert()
+        .success()
+        .stdout("changed  t/b\nnew      t/a\n")
+        .stderr(predicate::str::contains(
+            "1 new, 1 changed, 0 missing, 0 moved, 0 unchanged",
+        ));
+}
+
+#[test]
+fn an_unlistable_root_with_a_trailing_slash_keeps_its_entries() {
+    // Shell completion writes `t/`: its files are `t/a`, and an error on
+    // `t/` (an unmounted disk) matched none of them; the state was emptied.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"a");
+    write(d.path(), b"t/d/b", b"b");
+    update(d.path()).arg("t/").assert().success();
+    let before = state(d.path());
+    std::fs::rename(d.path().join("t"), d.path().join("t.away")).unwrap();
+    for root in ["t/", "t//"] {
+        update(d.path())
+            .arg(root)
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(
+                predicate::str::contains("0 missing").and(predicate::str::contains(
+                    "2 unreadable kept their previous entry",
+                )),
+            );
+        assert_eq!(state(d.path()), before);
+    }
+}
+
+#[test]
+fn many_unreadable_files_in_a_large_state_stay_fast() {
+    // Each unreadable file scanned every entry of the state for those
+    // below it: 4000 errors x 150 000 entries took minutes (a non-root
+    // user updating a shared tree meets thousands of EACCES). The guard's
+    // 30 s timeout is the assertion.
+    if !Path::new("/proc/self/mem").exists() {
+        eprintln!("note: no /proc/self/mem; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("t/m")).unwrap();
+    let zero = "0".repeat(64);
+    let mut st = String::new();
+    for i in 0..4000 {
+        std::os::unix::fs::symlink("/proc/self/mem", d.path().join(format!("t/m/{i:05}"))).unwrap();
+        st += &format!(
+            "{{\"path\":\"t/m/{i:05}\",\"size\":7,\"mtime\":1,\"mtime_nsec\":0,\"ino\":1,\
+             \"algo\":\"blake3\",\"hash\":\"{zero}\"}}\n"
+        );
+    }
+    for i in 0..150_000 {
+        st += &format!(
+            "{{\"path\":\"t/x/{i:06}\",\"size\":7,\"mtime\":1,\"mtime_nsec\":0,\"ino\":{},\
+             \"algo\":\"blake3\",\"hash\":\"{zero}\"}}\n",
+            i + 10
+        );
+    }
+    std::fs::write(d.path().join("STATE"), st).unwrap();
+    update(d.path())
+        .args(["-L", "t"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "150000 missing, 0 moved, 0 unchanged (0 read, 0 carried over), 4000 errors; \
+             4000 unreadable kept their previous entry",
+        ));
+    assert_eq!(state(d.path()).lines().count(), 4000);
 }

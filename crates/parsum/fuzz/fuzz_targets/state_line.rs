@@ -22,7 +22,15 @@ fuzz_target!(|data: &[u8]| {
         mtime_nsec: 999_999_999,
     };
     let mut line = Vec::new();
-    write_json(&mut line, data, &d, &h, Some(u64::MAX), b'\n');
+    write_json(
+        &mut line,
+        data,
+        &d,
+        &h,
+        Some(u64::MAX),
+        Some((i64::MIN, 999_999_999)),
+        b'\n',
+    );
     assert_eq!(line.pop(), Some(b'\n'));
     assert!(!line.contains(&b'\n') && !line.contains(&b'\r'));
     assert!(
@@ -34,7 +42,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(e.line.digest(Algo::Blake3), Some(d));
     let m = e.meta.expect("a JSON state line has metadata");
     assert_eq!(
-        (m.size, m.mtime, m.mtime_nsec, m.ino),
-        (h.size, h.mtime, 999_999_999, Some(u64::MAX))
+        (m.size, m.mtime, m.mtime_nsec, m.ino, m.ctime),
+        (
+            h.size,
+            h.mtime,
+            999_999_999,
+            Some(u64::MAX),
+            Some((i64::MIN, 999_999_999))
+        )
     );
 });

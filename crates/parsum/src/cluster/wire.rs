@@ -60,8 +60,9 @@ impl Enc {
         for v in [s.dev, s.ino, s.nlink, s.size] {
             self.u64(v);
         }
-        self.i64(s.mtime);
-        self.i64(s.mtime_nsec);
+        for v in [s.mtime, s.mtime_nsec, s.ctime, s.ctime_nsec] {
+            self.i64(v);
+        }
     }
 }
 
@@ -147,6 +148,8 @@ impl<'a> Dec<'a> {
             size: self.u64()?,
             mtime: self.i64()?,
             mtime_nsec: self.i64()?,
+            ctime: self.i64()?,
+            ctime_nsec: self.i64()?,
         })
     }
 }
@@ -170,6 +173,8 @@ mod tests {
             size: u64::MAX,
             mtime: -1,
             mtime_nsec: 999_999_999,
+            ctime: i64::MIN,
+            ctime_nsec: 1,
         };
         e.stat(&st);
         let mut d = Dec::new(&e.buf);

@@ -44,9 +44,21 @@ impl<T, M> Stream<T, M> {
                     }
                     sink.batch_end();
                 }
-                Order::Alias(item) => {
+                Order::Alias(mut item) => {
                     let r = match links.get(&(item.stat.dev, item.stat.ino)) {
-                        Some(Ok(h)) => Ok(h.clone()),
+                        Some(Ok(h)) => {
+                            // The first name's result. If this name had a
+                            // result of its own carried over, and they
+                            // differ, the file is not what this name's
+                            // entry says (the first name was read): the
+                            // consumer must compare, not trust.
+                            let same =
+                                |k: &FileHash| k.digests.iter().all(|d| h.digests.contains(d));
+                            if item.known.as_ref().is_some_and(|k| !same(k)) {
+                                item.known = None;
+                            }
+                            Ok(h.clone())
+                        }
                         Some(Err(e)) => Err(HashError::Io(std::io::Error::other(format!(
                             "hard link to a file that failed: {e}"
                         )))),
