@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Parser;
-
 use crate::cli::Args;
 use crate::config::{Config, Mode};
 use crate::exit::Exit;
@@ -24,10 +22,12 @@ fn usage_error(msg: &str) -> Exit {
 
 /// Parses the command line and runs it.
 pub fn run() -> Exit {
-    let args = match Args::try_parse() {
+    let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            let _ = e.print();
+            if !silent_rank() {
+                let _ = e.print();
+            }
             // --help and --version are not errors.
             return if e.use_stderr() {
                 Exit::Usage
@@ -38,8 +38,40 @@ pub fn run() -> Exit {
     };
     match Config::from_args(args) {
         Ok(cfg) => run_config(cfg),
+        Err(_) if silent_rank() => Exit::Usage,
         Err(msg) => usage_error(&msg),
     }
+}
+
+/// The command line as [`Args`]. Under an MPI launcher clap never colours:
+/// the launcher gives each rank a pseudo-terminal for stdout even when its
+/// own stdout is a pipe, and the bytes must be a single process's.
+fn parse_args() -> Result<Args, clap::Error> {
+    use clap::{ColorChoice, CommandFactory, FromArgMatches};
+    let mut cmd = Args::command();
+    if under_launcher() {
+        cmd = cmd.color(ColorChoice::Never);
+    }
+    let mut m = cmd.try_get_matches()?;
+    Args::from_arg_matches_mut(&mut m)
+}
+
+/// Whether an MPI launcher started this process (MPI build only).
+fn under_launcher() -> bool {
+    #[cfg(feature = "mpi")]
+    return crate::cluster::launched();
+    #[cfg(not(feature = "mpi"))]
+    false
+}
+
+/// Whether this process is an MPI rank other than 0 (MPI build only). Every
+/// rank parses its arguments before MPI starts; only rank 0 prints help,
+/// the version or a usage error, once for the whole job (all exit alike).
+fn silent_rank() -> bool {
+    #[cfg(feature = "mpi")]
+    return crate::cluster::launcher_rank().is_some_and(|r| r != 0);
+    #[cfg(not(feature = "mpi"))]
+    false
 }
 
 /// Runs a resolved configuration: here, or across the ranks of an MPI job

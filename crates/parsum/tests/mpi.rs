@@ -418,3 +418,39 @@ fn without_a_launcher_mpi_is_not_started() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("rank"), "{}", run.stderr);
 }
+
+#[test]
+fn help_version_and_usage_errors_are_printed_once_not_by_every_rank() {
+    if !have_mpirun() {
+        return;
+    }
+    // Every rank parses its arguments before MPI starts, but only rank 0
+    // may speak: `--help` and `--version` go to stdout, which must hold
+    // exactly the single-process bytes, and a usage error is said once.
+    let d = tempfile::tempdir().unwrap();
+    for args in [&["--help"][..], &["--version"]] {
+        let want = single(d.path(), args);
+        assert_eq!(want.code, 0);
+        let got = mpi(3, d.path(), args, &[]);
+        assert_eq!(got.code, 0, "{args:?}: {}", got.stderr);
+        assert!(
+            got.stdout == want.stdout,
+            "{args:?}: stdout differs:\n{}",
+            String::from_utf8_lossy(&got.stdout)
+        );
+    }
+    for (args, said) in [
+        (&["--no-such-flag"][..], "--no-such-flag"),
+        (&["--update", "S", "-o", "SUMS", "."], "parsum: "),
+    ] {
+        let want = single(d.path(), args);
+        assert_eq!(want.code, 2, "{}", want.stderr);
+        let got = mpi(3, d.path(), args, &[]);
+        assert_eq!(got.code, 2, "{args:?}: {}", got.stderr);
+        assert!(got.stdout.is_empty());
+        let first = want.stderr.lines().next().unwrap();
+        assert!(first.contains(said), "{first}");
+        let times = got.stderr.lines().filter(|l| *l == first).count();
+        assert_eq!(times, 1, "{args:?}: said {times} times:\n{}", got.stderr);
+    }
+}
