@@ -454,3 +454,40 @@ fn help_version_and_usage_errors_are_printed_once_not_by_every_rank() {
         assert_eq!(times, 1, "{args:?}: said {times} times:\n{}", got.stderr);
     }
 }
+
+#[test]
+fn output_to_a_directory_or_through_a_link_under_mpi() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let out = tempfile::tempdir().unwrap();
+    // A directory: refused by rank 0 before any work, said once, exit 1.
+    let dir = out.path().to_str().unwrap();
+    let got = mpi(3, d.path(), &["-o", dir], &[]);
+    assert_eq!(got.code, 1, "{}", got.stderr);
+    assert_eq!(
+        got.stderr.matches("Is a directory").count(),
+        1,
+        "{}",
+        got.stderr
+    );
+    assert!(
+        summary(&got.stderr).is_none(),
+        "nothing hashed: {}",
+        got.stderr
+    );
+    // A link: the file it names gets the manifest, the link stays.
+    let want = single(d.path(), &[]);
+    std::fs::write(out.path().join("real"), b"old").unwrap();
+    std::os::unix::fs::symlink("real", out.path().join("SUMS")).unwrap();
+    let sums = out.path().join("SUMS");
+    let got = mpi(3, d.path(), &["-o", sums.to_str().unwrap()], &[]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert!(std::fs::symlink_metadata(&sums)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read(out.path().join("real")).unwrap() == want.stdout);
+}
