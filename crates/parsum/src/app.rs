@@ -9,6 +9,7 @@ use crate::cli::Args;
 use crate::config::{Config, Mode};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet};
+use crate::launcher;
 use crate::output::{Format, Note, Out, TreeSink};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink, Stream};
 use crate::progress::{message, Progress};
@@ -25,7 +26,7 @@ pub fn run() -> Exit {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            if !silent_rank() {
+            if !launcher::silent_rank() {
                 let _ = e.print();
             }
             // --help and --version are not errors.
@@ -38,7 +39,7 @@ pub fn run() -> Exit {
     };
     match Config::from_args(args) {
         Ok(cfg) => run_config(cfg),
-        Err(_) if silent_rank() => Exit::Usage,
+        Err(_) if launcher::silent_rank() => Exit::Usage,
         Err(msg) => usage_error(&msg),
     }
 }
@@ -49,29 +50,11 @@ pub fn run() -> Exit {
 fn parse_args() -> Result<Args, clap::Error> {
     use clap::{ColorChoice, CommandFactory, FromArgMatches};
     let mut cmd = Args::command();
-    if under_launcher() {
+    if launcher::launched() {
         cmd = cmd.color(ColorChoice::Never);
     }
     let mut m = cmd.try_get_matches()?;
     Args::from_arg_matches_mut(&mut m)
-}
-
-/// Whether an MPI launcher started this process (MPI build only).
-fn under_launcher() -> bool {
-    #[cfg(feature = "mpi")]
-    return crate::cluster::launched();
-    #[cfg(not(feature = "mpi"))]
-    false
-}
-
-/// Whether this process is an MPI rank other than 0 (MPI build only). Every
-/// rank parses its arguments before MPI starts; only rank 0 prints help,
-/// the version or a usage error, once for the whole job (all exit alike).
-fn silent_rank() -> bool {
-    #[cfg(feature = "mpi")]
-    return crate::cluster::launcher_rank().is_some_and(|r| r != 0);
-    #[cfg(not(feature = "mpi"))]
-    false
 }
 
 /// Runs a resolved configuration: here, or across the ranks of an MPI job
@@ -80,8 +63,20 @@ fn silent_rank() -> bool {
 pub fn run_config(cfg: Config) -> Exit {
     raise_open_files_limit();
     #[cfg(feature = "mpi")]
-    if crate::cluster::launched() {
+    if launcher::launched() {
         return crate::cluster::run(cfg);
+    }
+    #[cfg(not(feature = "mpi"))]
+    if let Some(n) = launcher::size().filter(|&n| n > 1) {
+        // Every rank would hash the whole tree and print it again.
+        if launcher::silent_rank() {
+            return Exit::Usage;
+        }
+        return usage_error(&format!(
+            "started by an MPI launcher as one of {n} ranks, but this parsum was built \
+             without MPI; build it with `cargo build --release -p parsum --features mpi`, \
+             or run it without the launcher (or with one rank)"
+        ));
     }
     run_here(cfg)
 }

@@ -50,14 +50,7 @@ use crate::output::TreeSink;
 use crate::pipeline::Pipeline;
 use crate::progress::{message, Progress};
 
-/// Variables that MPI launchers set for their processes: Open MPI's
-/// `mpirun`, MPICH's Hydra (`PMI_SIZE`), and PMIx launchers (Slurm's
-/// `srun --mpi=pmix`, Open MPI 5).
-pub const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
-
-/// Variables that hold this process's rank, set by the same launchers
-/// (see [`LAUNCHER_VARS`]): readable before MPI starts.
-pub const RANK_VARS: [&str; 3] = ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"];
+pub use crate::launcher::{launched, LAUNCHER_VARS};
 
 /// A test hook, read only under a launcher: rank 1 aborts after hashing
 /// this many files, or at the end of the walk if it hashed fewer, as a
@@ -68,19 +61,6 @@ pub const ABORT_HOOK_VAR: &str = "PARSUM_TEST_MPI_ABORT_AFTER";
 /// in memory before it writes a sorted run to disk (default
 /// [`runs::SPILL_AT`]), so tests reach the spilling with small trees.
 pub const SPILL_HOOK_VAR: &str = "PARSUM_TEST_MPI_SPILL_AT";
-
-/// Whether a launcher started this process (see [`LAUNCHER_VARS`]).
-pub fn launched() -> bool {
-    LAUNCHER_VARS.iter().any(|v| std::env::var_os(v).is_some())
-}
-
-/// This process's rank as its launcher set it ([`RANK_VARS`]), before MPI
-/// starts; `None` without a launcher or with an unreadable value.
-pub fn launcher_rank() -> Option<u32> {
-    RANK_VARS
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
-}
 
 /// Runs `cfg` as one rank of the job.
 pub fn run(cfg: Config) -> Exit {
