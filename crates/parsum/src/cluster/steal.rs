@@ -285,8 +285,9 @@ impl<'a> Walk<'a> {
             Some(share) => {
                 let mut e = Enc::default();
                 share.encode(&mut e);
-                // Counts are i32: a share is a few thousand items at most,
-                // far below 2 GiB, but say so if it ever is not.
+                // Counts are i32: a share stops at SHARE_BYTES, far below
+                // 2 GiB (one item alone cannot pass it), but say so if it
+                // ever does.
                 if e.buf.len() > i32::MAX as usize {
                     fatal(self.world, "a work message over 2 GiB");
                 }
