@@ -491,3 +491,33 @@ fn output_to_a_directory_or_through_a_link_under_mpi() {
         .is_symlink());
     assert!(std::fs::read(out.path().join("real")).unwrap() == want.stdout);
 }
+
+#[test]
+fn hard_links_exchanged_in_many_small_rounds_give_the_same_bytes() {
+    if !have_mpirun() {
+        return;
+    }
+    // The names of multiply-linked files go to their owners in one
+    // all-to-all; millions of them (a tree of backup snapshots) would pass
+    // MPI's 2 GiB count. They go in rounds of bounded size: here a round of
+    // 100 bytes, so many rounds, and nothing lost or reordered.
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    for f in 0..3 {
+        write(r, format!("orig/f{f}").as_bytes(), &vec![f as u8; 5000]);
+    }
+    for i in 0..60 {
+        for f in 0..3 {
+            let name = r.join(format!("snap{i:02}/f{f}"));
+            std::fs::create_dir_all(name.parent().unwrap()).unwrap();
+            std::fs::hard_link(r.join(format!("orig/f{f}")), name).unwrap();
+        }
+    }
+    let want = single(r, &[]);
+    let got = mpi(3, r, &["-v"], &[("PARSUM_TEST_MPI_EXCHANGE_BYTES", "100")]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert!(got.stdout == want.stdout, "stdout differs:\n{}", got.stderr);
+    assert_eq!(sum_of(&got.stderr, " hard-linked name(s)"), 183);
+    let rounds = sum_of(&got.stderr, " exchange round(s)");
+    assert!(rounds > 3 * 2 * 4, "only {rounds} rounds:\n{}", got.stderr);
+}

@@ -118,6 +118,8 @@ pub struct LinkStats {
     pub names: u64,
     /// Files this rank hashed for everyone's names.
     pub hashed: u64,
+    /// Rounds of the two exchanges (names out, results back).
+    pub rounds: u32,
 }
 
 /// Gives every name in `names` (files with more than one link) its
@@ -145,7 +147,8 @@ pub fn resolve(
         e.bool(t.via_link);
         asked[owner].push(i);
     }
-    let incoming = all_to_all(world, asks.into_iter().map(|e| e.buf).collect());
+    let asked_out = all_to_all(world, asks.into_iter().map(|e| e.buf).collect());
+    let incoming = asked_out.incoming;
 
     // As owner: one hash per file, through the first name asked about.
     let mut files: HashMap<FileId, usize> = HashMap::new();
@@ -177,9 +180,10 @@ pub fn resolve(
         }
         per_rank.push(which);
     }
-    let stats = LinkStats {
+    let mut stats = LinkStats {
         names: names.len() as u64,
         hashed: first.len() as u64,
+        rounds: asked_out.rounds,
     };
     let outcomes: Vec<Vec<u8>> = if first.is_empty() {
         Vec::new()
@@ -220,7 +224,9 @@ pub fn resolve(
             buf
         })
         .collect();
-    let replies = all_to_all(world, answers);
+    let answered = all_to_all(world, answers);
+    let replies = answered.incoming;
+    stats.rounds += answered.rounds;
 
     let mut records = Vec::with_capacity(names.len());
     let mut names: Vec<Option<FileTask>> = names.into_iter().map(Some).collect();

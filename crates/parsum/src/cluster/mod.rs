@@ -62,6 +62,11 @@ pub const ABORT_HOOK_VAR: &str = "PARSUM_TEST_MPI_ABORT_AFTER";
 /// [`runs::SPILL_AT`]), so tests reach the spilling with small trees.
 pub const SPILL_HOOK_VAR: &str = "PARSUM_TEST_MPI_SPILL_AT";
 
+/// A test hook, read only under a launcher: how many bytes a rank sends in
+/// one round of an all-to-all exchange (default [`exchange::ROUND_BYTES`]),
+/// so tests reach many rounds with few hard links.
+pub const EXCHANGE_HOOK_VAR: &str = "PARSUM_TEST_MPI_EXCHANGE_BYTES";
+
 /// Runs `cfg` as one rank of the job.
 pub fn run(cfg: Config) -> Exit {
     let Some((universe, threading)) = mpi::initialize_with_threading(Threading::Funneled) else {
@@ -220,7 +225,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             "parsum: rank {rank} of {} ({cpus} CPU(s)): {} file(s), {} byte(s) hashed; \
              {} director(ies) listed; \
              {} share(s) stolen in {} request(s); {} hard-linked name(s), {} linked file(s) \
-             hashed; walk over at {:.3} s, hashing at {:.3} s; {spilled} sorted run(s) on disk",
+             hashed in {} exchange round(s); walk over at {:.3} s, hashing at {:.3} s; {spilled} sorted run(s) on disk",
             world.size(),
             stats.files,
             stats.bytes,
@@ -229,6 +234,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             stats.requests,
             link_stats.names,
             link_stats.hashed,
+            link_stats.rounds,
             walked.as_secs_f64(),
             hashed.as_secs_f64(),
         ));
