@@ -521,3 +521,39 @@ fn hard_links_exchanged_in_many_small_rounds_give_the_same_bytes() {
     let rounds = sum_of(&got.stderr, " exchange round(s)");
     assert!(rounds > 3 * 2 * 4, "only {rounds} rounds:\n{}", got.stderr);
 }
+
+#[test]
+fn nodes_that_number_devices_differently_give_the_same_bytes() {
+    if !have_mpirun() {
+        return;
+    }
+    // NFS clients may give the same file system another st_dev on each
+    // node. Stolen files and directories and hard-link names carry the
+    // lister's numbers; checked against the thief's own fstat, every stolen
+    // file would be "replaced by another file", every stolen directory
+    // "replaced during the walk", and -x would skip them all. The hook
+    // shifts every device number rank r sends by r << 40, as another
+    // node's numbering would.
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let skew = ("PARSUM_TEST_MPI_DEV_SKEW", "1099511627776");
+    for args in [&[][..], &["-x"], &["--follow", "--json"]] {
+        let want = single(d.path(), args);
+        for np in [2, 4] {
+            let mut with_v = args.to_vec();
+            with_v.push("-v");
+            let got = mpi(np, d.path(), &with_v, &[skew]);
+            assert_eq!(got.code, want.code, "-np {np} {args:?}: {}", got.stderr);
+            assert!(
+                got.stdout == want.stdout,
+                "-np {np} {args:?}: stdout differs:\n{}",
+                got.stderr
+            );
+            assert!(
+                sum_of(&got.stderr, " share(s) stolen") > 0,
+                "nothing was stolen, nothing tested:\n{}",
+                got.stderr
+            );
+        }
+    }
+}

@@ -154,19 +154,22 @@ pub fn resolve(
     let mut files: HashMap<FileId, usize> = HashMap::new();
     let mut first: Vec<FileTask> = Vec::new();
     let mut per_rank: Vec<Vec<usize>> = Vec::with_capacity(size as usize);
+    let mut devs = super::devmap::DevMap::default();
     for (from, msg) in incoming.iter().enumerate() {
         let mut d = Dec::new(msg);
         let mut which = Vec::new();
         let decoded: WireResult<()> = (|| {
             while !d.is_empty() {
                 let id = FileId::decode(&mut d)?;
-                let t = FileTask {
+                let mut t = FileTask {
                     root: d.u32()?,
                     path: d.path()?,
                     stat: d.stat()?,
                     via_link: d.bool()?,
                     dir: None,
                 };
+                // Its stat is in the asking node's device numbering.
+                devs.localise_file(from as i32, &mut t);
                 let k = *files.entry(id).or_insert_with(|| {
                     first.push(t);
                     first.len() - 1

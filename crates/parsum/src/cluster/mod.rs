@@ -17,6 +17,8 @@
 //! wait), so their output is the single-process output too. The protocol is
 //! written out in docs/many-nodes.md.
 
+/// Device numbers from other ranks, in this node's numbering.
+pub mod devmap;
 /// All-to-all byte exchange (hard links).
 pub mod exchange;
 /// One rank's hashing on the per-device pipeline.

@@ -239,11 +239,11 @@ impl Queue {
                     e.path(&d.path);
                     e.path(&d.rel);
                     e.u64(d.depth as u64);
-                    e.u64(d.dev);
-                    e.u64(d.root_dev);
+                    e.dev(d.dev);
+                    e.dev(d.root_dev);
                     e.u64(d.ancestors.len() as u64);
                     for (dev, ino) in &d.ancestors {
-                        e.u64(*dev);
+                        e.dev(*dev);
                         e.u64(*ino);
                     }
                     e.bool(d.via_link);
