@@ -5,12 +5,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::Parser;
-
 use crate::cli::Args;
 use crate::config::{Config, Mode};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet};
+use crate::launcher;
 use crate::output::{Format, Note, Out, TreeSink};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink, Stream};
 use crate::progress::{message, Progress};
@@ -24,10 +23,12 @@ fn usage_error(msg: &str) -> Exit {
 
 /// Parses the command line and runs it.
 pub fn run() -> Exit {
-    let args = match Args::try_parse() {
+    let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            let _ = e.print();
+            if !launcher::silent_rank() {
+                let _ = e.print();
+            }
             // --help and --version are not errors.
             return if e.use_stderr() {
                 Exit::Usage
@@ -38,8 +39,22 @@ pub fn run() -> Exit {
     };
     match Config::from_args(args) {
         Ok(cfg) => run_config(cfg),
+        Err(_) if launcher::silent_rank() => Exit::Usage,
         Err(msg) => usage_error(&msg),
     }
+}
+
+/// The command line as [`Args`]. Under an MPI launcher clap never colours:
+/// the launcher gives each rank a pseudo-terminal for stdout even when its
+/// own stdout is a pipe, and the bytes must be a single process's.
+fn parse_args() -> Result<Args, clap::Error> {
+    use clap::{ColorChoice, CommandFactory, FromArgMatches};
+    let mut cmd = Args::command();
+    if launcher::launched() {
+        cmd = cmd.color(ColorChoice::Never);
+    }
+    let mut m = cmd.try_get_matches()?;
+    Args::from_arg_matches_mut(&mut m)
 }
 
 /// Runs a resolved configuration: here, or across the ranks of an MPI job
@@ -48,8 +63,20 @@ pub fn run() -> Exit {
 pub fn run_config(cfg: Config) -> Exit {
     raise_open_files_limit();
     #[cfg(feature = "mpi")]
-    if crate::cluster::launched() {
+    if launcher::launched() {
         return crate::cluster::run(cfg);
+    }
+    #[cfg(not(feature = "mpi"))]
+    if let Some(n) = launcher::size().filter(|&n| n > 1) {
+        // Every rank would hash the whole tree and print it again.
+        if launcher::silent_rank() {
+            return Exit::Usage;
+        }
+        return usage_error(&format!(
+            "started by an MPI launcher as one of {n} ranks, but this parsum was built \
+             without MPI; build it with `cargo build --release -p parsum --features mpi`, \
+             or run it without the launcher (or with one rank)"
+        ));
     }
     run_here(cfg)
 }

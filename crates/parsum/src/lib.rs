@@ -26,6 +26,7 @@ pub mod disks;
 pub mod escape;
 pub mod exit;
 pub mod hash;
+pub mod launcher;
 pub mod manifest;
 pub mod outfile;
 pub mod output;

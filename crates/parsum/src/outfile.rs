@@ -5,6 +5,9 @@
 //! over FILE only when the run has written all of its output
 //! ([`OutFile::commit`]); any other end leaves an existing FILE as it was.
 //!
+//! FILE may be a symbolic link: the output then replaces the file it
+//! points to, and the link stays, as with a shell's `>`.
+//!
 //! The temporary file is unnamed where the file system allows it
 //! (`O_TMPFILE`): the walk cannot see it (`parsum -o SUMS .` does not hash
 //! its own output), and a process that is killed outright (a crashed MPI
@@ -38,6 +41,7 @@ impl OutFile {
     /// Creates the temporary file for `dest`. Fails (with a message naming
     /// `dest`) when its directory cannot take a new file, before any work.
     pub fn create(dest: &Path) -> io::Result<OutFile> {
+        let dest = &follow_links(dest)?;
         let name = dest
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
@@ -112,6 +116,40 @@ impl OutFile {
     }
 }
 
+/// Links in a row followed at most this many times (Linux's limit).
+const MAX_LINKS: usize = 40;
+
+/// The file `dest` names, as a shell's `>` would write it: symbolic links
+/// at its end are followed (the output replaces what the last one points
+/// to, even if that does not exist yet, and the links stay). A directory,
+/// or a loop of links, is refused here, before any work, rather than at the
+/// rename after hours of hashing.
+fn follow_links(dest: &Path) -> io::Result<PathBuf> {
+    let mut path = dest.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // Not there yet: created at the commit.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path),
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() {
+            return Err(rustix::io::Errno::ISDIR.into());
+        }
+        if !meta.file_type().is_symlink() {
+            return Ok(path);
+        }
+        let target = std::fs::read_link(&path)?;
+        // A relative target is relative to the link's directory (joining an
+        // absolute one replaces the whole path).
+        path = match path.parent() {
+            Some(dir) => dir.join(target),
+            None => target,
+        };
+    }
+    Err(rustix::io::Errno::LOOP.into())
+}
+
 impl Drop for OutFile {
     fn drop(&mut self) {
         if self.named && !self.committed {
@@ -179,6 +217,50 @@ mod tests {
         f.write_all(b"x").unwrap();
         f.commit().unwrap();
         assert_eq!(std::fs::read(d.path().join("x")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn a_symbolic_link_is_written_through_and_kept() {
+        // As a shell's `>` does: the file the link names gets the output.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::fs::write(d.path().join("real/SUMS"), b"old\n").unwrap();
+        std::os::unix::fs::symlink("real/SUMS", d.path().join("hop")).unwrap();
+        std::os::unix::fs::symlink("hop", d.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("nowhere", d.path().join("dangling")).unwrap();
+        for (name, target) in [("link", "real/SUMS"), ("dangling", "nowhere")] {
+            let mut f = OutFile::create(&d.path().join(name)).unwrap();
+            f.write_all(name.as_bytes()).unwrap();
+            f.commit().unwrap();
+            let link = std::fs::symlink_metadata(d.path().join(name)).unwrap();
+            assert!(link.file_type().is_symlink(), "{name} is still a link");
+            assert_eq!(
+                std::fs::read(d.path().join(target)).unwrap(),
+                name.as_bytes()
+            );
+        }
+        assert_eq!(entries(&d.path().join("real")), ["SUMS"]);
+    }
+
+    #[test]
+    fn a_link_loop_and_a_directory_are_refused_before_any_work() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("b", d.path().join("a")).unwrap();
+        std::os::unix::fs::symlink("a", d.path().join("b")).unwrap();
+        let e = OutFile::create(&d.path().join("a")).unwrap_err();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::LOOP.raw_os_error())
+        );
+        std::fs::create_dir(d.path().join("dir")).unwrap();
+        std::os::unix::fs::symlink("dir", d.path().join("to-dir")).unwrap();
+        for name in ["dir", "to-dir", "."] {
+            let e = OutFile::create(&d.path().join(name)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::IsADirectory, "{name}");
+        }
+        let mut left = entries(d.path());
+        left.sort();
+        assert_eq!(left, ["a", "b", "dir", "to-dir"], "nothing created");
     }
 
     #[test]

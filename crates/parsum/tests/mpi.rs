@@ -418,3 +418,142 @@ fn without_a_launcher_mpi_is_not_started() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("rank"), "{}", run.stderr);
 }
+
+#[test]
+fn help_version_and_usage_errors_are_printed_once_not_by_every_rank() {
+    if !have_mpirun() {
+        return;
+    }
+    // Every rank parses its arguments before MPI starts, but only rank 0
+    // may speak: `--help` and `--version` go to stdout, which must hold
+    // exactly the single-process bytes, and a usage error is said once.
+    let d = tempfile::tempdir().unwrap();
+    for args in [&["--help"][..], &["--version"]] {
+        let want = single(d.path(), args);
+        assert_eq!(want.code, 0);
+        let got = mpi(3, d.path(), args, &[]);
+        assert_eq!(got.code, 0, "{args:?}: {}", got.stderr);
+        assert!(
+            got.stdout == want.stdout,
+            "{args:?}: stdout differs:\n{}",
+            String::from_utf8_lossy(&got.stdout)
+        );
+    }
+    for (args, said) in [
+        (&["--no-such-flag"][..], "--no-such-flag"),
+        (&["--update", "S", "-o", "SUMS", "."], "parsum: "),
+    ] {
+        let want = single(d.path(), args);
+        assert_eq!(want.code, 2, "{}", want.stderr);
+        let got = mpi(3, d.path(), args, &[]);
+        assert_eq!(got.code, 2, "{args:?}: {}", got.stderr);
+        assert!(got.stdout.is_empty());
+        let first = want.stderr.lines().next().unwrap();
+        assert!(first.contains(said), "{first}");
+        let times = got.stderr.lines().filter(|l| *l == first).count();
+        assert_eq!(times, 1, "{args:?}: said {times} times:\n{}", got.stderr);
+    }
+}
+
+#[test]
+fn output_to_a_directory_or_through_a_link_under_mpi() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let out = tempfile::tempdir().unwrap();
+    // A directory: refused by rank 0 before any work, said once, exit 1.
+    let dir = out.path().to_str().unwrap();
+    let got = mpi(3, d.path(), &["-o", dir], &[]);
+    assert_eq!(got.code, 1, "{}", got.stderr);
+    assert_eq!(
+        got.stderr.matches("Is a directory").count(),
+        1,
+        "{}",
+        got.stderr
+    );
+    assert!(
+        summary(&got.stderr).is_none(),
+        "nothing hashed: {}",
+        got.stderr
+    );
+    // A link: the file it names gets the manifest, the link stays.
+    let want = single(d.path(), &[]);
+    std::fs::write(out.path().join("real"), b"old").unwrap();
+    std::os::unix::fs::symlink("real", out.path().join("SUMS")).unwrap();
+    let sums = out.path().join("SUMS");
+    let got = mpi(3, d.path(), &["-o", sums.to_str().unwrap()], &[]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert!(std::fs::symlink_metadata(&sums)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read(out.path().join("real")).unwrap() == want.stdout);
+}
+
+#[test]
+fn hard_links_exchanged_in_many_small_rounds_give_the_same_bytes() {
+    if !have_mpirun() {
+        return;
+    }
+    // The names of multiply-linked files go to their owners in one
+    // all-to-all; millions of them (a tree of backup snapshots) would pass
+    // MPI's 2 GiB count. They go in rounds of bounded size: here a round of
+    // 100 bytes, so many rounds, and nothing lost or reordered.
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    for f in 0..3 {
+        write(r, format!("orig/f{f}").as_bytes(), &vec![f as u8; 5000]);
+    }
+    for i in 0..60 {
+        for f in 0..3 {
+            let name = r.join(format!("snap{i:02}/f{f}"));
+            std::fs::create_dir_all(name.parent().unwrap()).unwrap();
+            std::fs::hard_link(r.join(format!("orig/f{f}")), name).unwrap();
+        }
+    }
+    let want = single(r, &[]);
+    let got = mpi(3, r, &["-v"], &[("PARSUM_TEST_MPI_EXCHANGE_BYTES", "100")]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert!(got.stdout == want.stdout, "stdout differs:\n{}", got.stderr);
+    assert_eq!(sum_of(&got.stderr, " hard-linked name(s)"), 183);
+    let rounds = sum_of(&got.stderr, " exchange round(s)");
+    assert!(rounds > 3 * 2 * 4, "only {rounds} rounds:\n{}", got.stderr);
+}
+
+#[test]
+fn nodes_that_number_devices_differently_give_the_same_bytes() {
+    if !have_mpirun() {
+        return;
+    }
+    // NFS clients may give the same file system another st_dev on each
+    // node. Stolen files and directories and hard-link names carry the
+    // lister's numbers; checked against the thief's own fstat, every stolen
+    // file would be "replaced by another file", every stolen directory
+    // "replaced during the walk", and -x would skip them all. The hook
+    // shifts every device number rank r sends by r << 40, as another
+    // node's numbering would.
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let skew = ("PARSUM_TEST_MPI_DEV_SKEW", "1099511627776");
+    for args in [&[][..], &["-x"], &["--follow", "--json"]] {
+        let want = single(d.path(), args);
+        for np in [2, 4] {
+            let mut with_v = args.to_vec();
+            with_v.push("-v");
+            let got = mpi(np, d.path(), &with_v, &[skew]);
+            assert_eq!(got.code, want.code, "-np {np} {args:?}: {}", got.stderr);
+            assert!(
+                got.stdout == want.stdout,
+                "-np {np} {args:?}: stdout differs:\n{}",
+                got.stderr
+            );
+            assert!(
+                sum_of(&got.stderr, " share(s) stolen") > 0,
+                "nothing was stolen, nothing tested:\n{}",
+                got.stderr
+            );
+        }
+    }
+}

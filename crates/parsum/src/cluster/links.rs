@@ -118,6 +118,8 @@ pub struct LinkStats {
     pub names: u64,
     /// Files this rank hashed for everyone's names.
     pub hashed: u64,
+    /// Rounds of the two exchanges (names out, results back).
+    pub rounds: u32,
 }
 
 /// Gives every name in `names` (files with more than one link) its
@@ -145,25 +147,29 @@ pub fn resolve(
         e.bool(t.via_link);
         asked[owner].push(i);
     }
-    let incoming = all_to_all(world, asks.into_iter().map(|e| e.buf).collect());
+    let asked_out = all_to_all(world, asks.into_iter().map(|e| e.buf).collect());
+    let incoming = asked_out.incoming;
 
     // As owner: one hash per file, through the first name asked about.
     let mut files: HashMap<FileId, usize> = HashMap::new();
     let mut first: Vec<FileTask> = Vec::new();
     let mut per_rank: Vec<Vec<usize>> = Vec::with_capacity(size as usize);
+    let mut devs = super::devmap::DevMap::default();
     for (from, msg) in incoming.iter().enumerate() {
         let mut d = Dec::new(msg);
         let mut which = Vec::new();
         let decoded: WireResult<()> = (|| {
             while !d.is_empty() {
                 let id = FileId::decode(&mut d)?;
-                let t = FileTask {
+                let mut t = FileTask {
                     root: d.u32()?,
                     path: d.path()?,
                     stat: d.stat()?,
                     via_link: d.bool()?,
                     dir: None,
                 };
+                // Its stat is in the asking node's device numbering.
+                devs.localise_file(from as i32, &mut t);
                 let k = *files.entry(id).or_insert_with(|| {
                     first.push(t);
                     first.len() - 1
@@ -177,9 +183,10 @@ pub fn resolve(
         }
         per_rank.push(which);
     }
-    let stats = LinkStats {
+    let mut stats = LinkStats {
         names: names.len() as u64,
         hashed: first.len() as u64,
+        rounds: asked_out.rounds,
     };
     let outcomes: Vec<Vec<u8>> = if first.is_empty() {
         Vec::new()
@@ -220,7 +227,9 @@ pub fn resolve(
             buf
         })
         .collect();
-    let replies = all_to_all(world, answers);
+    let answered = all_to_all(world, answers);
+    let replies = answered.incoming;
+    stats.rounds += answered.rounds;
 
     let mut records = Vec::with_capacity(names.len());
     let mut names: Vec<Option<FileTask>> = names.into_iter().map(Some).collect();

@@ -17,6 +17,8 @@
 //! wait), so their output is the single-process output too. The protocol is
 //! written out in docs/many-nodes.md.
 
+/// Device numbers from other ranks, in this node's numbering.
+pub mod devmap;
 /// All-to-all byte exchange (hard links).
 pub mod exchange;
 /// One rank's hashing on the per-device pipeline.
@@ -50,10 +52,7 @@ use crate::output::TreeSink;
 use crate::pipeline::Pipeline;
 use crate::progress::{message, Progress};
 
-/// Variables that MPI launchers set for their processes: Open MPI's
-/// `mpirun`, MPICH's Hydra (`PMI_SIZE`), and PMIx launchers (Slurm's
-/// `srun --mpi=pmix`, Open MPI 5).
-pub const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
+pub use crate::launcher::{launched, LAUNCHER_VARS};
 
 /// A test hook, read only under a launcher: rank 1 aborts after hashing
 /// this many files, or at the end of the walk if it hashed fewer, as a
@@ -65,10 +64,10 @@ pub const ABORT_HOOK_VAR: &str = "PARSUM_TEST_MPI_ABORT_AFTER";
 /// [`runs::SPILL_AT`]), so tests reach the spilling with small trees.
 pub const SPILL_HOOK_VAR: &str = "PARSUM_TEST_MPI_SPILL_AT";
 
-/// Whether a launcher started this process (see [`LAUNCHER_VARS`]).
-pub fn launched() -> bool {
-    LAUNCHER_VARS.iter().any(|v| std::env::var_os(v).is_some())
-}
+/// A test hook, read only under a launcher: how many bytes a rank sends in
+/// one round of an all-to-all exchange (default [`exchange::ROUND_BYTES`]),
+/// so tests reach many rounds with few hard links.
+pub const EXCHANGE_HOOK_VAR: &str = "PARSUM_TEST_MPI_EXCHANGE_BYTES";
 
 /// Runs `cfg` as one rank of the job.
 pub fn run(cfg: Config) -> Exit {
@@ -228,7 +227,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             "parsum: rank {rank} of {} ({cpus} CPU(s)): {} file(s), {} byte(s) hashed; \
              {} director(ies) listed; \
              {} share(s) stolen in {} request(s); {} hard-linked name(s), {} linked file(s) \
-             hashed; walk over at {:.3} s, hashing at {:.3} s; {spilled} sorted run(s) on disk",
+             hashed in {} exchange round(s); walk over at {:.3} s, hashing at {:.3} s; {spilled} sorted run(s) on disk",
             world.size(),
             stats.files,
             stats.bytes,
@@ -237,6 +236,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             stats.requests,
             link_stats.names,
             link_stats.hashed,
+            link_stats.rounds,
             walked.as_secs_f64(),
             hashed.as_secs_f64(),
         ));

@@ -25,6 +25,7 @@ use mpi::point_to_point::MatchedReceiveVec;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
+use super::devmap::DevMap;
 use super::hasher::LocalHasher;
 use super::record::Record;
 use super::wire::{Dec, Enc};
@@ -129,6 +130,8 @@ pub struct Walk<'a> {
     /// File batches queued beyond which no directory is listed.
     files_high: usize,
     rng: u64,
+    /// Other ranks' device numbers, translated.
+    devs: DevMap,
     /// What this rank did.
     pub stats: Stats,
 }
@@ -169,6 +172,7 @@ impl<'a> Walk<'a> {
             files_high: in_flight.max(16),
             // Any odd seed differing per rank.
             rng: 0x9E37_79B9_7F4A_7C15 ^ ((rank as u64) << 1 | 1),
+            devs: DevMap::default(),
             stats: Stats::default(),
         }
     }
@@ -253,9 +257,12 @@ impl<'a> Walk<'a> {
                     self.answer(from);
                 }
                 TAG_WORK => {
-                    let got = Queue::decode(&mut Dec::new(&buf)).unwrap_or_else(|e| {
+                    let mut got = Queue::decode(&mut Dec::new(&buf)).unwrap_or_else(|e| {
                         fatal(self.world, &format!("work from rank {from}: {e}"))
                     });
+                    // Listed on another node: its device numbers are that
+                    // node's (NFS clients number file systems differently).
+                    self.devs.localise_queue(from, &mut got);
                     self.count -= 1;
                     self.colour = Colour::Black;
                     self.stats.steals += 1;
@@ -285,8 +292,9 @@ impl<'a> Walk<'a> {
             Some(share) => {
                 let mut e = Enc::default();
                 share.encode(&mut e);
-                // Counts are i32: a share is a few thousand items at most,
-                // far below 2 GiB, but say so if it ever is not.
+                // Counts are i32: a share stops at SHARE_BYTES, far below
+                // 2 GiB (one item alone cannot pass it), but say so if it
+                // ever does.
                 if e.buf.len() > i32::MAX as usize {
                     fatal(self.world, "a work message over 2 GiB");
                 }

@@ -55,9 +55,15 @@ impl Enc {
     pub fn path(&mut self, p: &Path) {
         self.bytes(p.as_os_str().as_bytes());
     }
+    /// Appends a device number (the test hook [`super::devmap::skew`] may
+    /// shift it, as another node's numbering would).
+    pub fn dev(&mut self, d: u64) {
+        self.u64(d.wrapping_add(super::devmap::skew()));
+    }
     /// Appends a file's listed stat.
     pub fn stat(&mut self, s: &FileStat) {
-        for v in [s.dev, s.ino, s.nlink, s.size] {
+        self.dev(s.dev);
+        for v in [s.ino, s.nlink, s.size] {
             self.u64(v);
         }
         for v in [s.mtime, s.mtime_nsec, s.ctime, s.ctime_nsec] {

@@ -122,6 +122,36 @@ fn batches(files: Vec<FileTask>) -> Vec<Vec<FileTask>> {
     out
 }
 
+/// A thief's share is cut at about this many encoded bytes: far below the
+/// 2 GiB that an MPI message's i32 count allows, and still thousands of
+/// batches.
+pub const SHARE_BYTES: usize = 64 << 20;
+
+impl Dir {
+    /// Its size in a work message ([`Queue::encode`]).
+    fn wire_size(&self) -> usize {
+        match self {
+            Dir::Root(_, p) => 1 + 4 + 8 + p.as_os_str().len(),
+            Dir::Below(_, d) => {
+                1 + 4
+                    + 16
+                    + d.path.as_os_str().len()
+                    + d.rel.as_os_str().len()
+                    + 4 * 8
+                    + 16 * d.ancestors.len()
+                    + 1
+            }
+        }
+    }
+}
+
+impl FileTask {
+    /// Its size in a work message ([`Queue::encode`]).
+    fn wire_size(&self) -> usize {
+        4 + 8 + self.path.as_os_str().len() + 6 * 8 + 1
+    }
+}
+
 /// One rank's work not yet started: directories to list and file batches
 /// not yet given to its hasher.
 #[derive(Default)]
@@ -147,16 +177,46 @@ impl Queue {
     /// Takes half of the work for a thief: half the directories and half
     /// the file batches, rounded down, oldest first; a single item is kept
     /// (its owner is about to do it), except that a lone directory goes
-    /// when file batches remain. `None` if nothing can be given.
+    /// when file batches remain. The share stops at about [`SHARE_BYTES`]
+    /// encoded (at least one item goes), so a queue of millions of files
+    /// never makes a message near MPI's i32 count limit. `None` if nothing
+    /// can be given.
     pub fn split(&mut self) -> Option<Queue> {
+        self.split_within(SHARE_BYTES)
+    }
+
+    /// [`Queue::split`], with a share of at most `budget` encoded bytes
+    /// (or one item, if that alone is more).
+    pub(crate) fn split_within(&mut self, budget: usize) -> Option<Queue> {
         let mut give_dirs = self.dirs.len() / 2;
-        let give_files = self.files.len() / 2;
+        let mut give_files = self.files.len() / 2;
         if give_dirs + give_files == 0 && !self.dirs.is_empty() && !self.files.is_empty() {
             give_dirs = 1;
         }
         if give_dirs + give_files == 0 {
             return None;
         }
+        // The count's and the kinds' bytes, then item by item, oldest first.
+        let mut used = 16;
+        let mut fits = |size: usize| {
+            let ok = used == 16 || used + size <= budget;
+            if ok {
+                used += size;
+            }
+            ok
+        };
+        give_dirs = self
+            .dirs
+            .iter()
+            .take(give_dirs)
+            .take_while(|d| fits(d.wire_size()))
+            .count();
+        give_files = self
+            .files
+            .iter()
+            .take(give_files)
+            .take_while(|b| fits(b.iter().map(FileTask::wire_size).sum::<usize>() + 8))
+            .count();
         Some(Queue {
             dirs: self.dirs.drain(..give_dirs).collect(),
             files: self.files.drain(..give_files).collect(),
@@ -179,11 +239,11 @@ impl Queue {
                     e.path(&d.path);
                     e.path(&d.rel);
                     e.u64(d.depth as u64);
-                    e.u64(d.dev);
-                    e.u64(d.root_dev);
+                    e.dev(d.dev);
+                    e.dev(d.root_dev);
                     e.u64(d.ancestors.len() as u64);
                     for (dev, ino) in &d.ancestors {
-                        e.u64(*dev);
+                        e.dev(*dev);
                         e.u64(*ino);
                     }
                     e.bool(d.via_link);
@@ -304,6 +364,46 @@ mod tests {
         assert_eq!(got.files.len(), 3);
         assert_eq!(q.files.len(), 3);
         assert_eq!(got.files[0][0].path, PathBuf::from("f0"), "oldest first");
+    }
+
+    #[test]
+    fn a_share_of_a_huge_queue_stays_within_its_byte_budget_and_loses_nothing() {
+        // A directory of millions of files queues tens of thousands of
+        // batches: half of them could pass 2 GiB (MPI's i32 count) and end
+        // the whole job. The share is cut by its encoded size instead.
+        let mut q = Queue::default();
+        let long = "n".repeat(1000);
+        for i in 0..400u64 {
+            let batch = (0..64)
+                .map(|j| FileTask {
+                    path: PathBuf::from(format!("{long}/{i}/{j}")),
+                    ..task(i, 1)
+                })
+                .collect();
+            q.files.push_back(batch);
+        }
+        for i in 0..10 {
+            q.dirs.push_back(Dir::Root(0, format!("{long}{i}").into()));
+        }
+        let budget = 1 << 20;
+        let mut given = 0;
+        while let Some(share) = q.split_within(budget) {
+            let mut e = Enc::default();
+            share.encode(&mut e);
+            assert!(e.buf.len() <= budget, "{} bytes", e.buf.len());
+            assert!(!share.is_empty());
+            given += share.files.len();
+            let back = Queue::decode(&mut Dec::new(&e.buf)).unwrap();
+            assert_eq!(back.files.len(), share.files.len());
+        }
+        assert_eq!(given + q.files.len(), 400, "every batch in one place");
+        assert!(q.files.len() <= 1 && q.dirs.len() <= 1);
+        // The default budget still gives half of an ordinary queue.
+        let mut q = Queue::default();
+        for i in 0..100 {
+            q.files.push_back(vec![task(i, 1)]);
+        }
+        assert_eq!(q.split().unwrap().files.len(), 50);
     }
 
     #[test]
