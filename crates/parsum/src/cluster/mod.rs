@@ -13,11 +13,14 @@
 //! Tree mode runs in three phases: the distributed walk with work stealing
 //! ([`steal`]), each rank hashing what it took ([`hasher`]); each rank
 //! sorting its [`record`]s; rank 0 merging the sorted runs into the output
-//! ([`merge`]). `-c` and `--audit` run on rank 0 alone (the other ranks
-//! wait), so their output is the single-process output too. The protocol is
+//! ([`merge`]). `-c` splits each manifest into byte ranges, one per rank
+//! ([`check`]). `--audit`, `--update` and `--verify` run on rank 0 alone
+//! (the other ranks wait), so their output is the single-process output too. The protocol is
 //! written out in docs/many-nodes.md.
 
-/// All-to-all byte exchange (hard links).
+/// `-c` with the manifests split between ranks.
+pub mod check;
+/// All-to-all byte exchange (hard links, `-c`'s parser states).
 pub mod exchange;
 /// One rank's hashing on the per-device pipeline.
 pub mod hasher;
@@ -96,8 +99,9 @@ fn run_rank(universe: &Universe, cfg: Config) -> Exit {
     let world = universe.world();
     match cfg.mode {
         Mode::Tree { .. } => tree(&world, cfg),
+        Mode::Check { .. } => check::run(&world, cfg),
         // Not distributed (yet): rank 0 runs them as a single process would.
-        Mode::Check { .. } | Mode::Audit { .. } | Mode::Update { .. } | Mode::Verify { .. } => {
+        Mode::Audit { .. } | Mode::Update { .. } | Mode::Verify { .. } => {
             if world.rank() == 0 {
                 crate::app::run_here(cfg)
             } else {
