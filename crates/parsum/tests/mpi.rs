@@ -349,7 +349,7 @@ fn a_rank_with_no_files_and_an_empty_tree() {
 }
 
 #[test]
-fn output_file_under_mpi_and_check_mode_on_rank_0() {
+fn output_file_under_mpi_and_checked_under_mpi() {
     if !have_mpirun() {
         return;
     }
@@ -362,7 +362,7 @@ fn output_file_under_mpi_and_check_mode_on_rank_0() {
     assert_eq!(got.code, 0, "{}", got.stderr);
     assert!(got.stdout.is_empty(), "stdout stays empty with -o");
     assert_eq!(std::fs::read(&sums).unwrap(), want.stdout);
-    // -c is not distributed: rank 0 runs it, with the single-process bytes.
+    // -c of the file written under MPI, itself split between the ranks.
     let check = assert_same(d.path(), &["-c", sums.to_str().unwrap()], &[2]);
     assert_eq!(check.code, 0, "{}", check.stderr);
 }
@@ -417,4 +417,171 @@ fn without_a_launcher_mpi_is_not_started() {
     let run = single(d.path(), &["-v"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("rank"), "{}", run.stderr);
+}
+
+/// parsum's own stderr lines (mpirun adds notes when a rank exits non-zero).
+fn parsum_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("parsum: "))
+        .collect()
+}
+
+/// `-c`: the same stdout, the same stderr lines in the same order and the
+/// same status as one process, for each rank count.
+fn assert_check_same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {
+    let want = single(dir, args);
+    for &np in nps {
+        let got = mpi(np, dir, args, &[]);
+        assert_eq!(
+            got.code, want.code,
+            "exit status, -np {np} {args:?}\nstderr:\n{}",
+            got.stderr
+        );
+        assert!(
+            got.stdout == want.stdout,
+            "stdout differs, -np {np} {args:?}:\n--- single\n{}\n--- mpi\n{}\n--- mpi stderr\n{}",
+            String::from_utf8_lossy(&want.stdout),
+            String::from_utf8_lossy(&got.stdout),
+            got.stderr
+        );
+        assert_eq!(
+            parsum_lines(&got.stderr),
+            parsum_lines(&want.stderr),
+            "stderr, -np {np} {args:?}"
+        );
+    }
+    want
+}
+
+/// Manifests for `-c`: every kind of line, in several formats.
+fn check_manifests(d: &Path) {
+    uneven_tree(d);
+    let sums = single(d, &[]).stdout;
+    // Some digests wrong, some names gone, odd lines between.
+    let mut m = Vec::new();
+    for (i, line) in sums.split_inclusive(|&b| b == b'\n').enumerate() {
+        let mut line = line.to_vec();
+        if i % 7 == 3 {
+            let at = usize::from(line[0] == b'\\');
+            line[at] = if line[at] == b'0' { b'1' } else { b'0' };
+        }
+        if i % 11 == 5 {
+            // CRLF: one trailing CR is dropped, as coreutils does.
+            line.insert(line.len() - 1, b'\r');
+        }
+        m.extend_from_slice(&line);
+        match i % 13 {
+            2 => m.extend_from_slice(b"not a checksum line\n"),
+            4 => m.extend_from_slice(b"# a comment\n\n"),
+            6 => m.extend_from_slice(&[&[b'a'; 64][..], b"  gone/missing\n"].concat()),
+            8 => m.extend_from_slice(&[&[b'b'; 64][..], b"  big\n"].concat()),
+            9 => m.extend_from_slice(&[&[b'c'; 64][..], b"  s7/fifo\n"].concat()),
+            _ => {}
+        }
+    }
+    std::fs::write(d.join("all.b3"), &m).unwrap();
+    let tagged = single(d, &["-a", "md5", "--tag", "big", "s1", "s2"]).stdout;
+    std::fs::write(d.join("tagged.md5"), tagged).unwrap();
+    std::fs::write(d.join("empty.sum"), b"").unwrap();
+    std::fs::write(d.join("tiny.sum"), b"x").unwrap();
+}
+
+#[test]
+fn check_mode_same_bytes_messages_and_status() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    check_manifests(d.path());
+    let all = assert_check_same(d.path(), &["-c", "all.b3"], &[1, 2, 4]);
+    assert_eq!(all.code, 1);
+    let out = String::from_utf8_lossy(&all.stdout);
+    for want in [": OK\n", ": FAILED\n", ": FAILED open or read\n", "\\"] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    assert!(all.stderr.contains("did NOT match"), "{}", all.stderr);
+    for args in [
+        &["-c", "-w", "all.b3"][..],
+        &["-c", "--strict", "--quiet", "all.b3"],
+        &["-c", "--status", "all.b3"],
+        &["-c", "--ignore-missing", "-w", "all.b3"],
+        &["-c", "tagged.md5"],
+        &["-c", "-w", "tiny.sum"],
+        &["-c", "empty.sum"],
+        &[
+            "-c",
+            "-w",
+            "all.b3",
+            "nowhere.sum",
+            "big",
+            "empty.sum",
+            "tagged.md5",
+            "tiny.sum",
+        ],
+    ] {
+        assert_check_same(d.path(), args, &[2, 4]);
+    }
+    let ok = assert_check_same(d.path(), &["-c", "tagged.md5"], &[3]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+/// Lines whose meaning depends on the lines before them: the ranks' ranges
+/// start in the middle of a PGP signature, after a reversed-format line,
+/// and after the line that names the algorithm of "improperly formatted".
+#[test]
+fn check_mode_ranges_start_in_the_state_the_lines_before_left() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    let mut files = Vec::new();
+    for i in 0..40 {
+        files.push(format!("f{i:02}"));
+        write(r, format!("f{i:02}").as_bytes(), format!("{i}").as_bytes());
+    }
+    let names: Vec<&str> = files.iter().map(String::as_str).collect();
+    let md5 = single(r, &[&["-a", "md5"][..], &names].concat()).stdout;
+    // Signed: a long signature whose lines a parser outside it rejects.
+    let mut pgp = b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n".to_vec();
+    pgp.extend_from_slice(&md5);
+    pgp.extend_from_slice(b"-----BEGIN PGP SIGNATURE-----\n\n");
+    for i in 0..200 {
+        pgp.extend_from_slice(format!("iQIzBAEBCAAdFiEE{i:04}xyz==\n").as_bytes());
+    }
+    pgp.extend_from_slice(b"-----END PGP SIGNATURE-----\n");
+    pgp.extend_from_slice(&md5);
+    std::fs::write(r.join("signed.md5"), &pgp).unwrap();
+    // Reversed: `HEX name` first, so `HEX  f01` later names " f01".
+    let mut rev = Vec::new();
+    for (i, line) in md5.split_inclusive(|&b| b == b'\n').enumerate() {
+        if i == 0 {
+            rev.extend_from_slice(&[&line[..32], b" ", &line[34..]].concat());
+        } else {
+            rev.extend_from_slice(line);
+        }
+        rev.extend_from_slice(b"junk\n");
+    }
+    std::fs::write(r.join("reversed.sum"), &rev).unwrap();
+    for args in [
+        &["-c", "-w", "signed.md5"][..],
+        &["-c", "-w", "--strict", "reversed.sum"],
+        &["-c", "-w", "signed.md5", "reversed.sum"],
+    ] {
+        let one = assert_check_same(r, args, &[1, 2, 3, 4]);
+        assert!(!one.stdout.is_empty(), "{args:?}");
+    }
+    let signed = single(r, &["-c", "-w", "signed.md5"]);
+    assert_eq!(
+        signed.code, 0,
+        "the signature is skipped:\n{}",
+        signed.stderr
+    );
+    let reversed = single(r, &["-c", "-w", "reversed.sum"]);
+    assert!(
+        reversed.stderr.contains(": 4: improperly formatted MD5"),
+        "{}",
+        reversed.stderr
+    );
 }
