@@ -55,6 +55,11 @@ fn single(dir: &Path, args: &[&str]) -> Run {
 
 /// `mpirun -np N parsum ARGS` in `dir`, killed after 120 s.
 fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    mpi_with_stdin(np, dir, args, env, b"")
+}
+
+/// [`mpi`], with `stdin` on rank 0's standard input.
+fn mpi_with_stdin(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
     let mut c = assert_cmd::Command::new("timeout");
     c.timeout(Duration::from_secs(150))
         .current_dir(dir)
@@ -73,7 +78,8 @@ fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
     c.arg(env!("CARGO_BIN_EXE_parsum"))
         .arg("--no-progress")
-        .args(args);
+        .args(args)
+        .write_stdin(stdin.to_vec());
     let out = c.output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
@@ -583,5 +589,62 @@ fn check_mode_ranges_start_in_the_state_the_lines_before_left() {
         reversed.stderr.contains(": 4: improperly formatted MD5"),
         "{}",
         reversed.stderr
+    );
+}
+
+/// A manifest on standard input is read by rank 0; one with NUL-ended
+/// lines (`-z`) is split at NULs; a rank with more than a chunk of verdicts
+/// sends them in several messages.
+#[test]
+fn check_mode_stdin_nul_lines_and_many_chunks() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    uneven_tree(r);
+    let sums = single(r, &[]).stdout;
+    let mut c = StdCommand::new(env!("CARGO_BIN_EXE_parsum"));
+    c.current_dir(r).args(["--no-progress", "-c", "-"]);
+    for v in LAUNCHER_VARS {
+        c.env_remove(v);
+    }
+    let want = {
+        use std::io::Write;
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&sums).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(want.status.code(), Some(0));
+    for np in [1, 3] {
+        let got = mpi_with_stdin(np, r, &["-c", "-"], &[], &sums);
+        assert_eq!(got.code, 0, "{}", got.stderr);
+        assert!(got.stdout == want.stdout, "-np {np}: stdout differs");
+    }
+
+    let z = single(r, &["-z"]).stdout;
+    std::fs::write(r.join("nul.sums"), &z).unwrap();
+    let nul = assert_check_same(r, &["-c", "-z", "nul.sums"], &[2, 4]);
+    assert_eq!(nul.code, 0, "{}", nul.stderr);
+
+    // 12 000 lines naming missing files with long names: over 1 MiB of
+    // verdicts (each with its message) per rank.
+    let mut big = Vec::new();
+    for i in 0..12_000 {
+        let name = format!("gone/{i:05}/{}", "n".repeat(150));
+        big.extend_from_slice(format!("{}  {name}\n", "ab".repeat(32)).as_bytes());
+    }
+    std::fs::write(r.join("big.sum"), &big).unwrap();
+    let many = assert_check_same(r, &["-c", "big.sum"], &[2]);
+    assert_eq!(many.code, 1);
+    assert_eq!(
+        parsum_lines(&many.stderr).len(),
+        12_001,
+        "each line failed, one warning"
     );
 }

@@ -45,7 +45,7 @@ use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet, FileHash, HashError};
 use crate::manifest::{Line, LineParser};
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
-use crate::progress::Progress;
+use crate::progress::{message, Progress};
 
 const TAG_VERDICTS: i32 = 8;
 
@@ -310,10 +310,18 @@ impl Event {
 /// per manifest, in chunks of whole events for rank 0's printer.
 struct Recorder {
     per: Vec<Vec<Enc>>,
+    /// Lines given a verdict here (for `-v`).
+    verdicts: u64,
+    /// Files hashed here, and their bytes (for `-v`).
+    files: u64,
+    bytes: u64,
 }
 
 impl Recorder {
     fn put(&mut self, mi: usize, ev: Event) {
+        if matches!(ev, Event::Verdict(..)) {
+            self.verdicts += 1;
+        }
         let chunks = &mut self.per[mi];
         if chunks.last().is_none_or(|c| c.buf.len() >= CHUNK_BYTES) {
             chunks.push(Enc::default());
@@ -325,6 +333,8 @@ impl Recorder {
 impl Sink<Tag, Msg> for Recorder {
     fn done(&mut self, item: Item<Tag>, result: Result<FileHash, HashError>) {
         let Tag { manifest, line } = item.tag;
+        self.files += 1;
+        self.bytes += result.as_ref().map_or(0, |h| h.size);
         let v = Verdict::of(&line, &result);
         self.put(manifest, Event::Verdict(line, v));
     }
@@ -365,6 +375,8 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         unreachable!("called for -c only")
     };
     let rank = world.rank();
+    let cpus = cfg.pipeline.cpus;
+    let started = std::time::Instant::now();
     let pipe = Pipeline::new(cfg.pipeline);
 
     // Rank 0 says which manifests are split (their size) and which it
@@ -416,8 +428,22 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     });
     let mut rec = Recorder {
         per: (0..manifests.len()).map(|_| Vec::new()).collect(),
+        verdicts: 0,
+        files: 0,
+        bytes: 0,
     };
     stream.drain(&mut rec);
+    if cfg.verbose {
+        message(&format!(
+            "parsum: rank {rank} of {} ({cpus} CPU(s)): {} manifest line(s) verified, \
+             {} file(s) and {} byte(s) hashed in {:.3} s",
+            world.size(),
+            rec.verdicts,
+            rec.files,
+            rec.bytes,
+            started.elapsed().as_secs_f64(),
+        ));
+    }
 
     let root = world.process_at_rank(0);
     if rank != 0 {
