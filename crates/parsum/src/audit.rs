@@ -114,7 +114,9 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
     Ok((map, algos))
 }
 
-struct AuditSink<'a> {
+/// The printer of `--audit` (and its sink in a single process): matched
+/// and changed lines as they come, then [`Joined`]'s lines and the summary.
+pub(crate) struct AuditSink<'a> {
     manifest: HashMap<Vec<u8>, Line>,
     seen: HashSet<Vec<u8>>,
     /// New paths and their digests, for the moved/new decision at the end.
@@ -128,7 +130,56 @@ struct AuditSink<'a> {
     counters: &'a Counters,
 }
 
-impl AuditSink<'_> {
+impl<'a> AuditSink<'a> {
+    /// A printer on stdout; `manifest` is what a single process looks
+    /// paths up in (empty where ranks compare, see [`Self::compared`]).
+    pub(crate) fn new(
+        manifest: HashMap<Vec<u8>, Line>,
+        verbose: bool,
+        progress: &'a Progress,
+        counters: &'a Counters,
+    ) -> AuditSink<'a> {
+        AuditSink {
+            manifest,
+            seen: HashSet::new(),
+            new: BTreeMap::new(),
+            matched: 0,
+            changed: 0,
+            tally: Tally::default(),
+            verbose,
+            out: Out::new(),
+            progress,
+            counters,
+        }
+    }
+
+    /// A listed file, compared with its line: `matched` or `changed`.
+    pub(crate) fn compared(&mut self, name: &[u8], matched: bool) {
+        if matched {
+            self.matched += 1;
+            self.line("matched", name);
+        } else {
+            self.changed += 1;
+            self.line("changed", name);
+        }
+    }
+
+    /// Prints `joined` and the summary; the exit status.
+    pub(crate) fn report(mut self, joined: &Joined) -> Exit {
+        joined.write(&mut self.out.buf);
+        self.flush();
+        let (n_new, n_moved) = (joined.new.len() as u64, joined.moved.len() as u64);
+        let n_missing = joined.missing.len() as u64;
+        message(&format!(
+            "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {}",
+            self.matched,
+            self.changed,
+            crate::output::plural(self.tally.errors, "error", "errors")
+        ));
+        let differs = self.changed + n_new + n_missing + n_moved + self.tally.errors > 0;
+        Exit::failed_if(differs).and(self.out.finish())
+    }
+
     fn line(&mut self, what: &str, name: &[u8]) {
         let out = &mut self.out.buf;
         out.extend_from_slice(format!("{what:<8} ").as_bytes());
@@ -150,13 +201,8 @@ impl Sink<(), Note> for AuditSink<'_> {
                 match self.manifest.get(&name) {
                     Some(line) => {
                         self.seen.insert(name.clone());
-                        if h.digests.iter().any(|d| line.digest(d.algo) == Some(*d)) {
-                            self.matched += 1;
-                            self.line("matched", &name);
-                        } else {
-                            self.changed += 1;
-                            self.line("changed", &name);
-                        }
+                        let matched = matches(line, &h.digests);
+                        self.compared(&name, matched);
                     }
                     None => {
                         self.new.insert(name, h.digests);
@@ -232,18 +278,7 @@ pub fn run(
         }
     };
     let counters = Arc::clone(pipe.counters());
-    let mut sink = AuditSink {
-        manifest: map,
-        seen: HashSet::new(),
-        new: BTreeMap::new(),
-        matched: 0,
-        changed: 0,
-        tally: Tally::default(),
-        verbose,
-        out: Out::new(),
-        progress,
-        counters: &counters,
-    };
+    let mut sink = AuditSink::new(map, verbose, progress, &counters);
     let walk_opts = Arc::new(walk_opts);
     let streams: Vec<_> = roots
         .into_iter()
@@ -264,18 +299,12 @@ pub fn run(
         .collect();
     let new = std::mem::take(&mut sink.new);
     let joined = Joined::of(missing, &new);
-    joined.write(&mut sink.out.buf);
-    sink.flush();
-    let (n_new, n_moved) = (joined.new.len() as u64, joined.moved.len() as u64);
-    let n_missing = joined.missing.len() as u64;
-    message(&format!(
-        "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {}",
-        sink.matched,
-        sink.changed,
-        crate::output::plural(sink.tally.errors, "error", "errors")
-    ));
-    let differs = sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0;
-    Exit::failed_if(differs).and(sink.out.finish())
+    sink.report(&joined)
+}
+
+/// Whether a file's digests match its manifest line.
+pub(crate) fn matches(line: &Line, digests: &[Digest]) -> bool {
+    digests.iter().any(|d| line.digest(d.algo) == Some(*d))
 }
 
 /// The end of a comparison of a tree with an earlier listing: the paths

@@ -50,7 +50,7 @@ use crate::progress::{message, Progress};
 const TAG_VERDICTS: i32 = 8;
 
 /// A manifest read by rank 0 alone (its size slot in the broadcast plan).
-const WHOLE: u64 = u64::MAX;
+pub(super) const WHOLE: u64 = u64::MAX;
 
 /// Where rank `rank` of `ranks` starts and ends in a manifest of `size`
 /// bytes: the first line start at or after its even share's cut; `None`
@@ -83,7 +83,11 @@ fn line_start(file: &File, off: u64, sep: u8) -> u64 {
 }
 
 /// A reader of `path` from `start` to `end` (or its end of file).
-fn open_range(path: &Path, start: u64, end: Option<u64>) -> io::Result<Box<dyn BufRead>> {
+pub(super) fn open_range(
+    path: &Path,
+    start: u64,
+    end: Option<u64>,
+) -> io::Result<Box<dyn BufRead>> {
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(start))?;
     const BUF: usize = 64 * 1024;
@@ -193,11 +197,11 @@ fn algo_of(code: u8) -> WireResult<Option<Algo>> {
     }
 }
 
-fn set_code(s: AlgoSet) -> u8 {
+pub(super) fn set_code(s: AlgoSet) -> u8 {
     s.iter().map(|a| 1u8 << (algo_code(Some(a)) - 1)).sum()
 }
 
-fn set_of(code: u8) -> WireResult<AlgoSet> {
+pub(super) fn set_of(code: u8) -> WireResult<AlgoSet> {
     let mut s = AlgoSet::EMPTY;
     for (i, &a) in Algo::ALL.iter().enumerate() {
         if code & (1 << i) != 0 {
@@ -355,7 +359,7 @@ impl Sink<Tag, Msg> for Recorder {
 
 /// What this rank reads of a manifest.
 #[derive(Clone)]
-enum Part {
+pub(super) enum Part {
     /// Nothing (another rank reads it all, or this rank's range is empty).
     Nothing,
     /// All of it, as a single process (rank 0: standard input, a pipe, a
@@ -513,7 +517,7 @@ fn print_events(
 /// This rank's part of each manifest: the ranges cut, every range scanned
 /// from every parser state, the tables exchanged, and each range's true
 /// start chained from the ranges before it.
-fn plan_parts(
+pub(super) fn plan_parts(
     world: &SimpleCommunicator,
     manifests: &[PathBuf],
     plan: &[u64],

@@ -18,6 +18,8 @@
 //! (the other ranks wait), so their output is the single-process output too. The protocol is
 //! written out in docs/many-nodes.md.
 
+/// `--audit` as a distributed hash join.
+pub mod audit;
 /// `-c` with the manifests split between ranks.
 pub mod check;
 /// All-to-all byte exchange (hard links, `-c`'s parser states).
@@ -100,8 +102,9 @@ fn run_rank(universe: &Universe, cfg: Config) -> Exit {
     match cfg.mode {
         Mode::Tree { .. } => tree(&world, cfg),
         Mode::Check { .. } => check::run(&world, cfg),
+        Mode::Audit { .. } => audit::run(&world, cfg),
         // Not distributed (yet): rank 0 runs them as a single process would.
-        Mode::Audit { .. } | Mode::Update { .. } | Mode::Verify { .. } => {
+        Mode::Update { .. } | Mode::Verify { .. } => {
             if world.rank() == 0 {
                 crate::app::run_here(cfg)
             } else {
@@ -178,19 +181,6 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         return Exit::Failure;
     }
 
-    let cap = hasher::in_flight_for(world.size(), cpus);
-    let hook = abort_hook(rank);
-    let spill_at = std::env::var(SPILL_HOOK_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(runs::SPILL_AT);
-    let hasher = hasher::LocalHasher::start(
-        &pipe,
-        algos,
-        cap,
-        spill_at,
-        hook.map(|after| hasher::AbortHook { after }),
-    );
     let mut queue = work::Queue::default();
     let mut stdin = Vec::new();
     if rank == 0 {
@@ -208,12 +198,56 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             }
         }
     }
+    let records = walk_and_hash(
+        world, &walk, &pipe, cpus, algos, queue, stdin, verbose, started,
+    );
+
+    if rank != 0 {
+        merge::send_run(world, records);
+        return Exit::Success;
+    }
+    let counters = Arc::clone(pipe.counters());
+    let mut sink = TreeSink::new(format, algo, zero, verbose, &progress, &counters);
+    sink.out = out.expect("rank 0 opened the output");
+    merge::merge_into(world, records, &mut sink, algos);
+    crate::app::finish_tree(&mut sink, &progress, summary)
+}
+
+/// The distributed walk of `queue` and the hashing of what it finds, on
+/// every rank (tree mode and `--audit`): this rank's records, `extra`
+/// among them, sorted in output order.
+#[allow(clippy::too_many_arguments)]
+fn walk_and_hash(
+    world: &SimpleCommunicator,
+    walk: &crate::walk::WalkOpts,
+    pipe: &Arc<Pipeline>,
+    cpus: usize,
+    algos: AlgoSet,
+    queue: work::Queue,
+    extra: Vec<record::Record>,
+    verbose: bool,
+    started: std::time::Instant,
+) -> runs::KMerge<Box<dyn Iterator<Item = record::Record> + Send>> {
+    let rank = world.rank();
+    let cap = hasher::in_flight_for(world.size(), cpus);
+    let hook = abort_hook(rank);
+    let spill_at = std::env::var(SPILL_HOOK_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(runs::SPILL_AT);
+    let hasher = hasher::LocalHasher::start(
+        pipe,
+        algos,
+        cap,
+        spill_at,
+        hook.map(|after| hasher::AbortHook { after }),
+    );
     let steal::Walked {
         notes,
         links,
         hasher,
         stats,
-    } = steal::Walk::new(world, &walk, queue, hasher, cap).run();
+    } = steal::Walk::new(world, walk, queue, hasher, cap).run();
     if hook.is_some() {
         // Rank 1 hashed fewer files than the hook's count: die here.
         test_abort(stats.files);
@@ -222,7 +256,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let (linked, link_stats) = links::resolve(world, links, algos, cpus);
     let mut records = hasher.finish();
     let hashed = started.elapsed();
-    for r in notes.into_iter().chain(stdin).chain(linked) {
+    for r in notes.into_iter().chain(extra).chain(linked) {
         records.push(r);
     }
     let spilled = records.spilled_runs();
@@ -246,13 +280,5 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         ));
     }
 
-    if rank != 0 {
-        merge::send_run(world, records);
-        return Exit::Success;
-    }
-    let counters = Arc::clone(pipe.counters());
-    let mut sink = TreeSink::new(format, algo, zero, verbose, &progress, &counters);
-    sink.out = out.expect("rank 0 opened the output");
-    merge::merge_into(world, records, &mut sink, algos);
-    crate::app::finish_tree(&mut sink, &progress, summary)
+    records
 }
