@@ -425,11 +425,18 @@ fn without_a_launcher_mpi_is_not_started() {
     assert!(!run.stderr.contains("rank"), "{}", run.stderr);
 }
 
-/// parsum's own stderr lines (mpirun adds notes when a rank exits non-zero).
+/// parsum's own stderr lines (mpirun adds notes when a rank exits
+/// non-zero), less `-v`'s lines on disks and ranks (each rank prints its
+/// own: see docs/many-nodes.md).
 fn parsum_lines(stderr: &str) -> Vec<&str> {
     stderr
         .lines()
         .filter(|l| l.starts_with("parsum: "))
+        .filter(|l| {
+            !["disk ", "device ", "rank "]
+                .iter()
+                .any(|v| l[8..].starts_with(v))
+        })
         .collect()
 }
 
@@ -646,5 +653,101 @@ fn check_mode_stdin_nul_lines_and_many_chunks() {
         parsum_lines(&many.stderr).len(),
         12_001,
         "each line failed, one warning"
+    );
+}
+
+/// A tree changed since its manifest was made: files changed, removed,
+/// added, moved (some with the same content as others, so the pairing
+/// order shows), and awkward names.
+fn audited_tree(r: &Path, algo: &[&str]) {
+    uneven_tree(r);
+    for i in 0..30 {
+        write(r, format!("same/c{i:02}").as_bytes(), b"duplicated content");
+    }
+    let sums = single(r, &[algo, &["."][..]].concat()).stdout;
+    let mut m = sums.clone();
+    m.extend_from_slice(b"not a line\n");
+    std::fs::write(r.join("../audit.sums"), &m).unwrap();
+    std::fs::write(r.join("big/f007"), b"changed").unwrap();
+    std::fs::remove_file(r.join("big/f008")).unwrap();
+    std::fs::create_dir(r.join("moved")).unwrap();
+    for i in 0..10 {
+        let to = r.join(format!("moved/c{i:02}"));
+        std::fs::rename(r.join(format!("same/c{i:02}")), to).unwrap();
+    }
+    for i in 0..5 {
+        write(r, format!("extra/n{i}").as_bytes(), b"duplicated content");
+    }
+    std::fs::rename(r.join("big/f100"), r.join("s3/f100-moved")).unwrap();
+    write(r, b"brand/new", b"never seen");
+    std::fs::remove_file(r.join(std::ffi::OsStr::from_bytes(b"odd/bad\xffutf8"))).unwrap();
+}
+
+#[test]
+fn audit_same_bytes_messages_and_status() {
+    if !have_mpirun() {
+        return;
+    }
+    for algo in [&[][..], &["-a", "md5"]] {
+        let top = tempfile::tempdir().unwrap();
+        let r = top.path().join("t");
+        std::fs::create_dir(&r).unwrap();
+        audited_tree(&r, algo);
+        let run = assert_check_same(&r, &["--audit", "../audit.sums", "."], &[1, 2, 4]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let out = String::from_utf8_lossy(&run.stdout);
+        for want in ["matched ", "changed ", "new ", "missing ", "moved ", " -> "] {
+            assert!(out.contains(want), "{algo:?}: no {want:?} in:\n{out}");
+        }
+        assert!(
+            run.stderr.contains("improperly formatted"),
+            "{}",
+            run.stderr
+        );
+        let moved = out.lines().filter(|l| l.starts_with("moved")).count();
+        assert!(moved >= 11, "{algo:?}: {moved} moved:\n{out}");
+        // Other roots and flags: a sub-tree, two roots, -v, --follow.
+        for args in [
+            &["--audit", "../audit.sums", "./big", "same"][..],
+            &["--audit", "../audit.sums", "-v", "."],
+            &["--audit", "../audit.sums", "--follow", "."],
+        ] {
+            assert_check_same(&r, args, &[2, 4]);
+        }
+    }
+}
+
+#[test]
+fn audit_of_a_bad_manifest() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, b"t/a", b"a");
+    write(r, b"t/b", b"b");
+    std::fs::write(r.join("empty.sums"), b"").unwrap();
+    std::fs::write(r.join("junk.sums"), b"x\ny\n").unwrap();
+    let md5 = single(r, &["-a", "md5", "t/a"]).stdout;
+    let sha1 = single(r, &["-a", "sha1", "t/b"]).stdout;
+    std::fs::write(r.join("mixed.sums"), [md5, sha1].concat()).unwrap();
+    for (m, code) in [
+        ("nowhere.sums", 1),
+        ("t", 1),
+        ("empty.sums", 1),
+        ("junk.sums", 1),
+        ("mixed.sums", 2),
+    ] {
+        let run = assert_check_same(r, &["--audit", m, "t"], &[1, 2, 4]);
+        assert_eq!(run.code, code, "{m}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{m}");
+    }
+    // Fewer manifest lines than ranks, and a rank with nothing to compare.
+    let one = single(r, &["t/a"]).stdout;
+    std::fs::write(r.join("one.sums"), one).unwrap();
+    let run = assert_check_same(r, &["--audit", "one.sums", "t"], &[4]);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "matched  t/a\nnew      t/b\n"
     );
 }
