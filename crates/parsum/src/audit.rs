@@ -46,7 +46,7 @@ pub(crate) fn normalized(mut name: &[u8]) -> &[u8] {
 type Loaded = (HashMap<Vec<u8>, Line>, AlgoSet);
 
 /// Why the manifest cannot be audited against.
-enum LoadError {
+pub(crate) enum LoadError {
     /// It could not be read (exit 1, as `-c` does).
     Unreadable(String),
     /// It cannot be used as given (exit 2).
@@ -84,9 +84,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
             Parsed::Skip => continue,
             Parsed::Bad => {
                 bad += 1;
-                message(&format!(
-                    "parsum: {label}: {no}: improperly formatted checksum line"
-                ));
+                misformatted(&label, no);
                 continue;
             }
         };
@@ -95,11 +93,31 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
         }
         map.insert(normalize(&line.name), line);
     }
+    let algos = loaded(&label, bad, map.len() as u64, algos)?;
+    Ok((map, algos))
+}
+
+/// Says that line `no` of the manifest `label` is improperly formatted.
+pub(crate) fn misformatted(label: &str, no: u64) {
+    message(&format!(
+        "parsum: {label}: {no}: improperly formatted checksum line"
+    ));
+}
+
+/// The end of a load that read every line: the warning for `bad` lines,
+/// and whether `lines` distinct paths in `algos` can be audited (the
+/// algorithms to compute).
+pub(crate) fn loaded(
+    label: &str,
+    bad: u64,
+    lines: u64,
+    algos: AlgoSet,
+) -> Result<AlgoSet, LoadError> {
     if bad > 0 {
         let w = if bad == 1 { "line is" } else { "lines are" };
         message(&format!("parsum: WARNING: {bad} {w} improperly formatted"));
     }
-    if map.is_empty() {
+    if lines == 0 {
         return Err(LoadError::Unreadable(format!(
             "{label}: no properly formatted checksum lines found"
         )));
@@ -111,7 +129,21 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
             "{label}: mixes hash algorithms; pass -a to choose one"
         )));
     }
-    Ok((map, algos))
+    Ok(algos)
+}
+
+/// Reports a failed load; its exit status.
+pub(crate) fn load_failed(e: LoadError) -> Exit {
+    match e {
+        LoadError::Unreadable(e) => {
+            message(&format!("parsum: {e}"));
+            Exit::Failure
+        }
+        LoadError::Usage(e) => {
+            message(&format!("parsum: {e}"));
+            Exit::Usage
+        }
+    }
 }
 
 /// The printer of `--audit` (and its sink in a single process): matched
@@ -268,14 +300,7 @@ pub fn run(
     } = a;
     let (map, algos) = match load(manifest, only, zero) {
         Ok(x) => x,
-        Err(LoadError::Unreadable(e)) => {
-            message(&format!("parsum: {e}"));
-            return Exit::Failure;
-        }
-        Err(LoadError::Usage(e)) => {
-            message(&format!("parsum: {e}"));
-            return Exit::Usage;
-        }
+        Err(e) => return load_failed(e),
     };
     let counters = Arc::clone(pipe.counters());
     let mut sink = AuditSink::new(map, verbose, progress, &counters);

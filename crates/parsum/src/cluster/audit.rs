@@ -39,7 +39,9 @@ use super::runs::KMerge;
 use super::steal::fatal;
 use super::wire::{fnv1a, Dec, Enc, WireResult};
 use super::work;
-use crate::audit::{matches, normalize, AuditSink, Joined};
+use crate::audit::{
+    load_failed, loaded, matches, misformatted, normalize, AuditSink, Joined, LoadError,
+};
 use crate::check::{parse_step, CheckOpts, Reading, Step};
 use crate::config::{Config, Mode};
 use crate::escape::quote;
@@ -47,7 +49,7 @@ use crate::exit::Exit;
 use crate::hash::{AlgoSet, Digest};
 use crate::manifest::Line;
 use crate::pipeline::{Pipeline, Sink};
-use crate::progress::{message, Progress};
+use crate::progress::Progress;
 
 /// The rank that owns `key`.
 fn owner(key: &[u8], ranks: usize) -> usize {
@@ -179,7 +181,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         zero,
     };
     let mut lines_out: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
-    let mut loaded = Loaded {
+    let mut range = Loaded {
         bad: Vec::new(),
         error: None,
     };
@@ -198,7 +200,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                         Ok(0) => break,
                         Ok(_) => {}
                         Err(e) => {
-                            loaded.error = Some(crate::hash::os_message(&e));
+                            range.error = Some(crate::hash::os_message(&e));
                             break;
                         }
                     }
@@ -207,7 +209,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                     }
                     match parse_step(&mut state, &raw, &how) {
                         Step::Skip => {}
-                        Step::Misformatted(no, _) => loaded.bad.push(no as u64),
+                        Step::Misformatted(no, _) => range.bad.push(no as u64),
                         Step::Line(line) => {
                             let name = normalize(&line.name);
                             encode_line(&mut lines_out[owner(&name, ranks)], &name, &line);
@@ -215,7 +217,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                     }
                 }
             }
-            Err(e) => loaded.error = Some(crate::hash::os_message(&e)),
+            Err(e) => range.error = Some(crate::hash::os_message(&e)),
         }
     }
     let mut mine: HashMap<Vec<u8>, Line> = HashMap::new();
@@ -235,12 +237,12 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         let e = &mut to_root[0];
         e.u64(mine.len() as u64);
         e.u8(set_code(algos));
-        e.u64(loaded.bad.len() as u64);
-        for &no in &loaded.bad {
+        e.u64(range.bad.len() as u64);
+        for &no in &range.bad {
             e.u64(no);
         }
-        e.bool(loaded.error.is_some());
-        e.str(loaded.error.as_deref().unwrap_or(""));
+        e.bool(range.error.is_some());
+        e.str(range.error.as_deref().unwrap_or(""));
     }
     let heard = exchange(world, to_root, |d| {
         let lines = d.u64()?;
@@ -270,37 +272,22 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                     all.insert(a);
                 }
             }
+            // A read error ends the load there, as in a single process.
             if error.is_none() {
                 for no in nos {
                     bad += 1;
-                    message(&format!(
-                        "parsum: {label}: {no}: improperly formatted checksum line"
-                    ));
+                    misformatted(&label, no);
                 }
                 error = err;
             }
         }
-        verdict = if let Some(e) = error {
-            message(&format!("parsum: {label}: {e}"));
-            [1, 0]
-        } else {
-            if bad > 0 {
-                let w = if bad == 1 { "line is" } else { "lines are" };
-                message(&format!("parsum: WARNING: {bad} {w} improperly formatted"));
-            }
-            if total == 0 {
-                message(&format!(
-                    "parsum: {label}: no properly formatted checksum lines found"
-                ));
-                [1, 0]
-            } else if all.len() > 1 && all != crate::hash::Algo::candidates_for_hex_len(64) {
-                message(&format!(
-                    "parsum: {label}: mixes hash algorithms; pass -a to choose one"
-                ));
-                [2, 0]
-            } else {
-                [0, set_code(all)]
-            }
+        let decided = match error {
+            Some(e) => Err(LoadError::Unreadable(format!("{label}: {e}"))),
+            None => loaded(&label, bad, total, all),
+        };
+        verdict = match decided {
+            Ok(all) => [0, set_code(all)],
+            Err(e) => [load_failed(e).code(), 0],
         };
     }
     world.process_at_rank(0).broadcast_into(&mut verdict[..]);

@@ -28,7 +28,7 @@ pub fn all_to_all(world: &SimpleCommunicator, outgoing: Vec<Vec<u8>>) -> Vec<Vec
         if send.len() + len > Count::MAX as usize {
             fatal(
                 world,
-                "an exchange over 2 GiB (too many hard links at once)",
+                "an exchange over 2 GiB from one rank (MPI counts are 32-bit)",
             );
         }
         displs.push(send.len() as Count);
@@ -44,7 +44,7 @@ pub fn all_to_all(world: &SimpleCommunicator, outgoing: Vec<Vec<u8>>) -> Vec<Vec
         if total + c as usize > Count::MAX as usize {
             fatal(
                 world,
-                "an exchange over 2 GiB (too many hard links at once)",
+                "an exchange over 2 GiB from one rank (MPI counts are 32-bit)",
             );
         }
         recv_displs.push(total as Count);
