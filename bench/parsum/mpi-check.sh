@@ -5,7 +5,8 @@
 #   -np 2 and 4, for a manifest of 40 000 small files and one of 40 000
 #   small files followed by 16 files of 16 MiB (ranges are even in bytes
 #   of the manifest, not in bytes to read);
-# - overhead: the plain binary's -c against mpirun -np 1, 2 and 4.
+# - overhead: the plain binary's -c against mpirun -np 1, 2 and 4, and
+#   mpirun's start-up (a one-line manifest).
 # Every mpirun output is compared with the plain binary's first.
 #
 #   bench/parsum/mpi-check.sh   (needs python3, hyperfine, Open MPI; builds
@@ -47,6 +48,7 @@ PY
 cd "$BASE/tree"
 "$PLAIN" --no-progress --no-summary small > "$BASE/small.b3"
 "$PLAIN" --no-progress --no-summary small zbig > "$BASE/mixed.b3"
+head -n 1 "$BASE/small.b3" > "$BASE/one.b3"
 
 same() { # np manifest
   "$PLAIN" --no-progress -c "$2" > "$BASE/plain.out"
@@ -77,6 +79,8 @@ echo "## Overhead: -c of small.b3 (40 000 files) and mixed.b3"
 echo
 same 1 "$BASE/small.b3"
 hyperfine -N --warmup 1 --runs "$RUNS" -u millisecond --style none --export-markdown "$BASE/overhead.md" \
+  -n "plain -c one line" "$PLAIN --no-progress -c $BASE/one.b3" \
+  -n "mpirun -np 1 -c one line (start-up)" "${MPIRUN[*]} -np 1 $MPI --no-progress -c $BASE/one.b3" \
   -n "plain -c small" "$PLAIN --no-progress -c $BASE/small.b3" \
   -n "mpirun -np 1 -c small" "${MPIRUN[*]} -np 1 $MPI --no-progress -c $BASE/small.b3" \
   -n "mpirun -np 2 -c small" "${MPIRUN[*]} -np 2 $MPI --no-progress -c $BASE/small.b3" \

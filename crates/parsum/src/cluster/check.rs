@@ -124,11 +124,11 @@ impl Scan {
     }
 }
 
-/// Scans a range from every parser state at once (parsing only, no
-/// hashing), merging the states that meet.
-fn scan(reader: &mut dyn BufRead, how: &Reading, states: &[LineParser]) -> Scan {
+/// Scans a range from the first `from` parser states at once (parsing
+/// only, no hashing), merging the states that meet.
+fn scan(reader: &mut dyn BufRead, how: &Reading, states: &[LineParser], from: usize) -> Scan {
     // Each group: the initial states it stands for, and where they are now.
-    let mut groups: Vec<(Vec<usize>, Start)> = states
+    let mut groups: Vec<(Vec<usize>, Start)> = states[..from]
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -168,7 +168,9 @@ fn scan(reader: &mut dyn BufRead, how: &Reading, states: &[LineParser]) -> Scan 
             groups = merged;
         }
     }
-    let mut ends = vec![(0u8, None); states.len()];
+    // States not scanned from (never the start of this range) map to
+    // themselves.
+    let mut ends: Vec<_> = (0..states.len()).map(|i| (i as u8, None)).collect();
     for (ids, state) in groups {
         let end = states
             .iter()
@@ -541,7 +543,9 @@ pub(super) fn plan_parts(
                 // Rank 0 keeps even an empty range: it ends the manifest.
                 if end != Some(start) || rank == 0 {
                     if let Ok(mut r) = open_range(m, start, end) {
-                        sc = scan(&mut r, &how, &states);
+                        // Rank 0's range starts fresh: scan it from there only.
+                        let from = if rank == 0 { 1 } else { states.len() };
+                        sc = scan(&mut r, &how, &states, from);
                     }
                     range = Some((start, end));
                 }
