@@ -11,6 +11,12 @@
 //! Files are hashed through the same per-device pipeline as a tree, so a
 //! manifest spanning disks is verified on all of them at once, and results
 //! are printed in manifest order.
+//!
+//! The verify step ([`feed_lines`]: parse, stat, hash, judge a line into a
+//! [`Verdict`]) and the printer ([`CheckSink`]) are apart, so that under
+//! MPI (`cluster/check.rs`) every rank verifies its byte range of a
+//! manifest, from the [`Start`] the lines before it left, and rank 0 prints
+//! all verdicts in order with the same printer.
 
 use std::fs::File;
 use std::io::{self, BufRead};
