@@ -46,7 +46,7 @@ pub(crate) fn normalized(mut name: &[u8]) -> &[u8] {
 type Loaded = (HashMap<Vec<u8>, Line>, AlgoSet);
 
 /// Why the manifest cannot be audited against.
-enum LoadError {
+pub(crate) enum LoadError {
     /// It could not be read (exit 1, as `-c` does).
     Unreadable(String),
     /// It cannot be used as given (exit 2).
@@ -84,9 +84,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
             Parsed::Skip => continue,
             Parsed::Bad => {
                 bad += 1;
-                message(&format!(
-                    "parsum: {label}: {no}: improperly formatted checksum line"
-                ));
+                misformatted(&label, no);
                 continue;
             }
         };
@@ -95,11 +93,31 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
         }
         map.insert(normalize(&line.name), line);
     }
+    let algos = loaded(&label, bad, map.len() as u64, algos)?;
+    Ok((map, algos))
+}
+
+/// Says that line `no` of the manifest `label` is improperly formatted.
+pub(crate) fn misformatted(label: &str, no: u64) {
+    message(&format!(
+        "parsum: {label}: {no}: improperly formatted checksum line"
+    ));
+}
+
+/// The end of a load that read every line: the warning for `bad` lines,
+/// and whether `lines` distinct paths in `algos` can be audited (the
+/// algorithms to compute).
+pub(crate) fn loaded(
+    label: &str,
+    bad: u64,
+    lines: u64,
+    algos: AlgoSet,
+) -> Result<AlgoSet, LoadError> {
     if bad > 0 {
         let w = if bad == 1 { "line is" } else { "lines are" };
         message(&format!("parsum: WARNING: {bad} {w} improperly formatted"));
     }
-    if map.is_empty() {
+    if lines == 0 {
         return Err(LoadError::Unreadable(format!(
             "{label}: no properly formatted checksum lines found"
         )));
@@ -111,10 +129,26 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
             "{label}: mixes hash algorithms; pass -a to choose one"
         )));
     }
-    Ok((map, algos))
+    Ok(algos)
 }
 
-struct AuditSink<'a> {
+/// Reports a failed load; its exit status.
+pub(crate) fn load_failed(e: LoadError) -> Exit {
+    match e {
+        LoadError::Unreadable(e) => {
+            message(&format!("parsum: {e}"));
+            Exit::Failure
+        }
+        LoadError::Usage(e) => {
+            message(&format!("parsum: {e}"));
+            Exit::Usage
+        }
+    }
+}
+
+/// The printer of `--audit` (and its sink in a single process): matched
+/// and changed lines as they come, then [`Joined`]'s lines and the summary.
+pub(crate) struct AuditSink<'a> {
     manifest: HashMap<Vec<u8>, Line>,
     seen: HashSet<Vec<u8>>,
     /// New paths and their digests, for the moved/new decision at the end.
@@ -128,7 +162,56 @@ struct AuditSink<'a> {
     counters: &'a Counters,
 }
 
-impl AuditSink<'_> {
+impl<'a> AuditSink<'a> {
+    /// A printer on stdout; `manifest` is what a single process looks
+    /// paths up in (empty where ranks compare, see [`Self::compared`]).
+    pub(crate) fn new(
+        manifest: HashMap<Vec<u8>, Line>,
+        verbose: bool,
+        progress: &'a Progress,
+        counters: &'a Counters,
+    ) -> AuditSink<'a> {
+        AuditSink {
+            manifest,
+            seen: HashSet::new(),
+            new: BTreeMap::new(),
+            matched: 0,
+            changed: 0,
+            tally: Tally::default(),
+            verbose,
+            out: Out::new(),
+            progress,
+            counters,
+        }
+    }
+
+    /// A listed file, compared with its line: `matched` or `changed`.
+    pub(crate) fn compared(&mut self, name: &[u8], matched: bool) {
+        if matched {
+            self.matched += 1;
+            self.line("matched", name);
+        } else {
+            self.changed += 1;
+            self.line("changed", name);
+        }
+    }
+
+    /// Prints `joined` and the summary; the exit status.
+    pub(crate) fn report(mut self, joined: &Joined) -> Exit {
+        joined.write(&mut self.out.buf);
+        self.flush();
+        let (n_new, n_moved) = (joined.new.len() as u64, joined.moved.len() as u64);
+        let n_missing = joined.missing.len() as u64;
+        message(&format!(
+            "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {}",
+            self.matched,
+            self.changed,
+            crate::output::plural(self.tally.errors, "error", "errors")
+        ));
+        let differs = self.changed + n_new + n_missing + n_moved + self.tally.errors > 0;
+        Exit::failed_if(differs).and(self.out.finish())
+    }
+
     fn line(&mut self, what: &str, name: &[u8]) {
         let out = &mut self.out.buf;
         out.extend_from_slice(format!("{what:<8} ").as_bytes());
@@ -150,13 +233,8 @@ impl Sink<(), Note> for AuditSink<'_> {
                 match self.manifest.get(&name) {
                     Some(line) => {
                         self.seen.insert(name.clone());
-                        if h.digests.iter().any(|d| line.digest(d.algo) == Some(*d)) {
-                            self.matched += 1;
-                            self.line("matched", &name);
-                        } else {
-                            self.changed += 1;
-                            self.line("changed", &name);
-                        }
+                        let matched = matches(line, &h.digests);
+                        self.compared(&name, matched);
                     }
                     None => {
                         self.new.insert(name, h.digests);
@@ -222,28 +300,10 @@ pub fn run(
     } = a;
     let (map, algos) = match load(manifest, only, zero) {
         Ok(x) => x,
-        Err(LoadError::Unreadable(e)) => {
-            message(&format!("parsum: {e}"));
-            return Exit::Failure;
-        }
-        Err(LoadError::Usage(e)) => {
-            message(&format!("parsum: {e}"));
-            return Exit::Usage;
-        }
+        Err(e) => return load_failed(e),
     };
     let counters = Arc::clone(pipe.counters());
-    let mut sink = AuditSink {
-        manifest: map,
-        seen: HashSet::new(),
-        new: BTreeMap::new(),
-        matched: 0,
-        changed: 0,
-        tally: Tally::default(),
-        verbose,
-        out: Out::new(),
-        progress,
-        counters: &counters,
-    };
+    let mut sink = AuditSink::new(map, verbose, progress, &counters);
     let walk_opts = Arc::new(walk_opts);
     let streams: Vec<_> = roots
         .into_iter()
@@ -264,18 +324,12 @@ pub fn run(
         .collect();
     let new = std::mem::take(&mut sink.new);
     let joined = Joined::of(missing, &new);
-    joined.write(&mut sink.out.buf);
-    sink.flush();
-    let (n_new, n_moved) = (joined.new.len() as u64, joined.moved.len() as u64);
-    let n_missing = joined.missing.len() as u64;
-    message(&format!(
-        "parsum: audit: {} matched, {} changed, {n_new} new, {n_missing} missing, {n_moved} moved, {}",
-        sink.matched,
-        sink.changed,
-        crate::output::plural(sink.tally.errors, "error", "errors")
-    ));
-    let differs = sink.changed + n_new + n_missing + n_moved + sink.tally.errors > 0;
-    Exit::failed_if(differs).and(sink.out.finish())
+    sink.report(&joined)
+}
+
+/// Whether a file's digests match its manifest line.
+pub(crate) fn matches(line: &Line, digests: &[Digest]) -> bool {
+    digests.iter().any(|d| line.digest(d.algo) == Some(*d))
 }
 
 /// The end of a comparison of a tree with an earlier listing: the paths

@@ -11,6 +11,12 @@
 //! Files are hashed through the same per-device pipeline as a tree, so a
 //! manifest spanning disks is verified on all of them at once, and results
 //! are printed in manifest order.
+//!
+//! The verify step ([`feed_lines`]: parse, stat, hash, judge a line into a
+//! [`Verdict`]) and the printer ([`CheckSink`]) are apart, so that under
+//! MPI (`cluster/check.rs`) every rank verifies its byte range of a
+//! manifest, from the [`Start`] the lines before it left, and rank 0 prints
+//! all verdicts in order with the same printer.
 
 use std::fs::File;
 use std::io::{self, BufRead};
@@ -23,7 +29,7 @@ use crate::exit::Exit;
 use crate::hash::{kind_name, Algo, AlgoSet, FileHash, FileStat, HashError};
 use crate::manifest::{Line, LineParser, Parsed};
 use crate::output::{plural, Out};
-use crate::pipeline::{Item, Pipeline, Runs, Sink};
+use crate::pipeline::{Feeder, Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
 
 /// Flags of `--check`.
@@ -40,14 +46,16 @@ pub struct CheckOpts {
 
 /// A line to verify.
 pub struct Tag {
-    manifest: usize,
-    line: Line,
+    /// Which manifest (index in the list).
+    pub manifest: usize,
+    /// The parsed line.
+    pub line: Line,
 }
 
 /// Events between lines.
 pub enum Msg {
-    /// The manifest could not be read.
-    Unreadable(usize, io::Error),
+    /// The manifest could not be read (the OS error's message).
+    Unreadable(usize, String),
     /// An improperly formatted line: manifest, line number, and the
     /// algorithm the manifest seems to be in (for the message).
     Misformatted(usize, usize, Option<Algo>),
@@ -72,7 +80,7 @@ pub(crate) fn hint_from_name(name: &Path) -> Option<Algo> {
 }
 
 /// Opens a manifest for streaming: standard input for `-`.
-fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead>> {
+pub fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead>> {
     const BUF: usize = 64 * 1024;
     if path == Path::new("-") {
         Ok(Box::new(io::BufReader::with_capacity(BUF, io::stdin())))
@@ -93,6 +101,191 @@ fn manifest_label(path: &Path) -> String {
     }
 }
 
+/// Where a stretch of a manifest starts: the parser's state, the algorithm
+/// that "improperly formatted" messages name so far, and the number of the
+/// line before it. A whole manifest starts [`Start::fresh`]; under MPI a
+/// rank's byte range starts where the ranges before it left off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The line parser's state.
+    pub parser: LineParser,
+    /// The algorithm named in "improperly formatted ALGO checksum line".
+    pub named: Option<Algo>,
+    /// Lines read before this stretch.
+    pub no: usize,
+}
+
+impl Start {
+    /// The start of a whole manifest: a new parser, and the algorithm its
+    /// name hints at.
+    pub fn fresh(hint: Option<Algo>, opts: &CheckOpts) -> Start {
+        Start {
+            parser: LineParser::new(opts.algo),
+            named: hint,
+            no: 0,
+        }
+    }
+}
+
+/// How a manifest is read: what its lines may restrict 64-digit lines to,
+/// whether it is standard input (where a line naming `-` is malformed),
+/// and its line terminator.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// See [`hint_for`].
+    pub hint: Option<Algo>,
+    /// The manifest is standard input.
+    pub from_stdin: bool,
+    /// `-z`: lines end with NUL.
+    pub zero: bool,
+}
+
+impl Reading {
+    /// How the manifest `path` is read under `opts`.
+    pub fn of(path: &Path, opts: &CheckOpts) -> Reading {
+        Reading {
+            hint: hint_for(path, opts),
+            from_stdin: path == Path::new("-"),
+            zero: opts.zero,
+        }
+    }
+
+    /// The line terminator.
+    pub fn sep(&self) -> u8 {
+        if self.zero {
+            b'\0'
+        } else {
+            b'\n'
+        }
+    }
+}
+
+/// What one manifest line asks for, after parsing.
+pub enum Step {
+    /// Nothing (a comment, blank line or PGP armor).
+    Skip,
+    /// An improperly formatted line: its number and the algorithm to name.
+    Misformatted(usize, Option<Algo>),
+    /// A line to verify.
+    Line(Line),
+}
+
+/// The algorithm a 64-digit line may be restricted to: `-a`, else the
+/// manifest's name (see [`hint_from_name`]).
+pub fn hint_for(path: &Path, opts: &CheckOpts) -> Option<Algo> {
+    opts.algo.or_else(|| hint_from_name(path))
+}
+
+/// Parses one line (without its terminator) at `state`, and moves `state`
+/// past it. The one home of the per-line rules of `-c`.
+pub fn parse_step(state: &mut Start, raw: &[u8], how: &Reading) -> Step {
+    state.no += 1;
+    let mut line = match state.parser.parse(raw) {
+        Parsed::Line(l) if !(how.from_stdin && l.name == b"-") => l,
+        Parsed::Skip => return Step::Skip,
+        _ => return Step::Misformatted(state.no, state.named),
+    };
+    if line.algos.len() > 1 {
+        if let Some(h) = how.hint.filter(|&h| line.algos.contains(h)) {
+            line.algos = AlgoSet::of(h);
+        }
+    }
+    // Ambiguous 64-digit lines are named SHA256, as sha256sum would.
+    state.named = state.named.or_else(|| {
+        let sha256 = line.algos.contains(Algo::Sha256);
+        line.algos.single().or(sha256.then_some(Algo::Sha256))
+    });
+    Step::Line(line)
+}
+
+/// Reads the lines of `reader` (the `mi`-th manifest, from `state`) and
+/// feeds each to the pipeline, or as a message: the verify step of `-c`.
+/// Ends at the reader's end or at a read error (reported); sends no
+/// [`Msg::End`].
+pub fn feed_lines(
+    f: &mut Feeder<Tag, Msg>,
+    runs: &mut Runs<Tag, Msg>,
+    mi: usize,
+    reader: &mut dyn BufRead,
+    state: &mut Start,
+    how: &Reading,
+) {
+    let sep = how.sep();
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        match reader.read_until(sep, &mut raw) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                runs.msg(f, Msg::Unreadable(mi, crate::hash::os_message(&e)));
+                break;
+            }
+        }
+        if raw.last() == Some(&sep) {
+            raw.pop();
+        }
+        let line = match parse_step(state, &raw, how) {
+            Step::Skip => continue,
+            Step::Misformatted(no, named) => {
+                runs.msg(f, Msg::Misformatted(mi, no, named));
+                continue;
+            }
+            Step::Line(l) => l,
+        };
+        if line.name == b"-" {
+            runs.msg(f, Msg::Stdin(mi, line));
+            continue;
+        }
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&line.name));
+        match std::fs::metadata(&path) {
+            // Never open a FIFO, socket or device listed in a manifest.
+            Ok(meta) if !meta.file_type().is_file() => {
+                let e = HashError::NotRegular(kind_name(meta.file_type()));
+                runs.msg(f, Msg::Failed(mi, line, e));
+            }
+            Ok(meta) => runs.file(
+                f,
+                Item {
+                    path,
+                    dir: None,
+                    stat: FileStat {
+                        nlink: 1, // verify every line, even of the same file
+                        ..FileStat::of(&meta)
+                    },
+                    no_follow: false,
+                    algos: line.algos,
+                    known: None,
+                    tag: Tag { manifest: mi, line },
+                },
+            ),
+            Err(e) => runs.msg(f, Msg::Failed(mi, line, HashError::Io(e))),
+        }
+    }
+}
+
+/// Feeds the whole `mi`-th manifest, `m` (standard input for `-`), then
+/// its [`Msg::End`].
+pub fn feed_manifest(
+    f: &mut Feeder<Tag, Msg>,
+    runs: &mut Runs<Tag, Msg>,
+    mi: usize,
+    m: &Path,
+    opts: &CheckOpts,
+) {
+    // Streamed line by line: memory does not grow with the manifest.
+    match open_manifest(m) {
+        Ok(mut reader) => {
+            let how = Reading::of(m, opts);
+            let mut state = Start::fresh(how.hint, opts);
+            feed_lines(f, runs, mi, &mut reader, &mut state, &how);
+        }
+        // An unreadable manifest has no summary (as coreutils).
+        Err(e) => return runs.msg(f, Msg::Unreadable(mi, crate::hash::os_message(&e))),
+    }
+    runs.msg(f, Msg::End(mi));
+}
+
 /// Runs the check of `manifests`; returns the exit status.
 pub fn run(
     pipe: &Arc<Pipeline>,
@@ -104,99 +297,50 @@ pub fn run(
     let stream = pipe.spawn(move |f: &mut crate::pipeline::Feeder<Tag, Msg>| {
         let mut runs = Runs::default();
         for (mi, m) in list.iter().enumerate() {
-            // Streamed line by line: memory does not grow with the manifest.
-            let mut reader = match open_manifest(m) {
-                Ok(r) => r,
-                Err(e) => {
-                    runs.msg(f, Msg::Unreadable(mi, e));
-                    continue;
-                }
-            };
-            let from_stdin = m == Path::new("-");
-            let hint = opts.algo.or_else(|| hint_from_name(m));
-            let sep = if opts.zero { b'\0' } else { b'\n' };
-            let mut parser = LineParser::new(opts.algo);
-            // The algorithm named in "improperly formatted ALGO checksum line".
-            let mut named = hint;
-            let mut raw = Vec::new();
-            for no in 1.. {
-                raw.clear();
-                match reader.read_until(sep, &mut raw) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) => {
-                        runs.msg(f, Msg::Unreadable(mi, e));
-                        break;
-                    }
-                }
-                if raw.last() == Some(&sep) {
-                    raw.pop();
-                }
-                let mut line = match parser.parse(&raw) {
-                    Parsed::Line(l) if !(from_stdin && l.name == b"-") => l,
-                    Parsed::Skip => continue,
-                    _ => {
-                        runs.msg(f, Msg::Misformatted(mi, no, named));
-                        continue;
-                    }
-                };
-                if line.algos.len() > 1 {
-                    if let Some(h) = hint.filter(|&h| line.algos.contains(h)) {
-                        line.algos = AlgoSet::of(h);
-                    }
-                }
-                // Ambiguous 64-digit lines are named SHA256, as sha256sum would.
-                named = named.or_else(|| {
-                    let sha256 = line.algos.contains(Algo::Sha256);
-                    line.algos.single().or(sha256.then_some(Algo::Sha256))
-                });
-                if line.name == b"-" {
-                    runs.msg(f, Msg::Stdin(mi, line));
-                    continue;
-                }
-                let path = PathBuf::from(std::ffi::OsStr::from_bytes(&line.name));
-                match std::fs::metadata(&path) {
-                    // Never open a FIFO, socket or device listed in a manifest.
-                    Ok(meta) if !meta.file_type().is_file() => {
-                        let e = HashError::NotRegular(kind_name(meta.file_type()));
-                        runs.msg(f, Msg::Failed(mi, line, e));
-                    }
-                    Ok(meta) => runs.file(
-                        f,
-                        Item {
-                            path,
-                            dir: None,
-                            stat: FileStat {
-                                nlink: 1, // verify every line, even of the same file
-                                ..FileStat::of(&meta)
-                            },
-                            no_follow: false,
-                            algos: line.algos,
-                            known: None,
-                            tag: Tag { manifest: mi, line },
-                        },
-                    ),
-                    Err(e) => runs.msg(f, Msg::Failed(mi, line, HashError::Io(e))),
-                }
-            }
-            runs.msg(f, Msg::End(mi));
+            feed_manifest(f, &mut runs, mi, m, &opts);
         }
     });
-    let mut sink = CheckSink {
-        progress,
-        counters: Arc::clone(pipe.counters()),
-        files: 0,
-        bytes: 0,
-        opts,
-        manifests,
-        per: Default::default(),
-        out: Out::new(),
-        exit: Exit::Success,
-    };
+    let mut sink = CheckSink::new(progress, pipe, opts, manifests);
     stream.drain(&mut sink);
     progress.finish();
-    let written = sink.out.finish();
-    sink.exit.and(written)
+    sink.finish()
+}
+
+/// What verifying one listed file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The digest of this algorithm matched.
+    Matched(Algo),
+    /// No digest matched.
+    Mismatched,
+    /// The file could not be read: why, and whether it was missing.
+    Failed {
+        /// The error as printed.
+        why: String,
+        /// `ENOENT` (skipped by `--ignore-missing`).
+        missing: bool,
+    },
+}
+
+impl Verdict {
+    /// The verdict on `line` of a hash (or its failure).
+    pub fn of(line: &Line, result: &Result<FileHash, HashError>) -> Verdict {
+        match result {
+            Ok(h) => match h.digests.iter().find(|d| line.digest(d.algo) == Some(**d)) {
+                Some(d) => Verdict::Matched(d.algo),
+                None => Verdict::Mismatched,
+            },
+            Err(e) => Verdict::failed(e),
+        }
+    }
+
+    /// The verdict of a file that could not be read.
+    pub fn failed(e: &HashError) -> Verdict {
+        Verdict::Failed {
+            why: e.to_string(),
+            missing: matches!(e, HashError::Io(io) if io.kind() == io::ErrorKind::NotFound),
+        }
+    }
 }
 
 #[derive(Default, Clone)]
@@ -208,7 +352,9 @@ struct Counts {
     matched: u64,
 }
 
-struct CheckSink<'a> {
+/// The printer of `-c`: it turns verdicts and messages, in manifest order,
+/// into coreutils' lines, warnings and exit status.
+pub struct CheckSink<'a> {
     progress: &'a Progress,
     counters: Arc<Counters>,
     files: u64,
@@ -220,7 +366,33 @@ struct CheckSink<'a> {
     exit: Exit,
 }
 
-impl CheckSink<'_> {
+impl<'a> CheckSink<'a> {
+    /// A printer for `manifests` on stdout.
+    pub fn new(
+        progress: &'a Progress,
+        pipe: &Pipeline,
+        opts: CheckOpts,
+        manifests: Vec<PathBuf>,
+    ) -> CheckSink<'a> {
+        CheckSink {
+            progress,
+            counters: Arc::clone(pipe.counters()),
+            files: 0,
+            bytes: 0,
+            opts,
+            manifests,
+            per: Default::default(),
+            out: Out::new(),
+            exit: Exit::Success,
+        }
+    }
+
+    /// Flushes the output; the exit status of the whole check.
+    pub fn finish(mut self) -> Exit {
+        let written = self.out.finish();
+        self.exit.and(written)
+    }
+
     fn flush(&mut self) {
         self.out.flush();
     }
@@ -240,16 +412,37 @@ impl CheckSink<'_> {
         out.push(if self.opts.zero { b'\0' } else { b'\n' });
     }
 
-    fn read_failed(&mut self, mi: usize, line: &Line, err: &dyn std::fmt::Display, missing: bool) {
-        let name = &line.name[..];
-        if missing && self.opts.ignore_missing {
-            return;
-        }
-        self.per.entry(mi).or_default().unreadable += 1;
-        self.flush();
-        message(&format!("parsum: {}: {err}", quote_bytes(name)));
-        if !self.opts.status {
-            self.line(name, line.algos, "FAILED open or read");
+    /// Prints the verdict on `line` of the `mi`-th manifest (only its
+    /// name and algorithms are read).
+    pub fn verdict(&mut self, mi: usize, line: &Line, v: Verdict) {
+        let c = self.per.entry(mi).or_default();
+        c.formatted += 1;
+        match v {
+            Verdict::Matched(algo) => {
+                c.matched += 1;
+                if !self.opts.quiet && !self.opts.status {
+                    // The name as the checker of the matching algorithm
+                    // prints it (b3sum for BLAKE3).
+                    self.line(&line.name, AlgoSet::of(algo), "OK");
+                }
+            }
+            Verdict::Mismatched => {
+                c.mismatched += 1;
+                if !self.opts.status {
+                    self.line(&line.name, line.algos, "FAILED");
+                }
+            }
+            Verdict::Failed { why, missing } => {
+                if missing && self.opts.ignore_missing {
+                    return;
+                }
+                c.unreadable += 1;
+                self.flush();
+                message(&format!("parsum: {}: {why}", quote_bytes(&line.name)));
+                if !self.opts.status {
+                    self.line(&line.name, line.algos, "FAILED open or read");
+                }
+            }
         }
     }
 }
@@ -257,34 +450,11 @@ impl CheckSink<'_> {
 impl Sink<Tag, Msg> for CheckSink<'_> {
     fn done(&mut self, item: Item<Tag>, result: Result<FileHash, HashError>) {
         let Tag { manifest: mi, line } = item.tag;
-        self.per.entry(mi).or_default().formatted += 1;
         self.files += 1;
         self.bytes += result.as_ref().map(|h| h.size).unwrap_or(0);
         self.progress.update(self.files, self.bytes, &self.counters);
-        match result {
-            Ok(h) => {
-                let matched = h.digests.iter().find(|d| line.digest(d.algo) == Some(**d));
-                let c = self.per.entry(mi).or_default();
-                if let Some(d) = matched {
-                    c.matched += 1;
-                    if !self.opts.quiet && !self.opts.status {
-                        // The name as the checker of the matching algorithm
-                        // prints it (b3sum for BLAKE3).
-                        self.line(&line.name, AlgoSet::of(d.algo), "OK");
-                    }
-                } else {
-                    c.mismatched += 1;
-                    if !self.opts.status {
-                        self.line(&line.name, line.algos, "FAILED");
-                    }
-                }
-            }
-            Err(e) => {
-                let missing =
-                    matches!(&e, HashError::Io(io) if io.kind() == io::ErrorKind::NotFound);
-                self.read_failed(mi, &line, &e, missing);
-            }
-        }
+        let v = Verdict::of(&line, &result);
+        self.verdict(mi, &line, v);
     }
 
     fn msg(&mut self, m: Msg) {
@@ -292,9 +462,8 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
             Msg::Unreadable(mi, e) => {
                 self.flush();
                 message(&format!(
-                    "parsum: {}: {}",
+                    "parsum: {}: {e}",
                     manifest_label(&self.manifests[mi]),
-                    crate::hash::os_message(&e)
                 ));
                 self.exit = Exit::Failure;
             }
@@ -309,12 +478,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                     ));
                 }
             }
-            Msg::Failed(mi, line, e) => {
-                self.per.entry(mi).or_default().formatted += 1;
-                let missing =
-                    matches!(&e, HashError::Io(io) if io.kind() == io::ErrorKind::NotFound);
-                self.read_failed(mi, &line, &e, missing);
-            }
+            Msg::Failed(mi, line, e) => self.verdict(mi, &line, Verdict::failed(&e)),
             Msg::Stdin(mi, line) => {
                 let algos = line.algos;
                 let r = crate::hash::hash_reader(&mut io::stdin().lock(), algos);

@@ -102,7 +102,7 @@ enum Pgp {
 
 /// Reads the lines of one manifest, in order. It keeps the little state
 /// coreutils keeps across lines (reversed format or not) and the PGP armor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineParser {
     only: Option<Algo>,
     /// `Some(true)` once a BSD reversed line is seen, `Some(false)` once a
@@ -127,6 +127,30 @@ impl LineParser {
             reversed: None,
             pgp: Pgp::Start,
         }
+    }
+
+    /// Every state a parser for `only` can be in, the new parser's first:
+    /// a stretch of a manifest read apart from the lines before it (a
+    /// rank's range under MPI) is parsed from each, until the state it
+    /// really starts in is known.
+    pub fn all_states(only: Option<Algo>) -> Vec<LineParser> {
+        let mut all = Vec::new();
+        for reversed in [None, Some(false), Some(true)] {
+            for pgp in [
+                Pgp::Start,
+                Pgp::Plain,
+                Pgp::Header,
+                Pgp::Body,
+                Pgp::Signature,
+            ] {
+                all.push(LineParser {
+                    only,
+                    reversed,
+                    pgp,
+                });
+            }
+        }
+        all
     }
 
     /// Parses one line, given without its terminator.

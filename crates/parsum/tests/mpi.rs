@@ -55,6 +55,11 @@ fn single(dir: &Path, args: &[&str]) -> Run {
 
 /// `mpirun -np N parsum ARGS` in `dir`, killed after 120 s.
 fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    mpi_with_stdin(np, dir, args, env, b"")
+}
+
+/// [`mpi`], with `stdin` on rank 0's standard input.
+fn mpi_with_stdin(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
     let mut c = assert_cmd::Command::new("timeout");
     c.timeout(Duration::from_secs(150))
         .current_dir(dir)
@@ -73,7 +78,8 @@ fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
     c.arg(env!("CARGO_BIN_EXE_parsum"))
         .arg("--no-progress")
-        .args(args);
+        .args(args)
+        .write_stdin(stdin.to_vec());
     let out = c.output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
@@ -349,7 +355,7 @@ fn a_rank_with_no_files_and_an_empty_tree() {
 }
 
 #[test]
-fn output_file_under_mpi_and_check_mode_on_rank_0() {
+fn output_file_under_mpi_and_checked_under_mpi() {
     if !have_mpirun() {
         return;
     }
@@ -362,7 +368,7 @@ fn output_file_under_mpi_and_check_mode_on_rank_0() {
     assert_eq!(got.code, 0, "{}", got.stderr);
     assert!(got.stdout.is_empty(), "stdout stays empty with -o");
     assert_eq!(std::fs::read(&sums).unwrap(), want.stdout);
-    // -c is not distributed: rank 0 runs it, with the single-process bytes.
+    // -c of the file written under MPI, itself split between the ranks.
     let check = assert_same(d.path(), &["-c", sums.to_str().unwrap()], &[2]);
     assert_eq!(check.code, 0, "{}", check.stderr);
 }
@@ -417,6 +423,333 @@ fn without_a_launcher_mpi_is_not_started() {
     let run = single(d.path(), &["-v"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stderr.contains("rank"), "{}", run.stderr);
+}
+
+/// parsum's own stderr lines (mpirun adds notes when a rank exits
+/// non-zero), less `-v`'s lines on disks and ranks (each rank prints its
+/// own: see docs/many-nodes.md).
+fn parsum_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("parsum: "))
+        .filter(|l| {
+            !["disk ", "device ", "rank "]
+                .iter()
+                .any(|v| l[8..].starts_with(v))
+        })
+        .collect()
+}
+
+/// `-c`: the same stdout, the same stderr lines in the same order and the
+/// same status as one process, for each rank count.
+fn assert_check_same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {
+    let want = single(dir, args);
+    for &np in nps {
+        let got = mpi(np, dir, args, &[]);
+        assert_eq!(
+            got.code, want.code,
+            "exit status, -np {np} {args:?}\nstderr:\n{}",
+            got.stderr
+        );
+        assert!(
+            got.stdout == want.stdout,
+            "stdout differs, -np {np} {args:?}:\n--- single\n{}\n--- mpi\n{}\n--- mpi stderr\n{}",
+            String::from_utf8_lossy(&want.stdout),
+            String::from_utf8_lossy(&got.stdout),
+            got.stderr
+        );
+        assert_eq!(
+            parsum_lines(&got.stderr),
+            parsum_lines(&want.stderr),
+            "stderr, -np {np} {args:?}"
+        );
+    }
+    want
+}
+
+/// Manifests for `-c`: every kind of line, in several formats.
+fn check_manifests(d: &Path) {
+    uneven_tree(d);
+    let sums = single(d, &[]).stdout;
+    // Some digests wrong, some names gone, odd lines between.
+    let mut m = Vec::new();
+    for (i, line) in sums.split_inclusive(|&b| b == b'\n').enumerate() {
+        let mut line = line.to_vec();
+        if i % 7 == 3 {
+            let at = usize::from(line[0] == b'\\');
+            line[at] = if line[at] == b'0' { b'1' } else { b'0' };
+        }
+        if i % 11 == 5 {
+            // CRLF: one trailing CR is dropped, as coreutils does.
+            line.insert(line.len() - 1, b'\r');
+        }
+        m.extend_from_slice(&line);
+        match i % 13 {
+            2 => m.extend_from_slice(b"not a checksum line\n"),
+            4 => m.extend_from_slice(b"# a comment\n\n"),
+            6 => m.extend_from_slice(&[&[b'a'; 64][..], b"  gone/missing\n"].concat()),
+            8 => m.extend_from_slice(&[&[b'b'; 64][..], b"  big\n"].concat()),
+            9 => m.extend_from_slice(&[&[b'c'; 64][..], b"  s7/fifo\n"].concat()),
+            _ => {}
+        }
+    }
+    std::fs::write(d.join("all.b3"), &m).unwrap();
+    let tagged = single(d, &["-a", "md5", "--tag", "big", "s1", "s2"]).stdout;
+    std::fs::write(d.join("tagged.md5"), tagged).unwrap();
+    std::fs::write(d.join("empty.sum"), b"").unwrap();
+    std::fs::write(d.join("tiny.sum"), b"x").unwrap();
+}
+
+#[test]
+fn check_mode_same_bytes_messages_and_status() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    check_manifests(d.path());
+    let all = assert_check_same(d.path(), &["-c", "all.b3"], &[1, 2, 4]);
+    assert_eq!(all.code, 1);
+    let out = String::from_utf8_lossy(&all.stdout);
+    for want in [": OK\n", ": FAILED\n", ": FAILED open or read\n", "\\"] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    assert!(all.stderr.contains("did NOT match"), "{}", all.stderr);
+    for args in [
+        &["-c", "-w", "all.b3"][..],
+        &["-c", "--strict", "--quiet", "all.b3"],
+        &["-c", "--status", "all.b3"],
+        &["-c", "--ignore-missing", "-w", "all.b3"],
+        &["-c", "tagged.md5"],
+        &["-c", "-w", "tiny.sum"],
+        &["-c", "empty.sum"],
+        &[
+            "-c",
+            "-w",
+            "all.b3",
+            "nowhere.sum",
+            "big",
+            "empty.sum",
+            "tagged.md5",
+            "tiny.sum",
+        ],
+    ] {
+        assert_check_same(d.path(), args, &[2, 4]);
+    }
+    let ok = assert_check_same(d.path(), &["-c", "tagged.md5"], &[3]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
+
+/// Lines whose meaning depends on the lines before them: the ranks' ranges
+/// start in the middle of a PGP signature, after a reversed-format line,
+/// and after the line that names the algorithm of "improperly formatted".
+#[test]
+fn check_mode_ranges_start_in_the_state_the_lines_before_left() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    let mut files = Vec::new();
+    for i in 0..40 {
+        files.push(format!("f{i:02}"));
+        write(r, format!("f{i:02}").as_bytes(), format!("{i}").as_bytes());
+    }
+    let names: Vec<&str> = files.iter().map(String::as_str).collect();
+    let md5 = single(r, &[&["-a", "md5"][..], &names].concat()).stdout;
+    // Signed: a long signature whose lines a parser outside it rejects.
+    let mut pgp = b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n".to_vec();
+    pgp.extend_from_slice(&md5);
+    pgp.extend_from_slice(b"-----BEGIN PGP SIGNATURE-----\n\n");
+    for i in 0..200 {
+        pgp.extend_from_slice(format!("iQIzBAEBCAAdFiEE{i:04}xyz==\n").as_bytes());
+    }
+    pgp.extend_from_slice(b"-----END PGP SIGNATURE-----\n");
+    pgp.extend_from_slice(&md5);
+    std::fs::write(r.join("signed.md5"), &pgp).unwrap();
+    // Reversed: `HEX name` first, so `HEX  f01` later names " f01".
+    let mut rev = Vec::new();
+    for (i, line) in md5.split_inclusive(|&b| b == b'\n').enumerate() {
+        if i == 0 {
+            rev.extend_from_slice(&[&line[..32], b" ", &line[34..]].concat());
+        } else {
+            rev.extend_from_slice(line);
+        }
+        rev.extend_from_slice(b"junk\n");
+    }
+    std::fs::write(r.join("reversed.sum"), &rev).unwrap();
+    for args in [
+        &["-c", "-w", "signed.md5"][..],
+        &["-c", "-w", "--strict", "reversed.sum"],
+        &["-c", "-w", "signed.md5", "reversed.sum"],
+    ] {
+        let one = assert_check_same(r, args, &[1, 2, 3, 4]);
+        assert!(!one.stdout.is_empty(), "{args:?}");
+    }
+    let signed = single(r, &["-c", "-w", "signed.md5"]);
+    assert_eq!(
+        signed.code, 0,
+        "the signature is skipped:\n{}",
+        signed.stderr
+    );
+    let reversed = single(r, &["-c", "-w", "reversed.sum"]);
+    assert!(
+        reversed.stderr.contains(": 4: improperly formatted MD5"),
+        "{}",
+        reversed.stderr
+    );
+}
+
+/// A manifest on standard input is read by rank 0; one with NUL-ended
+/// lines (`-z`) is split at NULs; a rank with more than a chunk of verdicts
+/// sends them in several messages.
+#[test]
+fn check_mode_stdin_nul_lines_and_many_chunks() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    uneven_tree(r);
+    let sums = single(r, &[]).stdout;
+    let mut c = StdCommand::new(env!("CARGO_BIN_EXE_parsum"));
+    c.current_dir(r).args(["--no-progress", "-c", "-"]);
+    for v in LAUNCHER_VARS {
+        c.env_remove(v);
+    }
+    let want = {
+        use std::io::Write;
+        let mut child = c
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&sums).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert_eq!(want.status.code(), Some(0));
+    for np in [1, 3] {
+        let got = mpi_with_stdin(np, r, &["-c", "-"], &[], &sums);
+        assert_eq!(got.code, 0, "{}", got.stderr);
+        assert!(got.stdout == want.stdout, "-np {np}: stdout differs");
+    }
+
+    let z = single(r, &["-z"]).stdout;
+    std::fs::write(r.join("nul.sums"), &z).unwrap();
+    let nul = assert_check_same(r, &["-c", "-z", "nul.sums"], &[2, 4]);
+    assert_eq!(nul.code, 0, "{}", nul.stderr);
+
+    // 12 000 lines naming missing files with long names: over 1 MiB of
+    // verdicts (each with its message) per rank.
+    let mut big = Vec::new();
+    for i in 0..12_000 {
+        let name = format!("gone/{i:05}/{}", "n".repeat(150));
+        big.extend_from_slice(format!("{}  {name}\n", "ab".repeat(32)).as_bytes());
+    }
+    std::fs::write(r.join("big.sum"), &big).unwrap();
+    let many = assert_check_same(r, &["-c", "big.sum"], &[2]);
+    assert_eq!(many.code, 1);
+    assert_eq!(
+        parsum_lines(&many.stderr).len(),
+        12_001,
+        "each line failed, one warning"
+    );
+}
+
+/// A tree changed since its manifest was made: files changed, removed,
+/// added, moved (some with the same content as others, so the pairing
+/// order shows), and awkward names.
+fn audited_tree(r: &Path, algo: &[&str]) {
+    uneven_tree(r);
+    for i in 0..30 {
+        write(r, format!("same/c{i:02}").as_bytes(), b"duplicated content");
+    }
+    let sums = single(r, &[algo, &["."][..]].concat()).stdout;
+    let mut m = sums.clone();
+    m.extend_from_slice(b"not a line\n");
+    std::fs::write(r.join("../audit.sums"), &m).unwrap();
+    std::fs::write(r.join("big/f007"), b"changed").unwrap();
+    std::fs::remove_file(r.join("big/f008")).unwrap();
+    std::fs::create_dir(r.join("moved")).unwrap();
+    for i in 0..10 {
+        let to = r.join(format!("moved/c{i:02}"));
+        std::fs::rename(r.join(format!("same/c{i:02}")), to).unwrap();
+    }
+    for i in 0..5 {
+        write(r, format!("extra/n{i}").as_bytes(), b"duplicated content");
+    }
+    std::fs::rename(r.join("big/f100"), r.join("s3/f100-moved")).unwrap();
+    write(r, b"brand/new", b"never seen");
+    std::fs::remove_file(r.join(std::ffi::OsStr::from_bytes(b"odd/bad\xffutf8"))).unwrap();
+}
+
+#[test]
+fn audit_same_bytes_messages_and_status() {
+    if !have_mpirun() {
+        return;
+    }
+    for algo in [&[][..], &["-a", "md5"]] {
+        let top = tempfile::tempdir().unwrap();
+        let r = top.path().join("t");
+        std::fs::create_dir(&r).unwrap();
+        audited_tree(&r, algo);
+        let run = assert_check_same(&r, &["--audit", "../audit.sums", "."], &[1, 2, 4]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let out = String::from_utf8_lossy(&run.stdout);
+        for want in ["matched ", "changed ", "new ", "missing ", "moved ", " -> "] {
+            assert!(out.contains(want), "{algo:?}: no {want:?} in:\n{out}");
+        }
+        assert!(
+            run.stderr.contains("improperly formatted"),
+            "{}",
+            run.stderr
+        );
+        let moved = out.lines().filter(|l| l.starts_with("moved")).count();
+        assert!(moved >= 11, "{algo:?}: {moved} moved:\n{out}");
+        // Other roots and flags: a sub-tree, two roots, -v, --follow.
+        for args in [
+            &["--audit", "../audit.sums", "./big", "same"][..],
+            &["--audit", "../audit.sums", "-v", "."],
+            &["--audit", "../audit.sums", "--follow", "."],
+        ] {
+            assert_check_same(&r, args, &[2, 4]);
+        }
+    }
+}
+
+#[test]
+fn audit_of_a_bad_manifest() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, b"t/a", b"a");
+    write(r, b"t/b", b"b");
+    std::fs::write(r.join("empty.sums"), b"").unwrap();
+    std::fs::write(r.join("junk.sums"), b"x\ny\n").unwrap();
+    let md5 = single(r, &["-a", "md5", "t/a"]).stdout;
+    let sha1 = single(r, &["-a", "sha1", "t/b"]).stdout;
+    std::fs::write(r.join("mixed.sums"), [md5, sha1].concat()).unwrap();
+    for (m, code) in [
+        ("nowhere.sums", 1),
+        ("t", 1),
+        ("empty.sums", 1),
+        ("junk.sums", 1),
+        ("mixed.sums", 2),
+    ] {
+        let run = assert_check_same(r, &["--audit", m, "t"], &[1, 2, 4]);
+        assert_eq!(run.code, code, "{m}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{m}");
+    }
+    // Fewer manifest lines than ranks, and a rank with nothing to compare.
+    let one = single(r, &["t/a"]).stdout;
+    std::fs::write(r.join("one.sums"), one).unwrap();
+    let run = assert_check_same(r, &["--audit", "one.sums", "t"], &[4]);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "matched  t/a\nnew      t/b\n"
+    );
 }
 
 #[test]

@@ -46,13 +46,8 @@ impl FileId {
             return rank as i32;
         }
         // FNV-1a over the fields that are the same on every node.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for v in [self.fs, self.ino] {
-            for b in v.to_le_bytes() {
-                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        (h % ranks as u64) as i32
+        let key = [self.fs.to_le_bytes(), self.ino.to_le_bytes()].concat();
+        (super::wire::fnv1a(&key) % ranks as u64) as i32
     }
 
     fn encode(&self, e: &mut Enc) {

@@ -113,6 +113,28 @@ pub fn merge_into(
     sink: &mut TreeSink<'_>,
     algos: AlgoSet,
 ) {
+    let mut since_flush = 0;
+    merge_each(world, own, |rec| {
+        if sink.stopped() {
+            return;
+        }
+        rec.deliver(sink, algos);
+        since_flush += 1;
+        if since_flush == crate::pipeline::BATCH_FILES {
+            sink.flush();
+            since_flush = 0;
+        }
+    });
+    sink.flush();
+}
+
+/// Rank 0: merges its own sorted records with every other rank's (each
+/// sending with [`send_run`]) and gives each to `each`, in output order.
+pub fn merge_each(
+    world: &SimpleCommunicator,
+    own: impl Iterator<Item = Record>,
+    each: impl FnMut(Record),
+) {
     let mut sources: Vec<Box<dyn Iterator<Item = Record> + '_>> = vec![Box::new(own)];
     for from in 1..world.size() {
         sources.push(Box::new(Remote {
@@ -122,17 +144,5 @@ pub fn merge_into(
             ended: false,
         }));
     }
-    let mut since_flush = 0;
-    for rec in KMerge::new(sources) {
-        if sink.stopped() {
-            continue;
-        }
-        rec.deliver(sink, algos);
-        since_flush += 1;
-        if since_flush == crate::pipeline::BATCH_FILES {
-            sink.flush();
-            since_flush = 0;
-        }
-    }
-    sink.flush();
+    KMerge::new(sources).for_each(each);
 }

@@ -13,13 +13,18 @@
 //! Tree mode runs in three phases: the distributed walk with work stealing
 //! ([`steal`]), each rank hashing what it took ([`hasher`]); each rank
 //! sorting its [`record`]s; rank 0 merging the sorted runs into the output
-//! ([`merge`]). `-c` and `--audit` run on rank 0 alone (the other ranks
-//! wait), so their output is the single-process output too. The protocol is
+//! ([`merge`]). `-c` splits each manifest into byte ranges, one per rank
+//! ([`check`]). `--audit`, `--update` and `--verify` run on rank 0 alone
+//! (the other ranks wait), so their output is the single-process output too. The protocol is
 //! written out in docs/many-nodes.md.
 
+/// `--audit` as a distributed hash join.
+pub mod audit;
+/// `-c` with the manifests split between ranks.
+pub mod check;
 /// Device numbers from other ranks, in this node's numbering.
 pub mod devmap;
-/// All-to-all byte exchange (hard links).
+/// All-to-all byte exchange (hard links, `-c`'s parser states, the audit's joins).
 pub mod exchange;
 /// One rank's hashing on the per-device pipeline.
 pub mod hasher;
@@ -95,8 +100,10 @@ fn run_rank(universe: &Universe, cfg: Config) -> Exit {
     let world = universe.world();
     match cfg.mode {
         Mode::Tree { .. } => tree(&world, cfg),
+        Mode::Check { .. } => check::run(&world, cfg),
+        Mode::Audit { .. } => audit::run(&world, cfg),
         // Not distributed (yet): rank 0 runs them as a single process would.
-        Mode::Check { .. } | Mode::Audit { .. } | Mode::Update { .. } | Mode::Verify { .. } => {
+        Mode::Update { .. } | Mode::Verify { .. } => {
             if world.rank() == 0 {
                 crate::app::run_here(cfg)
             } else {
@@ -173,19 +180,6 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         return Exit::Failure;
     }
 
-    let cap = hasher::in_flight_for(world.size(), cpus);
-    let hook = abort_hook(rank);
-    let spill_at = std::env::var(SPILL_HOOK_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(runs::SPILL_AT);
-    let hasher = hasher::LocalHasher::start(
-        &pipe,
-        algos,
-        cap,
-        spill_at,
-        hook.map(|after| hasher::AbortHook { after }),
-    );
     let mut queue = work::Queue::default();
     let mut stdin = Vec::new();
     if rank == 0 {
@@ -203,12 +197,56 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             }
         }
     }
+    let records = walk_and_hash(
+        world, &walk, &pipe, cpus, algos, queue, stdin, verbose, started,
+    );
+
+    if rank != 0 {
+        merge::send_run(world, records);
+        return Exit::Success;
+    }
+    let counters = Arc::clone(pipe.counters());
+    let mut sink = TreeSink::new(format, algo, zero, verbose, &progress, &counters);
+    sink.out = out.expect("rank 0 opened the output");
+    merge::merge_into(world, records, &mut sink, algos);
+    crate::app::finish_tree(&mut sink, &progress, summary)
+}
+
+/// The distributed walk of `queue` and the hashing of what it finds, on
+/// every rank (tree mode and `--audit`): this rank's records, `extra`
+/// among them, sorted in output order.
+#[allow(clippy::too_many_arguments)]
+fn walk_and_hash(
+    world: &SimpleCommunicator,
+    walk: &crate::walk::WalkOpts,
+    pipe: &Arc<Pipeline>,
+    cpus: usize,
+    algos: AlgoSet,
+    queue: work::Queue,
+    extra: Vec<record::Record>,
+    verbose: bool,
+    started: std::time::Instant,
+) -> runs::KMerge<Box<dyn Iterator<Item = record::Record> + Send>> {
+    let rank = world.rank();
+    let cap = hasher::in_flight_for(world.size(), cpus);
+    let hook = abort_hook(rank);
+    let spill_at = std::env::var(SPILL_HOOK_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(runs::SPILL_AT);
+    let hasher = hasher::LocalHasher::start(
+        pipe,
+        algos,
+        cap,
+        spill_at,
+        hook.map(|after| hasher::AbortHook { after }),
+    );
     let steal::Walked {
         notes,
         links,
         hasher,
         stats,
-    } = steal::Walk::new(world, &walk, queue, hasher, cap).run();
+    } = steal::Walk::new(world, walk, queue, hasher, cap).run();
     if hook.is_some() {
         // Rank 1 hashed fewer files than the hook's count: die here.
         test_abort(stats.files);
@@ -217,7 +255,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let (linked, link_stats) = links::resolve(world, links, algos, cpus);
     let mut records = hasher.finish();
     let hashed = started.elapsed();
-    for r in notes.into_iter().chain(stdin).chain(linked) {
+    for r in notes.into_iter().chain(extra).chain(linked) {
         records.push(r);
     }
     let spilled = records.spilled_runs();
@@ -242,13 +280,5 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         ));
     }
 
-    if rank != 0 {
-        merge::send_run(world, records);
-        return Exit::Success;
-    }
-    let counters = Arc::clone(pipe.counters());
-    let mut sink = TreeSink::new(format, algo, zero, verbose, &progress, &counters);
-    sink.out = out.expect("rank 0 opened the output");
-    merge::merge_into(world, records, &mut sink, algos);
-    crate::app::finish_tree(&mut sink, &progress, summary)
+    records
 }

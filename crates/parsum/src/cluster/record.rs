@@ -23,7 +23,9 @@ use std::sync::Mutex;
 
 use super::wire::{Dec, Enc, WireResult};
 use crate::hash::{Algo, AlgoSet, Digest, FileHash, FileStat, HashError};
-use crate::output::{Note, TreeSink};
+use crate::output::Note;
+#[cfg(doc)]
+use crate::output::TreeSink;
 use crate::pipeline::{Item, Sink};
 use crate::walk::Skip;
 
@@ -52,6 +54,12 @@ pub enum Outcome {
     Skipped(Skip),
     /// The walk could not list or open it; `text` is the OS error.
     WalkError(String),
+    /// `--audit`: a file compared with its manifest line by the rank that
+    /// owns its path; its digest `matched`, or it changed.
+    Compared {
+        /// The digest matched the manifest's.
+        matched: bool,
+    },
 }
 
 impl Outcome {
@@ -86,7 +94,9 @@ impl Record {
 
     /// Writes the record through the single-process output code: a line on
     /// stdout, or a report on stderr, with the same tallies.
-    pub fn deliver(self, sink: &mut TreeSink<'_>, algos: AlgoSet) {
+    /// Tree mode's [`TreeSink`] and `--audit`'s printer take every outcome
+    /// but [`Outcome::Compared`], which only the audit's printer knows.
+    pub fn deliver<S: Sink<(), Note>>(self, sink: &mut S, algos: AlgoSet) {
         let item = |path: PathBuf| Item {
             path,
             dir: None,
@@ -110,6 +120,9 @@ impl Record {
             }
             Outcome::Skipped(s) => sink.msg(Note::Skipped(self.path, s)),
             Outcome::WalkError(t) => sink.msg(Note::Error(self.path, io::Error::other(t))),
+            Outcome::Compared { .. } => {
+                unreachable!("--audit prints its comparisons itself (cluster/audit.rs)")
+            }
         }
     }
 
@@ -141,6 +154,10 @@ impl Record {
             Outcome::WalkError(t) => {
                 e.u8(3);
                 e.str(t);
+            }
+            Outcome::Compared { matched } => {
+                e.u8(4);
+                e.bool(*matched);
             }
         }
     }
@@ -180,6 +197,7 @@ impl Record {
             },
             2 => Outcome::Skipped(decode_skip(d)?),
             3 => Outcome::WalkError(d.string()?),
+            4 => Outcome::Compared { matched: d.bool()? },
             k => return Err(format!("malformed message: outcome kind {k}")),
         };
         Ok(Record {
@@ -208,14 +226,14 @@ pub fn path_cmp(a: &Path, b: &Path) -> Ordering {
     key(a).iter().map(low).cmp(key(b).iter().map(low))
 }
 
-fn algo_index(a: Algo) -> u8 {
+pub(super) fn algo_index(a: Algo) -> u8 {
     Algo::ALL
         .iter()
         .position(|&x| x == a)
         .expect("every algorithm is in ALL") as u8
 }
 
-fn algo_at(i: u8) -> WireResult<Algo> {
+pub(super) fn algo_at(i: u8) -> WireResult<Algo> {
     Algo::ALL
         .get(i as usize)
         .copied()

@@ -160,6 +160,16 @@ impl<'a> Dec<'a> {
     }
 }
 
+/// FNV-1a of `bytes`: the same on every rank and node (not seeded), to
+/// pick the rank that owns a key.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
