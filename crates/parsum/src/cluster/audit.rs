@@ -34,7 +34,7 @@ use mpi::traits::*;
 use super::check::{open_range, plan_parts, set_code, set_of, Part, WHOLE};
 use super::exchange::all_to_all;
 use super::merge::{merge_each, send_run};
-use super::record::{algo_at, algo_index, Outcome, Record};
+use super::record::{decode_digests, encode_digests, Outcome, Record};
 use super::runs::KMerge;
 use super::steal::fatal;
 use super::wire::{fnv1a, Dec, Enc, WireResult};
@@ -94,28 +94,14 @@ fn decode_line(d: &mut Dec) -> WireResult<(Vec<u8>, Line)> {
     Ok((name, line))
 }
 
-fn encode_digests(e: &mut Enc, name: &[u8], digests: &[Digest]) {
+fn encode_named(e: &mut Enc, name: &[u8], digests: &[Digest]) {
     e.bytes(name);
-    e.u8(digests.len() as u8);
-    for d in digests {
-        e.u8(algo_index(d.algo));
-        e.str(&d.to_hex());
-    }
+    encode_digests(e, digests);
 }
 
-fn decode_digests(d: &mut Dec) -> WireResult<(Vec<u8>, Vec<Digest>)> {
+fn decode_named(d: &mut Dec) -> WireResult<(Vec<u8>, Vec<Digest>)> {
     let name = d.bytes()?.to_vec();
-    let n = d.u8()?;
-    let mut digests = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let algo = algo_at(d.u8()?)?;
-        let hex = d.string()?;
-        digests.push(
-            Digest::from_hex(algo, hex.as_bytes())
-                .ok_or_else(|| format!("malformed message: digest {hex:?}"))?,
-        );
-    }
-    Ok((name, digests))
+    Ok((name, decode_digests(d)?))
 }
 
 /// What a rank tells rank 0 of its range of the manifest: the numbers of
@@ -395,13 +381,13 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         let hex = digests.first().map(|d| d.to_hex()).unwrap_or_default();
         let e = &mut pairs_out[by_digest(hex.as_bytes())];
         e.u8(1);
-        encode_digests(e, name, digests);
+        encode_named(e, name, digests);
     }
     let mut missing: BTreeMap<Vec<u8>, Line> = BTreeMap::new();
     let mut new: BTreeMap<Vec<u8>, Vec<Digest>> = BTreeMap::new();
     for side in exchange(world, pairs_out, |d| match d.u8()? {
         0 => decode_line(d).map(Ok),
-        1 => decode_digests(d).map(Err),
+        1 => decode_named(d).map(Err),
         k => Err(format!("malformed message: join side {k}")),
     })
     .into_iter()

@@ -136,11 +136,7 @@ impl Record {
                 e.u64(h.size);
                 e.i64(h.mtime);
                 e.u32(h.mtime_nsec);
-                e.u8(h.digests.len() as u8);
-                for d in &h.digests {
-                    e.u8(algo_index(d.algo));
-                    e.str(&d.to_hex());
-                }
+                encode_digests(e, &h.digests);
             }
             Outcome::Failed { changed, text } => {
                 e.u8(1);
@@ -171,16 +167,7 @@ impl Record {
                 let size = d.u64()?;
                 let mtime = d.i64()?;
                 let mtime_nsec = d.u32()?;
-                let n = d.u8()?;
-                let mut digests = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    let algo = algo_at(d.u8()?)?;
-                    let hex = d.string()?;
-                    digests.push(
-                        Digest::from_hex(algo, hex.as_bytes())
-                            .ok_or_else(|| format!("malformed message: digest {hex:?}"))?,
-                    );
-                }
+                let digests = decode_digests(d)?;
                 if digests.is_empty() {
                     return Err("malformed message: a hashed file without a digest".into());
                 }
@@ -226,14 +213,38 @@ pub fn path_cmp(a: &Path, b: &Path) -> Ordering {
     key(a).iter().map(low).cmp(key(b).iter().map(low))
 }
 
-pub(super) fn algo_index(a: Algo) -> u8 {
+/// A list of digests on the wire: a count, then each algorithm and hex.
+pub(super) fn encode_digests(e: &mut Enc, digests: &[Digest]) {
+    e.u8(digests.len() as u8);
+    for d in digests {
+        e.u8(algo_index(d.algo));
+        e.str(&d.to_hex());
+    }
+}
+
+/// Reads what [`encode_digests`] wrote.
+pub(super) fn decode_digests(d: &mut Dec) -> WireResult<Vec<Digest>> {
+    let n = d.u8()?;
+    let mut digests = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let algo = algo_at(d.u8()?)?;
+        let hex = d.string()?;
+        digests.push(
+            Digest::from_hex(algo, hex.as_bytes())
+                .ok_or_else(|| format!("malformed message: digest {hex:?}"))?,
+        );
+    }
+    Ok(digests)
+}
+
+fn algo_index(a: Algo) -> u8 {
     Algo::ALL
         .iter()
         .position(|&x| x == a)
         .expect("every algorithm is in ALL") as u8
 }
 
-pub(super) fn algo_at(i: u8) -> WireResult<Algo> {
+fn algo_at(i: u8) -> WireResult<Algo> {
     Algo::ALL
         .get(i as usize)
         .copied()
