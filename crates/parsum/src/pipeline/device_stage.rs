@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
 use super::{Done, Item, Pipeline, INPUT_BATCHES, RESULT_BATCHES};
-use crate::hash::{hash_file_with_hook, HashOpts, Splitter};
+use crate::hash::{hash_file_with_hook, Splitter};
 use crate::progress::DiskMeter;
 
 /// Where a producer sends its batches.
@@ -112,12 +112,7 @@ fn hash_counted<T>(
     meter: &DiskMeter,
     hook: &mut dyn FnMut(u64),
 ) -> Done<T> {
-    let opts = HashOpts {
-        no_follow: item.no_follow,
-        splitter,
-        listed: Some(item.stat),
-        dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
-    };
+    let opts = item.hash_opts(splitter);
     let mut counted = 0;
     let r = hash_file_with_hook(&item.path, item.algos, opts, &mut |so_far| {
         meter.add(so_far.saturating_sub(counted));

@@ -46,7 +46,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 
 use crate::device::DeviceJobs;
-use crate::hash::{AlgoSet, FileHash, FileStat, HashError, Splitter};
+use crate::hash::{AlgoSet, FileHash, FileStat, HashError, HashOpts, Splitter};
 use crate::output::Note;
 use crate::progress::Counters;
 use crate::walk::{walk, walk_subtree, Event, Subtree, WalkOpts};
@@ -92,6 +92,17 @@ pub struct Item<T> {
 }
 
 impl<T> Item<T> {
+    /// How to open and read this item: as listed, in its directory, large
+    /// files split by `splitter` (if any).
+    pub(crate) fn hash_opts<'a>(&'a self, splitter: Option<&'a Splitter>) -> HashOpts<'a> {
+        HashOpts {
+            no_follow: self.no_follow,
+            splitter,
+            listed: Some(self.stat),
+            dir: self.dir.as_deref().map(crate::dirfd::DirFd::fd),
+        }
+    }
+
     /// The item that stands for standard input (`-`), as sha256sum names it.
     pub fn stdin(algos: AlgoSet, tag: T) -> Item<T> {
         Item {

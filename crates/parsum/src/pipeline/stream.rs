@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 
 use super::{Order, Sink};
-use crate::hash::{hash_file, FileHash, HashError, HashOpts};
+use crate::hash::{hash_file, FileHash, HashError};
 
 /// The ordered results of one producer.
 pub struct Stream<T, M> {
@@ -64,16 +64,7 @@ impl<T, M> Stream<T, M> {
                         )))),
                         None => match &item.known {
                             Some(h) => Ok(h.clone()),
-                            None => hash_file(
-                                &item.path,
-                                item.algos,
-                                HashOpts {
-                                    no_follow: item.no_follow,
-                                    splitter: None,
-                                    listed: Some(item.stat),
-                                    dir: item.dir.as_deref().map(crate::dirfd::DirFd::fd),
-                                },
-                            ),
+                            None => hash_file(&item.path, item.algos, item.hash_opts(None)),
                         },
                     };
                     sink.done(item, r);
