@@ -131,6 +131,8 @@ mod park;
 #[cfg(not(parpool_loom))]
 mod pool;
 #[cfg(not(parpool_loom))]
+mod queue;
+#[cfg(not(parpool_loom))]
 mod registry;
 #[cfg(not(parpool_loom))]
 mod scope;

@@ -1,8 +1,8 @@
 //! The registry: the pool's queue, its lifecycle, and the one way jobs enter it.
 //!
 //! Every pool handle, worker and in-flight call holds an `Arc<Registry>`.
-//! Jobs go into one crossbeam `Injector` (a lock-free queue: no lock on the
-//! hot path); the worker threads that pop them live in [`crate::worker`].
+//! Jobs go into one lock-free [`Queue`]; the worker threads that pop them
+//! live in [`crate::worker`].
 //!
 //! Invariants:
 //! - Every job enters through [`Registry::accept`] and [`Accepted::push`];
@@ -28,11 +28,11 @@ use crate::error::BuildError;
 use crate::job::JobRef;
 use crate::lifecycle::{Lifecycle, State};
 use crate::panic::{self, PanicPolicy, Payload};
+use crate::queue::Queue;
 use crate::sleep::Sleep;
 use crate::stats::Counters;
 use crate::sync::lock;
 use crate::worker;
-use crossbeam_deque::{Injector, Steal};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -43,7 +43,7 @@ use std::thread::JoinHandle;
 pub(crate) const MAX_WORKERS: usize = 1 << 14;
 
 pub(crate) struct Registry {
-    injector: Injector<JobRef>,
+    queue: Queue<JobRef>,
     pub(crate) sleep: Sleep,
     lifecycle: Lifecycle,
     counters: Counters,
@@ -108,7 +108,7 @@ impl Registry {
             });
         }
         let registry = Arc::new(Registry {
-            injector: Injector::new(),
+            queue: Queue::new(workers),
             sleep: Sleep::default(),
             lifecycle: Lifecycle::new(),
             counters: Counters::default(),
@@ -204,29 +204,22 @@ impl Registry {
     /// Only through [`Accepted`], whose drop finishes the protocol.
     fn push(&self, job: JobRef) {
         self.counters.queued(job.items() as isize);
-        self.injector.push(job);
+        self.queue.push(job);
     }
 
     pub(crate) fn pop(&self) -> Option<JobRef> {
-        loop {
-            match self.injector.steal() {
-                Steal::Success(job) => {
-                    self.counters.queued(-(job.items() as isize));
-                    return Some(job);
-                }
-                Steal::Empty => return None,
-                Steal::Retry => {}
-            }
-        }
+        let job = self.queue.pop()?;
+        self.counters.queued(-(job.items() as isize));
+        Some(job)
     }
 
     pub(crate) fn has_queued(&self) -> bool {
-        !self.injector.is_empty()
+        !self.queue.is_empty()
     }
 
     /// Whether a worker that found no job may exit (see [`Lifecycle::may_exit`]).
     pub(crate) fn may_exit(&self) -> bool {
-        self.lifecycle.may_exit(|| self.injector.is_empty())
+        self.lifecycle.may_exit(|| self.queue.is_empty())
     }
 
     /// Drops every queued job; each reports itself cancelled. A job whose
