@@ -1,29 +1,34 @@
-//! The pool's job queue: a bounded ring, spilling into an unbounded list.
+//! The pool's job queue: a bounded lock-free ring, spilling into a locked list.
 //!
 //! Jobs go into a crossbeam `ArrayQueue` sized when the pool is built; only
-//! a backlog larger than the ring spills into a crossbeam `Injector`. The
-//! ring allocates nothing per job. The `Injector` alone allocates a block per
-//! 63 jobs on the pushing thread and frees it on the popping one; with glibc
-//! that free locks the allocating thread's arena, where the submitter is
-//! allocating its next tasks, and a contended glibc lock sleeps at once
-//! (W4 in `docs/design.md`: up to 400 k context switches per 6 M jobs).
+//! a backlog larger than the ring spills into a `VecDeque` under a mutex.
+//! Neither allocates per job, and a worker frees no memory a submitter
+//! allocated. (A crossbeam `Injector` allocates a block per 63 jobs on the
+//! pushing thread and frees it on the popping one; with glibc that free
+//! locks the submitter's arena, where it is allocating its next tasks, and a
+//! contended glibc lock sleeps at once: W4 in `docs/design.md`, up to 400 k
+//! context switches per 6 M jobs.) The list keeps its capacity until the
+//! pool is dropped.
 //!
 //! Invariant: a job is popped only after every job that the same thread
-//! pushed before it. A push goes to the ring only while nothing is spilled
-//! (`spilled == 0`), and a pop tries the ring first. `spilled` rises before a
-//! job enters the overflow and falls only after one left it, so a thread
-//! whose earlier job is still in the overflow sends its next one there too;
-//! and every job in the ring was pushed before every job in the overflow
-//! was, by the same thread (jobs of different threads have no order).
+//! pushed before it. A push goes to the ring only while the list is empty
+//! (`spilled` is false), and the list is popped only under its lock, after
+//! the ring was found empty under that same lock. A job enters the list
+//! under the lock after its thread's earlier ring jobs entered the ring, so a
+//! popper that finds it there also finds those, unless they are gone.
+//! `spilled` changes only under the lock; a thread that saw its own job go to
+//! the list sees `spilled` until that job left it.
 //!
-//! Both structures are lock-free; `is_empty` looks at both, which the sleep
-//! protocol needs (a job is in exactly one of them, and never moves).
+//! `is_empty` looks at both; a job is in exactly one of them and never moves,
+//! which is what the sleep protocol needs (`sleep.rs`).
 
-use crossbeam_deque::{Injector, Steal};
+use crate::sync::lock;
 use crossbeam_queue::ArrayQueue;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-/// Ring slots per worker: the backlog a pool takes without allocating.
+/// Ring slots per worker: the backlog a pool takes without its lock.
 const SLOTS_PER_WORKER: usize = 256;
 /// The ring's bounds: at least this many slots (one-worker pools get bursts
 /// too), at most that many (its memory is taken when the pool is built).
@@ -32,9 +37,9 @@ const MAX_SLOTS: usize = 8192;
 
 pub(crate) struct Queue<T> {
     ring: ArrayQueue<T>,
-    overflow: Injector<T>,
-    /// Jobs in `overflow`, counted before they enter and after they leave.
-    spilled: AtomicUsize,
+    overflow: Mutex<VecDeque<T>>,
+    /// Whether `overflow` holds a job; written only under its lock.
+    spilled: AtomicBool,
 }
 
 impl<T> Queue<T> {
@@ -45,44 +50,47 @@ impl<T> Queue<T> {
             .clamp(MIN_SLOTS, MAX_SLOTS);
         Queue {
             ring: ArrayQueue::new(slots),
-            overflow: Injector::new(),
-            spilled: AtomicUsize::new(0),
+            overflow: Mutex::new(VecDeque::new()),
+            spilled: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn push(&self, job: T) {
-        // Acquire: pairs with the `Release` decrement in `pop`, so a job this
-        // thread spilled earlier has left the overflow before we bypass it.
-        let job = if self.spilled.load(Ordering::Acquire) == 0 {
+        let job = if self.spilled.load(Ordering::SeqCst) {
+            job
+        } else {
             match self.ring.push(job) {
                 Ok(()) => return,
                 Err(job) => job,
             }
-        } else {
-            job
         };
-        self.spilled.fetch_add(1, Ordering::Relaxed);
-        self.overflow.push(job);
+        let mut overflow = lock(&self.overflow);
+        overflow.push_back(job);
+        self.spilled.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn pop(&self) -> Option<T> {
         if let Some(job) = self.ring.pop() {
             return Some(job);
         }
-        loop {
-            match self.overflow.steal() {
-                Steal::Success(job) => {
-                    self.spilled.fetch_sub(1, Ordering::Release);
-                    return Some(job);
-                }
-                Steal::Empty => return None,
-                Steal::Retry => {}
-            }
+        if !self.spilled.load(Ordering::SeqCst) {
+            return None;
         }
+        let mut overflow = lock(&self.overflow);
+        // Under the lock: a job in the list was pushed after its thread's
+        // ring jobs, which are visible here if they are still queued.
+        if let Some(job) = self.ring.pop() {
+            return Some(job);
+        }
+        let job = overflow.pop_front();
+        if overflow.is_empty() {
+            self.spilled.store(false, Ordering::SeqCst);
+        }
+        job
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.ring.is_empty() && self.overflow.is_empty()
+        self.ring.is_empty() && !self.spilled.load(Ordering::SeqCst)
     }
 }
 
@@ -98,7 +106,7 @@ mod tests {
         for i in 0..n {
             q.push(i);
         }
-        assert!(q.spilled.load(Ordering::Relaxed) > 0);
+        assert!(q.spilled.load(Ordering::Relaxed));
         // Drain half, then push more: they must queue behind the spill.
         let mut got: Vec<usize> = (0..n / 2).map(|_| q.pop().unwrap()).collect();
         for i in n..n + 100 {
@@ -109,7 +117,7 @@ mod tests {
         }
         assert_eq!(got, (0..n + 100).collect::<Vec<_>>());
         assert!(q.is_empty());
-        assert_eq!(q.spilled.load(Ordering::Relaxed), 0);
+        assert!(!q.spilled.load(Ordering::Relaxed));
         // Back to the ring once the overflow is empty.
         q.push(1);
         assert_eq!(q.ring.len(), 1);

@@ -750,3 +750,81 @@ fn exhausted_inclusive_range_maps_nothing() {
         assert_eq!(pool.map(|x| x, r), [1, 2, 3]);
     });
 }
+
+/// A one-worker pool runs jobs in the order they were submitted, also when
+/// the backlog outgrows the queue's lock-free ring and spills into its list
+/// (thousands of jobs queued behind a blocked one), while the single worker
+/// is preempted by busy threads and other submitters push concurrently.
+/// Each submitting thread's jobs start in its own submission order.
+#[test]
+fn one_worker_runs_each_submitters_jobs_in_submission_order_across_spills() {
+    guard(120, || {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        for round in 0..20 {
+            let pool = ThreadPool::with_workers(1);
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let gate = Arc::new(Barrier::new(2));
+            let blocker = {
+                let gate = Arc::clone(&gate);
+                pool.apply_async(move || {
+                    gate.wait();
+                })
+            };
+            // Round 0..10: the worker is held until 5 000 jobs are queued
+            // (a sure spill); later rounds race the worker from the start.
+            let hold = round < 10;
+            if !hold {
+                gate.wait();
+            }
+            let per = 5_000usize;
+            std::thread::scope(|s| {
+                for t in 0..3usize {
+                    let (pool, log) = (&pool, &log);
+                    s.spawn(move || {
+                        let handles: Vec<_> = (0..per)
+                            .map(|i| {
+                                let log = Arc::clone(log);
+                                pool.apply_async(move || log.lock().unwrap().push((t, i)))
+                            })
+                            .collect();
+                        for h in handles {
+                            h.get().unwrap();
+                        }
+                    });
+                }
+                if hold {
+                    while pool.stats().queued < 3 * per {
+                        std::thread::yield_now();
+                    }
+                    gate.wait();
+                }
+            });
+            blocker.get().unwrap();
+            let log = log.lock().unwrap();
+            assert_eq!(log.len(), 3 * per);
+            let mut next = [0usize; 3];
+            for &(t, i) in log.iter() {
+                assert_eq!(
+                    i, next[t],
+                    "round {round}: thread {t} ran job {i} before {}",
+                    next[t]
+                );
+                next[t] += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for b in busy {
+            b.join().unwrap();
+        }
+    });
+}
