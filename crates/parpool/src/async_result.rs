@@ -956,18 +956,3 @@ impl<R: Send> AsyncResult<R> {
         AsyncResult::from_slot(task)
     }
 }
-
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        type F = fn() -> u64;
-        eprintln!("Task {}", size_of::<super::Task<F, u64>>());
-        eprintln!("Slot {}", size_of::<super::Slot<u64>>());
-        eprintln!("Inner {}", size_of::<std::sync::Mutex<super::Inner<u64>>>());
-        eprintln!("outcome {}", size_of::<Option<super::Outcome<u64>>>());
-        eprintln!("cond {}", size_of::<std::sync::Condvar>());
-        eprintln!("f {}", size_of::<std::cell::UnsafeCell<Option<F>>>());
-    }
-}
