@@ -45,9 +45,14 @@ pub(crate) struct Queue<T> {
 impl<T> Queue<T> {
     /// A queue for a pool of `workers` threads.
     pub(crate) fn new(workers: usize) -> Self {
-        let slots = workers
-            .saturating_mul(SLOTS_PER_WORKER)
-            .clamp(MIN_SLOTS, MAX_SLOTS);
+        Self::with_slots(
+            workers
+                .saturating_mul(SLOTS_PER_WORKER)
+                .clamp(MIN_SLOTS, MAX_SLOTS),
+        )
+    }
+
+    fn with_slots(slots: usize) -> Self {
         Queue {
             ring: ArrayQueue::new(slots),
             overflow: Mutex::new(VecDeque::new()),
@@ -101,8 +106,8 @@ mod tests {
 
     #[test]
     fn spills_past_the_ring_and_keeps_order() {
-        let q = Queue::new(1);
-        let n = MIN_SLOTS * 3 + 7;
+        let q = Queue::with_slots(8);
+        let n = 8 * 3 + 7;
         for i in 0..n {
             q.push(i);
         }
@@ -128,9 +133,11 @@ mod tests {
     /// racing the pushers.
     #[test]
     fn per_thread_order_under_races() {
-        let q = Arc::new(Queue::new(1));
+        // A small ring: the pushes spill and return to it many times.
+        let q = Arc::new(Queue::with_slots(16));
         let pushers = 3;
-        let per = 20_000usize;
+        // Miri runs this file's tests too (`.ci/miri`).
+        let per = if cfg!(miri) { 100 } else { 20_000usize };
         let popped = Arc::new(std::sync::Mutex::new(Vec::new()));
         std::thread::scope(|s| {
             for t in 0..pushers {
@@ -150,7 +157,7 @@ mod tests {
                     let mut last = vec![None::<usize>; pushers];
                     let mut mine = 0;
                     let mut idle = 0u32;
-                    while idle < 1_000_000 {
+                    while idle < if cfg!(miri) { 100 } else { 1_000_000 } {
                         match q.pop() {
                             Some((t, i)) => {
                                 // One popper sees a subsequence of each
