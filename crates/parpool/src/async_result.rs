@@ -40,6 +40,11 @@ const QUEUED: u8 = 0;
 const CLAIMED: u8 = 1;
 const DONE: u8 = 2;
 
+/// `Slot::taken`: whether the handle took the outcome, and what it was.
+const NOT_TAKEN: u8 = 0;
+const TAKEN_OK: u8 = 1;
+const TAKEN_ERR: u8 = 2;
+
 type SuccessCallback<R> = Box<dyn FnOnce(&R) + Send>;
 type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 
@@ -65,6 +70,11 @@ pub(crate) struct Slot<R> {
     /// A failure was seen through the handle (`get`, `successful`), so it
     /// is not handed to the scope as unobserved.
     observed: AtomicBool,
+    /// Whether the handle has taken the outcome (`TAKEN_OK`/`TAKEN_ERR`):
+    /// read and written only through the handle, which is not `Clone`, so
+    /// `Relaxed` suffices. Kept here, in the slot's padding, rather than in
+    /// the handle: W4 keeps a million handles alive in one `Vec`.
+    taken: AtomicU8,
     /// Written once, by the claimer, before `status` becomes `DONE`; after
     /// that read only through the handle (see the module doc), and taken
     /// only by the handle (`&mut`), or by the claimer if the handle is gone
@@ -116,6 +126,7 @@ impl<R> Slot<R> {
             status: AtomicU8::new(QUEUED),
             unwanted: AtomicBool::new(false),
             observed: AtomicBool::new(false),
+            taken: AtomicU8::new(NOT_TAKEN),
             outcome: UnsafeCell::new(None),
             inner: Mutex::new(Inner {
                 handle_alive: true,
@@ -570,11 +581,6 @@ fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource, registry: &Registry) 
 #[must_use = "the task runs whether or not its AsyncResult is kept, but its result and any panic are lost with the handle; use ThreadPool::spawn for fire-and-forget work"]
 pub struct AsyncResult<R> {
     task: Arc<dyn HasSlot<R>>,
-    /// The outcome was taken: the task is done, so `Drop` has nothing to do.
-    spent: bool,
-    /// Whether the outcome taken was a value (for `successful` after
-    /// `get_timeout`).
-    was_ok: bool,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -587,11 +593,7 @@ impl<R> fmt::Debug for AsyncResult<R> {
 
 impl<R> AsyncResult<R> {
     fn from_slot(task: Arc<dyn HasSlot<R>>) -> Self {
-        AsyncResult {
-            task,
-            spent: false,
-            was_ok: false,
-        }
+        AsyncResult { task }
     }
 
     #[inline]
@@ -655,19 +657,19 @@ impl<R> AsyncResult<R> {
 
     /// Takes the outcome of a finished task; no lock is taken.
     fn take(&mut self) -> Outcome<R> {
+        let slot = self.task.slot();
         assert!(
-            !self.spent,
+            slot.taken.load(Ordering::Relaxed) == NOT_TAKEN,
             "parpool: this AsyncResult's result was already returned (by get_timeout, or by awaiting it)"
         );
-        let slot = self.task.slot();
         slot.observed.store(true, Ordering::Relaxed);
         // SAFETY: `&mut self`: this handle is the only one and nothing else
         // reads the outcome meanwhile.
         let outcome = unsafe { slot.outcome_mut() }
             .and_then(Option::take)
             .expect("parpool: a done slot holds an outcome");
-        self.spent = true;
-        self.was_ok = outcome.is_ok();
+        let taken = if outcome.is_ok() { TAKEN_OK } else { TAKEN_ERR };
+        slot.taken.store(taken, Ordering::Relaxed);
         outcome
     }
 
@@ -734,8 +736,9 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(bad.successful(), Some(false));
     /// ```
     pub fn successful(&self) -> Option<bool> {
-        if self.spent {
-            return Some(self.was_ok);
+        match self.slot().taken.load(Ordering::Relaxed) {
+            NOT_TAKEN => {}
+            taken => return Some(taken == TAKEN_OK),
         }
         // SAFETY: through the handle; taking needs `&mut self`, which the
         // borrow rules out while this `&self` call runs.
@@ -874,10 +877,11 @@ impl<R> Waitable for AsyncResult<R> {
 
 impl<R> Drop for AsyncResult<R> {
     fn drop(&mut self) {
-        if self.spent {
+        let slot = self.task.slot();
+        if slot.taken.load(Ordering::Relaxed) != NOT_TAKEN {
+            // The outcome was taken: the task is done, nothing to do.
             return;
         }
-        let slot = self.task.slot();
         let mut inner = lock(&slot.inner);
         inner.handle_alive = false;
         // SAFETY: `&mut self` in `drop`: nothing else reads the outcome.
