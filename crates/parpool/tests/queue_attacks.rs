@@ -73,12 +73,12 @@ fn sleeping_workers_wake_for_bursts_at_the_spill_boundary() {
         for workers in [1usize, 2, 3] {
             let pool = ThreadPool::with_workers(workers);
             let cap = ring(workers);
-            for round in 0..12usize {
+            for round in 0..40usize {
                 // Let every worker go to sleep on the condition variable.
                 std::thread::sleep(Duration::from_millis(3));
                 let start = Barrier::new(2);
                 // Together the two bursts straddle the ring's capacity.
-                let sizes = [cap / 2 + round % 5, cap / 2 - 3 + round * 7];
+                let sizes = [cap / 2 + round % 5, cap / 2 - 3 + (round % 12) * 7];
                 let done = AtomicUsize::new(0);
                 std::thread::scope(|s| {
                     for (k, &n) in sizes.iter().enumerate() {
@@ -123,7 +123,7 @@ fn single_jobs_pushed_as_workers_fall_asleep_after_a_spill() {
         for workers in [1usize, 2] {
             let pool = ThreadPool::with_workers(workers);
             let cap = ring(workers);
-            for round in 0..150u32 {
+            for round in 0..400u32 {
                 if round % 25 == 0 {
                     // A spill, drained: the flag has flipped back to false.
                     let hs: Vec<_> = (0..cap + 40).map(|i| pool.apply_async(move || i)).collect();
@@ -182,7 +182,7 @@ fn per_submitter_order_across_spills_with_one_and_three_workers() {
     guard(90, || {
         let _busy = busy(1);
         for workers in [1usize, 3] {
-            for round in 0..4 {
+            for round in 0..8 {
                 let pool = ThreadPool::with_workers(workers);
                 let submitters = 3;
                 let per = ring(workers) * 2;
@@ -322,7 +322,7 @@ fn maps_complete_behind_a_spilled_backlog() {
 #[test]
 fn terminate_racing_spilling_submitters_resolves_every_handle_once() {
     guard(90, || {
-        for round in 0..16usize {
+        for round in 0..60usize {
             let workers = 1 + round % 2;
             let pool = ThreadPool::with_workers(workers);
             let submitters = 3;
@@ -411,7 +411,7 @@ fn terminate_racing_spilling_submitters_resolves_every_handle_once() {
 #[test]
 fn close_racing_spilling_submitters_runs_every_accepted_job() {
     guard(60, || {
-        for round in 0..10usize {
+        for round in 0..30usize {
             let pool = ThreadPool::with_workers(1);
             let per = ring(1);
             let runs = counters(2 * per);
@@ -659,4 +659,32 @@ fn terminate_drain_survives_panicking_and_reentrant_drops() {
             }
         },
     );
+}
+
+/// The last handle on the pool is dropped (close, then join) by another
+/// thread while a spilled backlog drains: every queued job runs, once, and
+/// every handle resolves to its value.
+#[test]
+fn dropping_the_pool_during_a_spilled_drain_runs_everything() {
+    guard(60, || {
+        for round in 0..20usize {
+            let pool = Arc::new(ThreadPool::with_workers(1 + round % 2));
+            let n = ring(2) + 300 + round * 13;
+            let gate = Arc::new(Barrier::new(2));
+            let g = Arc::clone(&gate);
+            let blocker = pool.apply_async(move || {
+                g.wait();
+            });
+            let hs: Vec<_> = (0..n).map(|i| pool.apply_async(move || i)).collect();
+            let p = Arc::clone(&pool);
+            let dropper = std::thread::spawn(move || drop(p));
+            gate.wait();
+            drop(pool);
+            dropper.join().unwrap();
+            blocker.get().unwrap();
+            for (i, h) in hs.into_iter().enumerate() {
+                assert_eq!(h.get(), Ok(i), "round {round}");
+            }
+        }
+    });
 }
