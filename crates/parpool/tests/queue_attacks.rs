@@ -688,3 +688,64 @@ fn dropping_the_pool_during_a_spilled_drain_runs_everything() {
         }
     });
 }
+
+/// Order follows causality, not just threads: submitters take turns (each
+/// submits, then hands a token to the next), so their jobs are ordered by
+/// happens-before; with one worker, held until the backlog has spilled or
+/// racing it from the start, the jobs start exactly in that order.
+#[test]
+fn one_worker_runs_causally_ordered_submissions_in_order() {
+    guard(60, || {
+        for round in 0..6usize {
+            let pool = ThreadPool::with_workers(1);
+            let n = ring(1) * 2 + 77;
+            let submitters = 3;
+            let log = Arc::new(Mutex::new(Vec::with_capacity(n)));
+            let gate = Arc::new(Barrier::new(2));
+            let g = Arc::clone(&gate);
+            let blocker = pool.apply_async(move || {
+                g.wait();
+            });
+            let hold = round % 2 == 0;
+            if !hold {
+                gate.wait();
+            }
+            // Turn `k` belongs to submitter `k % submitters`.
+            let (txs, rxs): (Vec<_>, Vec<_>) = (0..submitters)
+                .map(|_| std::sync::mpsc::channel::<usize>())
+                .unzip();
+            std::thread::scope(|s| {
+                for (t, rx) in rxs.into_iter().enumerate() {
+                    let next = txs[(t + 1) % submitters].clone();
+                    let (pool, log) = (&pool, &log);
+                    s.spawn(move || {
+                        let mut hs = Vec::new();
+                        while let Ok(k) = rx.recv() {
+                            if k >= n {
+                                let _ = next.send(k);
+                                break;
+                            }
+                            let log = Arc::clone(log);
+                            hs.push(pool.apply_async(move || log.lock().unwrap().push(k)));
+                            let _ = next.send(k + 1);
+                        }
+                        for h in hs {
+                            h.get().unwrap();
+                        }
+                    });
+                }
+                txs[0].send(0).unwrap();
+                drop(txs);
+                if hold {
+                    while pool.stats().queued < n {
+                        std::thread::yield_now();
+                    }
+                    gate.wait();
+                }
+            });
+            blocker.get().unwrap();
+            let log = log.lock().unwrap();
+            assert_eq!(*log, (0..n).collect::<Vec<_>>(), "round {round}");
+        }
+    });
+}
