@@ -749,3 +749,44 @@ fn one_worker_runs_causally_ordered_submissions_in_order() {
         }
     });
 }
+
+/// Workers that retire after every job (`max_tasks_per_worker(1)`) and the
+/// spares a blocked worker brings in drain a spilled queue: each job runs
+/// once, and a task waiting for a job at the far end of the list (behind
+/// the whole backlog) gets it.
+#[test]
+fn retiring_workers_and_spares_drain_a_spilled_queue() {
+    guard(60, || {
+        let pool = Arc::new(
+            ThreadPool::builder()
+                .workers(1)
+                .max_tasks_per_worker(1)
+                .build()
+                .unwrap(),
+        );
+        let n = ring(1) + 200;
+        let runs = counters(n);
+        let (tx, rx) = std::sync::mpsc::channel::<parpool::AsyncResult<usize>>();
+        // The one worker takes this task first; it waits for the last job.
+        let waiter = pool.apply_async(move || rx.recv().unwrap().get().unwrap());
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let runs = Arc::clone(&runs);
+                pool.apply_async(move || runs[i].fetch_add(1, Ordering::SeqCst))
+            })
+            .collect();
+        tx.send(pool.apply_async(|| 7)).unwrap();
+        assert_eq!(waiter.get(), Ok(7));
+        for h in hs {
+            h.get().unwrap();
+        }
+        assert!(runs.iter().all(|r| r.load(Ordering::SeqCst) == 1));
+        // The awaited job ran inline in the wait; the queue's reference to it
+        // is popped (as a no-op) a moment later: nothing stays stranded.
+        let t = std::time::Instant::now();
+        while pool.stats().queued != 0 {
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", pool.stats());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
