@@ -58,6 +58,24 @@ impl Drop for Probe {
     }
 }
 
+/// Queues one task per worker that waits at the returned barrier, so the
+/// pool's workers are held until the caller waits there too.
+fn hold_every_worker(
+    pool: &ThreadPool,
+    workers: usize,
+) -> (Arc<Barrier>, Vec<parpool::AsyncResult<()>>) {
+    let gate = Arc::new(Barrier::new(workers + 1));
+    let blockers = (0..workers)
+        .map(|_| {
+            let gate = Arc::clone(&gate);
+            pool.apply_async(move || {
+                gate.wait();
+            })
+        })
+        .collect();
+    (gate, blockers)
+}
+
 fn counters(n: usize) -> Arc<Vec<AtomicUsize>> {
     Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect())
 }
@@ -188,15 +206,7 @@ fn per_submitter_order_across_spills_with_one_and_three_workers() {
                 let per = ring(workers) * 2;
                 let log = Arc::new(Mutex::new(Vec::with_capacity(submitters * per)));
                 let hold = round % 2 == 0;
-                let gate = Arc::new(Barrier::new(workers + 1));
-                let blockers: Vec<_> = (0..workers)
-                    .map(|_| {
-                        let gate = Arc::clone(&gate);
-                        pool.apply_async(move || {
-                            gate.wait();
-                        })
-                    })
-                    .collect();
+                let (gate, blockers) = hold_every_worker(&pool, workers);
                 if !hold {
                     gate.wait();
                 }
@@ -273,15 +283,7 @@ fn maps_complete_behind_a_spilled_backlog() {
     guard(60, || {
         for workers in [1usize, 2] {
             let pool = ThreadPool::with_workers(workers);
-            let gate = Arc::new(Barrier::new(workers + 1));
-            let blockers: Vec<_> = (0..workers)
-                .map(|_| {
-                    let gate = Arc::clone(&gate);
-                    pool.apply_async(move || {
-                        gate.wait();
-                    })
-                })
-                .collect();
+            let (gate, blockers) = hold_every_worker(&pool, workers);
             let backlog: Vec<_> = (0..ring(workers) + 300)
                 .map(|i| pool.apply_async(move || i))
                 .collect();
