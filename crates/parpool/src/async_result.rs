@@ -121,7 +121,9 @@ impl<R> Default for Extras<R> {
 }
 
 impl<R> Slot<R> {
-    fn new_inline(scope: Option<Arc<ScopeState>>) -> Self {
+    /// A slot in `QUEUED`; `handle_alive: false` for a task without a
+    /// handle (`spawn`), whose claimer drops the outcome itself.
+    fn new_inline(scope: Option<Arc<ScopeState>>, handle_alive: bool) -> Self {
         Slot {
             status: AtomicU8::new(QUEUED),
             unwanted: AtomicBool::new(false),
@@ -129,7 +131,7 @@ impl<R> Slot<R> {
             taken: AtomicU8::new(NOT_TAKEN),
             outcome: UnsafeCell::new(None),
             inner: Mutex::new(Inner {
-                handle_alive: true,
+                handle_alive,
                 waiters: 0,
                 extras: None,
             }),
@@ -387,8 +389,11 @@ where
     F: FnOnce() -> R + Send,
     R: Send,
 {
-    /// Makes the task; returns the queue's job and the handle. In a scope,
-    /// the task counts in the scope until its claimer is done with it.
+    /// Makes the task; returns the queue's job and, if `with_handle`, the
+    /// handle. A task without one (`spawn`) costs no handle reference, and
+    /// its claimer drops the outcome (a panic in a scope goes to the scope).
+    /// In a scope, the task counts in the scope until its claimer is done
+    /// with it.
     ///
     /// # Safety
     ///
@@ -399,7 +404,8 @@ where
         source: PanicSource,
         pool: &Registry,
         scope: Option<Arc<ScopeState>>,
-    ) -> (crate::job::SharedJob, AsyncResult<R>)
+        with_handle: bool,
+    ) -> (crate::job::SharedJob, Option<AsyncResult<R>>)
     where
         F: 'a,
         R: 'a,
@@ -408,13 +414,17 @@ where
             scope.add();
         }
         let task = Arc::new(Task {
-            slot: Slot::new_inline(scope),
+            slot: Slot::new_inline(scope, with_handle),
             f: std::cell::UnsafeCell::new(Some(f)),
             source,
             pool: pool as *const Registry as usize,
         });
-        let job: Arc<dyn crate::job::SharedRun + 'a> = Arc::clone(&task) as _;
-        let handle: Arc<dyn HasSlot<R> + 'a> = task;
+        let handle: Option<Arc<dyn HasSlot<R> + 'a>> = if with_handle {
+            Some(Arc::clone(&task) as _)
+        } else {
+            None
+        };
+        let job: Arc<dyn crate::job::SharedRun + 'a> = task;
         // SAFETY: only the trait objects' lifetime bounds change (same
         // layout and vtables). What may borrow for `'a` is never touched
         // after the scope ends: [1] the closure is taken and dropped by the
@@ -422,24 +432,24 @@ where
         // until it is done; the scope cannot end before some claim (it
         // waits for the count), so a reference that outlives the scope
         // finds the closure gone (`None`). [2] The result lives in the slot
-        // only while the handle lives; a result whose handle is gone is
-        // dropped by the claimer (`Slot::complete` returns it), and the
-        // handle drops its own. A handle itself can outlive the scope only
-        // if `R` does. So after the scope, the queue's or the handle's
-        // reference drops a task holding no borrowed value.
+        // only while the handle lives; a result whose handle is gone (or
+        // was never made) is dropped by the claimer (`Slot::complete`
+        // returns it), and the handle drops its own. A handle itself can
+        // outlive the scope only if `R` does. So after the scope, the
+        // queue's or the handle's reference drops a task holding no
+        // borrowed value.
         unsafe {
             let job = std::mem::transmute::<
                 Arc<dyn crate::job::SharedRun + 'a>,
                 Arc<dyn crate::job::SharedRun + 'static>,
             >(job);
-            let handle = std::mem::transmute::<
-                Arc<dyn HasSlot<R> + 'a>,
-                Arc<dyn HasSlot<R> + 'static>,
-            >(handle);
-            (
-                crate::job::SharedJob::new(job),
-                AsyncResult::from_slot(handle),
-            )
+            let handle = handle.map(|handle| {
+                AsyncResult::from_slot(std::mem::transmute::<
+                    Arc<dyn HasSlot<R> + 'a>,
+                    Arc<dyn HasSlot<R> + 'static>,
+                >(handle))
+            });
+            (crate::job::SharedJob::new(job), handle)
         }
     }
 }
@@ -449,11 +459,11 @@ impl<F, R> Task<F, R> {
     /// In a scope, the claimer also takes over the scope's count for the
     /// task (added by [`Task::spawn`]): the scope stays open until the
     /// returned guard drops, after the closure and any orphaned result.
-    fn claim_f(&self) -> Option<(F, Option<ScopeHold>)> {
+    fn claim_f(&self) -> Option<(F, Option<ScopeHold<'_>>)> {
         if !self.slot.claim() {
             return None;
         }
-        let hold = self.slot.scope.as_ref().map(ScopeHold::adopt);
+        let hold = self.slot.scope.as_deref().map(ScopeHold::adopt);
         // SAFETY: we won the slot's claim, so no one else touches `f`.
         let f = unsafe { (*self.f.get()).take() };
         Some((
@@ -942,7 +952,7 @@ impl<R: Send> AsyncResult<R> {
     /// A handle that reports [`TaskError::NotRunning`]: what a task
     /// submission to a pool that no longer runs returns (see `submit.rs`).
     pub(crate) fn not_running() -> Self {
-        let slot = Slot::new_inline(None);
+        let slot = Slot::new_inline(None, true);
         let claimed = slot.claim();
         debug_assert!(claimed, "a new slot is unclaimed");
         // No callbacks yet and the handle is alive: nothing is handed back.

@@ -346,11 +346,7 @@ impl ThreadPool {
     where
         F: FnOnce() + Send + 'static,
     {
-        match submit::pool_task(&self.registry, f, PanicSource::Task) {
-            // With the handle gone, the worker drops the outcome itself.
-            Ok(handle) => drop(handle),
-            Err(f) => submit::run_refused(&self.registry, None, f),
-        }
+        submit::pool_spawn(&self.registry, f);
     }
 
     /// Applies `f` to every input in parallel and returns the results in

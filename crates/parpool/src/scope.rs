@@ -78,7 +78,7 @@ impl ScopeState {
             drop(lock(&self.lock));
             // Notified after the mutex is released, so the woken waiter does
             // not block on it. `self` stays alive: the caller holds the
-            // scope's `Arc`.
+            // scope's `Arc`, or the task whose slot holds it.
             self.cond.notify_all();
             crate::sleep::handed_off();
         }
@@ -119,16 +119,19 @@ impl Waitable for ScopeState {
 }
 
 /// A task's count on its scope, taken over by the task's claimer (see
-/// `async_result::Task`); dropping it ends the count.
-pub(crate) struct ScopeHold(Arc<ScopeState>);
+/// `async_result::Task`); dropping it ends the count. It borrows the scope
+/// from the task's slot, which holds the scope's `Arc` for as long as the
+/// claimer holds the task: no reference count is taken per task on the
+/// `Arc` that every task of the scope shares.
+pub(crate) struct ScopeHold<'a>(&'a ScopeState);
 
-impl ScopeHold {
-    pub(crate) fn adopt(scope: &Arc<ScopeState>) -> Self {
-        ScopeHold(Arc::clone(scope))
+impl<'a> ScopeHold<'a> {
+    pub(crate) fn adopt(scope: &'a ScopeState) -> Self {
+        ScopeHold(scope)
     }
 }
 
-impl Drop for ScopeHold {
+impl Drop for ScopeHold<'_> {
     fn drop(&mut self) {
         self.0.done();
     }

@@ -101,7 +101,8 @@ impl<'a> Queue<'a> {
         R: Send + 'a,
     {
         // SAFETY: a queue without a scope is a `Queue<'static>`.
-        unsafe { task(&self.registry, self.scope.as_ref(), f, source) }
+        unsafe { task(&self.registry, self.scope.as_ref(), f, source, true) }
+            .map(|handle| handle.expect("parpool: a task made with a handle has one"))
     }
 
     /// Queues a task of `f` with its handle; on a pool that refuses work,
@@ -122,12 +123,8 @@ impl<'a> Queue<'a> {
     where
         F: FnOnce() + Send + 'a,
     {
-        match self.task(f, PanicSource::Task) {
-            // The handle goes at once: the task's panic, which no handle
-            // observes, goes to the scope (see `async_result.rs`).
-            Ok(handle) => drop(handle),
-            Err(f) => run_refused(&self.registry, self.scope.as_deref(), f),
-        }
+        // SAFETY: a queue without a scope is a `Queue<'static>`.
+        unsafe { detached(&self.registry, self.scope.as_ref(), f) }
     }
 }
 
@@ -171,7 +168,36 @@ where
     R: Send + 'static,
 {
     // SAFETY: `'static` work needs no scope.
-    unsafe { task(registry, None, f, source) }
+    unsafe { task(registry, None, f, source, true) }
+        .map(|handle| handle.expect("parpool: a task made with a handle has one"))
+}
+
+/// Queues `'static` work on the pool itself with no handle
+/// (`ThreadPool::spawn`); on a pool that refuses work, `f` runs here.
+pub(crate) fn pool_spawn<F>(registry: &Registry, f: F)
+where
+    F: FnOnce() + Send + 'static,
+{
+    // SAFETY: `'static` work needs no scope.
+    unsafe { detached(registry, None, f) }
+}
+
+/// A task without a handle: its outcome is dropped by whoever claims it,
+/// and a panic goes to the scope (or is counted and meets the pool's
+/// policy, as every task's). On a pool that refuses work, `f` runs here
+/// (see [`run_refused`]).
+///
+/// # Safety
+///
+/// As [`task`].
+unsafe fn detached<'a, F>(registry: &Registry, scope: Option<&Arc<ScopeState>>, f: F)
+where
+    F: FnOnce() + Send + 'a,
+{
+    // SAFETY: the caller's promise.
+    if let Err(f) = unsafe { task(registry, scope, f, PanicSource::Task, false) } {
+        run_refused(registry, scope.map(|s| &**s), f);
+    }
 }
 
 /// # Safety
@@ -183,7 +209,8 @@ unsafe fn task<'a, F, R>(
     scope: Option<&Arc<ScopeState>>,
     f: F,
     source: PanicSource,
-) -> Result<AsyncResult<R>, F>
+    with_handle: bool,
+) -> Result<Option<AsyncResult<R>>, F>
 where
     F: FnOnce() -> R + Send + 'a,
     R: Send + 'a,
@@ -193,7 +220,7 @@ where
     };
     // SAFETY: with a scope, the slot knows the scope, which counts the task
     // until its claim is done; without one, the caller promises `'static`.
-    let (job, handle) = unsafe { Task::spawn(f, source, registry, scope.cloned()) };
+    let (job, handle) = unsafe { Task::spawn(f, source, registry, scope.cloned(), with_handle) };
     // A scoped task counts in its scope through its claim, not its queued
     // reference, so a task inlined by its waiter does not keep the scope
     // waiting for the reference to be popped.
