@@ -303,11 +303,11 @@ impl Drop for Once<'_> {
 fn spawn_racing_close_and_terminate_runs_or_drops_each_job_once() {
     guard(20, || {
         for mode in 0..3 {
-            for _ in 0..20 {
+            for _ in 0..if cfg!(miri) { 1 } else { 20 } {
                 let pool = ThreadPool::with_workers(2);
                 let ran = AtomicUsize::new(0);
                 let dropped = AtomicUsize::new(0);
-                let n = 200;
+                let n = if cfg!(miri) { 20 } else { 200 };
                 pool.scope(|s| {
                     std::thread::scope(|t| {
                         t.spawn(|| {
@@ -347,10 +347,11 @@ fn spawn_racing_close_and_terminate_runs_or_drops_each_job_once() {
 #[test]
 fn pool_spawn_racing_drop_of_the_pool() {
     guard(20, || {
-        for _ in 0..50 {
+        let (rounds, n) = if cfg!(miri) { (2, 10) } else { (50, 100) };
+        for _ in 0..rounds {
             let ran = Arc::new(AtomicUsize::new(0));
             let pool = ThreadPool::with_workers(2);
-            for _ in 0..100 {
+            for _ in 0..n {
                 let ran = Arc::clone(&ran);
                 pool.spawn(move || {
                     ran.fetch_add(1, Ordering::SeqCst);
@@ -358,7 +359,8 @@ fn pool_spawn_racing_drop_of_the_pool() {
             }
             drop(pool);
             // Whatever ran, ran once; the pool's drop returned.
-            assert!(ran.load(Ordering::SeqCst) <= 100);
+            // Drop is close + join: queued spawns still run, each once.
+            assert_eq!(ran.load(Ordering::SeqCst), n);
             // Every closure (and its `Arc`) is gone once the workers are.
             let start = Instant::now();
             while Arc::strong_count(&ran) > 1 {
@@ -462,7 +464,7 @@ fn handle_shared_across_threads_then_moved_after_get_timeout() {
     guard(20, || {
         let pool = ThreadPool::with_workers(2);
         for ok in [true, false] {
-            for _ in 0..50 {
+            for _ in 0..if cfg!(miri) { 3 } else { 50 } {
                 let mut h = pool.apply_async(move || {
                     std::thread::sleep(Duration::from_micros(200));
                     if !ok {
@@ -515,11 +517,12 @@ fn get_timeout_racing_successful_from_sharing_thread_is_impossible_but_sequence_
     // tiny timeout repeatedly until the value comes.
     guard(20, || {
         let pool = ThreadPool::with_workers(1);
-        for _ in 0..200 {
+        for _ in 0..if cfg!(miri) { 5 } else { 200 } {
             let mut h = pool.apply_async(|| vec![1u8; 16]);
             let v = loop {
                 match h.get_timeout(Duration::from_micros(10)) {
-                    Err(TaskError::Timeout) => assert_eq!(h.successful(), None),
+                    // It may finish between the timeout and this look.
+                    Err(TaskError::Timeout) => assert_ne!(h.successful(), Some(false)),
                     other => break other,
                 }
             };
@@ -605,7 +608,7 @@ fn await_after_shared_successful() {
     }
     guard(20, || {
         let pool = ThreadPool::with_workers(2);
-        for _ in 0..100 {
+        for _ in 0..if cfg!(miri) { 5 } else { 100 } {
             let mut h = pool.apply_async(|| 7u64);
             let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
             let mut cx = Context::from_waker(&waker);
