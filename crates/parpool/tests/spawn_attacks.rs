@@ -661,3 +661,59 @@ fn refused_spawn_counts_like_a_worker_run() {
         assert_eq!((s.completed, s.panicked, s.running), (6, 2, 0), "{s:?}");
     });
 }
+
+#[test]
+fn terminate_from_another_thread_discards_scoped_spawns_while_the_owner_waits() {
+    quiet();
+    guard(20, || {
+        for _ in 0..if cfg!(miri) { 2 } else { 30 } {
+            let pool = ThreadPool::with_workers(1);
+            let drops = AtomicUsize::new(0);
+            let ran = AtomicUsize::new(0);
+            let (started_tx, started_rx) = mpsc::channel();
+            let (release_tx, release_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            std::thread::scope(|t| {
+                let pool = &pool;
+                // Terminates once every job is queued, while the scope's
+                // owner waits, then lets the one running job end.
+                t.spawn(move || {
+                    go_rx.recv().unwrap();
+                    pool.terminate();
+                    release_tx.send(()).unwrap();
+                });
+                let out = catch_unwind(AssertUnwindSafe(|| {
+                    // Freed as soon as the scope returns (Miri checks no job
+                    // touches it after).
+                    let local: Vec<usize> = (0..5).collect();
+                    let local = &local;
+                    pool.scope(|s| {
+                        s.spawn(move || {
+                            started_tx.send(()).unwrap();
+                            release_rx.recv().unwrap();
+                        });
+                        started_rx.recv().unwrap();
+                        for i in 0..5 {
+                            let bomb = Bomb {
+                                drops: &drops,
+                                explode: i % 2 == 0,
+                            };
+                            let ran = &ran;
+                            s.spawn(move || {
+                                let _b = &bomb;
+                                ran.fetch_add(local[i], Ordering::SeqCst);
+                            });
+                        }
+                        go_tx.send(()).unwrap();
+                    })
+                }));
+                assert!(out.is_ok());
+            });
+            assert_eq!(ran.load(Ordering::SeqCst), 0);
+            assert_eq!(drops.load(Ordering::SeqCst), 5);
+            pool.join();
+            let st = pool.stats();
+            assert_eq!((st.completed, st.panicked), (1, 3));
+        }
+    });
+}
