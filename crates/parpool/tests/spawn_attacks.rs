@@ -214,6 +214,11 @@ fn scoped_spawn_closures_whose_drop_panics_after_running() {
             assert_eq!(ran.load(Ordering::SeqCst), 4);
             assert_eq!(drops.load(Ordering::SeqCst), 4);
         }
+        // A closure's panicking `Drop` as it runs is its task's panic:
+        // counted once, as run and as panicked.
+        let rounds = if cfg!(miri) { 3 } else { 50 };
+        let st = wait_idle(&pool);
+        assert_eq!((st.completed, st.panicked), (4 * rounds, 4 * rounds));
         // The pool still works.
         assert_eq!(pool.apply_async(|| 5).get(), Ok(5));
     });
