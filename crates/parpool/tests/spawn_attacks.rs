@@ -722,3 +722,34 @@ fn terminate_from_another_thread_discards_scoped_spawns_while_the_owner_waits() 
         }
     });
 }
+
+#[test]
+fn the_last_pool_handle_dropped_inside_a_spawned_job() {
+    guard(20, || {
+        for _ in 0..if cfg!(miri) { 2 } else { 50 } {
+            let pool = Arc::new(ThreadPool::with_workers(2));
+            let (tx, rx) = mpsc::channel();
+            let n = if cfg!(miri) { 8 } else { 64 };
+            for i in 0..n {
+                let p = Arc::clone(&pool);
+                let tx = tx.clone();
+                pool.spawn(move || {
+                    // Nested spawn while other jobs may hold the last handle.
+                    let tx2 = tx.clone();
+                    p.spawn(move || tx2.send(n + i).unwrap());
+                    tx.send(i).unwrap();
+                    drop(p);
+                });
+            }
+            drop(tx);
+            drop(pool);
+            let mut got: Vec<usize> = rx.iter().collect();
+            got.sort_unstable();
+            assert_eq!(
+                got,
+                (0..2 * n).collect::<Vec<_>>(),
+                "each job ran exactly once"
+            );
+        }
+    });
+}
