@@ -698,7 +698,7 @@ fn terminate_from_another_thread_discards_scoped_spawns_while_the_owner_waits() 
                             release_rx.recv().unwrap();
                         });
                         started_rx.recv().unwrap();
-                        for i in 0..5 {
+                        for (i, item) in local.iter().enumerate() {
                             let bomb = Bomb {
                                 drops: &drops,
                                 explode: i % 2 == 0,
@@ -706,7 +706,7 @@ fn terminate_from_another_thread_discards_scoped_spawns_while_the_owner_waits() 
                             let ran = &ran;
                             s.spawn(move || {
                                 let _b = &bomb;
-                                ran.fetch_add(local[i], Ordering::SeqCst);
+                                ran.fetch_add(*item, Ordering::SeqCst);
                             });
                         }
                         go_tx.send(()).unwrap();
