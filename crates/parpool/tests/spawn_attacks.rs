@@ -107,7 +107,8 @@ fn spawn_stats_are_exact() {
     quiet();
     guard(20, || {
         let pool = ThreadPool::with_workers(2);
-        for i in 0..300 {
+        let n = if cfg!(miri) { 30 } else { 300 };
+        for i in 0..n {
             pool.spawn(move || {
                 if i % 10 == 0 {
                     panic!("attack: pool spawn {i}");
@@ -115,10 +116,10 @@ fn spawn_stats_are_exact() {
             });
         }
         let s = wait_idle(&pool);
-        assert_eq!((s.completed, s.panicked), (300, 30));
+        assert_eq!((s.completed, s.panicked), (n, n / 10));
         let _ = catch_unwind(AssertUnwindSafe(|| {
             pool.scope(|s| {
-                for i in 0..300 {
+                for i in 0..n {
                     s.spawn(move || {
                         if i % 10 == 0 {
                             panic!("attack: scope spawn {i}");
@@ -129,7 +130,7 @@ fn spawn_stats_are_exact() {
         }))
         .expect_err("re-raised");
         let s = wait_idle(&pool);
-        assert_eq!((s.completed, s.panicked), (600, 60));
+        assert_eq!((s.completed, s.panicked), (2 * n, 2 * n / 10));
     });
 }
 
