@@ -140,9 +140,15 @@ pub(crate) fn refused<F, R: Send>(registry: &Registry, f: F) -> AsyncResult<R> {
 /// Runs a refused detached job on the calling thread. Its panic goes where
 /// it would have gone from a worker: it is counted and meets the pool's
 /// [`PanicPolicy`](crate::PanicPolicy), and in a scope it is kept for the
-/// scope to re-raise when it ends. It never unwinds into the caller.
+/// scope to re-raise when it ends. It never unwinds into the caller. It
+/// counts in the stats as a worker's run would (`running`, then one
+/// `completed`, panicked or not), as a refused `map` run here does.
 pub(crate) fn run_refused(registry: &Registry, scope: Option<&ScopeState>, f: impl FnOnce()) {
-    let Err(payload) = panic::contain(f) else {
+    let counters = registry.counters();
+    counters.running(1);
+    let outcome = panic::contain(f);
+    counters.finished(1, 1);
+    let Err(payload) = outcome else {
         return;
     };
     registry.task_panicked(&payload);
