@@ -97,8 +97,15 @@ fn summary(stderr: &str) -> Option<String> {
         .map(|l| l[..l.rfind(" in ").unwrap()].to_string())
 }
 
-/// Same bytes, same status, same summary counts, for each rank count.
-fn assert_same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {
+/// Same bytes and same status as one process, for each rank count, and
+/// the same `key` of parsum's stderr (`what` names it in a failure).
+fn assert_same_by<T: PartialEq + std::fmt::Debug>(
+    dir: &Path,
+    args: &[&str],
+    nps: &[usize],
+    what: &str,
+    key: impl Fn(&str) -> T,
+) -> Run {
     let want = single(dir, args);
     for &np in nps {
         let got = mpi(np, dir, args, &[]);
@@ -115,12 +122,17 @@ fn assert_same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {
             got.stderr
         );
         assert_eq!(
-            summary(&got.stderr),
-            summary(&want.stderr),
-            "summary, -np {np} {args:?}"
+            key(&got.stderr),
+            key(&want.stderr),
+            "{what}, -np {np} {args:?}"
         );
     }
     want
+}
+
+/// Same bytes, same status, same summary counts, for each rank count.
+fn assert_same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {
+    assert_same_by(dir, args, nps, "summary", summary)
 }
 
 /// An uneven tree: one big directory and many small ones, a deep chain,
@@ -443,28 +455,12 @@ fn parsum_lines(stderr: &str) -> Vec<&str> {
 /// `-c`: the same stdout, the same stderr lines in the same order and the
 /// same status as one process, for each rank count.
 fn assert_check_same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {
-    let want = single(dir, args);
-    for &np in nps {
-        let got = mpi(np, dir, args, &[]);
-        assert_eq!(
-            got.code, want.code,
-            "exit status, -np {np} {args:?}\nstderr:\n{}",
-            got.stderr
-        );
-        assert!(
-            got.stdout == want.stdout,
-            "stdout differs, -np {np} {args:?}:\n--- single\n{}\n--- mpi\n{}\n--- mpi stderr\n{}",
-            String::from_utf8_lossy(&want.stdout),
-            String::from_utf8_lossy(&got.stdout),
-            got.stderr
-        );
-        assert_eq!(
-            parsum_lines(&got.stderr),
-            parsum_lines(&want.stderr),
-            "stderr, -np {np} {args:?}"
-        );
-    }
-    want
+    assert_same_by(dir, args, nps, "stderr", |stderr| {
+        parsum_lines(stderr)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    })
 }
 
 /// Manifests for `-c`: every kind of line, in several formats.
