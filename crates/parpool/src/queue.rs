@@ -38,14 +38,14 @@ const MAX_SLOTS: usize = 8192;
 /// burst) is freed, so a pool does not hold a burst's memory until it drops.
 const KEEP_SPILL_CAPACITY: usize = 4096;
 
-pub(crate) struct Queue<T> {
+pub(crate) struct JobQueue<T> {
     ring: ArrayQueue<T>,
     overflow: Mutex<VecDeque<T>>,
     /// Whether `overflow` holds a job; written only under its lock.
     spilled: AtomicBool,
 }
 
-impl<T> Queue<T> {
+impl<T> JobQueue<T> {
     /// A queue for a pool of `workers` threads.
     pub(crate) fn new(workers: usize) -> Self {
         Self::with_slots(
@@ -56,7 +56,7 @@ impl<T> Queue<T> {
     }
 
     fn with_slots(slots: usize) -> Self {
-        Queue {
+        JobQueue {
             ring: ArrayQueue::new(slots),
             overflow: Mutex::new(VecDeque::new()),
             spilled: AtomicBool::new(false),
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn spills_past_the_ring_and_keeps_order() {
-        let q = Queue::with_slots(8);
+        let q = JobQueue::with_slots(8);
         let n = 8 * 3 + 7;
         for i in 0..n {
             q.push(i);
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn per_thread_order_under_races() {
         // A small ring: the pushes spill and return to it many times.
-        let q = Arc::new(Queue::with_slots(16));
+        let q = Arc::new(JobQueue::with_slots(16));
         let pushers = 3;
         // Miri runs this file's tests too (`.ci/miri`).
         let per = if cfg!(miri) { 100 } else { 20_000usize };
@@ -212,7 +212,7 @@ mod tests {
     fn jobs_in_ring_and_list_are_dropped_once() {
         use std::sync::atomic::AtomicUsize;
         let drops = Arc::new(AtomicUsize::new(0));
-        let q = Queue::with_slots(8);
+        let q = JobQueue::with_slots(8);
         let n = 8 + 40;
         for _ in 0..n {
             q.push(Counted(Arc::clone(&drops)));
@@ -223,7 +223,7 @@ mod tests {
         drop(q);
         assert_eq!(drops.load(Ordering::SeqCst), n);
 
-        let q = Arc::new(Queue::with_slots(8));
+        let q = Arc::new(JobQueue::with_slots(8));
         let drops = Arc::new(AtomicUsize::new(0));
         let popped = AtomicUsize::new(0);
         let per = if cfg!(miri) { 300 } else { 5_000 };
@@ -258,7 +258,7 @@ mod tests {
     /// small list keeps its capacity.
     #[test]
     fn a_burst_s_list_memory_is_freed_when_it_drains() {
-        let q = Queue::with_slots(8);
+        let q = JobQueue::with_slots(8);
         let n = if cfg!(miri) {
             300
         } else {
@@ -284,7 +284,7 @@ mod tests {
     /// must not be missed (a lost wake-up) nor strand a closing pool.
     #[test]
     fn is_empty_sees_a_job_left_in_the_list() {
-        let q = Queue::with_slots(8);
+        let q = JobQueue::with_slots(8);
         for i in 0..=8 {
             q.push(i);
         }

@@ -1,7 +1,7 @@
 //! The registry: the pool's queue, its lifecycle, and the one way jobs enter it.
 //!
 //! Every pool handle, worker and in-flight call holds an `Arc<Registry>`.
-//! Jobs go into one lock-free [`Queue`]; the worker threads that pop them
+//! Jobs go into one lock-free [`JobQueue`]; the worker threads that pop them
 //! live in [`crate::worker`].
 //!
 //! Invariants:
@@ -28,7 +28,7 @@ use crate::error::BuildError;
 use crate::job::JobRef;
 use crate::lifecycle::{Lifecycle, State};
 use crate::panic::{self, PanicPolicy, Payload};
-use crate::queue::Queue;
+use crate::queue::JobQueue;
 use crate::sleep::Sleep;
 use crate::stats::Counters;
 use crate::sync::lock;
@@ -43,7 +43,7 @@ use std::thread::JoinHandle;
 pub(crate) const MAX_WORKERS: usize = 1 << 14;
 
 pub(crate) struct Registry {
-    queue: Queue<JobRef>,
+    queue: JobQueue<JobRef>,
     pub(crate) sleep: Sleep,
     lifecycle: Lifecycle,
     counters: Counters,
@@ -108,7 +108,7 @@ impl Registry {
             });
         }
         let registry = Arc::new(Registry {
-            queue: Queue::new(workers),
+            queue: JobQueue::new(workers),
             sleep: Sleep::default(),
             lifecycle: Lifecycle::new(),
             counters: Counters::default(),
