@@ -10,20 +10,31 @@
 //! context switches per 6 M jobs.) The list keeps up to 4096 slots of
 //! capacity between bursts; a larger one is freed when it drains.
 //!
+//! A popper that takes a job from the list moves the next ones (up to
+//! `REFILL`) into the ring, under the list's lock: a steady backlog then
+//! costs the workers one lock per batch, not one per job (W8-W4 in
+//! `docs/design.md`). Pushers keep going to the list until it is empty.
+//!
 //! Invariant: a job is popped only after every job that the same thread
 //! pushed before it. A push goes to the ring only while the list is empty
-//! (`spilled` is false), and the list is popped only under its lock, after
-//! the ring was found empty under that same lock. A job enters the list
-//! under the lock after its thread's earlier ring jobs entered the ring, so a
-//! popper that finds it there also finds those, unless they are gone.
-//! `spilled` changes only under the lock; a thread that saw its own job go to
-//! the list sees `spilled` until that job left it.
+//! (`spilled` is false), and the list is popped (or moved into the ring)
+//! only under its lock, after the ring was found empty under that same lock.
+//! A job enters the list under the lock after its thread's earlier ring jobs
+//! entered the ring, so a popper that finds it there also finds those,
+//! unless they are gone; the list's front moves into the (then empty) ring
+//! in list order, ahead of any later list job. `spilled` changes only under
+//! the lock, and becomes false only once the list is empty; a thread that
+//! saw its own job go to the list sees `spilled` until that job left it.
 //!
-//! `is_empty` looks at both; a job is in exactly one of them and never moves,
-//! which is what the sleep protocol needs (`sleep.rs`).
+//! A job is in one of the two at a time and moves only from the list to the
+//! ring, before `spilled` is cleared. `is_empty` reads `spilled` first, then
+//! the ring: a job queued throughout the call is in the list at the first
+//! read (so `spilled` is seen) or in the ring at the second. That is what
+//! the sleep protocol needs (`sleep.rs`).
 
 use crate::sync::lock;
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -37,12 +48,16 @@ const MAX_SLOTS: usize = 8192;
 /// The list's capacity kept once it is empty again; a larger one (left by a
 /// burst) is freed, so a pool does not hold a burst's memory until it drops.
 const KEEP_SPILL_CAPACITY: usize = 4096;
+/// Jobs a popper moves from the list into the ring at once.
+const REFILL: usize = 128;
 
 pub(crate) struct JobQueue<T> {
     ring: ArrayQueue<T>,
-    overflow: Mutex<VecDeque<T>>,
+    /// Padded apart from `spilled`, which idle workers poll: the pushing
+    /// thread's lock and unlock then miss no cache line they read.
+    overflow: CachePadded<Mutex<VecDeque<T>>>,
     /// Whether `overflow` holds a job; written only under its lock.
-    spilled: AtomicBool,
+    spilled: CachePadded<AtomicBool>,
 }
 
 impl<T> JobQueue<T> {
@@ -58,8 +73,8 @@ impl<T> JobQueue<T> {
     fn with_slots(slots: usize) -> Self {
         JobQueue {
             ring: ArrayQueue::new(slots),
-            overflow: Mutex::new(VecDeque::new()),
-            spilled: AtomicBool::new(false),
+            overflow: CachePadded::new(Mutex::new(VecDeque::new())),
+            spilled: CachePadded::new(AtomicBool::new(false)),
         }
     }
 
@@ -74,7 +89,11 @@ impl<T> JobQueue<T> {
         };
         let mut overflow = lock(&self.overflow);
         overflow.push_back(job);
-        self.spilled.store(true, Ordering::SeqCst);
+        // Written only under the lock, so a `Relaxed` read of it here is
+        // exact; a steady backlog skips the full-barrier store.
+        if !self.spilled.load(Ordering::Relaxed) {
+            self.spilled.store(true, Ordering::SeqCst);
+        }
     }
 
     pub(crate) fn pop(&self) -> Option<T> {
@@ -91,6 +110,17 @@ impl<T> JobQueue<T> {
             return Some(job);
         }
         let job = overflow.pop_front();
+        // The ring was empty just now: the list's next jobs go there, in
+        // order, so the other workers take them without this lock.
+        for _ in 0..REFILL {
+            let Some(next) = overflow.pop_front() else {
+                break;
+            };
+            if let Err(next) = self.ring.push(next) {
+                overflow.push_front(next);
+                break;
+            }
+        }
         if !overflow.is_empty() {
             return job;
         }
@@ -106,7 +136,8 @@ impl<T> JobQueue<T> {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.ring.is_empty() && !self.spilled.load(Ordering::SeqCst)
+        // `spilled` first: a job moves only from the list to the ring.
+        !self.spilled.load(Ordering::SeqCst) && self.ring.is_empty()
     }
 }
 
@@ -277,6 +308,65 @@ mod tests {
         }
         q.push(1);
         assert_eq!(q.pop(), Some(1));
+    }
+
+    /// A popper that takes a job from the list moves the next ones into the
+    /// ring, in order; `spilled` stays set while the list holds any.
+    #[test]
+    fn a_list_pop_refills_the_ring_in_order() {
+        let q = JobQueue::with_slots(8);
+        let n = 8 + 2 * REFILL + 5;
+        for i in 0..n {
+            q.push(i);
+        }
+        for i in 0..8 {
+            assert_eq!(q.pop(), Some(i));
+        }
+        assert!(q.ring.is_empty());
+        assert_eq!(q.pop(), Some(8), "the list's front");
+        assert_eq!(q.ring.len(), 8, "the ring refilled up to its size");
+        assert!(q.spilled.load(Ordering::Relaxed));
+        assert_eq!(lock(&q.overflow).front(), Some(&17));
+        let rest: Vec<usize> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(rest, (9..n).collect::<Vec<_>>());
+        assert!(q.is_empty());
+        assert!(!q.spilled.load(Ordering::Relaxed));
+    }
+
+    /// While jobs stay queued, `is_empty` never says otherwise, even as a
+    /// popper moves the whole list into the ring and clears `spilled` (the
+    /// sleep protocol's check would otherwise miss them).
+    #[test]
+    fn is_empty_never_misses_jobs_moving_into_the_ring() {
+        use std::sync::atomic::AtomicBool;
+        let (rounds, slots) = if cfg!(miri) { (1, 16) } else { (10_000, 64) };
+        for _ in 0..rounds {
+            let q = JobQueue::with_slots(slots);
+            // The list's jobs all fit one refill, which empties it.
+            let listed = REFILL.min(slots) / 2;
+            for i in 0..slots + listed {
+                q.push(i);
+            }
+            let (started, done) = (AtomicBool::new(false), AtomicBool::new(false));
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    started.store(true, Ordering::SeqCst);
+                    while !done.load(Ordering::SeqCst) {
+                        assert!(!q.is_empty(), "jobs queued, yet is_empty");
+                    }
+                });
+                while !started.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+                // Leaves `listed - 1` jobs, all in the ring by then.
+                for _ in 0..=slots {
+                    q.pop().unwrap();
+                }
+                assert!(!q.spilled.load(Ordering::SeqCst));
+                done.store(true, Ordering::SeqCst);
+            });
+            assert_eq!(q.ring.len(), listed - 1);
+        }
     }
 
     /// `is_empty` (what a worker checks after announcing itself asleep) sees
