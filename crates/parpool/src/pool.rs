@@ -238,14 +238,16 @@ impl ThreadPool {
         // handle is ready: waiting on the scope alone costs one wake-up.
         let queued = scope::run(&self.registry, |s| s.try_apply_async(&run_here).ok());
         let Some(handle) = queued else {
-            return run_here();
+            return submit::run_refused_blocking(&self.registry, run_here);
         };
         match handle.get_outcome() {
             Ok(value) => value,
             Err(failure) => match failure.payload {
                 Some(payload) => resume_unwind(payload),
                 // Cancelled before a worker took `f` (a `terminate`).
-                None if lock(&waiting).is_some() => run_here(),
+                None if lock(&waiting).is_some() => {
+                    submit::run_refused_blocking(&self.registry, run_here)
+                }
                 None => panic!("parpool: apply's task did not complete: {}", failure.error),
             },
         }

@@ -12,7 +12,8 @@
 //! back, and the caller decides, by kind; no kind panics in the submitting
 //! thread:
 //! - blocking calls (`apply`, `map`, `starmap`, `try_map`) and imap credits
-//!   run it on the caller's thread;
+//!   run it on the caller's thread, counted in the stats as a worker's run
+//!   (`apply`'s through [`run_refused_blocking`]);
 //! - a task with a handle (`apply_async`, `map_async`, `starmap_async`)
 //!   gets a handle that reports [`TaskError::NotRunning`] ([`refused`]);
 //! - a detached job (`spawn`) runs on the caller's thread, its panic going
@@ -144,14 +145,9 @@ pub(crate) fn refused<F, R: Send>(registry: &Registry, f: F) -> AsyncResult<R> {
 /// counts in the stats as a worker's run would (`running`, then one
 /// `completed`, panicked or not), as a refused `map` run here does.
 pub(crate) fn run_refused(registry: &Registry, scope: Option<&ScopeState>, f: impl FnOnce()) {
-    let counters = registry.counters();
-    counters.running(1);
-    let outcome = panic::contain(f);
-    counters.finished(1, 1);
-    let Err(payload) = outcome else {
+    let Err(payload) = run_counted(registry, f) else {
         return;
     };
-    registry.task_panicked(&payload);
     match scope {
         Some(scope) => scope.report_panic(payload),
         None => {
@@ -160,6 +156,28 @@ pub(crate) fn run_refused(registry: &Registry, scope: Option<&ScopeState>, f: im
             }
         }
     }
+}
+
+/// Runs a blocking `apply`'s closure on the calling thread, where the pool
+/// refused it or `terminate` discarded it unrun: counted as a worker's run
+/// would be (see [`run_refused`]), and a panic, once counted and put to the
+/// pool's policy, unwinds into the caller, as `apply` re-raises a worker's.
+pub(crate) fn run_refused_blocking<R>(registry: &Registry, f: impl FnOnce() -> R) -> R {
+    run_counted(registry, f).unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+}
+
+/// Runs `f` here as one item of the pool's stats (`running`, then one
+/// `completed`); a panic is counted and meets the pool's policy, and its
+/// payload is handed back.
+fn run_counted<R>(registry: &Registry, f: impl FnOnce() -> R) -> Result<R, panic::Payload> {
+    let counters = registry.counters();
+    counters.running(1);
+    let outcome = panic::contain(f);
+    counters.finished(1, 1);
+    if let Err(payload) = &outcome {
+        registry.task_panicked(payload);
+    }
+    outcome
 }
 
 /// Queues a `'static` task on the pool itself: `apply_async`'s fast path,

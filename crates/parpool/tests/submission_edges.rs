@@ -147,12 +147,43 @@ fn apply_discarded_by_terminate_runs_a_panicking_f_on_the_caller() {
         assert_eq!(blocker.get(), Ok(()));
         pool.join();
         assert_eq!(runs.load(Ordering::SeqCst), 1);
-        assert!(
-            pool.stats().panicked <= before + 1,
-            "counted at most once: {} -> {}",
-            before,
-            pool.stats().panicked
-        );
+        let s = pool.stats();
+        // Counted once, as a worker's run would be: the blocker and `f`.
+        assert_eq!((s.panicked, s.completed, s.running), (before + 1, 2, 0));
+    });
+}
+
+/// A blocking `apply` refused by a stopped pool runs on the caller and
+/// counts as a worker's run would (it was not counted at all), like a
+/// refused `map`'s items and a refused `spawn`.
+#[test]
+fn refused_apply_counts_like_a_worker_run() {
+    child::hide_expected_panics();
+    guard(30, || {
+        for stop in ["close", "terminate"] {
+            let pool = ThreadPool::with_workers(1);
+            assert_eq!(pool.apply(|| 1), 1);
+            if stop == "close" {
+                pool.close();
+            } else {
+                pool.terminate();
+            }
+            let id = me();
+            assert_eq!(pool.apply(|| (me() == id, 7)), (true, 7), "{stop}");
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool.apply(|| -> i32 { panic!("EXPECTED refused apply") })
+            }));
+            let msg = common::panic_message(&*r.expect_err("re-raised"));
+            assert!(msg.contains("EXPECTED refused apply"), "{msg}");
+            assert_eq!(pool.map(|x: &i32| x + 1, &[1, 2]), [2, 3]);
+            pool.join();
+            let s = pool.stats();
+            assert_eq!(
+                (s.completed, s.panicked, s.running, s.queued),
+                (5, 1, 0, 0),
+                "{stop}: {s:?}"
+            );
+        }
     });
 }
 
