@@ -100,6 +100,11 @@ impl<T> JobQueue<T> {
         if let Some(job) = self.ring.pop() {
             return Some(job);
         }
+        self.pop_after_ring_miss()
+    }
+
+    /// The rest of `pop`, once the ring was found empty.
+    fn pop_after_ring_miss(&self) -> Option<T> {
         if !self.spilled.load(Ordering::SeqCst) {
             return None;
         }
@@ -367,6 +372,34 @@ mod tests {
             });
             assert_eq!(q.ring.len(), listed - 1);
         }
+    }
+
+    /// A popper that found the ring empty and then sees `spilled` false must
+    /// not report the queue empty when, in between, another popper's refill
+    /// moved the list's last jobs into the ring (they were queued all along).
+    /// `terminate`'s drain stops at its first `None`: it would leave them
+    /// queued, and workers retiring after each job may never pop them.
+    #[test]
+    fn a_pop_overlapping_a_refill_that_empties_the_list_finds_the_moved_jobs() {
+        let q = JobQueue::with_slots(8);
+        for i in 0..8 + 4 {
+            q.push(i);
+        }
+        for i in 0..8 {
+            assert_eq!(q.pop(), Some(i));
+        }
+        // Popper A: its ring check comes first, and finds the ring empty.
+        assert_eq!(q.ring.pop(), None);
+        // Popper B takes the list's front and moves the rest to the ring.
+        assert_eq!(q.pop(), Some(8));
+        assert!(!q.spilled.load(Ordering::SeqCst));
+        assert_eq!(q.ring.len(), 3);
+        assert!(!q.is_empty());
+        // Popper A goes on: three jobs were queued throughout its pop.
+        assert_eq!(q.pop_after_ring_miss(), Some(9), "a job queued throughout");
+        assert_eq!(q.pop(), Some(10));
+        assert_eq!(q.pop(), Some(11));
+        assert_eq!(q.pop(), None);
     }
 
     /// `is_empty` (what a worker checks after announcing itself asleep) sees
