@@ -30,7 +30,9 @@
 //! ring, before `spilled` is cleared. `is_empty` reads `spilled` first, then
 //! the ring: a job queued throughout the call is in the list at the first
 //! read (so `spilled` is seen) or in the ring at the second. That is what
-//! the sleep protocol needs (`sleep.rs`).
+//! the sleep protocol needs (`sleep.rs`). For the same reason `pop`, having
+//! found the ring empty and then `spilled` false, checks the ring again: a
+//! `None` from it means no job was queued throughout (a drain relies on it).
 
 use crate::sync::lock;
 use crossbeam_queue::ArrayQueue;
@@ -106,7 +108,13 @@ impl<T> JobQueue<T> {
     /// The rest of `pop`, once the ring was found empty.
     fn pop_after_ring_miss(&self) -> Option<T> {
         if !self.spilled.load(Ordering::SeqCst) {
-            return None;
+            // Subtle: a refill may have moved the list's last jobs into the
+            // ring since our ring check, and cleared `spilled` (which it
+            // does after the moves). Checking the ring again after this
+            // read finds them: a job queued throughout the call is never
+            // missed, which `terminate`'s drain relies on (it stops at the
+            // first `None`).
+            return self.ring.pop();
         }
         let mut overflow = lock(&self.overflow);
         // Under the lock: a job in the list was pushed after its thread's
