@@ -410,6 +410,115 @@ mod tests {
         assert_eq!(q.pop(), None);
     }
 
+    /// Refill after refill, each emptying the list (two jobs listed: the
+    /// front is taken, the other moves to the ring, `spilled` is cleared),
+    /// while another thread calls `is_empty` without pause: while jobs are
+    /// surely queued (an odd phase that did not change across the call), it
+    /// never says empty. One long race rather than a thread per round, so
+    /// the checker meets many refills.
+    #[test]
+    fn is_empty_holds_across_refills_that_empty_the_list() {
+        use std::sync::atomic::AtomicUsize;
+        let (rounds, slots) = if cfg!(miri) { (30, 1) } else { (300_000, 1) };
+        let q = JobQueue::with_slots(slots);
+        // Odd: jobs are queued throughout; `usize::MAX`: done.
+        let phase = AtomicUsize::new(0);
+        let (checks, misses) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            s.spawn(|| loop {
+                let p = phase.load(Ordering::SeqCst);
+                if p == usize::MAX {
+                    break;
+                }
+                let empty = q.is_empty();
+                if p % 2 == 1 && phase.load(Ordering::SeqCst) == p {
+                    checks.fetch_add(1, Ordering::Relaxed);
+                    if empty {
+                        misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            for r in 0..rounds {
+                for i in 0..slots + 2 {
+                    q.push(i);
+                }
+                phase.store(2 * r + 1, Ordering::SeqCst);
+                // The ring's jobs, then the list's front (a refill).
+                for i in 0..=slots {
+                    assert_eq!(q.pop(), Some(i));
+                }
+                phase.store(2 * r + 2, Ordering::SeqCst);
+                assert_eq!(q.pop(), Some(slots + 1));
+                assert_eq!(q.pop(), None);
+            }
+            phase.store(usize::MAX, Ordering::SeqCst);
+        });
+        let (checks, misses) = (checks.into_inner(), misses.into_inner());
+        assert_eq!(misses, 0, "is_empty said empty {misses} times of {checks}");
+    }
+
+    /// Two poppers take three jobs (one in a one-slot ring, two listed) at
+    /// once, round after round, one of them popping without pause, so its
+    /// pops overlap the other's refill that empties the list. A `None`
+    /// returned within one round while fewer than two were taken (the other
+    /// popper holds at most one more) came with a job queued throughout the
+    /// call: a drain would stop early.
+    #[test]
+    fn racing_poppers_see_none_only_once_the_queue_is_drained() {
+        use std::sync::atomic::AtomicUsize;
+        let rounds = if cfg!(miri) { 30 } else { 400_000 };
+        let q = JobQueue::with_slots(1);
+        // Odd while round `r` runs (`2 r + 1`); `usize::MAX`: done.
+        let phase = AtomicUsize::new(0);
+        let taken = AtomicUsize::new(0);
+        let (nones, early) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let pop = |p: usize| match q.pop() {
+            Some(_) => {
+                taken.fetch_add(1, Ordering::SeqCst);
+            }
+            None => {
+                nones.fetch_add(1, Ordering::Relaxed);
+                if taken.load(Ordering::SeqCst) < 2 && phase.load(Ordering::SeqCst) == p {
+                    early.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        };
+        /// Ends the helper's loop even if the test fails.
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(usize::MAX, Ordering::SeqCst);
+            }
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| loop {
+                let p = phase.load(Ordering::SeqCst);
+                if p == usize::MAX {
+                    break;
+                }
+                if p % 2 == 1 && taken.load(Ordering::SeqCst) < 3 {
+                    pop(p);
+                }
+            });
+            let _done = Done(&phase);
+            for r in 0..rounds {
+                // Reset first: a late helper pop of this round counts here.
+                taken.store(0, Ordering::SeqCst);
+                for i in 0..3 {
+                    q.push(i);
+                }
+                phase.store(2 * r + 1, Ordering::SeqCst);
+                while taken.load(Ordering::SeqCst) < 3 {
+                    pop(2 * r + 1);
+                }
+                phase.store(2 * r + 2, Ordering::SeqCst);
+                assert!(q.is_empty(), "round {r}");
+            }
+        });
+        let (nones, early) = (nones.into_inner(), early.into_inner());
+        assert_eq!(early, 0, "{early} of {nones} Nones came with jobs queued");
+    }
+
     /// `is_empty` (what a worker checks after announcing itself asleep) sees
     /// a job left in the list once the ring has drained: the list's job
     /// must not be missed (a lost wake-up) nor strand a closing pool.
