@@ -139,6 +139,54 @@ fn one_worker_runs_a_backlog_in_order_while_its_submitter_keeps_pushing() {
     });
 }
 
+/// One worker drains a full ring and a short list (one refill moves all
+/// of it and clears `spilled`) while its submitter trickles more jobs, a
+/// little slower than the worker runs them, so some pushes meet the refill
+/// that empties the list: one read `spilled` as false too early (cleared
+/// before the list was moved) would put its job in the ring ahead of
+/// earlier list jobs. The jobs run exactly in submission order.
+#[test]
+fn one_worker_keeps_order_when_a_trickle_meets_the_refill_that_empties_the_list() {
+    guard(60, || {
+        for round in 0..16usize {
+            let pool = ThreadPool::with_workers(1);
+            let burst = ring(1) + 2 + (round * 37) % (REFILL - 2);
+            let trickle = 3000;
+            let log = Arc::new(Mutex::new(Vec::with_capacity(burst + trickle)));
+            let (go, blockers) = hold(&pool, 1);
+            let push = |i: usize| {
+                let log = Arc::clone(&log);
+                pool.spawn(move || log.lock().unwrap().push(i));
+            };
+            for i in 0..burst {
+                push(i);
+            }
+            go.store(true, Ordering::SeqCst);
+            for i in burst..burst + trickle {
+                push(i);
+                for _ in 0..(i % 5) * 20 {
+                    std::hint::spin_loop();
+                }
+            }
+            pool.close();
+            pool.join();
+            for b in blockers {
+                b.get().unwrap();
+            }
+            let log = log.lock().unwrap();
+            assert_eq!(log.len(), burst + trickle, "round {round}");
+            if let Some(k) = (0..log.len()).find(|&k| log[k] != k) {
+                panic!(
+                    "round {round}: run #{k} was job {} (then {:?}): one worker must run \
+                     one submitter's jobs in order",
+                    log[k],
+                    &log[k..(k + 6).min(log.len())]
+                );
+            }
+        }
+    });
+}
+
 /// Jobs submitted by a job (the worker as the submitter, its pushes landing
 /// in the list behind a backlog that the same worker refills from): on one
 /// worker they run after everything queued before them, in their order.
