@@ -338,9 +338,11 @@ fn counters(n: usize) -> Arc<Vec<AtomicUsize>> {
 /// (`max_tasks_per_worker(1)`) refill the ring from a list holding about
 /// one refill's worth: under `terminate` each worker discards one job and
 /// leaves, so the drain must not stop while a refill has just moved jobs
-/// into the ring. Every handle resolves (a lost job shows as a timeout,
-/// since the pool is still alive), no job runs twice, each closure is
-/// dropped exactly once, and the queue count returns to 0.
+/// into the ring (a `pop` that returned `None` there was a bug; the exact
+/// interleaving is too rare to hit from here, and is tested in `queue.rs`).
+/// Every handle resolves (a stranded job shows as a timeout, since the
+/// pool is still alive), no job runs twice, each closure is dropped exactly
+/// once, and the queue count returns to 0.
 #[test]
 fn terminate_racing_refills_of_retiring_workers_resolves_every_handle() {
     guard(90, || {
