@@ -419,7 +419,7 @@ mod tests {
     #[test]
     fn is_empty_holds_across_refills_that_empty_the_list() {
         use std::sync::atomic::AtomicUsize;
-        let (rounds, slots) = if cfg!(miri) { (30, 1) } else { (300_000, 1) };
+        let (rounds, slots) = if cfg!(miri) { (15, 1) } else { (300_000, 1) };
         let q = JobQueue::with_slots(slots);
         // Odd: jobs are queued throughout; `usize::MAX`: done.
         let phase = AtomicUsize::new(0);
@@ -466,7 +466,7 @@ mod tests {
     #[test]
     fn racing_poppers_see_none_only_once_the_queue_is_drained() {
         use std::sync::atomic::AtomicUsize;
-        let rounds = if cfg!(miri) { 30 } else { 400_000 };
+        let rounds = if cfg!(miri) { 15 } else { 400_000 };
         let q = JobQueue::with_slots(1);
         // Odd while round `r` runs (`2 r + 1`); `usize::MAX`: done.
         let phase = AtomicUsize::new(0);
