@@ -30,7 +30,9 @@
 //! ring, before `spilled` is cleared. `is_empty` reads `spilled` first, then
 //! the ring: a job queued throughout the call is in the list at the first
 //! read (so `spilled` is seen) or in the ring at the second. That is what
-//! the sleep protocol needs (`sleep.rs`).
+//! the sleep protocol needs (`sleep.rs`). For the same reason `pop`, having
+//! found the ring empty and then `spilled` false, checks the ring again: a
+//! `None` from it means no job was queued throughout (a drain relies on it).
 
 use crate::sync::lock;
 use crossbeam_queue::ArrayQueue;
@@ -100,8 +102,19 @@ impl<T> JobQueue<T> {
         if let Some(job) = self.ring.pop() {
             return Some(job);
         }
+        self.pop_after_ring_miss()
+    }
+
+    /// The rest of `pop`, once the ring was found empty.
+    fn pop_after_ring_miss(&self) -> Option<T> {
         if !self.spilled.load(Ordering::SeqCst) {
-            return None;
+            // Subtle: a refill may have moved the list's last jobs into the
+            // ring since our ring check, and cleared `spilled` (which it
+            // does after the moves). Checking the ring again after this
+            // read finds them: a job queued throughout the call is never
+            // missed, which `terminate`'s drain relies on (it stops at the
+            // first `None`).
+            return self.ring.pop();
         }
         let mut overflow = lock(&self.overflow);
         // Under the lock: a job in the list was pushed after its thread's
@@ -367,6 +380,143 @@ mod tests {
             });
             assert_eq!(q.ring.len(), listed - 1);
         }
+    }
+
+    /// A popper that found the ring empty and then sees `spilled` false must
+    /// not report the queue empty when, in between, another popper's refill
+    /// moved the list's last jobs into the ring (they were queued all along).
+    /// `terminate`'s drain stops at its first `None`: it would leave them
+    /// queued, and workers retiring after each job may never pop them.
+    #[test]
+    fn a_pop_overlapping_a_refill_that_empties_the_list_finds_the_moved_jobs() {
+        let q = JobQueue::with_slots(8);
+        for i in 0..8 + 4 {
+            q.push(i);
+        }
+        for i in 0..8 {
+            assert_eq!(q.pop(), Some(i));
+        }
+        // Popper A: its ring check comes first, and finds the ring empty.
+        assert_eq!(q.ring.pop(), None);
+        // Popper B takes the list's front and moves the rest to the ring.
+        assert_eq!(q.pop(), Some(8));
+        assert!(!q.spilled.load(Ordering::SeqCst));
+        assert_eq!(q.ring.len(), 3);
+        assert!(!q.is_empty());
+        // Popper A goes on: three jobs were queued throughout its pop.
+        assert_eq!(q.pop_after_ring_miss(), Some(9), "a job queued throughout");
+        assert_eq!(q.pop(), Some(10));
+        assert_eq!(q.pop(), Some(11));
+        assert_eq!(q.pop(), None);
+    }
+
+    /// Refill after refill, each emptying the list (two jobs listed: the
+    /// front is taken, the other moves to the ring, `spilled` is cleared),
+    /// while another thread calls `is_empty` without pause: while jobs are
+    /// surely queued (an odd phase that did not change across the call), it
+    /// never says empty. One long race rather than a thread per round, so
+    /// the checker meets many refills.
+    #[test]
+    fn is_empty_holds_across_refills_that_empty_the_list() {
+        use std::sync::atomic::AtomicUsize;
+        let (rounds, slots) = if cfg!(miri) { (15, 1) } else { (300_000, 1) };
+        let q = JobQueue::with_slots(slots);
+        // Odd: jobs are queued throughout; `usize::MAX`: done.
+        let phase = AtomicUsize::new(0);
+        let (checks, misses) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            s.spawn(|| loop {
+                let p = phase.load(Ordering::SeqCst);
+                if p == usize::MAX {
+                    break;
+                }
+                let empty = q.is_empty();
+                if p % 2 == 1 && phase.load(Ordering::SeqCst) == p {
+                    checks.fetch_add(1, Ordering::Relaxed);
+                    if empty {
+                        misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            for r in 0..rounds {
+                for i in 0..slots + 2 {
+                    q.push(i);
+                }
+                phase.store(2 * r + 1, Ordering::SeqCst);
+                // The ring's jobs, then the list's front (a refill).
+                for i in 0..=slots {
+                    assert_eq!(q.pop(), Some(i));
+                }
+                phase.store(2 * r + 2, Ordering::SeqCst);
+                assert_eq!(q.pop(), Some(slots + 1));
+                assert_eq!(q.pop(), None);
+            }
+            phase.store(usize::MAX, Ordering::SeqCst);
+        });
+        let (checks, misses) = (checks.into_inner(), misses.into_inner());
+        assert_eq!(misses, 0, "is_empty said empty {misses} times of {checks}");
+    }
+
+    /// Two poppers take three jobs (one in a one-slot ring, two listed) at
+    /// once, round after round, one of them popping without pause, so its
+    /// pops overlap the other's refill that empties the list. A `None`
+    /// returned within one round while fewer than two were taken (the other
+    /// popper holds at most one more) came with a job queued throughout the
+    /// call: a drain would stop early.
+    #[test]
+    fn racing_poppers_see_none_only_once_the_queue_is_drained() {
+        use std::sync::atomic::AtomicUsize;
+        let rounds = if cfg!(miri) { 15 } else { 400_000 };
+        let q = JobQueue::with_slots(1);
+        // Odd while round `r` runs (`2 r + 1`); `usize::MAX`: done.
+        let phase = AtomicUsize::new(0);
+        let taken = AtomicUsize::new(0);
+        let (nones, early) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let pop = |p: usize| match q.pop() {
+            Some(_) => {
+                taken.fetch_add(1, Ordering::SeqCst);
+            }
+            None => {
+                nones.fetch_add(1, Ordering::Relaxed);
+                if taken.load(Ordering::SeqCst) < 2 && phase.load(Ordering::SeqCst) == p {
+                    early.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        };
+        /// Ends the helper's loop even if the test fails.
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(usize::MAX, Ordering::SeqCst);
+            }
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| loop {
+                let p = phase.load(Ordering::SeqCst);
+                if p == usize::MAX {
+                    break;
+                }
+                if p % 2 == 1 && taken.load(Ordering::SeqCst) < 3 {
+                    pop(p);
+                }
+            });
+            let _done = Done(&phase);
+            for r in 0..rounds {
+                // Reset first: a late helper pop of this round counts here.
+                taken.store(0, Ordering::SeqCst);
+                for i in 0..3 {
+                    q.push(i);
+                }
+                phase.store(2 * r + 1, Ordering::SeqCst);
+                while taken.load(Ordering::SeqCst) < 3 {
+                    pop(2 * r + 1);
+                }
+                phase.store(2 * r + 2, Ordering::SeqCst);
+                assert!(q.is_empty(), "round {r}");
+            }
+        });
+        let (nones, early) = (nones.into_inner(), early.into_inner());
+        assert_eq!(early, 0, "{early} of {nones} Nones came with jobs queued");
     }
 
     /// `is_empty` (what a worker checks after announcing itself asleep) sees
