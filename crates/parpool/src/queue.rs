@@ -346,42 +346,6 @@ mod tests {
         assert!(!q.spilled.load(Ordering::Relaxed));
     }
 
-    /// While jobs stay queued, `is_empty` never says otherwise, even as a
-    /// popper moves the whole list into the ring and clears `spilled` (the
-    /// sleep protocol's check would otherwise miss them).
-    #[test]
-    fn is_empty_never_misses_jobs_moving_into_the_ring() {
-        use std::sync::atomic::AtomicBool;
-        let (rounds, slots) = if cfg!(miri) { (1, 16) } else { (10_000, 64) };
-        for _ in 0..rounds {
-            let q = JobQueue::with_slots(slots);
-            // The list's jobs all fit one refill, which empties it.
-            let listed = REFILL.min(slots) / 2;
-            for i in 0..slots + listed {
-                q.push(i);
-            }
-            let (started, done) = (AtomicBool::new(false), AtomicBool::new(false));
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    started.store(true, Ordering::SeqCst);
-                    while !done.load(Ordering::SeqCst) {
-                        assert!(!q.is_empty(), "jobs queued, yet is_empty");
-                    }
-                });
-                while !started.load(Ordering::SeqCst) {
-                    std::hint::spin_loop();
-                }
-                // Leaves `listed - 1` jobs, all in the ring by then.
-                for _ in 0..=slots {
-                    q.pop().unwrap();
-                }
-                assert!(!q.spilled.load(Ordering::SeqCst));
-                done.store(true, Ordering::SeqCst);
-            });
-            assert_eq!(q.ring.len(), listed - 1);
-        }
-    }
-
     /// A popper that found the ring empty and then sees `spilled` false must
     /// not report the queue empty when, in between, another popper's refill
     /// moved the list's last jobs into the ring (they were queued all along).
