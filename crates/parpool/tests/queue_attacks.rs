@@ -8,7 +8,7 @@
 mod child;
 mod common;
 
-use common::guard;
+use common::{counters, guard, Probe};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -46,18 +46,6 @@ impl Drop for Busy {
     }
 }
 
-/// Counts its drops: one per job, whether the job ran or was discarded.
-struct Probe {
-    id: usize,
-    drops: Arc<Vec<AtomicUsize>>,
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.drops[self.id].fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// Queues one task per worker that waits at the returned barrier, so the
 /// pool's workers are held until the caller waits there too.
 fn hold_every_worker(
@@ -74,10 +62,6 @@ fn hold_every_worker(
         })
         .collect();
     (gate, blockers)
-}
-
-fn counters(n: usize) -> Arc<Vec<AtomicUsize>> {
-    Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect())
 }
 
 /// Every worker of the pool is asleep (idle, past its spin and yield

@@ -17,7 +17,7 @@
 mod child;
 mod common;
 
-use common::guard;
+use common::{counters, guard, Probe};
 use parpool::{TaskError, ThreadPool};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -120,23 +120,35 @@ fn one_worker_runs_a_backlog_in_order_while_its_submitter_keeps_pushing() {
                     std::thread::yield_now();
                 }
             }
-            pool.close();
-            pool.join();
-            for b in blockers {
-                b.get().unwrap();
-            }
-            let log = log.lock().unwrap();
-            assert_eq!(log.len(), n + more, "round {round}");
-            if let Some(k) = (0..log.len()).find(|&k| log[k] != k) {
-                panic!(
-                    "round {round}: run #{k} was job {} (then {:?}): one worker must run \
-                     one submitter's jobs in order",
-                    log[k],
-                    &log[k..(k + 6).min(log.len())]
-                );
-            }
+            finish_in_order(&pool, blockers, &log, n + more, round);
         }
     });
+}
+
+/// Closes and joins a one-worker pool, then checks that its `jobs` logged
+/// jobs ran exactly in submission order (`0..jobs`).
+fn finish_in_order(
+    pool: &ThreadPool,
+    blockers: Vec<parpool::AsyncResult<()>>,
+    log: &Mutex<Vec<usize>>,
+    jobs: usize,
+    round: usize,
+) {
+    pool.close();
+    pool.join();
+    for b in blockers {
+        b.get().unwrap();
+    }
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), jobs, "round {round}");
+    if let Some(k) = (0..log.len()).find(|&k| log[k] != k) {
+        panic!(
+            "round {round}: run #{k} was job {} (then {:?}): one worker must run \
+             one submitter's jobs in order",
+            log[k],
+            &log[k..(k + 6).min(log.len())]
+        );
+    }
 }
 
 /// One worker drains a full ring and a short list (one refill moves all
@@ -168,21 +180,7 @@ fn one_worker_keeps_order_when_a_trickle_meets_the_refill_that_empties_the_list(
                     std::hint::spin_loop();
                 }
             }
-            pool.close();
-            pool.join();
-            for b in blockers {
-                b.get().unwrap();
-            }
-            let log = log.lock().unwrap();
-            assert_eq!(log.len(), burst + trickle, "round {round}");
-            if let Some(k) = (0..log.len()).find(|&k| log[k] != k) {
-                panic!(
-                    "round {round}: run #{k} was job {} (then {:?}): one worker must run \
-                     one submitter's jobs in order",
-                    log[k],
-                    &log[k..(k + 6).min(log.len())]
-                );
-            }
+            finish_in_order(&pool, blockers, &log, burst + trickle, round);
         }
     });
 }
@@ -316,22 +314,6 @@ fn two_hundred_workers_refill_a_capped_ring_in_order() {
         assert_each_worker_in_order(&runs, 1, per, "200 workers");
         assert_eq!(pool.stats().queued, 0);
     });
-}
-
-/// Counts its drops: one per job, whether the job ran or was discarded.
-struct Probe {
-    id: usize,
-    drops: Arc<Vec<AtomicUsize>>,
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.drops[self.id].fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counters(n: usize) -> Arc<Vec<AtomicUsize>> {
-    Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect())
 }
 
 /// Terminate while workers that retire after every job

@@ -49,3 +49,25 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         String::new()
     }
 }
+
+/// Counts its drops in `drops[id]`: one per job, whether the job ran or was
+/// discarded (made with [`counters`]).
+pub struct Probe {
+    pub id: usize,
+    pub drops: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.drops[self.id].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `n` drop counters for [`Probe`]s, all zero.
+pub fn counters(n: usize) -> std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>> {
+    std::sync::Arc::new(
+        (0..n)
+            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+            .collect(),
+    )
+}
