@@ -207,11 +207,15 @@ impl ThreadPool {
     /// or terminated), `f` runs on the calling thread instead, and so it
     /// does if a `terminate` discards the queued task before a worker
     /// started it: `apply` always returns `f`'s result (Python raises
-    /// `ValueError: Pool not running`).
+    /// `ValueError: Pool not running`). Run there, `f` counts in
+    /// [`stats`](Self::stats) as a worker's run would, as a refused `map`'s
+    /// items do.
     ///
     /// # Panics
     ///
-    /// If `f` panics: the panic is re-raised here.
+    /// If `f` panics: the panic is re-raised here, once it has been counted
+    /// and has met the pool's [`PanicPolicy`](crate::PanicPolicy), wherever
+    /// `f` ran.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
