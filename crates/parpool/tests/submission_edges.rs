@@ -187,6 +187,49 @@ fn refused_apply_counts_like_a_worker_run() {
     });
 }
 
+/// A refused `apply` whose `f` panics on the caller meets the pool's
+/// policy as a worker's panic would: under `Terminate`, a closed pool's
+/// queued tasks are cancelled (the one running finishes), and the panic
+/// still reaches the caller.
+#[test]
+fn refused_apply_panic_meets_the_terminate_policy() {
+    child::hide_expected_panics();
+    guard(30, || {
+        let pool = ThreadPool::builder()
+            .workers(1)
+            .on_panic(PanicPolicy::Terminate)
+            .build()
+            .unwrap();
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = pool.apply_async(move || {
+            busy_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            1
+        });
+        busy_rx.recv().unwrap();
+        let queued: Vec<_> = (0..3).map(|i| pool.apply_async(move || i)).collect();
+        pool.close();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.apply(|| -> i32 { panic!("EXPECTED refused apply") })
+        }));
+        let msg = common::panic_message(&*r.expect_err("re-raised"));
+        assert!(msg.contains("EXPECTED refused apply"), "{msg}");
+        release_tx.send(()).unwrap();
+        assert_eq!(blocker.get(), Ok(1));
+        for h in queued {
+            assert_eq!(
+                h.get(),
+                Err(TaskError::Cancelled),
+                "terminated by the policy"
+            );
+        }
+        pool.join();
+        let s = pool.stats();
+        assert_eq!((s.completed, s.panicked, s.queued), (2, 1, 0), "{s:?}");
+    });
+}
+
 /// Every way a detached job's panic can go counts it exactly once, and a
 /// scope re-raises exactly one of its spawned panics.
 #[test]
