@@ -28,6 +28,28 @@ impl Drop for Tracked {
     }
 }
 
+/// Holds the pool's one worker in a task until the returned sender sends;
+/// returns once the worker is inside that task.
+fn occupy_the_worker(pool: &ThreadPool) -> (parpool::AsyncResult<()>, std::sync::mpsc::Sender<()>) {
+    let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let blocker = pool.apply_async(move || {
+        busy_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+    });
+    busy_rx.recv().unwrap();
+    (blocker, release_tx)
+}
+
+/// A one-worker pool whose panic policy is `Terminate`.
+fn one_worker_terminating_on_panic() -> ThreadPool {
+    ThreadPool::builder()
+        .workers(1)
+        .on_panic(PanicPolicy::Terminate)
+        .build()
+        .unwrap()
+}
+
 /// Under `PanicPolicy::Terminate`, one `apply` whose `f` panics terminates
 /// the pool while other threads' `apply` calls are queued behind it: each of
 /// those runs its `f` exactly once (on a worker or, discarded, on its caller)
@@ -37,11 +59,7 @@ fn apply_under_terminate_policy_queued_calls_all_return() {
     child::hide_expected_panics();
     guard(60, || {
         for round in 0..20 {
-            let pool = ThreadPool::builder()
-                .workers(1)
-                .on_panic(PanicPolicy::Terminate)
-                .build()
-                .unwrap();
+            let pool = one_worker_terminating_on_panic();
             let runs = AtomicUsize::new(0);
             let drops = Arc::new(AtomicUsize::new(0));
             let start = Barrier::new(5);
@@ -114,13 +132,7 @@ fn apply_discarded_by_terminate_runs_a_panicking_f_on_the_caller() {
     child::hide_expected_panics();
     guard(30, || {
         let pool = ThreadPool::with_workers(1);
-        let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let blocker = pool.apply_async(move || {
-            busy_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-        });
-        busy_rx.recv().unwrap();
+        let (blocker, release_tx) = occupy_the_worker(&pool);
         let runs = AtomicUsize::new(0);
         let before = pool.stats().panicked;
         std::thread::scope(|s| {
@@ -195,19 +207,8 @@ fn refused_apply_counts_like_a_worker_run() {
 fn refused_apply_panic_meets_the_terminate_policy() {
     child::hide_expected_panics();
     guard(30, || {
-        let pool = ThreadPool::builder()
-            .workers(1)
-            .on_panic(PanicPolicy::Terminate)
-            .build()
-            .unwrap();
-        let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let blocker = pool.apply_async(move || {
-            busy_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            1
-        });
-        busy_rx.recv().unwrap();
+        let pool = one_worker_terminating_on_panic();
+        let (blocker, release_tx) = occupy_the_worker(&pool);
         let queued: Vec<_> = (0..3).map(|i| pool.apply_async(move || i)).collect();
         pool.close();
         let r = catch_unwind(AssertUnwindSafe(|| {
@@ -216,7 +217,7 @@ fn refused_apply_panic_meets_the_terminate_policy() {
         let msg = common::panic_message(&*r.expect_err("re-raised"));
         assert!(msg.contains("EXPECTED refused apply"), "{msg}");
         release_tx.send(()).unwrap();
-        assert_eq!(blocker.get(), Ok(1));
+        assert_eq!(blocker.get(), Ok(()), "the running task finished");
         for h in queued {
             assert_eq!(
                 h.get(),
@@ -293,11 +294,7 @@ fn spawn_panics_are_counted_once_on_workers_and_on_the_caller() {
 fn scope_spawn_under_terminate_policy_drops_discarded_jobs_in_the_scope() {
     child::hide_expected_panics();
     guard(30, || {
-        let pool = ThreadPool::builder()
-            .workers(1)
-            .on_panic(PanicPolicy::Terminate)
-            .build()
-            .unwrap();
+        let pool = one_worker_terminating_on_panic();
         let drops = Arc::new(AtomicUsize::new(0));
         let ran = AtomicUsize::new(0);
         let r = catch_unwind(AssertUnwindSafe(|| {
@@ -777,13 +774,7 @@ fn terminate_draining_a_closure_whose_drop_panics_with_a_bomb() {
         20,
         || {
             let pool = ThreadPool::with_workers(1);
-            let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
-            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-            let blocker = pool.apply_async(move || {
-                busy_tx.send(()).unwrap();
-                release_rx.recv().unwrap();
-            });
-            busy_rx.recv().unwrap();
+            let (blocker, release_tx) = occupy_the_worker(&pool);
             let bomb = DropPanicsWithBomb;
             let first = pool.apply_async(move || {
                 let _b = &bomb;
