@@ -124,3 +124,174 @@ fn chunksize_zero_is_a_clear_error_even_on_a_stopped_pool() {
         finish(&pool);
     }
 }
+
+/// Per-id run and drop counters for one round.
+struct Book {
+    runs: Arc<Vec<AtomicUsize>>,
+    drops: Arc<Vec<AtomicUsize>>,
+}
+
+impl Book {
+    fn new(n: usize) -> Self {
+        Book {
+            runs: counters(n),
+            drops: counters(n),
+        }
+    }
+    fn probe(&self, id: usize) -> (Probe, Arc<Vec<AtomicUsize>>) {
+        (
+            Probe {
+                id,
+                drops: Arc::clone(&self.drops),
+            },
+            Arc::clone(&self.runs),
+        )
+    }
+    fn check(&self, what: &str) {
+        for (i, (r, d)) in self.runs.iter().zip(self.drops.iter()).enumerate() {
+            assert!(r.load(SeqCst) <= 1, "{what}: job {i} ran twice");
+            assert_eq!(d.load(SeqCst), 1, "{what}: job {i} dropped != once");
+        }
+    }
+    fn ran(&self, id: usize) -> usize {
+        self.runs[id].load(SeqCst)
+    }
+}
+
+/// `close` or `terminate` from another thread racing every kind of call.
+/// Each call resolves; nothing runs twice; every closure and input is
+/// dropped once; blocking calls return every result; stats settle.
+#[test]
+fn close_and_terminate_race_every_call() {
+    child::hide_expected_panics();
+    guard(30, || {
+        for round in 0..60u64 {
+            let terminate = round % 2 == 0;
+            let pool = Arc::new(ThreadPool::with_workers(2));
+            let p2 = Arc::clone(&pool);
+            let delay = Duration::from_micros((round * 37) % 400);
+            let stopper = std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                if terminate {
+                    p2.terminate()
+                } else {
+                    p2.close()
+                }
+            });
+            let b = Book::new(12);
+            // apply: always returns its value, run exactly once.
+            let (p, runs) = b.probe(0);
+            assert_eq!(
+                pool.apply(move || {
+                    let _p = p;
+                    runs[0].fetch_add(1, SeqCst);
+                    7
+                }),
+                7
+            );
+            assert_eq!(b.ran(0), 1);
+            // apply_async: value, Cancelled or NotRunning; ran iff value.
+            let (p, runs) = b.probe(1);
+            let h = pool.apply_async(move || {
+                let _p = p;
+                runs[1].fetch_add(1, SeqCst);
+                std::thread::sleep(Duration::from_micros(50));
+                1
+            });
+            // spawn: runs at most once (discarded by terminate), dropped once.
+            let (p, runs) = b.probe(2);
+            pool.spawn(move || {
+                let _p = p;
+                runs[2].fetch_add(1, SeqCst);
+            });
+            // map / starmap / try_map: every item, once, in order.
+            let items: Vec<(Probe, usize)> = (3..6).map(|i| (b.probe(i).0, i)).collect();
+            let runs = Arc::clone(&b.runs);
+            let got = pool.chunked(1).map(
+                move |(p, i): (Probe, usize)| {
+                    runs[i].fetch_add(1, SeqCst);
+                    drop(p);
+                    i
+                },
+                items,
+            );
+            assert_eq!(got, [3, 4, 5]);
+            let want: Vec<u32> = (0..64).map(|x| x + 1).collect();
+            assert_eq!(pool.starmap(|a: u32, b: u32| a + b, (0..64).map(|x| (x, 1))), want);
+            assert_eq!(pool.try_map(|x: u32| Ok::<_, ()>(x + 1), 0..64u32), Ok(want.clone()));
+            // map_async: the full vector or an error.
+            let (p, runs) = b.probe(6);
+            let ma = pool.map_async(
+                move |x: u32| {
+                    if x == 0 {
+                        runs[6].fetch_add(1, SeqCst);
+                    }
+                    let _ = &p;
+                    x + 1
+                },
+                0..64u32,
+            );
+            // imap / imap_unordered: a prefix (or all) of the results, or a
+            // clear panic; never a hang or a wrong value.
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool.imap(|x: u32| x + 1, 0..64u32).collect::<Vec<_>>()
+            }));
+            if let Ok(v) = r {
+                assert_eq!(v, want[..v.len()], "imap yields in order");
+            }
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                let mut v: Vec<u32> = pool.imap_unordered(|x: u32| x + 1, 0..64u32).collect();
+                v.sort();
+                v
+            }));
+            if let Ok(v) = r {
+                let mut d = v.clone();
+                d.dedup();
+                assert_eq!(d.len(), v.len(), "imap_unordered yielded a duplicate");
+                assert!(v.iter().all(|x| (1..=64).contains(x)));
+            }
+            // scope: borrows, returns after every job was run or dropped.
+            let local = AtomicUsize::new(0);
+            let (p7, _) = b.probe(7);
+            let (p8, _) = b.probe(8);
+            pool.scope(|s| {
+                let l = &local;
+                s.spawn(move || {
+                    let _p = p7;
+                    l.fetch_add(1, SeqCst);
+                });
+                let h = s.apply_async(move || {
+                    let _p = p8;
+                    l.fetch_add(10, SeqCst);
+                });
+                match h.get() {
+                    Ok(()) | Err(TaskError::Cancelled) | Err(TaskError::NotRunning) => {}
+                    Err(e) => panic!("scope apply_async: {e}"),
+                }
+            });
+            assert!(local.load(SeqCst) <= 11);
+            stopper.join().unwrap();
+            match h.get() {
+                Ok(1) => assert_eq!(b.ran(1), 1),
+                Err(TaskError::Cancelled) => {}
+                Err(TaskError::NotRunning) => assert_eq!(b.ran(1), 0),
+                other => panic!("apply_async resolved as {other:?}"),
+            }
+            match ma.get() {
+                Ok(v) => assert_eq!(v, want),
+                Err(TaskError::Cancelled) | Err(TaskError::NotRunning) => {}
+                Err(e) => panic!("map_async: {e}"),
+            }
+            pool.join();
+            for i in 9..12 {
+                drop(b.probe(i).0);
+            }
+            b.check(&format!("round {round}"));
+            if !terminate {
+                // close discards nothing: the spawned job ran.
+                assert_eq!(b.ran(2), 1, "round {round}: close lost a spawned job");
+            }
+            assert_settled(&pool);
+        }
+    });
+}
