@@ -295,3 +295,206 @@ fn close_and_terminate_race_every_call() {
         }
     });
 }
+
+/// Panics in its `Drop` with `msg`.
+#[derive(Debug)]
+struct DropBomb(&'static str);
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("{}", self.0);
+        }
+    }
+}
+
+fn expect_panic<T>(what: &str, want: &str, f: impl FnOnce() -> T) {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(_) => panic!("{what}: expected a panic {want:?}"),
+        Err(p) => assert_eq!(panic_message(&*p), want, "{what}"),
+    }
+}
+
+/// A refused `apply` (closed or terminated pool) under Propagate and
+/// Terminate: a panic in the closure, or in its captures' `Drop`, is
+/// re-raised with its own message and counted once; a panicking result
+/// `Drop` is the caller's own and not counted.
+#[test]
+fn refused_apply_hook_panics_under_each_policy() {
+    child::hide_expected_panics();
+    guard(20, || {
+        for policy in [PanicPolicy::Propagate, PanicPolicy::Terminate] {
+            for state in [State::Closed, State::Terminated] {
+                let what = format!("{policy:?}/{state:?}");
+                let pool = pool_in(state, 1, policy);
+                expect_panic(&what, "f-boom", || pool.apply(|| -> u8 { panic!("f-boom") }));
+                let s = pool.stats();
+                assert_eq!((s.completed, s.panicked), (1, 1), "{what}: {s:?}");
+                let bomb = DropBomb("capture-boom");
+                expect_panic(&what, "capture-boom", || {
+                    pool.apply(move || {
+                        let _b = bomb;
+                        3
+                    })
+                });
+                let s = pool.stats();
+                assert_eq!((s.completed, s.panicked), (2, 2), "{what}: {s:?}");
+                // The result's Drop runs in the caller, after apply returned.
+                expect_panic(&what, "result-boom", || drop(pool.apply(|| DropBomb("result-boom"))));
+                let s = pool.stats();
+                assert_eq!((s.completed, s.panicked), (3, 2), "{what}: {s:?}");
+                assert!(!pool.is_running());
+                finish(&pool);
+            }
+        }
+    });
+}
+
+/// An `apply` discarded by `terminate` before a worker took it runs on the
+/// caller; its closure's capture panics on drop: re-raised, counted once,
+/// and the pool settles.
+#[test]
+fn apply_discarded_by_terminate_with_a_panicking_capture() {
+    child::hide_expected_panics();
+    guard(20, || {
+        for policy in [PanicPolicy::Propagate, PanicPolicy::Terminate] {
+            let pool = Arc::new(pool_in(State::Open, 1, policy));
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+            let blocker = pool.apply_async(move || {
+                started_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            });
+            started_rx.recv().unwrap();
+            let p2 = Arc::clone(&pool);
+            let ran_on = Arc::new(std::sync::Mutex::new(None));
+            let r2 = Arc::clone(&ran_on);
+            let caller = std::thread::spawn(move || {
+                let bomb = DropBomb("discarded-capture-boom");
+                catch_unwind(AssertUnwindSafe(|| {
+                    p2.apply(move || {
+                        let _b = bomb;
+                        *r2.lock().unwrap() = Some(std::thread::current().id());
+                    })
+                }))
+                .map_err(|p| panic_message(&*p))
+            });
+            while pool.stats().queued == 0 {
+                std::thread::yield_now();
+            }
+            pool.terminate();
+            let caller_id = caller.thread().id();
+            let out = caller.join().unwrap();
+            assert_eq!(out, Err("discarded-capture-boom".to_owned()), "{policy:?}");
+            assert_eq!(*ran_on.lock().unwrap(), Some(caller_id), "ran on the caller");
+            go_tx.send(()).unwrap();
+            assert!(blocker.get().is_ok());
+            pool.join();
+            let s = pool.stats();
+            assert_eq!((s.completed, s.panicked), (2, 1), "{policy:?}: {s:?}");
+            assert_settled(&pool);
+        }
+    });
+}
+
+/// Panicking `on_success` / `on_error` callbacks, attached before and after
+/// the outcome and on refused handles, under Propagate and Terminate: the
+/// result is unharmed, nothing unwinds into the caller, and the pool keeps
+/// running (a callback is not a task).
+#[test]
+fn panicking_callbacks_are_contained_under_each_policy() {
+    child::hide_expected_panics();
+    guard(20, || {
+        for policy in [PanicPolicy::Propagate, PanicPolicy::Terminate] {
+            let pool = pool_in(State::Open, 1, policy);
+            let h = pool
+                .apply_async(|| {
+                    std::thread::sleep(Duration::from_millis(5));
+                    1
+                })
+                .on_success(|_| panic!("cb-success"));
+            assert_eq!(h.get(), Ok(1));
+            let done = pool.apply_async(|| 2);
+            done.wait();
+            let h = done.on_success(|_| panic!("cb-late"));
+            assert_eq!(h.get(), Ok(2));
+            let h = pool
+                .apply_async(|| -> u8 { panic!("task") })
+                .on_error(|_| panic!("cb-error"));
+            assert!(matches!(h.get(), Err(TaskError::Panicked(m)) if m == "task"));
+            if policy == PanicPolicy::Propagate {
+                assert!(pool.is_running(), "a callback panic terminated the pool");
+                assert_eq!(pool.apply_async(|| 3).get(), Ok(3));
+            }
+            pool.close();
+            let h = pool.apply_async(|| 4).on_error(|_| panic!("cb-refused"));
+            assert_eq!(h.get(), Err(TaskError::NotRunning));
+            finish(&pool);
+            let s = pool.stats();
+            assert_eq!(s.panicked, 1, "{policy:?}: callbacks counted as tasks: {s:?}");
+        }
+    });
+}
+
+/// One item's result panics on drop and a later item panics: `map`
+/// re-raises one of them, never aborts, and the pool stays usable. Run in
+/// a child: an abort would kill the test binary.
+#[test]
+fn map_with_a_panicking_result_drop_and_a_panicking_item() {
+    child::run("map_with_a_panicking_result_drop_and_a_panicking_item", 20, || {
+        for state in [State::Open, State::Closed] {
+            let pool = pool_in(state, 2, PanicPolicy::Propagate);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool.chunked(1).map(
+                    |i: u32| {
+                        if i == 5 {
+                            panic!("item-boom");
+                        }
+                        if i == 0 {
+                            Some(DropBomb("result-drop-boom"))
+                        } else {
+                            None
+                        }
+                    },
+                    0..8u32,
+                )
+            }));
+            let msg = panic_message(&*r.unwrap_err());
+            assert!(
+                msg == "item-boom" || msg == "result-drop-boom",
+                "{state:?}: {msg}"
+            );
+            assert_eq!(pool.map(|x| x + 1, 0..3u32), [1, 2, 3]);
+            finish(&pool);
+        }
+    });
+}
+
+/// Input items whose `Drop` panics, on an open and a refused map: the
+/// panic is re-raised, every other item is dropped once.
+#[test]
+fn input_item_drop_panics_drop_every_other_item_once() {
+    child::run("input_item_drop_panics_drop_every_other_item_once", 20, || {
+        struct Item(usize, Arc<Vec<AtomicUsize>>);
+        impl Drop for Item {
+            fn drop(&mut self) {
+                self.1[self.0].fetch_add(1, SeqCst);
+                if self.0 == 3 && !std::thread::panicking() {
+                    panic!("item-drop-boom");
+                }
+            }
+        }
+        for state in [State::Open, State::Closed, State::Terminated] {
+            let drops = counters(10);
+            let items: Vec<Item> = (0..10).map(|i| Item(i, Arc::clone(&drops))).collect();
+            let pool = pool_in(state, 2, PanicPolicy::Propagate);
+            expect_panic(&format!("{state:?}"), "item-drop-boom", || {
+                pool.chunked(1).map(|it: Item| it.0, items)
+            });
+            for (i, d) in drops.iter().enumerate() {
+                assert_eq!(d.load(SeqCst), 1, "{state:?}: item {i}");
+            }
+            finish(&pool);
+        }
+    });
+}
