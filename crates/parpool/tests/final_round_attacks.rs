@@ -498,3 +498,174 @@ fn input_item_drop_panics_drop_every_other_item_once() {
         }
     });
 }
+
+/// Nesting on a one-worker pool: apply, map, imap and a scope inside a
+/// job run (inline or on the caller) without deadlock; apply on a closed
+/// pool from inside a job; terminate from inside a job while the caller
+/// waits in `apply`, `map` and on a handle.
+#[test]
+fn nesting_on_a_one_worker_pool() {
+    guard(20, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let p = Arc::clone(&pool);
+        let h = pool.apply_async(move || {
+            let a = p.apply(|| 1);
+            let m = p.map(|x| x * 2, 0..10u32);
+            let i: Vec<u32> = p.imap(|x| x + 1, 0..5u32).collect();
+            let data = [1u32, 2, 3];
+            let s = p.scope(|s| {
+                let h = s.apply_async(|| data.iter().sum::<u32>());
+                let m = s.map_async(|x: &u32| x * 10, &data);
+                (h.get().unwrap(), m.get().unwrap())
+            });
+            (a, m, i, s)
+        });
+        let (a, m, i, s) = h.get().unwrap();
+        assert_eq!(a, 1);
+        assert_eq!(m, (0..10).map(|x| x * 2).collect::<Vec<_>>());
+        assert_eq!(i, [1, 2, 3, 4, 5]);
+        assert_eq!(s, (6, vec![10, 20, 30]));
+
+        // close from inside a job, then apply and map there.
+        let p = Arc::clone(&pool);
+        let got = pool.apply(move || {
+            p.close();
+            (p.apply(|| 9), p.map(|x| x + 1, 0..3u32), p.apply_async(|| 0).get())
+        });
+        // A closed pool still accepts work from its own workers (so queued
+        // tasks that nest keep working): the handle resolves with the value.
+        assert_eq!(got, (9, vec![1, 2, 3], Ok(0)));
+        pool.join();
+        assert_settled(&pool);
+
+        // terminate from inside a job while the caller waits.
+        for how in 0..3 {
+            let pool = Arc::new(ThreadPool::with_workers(1));
+            let p = Arc::clone(&pool);
+            match how {
+                0 => assert_eq!(
+                    pool.apply(move || {
+                        p.terminate();
+                        p.apply(|| 5) + 1
+                    }),
+                    6
+                ),
+                1 => {
+                    let got = pool.chunked(1).map(
+                        move |x: u32| {
+                            if x == 2 {
+                                p.terminate();
+                            }
+                            x
+                        },
+                        0..20u32,
+                    );
+                    assert_eq!(got, (0..20).collect::<Vec<_>>(), "map returns every result");
+                }
+                _ => {
+                    let queued_after = {
+                        let h = pool.apply_async(move || {
+                            p.terminate();
+                            1
+                        });
+                        let q = pool.apply_async(|| 2);
+                        (h.get(), q.get())
+                    };
+                    assert_eq!(queued_after.0, Ok(1));
+                    assert!(
+                        matches!(queued_after.1, Ok(2) | Err(TaskError::Cancelled | TaskError::NotRunning)),
+                        "{:?}",
+                        queued_after.1
+                    );
+                }
+            }
+            pool.join();
+            assert_settled(&pool);
+        }
+    });
+}
+
+/// Under `Abort`, a refused apply's panic (closed pool) and a discarded
+/// apply's panic (terminated while queued) abort the process, as a
+/// worker's would; a panicking callback or a result's `Drop` on the caller
+/// does not. Each case runs in its own child process.
+#[test]
+fn abort_policy_on_the_refused_apply_path() {
+    guard(60, || {
+        for (case, must_abort) in [("closed", true), ("terminated", true), ("callback", false)] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "final_round_abort_child", "--nocapture"])
+                .env("PARPOOL_FINAL_ABORT_CASE", case)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if must_abort {
+                assert!(!out.status.success(), "{case}: the child must not exit normally");
+                assert!(stderr.contains("policy is Abort"), "{case}: stderr: {stderr}");
+                #[cfg(unix)]
+                {
+                    use std::os::unix::process::ExitStatusExt;
+                    assert_eq!(out.status.signal(), Some(6), "{case}: SIGABRT");
+                }
+            } else {
+                assert!(
+                    out.status.success() && stdout.contains("CHILD-OK"),
+                    "{case}: {:?}\n{stdout}\n{stderr}",
+                    out.status
+                );
+            }
+        }
+    });
+}
+
+#[test]
+#[ignore = "run as a child process by abort_policy_on_the_refused_apply_path"]
+fn final_round_abort_child() {
+    let Ok(case) = std::env::var("PARPOOL_FINAL_ABORT_CASE") else {
+        return;
+    };
+    let pool = ThreadPool::builder()
+        .workers(1)
+        .on_panic(PanicPolicy::Abort)
+        .build()
+        .unwrap();
+    match case.as_str() {
+        "closed" => {
+            pool.close();
+            let _ = catch_unwind(AssertUnwindSafe(|| pool.apply(|| -> u8 { panic!("refused") })));
+        }
+        "terminated" => {
+            let pool = Arc::new(pool);
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let (st_tx, st_rx) = std::sync::mpsc::channel::<()>();
+            let _blocker = pool.apply_async(move || {
+                st_tx.send(()).unwrap();
+                let _ = go_rx.recv();
+            });
+            st_rx.recv().unwrap();
+            let p2 = Arc::clone(&pool);
+            let caller = std::thread::spawn(move || {
+                let _ = catch_unwind(AssertUnwindSafe(|| p2.apply(|| -> u8 { panic!("discarded") })));
+            });
+            while pool.stats().queued == 0 {
+                std::thread::yield_now();
+            }
+            pool.terminate();
+            let _ = caller.join();
+            drop(go_tx);
+        }
+        _ => {
+            std::panic::set_hook(Box::new(|_| {}));
+            let h = pool.apply_async(|| 1).on_success(|_| panic!("cb"));
+            assert_eq!(h.get(), Ok(1));
+            let _ = catch_unwind(AssertUnwindSafe(|| drop(pool.apply(|| DropBomb("result")))));
+            pool.close();
+            pool.join();
+            println!("CHILD-OK");
+            return;
+        }
+    }
+    println!("NOT ABORTED");
+    std::process::exit(0);
+}
