@@ -669,3 +669,42 @@ fn final_round_abort_child() {
     println!("NOT ABORTED");
     std::process::exit(0);
 }
+
+/// Workers that retire after every task (`max_tasks_per_worker(1)`) on a
+/// closed pool: the backlog, and work a job submits from its worker after
+/// `close` (accepted there), still runs; `join` returns; nothing stranded.
+#[test]
+fn retiring_workers_after_close_strand_nothing() {
+    guard(20, || {
+        for workers in [1, 3] {
+            let pool = Arc::new(
+                ThreadPool::builder()
+                    .workers(workers)
+                    .max_tasks_per_worker(1)
+                    .build()
+                    .unwrap(),
+            );
+            let hs: Vec<_> = (0..40u32).map(|i| pool.apply_async(move || i)).collect();
+            let p = Arc::clone(&pool);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let nested = pool.apply_async(move || {
+                p.close();
+                // Accepted from a worker after close; this worker retires
+                // once this job ends, so another must run it.
+                let inner = p.apply_async(|| 99);
+                tx.send(inner).unwrap();
+                1
+            });
+            pool.close();
+            pool.join();
+            for (i, h) in hs.into_iter().enumerate() {
+                assert_eq!(h.get(), Ok(i as u32));
+            }
+            assert_eq!(nested.get(), Ok(1));
+            let inner = rx.recv().unwrap();
+            assert_eq!(inner.get(), Ok(99), "work nested after close was stranded");
+            assert_settled(&pool);
+            assert_eq!(pool.stats().completed, 42);
+        }
+    });
+}
