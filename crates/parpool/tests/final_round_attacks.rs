@@ -708,3 +708,93 @@ fn retiring_workers_after_close_strand_nothing() {
         }
     });
 }
+
+/// An input iterator whose `next` panics at item 5, and an `f` that panics
+/// at item 7, through `imap`, `imap_unordered` and `map` in every pool state
+/// and under Propagate and Terminate: the consumer gets a clear panic (with
+/// the right message) after at most the items before it, never a hang,
+/// never a duplicate; each Probe input is dropped once; stats settle.
+#[test]
+fn panicking_input_iterators_and_items_through_every_map_kind() {
+    child::hide_expected_panics();
+    guard(30, || {
+        for policy in [PanicPolicy::Propagate, PanicPolicy::Terminate] {
+            for state in [State::Open, State::Closed, State::Terminated] {
+                for kind in 0..3 {
+                    for bad_input in [true, false] {
+                        let what = format!("{policy:?}/{state:?}/kind {kind}/bad_input {bad_input}");
+                        let pool = pool_in(state, 2, policy);
+                        let drops = counters(20);
+                        let d2 = Arc::clone(&drops);
+                        let made = counters(20);
+                        let m2 = Arc::clone(&made);
+                        let inputs = (0..20usize).map(move |i| {
+                            if bad_input && i == 5 {
+                                panic!("input-boom");
+                            }
+                            m2[i].fetch_add(1, SeqCst);
+                            Probe {
+                                id: i,
+                                drops: Arc::clone(&d2),
+                            }
+                        });
+                        let runs = counters(20);
+                        let r2 = Arc::clone(&runs);
+                        let f = move |p: Probe| {
+                            r2[p.id].fetch_add(1, SeqCst);
+                            if p.id == 7 {
+                                panic!("f-boom");
+                            }
+                            p.id
+                        };
+                        let mut seen = Vec::new();
+                        let out = catch_unwind(AssertUnwindSafe(|| match kind {
+                            0 => {
+                                for x in pool.imap(f, inputs) {
+                                    seen.push(x);
+                                }
+                            }
+                            1 => {
+                                for x in pool.imap_unordered(f, inputs) {
+                                    seen.push(x);
+                                }
+                            }
+                            _ => seen = pool.chunked(1).map(f, inputs),
+                        }));
+                        let msg = panic_message(&*out.expect_err(&what));
+                        let want = if bad_input { "input-boom" } else { "f-boom" };
+                        assert_eq!(msg, want, "{what}");
+                        let mut s = seen.clone();
+                        s.sort();
+                        s.dedup();
+                        assert_eq!(s.len(), seen.len(), "{what}: duplicate");
+                        assert!(seen.iter().all(|&i| i != 7), "{what}");
+                        if bad_input {
+                            assert!(seen.iter().all(|&i| i < 5), "{what}: {seen:?}");
+                        }
+                        if kind == 0 {
+                            assert_eq!(seen, (0..seen.len()).collect::<Vec<_>>(), "{what}");
+                        }
+                        if pool.is_running() {
+                            pool.close();
+                        }
+                        pool.join();
+                        for i in 0..20 {
+                            // Lazily pulled inputs (imap on a terminated
+                            // pool) may never be made; each made one is
+                            // dropped once.
+                            let want = made[i].load(SeqCst);
+                            assert!(want <= 1, "{what}: input {i} pulled twice");
+                            if bad_input && i >= 5 || kind == 2 && !bad_input {
+                                assert_eq!(want, usize::from(!bad_input), "{what}: made {i}");
+                            }
+                            assert_eq!(drops[i].load(SeqCst), want, "{what}: drops of {i}");
+                            assert!(runs[i].load(SeqCst) <= 1, "{what}: {i} ran twice");
+                        }
+                        assert_settled(&pool);
+                    }
+                }
+            }
+        }
+    });
+}
