@@ -798,3 +798,75 @@ fn panicking_input_iterators_and_items_through_every_map_kind() {
         }
     });
 }
+
+/// `cancel`, `terminate` and the worker racing for one task, with an
+/// `on_error` callback and a `map_async` beside it: `cancel() == true`
+/// means the closure never ran and `get` is `Cancelled`; a closure runs at
+/// most once and is dropped once; callbacks run exactly once per error.
+#[test]
+fn cancel_terminate_and_the_worker_race_for_a_task() {
+    guard(30, || {
+        for round in 0..300u64 {
+            let pool = Arc::new(ThreadPool::with_workers(2));
+            let b = Book::new(2);
+            let errs = Arc::new(AtomicUsize::new(0));
+            let (p, runs) = b.probe(0);
+            let e2 = Arc::clone(&errs);
+            let h = pool
+                .apply_async(move || {
+                    let _p = p;
+                    runs[0].fetch_add(1, SeqCst);
+                    5
+                })
+                .on_error(move |_| {
+                    e2.fetch_add(1, SeqCst);
+                });
+            let (p, runs) = b.probe(1);
+            let ma = pool.map_async(
+                move |x: u32| {
+                    if x == 0 {
+                        runs[1].fetch_add(1, SeqCst);
+                    }
+                    let _ = &p;
+                    x
+                },
+                0..8u32,
+            );
+            let p2 = Arc::clone(&pool);
+            let spin = round % 50;
+            let t = std::thread::spawn(move || {
+                for _ in 0..spin {
+                    std::hint::spin_loop();
+                }
+                p2.terminate();
+            });
+            for _ in 0..(round % 7) {
+                std::hint::spin_loop();
+            }
+            let cancelled = h.cancel();
+            let ma_cancelled = ma.cancel();
+            t.join().unwrap();
+            let out = h.get();
+            pool.join();
+            if cancelled {
+                assert_eq!(out, Err(TaskError::Cancelled), "round {round}");
+                assert_eq!(b.ran(0), 0, "round {round}: cancelled yet ran");
+            }
+            match out {
+                Ok(5) => assert_eq!(b.ran(0), 1),
+                Err(TaskError::Cancelled) => {}
+                other => panic!("round {round}: {other:?}"),
+            }
+            let ma_out = ma.get();
+            if ma_cancelled {
+                assert_eq!(ma_out, Err(TaskError::Cancelled), "round {round}");
+            }
+            if let Ok(v) = &ma_out {
+                assert_eq!(*v, (0..8).collect::<Vec<_>>());
+            }
+            assert_eq!(errs.load(SeqCst), usize::from(out.is_err()), "round {round}");
+            b.check(&format!("round {round}"));
+            assert_settled(&pool);
+        }
+    });
+}
