@@ -870,3 +870,77 @@ fn cancel_terminate_and_the_worker_race_for_a_task() {
         }
     });
 }
+
+/// A scope whose own job terminates the pool, on the caller and inside a
+/// job of a one-worker pool: the scope returns; each spawned closure runs
+/// at most once and is dropped once; after the terminate, `spawn` runs on
+/// the submitting thread (exactly once) and `apply_async` reports
+/// `NotRunning` (from a non-worker).
+#[test]
+fn scopes_whose_jobs_terminate_the_pool() {
+    guard(20, || {
+        for inside_job in [false, true] {
+            let pool = Arc::new(ThreadPool::with_workers(1));
+            let b = Arc::new(Book::new(40));
+            let p = Arc::clone(&pool);
+            let b2 = Arc::clone(&b);
+            let body = move || {
+                let pool = p;
+                let b = b2;
+                let local = AtomicUsize::new(0);
+                pool.scope(|s| {
+                    let l = &local;
+                    for i in 0..30 {
+                        let (probe, runs) = b.probe(i);
+                        let pool = Arc::clone(&pool);
+                        s.spawn(move || {
+                            let _p = probe;
+                            runs[i].fetch_add(1, SeqCst);
+                            l.fetch_add(1, SeqCst);
+                            if i == 3 {
+                                pool.terminate();
+                            }
+                        });
+                    }
+                    while pool.is_running() {
+                        std::thread::yield_now();
+                        if inside_job {
+                            // The one worker is this thread: terminate here.
+                            pool.terminate();
+                        }
+                    }
+                    let (probe, runs) = b.probe(30);
+                    let here = std::thread::current().id();
+                    s.spawn(move || {
+                        let _p = probe;
+                        assert_eq!(std::thread::current().id(), here);
+                        runs[30].fetch_add(1, SeqCst);
+                    });
+                    let h = s.apply_async(|| 1);
+                    if inside_job {
+                        // A worker may still submit to its terminated pool?
+                        // Whatever it says, it resolves.
+                        let _ = h.get();
+                    } else {
+                        assert_eq!(h.get(), Err(TaskError::NotRunning));
+                    }
+                });
+                local.load(SeqCst)
+            };
+            let ran = if inside_job {
+                pool.apply(body)
+            } else {
+                body()
+            };
+            pool.join();
+            for i in 31..40 {
+                drop(b.probe(i).0);
+            }
+            b.check(&format!("inside_job {inside_job}"));
+            assert_eq!(b.ran(30), 1, "spawn after terminate ran on the caller");
+            let total: usize = (0..30).map(|i| b.ran(i)).sum();
+            assert_eq!(total, ran);
+            assert_settled(&pool);
+        }
+    });
+}
