@@ -2,9 +2,9 @@
 //! close/terminate racing every call, panics in every user hook (on the
 //! refused-apply path too), and nesting on a one-worker pool.
 
-mod common;
 #[path = "common/child.rs"]
 mod child;
+mod common;
 
 use common::{counters, guard, panic_message, Probe};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
@@ -65,7 +65,10 @@ fn sizes_at_zero_and_max_in_every_pool_state() {
                     .starmap(|a: u32, b: u32| a + b, Vec::<(u32, u32)>::new())
                     .is_empty());
                 assert!(pool.imap(|x: u32| x, none.clone()).next().is_none());
-                assert!(pool.imap_unordered(|x: u32| x, none.clone()).next().is_none());
+                assert!(pool
+                    .imap_unordered(|x: u32| x, none.clone())
+                    .next()
+                    .is_none());
                 assert_eq!(
                     pool.try_map(|x: u32| Ok::<u32, ()>(x), none.clone()),
                     Ok(vec![])
@@ -84,7 +87,8 @@ fn sizes_at_zero_and_max_in_every_pool_state() {
                     want
                 );
                 assert_eq!(
-                    pool.chunked(usize::MAX).try_map(|x| Ok::<_, ()>(x * 3), 0..37u64),
+                    pool.chunked(usize::MAX)
+                        .try_map(|x| Ok::<_, ()>(x * 3), 0..37u64),
                     Ok(want.clone())
                 );
                 assert_eq!(pool.apply(|| 5), 5);
@@ -217,8 +221,14 @@ fn close_and_terminate_race_every_call() {
             );
             assert_eq!(got, [3, 4, 5]);
             let want: Vec<u32> = (0..64).map(|x| x + 1).collect();
-            assert_eq!(pool.starmap(|a: u32, b: u32| a + b, (0..64).map(|x| (x, 1))), want);
-            assert_eq!(pool.try_map(|x: u32| Ok::<_, ()>(x + 1), 0..64u32), Ok(want.clone()));
+            assert_eq!(
+                pool.starmap(|a: u32, b: u32| a + b, (0..64).map(|x| (x, 1))),
+                want
+            );
+            assert_eq!(
+                pool.try_map(|x: u32| Ok::<_, ()>(x + 1), 0..64u32),
+                Ok(want.clone())
+            );
             // map_async: the full vector or an error.
             let (p, runs) = b.probe(6);
             let ma = pool.map_async(
@@ -327,7 +337,9 @@ fn refused_apply_hook_panics_under_each_policy() {
             for state in [State::Closed, State::Terminated] {
                 let what = format!("{policy:?}/{state:?}");
                 let pool = pool_in(state, 1, policy);
-                expect_panic(&what, "f-boom", || pool.apply(|| -> u8 { panic!("f-boom") }));
+                expect_panic(&what, "f-boom", || {
+                    pool.apply(|| -> u8 { panic!("f-boom") })
+                });
                 let s = pool.stats();
                 assert_eq!((s.completed, s.panicked), (1, 1), "{what}: {s:?}");
                 let bomb = DropBomb("capture-boom");
@@ -340,7 +352,9 @@ fn refused_apply_hook_panics_under_each_policy() {
                 let s = pool.stats();
                 assert_eq!((s.completed, s.panicked), (2, 2), "{what}: {s:?}");
                 // The result's Drop runs in the caller, after apply returned.
-                expect_panic(&what, "result-boom", || drop(pool.apply(|| DropBomb("result-boom"))));
+                expect_panic(&what, "result-boom", || {
+                    drop(pool.apply(|| DropBomb("result-boom")))
+                });
                 let s = pool.stats();
                 assert_eq!((s.completed, s.panicked), (3, 2), "{what}: {s:?}");
                 assert!(!pool.is_running());
@@ -386,7 +400,11 @@ fn apply_discarded_by_terminate_with_a_panicking_capture() {
             let caller_id = caller.thread().id();
             let out = caller.join().unwrap();
             assert_eq!(out, Err("discarded-capture-boom".to_owned()), "{policy:?}");
-            assert_eq!(*ran_on.lock().unwrap(), Some(caller_id), "ran on the caller");
+            assert_eq!(
+                *ran_on.lock().unwrap(),
+                Some(caller_id),
+                "ran on the caller"
+            );
             go_tx.send(()).unwrap();
             assert!(blocker.get().is_ok());
             pool.join();
@@ -431,7 +449,10 @@ fn panicking_callbacks_are_contained_under_each_policy() {
             assert_eq!(h.get(), Err(TaskError::NotRunning));
             finish(&pool);
             let s = pool.stats();
-            assert_eq!(s.panicked, 1, "{policy:?}: callbacks counted as tasks: {s:?}");
+            assert_eq!(
+                s.panicked, 1,
+                "{policy:?}: callbacks counted as tasks: {s:?}"
+            );
         }
     });
 }
@@ -441,62 +462,70 @@ fn panicking_callbacks_are_contained_under_each_policy() {
 /// a child: an abort would kill the test binary.
 #[test]
 fn map_with_a_panicking_result_drop_and_a_panicking_item() {
-    child::run("map_with_a_panicking_result_drop_and_a_panicking_item", 20, || {
-        for state in [State::Open, State::Closed] {
-            let pool = pool_in(state, 2, PanicPolicy::Propagate);
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                pool.chunked(1).map(
-                    |i: u32| {
-                        if i == 5 {
-                            panic!("item-boom");
-                        }
-                        if i == 0 {
-                            Some(DropBomb("result-drop-boom"))
-                        } else {
-                            None
-                        }
-                    },
-                    0..8u32,
-                )
-            }));
-            let msg = panic_message(&*r.unwrap_err());
-            assert!(
-                msg == "item-boom" || msg == "result-drop-boom",
-                "{state:?}: {msg}"
-            );
-            assert_eq!(pool.map(|x| x + 1, 0..3u32), [1, 2, 3]);
-            finish(&pool);
-        }
-    });
+    child::run(
+        "map_with_a_panicking_result_drop_and_a_panicking_item",
+        20,
+        || {
+            for state in [State::Open, State::Closed] {
+                let pool = pool_in(state, 2, PanicPolicy::Propagate);
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    pool.chunked(1).map(
+                        |i: u32| {
+                            if i == 5 {
+                                panic!("item-boom");
+                            }
+                            if i == 0 {
+                                Some(DropBomb("result-drop-boom"))
+                            } else {
+                                None
+                            }
+                        },
+                        0..8u32,
+                    )
+                }));
+                let msg = panic_message(&*r.unwrap_err());
+                assert!(
+                    msg == "item-boom" || msg == "result-drop-boom",
+                    "{state:?}: {msg}"
+                );
+                assert_eq!(pool.map(|x| x + 1, 0..3u32), [1, 2, 3]);
+                finish(&pool);
+            }
+        },
+    );
 }
 
 /// Input items whose `Drop` panics, on an open and a refused map: the
 /// panic is re-raised, every other item is dropped once.
 #[test]
 fn input_item_drop_panics_drop_every_other_item_once() {
-    child::run("input_item_drop_panics_drop_every_other_item_once", 20, || {
-        struct Item(usize, Arc<Vec<AtomicUsize>>);
-        impl Drop for Item {
-            fn drop(&mut self) {
-                self.1[self.0].fetch_add(1, SeqCst);
-                if self.0 == 3 && !std::thread::panicking() {
-                    panic!("item-drop-boom");
+    child::run(
+        "input_item_drop_panics_drop_every_other_item_once",
+        20,
+        || {
+            struct Item(usize, Arc<Vec<AtomicUsize>>);
+            impl Drop for Item {
+                fn drop(&mut self) {
+                    self.1[self.0].fetch_add(1, SeqCst);
+                    if self.0 == 3 && !std::thread::panicking() {
+                        panic!("item-drop-boom");
+                    }
                 }
             }
-        }
-        for state in [State::Open, State::Closed, State::Terminated] {
-            let drops = counters(10);
-            let items: Vec<Item> = (0..10).map(|i| Item(i, Arc::clone(&drops))).collect();
-            let pool = pool_in(state, 2, PanicPolicy::Propagate);
-            expect_panic(&format!("{state:?}"), "item-drop-boom", || {
-                pool.chunked(1).map(|it: Item| it.0, items)
-            });
-            for (i, d) in drops.iter().enumerate() {
-                assert_eq!(d.load(SeqCst), 1, "{state:?}: item {i}");
+            for state in [State::Open, State::Closed, State::Terminated] {
+                let drops = counters(10);
+                let items: Vec<Item> = (0..10).map(|i| Item(i, Arc::clone(&drops))).collect();
+                let pool = pool_in(state, 2, PanicPolicy::Propagate);
+                expect_panic(&format!("{state:?}"), "item-drop-boom", || {
+                    pool.chunked(1).map(|it: Item| it.0, items)
+                });
+                for (i, d) in drops.iter().enumerate() {
+                    assert_eq!(d.load(SeqCst), 1, "{state:?}: item {i}");
+                }
+                finish(&pool);
             }
-            finish(&pool);
-        }
-    });
+        },
+    );
 }
 
 /// Nesting on a one-worker pool: apply, map, imap and a scope inside a
@@ -530,7 +559,11 @@ fn nesting_on_a_one_worker_pool() {
         let p = Arc::clone(&pool);
         let got = pool.apply(move || {
             p.close();
-            (p.apply(|| 9), p.map(|x| x + 1, 0..3u32), p.apply_async(|| 0).get())
+            (
+                p.apply(|| 9),
+                p.map(|x| x + 1, 0..3u32),
+                p.apply_async(|| 0).get(),
+            )
         });
         // A closed pool still accepts work from its own workers (so queued
         // tasks that nest keep working): the handle resolves with the value.
@@ -573,7 +606,10 @@ fn nesting_on_a_one_worker_pool() {
                     };
                     assert_eq!(queued_after.0, Ok(1));
                     assert!(
-                        matches!(queued_after.1, Ok(2) | Err(TaskError::Cancelled | TaskError::NotRunning)),
+                        matches!(
+                            queued_after.1,
+                            Ok(2) | Err(TaskError::Cancelled | TaskError::NotRunning)
+                        ),
                         "{:?}",
                         queued_after.1
                     );
@@ -594,15 +630,26 @@ fn abort_policy_on_the_refused_apply_path() {
     guard(60, || {
         for (case, must_abort) in [("closed", true), ("terminated", true), ("callback", false)] {
             let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--ignored", "--exact", "final_round_abort_child", "--nocapture"])
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "final_round_abort_child",
+                    "--nocapture",
+                ])
                 .env("PARPOOL_FINAL_ABORT_CASE", case)
                 .output()
                 .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stdout = String::from_utf8_lossy(&out.stdout);
             if must_abort {
-                assert!(!out.status.success(), "{case}: the child must not exit normally");
-                assert!(stderr.contains("policy is Abort"), "{case}: stderr: {stderr}");
+                assert!(
+                    !out.status.success(),
+                    "{case}: the child must not exit normally"
+                );
+                assert!(
+                    stderr.contains("policy is Abort"),
+                    "{case}: stderr: {stderr}"
+                );
                 #[cfg(unix)]
                 {
                     use std::os::unix::process::ExitStatusExt;
@@ -633,7 +680,9 @@ fn final_round_abort_child() {
     match case.as_str() {
         "closed" => {
             pool.close();
-            let _ = catch_unwind(AssertUnwindSafe(|| pool.apply(|| -> u8 { panic!("refused") })));
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                pool.apply(|| -> u8 { panic!("refused") })
+            }));
         }
         "terminated" => {
             let pool = Arc::new(pool);
@@ -646,7 +695,9 @@ fn final_round_abort_child() {
             st_rx.recv().unwrap();
             let p2 = Arc::clone(&pool);
             let caller = std::thread::spawn(move || {
-                let _ = catch_unwind(AssertUnwindSafe(|| p2.apply(|| -> u8 { panic!("discarded") })));
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    p2.apply(|| -> u8 { panic!("discarded") })
+                }));
             });
             while pool.stats().queued == 0 {
                 std::thread::yield_now();
@@ -722,7 +773,8 @@ fn panicking_input_iterators_and_items_through_every_map_kind() {
             for state in [State::Open, State::Closed, State::Terminated] {
                 for kind in 0..3 {
                     for bad_input in [true, false] {
-                        let what = format!("{policy:?}/{state:?}/kind {kind}/bad_input {bad_input}");
+                        let what =
+                            format!("{policy:?}/{state:?}/kind {kind}/bad_input {bad_input}");
                         let pool = pool_in(state, 2, policy);
                         let drops = counters(20);
                         let d2 = Arc::clone(&drops);
@@ -864,7 +916,11 @@ fn cancel_terminate_and_the_worker_race_for_a_task() {
             if let Ok(v) = &ma_out {
                 assert_eq!(*v, (0..8).collect::<Vec<_>>());
             }
-            assert_eq!(errs.load(SeqCst), usize::from(out.is_err()), "round {round}");
+            assert_eq!(
+                errs.load(SeqCst),
+                usize::from(out.is_err()),
+                "round {round}"
+            );
             b.check(&format!("round {round}"));
             assert_settled(&pool);
         }
@@ -927,11 +983,7 @@ fn scopes_whose_jobs_terminate_the_pool() {
                 });
                 local.load(SeqCst)
             };
-            let ran = if inside_job {
-                pool.apply(body)
-            } else {
-                body()
-            };
+            let ran = if inside_job { pool.apply(body) } else { body() };
             pool.join();
             for i in 31..40 {
                 drop(b.probe(i).0);
