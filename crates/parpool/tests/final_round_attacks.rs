@@ -996,3 +996,53 @@ fn scopes_whose_jobs_terminate_the_pool() {
         }
     });
 }
+
+/// Stray panics (user code with no consumer: a refused or discarded
+/// closure's `Drop`) are counted in `panicked` but are not items that ran,
+/// so `panicked` may exceed `completed` once the pool is idle; under
+/// Terminate they terminate the pool. The `Stats` docs must say so (they
+/// claimed `completed` includes every panicked item).
+#[test]
+fn stray_panics_count_in_panicked_but_not_in_completed() {
+    child::hide_expected_panics();
+    guard(20, || {
+        // A refused apply_async whose closure's capture panics on drop.
+        let pool = pool_in(State::Closed, 1, PanicPolicy::Propagate);
+        let bomb = DropBomb("refused-drop");
+        let h = pool.apply_async(move || {
+            let _b = bomb;
+        });
+        assert_eq!(h.get(), Err(TaskError::NotRunning));
+        finish_lax(&pool);
+        let s = pool.stats();
+        assert_eq!((s.completed, s.panicked), (0, 1), "{s:?}");
+
+        // Discarded by terminate, under Terminate on an open pool.
+        let pool = pool_in(State::Open, 1, PanicPolicy::Terminate);
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let blocker = pool.apply_async(move || {
+            let _ = go_rx.recv();
+        });
+        let bomb = DropBomb("discarded-drop");
+        let h = pool.apply_async(move || {
+            let _b = bomb;
+        });
+        pool.terminate();
+        assert_eq!(h.get(), Err(TaskError::Cancelled));
+        drop(go_tx);
+        let _ = blocker.get();
+        finish_lax(&pool);
+        let s = pool.stats();
+        assert_eq!(s.panicked, 1, "{s:?}");
+        assert!(s.completed <= 1, "{s:?}");
+    });
+}
+
+fn finish_lax(pool: &ThreadPool) {
+    if pool.is_running() {
+        pool.close();
+    }
+    pool.join();
+    let s = pool.stats();
+    assert_eq!((s.queued, s.running), (0, 0), "{s:?}");
+}
