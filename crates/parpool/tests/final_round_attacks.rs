@@ -1000,8 +1000,7 @@ fn scopes_whose_jobs_terminate_the_pool() {
 /// Stray panics (user code with no consumer: a refused or discarded
 /// closure's `Drop`) are counted in `panicked` but are not items that ran,
 /// so `panicked` may exceed `completed` once the pool is idle; under
-/// Terminate they terminate the pool. The `Stats` docs must say so (they
-/// claimed `completed` includes every panicked item).
+/// Terminate they terminate the pool, as `Stats::panicked` documents.
 #[test]
 fn stray_panics_count_in_panicked_but_not_in_completed() {
     child::hide_expected_panics();
