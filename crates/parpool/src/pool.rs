@@ -263,7 +263,8 @@ impl ThreadPool {
     /// [`scope`](Self::scope) (its [`Scope::apply_async`] may borrow), or
     /// move the data in (`move ||` with owned values or an `Arc`).
     ///
-    /// On a pool that no longer runs (closed or terminated), nothing is
+    /// On a pool that no longer runs (terminated, or closed and called
+    /// from outside its workers, see [`close`](Self::close)), nothing is
     /// queued and the handle reports
     /// [`TaskError::NotRunning`](crate::TaskError::NotRunning); this never
     /// panics, so a thread racing another thread's `close` or `terminate`
@@ -751,7 +752,10 @@ impl ThreadPool {
         scope::run(&self.registry, body)
     }
 
-    /// Stops accepting work; queued work still runs. Idempotent.
+    /// Stops accepting work; queued work still runs. Idempotent. The pool's
+    /// own workers may still submit (so queued tasks that nest keep
+    /// working): from them, calls on a closed pool queue their work as on
+    /// a running one, and it runs before the workers exit.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
