@@ -628,7 +628,12 @@ fn nesting_on_a_one_worker_pool() {
 #[test]
 fn abort_policy_on_the_refused_apply_path() {
     guard(60, || {
-        for (case, must_abort) in [("closed", true), ("terminated", true), ("callback", false)] {
+        for (case, must_abort) in [
+            ("closed", true),
+            ("terminated", true),
+            ("stray", true),
+            ("callback", false),
+        ] {
             let out = std::process::Command::new(std::env::current_exe().unwrap())
                 .args([
                     "--ignored",
@@ -705,6 +710,13 @@ fn final_round_abort_child() {
             pool.terminate();
             let _ = caller.join();
             drop(go_tx);
+        }
+        "stray" => {
+            // A refused closure's panicking `Drop` is a stray panic: it
+            // meets the policy too.
+            pool.close();
+            let bomb = DropBomb("stray");
+            let _ = pool.apply_async(move || drop(bomb)).get();
         }
         _ => {
             std::panic::set_hook(Box::new(|_| {}));
@@ -1044,4 +1056,28 @@ fn finish_lax(pool: &ThreadPool) {
     pool.join();
     let s = pool.stats();
     assert_eq!((s.queued, s.running), (0, 0), "{s:?}");
+}
+
+/// The last handle to a pool dropped inside its own job (on a worker): the
+/// pool is closed, not joined; work queued behind still runs and every
+/// handle resolves.
+#[test]
+fn last_pool_handle_dropped_on_its_worker() {
+    guard(20, || {
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let p = Arc::clone(&pool);
+        let a = pool.apply_async(move || {
+            go_rx.recv().unwrap();
+            drop(p);
+            1
+        });
+        let hs: Vec<_> = (0..20u32).map(|i| pool.apply_async(move || i)).collect();
+        drop(pool);
+        go_tx.send(()).unwrap();
+        assert_eq!(a.get(), Ok(1));
+        for (i, h) in hs.into_iter().enumerate() {
+            assert_eq!(h.get(), Ok(i as u32));
+        }
+    });
 }
