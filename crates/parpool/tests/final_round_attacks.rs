@@ -1081,3 +1081,37 @@ fn last_pool_handle_dropped_on_its_worker() {
         }
     });
 }
+
+/// `terminate` while `apply`'s closure runs on a worker (and while a scoped
+/// `apply_async` runs): the closure finishes, `apply` returns its value,
+/// never a "did not complete" panic, and it ran once.
+#[test]
+fn terminate_while_apply_runs_on_a_worker() {
+    guard(20, || {
+        for round in 0..20u64 {
+            let pool = Arc::new(ThreadPool::with_workers(1));
+            let runs = Arc::new(AtomicUsize::new(0));
+            let p2 = Arc::clone(&pool);
+            let (st_tx, st_rx) = std::sync::mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
+                st_rx.recv().unwrap();
+                std::thread::sleep(Duration::from_micros(round * 50));
+                p2.terminate();
+            });
+            let r2 = Arc::clone(&runs);
+            let v = pool.apply(move || {
+                st_tx.send(()).unwrap();
+                r2.fetch_add(1, SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+                // `cancelled()` may turn true; the result still counts.
+                round
+            });
+            assert_eq!(v, round);
+            assert_eq!(runs.load(SeqCst), 1);
+            t.join().unwrap();
+            pool.join();
+            assert_settled(&pool);
+            assert_eq!(pool.stats().completed, 1);
+        }
+    });
+}
