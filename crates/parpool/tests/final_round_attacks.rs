@@ -1115,3 +1115,38 @@ fn terminate_while_apply_runs_on_a_worker() {
         }
     });
 }
+
+/// `try_map` stopping at an `Err` in every pool state and chunksize
+/// (1 and `usize::MAX`): the first error in input order is returned (or an
+/// earlier one's), each input is dropped once and run at most once, and
+/// stats settle.
+#[test]
+fn try_map_errors_in_every_state_and_chunksize() {
+    guard(20, || {
+        for state in [State::Open, State::Closed, State::Terminated] {
+            for chunk in [1, usize::MAX] {
+                let what = format!("{state:?}/chunk {chunk}");
+                let pool = pool_in(state, 2, PanicPolicy::Propagate);
+                let b = Book::new(50);
+                let items: Vec<(Probe, usize)> = (0..50).map(|i| (b.probe(i).0, i)).collect();
+                let runs = Arc::clone(&b.runs);
+                let out = pool.chunked(chunk).try_map(
+                    move |(p, i): (Probe, usize)| {
+                        runs[i].fetch_add(1, SeqCst);
+                        drop(p);
+                        if i == 17 || i == 33 {
+                            Err(i)
+                        } else {
+                            Ok(i)
+                        }
+                    },
+                    items,
+                );
+                assert_eq!(out, Err(17), "{what}");
+                assert_eq!(b.ran(17), 1, "{what}");
+                finish(&pool);
+                b.check(&what);
+            }
+        }
+    });
+}
