@@ -1150,3 +1150,55 @@ fn try_map_errors_in_every_state_and_chunksize() {
         }
     });
 }
+
+/// A backlog past the ring (it spills into the list and is refilled) on
+/// workers that retire after every task, with `close` or `terminate`
+/// landing mid-drain: every handle resolves (all `Ok` after `close`),
+/// every closure runs at most once and is dropped once, stats settle.
+#[test]
+fn spilled_backlog_on_retiring_workers_across_close_and_terminate() {
+    guard(30, || {
+        for round in 0..6u64 {
+            let terminate = round % 2 == 1;
+            let pool = ThreadPool::builder()
+                .workers(2)
+                .max_tasks_per_worker(1)
+                .build()
+                .unwrap();
+            let n = 1500;
+            let b = Book::new(n);
+            let hs: Vec<_> = (0..n)
+                .map(|i| {
+                    let (p, runs) = b.probe(i);
+                    pool.apply_async(move || {
+                        let _p = p;
+                        runs[i].fetch_add(1, SeqCst);
+                        i
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_micros(round * 300));
+            if terminate {
+                pool.terminate();
+            } else {
+                pool.close();
+            }
+            pool.join();
+            for (i, h) in hs.into_iter().enumerate() {
+                match h.get() {
+                    Ok(v) => {
+                        assert_eq!(v, i);
+                        assert_eq!(b.ran(i), 1);
+                    }
+                    Err(TaskError::Cancelled) if terminate => assert_eq!(b.ran(i), 0),
+                    other => panic!("round {round}: task {i}: {other:?}"),
+                }
+            }
+            b.check(&format!("round {round}"));
+            assert_settled(&pool);
+            let s = pool.stats();
+            let ran: usize = (0..n).map(|i| b.ran(i)).sum();
+            assert_eq!(s.completed, ran, "{s:?}");
+        }
+    });
+}
