@@ -1202,3 +1202,38 @@ fn spilled_backlog_on_retiring_workers_across_close_and_terminate() {
         }
     });
 }
+
+/// `apply`'s docs: a panic in `f` is re-raised "once it has been counted
+/// and has met the pool's PanicPolicy, wherever f ran". Nested in one of
+/// the pool's own jobs, `f` runs right there; a job that catches that
+/// panic must still have had it counted (and, under Terminate, met the
+/// policy).
+#[test]
+fn nested_apply_panic_caught_in_the_job_is_counted() {
+    child::hide_expected_panics();
+    guard(20, || {
+        for policy in [PanicPolicy::Propagate, PanicPolicy::Terminate] {
+            let pool = Arc::new(pool_in(State::Open, 1, policy));
+            let p = Arc::clone(&pool);
+            let caught = pool
+                .apply_async(move || {
+                    catch_unwind(AssertUnwindSafe(|| p.apply(|| -> u8 { panic!("inner") })))
+                        .map_err(|e| panic_message(&*e))
+                })
+                .get();
+            assert_eq!(caught, Ok(Err("inner".to_owned())), "{policy:?}");
+            let s = pool.stats();
+            assert_eq!(
+                s.panicked, 1,
+                "{policy:?}: the nested apply's panic went uncounted: {s:?}"
+            );
+            if policy == PanicPolicy::Terminate {
+                assert!(
+                    !pool.is_running(),
+                    "the nested apply's panic did not meet Terminate"
+                );
+            }
+            finish(&pool);
+        }
+    });
+}
