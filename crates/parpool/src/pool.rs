@@ -214,8 +214,11 @@ impl ThreadPool {
     /// # Panics
     ///
     /// If `f` panics: the panic is re-raised here, once it has been counted
-    /// and has met the pool's [`PanicPolicy`](crate::PanicPolicy), wherever
-    /// `f` ran.
+    /// and has met the pool's [`PanicPolicy`](crate::PanicPolicy), whether
+    /// `f` ran on a worker or on the calling thread. Called from one of the
+    /// pool's own workers, `f` is part of the calling task: its panic
+    /// unwinds into that task uncounted, and counts (and meets the policy)
+    /// as that task's panic only if the task lets it unwind.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
