@@ -214,8 +214,11 @@ impl ThreadPool {
     /// # Panics
     ///
     /// If `f` panics: the panic is re-raised here, once it has been counted
-    /// and has met the pool's [`PanicPolicy`](crate::PanicPolicy), wherever
-    /// `f` ran.
+    /// and has met the pool's [`PanicPolicy`](crate::PanicPolicy), whether
+    /// `f` ran on a worker or on the calling thread. Called from one of the
+    /// pool's own workers, `f` is part of the calling task: its panic
+    /// unwinds into that task uncounted, and counts (and meets the policy)
+    /// as that task's panic only if the task lets it unwind.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -263,7 +266,8 @@ impl ThreadPool {
     /// [`scope`](Self::scope) (its [`Scope::apply_async`] may borrow), or
     /// move the data in (`move ||` with owned values or an `Arc`).
     ///
-    /// On a pool that no longer runs (closed or terminated), nothing is
+    /// On a pool that no longer runs (terminated, or closed and called
+    /// from outside its workers, see [`close`](Self::close)), nothing is
     /// queued and the handle reports
     /// [`TaskError::NotRunning`](crate::TaskError::NotRunning); this never
     /// panics, so a thread racing another thread's `close` or `terminate`
@@ -751,7 +755,10 @@ impl ThreadPool {
         scope::run(&self.registry, body)
     }
 
-    /// Stops accepting work; queued work still runs. Idempotent.
+    /// Stops accepting work; queued work still runs. Idempotent. The pool's
+    /// own workers may still submit (so queued tasks that nest keep
+    /// working): from them, calls on a closed pool queue their work as on
+    /// a running one, and it runs before the workers exit.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();

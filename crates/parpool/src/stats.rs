@@ -39,7 +39,11 @@ pub struct Stats {
     pub running: usize,
     /// Items finished since the pool started, panicked ones included.
     pub completed: usize,
-    /// Items whose task panicked since the pool started.
+    /// Panics of user code since the pool started: items whose task
+    /// panicked (also counted in `completed`), and stray panics with no
+    /// consumer to go to, such as the `Drop` of a result nobody takes or of
+    /// a closure the pool refused or discarded unrun. Such a closure never
+    /// ran, so `panicked` may exceed `completed`.
     pub panicked: usize,
 }
 
