@@ -34,18 +34,29 @@ fn pool_in(state: State, workers: usize, policy: PanicPolicy) -> ThreadPool {
     pool
 }
 
+/// Nothing queued or running, and (with no stray panics, which count in
+/// `panicked` but never ran) no more panicked items than completed ones.
 fn assert_settled(pool: &ThreadPool) {
+    assert_idle(pool);
     let s = pool.stats();
-    assert_eq!(s.queued, 0, "{s:?}");
-    assert_eq!(s.running, 0, "{s:?}");
     assert!(s.panicked <= s.completed, "{s:?}");
 }
 
-fn finish(pool: &ThreadPool) {
+fn assert_idle(pool: &ThreadPool) {
+    let s = pool.stats();
+    assert_eq!((s.queued, s.running), (0, 0), "{s:?}");
+}
+
+/// Closes (if still running) and joins the pool.
+fn close_and_join(pool: &ThreadPool) {
     if pool.is_running() {
         pool.close();
     }
     pool.join();
+}
+
+fn finish(pool: &ThreadPool) {
+    close_and_join(pool);
     assert_settled(pool);
 }
 
@@ -677,11 +688,7 @@ fn final_round_abort_child() {
     let Ok(case) = std::env::var("PARPOOL_FINAL_ABORT_CASE") else {
         return;
     };
-    let pool = ThreadPool::builder()
-        .workers(1)
-        .on_panic(PanicPolicy::Abort)
-        .build()
-        .unwrap();
+    let pool = pool_in(State::Open, 1, PanicPolicy::Abort);
     match case.as_str() {
         "closed" => {
             pool.close();
@@ -1049,13 +1056,11 @@ fn stray_panics_count_in_panicked_but_not_in_completed() {
     });
 }
 
+/// [`finish`] for a pool with stray panics: `panicked` may exceed
+/// `completed` there.
 fn finish_lax(pool: &ThreadPool) {
-    if pool.is_running() {
-        pool.close();
-    }
-    pool.join();
-    let s = pool.stats();
-    assert_eq!((s.queued, s.running), (0, 0), "{s:?}");
+    close_and_join(pool);
+    assert_idle(pool);
 }
 
 /// The last handle to a pool dropped inside its own job (on a worker): the
