@@ -30,8 +30,9 @@ use crate::sync::lock;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -75,6 +76,14 @@ pub(crate) struct Slot<R> {
     /// `Relaxed` suffices. Kept here, in the slot's padding, rather than in
     /// the handle: W4 keeps a million handles alive in one `Vec`.
     taken: AtomicU8,
+    /// Whether the handle still exists (`false` from the start for a task
+    /// without one). Read and written only with `inner` locked, which
+    /// orders it, so `Relaxed` suffices.
+    handle_alive: AtomicBool,
+    source: PanicSource,
+    /// Threads blocked in `block`; `complete` skips the wake-up syscall if
+    /// 0. Read and written only with `inner` locked, as `handle_alive`.
+    waiters: AtomicU32,
     /// Written once, by the claimer, before `status` becomes `DONE`; after
     /// that read only through the handle (see the module doc), and taken
     /// only by the handle (`&mut`), or by the claimer if the handle is gone
@@ -94,10 +103,11 @@ pub(crate) struct Slot<R> {
 // threads: `R: Send` suffices.
 unsafe impl<R: Send> Sync for Slot<R> {}
 
+/// What the slot's mutex holds. The two flags the mutex also guards
+/// (`handle_alive`, `waiters`) are atomics beside the other flags, where
+/// they pack into the slot's first word: a million pending tasks (W4) are
+/// a 96-byte malloc chunk each, not 112 (`docs/design.md` §12).
 struct Inner<R> {
-    handle_alive: bool,
-    /// Threads blocked in `block`; `complete` skips the wake-up syscall if 0.
-    waiters: u32,
     /// Callbacks and an executor's waker, boxed: most tasks have none, and
     /// every task is smaller without them inline (W4 keeps a million alive).
     extras: Option<Box<Extras<R>>>,
@@ -123,18 +133,17 @@ impl<R> Default for Extras<R> {
 impl<R> Slot<R> {
     /// A slot in `QUEUED`; `handle_alive: false` for a task without a
     /// handle (`spawn`), whose claimer drops the outcome itself.
-    fn new_inline(scope: Option<Arc<ScopeState>>, handle_alive: bool) -> Self {
+    fn new_inline(scope: Option<Arc<ScopeState>>, handle_alive: bool, source: PanicSource) -> Self {
         Slot {
             status: AtomicU8::new(QUEUED),
             unwanted: AtomicBool::new(false),
             observed: AtomicBool::new(false),
             taken: AtomicU8::new(NOT_TAKEN),
+            handle_alive: AtomicBool::new(handle_alive),
+            source,
+            waiters: AtomicU32::new(0),
             outcome: UnsafeCell::new(None),
-            inner: Mutex::new(Inner {
-                handle_alive,
-                waiters: 0,
-                extras: None,
-            }),
+            inner: Mutex::new(Inner { extras: None }),
             cond: Condvar::new(),
             scope,
         }
@@ -192,7 +201,7 @@ impl<R> Slot<R> {
                 }
             }
         };
-        let orphan = if inner.handle_alive {
+        let orphan = if self.handle_alive.load(Ordering::Relaxed) {
             // SAFETY: we are the claimer and the status is not `DONE` yet,
             // so no handle looks at the outcome (module doc).
             unsafe { *self.outcome.get() = Some(outcome) };
@@ -204,7 +213,7 @@ impl<R> Slot<R> {
         };
         self.status.store(DONE, Ordering::Release);
         let waker = inner.extras.as_mut().and_then(|e| e.waker.take());
-        let waiters = inner.waiters > 0;
+        let waiters = self.waiters.load(Ordering::Relaxed) > 0;
         drop(inner);
         // Notified after the mutex is released, so woken waiters do not
         // block on it; the claimer holds a reference to the task.
@@ -370,10 +379,11 @@ where
 /// borrow for the scope, is run or dropped before the scope ends.
 pub(crate) struct Task<F, R> {
     slot: Slot<R>,
-    /// Taken only by the slot's claimer: exactly one party, once, so never
-    /// concurrently.
-    f: std::cell::UnsafeCell<Option<F>>,
-    source: PanicSource,
+    /// Initialised while the slot is `QUEUED`; moved out by the slot's
+    /// claimer (exactly one party, once, so never concurrently), and
+    /// dropped by [`Task`]'s `Drop` if nobody ever claimed it. No `Option`:
+    /// its tag would cost a word per task for most closures.
+    f: UnsafeCell<MaybeUninit<F>>,
     /// The pool the task was queued on, by address: only compared, never
     /// dereferenced (a waiter inlines the task only on that pool's workers).
     pool: usize,
@@ -414,9 +424,8 @@ where
             scope.add();
         }
         let task = Arc::new(Task {
-            slot: Slot::new_inline(scope, with_handle),
-            f: std::cell::UnsafeCell::new(Some(f)),
-            source,
+            slot: Slot::new_inline(scope, with_handle, source),
+            f: UnsafeCell::new(MaybeUninit::new(f)),
             pool: pool as *const Registry as usize,
         });
         let handle: Option<Arc<dyn HasSlot<R> + 'a>> = if with_handle {
@@ -454,6 +463,16 @@ where
     }
 }
 
+impl<F, R> Drop for Task<F, R> {
+    fn drop(&mut self) {
+        if *self.slot.status.get_mut() == QUEUED {
+            // SAFETY: nobody claimed the slot, so `f` is still initialised
+            // and was never moved out; `&mut self`: nothing else touches it.
+            unsafe { self.f.get_mut().assume_init_drop() };
+        }
+    }
+}
+
 impl<F, R> Task<F, R> {
     /// Claims the slot and takes the closure; `None` if someone else has.
     /// In a scope, the claimer also takes over the scope's count for the
@@ -464,12 +483,11 @@ impl<F, R> Task<F, R> {
             return None;
         }
         let hold = self.slot.scope.as_deref().map(ScopeHold::adopt);
-        // SAFETY: we won the slot's claim, so no one else touches `f`.
-        let f = unsafe { (*self.f.get()).take() };
-        Some((
-            f.expect("parpool: a claimed task's closure is taken once"),
-            hold,
-        ))
+        // SAFETY: `f` was initialised in `QUEUED`, and we moved the slot out
+        // of it: no one else reads `f`, now or later (the status never
+        // returns to `QUEUED`, and `Drop` skips a claimed task's `f`).
+        let f = unsafe { (*self.f.get()).assume_init_read() };
+        Some((f, hold))
     }
 
     /// Cancels the task if nobody claimed it; see [`relay_drop_panic`].
@@ -497,7 +515,7 @@ where
 {
     fn run_shared(&self, registry: &Registry) {
         if let Some((f, hold)) = self.claim_f() {
-            execute(&self.slot, f, self.source, registry);
+            execute(&self.slot, f, self.slot.source, registry);
             drop(hold);
         }
     }
@@ -507,7 +525,7 @@ where
     }
 
     fn items(&self) -> usize {
-        usize::from(self.source == PanicSource::Task)
+        usize::from(self.slot.source == PanicSource::Task)
     }
 }
 
@@ -537,7 +555,7 @@ where
         }
         match self.claim_f() {
             Some((f, hold)) => {
-                execute(&self.slot, f, self.source, pool);
+                execute(&self.slot, f, self.slot.source, pool);
                 drop(hold);
                 true
             }
@@ -865,9 +883,10 @@ impl<R> Slot<R> {
         if self.is_done() {
             return;
         }
-        inner.waiters += 1;
+        self.waiters.fetch_add(1, Ordering::Relaxed);
         inner = crate::sync::wait(&self.cond, inner, timeout);
-        inner.waiters -= 1;
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        drop(inner);
     }
 }
 
@@ -892,8 +911,8 @@ impl<R> Drop for AsyncResult<R> {
             // The outcome was taken: the task is done, nothing to do.
             return;
         }
-        let mut inner = lock(&slot.inner);
-        inner.handle_alive = false;
+        let inner = lock(&slot.inner);
+        slot.handle_alive.store(false, Ordering::Relaxed);
         // SAFETY: `&mut self` in `drop`: nothing else reads the outcome.
         // Not done yet: the claimer, under this mutex later, sees the
         // handle gone and keeps the outcome to itself.
@@ -952,7 +971,7 @@ impl<R: Send> AsyncResult<R> {
     /// A handle that reports [`TaskError::NotRunning`]: what a task
     /// submission to a pool that no longer runs returns (see `submit.rs`).
     pub(crate) fn not_running() -> Self {
-        let slot = Slot::new_inline(None, true);
+        let slot = Slot::new_inline(None, true, PanicSource::Task);
         let claimed = slot.claim();
         debug_assert!(claimed, "a new slot is unclaimed");
         // No callbacks yet and the handle is alive: nothing is handed back.
@@ -968,5 +987,27 @@ impl<R: Send> AsyncResult<R> {
             std::mem::transmute::<Arc<dyn HasSlot<R> + '_>, Arc<dyn HasSlot<R> + 'static>>(task)
         };
         AsyncResult::from_slot(task)
+    }
+}
+/// The task's size is W4's memory: a million pending `apply_async` handles
+/// are a million tasks (`docs/design.md` §12). On Linux (futex-based
+/// `Mutex` and `Condvar`, 4 bytes each), a task of a closure capturing one
+/// word and returning one is 72 bytes, 88 with `Arc`'s counts: a 96-byte
+/// glibc chunk; one word more would make it a 112-byte chunk.
+#[cfg(all(test, target_os = "linux", target_pointer_width = "64"))]
+mod size {
+    use super::{Slot, Task};
+
+    fn task_size<F: FnOnce() -> u64>(_: &F) -> usize {
+        std::mem::size_of::<Task<F, u64>>()
+    }
+
+    #[test]
+    fn a_one_word_task_fits_a_96_byte_malloc_chunk() {
+        let word = std::hint::black_box(5u64);
+        let f = move || word * 3;
+        assert_eq!(std::mem::size_of::<Slot<u64>>(), 56);
+        // With `Arc`'s two counts and glibc's 8-byte header: 96 bytes.
+        assert_eq!(task_size(&f), 72);
     }
 }
