@@ -823,3 +823,37 @@ fn dropping_imap_mid_stream_drops_every_input_once() {
         }
     });
 }
+
+#[test]
+fn slow_imap_items_go_one_by_one_so_the_read_ahead_stays_small() {
+    if cfg!(miri) {
+        return;
+    }
+    guard(20, || {
+        let pool = ThreadPool::with_workers(2);
+        for ordered in [true, false] {
+            let pulled = Arc::new(AtomicUsize::new(0));
+            // 3 ms per item (at least: a sleep never ends early), far above
+            // the 1 ms target: every chunk is one item, so the default
+            // buffer (4 chunks per worker) lets at most 8 items be read
+            // beyond those handed out.
+            let f = |x: u64| {
+                std::thread::sleep(Duration::from_millis(3));
+                x
+            };
+            let mut it: Box<dyn Iterator<Item = u64>> = if ordered {
+                Box::new(pool.imap(f, counted(&pulled)))
+            } else {
+                Box::new(pool.imap_unordered(f, counted(&pulled)))
+            };
+            for k in 1..=40usize {
+                assert!(it.next().is_some());
+                let ahead = pulled.load(Ordering::SeqCst) - k;
+                assert!(
+                    ahead <= 8,
+                    "ordered={ordered}: {ahead} slow items read ahead after {k}"
+                );
+            }
+        }
+    });
+}
