@@ -465,6 +465,11 @@ where
 
 impl<F, R> Drop for Task<F, R> {
     fn drop(&mut self) {
+        // Not reached today: the queue's reference claims the task when it
+        // is dropped unrun (`SharedJob`'s `Drop`), so a task is freed in
+        // `QUEUED` only if that reference leaked, and then it is never
+        // freed. Kept so that the closure is dropped as the `Option` it
+        // replaced would have been, whatever a future path does.
         if *self.slot.status.get_mut() == QUEUED {
             // SAFETY: nobody claimed the slot, so `f` is still initialised
             // and was never moved out; `&mut self`: nothing else touches it.
@@ -885,7 +890,8 @@ impl<R> Slot<R> {
         }
         self.waiters.fetch_add(1, Ordering::Relaxed);
         inner = crate::sync::wait(&self.cond, inner, timeout);
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        let before = self.waiters.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(before > 0, "parpool: a slot's waiter count went below 0");
         drop(inner);
     }
 }

@@ -593,6 +593,15 @@ impl ThreadPool {
     /// With automatic chunking (the default) chunks grow only while items
     /// are tiny.
     ///
+    /// The input is read on the workers, a chunk at a time, and a chunk's
+    /// results come back together. So an input whose `next` waits for the
+    /// results of earlier items (a request/response loop over channels)
+    /// needs [`chunksize(1)`](Imap::chunksize): with automatic chunking a
+    /// credit soon reads several items, waits inside the input for an item
+    /// that waits for its own chunk, and the iterator never yields. Input
+    /// that arrives slowly (interactive lines) is likewise delivered a
+    /// chunk at a time unless `chunksize(1)` is set.
+    ///
     /// On a pool that no longer runs (closed or terminated before this
     /// call), the work runs on the consumer's thread; this never panics
     /// (Python raises `ValueError`).

