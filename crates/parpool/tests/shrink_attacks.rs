@@ -6,7 +6,7 @@
 //! Every closure must be dropped exactly once, whatever ends it.
 mod common;
 
-use common::{counters, guard, panic_message, Probe};
+use common::{counters, guard, panic_message, quiet_panics_containing, Probe};
 use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,21 +14,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
 fn quiet() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !msg.contains("shrink-attack") {
-                default(info);
-            }
-        }));
-    });
+    quiet_panics_containing("shrink-attack");
 }
 
 fn iters(normal: usize, miri: usize) -> usize {

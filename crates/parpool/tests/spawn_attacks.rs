@@ -4,7 +4,7 @@
 //! slot).
 mod common;
 
-use common::{guard, panic_message};
+use common::{guard, panic_message, quiet_panics_containing};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,21 +12,7 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 fn quiet() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            if !msg.contains("attack") {
-                default(info);
-            }
-        }));
-    });
+    quiet_panics_containing("attack");
 }
 
 fn wait_idle(pool: &ThreadPool) -> parpool::Stats {

@@ -39,6 +39,21 @@ pub fn quiet_panics() {
     std::panic::set_hook(Box::new(|_| {}));
 }
 
+/// Silences the default panic hook for panics whose message contains
+/// `marker` (the test's own, expected ones); every other panic is still
+/// printed. Installed once per test binary.
+pub fn quiet_panics_containing(marker: &'static str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !panic_message(info.payload()).contains(marker) {
+                default(info);
+            }
+        }));
+    });
+}
+
 /// Extracts a panic payload's message.
 pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
