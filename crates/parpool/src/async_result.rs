@@ -80,6 +80,8 @@ pub(crate) struct Slot<R> {
     /// without one). Read and written only with `inner` locked, which
     /// orders it, so `Relaxed` suffices.
     handle_alive: AtomicBool,
+    /// Whose panic the task's closure may raise. A property of the task,
+    /// kept in the slot where it packs with the flags.
     source: PanicSource,
     /// Threads blocked in `block`; `complete` skips the wake-up syscall if
     /// 0. Read and written only with `inner` locked, as `handle_alive`.
@@ -995,6 +997,7 @@ impl<R: Send> AsyncResult<R> {
         AsyncResult::from_slot(task)
     }
 }
+
 /// The task's size is W4's memory: a million pending `apply_async` handles
 /// are a million tasks (`docs/design.md` §12). On Linux (futex-based
 /// `Mutex` and `Condvar`, 4 bytes each), a task of a closure capturing one
