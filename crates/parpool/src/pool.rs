@@ -696,8 +696,10 @@ impl ThreadPool {
     /// As for `imap`: `f` and the inputs must be `'static` (can't borrow
     /// here? Use [`scope`](Self::scope), or move the data in), the input
     /// iterator must be `Send`, memory is bounded by the buffer (`4 ×
-    /// workers × chunksize` items by default), and on a pool that no longer
-    /// runs the work runs on the consumer's thread.
+    /// workers × chunksize` items by default), on a pool that no longer
+    /// runs the work runs on the consumer's thread, and an input that waits
+    /// for results of earlier items needs
+    /// [`chunksize(1)`](ImapUnordered::chunksize).
     ///
     /// # Panics
     ///

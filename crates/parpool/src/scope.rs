@@ -346,7 +346,8 @@ impl<'scope> Scope<'scope, '_> {
     }
 
     /// Like [`ThreadPool::imap`](crate::ThreadPool::imap), for a function
-    /// and inputs that borrow.
+    /// and inputs that borrow. As there, an input that waits for results of
+    /// earlier items needs [`chunksize(1)`](Imap::chunksize).
     ///
     /// # Panics
     ///
