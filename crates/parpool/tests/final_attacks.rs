@@ -13,7 +13,7 @@ mod child;
 mod common;
 
 use child::{assert_pool_healthy, catch, DropBomb, Item, Tracker};
-use common::guard;
+use common::{close_or_terminate, guard};
 use futures::StreamExt;
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::collections::{HashMap, VecDeque};
@@ -295,11 +295,7 @@ fn spawn_racing_close_and_terminate() {
                     for _ in 0..(round % 7) * 20 {
                         std::hint::spin_loop();
                     }
-                    if terminate {
-                        pool.terminate();
-                    } else {
-                        pool.close();
-                    }
+                    close_or_terminate(&pool, terminate);
                 })
             };
             start.wait();
@@ -349,11 +345,7 @@ fn scope_spawn_racing_close_and_terminate() {
                     for _ in 0..(round % 5) * 30 {
                         std::hint::spin_loop();
                     }
-                    if terminate {
-                        pool.terminate();
-                    } else {
-                        pool.close();
-                    }
+                    close_or_terminate(&pool, terminate);
                 })
             };
             let r = catch(|| {
@@ -486,11 +478,7 @@ fn into_stream_racing_terminate_and_close() {
                 let pool = Arc::clone(&pool);
                 std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_micros(150 * (round % 10)));
-                    if terminate {
-                        pool.terminate();
-                    } else {
-                        pool.close();
-                    }
+                    close_or_terminate(&pool, terminate);
                 })
             };
             let n = 30_000u64;
@@ -532,11 +520,7 @@ fn apply_racing_close_and_terminate_runs_exactly_once() {
                 let stop = Arc::clone(&stop);
                 std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_micros(100 * (round % 10)));
-                    if terminate {
-                        pool.terminate();
-                    } else {
-                        pool.close();
-                    }
+                    close_or_terminate(&pool, terminate);
                     stop.store(true, Ordering::SeqCst);
                 })
             };

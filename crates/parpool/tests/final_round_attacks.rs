@@ -6,7 +6,7 @@
 mod child;
 mod common;
 
-use common::{counters, guard, panic_message, Probe};
+use common::{close_or_terminate, counters, guard, panic_message, Probe};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -187,11 +187,7 @@ fn close_and_terminate_race_every_call() {
             let delay = Duration::from_micros((round * 37) % 400);
             let stopper = std::thread::spawn(move || {
                 std::thread::sleep(delay);
-                if terminate {
-                    p2.terminate()
-                } else {
-                    p2.close()
-                }
+                close_or_terminate(&p2, terminate);
             });
             let b = Book::new(12);
             // apply: always returns its value, run exactly once.
@@ -1183,11 +1179,7 @@ fn spilled_backlog_on_retiring_workers_across_close_and_terminate() {
                 })
                 .collect();
             std::thread::sleep(Duration::from_micros(round * 300));
-            if terminate {
-                pool.terminate();
-            } else {
-                pool.close();
-            }
+            close_or_terminate(&pool, terminate);
             pool.join();
             for (i, h) in hs.into_iter().enumerate() {
                 match h.get() {

@@ -1,7 +1,7 @@
 //! close / terminate / join in every order, twice, and Drop.
 mod common;
 
-use common::{guard, panic_message};
+use common::{guard, panic_message, stopped};
 use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -135,13 +135,7 @@ fn task_submissions_to_a_closed_pool_report_not_running() {
 fn blocking_calls_and_streams_on_a_closed_or_terminated_pool_run_on_the_caller() {
     guard(30, || {
         for terminate in [false, true] {
-            let pool = ThreadPool::with_workers(2);
-            if terminate {
-                pool.terminate();
-            } else {
-                pool.close();
-            }
-            pool.join();
+            let pool = stopped(terminate);
             let me = std::thread::current().id();
             assert_eq!(pool.apply(|| std::thread::current().id()), me);
             assert_eq!(pool.map(|x| x * 2, 0..5u8), [0, 2, 4, 6, 8]);

@@ -6,7 +6,7 @@
 //! Every closure must be dropped exactly once, whatever ends it.
 mod common;
 
-use common::{counters, guard, panic_message, quiet_panics_containing, Probe};
+use common::{close_or_terminate, counters, guard, panic_message, quiet_panics_containing, Probe};
 use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -341,11 +341,7 @@ fn refused_submissions_drop_the_closure_once() {
     guard(10, || {
         for terminate in [false, true] {
             let pool = ThreadPool::with_workers(2);
-            if terminate {
-                pool.terminate();
-            } else {
-                pool.close();
-            }
+            close_or_terminate(&pool, terminate);
             let drops = counters(2);
             let probe = Probe {
                 id: 0,

@@ -8,7 +8,7 @@ mod child;
 mod common;
 
 use child::{catch, Tracker};
-use common::guard;
+use common::{close_or_terminate, guard};
 use parpool::{TaskError, ThreadPool};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -459,11 +459,7 @@ fn blocking_map_racing(terminate: bool, tracker: &'static Tracker, started: &'st
                 while started.load(Ordering::SeqCst) < k && Instant::now() < until {
                     std::hint::spin_loop();
                 }
-                if terminate {
-                    pool.terminate();
-                } else {
-                    pool.close();
-                }
+                close_or_terminate(&pool, terminate);
             });
             a.join().unwrap()
         });

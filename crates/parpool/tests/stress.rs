@@ -1,7 +1,7 @@
 //! Races between submitters and terminate: never a hang, never a lost result.
 mod common;
 
-use common::guard;
+use common::{close_or_terminate, guard};
 use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -133,11 +133,7 @@ fn imap_close_and_terminate_races_never_hang() {
                 if round % 4 == 0 {
                     std::thread::yield_now();
                 }
-                if terminate {
-                    p.terminate();
-                } else {
-                    p.close();
-                }
+                close_or_terminate(&p, terminate);
             });
             // After close: every item arrives. After terminate: the results
             // so far, then a clear cancellation panic.

@@ -4,24 +4,12 @@
 //! on the calling (consuming) thread. Also `spawn`'s panic routing.
 mod common;
 
-use common::guard;
+use common::{guard, stopped};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::ThreadId;
-
-/// A 2-worker pool that was closed (or terminated) and joined.
-fn stopped(terminate: bool) -> ThreadPool {
-    let pool = ThreadPool::with_workers(2);
-    if terminate {
-        pool.terminate();
-    } else {
-        pool.close();
-    }
-    pool.join();
-    pool
-}
 
 fn me() -> ThreadId {
     std::thread::current().id()

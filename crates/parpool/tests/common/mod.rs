@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+use parpool::ThreadPool;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -32,6 +33,24 @@ pub fn guard_named<T: Send + 'static>(
             panic!("{what}: timed out after {secs} s (likely a hang)")
         }
     }
+}
+
+/// Terminates `pool` if `terminate`, else closes it: the two ways a pool
+/// stops running, which most shutdown tests try in turn.
+pub fn close_or_terminate(pool: &ThreadPool, terminate: bool) {
+    if terminate {
+        pool.terminate();
+    } else {
+        pool.close();
+    }
+}
+
+/// A 2-worker pool that was closed (or terminated) and joined.
+pub fn stopped(terminate: bool) -> ThreadPool {
+    let pool = ThreadPool::with_workers(2);
+    close_or_terminate(&pool, terminate);
+    pool.join();
+    pool
 }
 
 /// Silences the default panic hook's output for expected panics.
