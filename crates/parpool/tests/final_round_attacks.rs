@@ -154,13 +154,7 @@ impl Book {
         }
     }
     fn probe(&self, id: usize) -> (Probe, Arc<Vec<AtomicUsize>>) {
-        (
-            Probe {
-                id,
-                drops: Arc::clone(&self.drops),
-            },
-            Arc::clone(&self.runs),
-        )
+        (Probe::new(id, &self.drops), Arc::clone(&self.runs))
     }
     fn check(&self, what: &str) {
         for (i, (r, d)) in self.runs.iter().zip(self.drops.iter()).enumerate() {
@@ -800,10 +794,7 @@ fn panicking_input_iterators_and_items_through_every_map_kind() {
                                 panic!("input-boom");
                             }
                             m2[i].fetch_add(1, SeqCst);
-                            Probe {
-                                id: i,
-                                drops: Arc::clone(&d2),
-                            }
+                            Probe::new(i, &d2)
                         });
                         let runs = counters(20);
                         let r2 = Arc::clone(&runs);

@@ -337,10 +337,7 @@ fn terminate_racing_spilling_submitters_resolves_every_handle_once() {
                             let hs: Vec<_> = (0..per)
                                 .map(|i| {
                                     let id = t * per + i;
-                                    let probe = Probe {
-                                        id,
-                                        drops: Arc::clone(drops),
-                                    };
+                                    let probe = Probe::new(id, drops);
                                     let runs = Arc::clone(runs);
                                     (
                                         id,

@@ -341,10 +341,7 @@ fn terminate_racing_refills_of_retiring_workers_resolves_every_handle() {
             let (go, blockers) = hold(&pool, workers);
             let hs: Vec<_> = (0..n)
                 .map(|id| {
-                    let probe = Probe {
-                        id,
-                        drops: Arc::clone(&drops),
-                    };
+                    let probe = Probe::new(id, &drops);
                     let runs = Arc::clone(&runs);
                     pool.apply_async(move || {
                         runs[probe.id].fetch_add(1, Ordering::SeqCst);

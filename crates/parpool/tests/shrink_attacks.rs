@@ -50,10 +50,7 @@ fn every_way_a_closure_ends_drops_it_exactly_once() {
             let pool = ThreadPool::with_workers(2);
             let drops = counters(8);
             let ran = Arc::new(AtomicUsize::new(0));
-            let p = |id| Probe {
-                id,
-                drops: Arc::clone(&drops),
-            };
+            let p = |id| Probe::new(id, &drops);
             // 0: run, handle kept and read.
             let probe = p(0);
             let r = Arc::clone(&ran);
@@ -134,10 +131,7 @@ fn terminate_racing_running_tasks_drops_every_closure_once() {
             let ran = counters(n);
             let mut handles = Vec::new();
             for id in 0..n {
-                let probe = Probe {
-                    id,
-                    drops: Arc::clone(&drops),
-                };
+                let probe = Probe::new(id, &drops);
                 let ran = Arc::clone(&ran);
                 let job = move || {
                     let _k = &probe;
@@ -188,10 +182,7 @@ fn cancel_racing_the_worker_drops_once_and_agrees_with_get() {
         let drops = counters(n);
         let ran = counters(n);
         for id in 0..n {
-            let probe = Probe {
-                id,
-                drops: Arc::clone(&drops),
-            };
+            let probe = Probe::new(id, &drops);
             let r = Arc::clone(&ran);
             let h = pool.apply_async(move || {
                 let _k = &probe;
@@ -229,14 +220,8 @@ fn nested_get_inlines_and_drops_each_closure_once() {
         let n = iters(200, 3);
         let drops = counters(2 * n);
         for i in 0..n {
-            let inner_probe = Probe {
-                id: 2 * i,
-                drops: Arc::clone(&drops),
-            };
-            let outer_probe = Probe {
-                id: 2 * i + 1,
-                drops: Arc::clone(&drops),
-            };
+            let inner_probe = Probe::new(2 * i, &drops);
+            let outer_probe = Probe::new(2 * i + 1, &drops);
             let p = Arc::clone(&pool);
             let got = pool
                 .apply_async(move || {
@@ -343,19 +328,13 @@ fn refused_submissions_drop_the_closure_once() {
             let pool = ThreadPool::with_workers(2);
             close_or_terminate(&pool, terminate);
             let drops = counters(2);
-            let probe = Probe {
-                id: 0,
-                drops: Arc::clone(&drops),
-            };
+            let probe = Probe::new(0, &drops);
             let h = pool.apply_async(move || {
                 let _k = &probe;
                 1
             });
             assert_eq!(h.get(), Err(TaskError::NotRunning));
-            let probe = Probe {
-                id: 1,
-                drops: Arc::clone(&drops),
-            };
+            let probe = Probe::new(1, &drops);
             let _ = catch_unwind(AssertUnwindSafe(|| {
                 pool.spawn(move || {
                     let _k = &probe;
@@ -412,10 +391,7 @@ fn zst_and_large_closures_run_and_drop_once() {
             for (j, w) in big.iter_mut().enumerate() {
                 *w = (id * 1000 + j) as u64;
             }
-            let probe = Probe {
-                id,
-                drops: Arc::clone(&drops),
-            };
+            let probe = Probe::new(id, &drops);
             let h = pool.apply_async(move || {
                 let _k = &probe;
                 big.iter().sum::<u64>()
@@ -449,10 +425,7 @@ fn scoped_borrowing_closures_are_gone_before_the_scope_ends() {
             pool.scope(|s| {
                 let mut hs = Vec::new();
                 for id in 0..n {
-                    let probe = Probe {
-                        id,
-                        drops: Arc::clone(&drops),
-                    };
+                    let probe = Probe::new(id, &drops);
                     let local = &local;
                     let sum = &sum;
                     match id % 4 {
@@ -547,10 +520,7 @@ fn callbacks_and_futures_see_one_outcome_and_one_closure_drop() {
         let err_calls = Arc::new(AtomicUsize::new(0));
         let mut hs = Vec::new();
         for id in 0..n {
-            let probe = Probe {
-                id,
-                drops: Arc::clone(&drops),
-            };
+            let probe = Probe::new(id, &drops);
             let okc = Arc::clone(&ok_calls);
             let errc = Arc::clone(&err_calls);
             let h = pool
@@ -789,12 +759,7 @@ fn dropping_imap_mid_stream_drops_every_input_once() {
         for round in 0..10usize {
             let n = 5000;
             let drops = counters(n);
-            let inputs: Vec<Probe> = (0..n)
-                .map(|id| Probe {
-                    id,
-                    drops: Arc::clone(&drops),
-                })
-                .collect();
+            let inputs: Vec<Probe> = (0..n).map(|id| Probe::new(id, &drops)).collect();
             {
                 let mut it = if round % 2 == 0 {
                     Box::new(pool.imap(|p: Probe| p.id, inputs)) as Box<dyn Iterator<Item = usize>>
@@ -858,10 +823,7 @@ fn panicking_and_map_async_closures_are_dropped_once() {
         for round in 0..iters(20, 2) {
             let pool = ThreadPool::with_workers(2);
             let drops = counters(4);
-            let p = |id| Probe {
-                id,
-                drops: Arc::clone(&drops),
-            };
+            let p = |id| Probe::new(id, &drops);
             // A closure that panics when run: its captures are dropped by the
             // unwinding, once, and the handle reports the panic.
             let probe = p(0);

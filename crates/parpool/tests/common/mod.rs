@@ -91,6 +91,16 @@ pub struct Probe {
     pub drops: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>,
 }
 
+impl Probe {
+    /// The probe for job `id`, counting into `drops` (from [`counters`]).
+    pub fn new(id: usize, drops: &std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>) -> Self {
+        Probe {
+            id,
+            drops: std::sync::Arc::clone(drops),
+        }
+    }
+}
+
 impl Drop for Probe {
     fn drop(&mut self) {
         self.drops[self.id].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
