@@ -196,10 +196,13 @@ pub(super) struct Source<I: Iterator, F> {
     /// Dropped only by `Source`'s `Drop`, contained.
     f: ManuallyDrop<F>,
     spare: Spare<I::Item>,
+    /// The scope the imap belongs to: a panic of the input's or `f`'s
+    /// `Drop` goes there, whichever thread drops the last reference.
+    scope: Option<Arc<ScopeState>>,
 }
 
 impl<I: Iterator, F> Source<I, F> {
-    pub(super) fn new(iter: I, f: F) -> Self {
+    pub(super) fn new(iter: I, f: F, scope: Option<Arc<ScopeState>>) -> Self {
         Source {
             reader: ReadToken::new(),
             input: Mutex::new(Input {
@@ -208,6 +211,7 @@ impl<I: Iterator, F> Source<I, F> {
             }),
             f: ManuallyDrop::new(f),
             spare: Spare::new(),
+            scope,
         }
     }
 
@@ -226,8 +230,12 @@ impl<I: Iterator, F> Drop for Source<I, F> {
     /// The last reference may go on the consumer's thread while it unwinds
     /// (its own closure panicked in `for_each`, say): the input's and the
     /// mapped function's `Drop` are user code, so they run contained, since
-    /// a panic there would abort the process. Outside an unwinding, their
-    /// panic is re-raised, as any other `Drop`'s would be.
+    /// a panic there would abort the process. In a scope, their panic goes
+    /// to the scope, which re-raises it when it ends: the last reference
+    /// may as well go on a worker (a credit still out when the stream was
+    /// dropped), where re-raising would only make it a stray panic. Outside
+    /// a scope and an unwinding, it is re-raised, as any other `Drop`'s
+    /// would be.
     fn drop(&mut self) {
         let iter = self
             .input
@@ -240,7 +248,9 @@ impl<I: Iterator, F> Drop for Source<I, F> {
         let f = unsafe { ManuallyDrop::take(&mut self.f) };
         let f_panic = panic::drop_contained(f);
         if let Some(p) = input_panic.or(f_panic) {
-            if !std::thread::panicking() {
+            if let Some(scope) = &self.scope {
+                scope.report_panic(p);
+            } else if !std::thread::panicking() {
                 std::panic::resume_unwind(p);
             }
         }
