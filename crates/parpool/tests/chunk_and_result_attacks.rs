@@ -8,7 +8,7 @@
 //! panics sit deep in long inputs of 1 ns items, behind chunks of thousands.
 mod common;
 
-use common::{counters, guard, panic_message, quiet_panics_containing, Probe};
+use common::{counters, guard, panic_message, pick, quiet_panics_containing, Probe};
 use parpool::{TaskError, ThreadPool};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,14 +20,6 @@ const MARK: &str = "chunk-attack";
 
 fn quiet() {
     quiet_panics_containing(MARK);
-}
-
-fn pick(normal: usize, miri: usize) -> usize {
-    if cfg!(miri) {
-        miri
-    } else {
-        normal
-    }
 }
 
 /// Waits (up to 5 s) until every counter is non-zero, then asserts each is

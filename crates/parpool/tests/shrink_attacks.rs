@@ -6,7 +6,9 @@
 //! Every closure must be dropped exactly once, whatever ends it.
 mod common;
 
-use common::{close_or_terminate, counters, guard, panic_message, quiet_panics_containing, Probe};
+use common::{
+    close_or_terminate, counters, guard, panic_message, pick, quiet_panics_containing, Probe,
+};
 use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,14 +17,6 @@ use std::time::Duration;
 
 fn quiet() {
     quiet_panics_containing("shrink-attack");
-}
-
-fn iters(normal: usize, miri: usize) -> usize {
-    if cfg!(miri) {
-        miri
-    } else {
-        normal
-    }
 }
 
 fn assert_all_once(drops: &[AtomicUsize], what: &str) {
@@ -46,7 +40,7 @@ fn gate() -> (mpsc::Sender<()>, impl FnOnce() + Send + 'static) {
 #[test]
 fn every_way_a_closure_ends_drops_it_exactly_once() {
     guard(20, || {
-        for round in 0..iters(30, 2) {
+        for round in 0..pick(30, 2) {
             let pool = ThreadPool::with_workers(2);
             let drops = counters(8);
             let ran = Arc::new(AtomicUsize::new(0));
@@ -119,7 +113,7 @@ fn every_way_a_closure_ends_drops_it_exactly_once() {
 #[test]
 fn terminate_racing_running_tasks_drops_every_closure_once() {
     guard(30, || {
-        for round in 0..iters(60, 2) {
+        for round in 0..pick(60, 2) {
             let recycle = round % 2 == 1;
             let mut b = ThreadPool::builder().workers(2);
             if recycle {
@@ -178,7 +172,7 @@ fn terminate_racing_running_tasks_drops_every_closure_once() {
 fn cancel_racing_the_worker_drops_once_and_agrees_with_get() {
     guard(30, || {
         let pool = ThreadPool::with_workers(2);
-        let n = iters(2000, 20);
+        let n = pick(2000, 20);
         let drops = counters(n);
         let ran = counters(n);
         for id in 0..n {
@@ -217,7 +211,7 @@ fn nested_get_inlines_and_drops_each_closure_once() {
     guard(20, || {
         // One worker: an inner task can only run if the outer one inlines it.
         let pool = Arc::new(ThreadPool::with_workers(1));
-        let n = iters(200, 3);
+        let n = pick(200, 3);
         let drops = counters(2 * n);
         for i in 0..n {
             let inner_probe = Probe::new(2 * i, &drops);
@@ -361,7 +355,7 @@ impl Drop for ZstProbe {
 fn zst_and_large_closures_run_and_drop_once() {
     guard(20, || {
         let pool = ThreadPool::with_workers(2);
-        let n = iters(50, 3);
+        let n = pick(50, 3);
         // ZST closures: run, cancelled, discarded.
         let z = ZstProbe;
         let f = move || {
@@ -417,7 +411,7 @@ fn zst_and_large_closures_run_and_drop_once() {
 fn scoped_borrowing_closures_are_gone_before_the_scope_ends() {
     guard(20, || {
         let pool = ThreadPool::with_workers(2);
-        for round in 0..iters(40, 2) {
+        for round in 0..pick(40, 2) {
             let n = if cfg!(miri) { 4 } else { 24 };
             let drops = counters(n);
             let local: Vec<usize> = (0..n).collect();
@@ -471,7 +465,7 @@ fn scoped_borrowing_closures_are_gone_before_the_scope_ends() {
 fn many_waiters_on_one_slot_all_wake() {
     guard(30, || {
         let pool = Arc::new(ThreadPool::with_workers(2));
-        for round in 0..iters(100, 2) {
+        for round in 0..pick(100, 2) {
             let (open, wait) = gate();
             let h = Arc::new(pool.apply_async(move || {
                 wait();
@@ -514,7 +508,7 @@ fn many_waiters_on_one_slot_all_wake() {
 fn callbacks_and_futures_see_one_outcome_and_one_closure_drop() {
     guard(20, || {
         let pool = ThreadPool::with_workers(2);
-        let n = iters(300, 4);
+        let n = pick(300, 4);
         let drops = counters(n);
         let ok_calls = Arc::new(AtomicUsize::new(0));
         let err_calls = Arc::new(AtomicUsize::new(0));
@@ -820,7 +814,7 @@ fn slow_imap_items_go_one_by_one_so_the_read_ahead_stays_small() {
 fn panicking_and_map_async_closures_are_dropped_once() {
     quiet();
     guard(20, || {
-        for round in 0..iters(20, 2) {
+        for round in 0..pick(20, 2) {
             let pool = ThreadPool::with_workers(2);
             let drops = counters(4);
             let p = |id| Probe::new(id, &drops);
@@ -901,7 +895,7 @@ fn a_dropped_handle_leaves_the_outcome_to_the_claimer_before_the_scope_ends() {
     quiet();
     guard(20, || {
         let pool = ThreadPool::with_workers(2);
-        for round in 0..iters(50, 2) {
+        for round in 0..pick(50, 2) {
             // The handle is dropped while the task is queued: the claimer
             // drops the borrowed result itself, before the scope ends.
             let dropped = AtomicUsize::new(0);

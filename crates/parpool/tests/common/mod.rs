@@ -35,6 +35,16 @@ pub fn guard_named<T: Send + 'static>(
     }
 }
 
+/// `normal`, or `miri` when run under Miri, which is about a thousand
+/// times slower: how many rounds or items a test takes.
+pub fn pick(normal: usize, miri: usize) -> usize {
+    if cfg!(miri) {
+        miri
+    } else {
+        normal
+    }
+}
+
 /// Terminates `pool` if `terminate`, else closes it: the two ways a pool
 /// stops running, which most shutdown tests try in turn.
 pub fn close_or_terminate(pool: &ThreadPool, terminate: bool) {
