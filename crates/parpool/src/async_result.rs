@@ -193,13 +193,13 @@ impl<R> Slot<R> {
                     for cb in on_success {
                         run_callback(|| cb(value));
                     }
-                    panic::drop_all_contained(on_error);
+                    panic::drop_all_discarding(on_error);
                 }
                 Err(failure) => {
                     for cb in on_error {
                         run_callback(|| cb(&failure.error));
                     }
-                    panic::drop_all_contained(on_success);
+                    panic::drop_all_discarding(on_success);
                 }
             }
         };
@@ -317,8 +317,8 @@ fn refuse_wait_in_own_callback<R>(slot: &Slot<R>) {
 /// has printed it) and cannot break the pool or the handle.
 fn run_callback(f: impl FnOnce()) {
     if let Err(p) = panic::contain(f) {
-        // The payload's own `Drop` is user code too.
-        panic::discard(p);
+        // The payload's own `Drop` is user code too: dropped contained.
+        drop(p);
     }
 }
 
@@ -341,9 +341,7 @@ fn cancelled<R>() -> Outcome<R> {
 /// `cancel` caller) to see, unless this thread is unwinding already.
 fn relay_drop_panic(payload: Option<Payload>) {
     if let Some(p) = payload {
-        if !std::thread::panicking() {
-            std::panic::resume_unwind(p);
-        }
+        panic::reraise_unless_unwinding(p);
     }
 }
 

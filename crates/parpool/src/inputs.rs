@@ -302,6 +302,7 @@ unsafe impl<T: Send> Source for VecSource<T> {
         // dropped, so each is initialized and owned here; each is moved out
         // once and dropped (contained) by `drop_all_contained`.
         crate::panic::drop_all_contained(range.map(|i| unsafe { self.ptr.add(i).read() }))
+            .map(crate::panic::Payload::into_inner)
     }
 }
 

@@ -40,7 +40,6 @@ use crate::park::{self, Deadline};
 use crate::registry::Registry;
 use crate::sync::lock;
 use std::ops::Range;
-use std::panic::resume_unwind;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -233,7 +232,7 @@ where
     /// map like a panicking `f`.
     fn drop_unused(&self, range: Range<usize>) {
         // SAFETY: every caller passes indices claimed by it and never taken.
-        if let Some(payload) = unsafe { self.source.drop_range(range) } {
+        if let Some(payload) = unsafe { self.source.drop_range(range) }.map(Payload::new) {
             self.registry.task_panicked(&payload);
             self.record_panic(payload);
         }
@@ -251,7 +250,7 @@ where
         drop(slot);
         // Only the first is re-raised; a later one must not unwind from
         // here, in the middle of a chunk's bookkeeping.
-        panic::discard(payload);
+        drop(payload);
     }
 
     fn fail(&self, i: usize, e: E) {
@@ -437,7 +436,7 @@ where
     }
     if let Err(e) = output.try_reserve_exact(n) {
         // SAFETY: nothing was taken yet.
-        let _ = unsafe { source.drop_range(0..n) };
+        drop(unsafe { source.drop_range(0..n) }.map(Payload::new));
         panic!("parpool: cannot allocate the output of a map over {n} items: {e}");
     }
     registry.counters().queued(n as isize);
@@ -527,21 +526,14 @@ where
         }
         let error = ctx.error.into_inner().unwrap_or_else(|e| e.into_inner());
         let panic = ctx.panic.into_inner().unwrap_or_else(|e| e.into_inner());
-        let panic = match panic {
-            Some(p) => {
-                if let Some(d) = drop_panic {
-                    panic::discard(d);
-                }
-                Some(p)
-            }
-            None => drop_panic,
-        };
+        // A task's panic comes first; a result's `Drop` panic is dropped then.
+        let panic = panic.or(drop_panic);
         if let Some(payload) = panic {
             // Subtle: the error is user data too; drop it (contained) before
             // unwinding, since a panic in its `Drop` during the unwinding
             // would abort the process.
             panic::drop_discarding(error);
-            resume_unwind(payload);
+            payload.resume();
         }
         return Err(match error {
             Some((_, e)) => MapError::Failed(e),

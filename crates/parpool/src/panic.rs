@@ -4,11 +4,59 @@
 //! dies of it. [`PanicPolicy`] then decides what else happens. The caught
 //! payload travels to whoever consumes the task's result and is re-raised or
 //! reported there; it is never dropped silently while someone waits for it.
+//!
+//! Invariant: a payload the engine holds never unwinds when dropped. A
+//! payload is user data, and its own `Drop` may panic; [`Payload`] drops it
+//! under a catch, so no path that lets one go (a callback that never runs,
+//! a result nobody reads, a panic already kept) can unwind out of the
+//! engine's bookkeeping or abort a thread that is unwinding already.
 
 use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-/// A caught panic's payload.
-pub(crate) type Payload = Box<dyn Any + Send + 'static>;
+/// A caught panic's payload. Dropping it is contained: a panic of the
+/// payload's own `Drop` is caught, and that second payload is leaked (it
+/// may panic when dropped too). Only [`resume`](Payload::resume) hands the
+/// payload back to an unwinding, and with it to the user.
+pub(crate) struct Payload(Option<Box<dyn Any + Send + 'static>>);
+
+impl Payload {
+    pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> Self {
+        Payload(Some(payload))
+    }
+
+    /// Re-raises the panic on the current thread.
+    pub(crate) fn resume(self) -> ! {
+        resume_unwind(self.into_inner())
+    }
+
+    /// The payload itself, whose drop is no longer contained: only for a
+    /// caller that wraps it again at once (an interface that predates
+    /// this type) or re-raises it.
+    pub(crate) fn into_inner(mut self) -> Box<dyn Any + Send + 'static> {
+        self.0.take().expect("a payload is taken once")
+    }
+
+    pub(crate) fn is<T: Any>(&self) -> bool {
+        self.as_ref().is::<T>()
+    }
+}
+
+impl AsRef<dyn Any + Send + 'static> for Payload {
+    fn as_ref(&self) -> &(dyn Any + Send + 'static) {
+        self.0.as_deref().expect("a payload is taken once")
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        if let Some(payload) = self.0.take() {
+            if let Err(nested) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(nested);
+            }
+        }
+    }
+}
 
 /// What a pool does when one of its tasks panics.
 ///
@@ -61,7 +109,7 @@ pub(crate) struct CancelledMarker;
 
 /// Unwinds out of the current task, which then reports `Cancelled`.
 pub(crate) fn unwind_cancelled() -> ! {
-    std::panic::resume_unwind(Box::new(CancelledMarker))
+    resume_unwind(Box::new(CancelledMarker))
 }
 
 /// Runs user code (a closure, a `Drop`, an iterator's `next`, a callback)
@@ -71,7 +119,7 @@ pub(crate) fn unwind_cancelled() -> ! {
 /// goes through here and the caller decides where the payload goes.
 #[inline]
 pub(crate) fn contain<T>(f: impl FnOnce() -> T) -> Result<T, Payload> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    catch_unwind(AssertUnwindSafe(f)).map_err(Payload::new)
 }
 
 /// Drops `value`, catching a panic of its `Drop`.
@@ -84,31 +132,18 @@ pub(crate) fn drop_contained<T>(value: T) -> Option<Payload> {
     contain(move || drop(value)).err()
 }
 
-/// Keeps `p` in `first` unless a payload is there already. A later payload
-/// is discarded (see [`discard`]): dropped where it is, a payload whose
-/// `Drop` panics would unwind out of the bookkeeping that collects panics,
-/// or abort the process if that thread is already unwinding.
+/// Keeps `p` in `first` unless a payload is there already; a later one is
+/// dropped (contained, as every [`Payload`]).
 pub(crate) fn keep_first(first: &mut Option<Payload>, p: Payload) {
-    match first {
-        None => *first = Some(p),
-        Some(_) => discard(p),
-    }
-}
-
-/// Drops a payload nobody will re-raise, contained. A panic of its `Drop`
-/// is leaked, not dropped: its payload may panic when dropped too.
-pub(crate) fn discard(p: Payload) {
-    if let Some(nested) = drop_contained(p) {
-        std::mem::forget(nested);
+    if first.is_none() {
+        *first = Some(p);
     }
 }
 
 /// Drops `value` contained, discarding a panic of its `Drop` (for values
 /// dropped while unwinding, or whose panic has nowhere to go).
 pub(crate) fn drop_discarding<T>(value: T) {
-    if let Some(p) = drop_contained(value) {
-        discard(p);
-    }
+    drop(drop_contained(value));
 }
 
 /// Drops every element of `items` one by one, each under its own catch, so
@@ -137,4 +172,19 @@ pub(crate) fn drop_all_contained<T>(items: impl IntoIterator<Item = T>) -> Optio
         keep_first(&mut first, p);
     }
     first
+}
+
+/// Drops every element of `items` as [`drop_all_contained`] does, and
+/// discards their panics (values nobody will read, whose panics have
+/// nowhere to go; the panic hook has reported them).
+pub(crate) fn drop_all_discarding<T>(items: impl IntoIterator<Item = T>) {
+    drop(drop_all_contained(items));
+}
+
+/// Re-raises `p` on the current thread, unless the thread is unwinding
+/// already: a second panic would abort the process, so `p` is dropped then.
+pub(crate) fn reraise_unless_unwinding(p: Payload) {
+    if !std::thread::panicking() {
+        p.resume();
+    }
 }

@@ -19,7 +19,6 @@ use crate::stats::Stats;
 use crate::submit::{self, Queue};
 use crate::sync::lock;
 use std::fmt;
-use std::panic::resume_unwind;
 use std::sync::{Arc, Mutex};
 
 /// A pool of worker threads with Python's `multiprocessing.pool.ThreadPool` API.
@@ -250,7 +249,7 @@ impl ThreadPool {
         match handle.get_outcome() {
             Ok(value) => value,
             Err(failure) => match failure.payload {
-                Some(payload) => resume_unwind(payload),
+                Some(payload) => payload.resume(),
                 // Cancelled before a worker took `f` (a `terminate`).
                 None if lock(&waiting).is_some() => {
                     submit::run_refused_blocking(&self.registry, run_here)

@@ -250,10 +250,10 @@ impl Registry {
     /// to the pool's policy like a task's panic.
     pub(crate) fn stray_panic(&self, payload: Payload) {
         self.task_panicked(&payload);
-        // Subtle: the payload is user data; dropped here uncontained, a
-        // payload whose `Drop` panics would unwind out of a drain (leaving
-        // later jobs queued) or out of a worker's `run_job`.
-        panic::discard(payload);
+        // The payload is user data whose `Drop` may panic; a `Payload` drops
+        // it contained, so nothing unwinds out of a drain (leaving later
+        // jobs queued) or out of a worker's `run_job`.
+        drop(payload);
     }
 
     /// Called by every job whose user code panicked.

@@ -61,7 +61,7 @@ impl ScopeState {
         // Only the first is re-raised. A later payload is user data whose
         // `Drop` may panic: discarded contained, so it never unwinds into a
         // submitter (`run_refused`) or out of a slot's completion.
-        panic::discard(payload);
+        drop(payload);
     }
 
     pub(crate) fn add(&self) {
@@ -162,9 +162,7 @@ impl Drop for ScopedJob<'_> {
         let payload = panic::drop_contained(self.inner.take());
         self.scope.done();
         if let Some(p) = payload {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(p);
-            }
+            panic::reraise_unless_unwinding(p);
         }
     }
 }
@@ -433,14 +431,14 @@ where
             // data, and dropped by the unwinding (with the scope's state) a
             // panicking `Drop` would abort the process.
             panic::drop_discarding(kept);
-            std::panic::resume_unwind(payload)
+            payload.resume()
         }
         Ok(value) => match kept {
             Some(payload) => {
                 // The body's value is discarded: dropped before unwinding,
                 // for the same reason.
                 panic::drop_discarding(value);
-                std::panic::resume_unwind(payload)
+                payload.resume()
             }
             None => value,
         },

@@ -163,7 +163,7 @@ pub(crate) fn run_refused(registry: &Registry, scope: Option<&ScopeState>, f: im
 /// would be (see [`run_refused`]), and a panic, once counted and put to the
 /// pool's policy, unwinds into the caller, as `apply` re-raises a worker's.
 pub(crate) fn run_refused_blocking<R>(registry: &Registry, f: impl FnOnce() -> R) -> R {
-    run_counted(registry, f).unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+    run_counted(registry, f).unwrap_or_else(|payload| payload.resume())
 }
 
 /// Runs `f` here as one item of the pool's stats (`running`, then one

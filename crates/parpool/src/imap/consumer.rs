@@ -31,7 +31,6 @@ use crate::park::{self, Deadline, Waitable};
 use crate::submit::Queue;
 use crate::sync::lock;
 use std::fmt;
-use std::panic::resume_unwind;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -476,7 +475,7 @@ impl<R> Consumer<'_, R> {
 /// Re-raises a task's panic, or reports cancellation as a panic, in the consumer.
 fn raise(stop: Stop) -> ! {
     match stop {
-        Stop::Panic(p) => resume_unwind(p),
+        Stop::Panic(p) => p.resume(),
         _ => panic!(
             "parpool: imap stopped early: {} (use next_timeout() to get this as an error)",
             TaskError::Cancelled
@@ -518,7 +517,7 @@ impl<R> Drop for Consumer<'_, R> {
         let ready = self.window.take_all();
         for (_, results, end) in ready {
             // Results nobody will read: dropped one by one, contained.
-            drop(panic::drop_all_contained(results));
+            panic::drop_all_discarding(results);
             if let Some(scope) = &self.shared.scope {
                 report_end(scope, end);
             }

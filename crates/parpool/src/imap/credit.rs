@@ -138,7 +138,7 @@ impl<R> Exchange<R> {
             // An executor's waker is foreign code: contained, and not a task
             // panic (no count, no policy).
             if let Err(p) = panic::contain(|| w.wake()) {
-                panic::discard(p);
+                drop(p);
             }
         }
     }
@@ -166,7 +166,7 @@ impl<R> Drop for Exchange<R> {
         let q = self.queue.get_mut().unwrap_or_else(|e| e.into_inner());
         for d in q.arrived.drain(..) {
             if let Report::Chunk { end, results, .. } = d.report {
-                panic::drop_all_contained(results);
+                panic::drop_all_discarding(results);
                 if let Some(scope) = &self.scope {
                     report_end(scope, end);
                 }
@@ -250,8 +250,8 @@ impl<I: Iterator, F> Drop for Source<I, F> {
         if let Some(p) = input_panic.or(f_panic) {
             if let Some(scope) = &self.scope {
                 scope.report_panic(p);
-            } else if !std::thread::panicking() {
-                std::panic::resume_unwind(p);
+            } else {
+                panic::reraise_unless_unwinding(p);
             }
         }
     }
