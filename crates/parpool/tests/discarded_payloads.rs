@@ -346,3 +346,49 @@ fn an_unread_bomb_input_dropped_while_the_consumer_unwinds_does_not_abort() {
         },
     );
 }
+
+/// `terminate` called from a guard's `Drop` while a scope's body unwinds
+/// drains the scope's queued task, whose closure's `Drop` panics with a
+/// bomb payload: the body's panic arrives, nothing aborts. (A neighbour of
+/// the cases above, which already held before `Payload`: the scope takes
+/// that panic.)
+#[test]
+fn a_scope_task_drained_while_the_body_unwinds_contains_its_bomb() {
+    child::run(
+        "a_scope_task_drained_while_the_body_unwinds_contains_its_bomb",
+        20,
+        || {
+            let pool = ThreadPool::with_workers(1);
+            let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            let blocker = pool.apply_async(move || {
+                busy_tx.send(()).unwrap();
+                let _ = release_rx.recv();
+            });
+            busy_rx.recv().unwrap();
+            let drops = bombs();
+            struct TerminateOnDrop<'p>(&'p ThreadPool, std::sync::mpsc::Sender<()>);
+            impl Drop for TerminateOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.terminate();
+                    let _ = self.1.send(());
+                }
+            }
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool.scope(|s| {
+                    let bomb = DropPanicsWithBomb(Arc::clone(&drops));
+                    s.spawn(move || {
+                        let _b = &bomb;
+                    });
+                    let _guard = TerminateOnDrop(&pool, release_tx.clone());
+                    panic!("EXPECTED body");
+                })
+            }));
+            let msg = common::panic_message(&*r.expect_err("the body's panic"));
+            assert!(msg.contains("EXPECTED body"), "{msg}");
+            assert_eq!(drops.load(Ordering::SeqCst), 1);
+            assert_eq!(blocker.get(), Ok(()));
+            pool.join();
+        },
+    );
+}
