@@ -196,13 +196,20 @@ pub(super) struct Source<I: Iterator, F> {
     /// Dropped only by `Source`'s `Drop`, contained.
     f: ManuallyDrop<F>,
     spare: Spare<I::Item>,
-    /// The scope the imap belongs to: a panic of the input's or `f`'s
-    /// `Drop` goes there, whichever thread drops the last reference.
+    /// Where a panic of the input's or `f`'s `Drop` goes, whichever thread
+    /// drops the last reference: the imap's scope, or else its pool (a
+    /// stray panic).
+    registry: Arc<Registry>,
     scope: Option<Arc<ScopeState>>,
 }
 
 impl<I: Iterator, F> Source<I, F> {
-    pub(super) fn new(iter: I, f: F, scope: Option<Arc<ScopeState>>) -> Self {
+    pub(super) fn new(
+        iter: I,
+        f: F,
+        registry: Arc<Registry>,
+        scope: Option<Arc<ScopeState>>,
+    ) -> Self {
         Source {
             reader: ReadToken::new(),
             input: Mutex::new(Input {
@@ -211,6 +218,7 @@ impl<I: Iterator, F> Source<I, F> {
             }),
             f: ManuallyDrop::new(f),
             spare: Spare::new(),
+            registry,
             scope,
         }
     }
@@ -227,15 +235,14 @@ impl<I: Iterator, F> Source<I, F> {
 }
 
 impl<I: Iterator, F> Drop for Source<I, F> {
-    /// The last reference may go on the consumer's thread while it unwinds
-    /// (its own closure panicked in `for_each`, say): the input's and the
-    /// mapped function's `Drop` are user code, so they run contained, since
-    /// a panic there would abort the process. In a scope, their panic goes
-    /// to the scope, which re-raises it when it ends: the last reference
-    /// may as well go on a worker (a credit still out when the stream was
-    /// dropped), where re-raising would only make it a stray panic. Outside
-    /// a scope and an unwinding, it is re-raised, as any other `Drop`'s
-    /// would be.
+    /// The last reference goes on the consumer's thread (which may be
+    /// unwinding: its own closure panicked in `for_each`, say) or on a
+    /// worker (a credit still out when the stream was dropped early),
+    /// depending on timing. So the input's and the mapped function's `Drop`
+    /// run contained, and their panic goes to the same place on either
+    /// thread: to the scope, which re-raises it when it ends, or else to the
+    /// pool as a stray panic (counted, and subject to its panic policy).
+    /// Dropping a stream never panics.
     fn drop(&mut self) {
         let iter = self
             .input
@@ -248,10 +255,9 @@ impl<I: Iterator, F> Drop for Source<I, F> {
         let f = unsafe { ManuallyDrop::take(&mut self.f) };
         let f_panic = panic::drop_contained(f);
         if let Some(p) = input_panic.or(f_panic) {
-            if let Some(scope) = &self.scope {
-                scope.report_panic(p);
-            } else {
-                panic::reraise_unless_unwinding(p);
+            match &self.scope {
+                Some(scope) => scope.report_panic(p),
+                None => self.registry.stray_panic(p),
             }
         }
     }

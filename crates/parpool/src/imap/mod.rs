@@ -73,10 +73,10 @@ where
     let registry = Arc::clone(queue.registry());
     let scope = queue.scope_state().cloned();
     let workers = registry.workers();
-    let shared = Arc::new(Exchange::new(registry, scope.clone()));
+    let shared = Arc::new(Exchange::new(Arc::clone(&registry), scope.clone()));
     let iter = inputs.into_iter();
     let input_hint = iter.size_hint();
-    let source = Arc::new(Source::new(iter, f, scope));
+    let source = Arc::new(Source::new(iter, f, registry, scope));
     let input = Arc::clone(&source);
     let release_input: ReleaseInput<'a> = Box::new(move || input.release_input());
     let job_shared = Arc::clone(&shared);
