@@ -613,6 +613,11 @@ impl ThreadPool {
     /// iterator runs, it ends with
     /// [`TaskError::Cancelled`](crate::TaskError::Cancelled), which `next()`
     /// raises as a panic and [`Imap::next_timeout`] returns as an error.
+    /// Dropping the iterator never panics: a panic of the unread input's or
+    /// of `f`'s `Drop` then is a stray panic of the pool (counted in
+    /// [`Stats::panicked`](crate::Stats::panicked), and subject to the
+    /// [`PanicPolicy`](crate::PanicPolicy)); in a scope, the scope
+    /// re-raises it when it ends.
     ///
     /// ```
     /// use parpool::ThreadPool;
