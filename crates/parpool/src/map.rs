@@ -386,24 +386,94 @@ where
         .unwrap_or_else(|Cancelled| crate::panic::unwind_cancelled())
 }
 
-/// The whole `map_async` task: maps, then drops `f` while the results are
-/// still a local. (If `f`'s `Drop` panicked as the closure's capture, after
-/// the closure computed its return value, Rust would leak that value:
-/// rust-lang/rust#47949. As a local, it is dropped by the unwinding.)
-pub(crate) fn map_async_task<I, F, R>(
-    registry: &Registry,
-    inputs: I,
-    chunksize: Option<usize>,
-    f: F,
-) -> Vec<R>
-where
-    I: crate::inputs::Inputs,
-    F: Fn(I::Item) -> R + Sync,
-    R: Send,
-{
-    let results = map_async_body(registry, inputs.into_source(), chunksize, &f);
-    drop(f);
-    results
+/// A map's function, owned while the map runs, and dropped contained
+/// however the map ends, since its `Drop` is user code:
+/// - the map returns: [`finish`](MapFn::finish) drops `f` while the
+///   results are still held, so a panic of `f`'s `Drop` neither leaks them
+///   (as a panic in a capture's `Drop` after a closure computed its return
+///   value would: rust-lang/rust#47949) nor has the unwinding drop them in
+///   std's drop glue (a second panicking `Drop` there aborts);
+/// - the map unwinds (a task's panic re-raised, a `map_async` cancelled):
+///   `Drop` drops `f` contained, since a second panic would abort.
+pub(crate) struct MapFn<F>(Option<F>);
+
+impl<F> MapFn<F> {
+    pub(crate) fn new(f: F) -> Self {
+        MapFn(Some(f))
+    }
+
+    pub(crate) fn get(&self) -> &F {
+        self.0
+            .as_ref()
+            .expect("a map's function is dropped only at its end")
+    }
+
+    /// Drops `f` and returns `value`, the map's output; if `f`'s `Drop`
+    /// panics, drops `value` with `drop_value` (contained, element by
+    /// element) and re-raises that panic.
+    pub(crate) fn finish<T>(mut self, value: T, drop_value: impl FnOnce(T)) -> T {
+        match panic::drop_contained(self.0.take()) {
+            None => value,
+            Some(p) => {
+                drop_value(value);
+                p.resume()
+            }
+        }
+    }
+}
+
+impl<F> Drop for MapFn<F> {
+    fn drop(&mut self) {
+        if let Some(p) = panic::drop_contained(self.0.take()) {
+            panic::reraise_unless_unwinding(p);
+        }
+    }
+}
+
+/// What a `map_async` task captures: its inputs and function, each dropped
+/// on its own, contained, if the task never runs (refused, cancelled or
+/// discarded by `terminate`): dropped together by a closure's drop glue,
+/// a panic of the inputs' `Drop` would have the unwinding drop `f`, and a
+/// second panic there aborts. The first panic is re-raised, for whoever
+/// drops the task to count.
+pub(crate) struct MapAsync<I, F> {
+    inputs: Option<I>,
+    f: Option<F>,
+}
+
+impl<I, F> MapAsync<I, F> {
+    pub(crate) fn new(inputs: I, f: F) -> Self {
+        MapAsync {
+            inputs: Some(inputs),
+            f: Some(f),
+        }
+    }
+
+    /// The whole `map_async` task: maps, then drops `f` (see [`MapFn`]).
+    pub(crate) fn run<R>(mut self, registry: &Registry, chunksize: Option<usize>) -> Vec<R>
+    where
+        I: crate::inputs::Inputs,
+        F: Fn(I::Item) -> R + Sync,
+        R: Send,
+    {
+        let taken = "a map_async task runs once";
+        let f = MapFn::new(self.f.take().expect(taken));
+        let inputs = self.inputs.take().expect(taken);
+        let results = map_async_body(registry, inputs.into_source(), chunksize, f.get());
+        f.finish(results, panic::drop_all_discarding)
+    }
+}
+
+impl<I, F> Drop for MapAsync<I, F> {
+    fn drop(&mut self) {
+        let mut first = panic::drop_contained(self.inputs.take());
+        if let Some(p) = panic::drop_contained(self.f.take()) {
+            panic::keep_first(&mut first, p);
+        }
+        if let Some(p) = first {
+            panic::reraise_unless_unwinding(p);
+        }
+    }
 }
 
 /// A `map_async` stopped by `terminate`.

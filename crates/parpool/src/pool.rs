@@ -885,20 +885,18 @@ impl Chunked<'_> {
         R: Send,
     {
         let registry = &self.pool.registry;
+        let f = map::MapFn::new(f);
         let results = match map::run_map_infallible(
             registry,
             inputs.into_source(),
             self.chunksize,
-            &f,
+            f.get(),
             false,
         ) {
             Ok(v) => v,
             Err(map::Cancelled) => unreachable!("a blocking map finishes after terminate"),
         };
-        // `f` goes while the results are a local: if its `Drop` panicked as
-        // the function ended, the returned value would leak (rust#47949).
-        drop(f);
-        results
+        f.finish(results, crate::panic::drop_all_discarding)
     }
 
     /// [`ThreadPool::try_map`] with this chunksize. Any iterator goes
@@ -927,14 +925,22 @@ impl Chunked<'_> {
         E: Send,
     {
         let registry = &self.pool.registry;
-        let results = map::run_map(registry, inputs.into_source(), self.chunksize, &f, false)
-            .map_err(|e| match e {
-                map::MapError::Failed(e) => e,
-                map::MapError::Cancelled => unreachable!("a blocking map finishes after terminate"),
-            });
-        // As in `map`: drop `f` while the results are a local.
-        drop(f);
-        results
+        let f = map::MapFn::new(f);
+        let results = map::run_map(
+            registry,
+            inputs.into_source(),
+            self.chunksize,
+            f.get(),
+            false,
+        )
+        .map_err(|e| match e {
+            map::MapError::Failed(e) => e,
+            map::MapError::Cancelled => unreachable!("a blocking map finishes after terminate"),
+        });
+        f.finish(results, |r| match r {
+            Ok(values) => crate::panic::drop_all_discarding(values),
+            Err(e) => crate::panic::drop_discarding(e),
+        })
     }
 
     /// [`ThreadPool::starmap`] with this chunksize. Any iterator goes
@@ -957,10 +963,9 @@ impl Chunked<'_> {
         F: StarFn<<I::Item as Unpack>::Args> + Sync,
         F::Output: Send,
     {
-        let results = self.map(|t: I::Item| f.call(t.unpack()), inputs);
-        // As in `map`: drop `f` while the results are a local.
-        drop(f);
-        results
+        let f = map::MapFn::new(f);
+        let results = self.map(|t: I::Item| f.get().call(t.unpack()), inputs);
+        f.finish(results, crate::panic::drop_all_discarding)
     }
 
     /// [`ThreadPool::map_async`] with this chunksize. Any iterator goes
@@ -985,7 +990,10 @@ impl Chunked<'_> {
         let registry = Arc::clone(&self.pool.registry);
         let chunksize = self.chunksize;
         self.pool.submit_task(
-            move || map::map_async_task(&registry, inputs, chunksize, f),
+            {
+                let task = map::MapAsync::new(inputs, f);
+                move || task.run(&registry, chunksize)
+            },
             PanicSource::Relayed,
         )
     }

@@ -338,7 +338,10 @@ impl<'scope> Scope<'scope, '_> {
     {
         let registry = Arc::clone(self.queue.registry());
         self.queue.task_or_refused(
-            move || map::map_async_task(&registry, inputs, None, f),
+            {
+                let task = map::MapAsync::new(inputs, f);
+                move || task.run(&registry, None)
+            },
             PanicSource::Relayed,
         )
     }

@@ -49,10 +49,12 @@ fn counter() -> Arc<AtomicUsize> {
 }
 
 // ---------------------------------------------------------------------------
-// Bugs
+// Were bugs: each aborted the process before `map::MapFn` and `map::MapAsync`
 // ---------------------------------------------------------------------------
 
-/// BUG. A blocking `map` whose function's `Drop` panics, with results
+/// Was a bug, fixed by `map::MapFn` and `map::MapAsync`, which own a
+/// map's function and a `map_async`'s captures and drop each contained.
+/// A blocking `map` whose function's `Drop` panics, with results
 /// whose `Drop` panics: `Chunked::map` (src/pool.rs:895) drops `f` while the
 /// results are a local "so they are dropped by the unwinding"; the
 /// unwinding then drops the `Vec<R>` in std's drop glue and the first
@@ -62,7 +64,6 @@ fn counter() -> Arc<AtomicUsize> {
 /// (src/map.rs:405, `map_async_task`). Each result's `Drop` alone, or
 /// `f`'s alone, would be one ordinary panic.
 #[test]
-#[ignore = "BUG: map aborts when f's Drop panics and a result's Drop panics (results dropped by the unwinding, pool.rs:895)"]
 fn a_map_whose_f_and_results_panic_on_drop_does_not_abort() {
     child::run(
         "a_map_whose_f_and_results_panic_on_drop_does_not_abort",
@@ -92,9 +93,10 @@ fn a_map_whose_f_and_results_panic_on_drop_does_not_abort() {
     );
 }
 
-/// BUG. The same through `try_map` with an `Err` whose `Drop` panics.
+/// Was a bug, fixed by `map::MapFn` and `map::MapAsync`, which own a
+/// map's function and a `map_async`'s captures and drop each contained.
+/// The same through `try_map` with an `Err` whose `Drop` panics.
 #[test]
-#[ignore = "BUG: try_map aborts when f's Drop panics and the returned Err's Drop panics (pool.rs:931)"]
 fn a_try_map_whose_f_and_error_panic_on_drop_does_not_abort() {
     child::run(
         "a_try_map_whose_f_and_error_panic_on_drop_does_not_abort",
@@ -127,11 +129,12 @@ fn a_try_map_whose_f_and_error_panic_on_drop_does_not_abort() {
     );
 }
 
-/// BUG. `map_async` on a worker: `map_async_task` (src/map.rs:405) drops
+/// Was a bug, fixed by `map::MapFn` and `map::MapAsync`, which own a
+/// map's function and a `map_async`'s captures and drop each contained.
+/// `map_async` on a worker: `map_async_task` (src/map.rs:405) drops
 /// `f` with the results a local; with results that panic on drop, the
 /// worker aborts the process instead of `get` reporting the panic.
 #[test]
-#[ignore = "BUG: map_async aborts the process on a worker when f's Drop and a result's Drop panic (map.rs:405)"]
 fn a_map_async_whose_f_and_results_panic_on_drop_does_not_abort() {
     child::run(
         "a_map_async_whose_f_and_results_panic_on_drop_does_not_abort",
@@ -157,14 +160,15 @@ fn a_map_async_whose_f_and_results_panic_on_drop_does_not_abort() {
     );
 }
 
-/// BUG. A blocking `map` whose item panics re-raises that panic from
+/// Was a bug, fixed by `map::MapFn` and `map::MapAsync`, which own a
+/// map's function and a `map_async`'s captures and drop each contained.
+/// A blocking `map` whose item panics re-raises that panic from
 /// `run_map` (src/map.rs:536); the unwinding then leaves `Chunked::map`
 /// (src/pool.rs:876), dropping its by-value `f` as a local. If `f`'s
 /// `Drop` panics, that is a panic during a panic: abort. `map_async` does
 /// the same on a worker (`map_async_task`, src/map.rs:393-406), so a task
 /// panic there kills the process instead of reaching `get`.
 #[test]
-#[ignore = "BUG: map aborts when an item panics and f's Drop panics (f dropped by the unwinding, pool.rs:876, map.rs:393)"]
 fn a_map_whose_item_panics_and_f_panics_on_drop_does_not_abort() {
     child::run(
         "a_map_whose_item_panics_and_f_panics_on_drop_does_not_abort",
@@ -192,9 +196,10 @@ fn a_map_whose_item_panics_and_f_panics_on_drop_does_not_abort() {
     );
 }
 
-/// BUG. The same through `map_async`, on a worker.
+/// Was a bug, fixed by `map::MapFn` and `map::MapAsync`, which own a
+/// map's function and a `map_async`'s captures and drop each contained.
+/// The same through `map_async`, on a worker.
 #[test]
-#[ignore = "BUG: map_async aborts the process when an item panics and f's Drop panics (map.rs:393)"]
 fn a_map_async_whose_item_panics_and_f_panics_on_drop_does_not_abort() {
     child::run(
         "a_map_async_whose_item_panics_and_f_panics_on_drop_does_not_abort",
@@ -220,13 +225,14 @@ fn a_map_async_whose_item_panics_and_f_panics_on_drop_does_not_abort() {
     );
 }
 
-/// BUG. A `map_async` stopped by `terminate` unwinds with the internal
+/// Was a bug, fixed by `map::MapFn` and `map::MapAsync`, which own a
+/// map's function and a `map_async`'s captures and drop each contained.
+/// A `map_async` stopped by `terminate` unwinds with the internal
 /// `CancelledMarker` (src/map.rs:386, `unwind_cancelled`), and that
 /// unwinding drops `map_async_task`'s local `f` (src/map.rs:393-406). If `f`'s
 /// `Drop` panics: panic during a panic, the worker aborts the process,
 /// where `get` should report `Cancelled` (or the `Drop`'s panic).
 #[test]
-#[ignore = "BUG: a terminated map_async aborts when f's Drop panics (CancelledMarker unwinding drops f, map.rs:386, map.rs:393)"]
 fn a_terminated_map_async_whose_f_panics_on_drop_does_not_abort() {
     child::run(
         "a_terminated_map_async_whose_f_panics_on_drop_does_not_abort",
@@ -495,7 +501,9 @@ fn an_imap_whose_item_panics_and_f_panics_on_drop_reraises_the_item() {
     );
 }
 
-/// BUG. `map_async` wraps the user's `f` and `inputs` in one task closure
+/// Was a bug, fixed by `map::MapFn` and `map::MapAsync`, which own a
+/// map's function and a `map_async`'s captures and drop each contained.
+/// `map_async` wraps the user's `f` and `inputs` in one task closure
 /// (`move || map::map_async_task(&registry, inputs, chunksize, f)`,
 /// src/pool.rs:983 and src/scope.rs:341). When that closure is dropped
 /// unrun (a refused submission, `cancel`, a `terminate` drain), std's drop
@@ -506,7 +514,6 @@ fn an_imap_whose_item_panics_and_f_panics_on_drop_reraises_the_item() {
 /// `drop_contained` in the drain). imap keeps the two apart (`Source`'s
 /// `Drop`, src/imap/credit.rs:246), so it holds there.
 #[test]
-#[ignore = "BUG: an unrun map_async closure whose inputs and f both panic on drop aborts (one drop glue, pool.rs:983)"]
 fn an_unrun_map_async_with_bomb_inputs_and_f_does_not_abort() {
     child::run(
         "an_unrun_map_async_with_bomb_inputs_and_f_does_not_abort",
@@ -536,7 +543,11 @@ fn an_unrun_map_async_with_bomb_inputs_and_f_does_not_abort() {
             let (go_tx, go) = std::sync::mpsc::channel::<()>();
             let blocker = pool.apply_async(move || go.recv().unwrap());
             let h = map_async(&pool);
-            let _ = catch_unwind(AssertUnwindSafe(|| h.cancel()));
+            // `cancel` re-raises the inputs' panic: its payload is a
+            // `PayloadBomb`, which must not be dropped here.
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| h.cancel())) {
+                std::mem::forget(p);
+            }
             go_tx.send(()).unwrap();
             assert_eq!(blocker.get(), Ok(()));
             assert_eq!(drops.load(Ordering::SeqCst), 4);
