@@ -164,6 +164,8 @@ impl<R> Drop for Exchange<R> {
         // Outcomes nobody will read: in a scope, their panics re-raise there.
         // Results are dropped one by one, contained: this may run on a worker.
         let q = self.queue.get_mut().unwrap_or_else(|e| e.into_inner());
+        // An executor's waker is foreign code, as when it is woken.
+        panic::drop_discarding(q.waker.take());
         for d in q.arrived.drain(..) {
             if let Report::Chunk { end, results, .. } = d.report {
                 panic::drop_all_discarding(results);
