@@ -72,6 +72,14 @@ impl Deadline {
         self.0.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
+    /// The earlier of the two.
+    pub(crate) fn min(self, other: Deadline) -> Deadline {
+        match (self.0, other.0) {
+            (Some(a), Some(b)) => Deadline(Some(a.min(b))),
+            (a, b) => Deadline(a.or(b)),
+        }
+    }
+
     pub(crate) fn has_passed(self) -> bool {
         self.remaining() == Some(Duration::ZERO)
     }

@@ -593,13 +593,40 @@ impl ThreadPool {
     /// are tiny.
     ///
     /// The input is read on the workers, a chunk at a time, and a chunk's
-    /// results come back together. So an input whose `next` waits for the
-    /// results of earlier items (a request/response loop over channels)
-    /// needs [`chunksize(1)`](Imap::chunksize): with automatic chunking a
-    /// credit soon reads several items, waits inside the input for an item
-    /// that waits for its own chunk, and the iterator never yields. Input
-    /// that arrives slowly (interactive lines) is likewise delivered a
-    /// chunk at a time unless `chunksize(1)` is set.
+    /// results come back together. An input whose `next` waits for results
+    /// of earlier items (a request/response loop over channels, a work
+    /// queue that the consumer refills from results) still streams: when
+    /// the worker reading the input has been stuck in `next` for about
+    /// 10–20 ms while the iterator waits, the iterator maps the items that
+    /// worker read so far itself and yields them, and from then on the
+    /// stream reads one item per chunk. The same goes for input that
+    /// pauses (lines arriving interactively). Only a stream used through
+    /// [`into_stream`](Imap::into_stream), which cannot wait, does not do
+    /// this: give it [`chunksize(1)`](Imap::chunksize) for such inputs.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    ///
+    /// // A work queue the consumer refills from results: node k has
+    /// // children 2k+1 and 2k+2 below 100.
+    /// let pool = parpool::ThreadPool::new();
+    /// let (tx, queue) = mpsc::channel();
+    /// tx.send(0u32).unwrap();
+    /// let mut tx = Some(tx);
+    /// let (mut pending, mut visited) = (1, 0);
+    /// for children in pool.imap(|k: u32| [2 * k + 1, 2 * k + 2], queue) {
+    ///     visited += 1;
+    ///     pending -= 1;
+    ///     for c in children.into_iter().filter(|&c| c < 100) {
+    ///         tx.as_ref().unwrap().send(c).unwrap();
+    ///         pending += 1;
+    ///     }
+    ///     if pending == 0 {
+    ///         tx = None; // the queue ends
+    ///     }
+    /// }
+    /// assert_eq!(visited, 100);
+    /// ```
     ///
     /// On a pool that no longer runs (closed or terminated before this
     /// call), the work runs on the consumer's thread; this never panics
@@ -702,8 +729,9 @@ impl ThreadPool {
     /// iterator must be `Send`, memory is bounded by the buffer (`4 ×
     /// workers × chunksize` items by default), on a pool that no longer
     /// runs the work runs on the consumer's thread, and an input that waits
-    /// for results of earlier items needs
-    /// [`chunksize(1)`](ImapUnordered::chunksize).
+    /// for results of earlier items streams (except through
+    /// [`into_stream`](ImapUnordered::into_stream), which then needs
+    /// [`chunksize(1)`](ImapUnordered::chunksize)).
     ///
     /// # Panics
     ///
@@ -738,7 +766,9 @@ impl ThreadPool {
         T: Send + 'static,
         R: Send + 'static,
     {
-        imap::build(Queue::pool(Arc::clone(&self.registry)), f, inputs, ordered)
+        // Inputs that provably never wait are read in bulk (`imap/credit.rs`).
+        let never_waits = imap::never_waits::<I::IntoIter>();
+        imap::build(Queue::pool(Arc::clone(&self.registry)), f, inputs, ordered, never_waits)
     }
 
     /// Runs `body` with a [`Scope`] whose tasks may borrow from the caller's

@@ -348,7 +348,8 @@ impl<'scope> Scope<'scope, '_> {
 
     /// Like [`ThreadPool::imap`](crate::ThreadPool::imap), for a function
     /// and inputs that borrow. As there, an input that waits for results of
-    /// earlier items needs [`chunksize(1)`](Imap::chunksize).
+    /// earlier items streams (an async stream of it needs
+    /// [`chunksize(1)`](Imap::chunksize)).
     ///
     /// # Panics
     ///
@@ -411,7 +412,10 @@ impl<'scope> Scope<'scope, '_> {
         R: Send + 'scope,
     {
         let queue = self.queue.clone();
-        imap::build(queue, f, inputs, ordered)
+        // Borrowing inputs are not `'static`: their type cannot be asked
+        // whether they never wait (`imap::never_waits`), so they are read
+        // with the per-item publication.
+        imap::build(queue, f, inputs, ordered, false)
     }
 }
 

@@ -38,6 +38,10 @@ use std::time::Duration;
 
 /// How many times a waiting consumer checks for news before it sleeps.
 const SPIN_CHECKS: u32 = 200;
+/// How often a blocked consumer probes the read in progress: one probe
+/// interval without a new item read means the read stalled, and the
+/// consumer rescues its items (see `stash.rs`).
+const STALL_PROBE: Duration = Duration::from_millis(10);
 
 /// Why the consumer stopped without an item.
 enum Stop {
@@ -52,10 +56,23 @@ enum Mode<'w> {
     Poll(&'w Waker),
 }
 
-/// Makes a credit of the given size.
-pub(super) type MakeJob<'a> = Box<dyn Fn(usize) -> Box<dyn Job + 'a> + Send + 'a>;
-/// Drops the unread rest of the input.
-pub(super) type ReleaseInput<'a> = Box<dyn Fn() + Send + 'a>;
+/// Rescues the items of a stalled read of the chunk wanted (any for
+/// `None`) and maps them: `Source::rescue`.
+pub(super) type Rescue<'a, R> =
+    Box<dyn Fn(&Exchange<R>, Option<u64>) -> Option<(Vec<R>, End)> + Send + 'a>;
+
+/// What the consumer asks of the input side (the `Source`), whose input
+/// and function types it does not know.
+pub(super) struct InputSide<'a, R> {
+    /// Makes a credit of the given size.
+    pub(super) make_job: Box<dyn Fn(usize) -> Box<dyn Job + 'a> + Send + 'a>,
+    /// Drops the unread rest of the input (contained), when the stream ends
+    /// early: before a panic is re-raised, so no user `Drop` runs during the
+    /// unwinding (a panic there would abort the process).
+    pub(super) release_input: Box<dyn Fn() + Send + 'a>,
+    /// Takes over a stalled read (see `stash.rs`).
+    pub(super) rescue: Rescue<'a, R>,
+}
 
 /// Where the consumer is in its life.
 ///
@@ -115,11 +132,9 @@ impl Stage {
 /// [`ImapUnordered`](super::ImapUnordered).
 pub(super) struct Consumer<'a, R> {
     shared: Arc<Exchange<R>>,
-    make_job: MakeJob<'a>,
-    /// Drops the unread rest of the input (contained), when the stream ends
-    /// early: before a panic is re-raised, so no user `Drop` runs during the
-    /// unwinding (a panic there would abort the process).
-    release_input: ReleaseInput<'a>,
+    input: InputSide<'a, R>,
+    /// A read stalled and was rescued: credits of one item from then on.
+    one_by_one: bool,
     queue: Queue<'a>,
     workers: usize,
     chunksize: Option<usize>,
@@ -144,8 +159,7 @@ pub(super) struct Consumer<'a, R> {
 impl<'a, R> Consumer<'a, R> {
     pub(super) fn new(
         shared: Arc<Exchange<R>>,
-        make_job: MakeJob<'a>,
-        release_input: ReleaseInput<'a>,
+        input: InputSide<'a, R>,
         queue: Queue<'a>,
         ordered: bool,
         workers: usize,
@@ -153,8 +167,8 @@ impl<'a, R> Consumer<'a, R> {
     ) -> Self {
         Consumer {
             shared,
-            make_job,
-            release_input,
+            input,
+            one_by_one: false,
             queue,
             workers,
             chunksize: None,
@@ -193,6 +207,9 @@ impl<R> Consumer<'_, R> {
     }
 
     fn next_chunk_size(&mut self) -> usize {
+        if self.one_by_one {
+            return 1;
+        }
         if let Some(c) = self.chunksize {
             return c.min(MAX_CHUNK);
         }
@@ -232,7 +249,7 @@ impl<R> Consumer<'_, R> {
                 self.stage = self.stage.returned();
                 break;
             }
-            let job = (self.make_job)(chunk);
+            let job = (self.input.make_job)(chunk);
             self.read_ahead += chunk;
             self.credits_out += 1;
             if let Err(job) = self.queue.submit(job) {
@@ -284,6 +301,32 @@ impl<R> Consumer<'_, R> {
         }
     }
 
+    /// Blocks until news may have arrived, or the deadline; every
+    /// `STALL_PROBE` meanwhile, probes the read in progress and rescues its
+    /// items if it stalled (an input waiting for results of the very items
+    /// the read holds: see `stash.rs`). Called with nothing left to hand
+    /// out, so rescued items go out at once: in order, since they are the
+    /// first ones of the chunk wanted next.
+    fn wait_or_rescue(&mut self, deadline: Deadline) -> Result<(), Stop> {
+        match self.wait_once(deadline.min(Deadline::after(STALL_PROBE))) {
+            Err(Stop::Timeout) if !deadline.has_passed() => {
+                let want = match self.window.want() {
+                    Want::Seq(seq) => Some(seq),
+                    _ => None,
+                };
+                if let Some((results, end)) = (self.input.rescue)(&self.shared, want) {
+                    self.one_by_one = true;
+                    self.handed += results.len();
+                    let emptied = self.current.replace(results);
+                    self.shared.spare.give(emptied);
+                    self.current_end = Some(end);
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// Blocks until news may have arrived, or the deadline.
     fn wait_once(&self, deadline: Deadline) -> Result<(), Stop> {
         let seen = self.shared.arrivals.load(Ordering::Acquire);
@@ -317,7 +360,7 @@ impl<R> Consumer<'_, R> {
     fn finish(&mut self) {
         self.stage = Stage::Finished;
         self.shared.cancelled.store(true, Ordering::Relaxed);
-        (self.release_input)();
+        (self.input.release_input)();
     }
 
     fn advance(&mut self, mode: Mode<'_>) -> Result<Option<R>, Stop> {
@@ -384,7 +427,7 @@ impl<R> Consumer<'_, R> {
                 };
             }
             match mode {
-                Mode::Block(deadline) => self.wait_once(deadline)?,
+                Mode::Block(deadline) => self.wait_or_rescue(deadline)?,
                 Mode::Poll(waker) => {
                     if !self.register(waker) {
                         return Err(Stop::Pending);

@@ -18,6 +18,7 @@
 //!   ones).
 
 use super::buffers::Spare;
+use super::stash::{Reader, Stash};
 use crate::cancel::{self, CancelFlag};
 use crate::job::Job;
 use crate::panic::{self, Payload};
@@ -183,6 +184,37 @@ pub(super) fn report_end(scope: &ScopeState, end: End) {
     }
 }
 
+/// Whether `I`'s `next()` provably never waits: std's integer ranges
+/// (also under `take`) and the owning iterators of `Vec` and `VecDeque`.
+/// Such inputs never stall a read, so they skip the per-item publication
+/// that lets a consumer rescue one (`stash.rs`), which costs about 8
+/// instructions per item and the vectorised copy (W1 in `docs/design.md`).
+/// Only `'static` types can be asked; every other input is published.
+pub(crate) fn never_waits<I>() -> bool
+where
+    I: Iterator + 'static,
+    I::Item: 'static,
+{
+    use std::any::TypeId;
+    use std::iter::Take;
+    use std::ops::{Range, RangeFrom, RangeInclusive};
+    let id = TypeId::of::<I>();
+    macro_rules! any_range {
+        ($($t:ty),*) => {
+            false $(
+                || id == TypeId::of::<Range<$t>>()
+                || id == TypeId::of::<RangeFrom<$t>>()
+                || id == TypeId::of::<RangeInclusive<$t>>()
+                || id == TypeId::of::<Take<Range<$t>>>()
+                || id == TypeId::of::<Take<RangeFrom<$t>>>()
+            )*
+        };
+    }
+    any_range!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize)
+        || id == TypeId::of::<std::vec::IntoIter<I::Item>>()
+        || id == TypeId::of::<std::collections::vec_deque::IntoIter<I::Item>>()
+}
+
 /// The input iterator and the next sequence number, under one lock.
 struct Input<I> {
     iter: Option<I>,
@@ -198,6 +230,11 @@ pub(super) struct Source<I: Iterator, F> {
     /// Dropped only by `Source`'s `Drop`, contained.
     f: ManuallyDrop<F>,
     spare: Spare<I::Item>,
+    /// What the reading credit has read so far, for a consumer to rescue.
+    stash: Stash<I::Item>,
+    /// The input is one whose `next()` provably never waits
+    /// ([`never_waits`]): it is read in bulk, without the stash.
+    never_waits: bool,
     /// Where a panic of the input's or `f`'s `Drop` goes, whichever thread
     /// drops the last reference: the imap's scope, or else its pool (a
     /// stray panic).
@@ -209,6 +246,7 @@ impl<I: Iterator, F> Source<I, F> {
     pub(super) fn new(
         iter: I,
         f: F,
+        never_waits: bool,
         registry: Arc<Registry>,
         scope: Option<Arc<ScopeState>>,
     ) -> Self {
@@ -220,17 +258,105 @@ impl<I: Iterator, F> Source<I, F> {
             }),
             f: ManuallyDrop::new(f),
             spare: Spare::new(),
+            stash: Stash::new(),
+            never_waits,
             registry,
             scope,
         }
     }
 
+    /// Maps `items` (emptied) with `f` on this thread, for a credit or a
+    /// rescuing consumer: counts them running, lets `cancelled()` see the
+    /// stream's flag, checks for a stop about every 10 µs, and records the
+    /// time per item that sizes later chunks. Items a stop or a panic left
+    /// unmapped are dropped, contained.
+    fn map_items<R>(
+        &self,
+        shared: &Exchange<R>,
+        registry: &Registry,
+        items: &mut Vec<I::Item>,
+    ) -> (Vec<R>, End)
+    where
+        F: Fn(I::Item) -> R,
+        R: Send,
+    {
+        let counters = registry.counters();
+        let taken = items.len();
+        counters.running(taken as isize);
+        // SAFETY: the guard is a local of this call and drops before `shared`.
+        let token = unsafe { cancel::enter(shared, true) };
+        let mut results = shared.spare.take(taken);
+        let mut drain = items.drain(..);
+        let f = &*self.f;
+        // Check for cancellation every `block` items: every item while items
+        // are slow or of unknown cost, about every 10 µs for tiny ones.
+        let est = shared.ns_per_item.load(Ordering::Relaxed);
+        let block = match CHECK_EVERY_NS.checked_div(est) {
+            Some(n) => usize::try_from(n).unwrap_or(MAX_BLOCK).clamp(1, MAX_BLOCK),
+            None => 1,
+        };
+        let started = Instant::now();
+        let end = panic::contain(|| {
+            while drain.len() > 0 {
+                if shared.should_stop() {
+                    return End::Cancelled;
+                }
+                // A `TrustedLen` extend: no capacity check per item.
+                results.extend(drain.by_ref().take(block).map(f));
+            }
+            End::Complete
+        })
+        .unwrap_or_else(|payload| {
+            registry.task_panicked(&payload);
+            End::Panicked(payload)
+        });
+        drop(token);
+        // Items a stop left unmapped; their `Drop` is user code.
+        let unused = drain.len();
+        let end = match (end, panic::drop_all_contained(drain)) {
+            (End::Complete | End::Cancelled, Some(p)) => {
+                registry.task_panicked(&p);
+                End::Panicked(p)
+            }
+            (end, _) => end,
+        };
+        counters.running(-(taken as isize));
+        counters.completed(taken - unused);
+        if !results.is_empty() {
+            let ns = started.elapsed().as_nanos() / results.len() as u128;
+            shared
+                .ns_per_item
+                .store(ns.clamp(1, u64::MAX as u128) as u64, Ordering::Relaxed);
+        }
+        (results, end)
+    }
+
+    /// The consumer's side of a stalled read (see `stash.rs`): takes the
+    /// items the reading credit published for chunk `want` (any chunk for
+    /// `None`), if the read stalled, and maps them here. `None` if there
+    /// was nothing to take.
+    pub(super) fn rescue<R>(&self, shared: &Exchange<R>, want: Option<u64>) -> Option<(Vec<R>, End)>
+    where
+        F: Fn(I::Item) -> R,
+        R: Send,
+    {
+        let mut items = self.stash.rescue(want);
+        if items.is_empty() {
+            return None;
+        }
+        Some(self.map_items(shared, &shared.registry, &mut items))
+    }
+
     /// Drops the unread rest of the input, contained (its `Drop` is user
-    /// code). Credits that come later find the input exhausted.
+    /// code). Credits that come later find the input exhausted. If a credit
+    /// is reading, it is left alone: its `next()` may wait for anything,
+    /// even for this stream's results (which will not come now), and the
+    /// input then goes with the last reference to the `Source`, contained
+    /// as well.
     pub(super) fn release_input(&self) {
-        let iter = {
-            let _reading = self.reader.acquire();
-            lock(&self.input).iter.take()
+        let iter = match self.reader.try_acquire() {
+            Some(_reading) => lock(&self.input).iter.take(),
+            None => return,
         };
         panic::drop_discarding(iter);
     }
@@ -283,6 +409,16 @@ impl ReadToken {
             busy: Mutex::new(false),
             cond: Condvar::new(),
         }
+    }
+
+    /// The token if it is free; `None` while a credit reads.
+    fn try_acquire(&self) -> Option<Reading<'_>> {
+        let mut busy = lock(&self.busy);
+        if *busy {
+            return None;
+        }
+        *busy = true;
+        Some(Reading(self))
     }
 
     fn acquire(&self) -> Reading<'_> {
@@ -362,9 +498,10 @@ where
         let source = Arc::clone(&self.source);
         let mut items = source.spare.take(self.credit);
         let mut finished_iter = None;
-        let (seq, total, mut input_panic) = {
+        let (seq, total, mut input_panic, read_any) = {
             let _reading = source.reader.acquire();
             let mut input = lock(&source.input);
+            let seq = input.next_seq;
             let Some(iter) = input.iter.as_mut() else {
                 let total = input.next_seq;
                 drop(input);
@@ -372,12 +509,26 @@ where
                 return;
             };
             let credit = self.credit;
-            let read = panic::contain(|| {
-                items.extend(iter.by_ref().take(credit));
-                // Exhausted, or known to be (an exact size hint of 0 saves
-                // the consumer a credit just to learn of the end).
-                items.len() < credit || iter.size_hint().1 == Some(0)
-            });
+            let (read, read_any) = if source.never_waits {
+                // A `TrustedLen` extend: no publication per item.
+                let read = panic::contain(|| {
+                    items.extend(iter.by_ref().take(credit));
+                    // Exhausted, or known to be (an exact size hint of 0
+                    // saves the consumer a credit just to learn of the end).
+                    items.len() < credit || iter.size_hint().1 == Some(0)
+                });
+                (read, !items.is_empty())
+            } else {
+                // Items are published as they are read: a consumer may
+                // rescue them if the input stalls in `next()` (`stash.rs`).
+                let mut reader = Reader::open(&source.stash, &mut items, seq, credit);
+                let read =
+                    panic::contain(|| reader.read(iter) || iter.size_hint().1 == Some(0));
+                let read_any = reader.count() > 0;
+                // Closes the read: `items` keeps what no rescuer took.
+                drop(reader);
+                (read, read_any)
+            };
             let (input_done, input_panic) = match read {
                 Ok(exhausted) => (exhausted, None),
                 Err(p) => (true, Some(p)),
@@ -386,69 +537,27 @@ where
                 // Dropped below, outside the lock: its `Drop` is user code.
                 finished_iter = input.iter.take();
             }
-            let seq = input.next_seq;
-            if !items.is_empty() || input_panic.is_some() {
+            if read_any || input_panic.is_some() {
                 input.next_seq += 1;
             }
-            (seq, input_done.then_some(input.next_seq), input_panic)
+            (
+                seq,
+                input_done.then_some(input.next_seq),
+                input_panic,
+                read_any,
+            )
         };
         if let Some(p) = panic::drop_contained(finished_iter) {
             panic::keep_first(&mut input_panic, p);
         }
-        if items.is_empty() && input_panic.is_none() {
+        // (Items a consumer rescued count as read: the chunk is delivered,
+        // with the results of the rest, maybe none.)
+        if !read_any && input_panic.is_none() {
             self.deliver(total, Report::Exhausted);
             return;
         }
-        let counters = registry.counters();
-        let taken = items.len();
-        counters.running(taken as isize);
-        // SAFETY: the guard is a local of this call and drops before `shared`.
-        let token = unsafe { cancel::enter(&*shared, true) };
-        let mut results = shared.spare.take(items.len());
-        let mut drain = items.drain(..);
-        let f = &*source.f;
-        // Check for cancellation every `block` items: every item while items
-        // are slow or of unknown cost, about every 10 µs for tiny ones.
-        let est = shared.ns_per_item.load(Ordering::Relaxed);
-        let block = match CHECK_EVERY_NS.checked_div(est) {
-            Some(n) => usize::try_from(n).unwrap_or(MAX_BLOCK).clamp(1, MAX_BLOCK),
-            None => 1,
-        };
-        let started = Instant::now();
-        let end = panic::contain(|| {
-            while drain.len() > 0 {
-                if shared.should_stop() {
-                    return End::Cancelled;
-                }
-                // A `TrustedLen` extend: no capacity check per item.
-                results.extend(drain.by_ref().take(block).map(f));
-            }
-            End::Complete
-        })
-        .unwrap_or_else(|payload| {
-            registry.task_panicked(&payload);
-            End::Panicked(payload)
-        });
-        drop(token);
-        // Items a stop left unmapped; their `Drop` is user code.
-        let unused = drain.len();
-        let end = match (end, panic::drop_all_contained(drain)) {
-            (End::Complete | End::Cancelled, Some(p)) => {
-                registry.task_panicked(&p);
-                End::Panicked(p)
-            }
-            (end, _) => end,
-        };
-        let ran = taken - unused;
-        counters.running(-(taken as isize));
-        counters.completed(ran);
+        let (results, end) = source.map_items(&shared, registry, &mut items);
         source.spare.give(items);
-        if !results.is_empty() {
-            let ns = started.elapsed().as_nanos() / results.len() as u128;
-            shared
-                .ns_per_item
-                .store(ns.clamp(1, u64::MAX as u128) as u64, Ordering::Relaxed);
-        }
         let end = match (end, input_panic) {
             (End::Complete, Some(p)) => End::InputPanicked(p),
             (end, _) => end,
@@ -466,5 +575,22 @@ impl<I: Iterator, F, R> Drop for PullJob<I, F, R> {
         if !self.delivered {
             self.deliver(None, Report::Returned);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::never_waits;
+
+    #[test]
+    fn only_std_ranges_and_owning_collection_iterators_never_wait() {
+        assert!(never_waits::<std::ops::Range<u64>>());
+        assert!(never_waits::<std::ops::RangeInclusive<i8>>());
+        assert!(never_waits::<std::iter::Take<std::ops::RangeFrom<usize>>>());
+        assert!(never_waits::<std::vec::IntoIter<String>>());
+        assert!(never_waits::<std::collections::vec_deque::IntoIter<u8>>());
+        // A function or a channel may wait for anything.
+        assert!(!never_waits::<std::iter::Map<std::ops::Range<u64>, fn(u64) -> u64>>());
+        assert!(!never_waits::<std::sync::mpsc::IntoIter<u64>>());
     }
 }

@@ -24,6 +24,9 @@
 //!   the input iterator only after every result of the items before it.
 //! - Dropping the iterator cancels what has not started: credits check a
 //!   shared flag before reading and before each item.
+//! - An input that waits for results never deadlocks the iterator: a read
+//!   that stalls while the consumer waits for it has its items taken over
+//!   by the consumer (`stash.rs`), in order.
 //! - After `close`, an iterator created before it keeps going: new credits
 //!   run on the consumer's own thread, since the workers may have exited.
 //!   After `terminate`, it reports [`TaskError::Cancelled`].
@@ -37,21 +40,25 @@
 //! The parts, one concept each: `credit.rs` (the credit job and what it
 //! shares with the consumer: the worker side), `consumer.rs` (the consumer
 //! and its stages), `window.rs` (the ordering window), `buffers.rs` (reused
-//! result buffers); the sizes are `chunking.rs`'s.
+//! result buffers), `stash.rs` (the items a credit is reading, which a
+//! blocked consumer takes over when the read stalls); the sizes are
+//! `chunking.rs`'s.
 
 mod buffers;
 mod consumer;
 mod credit;
+mod stash;
 mod stream;
 mod window;
 
 use crate::error::TaskError;
 use crate::submit::Queue;
-use consumer::{Consumer, MakeJob, ReleaseInput};
+use consumer::{Consumer, InputSide};
 use credit::{Exchange, PullJob, Source};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+pub(crate) use credit::never_waits;
 pub use stream::{ImapStream, ImapUnorderedStream};
 
 /// Builds the consumer for `f` over `inputs`; credits go to `queue` (the
@@ -62,6 +69,7 @@ pub(crate) fn build<'a, I, F, T, R>(
     f: F,
     inputs: I,
     ordered: bool,
+    never_waits: bool,
 ) -> CoreHandle<'a, R>
 where
     I: IntoIterator<Item = T>,
@@ -76,25 +84,22 @@ where
     let shared = Arc::new(Exchange::new(Arc::clone(&registry), scope.clone()));
     let iter = inputs.into_iter();
     let input_hint = iter.size_hint();
-    let source = Arc::new(Source::new(iter, f, registry, scope));
-    let input = Arc::clone(&source);
-    let release_input: ReleaseInput<'a> = Box::new(move || input.release_input());
+    let source = Arc::new(Source::new(iter, f, never_waits, registry, scope));
+    let (input, stalled) = (Arc::clone(&source), Arc::clone(&source));
     let job_shared = Arc::clone(&shared);
-    let make_job: MakeJob<'a> = Box::new(move |credit| {
-        Box::new(PullJob::new(
-            Arc::clone(&source),
-            Arc::clone(&job_shared),
-            credit,
-        ))
-    });
+    let side = InputSide {
+        make_job: Box::new(move |credit| {
+            Box::new(PullJob::new(
+                Arc::clone(&source),
+                Arc::clone(&job_shared),
+                credit,
+            ))
+        }),
+        release_input: Box::new(move || input.release_input()),
+        rescue: Box::new(move |shared, want| stalled.rescue(shared, want)),
+    };
     CoreHandle(Consumer::new(
-        shared,
-        make_job,
-        release_input,
-        queue,
-        ordered,
-        workers,
-        input_hint,
+        shared, side, queue, ordered, workers, input_hint,
     ))
 }
 

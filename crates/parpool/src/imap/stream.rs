@@ -29,6 +29,11 @@ macro_rules! stream_type {
             /// This iterator as a [`Stream`], for async code: it yields the
             /// same items, and waits without blocking the executor's thread.
             ///
+            /// Unlike the iterator, a stream does not take over the items of
+            /// a worker stuck in the input's `next` (it never waits, so it
+            /// cannot tell): an input that waits for results of earlier
+            /// items needs `chunksize(1)` here.
+            ///
             /// # Panics
             ///
             /// Not here. Polling the stream re-raises a task's panic at its
