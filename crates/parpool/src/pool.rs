@@ -768,7 +768,13 @@ impl ThreadPool {
     {
         // Inputs that provably never wait are read in bulk (`imap/credit.rs`).
         let never_waits = imap::never_waits::<I::IntoIter>();
-        imap::build(Queue::pool(Arc::clone(&self.registry)), f, inputs, ordered, never_waits)
+        imap::build(
+            Queue::pool(Arc::clone(&self.registry)),
+            f,
+            inputs,
+            ordered,
+            never_waits,
+        )
     }
 
     /// Runs `body` with a [`Scope`] whose tasks may borrow from the caller's

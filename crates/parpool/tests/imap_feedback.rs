@@ -416,3 +416,47 @@ fn short_ping_pongs_beside_other_work_never_lose_or_repeat_an_item() {
         assert!(busy.load(Ordering::Relaxed) > 0);
     });
 }
+
+/// A consumer that polls with short timeouts (shorter than the stall
+/// probe) over a ping-pong input: its timeouts probe the read too, so the
+/// stream still moves, and every result comes in order.
+#[test]
+fn short_next_timeouts_in_a_loop_still_rescue_a_stalled_read() {
+    if cfg!(miri) {
+        return;
+    }
+    guard(60, || {
+        let pool = ThreadPool::with_workers(2);
+        for kind in KINDS {
+            let n = 50u64;
+            let (in_tx, in_rx) = mpsc::channel::<u64>();
+            let (res_tx, res_rx) = mpsc::channel::<u64>();
+            let producer = std::thread::spawn(move || {
+                for k in 0..n {
+                    in_tx.send(k).unwrap();
+                    assert_eq!(res_rx.recv_timeout(Duration::from_secs(10)), Ok(k));
+                }
+            });
+            let mut seen = Vec::new();
+            with_stream(
+                &pool,
+                kind,
+                |x: u64| x,
+                in_rx,
+                |s| loop {
+                    match s.next_within(Duration::from_millis(1)) {
+                        Ok(Some(v)) => {
+                            seen.push(v);
+                            let _ = res_tx.send(v);
+                        }
+                        Ok(None) => break,
+                        Err(TaskError::Timeout) => {}
+                        Err(e) => panic!("{kind:?}: {e:?}"),
+                    }
+                },
+            );
+            producer.join().unwrap();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "{kind:?}");
+        }
+    });
+}

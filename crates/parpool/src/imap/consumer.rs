@@ -20,6 +20,7 @@
 
 use super::buffers::Cursor;
 use super::credit::{report_end, End, Exchange, Report, Want};
+use super::stash::STALL;
 use super::window::Window;
 use crate::chunking::{
     adapt_chunk, BUFFER_CHUNKS_PER_WORKER, MAX_CHUNK, MAX_CREDITS_PER_WORKER, MAX_READ_AHEAD,
@@ -38,10 +39,6 @@ use std::time::Duration;
 
 /// How many times a waiting consumer checks for news before it sleeps.
 const SPIN_CHECKS: u32 = 200;
-/// How often a blocked consumer probes the read in progress: one probe
-/// interval without a new item read means the read stalled, and the
-/// consumer rescues its items (see `stash.rs`).
-const STALL_PROBE: Duration = Duration::from_millis(10);
 
 /// Why the consumer stopped without an item.
 enum Stop {
@@ -301,27 +298,33 @@ impl<R> Consumer<'_, R> {
         }
     }
 
-    /// Blocks until news may have arrived, or the deadline; every
-    /// `STALL_PROBE` meanwhile, probes the read in progress and rescues its
-    /// items if it stalled (an input waiting for results of the very items
-    /// the read holds: see `stash.rs`). Called with nothing left to hand
-    /// out, so rescued items go out at once: in order, since they are the
-    /// first ones of the chunk wanted next.
+    /// Blocks until news may have arrived, or the deadline. Each time a
+    /// wait times out (at least every `STALL`, and also at the caller's
+    /// deadline, so short `next_timeout` calls in a loop probe too), probes
+    /// the read in progress and rescues its items if it stalled (an input
+    /// waiting for results of the very items the read holds: see
+    /// `stash.rs`). Called with nothing left to hand out, so rescued items
+    /// go out at once, in order: they are the first ones of the chunk
+    /// wanted next.
     fn wait_or_rescue(&mut self, deadline: Deadline) -> Result<(), Stop> {
-        match self.wait_once(deadline.min(Deadline::after(STALL_PROBE))) {
-            Err(Stop::Timeout) if !deadline.has_passed() => {
+        match self.wait_once(deadline.min(Deadline::after(STALL))) {
+            Err(Stop::Timeout) => {
                 let want = match self.window.want() {
                     Want::Seq(seq) => Some(seq),
                     _ => None,
                 };
-                if let Some((results, end)) = (self.input.rescue)(&self.shared, want) {
-                    self.one_by_one = true;
-                    self.handed += results.len();
-                    let emptied = self.current.replace(results);
-                    self.shared.spare.give(emptied);
-                    self.current_end = Some(end);
+                match (self.input.rescue)(&self.shared, want) {
+                    Some((results, end)) => {
+                        self.one_by_one = true;
+                        self.handed += results.len();
+                        let emptied = self.current.replace(results);
+                        self.shared.spare.give(emptied);
+                        self.current_end = Some(end);
+                        Ok(())
+                    }
+                    None if deadline.has_passed() => Err(Stop::Timeout),
+                    None => Ok(()),
                 }
-                Ok(())
             }
             other => other,
         }

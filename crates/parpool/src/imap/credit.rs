@@ -522,8 +522,7 @@ where
                 // Items are published as they are read: a consumer may
                 // rescue them if the input stalls in `next()` (`stash.rs`).
                 let mut reader = Reader::open(&source.stash, &mut items, seq, credit);
-                let read =
-                    panic::contain(|| reader.read(iter) || iter.size_hint().1 == Some(0));
+                let read = panic::contain(|| reader.read(iter) || iter.size_hint().1 == Some(0));
                 let read_any = reader.count() > 0;
                 // Closes the read: `items` keeps what no rescuer took.
                 drop(reader);
@@ -590,7 +589,9 @@ mod tests {
         assert!(never_waits::<std::vec::IntoIter<String>>());
         assert!(never_waits::<std::collections::vec_deque::IntoIter<u8>>());
         // A function or a channel may wait for anything.
-        assert!(!never_waits::<std::iter::Map<std::ops::Range<u64>, fn(u64) -> u64>>());
+        assert!(!never_waits::<
+            std::iter::Map<std::ops::Range<u64>, fn(u64) -> u64>,
+        >());
         assert!(!never_waits::<std::sync::mpsc::IntoIter<u64>>());
     }
 }

@@ -54,11 +54,11 @@ mod window;
 use crate::error::TaskError;
 use crate::submit::Queue;
 use consumer::{Consumer, InputSide};
+pub(crate) use credit::never_waits;
 use credit::{Exchange, PullJob, Source};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-pub(crate) use credit::never_waits;
 pub use stream::{ImapStream, ImapUnorderedStream};
 
 /// Builds the consumer for `f` over `inputs`; credits go to `queue` (the

@@ -7,7 +7,7 @@
 //! the items its results depend on sit unmapped in the credit that is
 //! blocked in `next()`. So the reading credit publishes each item as soon as
 //! it has read it, and a consumer that finds the read stalled (nothing
-//! published for a whole probe interval, see `consumer.rs`) *rescues* the
+//! published for [`STALL`] while it waited) *rescues* the
 //! items published and not yet taken: it maps them itself and hands them
 //! out, in order, ahead of the rest of their chunk. From then on credits
 //! read one item each ([`Stash::one_by_one`]), as Python's default
@@ -28,6 +28,11 @@ use crate::sync::lock;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a read must publish nothing, while the consumer waits for it,
+/// to count as stalled.
+pub(super) const STALL: Duration = Duration::from_millis(10);
 
 pub(super) struct Stash<T> {
     /// Items written into the open buffer (stored by the reader only).
@@ -48,8 +53,8 @@ struct State<T> {
     seq: u64,
     /// Slots moved out by rescuers.
     taken: usize,
-    /// `published` as the last probe saw it, for stall detection.
-    probe: Option<usize>,
+    /// `published` as a probe first saw it, and when: stall detection.
+    probe: Option<(usize, Instant)>,
 }
 
 // SAFETY: the stash hands items of type `T` from the reading thread to a
@@ -81,10 +86,10 @@ impl<T> Stash<T> {
     }
 
     /// Takes the items published and not yet taken from the read of chunk
-    /// `want` (any chunk for `None`), if that read has stalled: if nothing
-    /// was published since the previous call, which is one probe interval
-    /// earlier. Otherwise, or if no such read is open, returns nothing and
-    /// notes what it saw for the next call.
+    /// `want` (any chunk for `None`), if that read has stalled: if probes
+    /// have seen nothing new published for at least [`STALL`]. Otherwise,
+    /// or if no such read is open, returns nothing and notes what it saw
+    /// for the next call.
     pub(super) fn rescue(&self, want: Option<u64>) -> Vec<T> {
         let mut st = lock(&self.state);
         let Some(buf) = st.buf else {
@@ -96,8 +101,14 @@ impl<T> Stash<T> {
             return Vec::new();
         }
         let published = self.published.load(Ordering::Acquire);
-        if published == st.taken || st.probe != Some(published) {
-            st.probe = Some(published);
+        let stalled = match st.probe {
+            Some((seen, since)) if seen == published => since.elapsed() >= STALL,
+            _ => {
+                st.probe = Some((published, Instant::now()));
+                false
+            }
+        };
+        if published == st.taken || !stalled {
             return Vec::new();
         }
         let taken = st.taken;
@@ -224,7 +235,9 @@ mod tests {
         // Another chunk, or a read not yet seen stalled: nothing.
         assert!(stash.rescue(Some(6)).is_empty());
         assert!(stash.rescue(Some(7)).is_empty());
-        // Unchanged since the last probe: stalled.
+        assert!(stash.rescue(Some(7)).is_empty(), "not stalled for long yet");
+        std::thread::sleep(STALL);
+        // Nothing published for `STALL`: stalled.
         assert_eq!(stash.rescue(Some(7)), ["0", "1"]);
         assert!(stash.one_by_one());
         // The rescued read stops before it calls `next()` again.
@@ -247,6 +260,7 @@ mod tests {
         let mut reader = Reader::open(&stash, &mut items, 0, 8);
         assert!(reader.read(&mut [1, 2].into_iter()));
         assert!(stash.rescue(None).is_empty());
+        std::thread::sleep(STALL);
         assert_eq!(stash.rescue(None), [1, 2]);
         // A read that was already past its limit check publishes one more
         // (as if `next()` returned after the rescue): the reader keeps it.
