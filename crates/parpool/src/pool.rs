@@ -597,12 +597,15 @@ impl ThreadPool {
     /// of earlier items (a request/response loop over channels, a work
     /// queue that the consumer refills from results) still streams: when
     /// the worker reading the input has been stuck in `next` for about
-    /// 10–20 ms while the iterator waits, the iterator maps the items that
-    /// worker read so far itself and yields them, and from then on the
-    /// stream reads one item per chunk. The same goes for input that
-    /// pauses (lines arriving interactively). Only a stream used through
-    /// [`into_stream`](Imap::into_stream), which cannot wait, does not do
-    /// this: give it [`chunksize(1)`](Imap::chunksize) for such inputs.
+    /// 10 ms while the iterator waits, the iterator maps the items that
+    /// worker read so far itself (on its own thread) and yields them, and
+    /// the stream reads one item per chunk for a while. The same goes for
+    /// input that pauses (lines arriving interactively). Two cases do not
+    /// do this, and need [`chunksize(1)`](Imap::chunksize) for such inputs:
+    /// a stream used through [`into_stream`](Imap::into_stream), which
+    /// cannot wait, and a pool with an
+    /// [`initializer`](crate::Builder::initializer), since `f` may count
+    /// on state the initializer set up on the pool's threads.
     ///
     /// ```
     /// use std::sync::mpsc;

@@ -39,6 +39,9 @@ use std::time::Duration;
 
 /// How many times a waiting consumer checks for news before it sleeps.
 const SPIN_CHECKS: u32 = 200;
+/// After its first rescue, the consumer issues this many one-item credits
+/// before chunks may grow again; twice as many after each further rescue.
+const PIN_AFTER_RESCUE: usize = 16;
 
 /// Why the consumer stopped without an item.
 enum Stop {
@@ -61,8 +64,14 @@ pub(super) type Rescue<'a, R> =
 /// What the consumer asks of the input side (the `Source`), whose input
 /// and function types it does not know.
 pub(super) struct InputSide<'a, R> {
-    /// Makes a credit of the given size.
-    pub(super) make_job: Box<dyn Fn(usize) -> Box<dyn Job + 'a> + Send + 'a>,
+    /// Makes a credit of the given size, issued in the given rescue epoch.
+    pub(super) make_job: Box<dyn Fn(usize, u64) -> Box<dyn Job + 'a> + Send + 'a>,
+    /// The input's `next()` provably never waits (`credit::never_waits`).
+    pub(super) never_waits: bool,
+    /// Stalled reads may be rescued: the pool has no initializer. (A
+    /// rescue maps items on the consumer's thread, where an initializer's
+    /// thread-local state is missing: `f` may count on it.)
+    pub(super) may_rescue: bool,
     /// Drops the unread rest of the input (contained), when the stream ends
     /// early: before a panic is re-raised, so no user `Drop` runs during the
     /// unwinding (a panic there would abort the process).
@@ -130,8 +139,19 @@ impl Stage {
 pub(super) struct Consumer<'a, R> {
     shared: Arc<Exchange<R>>,
     input: InputSide<'a, R>,
-    /// A read stalled and was rescued: credits of one item from then on.
-    one_by_one: bool,
+    /// Stalled reads rescued so far: the epoch of new credits.
+    rescues: u64,
+    /// One-item credits still to issue after the last rescue, and how many
+    /// the last rescue pinned (doubling with each).
+    pin: usize,
+    pin_len: usize,
+    /// A credit was refused (the pool closed): credits run on this thread,
+    /// which reads the input itself.
+    inline: bool,
+    /// A refused credit, run here once no other credit is out: a credit
+    /// still out may be reading (and stalled), and this thread, waiting for
+    /// the read token, could not rescue it.
+    refused: Option<Box<dyn Job + 'a>>,
     queue: Queue<'a>,
     workers: usize,
     chunksize: Option<usize>,
@@ -165,7 +185,11 @@ impl<'a, R> Consumer<'a, R> {
         Consumer {
             shared,
             input,
-            one_by_one: false,
+            rescues: 0,
+            pin: 0,
+            pin_len: 0,
+            inline: false,
+            refused: None,
             queue,
             workers,
             chunksize: None,
@@ -204,7 +228,17 @@ impl<R> Consumer<'_, R> {
     }
 
     fn next_chunk_size(&mut self) -> usize {
-        if self.one_by_one {
+        if self.pin > 0 {
+            self.pin -= 1;
+            return 1;
+        }
+        // This thread reads the input itself if the pool refuses the
+        // credit: a chunk of more than one item would leave it waiting in
+        // the input's `next()` for the results of items it holds, if the
+        // input waits on this stream's results (nobody could rescue them).
+        let registry = &self.shared.registry;
+        let inline = self.inline || (!registry.is_running() && !registry.is_current_worker());
+        if inline && !self.input.never_waits {
             return 1;
         }
         if let Some(c) = self.chunksize {
@@ -225,6 +259,17 @@ impl<R> Consumer<'_, R> {
             self.stage = Stage::Reading;
         }
         let registry = Arc::clone(&self.shared.registry);
+        if let Some(job) = self.refused.take() {
+            if self.credits_out > 1 {
+                self.refused = Some(job);
+            } else {
+                // Its results go out before this thread reads more: an
+                // input may wait for them.
+                job.run(&registry);
+                self.absorb();
+            }
+            return;
+        }
         while self.stage == Stage::Reading {
             let chunk = self.next_chunk_size();
             let limit = self
@@ -246,14 +291,17 @@ impl<R> Consumer<'_, R> {
                 self.stage = self.stage.returned();
                 break;
             }
-            let job = (self.input.make_job)(chunk);
+            let job = (self.input.make_job)(chunk, self.rescues);
             self.read_ahead += chunk;
             self.credits_out += 1;
             if let Err(job) = self.queue.submit(job) {
                 // The pool refused (closed, or terminated just now): the
-                // credit runs here, and reports like any other.
-                job.run(&registry);
-                self.absorb();
+                // credit runs here, and reports like any other, once it is
+                // the only one out.
+                self.inline = true;
+                self.refused = Some(job);
+                self.top_up();
+                break;
             }
         }
     }
@@ -309,13 +357,29 @@ impl<R> Consumer<'_, R> {
     fn wait_or_rescue(&mut self, deadline: Deadline) -> Result<(), Stop> {
         match self.wait_once(deadline.min(Deadline::after(STALL))) {
             Err(Stop::Timeout) => {
+                if self.shared.registry.is_terminated() && !self.shared.detached {
+                    // `terminate` ends the stream soon, also when a credit
+                    // is stuck in the input (its results would be dropped).
+                    self.finish();
+                    return Err(Stop::Cancelled);
+                }
                 let want = match self.window.want() {
                     Want::Seq(seq) => Some(seq),
                     _ => None,
                 };
-                match (self.input.rescue)(&self.shared, want) {
+                let rescued = if self.input.may_rescue {
+                    (self.input.rescue)(&self.shared, want)
+                } else {
+                    None
+                };
+                match rescued {
                     Some((results, end)) => {
-                        self.one_by_one = true;
+                        // One-item credits for a while, longer after each
+                        // rescue; then chunks grow again from one item.
+                        self.rescues += 1;
+                        self.pin_len = (self.pin_len * 2).max(PIN_AFTER_RESCUE);
+                        self.pin = self.pin_len;
+                        self.chunk = 1;
                         self.handed += results.len();
                         let emptied = self.current.replace(results);
                         self.shared.spare.give(emptied);

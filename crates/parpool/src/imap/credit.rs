@@ -145,8 +145,8 @@ impl<R> Exchange<R> {
     }
 
     /// Whether credits should stop: the stream was dropped or ended, or
-    /// the pool was terminated. (The `CancelFlag` answer, for
-    /// `cancelled()` inside tasks, leaves `terminate` to the token stack.)
+    /// the pool was terminated (unless the stream was made after it). Also
+    /// the `CancelFlag` answer, for `cancelled()` inside `f`.
     #[inline]
     fn should_stop(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
@@ -155,8 +155,11 @@ impl<R> Exchange<R> {
 }
 
 impl<R: Send> CancelFlag for Exchange<R> {
+    /// The stream's own stop condition, `terminate` of its pool included:
+    /// items may be mapped off the pool's workers (a rescue, on the
+    /// consumer), where the token stack cannot tell which pool to follow.
     fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.should_stop()
     }
 }
 
@@ -284,7 +287,8 @@ impl<I: Iterator, F> Source<I, F> {
         let taken = items.len();
         counters.running(taken as isize);
         // SAFETY: the guard is a local of this call and drops before `shared`.
-        let token = unsafe { cancel::enter(shared, true) };
+        // The flag follows `terminate` itself (`should_stop`).
+        let token = unsafe { cancel::enter(shared, false) };
         let mut results = shared.spare.take(taken);
         let mut drain = items.drain(..);
         let f = &*self.f;
@@ -460,15 +464,23 @@ pub(super) struct PullJob<I: Iterator, F, R> {
     source: Arc<Source<I, F>>,
     shared: Arc<Exchange<R>>,
     credit: usize,
+    /// The consumer's rescue count when it issued this credit (`stash.rs`).
+    epoch: u64,
     delivered: bool,
 }
 
 impl<I: Iterator, F, R> PullJob<I, F, R> {
-    pub(super) fn new(source: Arc<Source<I, F>>, shared: Arc<Exchange<R>>, credit: usize) -> Self {
+    pub(super) fn new(
+        source: Arc<Source<I, F>>,
+        shared: Arc<Exchange<R>>,
+        credit: usize,
+        epoch: u64,
+    ) -> Self {
         PullJob {
             source,
             shared,
             credit,
+            epoch,
             delivered: false,
         }
     }
@@ -500,6 +512,10 @@ where
         let mut finished_iter = None;
         let (seq, total, mut input_panic, read_any) = {
             let _reading = source.reader.acquire();
+            if shared.should_stop() {
+                // Stopped while this credit waited for its turn: no read.
+                return; // Drop reports "returned"
+            }
             let mut input = lock(&source.input);
             let seq = input.next_seq;
             let Some(iter) = input.iter.as_mut() else {
@@ -521,7 +537,7 @@ where
             } else {
                 // Items are published as they are read: a consumer may
                 // rescue them if the input stalls in `next()` (`stash.rs`).
-                let mut reader = Reader::open(&source.stash, &mut items, seq, credit);
+                let mut reader = Reader::open(&source.stash, &mut items, seq, credit, self.epoch);
                 let read = panic::contain(|| reader.read(iter) || iter.size_hint().1 == Some(0));
                 let read_any = reader.count() > 0;
                 // Closes the read: `items` keeps what no rescuer took.

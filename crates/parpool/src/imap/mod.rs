@@ -81,6 +81,7 @@ where
     let registry = Arc::clone(queue.registry());
     let scope = queue.scope_state().cloned();
     let workers = registry.workers();
+    let may_rescue = registry.config.initializer.is_none();
     let shared = Arc::new(Exchange::new(Arc::clone(&registry), scope.clone()));
     let iter = inputs.into_iter();
     let input_hint = iter.size_hint();
@@ -88,13 +89,16 @@ where
     let (input, stalled) = (Arc::clone(&source), Arc::clone(&source));
     let job_shared = Arc::clone(&shared);
     let side = InputSide {
-        make_job: Box::new(move |credit| {
+        make_job: Box::new(move |credit, epoch| {
             Box::new(PullJob::new(
                 Arc::clone(&source),
                 Arc::clone(&job_shared),
                 credit,
+                epoch,
             ))
         }),
+        never_waits,
+        may_rescue,
         release_input: Box::new(move || input.release_input()),
         rescue: Box::new(move |shared, want| stalled.rescue(shared, want)),
     };

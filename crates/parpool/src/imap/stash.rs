@@ -9,9 +9,12 @@
 //! it has read it, and a consumer that finds the read stalled (nothing
 //! published for [`STALL`] while it waited) *rescues* the
 //! items published and not yet taken: it maps them itself and hands them
-//! out, in order, ahead of the rest of their chunk. From then on credits
-//! read one item each ([`Stash::one_by_one`]), as Python's default
-//! `chunksize=1` does, so such an input streams without further stalls.
+//! out, in order, ahead of the rest of their chunk. Credits issued before a
+//! rescue then read one item each (the rescue's *epoch*), and the consumer
+//! issues one-item credits for a while (as Python's default `chunksize=1`
+//! does), longer after each rescue, so a feedback input streams with ever
+//! rarer stalls, while an input that merely paused once soon goes back to
+//! large chunks.
 //!
 //! Invariants:
 //! - One credit reads at a time (the read token), so an imap has one stash,
@@ -26,7 +29,7 @@
 
 use crate::sync::lock;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,10 +40,11 @@ pub(super) const STALL: Duration = Duration::from_millis(10);
 pub(super) struct Stash<T> {
     /// Items written into the open buffer (stored by the reader only).
     published: AtomicUsize,
-    /// Set by the first rescue: credits then read one item each.
-    one_by_one: AtomicBool,
-    /// How many items the open read may read: its credit, or 1 once a
-    /// rescue happened; a rescue of the open read lowers it to 0, so the
+    /// Rescues so far. A credit issued before the latest one (with a lower
+    /// epoch) reads at most one item: it was sized before the stall.
+    epoch: AtomicU64,
+    /// How many items the open read may read: its credit, or 1 for a credit
+    /// of an older epoch; a rescue of the open read lowers it to 0, so the
     /// reader stops before it calls `next()` again.
     limit: AtomicUsize,
     state: Mutex<State<T>>,
@@ -69,7 +73,7 @@ impl<T> Stash<T> {
     pub(super) fn new() -> Self {
         Stash {
             published: AtomicUsize::new(0),
-            one_by_one: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             limit: AtomicUsize::new(0),
             state: Mutex::new(State {
                 buf: None,
@@ -80,9 +84,10 @@ impl<T> Stash<T> {
         }
     }
 
-    /// Whether a rescue happened: credits read one item each from then on.
-    pub(super) fn one_by_one(&self) -> bool {
-        self.one_by_one.load(Ordering::Relaxed)
+    /// Rescues so far: the epoch of the credits the consumer issues now.
+    #[cfg(test)]
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
     }
 
     /// Takes the items published and not yet taken from the read of chunk
@@ -122,7 +127,7 @@ impl<T> Stash<T> {
             .collect();
         st.taken = published;
         st.probe = None;
-        self.one_by_one.store(true, Ordering::Relaxed);
+        self.epoch.fetch_add(1, Ordering::Relaxed);
         self.limit.store(0, Ordering::Relaxed);
         items
     }
@@ -140,19 +145,20 @@ pub(super) struct Reader<'a, T> {
 
 impl<'a, T> Reader<'a, T> {
     /// Opens the read of chunk `seq`, of at most `credit` items, into
-    /// `items` (emptied first).
+    /// `items` (emptied first), for a credit issued in `epoch`.
     pub(super) fn open(
         stash: &'a Stash<T>,
         items: &'a mut Vec<T>,
         seq: u64,
         credit: usize,
+        epoch: u64,
     ) -> Self {
         items.clear();
         items.reserve(credit);
         let base = NonNull::new(items.as_mut_ptr()).expect("a Vec's pointer is never null");
         let mut st = lock(&stash.state);
         stash.published.store(0, Ordering::Relaxed);
-        let limit = if stash.one_by_one() {
+        let limit = if epoch < stash.epoch.load(Ordering::Relaxed) {
             credit.min(1)
         } else {
             credit
@@ -168,9 +174,9 @@ impl<'a, T> Reader<'a, T> {
         Reader { stash, items, base }
     }
 
-    /// Reads from `iter` until the credit is full (after one item once a
-    /// rescue happened, and at once if this read was rescued); returns
-    /// `true` if the input ended.
+    /// Reads from `iter` until the credit is full (after one item for a
+    /// credit of an older epoch, and at once if this read was rescued);
+    /// returns `true` if the input ended.
     pub(super) fn read(&mut self, iter: &mut impl Iterator<Item = T>) -> bool {
         // The hot loop of every imap: locals only, one plain store and one
         // load per item besides the item itself. If `next` panics, the
@@ -228,8 +234,8 @@ mod tests {
     fn a_stalled_read_is_rescued_and_the_reader_keeps_the_rest() {
         let stash = Stash::new();
         let mut items: Vec<String> = Vec::new();
-        let mut reader = Reader::open(&stash, &mut items, 7, 8);
-        let mut input = (0..3).map(|i| i.to_string());
+        let mut reader = Reader::open(&stash, &mut items, 7, 8, 0);
+        let mut input = (0..4).map(|i| i.to_string());
         // (`take(2)` ends: the input looks exhausted to this read.)
         assert!(reader.read(&mut input.by_ref().take(2)));
         // Another chunk, or a read not yet seen stalled: nothing.
@@ -239,25 +245,30 @@ mod tests {
         std::thread::sleep(STALL);
         // Nothing published for `STALL`: stalled.
         assert_eq!(stash.rescue(Some(7)), ["0", "1"]);
-        assert!(stash.one_by_one());
+        assert_eq!(stash.epoch(), 1);
         // The rescued read stops before it calls `next()` again.
         assert!(!reader.read(&mut input));
         assert_eq!(reader.count(), 2);
         drop(reader);
         assert!(items.is_empty());
         assert!(stash.rescue(None).is_empty(), "closed");
-        // Later reads take one item each.
-        let mut reader = Reader::open(&stash, &mut items, 8, 8);
+        // A credit issued before the rescue reads one item; one issued
+        // after it, its whole credit.
+        let mut reader = Reader::open(&stash, &mut items, 8, 8, 0);
         assert!(!reader.read(&mut input));
         drop(reader);
         assert_eq!(items, ["2"]);
+        let mut reader = Reader::open(&stash, &mut items, 9, 8, 1);
+        assert!(reader.read(&mut input));
+        drop(reader);
+        assert_eq!(items, ["3"]);
     }
 
     #[test]
     fn items_published_after_a_rescue_stay_with_the_reader() {
         let stash = Stash::new();
         let mut items: Vec<u32> = Vec::new();
-        let mut reader = Reader::open(&stash, &mut items, 0, 8);
+        let mut reader = Reader::open(&stash, &mut items, 0, 8, 0);
         assert!(reader.read(&mut [1, 2].into_iter()));
         assert!(stash.rescue(None).is_empty());
         std::thread::sleep(STALL);
@@ -274,11 +285,11 @@ mod tests {
     fn an_unrescued_read_keeps_everything_and_a_panicking_input_too() {
         let stash = Stash::new();
         let mut items: Vec<Box<u32>> = Vec::new();
-        let mut reader = Reader::open(&stash, &mut items, 0, 4);
+        let mut reader = Reader::open(&stash, &mut items, 0, 4, 0);
         assert!(reader.read(&mut (0..3).map(Box::new)));
         drop(reader);
         assert_eq!(items, [Box::new(0), Box::new(1), Box::new(2)]);
-        let mut reader = Reader::open(&stash, &mut items, 1, 4);
+        let mut reader = Reader::open(&stash, &mut items, 1, 4, 0);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             reader.read(&mut (0..4).map(|i| {
                 assert!(i < 2, "input panics at 2");
