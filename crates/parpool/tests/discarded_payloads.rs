@@ -14,30 +14,12 @@
 mod child;
 mod common;
 
+use common::{BombDrop, PayloadBomb};
 use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A panic payload whose own `Drop` panics.
-struct PayloadBomb;
-
-impl Drop for PayloadBomb {
-    fn drop(&mut self) {
-        panic!("EXPECTED payload drop");
-    }
-}
-
-/// Panics with a [`PayloadBomb`] when dropped, and counts its drops.
-struct DropPanicsWithBomb(Arc<AtomicUsize>);
-
-impl Drop for DropPanicsWithBomb {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        std::panic::panic_any(PayloadBomb)
-    }
-}
 
 fn bombs() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
@@ -48,11 +30,11 @@ fn bombs() -> Arc<AtomicUsize> {
 fn make_bombs(
     made: &Arc<AtomicUsize>,
     drops: &Arc<AtomicUsize>,
-) -> impl Fn(u32) -> DropPanicsWithBomb + Send + Sync + 'static {
+) -> impl Fn(u32) -> BombDrop + Send + Sync + 'static {
     let (made, drops) = (Arc::clone(made), Arc::clone(drops));
     move |_| {
         made.fetch_add(1, Ordering::SeqCst);
-        DropPanicsWithBomb(Arc::clone(&drops))
+        BombDrop(Arc::clone(&drops))
     }
 }
 
@@ -79,12 +61,12 @@ fn an_unrun_callback_whose_drop_panics_with_a_bomb_does_not_hang_get() {
         || {
             let pool = ThreadPool::with_workers(1);
             let drops = bombs();
-            let bomb = DropPanicsWithBomb(Arc::clone(&drops));
+            let bomb = BombDrop(Arc::clone(&drops));
             let ok = pool.apply_async(|| 7).on_error(move |_| {
                 let _b = &bomb;
             });
             assert_eq!(ok.get(), Ok(7));
-            let bomb = DropPanicsWithBomb(Arc::clone(&drops));
+            let bomb = BombDrop(Arc::clone(&drops));
             let failing = pool
                 .apply_async(|| -> i32 { panic!("EXPECTED task") })
                 .on_success(move |_| {
@@ -277,7 +259,7 @@ fn cancel_while_unwinding_discards_a_closure_bomb() {
         });
         busy_rx.recv().unwrap();
         let drops = bombs();
-        let bomb = DropPanicsWithBomb(Arc::clone(&drops));
+        let bomb = BombDrop(Arc::clone(&drops));
         let queued = pool.apply_async(move || {
             let _b = &bomb;
         });
@@ -304,7 +286,7 @@ fn cancel_while_unwinding_discards_a_closure_bomb() {
 /// payload.
 struct BombInput {
     left: u32,
-    _held: DropPanicsWithBomb,
+    _held: BombDrop,
 }
 
 impl Iterator for BombInput {
@@ -330,7 +312,7 @@ fn an_unread_bomb_input_dropped_while_the_consumer_unwinds_does_not_abort() {
                 let drops = bombs();
                 let input = BombInput {
                     left: 1_000_000,
-                    _held: DropPanicsWithBomb(Arc::clone(&drops)),
+                    _held: BombDrop(Arc::clone(&drops)),
                 };
                 let r = catch_unwind(AssertUnwindSafe(|| {
                     pool.imap(|x: u32| x, input)
@@ -376,7 +358,7 @@ fn a_scope_task_drained_while_the_body_unwinds_contains_its_bomb() {
             }
             let r = catch_unwind(AssertUnwindSafe(|| {
                 pool.scope(|s| {
-                    let bomb = DropPanicsWithBomb(Arc::clone(&drops));
+                    let bomb = BombDrop(Arc::clone(&drops));
                     s.spawn(move || {
                         let _b = &bomb;
                     });

@@ -9,20 +9,12 @@
 mod child;
 mod common;
 
+use common::{BombDrop, PayloadBomb};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A panic payload whose own `Drop` panics.
-struct PayloadBomb;
-
-impl Drop for PayloadBomb {
-    fn drop(&mut self) {
-        panic!("EXPECTED payload drop");
-    }
-}
 
 /// Counts its drops; its `Drop` then panics (with a plain message).
 struct Boom(Arc<AtomicUsize>);
@@ -31,16 +23,6 @@ impl Drop for Boom {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
         panic!("EXPECTED: Boom dropped");
-    }
-}
-
-/// Counts its drops; its `Drop` then panics with a [`PayloadBomb`].
-struct BombDrop(Arc<AtomicUsize>);
-
-impl Drop for BombDrop {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        std::panic::panic_any(PayloadBomb)
     }
 }
 

@@ -6,7 +6,7 @@
 mod child;
 mod common;
 
-use common::guard;
+use common::{guard, panic_with_bomb, BombDrop, PayloadBomb};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -618,20 +618,8 @@ fn apply_from_a_scoped_task_and_from_many_threads() {
     });
 }
 
-/// A panic payload whose own `Drop` panics (`panic_any(PayloadBomb)`): the
-/// engine drops payloads it does not re-raise, contained elsewhere
-/// (`run_refused`, `drain`); these tests probe the places that do not.
-struct PayloadBomb;
-
-impl Drop for PayloadBomb {
-    fn drop(&mut self) {
-        panic!("EXPECTED payload drop");
-    }
-}
-
-fn panic_with_bomb() {
-    std::panic::panic_any(PayloadBomb)
-}
+// Panic payloads whose own `Drop` panics (`common::PayloadBomb`): the
+// engine drops payloads it does not re-raise contained.
 
 // Was BUG review-10 (fixed): `scope::run` re-raises the body's panic with
 // `resume_unwind` while the scope's state still holds a spawned job's
@@ -754,15 +742,6 @@ fn map_with_two_bomb_payloads_re_raises_one_and_keeps_the_pool_sane() {
     );
 }
 
-/// Panics with a [`PayloadBomb`] when dropped.
-struct DropPanicsWithBomb;
-
-impl Drop for DropPanicsWithBomb {
-    fn drop(&mut self) {
-        panic_with_bomb();
-    }
-}
-
 /// `terminate` discards a queued task whose closure's `Drop` panics with a
 /// payload whose own `Drop` panics. The drain counts that panic as a stray
 /// one; it must not unwind out of `terminate` (leaving the tasks queued
@@ -775,7 +754,7 @@ fn terminate_draining_a_closure_whose_drop_panics_with_a_bomb() {
         || {
             let pool = ThreadPool::with_workers(1);
             let (blocker, release_tx) = occupy_the_worker(&pool);
-            let bomb = DropPanicsWithBomb;
+            let bomb = BombDrop(Arc::new(AtomicUsize::new(0)));
             let first = pool.apply_async(move || {
                 let _b = &bomb;
             });

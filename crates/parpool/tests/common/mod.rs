@@ -125,3 +125,28 @@ pub fn counters(n: usize) -> std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>
             .collect(),
     )
 }
+
+/// A panic payload whose own `Drop` panics (`panic_any(PayloadBomb)`): the
+/// engine must drop the payloads it does not re-raise contained.
+pub struct PayloadBomb;
+
+impl Drop for PayloadBomb {
+    fn drop(&mut self) {
+        panic!("EXPECTED payload drop");
+    }
+}
+
+/// Panics with a [`PayloadBomb`].
+pub fn panic_with_bomb() {
+    std::panic::panic_any(PayloadBomb)
+}
+
+/// Counts its drops; its `Drop` then panics with a [`PayloadBomb`].
+pub struct BombDrop(pub std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BombDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        panic_with_bomb()
+    }
+}
