@@ -96,20 +96,39 @@ impl<R> StreamLike<R> for Stream<'_, R> {
     }
 }
 
-/// A producer that sends item k+1 only once it saw result k, over `n`
-/// items; returns the results in the order they came.
-fn ping_pong(pool: &ThreadPool, kind: Kind, n: u64) -> Vec<u64> {
+/// An input of `0..n` whose item k+1 is sent only once a result came back
+/// for item k: the input, where results go back, and the producer, which
+/// returns the results it got (it stops at the first that does not come
+/// within 10 s, or once nobody can send any).
+fn feedback_input(
+    n: u64,
+) -> (
+    mpsc::Receiver<u64>,
+    mpsc::Sender<u64>,
+    std::thread::JoinHandle<Vec<u64>>,
+) {
     let (in_tx, in_rx) = mpsc::channel::<u64>();
     let (res_tx, res_rx) = mpsc::channel::<u64>();
     let producer = std::thread::spawn(move || {
+        let mut got = Vec::new();
         for k in 0..n {
-            in_tx.send(k).unwrap();
+            if in_tx.send(k).is_err() {
+                break;
+            }
             match res_rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(got) => assert_eq!(got, k * 3, "{kind:?}"),
-                Err(e) => panic!("{kind:?}: result {k} never came back: {e:?}"),
+                Ok(r) => got.push(r),
+                Err(_) => break,
             }
         }
+        got
     });
+    (in_rx, res_tx, producer)
+}
+
+/// A ping-pong over `n` items mapped with `x * 3`; returns the results in
+/// the order the stream yielded them.
+fn ping_pong(pool: &ThreadPool, kind: Kind, n: u64) -> Vec<u64> {
+    let (in_rx, res_tx, producer) = feedback_input(n);
     let mut seen = Vec::new();
     with_stream(
         pool,
@@ -123,7 +142,11 @@ fn ping_pong(pool: &ThreadPool, kind: Kind, n: u64) -> Vec<u64> {
             }
         },
     );
-    producer.join().unwrap();
+    assert_eq!(
+        producer.join().unwrap(),
+        seen,
+        "{kind:?}: the producer's view"
+    );
     seen
 }
 
@@ -152,14 +175,7 @@ fn a_ping_pong_input_streams_with_a_set_chunksize() {
         let pool = ThreadPool::with_workers(2);
         let n = pick(100, 5) as u64;
         for ordered in [true, false] {
-            let (in_tx, in_rx) = mpsc::channel::<u64>();
-            let (res_tx, res_rx) = mpsc::channel::<u64>();
-            let producer = std::thread::spawn(move || {
-                for k in 0..n {
-                    in_tx.send(k).unwrap();
-                    assert_eq!(res_rx.recv_timeout(Duration::from_secs(10)), Ok(k));
-                }
-            });
+            let (in_rx, res_tx, producer) = feedback_input(n);
             let send = |&v: &u64| {
                 let _ = res_tx.send(v);
             };
@@ -174,7 +190,7 @@ fn a_ping_pong_input_streams_with_a_set_chunksize() {
                     .inspect(send)
                     .collect()
             };
-            producer.join().unwrap();
+            assert_eq!(producer.join().unwrap(), got, "ordered {ordered}");
             assert_eq!(got, (0..n).collect::<Vec<_>>(), "ordered {ordered}");
         }
     });
@@ -294,17 +310,7 @@ fn a_panic_on_a_rescued_item_surfaces_in_order() {
         let n = pick(60, 6) as u64;
         let k = n - 2;
         for kind in KINDS {
-            let (in_tx, in_rx) = mpsc::channel::<u64>();
-            let (res_tx, res_rx) = mpsc::channel::<u64>();
-            let producer = std::thread::spawn(move || {
-                for i in 0..n {
-                    if in_tx.send(i).is_err()
-                        || res_rx.recv_timeout(Duration::from_secs(10)).is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+            let (in_rx, res_tx, producer) = feedback_input(n);
             let f = move |x: u64| {
                 assert!(x != k, "feedback-boom at {x}");
                 x
@@ -429,14 +435,7 @@ fn short_next_timeouts_in_a_loop_still_rescue_a_stalled_read() {
         let pool = ThreadPool::with_workers(2);
         for kind in KINDS {
             let n = 50u64;
-            let (in_tx, in_rx) = mpsc::channel::<u64>();
-            let (res_tx, res_rx) = mpsc::channel::<u64>();
-            let producer = std::thread::spawn(move || {
-                for k in 0..n {
-                    in_tx.send(k).unwrap();
-                    assert_eq!(res_rx.recv_timeout(Duration::from_secs(10)), Ok(k));
-                }
-            });
+            let (in_rx, res_tx, producer) = feedback_input(n);
             let mut seen = Vec::new();
             with_stream(
                 &pool,
@@ -455,7 +454,7 @@ fn short_next_timeouts_in_a_loop_still_rescue_a_stalled_read() {
                     }
                 },
             );
-            producer.join().unwrap();
+            assert_eq!(producer.join().unwrap(), seen, "{kind:?}");
             assert_eq!(seen, (0..n).collect::<Vec<_>>(), "{kind:?}");
         }
     });
