@@ -251,13 +251,7 @@ fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
 fn cancel_while_unwinding_discards_a_closure_bomb() {
     child::run("cancel_while_unwinding_discards_a_closure_bomb", 20, || {
         let pool = ThreadPool::with_workers(1);
-        let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let blocker = pool.apply_async(move || {
-            busy_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-        });
-        busy_rx.recv().unwrap();
+        let (blocker, release_tx) = common::occupy_the_worker(&pool);
         let drops = bombs();
         let bomb = BombDrop(Arc::clone(&drops));
         let queued = pool.apply_async(move || {
@@ -341,13 +335,7 @@ fn a_scope_task_drained_while_the_body_unwinds_contains_its_bomb() {
         20,
         || {
             let pool = ThreadPool::with_workers(1);
-            let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
-            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-            let blocker = pool.apply_async(move || {
-                busy_tx.send(()).unwrap();
-                let _ = release_rx.recv();
-            });
-            busy_rx.recv().unwrap();
+            let (blocker, release_tx) = common::occupy_the_worker(&pool);
             let drops = bombs();
             struct TerminateOnDrop<'p>(&'p ThreadPool, std::sync::mpsc::Sender<()>);
             impl Drop for TerminateOnDrop<'_> {

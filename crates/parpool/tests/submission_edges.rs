@@ -6,7 +6,7 @@
 mod child;
 mod common;
 
-use common::{guard, panic_with_bomb, BombDrop, PayloadBomb};
+use common::{guard, occupy_the_worker, panic_with_bomb, BombDrop, PayloadBomb};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -26,19 +26,6 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
-}
-
-/// Holds the pool's one worker in a task until the returned sender sends;
-/// returns once the worker is inside that task.
-fn occupy_the_worker(pool: &ThreadPool) -> (parpool::AsyncResult<()>, std::sync::mpsc::Sender<()>) {
-    let (busy_tx, busy_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let blocker = pool.apply_async(move || {
-        busy_tx.send(()).unwrap();
-        release_rx.recv().unwrap();
-    });
-    busy_rx.recv().unwrap();
-    (blocker, release_tx)
 }
 
 /// A one-worker pool whose panic policy is `Terminate`.

@@ -150,3 +150,16 @@ impl Drop for BombDrop {
         panic_with_bomb()
     }
 }
+
+/// Holds the pool's one worker in a task until the returned sender sends
+/// (or is dropped); returns once the worker is inside that task.
+pub fn occupy_the_worker(pool: &ThreadPool) -> (parpool::AsyncResult<()>, mpsc::Sender<()>) {
+    let (busy_tx, busy_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let blocker = pool.apply_async(move || {
+        busy_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    busy_rx.recv().unwrap();
+    (blocker, release_tx)
+}
