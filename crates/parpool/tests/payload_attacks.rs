@@ -30,6 +30,27 @@ fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
 
+/// A mapped function that holds `bomb` (so its `Drop` panics) and makes
+/// a [`Boom`] result per item, counted in `results`.
+fn booming_f(bomb: Boom, results: &Arc<AtomicUsize>) -> impl Fn(u32) -> Boom + Send + Sync {
+    let results = Arc::clone(results);
+    move |_| {
+        let _k = &bomb;
+        Boom(Arc::clone(&results))
+    }
+}
+
+/// A mapped function that holds `bomb` and panics on item 1.
+fn panics_on_item_1(bomb: Boom) -> impl Fn(u32) -> u32 + Send + Sync {
+    move |x| {
+        let _k = &bomb;
+        if x == 1 {
+            panic!("EXPECTED item");
+        }
+        x
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Were bugs: each aborted the process before `map::MapFn` and `map::MapAsync`
 // ---------------------------------------------------------------------------
@@ -56,13 +77,7 @@ fn a_map_whose_f_and_results_panic_on_drop_does_not_abort() {
             let f_bomb = Boom(Arc::clone(&f_drops));
             let rd = Arc::clone(&r_drops);
             let r = catch_unwind(AssertUnwindSafe(|| {
-                pool.map(
-                    move |_: u32| {
-                        let _k = &f_bomb;
-                        Boom(Arc::clone(&rd))
-                    },
-                    0..4u32,
-                )
+                pool.map(booming_f(f_bomb, &rd), 0..4u32)
             }));
             assert!(r.is_err(), "f's Drop panic reaches the caller");
             assert_eq!(f_drops.load(Ordering::SeqCst), 1);
@@ -126,13 +141,7 @@ fn a_map_async_whose_f_and_results_panic_on_drop_does_not_abort() {
             let (f_drops, r_drops) = (counter(), counter());
             let f_bomb = Boom(Arc::clone(&f_drops));
             let rd = Arc::clone(&r_drops);
-            let h = pool.map_async(
-                move |_: u32| {
-                    let _k = &f_bomb;
-                    Boom(Arc::clone(&rd))
-                },
-                0..4u32,
-            );
+            let h = pool.map_async(booming_f(f_bomb, &rd), 0..4u32);
             let r = catch_unwind(AssertUnwindSafe(|| h.get().map(|_| ()).map_err(|_| ())));
             assert!(matches!(r, Ok(Err(()))), "get reports the panic");
             assert_eq!(f_drops.load(Ordering::SeqCst), 1);
@@ -160,16 +169,7 @@ fn a_map_whose_item_panics_and_f_panics_on_drop_does_not_abort() {
             let f_drops = counter();
             let f_bomb = Boom(Arc::clone(&f_drops));
             let r = catch_unwind(AssertUnwindSafe(|| {
-                pool.map(
-                    move |x: u32| {
-                        let _k = &f_bomb;
-                        if x == 1 {
-                            panic!("EXPECTED item");
-                        }
-                        x
-                    },
-                    0..4u32,
-                )
+                pool.map(panics_on_item_1(f_bomb), 0..4u32)
             }));
             let msg = common::panic_message(&*r.expect_err("the item's panic"));
             assert!(msg.contains("EXPECTED"), "{msg}");
@@ -190,16 +190,7 @@ fn a_map_async_whose_item_panics_and_f_panics_on_drop_does_not_abort() {
             let pool = ThreadPool::with_workers(2);
             let f_drops = counter();
             let f_bomb = Boom(Arc::clone(&f_drops));
-            let h = pool.map_async(
-                move |x: u32| {
-                    let _k = &f_bomb;
-                    if x == 1 {
-                        panic!("EXPECTED item");
-                    }
-                    x
-                },
-                0..4u32,
-            );
+            let h = pool.map_async(panics_on_item_1(f_bomb), 0..4u32);
             assert!(matches!(h.get(), Err(TaskError::Panicked(_))));
             assert_eq!(f_drops.load(Ordering::SeqCst), 1);
             assert_eq!(pool.apply(|| 1), 1);
