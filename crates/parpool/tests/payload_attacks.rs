@@ -75,9 +75,8 @@ fn a_map_whose_f_and_results_panic_on_drop_does_not_abort() {
             let pool = ThreadPool::with_workers(2);
             let (f_drops, r_drops) = (counter(), counter());
             let f_bomb = Boom(Arc::clone(&f_drops));
-            let rd = Arc::clone(&r_drops);
             let r = catch_unwind(AssertUnwindSafe(|| {
-                pool.map(booming_f(f_bomb, &rd), 0..4u32)
+                pool.map(booming_f(f_bomb, &r_drops), 0..4u32)
             }));
             assert!(r.is_err(), "f's Drop panic reaches the caller");
             assert_eq!(f_drops.load(Ordering::SeqCst), 1);
@@ -140,8 +139,7 @@ fn a_map_async_whose_f_and_results_panic_on_drop_does_not_abort() {
             let pool = ThreadPool::with_workers(2);
             let (f_drops, r_drops) = (counter(), counter());
             let f_bomb = Boom(Arc::clone(&f_drops));
-            let rd = Arc::clone(&r_drops);
-            let h = pool.map_async(booming_f(f_bomb, &rd), 0..4u32);
+            let h = pool.map_async(booming_f(f_bomb, &r_drops), 0..4u32);
             let r = catch_unwind(AssertUnwindSafe(|| h.get().map(|_| ()).map_err(|_| ())));
             assert!(matches!(r, Ok(Err(()))), "get reports the panic");
             assert_eq!(f_drops.load(Ordering::SeqCst), 1);
