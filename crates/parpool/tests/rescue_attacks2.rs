@@ -694,3 +694,129 @@ fn a_stream_on_a_closed_pool_yields_everything_once() {
         assert_eq!(got, (0..2000).collect::<Vec<_>>());
     });
 }
+
+/// Close before or during an imap whose input (or `f`) panics at item 300:
+/// ordered, every result before it and then the panic; unordered, exactly
+/// the results before it (in some order) and then the panic. Stats count
+/// every mapped item, inline ones included.
+#[test]
+fn close_with_a_panicking_input_or_f_keeps_results_before_the_panic() {
+    common::quiet_panics_containing("EXPECTED");
+    guard(30, || {
+        for case in 0..8 {
+            let (ordered, input_panics, close_first) =
+                (case & 1 == 0, case & 2 == 0, case & 4 == 0);
+            let pool = ThreadPool::with_workers(2);
+            if close_first {
+                pool.close();
+            }
+            let input = (0..1000u64).map(move |x| {
+                assert!(!(input_panics && x == 300), "EXPECTED input panic");
+                x
+            });
+            let f = move |x: u64| {
+                assert!(input_panics || x != 300, "EXPECTED f panic");
+                x
+            };
+            let mut next: Box<dyn FnMut() -> Result<Option<u64>, TaskError>> = if ordered {
+                let mut it = pool.imap(f, input);
+                Box::new(move || it.next_timeout(Duration::from_secs(5)))
+            } else {
+                let mut it = pool.imap_unordered(f, input);
+                Box::new(move || it.next_timeout(Duration::from_secs(5)))
+            };
+            let mut got = Vec::new();
+            let end = loop {
+                match next() {
+                    Ok(Some(x)) => {
+                        got.push(x);
+                        if got.len() == 50 {
+                            pool.close();
+                        }
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(e),
+                }
+            };
+            assert!(
+                matches!(end, Some(TaskError::Panicked(_))),
+                "case {case}: {end:?}"
+            );
+            if ordered || input_panics {
+                if !ordered {
+                    got.sort_unstable();
+                }
+                assert_eq!(got, (0..300).collect::<Vec<_>>(), "case {case}");
+            } else {
+                // Unordered f panic: results after it may be dropped; none twice.
+                let mut s = got.clone();
+                s.sort_unstable();
+                s.dedup();
+                assert_eq!(s.len(), got.len(), "case {case}");
+                assert!(!got.contains(&300));
+            }
+            drop(next);
+            pool.join();
+            let st = pool.stats();
+            assert!(st.completed >= got.len(), "case {case}: {st:?}");
+        }
+    });
+}
+
+/// A ping-pong input (item k+1 is sent once result k came back) while
+/// another thread closes, or closes and terminates, the pool at a varying
+/// moment: an ordered prefix, each item once, then the end or `Cancelled`;
+/// never a hang.
+#[test]
+fn close_or_terminate_racing_a_ping_pong_never_hangs() {
+    guard(30, || {
+        for round in 0..12u64 {
+            let pool = Arc::new(ThreadPool::with_workers(2));
+            let terminate = round % 2 == 1;
+            let n = 60u64;
+            let (tx, rx) = mpsc::channel::<u64>();
+            tx.send(0).unwrap();
+            let stopper = {
+                let pool = Arc::clone(&pool);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(2 * (round / 2)));
+                    pool.close();
+                    if terminate {
+                        pool.terminate();
+                    }
+                })
+            };
+            let mut it = pool.imap(|x: u64| x, rx);
+            let mut tx = Some(tx);
+            let mut got = Vec::new();
+            let end = loop {
+                match it.next_timeout(Duration::from_secs(5)) {
+                    Ok(Some(x)) => {
+                        got.push(x);
+                        if x + 1 < n {
+                            let _ = tx.as_ref().unwrap().send(x + 1);
+                        } else {
+                            tx = None;
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            stopper.join().unwrap();
+            drop(tx);
+            assert_eq!(
+                got,
+                (0..got.len() as u64).collect::<Vec<_>>(),
+                "round {round}"
+            );
+            match end {
+                Ok(()) => assert_eq!(got.len() as u64, n, "round {round}"),
+                Err(e) => {
+                    assert!(terminate, "round {round}: {e:?} without terminate");
+                    assert_eq!(e, TaskError::Cancelled);
+                }
+            }
+        }
+    });
+}
