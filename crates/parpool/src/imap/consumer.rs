@@ -40,8 +40,11 @@ use std::time::Duration;
 /// How many times a waiting consumer checks for news before it sleeps.
 const SPIN_CHECKS: u32 = 200;
 /// After its first rescue, the consumer issues this many one-item credits
-/// before chunks may grow again; twice as many after each further rescue.
+/// before chunks may grow again; twice as many after each further rescue,
+/// up to `PIN_MAX` (an input that merely pauses now and then must not end
+/// up at one item per credit for good).
 const PIN_AFTER_RESCUE: usize = 16;
+const PIN_MAX: usize = 1024;
 
 /// Why the consumer stopped without an item.
 enum Stop {
@@ -377,7 +380,7 @@ impl<R> Consumer<'_, R> {
                         // One-item credits for a while, longer after each
                         // rescue; then chunks grow again from one item.
                         self.rescues += 1;
-                        self.pin_len = (self.pin_len * 2).max(PIN_AFTER_RESCUE);
+                        self.pin_len = (self.pin_len * 2).clamp(PIN_AFTER_RESCUE, PIN_MAX);
                         self.pin = self.pin_len;
                         self.chunk = 1;
                         self.handed += results.len();
@@ -496,6 +499,12 @@ impl<R> Consumer<'_, R> {
             match mode {
                 Mode::Block(deadline) => self.wait_or_rescue(deadline)?,
                 Mode::Poll(waker) => {
+                    if self.shared.registry.is_terminated() && !self.shared.detached {
+                        // As the blocking path does at its probe: a credit
+                        // stuck in the input must not keep the stream open.
+                        self.finish();
+                        return Err(Stop::Cancelled);
+                    }
                     if !self.register(waker) {
                         return Err(Stop::Pending);
                     }
