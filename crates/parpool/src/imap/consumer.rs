@@ -358,7 +358,15 @@ impl<R> Consumer<'_, R> {
     /// go out at once, in order: they are the first ones of the chunk
     /// wanted next.
     fn wait_or_rescue(&mut self, deadline: Deadline) -> Result<(), Stop> {
-        match self.wait_once(deadline.min(Deadline::after(STALL))) {
+        // A pool that never rescues (it has an initializer) waits as it
+        // always did: each timed-out wait of a consumer on a worker counts
+        // it blocked again and may start a spare.
+        let until = if self.input.may_rescue {
+            deadline.min(Deadline::after(STALL))
+        } else {
+            deadline
+        };
+        match self.wait_once(until) {
             Err(Stop::Timeout) => {
                 if self.shared.registry.is_terminated() && !self.shared.detached {
                     // `terminate` ends the stream soon, also when a credit
