@@ -11,7 +11,7 @@ mod common;
 use common::guard;
 use parpool::{AsyncResult, TaskError, ThreadPool, WaitFor};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A task that returns `value` once the returned sender sends (or is dropped).
@@ -32,10 +32,16 @@ fn values(handles: Vec<AsyncResult<i32>>) -> Vec<Result<i32, TaskError>> {
 fn as_completed_yields_in_order_of_known_sleep_times() {
     guard(60, || {
         let pool = ThreadPool::with_workers(3);
+        // The sleeps start together, once all three tasks run: a worker
+        // slow to start (under Miri a thread's start-up takes a lot of
+        // its virtual time) must not reorder them.
+        let all_running = Arc::new(std::sync::Barrier::new(3));
         let handles: Vec<_> = [600u64, 20, 300]
             .into_iter()
             .map(|ms| {
+                let all_running = Arc::clone(&all_running);
                 pool.apply_async(move || {
+                    all_running.wait();
                     std::thread::sleep(Duration::from_millis(ms));
                     ms
                 })
