@@ -945,6 +945,11 @@ impl<R> Future for AsyncResult<R> {
     /// Resolves to what [`get`](AsyncResult::get) returns, without blocking
     /// the executor's thread.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Polled on a worker of the task's pool (an executor blocking in a
+        // job): the task runs here if no thread took it yet.
+        if !self.slot().is_done() {
+            crate::park::help_on_worker(|pool| self.task.run_inline(pool));
+        }
         if self.register_waker(cx.waker()) {
             Poll::Ready(self.take().map_err(|f| f.error))
         } else {

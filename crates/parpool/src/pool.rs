@@ -631,6 +631,15 @@ impl ThreadPool {
     /// assert_eq!(visited, 100);
     /// ```
     ///
+    /// **The consumer works too.** When the iterator would wait (`next`,
+    /// `fold`, `batches`; not `next_timeout`) for a chunk no worker has
+    /// started, it maps that chunk itself, as [`map`](Self::map)'s caller
+    /// does, so a busy machine or busy workers do not hold the stream up.
+    /// It only ever runs the chunk it waits for, and only over inputs that
+    /// never wait (integer ranges, `Vec` and `VecDeque`), on a pool without
+    /// an [`initializer`](crate::Builder::initializer) (or on one of the
+    /// pool's own workers).
+    ///
     /// On a pool that no longer runs (closed or terminated before this
     /// call), the work runs on the consumer's thread; this never panics
     /// (Python raises `ValueError`).

@@ -19,8 +19,9 @@
 //!   so credits still out stop.
 
 use super::buffers::Cursor;
-use super::credit::{report_end, End, Exchange, Report, Want};
+use super::credit::{report_end, Credit, End, Exchange, Report, Want};
 use super::stash::STALL;
+use super::takeback::TakeBack;
 use super::window::Window;
 use crate::chunking::{
     adapt_chunk, BUFFER_CHUNKS_PER_WORKER, MAX_CHUNK, MAX_CREDITS_PER_WORKER, MAX_READ_AHEAD,
@@ -31,6 +32,7 @@ use crate::panic::{self, Payload};
 use crate::park::{self, Deadline, Waitable};
 use crate::submit::Queue;
 use crate::sync::lock;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,7 +70,7 @@ pub(super) type Rescue<'a, R> =
 /// and function types it does not know.
 pub(super) struct InputSide<'a, R> {
     /// Makes a credit of the given size, issued in the given rescue epoch.
-    pub(super) make_job: Box<dyn Fn(usize, u64) -> Box<dyn Job + 'a> + Send + 'a>,
+    pub(super) make_job: Box<dyn Fn(usize, u64) -> Box<dyn Credit<'a> + 'a> + Send + 'a>,
     /// The input's `next()` provably never waits (`credit::never_waits`).
     pub(super) never_waits: bool,
     /// Stalled reads may be rescued: the pool has no initializer. (A
@@ -151,10 +153,13 @@ pub(super) struct Consumer<'a, R> {
     /// A credit was refused (the pool closed): credits run on this thread,
     /// which reads the input itself.
     inline: bool,
-    /// A refused credit, run here once no other credit is out: a credit
-    /// still out may be reading (and stalled), and this thread, waiting for
-    /// the read token, could not rescue it.
-    refused: Option<Box<dyn Job + 'a>>,
+    /// Refused credits, run here one at a time once no other credit is
+    /// out: a credit still out may be reading (and stalled), and this
+    /// thread, waiting for the read token, could not rescue it.
+    refused: VecDeque<Box<dyn Job + 'a>>,
+    /// Credits the pool accepted, which this thread may take back and run
+    /// while it would wait (`help`).
+    issued: TakeBack<'a>,
     queue: Queue<'a>,
     workers: usize,
     chunksize: Option<usize>,
@@ -192,7 +197,8 @@ impl<'a, R> Consumer<'a, R> {
             pin: 0,
             pin_len: 0,
             inline: false,
-            refused: None,
+            refused: VecDeque::new(),
+            issued: TakeBack::new(),
             queue,
             workers,
             chunksize: None,
@@ -211,7 +217,7 @@ impl<'a, R> Consumer<'a, R> {
     }
 }
 
-impl<R> Consumer<'_, R> {
+impl<'a, R> Consumer<'a, R> {
     pub(super) fn set_chunksize(&mut self, n: usize) {
         assert!(
             self.stage == Stage::NotStarted,
@@ -262,14 +268,15 @@ impl<R> Consumer<'_, R> {
             self.stage = Stage::Reading;
         }
         let registry = Arc::clone(&self.shared.registry);
-        if let Some(job) = self.refused.take() {
-            if self.credits_out > 1 {
-                self.refused = Some(job);
-            } else {
-                // Its results go out before this thread reads more: an
-                // input may wait for them.
-                job.run(&registry);
-                self.absorb();
+        if !self.refused.is_empty() {
+            if self.credits_out <= self.refused.len() {
+                // Only refused credits are out. One runs; its results go
+                // out before this thread reads more: an input may wait for
+                // them.
+                if let Some(job) = self.refused.pop_front() {
+                    job.run(&registry);
+                    self.absorb();
+                }
             }
             return;
         }
@@ -294,17 +301,30 @@ impl<R> Consumer<'_, R> {
                 self.stage = self.stage.returned();
                 break;
             }
-            let job = (self.input.make_job)(chunk, self.rescues);
+            let credit = (self.input.make_job)(chunk, self.rescues);
             self.read_ahead += chunk;
             self.credits_out += 1;
-            if let Err(job) = self.queue.submit(job) {
-                // The pool refused (closed, or terminated just now): the
-                // credit runs here, and reports like any other, once it is
-                // the only one out.
-                self.inline = true;
-                self.refused = Some(job);
+            if !self.submit(credit) {
                 self.top_up();
                 break;
+            }
+        }
+    }
+
+    /// Queues a credit; `false` if the pool refused it (closed, or
+    /// terminated just now): the credit then runs here, and reports like
+    /// any other, once only refused credits are out.
+    fn submit(&mut self, credit: Box<dyn Credit<'a> + 'a>) -> bool {
+        let (job, slot) = TakeBack::wrap(credit);
+        match self.queue.submit(job) {
+            Ok(()) => {
+                self.issued.keep(slot);
+                true
+            }
+            Err(job) => {
+                self.inline = true;
+                self.refused.push_back(job);
+                false
             }
         }
     }
@@ -402,6 +422,59 @@ impl<R> Consumer<'_, R> {
                 }
             }
             other => other,
+        }
+    }
+
+    /// Instead of waiting, runs the oldest credit no worker has started
+    /// yet, as a map's caller runs chunks: on a busy machine the stream then
+    /// no longer waits for a worker to get a CPU, and on a pool whose
+    /// workers all wait (an executor's `block_on` inside a job polling this
+    /// stream) its credits still run. Only over inputs that never wait (this
+    /// thread reads: an input waiting for this stream's results would wait
+    /// forever); blocking, only in untimed waits (a deadline is honoured),
+    /// and on a pool with an initializer only on its own workers (`f` may
+    /// need the initializer's thread-local state); polled, only on a worker
+    /// of the pool, within its inlining depth. Returns whether it ran one.
+    fn help(&mut self, mode: &Mode<'_>) -> bool {
+        if !self.input.never_waits {
+            return false;
+        }
+        let on_own_worker = self.shared.registry.is_current_worker();
+        match mode {
+            Mode::Block(deadline) => {
+                if !deadline.is_never() || !(self.input.may_rescue || on_own_worker) {
+                    return false;
+                }
+                if !on_own_worker {
+                    return self.run_taken_back(&Arc::clone(&self.shared.registry));
+                }
+            }
+            Mode::Poll(_) => {
+                if !on_own_worker {
+                    return false;
+                }
+            }
+        }
+        park::help_on_worker(|pool| self.run_taken_back(pool))
+    }
+
+    /// Runs the oldest credit no worker has started, if the chunk it reads
+    /// is the one this thread waits for: every chunk read so far was
+    /// handed out (checked under the input lock). So `f` never runs here on
+    /// an item after the one wanted, which might wait for what the caller
+    /// does once it has that item (drop the stream, send a signal), and the
+    /// wait is never longer than the wanted chunk. A credit that would read
+    /// a later chunk goes back to the queue. Whether it ran one.
+    fn run_taken_back(&mut self, registry: &crate::registry::Registry) -> bool {
+        let Some(credit) = self.issued.take() else {
+            return false;
+        };
+        match credit.run_if_next(self.window.handed(), registry) {
+            Ok(()) => true,
+            Err(credit) => {
+                self.submit(credit);
+                false
+            }
         }
     }
 
@@ -503,6 +576,9 @@ impl<R> Consumer<'_, R> {
                 } else {
                     Err(Stop::Cancelled)
                 };
+            }
+            if self.help(&mode) {
+                continue;
             }
             match mode {
                 Mode::Block(deadline) => self.wait_or_rescue(deadline)?,

@@ -495,17 +495,53 @@ impl<I: Iterator, F, R> PullJob<I, F, R> {
     }
 }
 
-impl<I, F, T, R> Job for PullJob<I, F, R>
+/// A credit as its consumer holds it, to take it back (`takeback.rs`).
+pub(super) trait Credit<'a>: Job + 'a {
+    /// Runs the credit here only if the chunk it reads will be number
+    /// `seq` (checked under the input lock); else hands it back unrun.
+    fn run_if_next(
+        self: Box<Self>,
+        seq: u64,
+        registry: &Registry,
+    ) -> Result<(), Box<dyn Credit<'a> + 'a>>;
+}
+
+impl<'a, I, F, T, R> Credit<'a> for PullJob<I, F, R>
+where
+    I: Iterator<Item = T> + Send + 'a,
+    F: Fn(T) -> R + Send + Sync + 'a,
+    T: Send + 'a,
+    R: Send + 'a,
+{
+    fn run_if_next(
+        self: Box<Self>,
+        seq: u64,
+        registry: &Registry,
+    ) -> Result<(), Box<dyn Credit<'a> + 'a>> {
+        match self.run_checked(registry, Some(seq)) {
+            Some(unrun) => Err(unrun),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<I, F, T, R> PullJob<I, F, R>
 where
     I: Iterator<Item = T> + Send,
     F: Fn(T) -> R + Send + Sync,
     T: Send,
     R: Send,
 {
-    fn run(mut self: Box<Self>, registry: &Registry) {
+    /// Runs the credit; with `only_seq`, only if the chunk it reads would
+    /// be that one, else it comes back unrun (and reports nothing).
+    fn run_checked(
+        mut self: Box<Self>,
+        registry: &Registry,
+        only_seq: Option<u64>,
+    ) -> Option<Box<Self>> {
         let shared = Arc::clone(&self.shared);
         if shared.should_stop() {
-            return; // Drop reports "returned"
+            return None; // Drop reports "returned"
         }
         let source = Arc::clone(&self.source);
         let mut items = source.spare.take(self.credit);
@@ -514,15 +550,20 @@ where
             let _reading = source.reader.acquire();
             if shared.should_stop() {
                 // Stopped while this credit waited for its turn: no read.
-                return; // Drop reports "returned"
+                return None; // Drop reports "returned"
             }
             let mut input = lock(&source.input);
             let seq = input.next_seq;
+            if only_seq.is_some_and(|want| want != seq) {
+                drop(input);
+                source.spare.give(items);
+                return Some(self);
+            }
             let Some(iter) = input.iter.as_mut() else {
                 let total = input.next_seq;
                 drop(input);
                 self.deliver(Some(total), Report::Exhausted);
-                return;
+                return None;
             };
             let credit = self.credit;
             let (read, read_any) = if source.never_waits {
@@ -569,7 +610,7 @@ where
         // with the results of the rest, maybe none.)
         if !read_any && input_panic.is_none() {
             self.deliver(total, Report::Exhausted);
-            return;
+            return None;
         }
         let (results, end) = source.map_items(&shared, registry, &mut items);
         source.spare.give(items);
@@ -578,6 +619,20 @@ where
             (end, _) => end,
         };
         self.deliver(total, Report::Chunk { seq, results, end });
+        None
+    }
+}
+
+impl<I, F, T, R> Job for PullJob<I, F, R>
+where
+    I: Iterator<Item = T> + Send,
+    F: Fn(T) -> R + Send + Sync,
+    T: Send,
+    R: Send,
+{
+    fn run(self: Box<Self>, registry: &Registry) {
+        // Unconditional: nothing comes back.
+        let _ = self.run_checked(registry, None);
     }
 
     fn items(&self) -> usize {

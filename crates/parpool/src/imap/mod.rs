@@ -49,6 +49,7 @@ mod consumer;
 mod credit;
 mod stash;
 mod stream;
+mod takeback;
 mod window;
 
 use crate::error::TaskError;

@@ -85,6 +85,12 @@ impl<R> Window<R> {
         Some(ready)
     }
 
+    /// How many chunks were handed out. When the input made no more than
+    /// that, the chunk read next is the one the consumer waits for.
+    pub(super) fn handed(&self) -> u64 {
+        self.chunks_handed
+    }
+
     /// What the consumer waits for.
     pub(super) fn want(&self) -> Want {
         if self.ordered {

@@ -1,0 +1,98 @@
+//! A future or stream of the pool, awaited by an executor that blocks on
+//! one of the pool's own workers (`block_on` inside a job): the pool cannot
+//! see that worker wait, so it starts no spare; the awaited work must run
+//! right there when no other thread took it (`park::help_on_worker`).
+
+mod common;
+use common::guard;
+use futures::StreamExt;
+use parpool::ThreadPool;
+use std::sync::Arc;
+
+/// A one-worker pool, and its worker's result for `job`.
+fn on_the_only_worker<R: Send + 'static>(
+    job: impl FnOnce(Arc<ThreadPool>) -> R + Send + 'static,
+) -> R {
+    let pool = Arc::new(ThreadPool::with_workers(1));
+    let inner = Arc::clone(&pool);
+    pool.apply_async(move || job(inner)).get().unwrap()
+}
+
+#[test]
+fn an_awaited_task_runs_on_the_worker_that_awaits_it() {
+    let got = guard(20, || {
+        on_the_only_worker(|pool| {
+            let h = pool.apply_async(|| 7);
+            futures::executor::block_on(h)
+        })
+    });
+    assert_eq!(got, Ok(7));
+}
+
+#[test]
+fn an_awaited_map_async_runs_on_the_worker_that_awaits_it() {
+    let got = guard(20, || {
+        on_the_only_worker(|pool| {
+            let h = pool.map_async(|x: u64| x * 2, (0..1000u64).collect::<Vec<_>>());
+            futures::executor::block_on(h)
+        })
+    });
+    assert_eq!(
+        got.unwrap(),
+        (0..1000u64).map(|x| x * 2).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_polled_stream_runs_its_credits_on_the_worker_that_polls_it() {
+    let (ordered, unordered) = guard(20, || {
+        on_the_only_worker(|pool| {
+            let ordered: Vec<u64> = futures::executor::block_on(
+                pool.imap(|x: u64| x + 1, 0..20_000u64)
+                    .into_stream()
+                    .collect(),
+            );
+            let mut unordered: Vec<u64> = futures::executor::block_on(
+                pool.imap_unordered(|x: u64| x + 1, 0..20_000u64)
+                    .into_stream()
+                    .collect(),
+            );
+            unordered.sort_unstable();
+            (ordered, unordered)
+        })
+    });
+    assert_eq!(ordered, (1..=20_000u64).collect::<Vec<_>>());
+    assert_eq!(unordered, ordered);
+}
+
+#[test]
+fn nested_awaits_on_the_only_worker_all_complete() {
+    let got = guard(20, || {
+        on_the_only_worker(|pool| {
+            let p = Arc::clone(&pool);
+            // (One executor per thread: the inner wait blocks with `get`.)
+            let outer = pool.apply_async(move || p.apply_async(|| 5).get().unwrap() + 1);
+            futures::executor::block_on(outer)
+        })
+    });
+    assert_eq!(got, Ok(6));
+}
+
+#[test]
+fn a_task_of_another_pool_is_left_to_that_pool() {
+    let other = Arc::new(ThreadPool::with_workers(1));
+    let o = Arc::clone(&other);
+    let got = guard(20, move || {
+        on_the_only_worker(move |_pool| {
+            let h = o.apply_async(|| std::thread::current().id());
+            (
+                futures::executor::block_on(h).unwrap(),
+                std::thread::current().id(),
+            )
+        })
+    });
+    assert_ne!(
+        got.0, got.1,
+        "the other pool's task ran on this pool's worker"
+    );
+}
