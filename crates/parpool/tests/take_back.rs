@@ -16,6 +16,19 @@ fn threads_of(n: u64) -> Arc<Mutex<Vec<ThreadId>>> {
     Arc::new(Mutex::new(Vec::with_capacity(n as usize)))
 }
 
+/// A counter of calls made on this thread, and the function that counts
+/// a call if it runs here.
+fn calls_here() -> (Arc<AtomicUsize>, impl Fn() + Send + Sync + Clone + 'static) {
+    let me = thread::current().id();
+    let here = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&here);
+    (here, move || {
+        if thread::current().id() == me {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+}
+
 #[test]
 fn a_stream_whose_only_worker_is_busy_is_run_by_its_consumer() {
     guard(30, || {
@@ -71,14 +84,10 @@ fn a_timed_wait_never_runs_a_credit_on_the_caller() {
     guard(30, || {
         let pool = ThreadPool::with_workers(1);
         let (blocker, release) = occupy_the_worker(&pool);
-        let me = thread::current().id();
-        let on_caller = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&on_caller);
+        let (on_caller, count) = calls_here();
         let mut it = pool.imap(
             move |x: u64| {
-                if thread::current().id() == me {
-                    count.fetch_add(1, Ordering::SeqCst);
-                }
+                count();
                 x
             },
             0..1000u64,
@@ -105,15 +114,9 @@ fn an_input_that_may_wait_is_never_read_by_the_consumer() {
     guard(30, || {
         let pool = ThreadPool::with_workers(1);
         let (blocker, release) = occupy_the_worker(&pool);
-        let me = thread::current().id();
-        let read_here = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&read_here);
+        let (read_here, count) = calls_here();
         // An adapter may call anything, so it may wait: not taken back.
-        let input = (0..2000u64).inspect(move |_| {
-            if thread::current().id() == me {
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-        });
+        let input = (0..2000u64).inspect(move |_| count());
         let releaser = thread::spawn(move || {
             thread::sleep(Duration::from_millis(100));
             release.send(()).unwrap();
@@ -257,17 +260,16 @@ fn no_item_after_the_wanted_one_runs_on_the_consumer() {
     guard(30, || {
         for ordered in [true, false] {
             let pool = ThreadPool::with_workers(1);
-            let me = thread::current().id();
-            let later_here = Arc::new(AtomicUsize::new(0));
+            let (later_here, count) = calls_here();
             let release = Arc::new(AtomicBool::new(false));
-            let (count, gate) = (Arc::clone(&later_here), Arc::clone(&release));
+            let gate = Arc::clone(&release);
             let f = move |x: u64| {
                 if x == 0 {
                     while !gate.load(Ordering::SeqCst) {
                         thread::sleep(Duration::from_millis(1));
                     }
-                } else if thread::current().id() == me {
-                    count.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    count();
                 }
                 x
             };
