@@ -4,7 +4,7 @@
 //! right there when no other thread took it (`park::help_on_worker`).
 
 mod common;
-use common::guard;
+use common::{guard, pick};
 use futures::StreamExt;
 use parpool::ThreadPool;
 use std::sync::Arc;
@@ -45,15 +45,14 @@ fn an_awaited_map_async_runs_on_the_worker_that_awaits_it() {
 
 #[test]
 fn a_polled_stream_runs_its_credits_on_the_worker_that_polls_it() {
-    let (ordered, unordered) = guard(20, || {
-        on_the_only_worker(|pool| {
+    let n = pick(20_000, 40) as u64;
+    let (ordered, unordered) = guard(20, move || {
+        on_the_only_worker(move |pool| {
             let ordered: Vec<u64> = futures::executor::block_on(
-                pool.imap(|x: u64| x + 1, 0..20_000u64)
-                    .into_stream()
-                    .collect(),
+                pool.imap(|x: u64| x + 1, 0..n).into_stream().collect(),
             );
             let mut unordered: Vec<u64> = futures::executor::block_on(
-                pool.imap_unordered(|x: u64| x + 1, 0..20_000u64)
+                pool.imap_unordered(|x: u64| x + 1, 0..n)
                     .into_stream()
                     .collect(),
             );
@@ -61,7 +60,7 @@ fn a_polled_stream_runs_its_credits_on_the_worker_that_polls_it() {
             (ordered, unordered)
         })
     });
-    assert_eq!(ordered, (1..=20_000u64).collect::<Vec<_>>());
+    assert_eq!(ordered, (1..=n).collect::<Vec<_>>());
     assert_eq!(unordered, ordered);
 }
 
