@@ -8,6 +8,7 @@
 //! panics sit deep in long inputs of 1 ns items, behind chunks of thousands.
 mod common;
 
+use common::kinds::{pool_stream, with_stream, Kind, StreamLike, KINDS};
 use common::{counters, guard, panic_message, pick, quiet_panics_containing, Probe};
 use parpool::{TaskError, ThreadPool};
 use std::collections::VecDeque;
@@ -81,21 +82,6 @@ impl Iterator for PanickyInput {
         self.rest.pop_front()
     }
 }
-
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Imap,
-    Unordered,
-    ScopeImap,
-    ScopeUnordered,
-}
-
-const KINDS: [Kind; 4] = [
-    Kind::Imap,
-    Kind::Unordered,
-    Kind::ScopeImap,
-    Kind::ScopeUnordered,
-];
 
 /// Runs `f` over `input` with `kind`, collecting into `seen` until the end
 /// or a panic; returns the panic message, if any. In a scope, a panic the
@@ -173,6 +159,33 @@ fn check_prefix(kind: Kind, seen: &[usize], k: usize, what: &str) {
     }
 }
 
+/// Runs `f` over `input` (items counted in `drops`) with `kind`, where
+/// something panics at item `k`, and checks what every such run shows: the
+/// panic surfaces while reading, a scope does not re-raise it, the results
+/// before it are as [`check_prefix`] wants, and every item is dropped
+/// exactly once. Returns the panic's message and the results read.
+fn panic_surfaces_at<I, F>(
+    pool: &ThreadPool,
+    kind: Kind,
+    f: F,
+    input: I,
+    k: usize,
+    drops: &[AtomicUsize],
+    what: &str,
+) -> (String, Vec<usize>)
+where
+    I: Iterator<Item = Item> + Send + 'static,
+    F: Fn(Item) -> usize + Send + Sync + 'static,
+{
+    let mut seen = Vec::new();
+    let (inner, outer) = run_kind(pool, kind, f, input, &mut seen);
+    let inner = inner.unwrap_or_else(|| panic!("{what}: no panic surfaced"));
+    assert_eq!(outer, None, "{what}: the scope re-raised a read panic");
+    check_prefix(kind, &seen, k, what);
+    settle_all_once(drops, what);
+    (inner, seen)
+}
+
 /// The input iterator's `next` panics deep into a long input of tiny items
 /// (chunks have grown to thousands): the panic surfaces after exactly the
 /// items before it (in order for imap; every one of them for
@@ -200,16 +213,11 @@ fn input_next_panic_deep_in_large_automatic_chunks() {
                 }
                 it.id
             };
-            let mut seen = Vec::new();
-            let (inner, outer) = run_kind(&pool, kind, f, input, &mut seen);
-            let inner = inner.unwrap_or_else(|| panic!("{what}: no panic surfaced"));
+            let (inner, seen) = panic_surfaces_at(&pool, kind, f, input, k, &drops, &what);
             assert!(inner.contains("next-boom"), "{what}: {inner}");
-            assert_eq!(outer, None, "{what}: the scope re-raised a read panic");
-            check_prefix(kind, &seen, k, &what);
-            if matches!(kind, Kind::Unordered | Kind::ScopeUnordered) {
+            if !kind.is_ordered() {
                 assert_eq!(seen.len(), k, "{what}: results before the input panic");
             }
-            settle_all_once(&drops, &what);
         }
         assert_eq!(pool.map(|x| x + 1, 0..4u32), [1, 2, 3, 4]);
     });
@@ -229,13 +237,9 @@ fn item_drop_panic_deep_in_large_automatic_chunks() {
             let what = format!("{kind:?}");
             let drops = counters(n);
             let input = items(n, Some(k), &drops).into_iter();
-            let mut seen = Vec::new();
-            let (inner, outer) = run_kind(&pool, kind, |it: Item| it.id, input, &mut seen);
-            let inner = inner.unwrap_or_else(|| panic!("{what}: no panic surfaced"));
+            let f = |it: Item| it.id;
+            let (inner, _) = panic_surfaces_at(&pool, kind, f, input, k, &drops, &what);
             assert!(inner.contains("item-drop-boom"), "{what}: {inner}");
-            assert_eq!(outer, None, "{what}: scope re-raised a read panic");
-            check_prefix(kind, &seen, k, &what);
-            settle_all_once(&drops, &what);
         }
         assert_eq!(pool.map(|x| x + 1, 0..4u32), [1, 2, 3, 4]);
     });
@@ -264,13 +268,8 @@ fn mapped_function_panic_deep_in_large_automatic_chunks() {
                     }
                     it.id
                 };
-                let mut seen = Vec::new();
-                let (inner, outer) = run_kind(&pool, kind, f, input, &mut seen);
-                let inner = inner.unwrap_or_else(|| panic!("{what}: no panic surfaced"));
+                let (inner, _) = panic_surfaces_at(&pool, kind, f, input, k, &drops, &what);
                 assert_eq!(inner, format!("{MARK}: f-boom {k}"), "{what}");
-                assert_eq!(outer, None, "{what}: scope re-raised a read panic");
-                check_prefix(kind, &seen, k, &what);
-                settle_all_once(&drops, &what);
             }
         }
     });
@@ -321,19 +320,16 @@ fn dropping_imap_mid_stream_with_panicking_result_drops() {
                 }
             };
             let input = items(n, None, &in_drops).into_iter();
-            let read = |it: &mut dyn Iterator<Item = Bomb>| {
+            let read = |it: &mut dyn StreamLike<Bomb>| {
                 // Take the first one (waits for the first chunk), then a few.
                 for _ in 0..stop_after.max(1) {
-                    let b = it.next().expect("a result");
+                    let b = it.next_item().expect("a result");
                     b.drops[b.id].fetch_add(1, SeqCst);
                     std::mem::forget(b);
                 }
             };
-            let r = catch_unwind(AssertUnwindSafe(|| match kind {
-                Kind::Imap => read(&mut pool.imap(f, input)),
-                Kind::Unordered => read(&mut pool.imap_unordered(f, input)),
-                Kind::ScopeImap => pool.scope(|s| read(&mut s.imap(&f, input))),
-                Kind::ScopeUnordered => pool.scope(|s| read(&mut s.imap_unordered(&f, input))),
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                with_stream(&pool, kind, f, input, read);
             }));
             if let Err(p) = r {
                 panic!("{what}: dropping the imap raised {:?}", panic_message(&*p));
@@ -384,19 +380,18 @@ fn dropping_imap_with_a_bomb_left_in_the_input() {
             let mut got = 0;
             let strays = pool.stats().panicked;
             let dropped = catch_unwind(AssertUnwindSafe(|| {
-                let mut read = |it: &mut dyn Iterator<Item = usize>| {
-                    got += it.take(3).count();
-                };
-                match kind {
-                    Kind::Imap => read(&mut pool.imap(|it: Item| it.id, input)),
-                    Kind::Unordered => read(&mut pool.imap_unordered(|it: Item| it.id, input)),
-                    Kind::ScopeImap => pool.scope(|s| read(&mut s.imap(|it: Item| it.id, input))),
-                    Kind::ScopeUnordered => {
-                        pool.scope(|s| read(&mut s.imap_unordered(|it: Item| it.id, input)))
-                    }
-                }
+                with_stream(
+                    &pool,
+                    kind,
+                    |it: Item| it.id,
+                    input,
+                    |it| {
+                        // Up to three results, as `take(3).count()` would read.
+                        got += (0..3).map_while(|_| it.next_item()).count();
+                    },
+                );
             }));
-            let in_scope = matches!(kind, Kind::ScopeImap | Kind::ScopeUnordered);
+            let in_scope = kind.in_scope();
             match dropped {
                 Err(p) => {
                     let msg = panic_message(&*p);
@@ -516,25 +511,8 @@ fn extreme_chunksize_and_buffer_settings() {
                             }
                             it.id
                         };
-                        let mut out: Vec<usize> = if ordered {
-                            let mut it = pool.imap(f, input);
-                            if let Some(c) = chunk {
-                                it = it.chunksize(c);
-                            }
-                            if let Some(b) = buf {
-                                it = it.buffer(b);
-                            }
-                            it.collect()
-                        } else {
-                            let mut it = pool.imap_unordered(f, input);
-                            if let Some(c) = chunk {
-                                it = it.chunksize(c);
-                            }
-                            if let Some(b) = buf {
-                                it = it.buffer(b);
-                            }
-                            it.collect()
-                        };
+                        let mut out: Vec<usize> =
+                            pool_stream(&pool, ordered, f, input, chunk, buf).collect();
                         if !ordered {
                             out.sort_unstable();
                         }
@@ -584,15 +562,7 @@ fn buffer_one_reads_ahead_at_most_a_little() {
             let input = (0u64..).inspect(move |_| {
                 p2.fetch_add(1, SeqCst);
             });
-            let mut it: Box<dyn Iterator<Item = u64>> = if ordered {
-                Box::new(pool.imap(|x| x, input).chunksize(usize::MAX).buffer(1))
-            } else {
-                Box::new(
-                    pool.imap_unordered(|x| x, input)
-                        .chunksize(usize::MAX)
-                        .buffer(1),
-                )
-            };
+            let mut it = pool_stream(&pool, ordered, |x| x, input, Some(usize::MAX), Some(1));
             for k in 1..=pick(2000, 10) {
                 assert!(it.next().is_some());
                 let ahead = pulled.load(SeqCst) - k;
@@ -628,19 +598,8 @@ fn imap_nesting_on_a_one_worker_pool() {
                 let d2 = Arc::clone(&drops);
                 let mut h = pool.apply_async(move || {
                     let input = items(n, None, &d2).into_iter();
-                    let mut v: Vec<usize> = if ordered {
-                        let mut it = p.imap(|it: Item| it.id, input);
-                        if let Some(c) = chunk {
-                            it = it.chunksize(c);
-                        }
-                        it.collect()
-                    } else {
-                        let mut it = p.imap_unordered(|it: Item| it.id, input);
-                        if let Some(c) = chunk {
-                            it = it.chunksize(c);
-                        }
-                        it.collect()
-                    };
+                    let mut v: Vec<usize> =
+                        pool_stream(&p, ordered, |it: Item| it.id, input, chunk, None).collect();
                     v.sort_unstable();
                     v
                 });
@@ -687,11 +646,7 @@ fn imap_nesting_on_a_one_worker_pool() {
                 }
                 it.id
             };
-            let mut v: Vec<usize> = if ordered {
-                pool.imap(f, input).collect()
-            } else {
-                pool.imap_unordered(f, input).collect()
-            };
+            let mut v: Vec<usize> = pool_stream(&pool, ordered, f, input, None, None).collect();
             v.sort_unstable();
             assert_eq!(
                 v,
@@ -720,21 +675,9 @@ fn imap_nesting_on_a_one_worker_pool() {
                 let mut seen = Vec::new();
                 let mut err = None;
                 {
-                    let mut it: Box<dyn FnMut() -> Result<Option<usize>, TaskError>> = if ordered {
-                        let mut i = pool.imap(f, input);
-                        if let Some(c) = chunk {
-                            i = i.chunksize(c);
-                        }
-                        Box::new(move || i.next_timeout(Duration::from_secs(10)))
-                    } else {
-                        let mut i = pool.imap_unordered(f, input);
-                        if let Some(c) = chunk {
-                            i = i.chunksize(c);
-                        }
-                        Box::new(move || i.next_timeout(Duration::from_secs(10)))
-                    };
+                    let mut it = pool_stream(&pool, ordered, f, input, chunk, None);
                     loop {
-                        match it() {
+                        match it.next_timeout(Duration::from_secs(10)) {
                             Ok(Some(x)) => seen.push(x),
                             Ok(None) => break,
                             Err(e) => {

@@ -15,7 +15,7 @@ mod common;
 use child::{assert_pool_healthy, catch, DropBomb, Item, Tracker};
 use common::{close_or_terminate, guard};
 use futures::StreamExt;
-use parpool::{PanicPolicy, TaskError, ThreadPool};
+use parpool::{TaskError, ThreadPool};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
@@ -630,13 +630,7 @@ fn spawn_drop_panics_when_terminate_discards_it() {
 #[test]
 fn spawn_under_terminate_policy_panics() {
     child::run("spawn_under_terminate_policy_panics", 30, || {
-        let pool = Arc::new(
-            ThreadPool::builder()
-                .workers(1)
-                .on_panic(PanicPolicy::Terminate)
-                .build()
-                .unwrap(),
-        );
+        let pool = Arc::new(common::terminating_on_panic(1));
         pool.spawn(|| panic!("EXPECTED spawn under Terminate"));
         let pool2 = Arc::clone(&pool);
         common::guard_named(10, "pool terminated by a spawned panic", move || {

@@ -12,89 +12,14 @@
 
 mod common;
 
+use common::kinds::{pool_stream, with_stream, Kind, KINDS};
 use common::{counters, guard, panic_message, pick, quiet_panics_containing, Probe};
-use parpool::{Imap, ImapUnordered, TaskError, ThreadPool};
+use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Where an imap runs, and whether it is ordered.
-#[derive(Clone, Copy, Debug)]
-enum Kind {
-    Imap,
-    Unordered,
-    ScopeImap,
-    ScopeUnordered,
-}
-
-const KINDS: [Kind; 4] = [
-    Kind::Imap,
-    Kind::Unordered,
-    Kind::ScopeImap,
-    Kind::ScopeUnordered,
-];
-
-/// Either kind of stream, as one iterator.
-enum Stream<'a, R> {
-    Ordered(Imap<'a, R>),
-    Unordered(ImapUnordered<'a, R>),
-}
-
-impl<R> Iterator for Stream<'_, R> {
-    type Item = R;
-    fn next(&mut self) -> Option<R> {
-        match self {
-            Stream::Ordered(it) => it.next(),
-            Stream::Unordered(it) => it.next(),
-        }
-    }
-}
-
-impl<R> Stream<'_, R> {
-    fn next_timeout(&mut self, t: Duration) -> Result<Option<R>, TaskError> {
-        match self {
-            Stream::Ordered(it) => it.next_timeout(t),
-            Stream::Unordered(it) => it.next_timeout(t),
-        }
-    }
-}
-
-/// Runs `body` with a stream of `f` over `input` of the given kind.
-fn with_stream<T, R, I, F, B>(pool: &ThreadPool, kind: Kind, f: F, input: I, body: B)
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    I: IntoIterator<Item = T>,
-    I::IntoIter: Send + 'static,
-    F: Fn(T) -> R + Send + Sync + 'static,
-    B: FnOnce(&mut dyn StreamLike<R>),
-{
-    match kind {
-        Kind::Imap => body(&mut Stream::Ordered(pool.imap(f, input))),
-        Kind::Unordered => body(&mut Stream::Unordered(pool.imap_unordered(f, input))),
-        Kind::ScopeImap => pool.scope(|s| body(&mut Stream::Ordered(s.imap(f, input)))),
-        Kind::ScopeUnordered => {
-            pool.scope(|s| body(&mut Stream::Unordered(s.imap_unordered(f, input))))
-        }
-    }
-}
-
-/// What the tests do with a stream.
-trait StreamLike<R> {
-    fn next_item(&mut self) -> Option<R>;
-    fn next_within(&mut self, t: Duration) -> Result<Option<R>, TaskError>;
-}
-
-impl<R> StreamLike<R> for Stream<'_, R> {
-    fn next_item(&mut self) -> Option<R> {
-        self.next()
-    }
-    fn next_within(&mut self, t: Duration) -> Result<Option<R>, TaskError> {
-        self.next_timeout(t)
-    }
-}
 
 /// An input of `0..n` whose item k+1 is sent only once a result came back
 /// for item k: the input, where results go back, and the producer, which
@@ -179,17 +104,9 @@ fn a_ping_pong_input_streams_with_a_set_chunksize() {
             let send = |&v: &u64| {
                 let _ = res_tx.send(v);
             };
-            let got: Vec<u64> = if ordered {
-                pool.imap(|x: u64| x, in_rx)
-                    .chunksize(3)
-                    .inspect(send)
-                    .collect()
-            } else {
-                pool.imap_unordered(|x: u64| x, in_rx)
-                    .chunksize(3)
-                    .inspect(send)
-                    .collect()
-            };
+            let got: Vec<u64> = pool_stream(&pool, ordered, |x: u64| x, in_rx, Some(3), None)
+                .inspect(send)
+                .collect();
             assert_eq!(producer.join().unwrap(), got, "ordered {ordered}");
             assert_eq!(got, (0..n).collect::<Vec<_>>(), "ordered {ordered}");
         }

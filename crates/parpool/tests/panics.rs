@@ -217,11 +217,7 @@ fn a_panicking_callback_does_not_break_the_pool() {
 #[test]
 fn terminate_policy_terminates_the_pool_on_the_first_panic() {
     guard(30, || {
-        let pool = ThreadPool::builder()
-            .workers(2)
-            .on_panic(PanicPolicy::Terminate)
-            .build()
-            .unwrap();
+        let pool = common::terminating_on_panic(2);
         assert_eq!(pool.apply_async(|| 1).get(), Ok(1));
         assert!(pool
             .apply_async(|| -> u8 { panic!("fatal") })

@@ -10,7 +10,7 @@ mod child;
 mod common;
 
 use common::{BombDrop, PayloadBomb};
-use parpool::{PanicPolicy, TaskError, ThreadPool};
+use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -379,11 +379,7 @@ fn terminate_policy_drains_bomb_closures_without_aborting() {
         "terminate_policy_drains_bomb_closures_without_aborting",
         20,
         || {
-            let pool = ThreadPool::builder()
-                .workers(1)
-                .on_panic(PanicPolicy::Terminate)
-                .build()
-                .unwrap();
+            let pool = common::terminating_on_panic(1);
             let (go_tx, go) = std::sync::mpsc::channel::<()>();
             let first = pool.apply_async(move || -> u8 {
                 go.recv().unwrap();

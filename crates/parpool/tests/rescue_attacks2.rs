@@ -11,7 +11,7 @@
 mod common;
 
 use common::{counters, guard, Probe};
-use parpool::{TaskError, ThreadPool};
+use parpool::{Imap, TaskError, ThreadPool};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -65,6 +65,20 @@ fn closed_pool_ordinary_input_exact_once_in_order() {
     });
 }
 
+/// Reads `it` with 5 s timeouts until it ends (`None`) or fails (the
+/// error): every result read, and how it stopped.
+fn drain_with_timeouts(it: &mut Imap<'_, u32>) -> (Vec<u32>, Option<TaskError>) {
+    let mut got = Vec::new();
+    let err = loop {
+        match it.next_timeout(Duration::from_secs(5)) {
+            Ok(Some(x)) => got.push(x),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    (got, err)
+}
+
 /// Empty and one-item inputs, and an input that panics, on a closed pool.
 #[test]
 fn closed_pool_empty_one_and_panicking_inputs() {
@@ -88,14 +102,7 @@ fn closed_pool_empty_one_and_panicking_inputs() {
                 x
             }),
         );
-        let mut got = Vec::new();
-        let err = loop {
-            match it.next_timeout(Duration::from_secs(5)) {
-                Ok(Some(x)) => got.push(x),
-                Ok(None) => break None,
-                Err(e) => break Some(e),
-            }
-        };
+        let (got, err) = drain_with_timeouts(&mut it);
         assert_eq!(got, [0, 1, 2, 3, 4]);
         assert!(matches!(err, Some(TaskError::Panicked(_))), "{err:?}");
         // f panics at 3.
@@ -106,14 +113,7 @@ fn closed_pool_empty_one_and_panicking_inputs() {
             },
             (0..10u32).map(|x| x),
         );
-        let mut got = Vec::new();
-        let err = loop {
-            match it.next_timeout(Duration::from_secs(5)) {
-                Ok(Some(x)) => got.push(x),
-                Ok(None) => break None,
-                Err(e) => break Some(e),
-            }
-        };
+        let (got, err) = drain_with_timeouts(&mut it);
         assert_eq!(got, [0, 1, 2]);
         assert!(matches!(err, Some(TaskError::Panicked(_))), "{err:?}");
     });

@@ -370,11 +370,7 @@ fn pool_spawn_racing_drop_of_the_pool() {
 fn terminate_policy_with_spawn() {
     quiet();
     guard(20, || {
-        let pool = ThreadPool::builder()
-            .workers(1)
-            .on_panic(PanicPolicy::Terminate)
-            .build()
-            .unwrap();
+        let pool = common::terminating_on_panic(1);
         let ran = Arc::new(AtomicUsize::new(0));
         pool.spawn(|| panic!("attack: terminate"));
         let start = Instant::now();
@@ -397,11 +393,7 @@ fn terminate_policy_with_spawn() {
         assert_eq!(s.panicked, 1);
 
         // In a scope: the scope re-raises, the pool is terminated.
-        let pool = ThreadPool::builder()
-            .workers(2)
-            .on_panic(PanicPolicy::Terminate)
-            .build()
-            .unwrap();
+        let pool = common::terminating_on_panic(2);
         let data = vec![1, 2, 3];
         let out = catch_unwind(AssertUnwindSafe(|| {
             pool.scope(|s| {

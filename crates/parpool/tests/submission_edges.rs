@@ -7,7 +7,7 @@ mod child;
 mod common;
 
 use common::{guard, occupy_the_worker, panic_with_bomb, BombDrop, PayloadBomb};
-use parpool::{PanicPolicy, TaskError, ThreadPool};
+use parpool::{TaskError, ThreadPool};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,15 +28,6 @@ impl Drop for Tracked {
     }
 }
 
-/// A one-worker pool whose panic policy is `Terminate`.
-fn one_worker_terminating_on_panic() -> ThreadPool {
-    ThreadPool::builder()
-        .workers(1)
-        .on_panic(PanicPolicy::Terminate)
-        .build()
-        .unwrap()
-}
-
 /// Under `PanicPolicy::Terminate`, one `apply` whose `f` panics terminates
 /// the pool while other threads' `apply` calls are queued behind it: each of
 /// those runs its `f` exactly once (on a worker or, discarded, on its caller)
@@ -46,7 +37,7 @@ fn apply_under_terminate_policy_queued_calls_all_return() {
     child::hide_expected_panics();
     guard(60, || {
         for round in 0..20 {
-            let pool = one_worker_terminating_on_panic();
+            let pool = common::terminating_on_panic(1);
             let runs = AtomicUsize::new(0);
             let drops = Arc::new(AtomicUsize::new(0));
             let start = Barrier::new(5);
@@ -194,7 +185,7 @@ fn refused_apply_counts_like_a_worker_run() {
 fn refused_apply_panic_meets_the_terminate_policy() {
     child::hide_expected_panics();
     guard(30, || {
-        let pool = one_worker_terminating_on_panic();
+        let pool = common::terminating_on_panic(1);
         let (blocker, release_tx) = occupy_the_worker(&pool);
         let queued: Vec<_> = (0..3).map(|i| pool.apply_async(move || i)).collect();
         pool.close();
@@ -281,7 +272,7 @@ fn spawn_panics_are_counted_once_on_workers_and_on_the_caller() {
 fn scope_spawn_under_terminate_policy_drops_discarded_jobs_in_the_scope() {
     child::hide_expected_panics();
     guard(30, || {
-        let pool = one_worker_terminating_on_panic();
+        let pool = common::terminating_on_panic(1);
         let drops = Arc::new(AtomicUsize::new(0));
         let ran = AtomicUsize::new(0);
         let r = catch_unwind(AssertUnwindSafe(|| {

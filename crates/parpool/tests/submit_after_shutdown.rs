@@ -5,7 +5,7 @@
 mod common;
 
 use common::{guard, stopped};
-use parpool::{PanicPolicy, TaskError, ThreadPool};
+use parpool::{TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -148,11 +148,7 @@ fn spawn_runs_every_job_and_its_panics_go_to_the_policy() {
 
         // Under PanicPolicy::Terminate, a spawned job's panic terminates the
         // pool; one run on the caller (refused) does not unwind into it.
-        let pool = ThreadPool::builder()
-            .workers(1)
-            .on_panic(PanicPolicy::Terminate)
-            .build()
-            .unwrap();
+        let pool = common::terminating_on_panic(1);
         pool.spawn(|| panic!("EXPECTED terminate"));
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while pool.is_running() && std::time::Instant::now() < until {

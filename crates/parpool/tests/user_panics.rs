@@ -691,11 +691,7 @@ fn terminate_drain_over_many_panicking_drops_does_not_nest() {
         "terminate_drain_over_many_panicking_drops_does_not_nest",
         60,
         || {
-            let pool = ThreadPool::builder()
-                .workers(1)
-                .on_panic(PanicPolicy::Terminate)
-                .build()
-                .unwrap();
+            let pool = common::terminating_on_panic(1);
             let (release, blocked) = mpsc::channel::<()>();
             let blocker = pool.apply_async(move || blocked.recv().is_ok());
             let handles: Vec<_> = (0..100_000)

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod kinds;
+
 use parpool::ThreadPool;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -61,6 +63,16 @@ pub fn stopped(terminate: bool) -> ThreadPool {
     close_or_terminate(&pool, terminate);
     pool.join();
     pool
+}
+
+/// A pool of `workers` workers whose panic policy is `Terminate`: the
+/// first task panic terminates it.
+pub fn terminating_on_panic(workers: usize) -> ThreadPool {
+    ThreadPool::builder()
+        .workers(workers)
+        .on_panic(parpool::PanicPolicy::Terminate)
+        .build()
+        .unwrap()
 }
 
 /// Silences the default panic hook's output for expected panics.
