@@ -541,6 +541,9 @@ pub(crate) trait HasSlot<R>: Send + Sync {
     /// Runs the task right here if it is still queued on `pool`.
     fn run_inline(&self, pool: &Registry) -> bool;
 
+    /// Whether the task was queued on `pool`.
+    fn is_of(&self, pool: &Registry) -> bool;
+
     /// Cancels the task if nobody claimed it yet.
     fn cancel(&self) -> bool;
 }
@@ -554,8 +557,12 @@ where
         &self.slot
     }
 
+    fn is_of(&self, pool: &Registry) -> bool {
+        self.pool == pool as *const Registry as usize
+    }
+
     fn run_inline(&self, pool: &Registry) -> bool {
-        if self.pool != pool as *const Registry as usize {
+        if !self.is_of(pool) {
             return false;
         }
         match self.claim_f() {
@@ -945,14 +952,17 @@ impl<R> Future for AsyncResult<R> {
     /// Resolves to what [`get`](AsyncResult::get) returns, without blocking
     /// the executor's thread.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Polled on a worker of the task's pool (an executor blocking in a
-        // job): the task runs here if no thread took it yet.
-        if !self.slot().is_done() {
-            crate::park::help_on_worker(|pool| self.task.run_inline(pool));
-        }
+        crate::worker::executor_resumed();
         if self.register_waker(cx.waker()) {
             Poll::Ready(self.take().map_err(|f| f.error))
         } else {
+            // On a worker of the task's pool, an executor may block this
+            // thread now: a stand-in runs the queue meanwhile.
+            if let Some(pool) = crate::worker::current() {
+                if self.task.is_of(&pool) {
+                    crate::worker::executor_waits(&pool);
+                }
+            }
             Poll::Pending
         }
     }
@@ -970,6 +980,10 @@ impl<R: Send> HasSlot<R> for Refused<R> {
     }
 
     fn run_inline(&self, _pool: &Registry) -> bool {
+        false
+    }
+
+    fn is_of(&self, _pool: &Registry) -> bool {
         false
     }
 

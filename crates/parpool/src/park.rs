@@ -111,6 +111,8 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
     let Some(pool) = worker::current() else {
         return block_loop(w, deadline);
     };
+    // Not in an executor's wait any more: this wait counts itself.
+    worker::executor_resumed();
     if deadline.is_never() && may_inline(&pool) {
         INLINE_DEPTH.with(|d| d.set(d.get() + 1));
         let _depth = DepthGuard;
@@ -187,26 +189,6 @@ fn blocked_loop(
             }
         }
     }
-}
-
-/// Runs awaited work on this thread if it is a worker of a pool (`help`
-/// gets that pool), within the inlining depth, as an untimed wait does
-/// (rule 2). For what does not wait here: a future or stream about to
-/// return `Pending`, since an executor blocking on a worker (`block_on`
-/// inside a job) is invisible to the pool, which starts no spare for it
-/// (on a pool whose every worker awaits that way, the awaited work had no
-/// thread); and an imap's consumer taking back its own credits. Returns
-/// whether it ran anything.
-pub(crate) fn help_on_worker(help: impl FnOnce(&Registry) -> bool) -> bool {
-    let Some(pool) = worker::current() else {
-        return false;
-    };
-    if !may_inline(&pool) {
-        return false;
-    }
-    INLINE_DEPTH.with(|d| d.set(d.get() + 1));
-    let _depth = DepthGuard;
-    help(&pool)
 }
 
 fn block_loop(w: &impl Waitable, deadline: Deadline) -> bool {

@@ -149,6 +149,8 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
     loop {
         if let Some(job) = registry.pop() {
             registry.run_job(job);
+            // A job that left an executor waiting has returned.
+            executor_resumed();
             ran += 1;
             if max_tasks.is_some_and(|max| ran >= max) {
                 // Subtle: a retiring thread leaves through the same check as
@@ -242,6 +244,39 @@ fn replace_current(registry: &Arc<Registry>) -> bool {
     match spawn(registry) {
         Ok(rx) => matches!(rx.recv(), Ok(Ok(()))),
         Err(_) => false,
+    }
+}
+
+thread_local! {
+    /// The pool this worker counts as blocked in, because a future or
+    /// stream of that pool returned `Pending` here: an executor's wait
+    /// (`block_on` inside a job), which the pool cannot see.
+    static EXECUTOR_WAIT: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
+}
+
+/// A future or stream of `registry` is about to return `Pending`. On one of
+/// its workers, the executor that polled it may now block this thread until
+/// the pool's own work wakes it, and nothing else would run that work on a
+/// pool whose every worker waits this way: so this worker counts as blocked,
+/// as in a blocking wait, and a thread resting in reserve or a spare takes
+/// its place. It counts as running again at its next poll of the pool's
+/// futures, its next blocking wait, or when its job returns
+/// ([`executor_resumed`]). Once per thread, however many futures wait.
+pub(crate) fn executor_waits(registry: &Arc<Registry>) {
+    if !current_is(registry) || EXECUTOR_WAIT.with(|e| e.borrow().is_some()) {
+        return;
+    }
+    // Counted until `executor_resumed` undoes it, not until this guard
+    // drops: the wait outlives this call.
+    std::mem::forget(block(registry));
+    EXECUTOR_WAIT.with(|e| *e.borrow_mut() = Some(Arc::clone(registry)));
+}
+
+/// Undoes [`executor_waits`] for this thread, if it is counted.
+#[inline]
+pub(crate) fn executor_resumed() {
+    if let Some(registry) = EXECUTOR_WAIT.with(|e| e.borrow_mut().take()) {
+        registry.census.word.fetch_sub(BLOCKED, Ordering::SeqCst);
     }
 }
 

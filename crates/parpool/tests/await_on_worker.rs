@@ -1,7 +1,8 @@
 //! A future or stream of the pool, awaited by an executor that blocks on
 //! one of the pool's own workers (`block_on` inside a job): the pool cannot
-//! see that worker wait, so it starts no spare; the awaited work must run
-//! right there when no other thread took it (`park::help_on_worker`).
+//! see that worker wait, so before returning `Pending` there the future
+//! counts the worker as blocked and a stand-in thread runs the queue
+//! (`worker::executor_waits`); nothing runs inside the caller's executor.
 
 mod common;
 use common::{guard, pick};

@@ -427,35 +427,24 @@ impl<'a, R> Consumer<'a, R> {
 
     /// Instead of waiting, runs the oldest credit no worker has started
     /// yet, as a map's caller runs chunks: on a busy machine the stream then
-    /// no longer waits for a worker to get a CPU, and on a pool whose
-    /// workers all wait (an executor's `block_on` inside a job polling this
-    /// stream) its credits still run. Only over inputs that never wait (this
-    /// thread reads: an input waiting for this stream's results would wait
-    /// forever); blocking, only in untimed waits (a deadline is honoured),
-    /// and on a pool with an initializer only on its own workers (`f` may
-    /// need the initializer's thread-local state); polled, only on a worker
-    /// of the pool, within its inlining depth. Returns whether it ran one.
+    /// no longer waits for a worker to get a CPU. Only in untimed blocking
+    /// waits (a deadline is honoured; a poll must not run user code in the
+    /// caller's executor), over inputs that never wait (this thread reads:
+    /// an input waiting for this stream's results would wait forever), and
+    /// on a pool with an initializer only on its own workers (`f` may need
+    /// the initializer's thread-local state). Returns whether it ran one.
     fn help(&mut self, mode: &Mode<'_>) -> bool {
-        if !self.input.never_waits {
+        let Mode::Block(deadline) = mode else {
+            return false;
+        };
+        if !(deadline.is_never() && self.input.never_waits) {
             return false;
         }
-        let on_own_worker = self.shared.registry.is_current_worker();
-        match mode {
-            Mode::Block(deadline) => {
-                if !deadline.is_never() || !(self.input.may_rescue || on_own_worker) {
-                    return false;
-                }
-                if !on_own_worker {
-                    return self.run_taken_back(&Arc::clone(&self.shared.registry));
-                }
-            }
-            Mode::Poll(_) => {
-                if !on_own_worker {
-                    return false;
-                }
-            }
+        let registry = Arc::clone(&self.shared.registry);
+        if !self.input.may_rescue && !registry.is_current_worker() {
+            return false;
         }
-        park::help_on_worker(|pool| self.run_taken_back(pool))
+        self.run_taken_back(&registry)
     }
 
     /// Runs the oldest credit no worker has started, if the chunk it reads
@@ -590,6 +579,9 @@ impl<'a, R> Consumer<'a, R> {
                         return Err(Stop::Cancelled);
                     }
                     if !self.register(waker) {
+                        // On a worker of this pool, the executor may block
+                        // this thread now: a stand-in runs the credits.
+                        crate::worker::executor_waits(&self.shared.registry);
                         return Err(Stop::Pending);
                     }
                 }
@@ -647,6 +639,7 @@ impl<'a, R> Consumer<'a, R> {
     }
 
     pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<R>> {
+        crate::worker::executor_resumed();
         match self.advance(Mode::Poll(cx.waker())) {
             Ok(x) => Poll::Ready(x),
             Err(Stop::Pending) => Poll::Pending,
