@@ -191,6 +191,19 @@ fn blocked_loop(
     }
 }
 
+/// Runs `f` as one more level of work inlined into a wait on this thread
+/// (an imap consumer running its own credit, on any thread), if the
+/// inlining depth allows: `None` past it, so nesting cannot grow the
+/// stack without bound.
+pub(crate) fn nested<T>(pool: &Arc<Registry>, f: impl FnOnce() -> T) -> Option<T> {
+    if !may_inline(pool) {
+        return None;
+    }
+    INLINE_DEPTH.with(|d| d.set(d.get() + 1));
+    let _depth = DepthGuard;
+    Some(f())
+}
+
 fn block_loop(w: &impl Waitable, deadline: Deadline) -> bool {
     loop {
         if w.done() {

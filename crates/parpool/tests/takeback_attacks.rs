@@ -1,8 +1,11 @@
 //! Hostile review of the take-back (`imap/takeback.rs`) and of awaiting on
-//! a worker (`park::help_on_worker`): ordering, exactly-once calls and
+//! a worker (`worker::executor_waits`): ordering, exactly-once calls and
 //! drops, which thread runs `f`, shutdown racing a take-back, timed and
-//! untimed waits mixed, and the cases where running the awaited work
-//! inside `poll` breaks the executor or still hangs.
+//! untimed waits mixed. The first four tests were found failing against a
+//! first version that ran the awaited work inline in `poll` (inside the
+//! caller's executor, where `block_on` panics and a timer cannot win, and
+//! past the inlining depth a hang); a poll on a worker now hands its
+//! thread's place to a stand-in instead.
 #[path = "common/child.rs"]
 mod child;
 mod common;
@@ -72,13 +75,12 @@ impl Future for Delay {
     }
 }
 
-// ---------------------------------------------------------------- bugs --
+// ------------------------------- found against inlining in `poll` --
 
-/// A task that itself uses `block_on` worked when awaited from a worker
-/// (another worker ran it). Now `AsyncResult::poll` runs it inline, inside
-/// the outer executor, and its `block_on` panics with `EnterError`.
+/// A task that itself uses `block_on`, awaited from a worker, runs on
+/// another thread, outside the awaiting executor (inlined into `poll`, its
+/// `block_on` panicked with `EnterError`).
 #[test]
-#[ignore = "BUG: AsyncResult::poll runs the task inside the caller's executor; a task using block_on panics (EnterError)"]
 fn an_awaited_task_that_uses_block_on_still_works() {
     let got = guard(20, || {
         on_a_worker_while_the_other_is_busy(Duration::from_millis(300), |pool| {
@@ -89,10 +91,9 @@ fn an_awaited_task_that_uses_block_on_still_works() {
     assert_eq!(got, Ok(5));
 }
 
-/// The same through a stream: credits taken back in `poll` run `f` inside
-/// the outer executor, and an `f` that uses `block_on` panics.
+/// The same through a stream: no credit runs inside `poll` (taken back
+/// there, an `f` using `block_on` panicked).
 #[test]
-#[ignore = "BUG: a stream polled on a worker runs f inside the caller's executor; an f using block_on panics (EnterError)"]
 fn a_polled_stream_whose_f_uses_block_on_still_works() {
     let got = guard(20, || {
         on_a_worker_while_the_other_is_busy(Duration::from_millis(300), |pool| {
@@ -108,11 +109,10 @@ fn a_polled_stream_whose_f_uses_block_on_still_works() {
     assert_eq!(got, Ok((1..=10).collect::<Vec<_>>()));
 }
 
-/// A `select` of a task and a 50 ms timer, on a worker: `poll` runs the
-/// 1-second task inline, so the timer cannot win (rule 1, "a deadline is
-/// honoured", does not hold for futures polled on a worker).
+/// A `select` of a 1-second task and a 50 ms timer, on a worker: the timer
+/// wins, since `poll` returns at once (inlined, the task ran to its end
+/// first).
 #[test]
-#[ignore = "BUG: poll on a worker runs the whole task inline: a select with a 50 ms timeout takes 1 s"]
 fn a_timeout_raced_against_a_task_on_a_worker_is_honoured() {
     let (took, timer_won) = guard(20, || {
         on_a_worker_while_the_other_is_busy(Duration::from_millis(1500), |pool| {
@@ -129,11 +129,10 @@ fn a_timeout_raced_against_a_task_on_a_worker_is_honoured() {
     assert!(took < Duration::from_millis(500), "select took {took:?}");
 }
 
-/// Past the inlining depth `help_on_worker` gives up and the future
-/// returns `Pending`; the executor then parks the only worker where the
-/// pool cannot see it: no spare, no "cannot make progress" panic, a hang.
+/// `block_on` on the only worker at inline depth 32: the poll counts the
+/// worker blocked and a spare runs the task (inlining gave up at that
+/// depth and the executor parked the only worker unseen: a hang).
 #[test]
-#[ignore = "BUG: block_on at inline depth 32 on a 1-worker pool hangs (no spare, no clear error)"]
 fn block_on_past_the_inlining_depth_does_not_hang() {
     fn nest(pool: Arc<ThreadPool>, k: u32) -> u32 {
         if k == 32 {
@@ -548,4 +547,31 @@ fn a_panicking_map_async_awaited_on_the_only_worker() {
         );
         assert_eq!(pool.apply(|| 3), 3);
     });
+}
+
+/// A chain of 3000 imaps, each nested in the `f` of the one before, from a
+/// thread outside a 1-worker pool: the consumer takes credits back only
+/// within the inlining depth, then waits (the rest nests on the pool's
+/// threads, as blocking waits do), so the stack never overflows. (Without
+/// the limit, the chain recursed on the caller's stack and aborted.)
+#[test]
+fn a_deep_chain_of_nested_imaps_does_not_overflow_the_callers_stack() {
+    fn nest(pool: Arc<ThreadPool>, k: u32) -> u64 {
+        if k == 3000 {
+            return 1;
+        }
+        let p = Arc::clone(&pool);
+        pool.imap(move |_: u64| nest(Arc::clone(&p), k + 1), 0..1u64)
+            .sum()
+    }
+    child::run(
+        "a_deep_chain_of_nested_imaps_does_not_overflow_the_callers_stack",
+        60,
+        || {
+            let pool = Arc::new(ThreadPool::with_workers(1));
+            // On a thread with std's default 2 MiB stack.
+            let got = thread::spawn(move || nest(pool, 0)).join().unwrap();
+            assert_eq!(got, 1);
+        },
+    );
 }

@@ -444,7 +444,9 @@ impl<'a, R> Consumer<'a, R> {
         if !self.input.may_rescue && !registry.is_current_worker() {
             return false;
         }
-        self.run_taken_back(&registry)
+        // Bounded like any inlining: a chain of imaps nested in `f` would
+        // otherwise recurse on this thread's stack without limit.
+        park::nested(&registry, || self.run_taken_back(&registry)).unwrap_or(false)
     }
 
     /// Runs the oldest credit no worker has started, if the chunk it reads
