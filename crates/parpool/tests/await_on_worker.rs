@@ -96,3 +96,43 @@ fn a_task_of_another_pool_is_left_to_that_pool() {
         "the other pool's task ran on this pool's worker"
     );
 }
+
+#[test]
+fn nothing_awaited_runs_inside_the_awaiting_executor() {
+    let n = pick(2_000, 20) as u64;
+    let (awaiter, task_ran_on, items_ran_on) = guard(20, move || {
+        on_the_only_worker(move |pool| {
+            let me = std::thread::current().id();
+            let h = pool.apply_async(|| std::thread::current().id());
+            let task = futures::executor::block_on(h).unwrap();
+            let items: Vec<std::thread::ThreadId> = futures::executor::block_on(
+                pool.imap(|_: u64| std::thread::current().id(), 0..n)
+                    .into_stream()
+                    .collect(),
+            );
+            (me, task, items)
+        })
+    });
+    assert_ne!(task_ran_on, awaiter);
+    assert!(items_ran_on.iter().all(|t| *t != awaiter));
+}
+
+#[test]
+fn a_polled_stream_over_an_input_that_may_wait_completes_on_the_only_worker() {
+    let n = pick(5_000, 30) as u64;
+    let got = guard(20, move || {
+        on_the_only_worker(move |pool| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            for x in 0..n {
+                tx.send(x).unwrap();
+            }
+            drop(tx);
+            futures::executor::block_on(
+                pool.imap(|x: u64| x * 3, rx)
+                    .into_stream()
+                    .collect::<Vec<_>>(),
+            )
+        })
+    });
+    assert_eq!(got, (0..n).map(|x| x * 3).collect::<Vec<_>>());
+}
