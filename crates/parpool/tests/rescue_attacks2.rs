@@ -334,7 +334,7 @@ fn detached_imap_completes_and_is_not_cancelled() {
 /// inline fast path that reads one item, maps it and puts the result straight
 /// into `current`, with no job, exchange or window round trip.
 #[test]
-#[ignore = "known limitation (performance): on a closed pool, an input that may wait is read one item per credit, about 160x slower than on a running pool; see docs/design.md section 5"]
+#[ignore = "known limitation (performance): on a closed pool, an input that may wait is read one item per credit, about 70x slower than on a running pool; see docs/design.md section 5"]
 fn closed_pool_big_ordinary_input_is_not_much_slower() {
     guard(60, || {
         let n = 200_000u64;

@@ -315,6 +315,14 @@ impl<'a, R> Consumer<'a, R> {
     /// terminated just now): the credit then runs here, and reports like
     /// any other, once only refused credits are out.
     fn submit(&mut self, credit: Box<dyn Credit<'a> + 'a>) -> bool {
+        let registry = &self.shared.registry;
+        if self.inline && !registry.is_running() && !registry.is_current_worker() {
+            // Refused before, and the pool would refuse again (it never
+            // runs again; only its own workers may still queue work): no
+            // second refusal, with its wake-up call, and no wrapper.
+            self.refused.push_back(credit.into_job());
+            return false;
+        }
         let (job, slot) = TakeBack::wrap(credit);
         match self.queue.submit(job) {
             Ok(()) => {

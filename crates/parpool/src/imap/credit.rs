@@ -401,8 +401,16 @@ impl<I: Iterator, F> Drop for Source<I, F> {
 /// another credit's read is stuck in user code (an input iterator that waits
 /// for work of the same pool) counts as blocked and the pool sends a spare.
 struct ReadToken {
-    busy: Mutex<bool>,
+    state: Mutex<TokenState>,
     cond: Condvar,
+}
+
+#[derive(Default)]
+struct TokenState {
+    busy: bool,
+    /// Threads blocked waiting for the token: only then does a release
+    /// notify (a notification is a system call, once per read otherwise).
+    waiters: usize,
 }
 
 struct Reading<'t>(&'t ReadToken);
@@ -410,29 +418,25 @@ struct Reading<'t>(&'t ReadToken);
 impl ReadToken {
     fn new() -> Self {
         ReadToken {
-            busy: Mutex::new(false),
+            state: Mutex::new(TokenState::default()),
             cond: Condvar::new(),
         }
     }
 
     /// The token if it is free; `None` while a credit reads.
     fn try_acquire(&self) -> Option<Reading<'_>> {
-        let mut busy = lock(&self.busy);
-        if *busy {
+        let mut state = lock(&self.state);
+        if state.busy {
             return None;
         }
-        *busy = true;
+        state.busy = true;
         Some(Reading(self))
     }
 
     fn acquire(&self) -> Reading<'_> {
         loop {
-            {
-                let mut busy = lock(&self.busy);
-                if !*busy {
-                    *busy = true;
-                    return Reading(self);
-                }
+            if let Some(reading) = self.try_acquire() {
+                return reading;
             }
             park::wait(self, Deadline::NEVER);
         }
@@ -441,21 +445,28 @@ impl ReadToken {
 
 impl Waitable for ReadToken {
     fn done(&self) -> bool {
-        !*lock(&self.busy)
+        !lock(&self.state).busy
     }
 
     fn block(&self, timeout: Option<Duration>) {
-        let busy = lock(&self.busy);
-        if *busy {
-            drop(crate::sync::wait(&self.cond, busy, timeout));
+        let mut state = lock(&self.state);
+        if state.busy {
+            state.waiters += 1;
+            let mut state = crate::sync::wait(&self.cond, state, timeout);
+            state.waiters -= 1;
         }
     }
 }
 
 impl Drop for Reading<'_> {
     fn drop(&mut self) {
-        *lock(&self.0.busy) = false;
-        self.0.cond.notify_all();
+        let mut state = lock(&self.0.state);
+        state.busy = false;
+        if state.waiters > 0 {
+            // Under the mutex: a waiter counted itself under it before it
+            // slept, so none can be missed.
+            self.0.cond.notify_all();
+        }
     }
 }
 
@@ -504,6 +515,9 @@ pub(super) trait Credit<'a>: Job + 'a {
         seq: u64,
         registry: &Registry,
     ) -> Result<(), Box<dyn Credit<'a> + 'a>>;
+
+    /// The credit as a plain job (no trait upcasting on the MSRV).
+    fn into_job(self: Box<Self>) -> Box<dyn Job + 'a>;
 }
 
 impl<'a, I, F, T, R> Credit<'a> for PullJob<I, F, R>
@@ -522,6 +536,10 @@ where
             Some(unrun) => Err(unrun),
             None => Ok(()),
         }
+    }
+
+    fn into_job(self: Box<Self>) -> Box<dyn Job + 'a> {
+        self
     }
 }
 

@@ -118,6 +118,10 @@ mod tests {
         ) -> Result<(), Box<dyn Credit<'a> + 'a>> {
             Err(self)
         }
+
+        fn into_job(self: Box<Self>) -> Box<dyn Job + 'a> {
+            self
+        }
     }
     impl Drop for Probe {
         fn drop(&mut self) {
