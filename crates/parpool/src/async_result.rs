@@ -541,9 +541,6 @@ pub(crate) trait HasSlot<R>: Send + Sync {
     /// Runs the task right here if it is still queued on `pool`.
     fn run_inline(&self, pool: &Registry) -> bool;
 
-    /// Whether the task was queued on `pool`.
-    fn is_of(&self, pool: &Registry) -> bool;
-
     /// Cancels the task if nobody claimed it yet.
     fn cancel(&self) -> bool;
 }
@@ -557,12 +554,8 @@ where
         &self.slot
     }
 
-    fn is_of(&self, pool: &Registry) -> bool {
-        self.pool == pool as *const Registry as usize
-    }
-
     fn run_inline(&self, pool: &Registry) -> bool {
-        if !self.is_of(pool) {
+        if self.pool != pool as *const Registry as usize {
             return false;
         }
         match self.claim_f() {
@@ -924,6 +917,9 @@ impl<R> Drop for AsyncResult<R> {
             // The outcome was taken: the task is done, nothing to do.
             return;
         }
+        // A pending handle dropped (a peek, a lost `select`): this thread
+        // no longer awaits it through an executor.
+        crate::worker::executor_resumed();
         let inner = lock(&slot.inner);
         slot.handle_alive.store(false, Ordering::Relaxed);
         // SAFETY: `&mut self` in `drop`: nothing else reads the outcome.
@@ -956,13 +952,9 @@ impl<R> Future for AsyncResult<R> {
         if self.register_waker(cx.waker()) {
             Poll::Ready(self.take().map_err(|f| f.error))
         } else {
-            // On a worker of the task's pool, an executor may block this
-            // thread now: a stand-in runs the queue meanwhile.
-            if let Some(pool) = crate::worker::current() {
-                if self.task.is_of(&pool) {
-                    crate::worker::executor_waits(&pool);
-                }
-            }
+            // On a worker, an executor may block this thread now: a
+            // stand-in runs its pool's queue meanwhile.
+            crate::worker::executor_waits();
             Poll::Pending
         }
     }
@@ -980,10 +972,6 @@ impl<R: Send> HasSlot<R> for Refused<R> {
     }
 
     fn run_inline(&self, _pool: &Registry) -> bool {
-        false
-    }
-
-    fn is_of(&self, _pool: &Registry) -> bool {
         false
     }
 

@@ -117,6 +117,8 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
         INLINE_DEPTH.with(|d| d.set(d.get() + 1));
         let _depth = DepthGuard;
         while w.help(&pool) {
+            // The inlined task returned: whatever it awaited is over.
+            worker::executor_resumed();
             if w.done() {
                 return true;
             }

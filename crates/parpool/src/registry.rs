@@ -243,6 +243,8 @@ impl Registry {
         if let Some(payload) = outcome {
             self.stray_panic(payload);
         }
+        // The job returned: an executor wait it left counted is over.
+        worker::executor_resumed();
     }
 
     /// A panic of user code that has no consumer to go to (a closure's `Drop`

