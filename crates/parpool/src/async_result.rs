@@ -634,6 +634,11 @@ impl<R> AsyncResult<R> {
         self.task.slot()
     }
 
+    /// This handle's identity while it waits in an executor (`exec_wait`).
+    fn wait_key(&self) -> usize {
+        Arc::as_ptr(&self.task) as *const () as usize
+    }
+
     /// Waits for the task and returns its result.
     ///
     /// # Errors
@@ -919,7 +924,7 @@ impl<R> Drop for AsyncResult<R> {
         }
         // A pending handle dropped (a peek, a lost `select`): this thread
         // no longer awaits it through an executor.
-        crate::worker::executor_resumed();
+        crate::exec_wait::resumed(self.wait_key());
         let inner = lock(&slot.inner);
         slot.handle_alive.store(false, Ordering::Relaxed);
         // SAFETY: `&mut self` in `drop`: nothing else reads the outcome.
@@ -948,13 +953,14 @@ impl<R> Future for AsyncResult<R> {
     /// Resolves to what [`get`](AsyncResult::get) returns, without blocking
     /// the executor's thread.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        crate::worker::executor_resumed();
+        let key = self.wait_key();
+        crate::exec_wait::resumed(key);
         if self.register_waker(cx.waker()) {
             Poll::Ready(self.take().map_err(|f| f.error))
         } else {
             // On a worker, an executor may block this thread now: a
-            // stand-in runs its pool's queue meanwhile.
-            crate::worker::executor_waits();
+            // stand-in runs its pool's queue meanwhile (`exec_wait.rs`).
+            crate::exec_wait::pending(key);
             Poll::Pending
         }
     }

@@ -111,14 +111,16 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
     let Some(pool) = worker::current() else {
         return block_loop(w, deadline);
     };
-    // Not in an executor's wait any more: this wait counts itself.
-    worker::executor_resumed();
+    // Busy here, not parked by an executor: this wait counts itself.
+    let _suspended = crate::exec_wait::suspend();
     if deadline.is_never() && may_inline(&pool) {
         INLINE_DEPTH.with(|d| d.set(d.get() + 1));
         let _depth = DepthGuard;
-        while w.help(&pool) {
-            // The inlined task returned: whatever it awaited is over.
-            worker::executor_resumed();
+        while {
+            // What the inlined task leaves pending cannot park this thread.
+            let _inner = crate::exec_wait::suspend();
+            w.help(&pool)
+        } {
             if w.done() {
                 return true;
             }

@@ -235,6 +235,9 @@ impl Registry {
     /// Runs a popped job, or cancels it if the pool was terminated meanwhile.
     /// Nothing a job does can unwind out of here.
     pub(crate) fn run_job(&self, job: JobRef) {
+        // A job runs on this thread: whatever an executor here awaited is
+        // put aside until it returns (`exec_wait.rs`).
+        let _suspended = crate::exec_wait::suspend();
         let outcome = if self.is_terminated() {
             panic::drop_contained(job)
         } else {
@@ -243,8 +246,6 @@ impl Registry {
         if let Some(payload) = outcome {
             self.stray_panic(payload);
         }
-        // The job returned: an executor wait it left counted is over.
-        worker::executor_resumed();
     }
 
     /// A panic of user code that has no consumer to go to (a closure's `Drop`

@@ -245,32 +245,12 @@ fn replace_current(registry: &Arc<Registry>) -> bool {
     }
 }
 
-thread_local! {
-    /// The pool this worker counts as blocked in, because a future or
-    /// stream of that pool returned `Pending` here: an executor's wait
-    /// (`block_on` inside a job), which the pool cannot see.
-    static EXECUTOR_WAIT: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
-}
-
-/// A parpool future or stream (of any pool) is about to return `Pending`.
-/// On a worker, the executor that polled it may now block this thread until
-/// pool work wakes it, and nothing else would run this pool's queue if every
-/// worker waits this way (the awaited work may be queued here, or may wait
-/// for work queued here: pool B's task awaiting pool A's): so this worker
-/// counts as blocked in its own pool, as in a blocking wait, and a thread
-/// resting in reserve or a new spare takes its place. The spare is not
-/// waited for (its initializer may be slow; a poll returns at once). It
-/// counts as running again at its next poll of a parpool future, when it
-/// drops a pending one, at its next blocking wait, or when the job it runs
-/// (on the worker loop or inlined into a wait) returns
-/// ([`executor_resumed`]). Once per thread, however many futures wait.
-pub(crate) fn executor_waits() {
-    let Some(registry) = current() else {
-        return;
-    };
-    if EXECUTOR_WAIT.with(|e| e.borrow().is_some()) {
-        return;
-    }
+/// Counts the current thread, a worker of `registry`, blocked in a wait the
+/// pool cannot see (an executor's, `exec_wait.rs`), and makes sure
+/// `workers` threads are left to run the queue: wakes threads resting in
+/// reserve, or starts a spare without waiting for it (its initializer may
+/// be slow; a spare that fails to start uncounts itself).
+pub(crate) fn count_blocked(registry: &Arc<Registry>) {
     let census = &registry.census;
     let word = census.word.fetch_add(BLOCKED, Ordering::SeqCst) + BLOCKED;
     if census.reserve.load(Ordering::SeqCst) > 0 {
@@ -280,18 +260,13 @@ pub(crate) fn executor_waits() {
         && !registry.is_terminated()
         && live(word) < registry.workers() + MAX_SPARES
     {
-        // Not waited for: a spare that fails to start uncounts itself.
-        drop(spawn(&registry));
+        drop(spawn(registry));
     }
-    EXECUTOR_WAIT.with(|e| *e.borrow_mut() = Some(registry));
 }
 
-/// Undoes [`executor_waits`] for this thread, if it is counted.
-#[inline]
-pub(crate) fn executor_resumed() {
-    if let Some(registry) = EXECUTOR_WAIT.with(|e| e.borrow_mut().take()) {
-        registry.census.word.fetch_sub(BLOCKED, Ordering::SeqCst);
-    }
+/// Undoes [`count_blocked`].
+pub(crate) fn uncount_blocked(registry: &Registry) {
+    registry.census.word.fetch_sub(BLOCKED, Ordering::SeqCst);
 }
 
 /// A worker blocked in a wait; unblocks when dropped.

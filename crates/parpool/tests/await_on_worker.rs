@@ -2,7 +2,7 @@
 //! one of the pool's own workers (`block_on` inside a job): the pool cannot
 //! see that worker wait, so before returning `Pending` there the future
 //! counts the worker as blocked and a stand-in thread runs the queue
-//! (`worker::executor_waits`); nothing runs inside the caller's executor.
+//! (`exec_wait.rs`); nothing runs inside the caller's executor.
 
 mod common;
 use common::{guard, pick};

@@ -1,4 +1,4 @@
-//! Hostile review of awaiting on a worker (`worker::executor_waits`): a
+//! Hostile review of awaiting on a worker (`exec_wait.rs`; first `worker::executor_waits`): a
 //! parpool future or stream returning `Pending` on a worker of its own pool
 //! counts the worker blocked until its next parpool poll, its next blocking
 //! wait, or the end of its job. These tests try to leave a thread counted

@@ -1,5 +1,5 @@
 //! Hostile review of the take-back (`imap/takeback.rs`) and of awaiting on
-//! a worker (`worker::executor_waits`): ordering, exactly-once calls and
+//! a worker (`exec_wait.rs`): ordering, exactly-once calls and
 //! drops, which thread runs `f`, shutdown racing a take-back, timed and
 //! untimed waits mixed. The first four tests were found failing against a
 //! first version that ran the awaited work inline in `poll` (inside the

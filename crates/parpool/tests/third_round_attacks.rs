@@ -4,6 +4,10 @@
 //! a closed pool. These tests try to uncount a worker whose executor still
 //! parks it (a hang: the stand-in then counts as surplus), to lose a read
 //! token wake-up, and to confuse a refused consumer moved between threads.
+//! The four tests of section 1 hung against that thread-wide count (each
+//! resume point uncounted the thread while a sibling future still waited);
+//! they pass since the count follows each pending future (`exec_wait.rs`).
+//! Their comments describe how the old count failed.
 mod common;
 
 use common::guard;
@@ -55,7 +59,6 @@ async fn yield_now() {
 /// active thread (the parked worker) and starts nobody: the fresh task is
 /// queued with no thread to run it.
 #[test]
-#[ignore = "BUG: executor_resumed is thread-wide: in join!(a, b) on the only worker, b becoming Ready uncounts the thread while a still parks it; a's task then awaits queued work and nobody runs it (hang)"]
 fn a_join_whose_second_future_finishes_first_does_not_hang() {
     let out = guard(20, || {
         let pool = Arc::new(ThreadPool::with_workers(1));
@@ -81,7 +84,6 @@ fn a_join_whose_second_future_finishes_first_does_not_hang() {
 /// second branch drops a pending fire-and-forget handle, which uncounts
 /// the thread while the first branch still parks it.
 #[test]
-#[ignore = "BUG: dropping an unrelated pending handle (AsyncResult::drop -> executor_resumed) uncounts the worker while another future still parks it in the executor: hang"]
 fn dropping_a_pending_handle_beside_a_pending_future_does_not_hang() {
     let out = guard(20, || {
         let pool = Arc::new(ThreadPool::with_workers(1));
@@ -109,7 +111,6 @@ fn dropping_a_pending_handle_beside_a_pending_future_does_not_hang() {
 /// pool's task) starts with `executor_resumed` and, on return, leaves the
 /// thread uncounted while the executor parks it on the sibling.
 #[test]
-#[ignore = "BUG: a blocking get() inside a poll (park::wait calls executor_resumed) uncounts an executor wait still in progress on the same thread: hang"]
 fn a_blocking_get_inside_a_poll_does_not_uncount_the_pending_sibling() {
     let out = guard(20, || {
         let pool = Arc::new(ThreadPool::with_workers(1));
@@ -134,7 +135,6 @@ fn a_blocking_get_inside_a_poll_does_not_uncount_the_pending_sibling() {
 /// The same with an imap stream as the sibling that completes: its
 /// `poll_next` starts with `executor_resumed`.
 #[test]
-#[ignore = "BUG: an imap stream's poll_next (executor_resumed) uncounts the worker while a sibling future still parks it: hang"]
 fn a_stream_finishing_beside_a_pending_future_does_not_hang() {
     let out = guard(20, || {
         let pool = Arc::new(ThreadPool::with_workers(1));

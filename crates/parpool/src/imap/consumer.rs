@@ -468,12 +468,10 @@ impl<'a, R> Consumer<'a, R> {
         let Some(credit) = self.issued.take() else {
             return false;
         };
+        // This thread runs `f`: what an executor here awaits is put aside.
+        let _suspended = crate::exec_wait::suspend();
         match credit.run_if_next(self.window.handed(), registry) {
-            Ok(()) => {
-                // Whatever `f` awaited through an executor is over.
-                crate::worker::executor_resumed();
-                true
-            }
+            Ok(()) => true,
             Err(credit) => {
                 self.submit(credit);
                 false
@@ -509,6 +507,11 @@ impl<'a, R> Consumer<'a, R> {
             _ => q.waker = Some(waker.clone()),
         }
         false
+    }
+
+    /// This stream's identity while it waits in an executor (`exec_wait`).
+    fn wait_key(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
     }
 
     fn finish(&mut self) {
@@ -595,7 +598,7 @@ impl<'a, R> Consumer<'a, R> {
                     if !self.register(waker) {
                         // On a worker of this pool, the executor may block
                         // this thread now: a stand-in runs the credits.
-                        crate::worker::executor_waits();
+                        crate::exec_wait::pending(self.wait_key());
                         return Err(Stop::Pending);
                     }
                 }
@@ -653,7 +656,7 @@ impl<'a, R> Consumer<'a, R> {
     }
 
     pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<R>> {
-        crate::worker::executor_resumed();
+        crate::exec_wait::resumed(self.wait_key());
         match self.advance(Mode::Poll(cx.waker())) {
             Ok(x) => Poll::Ready(x),
             Err(Stop::Pending) => Poll::Pending,
@@ -724,7 +727,7 @@ impl<R> Waitable for News<'_, '_, R> {
 impl<R> Drop for Consumer<'_, R> {
     fn drop(&mut self) {
         // A stream dropped while pending is no longer awaited here.
-        crate::worker::executor_resumed();
+        crate::exec_wait::resumed(self.wait_key());
         self.shared.cancelled.store(true, Ordering::Relaxed);
         let ready = self.window.take_all();
         for (_, results, end) in ready {
