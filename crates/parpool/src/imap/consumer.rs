@@ -596,8 +596,8 @@ impl<'a, R> Consumer<'a, R> {
                         return Err(Stop::Cancelled);
                     }
                     if !self.register(waker) {
-                        // On a worker of this pool, the executor may block
-                        // this thread now: a stand-in runs the credits.
+                        // On a worker, the executor may block this thread
+                        // now: a stand-in runs its pool's queue.
                         crate::exec_wait::pending(self.wait_key());
                         return Err(Stop::Pending);
                     }
