@@ -24,39 +24,66 @@
 //!   restore it on exit (counting it again), after dropping whatever the
 //!   inner run left (its futures can no longer park this thread).
 //!
+//! - A key leaves the set when its future is polled again, spent (a
+//!   handle's outcome taken, by `get` too) or dropped; whatever a job or an
+//!   initializer leaves is dropped when it returns, and a thread that exits
+//!   gives its count back (`Waits`'s `Drop`).
+//!
 //! A future dropped on another thread than the one it waited on leaves its
 //! key in the first thread's set until that thread's job returns: the pool
-//! then runs one thread too many for a while, never one too few.
+//! then runs one thread too many for a while, never one too few. A
+//! thread-local flag keeps the common paths (every job, every handle's drop)
+//! at one check when nothing is pending.
 
 use crate::registry::Registry;
 use crate::worker;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::Arc;
 
-/// What one thread has pending, and in which pool it counts.
+/// What one thread has pending, in which pool, and whether it holds a
+/// count in that pool's census. Dropped (at thread exit) it gives the count
+/// back.
 #[derive(Default)]
 pub(crate) struct Waits {
     pool: Option<Arc<Registry>>,
     pending: HashSet<usize>,
+    counted: bool,
 }
 
 impl Waits {
-    fn count(&self) {
-        if let (Some(pool), false) = (&self.pool, self.pending.is_empty()) {
+    /// Counts the thread blocked if something is pending and it is not yet.
+    fn count(&mut self) {
+        if let (Some(pool), false, false) = (&self.pool, self.pending.is_empty(), self.counted) {
             worker::count_blocked(pool);
+            self.counted = true;
         }
     }
 
-    fn uncount(&self) {
-        if let (Some(pool), false) = (&self.pool, self.pending.is_empty()) {
+    /// Gives the count back, if it holds one; the keys stay.
+    fn uncount(&mut self) {
+        if let (Some(pool), true) = (&self.pool, self.counted) {
             worker::uncount_blocked(pool);
+            self.counted = false;
         }
+    }
+}
+
+impl Drop for Waits {
+    fn drop(&mut self) {
+        self.uncount();
     }
 }
 
 thread_local! {
     static WAITS: RefCell<Waits> = RefCell::new(Waits::default());
+    /// Whether `WAITS` may hold a key: the common paths (every job, every
+    /// handle's drop) look only at this.
+    static ANY: Cell<bool> = const { Cell::new(false) };
+}
+
+fn any() -> bool {
+    ANY.try_with(Cell::get).unwrap_or(false)
 }
 
 /// The future identified by `key` returns `Pending` on this thread.
@@ -64,30 +91,32 @@ pub(crate) fn pending(key: usize) {
     let Some(pool) = worker::current() else {
         return;
     };
-    // `try_with`: a handle may be dropped by another thread-local's
-    // destructor, after this one is gone.
+    // `try_with`: a handle may be polled or dropped by another
+    // thread-local's destructor, after this one is gone.
     let _ = WAITS.try_with(|w| {
         let mut w = w.borrow_mut();
         if w.pending.is_empty() {
             w.pool = Some(pool);
-            w.pending.insert(key);
-            w.count();
-        } else {
-            w.pending.insert(key);
         }
+        w.pending.insert(key);
+        w.count();
+        let _ = ANY.try_with(|a| a.set(true));
     });
 }
 
-/// The future identified by `key` is polled again, or dropped: it no
+/// The future identified by `key` is polled again, spent or dropped: it no
 /// longer waits (if it still does, its poll records it again).
 #[inline]
 pub(crate) fn resumed(key: usize) {
+    if !any() {
+        return;
+    }
     let _ = WAITS.try_with(|w| {
         let mut w = w.borrow_mut();
         if w.pending.remove(&key) && w.pending.is_empty() {
-            if let Some(pool) = w.pool.take() {
-                worker::uncount_blocked(&pool);
-            }
+            w.uncount();
+            w.pool = None;
+            let _ = ANY.try_with(|a| a.set(false));
         }
     });
 }
@@ -100,13 +129,14 @@ pub(crate) struct Suspended(Option<Waits>);
 /// drops.
 #[inline]
 pub(crate) fn suspend() -> Suspended {
+    if !any() {
+        return Suspended(None);
+    }
     WAITS
         .try_with(|w| {
             let mut w = w.borrow_mut();
-            if w.pending.is_empty() {
-                return Suspended(None);
-            }
             w.uncount();
+            let _ = ANY.try_with(|a| a.set(false));
             Suspended(Some(std::mem::take(&mut *w)))
         })
         .unwrap_or(Suspended(None))
@@ -115,23 +145,16 @@ pub(crate) fn suspend() -> Suspended {
 impl Drop for Suspended {
     fn drop(&mut self) {
         let outer = self.0.take();
+        if outer.is_none() && !any() {
+            return; // the common case: nothing waits, nothing was put aside
+        }
         let _ = WAITS.try_with(|w| {
             let mut w = w.borrow_mut();
-            if outer.is_none() && w.pending.is_empty() {
-                return; // the common case: nothing waits, nothing was put aside
-            }
-            // What the inner run left can no longer park this thread.
-            w.uncount();
-            match outer {
-                Some(outer) => {
-                    *w = outer;
-                    w.count();
-                }
-                None => {
-                    w.pending.clear();
-                    w.pool = None;
-                }
-            }
+            // What the inner run left can no longer park this thread: its
+            // count goes back as the inner set is dropped.
+            *w = outer.unwrap_or_default();
+            w.count();
+            let _ = ANY.try_with(|a| a.set(!w.pending.is_empty()));
         });
     }
 }

@@ -134,7 +134,13 @@ fn main(registry: Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) {
 /// (a surplus thread leaving).
 fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> bool {
     if let Some(init) = &registry.config.initializer {
-        if let Err(payload) = panic::contain(|| init()) {
+        // What the initializer leaves pending in an executor is dropped
+        // with it (`exec_wait.rs`), not kept for the thread's life.
+        let init_result = {
+            let _suspended = crate::exec_wait::suspend();
+            panic::contain(|| init())
+        };
+        if let Err(payload) = init_result {
             // Uncounted before the starter hears of it, so a waiter that
             // asked for this spare sees the census without it.
             registry.census.word.fetch_sub(LIVE, Ordering::SeqCst);

@@ -88,7 +88,6 @@ fn settles_to(prefix: &str, n: usize) -> usize {
 /// same starts one more (a chain bounded here to 3 peeking threads; with
 /// every thread peeking it runs up to `MAX_SPARES`).
 #[test]
-#[ignore = "BUG: a peek then get() in an initializer leaves the key in the worker's set for its life; the pool counts it blocked for ever and keeps a spare per peeking thread (unbounded chain)"]
 fn an_initializer_that_peeks_then_gets_leaves_no_thread_counted_blocked() {
     guard(30, || {
         let helper = named("e4h", 1);
@@ -298,7 +297,7 @@ fn a_poll_inside_an_inlined_job_inside_a_wait_inside_a_poll() {
 /// futures' `EnterError`. The result of an independent task depends on
 /// where its waiter happened to be.
 #[test]
-#[ignore = "BUG: a blocking get inside an executor's poll inlines the awaited task into that executor; a task using block_on then panics (EnterError) instead of completing"]
+#[ignore = "known limit, older than executor waits: a blocking get on a worker runs the awaited task inline (design.md section 9, rule 2); inside an executor's poll, a task using block_on then panics (EnterError)"]
 fn a_task_inlined_into_a_get_inside_a_poll_may_use_block_on() {
     let got = guard(30, || {
         poll_then_get_inside_the_poll("e4e", |q| {

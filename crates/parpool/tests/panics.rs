@@ -264,3 +264,50 @@ fn abort_policy_aborts_the_process() {
         }
     });
 }
+
+/// Under `PanicPolicy::Terminate`, the panic of an imap's `f` terminates the
+/// pool before its chunk is delivered; here the chunk's unread items take
+/// 30 ms each to drop, so the consumer's 10 ms probe sees the pool
+/// terminated first. The stream must still raise the panic that caused it,
+/// not a cancellation (it raised "cancelled" when the probe gave up on the
+/// credits still out; now only a credit stuck reading the input ends the
+/// stream early).
+#[test]
+fn a_terminating_panic_in_imap_is_raised_not_reported_as_cancelled() {
+    struct SlowDrop(u32);
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            if self.0 > 3 {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+        }
+    }
+    common::quiet_panics_containing("f-boom");
+    guard(30, || {
+        for ordered in [true, false] {
+            let pool = ThreadPool::builder()
+                .workers(2)
+                .on_panic(PanicPolicy::Terminate)
+                .build()
+                .unwrap();
+            let f = |x: SlowDrop| {
+                assert!(x.0 != 3, "f-boom");
+                x.0
+            };
+            // Made by an adapter, so a worker reads and maps it (the
+            // consumer would take a `Vec`'s only credit back and run it).
+            let inputs = (0..8).map(SlowDrop);
+            let out = catch_unwind(AssertUnwindSafe(|| {
+                if ordered {
+                    pool.imap(f, inputs).chunksize(8).count()
+                } else {
+                    pool.imap_unordered(f, inputs).chunksize(8).count()
+                }
+            }));
+            let msg = panic_message(&*out.expect_err("f panicked"));
+            assert!(msg.contains("f-boom"), "ordered {ordered}: {msg}");
+            // The panic terminated the pool: nothing more is accepted.
+            assert!(pool.apply_async(|| 1).get().is_err());
+        }
+    });
+}

@@ -56,6 +56,17 @@ enum Stop {
     Panic(Payload),
 }
 
+/// What a consumer that may have seen `terminate` does next.
+enum AfterTerminate {
+    NotTerminated,
+    /// A credit is stuck in the input: the stream ends as cancelled.
+    Stuck,
+    /// Reports were taken in: look at them.
+    News,
+    /// Credits still out will report: wait for them.
+    Wait,
+}
+
 enum Mode<'w> {
     Block(Deadline),
     Poll(&'w Waker),
@@ -77,6 +88,8 @@ pub(super) struct InputSide<'a, R> {
     /// rescue maps items on the consumer's thread, where an initializer's
     /// thread-local state is missing: `f` may count on it.)
     pub(super) may_rescue: bool,
+    /// Whether a credit is reading the input (holds the read token).
+    pub(super) is_reading: Box<dyn Fn() -> bool + Send + 'a>,
     /// Drops the unread rest of the input (contained), when the stream ends
     /// early: before a panic is re-raised, so no user `Drop` runs during the
     /// unwinding (a panic there would abort the process).
@@ -337,9 +350,10 @@ impl<'a, R> Consumer<'a, R> {
         }
     }
 
-    /// Takes in what the credits reported.
-    fn absorb(&mut self) {
+    /// Takes in what the credits reported; how many reports.
+    fn absorb(&mut self) -> usize {
         let mut q = lock(&self.shared.queue);
+        let took = q.arrived.len();
         for d in q.arrived.drain(..) {
             self.credits_out -= 1;
             if let Some(total) = d.total {
@@ -360,6 +374,7 @@ impl<'a, R> Consumer<'a, R> {
                 }
             }
         }
+        took
     }
 
     /// Makes the next ready chunk current; `false` if none is here.
@@ -396,11 +411,13 @@ impl<'a, R> Consumer<'a, R> {
         };
         match self.wait_once(until) {
             Err(Stop::Timeout) => {
-                if self.shared.registry.is_terminated() && !self.shared.detached {
-                    // `terminate` ends the stream soon, also when a credit
-                    // is stuck in the input (its results would be dropped).
-                    self.finish();
-                    return Err(Stop::Cancelled);
+                match self.after_terminate() {
+                    AfterTerminate::Stuck => {
+                        self.finish();
+                        return Err(Stop::Cancelled);
+                    }
+                    AfterTerminate::News => return Ok(()),
+                    AfterTerminate::Wait | AfterTerminate::NotTerminated => {}
                 }
                 let want = match self.window.want() {
                     Want::Seq(seq) => Some(seq),
@@ -479,6 +496,54 @@ impl<'a, R> Consumer<'a, R> {
         }
     }
 
+    /// A chunk was cancelled. If a task's panic terminated the pool
+    /// (`PanicPolicy::Terminate`), that panic is the cause, and the stream
+    /// raises it rather than the cancellation: its chunk may be here
+    /// already, behind this one (another credit's chunk, stopped by the
+    /// terminate, can come first), or still on its way. Blocking, this
+    /// waits for the credits still out, unless one is stuck in the input;
+    /// polled, it looks only at what arrived.
+    fn terminating_panic(&mut self, may_wait: bool) -> Option<Payload> {
+        let registry = Arc::clone(&self.shared.registry);
+        if registry.config.on_panic != crate::PanicPolicy::Terminate || !registry.is_terminated() {
+            return None;
+        }
+        loop {
+            self.absorb();
+            if let Some(p) = self.window.take_panic() {
+                return Some(p);
+            }
+            if !may_wait || self.credits_out == 0 || (self.input.is_reading)() {
+                return None;
+            }
+            let _ = self.wait_once(Deadline::after(STALL));
+        }
+    }
+
+    /// After `terminate`: takes in what arrived, and tells what to do.
+    /// The stream ends now as cancelled only if nothing arrived and a
+    /// credit still out is stuck in the input (user code that may never
+    /// return; its results would be dropped anyway). Credits that map or
+    /// deliver are waited for, as any running task is: the one whose panic
+    /// terminated the pool (`PanicPolicy::Terminate`) may not have
+    /// delivered yet, and its panic, not a cancellation, is what the stream
+    /// must raise (it raised `Cancelled` when the consumer's probe came
+    /// first).
+    fn after_terminate(&mut self) -> AfterTerminate {
+        if !self.shared.registry.is_terminated() || self.shared.detached {
+            return AfterTerminate::NotTerminated;
+        }
+        if self.absorb() > 0 {
+            // Look at it before waiting: the last report may have ended
+            // the stream, and no delivery would wake a wait then.
+            AfterTerminate::News
+        } else if (self.input.is_reading)() {
+            AfterTerminate::Stuck
+        } else {
+            AfterTerminate::Wait
+        }
+    }
+
     /// Blocks until news may have arrived, or the deadline.
     fn wait_once(&self, deadline: Deadline) -> Result<(), Stop> {
         let seen = self.shared.arrivals.load(Ordering::Acquire);
@@ -541,8 +606,9 @@ impl<'a, R> Consumer<'a, R> {
                     return Err(Stop::Panic(p));
                 }
                 Some(End::Cancelled) => {
+                    let cause = self.terminating_panic(matches!(mode, Mode::Block(_)));
                     self.finish();
-                    return Err(Stop::Cancelled);
+                    return Err(cause.map_or(Stop::Cancelled, Stop::Panic));
                 }
                 Some(End::InputPanicked(p)) => {
                     if self.window.is_ordered() {
@@ -589,11 +655,16 @@ impl<'a, R> Consumer<'a, R> {
             match mode {
                 Mode::Block(deadline) => self.wait_or_rescue(deadline)?,
                 Mode::Poll(waker) => {
-                    if self.shared.registry.is_terminated() && !self.shared.detached {
-                        // As the blocking path does at its probe: a credit
-                        // stuck in the input must not keep the stream open.
-                        self.finish();
-                        return Err(Stop::Cancelled);
+                    // As the blocking path does at its probe; what it took
+                    // in is looked at before this waits (the last report
+                    // may have ended the stream: no delivery would wake it).
+                    match self.after_terminate() {
+                        AfterTerminate::Stuck => {
+                            self.finish();
+                            return Err(Stop::Cancelled);
+                        }
+                        AfterTerminate::News => continue,
+                        AfterTerminate::Wait | AfterTerminate::NotTerminated => {}
                     }
                     if !self.register(waker) {
                         // On a worker, the executor may block this thread

@@ -357,6 +357,12 @@ impl<I: Iterator, F> Source<I, F> {
     /// even for this stream's results (which will not come now), and the
     /// input then goes with the last reference to the `Source`, contained
     /// as well.
+    /// Whether a credit holds the read token: it reads the input (user
+    /// code that may never return).
+    pub(super) fn is_reading(&self) -> bool {
+        !self.reader.done()
+    }
+
     pub(super) fn release_input(&self) {
         let iter = match self.reader.try_acquire() {
             Some(_reading) => lock(&self.input).iter.take(),

@@ -100,6 +100,10 @@ where
         }),
         never_waits,
         may_rescue,
+        is_reading: {
+            let source = Arc::clone(&input);
+            Box::new(move || source.is_reading())
+        },
         release_input: Box::new(move || input.release_input()),
         rescue: Box::new(move |shared, want| stalled.rescue(shared, want)),
     };

@@ -91,6 +91,24 @@ impl<R> Window<R> {
         self.chunks_handed
     }
 
+    /// Takes the panic out of the first chunk waiting here that ended in
+    /// one (that chunk then counts as cancelled).
+    pub(super) fn take_panic(&mut self) -> Option<crate::panic::Payload> {
+        let ends = self
+            .reorder
+            .values_mut()
+            .chain(self.fifo.iter_mut())
+            .map(|(_, _, end)| end);
+        for end in ends {
+            if matches!(end, End::Panicked(_)) {
+                if let End::Panicked(p) = std::mem::replace(end, End::Cancelled) {
+                    return Some(p);
+                }
+            }
+        }
+        None
+    }
+
     /// What the consumer waits for.
     pub(super) fn want(&self) -> Want {
         if self.ordered {
