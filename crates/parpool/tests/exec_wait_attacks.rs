@@ -6,7 +6,7 @@
 //! odd orders, and to make `block_on` of many futures slow or hang.
 mod common;
 
-use common::guard;
+use common::{guard, threads_named};
 use futures::future::join_all;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -28,17 +28,6 @@ fn named(prefix: &str, workers: usize) -> Arc<ThreadPool> {
             .build()
             .unwrap(),
     )
-}
-
-/// Live threads of this process whose name starts with `prefix` (Linux).
-fn threads_named(prefix: &str) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-        .filter(|name| name.starts_with(prefix))
-        .count()
 }
 
 /// Runs `jobs` jobs of `ms` busy milliseconds each on `pool` and returns

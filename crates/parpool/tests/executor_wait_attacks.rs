@@ -9,7 +9,7 @@
 mod child;
 mod common;
 
-use common::guard;
+use common::{guard, threads_named};
 use futures::{FutureExt, StreamExt};
 use parpool::{TaskError, ThreadPool};
 use std::future::Future;
@@ -21,17 +21,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------- helpers --
-
-/// Live threads of this process whose name starts with `prefix` (Linux).
-fn threads_named(prefix: &str) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-        .filter(|name| name.starts_with(prefix))
-        .count()
-}
 
 /// Waits up to `secs` for the threads named `prefix` to be at most `n`;
 /// returns how many are left.
@@ -524,14 +513,14 @@ fn no_spare_possible_block_on_does_not_hang() {
 
 // ------------------------------------------- counted while not waiting --
 
-/// Jobs on a 2-worker pool whose other worker is busy each peek at a
-/// pending handle once (`now_or_never`) and then compute for 150 ms. Each
-/// peek counts its thread blocked until the job returns, so each job starts
-/// a stand-in that takes the next job: all of them run at once.
-#[test]
-#[ignore = "known cost (docs/design.md section 9): a worker that polled a handle it keeps counts blocked until it polls, drops or waits again, or its job returns; each peeking job may add a thread"]
-fn a_peek_does_not_multiply_the_pool() {
-    let pool = named("xm", 2);
+/// A 2-worker pool whose other worker is held, 12 jobs that each `peek`
+/// once and then compute for `ms`: the most jobs that ran at once.
+fn peak_of_peeking_jobs(
+    prefix: &str,
+    ms: u64,
+    peek: impl Fn(&Arc<ThreadPool>, &Mutex<parpool::AsyncResult<()>>) + Send + Sync + 'static,
+) -> usize {
+    let pool = named(prefix, 2);
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let (release, held) = mpsc::channel::<()>();
@@ -539,16 +528,22 @@ fn a_peek_does_not_multiply_the_pool() {
         let _ = held.recv();
     })));
     thread::sleep(Duration::from_millis(50));
+    let peek = Arc::new(peek);
     let hs: Vec<_> = (0..12)
         .map(|_| {
-            let (running, peak, slow) =
-                (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&slow));
+            let (running, peak, slow, p, peek) = (
+                Arc::clone(&running),
+                Arc::clone(&peak),
+                Arc::clone(&slow),
+                Arc::clone(&pool),
+                Arc::clone(&peek),
+            );
             pool.apply_async(move || {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 peak.fetch_max(now, Ordering::SeqCst);
-                assert!((&mut *slow.lock().unwrap()).now_or_never().is_none());
+                peek(&p, &slow);
                 let t = Instant::now();
-                while t.elapsed() < Duration::from_millis(150) {
+                while t.elapsed() < Duration::from_millis(ms) {
                     std::hint::spin_loop();
                 }
                 running.fetch_sub(1, Ordering::SeqCst);
@@ -557,7 +552,20 @@ fn a_peek_does_not_multiply_the_pool() {
         .collect();
     guard(30, move || hs.into_iter().for_each(|h| h.get().unwrap()));
     drop(release);
-    let peak = peak.load(Ordering::SeqCst);
+    peak.load(Ordering::SeqCst)
+}
+
+/// Jobs on a 2-worker pool whose other worker is busy each peek at a
+/// pending handle once (`now_or_never`) and then compute for 150 ms. Each
+/// peek counts its thread blocked until the job returns, so each job starts
+/// a stand-in that takes the next job: all of them run at once.
+#[test]
+#[ignore = "known cost (docs/design.md section 9): a worker that polled a handle it keeps counts blocked until it polls, drops or waits again, or its job returns; each peeking job may add a thread"]
+fn a_peek_does_not_multiply_the_pool() {
+    // Peeks at the held task's handle, which it keeps.
+    let peak = peak_of_peeking_jobs("xm", 150, |_, slow| {
+        assert!((&mut *slow.lock().unwrap()).now_or_never().is_none());
+    });
     assert!(peak <= 2, "one free worker ran {peak} jobs at once");
 }
 
@@ -569,33 +577,10 @@ fn a_peek_does_not_multiply_the_pool() {
 /// peek (12 when the count stayed until the job returned).
 #[test]
 fn a_peek_at_an_owned_handle_does_not_multiply_the_pool() {
-    let pool = named("xo", 2);
-    let running = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let (release, held) = mpsc::channel::<()>();
-    let _slow = pool.apply_async(move || {
-        let _ = held.recv();
+    let peak = peak_of_peeking_jobs("xo", 100, |p, _| {
+        // Queued behind this job on the one free worker: pending.
+        assert!(p.apply_async(|| ()).now_or_never().is_none());
     });
-    thread::sleep(Duration::from_millis(50));
-    let hs: Vec<_> = (0..12)
-        .map(|_| {
-            let (running, peak, p) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&pool));
-            pool.apply_async(move || {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                // Queued behind this job on the one free worker: pending.
-                assert!(p.apply_async(|| ()).now_or_never().is_none());
-                let t = Instant::now();
-                while t.elapsed() < Duration::from_millis(100) {
-                    std::hint::spin_loop();
-                }
-                running.fetch_sub(1, Ordering::SeqCst);
-            })
-        })
-        .collect();
-    guard(30, move || hs.into_iter().for_each(|h| h.get().unwrap()));
-    drop(release);
-    let peak = peak.load(Ordering::SeqCst);
     assert!(peak <= 4, "one free worker ran {peak} jobs at once");
 }
 

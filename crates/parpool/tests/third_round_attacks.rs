@@ -10,7 +10,7 @@
 //! Their comments describe how the old count failed.
 mod common;
 
-use common::guard;
+use common::{guard, threads_named};
 use futures::{FutureExt, StreamExt};
 use parpool::{AsyncResult, ThreadPool};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -177,17 +177,6 @@ fn a_join_of_two_pending_tasks_completes() {
 }
 
 // ------------------- 2. spares started without waiting, at shutdown --
-
-/// Live threads of this process whose name starts with `prefix` (Linux).
-fn threads_named(prefix: &str) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-        .filter(|name| name.starts_with(prefix))
-        .count()
-}
 
 /// A one-worker pool whose threads after the first take 400 ms to start.
 fn slow_spares(prefix: &str) -> Arc<ThreadPool> {

@@ -175,3 +175,14 @@ pub fn occupy_the_worker(pool: &ThreadPool) -> (parpool::AsyncResult<()>, mpsc::
     busy_rx.recv().unwrap();
     (blocker, release_tx)
 }
+
+/// Live threads of this process whose name starts with `prefix` (Linux).
+pub fn threads_named(prefix: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
