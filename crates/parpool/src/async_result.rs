@@ -954,7 +954,10 @@ impl<R> Future for AsyncResult<R> {
     type Output = Result<R, TaskError>;
 
     /// Resolves to what [`get`](AsyncResult::get) returns, without blocking
-    /// the executor's thread.
+    /// the executor's thread. Awaited on one of the pool's own workers
+    /// (`block_on` inside a job), the worker counts as blocked while the
+    /// handle is pending there, and another thread runs the pool's queue
+    /// meanwhile, so even a one-worker pool completes the task.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let key = self.wait_key();
         crate::exec_wait::resumed(key);
