@@ -114,6 +114,7 @@ mod cancel;
 mod chunking;
 #[cfg(not(parpool_loom))]
 mod error;
+#[cfg(not(parpool_loom))]
 mod exec_wait;
 mod gate;
 #[cfg(not(parpool_loom))]
