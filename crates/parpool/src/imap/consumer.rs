@@ -47,6 +47,9 @@ const SPIN_CHECKS: u32 = 200;
 /// up at one item per credit for good).
 const PIN_AFTER_RESCUE: usize = 16;
 const PIN_MAX: usize = 1024;
+/// How long a cancelled chunk waits for the panic that terminated the pool
+/// (`Consumer::terminating_panic`) before it reports the cancellation.
+const TERMINATING_PANIC_WAIT: Duration = Duration::from_secs(1);
 
 /// Why the consumer stopped without an item.
 enum Stop {
@@ -508,15 +511,23 @@ impl<'a, R> Consumer<'a, R> {
         if registry.config.on_panic != crate::PanicPolicy::Terminate || !registry.is_terminated() {
             return None;
         }
+        // A bound as well: a credit mapping a slow item is not waited out.
+        let give_up = Deadline::after(TERMINATING_PANIC_WAIT);
         loop {
             self.absorb();
             if let Some(p) = self.window.take_panic() {
                 return Some(p);
             }
-            if !may_wait || self.credits_out == 0 || (self.input.is_reading)() {
+            // Only credits on workers report by themselves: refused ones
+            // run on this thread, in `top_up`, which this loop never calls.
+            if !may_wait
+                || self.credits_out <= self.refused.len()
+                || (self.input.is_reading)()
+                || give_up.has_passed()
+            {
                 return None;
             }
-            let _ = self.wait_once(Deadline::after(STALL));
+            let _ = self.wait_once(give_up.min(Deadline::after(STALL)));
         }
     }
 
