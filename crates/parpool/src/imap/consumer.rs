@@ -37,7 +37,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many times a waiting consumer checks for news before it sleeps.
 const SPIN_CHECKS: u32 = 200;
@@ -195,6 +195,8 @@ pub(super) struct Consumer<'a, R> {
     input_hint: (usize, Option<usize>),
     /// Results moved into `current` so far.
     handed: usize,
+    /// When this consumer first saw its pool terminated.
+    terminated_seen: Option<Instant>,
 }
 
 impl<'a, R> Consumer<'a, R> {
@@ -229,6 +231,7 @@ impl<'a, R> Consumer<'a, R> {
             input_panic: None,
             input_hint,
             handed: 0,
+            terminated_seen: None,
         }
     }
 }
@@ -544,11 +547,14 @@ impl<'a, R> Consumer<'a, R> {
         if !self.shared.registry.is_terminated() || self.shared.detached {
             return AfterTerminate::NotTerminated;
         }
+        let since = *self.terminated_seen.get_or_insert_with(Instant::now);
         if self.absorb() > 0 {
             // Look at it before waiting: the last report may have ended
             // the stream, and no delivery would wake a wait then.
             AfterTerminate::News
-        } else if (self.input.is_reading)() {
+        } else if (self.input.is_reading)() || since.elapsed() >= TERMINATING_PANIC_WAIT {
+            // (A bound as well: credits still out after a second are not
+            // waited for, whatever keeps them.)
             AfterTerminate::Stuck
         } else {
             AfterTerminate::Wait
