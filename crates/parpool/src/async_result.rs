@@ -920,14 +920,14 @@ impl<R> Waitable for AsyncResult<R> {
 impl<R> Drop for AsyncResult<R> {
     fn drop(&mut self) {
         let slot = self.task.slot();
-        // A handle dropped after it was pending in an executor (a peek, a
-        // lost `select`, or one finished later by `get`): this thread no
-        // longer awaits it. (A flag check when nothing ever was pending.)
-        crate::exec_wait::resumed(self.wait_key());
         if slot.taken.load(Ordering::Relaxed) != NOT_TAKEN {
-            // The outcome was taken: the task is done, nothing to do.
+            // The outcome was taken (`take` left any executor wait): the
+            // task is done, nothing to do.
             return;
         }
+        // A pending handle dropped after it waited in an executor (a peek,
+        // a lost `select`): this thread no longer awaits it.
+        crate::exec_wait::resumed(self.wait_key());
         let inner = lock(&slot.inner);
         slot.handle_alive.store(false, Ordering::Relaxed);
         // SAFETY: `&mut self` in `drop`: nothing else reads the outcome.

@@ -113,17 +113,22 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
     };
     // Busy here, not parked by an executor: this wait counts itself.
     let _suspended = crate::exec_wait::suspend();
-    if deadline.is_never() && may_inline(&pool) {
-        INLINE_DEPTH.with(|d| d.set(d.get() + 1));
-        let _depth = DepthGuard;
-        while {
-            // What the inlined task leaves pending cannot park this thread.
-            let _inner = crate::exec_wait::suspend();
-            w.help(&pool)
-        } {
-            if w.done() {
-                return true;
+    if deadline.is_never() {
+        let helped_to_the_end = nested(&pool, || {
+            while {
+                // What the inlined task leaves pending cannot park this
+                // thread.
+                let _inner = crate::exec_wait::suspend();
+                w.help(&pool)
+            } {
+                if w.done() {
+                    return true;
+                }
             }
+            false
+        });
+        if helped_to_the_end == Some(true) {
+            return true;
         }
     }
     // Grace: most waits on a worker are short (a map's runners finishing).
@@ -161,13 +166,10 @@ fn blocked_loop(
         if deadline.has_passed() {
             return false;
         }
-        if !blocked.compensated && may_inline(pool) {
-            if let Some(job) = pool.pop() {
-                INLINE_DEPTH.with(|d| d.set(d.get() + 1));
-                let _depth = DepthGuard;
-                pool.run_job(job);
-                continue;
-            }
+        if !blocked.compensated
+            && nested(pool, || pool.pop().map(|job| pool.run_job(job))).flatten() == Some(())
+        {
+            continue;
         }
         let left = deadline.remaining();
         w.block(Some(left.map_or(recheck, |l| l.min(recheck))));
@@ -196,9 +198,9 @@ fn blocked_loop(
 }
 
 /// Runs `f` as one more level of work inlined into a wait on this thread
-/// (an imap consumer running its own credit, on any thread), if the
-/// inlining depth allows: `None` past it, so nesting cannot grow the
-/// stack without bound.
+/// (a worker's wait helping, an imap consumer running its own credit, on
+/// any thread), if the inlining depth allows: `None` past it, so nesting
+/// cannot grow the stack without bound. The one place the depth is kept.
 pub(crate) fn nested<T>(pool: &Arc<Registry>, f: impl FnOnce() -> T) -> Option<T> {
     if !may_inline(pool) {
         return None;

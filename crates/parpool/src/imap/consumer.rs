@@ -47,8 +47,9 @@ const SPIN_CHECKS: u32 = 200;
 /// up at one item per credit for good).
 const PIN_AFTER_RESCUE: usize = 16;
 const PIN_MAX: usize = 1024;
-/// How long a cancelled chunk waits for the panic that terminated the pool
-/// (`Consumer::terminating_panic`) before it reports the cancellation.
+/// How long a consumer waits, after it first saw its pool terminated, for
+/// credits still out (`Consumer::after_terminate`), also for the panic that
+/// terminated the pool (`Consumer::terminating_panic`).
 const TERMINATING_PANIC_WAIT: Duration = Duration::from_secs(1);
 
 /// Why the consumer stopped without an item.
@@ -510,27 +511,26 @@ impl<'a, R> Consumer<'a, R> {
     /// waits for the credits still out, unless one is stuck in the input;
     /// polled, it looks only at what arrived.
     fn terminating_panic(&mut self, may_wait: bool) -> Option<Payload> {
-        let registry = Arc::clone(&self.shared.registry);
-        if registry.config.on_panic != crate::PanicPolicy::Terminate || !registry.is_terminated() {
+        if self.shared.registry.config.on_panic != crate::PanicPolicy::Terminate {
             return None;
         }
-        // A bound as well: a credit mapping a slow item is not waited out.
-        let give_up = Deadline::after(TERMINATING_PANIC_WAIT);
         loop {
-            self.absorb();
+            // Takes in what arrived, within the same bound as every wait
+            // after the terminate.
+            let next = self.after_terminate();
             if let Some(p) = self.window.take_panic() {
                 return Some(p);
             }
-            // Only credits on workers report by themselves: refused ones
-            // run on this thread, in `top_up`, which this loop never calls.
-            if !may_wait
-                || self.credits_out <= self.refused.len()
-                || (self.input.is_reading)()
-                || give_up.has_passed()
-            {
-                return None;
+            match next {
+                AfterTerminate::News => {}
+                // Only credits on workers report by themselves: refused
+                // ones run on this thread, in `top_up`, which this loop
+                // never calls.
+                AfterTerminate::Wait if may_wait && self.credits_out > self.refused.len() => {
+                    let _ = self.wait_once(Deadline::after(STALL));
+                }
+                _ => return None,
             }
-            let _ = self.wait_once(give_up.min(Deadline::after(STALL)));
         }
     }
 

@@ -351,18 +351,18 @@ impl<I: Iterator, F> Source<I, F> {
         Some(self.map_items(shared, &shared.registry, &mut items))
     }
 
-    /// Drops the unread rest of the input, contained (its `Drop` is user
-    /// code). Credits that come later find the input exhausted. If a credit
-    /// is reading, it is left alone: its `next()` may wait for anything,
-    /// even for this stream's results (which will not come now), and the
-    /// input then goes with the last reference to the `Source`, contained
-    /// as well.
     /// Whether a credit holds the read token: it reads the input (user
     /// code that may never return).
     pub(super) fn is_reading(&self) -> bool {
         !self.reader.done()
     }
 
+    /// Drops the unread rest of the input, contained (its `Drop` is user
+    /// code). Credits that come later find the input exhausted. If a credit
+    /// is reading, it is left alone: its `next()` may wait for anything,
+    /// even for this stream's results (which will not come now), and the
+    /// input then goes with the last reference to the `Source`, contained
+    /// as well.
     pub(super) fn release_input(&self) {
         let iter = match self.reader.try_acquire() {
             Some(_reading) => lock(&self.input).iter.take(),
