@@ -6,7 +6,7 @@
 //! odd orders, and to make `block_on` of many futures slow or hang.
 mod common;
 
-use common::{guard, threads_named};
+use common::{guard, named, settle};
 use futures::future::join_all;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -19,16 +19,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------- helpers --
-
-fn named(prefix: &str, workers: usize) -> Arc<ThreadPool> {
-    Arc::new(
-        ThreadPool::builder()
-            .workers(workers)
-            .thread_name(prefix)
-            .build()
-            .unwrap(),
-    )
-}
 
 /// Runs `jobs` jobs of `ms` busy milliseconds each on `pool` and returns
 /// how many ran at once at most.
@@ -51,18 +41,6 @@ fn peak_concurrency(pool: &ThreadPool, jobs: usize, ms: u64) -> usize {
         .collect();
     hs.into_iter().for_each(|h| h.get().unwrap());
     peak.load(Ordering::SeqCst)
-}
-
-/// Waits (up to 3 s) until at most `n` threads named `prefix` are left.
-fn settles_to(prefix: &str, n: usize) -> usize {
-    let t = Instant::now();
-    loop {
-        let live = threads_named(prefix);
-        if live <= n || t.elapsed() > Duration::from_secs(3) {
-            return live;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 // ------------------------------------- 1. counted blocked for good --
@@ -100,7 +78,7 @@ fn an_initializer_that_peeks_then_gets_leaves_no_thread_counted_blocked() {
                 .unwrap()
         };
         assert_eq!(pool.apply_async(|| 1).get(), Ok(1));
-        let live = settles_to("e4i", 1);
+        let live = settle("e4i", 1, 3);
         let peak = peak_concurrency(&pool, 6, 60);
         assert!(
             live <= 1 && peak <= 1,
@@ -131,7 +109,7 @@ fn a_peek_then_get_in_a_job_is_forgotten_when_the_job_returns() {
             })
             .get();
         assert_eq!(got, Ok(Ok(2)));
-        assert_eq!(settles_to("e4k", 1), 1);
+        assert_eq!(settle("e4k", 1, 3), 1);
         assert_eq!(peak_concurrency(&pool, 6, 40), 1);
     });
 }
@@ -160,7 +138,7 @@ fn a_panic_through_a_pending_poll_leaves_the_census_clean() {
                 .get();
             assert!(got.is_err());
         }
-        assert_eq!(settles_to("e4p", 1), 1);
+        assert_eq!(settle("e4p", 1, 3), 1);
         assert_eq!(peak_concurrency(&pool, 6, 40), 1);
     });
 }
@@ -191,7 +169,7 @@ fn a_handle_moved_off_its_worker_then_addresses_reused() {
             })
             .get();
         assert_eq!(got, Ok((199 * 200 / 2, Ok(11))));
-        assert_eq!(settles_to("e4m", 1), 1);
+        assert_eq!(settle("e4m", 1, 3), 1);
         assert_eq!(peak_concurrency(&pool, 6, 40), 1);
     });
 }
@@ -220,7 +198,7 @@ fn a_pending_handle_dropped_on_a_plain_thread() {
         dropper.join().unwrap();
         assert_eq!(got, Ok(4));
         // The stand-in the poll started leaves once surplus and idle.
-        assert_eq!(settles_to("e4d", 1), 1);
+        assert_eq!(settle("e4d", 1, 3), 1);
         assert_eq!(peak_concurrency(&pool, 4, 40), 1);
     });
 }
@@ -255,7 +233,7 @@ fn poll_then_get_inside_the_poll(
         .get()
         .unwrap()
         .map_err(|e| format!("{e:?}"));
-    assert_eq!(settles_to(prefix, 1), 1);
+    assert_eq!(settle(prefix, 1, 3), 1);
     assert_eq!(peak_concurrency(&pool, 4, 40), 1);
     got
 }
@@ -364,7 +342,7 @@ fn thousands_of_handles_awaited_on_every_worker() {
         }
         let took = t.elapsed();
         assert!(took < Duration::from_secs(20), "took {took:?}");
-        assert!(settles_to("e4t", 2) <= 2);
+        assert!(settle("e4t", 2, 3) <= 2);
     });
 }
 
@@ -393,7 +371,7 @@ fn retiring_workers_with_pending_keys_in_a_deep_chain() {
         );
         let p = Arc::clone(&pool);
         assert_eq!(pool.apply_async(move || chain(p, 40)).get(), Ok(40));
-        assert!(settles_to("e4r", 1) <= 1);
+        assert!(settle("e4r", 1, 3) <= 1);
     });
 }
 
@@ -425,7 +403,7 @@ fn terminate_while_every_worker_awaits_queued_work() {
                 // The outer job ran (Ok(inner)) or was cancelled: no hang.
                 let _ = h.get();
             }
-            assert_eq!(settles_to("e4x", 0), 0);
+            assert_eq!(settle("e4x", 0, 3), 0);
         });
     }
 }

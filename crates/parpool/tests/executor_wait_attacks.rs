@@ -9,7 +9,7 @@
 mod child;
 mod common;
 
-use common::{guard, threads_named};
+use common::{guard, named, settle, slow_spares, threads_named};
 use futures::{FutureExt, StreamExt};
 use parpool::{TaskError, ThreadPool};
 use std::future::Future;
@@ -21,29 +21,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------- helpers --
-
-/// Waits up to `secs` for the threads named `prefix` to be at most `n`;
-/// returns how many are left.
-fn settle(prefix: &str, n: usize, secs: u64) -> usize {
-    let until = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let now = threads_named(prefix);
-        if now <= n || Instant::now() > until {
-            return now;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn named(prefix: &str, workers: usize) -> Arc<ThreadPool> {
-    Arc::new(
-        ThreadPool::builder()
-            .workers(workers)
-            .thread_name(prefix)
-            .build()
-            .unwrap(),
-    )
-}
 
 /// A timer future on a helper thread (no runtime needed).
 struct Delay {
@@ -634,29 +611,12 @@ fn an_inlined_peek_does_not_leave_the_thread_counted() {
 
 // ------------------------------------------------- latency inside poll --
 
-/// A pool whose initializer takes 600 ms on every thread but the first.
-fn slow_spares(prefix: &str) -> Arc<ThreadPool> {
-    let started = Arc::new(AtomicBool::new(false));
-    Arc::new(
-        ThreadPool::builder()
-            .workers(1)
-            .thread_name(prefix)
-            .initializer(move || {
-                if started.swap(true, Ordering::SeqCst) {
-                    thread::sleep(Duration::from_millis(600));
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
 /// `select` of a task against a 50 ms timer on the only worker of a pool
 /// with a slow initializer: the first `Pending` poll starts a spare and
 /// waits in `poll` until its initializer has run.
 #[test]
 fn a_poll_does_not_wait_for_a_spares_initializer() {
-    let pool = slow_spares("xl");
+    let pool = slow_spares("xl", 600);
     let p = Arc::clone(&pool);
     let took = guard(20, move || {
         p.apply_async({
@@ -683,7 +643,7 @@ fn a_poll_does_not_wait_for_a_spares_initializer() {
 #[test]
 #[ignore = "known limit, older than executor waits: a blocking wait on a worker waits for a new spare's initializer, to learn whether it started"]
 fn a_timed_wait_does_not_wait_for_a_spares_initializer() {
-    let pool = slow_spares("xw");
+    let pool = slow_spares("xw", 600);
     let p = Arc::clone(&pool);
     let took = guard(20, move || {
         p.apply_async({

@@ -10,10 +10,10 @@
 //! Their comments describe how the old count failed.
 mod common;
 
-use common::{guard, threads_named};
+use common::{guard, slow_spares, threads_named};
 use futures::{FutureExt, StreamExt};
 use parpool::{AsyncResult, ThreadPool};
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -178,23 +178,6 @@ fn a_join_of_two_pending_tasks_completes() {
 
 // ------------------- 2. spares started without waiting, at shutdown --
 
-/// A one-worker pool whose threads after the first take 400 ms to start.
-fn slow_spares(prefix: &str) -> Arc<ThreadPool> {
-    let started = Arc::new(AtomicUsize::new(0));
-    Arc::new(
-        ThreadPool::builder()
-            .workers(1)
-            .thread_name(prefix)
-            .initializer(move || {
-                if started.fetch_add(1, Ordering::SeqCst) > 0 {
-                    thread::sleep(Duration::from_millis(400));
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
 /// `terminate` and `join` while the stand-in a poll started (not waited
 /// for) is still in its initializer: `join` returns once it is up and
 /// gone, the awaited handle reports an error or its value, and no thread
@@ -205,7 +188,7 @@ fn terminate_and_join_while_a_polls_spare_is_still_starting() {
         let prefix = format!("t3term{round}");
         let p2 = prefix.clone();
         guard(20, move || {
-            let pool = slow_spares(&p2);
+            let pool = slow_spares(&p2, 400);
             let p = Arc::clone(&pool);
             let (polled_tx, polled_rx) = mpsc::channel();
             let job = pool.apply_async(move || {
@@ -244,7 +227,7 @@ fn terminate_and_join_while_a_polls_spare_is_still_starting() {
 fn close_and_join_while_a_polls_spare_is_still_starting() {
     for _ in 0..3 {
         let out = guard(20, || {
-            let pool = slow_spares("t3close");
+            let pool = slow_spares("t3close", 400);
             let p = Arc::clone(&pool);
             let (polled_tx, polled_rx) = mpsc::channel();
             let job = pool.apply_async(move || {

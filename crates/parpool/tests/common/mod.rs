@@ -186,3 +186,45 @@ pub fn threads_named(prefix: &str) -> usize {
         .filter(|name| name.starts_with(prefix))
         .count()
 }
+
+/// Waits up to `secs` for the threads named `prefix` to be at most `n`;
+/// returns how many are left.
+pub fn settle(prefix: &str, n: usize, secs: u64) -> usize {
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let now = threads_named(prefix);
+        if now <= n || std::time::Instant::now() > until {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A pool of `workers` threads named `prefix` (see [`threads_named`]).
+pub fn named(prefix: &str, workers: usize) -> std::sync::Arc<ThreadPool> {
+    std::sync::Arc::new(
+        ThreadPool::builder()
+            .workers(workers)
+            .thread_name(prefix)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// A one-worker pool named `prefix` whose threads after the first take
+/// `ms` milliseconds in their initializer (slow spares).
+pub fn slow_spares(prefix: &str, ms: u64) -> std::sync::Arc<ThreadPool> {
+    let started = std::sync::atomic::AtomicBool::new(false);
+    std::sync::Arc::new(
+        ThreadPool::builder()
+            .workers(1)
+            .thread_name(prefix)
+            .initializer(move || {
+                if started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+            })
+            .build()
+            .unwrap(),
+    )
+}
