@@ -439,9 +439,6 @@ fn an_awaited_task_resolves_when_terminate_races_it() {
 /// stream piles them up without bound, against the promise that an imap's
 /// memory is bounded by `buffer` whatever the input's length.
 #[test]
-#[ignore = "BUG: taken-back credits leave one empty wrapper each in the queue: \
-            1 M items at chunksize(1) with the only worker busy leave \
-            stats().queued = 1.1 M and +109 MB RSS (unbounded)"]
 fn taken_back_credits_do_not_pile_up_in_a_busy_queue() {
     guard(60, || {
         let pool = ThreadPool::with_workers(1);

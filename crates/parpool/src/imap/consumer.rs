@@ -343,12 +343,12 @@ impl<'a, R> Consumer<'a, R> {
             self.refused.push_back(credit.into_job());
             return false;
         }
-        let (job, slot) = TakeBack::wrap(credit);
-        match self.queue.submit(job) {
-            Ok(()) => {
-                self.issued.keep(slot);
-                true
-            }
+        // Into the slot of a wrapper still queued, whose credit this
+        // thread took back, if there is one: the queue does not grow with
+        // take-backs.
+        let queue = &self.queue;
+        match self.issued.issue(credit, |job| queue.submit(job)) {
+            Ok(()) => true,
             Err(job) => {
                 self.inline = true;
                 self.refused.push_back(job);
