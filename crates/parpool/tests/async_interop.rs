@@ -61,7 +61,14 @@ fn cancelled_async_result_resolves_to_cancelled() {
     guard(30, || {
         let pool = ThreadPool::with_workers(1);
         let (release, blocked) = mpsc::channel::<()>();
-        let blocker = pool.apply_async(move || blocked.recv().unwrap());
+        let (started, has_started) = mpsc::channel::<()>();
+        let blocker = pool.apply_async(move || {
+            started.send(()).unwrap();
+            blocked.recv().unwrap()
+        });
+        // The worker is inside `blocker` (under Miri a 20 ms sleep did not
+        // always see it start, and `release` then failed).
+        has_started.recv().unwrap();
         let queued = pool.apply_async(|| 1);
         assert!(queued.cancel());
         let rt = current_thread_runtime();
@@ -350,7 +357,14 @@ fn awaited_task_discarded_by_terminate_resolves_to_cancelled() {
     guard(30, || {
         let pool = Arc::new(ThreadPool::with_workers(1));
         let (release, blocked) = mpsc::channel::<()>();
-        let blocker = pool.apply_async(move || blocked.recv().unwrap());
+        let (started, has_started) = mpsc::channel::<()>();
+        let blocker = pool.apply_async(move || {
+            started.send(()).unwrap();
+            blocked.recv().unwrap()
+        });
+        // The worker is inside `blocker` before the terminate: under Miri
+        // the 20 ms below did not always see it start, and `release` failed.
+        has_started.recv().unwrap();
         let queued = pool.apply_async(|| 1);
         let p = Arc::clone(&pool);
         let rt = current_thread_runtime();

@@ -44,12 +44,15 @@ fn terminate_discards_queued_work_with_cancelled() {
     guard(30, || {
         let pool = ThreadPool::with_workers(1);
         let (release, wait) = mpsc::channel::<()>();
+        let (started, has_started) = mpsc::channel::<()>();
         let running = pool.apply_async(move || {
+            started.send(()).unwrap();
             wait.recv().unwrap();
             "ran"
         });
-        // Give the worker a chance to start `running`; correctness does not depend on it.
-        std::thread::sleep(Duration::from_millis(20));
+        // The worker is inside `running` (a sleep was not enough under
+        // Miri, whose worker had not started it: `release` then failed).
+        has_started.recv().unwrap();
         let queued: Vec<_> = (0..10).map(|i| pool.apply_async(move || i)).collect();
         pool.terminate();
         assert!(refused(&pool).contains("closed or terminated"));
