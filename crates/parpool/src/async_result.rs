@@ -960,14 +960,20 @@ impl<R> Future for AsyncResult<R> {
     /// meanwhile, so even a one-worker pool completes the task.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let key = self.wait_key();
-        crate::exec_wait::resumed(key);
-        if self.register_waker(cx.waker()) {
-            Poll::Ready(self.take().map_err(|f| f.error))
-        } else {
+        loop {
+            crate::exec_wait::resumed(key);
+            if self.register_waker(cx.waker()) {
+                return Poll::Ready(self.take().map_err(|f| f.error));
+            }
             // On a worker, an executor may block this thread now: a
             // stand-in runs its pool's queue meanwhile (`exec_wait.rs`).
-            crate::exec_wait::pending(key);
-            Poll::Pending
+            // If none can come, this thread runs the task, or the queue,
+            // itself, and looks again.
+            if !(crate::exec_wait::pending(key, cx.waker())
+                && crate::exec_wait::help(|pool| self.task.run_inline(pool)))
+            {
+                return Poll::Pending;
+            }
         }
     }
 }

@@ -29,6 +29,17 @@
 //!   initializer leaves is dropped when it returns, and a thread that exits
 //!   gives its count back (`Waits`'s `Drop`).
 //!
+//! If no stand-in can come (a thread of the pool failed to start, or the
+//! spare limit is reached: `worker::stranded`), the poll runs queued jobs
+//! itself before it returns `Pending` ([`help`]), its awaited task first:
+//! late rather than never, as a blocking wait does (`park.rs`). A thread
+//! that fails to start later wakes every future pending this way on the
+//! pool (their wakers are kept by key in the pool's census), so an
+//! executor that parked on the promise of a stand-in polls again. In this
+//! mode a job run inside `poll` that itself blocks on an executor panics
+//! (`EnterError`, contained as that job's panic): a clear error where
+//! there would be a hang.
+//!
 //! A future dropped on another thread than the one it waited on leaves its
 //! key in the first thread's set until that thread's job returns: the pool
 //! then runs one thread too many for a while, never one too few. A
@@ -40,6 +51,7 @@ use crate::worker;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::task::Waker;
 
 /// What one thread has pending, in which pool, and whether it holds a
 /// count in that pool's census. Dropped (at thread exit) it gives the count
@@ -72,6 +84,11 @@ impl Waits {
 impl Drop for Waits {
     fn drop(&mut self) {
         self.uncount();
+        if let Some(pool) = &self.pool {
+            for &key in &self.pending {
+                worker::unwatch(pool, key);
+            }
+        }
     }
 }
 
@@ -86,22 +103,53 @@ fn any() -> bool {
     ANY.try_with(Cell::get).unwrap_or(false)
 }
 
-/// The future identified by `key` returns `Pending` on this thread.
-pub(crate) fn pending(key: usize) {
+/// The future identified by `key` is about to return `Pending` on this
+/// thread, to be woken through `waker`. Returns whether the thread is
+/// stranded: a worker no stand-in will replace, which must run queued jobs
+/// itself ([`help`]) rather than let its executor park it.
+pub(crate) fn pending(key: usize, waker: &Waker) -> bool {
     let Some(pool) = worker::current() else {
-        return;
+        return false;
     };
+    // The waker first: a thread that fails to start after the count below
+    // started it finds it.
+    worker::watch(&pool, key, waker);
     // `try_with`: a handle may be polled or dropped by another
     // thread-local's destructor, after this one is gone.
-    let _ = WAITS.try_with(|w| {
+    let recorded = WAITS.try_with(|w| {
         let mut w = w.borrow_mut();
         if w.pending.is_empty() {
-            w.pool = Some(pool);
+            w.pool = Some(Arc::clone(&pool));
         }
         w.pending.insert(key);
         w.count();
         let _ = ANY.try_with(|a| a.set(true));
     });
+    if recorded.is_err() {
+        worker::unwatch(&pool, key);
+        return false;
+    }
+    worker::stranded(&pool)
+}
+
+/// For a future whose [`pending`] found the thread stranded: runs `own`
+/// (the awaited task, if still queued) or else one queued job of the
+/// thread's pool, here, as one more inlined level (`park::nested`).
+/// Returns whether it ran anything; the caller then polls again. Past the
+/// inlining depth, with every thread of the pool waiting and work queued,
+/// it panics (`park::cannot_progress`): nothing could ever run that work.
+pub(crate) fn help(own: impl FnOnce(&Registry) -> bool) -> bool {
+    let Some(pool) = worker::current() else {
+        return false;
+    };
+    let ran = crate::park::nested(&pool, || {
+        own(&pool) || pool.pop().map(|job| pool.run_job(job)).is_some()
+    });
+    match ran {
+        Some(ran) => ran,
+        None if worker::all_blocked(&pool) && pool.has_queued() => crate::park::cannot_progress(),
+        None => false,
+    }
 }
 
 /// The future identified by `key` is polled again, spent or dropped: it no
@@ -113,7 +161,13 @@ pub(crate) fn resumed(key: usize) {
     }
     let _ = WAITS.try_with(|w| {
         let mut w = w.borrow_mut();
-        if w.pending.remove(&key) && w.pending.is_empty() {
+        if !w.pending.remove(&key) {
+            return;
+        }
+        if let Some(pool) = &w.pool {
+            worker::unwatch(pool, key);
+        }
+        if w.pending.is_empty() {
             w.uncount();
             w.pool = None;
             let _ = ANY.try_with(|a| a.set(false));
@@ -165,7 +219,7 @@ mod tests {
 
     #[test]
     fn off_the_pool_nothing_is_recorded() {
-        pending(1);
+        assert!(!pending(1, futures::task::noop_waker_ref()));
         WAITS.with(|w| assert!(w.borrow().pending.is_empty()));
         resumed(1);
         drop(suspend());

@@ -182,19 +182,24 @@ fn blocked_loop(
                 && pool.has_queued()
                 && !w.done()
             {
-                // Nothing can ever run the queued work: a clear error, not
-                // a hang (issue 8's promise).
-                panic!(
-                    "parpool: a wait on a worker cannot make progress: every thread of the \
-                     pool is waiting, no spare thread could be started (the system refused \
-                     one, the initializer panicked, or {} spares are running), and the waits \
-                     are nested deeper than this thread may run jobs itself; giving up \
-                     instead of hanging",
-                    worker::MAX_SPARES
-                );
+                cannot_progress();
             }
         }
     }
+}
+
+/// Nothing can ever run the queued work: a clear error, not a hang (issue
+/// 8's promise). For a wait on a worker, blocking or an executor's, with
+/// every thread of the pool waiting, no stand-in possible, and no more
+/// depth to run jobs in.
+pub(crate) fn cannot_progress() -> ! {
+    panic!(
+        "parpool: a wait on a worker cannot make progress: every thread of the pool is \
+         waiting, no spare thread could be started (the system refused one, the initializer \
+         panicked, or {} spares are running), and the waits are nested deeper than this \
+         thread may run jobs itself; giving up instead of hanging",
+        worker::MAX_SPARES
+    );
 }
 
 /// Runs `f` as one more level of work inlined into a wait on this thread

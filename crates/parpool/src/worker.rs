@@ -26,8 +26,10 @@ use crate::panic;
 use crate::registry::Registry;
 use crate::sync::lock;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::Waker;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,9 @@ use std::time::{Duration, Instant};
 pub(crate) const MAX_SPARES: usize = 1 << 15;
 /// How long a surplus thread waits in reserve before it exits.
 const LINGER: Duration = Duration::from_millis(500);
+/// After a thread failed to start, how long executor waits go without
+/// asking for a spare before they try one again.
+const RETRY: Duration = Duration::from_secs(1);
 
 const LIVE: u64 = 1;
 const BLOCKED: u64 = 1 << 32;
@@ -58,6 +63,19 @@ pub(crate) struct Census {
     word: AtomicU64,
     /// Surplus threads resting in reserve.
     reserve: AtomicUsize,
+    /// Set when a thread failed to start (the system refused it, or its
+    /// initializer panicked), cleared when one starts. While set, executor
+    /// waits start no spare: they run the queue themselves (see
+    /// [`stranded`]).
+    spares_failing: AtomicBool,
+    /// While `spares_failing`: when an executor wait may try a spare again
+    /// (a failure may be passing: the system out of threads for a moment).
+    retry_at: Mutex<Option<Instant>>,
+    /// The wakers of futures pending in an executor's wait on a worker of
+    /// this pool, by the future's key (`exec_wait.rs`): a thread that fails
+    /// to start wakes them all, so a worker its executor parked learns that
+    /// no stand-in comes and runs the queue itself.
+    exec_waiters: Mutex<HashMap<usize, Waker>>,
 }
 
 thread_local! {
@@ -102,6 +120,7 @@ pub(crate) fn spawn(
         Ok(handle) => handle,
         Err(e) => {
             census.word.fetch_sub(LIVE, Ordering::SeqCst);
+            start_failed(registry);
             return Err(BuildError::Spawn(e));
         }
     };
@@ -144,9 +163,16 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
             // Uncounted before the starter hears of it, so a waiter that
             // asked for this spare sees the census without it.
             registry.census.word.fetch_sub(LIVE, Ordering::SeqCst);
+            start_failed(registry);
             let _ = ready.send(Err(panic::message(payload.as_ref())));
             return true;
         }
+    }
+    if registry.census.spares_failing.load(Ordering::Relaxed) {
+        registry
+            .census
+            .spares_failing
+            .store(false, Ordering::SeqCst);
     }
     let _ = ready.send(Ok(()));
     drop(ready);
@@ -251,11 +277,49 @@ fn replace_current(registry: &Arc<Registry>) -> bool {
     }
 }
 
+/// A thread of the pool failed to start (uncounted already): executor
+/// waits stop asking for spares, and every future pending in one on a
+/// worker is woken, to look at [`stranded`] again.
+fn start_failed(registry: &Registry) {
+    let census = &registry.census;
+    *lock(&census.retry_at) = Some(Instant::now() + RETRY);
+    census.spares_failing.store(true, Ordering::SeqCst);
+    let wakers: Vec<Waker> = lock(&census.exec_waiters).values().cloned().collect();
+    for w in wakers {
+        // An executor's waker is foreign code: contained, and not a task
+        // panic (no count, no policy).
+        drop(panic::contain(|| w.wake()));
+    }
+}
+
+/// Records the waker of the future `key`, pending in an executor's wait on
+/// a worker of `registry` (replacing an older one).
+pub(crate) fn watch(registry: &Registry, key: usize, waker: &Waker) {
+    let old = {
+        let mut waiters = lock(&registry.census.exec_waiters);
+        match waiters.get_mut(&key) {
+            Some(w) if w.will_wake(waker) => None,
+            Some(w) => Some(std::mem::replace(w, waker.clone())),
+            None => waiters.insert(key, waker.clone()),
+        }
+    };
+    panic::drop_discarding(old);
+}
+
+/// Forgets the waker recorded for `key` by [`watch`].
+pub(crate) fn unwatch(registry: &Registry, key: usize) {
+    let old = lock(&registry.census.exec_waiters).remove(&key);
+    panic::drop_discarding(old);
+}
+
 /// Counts the current thread, a worker of `registry`, blocked in a wait the
 /// pool cannot see (an executor's, `exec_wait.rs`), and makes sure
 /// `workers` threads are left to run the queue: wakes threads resting in
 /// reserve, or starts a spare without waiting for it (its initializer may
-/// be slow; a spare that fails to start uncounts itself).
+/// be slow; a spare that fails to start uncounts itself and wakes the
+/// pending futures, see [`start_failed`]). After a failed start it tries
+/// again at most once per `RETRY`, and the waiters run the queue
+/// themselves ([`stranded`]) until a thread starts again.
 pub(crate) fn count_blocked(registry: &Arc<Registry>) {
     let census = &registry.census;
     let word = census.word.fetch_add(BLOCKED, Ordering::SeqCst) + BLOCKED;
@@ -265,9 +329,46 @@ pub(crate) fn count_blocked(registry: &Arc<Registry>) {
     if active(word) < registry.workers()
         && !registry.is_terminated()
         && live(word) < registry.workers() + MAX_SPARES
+        && may_try_a_spare(census)
     {
         drop(spawn(registry));
     }
+}
+
+/// Whether an executor wait may start a spare: no start failed lately.
+fn may_try_a_spare(census: &Census) -> bool {
+    if !census.spares_failing.load(Ordering::SeqCst) {
+        return true;
+    }
+    let mut retry_at = lock(&census.retry_at);
+    let now = Instant::now();
+    match *retry_at {
+        Some(at) if now < at => false,
+        _ => {
+            *retry_at = Some(now + RETRY);
+            true
+        }
+    }
+}
+
+/// Whether a worker counted blocked by an executor's wait must run queued
+/// jobs itself: fewer than `workers` unblocked threads are left and none
+/// will come (the last thread that tried to start failed, or `MAX_SPARES`
+/// are running). The executor's analogue of an uncompensated
+/// [`Blocked`]: late rather than never.
+pub(crate) fn stranded(registry: &Registry) -> bool {
+    let census = &registry.census;
+    let word = census.word.load(Ordering::SeqCst);
+    active(word) < registry.workers()
+        && !registry.is_terminated()
+        && (census.spares_failing.load(Ordering::SeqCst)
+            || live(word) >= registry.workers() + MAX_SPARES)
+}
+
+/// Whether every live thread of the pool is blocked in a wait: with jobs
+/// queued and no stand-in possible, nothing will ever run them.
+pub(crate) fn all_blocked(registry: &Registry) -> bool {
+    active(registry.census.word.load(Ordering::SeqCst)) == 0
 }
 
 /// Undoes [`count_blocked`].
@@ -306,7 +407,7 @@ impl Blocked<'_> {
     /// Whether every live thread of the pool is blocked in a wait: with
     /// jobs queued and no stand-in possible, nothing will ever run them.
     pub(crate) fn all_blocked(&self) -> bool {
-        active(self.registry.census.word.load(Ordering::SeqCst)) == 0
+        all_blocked(self.registry)
     }
 
     /// Checks again that enough unblocked threads are left (a backstop,

@@ -467,12 +467,10 @@ fn no_spare_possible_blocking_get_completes() {
     });
 }
 
-/// `block_on` on the only worker when no spare can start: the poll's
-/// `executor_waits` ignores `Blocked::compensated`, nothing can run the
-/// queue, and there is no backstop (no recheck, no "cannot make progress"
-/// panic): a silent hang.
+/// `block_on` on the only worker when no spare can start: the spare's
+/// failure wakes the pending handle, whose poll then finds the thread
+/// stranded and runs the awaited task itself (it was a silent hang).
 #[test]
-#[ignore = "known limit (docs/reliability.md section 6): block_on on the only worker hangs when no spare can start; the executor, not the pool, parks the thread"]
 fn no_spare_possible_block_on_does_not_hang() {
     child::run("no_spare_possible_block_on_does_not_hang", 10, || {
         let pool = no_spares("xb");
@@ -486,6 +484,170 @@ fn no_spare_possible_block_on_does_not_hang() {
             "{got:?}"
         );
     });
+}
+
+/// A one-worker pool whose spares each fail `after` into their
+/// initializer: the first thread starts, every later one panics.
+fn late_failing_spares(prefix: &str, after: Duration) -> Arc<ThreadPool> {
+    let started = Arc::new(AtomicBool::new(false));
+    Arc::new(
+        ThreadPool::builder()
+            .workers(1)
+            .thread_name(prefix)
+            .initializer(move || {
+                if started.swap(true, Ordering::SeqCst) {
+                    thread::sleep(after);
+                    panic!("EXPECTED: this spare fails late");
+                }
+            })
+            .build()
+            .unwrap(),
+    )
+}
+
+/// The spare's initializer fails 200 ms after the poll returned `Pending`
+/// and the executor parked: its failure wakes the pending handle, whose
+/// next poll runs the task on the stranded worker.
+#[test]
+fn a_spare_failing_after_the_executor_parked_wakes_the_waiter() {
+    child::run(
+        "a_spare_failing_after_the_executor_parked_wakes_the_waiter",
+        20,
+        || {
+            let pool = late_failing_spares("xl", Duration::from_millis(200));
+            let p = Arc::clone(&pool);
+            let got = pool
+                .apply_async(move || futures::executor::block_on(p.apply_async(|| 3)))
+                .get();
+            assert_eq!(got, Ok(Ok(3)));
+        },
+    );
+}
+
+/// A stream consumed by `block_on` on the only worker, no spare possible:
+/// its poll runs its own credits from the queue, in order.
+#[test]
+fn no_spare_possible_block_on_a_stream_completes_in_order() {
+    child::run(
+        "no_spare_possible_block_on_a_stream_completes_in_order",
+        20,
+        || {
+            for unordered in [false, true] {
+                let pool = no_spares(if unordered { "xsu" } else { "xso" });
+                let p = Arc::clone(&pool);
+                let got = pool
+                    .apply_async(move || {
+                        futures::executor::block_on(async {
+                            if unordered {
+                                let mut v: Vec<u32> = p
+                                    .imap_unordered(|x: u32| x * 2, 0..500)
+                                    .into_stream()
+                                    .collect()
+                                    .await;
+                                v.sort_unstable();
+                                v
+                            } else {
+                                p.imap(|x: u32| x * 2, 0..500).into_stream().collect().await
+                            }
+                        })
+                    })
+                    .get();
+                assert_eq!(got, Ok((0..500).map(|x| x * 2).collect::<Vec<u32>>()));
+            }
+        },
+    );
+}
+
+/// `join!` of two handles on the only worker, no spare possible: the first
+/// poll runs one task, the second poll the other.
+#[test]
+fn no_spare_possible_join_of_two_handles_completes() {
+    child::run(
+        "no_spare_possible_join_of_two_handles_completes",
+        20,
+        || {
+            let pool = no_spares("xj");
+            let p = Arc::clone(&pool);
+            let got = pool
+                .apply_async(move || {
+                    let (a, b) = (p.apply_async(|| 1), p.apply_async(|| 2));
+                    futures::executor::block_on(async { futures::join!(a, b) })
+                })
+                .get();
+            assert_eq!(got, Ok((Ok(1), Ok(2))));
+        },
+    );
+}
+
+/// A stranded poll that runs a task which itself blocks on an executor:
+/// that `block_on` panics (`EnterError`), and the awaiting job gets the
+/// task's panic as an error: clear, not a hang.
+#[test]
+fn no_spare_possible_an_inlined_task_using_block_on_fails_clearly() {
+    child::run(
+        "no_spare_possible_an_inlined_task_using_block_on_fails_clearly",
+        20,
+        || {
+            child::hide_expected_panics();
+            let pool = no_spares("xe");
+            let p = Arc::clone(&pool);
+            let got = pool
+                .apply_async(move || {
+                    let q = Arc::clone(&p);
+                    futures::executor::block_on(
+                        p.apply_async(move || futures::executor::block_on(q.apply_async(|| 1))),
+                    )
+                })
+                .get();
+            match got {
+                Ok(Err(TaskError::Panicked(msg))) => assert!(msg.contains("executor"), "{msg}"),
+                other => panic!("expected the inlined task's EnterError, got {other:?}"),
+            }
+        },
+    );
+}
+
+/// One failed start does not leave the pool's executor waits stranded for
+/// good: the second thread to start fails, later ones start. The first
+/// wait runs its task itself; after the retry interval an executor wait
+/// asks for a spare again and gets one, so the task runs on another
+/// thread.
+#[test]
+fn no_spare_possible_a_transient_failure_is_retried() {
+    child::run(
+        "no_spare_possible_a_transient_failure_is_retried",
+        30,
+        || {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let pool = Arc::new(
+                ThreadPool::builder()
+                    .workers(1)
+                    .thread_name("xt")
+                    .initializer(move || {
+                        if calls.fetch_add(1, Ordering::SeqCst) == 1 {
+                            panic!("EXPECTED: one failed start");
+                        }
+                    })
+                    .build()
+                    .unwrap(),
+            );
+            let await_on_worker = |pool: &Arc<ThreadPool>| {
+                let p = Arc::clone(pool);
+                pool.apply_async(move || {
+                    let waiter = thread::current().id();
+                    futures::executor::block_on(
+                        p.apply_async(move || thread::current().id() != waiter),
+                    )
+                })
+                .get()
+            };
+            // The failed start: the waiter runs the task itself.
+            assert_eq!(await_on_worker(&pool), Ok(Ok(false)));
+            thread::sleep(Duration::from_millis(1200));
+            // Retried: a spare starts and runs it.
+            assert_eq!(await_on_worker(&pool), Ok(Ok(true)));
+        },
+    );
 }
 
 // ------------------------------------------- counted while not waiting --

@@ -685,8 +685,16 @@ impl<'a, R> Consumer<'a, R> {
                     }
                     if !self.register(waker) {
                         // On a worker, the executor may block this thread
-                        // now: a stand-in runs its pool's queue.
-                        crate::exec_wait::pending(self.wait_key());
+                        // now: a stand-in runs its pool's queue. If none
+                        // can come, this thread runs the queue (its
+                        // credits among it) itself, and looks again.
+                        let key = self.wait_key();
+                        if crate::exec_wait::pending(key, waker)
+                            && crate::exec_wait::help(|_| false)
+                        {
+                            crate::exec_wait::resumed(key);
+                            continue;
+                        }
                         return Err(Stop::Pending);
                     }
                 }
