@@ -143,6 +143,9 @@ pub(crate) fn help(own: impl FnOnce(&Registry) -> bool) -> bool {
         return false;
     };
     let ran = crate::park::nested(&pool, || {
+        // Busy, not parked, while the task runs; what it leaves pending
+        // cannot park this thread (as `Registry::run_job` does).
+        let _inner = suspend();
         own(&pool) || pool.pop().map(|job| pool.run_job(job)).is_some()
     });
     match ran {
