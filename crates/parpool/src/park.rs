@@ -137,7 +137,7 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
     while !w.done() {
         let spent = start.elapsed();
         if spent >= grace {
-            let blocked = worker::block(&pool);
+            let blocked = worker::block(&pool, deadline);
             return blocked_loop(w, deadline, &pool, blocked);
         }
         w.block(Some(grace - spent));
@@ -175,7 +175,13 @@ fn blocked_loop(
         w.block(Some(left.map_or(recheck, |l| l.min(recheck))));
         if !w.done() {
             blocked.recheck(pool);
-            recheck = (recheck * 2).min(MAX_RECHECK);
+            // A spare still starting is looked at again soon: if it fails,
+            // this thread runs the queue.
+            recheck = if blocked.spare_starting() {
+                RECHECK
+            } else {
+                (recheck * 2).min(MAX_RECHECK)
+            };
             if !blocked.compensated
                 && !may_inline(pool)
                 && blocked.all_blocked()

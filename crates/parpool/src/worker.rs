@@ -23,6 +23,7 @@
 
 use crate::error::BuildError;
 use crate::panic;
+use crate::park::Deadline;
 use crate::registry::Registry;
 use crate::sync::lock;
 use std::cell::RefCell;
@@ -379,6 +380,12 @@ pub(crate) fn uncount_blocked(registry: &Registry) {
 /// A worker blocked in a wait; unblocks when dropped.
 pub(crate) struct Blocked<'a> {
     registry: &'a Registry,
+    /// When the wait gives up: a spare's start-up is not waited for past
+    /// it.
+    deadline: Deadline,
+    /// A spare started for this wait whose initializer had not finished
+    /// within `START_WAIT`: counted live (so it stands in) until it reports.
+    starting: Option<mpsc::Receiver<Result<(), String>>>,
     /// Whether `workers` unblocked threads are there to run the queue. If
     /// not (a spare could not start: the system refused a thread, the
     /// initializer panicked, or `MAX_SPARES` was reached), the waiter must
@@ -386,20 +393,29 @@ pub(crate) struct Blocked<'a> {
     pub(crate) compensated: bool,
 }
 
+/// How long a blocking wait waits for a spare's start-up to learn whether
+/// it started (a failure is usually known at once: the system refused the
+/// thread, or the initializer panicked early); past it, the spare counts
+/// as standing in until a recheck finds out, so a slow initializer does
+/// not hold up the wait, whose work may be done meanwhile.
+const START_WAIT: Duration = Duration::from_millis(10);
+
 /// Marks the current worker of `registry` as blocked, and makes sure
 /// `workers` threads are left to run the queue: wakes threads resting in
-/// reserve, or starts a spare and waits until it is up.
-pub(crate) fn block(registry: &Arc<Registry>) -> Blocked<'_> {
+/// reserve, or starts a spare (see [`START_WAIT`]).
+pub(crate) fn block(registry: &Arc<Registry>, deadline: Deadline) -> Blocked<'_> {
     let census = &registry.census;
-    let word = census.word.fetch_add(BLOCKED, Ordering::SeqCst) + BLOCKED;
+    census.word.fetch_add(BLOCKED, Ordering::SeqCst);
     if census.reserve.load(Ordering::SeqCst) > 0 {
         registry.sleep.notify_all();
     }
     let mut blocked = Blocked {
         registry,
+        deadline,
+        starting: None,
         compensated: true,
     };
-    blocked.compensate(registry, word);
+    blocked.compensate(registry);
     blocked
 }
 
@@ -410,18 +426,58 @@ impl Blocked<'_> {
         all_blocked(self.registry)
     }
 
+    /// Whether a spare started for this wait has not reported yet: the
+    /// waiter rechecks soon.
+    pub(crate) fn spare_starting(&self) -> bool {
+        self.starting.is_some()
+    }
+
     /// Checks again that enough unblocked threads are left (a backstop,
     /// called periodically while the wait lasts), starting a spare if not.
     pub(crate) fn recheck(&mut self, registry: &Arc<Registry>) {
-        let word = registry.census.word.load(Ordering::SeqCst);
-        self.compensate(registry, word);
+        self.compensate(registry);
     }
 
-    fn compensate(&mut self, registry: &Arc<Registry>, word: u64) {
+    fn compensate(&mut self, registry: &Arc<Registry>) {
+        if let Some(ready) = self.starting.take() {
+            match ready.try_recv() {
+                Err(mpsc::TryRecvError::Empty) => {
+                    self.starting = Some(ready);
+                    self.compensated = true;
+                    return;
+                }
+                // Up: it counts in the census read below.
+                Ok(Ok(())) => {}
+                // Failed (it uncounted itself): help until the next
+                // recheck, which tries another.
+                Ok(Err(_)) | Err(mpsc::TryRecvError::Disconnected) => {
+                    self.compensated = false;
+                    return;
+                }
+            }
+        }
+        let word = registry.census.word.load(Ordering::SeqCst);
         self.compensated = true;
         if active(word) < registry.workers() && !registry.is_terminated() {
-            self.compensated = live(word) < registry.workers() + MAX_SPARES
-                && spawn(registry).is_ok_and(|ready| matches!(ready.recv(), Ok(Ok(()))));
+            self.compensated = false;
+            if live(word) >= registry.workers() + MAX_SPARES {
+                return;
+            }
+            let Ok(ready) = spawn(registry) else {
+                return;
+            };
+            let limit = self
+                .deadline
+                .remaining()
+                .map_or(START_WAIT, |left| left.min(START_WAIT));
+            match ready.recv_timeout(limit) {
+                Ok(Ok(())) => self.compensated = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.starting = Some(ready);
+                    self.compensated = true;
+                }
+                Ok(Err(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            }
         }
     }
 }

@@ -801,9 +801,9 @@ fn a_poll_does_not_wait_for_a_spares_initializer() {
 }
 
 /// The same for a timed blocking wait (rule 1: "a deadline is honoured"):
-/// past the grace period it starts a spare and waits for its initializer.
+/// past the grace period it starts a spare, and waits for its initializer
+/// only until the deadline (it waited the whole 600 ms).
 #[test]
-#[ignore = "known limit, older than executor waits: a blocking wait on a worker waits for a new spare's initializer, to learn whether it started"]
 fn a_timed_wait_does_not_wait_for_a_spares_initializer() {
     let pool = slow_spares("xw", 600);
     let p = Arc::clone(&pool);
@@ -823,6 +823,74 @@ fn a_timed_wait_does_not_wait_for_a_spares_initializer() {
     assert!(
         took < Duration::from_millis(400),
         "wait_timeout(50 ms) took {took:?}"
+    );
+}
+
+/// An untimed `get` on a worker whose task another worker runs: the spare
+/// it asks for has a 600 ms initializer, which the `get` does not wait out
+/// once its task is done (it did: the wait learned whether the spare
+/// started before it looked at its task again).
+#[test]
+fn an_untimed_get_does_not_wait_out_a_slow_spare_once_its_task_is_done() {
+    let slow_after = Arc::new(AtomicUsize::new(0));
+    let pool = Arc::new(
+        ThreadPool::builder()
+            .workers(2)
+            .thread_name("xu")
+            .initializer(move || {
+                if slow_after.fetch_add(1, Ordering::SeqCst) >= 2 {
+                    thread::sleep(Duration::from_millis(600));
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    let p = Arc::clone(&pool);
+    let took = guard(20, move || {
+        p.apply_async({
+            let p = Arc::clone(&p);
+            move || {
+                let (started, has_started) = mpsc::channel();
+                let h = p.apply_async(move || {
+                    started.send(()).unwrap();
+                    thread::sleep(Duration::from_millis(40));
+                });
+                // Running on the other worker, so the `get` cannot run it.
+                has_started.recv().unwrap();
+                let t = Instant::now();
+                h.get().unwrap();
+                t.elapsed()
+            }
+        })
+        .get()
+        .unwrap()
+    });
+    assert!(took < Duration::from_millis(400), "get took {took:?}");
+}
+
+/// A long timed wait on the only worker whose spare fails 200 ms into its
+/// initializer (not waited for past `START_WAIT`): a recheck learns of the
+/// failure and the waiter runs the queued task itself (a timed wait never
+/// inlines its task while a stand-in is possible).
+#[test]
+fn a_blocking_wait_learns_of_a_spare_failing_late_and_runs_the_task() {
+    child::run(
+        "a_blocking_wait_learns_of_a_spare_failing_late_and_runs_the_task",
+        20,
+        || {
+            let pool = late_failing_spares("xf", Duration::from_millis(200));
+            let p = Arc::clone(&pool);
+            let (done, took) = pool
+                .apply_async(move || {
+                    let h = p.apply_async(|| 5);
+                    let t = Instant::now();
+                    (h.wait_timeout(Duration::from_secs(10)), t.elapsed())
+                })
+                .get()
+                .unwrap();
+            assert!(done, "the task never ran");
+            assert!(took < Duration::from_secs(3), "took {took:?}");
+        },
     );
 }
 
