@@ -280,13 +280,16 @@ fn replace_current(registry: &Arc<Registry>) -> bool {
 
 /// A thread of the pool failed to start (uncounted already): executor
 /// waits stop asking for spares, and every future pending in one on a
-/// worker is woken, to look at [`stranded`] again.
+/// worker is woken (and forgotten: it records itself again if it still
+/// waits), to look at [`stranded`] again.
 fn start_failed(registry: &Registry) {
     let census = &registry.census;
     *lock(&census.retry_at) = Some(Instant::now() + RETRY);
     census.spares_failing.store(true, Ordering::SeqCst);
-    let wakers: Vec<Waker> = lock(&census.exec_waiters).values().cloned().collect();
-    for w in wakers {
+    // Taken out, not cloned under the lock: each woken future polls again,
+    // and records its waker again if it still waits.
+    let wakers = std::mem::take(&mut *lock(&census.exec_waiters));
+    for w in wakers.into_values() {
         // An executor's waker is foreign code: contained, and not a task
         // panic (no count, no policy).
         drop(panic::contain(|| w.wake()));
@@ -296,14 +299,10 @@ fn start_failed(registry: &Registry) {
 /// Records the waker of the future `key`, pending in an executor's wait on
 /// a worker of `registry` (replacing an older one).
 pub(crate) fn watch(registry: &Registry, key: usize, waker: &Waker) {
-    let old = {
-        let mut waiters = lock(&registry.census.exec_waiters);
-        match waiters.get_mut(&key) {
-            Some(w) if w.will_wake(waker) => None,
-            Some(w) => Some(std::mem::replace(w, waker.clone())),
-            None => waiters.insert(key, waker.clone()),
-        }
-    };
+    // Cloned and dropped outside the lock: a waker's clone and drop are
+    // the executor's code.
+    let new = waker.clone();
+    let old = lock(&registry.census.exec_waiters).insert(key, new);
     panic::drop_discarding(old);
 }
 
