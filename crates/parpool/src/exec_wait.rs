@@ -46,12 +46,98 @@
 //! thread-local flag keeps the common paths (every job, every handle's drop)
 //! at one check when nothing is pending.
 
+use crate::panic;
 use crate::registry::Registry;
+use crate::sync::lock;
 use crate::worker;
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
+
+/// A pool's futures pending in an executor's wait on one of its workers:
+/// their wakers by key, and which of them returned `Pending` stranded
+/// with nothing to run (they are woken when a job is queued).
+///
+/// Invariant: `parked` is the number of entries marked so, changed only
+/// under the map's lock. A submitter reads it without the lock after its
+/// push and a `SeqCst` fence; a stranded poll marks itself, fences, and
+/// then looks at the queue (a Dekker pair, as in `sleep.rs`): either the
+/// poll sees the job, or the submitter sees the mark and wakes it.
+#[derive(Default)]
+pub(crate) struct Watched {
+    wakers: Mutex<HashMap<usize, (Waker, bool)>>,
+    parked: AtomicUsize,
+}
+
+impl Watched {
+    /// Records the waker of the future `key` (replacing an older one, and
+    /// its mark).
+    fn watch(&self, key: usize, waker: &Waker) {
+        // Cloned and dropped outside the lock: a waker's clone and drop
+        // are the executor's code.
+        let new = waker.clone();
+        let old = {
+            let mut wakers = lock(&self.wakers);
+            let old = wakers.insert(key, (new, false));
+            self.unmark(&old);
+            old
+        };
+        panic::drop_discarding(old);
+    }
+
+    /// Forgets the waker recorded for `key`.
+    fn unwatch(&self, key: usize) {
+        let old = {
+            let mut wakers = lock(&self.wakers);
+            let old = wakers.remove(&key);
+            self.unmark(&old);
+            old
+        };
+        panic::drop_discarding(old);
+    }
+
+    /// Under the lock: `entry` left the map.
+    fn unmark(&self, entry: &Option<(Waker, bool)>) {
+        if let Some((_, true)) = entry {
+            self.parked.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Marks `key` as returning `Pending` stranded, with nothing to run.
+    fn mark_parked(&self, key: usize) {
+        let mut wakers = lock(&self.wakers);
+        if let Some((_, parked @ false)) = wakers.get_mut(&key) {
+            *parked = true;
+            self.parked.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes every future recorded, and forgets them: each polls again,
+    /// and records itself again if it still waits.
+    pub(crate) fn wake_all(&self) {
+        let wakers = {
+            let mut wakers = lock(&self.wakers);
+            self.parked.store(0, Ordering::SeqCst);
+            std::mem::take(&mut *wakers)
+        };
+        for (w, _) in wakers.into_values() {
+            // An executor's waker is foreign code: contained, and not a
+            // task panic (no count, no policy).
+            drop(panic::contain(|| w.wake()));
+        }
+    }
+
+    /// After a push and a `SeqCst` fence: wakes the futures if any
+    /// returned `Pending` stranded (one load when none did).
+    #[inline]
+    pub(crate) fn wake_if_parked(&self) {
+        if self.parked.load(Ordering::SeqCst) != 0 {
+            self.wake_all();
+        }
+    }
+}
 
 /// What one thread has pending, in which pool, and whether it holds a
 /// count in that pool's census. Dropped (at thread exit) it gives the count
@@ -86,7 +172,7 @@ impl Drop for Waits {
         self.uncount();
         if let Some(pool) = &self.pool {
             for &key in &self.pending {
-                worker::unwatch(pool, key);
+                pool.census.exec_waiters.unwatch(key);
             }
         }
     }
@@ -106,14 +192,16 @@ fn any() -> bool {
 /// The future identified by `key` is about to return `Pending` on this
 /// thread, to be woken through `waker`. Returns whether the thread is
 /// stranded: a worker no stand-in will replace, which must run queued jobs
-/// itself ([`help`]) rather than let its executor park it.
-pub(crate) fn pending(key: usize, waker: &Waker) -> bool {
+/// itself ([`help`]) rather than let its executor park it
+/// (`worker::stranded`; `last_resort`: only once every thread of the pool
+/// waits, as `park::Waitable::runs_jobs_only_as_a_last_resort`).
+pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
     // The waker first: a thread that fails to start after the count below
     // started it finds it.
-    worker::watch(&pool, key, waker);
+    pool.census.exec_waiters.watch(key, waker);
     // `try_with`: a handle may be polled or dropped by another
     // thread-local's destructor, after this one is gone.
     let recorded = WAITS.try_with(|w| {
@@ -126,19 +214,21 @@ pub(crate) fn pending(key: usize, waker: &Waker) -> bool {
         let _ = ANY.try_with(|a| a.set(true));
     });
     if recorded.is_err() {
-        worker::unwatch(&pool, key);
+        pool.census.exec_waiters.unwatch(key);
         return false;
     }
-    worker::stranded(&pool)
+    worker::stranded(&pool, last_resort)
 }
 
-/// For a future whose [`pending`] found the thread stranded: runs `own`
-/// (the awaited task, if still queued) or else one queued job of the
+/// For the future `key` whose [`pending`] found the thread stranded: runs
+/// `own` (the awaited task, if still queued) or else one queued job of the
 /// thread's pool, here, as one more inlined level (`park::nested`).
-/// Returns whether it ran anything; the caller then polls again. Past the
-/// inlining depth, with every thread of the pool waiting and work queued,
-/// it panics (`park::cannot_progress`): nothing could ever run that work.
-pub(crate) fn help(own: impl FnOnce(&Registry) -> bool) -> bool {
+/// Returns whether the caller should poll again (it ran something, or work
+/// arrived). With nothing to run, it marks the future, so that the next
+/// job queued on the pool wakes it. Past the inlining depth, with every
+/// thread of the pool waiting and work queued, it panics
+/// (`park::cannot_progress`): nothing could ever run that work.
+pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
@@ -149,7 +239,14 @@ pub(crate) fn help(own: impl FnOnce(&Registry) -> bool) -> bool {
         own(&pool) || pool.pop().map(|job| pool.run_job(job)).is_some()
     });
     match ran {
-        Some(ran) => ran,
+        Some(true) => true,
+        Some(false) => {
+            // Subtle: marked, then the queue is looked at; a submitter
+            // pushes, then looks at the mark (`Watched`).
+            pool.census.exec_waiters.mark_parked(key);
+            fence(Ordering::SeqCst);
+            pool.has_queued()
+        }
         None if worker::all_blocked(&pool) && pool.has_queued() => crate::park::cannot_progress(),
         None => false,
     }
@@ -168,7 +265,7 @@ pub(crate) fn resumed(key: usize) {
             return;
         }
         if let Some(pool) = &w.pool {
-            worker::unwatch(pool, key);
+            pool.census.exec_waiters.unwatch(key);
         }
         if w.pending.is_empty() {
             w.uncount();
@@ -222,7 +319,7 @@ mod tests {
 
     #[test]
     fn off_the_pool_nothing_is_recorded() {
-        assert!(!pending(1, futures::task::noop_waker_ref()));
+        assert!(!pending(1, futures::task::noop_waker_ref(), false));
         WAITS.with(|w| assert!(w.borrow().pending.is_empty()));
         resumed(1);
         drop(suspend());

@@ -101,6 +101,14 @@ pub(crate) trait Waitable {
         let _ = pool;
         false
     }
+
+    /// Whether, with no stand-in possible, this wait runs queued jobs only
+    /// once every thread of the pool waits (instead of as soon as the pool
+    /// is short of a thread): an imap consumer, whose own later credits
+    /// are among them, and may wait for what its caller does next.
+    fn runs_jobs_only_as_a_last_resort(&self) -> bool {
+        false
+    }
 }
 
 /// Waits until `w.done()` or the deadline; returns whether it is done.
@@ -167,6 +175,7 @@ fn blocked_loop(
             return false;
         }
         if !blocked.compensated
+            && (!w.runs_jobs_only_as_a_last_resort() || blocked.all_blocked())
             && nested(pool, || pool.pop().map(|job| pool.run_job(job))).flatten() == Some(())
         {
             continue;

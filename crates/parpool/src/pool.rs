@@ -642,7 +642,11 @@ impl ThreadPool {
     ///
     /// On a pool that no longer runs (closed or terminated before this
     /// call), the work runs on the consumer's thread; this never panics
-    /// (Python raises `ValueError`).
+    /// (Python raises `ValueError`). So does the rest of a stream whose pool
+    /// is closed while it runs, since the pool refuses its later chunks:
+    /// on a pool with an initializer, `f` then runs without the state the
+    /// initializer set up, unless the consumer is one of the pool's
+    /// workers.
     ///
     /// # Panics
     ///

@@ -86,6 +86,9 @@ impl Drop for Accepted<'_> {
         }
         if self.pushed > 0 {
             registry.sleep.notify(self.pushed);
+            // After `notify`'s fence: a worker an executor parked with no
+            // stand-in possible runs what was pushed (`exec_wait.rs`).
+            registry.census.exec_waiters.wake_if_parked();
         }
         if state != State::Running {
             // A worker of a closed pool may be waiting for us to leave.

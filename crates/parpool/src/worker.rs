@@ -22,15 +22,14 @@
 //! starter, which is a thread that is itself joined later (or the builder).
 
 use crate::error::BuildError;
+use crate::exec_wait::Watched;
 use crate::panic;
 use crate::park::Deadline;
 use crate::registry::Registry;
 use crate::sync::lock;
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::task::Waker;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -73,15 +72,19 @@ pub(crate) struct Census {
     /// (a failure may be passing: the system out of threads for a moment).
     retry_at: Mutex<Option<Instant>>,
     /// The wakers of futures pending in an executor's wait on a worker of
-    /// this pool, by the future's key (`exec_wait.rs`): a thread that fails
-    /// to start wakes them all, so a worker its executor parked learns that
-    /// no stand-in comes and runs the queue itself.
-    exec_waiters: Mutex<HashMap<usize, Waker>>,
+    /// this pool (`exec_wait.rs`): a thread that fails to start wakes them
+    /// all, so a worker its executor parked learns that no stand-in comes
+    /// and runs the queue itself.
+    pub(crate) exec_waiters: Watched,
 }
 
 thread_local! {
     /// The registry whose worker this thread is, if any.
     static WORKER: RefCell<Option<Arc<Registry>>> = const { RefCell::new(None) };
+    /// Whether this worker's initializer has returned (a thread is a worker
+    /// of its pool from its start, so waits inside the initializer count
+    /// as a worker's).
+    static INITIALIZED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The pool whose worker the current thread is, if any.
@@ -96,6 +99,12 @@ pub(crate) fn current_is(registry: &Registry) -> bool {
             .as_ref()
             .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), registry))
     })
+}
+
+/// Whether the current thread is a worker of `registry` whose initializer
+/// has returned: `f` may count on the state it set up.
+pub(crate) fn current_is_initialized(registry: &Registry) -> bool {
+    INITIALIZED.with(Cell::get) && current_is(registry)
 }
 
 /// Whether the current thread is a worker of a terminated pool.
@@ -169,6 +178,7 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
             return true;
         }
     }
+    INITIALIZED.with(|i| i.set(true));
     if registry.census.spares_failing.load(Ordering::Relaxed) {
         registry
             .census
@@ -286,30 +296,7 @@ fn start_failed(registry: &Registry) {
     let census = &registry.census;
     *lock(&census.retry_at) = Some(Instant::now() + RETRY);
     census.spares_failing.store(true, Ordering::SeqCst);
-    // Taken out, not cloned under the lock: each woken future polls again,
-    // and records its waker again if it still waits.
-    let wakers = std::mem::take(&mut *lock(&census.exec_waiters));
-    for w in wakers.into_values() {
-        // An executor's waker is foreign code: contained, and not a task
-        // panic (no count, no policy).
-        drop(panic::contain(|| w.wake()));
-    }
-}
-
-/// Records the waker of the future `key`, pending in an executor's wait on
-/// a worker of `registry` (replacing an older one).
-pub(crate) fn watch(registry: &Registry, key: usize, waker: &Waker) {
-    // Cloned and dropped outside the lock: a waker's clone and drop are
-    // the executor's code.
-    let new = waker.clone();
-    let old = lock(&registry.census.exec_waiters).insert(key, new);
-    panic::drop_discarding(old);
-}
-
-/// Forgets the waker recorded for `key` by [`watch`].
-pub(crate) fn unwatch(registry: &Registry, key: usize) {
-    let old = lock(&registry.census.exec_waiters).remove(&key);
-    panic::drop_discarding(old);
+    census.exec_waiters.wake_all();
 }
 
 /// Counts the current thread, a worker of `registry`, blocked in a wait the
@@ -352,14 +339,19 @@ fn may_try_a_spare(census: &Census) -> bool {
 }
 
 /// Whether a worker counted blocked by an executor's wait must run queued
-/// jobs itself: fewer than `workers` unblocked threads are left and none
-/// will come (the last thread that tried to start failed, or `MAX_SPARES`
-/// are running). The executor's analogue of an uncompensated
-/// [`Blocked`]: late rather than never.
-pub(crate) fn stranded(registry: &Registry) -> bool {
+/// jobs itself: fewer than `workers` unblocked threads are left (none at
+/// all, if `last_resort`), and no stand-in will come (the last thread that
+/// tried to start failed, or `MAX_SPARES` are running). The executor's
+/// analogue of an uncompensated [`Blocked`]: late rather than never.
+pub(crate) fn stranded(registry: &Registry, last_resort: bool) -> bool {
     let census = &registry.census;
     let word = census.word.load(Ordering::SeqCst);
-    active(word) < registry.workers()
+    let short = if last_resort {
+        active(word) == 0
+    } else {
+        active(word) < registry.workers()
+    };
+    short
         && !registry.is_terminated()
         && (census.spares_failing.load(Ordering::SeqCst)
             || live(word) >= registry.workers() + MAX_SPARES)

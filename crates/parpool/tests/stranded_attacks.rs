@@ -163,11 +163,9 @@ fn control_blocking_get_runs_work_queued_after_it_started_waiting() {
 /// A worker stranded in `block_on` of a handle of another pool whose task
 /// then queues work on the stranded pool and waits for it. The stranded
 /// poll found nothing to run and returned `Pending`; the executor parked
-/// the only worker, and nothing wakes it when work is queued later: the
-/// queued task never runs (a blocking `get` in the same place runs it, see
-/// the control above).
+/// the only worker. The push wakes it (`exec_wait::Watched`), and it runs
+/// the queued task (it never ran before: nothing woke the worker).
 #[test]
-#[ignore = "BUG: work queued on a stranded pool after its poll returned Pending never runs (executor parked, nothing rechecks)"]
 fn stranded_block_on_runs_work_queued_after_it_returned_pending() {
     child::run(
         "stranded_block_on_runs_work_queued_after_it_returned_pending",
@@ -198,9 +196,9 @@ fn stranded_block_on_runs_work_queued_after_it_returned_pending() {
 /// runs B, which waits (as user code may) for a job X the main thread
 /// queues later; worker 1 `block_on`s B's handle, finds nothing queued and
 /// returns `Pending`. X is then queued: a pool short of a worker (worker 1
-/// counts blocked, no stand-in) must run it; nothing does.
+/// counts blocked, no stand-in) must run it (nothing did before the push
+/// woke stranded waiters).
 #[test]
-#[ignore = "BUG: a stranded worker parked by its executor is not woken to run work queued later; the pool runs one thread short for good"]
 fn stranded_worker_runs_a_job_queued_later_in_the_same_pool() {
     child::run(
         "stranded_worker_runs_a_job_queued_later_in_the_same_pool",
@@ -320,11 +318,10 @@ fn two_workers_each_stranded_both_complete() {
 /// Two one-worker pools, no spare possible in either: P's worker
 /// `block_on`s a task of Q, which `block_on`s a task it queues on P. P's
 /// stranded poll found nothing queued on P and returned `Pending`; the task
-/// Q queues on P afterwards never runs (same cause as
-/// `stranded_block_on_runs_work_queued_after_it_returned_pending`). Q's
-/// wait is bounded by a 3 s timer so the test ends.
+/// Q queues on P afterwards wakes it, and it runs that task (it never ran
+/// before, as in `stranded_block_on_runs_work_queued_after_it_returned_pending`).
+/// Q's wait is bounded by a 3 s timer so the test ends.
 #[test]
-#[ignore = "BUG: nested cross-pool block_on on two stranded pools hangs: P's worker, parked by its executor, never runs the task Q queues on P"]
 fn two_pools_stranded_on_each_other_complete() {
     child::run("two_pools_stranded_on_each_other_complete", 20, || {
         let p = no_spares("sa");

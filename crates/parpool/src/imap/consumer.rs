@@ -463,8 +463,9 @@ impl<'a, R> Consumer<'a, R> {
     /// waits (a deadline is honoured; a poll must not run user code in the
     /// caller's executor), over inputs that never wait (this thread reads:
     /// an input waiting for this stream's results would wait forever), and
-    /// on a pool with an initializer only on its own workers (`f` may need
-    /// the initializer's thread-local state). Returns whether it ran one.
+    /// on a pool with an initializer only on its own workers once their
+    /// initializer returned (`f` may need the thread-local state it set
+    /// up). Returns whether it ran one.
     fn help(&mut self, mode: &Mode<'_>) -> bool {
         let Mode::Block(deadline) = mode else {
             return false;
@@ -473,7 +474,7 @@ impl<'a, R> Consumer<'a, R> {
             return false;
         }
         let registry = Arc::clone(&self.shared.registry);
-        if !self.input.may_rescue && !registry.is_current_worker() {
+        if !self.input.may_rescue && !crate::worker::current_is_initialized(&registry) {
             return false;
         }
         // Bounded like any inlining: a chain of imaps nested in `f` would
@@ -689,8 +690,8 @@ impl<'a, R> Consumer<'a, R> {
                         // can come, this thread runs the queue (its
                         // credits among it) itself, and looks again.
                         let key = self.wait_key();
-                        if crate::exec_wait::pending(key, waker)
-                            && crate::exec_wait::help(|_| false)
+                        if crate::exec_wait::pending(key, waker, true)
+                            && crate::exec_wait::help(key, |_| false)
                         {
                             crate::exec_wait::resumed(key);
                             continue;
@@ -817,6 +818,12 @@ impl<R> Waitable for News<'_, '_, R> {
         q.want = self.core.window.want();
         q = crate::sync::wait(&shared.cond, q, timeout);
         q.want = Want::Nothing;
+    }
+
+    /// Its own later credits are in the queue: `f` must not run here on an
+    /// item after the one wanted while another thread can run them.
+    fn runs_jobs_only_as_a_last_resort(&self) -> bool {
+        true
     }
 }
 
