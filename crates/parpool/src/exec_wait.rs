@@ -147,6 +147,10 @@ pub(crate) struct Waits {
     pool: Option<Arc<Registry>>,
     pending: HashSet<usize>,
     counted: bool,
+    /// Futures that returned `Pending` stranded once, and were woken at
+    /// once instead of helping: the next poll helps (see [`pending`]).
+    /// Kept until the job (or the wait) they were polled in ends.
+    warned: HashSet<usize>,
 }
 
 impl Waits {
@@ -217,7 +221,22 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
         pool.census.exec_waiters.unwatch(key);
         return false;
     }
-    worker::stranded(&pool, last_resort)
+    if !worker::stranded(&pool, last_resort) {
+        return false;
+    }
+    // Subtle: the first time, a stranded future asks to be polled again at
+    // once and runs nothing. An executor about to park (`block_on`) polls
+    // it again, and then it helps; a peek (`now_or_never`), which polls
+    // once, never runs a queued job (one that waits for what the peeking
+    // code does next would wait forever).
+    let first = WAITS
+        .try_with(|w| w.borrow_mut().warned.insert(key))
+        .unwrap_or(false);
+    if first {
+        drop(panic::contain(|| waker.wake_by_ref()));
+        return false;
+    }
+    true
 }
 
 /// For the future `key` whose [`pending`] found the thread stranded: runs
@@ -270,7 +289,7 @@ pub(crate) fn resumed(key: usize) {
         if w.pending.is_empty() {
             w.uncount();
             w.pool = None;
-            let _ = ANY.try_with(|a| a.set(false));
+            let _ = ANY.try_with(|a| a.set(!w.warned.is_empty()));
         }
     });
 }
@@ -308,7 +327,7 @@ impl Drop for Suspended {
             // count goes back as the inner set is dropped.
             *w = outer.unwrap_or_default();
             w.count();
-            let _ = ANY.try_with(|a| a.set(!w.pending.is_empty()));
+            let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.warned.is_empty()));
         });
     }
 }

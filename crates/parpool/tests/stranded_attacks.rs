@@ -238,7 +238,6 @@ fn stranded_worker_runs_a_job_queued_later_in_the_same_pool() {
 /// inside the peek and can never see it: a deadlock (bounded here by the
 /// job's 2 s timeout).
 #[test]
-#[ignore = "BUG: a now_or_never peek on a stranded worker runs unrelated queued jobs inline; a job waiting for the peeker deadlocks"]
 fn a_peek_on_a_stranded_worker_does_not_run_a_job_that_waits_for_the_peeker() {
     child::run(
         "a_peek_on_a_stranded_worker_does_not_run_a_job_that_waits_for_the_peeker",
@@ -720,12 +719,14 @@ fn a_waker_panicking_on_wake_is_contained_and_not_a_task_panic() {
                     let mut h = p.apply_async(|| 8);
                     assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
                     thread::sleep(Duration::from_millis(400));
-                    // Stranded now: this poll runs the task.
+                    // Stranded now: the first such poll asks to be polled
+                    // again at once (it woke its waker), the next runs the
+                    // task.
                     let (c, w) = counting();
                     let mut cx = Context::from_waker(&w);
-                    let r = Pin::new(&mut h).poll(&mut cx);
-                    drop(c);
-                    r
+                    assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
+                    assert_eq!(c.wakes.load(Ordering::SeqCst), 1, "not woken to poll again");
+                    Pin::new(&mut h).poll(&mut cx)
                 })
                 .get();
             assert_eq!(got, Ok(Poll::Ready(Ok(8))));
@@ -873,11 +874,17 @@ fn stranded_waits_retry_spares_at_most_about_once_a_second() {
             let base = starts.load(Ordering::SeqCst);
             let peak = Arc::new(AtomicUsize::new(0));
             let t0 = Instant::now();
+            // All four outer jobs run before any awaits: a stranded poll
+            // runs whatever is queued, and an outer job run inside another
+            // one's `block_on` would panic there (`EnterError`, documented).
+            let all_running = Arc::new(std::sync::Barrier::new(4));
             let hs: Vec<_> = (0..4)
                 .map(|_| {
                     let p = Arc::clone(&pool);
                     let pk = Arc::clone(&peak);
+                    let all_running = Arc::clone(&all_running);
                     pool.apply_async(move || {
+                        all_running.wait();
                         let mut n = 0u64;
                         while t0.elapsed() < Duration::from_millis(2000) {
                             let pk = Arc::clone(&pk);
