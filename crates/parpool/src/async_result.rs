@@ -696,7 +696,7 @@ impl<R> AsyncResult<R> {
     /// Takes the outcome of a finished task; no lock is taken.
     fn take(&mut self) -> Outcome<R> {
         // Spent: if it was pending in an executor here, it waits no more.
-        crate::exec_wait::resumed(self.wait_key());
+        crate::exec_wait::ended(self.wait_key());
         let slot = self.task.slot();
         assert!(
             slot.taken.load(Ordering::Relaxed) == NOT_TAKEN,
@@ -927,7 +927,7 @@ impl<R> Drop for AsyncResult<R> {
         }
         // A pending handle dropped after it waited in an executor (a peek,
         // a lost `select`): this thread no longer awaits it.
-        crate::exec_wait::resumed(self.wait_key());
+        crate::exec_wait::ended(self.wait_key());
         let inner = lock(&slot.inner);
         slot.handle_alive.store(false, Ordering::Relaxed);
         // SAFETY: `&mut self` in `drop`: nothing else reads the outcome.
@@ -969,8 +969,8 @@ impl<R> Future for AsyncResult<R> {
             // stand-in runs its pool's queue meanwhile (`exec_wait.rs`).
             // If none can come, this thread runs the task, or the queue,
             // itself, and looks again.
-            if !(crate::exec_wait::pending(key, cx.waker(), false)
-                && crate::exec_wait::help(key, |pool| self.task.run_inline(pool)))
+            if !(crate::exec_wait::pending(key, cx.waker())
+                && crate::exec_wait::help(key, 0, |pool| self.task.run_inline(pool)))
             {
                 return Poll::Pending;
             }

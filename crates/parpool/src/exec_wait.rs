@@ -87,15 +87,15 @@ impl Watched {
         panic::drop_discarding(old);
     }
 
-    /// Forgets the waker recorded for `key`.
-    fn unwatch(&self, key: usize) {
-        let old = {
-            let mut wakers = lock(&self.wakers);
-            let old = wakers.remove(&key);
-            self.unmark(&old);
-            old
-        };
-        panic::drop_discarding(old);
+    /// Forgets the waker recorded for `key`, and returns it: the caller
+    /// drops it once it holds no borrow of the thread's set (the waker may
+    /// own the last reference to futures, whose drop comes back here).
+    #[must_use]
+    fn unwatch(&self, key: usize) -> Option<(Waker, bool)> {
+        let mut wakers = lock(&self.wakers);
+        let old = wakers.remove(&key);
+        self.unmark(&old);
+        old
     }
 
     /// Under the lock: `entry` left the map.
@@ -171,13 +171,17 @@ impl Waits {
     }
 }
 
+/// Dropped with no borrow of `WAITS` held (see [`Watched::unwatch`]).
 impl Drop for Waits {
     fn drop(&mut self) {
         self.uncount();
         if let Some(pool) = &self.pool {
-            for &key in &self.pending {
-                pool.census.exec_waiters.unwatch(key);
-            }
+            let old: Vec<_> = self
+                .pending
+                .iter()
+                .map(|&key| pool.census.exec_waiters.unwatch(key))
+                .collect();
+            panic::drop_all_discarding(old);
         }
     }
 }
@@ -197,9 +201,8 @@ fn any() -> bool {
 /// thread, to be woken through `waker`. Returns whether the thread is
 /// stranded: a worker no stand-in will replace, which must run queued jobs
 /// itself ([`help`]) rather than let its executor park it
-/// (`worker::stranded`; `last_resort`: only once every thread of the pool
-/// waits, as `park::Waitable::runs_jobs_only_as_a_last_resort`).
-pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
+/// (`worker::stranded`).
+pub(crate) fn pending(key: usize, waker: &Waker) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
@@ -207,21 +210,25 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     // started it finds it.
     pool.census.exec_waiters.watch(key, waker);
     // `try_with`: a handle may be polled or dropped by another
-    // thread-local's destructor, after this one is gone.
+    // thread-local's destructor, after this one is gone. `try_borrow_mut`:
+    // or from an executor's code (a waker) run while the set is borrowed.
     let recorded = WAITS.try_with(|w| {
-        let mut w = w.borrow_mut();
+        let Ok(mut w) = w.try_borrow_mut() else {
+            return false;
+        };
         if w.pending.is_empty() {
             w.pool = Some(Arc::clone(&pool));
         }
         w.pending.insert(key);
         w.count();
         let _ = ANY.try_with(|a| a.set(true));
+        true
     });
-    if recorded.is_err() {
-        pool.census.exec_waiters.unwatch(key);
+    if recorded != Ok(true) {
+        panic::drop_discarding(pool.census.exec_waiters.unwatch(key));
         return false;
     }
-    if !worker::stranded(&pool, last_resort) {
+    if !worker::stranded(&pool) {
         return false;
     }
     // Subtle: the first time, a stranded future asks to be polled again at
@@ -230,7 +237,7 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     // once, never runs a queued job (one that waits for what the peeking
     // code does next would wait forever).
     let first = WAITS
-        .try_with(|w| w.borrow_mut().warned.insert(key))
+        .try_with(|w| w.try_borrow_mut().is_ok_and(|mut w| w.warned.insert(key)))
         .unwrap_or(false);
     if first {
         drop(panic::contain(|| waker.wake_by_ref()));
@@ -241,13 +248,14 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
 
 /// For the future `key` whose [`pending`] found the thread stranded: runs
 /// `own` (the awaited task, if still queued) or else one queued job of the
-/// thread's pool, here, as one more inlined level (`park::nested`).
+/// thread's pool, here, as one more inlined level (`park::nested`; jobs of
+/// `skip`, a stream's own credits, as `park::run_a_queued_job` says).
 /// Returns whether the caller should poll again (it ran something, or work
 /// arrived). With nothing to run, it marks the future, so that the next
 /// job queued on the pool wakes it. Past the inlining depth, with every
 /// thread of the pool waiting and work queued, it panics
 /// (`park::cannot_progress`): nothing could ever run that work.
-pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
+pub(crate) fn help(key: usize, skip: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
@@ -255,7 +263,14 @@ pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
         // Busy, not parked, while the task runs; what it leaves pending
         // cannot park this thread (as `Registry::run_job` does).
         let _inner = suspend();
-        own(&pool) || pool.pop().map(|job| pool.run_job(job)).is_some()
+        own(&pool)
+    })
+    .and_then(|ran| {
+        if ran {
+            Some(true)
+        } else {
+            crate::park::run_a_queued_job(&pool, skip)
+        }
     });
     match ran {
         Some(true) => true,
@@ -275,23 +290,47 @@ pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
 /// longer waits (if it still does, its poll records it again).
 #[inline]
 pub(crate) fn resumed(key: usize) {
+    forget(key, false);
+}
+
+/// The future identified by `key` is spent or dropped: as [`resumed`], and
+/// its first stranded poll is forgotten too (a new future may come to live
+/// at its address).
+#[inline]
+pub(crate) fn ended(key: usize) {
+    forget(key, true);
+}
+
+#[inline]
+fn forget(key: usize, ended: bool) {
     if !any() {
         return;
     }
-    let _ = WAITS.try_with(|w| {
-        let mut w = w.borrow_mut();
-        if !w.pending.remove(&key) {
-            return;
+    // Not recorded if the set is borrowed (a waker dropped inside this
+    // module): the key then stays until the job ends, a thread too many
+    // for a while, never one too few.
+    let old = WAITS.try_with(|w| {
+        let Ok(mut w) = w.try_borrow_mut() else {
+            return None;
+        };
+        if ended {
+            w.warned.remove(&key);
         }
-        if let Some(pool) = &w.pool {
-            pool.census.exec_waiters.unwatch(key);
+        let mut old = None;
+        if w.pending.remove(&key) {
+            if let Some(pool) = &w.pool {
+                old = pool.census.exec_waiters.unwatch(key);
+            }
+            if w.pending.is_empty() {
+                w.uncount();
+                w.pool = None;
+            }
         }
-        if w.pending.is_empty() {
-            w.uncount();
-            w.pool = None;
-            let _ = ANY.try_with(|a| a.set(!w.warned.is_empty()));
-        }
+        let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.warned.is_empty()));
+        old
     });
+    // After the borrow: the waker's drop is the executor's code.
+    panic::drop_discarding(old);
 }
 
 /// The thread's pending set, put aside while a blocking wait or a job runs
@@ -321,14 +360,16 @@ impl Drop for Suspended {
         if outer.is_none() && !any() {
             return; // the common case: nothing waits, nothing was put aside
         }
-        let _ = WAITS.try_with(|w| {
+        let inner = WAITS.try_with(|w| {
             let mut w = w.borrow_mut();
-            // What the inner run left can no longer park this thread: its
-            // count goes back as the inner set is dropped.
-            *w = outer.unwrap_or_default();
+            let inner = std::mem::replace(&mut *w, outer.unwrap_or_default());
             w.count();
             let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.warned.is_empty()));
+            inner
         });
+        // What the inner run left can no longer park this thread: its count
+        // goes back as the inner set is dropped, after the borrow.
+        drop(inner);
     }
 }
 
@@ -338,7 +379,7 @@ mod tests {
 
     #[test]
     fn off_the_pool_nothing_is_recorded() {
-        assert!(!pending(1, futures::task::noop_waker_ref(), false));
+        assert!(!pending(1, futures::task::noop_waker_ref()));
         WAITS.with(|w| assert!(w.borrow().pending.is_empty()));
         resumed(1);
         drop(suspend());

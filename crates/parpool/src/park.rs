@@ -102,12 +102,12 @@ pub(crate) trait Waitable {
         false
     }
 
-    /// Whether, with no stand-in possible, this wait runs queued jobs only
-    /// once every thread of the pool waits (instead of as soon as the pool
-    /// is short of a thread): an imap consumer, whose own later credits
-    /// are among them, and may wait for what its caller does next.
-    fn runs_jobs_only_as_a_last_resort(&self) -> bool {
-        false
+    /// The owner of queued jobs this wait must not run while another
+    /// thread of the pool could ([`crate::job::Job::owner`]; 0: none): an
+    /// imap consumer's own later credits, whose `f` might wait for what
+    /// its caller does once it has the item it waits for.
+    fn own_jobs(&self) -> usize {
+        0
     }
 }
 
@@ -174,10 +174,7 @@ fn blocked_loop(
         if deadline.has_passed() {
             return false;
         }
-        if !blocked.compensated
-            && (!w.runs_jobs_only_as_a_last_resort() || blocked.all_blocked())
-            && nested(pool, || pool.pop().map(|job| pool.run_job(job))).flatten() == Some(())
-        {
+        if !blocked.compensated && run_a_queued_job(pool, w.own_jobs()) == Some(true) {
             continue;
         }
         let left = deadline.remaining();
@@ -215,6 +212,38 @@ pub(crate) fn cannot_progress() -> ! {
          thread may run jobs itself; giving up instead of hanging",
         worker::MAX_SPARES
     );
+}
+
+/// How many queued jobs a wait with no stand-in looks at for one it may run.
+const SKIP_LIMIT: usize = 16;
+
+/// For a wait on a worker of `pool` that no stand-in can relieve: runs one
+/// queued job here, as one more inlined level ([`nested`]; `None` past the
+/// depth). Returns whether it ran one. A job of `skip` (a consumer's own
+/// credit) runs only if every thread of the pool waits; otherwise it goes
+/// back to the queue, at its end, and the next one is looked at, up to
+/// `SKIP_LIMIT` of them. Rule 2 yields here, late rather than never: the
+/// job may be unrelated to the wait, since a thread of the pool may wait
+/// where the pool cannot see it, for a queued job (a channel it feeds).
+pub(crate) fn run_a_queued_job(pool: &Arc<Registry>, skip: usize) -> Option<bool> {
+    nested(pool, || {
+        for _ in 0..SKIP_LIMIT {
+            let Some(job) = pool.pop() else {
+                return false;
+            };
+            if skip != 0 && job.owner() == skip && !worker::all_blocked(pool) {
+                // Refused only once terminated: dropped, it reports itself
+                // cancelled, as the drain would have.
+                if let Some(mut accepted) = pool.accept() {
+                    accepted.push(job);
+                }
+                continue;
+            }
+            pool.run_job(job);
+            return true;
+        }
+        false
+    })
 }
 
 /// Runs `f` as one more level of work inlined into a wait on this thread

@@ -128,13 +128,13 @@ fn waits_for(flag: &Arc<AtomicBool>) -> impl FnOnce() -> bool + Send + 'static {
 /// `Arc` of the task, and the task owns its future. When the executor lets
 /// go of a task still pending, the last wakers are the ones the pool's
 /// census keeps; they are dropped when the job returns, while the
-/// thread's wait set (`exec_wait::WAITS`, a `RefCell`) is mutably
+/// thread's wait set (`exec_wait::WAITS`, a `RefCell`) was mutably
 /// borrowed (`Suspended::drop` replacing it, `Waits::drop` unwatching
 /// each key). Dropping the last waker drops the future, whose parpool
-/// handles call `exec_wait::resumed` from their `Drop`, which borrows
+/// handles call `exec_wait::ended` from their `Drop`, which borrowed
 /// `WAITS` again: "already borrowed" panics, the first inside a handle's
-/// `Drop` (cut short), the second while that one unwinds: the process
-/// aborts.
+/// `Drop` (cut short), the second while that one unwound: the process
+/// aborted. Now wakers are dropped after the borrow.
 struct BookTask {
     fut: Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>,
 }
@@ -144,7 +144,6 @@ impl Wake for BookTask {
 }
 
 #[test]
-#[ignore = "BUG: a census-kept waker that owns a future of 2 pending handles, dropped at job end, re-borrows exec_wait::WAITS: double panic, abort"]
 fn the_last_waker_dropped_by_the_census_may_own_pending_handles() {
     child::run(
         "the_last_waker_dropped_by_the_census_may_own_pending_handles",
@@ -192,11 +191,10 @@ fn the_last_waker_dropped_by_the_census_may_own_pending_handles() {
 }
 
 /// The same with one pending handle: no abort, but the handle's `Drop`
-/// panics ("already borrowed"), contained, and is cut short before it
-/// leaves the task's slot. The pool must not count a stray panic or print
+/// panicked ("already borrowed"), contained, and was cut short before it
+/// left the task's slot. The pool must not count a stray panic or print
 /// one, and the handle's task must still complete normally.
 #[test]
-#[ignore = "BUG: a census-kept waker owning one pending handle, dropped at job end, panics inside the handle's Drop (RefCell already borrowed)"]
 fn the_last_waker_dropped_by_the_census_may_own_a_pending_handle() {
     child::run(
         "the_last_waker_dropped_by_the_census_may_own_a_pending_handle",
@@ -255,15 +253,14 @@ fn the_last_waker_dropped_by_the_census_may_own_a_pending_handle() {
     );
 }
 
-/// `warned` keys outlive their futures: the set is keyed by address and
-/// nothing removes a key when its future is dropped, until the job ends.
+/// `warned` keys outlived their futures: the set is keyed by address and
+/// nothing removed a key when its future was dropped, until the job ended.
 /// A new handle allocated at a dropped one's address (the allocator hands
-/// the same block back) is "warned" already, so its first stranded poll,
-/// a `now_or_never` peek, runs a queued job inline: the hole 9613a51
-/// closed comes back, and a job waiting for what the peeker does next
-/// never sees it.
+/// the same block back) was "warned" already, so its first stranded poll,
+/// a `now_or_never` peek, ran a queued job inline: the hole 9613a51
+/// closed came back. Now a spent or dropped future's key leaves the set
+/// (`exec_wait::ended`).
 #[test]
-#[ignore = "BUG: a warned key outlives its future; a new handle at the same address helps on its first poll, so a now_or_never peek runs queued jobs again"]
 fn a_new_handle_at_a_dropped_ones_address_is_not_warned_already() {
     child::run(
         "a_new_handle_at_a_dropped_ones_address_is_not_warned_already",
@@ -309,14 +306,13 @@ fn a_new_handle_at_a_dropped_ones_address_is_not_warned_already() {
 /// An imap consumer on a worker of a 2-worker pool whose spares cannot
 /// start, waiting for an item the other worker maps, while that `f` waits
 /// (where the pool cannot see it) for a job queued on the pool after it
-/// started. Before 8df7b99 the consumer, short of a stand-in, ran the
-/// queue, that job among it; now it runs jobs only once every thread of
+/// started. 8df7b99 made the consumer run jobs only once every thread of
 /// the pool waits, and the pool counts the mapping worker as busy: nothing
-/// ever runs the job (here until `f` gives up after 2 s). The same shape
-/// with a blocking `get` instead of the consumer completes
+/// ran the job (until `f` gave up after 2 s). Now the consumer runs queued
+/// jobs other than its own credits (`park::run_a_queued_job`), as a
+/// blocking `get` does
 /// (`control_a_blocking_get_beside_an_invisible_wait_runs_the_job`).
 #[test]
-#[ignore = "BUG: an imap consumer on a stranded pool never runs a queued job another worker's f waits for (last-resort rule): hang"]
 fn an_imap_consumer_beside_an_invisible_wait_runs_the_job_it_waits_for() {
     child::run(
         "an_imap_consumer_beside_an_invisible_wait_runs_the_job_it_waits_for",
@@ -346,10 +342,12 @@ fn an_imap_consumer_beside_an_invisible_wait_runs_the_job_it_waits_for() {
                     let out: Vec<Option<u32>> = pp
                         .imap(
                             move |i: u32| {
-                                if thread::current().id() == consumer {
+                                if i != 1 || thread::current().id() == consumer {
                                     // Item 0, taken back: the other
                                     // worker meanwhile takes item 1.
-                                    thread::sleep(Duration::from_millis(50));
+                                    if i == 0 {
+                                        thread::sleep(Duration::from_millis(50));
+                                    }
                                     return Some(i);
                                 }
                                 started_tx.lock().unwrap().send(()).unwrap();

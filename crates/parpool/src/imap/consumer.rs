@@ -209,6 +209,7 @@ impl<'a, R> Consumer<'a, R> {
         workers: usize,
         input_hint: (usize, Option<usize>),
     ) -> Self {
+        let id = Arc::as_ptr(&shared) as usize;
         Consumer {
             shared,
             input,
@@ -217,7 +218,7 @@ impl<'a, R> Consumer<'a, R> {
             pin_len: 0,
             inline: false,
             refused: VecDeque::new(),
-            issued: TakeBack::new(),
+            issued: TakeBack::new(id),
             queue,
             workers,
             chunksize: None,
@@ -690,8 +691,8 @@ impl<'a, R> Consumer<'a, R> {
                         // can come, this thread runs the queue (its
                         // credits among it) itself, and looks again.
                         let key = self.wait_key();
-                        if crate::exec_wait::pending(key, waker, true)
-                            && crate::exec_wait::help(key, |_| false)
+                        if crate::exec_wait::pending(key, waker)
+                            && crate::exec_wait::help(key, key, |_| false)
                         {
                             crate::exec_wait::resumed(key);
                             continue;
@@ -822,15 +823,15 @@ impl<R> Waitable for News<'_, '_, R> {
 
     /// Its own later credits are in the queue: `f` must not run here on an
     /// item after the one wanted while another thread can run them.
-    fn runs_jobs_only_as_a_last_resort(&self) -> bool {
-        true
+    fn own_jobs(&self) -> usize {
+        self.core.wait_key()
     }
 }
 
 impl<R> Drop for Consumer<'_, R> {
     fn drop(&mut self) {
         // A stream dropped while pending is no longer awaited here.
-        crate::exec_wait::resumed(self.wait_key());
+        crate::exec_wait::ended(self.wait_key());
         self.shared.cancelled.store(true, Ordering::Relaxed);
         let ready = self.window.take_all();
         for (_, results, end) in ready {
