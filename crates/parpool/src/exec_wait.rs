@@ -8,7 +8,9 @@
 //! itself in the thread's set of *pending* futures, and while that set is
 //! not empty the worker counts as blocked in its own pool's census, and a
 //! thread resting in reserve or a spare runs the queue in its place
-//! (`worker::count_blocked`).
+//! (`worker::count_blocked`). Only from its second `Pending` there: the
+//! first wakes the future at once (an executor about to park polls again)
+//! and counts nothing, so a one-off peek costs the pool no thread.
 //!
 //! Invariants:
 //! - The thread counts as blocked exactly while its set is not empty: one
@@ -147,10 +149,11 @@ pub(crate) struct Waits {
     pool: Option<Arc<Registry>>,
     pending: HashSet<usize>,
     counted: bool,
-    /// Futures that returned `Pending` stranded once, and were woken at
-    /// once instead of helping: the next poll helps (see [`pending`]).
-    /// Kept until the job (or the wait) they were polled in ends.
-    warned: HashSet<usize>,
+    /// Futures that returned `Pending` here once, and were woken at once
+    /// instead of counting the thread (see [`pending`]). Kept until the
+    /// future is spent or dropped, or the job (or the wait) they were
+    /// polled in ends.
+    seen: HashSet<usize>,
 }
 
 impl Waits {
@@ -206,6 +209,25 @@ pub(crate) fn pending(key: usize, waker: &Waker) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
+    // Subtle: the first time, a future asks to be polled again at once, and
+    // neither counts the thread blocked (no stand-in starts) nor runs
+    // anything. An executor about to park (`block_on`) polls it again, and
+    // then it counts (and, stranded, helps); a peek (`now_or_never`), which
+    // polls once, costs the pool nothing and never runs a queued job (one
+    // that waits for what the peeking code does next would wait forever).
+    let first = WAITS
+        .try_with(|w| {
+            w.try_borrow_mut().is_ok_and(|mut w| {
+                let first = w.seen.insert(key);
+                let _ = ANY.try_with(|a| a.set(true));
+                first
+            })
+        })
+        .unwrap_or(false);
+    if first {
+        drop(panic::contain(|| waker.wake_by_ref()));
+        return false;
+    }
     // The waker first: a thread that fails to start after the count below
     // started it finds it.
     pool.census.exec_waiters.watch(key, waker);
@@ -228,22 +250,7 @@ pub(crate) fn pending(key: usize, waker: &Waker) -> bool {
         panic::drop_discarding(pool.census.exec_waiters.unwatch(key));
         return false;
     }
-    if !worker::stranded(&pool) {
-        return false;
-    }
-    // Subtle: the first time, a stranded future asks to be polled again at
-    // once and runs nothing. An executor about to park (`block_on`) polls
-    // it again, and then it helps; a peek (`now_or_never`), which polls
-    // once, never runs a queued job (one that waits for what the peeking
-    // code does next would wait forever).
-    let first = WAITS
-        .try_with(|w| w.try_borrow_mut().is_ok_and(|mut w| w.warned.insert(key)))
-        .unwrap_or(false);
-    if first {
-        drop(panic::contain(|| waker.wake_by_ref()));
-        return false;
-    }
-    true
+    worker::stranded(&pool)
 }
 
 /// For the future `key` whose [`pending`] found the thread stranded: runs
@@ -314,7 +321,7 @@ fn forget(key: usize, ended: bool) {
             return None;
         };
         if ended {
-            w.warned.remove(&key);
+            w.seen.remove(&key);
         }
         let mut old = None;
         if w.pending.remove(&key) {
@@ -326,7 +333,7 @@ fn forget(key: usize, ended: bool) {
                 w.pool = None;
             }
         }
-        let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.warned.is_empty()));
+        let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.seen.is_empty()));
         old
     });
     // After the borrow: the waker's drop is the executor's code.
@@ -364,7 +371,7 @@ impl Drop for Suspended {
             let mut w = w.borrow_mut();
             let inner = std::mem::replace(&mut *w, outer.unwrap_or_default());
             w.count();
-            let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.warned.is_empty()));
+            let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.seen.is_empty()));
             inner
         });
         // What the inner run left can no longer park this thread: its count
