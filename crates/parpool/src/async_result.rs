@@ -969,8 +969,8 @@ impl<R> Future for AsyncResult<R> {
             // stand-in runs its pool's queue meanwhile (`exec_wait.rs`).
             // If none can come, this thread runs the task, or the queue,
             // itself, and looks again.
-            if !(crate::exec_wait::pending(key, cx.waker())
-                && crate::exec_wait::help(key, 0, |pool| self.task.run_inline(pool)))
+            if !(crate::exec_wait::pending(key, cx.waker(), false)
+                && crate::exec_wait::help(key, |pool| self.task.run_inline(pool)))
             {
                 return Poll::Pending;
             }

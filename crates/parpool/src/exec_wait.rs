@@ -204,8 +204,10 @@ fn any() -> bool {
 /// thread, to be woken through `waker`. Returns whether the thread is
 /// stranded: a worker no stand-in will replace, which must run queued jobs
 /// itself ([`help`]) rather than let its executor park it
-/// (`worker::stranded`).
-pub(crate) fn pending(key: usize, waker: &Waker) -> bool {
+/// (`worker::stranded`; `last_resort`: only once every thread of the pool
+/// waits, for a stream, as `park::Waitable::runs_jobs_only_as_a_last_resort`
+/// says).
+pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
@@ -250,19 +252,19 @@ pub(crate) fn pending(key: usize, waker: &Waker) -> bool {
         panic::drop_discarding(pool.census.exec_waiters.unwatch(key));
         return false;
     }
-    worker::stranded(&pool)
+    worker::stranded(&pool, last_resort)
 }
 
 /// For the future `key` whose [`pending`] found the thread stranded: runs
 /// `own` (the awaited task, if still queued) or else one queued job of the
-/// thread's pool, here, as one more inlined level (`park::nested`; jobs of
-/// `skip`, a stream's own credits, as `park::run_a_queued_job` says).
+/// thread's pool, here, as one more inlined level (`park::nested`,
+/// `park::run_a_queued_job`).
 /// Returns whether the caller should poll again (it ran something, or work
 /// arrived). With nothing to run, it marks the future, so that the next
 /// job queued on the pool wakes it. Past the inlining depth, with every
 /// thread of the pool waiting and work queued, it panics
 /// (`park::cannot_progress`): nothing could ever run that work.
-pub(crate) fn help(key: usize, skip: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
+pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
@@ -276,7 +278,7 @@ pub(crate) fn help(key: usize, skip: usize, own: impl FnOnce(&Registry) -> bool)
         if ran {
             Some(true)
         } else {
-            crate::park::run_a_queued_job(&pool, skip)
+            crate::park::run_a_queued_job(&pool)
         }
     });
     match ran {
@@ -386,7 +388,7 @@ mod tests {
 
     #[test]
     fn off_the_pool_nothing_is_recorded() {
-        assert!(!pending(1, futures::task::noop_waker_ref()));
+        assert!(!pending(1, futures::task::noop_waker_ref(), false));
         WAITS.with(|w| assert!(w.borrow().pending.is_empty()));
         resumed(1);
         drop(suspend());

@@ -27,13 +27,6 @@ pub(crate) trait Job: Send {
     fn items(&self) -> usize {
         1
     }
-
-    /// The imap stream whose credit this is (its exchange's address), or 0:
-    /// that stream's consumer runs it inside a wait only as a last resort
-    /// (see `park::run_a_queued_job`).
-    fn owner(&self) -> usize {
-        0
-    }
 }
 
 pub(crate) type JobBox = Box<dyn Job>;
@@ -93,14 +86,6 @@ impl JobRef {
         match self {
             JobRef::Boxed(job) => job.items(),
             JobRef::Shared(job) => job.1,
-        }
-    }
-
-    /// See [`Job::owner`].
-    pub(crate) fn owner(&self) -> usize {
-        match self {
-            JobRef::Boxed(job) => job.owner(),
-            JobRef::Shared(_) => 0,
         }
     }
 }

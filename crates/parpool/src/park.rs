@@ -102,12 +102,13 @@ pub(crate) trait Waitable {
         false
     }
 
-    /// The owner of queued jobs this wait must not run while another
-    /// thread of the pool could ([`crate::job::Job::owner`]; 0: none): an
-    /// imap consumer's own later credits, whose `f` might wait for what
-    /// its caller does once it has the item it waits for.
-    fn own_jobs(&self) -> usize {
-        0
+    /// Whether, with no stand-in possible, this wait runs queued jobs only
+    /// once every thread of the pool waits, instead of as soon as the pool
+    /// is short of a thread: an imap consumer, whose own later chunks are
+    /// among them (`f` must not run on it for an item after the one it
+    /// waits for, which may wait for what its caller does next).
+    fn runs_jobs_only_as_a_last_resort(&self) -> bool {
+        false
     }
 }
 
@@ -174,7 +175,10 @@ fn blocked_loop(
         if deadline.has_passed() {
             return false;
         }
-        if !blocked.compensated && run_a_queued_job(pool, w.own_jobs()) == Some(true) {
+        if !blocked.compensated
+            && (!w.runs_jobs_only_as_a_last_resort() || blocked.all_blocked())
+            && run_a_queued_job(pool) == Some(true)
+        {
             continue;
         }
         let left = deadline.remaining();
@@ -214,36 +218,15 @@ pub(crate) fn cannot_progress() -> ! {
     );
 }
 
-/// How many queued jobs a wait with no stand-in looks at for one it may run.
-const SKIP_LIMIT: usize = 16;
-
-/// For a wait on a worker of `pool` that no stand-in can relieve: runs one
-/// queued job here, as one more inlined level ([`nested`]; `None` past the
-/// depth). Returns whether it ran one. A job of `skip` (a consumer's own
-/// credit) runs only if every thread of the pool waits; otherwise it goes
-/// back to the queue, at its end, and the next one is looked at, up to
-/// `SKIP_LIMIT` of them. Rule 2 yields here, late rather than never: the
-/// job may be unrelated to the wait, since a thread of the pool may wait
-/// where the pool cannot see it, for a queued job (a channel it feeds).
-pub(crate) fn run_a_queued_job(pool: &Arc<Registry>, skip: usize) -> Option<bool> {
-    nested(pool, || {
-        for _ in 0..SKIP_LIMIT {
-            let Some(job) = pool.pop() else {
-                return false;
-            };
-            if skip != 0 && job.owner() == skip && !worker::all_blocked(pool) {
-                // Refused only once terminated: dropped, it reports itself
-                // cancelled, as the drain would have.
-                if let Some(mut accepted) = pool.accept() {
-                    accepted.push(job);
-                }
-                continue;
-            }
-            pool.run_job(job);
-            return true;
-        }
-        false
-    })
+/// For a wait on a worker of `pool` that no stand-in can relieve: runs the
+/// next queued job here, as one more inlined level ([`nested`]; `None` past
+/// the depth). Returns whether it ran one. Rule 2 yields here, late rather
+/// than never: the job may be unrelated to the wait, since a thread of the
+/// pool may wait where the pool cannot see it, for a queued job (a channel
+/// it feeds); except for an imap consumer, which waits until every thread
+/// of the pool waits ([`Waitable::runs_jobs_only_as_a_last_resort`]).
+pub(crate) fn run_a_queued_job(pool: &Arc<Registry>) -> Option<bool> {
+    nested(pool, || pool.pop().map(|job| pool.run_job(job)).is_some())
 }
 
 /// Runs `f` as one more level of work inlined into a wait on this thread

@@ -339,14 +339,19 @@ fn may_try_a_spare(census: &Census) -> bool {
 }
 
 /// Whether a worker counted blocked by an executor's wait must run queued
-/// jobs itself: fewer than `workers` unblocked threads are left, and no
-/// stand-in will come (the last thread that tried to start failed, or
-/// `MAX_SPARES` are running). The executor's analogue of an uncompensated
-/// [`Blocked`]: late rather than never.
-pub(crate) fn stranded(registry: &Registry) -> bool {
+/// jobs itself: fewer than `workers` unblocked threads are left (none at
+/// all, if `last_resort`), and no stand-in will come (the last thread that
+/// tried to start failed, or `MAX_SPARES` are running). The executor's
+/// analogue of an uncompensated [`Blocked`]: late rather than never.
+pub(crate) fn stranded(registry: &Registry, last_resort: bool) -> bool {
     let census = &registry.census;
     let word = census.word.load(Ordering::SeqCst);
-    active(word) < registry.workers()
+    let short = if last_resort {
+        active(word) == 0
+    } else {
+        active(word) < registry.workers()
+    };
+    short
         && !registry.is_terminated()
         && (census.spares_failing.load(Ordering::SeqCst)
             || live(word) >= registry.workers() + MAX_SPARES)

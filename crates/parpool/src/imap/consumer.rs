@@ -209,7 +209,6 @@ impl<'a, R> Consumer<'a, R> {
         workers: usize,
         input_hint: (usize, Option<usize>),
     ) -> Self {
-        let id = Arc::as_ptr(&shared) as usize;
         Consumer {
             shared,
             input,
@@ -218,7 +217,7 @@ impl<'a, R> Consumer<'a, R> {
             pin_len: 0,
             inline: false,
             refused: VecDeque::new(),
-            issued: TakeBack::new(id),
+            issued: TakeBack::new(),
             queue,
             workers,
             chunksize: None,
@@ -691,8 +690,8 @@ impl<'a, R> Consumer<'a, R> {
                         // can come, this thread runs the queue (its
                         // credits among it) itself, and looks again.
                         let key = self.wait_key();
-                        if crate::exec_wait::pending(key, waker)
-                            && crate::exec_wait::help(key, key, |_| false)
+                        if crate::exec_wait::pending(key, waker, true)
+                            && crate::exec_wait::help(key, |_| false)
                         {
                             crate::exec_wait::resumed(key);
                             continue;
@@ -821,10 +820,10 @@ impl<R> Waitable for News<'_, '_, R> {
         q.want = Want::Nothing;
     }
 
-    /// Its own later credits are in the queue: `f` must not run here on an
+    /// Its own later chunks are in the queue: `f` must not run here on an
     /// item after the one wanted while another thread can run them.
-    fn own_jobs(&self) -> usize {
-        self.core.wait_key()
+    fn runs_jobs_only_as_a_last_resort(&self) -> bool {
+        true
     }
 }
 

@@ -47,7 +47,6 @@ type Slot<'a> = Mutex<SlotState<'a>>;
 pub(super) struct Queued<'a> {
     slot: Arc<Slot<'a>>,
     items: usize,
-    owner: usize,
 }
 
 impl<'a> Queued<'a> {
@@ -73,10 +72,6 @@ impl Job for Queued<'_> {
     fn items(&self) -> usize {
         self.items
     }
-
-    fn owner(&self) -> usize {
-        self.owner
-    }
 }
 
 impl Drop for Queued<'_> {
@@ -90,15 +85,12 @@ impl Drop for Queued<'_> {
 /// The consumer's share: the slots of the credits it issued, oldest first.
 pub(super) struct TakeBack<'a> {
     issued: VecDeque<Arc<Slot<'a>>>,
-    /// The stream's id, carried by its wrappers (`Job::owner`).
-    owner: usize,
 }
 
 impl<'a> TakeBack<'a> {
-    pub(super) fn new(owner: usize) -> Self {
+    pub(super) fn new() -> Self {
         TakeBack {
             issued: VecDeque::new(),
-            owner,
         }
     }
 
@@ -114,7 +106,7 @@ impl<'a> TakeBack<'a> {
             Ok(()) => return Ok(()),
             Err(credit) => credit,
         };
-        let (job, slot) = self.wrap(credit);
+        let (job, slot) = Self::wrap(credit);
         submit(job)?;
         self.keep(slot);
         Ok(())
@@ -136,7 +128,7 @@ impl<'a> TakeBack<'a> {
 
     /// Wraps a credit for the queue; [`TakeBack::keep`] the returned slot
     /// once the queue accepted it.
-    fn wrap(&self, credit: Box<dyn Credit<'a> + 'a>) -> (Box<dyn Job + 'a>, Arc<Slot<'a>>) {
+    fn wrap(credit: Box<dyn Credit<'a> + 'a>) -> (Box<dyn Job + 'a>, Arc<Slot<'a>>) {
         let items = credit.items();
         let slot = Arc::new(Mutex::new(SlotState {
             credit: Some(credit),
@@ -145,7 +137,6 @@ impl<'a> TakeBack<'a> {
         let queued = Queued {
             slot: Arc::clone(&slot),
             items,
-            owner: self.owner,
         };
         (Box::new(queued), slot)
     }
@@ -207,8 +198,8 @@ mod tests {
     #[test]
     fn a_credit_taken_back_is_not_run_by_its_wrapper() {
         let (job, runs, drops) = probe();
-        let mut list = TakeBack::new(1);
-        let (queued, slot) = list.wrap(job);
+        let mut list = TakeBack::new();
+        let (queued, slot) = TakeBack::wrap(job);
         list.keep(slot);
         let taken = list.take().expect("the credit was not started");
         assert!(list.take().is_none());
@@ -222,15 +213,15 @@ mod tests {
     #[test]
     fn a_wrapper_dropped_unrun_drops_its_credit_at_once() {
         let (job, runs, drops) = probe();
-        let mut list = TakeBack::new(1);
-        let (queued, slot) = list.wrap(job);
+        let mut list = TakeBack::new();
+        let (queued, slot) = TakeBack::wrap(job);
         list.keep(slot);
         drop(queued);
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert_eq!(runs.load(Ordering::SeqCst), 0);
         // The emptied slot is forgotten at the next keep.
         let (job2, _, drops2) = probe();
-        let (q2, slot2) = list.wrap(job2);
+        let (q2, slot2) = TakeBack::wrap(job2);
         list.keep(slot2);
         assert_eq!(list.issued.len(), 1);
         // The second is still there to take back.
@@ -243,8 +234,8 @@ mod tests {
     #[test]
     fn a_taken_back_credits_slot_is_refilled_while_its_wrapper_is_queued() {
         let (job, _, _) = probe();
-        let mut list = TakeBack::new(1);
-        let (queued, slot) = list.wrap(job);
+        let mut list = TakeBack::new();
+        let (queued, slot) = TakeBack::wrap(job);
         list.keep(slot);
         drop(list.take().expect("the credit was not started"));
         let (second, _, second_drops) = probe();
