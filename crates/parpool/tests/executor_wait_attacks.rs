@@ -9,12 +9,13 @@
 mod child;
 mod common;
 
+use common::spares::{late_spares, no_spares};
 use common::{guard, named, settle, slow_spares, threads_named};
 use futures::{FutureExt, StreamExt};
 use parpool::{TaskError, ThreadPool};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -432,24 +433,6 @@ fn cross_pool_block_on_does_not_hang() {
 
 // ------------------------------------------------------- no spare possible --
 
-/// A pool whose initializer panics on every thread but the first: no spare
-/// can ever start.
-fn no_spares(prefix: &str) -> Arc<ThreadPool> {
-    let started = Arc::new(AtomicBool::new(false));
-    Arc::new(
-        ThreadPool::builder()
-            .workers(1)
-            .thread_name(prefix)
-            .initializer(move || {
-                if started.swap(true, Ordering::SeqCst) {
-                    panic!("EXPECTED: no spare may start");
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
 /// Control: a blocking `get` on the only worker, no spare possible, runs
 /// the queued task itself ("late rather than never").
 #[test]
@@ -486,25 +469,6 @@ fn no_spare_possible_block_on_does_not_hang() {
     });
 }
 
-/// A one-worker pool whose spares each fail `after` into their
-/// initializer: the first thread starts, every later one panics.
-fn late_failing_spares(prefix: &str, after: Duration) -> Arc<ThreadPool> {
-    let started = Arc::new(AtomicBool::new(false));
-    Arc::new(
-        ThreadPool::builder()
-            .workers(1)
-            .thread_name(prefix)
-            .initializer(move || {
-                if started.swap(true, Ordering::SeqCst) {
-                    thread::sleep(after);
-                    panic!("EXPECTED: this spare fails late");
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
 /// The spare's initializer fails 200 ms after the poll returned `Pending`
 /// and the executor parked: its failure wakes the pending handle, whose
 /// next poll runs the task on the stranded worker.
@@ -514,7 +478,7 @@ fn a_spare_failing_after_the_executor_parked_wakes_the_waiter() {
         "a_spare_failing_after_the_executor_parked_wakes_the_waiter",
         20,
         || {
-            let pool = late_failing_spares("xl", Duration::from_millis(200));
+            let pool = late_spares("xl", 200, true);
             let p = Arc::clone(&pool);
             let got = pool
                 .apply_async(move || futures::executor::block_on(p.apply_async(|| 3)))
@@ -877,7 +841,7 @@ fn a_blocking_wait_learns_of_a_spare_failing_late_and_runs_the_task() {
         "a_blocking_wait_learns_of_a_spare_failing_late_and_runs_the_task",
         20,
         || {
-            let pool = late_failing_spares("xf", Duration::from_millis(200));
+            let pool = late_spares("xf", 200, true);
             let p = Arc::clone(&pool);
             let (done, took) = pool
                 .apply_async(move || {

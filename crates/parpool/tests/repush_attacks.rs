@@ -11,7 +11,8 @@
 mod child;
 mod common;
 
-use parpool::{PanicPolicy, TaskError, ThreadPool};
+use common::spares::stranded;
+use parpool::{PanicPolicy, TaskError};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,48 +22,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------- helpers --
-
-/// A pool of `workers` workers whose later threads all panic in their
-/// initializer: no spare can ever start.
-fn no_spares_with(prefix: &str, workers: usize, policy: PanicPolicy) -> Arc<ThreadPool> {
-    let starts = Arc::new(AtomicUsize::new(0));
-    Arc::new(
-        ThreadPool::builder()
-            .workers(workers)
-            .thread_name(prefix)
-            .on_panic(policy)
-            .initializer(move || {
-                if starts.fetch_add(1, Ordering::SeqCst) >= workers {
-                    panic!("EXPECTED: no spare may start");
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
-/// Sets a no-spare pool's `spares_failing` flag: one `block_on` on a
-/// worker of a handle whose task (on another pool) takes a moment, so the
-/// spare its count starts fails meanwhile.
-fn mark_spares_failing(pool: &Arc<ThreadPool>) {
-    let other = ThreadPool::with_workers(1);
-    let got = pool
-        .apply_async(move || {
-            futures::executor::block_on(
-                other.apply_async(|| thread::sleep(Duration::from_millis(100))),
-            )
-        })
-        .get();
-    assert_eq!(got, Ok(Ok(())));
-}
-
-/// A stranded pool of `workers` workers (no spare can start, and the pool
-/// knows it).
-fn stranded(prefix: &str, workers: usize, policy: PanicPolicy) -> Arc<ThreadPool> {
-    let p = no_spares_with(prefix, workers, policy);
-    mark_spares_failing(&p);
-    p
-}
 
 /// Waits up to `ms` for `flag`; whether it saw it set.
 fn wait_flag(flag: &AtomicBool, ms: u64) -> bool {

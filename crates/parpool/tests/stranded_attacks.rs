@@ -9,6 +9,9 @@
 mod child;
 mod common;
 
+use common::spares::{
+    counting, late_spares, mark_spares_failing, no_spares, no_spares_counted, no_spares_with,
+};
 use common::threads_named;
 use futures::{FutureExt, StreamExt};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
@@ -21,95 +24,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------- helpers --
-
-/// A one-worker pool (or `workers`) whose threads after the first
-/// `workers` all panic in their initializer: no spare can ever start.
-/// Returns the pool and the count of start attempts.
-fn no_spares_n(prefix: &str, workers: usize) -> (Arc<ThreadPool>, Arc<AtomicUsize>) {
-    no_spares_with(prefix, workers, PanicPolicy::default())
-}
-
-fn no_spares_with(
-    prefix: &str,
-    workers: usize,
-    policy: PanicPolicy,
-) -> (Arc<ThreadPool>, Arc<AtomicUsize>) {
-    let starts = Arc::new(AtomicUsize::new(0));
-    let s = Arc::clone(&starts);
-    let pool = ThreadPool::builder()
-        .workers(workers)
-        .thread_name(prefix)
-        .on_panic(policy)
-        .initializer(move || {
-            if s.fetch_add(1, Ordering::SeqCst) >= workers {
-                panic!("EXPECTED: no spare may start");
-            }
-        })
-        .build()
-        .unwrap();
-    (Arc::new(pool), starts)
-}
-
-fn no_spares(prefix: &str) -> Arc<ThreadPool> {
-    no_spares_n(prefix, 1).0
-}
-
-/// A one-worker pool whose spares fail `after` into their initializer.
-fn late_failing_spares(prefix: &str, after: Duration) -> Arc<ThreadPool> {
-    let started = Arc::new(AtomicBool::new(false));
-    Arc::new(
-        ThreadPool::builder()
-            .workers(1)
-            .thread_name(prefix)
-            .initializer(move || {
-                if started.swap(true, Ordering::SeqCst) {
-                    thread::sleep(after);
-                    panic!("EXPECTED: this spare fails late");
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
-/// Makes a no-spare pool's `spares_failing` flag set: one `block_on` of a
-/// handle whose task (on `other`) takes a moment, so the spare started by
-/// the count fails meanwhile.
-fn mark_spares_failing(pool: &Arc<ThreadPool>) {
-    let p = Arc::clone(pool);
-    let other = ThreadPool::with_workers(1);
-    let got = pool
-        .apply_async(move || {
-            let _keep = &p;
-            futures::executor::block_on(
-                other.apply_async(|| thread::sleep(Duration::from_millis(100))),
-            )
-        })
-        .get();
-    assert_eq!(got, Ok(Ok(())));
-}
-
-/// A waker counting its wakes; its `Arc`'s strong count tells how many
-/// clones are kept anywhere.
-struct Counting {
-    wakes: AtomicUsize,
-}
-
-impl Wake for Counting {
-    fn wake(self: Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<Counting>, Waker) {
-    let c = Arc::new(Counting {
-        wakes: AtomicUsize::new(0),
-    });
-    (Arc::clone(&c), Waker::from(Arc::clone(&c)))
-}
 
 /// A minimal executor that does not mark the thread as inside an executor
 /// (unlike `futures::executor::block_on`, so it nests): polls, parks until
@@ -204,7 +118,7 @@ fn stranded_worker_runs_a_job_queued_later_in_the_same_pool() {
         "stranded_worker_runs_a_job_queued_later_in_the_same_pool",
         20,
         || {
-            let (pool, _) = no_spares_n("sw", 2);
+            let (pool, _) = no_spares_counted("sw", 2, PanicPolicy::default());
             mark_spares_failing(&pool);
             let (x_tx, x_rx) = mpsc::channel::<u32>();
             let (b_started_tx, b_started_rx) = mpsc::channel::<()>();
@@ -295,7 +209,7 @@ fn a_peek_on_a_stranded_worker_does_not_run_a_job_that_waits_for_the_peeker() {
 #[test]
 fn two_workers_each_stranded_both_complete() {
     child::run("two_workers_each_stranded_both_complete", 20, || {
-        let (pool, _) = no_spares_n("s2", 2);
+        let (pool, _) = no_spares_counted("s2", 2, PanicPolicy::default());
         mark_spares_failing(&pool);
         let hs: Vec<_> = (0..2u32)
             .map(|i| {
@@ -363,7 +277,7 @@ fn two_pools_stranded_control_task_queued_before_the_poll() {
         "two_pools_stranded_control_task_queued_before_the_poll",
         20,
         || {
-            let p = late_failing_spares("sf", Duration::from_millis(300));
+            let p = late_spares("sf", 300, true);
             let q = no_spares("sg");
             let (pp, qq) = (Arc::clone(&p), Arc::clone(&q));
             let got = p
@@ -385,7 +299,7 @@ fn two_pools_stranded_control_task_queued_before_the_poll() {
 #[test]
 fn stranded_join_all_runs_every_task_exactly_once() {
     child::run("stranded_join_all_runs_every_task_exactly_once", 20, || {
-        let (pool, _) = no_spares_n("so", 2);
+        let (pool, _) = no_spares_counted("so", 2, PanicPolicy::default());
         mark_spares_failing(&pool);
         let before = pool.stats().completed;
         let runs = common::counters(600);
@@ -462,7 +376,7 @@ fn select_of_a_stranded_handle_against_a_timer_lets_the_timer_win() {
         "select_of_a_stranded_handle_against_a_timer_lets_the_timer_win",
         20,
         || {
-            let (pool, _) = no_spares_n("st", 2);
+            let (pool, _) = no_spares_counted("st", 2, PanicPolicy::default());
             mark_spares_failing(&pool);
             let (started_tx, started_rx) = mpsc::channel();
             let long = pool.apply_async(move || {
@@ -540,7 +454,7 @@ fn a_panic_inside_a_stranded_poll_with_terminate_policy_ends_cleanly() {
         "a_panic_inside_a_stranded_poll_with_terminate_policy_ends_cleanly",
         20,
         || {
-            let (p, _) = no_spares_with("sq", 1, PanicPolicy::Terminate);
+            let p = no_spares_with("sq", 1, PanicPolicy::Terminate);
             mark_spares_failing(&p);
             let pp = Arc::clone(&p);
             let h = p.apply_async(move || {
@@ -759,7 +673,7 @@ fn a_waker_panicking_on_drop_is_contained() {
             }
         }
         static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_it);
-        let p = late_failing_spares("sd", Duration::from_millis(100));
+        let p = late_spares("sd", 100, true);
         let q = ThreadPool::with_workers(1);
         let pp = Arc::clone(&p);
         let got = p
@@ -820,7 +734,7 @@ fn a_waker_reentering_the_pool_on_wake_works() {
                 self.inner.wake_by_ref();
             }
         }
-        let p = late_failing_spares("se", Duration::from_millis(150));
+        let p = late_spares("se", 150, true);
         let ran = Arc::new(AtomicUsize::new(0));
         let (pp, r2) = (Arc::clone(&p), Arc::clone(&ran));
         let got = p
@@ -871,7 +785,7 @@ fn stranded_waits_retry_spares_at_most_about_once_a_second() {
         "stranded_waits_retry_spares_at_most_about_once_a_second",
         30,
         || {
-            let (pool, starts) = no_spares_n("sy", 4);
+            let (pool, starts) = no_spares_counted("sy", 4, PanicPolicy::default());
             mark_spares_failing(&pool);
             let base = starts.load(Ordering::SeqCst);
             let peak = Arc::new(AtomicUsize::new(0));
@@ -971,7 +885,7 @@ fn a_handle_moved_between_stranded_workers_completes() {
         "a_handle_moved_between_stranded_workers_completes",
         20,
         || {
-            let (pool, _) = no_spares_n("sv", 2);
+            let (pool, _) = no_spares_counted("sv", 2, PanicPolicy::default());
             mark_spares_failing(&pool);
             let q = Arc::new(ThreadPool::with_workers(1));
             let (tx, rx) = mpsc::channel();

@@ -10,6 +10,7 @@
 mod child;
 mod common;
 
+use common::spares::{counting, late_spares, mark_spares_failing, no_spares_with, stranded};
 use futures::FutureExt;
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::future::Future;
@@ -21,90 +22,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------- helpers --
-
-/// A pool of `workers` workers whose later threads all panic in their
-/// initializer: no spare can ever start.
-fn no_spares_n(prefix: &str, workers: usize) -> Arc<ThreadPool> {
-    let starts = Arc::new(AtomicUsize::new(0));
-    Arc::new(
-        ThreadPool::builder()
-            .workers(workers)
-            .thread_name(prefix)
-            .on_panic(PanicPolicy::Propagate)
-            .initializer(move || {
-                if starts.fetch_add(1, Ordering::SeqCst) >= workers {
-                    panic!("EXPECTED: no spare may start");
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
-/// Sets a no-spare pool's `spares_failing` flag: one `block_on` on a
-/// worker of a handle whose task (on another pool) takes a moment, so the
-/// spare its count starts fails meanwhile.
-fn mark_spares_failing(pool: &Arc<ThreadPool>) {
-    let other = ThreadPool::with_workers(1);
-    let got = pool
-        .apply_async(move || {
-            futures::executor::block_on(
-                other.apply_async(|| thread::sleep(Duration::from_millis(100))),
-            )
-        })
-        .get();
-    assert_eq!(got, Ok(Ok(())));
-}
-
-/// A stranded one-worker pool (no spare can start, and the pool knows).
-fn stranded_pool(prefix: &str) -> Arc<ThreadPool> {
-    let p = no_spares_n(prefix, 1);
-    mark_spares_failing(&p);
-    p
-}
-
-/// A one-worker pool whose spares spend `ms` in their initializer and then
-/// start (`fail == false`) or panic (`fail == true`).
-fn slow_spares(prefix: &str, ms: u64, fail: bool) -> Arc<ThreadPool> {
-    let started = AtomicBool::new(false);
-    Arc::new(
-        ThreadPool::builder()
-            .workers(1)
-            .thread_name(prefix)
-            .initializer(move || {
-                if started.swap(true, Ordering::SeqCst) {
-                    thread::sleep(Duration::from_millis(ms));
-                    if fail {
-                        panic!("EXPECTED: this spare fails late");
-                    }
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
-/// A waker counting its wakes; its strong count tells how many clones are
-/// kept anywhere.
-struct Counting {
-    wakes: AtomicUsize,
-}
-
-impl Wake for Counting {
-    fn wake(self: Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<Counting>, Waker) {
-    let c = Arc::new(Counting {
-        wakes: AtomicUsize::new(0),
-    });
-    (Arc::clone(&c), Waker::from(Arc::clone(&c)))
-}
 
 /// A job that waits up to 1 s for `flag`; returns whether it saw it. Run
 /// inline inside a peek, it can never see the flag the peeker sets after.
@@ -266,7 +183,7 @@ fn a_new_handle_at_a_dropped_ones_address_is_not_warned_already() {
         "a_new_handle_at_a_dropped_ones_address_is_not_warned_already",
         30,
         || {
-            let p = stranded_pool("wr");
+            let p = stranded("wr", 1, PanicPolicy::Propagate);
             let q = Arc::new(ThreadPool::with_workers(1));
             let pp = Arc::clone(&p);
             let got = p
@@ -320,7 +237,7 @@ fn an_imap_consumer_beside_an_invisible_wait_runs_the_job_it_waits_for() {
         "an_imap_consumer_beside_an_invisible_wait_runs_the_job_it_waits_for",
         20,
         || {
-            let p = no_spares_n("wi", 2);
+            let p = no_spares_with("wi", 2, PanicPolicy::Propagate);
             mark_spares_failing(&p);
             let pp = Arc::clone(&p);
             let got = p
@@ -381,7 +298,7 @@ fn control_a_blocking_get_beside_an_invisible_wait_runs_the_job() {
         "control_a_blocking_get_beside_an_invisible_wait_runs_the_job",
         20,
         || {
-            let p = no_spares_n("wc", 2);
+            let p = no_spares_with("wc", 2, PanicPolicy::Propagate);
             mark_spares_failing(&p);
             let pp = Arc::clone(&p);
             let got = p
@@ -415,7 +332,7 @@ fn control_a_blocking_get_beside_an_invisible_wait_runs_the_job() {
 #[test]
 fn a_push_racing_a_stranded_poll_is_never_lost() {
     child::run("a_push_racing_a_stranded_poll_is_never_lost", 20, || {
-        let p = stranded_pool("wd");
+        let p = stranded("wd", 1, PanicPolicy::Propagate);
         let q = Arc::new(ThreadPool::with_workers(1));
         let t0 = Instant::now();
         for round in 0..1000u64 {
@@ -450,7 +367,7 @@ fn a_slow_spare_that_starts_keeps_the_waiter_from_running_jobs() {
         "a_slow_spare_that_starts_keeps_the_waiter_from_running_jobs",
         20,
         || {
-            let p = slow_spares("wss", 400, false);
+            let p = late_spares("wss", 400, false);
             let q = ThreadPool::with_workers(1);
             let waiting = Arc::new(AtomicBool::new(false));
             let ran_inside = Arc::new(AtomicBool::new(false));
@@ -497,7 +414,7 @@ fn a_slow_spare_that_fails_lets_the_waiter_run_the_queue_soon_after() {
         "a_slow_spare_that_fails_lets_the_waiter_run_the_queue_soon_after",
         20,
         || {
-            let p = slow_spares("wsf", 150, true);
+            let p = late_spares("wsf", 150, true);
             let q = ThreadPool::with_workers(1);
             let pp = Arc::clone(&p);
             let (got, took) = p
@@ -532,7 +449,7 @@ fn timed_waits_beside_a_slow_spare_honour_their_deadlines() {
         20,
         || {
             for fail in [false, true] {
-                let p = slow_spares("wtw", 300, fail);
+                let p = late_spares("wtw", 300, fail);
                 let q = Arc::new(ThreadPool::with_workers(1));
                 let got = p
                     .apply_async(move || {
@@ -563,7 +480,7 @@ fn timed_waits_beside_a_slow_spare_honour_their_deadlines() {
 #[test]
 fn many_stranded_futures_joined_do_not_spin() {
     child::run("many_stranded_futures_joined_do_not_spin", 20, || {
-        let p = stranded_pool("wj");
+        let p = stranded("wj", 1, PanicPolicy::Propagate);
         let q = Arc::new(ThreadPool::with_workers(4));
         let got = p
             .apply_async(move || {
@@ -598,7 +515,7 @@ fn many_stranded_futures_joined_do_not_spin() {
 #[test]
 fn a_stranded_stream_does_not_spin() {
     child::run("a_stranded_stream_does_not_spin", 20, || {
-        let p = stranded_pool("wst");
+        let p = stranded("wst", 1, PanicPolicy::Propagate);
         let q = Arc::new(ThreadPool::with_workers(2));
         let got = p
             .apply_async(move || {
@@ -644,7 +561,7 @@ fn a_stranded_stream_does_not_spin() {
 #[test]
 fn no_waker_is_kept_after_stranded_waits_end() {
     child::run("no_waker_is_kept_after_stranded_waits_end", 20, || {
-        let p = stranded_pool("wk");
+        let p = stranded("wk", 1, PanicPolicy::Propagate);
         let q = Arc::new(ThreadPool::with_workers(1));
         let (c, waker) = counting();
         let pp = Arc::clone(&p);
@@ -708,7 +625,7 @@ fn a_self_wake_into_a_panicking_waker_is_contained() {
                     panic!("EXPECTED: wake_by_ref");
                 }
             }
-            let p = no_spares_n("wb", 1);
+            let p = no_spares_with("wb", 1, PanicPolicy::Propagate);
             mark_spares_failing(&p);
             let pp = Arc::clone(&p);
             let got = p
@@ -740,7 +657,7 @@ fn a_pool_stopped_while_a_stranded_future_is_parked_joins() {
         20,
         || {
             for how in 0..3 {
-                let p = stranded_pool("wp");
+                let p = stranded("wp", 1, PanicPolicy::Propagate);
                 let q = ThreadPool::with_workers(1);
                 let (tx, rx) = mpsc::channel::<()>();
                 let h = p.apply_async(move || {
@@ -782,7 +699,7 @@ fn a_pool_stopped_while_a_stranded_future_is_parked_joins() {
 #[test]
 fn peeks_at_fresh_handles_run_nothing() {
     child::run("peeks_at_fresh_handles_run_nothing", 20, || {
-        let p = stranded_pool("wf");
+        let p = stranded("wf", 1, PanicPolicy::Propagate);
         let q = Arc::new(ThreadPool::with_workers(1));
         let pp = Arc::clone(&p);
         let got = p

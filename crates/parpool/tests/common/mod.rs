@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kinds;
+pub mod spares;
 
 use parpool::ThreadPool;
 use std::sync::mpsc;
