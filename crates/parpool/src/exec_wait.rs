@@ -57,6 +57,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 /// A pool's futures pending in an executor's wait on one of its workers:
 /// their wakers by key, and which of them returned `Pending` stranded
@@ -149,10 +150,8 @@ pub(crate) struct Waits {
     pool: Option<Arc<Registry>>,
     pending: HashSet<usize>,
     counted: bool,
-    /// Futures that returned `Pending` here once, and were woken at once
-    /// instead of counting the thread (see [`pending`]). Kept until the
-    /// future is spent or dropped, or the job (or the wait) they were
-    /// polled in ends.
+    /// Futures that returned `Pending` in this job (or wait) already: their
+    /// next `Pending` counts (see [`first_time`]).
     seen: HashSet<usize>,
 }
 
@@ -194,10 +193,67 @@ thread_local! {
     /// Whether `WAITS` may hold a key: the common paths (every job, every
     /// handle's drop) look only at this.
     static ANY: Cell<bool> = const { Cell::new(false) };
+    /// Futures that returned `Pending` on this thread lately, and when (see
+    /// [`first_time`]). A key leaves when its future is spent or dropped
+    /// on this thread, and the map is emptied when the worker goes idle
+    /// ([`idle`]); it holds at most `SEEN_MAX` keys (emptying it when full
+    /// made the 5000 futures of one `join_all` a first time on every pass,
+    /// without end).
+    static SEEN: RefCell<HashMap<usize, Instant>> = RefCell::new(HashMap::new());
+    /// Whether `SEEN` may hold a key.
+    static ANY_SEEN: Cell<bool> = const { Cell::new(false) };
 }
+
+/// See `SEEN`.
+const SEEN_MAX: usize = 1024;
+/// See `SEEN`: how soon after a first time a `Pending` is the poll that
+/// follows the self-wake.
+const AGAIN: Duration = Duration::from_millis(10);
 
 fn any() -> bool {
     ANY.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Whether this `Pending` of `key` is a first time, and records it: a
+/// first time wakes its future at once and counts nothing (see
+/// [`pending`]). It is not a first time if the future returned `Pending`
+/// before in this job (a poll loop inside one job, whatever its pace), or
+/// on this thread within `AGAIN` (an executor that runs each poll as a job
+/// of the pool polls again in a new job: per job alone, every poll was a
+/// first time and it spun at full CPU). Jobs that each peek once at one
+/// kept handle, far apart, each are a first time. `false` (counts) if the
+/// sets cannot be reached.
+fn first_time(key: usize) -> bool {
+    let in_job = WAITS
+        .try_with(|w| {
+            w.try_borrow_mut().map_or(true, |mut w| {
+                let _ = ANY.try_with(|a| a.set(true));
+                !w.seen.insert(key)
+            })
+        })
+        .unwrap_or(true);
+    let lately = SEEN
+        .try_with(|s| {
+            s.try_borrow_mut().map_or(true, |mut s| {
+                let now = Instant::now();
+                let full = s.len() >= SEEN_MAX;
+                match s.get_mut(&key) {
+                    Some(at) => {
+                        let lately = now.saturating_duration_since(*at) < AGAIN;
+                        *at = now;
+                        lately
+                    }
+                    None if full => false,
+                    None => {
+                        let _ = ANY_SEEN.try_with(|a| a.set(true));
+                        s.insert(key, now);
+                        false
+                    }
+                }
+            })
+        })
+        .unwrap_or(true);
+    !in_job && !lately
 }
 
 /// The future identified by `key` is about to return `Pending` on this
@@ -217,17 +273,9 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     // then it counts (and, stranded, helps); a peek (`now_or_never`), which
     // polls once, costs the pool nothing and never runs a queued job (one
     // that waits for what the peeking code does next would wait forever).
-    let first = WAITS
-        .try_with(|w| {
-            w.try_borrow_mut().is_ok_and(|mut w| {
-                let first = w.seen.insert(key);
-                let _ = ANY.try_with(|a| a.set(true));
-                first
-            })
-        })
-        .unwrap_or(false);
-    if first {
-        drop(panic::contain(|| waker.wake_by_ref()));
+    // If the waker panics, it may not have woken anything: the thread
+    // counts now, as it would have before this step.
+    if first_time(key) && panic::contain(|| waker.wake_by_ref()).is_ok() {
         return false;
     }
     // The waker first: a thread that fails to start after the count below
@@ -295,6 +343,19 @@ pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
     }
 }
 
+/// The worker is about to sleep with nothing to run: futures seen once on
+/// it are forgotten (keys of futures dropped on other threads go too).
+pub(crate) fn idle() {
+    if ANY_SEEN.try_with(Cell::get).unwrap_or(false) {
+        let _ = SEEN.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                *s = HashMap::new();
+            }
+        });
+        let _ = ANY_SEEN.try_with(|a| a.set(false));
+    }
+}
+
 /// The future identified by `key` is polled again, spent or dropped: it no
 /// longer waits (if it still does, its poll records it again).
 #[inline]
@@ -303,10 +364,20 @@ pub(crate) fn resumed(key: usize) {
 }
 
 /// The future identified by `key` is spent or dropped: as [`resumed`], and
-/// its first stranded poll is forgotten too (a new future may come to live
-/// at its address).
+/// its first `Pending` is forgotten too (a new future may come to live at
+/// its address).
 #[inline]
 pub(crate) fn ended(key: usize) {
+    if ANY_SEEN.try_with(Cell::get).unwrap_or(false) {
+        let _ = SEEN.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                s.remove(&key);
+                if s.is_empty() {
+                    let _ = ANY_SEEN.try_with(|a| a.set(false));
+                }
+            }
+        });
+    }
     forget(key, true);
 }
 
