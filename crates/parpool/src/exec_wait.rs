@@ -8,9 +8,7 @@
 //! itself in the thread's set of *pending* futures, and while that set is
 //! not empty the worker counts as blocked in its own pool's census, and a
 //! thread resting in reserve or a spare runs the queue in its place
-//! (`worker::count_blocked`). Only from its second `Pending` there: the
-//! first wakes the future at once (an executor about to park polls again)
-//! and counts nothing, so a one-off peek costs the pool no thread.
+//! (`worker::count_blocked`).
 //!
 //! Invariants:
 //! - The thread counts as blocked exactly while its set is not empty: one
@@ -57,7 +55,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
-use std::time::{Duration, Instant};
 
 /// A pool's futures pending in an executor's wait on one of its workers:
 /// their wakers by key, and which of them returned `Pending` stranded
@@ -150,8 +147,8 @@ pub(crate) struct Waits {
     pool: Option<Arc<Registry>>,
     pending: HashSet<usize>,
     counted: bool,
-    /// Futures that returned `Pending` in this job (or wait) already: their
-    /// next `Pending` counts (see [`first_time`]).
+    /// Futures that returned `Pending` stranded in this job (or wait)
+    /// already: their next stranded `Pending` helps (see [`pending`]).
     seen: HashSet<usize>,
 }
 
@@ -193,67 +190,23 @@ thread_local! {
     /// Whether `WAITS` may hold a key: the common paths (every job, every
     /// handle's drop) look only at this.
     static ANY: Cell<bool> = const { Cell::new(false) };
-    /// Futures that returned `Pending` on this thread lately, and when (see
-    /// [`first_time`]). A key leaves when its future is spent or dropped
-    /// on this thread, and the map is emptied when the worker goes idle
-    /// ([`idle`]); it holds at most `SEEN_MAX` keys (emptying it when full
-    /// made the 5000 futures of one `join_all` a first time on every pass,
-    /// without end).
-    static SEEN: RefCell<HashMap<usize, Instant>> = RefCell::new(HashMap::new());
-    /// Whether `SEEN` may hold a key.
-    static ANY_SEEN: Cell<bool> = const { Cell::new(false) };
 }
-
-/// See `SEEN`.
-const SEEN_MAX: usize = 1024;
-/// See `SEEN`: how soon after a first time a `Pending` is the poll that
-/// follows the self-wake.
-const AGAIN: Duration = Duration::from_millis(10);
 
 fn any() -> bool {
     ANY.try_with(Cell::get).unwrap_or(false)
 }
 
-/// Whether this `Pending` of `key` is a first time, and records it: a
-/// first time wakes its future at once and counts nothing (see
-/// [`pending`]). It is not a first time if the future returned `Pending`
-/// before in this job (a poll loop inside one job, whatever its pace), or
-/// on this thread within `AGAIN` (an executor that runs each poll as a job
-/// of the pool polls again in a new job: per job alone, every poll was a
-/// first time and it spun at full CPU). Jobs that each peek once at one
-/// kept handle, far apart, each are a first time. `false` (counts) if the
-/// sets cannot be reached.
+/// Whether this stranded `Pending` of `key` is a first time in this job,
+/// and records it (see [`pending`]). `false` if the set cannot be reached.
 fn first_time(key: usize) -> bool {
-    let in_job = WAITS
+    WAITS
         .try_with(|w| {
-            w.try_borrow_mut().map_or(true, |mut w| {
+            w.try_borrow_mut().is_ok_and(|mut w| {
                 let _ = ANY.try_with(|a| a.set(true));
-                !w.seen.insert(key)
+                w.seen.insert(key)
             })
         })
-        .unwrap_or(true);
-    let lately = SEEN
-        .try_with(|s| {
-            s.try_borrow_mut().map_or(true, |mut s| {
-                let now = Instant::now();
-                let full = s.len() >= SEEN_MAX;
-                match s.get_mut(&key) {
-                    Some(at) => {
-                        let lately = now.saturating_duration_since(*at) < AGAIN;
-                        *at = now;
-                        lately
-                    }
-                    None if full => false,
-                    None => {
-                        let _ = ANY_SEEN.try_with(|a| a.set(true));
-                        s.insert(key, now);
-                        false
-                    }
-                }
-            })
-        })
-        .unwrap_or(true);
-    !in_job && !lately
+        .unwrap_or(false)
 }
 
 /// The future identified by `key` is about to return `Pending` on this
@@ -267,17 +220,6 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
-    // Subtle: the first time, a future asks to be polled again at once, and
-    // neither counts the thread blocked (no stand-in starts) nor runs
-    // anything. An executor about to park (`block_on`) polls it again, and
-    // then it counts (and, stranded, helps); a peek (`now_or_never`), which
-    // polls once, costs the pool nothing and never runs a queued job (one
-    // that waits for what the peeking code does next would wait forever).
-    // If the waker panics, it may not have woken anything: the thread
-    // counts now, as it would have before this step.
-    if first_time(key) && panic::contain(|| waker.wake_by_ref()).is_ok() {
-        return false;
-    }
     // The waker first: a thread that fails to start after the count below
     // started it finds it.
     pool.census.exec_waiters.watch(key, waker);
@@ -300,7 +242,22 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
         panic::drop_discarding(pool.census.exec_waiters.unwatch(key));
         return false;
     }
-    worker::stranded(&pool, last_resort)
+    if !worker::stranded(&pool, last_resort) {
+        return false;
+    }
+    // Nothing queued: `help` runs nothing and marks the future, so that a
+    // job queued later wakes it (a self-wake here made an executor that
+    // runs each poll as a job of the pool spin).
+    if !pool.has_queued() {
+        return true;
+    }
+    // Subtle: the first time in a job, a stranded future asks to be polled
+    // again at once and runs nothing. An executor about to park
+    // (`block_on`) polls it again, and then it helps; a peek
+    // (`now_or_never`), which polls once, never runs a queued job (one
+    // that waits for what the peeking code does next would wait forever).
+    // If the waker panics, it may not have woken anything: it helps now.
+    !(first_time(key) && panic::contain(|| waker.wake_by_ref()).is_ok())
 }
 
 /// For the future `key` whose [`pending`] found the thread stranded: runs
@@ -343,19 +300,6 @@ pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
     }
 }
 
-/// The worker is about to sleep with nothing to run: futures seen once on
-/// it are forgotten (keys of futures dropped on other threads go too).
-pub(crate) fn idle() {
-    if ANY_SEEN.try_with(Cell::get).unwrap_or(false) {
-        let _ = SEEN.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                *s = HashMap::new();
-            }
-        });
-        let _ = ANY_SEEN.try_with(|a| a.set(false));
-    }
-}
-
 /// The future identified by `key` is polled again, spent or dropped: it no
 /// longer waits (if it still does, its poll records it again).
 #[inline]
@@ -368,16 +312,6 @@ pub(crate) fn resumed(key: usize) {
 /// its address).
 #[inline]
 pub(crate) fn ended(key: usize) {
-    if ANY_SEEN.try_with(Cell::get).unwrap_or(false) {
-        let _ = SEEN.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut() {
-                s.remove(&key);
-                if s.is_empty() {
-                    let _ = ANY_SEEN.try_with(|a| a.set(false));
-                }
-            }
-        });
-    }
     forget(key, true);
 }
 

@@ -216,9 +216,6 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
             }
             continue;
         }
-        // Nothing to run: what futures this thread saw once is forgotten
-        // (`exec_wait.rs`, one flag check when it saw none).
-        crate::exec_wait::idle();
         registry
             .sleep
             .idle(|| registry.has_queued() || registry.may_exit());

@@ -663,6 +663,7 @@ fn peak_of_peeking_jobs(
 /// peek counts its thread blocked until the job returns, so each job starts
 /// a stand-in that takes the next job: all of them run at once.
 #[test]
+#[ignore = "known cost (docs/design.md section 9): a worker that polled a handle it keeps counts blocked until it polls, drops or waits again, or its job returns; each peeking job may add a thread (a first-Pending handshake that fixed it made pool-driven executors spin: tests/first_time_attacks.rs)"]
 fn a_peek_does_not_multiply_the_pool() {
     // Peeks at the held task's handle, which it keeps.
     let peak = peak_of_peeking_jobs("xm", 150, |_, slow| {

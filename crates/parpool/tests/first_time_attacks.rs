@@ -170,7 +170,6 @@ fn many_tasks(n: usize, us: u64, gate_ms: u64) -> usize {
 /// never idles, and the map is never emptied. Measured: about 124 000
 /// polls and a whole core for the 300 ms (1000 tasks: about 3 800 polls).
 #[test]
-#[ignore = "BUG: past 1024 keys in SEEN, a pool-driven executor's futures are a first time at every poll: a full-CPU spin"]
 fn more_than_1024_tasks_of_a_pool_driven_executor_do_not_spin() {
     let n = 2000;
     let polls = guard(30, move || many_tasks(n, 0, 300));
@@ -187,7 +186,6 @@ fn more_than_1024_tasks_of_a_pool_driven_executor_do_not_spin() {
 /// the whole 500 ms wait (measured: about 4 700 polls and 520 ms of CPU).
 /// The same with 100 tasks of 50 µs (a 5 ms pass): about 450 polls.
 #[test]
-#[ignore = "BUG: a pool-driven executor whose pass over its tasks exceeds 10 ms makes every Pending a first time: a full-CPU spin"]
 fn a_pool_driven_executor_with_a_pass_longer_than_10_ms_does_not_spin() {
     let n = 200;
     let polls = guard(30, move || many_tasks(n, 100, 500));
@@ -203,7 +201,6 @@ fn a_pool_driven_executor_with_a_pass_longer_than_10_ms_does_not_spin() {
 /// time and wakes itself again: about 40 polls for a 600 ms wait, one
 /// every 15 ms, for as long as the awaited task runs.
 #[test]
-#[ignore = "BUG: an executor that re-polls more than 10 ms after a wake polls a pending handle every period, for ever"]
 fn an_executor_that_repolls_after_15_ms_polls_a_bounded_number_of_times() {
     let polls = guard(30, || {
         let other = ThreadPool::with_workers(1);
@@ -224,7 +221,6 @@ fn an_executor_that_repolls_after_15_ms_polls_a_bounded_number_of_times() {
 /// dispatcher thread with no delay does it too whenever it loses the race
 /// with the worker's idle: 36 to 117 polls in 300 ms, or 4).
 #[test]
-#[ignore = "BUG: a worker that idles between two polls forgets the future (SEEN emptied): every poll is a first time"]
 fn a_pool_driven_executor_whose_worker_idles_between_polls_does_not_spin() {
     let polls = guard(30, || {
         let other = ThreadPool::with_workers(1);
@@ -247,7 +243,6 @@ fn a_pool_driven_executor_whose_worker_idles_between_polls_does_not_spin() {
 /// runs (the same loop without the nested job gets a stand-in:
 /// `first_pending_attacks::a_slow_poll_loop_in_one_job_gets_a_stand_in`).
 #[test]
-#[ignore = "BUG: a slow poll loop whose polls each run in a nested job never counts: the awaited task never runs"]
 fn a_slow_poll_loop_whose_polls_run_in_nested_jobs_gets_a_stand_in() {
     let (got, polls) = guard(20, || {
         let pool = named("ftn", 1);
