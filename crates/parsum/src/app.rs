@@ -15,9 +15,12 @@ use crate::pipeline::{spawn_walk, Item, Pipeline, Sink, Stream};
 use crate::progress::{message, Progress};
 
 fn usage_error(msg: &str) -> Exit {
-    message(&format!(
-        "parsum: {msg}\nTry 'parsum --help' for more information."
-    ));
+    let text = format!("parsum: {msg}\nTry 'parsum --help' for more information.");
+    if launcher::silent_rank() {
+        launcher::silent_rank_fails(&text);
+    } else {
+        message(&text);
+    }
     Exit::Usage
 }
 
@@ -26,20 +29,23 @@ pub fn run() -> Exit {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            if !launcher::silent_rank() {
+            // --help and --version are not errors.
+            if !e.use_stderr() {
+                if !launcher::silent_rank() {
+                    let _ = e.print();
+                }
+                return Exit::Success;
+            }
+            if launcher::silent_rank() {
+                launcher::silent_rank_fails(&e.render().to_string());
+            } else {
                 let _ = e.print();
             }
-            // --help and --version are not errors.
-            return if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Success
-            };
+            return Exit::Usage;
         }
     };
     match Config::from_args(args) {
         Ok(cfg) => run_config(cfg),
-        Err(_) if launcher::silent_rank() => Exit::Usage,
         Err(msg) => usage_error(&msg),
     }
 }
@@ -69,9 +75,6 @@ pub fn run_config(cfg: Config) -> Exit {
     #[cfg(not(feature = "mpi"))]
     if let Some(n) = launcher::size().filter(|&n| n > 1) {
         // Every rank would hash the whole tree and print it again.
-        if launcher::silent_rank() {
-            return Exit::Usage;
-        }
         return usage_error(&format!(
             "started by an MPI launcher as one of {n} ranks, but this parsum was built \
              without MPI; build it with `cargo build --release -p parsum --features mpi`, \

@@ -40,6 +40,33 @@ pub fn silent_rank() -> bool {
     rank().is_some_and(|r| r != 0)
 }
 
+/// How long a silent rank with a usage error waits for rank 0 to say it
+/// and end the job, unless [`GRACE_HOOK_VAR`] sets it in milliseconds.
+pub const SILENT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Test hook: the silent rank's grace in milliseconds.
+pub const GRACE_HOOK_VAR: &str = "PARSUM_TEST_SILENT_GRACE_MS";
+
+/// Ends a silent rank's usage error. Its exit status must not come first:
+/// a launcher such as `mpirun` aborts the whole job on the first failing
+/// rank, and a rank that failed at once could kill rank 0 before rank 0
+/// said the error. So the rank waits [`SILENT_GRACE`]; normally rank 0
+/// speaks and fails meanwhile, and the launcher ends this rank. If it is
+/// still alive, the error was its own (rank 0 did not share it, say an
+/// argument that names something only this node lacks, or a launcher that
+/// does not abort the job), and it says it with its rank.
+pub fn silent_rank_fails(error: &str) {
+    let grace = std::env::var(GRACE_HOOK_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(SILENT_GRACE, std::time::Duration::from_millis);
+    std::thread::sleep(grace);
+    let rank = rank().unwrap_or(0);
+    let error = error.trim_end();
+    let error = error.strip_prefix("parsum: ").unwrap_or(error);
+    crate::progress::message(&format!("parsum: rank {rank}: {error}"));
+}
+
 fn first_number(vars: &[&str]) -> Option<u32> {
     vars.iter()
         .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())

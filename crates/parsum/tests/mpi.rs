@@ -781,6 +781,10 @@ fn help_version_and_usage_errors_are_printed_once_not_by_every_rank() {
         assert!(first.contains(said), "{first}");
         let times = got.stderr.lines().filter(|l| *l == first).count();
         assert_eq!(times, 1, "{args:?}: said {times} times:\n{}", got.stderr);
+        // The other ranks waited for rank 0 and were ended with the job:
+        // none failed first (mpirun would then kill rank 0 before it spoke)
+        // and none said the error again.
+        assert!(!got.stderr.contains("parsum: rank "), "{}", got.stderr);
     }
 }
 
