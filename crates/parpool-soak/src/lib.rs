@@ -434,6 +434,7 @@ fn run_round(round: u64, round_seed: u64) {
 
     // End of round: close or terminate, join, drop.
     let held = ctx.strong.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let joined_here = held.is_some();
     if let Some(pool) = held {
         let terminate = rng.bool();
         track::doing(
@@ -507,10 +508,28 @@ fn run_round(round: u64, round_seed: u64) {
                     "leak"
                 },
                 format!(
-                    "live objects after the round: {} ({config}); round's ops: {}",
+                    "live objects after the round: {} ({config}); the pool was {}; round's ops: {}",
                     desc.join(" "),
+                    if joined_here {
+                        "closed or terminated and joined by the main thread"
+                    } else {
+                        "dropped by another thread (a worker's drop does not join)"
+                    },
                     track::round_log()
                 ),
+            );
+            // How long the leak lasts tells a slow release from a lost one.
+            while t0.elapsed() < Duration::from_secs(12) && track::live_counts() != [0; 4] {
+                thread::sleep(Duration::from_millis(1));
+            }
+            println!(
+                "soak:   the round's objects were {} {:?} after the leak check began",
+                if track::live_counts() == [0; 4] {
+                    "all dropped"
+                } else {
+                    "still live"
+                },
+                t0.elapsed()
             );
             break;
         }

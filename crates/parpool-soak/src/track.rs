@@ -122,7 +122,18 @@ impl Probe {
 impl Drop for Probe {
     fn drop(&mut self) {
         if self.round != ROUND.load(SeqCst) {
-            LATE_DROPS.fetch_add(1, SeqCst);
+            // Which thread let go of it, and when, is the clue to what held
+            // it (a leak report names the round).
+            if LATE_DROPS.fetch_add(1, SeqCst) < 8 {
+                println!(
+                    "soak: late drop: {} #{} of round {} dropped during round {} on thread {:?}",
+                    KIND_NAMES[self.kind as usize],
+                    self.pid,
+                    self.round,
+                    ROUND.load(SeqCst),
+                    std::thread::current().name().unwrap_or("<unnamed>")
+                );
+            }
             return;
         }
         LIVE[self.kind as usize].fetch_sub(1, SeqCst);
