@@ -175,8 +175,7 @@ fn blocked_loop(
         if deadline.has_passed() {
             return false;
         }
-        if !blocked.compensated
-            && (!w.runs_jobs_only_as_a_last_resort() || blocked.all_blocked())
+        if blocked.must_help(w.runs_jobs_only_as_a_last_resort())
             && run_a_queued_job(pool) == Some(true)
         {
             continue;

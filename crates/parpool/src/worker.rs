@@ -346,15 +346,24 @@ fn may_try_a_spare(census: &Census) -> bool {
 pub(crate) fn stranded(registry: &Registry, last_resort: bool) -> bool {
     let census = &registry.census;
     let word = census.word.load(Ordering::SeqCst);
-    let short = if last_resort {
-        active(word) == 0
-    } else {
-        active(word) < registry.workers()
-    };
-    short
+    short_of_threads(registry, word, last_resort)
         && !registry.is_terminated()
         && (census.spares_failing.load(Ordering::SeqCst)
             || live(word) >= registry.workers() + MAX_SPARES)
+}
+
+/// The one statement of when a wait on a worker with no stand-in runs
+/// queued jobs itself, for blocking waits (`park::blocked_loop`) and
+/// executor waits ([`stranded`]): once fewer than `workers` unblocked
+/// threads are left; for a wait that runs jobs only as a last resort (an
+/// imap consumer, which must not run its own later chunks while a worker
+/// could), once none is.
+pub(crate) fn short_of_threads(registry: &Registry, word: u64, last_resort: bool) -> bool {
+    if last_resort {
+        active(word) == 0
+    } else {
+        active(word) < registry.workers()
+    }
 }
 
 /// Whether every live thread of the pool is blocked in a wait: with jobs
@@ -415,6 +424,17 @@ impl Blocked<'_> {
     /// jobs queued and no stand-in possible, nothing will ever run them.
     pub(crate) fn all_blocked(&self) -> bool {
         all_blocked(self.registry)
+    }
+
+    /// Whether this uncompensated wait runs queued jobs now
+    /// ([`short_of_threads`]).
+    pub(crate) fn must_help(&self, last_resort: bool) -> bool {
+        !self.compensated
+            && short_of_threads(
+                self.registry,
+                self.registry.census.word.load(Ordering::SeqCst),
+                last_resort,
+            )
     }
 
     /// Whether a spare started for this wait has not reported yet: the
