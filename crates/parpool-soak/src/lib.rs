@@ -169,9 +169,10 @@ pub fn print_totals() {
         .collect();
     println!("soak: outcomes: {}", classes.join(", "));
     println!(
-        "soak: injected panics raised={} late drops={} other failures={}",
+        "soak: injected panics raised={} late drops={} late creates={} other failures={}",
         track::INJECTED.load(SeqCst),
         track::LATE_DROPS.load(SeqCst),
+        track::LATE_CREATES.load(SeqCst),
         track::OTHER.load(SeqCst)
     );
     let keys = track::failure_keys();
@@ -478,6 +479,28 @@ fn run_round(round: u64, round_seed: u64) {
                 Fail::Leaked(1),
                 "pool-leaked",
                 format!("the pool is still referenced 2s after its round ended ({config})"),
+            );
+            break;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    // A pool whose last handle was dropped on one of its own workers is
+    // closed there, not joined: its workers may still be finishing the
+    // round's tasks, which make results. Every task, callback and stream of
+    // the round holds the round's context, so the round ends when this
+    // thread holds the last reference (before, such a result could be made
+    // after the next round began, and was charged to it as a leak).
+    let t0 = Instant::now();
+    while Arc::strong_count(&ctx) > 1 {
+        if t0.elapsed() > Duration::from_secs(2) {
+            track::fail(
+                Fail::Leaked(1),
+                "context-leaked",
+                format!(
+                    "the round's context is still referenced 2s after its pool was dropped: \
+                     a task, callback or stream was never dropped ({config}); round's ops: {}",
+                    track::round_log()
+                ),
             );
             break;
         }
