@@ -9,6 +9,7 @@
 #[path = "common/child.rs"]
 mod child;
 mod common;
+use common::pool_exec::{PoolTask, Via};
 
 use common::{guard, named, settle, threads_named};
 use futures::stream::FuturesUnordered;
@@ -23,57 +24,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------- helpers --
-
-type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// An executor built on the pool itself, in the style of `async-task` or
-/// `futures::executor::ThreadPool`: a task's waker schedules its next poll
-/// as a job of the pool. Every poll therefore runs in a job of its own.
-struct PoolTask {
-    pool: Arc<ThreadPool>,
-    future: Mutex<Option<BoxFuture>>,
-    polls: AtomicUsize,
-}
-
-impl PoolTask {
-    fn spawn(
-        pool: &Arc<ThreadPool>,
-        future: impl Future<Output = ()> + Send + 'static,
-    ) -> Arc<Self> {
-        let task = Arc::new(PoolTask {
-            pool: Arc::clone(pool),
-            future: Mutex::new(Some(Box::pin(future))),
-            polls: AtomicUsize::new(0),
-        });
-        Arc::clone(&task).schedule();
-        task
-    }
-
-    fn schedule(self: Arc<Self>) {
-        let pool = Arc::clone(&self.pool);
-        // Detached: the handle of the poll job is not kept.
-        drop(pool.apply_async(move || self.run()));
-    }
-
-    fn run(self: Arc<Self>) {
-        let mut slot = self.future.lock().unwrap();
-        let Some(mut fut) = slot.take() else {
-            return; // done already
-        };
-        self.polls.fetch_add(1, Ordering::SeqCst);
-        let waker = Waker::from(Arc::clone(&self));
-        let mut cx = Context::from_waker(&waker);
-        if fut.as_mut().poll(&mut cx).is_pending() {
-            *slot = Some(fut);
-        }
-    }
-}
-
-impl Wake for PoolTask {
-    fn wake(self: Arc<Self>) {
-        self.schedule();
-    }
-}
 
 /// Busy for `ms` milliseconds (a CPU-bound task).
 fn spin_for(ms: u64) {
@@ -155,7 +105,7 @@ fn a_pool_driven_executor_does_not_spin_while_its_task_runs() {
         });
         // The other worker is inside the slow task.
         thread::sleep(Duration::from_millis(20));
-        let task = PoolTask::spawn(&pool, async move {
+        let task = PoolTask::spawn(&pool, Via::Direct, async move {
             let got = slow.await;
             done_tx.send(got).unwrap();
         });
@@ -164,7 +114,7 @@ fn a_pool_driven_executor_does_not_spin_while_its_task_runs() {
             Ok(Ok(7)),
             "the awaited task's result"
         );
-        let polls = task.polls.load(Ordering::SeqCst);
+        let polls = task.polls();
         assert!(
             polls <= 10,
             "{polls} polls while the awaited task ran for 300 ms (a busy loop of poll jobs)"
@@ -190,7 +140,7 @@ fn a_pool_driven_executor_does_not_spin_on_a_stream() {
                 0..1u32,
             )
             .into_stream();
-        let task = PoolTask::spawn(&pool, async move {
+        let task = PoolTask::spawn(&pool, Via::Direct, async move {
             let mut got = Vec::new();
             while let Some(x) = stream.next().await {
                 got.push(x);
@@ -198,7 +148,7 @@ fn a_pool_driven_executor_does_not_spin_on_a_stream() {
             done_tx.send(got).unwrap();
         });
         assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)), Ok(vec![1]));
-        let polls = task.polls.load(Ordering::SeqCst);
+        let polls = task.polls();
         assert!(
             polls <= 10,
             "{polls} polls while the stream's one credit ran for 300 ms (a busy loop of poll jobs)"

@@ -11,6 +11,7 @@
 #[path = "common/child.rs"]
 mod child;
 mod common;
+use common::pool_exec::{PoolTask, Via};
 
 use common::{guard, named};
 use futures::FutureExt;
@@ -19,85 +20,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------- helpers --
-
-type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// How a [`PoolTask`]'s wake reaches the pool.
-#[derive(Clone)]
-enum Via {
-    /// The waker submits the next poll as a pool job at once.
-    Direct,
-    /// The waker submits the next poll after this delay (an executor with
-    /// a timer tick, or one whose dispatcher is slow under load).
-    Delayed(Duration),
-}
-
-/// An executor built on the pool itself: every poll of a task runs as a
-/// pool job of its own, submitted by the task's waker (`Via`).
-struct PoolTask {
-    pool: Arc<ThreadPool>,
-    via: Via,
-    future: Mutex<Option<BoxFuture>>,
-    polls: AtomicUsize,
-}
-
-impl PoolTask {
-    fn spawn(
-        pool: &Arc<ThreadPool>,
-        via: Via,
-        future: impl Future<Output = ()> + Send + 'static,
-    ) -> Arc<Self> {
-        let task = Arc::new(PoolTask {
-            pool: Arc::clone(pool),
-            via,
-            future: Mutex::new(Some(Box::pin(future))),
-            polls: AtomicUsize::new(0),
-        });
-        Arc::clone(&task).submit();
-        task
-    }
-
-    fn submit(self: Arc<Self>) {
-        let pool = Arc::clone(&self.pool);
-        drop(pool.apply_async(move || self.run()));
-    }
-
-    fn run(self: Arc<Self>) {
-        let mut slot = self.future.lock().unwrap();
-        let Some(mut fut) = slot.take() else {
-            return;
-        };
-        self.polls.fetch_add(1, Ordering::SeqCst);
-        let waker = Waker::from(Arc::clone(&self));
-        let mut cx = Context::from_waker(&waker);
-        if fut.as_mut().poll(&mut cx).is_pending() {
-            *slot = Some(fut);
-        }
-    }
-
-    fn polls(&self) -> usize {
-        self.polls.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for PoolTask {
-    fn wake(self: Arc<Self>) {
-        match self.via.clone() {
-            Via::Direct => self.submit(),
-            Via::Delayed(d) => {
-                thread::spawn(move || {
-                    thread::sleep(d);
-                    self.submit();
-                });
-            }
-        }
-    }
-}
 
 /// Spawns on `pool` (through `via`) a task awaiting a handle of `slow`'s
 /// pool whose task sleeps `ms`; returns the poll count once the result is

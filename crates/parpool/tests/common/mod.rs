@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kinds;
+pub mod pool_exec;
 pub mod spares;
 
 use parpool::ThreadPool;
