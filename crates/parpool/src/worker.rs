@@ -426,15 +426,21 @@ impl Blocked<'_> {
         all_blocked(self.registry)
     }
 
-    /// Whether this uncompensated wait runs queued jobs now
-    /// ([`short_of_threads`]).
+    /// Whether this wait runs queued jobs now ([`short_of_threads`]).
+    /// "Fewer than `workers`" is the census as the last recheck read it
+    /// (`compensated` is false only then), not as it is between two jobs:
+    /// a thread the census counts active again may wait where the pool
+    /// cannot see it, for a job still queued, which only this thread would
+    /// then run (`tests/must_help_attacks.rs`). "None at all", for a wait
+    /// that runs jobs only as a last resort, is read now, before each job.
     pub(crate) fn must_help(&self, last_resort: bool) -> bool {
         !self.compensated
-            && short_of_threads(
-                self.registry,
-                self.registry.census.word.load(Ordering::SeqCst),
-                last_resort,
-            )
+            && (!last_resort
+                || short_of_threads(
+                    self.registry,
+                    self.registry.census.word.load(Ordering::SeqCst),
+                    true,
+                ))
     }
 
     /// Whether a spare started for this wait has not reported yet: the

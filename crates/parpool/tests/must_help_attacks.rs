@@ -1,0 +1,97 @@
+//! Hostile review of `Blocked::must_help` (`worker.rs`): when an
+//! uncompensated blocking wait on a worker runs queued jobs. Commit 936eeeb
+//! made it re-read the census before every job and stop once the pool no
+//! longer looked short; this test broke that (the old rule, "short as of the
+//! last recheck", is back). Every wait here is timed, so nothing can hang;
+//! the assertions are on how long things took.
+use parpool::ThreadPool;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// One worker; the first spare starts, every later one panics in its
+/// initializer (a thread limit reached mid-run, an initializer whose
+/// resource ran out).
+fn one_spare_then_none(name: &str) -> Arc<ThreadPool> {
+    let starts = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&starts);
+    Arc::new(
+        ThreadPool::builder()
+            .workers(1)
+            .thread_name(name)
+            .initializer(move || {
+                if s.fetch_add(1, Ordering::SeqCst) >= 2 {
+                    panic!("EXPECTED: no second spare");
+                }
+            })
+            .build()
+            .unwrap(),
+    )
+}
+
+fn me() -> String {
+    thread::current().name().unwrap_or("?").to_string()
+}
+
+/// W0 waits (timed, so it does not inline) for B; the spare S1 runs B.
+/// B waits (timed) for X, which S1 runs inline (no second spare); X queues
+/// L, which the now uncompensated W0 runs inline (600 ms). X ends at
+/// 300 ms: S1 is active again, and B queues D and waits for it on a plain
+/// channel (a wait the pool cannot see). When L returns, W0 is the only
+/// thread that could run D, and must: it is uncompensated as of its last
+/// recheck. Had it re-read the census between jobs (936eeeb), it would
+/// count S1 active and stop helping, and D would wait until B gave up.
+#[test]
+fn an_uncompensated_waiter_stops_helping_when_a_thread_that_waits_invisibly_comes_back() {
+    let pool = one_spare_then_none("mh1");
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (res_tx, res_rx) = mpsc::channel();
+    let p = Arc::clone(&pool);
+    let lg = Arc::clone(&log);
+    let _a = pool.apply_async(move || {
+        lg.lock().unwrap().push(format!("A on {}", me()));
+        let (p2, lg2) = (Arc::clone(&p), Arc::clone(&lg));
+        let hb = p.apply_async(move || {
+            lg2.lock().unwrap().push(format!("B on {}", me()));
+            // Let W0's first recheck (10 ms) find this spare active, so
+            // that this thread blocks, fails to start a spare and takes X
+            // before W0's next recheck (30 ms) leaves W0 uncompensated.
+            thread::sleep(Duration::from_millis(15));
+            let (p3, lg3) = (Arc::clone(&p2), Arc::clone(&lg2));
+            let hx = p2.apply_async(move || {
+                lg3.lock().unwrap().push(format!("X on {}", me()));
+                let lg4 = Arc::clone(&lg3);
+                drop(p3.apply_async(move || {
+                    lg4.lock().unwrap().push(format!("L on {}", me()));
+                    thread::sleep(Duration::from_millis(600));
+                }));
+                thread::sleep(Duration::from_millis(300));
+            });
+            assert!(hx.wait_timeout(Duration::from_secs(4)), "X never ended");
+            let (tx, rx) = mpsc::channel();
+            let lg5 = Arc::clone(&lg2);
+            drop(p2.apply_async(move || {
+                lg5.lock().unwrap().push(format!("D on {}", me()));
+                let _ = tx.send(());
+            }));
+            let t = Instant::now();
+            let got = rx.recv_timeout(Duration::from_secs(3)).is_ok();
+            (got, t.elapsed())
+        });
+        let ended = hb.wait_timeout(Duration::from_secs(8));
+        let _ = res_tx.send((ended, hb.get()));
+    });
+    let (ended, r) = res_rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("A never reported");
+    let log = log.lock().unwrap().clone();
+    pool.terminate();
+    assert!(ended, "B never ended: {log:?}");
+    let (got, waited) = r.expect("B failed");
+    assert!(
+        got && waited < Duration::from_millis(1500),
+        "D ran {} after {waited:?}; W0 was free to run it once L returned: {log:?}",
+        if got { "only" } else { "never (B gave up)" }
+    );
+}
