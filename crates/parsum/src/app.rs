@@ -73,13 +73,22 @@ pub fn run_config(cfg: Config) -> Exit {
         return crate::cluster::run(cfg);
     }
     #[cfg(not(feature = "mpi"))]
-    if let Some(n) = launcher::size().filter(|&n| n > 1) {
-        // Every rank would hash the whole tree and print it again.
-        return usage_error(&format!(
-            "started by an MPI launcher as one of {n} ranks, but this parsum was built \
-             without MPI; build it with `cargo build --release -p parsum --features mpi`, \
-             or run it without the launcher (or with one rank)"
-        ));
+    {
+        // Every rank would hash the whole tree and print it again. A rank
+        // past 0 is one of several even where the launcher does not say how
+        // many (PMIx sets no size).
+        let several = match (launcher::size(), launcher::rank()) {
+            (Some(n), _) if n > 1 => Some(n.to_string()),
+            (_, Some(r)) if r > 0 => Some("several".to_owned()),
+            _ => None,
+        };
+        if let Some(n) = several {
+            return usage_error(&format!(
+                "started by an MPI launcher as one of {n} ranks, but this parsum was built \
+                 without MPI; build it with `cargo build --release -p parsum --features mpi`, \
+                 or run it without the launcher (or with one rank)"
+            ));
+        }
     }
     run_here(cfg)
 }

@@ -54,14 +54,17 @@ pub const GRACE_HOOK_VAR: &str = "PARSUM_TEST_SILENT_GRACE_MS";
 /// speaks and fails meanwhile, and the launcher ends this rank. If it is
 /// still alive, the error was its own (rank 0 did not share it, say an
 /// argument that names something only this node lacks, or a launcher that
-/// does not abort the job), and it says it with its rank.
+/// does not abort the job), and it says it with its rank. Ranks past 1 wait
+/// a little longer each (up to 2 s more): if rank 0 started late, rank 1
+/// speaks first and the launcher ends the others before they repeat it.
 pub fn silent_rank_fails(error: &str) {
+    let rank = rank().unwrap_or(0);
     let grace = std::env::var(GRACE_HOOK_VAR)
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .map_or(SILENT_GRACE, std::time::Duration::from_millis);
-    std::thread::sleep(grace);
-    let rank = rank().unwrap_or(0);
+    let stagger = std::time::Duration::from_millis(250) * rank.saturating_sub(1).min(8);
+    std::thread::sleep(grace + stagger);
     let error = error.trim_end();
     let error = error.strip_prefix("parsum: ").unwrap_or(error);
     crate::progress::message(&format!("parsum: rank {rank}: {error}"));

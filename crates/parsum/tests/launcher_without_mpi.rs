@@ -102,3 +102,26 @@ fn one_rank_alone_is_a_plain_run() {
         .clone();
     assert!(out.stdout.ends_with(b"  f\n"));
 }
+
+#[test]
+fn a_rank_past_0_refuses_even_where_the_launcher_gives_no_size() {
+    // PMIx (`srun --mpi=pmix`) sets PMIX_RANK and no size: rank 1 is still
+    // one of several, and must not print a second manifest.
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"f", b"abc");
+    let mut c = parsum();
+    for v in VARS {
+        c.env_remove(v);
+    }
+    let out = c
+        .env("PMIX_RANK", "1")
+        .env("PARSUM_TEST_SILENT_GRACE_MS", "0")
+        .current_dir(d.path())
+        .assert()
+        .code(2)
+        .stdout("")
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("one of several ranks"), "{err}");
+}
