@@ -970,7 +970,7 @@ impl<R> Future for AsyncResult<R> {
             // If none can come, this thread runs the task, or the queue,
             // itself, and looks again.
             if !(crate::exec_wait::pending(key, cx.waker(), false)
-                && crate::exec_wait::help(key, |pool| self.task.run_inline(pool)))
+                && crate::exec_wait::help(key, cx.waker(), |pool| self.task.run_inline(pool)))
             {
                 return Poll::Pending;
             }

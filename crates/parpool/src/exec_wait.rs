@@ -245,11 +245,21 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     if !worker::stranded(&pool, last_resort) {
         return false;
     }
-    // Nothing queued: `help` runs nothing and marks the future, so that a
-    // job queued later wakes it (a self-wake here made an executor that
-    // runs each poll as a job of the pool spin).
+    // Nothing queued: the future is marked, so that a job queued later
+    // wakes it (a self-wake here made an executor that runs each poll as a
+    // job of the pool spin), and returns `Pending`: nothing to run.
+    // Subtle: marked, then the queue is looked at again; a submitter
+    // pushes, then looks at the mark (`Watched`). A job that came in
+    // meanwhile is not run inside this poll, which found none: it may be
+    // this executor's own next poll of this very future, queued by a wake,
+    // and running it here re-enters the executor, which may hold a lock
+    // around this poll (`tests/nested_poll_attacks.rs`: the only worker
+    // deadlocked). The future asks to be polled again instead (unless
+    // its waker panics: then, as below, it helps now).
     if !pool.has_queued() {
-        return true;
+        pool.census.exec_waiters.mark_parked(key);
+        fence(Ordering::SeqCst);
+        return pool.has_queued() && panic::contain(|| waker.wake_by_ref()).is_err();
     }
     // Subtle: the first time in a job, a stranded future asks to be polled
     // again at once and runs nothing. An executor about to park
@@ -264,12 +274,13 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
 /// `own` (the awaited task, if still queued) or else one queued job of the
 /// thread's pool, here, as one more inlined level (`park::nested`,
 /// `park::run_a_queued_job`).
-/// Returns whether the caller should poll again (it ran something, or work
-/// arrived). With nothing to run, it marks the future, so that the next
-/// job queued on the pool wakes it. Past the inlining depth, with every
+/// Returns whether the caller should poll again (it ran something). With
+/// nothing to run, it marks the future, so that the next job queued on the
+/// pool wakes it, and returns `false`; work that came in meanwhile wakes
+/// it through `waker` instead of running here (as in [`pending`]). Past the inlining depth, with every
 /// thread of the pool waiting and work queued, it panics
 /// (`park::cannot_progress`): nothing could ever run that work.
-pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
+pub(crate) fn help(key: usize, waker: &Waker, own: impl FnOnce(&Registry) -> bool) -> bool {
     let Some(pool) = worker::current() else {
         return false;
     };
@@ -290,10 +301,11 @@ pub(crate) fn help(key: usize, own: impl FnOnce(&Registry) -> bool) -> bool {
         Some(true) => true,
         Some(false) => {
             // Subtle: marked, then the queue is looked at; a submitter
-            // pushes, then looks at the mark (`Watched`).
+            // pushes, then looks at the mark (`Watched`). What came in
+            // meanwhile may be this executor's own next poll: not run here.
             pool.census.exec_waiters.mark_parked(key);
             fence(Ordering::SeqCst);
-            pool.has_queued()
+            pool.has_queued() && panic::contain(|| waker.wake_by_ref()).is_err()
         }
         None if worker::all_blocked(&pool) && pool.has_queued() => crate::park::cannot_progress(),
         None => false,

@@ -691,7 +691,7 @@ impl<'a, R> Consumer<'a, R> {
                         // credits among it) itself, and looks again.
                         let key = self.wait_key();
                         if crate::exec_wait::pending(key, waker, true)
-                            && crate::exec_wait::help(key, |_| false)
+                            && crate::exec_wait::help(key, waker, |_| false)
                         {
                             crate::exec_wait::resumed(key);
                             continue;
