@@ -206,6 +206,7 @@ impl Registry {
 
     /// Only through [`Accepted`], whose drop finishes the protocol.
     fn push(&self, job: JobRef) {
+        crate::exec_wait::note_push();
         self.counters.queued(job.items() as isize);
         self.queue.push(job);
     }
