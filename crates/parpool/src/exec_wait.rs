@@ -150,10 +150,6 @@ pub(crate) struct Waits {
     /// Futures that returned `Pending` stranded in this job (or wait)
     /// already: their next stranded `Pending` helps (see [`pending`]).
     seen: HashSet<usize>,
-    /// Those of `seen` whose wake queued a job from this thread: their
-    /// executor runs each poll as a job, so a job run inside their poll
-    /// may be their own next poll (see [`pending`]).
-    polled_as_jobs: HashSet<usize>,
 }
 
 impl Waits {
@@ -190,9 +186,6 @@ impl Drop for Waits {
 }
 
 thread_local! {
-    /// Jobs this thread has pushed to any pool: a wake that moves it queued
-    /// a job (the executor's next poll).
-    static PUSHES: Cell<u64> = const { Cell::new(0) };
     static WAITS: RefCell<Waits> = RefCell::new(Waits::default());
     /// Whether `WAITS` may hold a key: the common paths (every job, every
     /// handle's drop) look only at this.
@@ -201,45 +194,6 @@ thread_local! {
 
 fn any() -> bool {
     ANY.try_with(Cell::get).unwrap_or(false)
-}
-
-/// Counts a job pushed by this thread (`Registry::push`): one thread-local
-/// add, no atomic.
-#[inline]
-pub(crate) fn note_push() {
-    let _ = PUSHES.try_with(|p| p.set(p.get().wrapping_add(1)));
-}
-
-/// Wakes `waker` (contained): `Err` if it panicked, else whether the wake
-/// queued a job from this thread (the executor runs polls as jobs).
-fn wake_queues_a_job(waker: &Waker) -> Result<bool, ()> {
-    let pushes = || PUSHES.try_with(Cell::get).unwrap_or(0);
-    let before = pushes();
-    panic::contain(|| waker.wake_by_ref()).map_err(drop)?;
-    Ok(pushes() != before)
-}
-
-/// Records whether `key`'s executor runs its polls as jobs (see
-/// [`Waits::polled_as_jobs`]).
-fn set_polled_as_jobs(key: usize, yes: bool) {
-    let _ = WAITS.try_with(|w| {
-        if let Ok(mut w) = w.try_borrow_mut() {
-            if yes {
-                w.polled_as_jobs.insert(key);
-            } else {
-                w.polled_as_jobs.remove(&key);
-            }
-        }
-    });
-}
-
-fn is_polled_as_jobs(key: usize) -> bool {
-    WAITS
-        .try_with(|w| {
-            w.try_borrow()
-                .is_ok_and(|w| w.polled_as_jobs.contains(&key))
-        })
-        .unwrap_or(false)
 }
 
 /// Whether this stranded `Pending` of `key` is a first time in this job,
@@ -313,31 +267,13 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     // (`now_or_never`), which polls once, never runs a queued job (one
     // that waits for what the peeking code does next would wait forever).
     // If the waker panics, it may not have woken anything: it helps now.
-    if first_time(key) {
-        return match wake_queues_a_job(waker) {
-            Err(()) => true,
-            Ok(queued) => {
-                set_polled_as_jobs(key, queued);
-                false
-            }
-        };
-    }
-    true
+    !(first_time(key) && panic::contain(|| waker.wake_by_ref()).is_ok())
 }
 
 /// For the future `key` whose [`pending`] found the thread stranded: runs
 /// `own` (the awaited task, if still queued) or else one queued job of the
 /// thread's pool, here, as one more inlined level (`park::nested`,
 /// `park::run_a_queued_job`).
-///
-/// Subtle: not a queued job if the future's wake queued a job from this
-/// thread ([`Waits::polled_as_jobs`]). Its executor then runs each poll as
-/// a job of a pool, so this thread is free once the poll returns, and the
-/// next queued job may be this future's own next poll: run inside this
-/// poll, it re-enters the executor (a `FuturesUnordered` re-polls a future
-/// woken during its poll; an executor holding a lock while it polls
-/// deadlocked, `tests/nested_poll_attacks.rs`). The awaited task itself is
-/// still run: it is not the executor's.
 /// Returns whether the caller should poll again (it ran something). With
 /// nothing to run, it marks the future, so that the next job queued on the
 /// pool wakes it, and returns `false`; work that came in meanwhile wakes
@@ -357,8 +293,6 @@ pub(crate) fn help(key: usize, waker: &Waker, own: impl FnOnce(&Registry) -> boo
     .and_then(|ran| {
         if ran {
             Some(true)
-        } else if is_polled_as_jobs(key) {
-            Some(false)
         } else {
             crate::park::run_a_queued_job(&pool)
         }
@@ -371,16 +305,7 @@ pub(crate) fn help(key: usize, waker: &Waker, own: impl FnOnce(&Registry) -> boo
             // meanwhile may be this executor's own next poll: not run here.
             pool.census.exec_waiters.mark_parked(key);
             fence(Ordering::SeqCst);
-            if !pool.has_queued() {
-                return false;
-            }
-            match wake_queues_a_job(waker) {
-                Err(()) => true,
-                Ok(queued) => {
-                    set_polled_as_jobs(key, queued);
-                    false
-                }
-            }
+            pool.has_queued() && panic::contain(|| waker.wake_by_ref()).is_err()
         }
         None if worker::all_blocked(&pool) && pool.has_queued() => crate::park::cannot_progress(),
         None => false,
@@ -416,7 +341,6 @@ fn forget(key: usize, ended: bool) {
         };
         if ended {
             w.seen.remove(&key);
-            w.polled_as_jobs.remove(&key);
         }
         let mut old = None;
         if w.pending.remove(&key) {

@@ -206,7 +206,6 @@ impl Registry {
 
     /// Only through [`Accepted`], whose drop finishes the protocol.
     fn push(&self, job: JobRef) {
-        crate::exec_wait::note_push();
         self.counters.queued(job.items() as isize);
         self.queue.push(job);
     }
