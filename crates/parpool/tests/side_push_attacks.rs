@@ -12,7 +12,6 @@
 mod common;
 
 use common::guard;
-use common::pool_exec::{PoolTask, Via};
 use common::spares::stranded;
 use futures::StreamExt;
 use parpool::{PanicPolicy, ThreadPool};
@@ -185,64 +184,6 @@ fn control_join_with_a_oneshot_fed_by_a_queued_job_completes_under_a_plain_waker
     });
 }
 
-/// A pool-driven executor whose wake reaches the pool from another thread
-/// (`Via::Delayed`): the count does not move, so the future is not taken
-/// as pool-driven. A future polling the handle twice in one poll
-/// (`FuturesUnordered`) then helps in its second poll, and the job it runs
-/// may be its own next poll, pushed by the delayed thread meanwhile:
-/// re-entry, and `PoolTask` holds its lock while it polls: the worker
-/// deadlocks, seen as a round that never completes (the detector variant
-/// below counts the re-entries instead).
-#[test]
-#[ignore = "known limit, degraded pools only: a future polled twice in one poll, whose \
-            executor runs polls as pool jobs pushed from another thread (Via::Delayed), can \
-            run its own next poll inside itself on a stranded pool (deadlock in round 6; the \
-            detector counted 24 re-entries in 30 rounds)"]
-fn twice_polled_future_under_a_delayed_pool_executor_never_reenters() {
-    guard(60, || {
-        let pool = stranded("paj-delayed", 1, PanicPolicy::Propagate);
-        let other = Arc::new(ThreadPool::with_workers(1));
-        for round in 0..60u64 {
-            let (tx, rx) = mpsc::channel();
-            let h = other.apply_async(move || {
-                thread::sleep(Duration::from_micros(200 + (round * 97) % 3000));
-                7u32
-            });
-            let mut h = Some(h);
-            let delay = Duration::from_micros((round * 13) % 400);
-            let task = PoolTask::spawn(
-                &pool,
-                Via::Delayed(delay),
-                std::future::poll_fn(move |cx| {
-                    for _ in 0..2 {
-                        if let Poll::Ready(v) = std::pin::Pin::new(h.as_mut().unwrap()).poll(cx) {
-                            let _ = tx.send(v.unwrap());
-                            return Poll::Ready(());
-                        }
-                        // Give the delayed wake a moment to land between the
-                        // two polls.
-                        thread::sleep(Duration::from_micros(500));
-                    }
-                    Poll::Pending
-                }),
-            );
-            // Work queued behind the first poll: the polls find the queue
-            // not empty.
-            let j = pool.apply_async(|| thread::sleep(Duration::from_micros(100)));
-            rx.recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "round {round}: task never completed (polls {})",
-                        task.polls()
-                    )
-                });
-            assert_eq!(j.get(), Ok(()));
-        }
-        pool.terminate();
-        pool.join();
-    });
-}
-
 /// Counts polls of a side-pushing parking executor on an AsyncResult whose
 /// task runs on the other worker of a 2-worker stranded pool for 300 ms:
 /// every poll pushes a job, sees it (or other work) queued, wakes itself:
@@ -370,8 +311,13 @@ impl Wake for Detecting {
     }
 }
 
-/// As `twice_polled_future_under_a_delayed_pool_executor_never_reenters`,
-/// with the detector: counts re-entries instead of deadlocking.
+/// An executor whose wake pushes the next poll from a timer thread (as
+/// `PoolTask` with `Via::Delayed`), on a one-worker stranded pool, with a
+/// future polling a handle twice in one poll (`FuturesUnordered`): its
+/// second, same-job `Pending` helps, and the job it runs may be its own next
+/// poll, pushed by the timer meanwhile. With `PoolTask`, which holds its lock
+/// while it polls, the worker deadlocked (round 6); this executor counts the
+/// polls that begin inside a poll of the same task instead.
 #[test]
 #[ignore = "known limit, degraded pools only: a future polled twice in one poll, whose \
             executor runs polls as pool jobs pushed from another thread (Via::Delayed), can \
