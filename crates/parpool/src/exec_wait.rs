@@ -277,9 +277,10 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
 /// Returns whether the caller should poll again (it ran something). With
 /// nothing to run, it marks the future, so that the next job queued on the
 /// pool wakes it, and returns `false`; work that came in meanwhile wakes
-/// it through `waker` instead of running here (as in [`pending`]). Past the inlining depth, with every
-/// thread of the pool waiting and work queued, it panics
-/// (`park::cannot_progress`): nothing could ever run that work.
+/// it through `waker` instead of running here (as in [`pending`]). Past
+/// the inlining depth, with every thread of the pool waiting and work
+/// queued, it panics (`park::cannot_progress`): nothing could ever run
+/// that work.
 pub(crate) fn help(key: usize, waker: &Waker, own: impl FnOnce(&Registry) -> bool) -> bool {
     let Some(pool) = worker::current() else {
         return false;
