@@ -17,11 +17,17 @@ const VARS: [&str; 6] = [
     "PMIX_SIZE",
 ];
 
-fn as_rank(rank: &str, size: &str) -> assert_cmd::Command {
+/// parsum with no launcher variable inherited from the test's environment.
+fn no_launcher() -> assert_cmd::Command {
     let mut c = parsum();
     for v in VARS {
         c.env_remove(v);
     }
+    c
+}
+
+fn as_rank(rank: &str, size: &str) -> assert_cmd::Command {
+    let mut c = no_launcher();
     c.env("OMPI_COMM_WORLD_SIZE", size)
         .env("OMPI_COMM_WORLD_RANK", rank);
     c
@@ -109,11 +115,7 @@ fn a_rank_past_0_refuses_even_where_the_launcher_gives_no_size() {
     // one of several, and must not print a second manifest.
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"f", b"abc");
-    let mut c = parsum();
-    for v in VARS {
-        c.env_remove(v);
-    }
-    let out = c
+    let out = no_launcher()
         .env("PMIX_RANK", "1")
         .env("PARSUM_TEST_SILENT_GRACE_MS", "0")
         .current_dir(d.path())
