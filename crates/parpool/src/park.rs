@@ -168,6 +168,7 @@ fn blocked_loop(
     mut blocked: worker::Blocked<'_>,
 ) -> bool {
     let mut recheck = RECHECK;
+    let mut next_recheck = Instant::now() + recheck;
     loop {
         if w.done() {
             return true;
@@ -180,9 +181,20 @@ fn blocked_loop(
         {
             continue;
         }
+        // Subtle: a wait that runs the queue itself (no stand-in) looks at
+        // it every `RECHECK`, since a push does not wake it: with the
+        // backed-off interval, work queued beside a long wait started up to
+        // a second late (`tests/must_help_attacks.rs`). Only the rechecks,
+        // which may try to start a spare, back off.
+        let now = Instant::now();
+        let nap = if blocked.compensated {
+            next_recheck.saturating_duration_since(now)
+        } else {
+            next_recheck.saturating_duration_since(now).min(RECHECK)
+        };
         let left = deadline.remaining();
-        w.block(Some(left.map_or(recheck, |l| l.min(recheck))));
-        if !w.done() {
+        w.block(Some(left.map_or(nap, |l| l.min(nap))));
+        if !w.done() && Instant::now() >= next_recheck {
             blocked.recheck(pool);
             // A spare still starting is looked at again soon: if it fails,
             // this thread runs the queue.
@@ -191,6 +203,7 @@ fn blocked_loop(
             } else {
                 (recheck * 2).min(MAX_RECHECK)
             };
+            next_recheck = Instant::now() + recheck;
             if !blocked.compensated
                 && !may_inline(pool)
                 && blocked.all_blocked()

@@ -4,6 +4,8 @@
 //! longer looked short; this test broke that (the old rule, "short as of the
 //! last recheck", is back). Every wait here is timed, so nothing can hang;
 //! the assertions are on how long things took.
+mod common;
+
 use parpool::ThreadPool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -94,4 +96,42 @@ fn an_uncompensated_waiter_stops_helping_when_a_thread_that_waits_invisibly_come
         "D ran {} after {waited:?}; W0 was free to run it once L returned: {log:?}",
         if got { "only" } else { "never (B gave up)" }
     );
+}
+
+/// A worker of a one-worker pool whose spares cannot start waits (a
+/// blocking `get`) for 2.5 s on another pool's task. Nothing can relieve
+/// it, so it runs what is queued here itself; but it looked at the queue
+/// only at its rechecks, which back off to 1 s: a job queued from another
+/// thread 700 ms into the wait started about 560 ms late (at the 1.27 s
+/// recheck), one queued later up to a second late. An uncompensated wait
+/// now looks at the queue every 10 ms; only its spare retries back off.
+#[test]
+fn work_queued_beside_a_long_uncompensated_wait_starts_soon() {
+    common::guard(30, || {
+        let pool = common::spares::stranded("mh-late", 1, parpool::PanicPolicy::Propagate);
+        let other = Arc::new(ThreadPool::with_workers(1));
+        let (blocked_tx, blocked_rx) = mpsc::channel();
+        let o = Arc::clone(&other);
+        let waiter = pool.apply_async(move || {
+            let h = o.apply_async(|| thread::sleep(Duration::from_millis(2500)));
+            blocked_tx.send(()).unwrap();
+            h.get().unwrap();
+        });
+        blocked_rx.recv().unwrap();
+        for delay_ms in [700u64, 400] {
+            thread::sleep(Duration::from_millis(delay_ms));
+            let queued = Instant::now();
+            let mut started = pool.apply_async(move || queued.elapsed());
+            let late = started
+                .get_timeout(Duration::from_secs(5))
+                .expect("the queued job never ran");
+            assert!(
+                late < Duration::from_millis(200),
+                "queued {delay_ms} ms later, it started {late:?} after it was queued"
+            );
+        }
+        assert_eq!(waiter.get(), Ok(()));
+        pool.terminate();
+        pool.join();
+    });
 }
