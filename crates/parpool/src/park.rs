@@ -44,6 +44,9 @@ const STACK_PER_LEVEL: usize = 64 << 10;
 const GRACE: Duration = Duration::from_micros(200);
 /// How soon a blocked worker first checks that a stand-in is still there;
 /// the interval doubles up to `MAX_RECHECK`, so long waits cost no CPU.
+/// A wait with no stand-in also looks at the queue this often for as long
+/// as it lasts (it runs what is queued itself; a push does not wake it):
+/// up to 100 cheap wake-ups a second, on a pool that could not start one.
 const RECHECK: Duration = Duration::from_millis(10);
 const MAX_RECHECK: Duration = Duration::from_secs(1);
 
