@@ -472,17 +472,12 @@ fn run_round(round: u64, round_seed: u64) {
         "main",
         format!("round {round} waiting for the pool to be freed ({config})"),
     );
-    let t0 = Instant::now();
-    while weak.strong_count() > 0 {
-        if t0.elapsed() > Duration::from_secs(2) {
-            track::fail(
-                Fail::Leaked(1),
-                "pool-leaked",
-                format!("the pool is still referenced 2s after its round ended ({config})"),
-            );
-            break;
-        }
-        thread::sleep(Duration::from_millis(1));
+    if !wait_until(Duration::from_secs(2), || weak.strong_count() == 0) {
+        track::fail(
+            Fail::Leaked(1),
+            "pool-leaked",
+            format!("the pool is still referenced 2s after its round ended ({config})"),
+        );
     }
     // A pool whose last handle was dropped on one of its own workers is
     // closed there, not joined: its workers may still be finishing the
@@ -490,75 +485,77 @@ fn run_round(round: u64, round_seed: u64) {
     // the round holds the round's context, so the round ends when this
     // thread holds the last reference (before, such a result could be made
     // after the next round began, and was charged to it as a leak).
-    let t0 = Instant::now();
-    while Arc::strong_count(&ctx) > 1 {
-        if t0.elapsed() > Duration::from_secs(2) {
-            track::fail(
-                Fail::Leaked(1),
-                "context-leaked",
-                format!(
-                    "the round's context is still referenced 2s after its pool was dropped: \
-                     a task, callback or stream was never dropped ({config}); round's ops: {}",
-                    track::round_log()
-                ),
-            );
-            break;
-        }
-        thread::sleep(Duration::from_millis(1));
+    if !wait_until(Duration::from_secs(2), || Arc::strong_count(&ctx) == 1) {
+        track::fail(
+            Fail::Leaked(1),
+            "context-leaked",
+            format!(
+                "the round's context is still referenced 2s after its pool was dropped: \
+                 a task, callback or stream was never dropped ({config}); round's ops: {}",
+                track::round_log()
+            ),
+        );
     }
     drop(ctx);
 
     // Leak check: every tracked object of the round must be gone.
     track::doing("main", format!("round {round} leak check ({config})"));
     let t0 = Instant::now();
-    loop {
-        let live = track::live_counts();
-        if live == [0; 4] {
-            break;
-        }
-        if t0.elapsed() > Duration::from_secs(2) {
-            let n: u64 = live.iter().map(|c| c.unsigned_abs() as u64).sum();
-            let desc: Vec<String> = track::KIND_NAMES
-                .iter()
-                .zip(live)
-                .map(|(k, c)| format!("{k}={c}"))
-                .collect();
-            track::fail(
-                Fail::Leaked(n),
-                if live.iter().any(|&c| c < 0) {
-                    "leak (negative: dropped twice)"
+    // The counts the check last saw are the ones reported.
+    let mut live = [0; 4];
+    if !wait_until(Duration::from_secs(2), || {
+        live = track::live_counts();
+        live == [0; 4]
+    }) {
+        let n: u64 = live.iter().map(|c| c.unsigned_abs() as u64).sum();
+        let desc: Vec<String> = track::KIND_NAMES
+            .iter()
+            .zip(live)
+            .map(|(k, c)| format!("{k}={c}"))
+            .collect();
+        track::fail(
+            Fail::Leaked(n),
+            if live.iter().any(|&c| c < 0) {
+                "leak (negative: dropped twice)"
+            } else {
+                "leak"
+            },
+            format!(
+                "live objects after the round: {} ({config}); the pool was {}; round's ops: {}",
+                desc.join(" "),
+                if joined_here {
+                    "closed or terminated and joined by the main thread"
                 } else {
-                    "leak"
+                    "dropped by another thread (a worker's drop does not join)"
                 },
-                format!(
-                    "live objects after the round: {} ({config}); the pool was {}; round's ops: {}",
-                    desc.join(" "),
-                    if joined_here {
-                        "closed or terminated and joined by the main thread"
-                    } else {
-                        "dropped by another thread (a worker's drop does not join)"
-                    },
-                    track::round_log()
-                ),
-            );
-            // How long the leak lasts tells a slow release from a lost one.
-            while t0.elapsed() < Duration::from_secs(12) && track::live_counts() != [0; 4] {
-                thread::sleep(Duration::from_millis(1));
-            }
-            println!(
-                "soak:   the round's objects were {} {:?} after the leak check began",
-                if track::live_counts() == [0; 4] {
-                    "all dropped"
-                } else {
-                    "still live"
-                },
-                t0.elapsed()
-            );
-            break;
+                track::round_log()
+            ),
+        );
+        // How long the leak lasts tells a slow release from a lost one.
+        wait_until(Duration::from_secs(10), || track::live_counts() == [0; 4]);
+        println!(
+            "soak:   the round's objects were {} {:?} after the leak check began",
+            if track::live_counts() == [0; 4] {
+                "all dropped"
+            } else {
+                "still live"
+            },
+            t0.elapsed()
+        );
+    }
+    outcome("round done");
+}
+
+/// Polls `done` every millisecond for up to `limit`; whether it came true.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while !done() {
+        if t0.elapsed() > limit {
+            return false;
         }
         thread::sleep(Duration::from_millis(1));
     }
-    outcome("round done");
+    true
 }
 
 fn controller(ctx: &Arc<Ctx>, action: u8, delay_us: u64, gap_us: u64) {
