@@ -406,6 +406,11 @@ impl<I: Iterator, F> Drop for Source<I, F> {
 /// waiting for the token goes through [`park`], so a worker that waits while
 /// another credit's read is stuck in user code (an input iterator that waits
 /// for work of the same pool) counts as blocked and the pool sends a spare.
+/// Over an input that never waits ([`never_waits`]) the holder runs no user
+/// code under the token, so its read always ends by itself: a wait for it
+/// is a wait for a lock, which counts as nothing (a spare could not make a
+/// preempted holder finish sooner; it would only add a thread competing
+/// for the CPU).
 struct ReadToken {
     state: Mutex<TokenState>,
     cond: Condvar,
@@ -439,12 +444,18 @@ impl ReadToken {
         Some(Reading(self))
     }
 
-    fn acquire(&self) -> Reading<'_> {
+    /// Waits for the token; `holder_may_wait`: whether its holder may be
+    /// in user code (the input's `next()`), which may wait for anything.
+    fn acquire(&self, holder_may_wait: bool) -> Reading<'_> {
         loop {
             if let Some(reading) = self.try_acquire() {
                 return reading;
             }
-            park::wait(self, Deadline::NEVER);
+            if holder_may_wait {
+                park::wait(self, Deadline::NEVER);
+            } else {
+                self.block(None);
+            }
         }
     }
 }
@@ -571,7 +582,7 @@ where
         let mut items = source.spare.take(self.credit);
         let mut finished_iter = None;
         let (seq, total, mut input_panic, read_any) = {
-            let _reading = source.reader.acquire();
+            let _reading = source.reader.acquire(!source.never_waits);
             if shared.should_stop() {
                 // Stopped while this credit waited for its turn: no read.
                 return None; // Drop reports "returned"

@@ -1,0 +1,87 @@
+//! A pool starts a spare thread only for a wait that may need one: a wait
+//! for code that always finishes by itself gains nothing from a spare (a
+//! slow or preempted thread does not finish sooner), and the spare then
+//! competes for the CPU with the pool's workers until it lingers out.
+//!
+//! Linux only: the threads are counted in `/proc/self/task`.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::{guard, named, threads_named};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Samples how many threads named `prefix` live while `f` runs; returns
+/// `f`'s value and the most seen.
+fn most_threads_during<T>(prefix: &'static str, f: impl FnOnce() -> T) -> (T, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, most) = (Arc::clone(&stop), Arc::clone(&most));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                most.fetch_max(threads_named(prefix), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+    let out = f();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    most.fetch_max(threads_named(prefix), Ordering::Relaxed);
+    (out, most.load(Ordering::Relaxed))
+}
+
+/// Reading a chunk of an input that never waits (here a `Vec`'s items of
+/// 4 KiB, 1 024 per chunk: 4 MiB moved per read) takes long enough that the
+/// other worker waits for the read token past the 200 µs a worker waits
+/// before it asks for a spare. That wait is for a lock whose holder runs no
+/// user code, so the pool must not start one: before the fix, every run
+/// here started a spare.
+#[test]
+fn waiting_for_another_credits_read_of_an_input_that_never_waits_starts_no_spare() {
+    guard(60, || {
+        let pool = named("nospare-r", 2);
+        let (sums, most) = most_threads_during("nospare-r", || {
+            (0..4)
+                .map(|round| {
+                    let input: Vec<[u8; 4096]> = (0..4096u32)
+                        .map(|i| [(i % 251) as u8 ^ round as u8; 4096])
+                        .collect();
+                    let want: u64 = input.iter().map(|b| u64::from(b[0] ^ b[4095])).sum();
+                    let got: u64 = pool
+                        .imap(|b: [u8; 4096]| u64::from(b[0] ^ b[4095]), input)
+                        .chunksize(1024)
+                        .sum();
+                    (got, want)
+                })
+                .collect::<Vec<_>>()
+        });
+        for (got, want) in sums {
+            assert_eq!(got, want);
+        }
+        assert_eq!(
+            most, 2,
+            "a spare was started for a wait on another credit's read"
+        );
+    });
+}
+
+/// The neighbour that keeps its stand-in: an input whose `next()` runs user
+/// code may wait for anything, here for jobs of the same pool, while the
+/// other worker waits for the read token. That wait still counts as
+/// blocked (a spare, or the waiter's own help), so the stream ends.
+#[test]
+fn a_read_that_waits_for_the_pools_own_work_still_ends() {
+    guard(60, || {
+        let pool = named("nospare-w", 2);
+        let inner = Arc::clone(&pool);
+        // Each item is made by a job of the same pool, waited for inside
+        // the input's `next()`.
+        let input = (0..256u64).map(move |i| inner.apply(move || i * 3));
+        let got: u64 = pool.imap(|x: u64| x + 1, input).chunksize(8).sum();
+        assert_eq!(got, (0..256u64).map(|i| i * 3 + 1).sum::<u64>());
+    });
+}
