@@ -85,3 +85,47 @@ fn a_read_that_waits_for_the_pools_own_work_still_ends() {
         assert_eq!(got, (0..256u64).map(|i| i * 3 + 1).sum::<u64>());
     });
 }
+
+/// An input whose `next()` runs user code and is slow but goes on (here
+/// 300 µs per item, as a slow pipe or disk): every credit waiting for the
+/// read token used to count as blocked after 200 µs and got a spare, so a
+/// 2-worker pool grew to 17 threads. A waiter now counts as blocked only
+/// once the read has published nothing for 10 ms.
+#[test]
+fn a_slow_input_that_goes_on_starts_no_spare_per_waiting_credit() {
+    guard(60, || {
+        let pool = named("nospare-s", 2);
+        let (sum, most) = most_threads_during("nospare-s", || {
+            let input = (0..600u64).inspect(|_| std::thread::sleep(Duration::from_micros(300)));
+            pool.imap(|x: u64| x * 2, input).sum::<u64>()
+        });
+        assert_eq!(sum, (0..600u64).map(|i| i * 2).sum::<u64>());
+        assert!(
+            most <= 2,
+            "{most} threads for a 2-worker pool over a slow input"
+        );
+    });
+}
+
+/// The wait that does need a stand-in: the read is stuck in `next()` until
+/// a job of the same pool runs, which no waiter of the pool can inline (it
+/// is a plain channel). Every worker is taken, by the read or by credits
+/// waiting for the token, so the job runs only once a waiter sees the read
+/// stalled and the pool sends a spare. The stream must end, in order.
+#[test]
+fn a_read_stuck_until_the_pool_runs_a_job_still_gets_a_spare() {
+    guard(60, || {
+        let pool = named("nospare-j", 2);
+        let inner = Arc::clone(&pool);
+        let input = (0..200u64).inspect(move |i| {
+            if i % 50 == 49 {
+                let (tx, rx) = std::sync::mpsc::channel();
+                inner.spawn(move || tx.send(()).unwrap());
+                rx.recv_timeout(Duration::from_secs(30))
+                    .expect("the job the read waits for never ran");
+            }
+        });
+        let got: Vec<u64> = pool.imap(|x: u64| x + 1, input).chunksize(16).collect();
+        assert_eq!(got, (1..=200u64).collect::<Vec<_>>());
+    });
+}

@@ -18,7 +18,7 @@
 //!   ones).
 
 use super::buffers::Spare;
-use super::stash::{Reader, Stash};
+use super::stash::{Reader, Stash, STALL};
 use crate::cancel::{self, CancelFlag};
 use crate::job::Job;
 use crate::panic::{self, Payload};
@@ -406,11 +406,15 @@ impl<I: Iterator, F> Drop for Source<I, F> {
 /// waiting for the token goes through [`park`], so a worker that waits while
 /// another credit's read is stuck in user code (an input iterator that waits
 /// for work of the same pool) counts as blocked and the pool sends a spare.
-/// Over an input that never waits ([`never_waits`]) the holder runs no user
-/// code under the token, so its read always ends by itself: a wait for it
-/// is a wait for a lock, which counts as nothing (a spare could not make a
-/// preempted holder finish sooner; it would only add a thread competing
-/// for the CPU).
+/// But only a read that has stopped needs that: a spare cannot make a read
+/// that goes on (slowly, or preempted on a busy machine) finish sooner; it
+/// only adds a thread competing for the CPU, and every credit waiting for
+/// the token added one (a 2-worker pool grew to 17 threads over a slow
+/// input). So a waiter counts as blocked only once the read has published
+/// nothing new for [`STALL`], the consumer's measure of a stalled read
+/// (`stash.rs`). Over an input that never waits ([`never_waits`]) the
+/// holder runs no user code under the token, so its read always ends by
+/// itself: a wait for it is a wait for a lock, which never counts.
 struct ReadToken {
     state: Mutex<TokenState>,
     cond: Condvar,
@@ -422,6 +426,9 @@ struct TokenState {
     /// Threads blocked waiting for the token: only then does a release
     /// notify (a notification is a system call, once per read otherwise).
     waiters: usize,
+    /// Reads begun so far: with the stash's published count, what a waiter
+    /// watches for progress.
+    reads: u64,
 }
 
 struct Reading<'t>(&'t ReadToken);
@@ -441,20 +448,43 @@ impl ReadToken {
             return None;
         }
         state.busy = true;
+        state.reads += 1;
         Some(Reading(self))
     }
 
-    /// Waits for the token; `holder_may_wait`: whether its holder may be
-    /// in user code (the input's `next()`), which may wait for anything.
-    fn acquire(&self, holder_may_wait: bool) -> Reading<'_> {
+    /// Waits for the token. `published`: for an input whose `next()` runs
+    /// user code (which may wait for anything), how many items the open
+    /// read has published; `None` for an input that never waits.
+    fn acquire(&self, published: Option<&dyn Fn() -> usize>) -> Reading<'_> {
         loop {
             if let Some(reading) = self.try_acquire() {
                 return reading;
             }
-            if holder_may_wait {
-                park::wait(self, Deadline::NEVER);
-            } else {
+            let Some(published) = published else {
                 self.block(None);
+                continue;
+            };
+            if self.read_stalls(published) {
+                park::wait(self, Deadline::NEVER);
+            }
+        }
+    }
+
+    /// Waits while the token is held by a read that publishes items; returns
+    /// `true` once it held on for [`STALL`] with nothing new, `false` as
+    /// soon as the token is free or the read goes on.
+    fn read_stalls(&self, published: &dyn Fn() -> usize) -> bool {
+        let seen = (lock(&self.state).reads, published());
+        let until = Instant::now() + STALL;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            self.block(Some(left));
+            let state = lock(&self.state);
+            if !state.busy || (state.reads, published()) != seen {
+                return false;
             }
         }
     }
@@ -582,7 +612,10 @@ where
         let mut items = source.spare.take(self.credit);
         let mut finished_iter = None;
         let (seq, total, mut input_panic, read_any) = {
-            let _reading = source.reader.acquire(!source.never_waits);
+            let published = || source.stash.published();
+            let _reading = source
+                .reader
+                .acquire((!source.never_waits).then_some(&published as &dyn Fn() -> usize));
             if shared.should_stop() {
                 // Stopped while this credit waited for its turn: no read.
                 return None; // Drop reports "returned"
