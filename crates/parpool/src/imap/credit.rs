@@ -18,7 +18,7 @@
 //!   ones).
 
 use super::buffers::Spare;
-use super::stash::{Reader, Stash, STALL};
+use super::stash::{Reader, Stash};
 use crate::cancel::{self, CancelFlag};
 use crate::job::Job;
 use crate::panic::{self, Payload};
@@ -406,15 +406,19 @@ impl<I: Iterator, F> Drop for Source<I, F> {
 /// waiting for the token goes through [`park`], so a worker that waits while
 /// another credit's read is stuck in user code (an input iterator that waits
 /// for work of the same pool) counts as blocked and the pool sends a spare.
-/// But only a read that has stopped needs that: a spare cannot make a read
-/// that goes on (slowly, or preempted on a busy machine) finish sooner; it
-/// only adds a thread competing for the CPU, and every credit waiting for
-/// the token added one (a 2-worker pool grew to 17 threads over a slow
-/// input). So a waiter counts as blocked only once the read has published
-/// nothing new for [`STALL`], the consumer's measure of a stalled read
-/// (`stash.rs`). Over an input that never waits ([`never_waits`]) the
-/// holder runs no user code under the token, so its read always ends by
-/// itself: a wait for it is a wait for a lock, which never counts.
+/// Over an input that never waits ([`never_waits`]) a read is a bulk move of
+/// at most a chunk, which ends by itself: a spare could not make it end
+/// sooner (it is only slow when its thread was preempted) and would then
+/// compete for the CPU. So a wait for such a read counts as blocked only if
+/// the same read still holds the token after [`BULK_READ_LIMIT`]: the holder
+/// may yet run user code (a panic hook, if the range overflows).
+/// How long a wait for a bulk read stays uncounted: far beyond a chunk's
+/// read (65 536 items of a `Vec` or range: well under 1 ms unless they are
+/// huge) and a preemption on a busy machine (a 4 MiB read beside 4 busy
+/// loops on 2 cores outlasted 10 ms in 2 runs of 12), short enough for
+/// the rare read that runs user code which waits for the pool.
+const BULK_READ_LIMIT: Duration = Duration::from_millis(100);
+
 struct ReadToken {
     state: Mutex<TokenState>,
     cond: Condvar,
@@ -426,8 +430,8 @@ struct TokenState {
     /// Threads blocked waiting for the token: only then does a release
     /// notify (a notification is a system call, once per read otherwise).
     waiters: usize,
-    /// Reads begun so far: with the stash's published count, what a waiter
-    /// watches for progress.
+    /// Reads begun so far: a waiter tells by it whether the read it waited
+    /// for has ended.
     reads: u64,
 }
 
@@ -452,30 +456,23 @@ impl ReadToken {
         Some(Reading(self))
     }
 
-    /// Waits for the token. `published`: for an input whose `next()` runs
-    /// user code (which may wait for anything), how many items the open
-    /// read has published; `None` for an input that never waits.
-    fn acquire(&self, published: Option<&dyn Fn() -> usize>) -> Reading<'_> {
+    /// Waits for the token; `bulk`: the input never waits (see above).
+    fn acquire(&self, bulk: bool) -> Reading<'_> {
         loop {
             if let Some(reading) = self.try_acquire() {
                 return reading;
             }
-            let Some(published) = published else {
-                self.block(None);
-                continue;
-            };
-            if self.read_stalls(published) {
+            if !bulk || self.same_read_after(BULK_READ_LIMIT) {
                 park::wait(self, Deadline::NEVER);
             }
         }
     }
 
-    /// Waits while the token is held by a read that publishes items; returns
-    /// `true` once it held on for [`STALL`] with nothing new, `false` as
-    /// soon as the token is free or the read goes on.
-    fn read_stalls(&self, published: &dyn Fn() -> usize) -> bool {
-        let seen = (lock(&self.state).reads, published());
-        let until = Instant::now() + STALL;
+    /// Waits up to `limit` for the read holding the token to end; returns
+    /// whether that same read still holds it.
+    fn same_read_after(&self, limit: Duration) -> bool {
+        let read = lock(&self.state).reads;
+        let until = Instant::now() + limit;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -483,7 +480,7 @@ impl ReadToken {
             }
             self.block(Some(left));
             let state = lock(&self.state);
-            if !state.busy || (state.reads, published()) != seen {
+            if !state.busy || state.reads != read {
                 return false;
             }
         }
@@ -612,10 +609,7 @@ where
         let mut items = source.spare.take(self.credit);
         let mut finished_iter = None;
         let (seq, total, mut input_panic, read_any) = {
-            let published = || source.stash.published();
-            let _reading = source
-                .reader
-                .acquire((!source.never_waits).then_some(&published as &dyn Fn() -> usize));
+            let reading = source.reader.acquire(source.never_waits);
             if shared.should_stop() {
                 // Stopped while this credit waited for its turn: no read.
                 return None; // Drop reports "returned"
@@ -630,6 +624,9 @@ where
             let Some(iter) = input.iter.as_mut() else {
                 let total = input.next_seq;
                 drop(input);
+                // Not under the token: delivering may wake the consumer's
+                // executor, which is user code.
+                drop(reading);
                 self.deliver(Some(total), Report::Exhausted);
                 return None;
             };

@@ -84,13 +84,6 @@ impl<T> Stash<T> {
         }
     }
 
-    /// Items published by the open read (or the last one): a waiter for
-    /// the read token watches it to tell a read that goes on from one
-    /// stuck in `next()`.
-    pub(super) fn published(&self) -> usize {
-        self.published.load(Ordering::Relaxed)
-    }
-
     /// Rescues so far: the epoch of the credits the consumer issues now.
     #[cfg(test)]
     fn epoch(&self) -> u64 {
