@@ -907,3 +907,27 @@ fn a_handle_moved_between_stranded_workers_completes() {
         },
     );
 }
+
+/// Known limit, found by a fresh-mind attack (session of 2026-12-03), older
+/// than the read token's wait rules: an imap whose input (not a range or a
+/// `Vec`) runs another such imap per item, on a 2-worker pool whose spares
+/// cannot start, never ends. The reading worker consumes the inner stream
+/// while it holds the outer read token; the other waits for that token,
+/// and with no stand-in possible it helps with queued jobs, which are
+/// outer credits first: each waits for the same token, one level deeper.
+/// The inner credits sit behind them, and the inner input is not one the
+/// consumer may take back. With spares, or with a range as either input,
+/// it ends.
+#[test]
+#[ignore = "known limit, degraded pools only: nested imaps over generic inputs on a pool whose spares cannot start hang"]
+fn nested_imaps_over_generic_inputs_on_a_pool_without_spares_end() {
+    common::guard(30, || {
+        let pool = common::spares::no_spares_with("strnest", 2, PanicPolicy::default());
+        let inner = Arc::clone(&pool);
+        let input = (0..100u64).map(move |i| -> u64 {
+            inner.imap(|x: u64| x, (0..4u64).map(move |x| x + i)).sum()
+        });
+        let got: u64 = pool.imap(|x: u64| x, input).chunksize(4).sum();
+        assert_eq!(got, (0..100u64).map(|i| 6 + 4 * i).sum::<u64>());
+    });
+}
