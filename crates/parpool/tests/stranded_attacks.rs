@@ -924,9 +924,8 @@ fn nested_imaps_over_generic_inputs_on_a_pool_without_spares_end() {
     common::guard(30, || {
         let pool = common::spares::no_spares_with("strnest", 2, PanicPolicy::default());
         let inner = Arc::clone(&pool);
-        let input = (0..100u64).map(move |i| -> u64 {
-            inner.imap(|x: u64| x, (0..4u64).map(move |x| x + i)).sum()
-        });
+        let input = (0..100u64)
+            .map(move |i| -> u64 { inner.imap(|x: u64| x, (0..4u64).map(move |x| x + i)).sum() });
         let got: u64 = pool.imap(|x: u64| x, input).chunksize(4).sum();
         assert_eq!(got, (0..100u64).map(|i| 6 + 4 * i).sum::<u64>());
     });
