@@ -261,17 +261,22 @@ fn a_waker_woken_by_a_credit_over_a_generic_input_gets_its_job_run() {
 /// overflows: `RangeFrom<u8>` panics at 255 in a debug build, and the
 /// process's panic hook runs on the reading worker. Here the hook waits
 /// for a job of the same pool; the worker waiting for the token must count
-/// as blocked after a while, so the job runs. (Found by a fresh-mind
-/// attack; the hook is global, so it acts only on its own panic.)
+/// as blocked after a while, so the job runs. With 100 credits queued ahead
+/// of that job, each waiter used to wait its own 100 ms before the next
+/// spare came (1 s in all); now every waiter counts at once once the read
+/// is 100 ms old. (Both found by fresh-mind attacks; the hook is global, so
+/// it acts only on its own panic.)
 #[cfg(debug_assertions)]
 #[test]
 fn a_panic_hook_run_under_the_token_of_an_overflowing_range_gets_its_job_run() {
     guard(60, || {
         let pool = named("tokhook", 2);
         let outcome = Arc::new(AtomicUsize::new(0));
+        let waited = Arc::new(std::sync::Mutex::new(None::<Duration>));
         let previous = std::panic::take_hook();
         {
             let (pool, outcome) = (Arc::clone(&pool), Arc::clone(&outcome));
+            let waited = Arc::clone(&waited);
             let fired = AtomicBool::new(false);
             std::panic::set_hook(Box::new(move |info| {
                 let name = std::thread::current().name().unwrap_or("").to_owned();
@@ -279,7 +284,9 @@ fn a_panic_hook_run_under_the_token_of_an_overflowing_range_gets_its_job_run() {
                     return;
                 }
                 assert!(info.to_string().contains("overflow"), "{info}");
+                let t = Instant::now();
                 let ran = job_ran(&pool);
+                *waited.lock().unwrap() = Some(t.elapsed());
                 outcome.store(if ran { 1 } else { 2 }, Ordering::SeqCst);
             }));
         }
@@ -288,7 +295,11 @@ fn a_panic_hook_run_under_the_token_of_an_overflowing_range_gets_its_job_run() {
             std::thread::sleep(Duration::from_millis(1));
             x
         };
-        let mut stream = pool.imap(slow, 250u8..).chunksize(1).into_stream();
+        let mut stream = pool
+            .imap(slow, 250u8..)
+            .chunksize(1)
+            .buffer(100)
+            .into_stream();
         let waker = Waker::from(Arc::new(Ignore));
         let mut cx = Context::from_waker(&waker);
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
@@ -312,6 +323,12 @@ fn a_panic_hook_run_under_the_token_of_an_overflowing_range_gets_its_job_run() {
             outcome.load(Ordering::SeqCst),
             1,
             "the hook's job never ran"
+        );
+        // A bound on a chain of stalls, not a speed claim (one is 100 ms).
+        let waited = waited.lock().unwrap().expect("the hook ran");
+        assert!(
+            waited < Duration::from_millis(700),
+            "the hook's job waited {waited:?}"
         );
     });
 }

@@ -409,9 +409,11 @@ impl<I: Iterator, F> Drop for Source<I, F> {
 /// Over an input that never waits ([`never_waits`]) a read is a bulk move of
 /// at most a chunk, which ends by itself: a spare could not make it end
 /// sooner (it is only slow when its thread was preempted) and would then
-/// compete for the CPU. So a wait for such a read counts as blocked only if
-/// the same read still holds the token after [`BULK_READ_LIMIT`]: the holder
-/// may yet run user code (a panic hook, if the range overflows).
+/// compete for the CPU. So a wait for such reads counts as blocked only once
+/// the read holding the token is older than [`BULK_READ_LIMIT`], or this
+/// waiter has waited that long in all (for one read or several): the holder
+/// may yet run user code (a panic hook, if the range overflows), and
+/// unrelated work queued behind the waiting credits needs a thread.
 /// How long a wait for a bulk read stays uncounted: far beyond a chunk's
 /// read (65 536 items of a `Vec` or range: well under 1 ms unless they are
 /// huge) and a preemption on a busy machine (a 4 MiB read beside 4 busy
@@ -430,9 +432,8 @@ struct TokenState {
     /// Threads blocked waiting for the token: only then does a release
     /// notify (a notification is a system call, once per read otherwise).
     waiters: usize,
-    /// Reads begun so far: a waiter tells by it whether the read it waited
-    /// for has ended.
-    reads: u64,
+    /// When the read holding the token began.
+    since: Option<Instant>,
 }
 
 struct Reading<'t>(&'t ReadToken);
@@ -452,37 +453,42 @@ impl ReadToken {
             return None;
         }
         state.busy = true;
-        state.reads += 1;
+        state.since = Some(Instant::now());
         Some(Reading(self))
     }
 
     /// Waits for the token; `bulk`: the input never waits (see above).
     fn acquire(&self, bulk: bool) -> Reading<'_> {
+        let until = Instant::now() + BULK_READ_LIMIT;
         loop {
             if let Some(reading) = self.try_acquire() {
                 return reading;
             }
-            if !bulk || self.same_read_after(BULK_READ_LIMIT) {
+            if !bulk || self.must_count(until) {
                 park::wait(self, Deadline::NEVER);
             }
         }
     }
 
-    /// Waits up to `limit` for the read holding the token to end; returns
-    /// whether that same read still holds it.
-    fn same_read_after(&self, limit: Duration) -> bool {
-        let read = lock(&self.state).reads;
-        let until = Instant::now() + limit;
+    /// Waits, uncounted, while the token is held by a read younger than
+    /// [`BULK_READ_LIMIT`] and `until` (this waiter's own limit) has not
+    /// passed. Returns `false` once the token is free, `true` once the
+    /// wait must count.
+    fn must_count(&self, until: Instant) -> bool {
         loop {
-            let left = until.saturating_duration_since(Instant::now());
+            let state = lock(&self.state);
+            if !state.busy {
+                return false;
+            }
+            let read_limit = state.since.map_or(until, |since| since + BULK_READ_LIMIT);
+            let left = until
+                .min(read_limit)
+                .saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return true;
             }
+            drop(state);
             self.block(Some(left));
-            let state = lock(&self.state);
-            if !state.busy || state.reads != read {
-                return false;
-            }
         }
     }
 }
