@@ -401,6 +401,13 @@ impl<I: Iterator, F> Drop for Source<I, F> {
     }
 }
 
+/// How long a wait for a bulk read stays uncounted: far beyond a chunk's
+/// read (65 536 items of a `Vec` or range: well under 1 ms unless they are
+/// huge) and a preemption on a busy machine (a 4 MiB read beside 4 busy
+/// loops on 2 cores outlasted 10 ms in 2 runs of 12), short enough for
+/// the rare read that runs user code which waits for the pool.
+const BULK_READ_LIMIT: Duration = Duration::from_millis(100);
+
 /// The right to read the input: one credit at a time. The input's own mutex
 /// is taken only by the token's holder, so no thread ever blocks on it;
 /// waiting for the token goes through [`park`], so a worker that waits while
@@ -414,13 +421,6 @@ impl<I: Iterator, F> Drop for Source<I, F> {
 /// waiter has waited that long in all (for one read or several): the holder
 /// may yet run user code (a panic hook, if the range overflows), and
 /// unrelated work queued behind the waiting credits needs a thread.
-/// How long a wait for a bulk read stays uncounted: far beyond a chunk's
-/// read (65 536 items of a `Vec` or range: well under 1 ms unless they are
-/// huge) and a preemption on a busy machine (a 4 MiB read beside 4 busy
-/// loops on 2 cores outlasted 10 ms in 2 runs of 12), short enough for
-/// the rare read that runs user code which waits for the pool.
-const BULK_READ_LIMIT: Duration = Duration::from_millis(100);
-
 struct ReadToken {
     state: Mutex<TokenState>,
     cond: Condvar,
