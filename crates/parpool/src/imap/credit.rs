@@ -459,12 +459,15 @@ impl ReadToken {
 
     /// Waits for the token; `bulk`: the input never waits (see above).
     fn acquire(&self, bulk: bool) -> Reading<'_> {
-        let until = Instant::now() + BULK_READ_LIMIT;
+        // Read from the clock only once the token is found taken.
+        let mut until = None;
         loop {
             if let Some(reading) = self.try_acquire() {
                 return reading;
             }
-            if !bulk || self.must_count(until) {
+            if !bulk
+                || self.must_count(*until.get_or_insert_with(|| Instant::now() + BULK_READ_LIMIT))
+            {
                 park::wait(self, Deadline::NEVER);
             }
         }
