@@ -95,11 +95,11 @@ fn a_read_that_waits_for_the_pools_own_work_still_ends() {
 }
 
 /// The wait that does need a stand-in: a read of an input that may wait is
-/// stuck in `next()` until
-/// a job of the same pool runs, which no waiter of the pool can inline (it
-/// is a plain channel). Every worker is taken, by the read or by credits
-/// waiting for the token, so the job runs only once a waiter sees the read
-/// stalled and the pool sends a spare. The stream must end, in order.
+/// stuck in `next()` until a job of the same pool runs, which no waiter of
+/// the pool can inline (it is a plain channel). Every worker is taken, by
+/// the read or by credits waiting for the token, so the job runs only once
+/// a waiter counts as blocked and the pool sends a spare. The stream must
+/// end, in order.
 #[test]
 fn a_read_stuck_until_the_pool_runs_a_job_still_gets_a_spare() {
     guard(60, || {
@@ -157,8 +157,8 @@ fn occupy(pool: &ThreadPool, n: usize) -> Vec<mpsc::Sender<()>> {
         .collect()
 }
 
-/// Runs `job` on `pool` and waits for it on a plain channel (which the pool
-/// cannot see); returns whether it ran within 5 s.
+/// Queues a job on `pool` and waits for it on a plain channel (which the
+/// pool cannot see); returns whether it ran within 5 s.
 fn job_ran(pool: &ThreadPool) -> bool {
     let (tx, rx) = mpsc::channel();
     pool.spawn(move || {
@@ -300,7 +300,7 @@ fn a_panic_hook_run_under_the_token_of_an_overflowing_range_gets_its_job_run() {
             .chunksize(1)
             .buffer(100)
             .into_stream();
-        let waker = Waker::from(Arc::new(Ignore));
+        let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
             match Pin::new(&mut stream).poll_next(&mut cx) {
@@ -331,10 +331,4 @@ fn a_panic_hook_run_under_the_token_of_an_overflowing_range_gets_its_job_run() {
             "the hook's job waited {waited:?}"
         );
     });
-}
-
-struct Ignore;
-
-impl Wake for Ignore {
-    fn wake(self: Arc<Self>) {}
 }
