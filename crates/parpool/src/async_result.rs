@@ -27,6 +27,7 @@ use crate::park::{self, Deadline, Waitable};
 use crate::registry::Registry;
 use crate::scope::{ScopeHold, ScopeState};
 use crate::sync::lock;
+use crate::task_ptr::{Counted, Refs, TaskPtr};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
@@ -377,7 +378,11 @@ where
 /// by the scope until it is dropped, and a claim made through the handle
 /// holds the scope open (see [`Task::claim_f`]): so the closure, which may
 /// borrow for the scope, is run or dropped before the scope ends.
+#[repr(C)]
 pub(crate) struct Task<F, R> {
+    /// First, as a [`Counted`] value's must be: the queue's and the
+    /// handle's references (`task_ptr.rs`).
+    refs: Refs,
     slot: Slot<R>,
     /// Initialised while the slot is `QUEUED`; moved out by the slot's
     /// claimer (exactly one party, once, so never concurrently), and
@@ -393,6 +398,9 @@ pub(crate) struct Task<F, R> {
 // its doc), and moved to that thread (`F: Send`); the slot is `Sync` for
 // `R: Send`.
 unsafe impl<F: Send, R: Send> Sync for Task<F, R> {}
+
+// SAFETY: `#[repr(C)]`, `refs` first.
+unsafe impl<F, R> Counted for Task<F, R> {}
 
 impl<F, R> Task<F, R>
 where
@@ -423,17 +431,22 @@ where
         if let Some(scope) = &scope {
             scope.add();
         }
-        let task = Arc::new(Task {
+        let task = Task {
+            refs: Refs::new(),
             slot: Slot::new_inline(scope, with_handle, source),
             f: UnsafeCell::new(MaybeUninit::new(f)),
             pool: pool as *const Registry as usize,
-        });
-        let handle: Option<Arc<dyn HasSlot<R> + 'a>> = if with_handle {
-            Some(Arc::clone(&task) as _)
-        } else {
-            None
         };
-        let job: Arc<dyn crate::job::SharedRun + 'a> = task;
+        let (job, handle) = if with_handle {
+            let (job, handle) = TaskPtr::new_pair(task);
+            (job, Some(handle))
+        } else {
+            (TaskPtr::new(task), None)
+        };
+        // SAFETY: the cast only unsizes the pointer.
+        let job = unsafe { job.coerce(|p| p as *mut (dyn crate::job::SharedRun + 'a)) };
+        // SAFETY: as above.
+        let handle = handle.map(|h| unsafe { h.coerce(|p| p as *mut (dyn HasSlot<R> + 'a)) });
         // SAFETY: only the trait objects' lifetime bounds change (same
         // layout and vtables). What may borrow for `'a` is never touched
         // after the scope ends: [1] the closure is taken and dropped by the
@@ -449,13 +462,13 @@ where
         // borrowed value.
         unsafe {
             let job = std::mem::transmute::<
-                Arc<dyn crate::job::SharedRun + 'a>,
-                Arc<dyn crate::job::SharedRun + 'static>,
+                TaskPtr<dyn crate::job::SharedRun + 'a>,
+                TaskPtr<dyn crate::job::SharedRun + 'static>,
             >(job);
             let handle = handle.map(|handle| {
                 AsyncResult::from_slot(std::mem::transmute::<
-                    Arc<dyn HasSlot<R> + 'a>,
-                    Arc<dyn HasSlot<R> + 'static>,
+                    TaskPtr<dyn HasSlot<R> + 'a>,
+                    TaskPtr<dyn HasSlot<R> + 'static>,
                 >(handle))
             });
             (crate::job::SharedJob::new(job), handle)
@@ -613,7 +626,7 @@ fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource, registry: &Registry) 
 /// ```
 #[must_use = "the task runs whether or not its AsyncResult is kept, but its result and any panic are lost with the handle; use ThreadPool::spawn for fire-and-forget work"]
 pub struct AsyncResult<R> {
-    task: Arc<dyn HasSlot<R>>,
+    task: TaskPtr<dyn HasSlot<R>>,
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -625,7 +638,7 @@ impl<R> fmt::Debug for AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    fn from_slot(task: Arc<dyn HasSlot<R>>) -> Self {
+    fn from_slot(task: TaskPtr<dyn HasSlot<R>>) -> Self {
         AsyncResult { task }
     }
 
@@ -636,7 +649,7 @@ impl<R> AsyncResult<R> {
 
     /// This handle's identity while it waits in an executor (`exec_wait`).
     fn wait_key(&self) -> usize {
-        Arc::as_ptr(&self.task) as *const () as usize
+        self.task.addr()
     }
 
     /// Waits for the task and returns its result.
@@ -982,11 +995,15 @@ impl<R> Unpin for AsyncResult<R> {}
 
 /// The handle of a task a pool refused because it no longer runs: already
 /// done, with [`TaskError::NotRunning`]. Nothing was queued.
-struct Refused<R>(Slot<R>);
+#[repr(C)]
+struct Refused<R>(Refs, Slot<R>);
+
+// SAFETY: `#[repr(C)]`, its `Refs` first.
+unsafe impl<R> Counted for Refused<R> {}
 
 impl<R: Send> HasSlot<R> for Refused<R> {
     fn slot(&self) -> &Slot<R> {
-        &self.0
+        &self.1
     }
 
     fn run_inline(&self, _pool: &Registry) -> bool {
@@ -1007,7 +1024,9 @@ impl<R: Send> AsyncResult<R> {
         debug_assert!(claimed, "a new slot is unclaimed");
         // No callbacks yet and the handle is alive: nothing is handed back.
         drop(slot.complete(Err(Failure::new(TaskError::NotRunning, None))));
-        let task: Arc<dyn HasSlot<R> + '_> = Arc::new(Refused(slot));
+        let task = TaskPtr::new(Refused(Refs::new(), slot));
+        // SAFETY: the cast only unsizes the pointer.
+        let task = unsafe { task.coerce(|p| p as *mut (dyn HasSlot<R> + '_)) };
         // SAFETY: only the trait object's lifetime bound changes (same
         // layout and vtable). The slot never holds an `R`: its outcome is
         // the error stored above (taken out by `get`, or dropped with the
@@ -1015,7 +1034,9 @@ impl<R: Send> AsyncResult<R> {
         // while they run, which never happens for a success here. So
         // dropping it after `R`'s borrows end touches nothing borrowed.
         let task = unsafe {
-            std::mem::transmute::<Arc<dyn HasSlot<R> + '_>, Arc<dyn HasSlot<R> + 'static>>(task)
+            std::mem::transmute::<TaskPtr<dyn HasSlot<R> + '_>, TaskPtr<dyn HasSlot<R> + 'static>>(
+                task,
+            )
         };
         AsyncResult::from_slot(task)
     }
@@ -1024,8 +1045,9 @@ impl<R: Send> AsyncResult<R> {
 /// The task's size is W4's memory: a million pending `apply_async` handles
 /// are a million tasks (`docs/design.md` §12). On Linux (futex-based
 /// `Mutex` and `Condvar`, 4 bytes each), a task of a closure capturing one
-/// word and returning one is 72 bytes, 88 with `Arc`'s counts: a 96-byte
-/// glibc chunk; one word more would make it a 112-byte chunk.
+/// word and returning one is 80 bytes with its reference count: an 80-byte
+/// slot of task memory (`slab.rs`, slots in steps of 16 bytes); one word
+/// more would make it a 96-byte slot.
 #[cfg(all(test, target_os = "linux", target_pointer_width = "64"))]
 mod size {
     use super::{Slot, Task};
@@ -1035,11 +1057,10 @@ mod size {
     }
 
     #[test]
-    fn a_one_word_task_fits_a_96_byte_malloc_chunk() {
+    fn a_one_word_task_fits_an_80_byte_slot() {
         let word = std::hint::black_box(5u64);
         let f = move || word * 3;
         assert_eq!(std::mem::size_of::<Slot<u64>>(), 56);
-        // With `Arc`'s two counts and glibc's 8-byte header: 96 bytes.
-        assert_eq!(task_size(&f), 72);
+        assert_eq!(task_size(&f), 80);
     }
 }

@@ -16,6 +16,7 @@
 //! until the job has been run or dropped before the borrow ends.
 
 use crate::registry::Registry;
+use crate::task_ptr::TaskPtr;
 
 /// One unit of work in the queue.
 pub(crate) trait Job: Send {
@@ -47,10 +48,10 @@ pub(crate) trait SharedRun: Send + Sync {
 /// The queue's reference to a shared job, and its item count (kept here:
 /// the queue reads it twice per job, without a virtual call). Dropping it
 /// unrun cancels it.
-pub(crate) struct SharedJob(Option<std::sync::Arc<dyn SharedRun>>, usize);
+pub(crate) struct SharedJob(Option<TaskPtr<dyn SharedRun>>, usize);
 
 impl SharedJob {
-    pub(crate) fn new(job: std::sync::Arc<dyn SharedRun>) -> Self {
+    pub(crate) fn new(job: TaskPtr<dyn SharedRun>) -> Self {
         let items = job.items();
         SharedJob(Some(job), items)
     }

@@ -138,6 +138,7 @@ mod queue;
 mod registry;
 #[cfg(not(parpool_loom))]
 mod scope;
+mod slab;
 mod sleep;
 #[cfg(not(parpool_loom))]
 mod star;
@@ -146,6 +147,7 @@ mod stats;
 #[cfg(not(parpool_loom))]
 mod submit;
 mod sync;
+mod task_ptr;
 #[cfg(not(parpool_loom))]
 mod wait;
 #[cfg(not(parpool_loom))]

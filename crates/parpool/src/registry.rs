@@ -29,6 +29,7 @@ use crate::job::JobRef;
 use crate::lifecycle::{Lifecycle, State};
 use crate::panic::{self, PanicPolicy, Payload};
 use crate::queue::JobQueue;
+use crate::slab;
 use crate::sleep::Sleep;
 use crate::stats::Counters;
 use crate::sync::lock;
@@ -56,6 +57,8 @@ pub(crate) struct Registry {
     pub(crate) next_index: AtomicUsize,
     /// Live and blocked worker threads (see `worker.rs`).
     pub(crate) census: worker::Census,
+    /// Keeps task memory between bursts while the pool lives (`slab.rs`).
+    _memory: slab::Keep,
 }
 
 /// A submitter the pool has accepted: it may push jobs until it is dropped.
@@ -120,6 +123,7 @@ impl Registry {
             threads: Mutex::new(Vec::with_capacity(workers)),
             next_index: AtomicUsize::new(0),
             census: worker::Census::default(),
+            _memory: slab::Keep::new(),
         });
         let mut failure = None;
         let mut ready = Vec::with_capacity(workers);
