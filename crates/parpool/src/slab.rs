@@ -15,12 +15,11 @@
 //! - **Regions.** Memory comes in regions of [`REGION`] bytes (2 MiB),
 //!   aligned to their size, mapped from the system and unmapped when
 //!   freed (on Linux; elsewhere from the global allocator). A region
-//!   serves one size class: a header, then
-//!   slots of one size. A slot finds its region by rounding its address
-//!   down. A class's first region uses small pages; the others, made only
-//!   during a burst, are marked for transparent huge pages on Linux, so a
-//!   burst of a million tasks faults in 64 huge pages, not 31 000 small
-//!   ones.
+//!   serves one size class: a header, then slots of one size. A slot
+//!   finds its region by rounding its address down. Regions are not
+//!   marked for transparent huge pages: where the kernel must compact
+//!   memory to find one, the first touch of a region stalled for up to a
+//!   second (`docs/design.md` §6).
 //! - **Thread caches.** Each thread keeps up to [`CACHED`] free slots per
 //!   class, all of one region; `alloc` and `dealloc` touch only that
 //!   cache, and move [`BATCH`] slots at a time to or from the class's
@@ -37,9 +36,9 @@
 //! freed only with `out == 0`, so no slot of it can be reached.
 //!
 //! **What is kept.** A class's first region is never freed (it holds a
-//! program's everyday few tasks, in the small pages it touched). While any
-//! pool lives, up to [`KEEP_EMPTY`] empty huge-page regions (128 MiB, all
-//! classes together) are kept for the next burst, the point of the module;
+//! program's everyday few tasks, in the pages it touched). While any pool
+//! lives, up to [`KEEP_EMPTY`] of the other regions, empty (128 MiB, all
+//! classes together), are kept for the next burst, the point of the module;
 //! when the last pool is dropped, they go back to the system. A region
 //! with a slot still out (a handle kept after its pool) stays until that
 //! slot comes back. A thread's cache goes back to the shared state when
@@ -72,13 +71,13 @@ const CLASSES: usize = MAX_SIZE / ALIGN;
 const BATCH: usize = 32;
 /// Most free slots a thread keeps per class.
 const CACHED: usize = 2 * BATCH;
-/// Most empty huge-page regions kept, all classes together, while a pool
+/// Most empty burst regions kept, all classes together, while a pool
 /// lives: 128 MiB, a million pending 128-byte tasks.
 const KEEP_EMPTY: usize = 64;
 
 /// Live pools: while there is one, empty regions are kept.
 static POOLS: AtomicUsize = AtomicUsize::new(0);
-/// Empty huge-page regions kept, all classes together.
+/// Empty burst regions kept, all classes together.
 static KEPT: AtomicUsize = AtomicUsize::new(0);
 
 /// One class's shared state.
@@ -96,11 +95,11 @@ struct Region {
     out: usize,
     /// Whether the region is in its class's `regions`.
     listed: bool,
-    /// Whether it asked for huge pages: every region of its class but the
-    /// first. The first stays in small pages and is never freed, so a
-    /// program that queues a few tasks at a time touches a few pages, and
-    /// a pool built and dropped over and over maps nothing anew.
-    huge: bool,
+    /// Whether it was made during a burst: every region of its class but
+    /// the first. The first is never freed, so a program that queues a few
+    /// tasks at a time touches a few pages of it, and a pool built and
+    /// dropped over and over maps nothing anew.
+    burst: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<Region>() <= HEADER);
@@ -135,12 +134,12 @@ impl Class {
         let mut got = 0;
         while got == 0 {
             let Some(&region) = self.regions.last() else {
-                let huge = self.count > 0;
-                self.regions.push(new_region(huge));
+                let burst = self.count > 0;
+                self.regions.push(new_region(burst));
                 self.count += 1;
-                if huge {
+                if burst {
                     // Counted as a kept empty region until taken from, just
-                    // below, as every empty huge region is.
+                    // below, as every empty burst region is.
                     KEPT.fetch_add(1, Ordering::Relaxed);
                 }
                 continue;
@@ -148,7 +147,7 @@ impl Class {
             // SAFETY: a listed region is live (freed only after it leaves
             // the list) and ours under the class's mutex.
             let r = unsafe { &mut *region.as_ptr() };
-            if r.out == 0 && r.huge {
+            if r.out == 0 && r.burst {
                 KEPT.fetch_sub(1, Ordering::Relaxed);
             }
             let base = region.as_ptr().cast::<u8>();
@@ -207,14 +206,14 @@ impl Class {
             // Empty: start it afresh, its slots in address order again.
             r.free = ptr::null_mut();
             r.carved = 0;
-            if r.huge && !keep_one() {
+            if r.burst && !keep_one() {
                 // SAFETY: non-null; listed and empty.
                 unsafe { self.release(NonNull::new_unchecked(region)) };
             }
         }
     }
 
-    /// Frees one empty, listed, huge-page region, not counted as kept.
+    /// Frees one empty, listed burst region, not counted as kept.
     ///
     /// # Safety
     ///
@@ -229,14 +228,14 @@ impl Class {
         unsafe { unmap_region(region.cast()) };
     }
 
-    /// Frees every empty huge-page region (the last pool is gone).
+    /// Frees every empty burst region (the last pool is gone).
     fn release_empty(&mut self) {
         let mut at = 0;
         while at < self.regions.len() {
             let region = self.regions[at];
             // SAFETY: listed, so live; ours under the mutex.
             let r = unsafe { &*region.as_ptr() };
-            if r.out == 0 && r.huge {
+            if r.out == 0 && r.burst {
                 KEPT.fetch_sub(1, Ordering::Relaxed);
                 // SAFETY: listed and empty; no longer counted as kept.
                 unsafe { self.release(region) };
@@ -247,7 +246,7 @@ impl Class {
     }
 }
 
-/// Whether an empty huge-page region may be kept; if so, it is counted.
+/// Whether an empty burst region may be kept; if so, it is counted.
 fn keep_one() -> bool {
     if POOLS.load(Ordering::Relaxed) == 0 {
         return false;
@@ -259,15 +258,9 @@ fn keep_one() -> bool {
     false
 }
 
-/// A new, empty region, listed; marked for huge pages if `huge`.
-fn new_region(huge: bool) -> NonNull<Region> {
+/// A new, empty region, listed.
+fn new_region(burst: bool) -> NonNull<Region> {
     let base = map_region();
-    #[cfg(all(target_os = "linux", not(miri)))]
-    if huge {
-        // SAFETY: advice only, on a mapping we own; any error leaves small
-        // pages.
-        unsafe { libc::madvise(base.as_ptr().cast(), REGION, libc::MADV_HUGEPAGE) };
-    }
     let region = base.cast::<Region>();
     // SAFETY: the region's start, aligned to `REGION`, so to `Region`.
     unsafe {
@@ -276,7 +269,7 @@ fn new_region(huge: bool) -> NonNull<Region> {
             carved: 0,
             out: 0,
             listed: true,
-            huge,
+            burst,
         })
     };
     region
