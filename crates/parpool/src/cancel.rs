@@ -46,7 +46,10 @@ thread_local! {
 }
 
 /// Marks the current thread as running a task of a flag until dropped.
-pub(crate) struct TokenGuard<'a>(std::marker::PhantomData<&'a ()>);
+/// Holds whether the token was pushed: not in a thread-local destructor
+/// that runs after the stack's own (a task inlined by a `get` there runs
+/// as outside any task).
+pub(crate) struct TokenGuard<'a>(bool, std::marker::PhantomData<&'a ()>);
 
 /// Pushes `flag` on the thread's token stack until the guard drops.
 ///
@@ -64,28 +67,37 @@ pub(crate) unsafe fn enter<'a>(
     let flag = FlagRef(unsafe {
         std::mem::transmute::<*const (dyn CancelFlag + 'a), *const (dyn CancelFlag + 'static)>(flag)
     });
-    TOKENS.with(|t| {
-        t.borrow_mut().push(Token {
-            flag,
-            follows_terminate,
+    let pushed = TOKENS
+        .try_with(|t| {
+            t.borrow_mut().push(Token {
+                flag,
+                follows_terminate,
+            })
         })
-    });
-    TokenGuard(std::marker::PhantomData)
+        .is_ok();
+    TokenGuard(pushed, std::marker::PhantomData)
 }
 
 /// The innermost token of the current thread: its flag and whether it
 /// follows `terminate`. The flag is valid while that token is on the stack.
 pub(crate) fn current() -> Option<(FlagRef, bool)> {
-    TOKENS.with(|t| {
-        t.borrow()
-            .last()
-            .map(|tok| (tok.flag, tok.follows_terminate))
-    })
+    TOKENS
+        .try_with(|t| {
+            t.borrow()
+                .last()
+                .map(|tok| (tok.flag, tok.follows_terminate))
+        })
+        .ok()
+        .flatten()
 }
 
 impl Drop for TokenGuard<'_> {
     fn drop(&mut self) {
-        TOKENS.with(|t| t.borrow_mut().pop());
+        if self.0 {
+            // Pushed, so the stack is not yet destroyed: it is destroyed
+            // only after every guard of this thread has dropped.
+            TOKENS.with(|t| t.borrow_mut().pop());
+        }
     }
 }
 
@@ -118,15 +130,17 @@ impl Drop for TokenGuard<'_> {
 /// pool.join();
 /// ```
 pub fn cancelled() -> bool {
-    TOKENS.with(|t| {
-        let tokens = t.borrow();
-        match tokens.last() {
-            None => false,
-            Some(token) => {
-                // SAFETY: a token is on the stack only while its flag lives.
-                unsafe { token.flag.get() }.is_cancelled()
-                    || (token.follows_terminate && crate::worker::current_pool_terminated())
+    TOKENS
+        .try_with(|t| {
+            let tokens = t.borrow();
+            match tokens.last() {
+                None => false,
+                Some(token) => {
+                    // SAFETY: a token is on the stack only while its flag lives.
+                    unsafe { token.flag.get() }.is_cancelled()
+                        || (token.follows_terminate && crate::worker::current_pool_terminated())
+                }
             }
-        }
-    })
+        })
+        .unwrap_or(false)
 }

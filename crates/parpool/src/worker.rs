@@ -88,17 +88,21 @@ thread_local! {
 }
 
 /// The pool whose worker the current thread is, if any.
+/// A thread-local destructor that runs after this one's is on no worker
+/// (a worker's loop has ended before its thread-locals are destroyed).
 pub(crate) fn current() -> Option<Arc<Registry>> {
-    WORKER.with(|w| w.borrow().clone())
+    WORKER.try_with(|w| w.borrow().clone()).ok().flatten()
 }
 
 /// Whether the current thread is a worker of `registry`.
 pub(crate) fn current_is(registry: &Registry) -> bool {
-    WORKER.with(|w| {
-        w.borrow()
-            .as_ref()
-            .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), registry))
-    })
+    WORKER
+        .try_with(|w| {
+            w.borrow()
+                .as_ref()
+                .is_some_and(|r| std::ptr::eq(Arc::as_ptr(r), registry))
+        })
+        .unwrap_or(false)
 }
 
 /// Whether the current thread is a worker of `registry` whose initializer
@@ -109,7 +113,9 @@ pub(crate) fn current_is_initialized(registry: &Registry) -> bool {
 
 /// Whether the current thread is a worker of a terminated pool.
 pub(crate) fn current_pool_terminated() -> bool {
-    WORKER.with(|w| w.borrow().as_ref().is_some_and(|r| r.is_terminated()))
+    WORKER
+        .try_with(|w| w.borrow().as_ref().is_some_and(|r| r.is_terminated()))
+        .unwrap_or(false)
 }
 
 /// Starts one worker thread; the receiver reports whether its initializer
