@@ -1045,9 +1045,10 @@ impl<R: Send> AsyncResult<R> {
 /// The task's size is W4's memory: a million pending `apply_async` handles
 /// are a million tasks (`docs/design.md` §12). On Linux (futex-based
 /// `Mutex` and `Condvar`, 4 bytes each), a task of a closure capturing one
-/// word and returning one is 80 bytes with its reference count: an 80-byte
-/// slot of task memory (`slab.rs`, slots in steps of 16 bytes); one word
-/// more would make it a 96-byte slot.
+/// word and returning one is 80 bytes with its reference count: a 128-byte
+/// slot of task memory (`slab.rs`: a slot is whole cache lines, so that no
+/// two tasks share one). Up to 48 more bytes of closure fit the same slot;
+/// 16 fewer would fit one line.
 #[cfg(all(test, target_os = "linux", target_pointer_width = "64"))]
 mod size {
     use super::{Slot, Task};
@@ -1057,7 +1058,7 @@ mod size {
     }
 
     #[test]
-    fn a_one_word_task_fits_an_80_byte_slot() {
+    fn a_one_word_task_is_80_bytes_in_a_128_byte_slot() {
         let word = std::hint::black_box(5u64);
         let f = move || word * 3;
         assert_eq!(std::mem::size_of::<Slot<u64>>(), 56);

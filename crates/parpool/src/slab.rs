@@ -565,7 +565,8 @@ mod fork {
     }
 }
 
-#[cfg(test)]
+// Not under loom, where every task comes from the global allocator.
+#[cfg(all(test, not(parpool_loom)))]
 mod tests {
     use super::*;
 
