@@ -298,11 +298,18 @@ impl Registry {
         self.sleep.notify_all();
     }
 
-    /// Joins every worker thread, replacements and spares included.
+    /// Joins every worker thread, replacements and spares included, but
+    /// the calling thread: a worker whose thread-local destructor drops the
+    /// pool's last handle (its loop has ended, so it is no longer counted
+    /// as a worker) cannot wait for itself, and is ending anyway. Joining
+    /// it failed (`EDEADLK`) and aborted the process, a panic in a
+    /// destructor.
     pub(crate) fn join_threads(&self) {
+        let me = std::thread::current().id();
         loop {
             let handle = lock(&self.threads).pop();
             match handle {
+                Some(h) if h.thread().id() == me => drop(h),
                 // A worker never panics (user panics are caught), so an error
                 // here cannot carry a user payload worth re-raising.
                 Some(h) => drop(h.join()),

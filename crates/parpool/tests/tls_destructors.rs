@@ -15,7 +15,7 @@ mod common;
 
 use parpool::ThreadPool;
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 static POOL: OnceLock<ThreadPool> = OnceLock::new();
@@ -75,6 +75,44 @@ fn the_api_works_in_a_thread_local_destructor_after_the_pools_own() {
                 )
             });
             assert_eq!(out, "42 false 9900 55 false");
+        },
+    );
+}
+
+/// A worker whose thread-local destructor drops its pool's last handle: the
+/// drop closes the pool and joins its threads but this one, which is ending
+/// (joining itself failed and aborted the process). From a second hostile
+/// review.
+#[test]
+fn a_pool_dropped_in_its_own_workers_thread_local_destructor() {
+    child::run(
+        "a_pool_dropped_in_its_own_workers_thread_local_destructor",
+        60,
+        || {
+            static DONE: Mutex<Option<mpsc::Sender<usize>>> = Mutex::new(None);
+            struct Holder(Option<Arc<ThreadPool>>);
+            impl Drop for Holder {
+                fn drop(&mut self) {
+                    let pool = self.0.take().unwrap();
+                    let others = Arc::strong_count(&pool) - 1;
+                    drop(pool);
+                    if let Some(tx) = DONE.lock().unwrap().take() {
+                        let _ = tx.send(others);
+                    }
+                }
+            }
+            thread_local!(static HELD: std::cell::RefCell<Option<Holder>> = const { std::cell::RefCell::new(None) });
+            let (tx, rx) = mpsc::channel();
+            *DONE.lock().unwrap() = Some(tx);
+            let pool = Arc::new(ThreadPool::with_workers(1));
+            let inner = Arc::clone(&pool);
+            pool.apply(move || HELD.with(|h| *h.borrow_mut() = Some(Holder(Some(inner)))));
+            pool.close();
+            drop(pool);
+            let others = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the worker's destructor did not finish dropping the pool");
+            assert_eq!(others, 0, "the destructor held the last handle");
         },
     );
 }
