@@ -107,8 +107,13 @@ fn a_pool_dropped_in_its_own_workers_thread_local_destructor() {
             let pool = Arc::new(ThreadPool::with_workers(1));
             let inner = Arc::clone(&pool);
             pool.apply(move || HELD.with(|h| *h.borrow_mut() = Some(Holder(Some(inner)))));
+            // The worker stays busy until this thread's handle is gone, so
+            // the one its destructor drops is the last.
+            let (go, wait) = mpsc::channel::<()>();
+            drop(pool.apply_async(move || wait.recv()));
             pool.close();
             drop(pool);
+            go.send(()).unwrap();
             let others = rx
                 .recv_timeout(Duration::from_secs(20))
                 .expect("the worker's destructor did not finish dropping the pool");
