@@ -98,14 +98,17 @@ fn next_timeout_expires_then_the_iterator_still_works() {
 fn unordered_next_timeout_expires() {
     guard(30, || {
         let pool = ThreadPool::with_workers(1);
-        let mut it = pool.imap_unordered(
-            |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
-            [200],
-        );
+        // The item waits for the test, not for a clock: a consumer thread
+        // not scheduled for longer than a sleeping item would find it done
+        // (Miri's scheduler did that once the pool's timing changed).
+        let (tx, rx) = mpsc::channel::<()>();
+        let rx = std::sync::Mutex::new(rx);
+        let mut it = pool.imap_unordered(move |_: u64| rx.lock().unwrap().recv().unwrap(), [200]);
         assert_eq!(
             it.next_timeout(Duration::from_millis(1)),
             Err(TaskError::Timeout)
         );
+        tx.send(()).unwrap();
         assert_eq!(it.next_timeout(Duration::from_secs(20)), Ok(Some(())));
         assert_eq!(it.next_timeout(Duration::from_secs(20)), Ok(None));
     });
