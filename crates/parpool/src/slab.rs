@@ -212,21 +212,26 @@ impl Class {
             r.free = ptr::null_mut();
             r.carved = 0;
             if r.burst && !keep_one() {
-                // SAFETY: non-null; listed and empty.
-                unsafe { self.release(NonNull::new_unchecked(region)) };
+                // SAFETY: non-null, derived from the slot.
+                let region = unsafe { NonNull::new_unchecked(region) };
+                // Always found: it was listed just above if it was not.
+                let at = self.regions.iter().rposition(|&r| r == region);
+                debug_assert!(at.is_some(), "parpool: an empty region is listed");
+                if let Some(at) = at {
+                    // SAFETY: listed at `at` and empty.
+                    unsafe { self.release(at) };
+                }
             }
         }
     }
 
-    /// Frees one empty, listed burst region, not counted as kept.
+    /// Frees the empty burst region listed at `at`, not counted as kept.
     ///
     /// # Safety
     ///
-    /// `region` is listed here and has `out == 0`.
-    unsafe fn release(&mut self, region: NonNull<Region>) {
-        if let Some(at) = self.regions.iter().rposition(|&r| r == region) {
-            self.regions.swap_remove(at);
-        }
+    /// The region listed at `at` has `out == 0`.
+    unsafe fn release(&mut self, at: usize) {
+        let region = self.regions.swap_remove(at);
         self.count -= 1;
         // SAFETY: made by `new_region`; nothing of it is reachable
         // (`out == 0`, and it is no longer listed).
@@ -242,8 +247,10 @@ impl Class {
             let r = unsafe { &*region.as_ptr() };
             if r.out == 0 && r.burst {
                 KEPT.fetch_sub(1, Ordering::Relaxed);
-                // SAFETY: listed and empty; no longer counted as kept.
-                unsafe { self.release(region) };
+                // SAFETY: listed at `at` and empty; no longer counted as
+                // kept. `swap_remove` moves the last region to `at`, which
+                // the loop looks at next.
+                unsafe { self.release(at) };
             } else {
                 at += 1;
             }
