@@ -54,6 +54,26 @@ impl<R> Default for Cursor<R> {
     }
 }
 
+/// How far (bytes) ahead of the result handed out the cursor asks the CPU to
+/// fetch: a worker on another core wrote the results, and W1's consumer,
+/// the critical path of a tiny-item `imap`, spent half its samples on that
+/// load (`docs/design.md` §12).
+const PREFETCH_AHEAD: usize = 1024;
+
+/// Asks the CPU to bring `p`'s cache line in for reading. Only a hint.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults and has no effect on memory, so
+        // any address will do, also one past the buffer's end.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
+}
+
 impl<R> Cursor<R> {
     #[inline]
     pub(super) fn next(&mut self) -> Option<R> {
@@ -61,6 +81,13 @@ impl<R> Cursor<R> {
             // SAFETY: `pos < len`, so the slot is initialized, and it is read
             // once: `pos` moves past it at once.
             let item = unsafe { self.buf.as_ptr().add(self.pos).read() };
+            prefetch(
+                self.buf
+                    .as_ptr()
+                    .wrapping_add(self.pos)
+                    .cast::<u8>()
+                    .wrapping_add(PREFETCH_AHEAD),
+            );
             self.pos += 1;
             Some(item)
         } else {
