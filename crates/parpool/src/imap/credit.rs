@@ -645,7 +645,8 @@ where
                 let read = panic::contain(|| {
                     items.extend(iter.by_ref().take(credit));
                     // Exhausted, or known to be (an exact size hint of 0
-                    // saves the consumer a credit just to learn of the end).
+                    // saves the consumer a credit just to learn of the end;
+                    // trusted only here, from std's own ranges).
                     items.len() < credit || iter.size_hint().1 == Some(0)
                 });
                 (read, !items.is_empty())
@@ -653,7 +654,10 @@ where
                 // Items are published as they are read: a consumer may
                 // rescue them if the input stalls in `next()` (`stash.rs`).
                 let mut reader = Reader::open(&source.stash, &mut items, seq, credit, self.epoch);
-                let read = panic::contain(|| reader.read(iter) || iter.size_hint().1 == Some(0));
+                // No shortcut through `size_hint` here: a user iterator's
+                // hint may be wrong (safe code may lie), and trusting a
+                // hint of "none left" cut such an input short, silently.
+                let read = panic::contain(|| reader.read(iter));
                 let read_any = reader.count() > 0;
                 // Closes the read: `items` keeps what no rescuer took.
                 drop(reader);

@@ -53,6 +53,7 @@ mod takeback;
 mod window;
 
 use crate::error::TaskError;
+use crate::panic;
 use crate::submit::Queue;
 use consumer::{Consumer, InputSide};
 pub(crate) use credit::never_waits;
@@ -85,7 +86,14 @@ where
     let may_rescue = registry.config.initializer.is_none();
     let shared = Arc::new(Exchange::new(Arc::clone(&registry), scope.clone()));
     let iter = inputs.into_iter();
-    let input_hint = iter.size_hint();
+    // User code: a panicking `size_hint` must not panic in this call (the
+    // documented promise) nor unwind past the input, whose `Drop` may panic
+    // too (that aborted). It counts as a stray panic, and the hint as
+    // unknown; the input itself is still read to its end.
+    let input_hint = panic::contain(|| iter.size_hint()).unwrap_or_else(|p| {
+        registry.stray_panic(p);
+        (0, None)
+    });
     let source = Arc::new(Source::new(iter, f, never_waits, registry, scope));
     let (input, stalled) = (Arc::clone(&source), Arc::clone(&source));
     let job_shared = Arc::clone(&shared);
