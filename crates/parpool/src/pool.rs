@@ -378,7 +378,10 @@ impl ThreadPool {
     ///
     /// If `f` panics, or the `Drop` of an input the map drops unused: the
     /// panic is re-raised here, after the rest of the call's work has
-    /// stopped. If the output vector cannot be allocated.
+    /// stopped. If the output vector cannot be allocated, or a range input
+    /// has more items than `usize` counts (`0..=u64::MAX` on a 64-bit
+    /// target), before any item runs: such inputs need
+    /// [`imap`](Self::imap).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
