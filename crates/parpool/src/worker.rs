@@ -309,7 +309,10 @@ fn replace_current(registry: &Arc<Registry>) -> bool {
             Err(RecvTimeoutError::Disconnected) => return false,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        while helps {
+        if !helps {
+            continue;
+        }
+        loop {
             match rx.try_recv() {
                 Ok(started) => return started.is_ok(),
                 Err(TryRecvError::Disconnected) => return false,
