@@ -170,6 +170,30 @@ impl<R> Slot<R> {
     /// only the queue still references (see [`Task`]).
     #[must_use = "an orphaned outcome must be dropped by the claimer"]
     fn complete(&self, outcome: Outcome<R>) -> Option<Outcome<R>> {
+        // SAFETY: we are the claimer and the status is not `DONE` yet, so
+        // no one else looks at the outcome (module doc).
+        unsafe { *self.outcome.get() = Some(outcome) };
+        if self.finish() {
+            // SAFETY: `DONE`, and the handle is gone: no one else looks at
+            // the outcome any more.
+            unsafe { (*self.outcome.get()).take() }
+        } else {
+            None
+        }
+    }
+
+    /// [`complete`](Self::complete) for an outcome the claimer has stored
+    /// in place already (a large result is not copied again): runs the
+    /// callbacks, then marks the slot done and wakes every waiter. Returns
+    /// whether the handle is gone, in which case the stored outcome is the
+    /// claimer's to drop (contained).
+    #[must_use = "an orphaned outcome must be dropped by the claimer"]
+    fn finish(&self) -> bool {
+        // SAFETY: stored by the claimer (the caller), and nobody takes or
+        // writes it before `DONE` (module doc); the handle only reads it
+        // after `DONE`. So a shared reference is sound until then.
+        let outcome = unsafe { (*self.outcome.get()).as_ref() }
+            .expect("parpool: a completing slot holds its outcome");
         // Callbacks run without the slot's lock held: a callback may drop
         // its own handle (a "remove me from the pending set" pattern) or
         // read it. One registered while they run is picked up by the loop;
@@ -189,7 +213,7 @@ impl<R> Slot<R> {
             let _completing = Completing::enter(self);
             // Callbacks that do not run are dropped one by one, contained:
             // their `Drop` is user code too.
-            match &outcome {
+            match outcome {
                 Ok(value) => {
                     for cb in on_success {
                         run_callback(|| cb(value));
@@ -204,16 +228,13 @@ impl<R> Slot<R> {
                 }
             }
         };
-        let orphan = if self.handle_alive.load(Ordering::Relaxed) {
-            // SAFETY: we are the claimer and the status is not `DONE` yet,
-            // so no handle looks at the outcome (module doc).
-            unsafe { *self.outcome.get() = Some(outcome) };
-            None
-        } else {
-            let mut outcome = outcome;
-            self.hand_unobserved_panic_to_scope(&mut outcome);
-            Some(outcome)
-        };
+        let orphan = !self.handle_alive.load(Ordering::Relaxed);
+        if orphan {
+            // SAFETY: as above; the shared reference is not used again.
+            if let Some(outcome) = unsafe { (*self.outcome.get()).as_mut() } {
+                self.hand_unobserved_panic_to_scope(outcome);
+            }
+        }
         self.status.store(DONE, Ordering::Release);
         let waker = inner.extras.as_mut().and_then(|e| e.waker.take());
         let waiters = self.waiters.load(Ordering::Relaxed) > 0;
@@ -357,11 +378,28 @@ where
     counters.running(items as isize);
     // SAFETY: the guard is a local of this call and drops before `slot`.
     let token = unsafe { crate::cancel::enter(slot, true) };
-    let outcome = run_task(f, source, registry);
+    let cell = slot.outcome.get();
+    // The result goes straight into the slot: a large `R` returned by value
+    // is not copied from frame to frame on the worker's stack (a 512 KiB
+    // result overflowed a 2 MiB stack that way; found by review).
+    // SAFETY: we claimed the slot and it is not `DONE`, so only we touch
+    // the outcome (module doc); it holds `None`, nothing to drop.
+    if let Err(payload) = panic::contain(|| unsafe { cell.write(Some(Ok(f()))) }) {
+        // SAFETY: as above; `f` panicked, so nothing was written.
+        unsafe { cell.write(Some(Err(failure_of(payload, source, registry)))) };
+    }
     drop(token);
     counters.finished(items, items);
-    if let Some(orphan) = slot.complete(outcome) {
-        if let Some(p) = panic::drop_contained(orphan) {
+    if slot.finish() {
+        // The handle is gone: the claimer drops the result, in place and
+        // contained (its `Drop` is user code).
+        // SAFETY: `DONE` with no handle: only we touch the outcome, and it
+        // is not used again until it is marked empty just below.
+        let dropped = panic::contain(|| unsafe { std::ptr::drop_in_place(cell) });
+        // SAFETY: dropped (also if its `Drop` panicked: unwinding dropped
+        // the rest), so overwriting it drops nothing twice.
+        unsafe { cell.write(None) };
+        if let Err(p) = dropped {
             registry.stray_panic(p);
         }
     }
@@ -586,20 +624,18 @@ where
     }
 }
 
-/// Runs a task's closure and turns a panic into a failure.
-fn run_task<R>(f: impl FnOnce() -> R, source: PanicSource, registry: &Registry) -> Outcome<R> {
-    panic::contain(f).map_err(|payload| {
-        if payload.is::<panic::CancelledMarker>() {
-            return Failure::new(TaskError::Cancelled, None);
-        }
-        if source == PanicSource::Task {
-            registry.task_panicked(&payload);
-        }
-        Failure::new(
-            TaskError::Panicked(panic::message(payload.as_ref())),
-            Some(payload),
-        )
-    })
+/// What a task's panic makes of its outcome (counted unless relayed).
+fn failure_of(payload: Payload, source: PanicSource, registry: &Registry) -> Box<Failure> {
+    if payload.is::<panic::CancelledMarker>() {
+        return Failure::new(TaskError::Cancelled, None);
+    }
+    if source == PanicSource::Task {
+        registry.task_panicked(&payload);
+    }
+    Failure::new(
+        TaskError::Panicked(panic::message(payload.as_ref())),
+        Some(payload),
+    )
 }
 
 /// The handle to a task's result, returned by

@@ -284,50 +284,15 @@ fn rest_in_reserve(registry: &Registry) -> bool {
 /// Retires the current worker after `max_tasks_per_worker` jobs: starts a
 /// replacement and reports whether it came up (if not, the current worker
 /// keeps going).
-///
-/// An initializer that waits for work of its own pool (an `imap` it
-/// consumes, a `get`) needs an initialized thread to run it, since it may
-/// not run jobs itself before it returns, and on a 1-worker pool the only
-/// one is this thread (a hostile test deadlocked that way). So while a
-/// replacement's initializer runs past [`REPLACEMENT_POLL`], this thread
-/// runs queued jobs: a retiring worker may run a few jobs past its limit,
-/// only while its replacement initializes.
 fn replace_current(registry: &Arc<Registry>) -> bool {
-    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
     if registry.is_terminated() {
         return true;
     }
-    let Ok(rx) = spawn(registry) else {
-        return false;
-    };
-    let helps = registry.config.initializer.is_some();
-    loop {
-        // The reply does not wake the pool's sleepers, so the wait for it
-        // is short, to look at the queue again.
-        match rx.recv_timeout(REPLACEMENT_POLL) {
-            Ok(started) => return started.is_ok(),
-            Err(RecvTimeoutError::Disconnected) => return false,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        if !helps {
-            continue;
-        }
-        loop {
-            match rx.try_recv() {
-                Ok(started) => return started.is_ok(),
-                Err(TryRecvError::Disconnected) => return false,
-                Err(TryRecvError::Empty) => {}
-            }
-            let Some(job) = registry.pop() else { break };
-            registry.run_job(job);
-        }
+    match spawn(registry) {
+        Ok(rx) => matches!(rx.recv(), Ok(Ok(()))),
+        Err(_) => false,
     }
 }
-
-/// How long a retiring worker waits for its replacement's initializer
-/// before it runs queued jobs (see [`replace_current`]), and how often it
-/// looks at the queue again.
-const REPLACEMENT_POLL: Duration = Duration::from_millis(1);
 
 /// A thread of the pool failed to start (uncounted already): executor
 /// waits stop asking for spares, and every future pending in one on a

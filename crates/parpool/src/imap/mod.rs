@@ -88,10 +88,15 @@ where
     let iter = inputs.into_iter();
     // User code: a panicking `size_hint` must not panic in this call (the
     // documented promise) nor unwind past the input, whose `Drop` may panic
-    // too (that aborted). It counts as a stray panic, and the hint as
-    // unknown; the input itself is still read to its end.
+    // too (that aborted). The hint counts as unknown, and the panic goes
+    // where the input's `Drop` panic would: to the scope, which re-raises
+    // it when it ends, or to the pool as a stray panic (its policy may
+    // terminate the pool, and the stream then ends `Cancelled`).
     let input_hint = panic::contain(|| iter.size_hint()).unwrap_or_else(|p| {
-        registry.stray_panic(p);
+        match &scope {
+            Some(scope) => scope.report_panic(p),
+            None => registry.stray_panic(p),
+        }
         (0, None)
     });
     let source = Arc::new(Source::new(iter, f, never_waits, registry, scope));
