@@ -150,28 +150,24 @@ fn check_imap(ordered: bool, workers: usize, chunk: Option<usize>) {
     }
 }
 
+/// Ordered and unordered, 1 and 3 workers, several chunk sizes.
 #[test]
-fn imap_input_panics_1w() {
-    child::run("imap_input_panics_1w", 60, || {
-        check_imap(true, 1, None);
-        check_imap(true, 1, Some(7));
-        check_imap(true, 1, Some(usize::MAX));
-    });
-}
-#[test]
-fn imap_input_panics_3w() {
-    child::run("imap_input_panics_3w", 60, || {
-        check_imap(true, 3, None);
-        check_imap(true, 3, Some(1));
-        check_imap(true, 3, Some(64));
-    });
-}
-#[test]
-fn imap_unordered_input_panics() {
-    child::run("imap_unordered_input_panics", 60, || {
-        check_imap(false, 1, None);
-        check_imap(false, 3, Some(1));
-        check_imap(false, 3, Some(64));
+fn imap_input_panics() {
+    child::run("imap_input_panics", 120, || {
+        let rows = [
+            (true, 1, None),
+            (true, 1, Some(7)),
+            (true, 1, Some(usize::MAX)),
+            (true, 3, None),
+            (true, 3, Some(1)),
+            (true, 3, Some(64)),
+            (false, 1, None),
+            (false, 3, Some(1)),
+            (false, 3, Some(64)),
+        ];
+        for (ordered, workers, chunk) in rows {
+            check_imap(ordered, workers, chunk);
+        }
     });
 }
 
