@@ -292,7 +292,13 @@ fn duration_edges(pool: &Arc<ThreadPool>) {
                     .recv_timeout(Duration::from_secs(5));
                 x
             },
-            [5u32],
+            // A range: its exact size hint tells the read that the input
+            // is over, so the end is known once the item is. (A user
+            // iterator's hint is not trusted for that, since it may lie:
+            // an input such as `[5u32]` is known to be over only when one
+            // more read finds `None`, and `next_timeout(ZERO)` may find
+            // that read not done yet.)
+            5u32..6,
         )
         .chunksize(1);
     assert_eq!(
