@@ -29,6 +29,11 @@
 //! - **The shared state** of a class is the list of its regions that have
 //!   free slots. A region counts its slots that are out (allocated, or in
 //!   some thread's cache); one whose count returns to zero is empty.
+//! - **Spares.** A burst that starts a new region asks for the next one:
+//!   an idle worker maps it and faults its pages in ([`prepare_ahead`]),
+//!   so the submitting thread, the burst's bottleneck, does not zero
+//!   128 MiB of pages itself for a million tasks while the workers it
+//!   feeds wait for work. At most one spare per class.
 //!
 //! **Invariant:** a slot is in exactly one place: allocated, in one thread
 //! cache, or in its region's free list or uncarved tail; and a region's
@@ -39,7 +44,8 @@
 //! program's everyday few tasks, in the pages it touched). While any pool
 //! lives, up to [`KEEP_EMPTY`] of the other regions, empty (128 MiB, all
 //! classes together), are kept for the next burst, the point of the module;
-//! when the last pool is dropped, they go back to the system. A region
+//! when the last pool is dropped, they go back to the system, with the
+//! spares (up to 8 MiB, faulted in, while a pool lives). A region
 //! with a slot still out (a handle kept after its pool) stays until that
 //! slot comes back, and so does a region with a slot in some thread's
 //! cache: until that thread next allocates or frees a task of that class,
@@ -84,6 +90,9 @@ const KEEP_EMPTY: usize = 64;
 static POOLS: AtomicUsize = AtomicUsize::new(0);
 /// Empty burst regions kept, all classes together.
 static KEPT: AtomicUsize = AtomicUsize::new(0);
+/// Classes, one bit each, that started a new burst region since an idle
+/// worker last prepared a spare for them (see [`prepare_ahead`]).
+static WANTED: AtomicUsize = AtomicUsize::new(0);
 
 /// One class's shared state.
 static SHARED: [Mutex<Class>; CLASSES] = [const { Mutex::new(Class::new()) }; CLASSES];
@@ -116,6 +125,10 @@ struct Class {
     regions: Vec<NonNull<Region>>,
     /// Regions of this class, listed or not.
     count: usize,
+    /// A region mapped and faulted in ahead by an idle worker, not yet
+    /// used (so not counted, and without a header): the next region a
+    /// burst needs (see [`prepare_ahead`]).
+    spare: Option<NonNull<u8>>,
 }
 
 // SAFETY: the pointers are to regions, which only this class's mutex
@@ -127,6 +140,7 @@ impl Class {
         Class {
             regions: Vec::new(),
             count: 0,
+            spare: None,
         }
     }
 
@@ -140,12 +154,18 @@ impl Class {
         while got == 0 {
             let Some(&region) = self.regions.last() else {
                 let burst = self.count > 0;
-                self.regions.push(new_region(burst));
+                // A spare exists only once a burst has started (it is asked
+                // for below), so it is always a burst region.
+                let base = self.spare.take().unwrap_or_else(map_region);
+                self.regions.push(start_region(base, burst));
                 self.count += 1;
                 if burst {
                     // Counted as a kept empty region until taken from, just
                     // below, as every empty burst region is.
                     KEPT.fetch_add(1, Ordering::Relaxed);
+                    // A burst that needed this region will likely need the
+                    // next: an idle worker prepares it.
+                    WANTED.fetch_or(1 << (size / ALIGN - 1), Ordering::Relaxed);
                 }
                 continue;
             };
@@ -233,13 +253,18 @@ impl Class {
     unsafe fn release(&mut self, at: usize) {
         let region = self.regions.swap_remove(at);
         self.count -= 1;
-        // SAFETY: made by `new_region`; nothing of it is reachable
+        // SAFETY: made by `map_region`; nothing of it is reachable
         // (`out == 0`, and it is no longer listed).
         unsafe { unmap_region(region.cast()) };
     }
 
-    /// Frees every empty burst region (the last pool is gone).
+    /// Frees every empty burst region and the spare (the last pool is
+    /// gone).
     fn release_empty(&mut self) {
+        if let Some(base) = self.spare.take() {
+            // SAFETY: made by `map_region`, and reachable only as the spare.
+            unsafe { unmap_region(base) };
+        }
         let mut at = 0;
         while at < self.regions.len() {
             let region = self.regions[at];
@@ -270,9 +295,8 @@ fn keep_one() -> bool {
     false
 }
 
-/// A new, empty region, listed.
-fn new_region(burst: bool) -> NonNull<Region> {
-    let base = map_region();
+/// Makes the fresh mapping `base` a new, empty region, listed.
+fn start_region(base: NonNull<u8>, burst: bool) -> NonNull<Region> {
     let region = base.cast::<Region>();
     // SAFETY: the region's start, aligned to `REGION`, so to `Region`.
     unsafe {
@@ -292,8 +316,14 @@ fn new_region(burst: bool) -> NonNull<Region> {
 /// allocator: glibc serves large aligned requests from its heap once
 /// freeing one has raised its mapping threshold, and then never gives
 /// them back (a hostile test grew an idle process to 450 MiB that way).
-#[cfg(all(target_os = "linux", not(miri)))]
+/// Out of memory, it aborts, as the global allocator's failure does.
 fn map_region() -> NonNull<u8> {
+    try_map_region().unwrap_or_else(|| alloc::handle_alloc_error(region_layout()))
+}
+
+/// As [`map_region`], but `None` when the system has no memory for it.
+#[cfg(all(target_os = "linux", not(miri)))]
+fn try_map_region() -> Option<NonNull<u8>> {
     // SAFETY: a fresh private anonymous mapping; no existing memory is
     // touched.
     let raw = unsafe {
@@ -307,7 +337,7 @@ fn map_region() -> NonNull<u8> {
         )
     };
     if raw == libc::MAP_FAILED {
-        alloc::handle_alloc_error(region_layout());
+        return None;
     }
     let raw = raw.cast::<u8>();
     let head = (REGION - raw as usize % REGION) % REGION;
@@ -323,7 +353,7 @@ fn map_region() -> NonNull<u8> {
         libc::munmap(base.add(REGION).cast(), REGION - head);
     }
     // SAFETY: inside a successful mapping, so not null.
-    unsafe { NonNull::new_unchecked(base) }
+    Some(unsafe { NonNull::new_unchecked(base) })
 }
 
 /// Gives a region back to the system.
@@ -338,11 +368,9 @@ unsafe fn unmap_region(base: NonNull<u8>) {
 }
 
 #[cfg(not(all(target_os = "linux", not(miri))))]
-fn map_region() -> NonNull<u8> {
-    let layout = region_layout();
+fn try_map_region() -> Option<NonNull<u8>> {
     // SAFETY: the layout's size is not zero.
-    NonNull::new(unsafe { alloc::alloc(layout) })
-        .unwrap_or_else(|| alloc::handle_alloc_error(layout))
+    NonNull::new(unsafe { alloc::alloc(region_layout()) })
 }
 
 /// Gives a region back to the global allocator.
@@ -354,6 +382,67 @@ fn map_region() -> NonNull<u8> {
 unsafe fn unmap_region(base: NonNull<u8>) {
     // SAFETY: allocated by `map_region` with this layout.
     unsafe { alloc::dealloc(base.as_ptr(), region_layout()) };
+}
+
+/// Faults in a fresh region's pages, as its first writes would: done by an
+/// idle worker for a spare, so that the thread submitting a burst does not
+/// (zeroing a page and charging it to the process is most of a fresh
+/// burst's cost, `docs/design.md` §12).
+#[cfg(all(target_os = "linux", not(miri)))]
+fn populate(base: NonNull<u8>) {
+    // SAFETY: the whole of a fresh private mapping of ours; populating
+    // changes no byte of it (fresh anonymous pages read as zero either way).
+    let done = unsafe { libc::madvise(base.as_ptr().cast(), REGION, libc::MADV_POPULATE_WRITE) };
+    if done != 0 {
+        // Before Linux 5.14: touch one byte per page, writing the zero it
+        // already holds.
+        for page in (0..REGION).step_by(4096) {
+            // SAFETY: inside the region, which nothing else uses yet.
+            unsafe { base.as_ptr().add(page).write_volatile(0) };
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(miri))))]
+fn populate(_base: NonNull<u8>) {}
+
+/// Called by an idle worker: for each class whose burst started a new
+/// region since, maps the next region and faults it in, as the spare that
+/// class's next new region will be. A thread submitting a long burst (W4:
+/// a million tasks, 64 regions) then finds its regions ready instead of
+/// faulting in every page itself, while the workers it feeds wait for work
+/// anyway. At most one spare per class; freed with the kept regions when
+/// the last pool is dropped. Returns whether it prepared anything.
+pub(crate) fn prepare_ahead() -> bool {
+    if WANTED.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let wanted = WANTED.swap(0, Ordering::Relaxed);
+    let mut prepared = false;
+    for class in (0..CLASSES).filter(|class| wanted & (1 << class) != 0) {
+        if shared(class).spare.is_some() {
+            continue;
+        }
+        // Only ahead of need: without memory for it, the burst's own
+        // thread maps the region (and meets the failure) when it needs it.
+        let Some(base) = try_map_region() else {
+            break;
+        };
+        populate(base);
+        prepared = true;
+        let mut shared = shared(class);
+        // The last pool's drop frees the spare under this mutex after it
+        // counted the pool out: a spare stored after that would outlive
+        // every pool.
+        if shared.spare.is_none() && POOLS.load(Ordering::Relaxed) > 0 {
+            shared.spare = Some(base);
+        } else {
+            drop(shared);
+            // SAFETY: just mapped, and never reachable from elsewhere.
+            unsafe { unmap_region(base) };
+        }
+    }
+    prepared
 }
 
 fn region_layout() -> Layout {
@@ -730,5 +819,54 @@ mod tests {
         );
         free(second);
         assert!(shared(class).count >= 1, "the first region is kept");
+    }
+
+    /// A burst that starts a new region asks for a spare; an idle worker's
+    /// `prepare_ahead` makes one, and the burst's next new region is that
+    /// spare. Freeing every empty region (the last pool's drop) frees the
+    /// spare too. Workers of other tests' pools may prepare it first: the
+    /// test only needs it to exist.
+    #[test]
+    fn a_burst_gets_its_next_region_prepared() {
+        let _serial = serial();
+        let _pool = Keep::new();
+        assert!(KEPT.load(Ordering::Relaxed) + 3 <= KEEP_EMPTY);
+        let layout = Layout::from_size_align(MAX_SIZE, 8).unwrap();
+        let class = class_of(layout).unwrap();
+        let per_region = (REGION - HEADER) / MAX_SIZE;
+        // Regions' worth of blocks until a spare exists: kept empty regions
+        // (other tests') are used first, then new ones are started.
+        let mut blocks: Vec<NonNull<u8>> = Vec::new();
+        let spare = loop {
+            prepare_ahead();
+            if let Some(spare) = shared(class).spare {
+                break spare;
+            }
+            assert!(
+                blocks.len() < 80 * per_region,
+                "no spare region was prepared"
+            );
+            blocks.extend((0..per_region).map(|_| alloc(layout)));
+        };
+        // Everything carved so far is in use: the next new region must be
+        // the spare. (A kept empty region, if any, would be used first.)
+        let mut guard = 0;
+        while !blocks.iter().any(|b| region_of(*b) == region_of(spare)) {
+            blocks.push(alloc(layout));
+            guard += 1;
+            assert!(guard <= 3 * per_region, "the spare was never used");
+        }
+        // The spare's memory holds live, disjoint blocks.
+        let all: Vec<_> = blocks.iter().map(|&b| (b, layout, 7u8)).collect();
+        fill_and_check(&all);
+        for ptr in blocks {
+            // SAFETY: from `alloc` with this layout, freed once.
+            unsafe { dealloc(ptr, layout) };
+        }
+        // This thread's cache, then every empty region and any spare.
+        CACHE.with(|cache| cache.borrow_mut().flush());
+        let mut shared = shared(class);
+        shared.release_empty();
+        assert!(shared.spare.is_none(), "the spare outlived release_empty");
     }
 }

@@ -222,6 +222,9 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
             }
             continue;
         }
+        if crate::slab::prepare_ahead() {
+            continue;
+        }
         registry
             .sleep
             .idle(|| registry.has_queued() || registry.may_exit());
