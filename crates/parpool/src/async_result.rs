@@ -15,7 +15,9 @@
 //! reads or takes it, after an `Acquire` load of `DONE` (taking needs
 //! `&mut` to the handle). So `get` on a finished task takes no lock: no
 //! read-modify-write of a cache line the worker wrote last (W4 in
-//! `docs/design.md`).
+//! `docs/design.md`). It is stored untagged (a union, [`Held`]), with its
+//! tag in a byte beside the slot's flags, under the same rules: a one-word
+//! task then fits one cache line.
 //!
 //! Dropping a handle does not cancel its task. In a scope, a panic that no
 //! handle observed is handed to the scope, which re-raises it when it ends.
@@ -87,11 +89,15 @@ pub(crate) struct Slot<R> {
     /// Threads blocked in `block`; `complete` skips the wake-up syscall if
     /// 0. Read and written only with `inner` locked, as `handle_alive`.
     waiters: AtomicU32,
+    /// Which of `outcome`'s fields holds a value (`EMPTY`, `HELD_OK`,
+    /// `HELD_ERR`); read and written under the same rules as `outcome`.
+    held: UnsafeCell<u8>,
     /// Written once, by the claimer, before `status` becomes `DONE`; after
     /// that read only through the handle (see the module doc), and taken
     /// only by the handle (`&mut`), or by the claimer if the handle is gone
-    /// (decided under the mutex, before `DONE`).
-    outcome: UnsafeCell<Option<Outcome<R>>>,
+    /// (decided under the mutex, before `DONE`). Accessed only through the
+    /// `Slot` methods below, which keep `held` in step.
+    outcome: UnsafeCell<MaybeUninit<Held<R>>>,
     inner: Mutex<Inner<R>>,
     cond: Condvar,
     scope: Option<Arc<ScopeState>>,
@@ -122,6 +128,21 @@ struct Extras<R> {
     waker: Option<Waker>,
 }
 
+/// A task's outcome as stored in its slot: an [`Outcome`] without the tags
+/// of `Option` and `Result`, which cost a word for a result type without a
+/// spare bit pattern (`u64`); the slot's `held` byte, beside its other
+/// flags, says which field holds a value. That word is what puts a
+/// one-word task in one cache line (W4, `docs/design.md` §12).
+union Held<R> {
+    ok: std::mem::ManuallyDrop<R>,
+    err: std::mem::ManuallyDrop<Box<Failure>>,
+}
+
+/// `Slot::held`.
+const EMPTY: u8 = 0;
+const HELD_OK: u8 = 1;
+const HELD_ERR: u8 = 2;
+
 // Not derived: that would ask for `R: Default`.
 impl<R> Default for Extras<R> {
     fn default() -> Self {
@@ -145,7 +166,8 @@ impl<R> Slot<R> {
             handle_alive: AtomicBool::new(handle_alive),
             source,
             waiters: AtomicU32::new(0),
-            outcome: UnsafeCell::new(None),
+            held: UnsafeCell::new(EMPTY),
+            outcome: UnsafeCell::new(MaybeUninit::uninit()),
             inner: Mutex::new(Inner { extras: None }),
             cond: Condvar::new(),
             scope,
@@ -171,12 +193,12 @@ impl<R> Slot<R> {
     #[must_use = "an orphaned outcome must be dropped by the claimer"]
     fn complete(&self, outcome: Outcome<R>) -> Option<Outcome<R>> {
         // SAFETY: we are the claimer and the status is not `DONE` yet, so
-        // no one else looks at the outcome (module doc).
-        unsafe { *self.outcome.get() = Some(outcome) };
+        // no one else looks at the outcome (module doc), which is empty.
+        unsafe { self.store(outcome) };
         if self.finish() {
             // SAFETY: `DONE`, and the handle is gone: no one else looks at
             // the outcome any more.
-            unsafe { (*self.outcome.get()).take() }
+            unsafe { self.take_held() }
         } else {
             None
         }
@@ -192,8 +214,7 @@ impl<R> Slot<R> {
         // SAFETY: stored by the claimer (the caller), and nobody takes or
         // writes it before `DONE` (module doc); the handle only reads it
         // after `DONE`. So a shared reference is sound until then.
-        let outcome = unsafe { (*self.outcome.get()).as_ref() }
-            .expect("parpool: a completing slot holds its outcome");
+        let outcome = unsafe { self.peek() }.expect("parpool: a completing slot holds its outcome");
         // Callbacks run without the slot's lock held: a callback may drop
         // its own handle (a "remove me from the pending set" pattern) or
         // read it. One registered while they run is picked up by the loop;
@@ -231,8 +252,8 @@ impl<R> Slot<R> {
         let orphan = !self.handle_alive.load(Ordering::Relaxed);
         if orphan {
             // SAFETY: as above; the shared reference is not used again.
-            if let Some(outcome) = unsafe { (*self.outcome.get()).as_mut() } {
-                self.hand_unobserved_panic_to_scope(outcome);
+            if let Some(failure) = unsafe { self.failure_mut() } {
+                self.hand_unobserved_panic_to_scope(failure);
             }
         }
         self.status.store(DONE, Ordering::Release);
@@ -252,8 +273,8 @@ impl<R> Slot<R> {
         orphan
     }
 
-    fn hand_unobserved_panic_to_scope(&self, outcome: &mut Outcome<R>) {
-        if let (Some(scope), Err(failure)) = (&self.scope, outcome) {
+    fn hand_unobserved_panic_to_scope(&self, failure: &mut Failure) {
+        if let Some(scope) = &self.scope {
             if !self.observed.load(Ordering::Relaxed) {
                 if let Some(p) = failure.payload.take() {
                     scope.report_panic(p);
@@ -268,30 +289,141 @@ impl<R> Slot<R> {
     ///
     /// Only through the handle, and the caller must not take the outcome
     /// (`outcome_mut`) while the returned reference lives.
-    unsafe fn outcome(&self) -> Option<&Outcome<R>> {
+    unsafe fn outcome(&self) -> Option<Result<&R, &Failure>> {
         if !self.is_done() {
             return None;
         }
         // SAFETY: `DONE` was loaded with `Acquire`: the claimer's write is
         // visible and it never writes again (module doc); the caller rules
         // out a concurrent take.
-        unsafe { (*self.outcome.get()).as_ref() }
+        unsafe { self.peek() }
     }
 
-    /// The outcome for taking, once the slot is done.
+    /// Takes the outcome, once the slot is done; `None` before, or if it
+    /// was taken.
     ///
     /// # Safety
     ///
     /// Only through the handle, with exclusive access to it (`&mut`), so
     /// nothing else reads the outcome meanwhile.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn outcome_mut(&self) -> Option<&mut Option<Outcome<R>>> {
+    unsafe fn take_done(&self) -> Option<Outcome<R>> {
         if !self.is_done() {
             return None;
         }
         // SAFETY: as in `outcome`; the caller's `&mut` handle rules out any
         // other access.
-        Some(unsafe { &mut *self.outcome.get() })
+        unsafe { self.take_held() }
+    }
+
+    // The outcome cell's own operations. Each is `unsafe`: the caller has
+    // the access that the module doc's rules give (the claimer before
+    // `DONE`; the handle, or the claimer of an orphan, after it), and no
+    // reference from `peek` or `failure_mut` is alive across a call that
+    // writes or takes.
+
+    /// Stores `outcome` in the empty cell.
+    unsafe fn store(&self, outcome: Outcome<R>) {
+        match outcome {
+            // SAFETY: the caller's access; nothing is held, so nothing is
+            // overwritten.
+            Ok(value) => unsafe { self.store_ok_with(|| value) },
+            Err(failure) => unsafe {
+                debug_assert_eq!(*self.held.get(), EMPTY);
+                (*self.outcome.get()).write(Held {
+                    err: std::mem::ManuallyDrop::new(failure),
+                });
+                *self.held.get() = HELD_ERR;
+            },
+        }
+    }
+
+    /// Stores `f()`'s value in the empty cell, straight in place: a large
+    /// `R` returned by value is not copied from frame to frame. If `f`
+    /// panics, the cell stays empty.
+    unsafe fn store_ok_with(&self, f: impl FnOnce() -> R) {
+        // SAFETY: the caller's access. A union's fields start at its start,
+        // so the cast points at `ok`'s value; nothing is held, so nothing
+        // is overwritten. `held` changes only once the value is written.
+        unsafe {
+            debug_assert_eq!(*self.held.get(), EMPTY);
+            (*self.outcome.get()).as_mut_ptr().cast::<R>().write(f());
+            *self.held.get() = HELD_OK;
+        }
+    }
+
+    /// The outcome held, if any.
+    unsafe fn peek(&self) -> Option<Result<&R, &Failure>> {
+        // SAFETY: the caller's access; `held` says which field holds a
+        // value, written before `held` was set.
+        unsafe {
+            let held = (*self.outcome.get()).as_ptr();
+            match *self.held.get() {
+                HELD_OK => Some(Ok(&*(*held).ok)),
+                HELD_ERR => Some(Err(&**(*held).err)),
+                _ => None,
+            }
+        }
+    }
+
+    /// The failure held, if the outcome is one, for taking its payload.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn failure_mut(&self) -> Option<&mut Failure> {
+        // SAFETY: as in `peek`, with the caller's exclusive access.
+        unsafe {
+            match *self.held.get() {
+                HELD_ERR => Some(&mut **(*(*self.outcome.get()).as_mut_ptr()).err),
+                _ => None,
+            }
+        }
+    }
+
+    /// Moves the outcome out, leaving the cell empty.
+    unsafe fn take_held(&self) -> Option<Outcome<R>> {
+        // SAFETY: the caller's access. The cell is marked empty as the value
+        // moves out, so it is never read or dropped again.
+        unsafe {
+            let held = (*self.outcome.get()).as_ptr();
+            let outcome = match *self.held.get() {
+                HELD_OK => Ok(std::mem::ManuallyDrop::into_inner(std::ptr::read(
+                    &(*held).ok,
+                ))),
+                HELD_ERR => Err(std::mem::ManuallyDrop::into_inner(std::ptr::read(
+                    &(*held).err,
+                ))),
+                _ => return None,
+            };
+            *self.held.get() = EMPTY;
+            Some(outcome)
+        }
+    }
+
+    /// Drops the outcome in place, leaving the cell empty; a panic from
+    /// the value's `Drop` is returned (the cell is empty either way).
+    unsafe fn drop_held(&self) -> Result<(), Payload> {
+        // SAFETY: the caller's access. The cell is marked empty before the
+        // drop, so a panicking `Drop` (which still drops the rest of the
+        // value while unwinding) leaves nothing to drop twice.
+        unsafe {
+            let held = (*self.outcome.get()).as_mut_ptr();
+            let was = std::mem::replace(&mut *self.held.get(), EMPTY);
+            panic::contain(|| match was {
+                HELD_OK => std::mem::ManuallyDrop::drop(&mut (*held).ok),
+                HELD_ERR => std::mem::ManuallyDrop::drop(&mut (*held).err),
+                _ => {}
+            })
+        }
+    }
+}
+
+impl<R> Drop for Slot<R> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: nothing else touches the cell. As an
+        // `Option`'s drop would, a panic from the value's `Drop` unwinds
+        // from here (the task's memory is freed regardless, `task_ptr.rs`),
+        // unless this thread is unwinding already.
+        if let Err(p) = unsafe { self.drop_held() } {
+            panic::reraise_unless_unwinding(p);
+        }
     }
 }
 
@@ -378,28 +510,22 @@ where
     counters.running(items as isize);
     // SAFETY: the guard is a local of this call and drops before `slot`.
     let token = unsafe { crate::cancel::enter(slot, true) };
-    let cell = slot.outcome.get();
     // The result goes straight into the slot: a large `R` returned by value
     // is not copied from frame to frame on the worker's stack (a 512 KiB
     // result overflowed a 2 MiB stack that way; found by review).
     // SAFETY: we claimed the slot and it is not `DONE`, so only we touch
-    // the outcome (module doc); it holds `None`, nothing to drop.
-    if let Err(payload) = panic::contain(|| unsafe { cell.write(Some(Ok(f()))) }) {
-        // SAFETY: as above; `f` panicked, so nothing was written.
-        unsafe { cell.write(Some(Err(failure_of(payload, source, registry)))) };
+    // the outcome (module doc); it is empty.
+    if let Err(payload) = panic::contain(|| unsafe { slot.store_ok_with(f) }) {
+        // SAFETY: as above; `f` panicked, so nothing was stored.
+        unsafe { slot.store(Err(failure_of(payload, source, registry))) };
     }
     drop(token);
     counters.finished(items, items);
     if slot.finish() {
         // The handle is gone: the claimer drops the result, in place and
         // contained (its `Drop` is user code).
-        // SAFETY: `DONE` with no handle: only we touch the outcome, and it
-        // is not used again until it is marked empty just below.
-        let dropped = panic::contain(|| unsafe { std::ptr::drop_in_place(cell) });
-        // SAFETY: dropped (also if its `Drop` panicked: unwinding dropped
-        // the rest), so overwriting it drops nothing twice.
-        unsafe { cell.write(None) };
-        if let Err(p) = dropped {
+        // SAFETY: `DONE` with no handle: only we touch the outcome.
+        if let Err(p) = unsafe { slot.drop_held() } {
             registry.stray_panic(p);
         }
     }
@@ -427,10 +553,12 @@ pub(crate) struct Task<F, R> {
     /// dropped by [`Task`]'s `Drop` if nobody ever claimed it. No `Option`:
     /// its tag would cost a word per task for most closures.
     f: UnsafeCell<MaybeUninit<F>>,
-    /// The pool the task was queued on, by address: only compared, never
-    /// dereferenced (a waiter inlines the task only on that pool's workers).
-    pool: usize,
 }
+
+// The pool a task was queued on is its `Refs` key, by address: only
+// compared, never dereferenced (a waiter inlines the task only on that
+// pool's workers). The key's low two bits must be clear.
+const _: () = assert!(std::mem::align_of::<Registry>() >= 4);
 
 // SAFETY: `f` is accessed by one thread at a time, the slot's claimer (see
 // its doc), and moved to that thread (`F: Send`); the slot is `Sync` for
@@ -470,10 +598,9 @@ where
             scope.add();
         }
         let task = Task {
-            refs: Refs::new(),
+            refs: Refs::with_key(pool as *const Registry as usize),
             slot: Slot::new_inline(scope, with_handle, source),
             f: UnsafeCell::new(MaybeUninit::new(f)),
-            pool: pool as *const Registry as usize,
         };
         let (job, handle) = if with_handle {
             let (job, handle) = TaskPtr::new_pair(task);
@@ -606,7 +733,7 @@ where
     }
 
     fn run_inline(&self, pool: &Registry) -> bool {
-        if self.pool != pool as *const Registry as usize {
+        if self.refs.key() != pool as *const Registry as usize {
             return false;
         }
         match self.claim_f() {
@@ -754,9 +881,7 @@ impl<R> AsyncResult<R> {
         slot.observed.store(true, Ordering::Relaxed);
         // SAFETY: `&mut self`: this handle is the only one and nothing else
         // reads the outcome meanwhile.
-        let outcome = unsafe { slot.outcome_mut() }
-            .and_then(Option::take)
-            .expect("parpool: a done slot holds an outcome");
+        let outcome = unsafe { slot.take_done() }.expect("parpool: a done slot holds an outcome");
         let taken = if outcome.is_ok() { TAKEN_OK } else { TAKEN_ERR };
         slot.taken.store(taken, Ordering::Relaxed);
         outcome
@@ -982,10 +1107,10 @@ impl<R> Drop for AsyncResult<R> {
         // SAFETY: `&mut self` in `drop`: nothing else reads the outcome.
         // Not done yet: the claimer, under this mutex later, sees the
         // handle gone and keeps the outcome to itself.
-        let mut outcome = unsafe { slot.outcome_mut() }.and_then(Option::take);
+        let mut outcome = unsafe { slot.take_done() };
         drop(inner);
-        if let Some(outcome) = &mut outcome {
-            slot.hand_unobserved_panic_to_scope(outcome);
+        if let Some(Err(failure)) = &mut outcome {
+            slot.hand_unobserved_panic_to_scope(failure);
         }
         // Dropped here, while the handle's borrow (if scoped) is alive.
         // While this thread unwinds (its code panicked holding the handle),
@@ -1081,10 +1206,10 @@ impl<R: Send> AsyncResult<R> {
 /// The task's size is W4's memory: a million pending `apply_async` handles
 /// are a million tasks (`docs/design.md` §12). On Linux (futex-based
 /// `Mutex` and `Condvar`, 4 bytes each), a task of a closure capturing one
-/// word and returning one is 80 bytes with its reference count: a 128-byte
-/// slot of task memory (`slab.rs`: a slot is whole cache lines, so that no
-/// two tasks share one). Up to 48 more bytes of closure fit the same slot;
-/// 16 fewer would fit one line.
+/// word and returning one is 64 bytes with its reference count (which also
+/// holds the pool's address) and its outcome (whose tag is a flag byte): a
+/// single cache line, one 64-byte slot of task memory (`slab.rs`). A
+/// closure capturing more takes a 128-byte slot.
 #[cfg(all(test, target_os = "linux", target_pointer_width = "64"))]
 mod size {
     use super::{Slot, Task};
@@ -1094,10 +1219,10 @@ mod size {
     }
 
     #[test]
-    fn a_one_word_task_is_80_bytes_in_a_128_byte_slot() {
+    fn a_one_word_task_is_one_cache_line() {
         let word = std::hint::black_box(5u64);
         let f = move || word * 3;
-        assert_eq!(std::mem::size_of::<Slot<u64>>(), 56);
-        assert_eq!(task_size(&f), 80);
+        assert_eq!(std::mem::size_of::<Slot<u64>>(), 48);
+        assert_eq!(task_size(&f), 64);
     }
 }

@@ -406,43 +406,47 @@ fn populate(base: NonNull<u8>) {
 #[cfg(not(all(target_os = "linux", not(miri))))]
 fn populate(_base: NonNull<u8>) {}
 
-/// Called by an idle worker: for each class whose burst started a new
+/// Called by an idle worker: for one class whose burst started a new
 /// region since, maps the next region and faults it in, as the spare that
 /// class's next new region will be. A thread submitting a long burst (W4:
 /// a million tasks, 64 regions) then finds its regions ready instead of
 /// faulting in every page itself, while the workers it feeds wait for work
 /// anyway. At most one spare per class; freed with the kept regions when
-/// the last pool is dropped. Returns whether it prepared anything.
+/// the last pool is dropped. One class per call (a region takes a few
+/// milliseconds to fault in), so the worker looks at its queue in between.
+/// Returns whether there was a request: the caller then checks for work
+/// and calls again before it sleeps.
 pub(crate) fn prepare_ahead() -> bool {
-    if WANTED.load(Ordering::Relaxed) == 0 {
+    let wanted = WANTED.load(Ordering::Relaxed);
+    if wanted == 0 {
         return false;
     }
-    let wanted = WANTED.swap(0, Ordering::Relaxed);
-    let mut prepared = false;
-    for class in (0..CLASSES).filter(|class| wanted & (1 << class) != 0) {
-        if shared(class).spare.is_some() {
-            continue;
-        }
-        // Only ahead of need: without memory for it, the burst's own
-        // thread maps the region (and meets the failure) when it needs it.
-        let Some(base) = try_map_region() else {
-            break;
-        };
-        populate(base);
-        prepared = true;
-        let mut shared = shared(class);
-        // The last pool's drop frees the spare under this mutex after it
-        // counted the pool out: a spare stored after that would outlive
-        // every pool.
-        if shared.spare.is_none() && POOLS.load(Ordering::Relaxed) > 0 {
-            shared.spare = Some(base);
-        } else {
-            drop(shared);
-            // SAFETY: just mapped, and never reachable from elsewhere.
-            unsafe { unmap_region(base) };
-        }
+    let class = wanted.trailing_zeros() as usize;
+    let bit = 1 << class;
+    if WANTED.fetch_and(!bit, Ordering::Relaxed) & bit == 0 || shared(class).spare.is_some() {
+        // Another worker took the request, or it is met already.
+        return true;
     }
-    prepared
+    // Only ahead of need: without memory for it, the burst's own thread
+    // maps the region (and meets the failure) when it needs it, and asks
+    // again for the one after.
+    let Some(base) = try_map_region() else {
+        return true;
+    };
+    populate(base);
+    let mut shared = shared(class);
+    // The last pool's drop frees the spare under this mutex after it
+    // counted the pool out: a spare stored after that would outlive every
+    // pool. (It cannot happen while this worker's pool lives, but the
+    // check costs nothing.)
+    if shared.spare.is_none() && POOLS.load(Ordering::Relaxed) > 0 {
+        shared.spare = Some(base);
+    } else {
+        drop(shared);
+        // SAFETY: just mapped, and never reachable from elsewhere.
+        unsafe { unmap_region(base) };
+    }
+    true
 }
 
 fn region_layout() -> Layout {

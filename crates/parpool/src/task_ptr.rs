@@ -19,13 +19,41 @@ use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 
-/// The reference count at the start of a [`Counted`] value.
+/// The reference count at the start of a [`Counted`] value, and in the
+/// same word a *key* of the value's own: a number whose low two bits are
+/// clear (such as the address of something aligned to 4), set when the
+/// value is made and only read after. The count (one or two) lives in
+/// those two low bits; a reference's drop subtracts one from the word, so
+/// the key is never touched. One word instead of two keeps a one-word
+/// task in one cache line (W4, `docs/design.md` §12).
 pub(crate) struct Refs(AtomicUsize);
 
+/// The bits of a [`Refs`] word that hold the count.
+const COUNT: usize = 0b11;
+
 impl Refs {
-    /// A count to be set by [`TaskPtr::new`] or [`TaskPtr::new_pair`].
+    /// A count to be set by [`TaskPtr::new`] or [`TaskPtr::new_pair`],
+    /// with no key (0).
     pub(crate) fn new() -> Self {
         Refs(AtomicUsize::new(0))
+    }
+
+    /// As [`new`](Self::new), with `key`, whose low two bits must be clear.
+    pub(crate) fn with_key(key: usize) -> Self {
+        debug_assert_eq!(
+            key & COUNT,
+            0,
+            "parpool: a task key's low bits are its count's"
+        );
+        Refs(AtomicUsize::new(key))
+    }
+
+    /// The key given to [`with_key`](Self::with_key) (0 for [`new`](Self::new)).
+    pub(crate) fn key(&self) -> usize {
+        // The key bits never change after the value is shared (made before
+        // it is published, and only the count bits are ever subtracted
+        // from): any load sees them.
+        self.0.load(Ordering::Relaxed) & !COUNT
     }
 }
 
@@ -76,10 +104,13 @@ impl<T: Counted> TaskPtr<T> {
         let ptr = slab::alloc(Layout::new::<T>()).cast::<T>();
         // SAFETY: fresh memory for a `T` (size and alignment of its layout).
         unsafe { ptr.as_ptr().write(value) };
+        debug_assert!((1..=COUNT).contains(&refs));
         // SAFETY: `T: Counted`: its `Refs` is at its start. Not yet shared.
-        unsafe { ptr.cast::<Refs>().as_ref() }
-            .0
-            .store(refs, Ordering::Relaxed);
+        let word = &unsafe { ptr.cast::<Refs>().as_ref() }.0;
+        word.store(
+            word.load(Ordering::Relaxed) & !COUNT | refs,
+            Ordering::Relaxed,
+        );
         ptr
     }
 }
@@ -126,7 +157,7 @@ impl<T: ?Sized> Drop for TaskPtr<T> {
         // SAFETY: every `TaskPtr` points at a `Counted` value (made by
         // `new`, kept by `coerce`), which starts with its `Refs`.
         let refs = unsafe { self.ptr.cast::<Refs>().as_ref() };
-        if refs.0.fetch_sub(1, Ordering::Release) != 1 {
+        if refs.0.fetch_sub(1, Ordering::Release) & COUNT != 1 {
             return;
         }
         fence(Ordering::Acquire);
