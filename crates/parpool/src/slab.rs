@@ -789,19 +789,24 @@ mod tests {
         }
     }
 
+    /// The largest class, which no other unit test's tasks use: a layout
+    /// it serves, its index, and its slots per region.
+    fn largest_class() -> (Layout, usize, usize) {
+        let layout = Layout::from_size_align(MAX_SIZE, 8).unwrap();
+        let class = class_of(layout).unwrap();
+        (layout, class, (REGION - HEADER) / MAX_SIZE)
+    }
+
     /// While a pool lives, a burst's regions are kept: the next burst of the
     /// same size maps no new region (W4's rounds). The first region of a
-    /// class is kept in any case. Uses the largest class, which no other
-    /// unit test's tasks use.
+    /// class is kept in any case.
     #[test]
     fn a_second_burst_reuses_the_first_bursts_regions() {
         let _serial = serial();
         let _pool = Keep::new();
         // Kept regions stay unless the cap is reached: this test needs two.
         assert!(KEPT.load(Ordering::Relaxed) + 2 <= KEEP_EMPTY);
-        let layout = Layout::from_size_align(MAX_SIZE, 8).unwrap();
-        let class = class_of(layout).unwrap();
-        let per_region = (REGION - HEADER) / MAX_SIZE;
+        let (layout, class, per_region) = largest_class();
         let burst = || -> Vec<NonNull<u8>> { (0..3 * per_region).map(|_| alloc(layout)).collect() };
         let free = |blocks: Vec<NonNull<u8>>| {
             for ptr in blocks {
@@ -835,9 +840,7 @@ mod tests {
         let _serial = serial();
         let _pool = Keep::new();
         assert!(KEPT.load(Ordering::Relaxed) + 3 <= KEEP_EMPTY);
-        let layout = Layout::from_size_align(MAX_SIZE, 8).unwrap();
-        let class = class_of(layout).unwrap();
-        let per_region = (REGION - HEADER) / MAX_SIZE;
+        let (layout, class, per_region) = largest_class();
         // Regions' worth of blocks until a spare exists: kept empty regions
         // (other tests') are used first, then new ones are started.
         let mut blocks: Vec<NonNull<u8>> = Vec::new();
