@@ -864,8 +864,13 @@ mod tests {
             assert!(guard <= 3 * per_region, "the spare was never used");
         }
         // The spare's memory holds live, disjoint blocks.
-        let all: Vec<_> = blocks.iter().map(|&b| (b, layout, 7u8)).collect();
-        fill_and_check(&all);
+        let spare_blocks: Vec<_> = blocks
+            .iter()
+            .filter(|b| region_of(**b) == region_of(spare))
+            .enumerate()
+            .map(|(i, &b)| (b, layout, (i % 251) as u8))
+            .collect();
+        fill_and_check(&spare_blocks);
         for ptr in blocks {
             // SAFETY: from `alloc` with this layout, freed once.
             unsafe { dealloc(ptr, layout) };
