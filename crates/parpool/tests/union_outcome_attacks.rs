@@ -370,11 +370,17 @@ fn other_pool_never_inlines() {
 /// Result Drop that panics, on each path: dropped exactly once.
 #[test]
 fn panicking_result_drop_exactly_once() {
-    // Miri cannot re-execute the test binary: run the body in process.
+    in_a_child("panicking_result_drop_exactly_once", bomb_body);
+}
+
+/// Runs `body` in a child process (a panicking `Drop` may abort), or in
+/// process under Miri, which cannot re-execute the test binary.
+fn in_a_child(test_name: &str, body: fn()) {
     if cfg!(miri) {
-        return guard(600, bomb_body);
+        guard(600, body)
+    } else {
+        child::run(test_name, 60, body)
     }
-    child::run("panicking_result_drop_exactly_once", 60, bomb_body);
 }
 
 fn bomb_body() {
@@ -764,10 +770,7 @@ fn tokio_await_exact() {
 /// to the scope.
 #[test]
 fn callback_orphans_own_result() {
-    if cfg!(miri) {
-        return guard(600, orphan_body);
-    }
-    child::run("callback_orphans_own_result", 60, orphan_body);
+    in_a_child("callback_orphans_own_result", orphan_body);
 }
 
 fn orphan_body() {
