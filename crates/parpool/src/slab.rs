@@ -144,11 +144,12 @@ impl Class {
         }
     }
 
-    /// Moves up to `n` free slots of size `size`, all of one region, into
-    /// `into`, carving a new region if none has any; at least one unless
-    /// memory runs out (which aborts, as the global allocator's failure
-    /// does).
-    fn take(&mut self, size: usize, n: usize, into: &mut Vec<NonNull<u8>>) {
+    /// Moves up to `n` free slots of this class (number `class`), all of
+    /// one region, into `into`, carving a new region if none has any; at
+    /// least one unless memory runs out (which aborts, as the global
+    /// allocator's failure does).
+    fn take(&mut self, class: usize, n: usize, into: &mut Vec<NonNull<u8>>) {
+        let size = slot_size(class);
         let per_region = (REGION - HEADER) / size;
         let mut got = 0;
         while got == 0 {
@@ -165,7 +166,7 @@ impl Class {
                     KEPT.fetch_add(1, Ordering::Relaxed);
                     // A burst that needed this region will likely need the
                     // next: an idle worker prepares it.
-                    WANTED.fetch_or(1 << (size / ALIGN - 1), Ordering::Relaxed);
+                    WANTED.fetch_or(1 << class, Ordering::Relaxed);
                 }
                 continue;
             };
@@ -462,6 +463,12 @@ fn class_of(layout: Layout) -> Option<usize> {
     Some(layout.size().max(1).div_ceil(ALIGN) - 1)
 }
 
+/// The size of class `class`'s slots: the largest size [`class_of`] gives
+/// that class.
+fn slot_size(class: usize) -> usize {
+    (class + 1) * ALIGN
+}
+
 fn shared(class: usize) -> std::sync::MutexGuard<'static, Class> {
     // Never poisoned in practice: nothing under it panics but allocation
     // failure, which aborts. If it were, the state is still consistent.
@@ -502,12 +509,12 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     let Some(class) = class_of(layout) else {
         return global_alloc(layout);
     };
-    let size = (class + 1) * ALIGN;
+    let size = slot_size(class);
     let cached = CACHE.try_with(|cache| {
         let slots = &mut cache.borrow_mut().0[class];
         if slots.is_empty() {
             slots.reserve_exact(CACHED);
-            shared(class).take(size, BATCH, slots);
+            shared(class).take(class, BATCH, slots);
         }
         let slot = slots.pop();
         if let Some(&next) = slots.last() {
@@ -521,7 +528,7 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
         // from the shared state.
         Ok(None) | Err(_) => {
             let mut one = Vec::with_capacity(1);
-            shared(class).take(size, 1, &mut one);
+            shared(class).take(class, 1, &mut one);
             one[0]
         }
     }
