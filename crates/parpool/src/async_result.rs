@@ -30,7 +30,7 @@ use crate::registry::Registry;
 use crate::scope::{ScopeHold, ScopeState};
 use crate::sync::lock;
 use crate::task_ptr::{Counted, Refs, TaskPtr};
-use std::cell::UnsafeCell;
+use std::cell::{RefCell, UnsafeCell};
 use std::fmt;
 use std::future::Future;
 use std::mem::MaybeUninit;
@@ -437,33 +437,87 @@ where
 }
 
 thread_local! {
-    /// The slot whose callbacks this thread is running, by address.
-    static COMPLETING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The slots whose callbacks this thread is running, by address,
+    /// innermost last (a callback may wait for a task that this thread then
+    /// runs inline, callbacks and all).
+    static COMPLETING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+fn addr_of<R>(slot: &Slot<R>) -> usize {
+    slot as *const Slot<R> as usize
 }
 
 /// Marks the current thread as running `slot`'s callbacks until dropped.
-struct Completing(usize);
+/// Holds whether the mark was pushed (not in a thread-local destructor
+/// that runs after the stack's own).
+struct Completing(bool);
 
 impl Completing {
     fn enter<R>(slot: &Slot<R>) -> Self {
-        Completing(COMPLETING.with(|c| c.replace(slot as *const Slot<R> as usize)))
+        Completing(
+            COMPLETING
+                .try_with(|c| c.borrow_mut().push(addr_of(slot)))
+                .is_ok(),
+        )
     }
 }
 
 impl Drop for Completing {
     fn drop(&mut self) {
-        COMPLETING.with(|c| c.set(self.0));
+        if self.0 {
+            COMPLETING.with(|c| c.borrow_mut().pop());
+        }
     }
 }
 
-/// Panics instead of waiting forever: a task's callback waiting for its own
-/// task, which is done only once its callbacks return.
-fn refuse_wait_in_own_callback<R>(slot: &Slot<R>) {
-    if !slot.is_done() && COMPLETING.with(|c| c.get()) == slot as *const Slot<R> as usize {
-        panic!(
-            "parpool: a callback waited for its own task's result, which is final only after \
-             its callbacks return; use the value the callback is given"
-        );
+/// How this thread is itself finishing `slot`'s task, if it is: running
+/// the task, or its callbacks, at any depth of work nested on this thread.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum OwnWork {
+    Task,
+    Callback,
+}
+
+fn own_work<R>(slot: &Slot<R>) -> Option<OwnWork> {
+    if slot.is_done() {
+        return None;
+    }
+    let addr = addr_of(slot);
+    if COMPLETING
+        .try_with(|c| c.borrow().contains(&addr))
+        .unwrap_or(false)
+    {
+        Some(OwnWork::Callback)
+    } else if crate::cancel::runs_here(addr) {
+        Some(OwnWork::Task)
+    } else {
+        None
+    }
+}
+
+/// The addresses of every slot this thread is finishing (see
+/// [`own_work`]), for a check over many handles; usually empty.
+pub(crate) fn own_work_marks() -> Vec<usize> {
+    let mut marks = crate::cancel::running_here();
+    let _ = COMPLETING.try_with(|c| marks.extend(c.borrow().iter().copied()));
+    marks
+}
+
+/// Panics instead of waiting forever: a wait, in any form (`get`, `wait`,
+/// their timed forms, a poll, `as_completed`), for a task that this very
+/// thread is finishing, which is done only once its body and callbacks
+/// return.
+fn refuse_wait_for_own_work(own: OwnWork) -> ! {
+    match own {
+        OwnWork::Callback => panic!(
+            "parpool: a callback waited for its own task's result (or for a task whose callbacks \
+             this thread is running), which is final only after its callbacks return; use the \
+             value the callback is given"
+        ),
+        OwnWork::Task => panic!(
+            "parpool: a task waited for its own result (or for a task that waits for it on \
+             this thread), which comes only once it returns: it would wait forever"
+        ),
     }
 }
 
@@ -707,6 +761,10 @@ where
         self.cancel_unclaimed();
     }
 
+    fn abandon(&self) {
+        self.slot.unwanted.store(true, Ordering::Relaxed);
+    }
+
     fn items(&self) -> usize {
         usize::from(self.slot.source == PanicSource::Task)
     }
@@ -735,6 +793,11 @@ where
     fn run_inline(&self, pool: &Registry) -> bool {
         if self.refs.key() != pool as *const Registry as usize {
             return false;
+        }
+        // Queued when `terminate` came: cancelled, as its drain would,
+        // never run (the drain may not have reached it yet).
+        if pool.is_terminated() || self.slot.unwanted.load(Ordering::Relaxed) {
+            return self.cancel_unclaimed();
         }
         match self.claim_f() {
             Some((f, hold)) => {
@@ -905,7 +968,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.ready());
     /// ```
     pub fn wait(&self) {
-        refuse_wait_in_own_callback(self.slot());
+        self.settle();
         park::wait(self, Deadline::NEVER);
     }
 
@@ -924,7 +987,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.wait_timeout(Duration::from_secs(30)));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        refuse_wait_in_own_callback(self.slot());
+        self.settle();
         park::wait(self, Deadline::after(timeout))
     }
 
@@ -1041,8 +1104,43 @@ impl<R> AsyncResult<R> {
         self
     }
 
+    /// What every wait for this handle does first (`wait`, its timed form,
+    /// each poll): panics if this thread is itself finishing the task (it
+    /// would wait forever); and cancels the task right here if it is still
+    /// queued but abandoned by `terminate` (whose drain may be the very
+    /// thread waiting, in a callback, for a task it has not reached yet).
+    /// `as_completed` does the second as it registers, the first only when
+    /// it would block on such handles alone.
+    fn settle(&self) {
+        self.refuse_own_work();
+        self.cancel_if_abandoned();
+    }
+
+    /// Cancels the task here if it is still queued but no longer wanted:
+    /// `terminate`'s drain marks every task it took from the queue before
+    /// it cancels them one by one, running their callbacks.
+    fn cancel_if_abandoned(&self) {
+        if self.slot().unwanted.load(Ordering::Relaxed) && !self.slot().is_done() {
+            self.task.cancel();
+        }
+    }
+
+    /// This handle's slot, as [`own_work_marks`] lists it.
+    pub(crate) fn slot_addr(&self) -> usize {
+        addr_of(self.slot())
+    }
+
+    /// Panics as a wait for this handle's task on this thread does; see
+    /// [`settle`](Self::settle).
+    pub(crate) fn refuse_own_work(&self) {
+        if let Some(own) = own_work(self.slot()) {
+            refuse_wait_for_own_work(own);
+        }
+    }
+
     /// Registers a waker called when the task finishes.
     pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
+        self.cancel_if_abandoned();
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
             return true;
@@ -1133,6 +1231,7 @@ impl<R> Future for AsyncResult<R> {
     /// handle is pending there, and another thread runs the pool's queue
     /// meanwhile, so even a one-worker pool completes the task.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.refuse_own_work();
         let key = self.wait_key();
         loop {
             crate::exec_wait::resumed(key);

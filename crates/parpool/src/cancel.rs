@@ -91,6 +91,31 @@ pub(crate) fn current() -> Option<(FlagRef, bool)> {
         .flatten()
 }
 
+/// The addresses of the flags on this thread's token stack: the tasks it
+/// is running, at every depth (a waiter inlining tasks nests them). None
+/// of them can finish while this thread waits for it.
+pub(crate) fn running_here() -> Vec<usize> {
+    TOKENS
+        .try_with(|t| {
+            t.borrow()
+                .iter()
+                .map(|tok| tok.flag.0 as *const () as usize)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `addr` is among [`running_here`].
+pub(crate) fn runs_here(addr: usize) -> bool {
+    TOKENS
+        .try_with(|t| {
+            t.borrow()
+                .iter()
+                .any(|tok| tok.flag.0 as *const () as usize == addr)
+        })
+        .unwrap_or(false)
+}
+
 impl Drop for TokenGuard<'_> {
     fn drop(&mut self) {
         if self.0 {

@@ -231,8 +231,19 @@ impl Registry {
 
     /// Drops every queued job; each reports itself cancelled. A job whose
     /// `Drop` panics does not stop the drain.
+    ///
+    /// In two passes: every job is taken out and marked abandoned before
+    /// any is dropped. Dropping a task runs its error callbacks here, and
+    /// one may wait for a task queued behind it: the waiter then cancels
+    /// that task itself (`AsyncResult::settle`), where a one-pass drain
+    /// would wait for itself forever.
     fn drain(&self) {
+        let mut jobs = Vec::new();
         while let Some(job) = self.pop() {
+            job.abandon();
+            jobs.push(job);
+        }
+        for job in jobs {
             if let Some(payload) = panic::drop_contained(job) {
                 self.stray_panic(payload);
             }

@@ -6,7 +6,7 @@
 //! a handle already finished at registration is listed at once, and a slot
 //! calls its waker exactly once, when it completes.
 
-use crate::async_result::AsyncResult;
+use crate::async_result::{self, AsyncResult};
 use crate::error::TaskError;
 use crate::park::{self, Deadline, Waitable};
 use crate::sync::lock;
@@ -66,6 +66,10 @@ pub struct AsCompleted<R> {
     handles: Vec<Option<AsyncResult<R>>>,
     signal: Arc<Signal>,
     remaining: usize,
+    /// The tasks the waiting thread was finishing itself when it last had
+    /// to block ([`async_result::own_work_marks`]), and the indices of the
+    /// handles among them; worked out again only when those change.
+    own: Option<(Vec<usize>, Vec<usize>)>,
 }
 
 impl<R> std::fmt::Debug for AsCompleted<R> {
@@ -110,6 +114,7 @@ pub fn as_completed<R>(handles: impl IntoIterator<Item = AsyncResult<R>>) -> AsC
         remaining: handles.len(),
         handles,
         signal,
+        own: None,
     }
 }
 
@@ -147,8 +152,34 @@ impl<R> AsCompleted<R> {
                     }
                 }
             }
+            self.refuse_own_work();
             if !park::wait(&*self.signal, deadline) {
                 return Err(TaskError::Timeout);
+            }
+        }
+    }
+
+    /// Panics rather than block when every handle still pending is of a
+    /// task this thread is itself finishing (a callback of it, the task
+    /// itself, or work nested in it): none can finish while it waits, so
+    /// this would wait forever, as `AsyncResult::wait` would.
+    fn refuse_own_work(&mut self) {
+        let marks = async_result::own_work_marks();
+        if marks.is_empty() {
+            return;
+        }
+        if !matches!(&self.own, Some((seen, _)) if *seen == marks) {
+            let indices = (self.handles.iter().enumerate())
+                .filter(|(_, h)| h.as_ref().is_some_and(|h| marks.contains(&h.slot_addr())))
+                .map(|(i, _)| i)
+                .collect();
+            self.own = Some((marks, indices));
+        }
+        let (_, indices) = self.own.as_ref().expect("just set");
+        let mut pending_own = indices.iter().filter_map(|&i| self.handles[i].as_ref());
+        if let Some(first) = pending_own.next() {
+            if 1 + pending_own.count() == self.remaining {
+                first.refuse_own_work();
             }
         }
     }
