@@ -761,10 +761,6 @@ where
         self.cancel_unclaimed();
     }
 
-    fn abandon(&self) {
-        self.slot.unwanted.store(true, Ordering::Relaxed);
-    }
-
     fn items(&self) -> usize {
         usize::from(self.slot.source == PanicSource::Task)
     }
@@ -779,6 +775,9 @@ pub(crate) trait HasSlot<R>: Send + Sync {
 
     /// Cancels the task if nobody claimed it yet.
     fn cancel(&self) -> bool;
+
+    /// The address of the pool the task was queued on; 0 if none.
+    fn pool_key(&self) -> usize;
 }
 
 impl<F, R> HasSlot<R> for Task<F, R>
@@ -794,12 +793,18 @@ where
         if self.refs.key() != pool as *const Registry as usize {
             return false;
         }
-        // Queued when `terminate` came: cancelled, as its drain would,
-        // never run (the drain may not have reached it yet).
-        if pool.is_terminated() || self.slot.unwanted.load(Ordering::Relaxed) {
-            return self.cancel_unclaimed();
-        }
         match self.claim_f() {
+            // Queued when `terminate` came: discarded as its drain would
+            // (which may not have reached it yet), never run.
+            Some((f, hold)) if pool.is_terminated() => {
+                let payload = panic::drop_contained(f);
+                drop(self.slot.complete(cancelled()));
+                drop(hold);
+                if let Some(p) = payload {
+                    pool.stray_panic(p);
+                }
+                true
+            }
             Some((f, hold)) => {
                 execute(&self.slot, f, self.slot.source, pool);
                 drop(hold);
@@ -811,6 +816,10 @@ where
 
     fn cancel(&self) -> bool {
         self.cancel_unclaimed()
+    }
+
+    fn pool_key(&self) -> usize {
+        self.refs.key()
     }
 }
 
@@ -888,8 +897,8 @@ impl<R> AsyncResult<R> {
     /// # Panics
     ///
     /// If [`get_timeout`](Self::get_timeout) already returned the result, or
-    /// if called from one of this task's own callbacks (see
-    /// [`wait`](Self::wait)).
+    /// if called from one of this task's own callbacks or from the task
+    /// itself (see [`wait`](Self::wait)).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -913,8 +922,9 @@ impl<R> AsyncResult<R> {
     ///
     /// # Panics
     ///
-    /// If the result was already returned by an earlier call, or if called
-    /// from one of this task's own callbacks (see [`wait`](Self::wait)).
+    /// If the result was already returned by an earlier call. Called from
+    /// this task's own callbacks, or the task itself, it times out at once
+    /// (see [`wait`](Self::wait)).
     ///
     /// ```
     /// use parpool::TaskError;
@@ -958,8 +968,10 @@ impl<R> AsyncResult<R> {
     /// # Panics
     ///
     /// If called from one of this task's own callbacks, which run before
-    /// the task is done: it would wait forever. Also `get`, `get_timeout`
-    /// and `wait_timeout`.
+    /// the task is done, or from the task itself (also through tasks this
+    /// thread runs inline while the task waits): it would wait forever.
+    /// Also `get`. The timed forms (`get_timeout`, `wait_timeout`) time out
+    /// at once there instead.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -968,16 +980,13 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.ready());
     /// ```
     pub fn wait(&self) {
-        self.settle();
+        self.settle(false);
         park::wait(self, Deadline::NEVER);
     }
 
     /// Waits at most `timeout`; returns whether the task has finished.
-    ///
-    /// # Panics
-    ///
-    /// If called from one of this task's own callbacks (see
-    /// [`wait`](Self::wait)).
+    /// Called from this task's own callbacks, or the task itself, it
+    /// returns `false` at once (see [`wait`](Self::wait)).
     ///
     /// ```
     /// use std::time::Duration;
@@ -987,8 +996,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.wait_timeout(Duration::from_secs(30)));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.settle();
-        park::wait(self, Deadline::after(timeout))
+        self.settle(true) && park::wait(self, Deadline::after(timeout))
     }
 
     /// Whether the task has finished (Python's `ready()`).
@@ -1104,25 +1112,32 @@ impl<R> AsyncResult<R> {
         self
     }
 
-    /// What every wait for this handle does first (`wait`, its timed form,
-    /// each poll): panics if this thread is itself finishing the task (it
-    /// would wait forever); and cancels the task right here if it is still
-    /// queued but abandoned by `terminate` (whose drain may be the very
-    /// thread waiting, in a callback, for a task it has not reached yet).
-    /// `as_completed` does the second as it registers, the first only when
-    /// it would block on such handles alone.
-    fn settle(&self) {
-        self.refuse_own_work();
-        self.cancel_if_abandoned();
+    /// What every wait for this handle does before it waits (`wait`, its
+    /// timed form, each poll; `as_completed` before it blocks):
+    /// - if this thread is itself finishing the task (running it, or its
+    ///   callbacks, at any depth), the wait can never end: an untimed wait
+    ///   panics saying so, and a timed one returns `false` (timed out) at
+    ///   once, since the result cannot come before it returns;
+    /// - on the thread draining the task's terminated pool (a callback the
+    ///   drain runs, waiting for a task queued behind its own), it goes on
+    ///   draining here until the task is done ([`registry::help_drain`]).
+    ///
+    /// Returns whether the wait may go on.
+    fn settle(&self, timed: bool) -> bool {
+        if let Some(own) = own_work(self.slot()) {
+            if timed {
+                return false;
+            }
+            refuse_wait_for_own_work(own);
+        }
+        crate::registry::help_drain(self.task.pool_key(), || self.slot().is_done());
+        true
     }
 
-    /// Cancels the task here if it is still queued but no longer wanted:
-    /// `terminate`'s drain marks every task it took from the queue before
-    /// it cancels them one by one, running their callbacks.
-    fn cancel_if_abandoned(&self) {
-        if self.slot().unwanted.load(Ordering::Relaxed) && !self.slot().is_done() {
-            self.task.cancel();
-        }
+    /// The address of the pool this handle's task was queued on (0 for a
+    /// refused task), as [`registry::draining_here`] gives it.
+    pub(crate) fn pool_key(&self) -> usize {
+        self.task.pool_key()
     }
 
     /// This handle's slot, as [`own_work_marks`] lists it.
@@ -1130,8 +1145,8 @@ impl<R> AsyncResult<R> {
         addr_of(self.slot())
     }
 
-    /// Panics as a wait for this handle's task on this thread does; see
-    /// [`settle`](Self::settle).
+    /// Panics as an untimed wait for this handle's task on this thread
+    /// does; see [`settle`](Self::settle).
     pub(crate) fn refuse_own_work(&self) {
         if let Some(own) = own_work(self.slot()) {
             refuse_wait_for_own_work(own);
@@ -1140,7 +1155,6 @@ impl<R> AsyncResult<R> {
 
     /// Registers a waker called when the task finishes.
     pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
-        self.cancel_if_abandoned();
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
             return true;
@@ -1231,7 +1245,7 @@ impl<R> Future for AsyncResult<R> {
     /// handle is pending there, and another thread runs the pool's queue
     /// meanwhile, so even a one-worker pool completes the task.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.refuse_own_work();
+        self.settle(false);
         let key = self.wait_key();
         loop {
             crate::exec_wait::resumed(key);
@@ -1272,6 +1286,10 @@ impl<R: Send> HasSlot<R> for Refused<R> {
 
     fn cancel(&self) -> bool {
         false
+    }
+
+    fn pool_key(&self) -> usize {
+        0
     }
 }
 

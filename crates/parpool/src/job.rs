@@ -41,9 +41,6 @@ pub(crate) trait SharedRun: Send + Sync {
     fn run_shared(&self, registry: &Registry);
     /// The queue's reference is dropped unrun: cancel, unless already claimed.
     fn cancel_shared(&self);
-    /// Marks the job unwanted before `terminate`'s drain cancels it, so that
-    /// a waiter for it cancels it first rather than wait for the drain.
-    fn abandon(&self);
     /// How many user items the job carries, for `Stats::queued`.
     fn items(&self) -> usize;
 }
@@ -83,14 +80,6 @@ impl JobRef {
                     job.run_shared(registry);
                 }
             }
-        }
-    }
-
-    /// See [`SharedRun::abandon`]; a boxed job's only waiter is its own
-    /// caller, which its `Drop` tells.
-    pub(crate) fn abandon(&self) {
-        if let JobRef::Shared(SharedJob(Some(job), _)) = self {
-            job.abandon();
         }
     }
 

@@ -248,7 +248,7 @@ pub(crate) fn run_a_queued_job(pool: &Arc<Registry>) -> Option<bool> {
 /// (a worker's wait helping, an imap consumer running its own credit, on
 /// any thread), if the inlining depth allows: `None` past it, so nesting
 /// cannot grow the stack without bound. The one place the depth is kept.
-pub(crate) fn nested<T>(pool: &Arc<Registry>, f: impl FnOnce() -> T) -> Option<T> {
+pub(crate) fn nested<T>(pool: &Registry, f: impl FnOnce() -> T) -> Option<T> {
     if !may_inline(pool) {
         return None;
     }
@@ -269,7 +269,7 @@ fn block_loop(w: &impl Waitable, deadline: Deadline) -> bool {
     }
 }
 
-fn may_inline(pool: &Arc<Registry>) -> bool {
+fn may_inline(pool: &Registry) -> bool {
     let limit = match pool.config.stack_size {
         Some(bytes) => (bytes / STACK_PER_LEVEL).min(MAX_INLINE as usize) as u32,
         None => MAX_INLINE,

@@ -34,6 +34,7 @@ use crate::sleep::Sleep;
 use crate::stats::Counters;
 use crate::sync::lock;
 use crate::worker;
+use std::cell::Cell;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -232,21 +233,20 @@ impl Registry {
     /// Drops every queued job; each reports itself cancelled. A job whose
     /// `Drop` panics does not stop the drain.
     ///
-    /// In two passes: every job is taken out and marked abandoned before
-    /// any is dropped. Dropping a task runs its error callbacks here, and
-    /// one may wait for a task queued behind it: the waiter then cancels
-    /// that task itself (`AsyncResult::settle`), where a one-pass drain
-    /// would wait for itself forever.
+    /// Dropping a task runs its error callbacks here, and one may wait for
+    /// a task queued behind its own, which only this drain would reach:
+    /// such a wait goes on draining from inside it ([`help_drain`]).
     fn drain(&self) {
-        let mut jobs = Vec::new();
+        let _draining = Draining::enter(self);
         while let Some(job) = self.pop() {
-            job.abandon();
-            jobs.push(job);
+            self.discard(job);
         }
-        for job in jobs {
-            if let Some(payload) = panic::drop_contained(job) {
-                self.stray_panic(payload);
-            }
+    }
+
+    /// Drops a job unrun (it reports itself cancelled), as a drain does.
+    fn discard(&self, job: JobRef) {
+        if let Some(payload) = panic::drop_contained(job) {
+            self.stray_panic(payload);
         }
     }
 
@@ -256,12 +256,9 @@ impl Registry {
         // A job runs on this thread: whatever an executor here awaited is
         // put aside until it returns (`exec_wait.rs`).
         let _suspended = crate::exec_wait::suspend();
-        let outcome = if self.is_terminated() {
-            panic::drop_contained(job)
-        } else {
-            panic::contain(|| job.run(self)).err()
-        };
-        if let Some(payload) = outcome {
+        if self.is_terminated() {
+            self.discard(job);
+        } else if let Err(payload) = panic::contain(|| job.run(self)) {
             self.stray_panic(payload);
         }
     }
@@ -326,6 +323,66 @@ impl Registry {
                 Some(h) => drop(h.join()),
                 None => return,
             }
+        }
+    }
+}
+
+thread_local! {
+    /// The pool whose queue this thread is draining (`terminate`), if any.
+    static DRAINING: Cell<*const Registry> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks the current thread as draining a pool until dropped (drains of
+/// other pools may nest inside: a callback terminating another pool).
+struct Draining(*const Registry);
+
+impl Draining {
+    fn enter(registry: &Registry) -> Self {
+        Draining(
+            DRAINING
+                .try_with(|d| d.replace(registry))
+                .unwrap_or(std::ptr::null()),
+        )
+    }
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        let _ = DRAINING.try_with(|d| d.set(self.0));
+    }
+}
+
+/// The address of the pool this thread is draining, if any (compared with
+/// a task's pool key).
+pub(crate) fn draining_here() -> Option<usize> {
+    let ptr = DRAINING.try_with(Cell::get).ok()?;
+    (!ptr.is_null()).then_some(ptr as usize)
+}
+
+/// For a wait on the thread that drains the terminated pool at `key` (a
+/// task's error callback, run by the drain, waiting for a task queued
+/// behind its own): goes on draining here until `done()`, the queue is
+/// empty, or the inlining depth runs out. Without it, the wait would wait
+/// for the very drain it interrupted. Does nothing on any other thread.
+pub(crate) fn help_drain(key: usize, done: impl Fn() -> bool) {
+    let ptr = DRAINING.try_with(Cell::get).unwrap_or(std::ptr::null());
+    if ptr.is_null() || ptr as usize != key {
+        return;
+    }
+    // SAFETY: `drain` set the pointer from `&self` on this thread and
+    // resets it before it returns; this call runs inside that drain (in
+    // code it called), so the registry is alive and borrowed.
+    let registry = unsafe { &*ptr };
+    while !done() {
+        let ran = crate::park::nested(registry, || match registry.pop() {
+            Some(job) => {
+                registry.discard(job);
+                true
+            }
+            None => false,
+        });
+        if ran != Some(true) {
+            return;
         }
     }
 }

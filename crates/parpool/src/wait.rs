@@ -9,6 +9,7 @@
 use crate::async_result::{self, AsyncResult};
 use crate::error::TaskError;
 use crate::park::{self, Deadline, Waitable};
+use crate::registry;
 use crate::sync::lock;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -84,6 +85,13 @@ impl<R> std::fmt::Debug for AsCompleted<R> {
 /// `concurrent.futures.as_completed`). Handles already finished come first,
 /// in the order given.
 ///
+/// # Panics
+///
+/// Iterating panics, rather than wait forever, once every handle left is
+/// of a task the iterating thread is itself finishing (a callback of it,
+/// or the task itself, as [`AsyncResult::wait`] explains);
+/// [`next_timeout`](AsCompleted::next_timeout) times out at once then.
+///
 /// ```
 /// use std::time::Duration;
 /// let pool = parpool::ThreadPool::with_workers(3);
@@ -152,21 +160,33 @@ impl<R> AsCompleted<R> {
                     }
                 }
             }
-            self.refuse_own_work();
+            if self.only_own_work_left() {
+                if deadline.is_never() {
+                    let first = self.handles.iter().flatten().next();
+                    first.expect("one is left").refuse_own_work();
+                }
+                return Err(TaskError::Timeout);
+            }
+            if let Some(key) = registry::draining_here() {
+                if self.handles.iter().flatten().any(|h| h.pool_key() == key) {
+                    let signal = &*self.signal;
+                    registry::help_drain(key, || signal.done());
+                }
+            }
             if !park::wait(&*self.signal, deadline) {
                 return Err(TaskError::Timeout);
             }
         }
     }
 
-    /// Panics rather than block when every handle still pending is of a
-    /// task this thread is itself finishing (a callback of it, the task
-    /// itself, or work nested in it): none can finish while it waits, so
-    /// this would wait forever, as `AsyncResult::wait` would.
-    fn refuse_own_work(&mut self) {
+    /// Whether every handle still pending is of a task this thread is
+    /// itself finishing (running it, or its callbacks, at any depth): none
+    /// can finish while it waits, so an untimed wait would wait forever (it
+    /// panics, as `AsyncResult::wait` does) and a timed one times out.
+    fn only_own_work_left(&mut self) -> bool {
         let marks = async_result::own_work_marks();
         if marks.is_empty() {
-            return;
+            return false;
         }
         if !matches!(&self.own, Some((seen, _)) if *seen == marks) {
             let indices = (self.handles.iter().enumerate())
@@ -176,12 +196,10 @@ impl<R> AsCompleted<R> {
             self.own = Some((marks, indices));
         }
         let (_, indices) = self.own.as_ref().expect("just set");
-        let mut pending_own = indices.iter().filter_map(|&i| self.handles[i].as_ref());
-        if let Some(first) = pending_own.next() {
-            if 1 + pending_own.count() == self.remaining {
-                first.refuse_own_work();
-            }
-        }
+        let pending_own = (indices.iter())
+            .filter(|&&i| self.handles[i].is_some())
+            .count();
+        pending_own > 0 && pending_own == self.remaining
     }
 
     /// Takes back the handles not yielded yet, in the order given.

@@ -1645,7 +1645,15 @@ fn own_wait(how: usize, workers: usize) {
             let msg = cb_rx
                 .recv_timeout(Duration::from_secs(8))
                 .expect("callback never finished: a hang");
-            eprintln!("how={how}: {msg}");
+            if how == 2 {
+                // Timed: the result cannot come before the callback returns.
+                assert_eq!(msg, "Err(Timeout)", "how={how}");
+            } else {
+                assert!(
+                    msg.starts_with("panicked: ") && msg.contains("its own task"),
+                    "how={how}: {msg}"
+                );
+            }
             pool.close();
             pool.join();
         },
