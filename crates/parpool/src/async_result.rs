@@ -797,12 +797,14 @@ where
             // Queued when `terminate` came: discarded as its drain would
             // (which may not have reached it yet), never run.
             Some((f, hold)) if pool.is_terminated() => {
-                let payload = panic::drop_contained(f);
-                drop(self.slot.complete(cancelled()));
-                drop(hold);
-                if let Some(p) = payload {
-                    pool.stray_panic(p);
-                }
+                pool.discarding(|| {
+                    let payload = panic::drop_contained(f);
+                    drop(self.slot.complete(cancelled()));
+                    drop(hold);
+                    if let Some(p) = payload {
+                        pool.stray_panic(p);
+                    }
+                });
                 true
             }
             Some((f, hold)) => {
@@ -1130,7 +1132,10 @@ impl<R> AsyncResult<R> {
             }
             refuse_wait_for_own_work(own);
         }
-        crate::registry::help_drain(self.task.pool_key(), || self.slot().is_done());
+        let drained = crate::registry::help_drain(self.task.pool_key(), || self.slot().is_done());
+        if drained == crate::registry::Drained::Stuck && !timed {
+            crate::registry::stuck_in_drain();
+        }
         true
     }
 

@@ -34,7 +34,7 @@ use crate::sleep::Sleep;
 use crate::stats::Counters;
 use crate::sync::lock;
 use crate::worker;
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -237,17 +237,28 @@ impl Registry {
     /// a task queued behind its own, which only this drain would reach:
     /// such a wait goes on draining from inside it ([`help_drain`]).
     fn drain(&self) {
-        let _draining = Draining::enter(self);
         while let Some(job) = self.pop() {
             self.discard(job);
         }
     }
 
-    /// Drops a job unrun (it reports itself cancelled), as a drain does.
+    /// Drops a job unrun (it reports itself cancelled), as a drain does;
+    /// this thread counts as draining the pool meanwhile ([`discarding`]).
     fn discard(&self, job: JobRef) {
-        if let Some(payload) = panic::drop_contained(job) {
-            self.stray_panic(payload);
-        }
+        self.discarding(|| {
+            if let Some(payload) = panic::drop_contained(job) {
+                self.stray_panic(payload);
+            }
+        });
+    }
+
+    /// Runs `f`, which discards work of this terminated pool (running its
+    /// error callbacks), with this thread marked as draining the pool: a
+    /// callback's wait for a task still queued on it goes on draining
+    /// ([`help_drain`]).
+    pub(crate) fn discarding<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _draining = Draining::enter(self);
+        f()
     }
 
     /// Runs a popped job, or cancels it if the pool was terminated meanwhile.
@@ -328,50 +339,75 @@ impl Registry {
 }
 
 thread_local! {
-    /// The pool whose queue this thread is draining (`terminate`), if any.
-    static DRAINING: Cell<*const Registry> = const { Cell::new(std::ptr::null()) };
+    /// The pools whose work this thread is discarding, innermost last (a
+    /// callback run by one drain may terminate another pool).
+    static DRAINING: RefCell<Vec<*const Registry>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Marks the current thread as draining a pool until dropped (drains of
-/// other pools may nest inside: a callback terminating another pool).
-struct Draining(*const Registry);
+/// Marks the current thread as discarding a pool's work until dropped.
+/// Holds whether the mark was pushed (not in a thread-local destructor
+/// that runs after the stack's own).
+struct Draining(bool);
 
 impl Draining {
     fn enter(registry: &Registry) -> Self {
-        Draining(
-            DRAINING
-                .try_with(|d| d.replace(registry))
-                .unwrap_or(std::ptr::null()),
-        )
+        Draining(DRAINING.try_with(|d| d.borrow_mut().push(registry)).is_ok())
     }
 }
 
 impl Drop for Draining {
     fn drop(&mut self) {
-        let _ = DRAINING.try_with(|d| d.set(self.0));
+        if self.0 {
+            DRAINING.with(|d| d.borrow_mut().pop());
+        }
     }
 }
 
-/// The address of the pool this thread is draining, if any (compared with
-/// a task's pool key).
-pub(crate) fn draining_here() -> Option<usize> {
-    let ptr = DRAINING.try_with(Cell::get).ok()?;
-    (!ptr.is_null()).then_some(ptr as usize)
+/// The addresses of the pools this thread is discarding work of (compared
+/// with tasks' pool keys); usually none.
+pub(crate) fn draining_here() -> Vec<usize> {
+    DRAINING
+        .try_with(|d| d.borrow().iter().map(|&r| r as usize).collect())
+        .unwrap_or_default()
 }
 
-/// For a wait on the thread that drains the terminated pool at `key` (a
-/// task's error callback, run by the drain, waiting for a task queued
-/// behind its own): goes on draining here until `done()`, the queue is
-/// empty, or the inlining depth runs out. Without it, the wait would wait
-/// for the very drain it interrupted. Does nothing on any other thread.
-pub(crate) fn help_drain(key: usize, done: impl Fn() -> bool) {
-    let ptr = DRAINING.try_with(Cell::get).unwrap_or(std::ptr::null());
-    if ptr.is_null() || ptr as usize != key {
-        return;
-    }
-    // SAFETY: `drain` set the pointer from `&self` on this thread and
-    // resets it before it returns; this call runs inside that drain (in
-    // code it called), so the registry is alive and borrowed.
+/// What [`help_drain`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Drained {
+    /// This thread is not discarding that pool's work: wait as usual.
+    NotHere,
+    /// `done()` holds, or the queue is empty (another thread holds the
+    /// task, and will finish it): wait as usual.
+    Done,
+    /// The inlining depth ran out with the task still queued: only this
+    /// thread, further down its stack, would ever reach it, so an untimed
+    /// wait must fail rather than wait.
+    Stuck,
+}
+
+/// For a wait on a thread discarding the terminated pool at `key` (a
+/// task's error callback, run by `terminate`'s drain or by a worker
+/// discarding a job, waiting for a task queued behind its own): goes on
+/// draining here until `done()` or the queue is empty, one inlined level
+/// per job (`park::nested`). Without it, the wait would wait for the very
+/// drain it interrupted.
+pub(crate) fn help_drain(key: usize, done: impl Fn() -> bool) -> Drained {
+    let found = DRAINING
+        .try_with(|d| {
+            d.borrow()
+                .iter()
+                .rev()
+                .copied()
+                .find(|&r| r as usize == key)
+        })
+        .ok()
+        .flatten();
+    let Some(ptr) = found else {
+        return Drained::NotHere;
+    };
+    // SAFETY: `discarding` pushed the pointer from `&self` on this thread
+    // and pops it before it returns; this call runs inside it (in code it
+    // called), so the registry is alive and borrowed.
     let registry = unsafe { &*ptr };
     while !done() {
         let ran = crate::park::nested(registry, || match registry.pop() {
@@ -381,8 +417,21 @@ pub(crate) fn help_drain(key: usize, done: impl Fn() -> bool) {
             }
             None => false,
         });
-        if ran != Some(true) {
-            return;
+        match ran {
+            Some(true) => {}
+            Some(false) => return Drained::Done,
+            None => return Drained::Stuck,
         }
     }
+    Drained::Done
+}
+
+/// Gives up a wait that only this thread, further down its stack, could
+/// ever end ([`Drained::Stuck`]): a clear error, not a hang.
+pub(crate) fn stuck_in_drain() -> ! {
+    panic!(
+        "parpool: a wait in a callback of a task discarded by terminate waits for a task \
+         queued behind it, through more nested waits than this thread may discard work \
+         itself; giving up instead of hanging"
+    );
 }

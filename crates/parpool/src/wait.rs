@@ -167,10 +167,16 @@ impl<R> AsCompleted<R> {
                 }
                 return Err(TaskError::Timeout);
             }
-            if let Some(key) = registry::draining_here() {
-                if self.handles.iter().flatten().any(|h| h.pool_key() == key) {
+            let draining = registry::draining_here();
+            if !draining.is_empty() {
+                let mut keys = self.handles.iter().flatten().map(|h| h.pool_key());
+                if let Some(key) = keys.find(|k| draining.contains(k)) {
                     let signal = &*self.signal;
-                    registry::help_drain(key, || signal.done());
+                    if registry::help_drain(key, || signal.done()) == registry::Drained::Stuck
+                        && deadline.is_never()
+                    {
+                        registry::stuck_in_drain();
+                    }
                 }
             }
             if !park::wait(&*self.signal, deadline) {
