@@ -19,14 +19,6 @@ use std::time::{Duration, Instant};
 
 type Slot = Arc<OnceLock<AsyncResult<u32>>>;
 
-fn wait_queued(pool: &ThreadPool, n: usize) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while pool.stats().queued < n {
-        assert!(Instant::now() < until, "never queued {n}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// Queues `n` tasks; task i's error callback waits (untimed) for task i+1.
 fn queue_chain(pool: &ThreadPool, n: usize, calls: &Arc<AtomicUsize>) -> Vec<Slot> {
     let slots: Vec<Slot> = (0..n).map(|_| Arc::new(OnceLock::new())).collect();
@@ -65,7 +57,7 @@ fn chain_of_drain_callbacks_deeper_than_the_inline_depth() {
             let calls = Arc::new(AtomicUsize::new(0));
             let n = 40;
             let slots = queue_chain(&pool, n, &calls);
-            wait_queued(&pool, n);
+            common::wait_queued(&pool, n);
             let (done_tx, done_rx) = mpsc::channel();
             std::thread::scope(|s| {
                 s.spawn(|| {
@@ -96,18 +88,11 @@ fn chain_of_drain_callbacks_deeper_than_the_inline_depth() {
 fn chain_of_ten_thousand_drain_callbacks() {
     child::run("chain_of_ten_thousand_drain_callbacks", 20, || {
         let pool = ThreadPool::with_workers(1);
-        let (busy_tx, busy_rx) = mpsc::channel::<()>();
-        let occupant = pool.apply_async(move || {
-            busy_tx.send(()).unwrap();
-            while !parpool::cancelled() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        busy_rx.recv().unwrap();
+        let occupant = common::occupy_until_terminate(&pool);
         let calls = Arc::new(AtomicUsize::new(0));
         let n = 10_000;
         let slots = queue_chain(&pool, n, &calls);
-        wait_queued(&pool, n);
+        common::wait_queued(&pool, n);
         let c2 = Arc::clone(&calls);
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_secs(3));
@@ -199,18 +184,11 @@ fn help_drain_on_a_small_stack_thread() {
             .stack_size(8 << 20)
             .build()
             .unwrap();
-        let (busy_tx, busy_rx) = mpsc::channel::<()>();
-        let occupant = pool.apply_async(move || {
-            busy_tx.send(()).unwrap();
-            while !parpool::cancelled() {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        busy_rx.recv().unwrap();
+        let occupant = common::occupy_until_terminate(&pool);
         let calls = Arc::new(AtomicUsize::new(0));
         let n = 34;
         let slots = queue_chain(&pool, n, &calls);
-        wait_queued(&pool, n);
+        common::wait_queued(&pool, n);
         let kb: usize = std::env::var("R3_STACK_KB")
             .ok()
             .and_then(|s| s.parse().ok())

@@ -25,29 +25,6 @@ fn message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_default()
 }
 
-/// Occupies the only worker until the pool is terminated (the task polls
-/// `cancelled()`), so that the worker is free to pop (and, terminated,
-/// discard) queued jobs right after `terminate`.
-fn occupy_until_terminate(pool: &ThreadPool) -> AsyncResult<()> {
-    let (busy_tx, busy_rx) = mpsc::channel::<()>();
-    let h = pool.apply_async(move || {
-        busy_tx.send(()).unwrap();
-        while !parpool::cancelled() {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    });
-    busy_rx.recv().unwrap();
-    h
-}
-
-fn wait_queued(pool: &ThreadPool, n: usize) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while pool.stats().queued < n {
-        assert!(Instant::now() < until, "never queued {n}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// X's error callback (run by terminate's drain) waits for a message that
 /// another thread sends once its blocking `apply`, queued behind X,
 /// returns. Nothing here is a cycle: the apply job only has to be
@@ -58,7 +35,7 @@ fn wait_queued(pool: &ThreadPool, n: usize) {
 fn drain_callback_waiting_for_a_blocking_apply_behind_it() {
     let took = guard(60, || {
         let pool = Arc::new(ThreadPool::with_workers(1));
-        let occupant = occupy_until_terminate(&pool);
+        let occupant = common::occupy_until_terminate(&pool);
         let (go_tx, go_rx) = mpsc::channel::<u32>();
         let timed_out = Arc::new(AtomicBool::new(false));
         let t = Arc::clone(&timed_out);
@@ -67,13 +44,13 @@ fn drain_callback_waiting_for_a_blocking_apply_behind_it() {
                 t.store(true, Ordering::SeqCst);
             }
         });
-        wait_queued(&pool, 1);
+        common::wait_queued(&pool, 1);
         let p = Arc::clone(&pool);
         let m = std::thread::spawn(move || {
             let v = p.apply(|| 7u32);
             let _ = go_tx.send(v);
         });
-        wait_queued(&pool, 2);
+        common::wait_queued(&pool, 2);
         let start = Instant::now();
         pool.terminate();
         let took = start.elapsed();
@@ -96,7 +73,7 @@ fn drain_callback_waiting_for_a_blocking_apply_behind_it() {
 fn drain_callback_waiting_for_a_thread_blocked_in_get_of_a_later_task() {
     let took = guard(60, || {
         let pool = Arc::new(ThreadPool::with_workers(1));
-        let occupant = occupy_until_terminate(&pool);
+        let occupant = common::occupy_until_terminate(&pool);
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let timed_out = Arc::new(AtomicBool::new(false));
         let t = Arc::clone(&timed_out);
@@ -350,7 +327,7 @@ fn timed_peek_at_the_outer_task_from_an_inlined_task() {
 fn drain_callback_locking_a_mutex_held_around_a_blocking_apply() {
     guard(60, || {
         let pool = Arc::new(ThreadPool::with_workers(1));
-        let occupant = occupy_until_terminate(&pool);
+        let occupant = common::occupy_until_terminate(&pool);
         let state = Arc::new(Mutex::new(Vec::<String>::new()));
         let timed_out = Arc::new(AtomicBool::new(false));
         let (s, t) = (Arc::clone(&state), Arc::clone(&timed_out));
@@ -368,14 +345,14 @@ fn drain_callback_locking_a_mutex_held_around_a_blocking_apply() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         });
-        wait_queued(&pool, 1);
+        common::wait_queued(&pool, 1);
         let (p, s2) = (Arc::clone(&pool), Arc::clone(&state));
         let m = std::thread::spawn(move || {
             let mut g = s2.lock().unwrap();
             let v = p.apply(|| 7u32);
             g.push(format!("apply gave {v}"));
         });
-        wait_queued(&pool, 2);
+        common::wait_queued(&pool, 2);
         let start = Instant::now();
         pool.terminate();
         let took = start.elapsed();

@@ -178,6 +178,30 @@ pub fn occupy_the_worker(pool: &ThreadPool) -> (parpool::AsyncResult<()>, mpsc::
     (blocker, release_tx)
 }
 
+/// Occupies the only worker until the pool is terminated (the task polls
+/// `cancelled()`), so that the worker is free to pop (and, terminated,
+/// discard) queued jobs right after `terminate`.
+pub fn occupy_until_terminate(pool: &ThreadPool) -> parpool::AsyncResult<()> {
+    let (busy_tx, busy_rx) = mpsc::channel::<()>();
+    let h = pool.apply_async(move || {
+        busy_tx.send(()).unwrap();
+        while !parpool::cancelled() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    busy_rx.recv().unwrap();
+    h
+}
+
+/// Waits (up to 10 s) until `pool` has at least `n` items queued.
+pub fn wait_queued(pool: &ThreadPool, n: usize) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while pool.stats().queued < n {
+        assert!(std::time::Instant::now() < until, "never queued {n}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Live threads of this process whose name starts with `prefix` (Linux).
 pub fn threads_named(prefix: &str) -> usize {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
