@@ -503,10 +503,10 @@ pub(crate) fn own_work_marks() -> Vec<usize> {
     marks
 }
 
-/// Panics instead of waiting forever: a wait, in any form (`get`, `wait`,
-/// their timed forms, a poll, `as_completed`), for a task that this very
-/// thread is finishing, which is done only once its body and callbacks
-/// return.
+/// Panics instead of waiting forever: an untimed wait (`get`, `wait`, a
+/// poll, `as_completed`) for a task that this very thread is finishing,
+/// which is done only once its body and callbacks return. (Timed waits
+/// time out at once instead; see `AsyncResult::settle`.)
 fn refuse_wait_for_own_work(own: OwnWork) -> ! {
     match own {
         OwnWork::Callback => panic!(
