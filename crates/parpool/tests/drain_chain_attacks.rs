@@ -52,6 +52,7 @@ fn chain_of_drain_callbacks_deeper_than_the_inline_depth() {
         "chain_of_drain_callbacks_deeper_than_the_inline_depth",
         20,
         || {
+            common::quiet_parpool_diagnostics();
             let pool = ThreadPool::with_workers(1);
             let (occupant, release) = occupy_the_worker(&pool);
             let calls = Arc::new(AtomicUsize::new(0));
@@ -87,6 +88,7 @@ fn chain_of_drain_callbacks_deeper_than_the_inline_depth() {
 #[test]
 fn chain_of_ten_thousand_drain_callbacks() {
     child::run("chain_of_ten_thousand_drain_callbacks", 20, || {
+        common::quiet_parpool_diagnostics();
         let pool = ThreadPool::with_workers(1);
         let occupant = common::occupy_until_terminate(&pool);
         let calls = Arc::new(AtomicUsize::new(0));
@@ -126,6 +128,7 @@ fn nested_drains_callback_waits_for_the_outer_pool() {
         "nested_drains_callback_waits_for_the_outer_pool",
         20,
         || {
+            common::quiet_parpool_diagnostics();
             let a = Arc::new(ThreadPool::with_workers(1));
             let b = Arc::new(ThreadPool::with_workers(1));
             let (occ_a, rel_a) = occupy_the_worker(&a);
@@ -156,6 +159,7 @@ fn nested_drains_callback_waits_for_the_outer_pool() {
 #[test]
 fn nested_drains_untimed_wait_hangs() {
     child::run("nested_drains_untimed_wait_hangs", 10, || {
+        common::quiet_parpool_diagnostics();
         let a = Arc::new(ThreadPool::with_workers(1));
         let b = Arc::new(ThreadPool::with_workers(1));
         let (_occ_a, rel_a) = occupy_the_worker(&a);
@@ -179,6 +183,7 @@ fn nested_drains_untimed_wait_hangs() {
 #[test]
 fn help_drain_on_a_small_stack_thread() {
     child::run("help_drain_on_a_small_stack_thread", 20, || {
+        common::quiet_parpool_diagnostics();
         let pool = ThreadPool::builder()
             .workers(1)
             .stack_size(8 << 20)
@@ -264,6 +269,7 @@ impl Drop for Bomb {
 #[test]
 fn stats_after_help_drain() {
     child::run("stats_after_help_drain", 20, || {
+        common::quiet_parpool_diagnostics();
         common::quiet_panics_containing("review3 bomb");
         let pool = ThreadPool::builder().workers(1).build().unwrap();
         let (occupant, release) = occupy_the_worker(&pool);

@@ -29,17 +29,10 @@ type Counts = Arc<Vec<AtomicUsize>>;
 const N: usize = 48;
 
 fn quiet() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let m = panic_message(info.payload());
-            if m.contains("HOSTILE") || m.contains("cancel") || m.contains("not running") {
-                return;
-            }
-            default(info);
-        }));
-    });
+    for marker in ["HOSTILE", "cancel", "not running"] {
+        common::quiet_panics_containing(marker);
+    }
+    common::quiet_parpool_diagnostics();
 }
 
 fn spin(ns: u64) {

@@ -494,6 +494,7 @@ fn deep_nesting_in_stranded_polls_fails_clearly_not_by_overflow() {
         "deep_nesting_in_stranded_polls_fails_clearly_not_by_overflow",
         30,
         || {
+            common::quiet_parpool_diagnostics();
             let p = no_spares("sn");
             mark_spares_failing(&p);
             let pp = Arc::clone(&p);

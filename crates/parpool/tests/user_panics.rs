@@ -758,6 +758,7 @@ fn callbacks_may_drop_their_own_handle_and_never_wait_on_it_forever() {
         "callbacks_may_drop_their_own_handle_and_never_wait_on_it_forever",
         30,
         || {
+            common::quiet_parpool_diagnostics();
             let pool = one_worker();
             let pending: Arc<Mutex<Vec<parpool::AsyncResult<u32>>>> = Arc::default();
             let (tx, rx) = mpsc::channel();

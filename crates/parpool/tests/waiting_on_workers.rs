@@ -468,6 +468,7 @@ fn a_wait_that_can_never_progress_fails_clearly_instead_of_hanging() {
         "a_wait_that_can_never_progress_fails_clearly_instead_of_hanging",
         60,
         || {
+            common::quiet_parpool_diagnostics();
             static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             fn rec(p: Arc<ThreadPool>, d: u32) -> u32 {
                 if d == 0 {
