@@ -115,7 +115,7 @@ impl Registry {
             });
         }
         let registry = Arc::new(Registry {
-            queue: JobQueue::new(workers),
+            queue: JobQueue::new(),
             sleep: Sleep::default(),
             lifecycle: Lifecycle::new(),
             counters: Counters::default(),

@@ -1,9 +1,11 @@
-//! A hostile review of the job queue (`src/queue.rs`): a bounded lock-free
-//! ring (512..8192 slots, 256 per worker) that spills into a locked list.
-//! Lost wake-ups at the ring/list boundary, per-submitter order across
-//! spills, terminate/close racing spilling submitters, extreme sizes,
-//! nested submission into a full ring, and user `Drop`s (panicking or
-//! re-entering the pool) run by a terminate that drains the list.
+//! A hostile review of the job queue (`src/queue.rs`), written when it was a
+//! bounded lock-free ring (512..8192 slots, 256 per worker) that spilled
+//! into a locked list; it is now crossbeam's `SegQueue`, and the same
+//! attacks cross its 31-job block boundaries instead. Lost wake-ups at a
+//! boundary, per-submitter order across it, terminate/close racing
+//! submitters of a long backlog, extreme sizes, nested submission behind a
+//! backlog, and user `Drop`s (panicking or re-entering the pool) run by a
+//! terminate that drains the queue.
 #[path = "common/child.rs"]
 mod child;
 mod common;

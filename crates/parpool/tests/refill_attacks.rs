@@ -1,18 +1,18 @@
-//! A hostile review of the queue's refill (`src/queue.rs`): a popper that
-//! takes a job from the spilled list moves up to 128 more into the ring,
-//! under the list's lock, and clears `spilled` once the list is empty. So
-//! jobs now move from the list to the ring while submitters push (some with
-//! a stale `spilled`), other workers pop, and `terminate` drains.
+//! A hostile review of the queue's former refill (`src/queue.rs` was a ring
+//! with a locked spill list; a popper that took a job from the list moved
+//! up to 128 more into the ring while submitters pushed). The queue is now
+//! crossbeam's `SegQueue`, which has no refill; these attacks stay, because
+//! what they check is what the pool promises of any queue under a long
+//! backlog that workers, submitters and `terminate` race over.
 //!
-//! Checked here, at the pool's level: per-submitter order through refills
-//! with one worker (exact run order, also for a submitter that never stops
-//! pushing while the worker refills, and for jobs a job submits), with
-//! several workers and with 200 (each worker's pops of one submitter's jobs
-//! increase), terminate racing refilling workers (retiring after every job,
-//! so no worker goes on popping what a refill moved), close racing them,
-//! `map`/`scope` behind a refilled backlog, and panicking `Drop`s discarded
-//! while other workers refill. The queue's own race tests (is_empty and pop
-//! during a refill that empties the list) are unit tests in `queue.rs`.
+//! Checked here, at the pool's level: per-submitter order through a long
+//! backlog with one worker (exact run order, also for a submitter that
+//! never stops pushing while the worker pops, and for jobs a job submits),
+//! with several workers and with 200 (each worker's pops of one
+//! submitter's jobs increase), terminate racing popping workers (retiring
+//! after every job), close racing them, `map`/`scope` behind a backlog,
+//! and panicking `Drop`s discarded while other workers pop. The queue's own
+//! race tests are unit tests in `queue.rs`.
 #[path = "common/child.rs"]
 mod child;
 mod common;
