@@ -24,8 +24,9 @@
 //!   class, all of one region; `alloc` and `dealloc` touch only that
 //!   cache, and move [`BATCH`] slots at a time to or from the class's
 //!   shared state, under its mutex (and the whole cache when a slot of
-//!   another region is freed). `alloc` asks the CPU to prefetch the next slot it will hand
-//!   out, for writing: reused memory is cold.
+//!   another region is freed). `alloc` asks the CPU to prefetch, for
+//!   writing, the slot it will hand out [`PREFETCH_AHEAD`] allocations
+//!   later: reused memory is cold.
 //! - **The shared state** of a class is the list of its regions that have
 //!   free slots. A region counts its slots that are out (allocated, or in
 //!   some thread's cache); one whose count returns to zero is empty.
@@ -80,6 +81,13 @@ const MAX_SIZE: usize = 256;
 const CLASSES: usize = MAX_SIZE / ALIGN;
 /// Slots moved between a thread's cache and the shared state at once.
 const BATCH: usize = 32;
+/// How many allocations ahead `alloc` prefetches the slot it will hand out:
+/// one allocation (about 100 ns of a submitting loop) is shorter than a
+/// miss to memory, so the prefetch of the very next slot arrived late
+/// (W4 probe, submitter's CPU per job: 95-117 ns at 1, 82-94 at 12;
+/// `docs/design.md` §12). At most [`BATCH`].
+const PREFETCH_AHEAD: usize = 12;
+const _: () = assert!(PREFETCH_AHEAD <= BATCH);
 /// Most free slots a thread keeps per class.
 const CACHED: usize = 2 * BATCH;
 /// Most empty burst regions kept, all classes together, while a pool
@@ -515,10 +523,15 @@ pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
         if slots.is_empty() {
             slots.reserve_exact(CACHED);
             shared(class).take(class, BATCH, slots);
+            // The first slots of the batch have no earlier `alloc` to
+            // have asked for them.
+            for &next in slots.iter().rev().take(PREFETCH_AHEAD) {
+                prefetch_for_write(next, size);
+            }
         }
         let slot = slots.pop();
-        if let Some(&next) = slots.last() {
-            prefetch_for_write(next, size);
+        if let Some(i) = slots.len().checked_sub(PREFETCH_AHEAD) {
+            prefetch_for_write(slots[i], size);
         }
         slot
     });
