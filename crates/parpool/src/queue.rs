@@ -1,15 +1,23 @@
 //! The pool's job queue: one unbounded lock-free FIFO (crossbeam's
 //! `SegQueue`).
 //!
-//! No push or pop takes a lock, so a thread preempted in the middle of one
-//! never holds up another: on a loaded machine the submitter does not sleep
-//! behind a worker that was descheduled inside the queue (W8-W4 in
-//! `docs/design.md` §12, where the ring-and-spill-list queue this replaced
-//! put the submitter to sleep on the list's mutex). The queue allocates one
-//! block per 31 jobs on the pushing thread, freed by whichever thread takes
-//! the block's last job; task memory itself comes from `slab.rs`, so these
-//! blocks are the only queue memory that crosses threads, and a drained
-//! queue keeps at most one block.
+//! No push or pop takes a lock of the pool's, so a thread preempted in the
+//! middle of one does not hold up another: on a loaded machine the
+//! submitter no longer sleeps behind a worker descheduled inside the queue
+//! (W8-W4 in `docs/design.md` §12, where the ring-and-spill-list queue this
+//! replaced put the submitter to sleep on the list's mutex). What remains
+//! shared is the global allocator: the queue allocates one block per 31
+//! jobs on the pushing thread, freed by whichever thread takes the block's
+//! last job, so once per 31 jobs a push or a pop may take the allocator's
+//! own lock (glibc's arena lock; task memory itself comes from `slab.rs`,
+//! so this is no longer once per job). A pop that meets a pusher between
+//! its slot reservation and its write spins, then yields, until the write
+//! lands: it burns CPU while that pusher is descheduled, but never sleeps.
+//!
+//! **Memory.** A backlog costs about 33 bytes per queued job in blocks,
+//! freed as they drain. glibc keeps such small freed blocks in its heap
+//! for the next allocation rather than giving them back; when the last
+//! pool is dropped after a burst, `slab.rs` asks it to trim the heap.
 //!
 //! Invariants the rest of the pool relies on:
 //! - **Order.** A job is popped only after every job that the same thread
