@@ -202,33 +202,133 @@ mod tests {
     }
 
     /// `is_empty` never reports empty while a job pushed before the call is
-    /// queued, even with other threads pushing and popping around it.
+    /// queued, even with another thread pushing and popping around it.
     #[test]
     fn is_empty_sees_a_job_queued_before_it() {
         let q = JobQueue::new();
         let rounds = if cfg!(miri) { 20 } else { 20_000 };
         std::thread::scope(|s| {
-            let q = &q;
-            s.spawn(move || {
-                for i in 0..rounds {
-                    q.push(i);
-                    assert!(!q.is_empty(), "round {i}: own job not seen");
-                    // Take one job (ours or the other pusher's) back out.
-                    while q.pop().is_none() {
-                        std::hint::spin_loop();
+            for _ in 0..2 {
+                let q = &q;
+                s.spawn(move || {
+                    for i in 0..rounds {
+                        q.push(i);
+                        // Each thread pops only after its own push, so at
+                        // least this job (or an equal count) is queued.
+                        assert!(!q.is_empty(), "round {i}: own job not seen");
+                        while q.pop().is_none() {
+                            std::hint::spin_loop();
+                        }
                     }
-                }
-            });
-            s.spawn(move || {
-                for i in 0..rounds {
-                    q.push(i);
-                    assert!(!q.is_empty(), "round {i}: own job not seen");
-                    while q.pop().is_none() {
-                        std::hint::spin_loop();
-                    }
-                }
-            });
+                });
+            }
         });
         assert!(q.is_empty());
+    }
+
+    /// Round after round, three jobs are pushed and popped while another
+    /// thread calls `is_empty` without pause: while jobs are surely queued
+    /// (an odd phase that did not change across the call), it never says
+    /// empty. The rounds cross the queue's 31-job block boundaries again
+    /// and again. (Ported from the ring-and-list queue, where the race was
+    /// with a refill that emptied the list.)
+    #[test]
+    fn is_empty_holds_while_jobs_are_queued_across_blocks() {
+        let rounds = if cfg!(miri) { 15 } else { 300_000 };
+        let q = JobQueue::new();
+        // Odd: jobs are queued throughout; `usize::MAX`: done.
+        let phase = AtomicUsize::new(0);
+        let (checks, misses) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            s.spawn(|| loop {
+                let p = phase.load(Ordering::SeqCst);
+                if p == usize::MAX {
+                    break;
+                }
+                let empty = q.is_empty();
+                if p % 2 == 1 && phase.load(Ordering::SeqCst) == p {
+                    checks.fetch_add(1, Ordering::Relaxed);
+                    if empty {
+                        misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            for r in 0..rounds {
+                for i in 0..3 {
+                    q.push(i);
+                }
+                phase.store(2 * r + 1, Ordering::SeqCst);
+                for i in 0..2 {
+                    assert_eq!(q.pop(), Some(i));
+                }
+                phase.store(2 * r + 2, Ordering::SeqCst);
+                assert_eq!(q.pop(), Some(2));
+                assert_eq!(q.pop(), None);
+            }
+            phase.store(usize::MAX, Ordering::SeqCst);
+        });
+        let (checks, misses) = (checks.into_inner(), misses.into_inner());
+        assert_eq!(misses, 0, "is_empty said empty {misses} times of {checks}");
+    }
+
+    /// Two poppers take three jobs at once, round after round, one of them
+    /// popping without pause, across block boundaries. A `None` returned
+    /// within one round while fewer than two were taken (the other popper
+    /// holds at most one more) came with a job queued throughout the call:
+    /// `terminate`'s drain, which stops at its first `None`, would stop
+    /// early. (Ported from the ring-and-list queue.)
+    #[test]
+    fn racing_poppers_see_none_only_once_the_queue_is_drained() {
+        let rounds = if cfg!(miri) { 15 } else { 400_000 };
+        let q = JobQueue::new();
+        // Odd while round `r` runs (`2 r + 1`); `usize::MAX`: done.
+        let phase = AtomicUsize::new(0);
+        let taken = AtomicUsize::new(0);
+        let (nones, early) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let pop = |p: usize| match q.pop() {
+            Some(_) => {
+                taken.fetch_add(1, Ordering::SeqCst);
+            }
+            None => {
+                nones.fetch_add(1, Ordering::Relaxed);
+                if taken.load(Ordering::SeqCst) < 2 && phase.load(Ordering::SeqCst) == p {
+                    early.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        };
+        /// Ends the helper's loop even if the test fails.
+        struct Done<'a>(&'a AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(usize::MAX, Ordering::SeqCst);
+            }
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| loop {
+                let p = phase.load(Ordering::SeqCst);
+                if p == usize::MAX {
+                    break;
+                }
+                if p % 2 == 1 && taken.load(Ordering::SeqCst) < 3 {
+                    pop(p);
+                }
+            });
+            let _done = Done(&phase);
+            for r in 0..rounds {
+                // Reset first: a late helper pop of this round counts here.
+                taken.store(0, Ordering::SeqCst);
+                for i in 0..3 {
+                    q.push(i);
+                }
+                phase.store(2 * r + 1, Ordering::SeqCst);
+                while taken.load(Ordering::SeqCst) < 3 {
+                    pop(2 * r + 1);
+                }
+                phase.store(2 * r + 2, Ordering::SeqCst);
+                assert!(q.is_empty(), "round {r}");
+            }
+        });
+        let early = early.into_inner();
+        assert_eq!(early, 0, "{early} early `None`s of {}", nones.into_inner());
     }
 }

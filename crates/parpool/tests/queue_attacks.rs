@@ -10,7 +10,7 @@
 mod child;
 mod common;
 
-use common::{counters, guard, Probe};
+use common::{assert_fifo_within, busy, counters, guard, Probe};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -19,33 +19,6 @@ use std::time::Duration;
 /// The ring's size for a pool of `workers` (mirrors `queue.rs`).
 fn ring(workers: usize) -> usize {
     (workers * 256).clamp(512, 8192)
-}
-
-/// Threads that keep the CPUs busy (preemption of workers and submitters).
-struct Busy(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
-
-fn busy(n: usize) -> Busy {
-    let stop = Arc::new(AtomicBool::new(false));
-    let hs = (0..n)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            })
-        })
-        .collect();
-    Busy(stop, hs)
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        for h in self.1.drain(..) {
-            let _ = h.join();
-        }
-    }
 }
 
 /// Queues one task per worker that waits at the returned barrier, so the
@@ -149,32 +122,6 @@ fn single_jobs_pushed_as_workers_fall_asleep_after_a_spill() {
             }
         }
     });
-}
-
-/// Checks that `log` (start order of (submitter, index) pairs) has each
-/// submitter's jobs start in submission order up to `workers - 1`
-/// overtakes: when a job starts, every earlier job of its submitter was
-/// popped, and at most `workers - 1` other threads can hold a popped job
-/// they have not started yet.
-fn assert_fifo_within(log: &[(usize, usize)], submitters: usize, per: usize, workers: usize) {
-    assert_eq!(log.len(), submitters * per);
-    let mut started = vec![vec![false; per]; submitters];
-    // Per submitter: lowest index not started yet.
-    let mut low = vec![0usize; submitters];
-    for &(t, i) in log {
-        assert!(!started[t][i], "job ({t}, {i}) started twice");
-        started[t][i] = true;
-        while low[t] < per && started[t][low[t]] {
-            low[t] += 1;
-        }
-        // Earlier jobs of `t` not started yet when `i` started.
-        let pending = (low[t]..i).filter(|&j| !started[t][j]).count();
-        assert!(
-            pending < workers,
-            "submitter {t}: job {i} started while {pending} earlier ones had not \
-             (pool of {workers}): per-submitter FIFO broken"
-        );
-    }
 }
 
 /// Several submitters, thousands of jobs each (a sure spill behind a held

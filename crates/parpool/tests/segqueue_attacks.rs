@@ -15,40 +15,13 @@
 mod child;
 mod common;
 
-use common::{counters, guard, BombDrop};
+use common::{assert_fifo_within, busy, counters, guard, BombDrop};
 use parpool::{TaskError, ThreadPool};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 const BLOCK: usize = 31;
-
-/// Threads that keep the CPUs busy (preemption of workers and submitters).
-struct Busy(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
-
-fn busy(n: usize) -> Busy {
-    let stop = Arc::new(AtomicBool::new(false));
-    let hs = (0..n)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            })
-        })
-        .collect();
-    Busy(stop, hs)
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-        for h in self.1.drain(..) {
-            let _ = h.join();
-        }
-    }
-}
 
 /// Stalling threads at random points: `SIGUSR1`, whose handler sleeps.
 mod stall {
@@ -274,28 +247,6 @@ fn submitters_stalled_at_random_points_lose_and_reorder_nothing() {
     );
 }
 
-/// Checks `log` (start order of (submitter, index)): every job started
-/// once, and each submitter's jobs start in its order up to `workers - 1`
-/// overtakes.
-fn assert_fifo_within(log: &[(usize, usize)], submitters: usize, per: usize, workers: usize) {
-    assert_eq!(log.len(), submitters * per, "lost or duplicated jobs");
-    let mut started = vec![vec![false; per]; submitters];
-    let mut low = vec![0usize; submitters];
-    for &(t, i) in log {
-        assert!(!started[t][i], "job ({t}, {i}) started twice");
-        started[t][i] = true;
-        while low[t] < per && started[t][low[t]] {
-            low[t] += 1;
-        }
-        let pending = (low[t]..i).filter(|&j| !started[t][j]).count();
-        assert!(
-            pending < workers,
-            "submitter {t}: job {i} started while {pending} earlier ones had not \
-             (pool of {workers}): per-submitter FIFO broken"
-        );
-    }
-}
-
 /// `terminate` races submitters that are being stalled (some inside a
 /// push, where the drain's pop waits for them) with a long backlog behind
 /// a held worker. Every handle resolves to its value or `Cancelled`, every
@@ -430,6 +381,27 @@ fn rss_kb() -> usize {
     pages * 4
 }
 
+/// Holds a one-worker pool's worker (until the returned sender is dropped)
+/// and queues `n` jobs behind it, each counting itself in the returned
+/// counter when it runs.
+fn backlog_behind_the_worker(pool: &ThreadPool, n: usize) -> (mpsc::Sender<()>, Arc<AtomicUsize>) {
+    let (hold_tx, hold_rx) = mpsc::channel::<()>();
+    let (in_tx, in_rx) = mpsc::channel::<()>();
+    pool.spawn(move || {
+        in_tx.send(()).unwrap();
+        let _ = hold_rx.recv();
+    });
+    in_rx.recv().unwrap();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for _ in 0..n {
+        let ran = Arc::clone(&ran);
+        pool.spawn(move || {
+            ran.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    (hold_tx, ran)
+}
+
 /// Five rounds of a two-million-job backlog behind a held worker, each run
 /// to the end: the queue's blocks (one per 31 jobs) are freed as they are
 /// drained, so resident memory does not grow round after round.
@@ -441,20 +413,7 @@ fn repeated_huge_backlogs_do_not_grow_memory() {
         let mut after = Vec::new();
         let mut peaks = Vec::new();
         for round in 0..5 {
-            let (hold_tx, hold_rx) = mpsc::channel::<()>();
-            let (in_tx, in_rx) = mpsc::channel::<()>();
-            pool.spawn(move || {
-                in_tx.send(()).unwrap();
-                let _ = hold_rx.recv();
-            });
-            in_rx.recv().unwrap();
-            let ran = Arc::new(AtomicUsize::new(0));
-            for _ in 0..n {
-                let ran = Arc::clone(&ran);
-                pool.spawn(move || {
-                    ran.fetch_add(1, Ordering::Relaxed);
-                });
-            }
+            let (hold_tx, ran) = backlog_behind_the_worker(&pool, n);
             assert_eq!(pool.stats().queued, n);
             peaks.push(rss_kb());
             drop(hold_tx);
@@ -612,20 +571,7 @@ fn memory_of_a_huge_backlog_is_given_back() {
         let base = rss_kb();
         let pool = ThreadPool::with_workers(1);
         let n = 2_000_000usize;
-        let (hold_tx, hold_rx) = mpsc::channel::<()>();
-        let (in_tx, in_rx) = mpsc::channel::<()>();
-        pool.spawn(move || {
-            in_tx.send(()).unwrap();
-            let _ = hold_rx.recv();
-        });
-        in_rx.recv().unwrap();
-        let ran = Arc::new(AtomicUsize::new(0));
-        for _ in 0..n {
-            let ran = Arc::clone(&ran);
-            pool.spawn(move || {
-                ran.fetch_add(1, Ordering::Relaxed);
-            });
-        }
+        let (hold_tx, ran) = backlog_behind_the_worker(&pool, n);
         let peak = rss_kb();
         drop(hold_tx);
         while ran.load(Ordering::Relaxed) < n || pool.stats().queued > 0 {

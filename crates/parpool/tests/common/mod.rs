@@ -284,3 +284,59 @@ pub fn slow_spares(prefix: &str, ms: u64) -> std::sync::Arc<ThreadPool> {
             .unwrap(),
     )
 }
+
+/// Threads that keep the CPUs busy (preemption of workers and submitters).
+pub struct Busy(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+pub fn busy(n: usize) -> Busy {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hs = (0..n)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    Busy(stop, hs)
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.1.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Checks that `log` (start order of (submitter, index) pairs) has each
+/// submitter's jobs start in submission order up to `workers - 1`
+/// overtakes: when a job starts, every earlier job of its submitter was
+/// popped, and at most `workers - 1` other threads can hold a popped job
+/// they have not started yet.
+pub fn assert_fifo_within(log: &[(usize, usize)], submitters: usize, per: usize, workers: usize) {
+    assert_eq!(log.len(), submitters * per);
+    let mut started = vec![vec![false; per]; submitters];
+    // Per submitter: lowest index not started yet.
+    let mut low = vec![0usize; submitters];
+    for &(t, i) in log {
+        assert!(!started[t][i], "job ({t}, {i}) started twice");
+        started[t][i] = true;
+        while low[t] < per && started[t][low[t]] {
+            low[t] += 1;
+        }
+        // Earlier jobs of `t` not started yet when `i` started.
+        let pending = (low[t]..i).filter(|&j| !started[t][j]).count();
+        assert!(
+            pending < workers,
+            "submitter {t}: job {i} started while {pending} earlier ones had not \
+             (pool of {workers}): per-submitter FIFO broken"
+        );
+    }
+}
