@@ -1145,8 +1145,9 @@ fn try_map_errors_in_every_state_and_chunksize() {
 
 /// A long backlog (once past the ring, spilled and refilled; now many of
 /// the queue's blocks) on workers that retire after every task, with
-/// `close` or `terminate` landing mid-drain: every handle resolves (all `Ok` after `close`),
-/// every closure runs at most once and is dropped once, stats settle.
+/// `close` or `terminate` landing mid-drain: every handle resolves (all
+/// `Ok` after `close`), every closure runs at most once and is dropped
+/// once, stats settle.
 #[test]
 fn spilled_backlog_on_retiring_workers_across_close_and_terminate() {
     guard(30, || {

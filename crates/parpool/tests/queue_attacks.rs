@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-/// The ring's size for a pool of `workers` (mirrors `queue.rs`).
+/// The ring's size for a pool of `workers` when `queue.rs` was a ring with
+/// a spill list; the backlogs here are still sized by it, and each crosses
+/// many of the `SegQueue`'s 31-job blocks.
 fn ring(workers: usize) -> usize {
     (workers * 256).clamp(512, 8192)
 }

@@ -8,7 +8,7 @@
 //! backlogs and of one after its pool is dropped (the queue's blocks come
 //! from glibc, which kept them resident until the slab learned to trim the
 //! heap), and panicking drops across block boundaries.
-// `/proc/self/statm`, glibc's `malloc_trim` and a POSIX signal handler.
+// `/proc/self/statm`, glibc's `malloc_trim` and a POSIX signal handler (libc).
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 #[path = "common/child.rs"]
@@ -25,47 +25,40 @@ const BLOCK: usize = 31;
 
 /// Stalling threads at random points: `SIGUSR1`, whose handler sleeps.
 mod stall {
-    use std::os::raw::{c_int, c_uint, c_ulong};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Once;
-
-    const SIGUSR1: c_int = 10;
-
-    extern "C" {
-        fn signal(signum: c_int, handler: usize) -> usize;
-        fn pthread_kill(thread: c_ulong, sig: c_int) -> c_int;
-        fn usleep(usec: c_uint) -> c_int;
-    }
 
     pub static STALL_US: AtomicUsize = AtomicUsize::new(200);
     pub static STALLS: AtomicUsize = AtomicUsize::new(0);
 
-    extern "C" fn on_signal(_: c_int) {
+    extern "C" fn on_signal(_: libc::c_int) {
         STALLS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `usleep` (nanosleep) is async-signal-safe in practice.
-        unsafe { usleep(STALL_US.load(Ordering::Relaxed) as c_uint) };
+        unsafe { libc::usleep(STALL_US.load(Ordering::Relaxed) as libc::c_uint) };
     }
 
     pub fn install() {
         static ONCE: Once = Once::new();
         ONCE.call_once(|| {
             // SAFETY: installs a handler that only sleeps and counts.
-            unsafe { signal(SIGUSR1, on_signal as extern "C" fn(c_int) as usize) };
+            unsafe {
+                libc::signal(
+                    libc::SIGUSR1,
+                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                )
+            };
         });
     }
 
     /// The caller guarantees that `thread` is alive.
-    pub fn hit(thread: c_ulong) {
+    pub fn hit(thread: libc::pthread_t) {
         // SAFETY: the thread is alive (the caller's promise).
-        unsafe { pthread_kill(thread, SIGUSR1) };
+        unsafe { libc::pthread_kill(thread, libc::SIGUSR1) };
     }
 
-    pub fn me() -> c_ulong {
-        extern "C" {
-            fn pthread_self() -> c_ulong;
-        }
+    pub fn me() -> libc::pthread_t {
         // SAFETY: no preconditions.
-        unsafe { pthread_self() }
+        unsafe { libc::pthread_self() }
     }
 }
 
@@ -385,13 +378,7 @@ fn rss_kb() -> usize {
 /// and queues `n` jobs behind it, each counting itself in the returned
 /// counter when it runs.
 fn backlog_behind_the_worker(pool: &ThreadPool, n: usize) -> (mpsc::Sender<()>, Arc<AtomicUsize>) {
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    let (in_tx, in_rx) = mpsc::channel::<()>();
-    pool.spawn(move || {
-        in_tx.send(()).unwrap();
-        let _ = hold_rx.recv();
-    });
-    in_rx.recv().unwrap();
+    let (_blocker, hold_tx) = common::occupy_the_worker(pool);
     let ran = Arc::new(AtomicUsize::new(0));
     for _ in 0..n {
         let ran = Arc::clone(&ran);
@@ -553,10 +540,6 @@ fn imap_and_scopes_on_one_worker_with_stalled_submitters() {
     );
 }
 
-extern "C" {
-    fn malloc_trim(pad: usize) -> std::os::raw::c_int;
-}
-
 /// Measures (and prints) resident memory around one two-million-job
 /// backlog: before, at its peak, once drained, once the pool is dropped,
 /// and after `malloc_trim`. Once the pool is dropped, at most a tenth of
@@ -582,7 +565,7 @@ fn memory_of_a_huge_backlog_is_given_back() {
         std::thread::sleep(Duration::from_millis(50));
         let dropped = rss_kb();
         // SAFETY: glibc's malloc_trim has no preconditions.
-        unsafe { malloc_trim(0) };
+        unsafe { libc::malloc_trim(0) };
         let trimmed = rss_kb();
         eprintln!(
             "MEM kB: base {base}, peak {peak} (+{}), drained {drained}, pool dropped {dropped}, \
@@ -596,51 +579,6 @@ fn memory_of_a_huge_backlog_is_given_back() {
             peak - base
         );
     });
-}
-
-/// Context switches of the whole process (voluntary, involuntary), from
-/// `getrusage(RUSAGE_SELF)`.
-fn context_switches() -> (i64, i64) {
-    extern "C" {
-        fn getrusage(who: std::os::raw::c_int, usage: *mut [i64; 18]) -> std::os::raw::c_int;
-    }
-    let mut u = [0i64; 18];
-    // SAFETY: `struct rusage` on x86_64 Linux is 18 longs.
-    unsafe { getrusage(0, &mut u) };
-    (u[16], u[17])
-}
-
-/// A measurement, not a check (`--ignored`): four workers, one submitter,
-/// two million trivial jobs; prints wall time and context switches. The
-/// queue's blocks are allocated by the submitter and freed by workers, the
-/// cross-thread free the replaced queue's doc blamed for glibc arena lock
-/// contention with crossbeam's `Injector`.
-#[test]
-#[ignore]
-fn measure_context_switches_of_a_stream_of_jobs() {
-    let pool = ThreadPool::with_workers(4);
-    let n = 2_000_000usize;
-    for round in 0..3 {
-        let ran = Arc::new(AtomicUsize::new(0));
-        let (v0, i0) = context_switches();
-        let start = Instant::now();
-        for _ in 0..n {
-            let ran = Arc::clone(&ran);
-            pool.spawn(move || {
-                ran.fetch_add(1, Ordering::Relaxed);
-            });
-        }
-        while ran.load(Ordering::Relaxed) < n {
-            std::thread::yield_now();
-        }
-        let (v1, i1) = context_switches();
-        eprintln!(
-            "CTX round {round}: {:?}, voluntary {}, involuntary {}",
-            start.elapsed(),
-            v1 - v0,
-            i1 - i0
-        );
-    }
 }
 
 /// 200 workers that retire every few tasks (replacements start all the
