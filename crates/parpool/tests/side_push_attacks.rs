@@ -17,7 +17,7 @@ use futures::StreamExt;
 use parpool::{PanicPolicy, ThreadPool};
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
@@ -123,11 +123,16 @@ fn control_imap_stream_under_a_plain_parking_executor_completes() {
     });
 }
 
-/// `join` of a handle of another pool's 300 ms task with a oneshot fed by
-/// a job queued on this stranded pool. The handle's stranded poll should
-/// run that queued job (as it does under a plain parking waker). With a
-/// waker that pushes to another pool, it runs nothing, and once the handle
-/// is ready nothing parpool is pending: the oneshot never comes.
+/// `join` of a handle of another pool's task with a oneshot fed by a job
+/// queued on this stranded pool. The handle's stranded poll should run
+/// that queued job (as it does under a plain parking waker). With a waker
+/// that pushes to another pool, it runs nothing, and once the handle is
+/// ready nothing parpool is pending: the oneshot never comes. The task
+/// lasts until the feeder ran (6 s at most), so the handle stays pending
+/// for as long as the help may take: a spare the pool tries again after
+/// `RETRY` makes it count on a stand-in until that spare fails too, which
+/// under load may take longer than any fixed sleep (an earlier 300 ms task
+/// made the control flaky).
 fn join_with_queued_feeder(prefix: &'static str, side_push: bool) -> (Option<()>, usize) {
     let pool = stranded(prefix, 1, PanicPolicy::Propagate);
     let notify = Arc::new(ThreadPool::with_workers(1));
@@ -136,8 +141,18 @@ fn join_with_queued_feeder(prefix: &'static str, side_push: bool) -> (Option<()>
     let out = pool
         .apply_async(move || {
             let (tx, rx) = futures::channel::oneshot::channel::<u32>();
-            drop(pp.apply_async(move || tx.send(5).unwrap()));
-            let h = slow.apply_async(|| thread::sleep(Duration::from_millis(300)));
+            let fed = Arc::new(AtomicBool::new(false));
+            let f = Arc::clone(&fed);
+            drop(pp.apply_async(move || {
+                f.store(true, Ordering::SeqCst);
+                tx.send(5).unwrap()
+            }));
+            let h = slow.apply_async(move || {
+                let t0 = Instant::now();
+                while !fed.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(6) {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            });
             let n = Arc::clone(&notify);
             let side = move || {
                 if side_push {

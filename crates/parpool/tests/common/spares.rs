@@ -3,11 +3,11 @@
 //! relieve (`exec_wait.rs`, `park.rs`).
 
 use parpool::{PanicPolicy, ThreadPool};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::task::{Wake, Waker};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A pool of `workers` workers whose later threads all panic in their
 /// initializer: no spare can ever start. Returns the pool and the count
@@ -64,19 +64,65 @@ pub fn late_spares(prefix: &str, ms: u64, fail: bool) -> Arc<ThreadPool> {
     )
 }
 
-/// Sets a no-spare pool's `spares_failing` flag: one `block_on` on a
-/// worker of a handle whose task (on another pool) takes a moment, so the
-/// spare its count starts fails meanwhile.
+/// Sets a no-spare pool's `spares_failing` flag, and proves it: every
+/// worker but one is held busy, and the last `block_on`s a handle of
+/// another pool whose task waits for a job queued on this one. No spare
+/// can start, so only the stranded poll's help can run that job, and it
+/// helps only once a spare's failure set the flag. So when this returns
+/// the flag is set, however long the failing spare took (a panic with
+/// `RUST_BACKTRACE=1` on a loaded machine can take longer than any fixed
+/// sleep). It stays set until a thread starts, which in a no-spare pool
+/// none does; a wait more than `RETRY` (1 s) later may try one more spare,
+/// and while that spare is on its way the pool counts on it (tests built
+/// on this must not need the help to come within a fixed time).
 pub fn mark_spares_failing(pool: &Arc<ThreadPool>) {
+    let workers = pool.stats().workers;
+    let release = Arc::new(AtomicBool::new(false));
+    let (held_tx, held_rx) = mpsc::channel();
+    let holds: Vec<_> = (1..workers)
+        .map(|_| {
+            let (release, held) = (Arc::clone(&release), held_tx.clone());
+            pool.apply_async(move || {
+                held.send(()).unwrap();
+                while !release.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            })
+        })
+        .collect();
+    for _ in 1..workers {
+        held_rx.recv().unwrap();
+    }
     let other = ThreadPool::with_workers(1);
+    let p = Arc::clone(pool);
     let got = pool
         .apply_async(move || {
-            futures::executor::block_on(
-                other.apply_async(|| thread::sleep(Duration::from_millis(100))),
-            )
+            let ran = Arc::new(AtomicBool::new(false));
+            let r = Arc::clone(&ran);
+            let queued = p.apply_async(move || r.store(true, Ordering::SeqCst));
+            let waited = other.apply_async(move || {
+                let t0 = Instant::now();
+                while !ran.load(Ordering::SeqCst) {
+                    if t0.elapsed() > Duration::from_secs(20) {
+                        return false;
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                }
+                true
+            });
+            let helped = futures::executor::block_on(waited);
+            (helped, queued.get())
         })
         .get();
-    assert_eq!(got, Ok(Ok(())));
+    release.store(true, Ordering::SeqCst);
+    for h in holds {
+        assert_eq!(h.get(), Ok(()));
+    }
+    assert_eq!(
+        got,
+        Ok((Ok(true), Ok(()))),
+        "no stranded poll ran the queued job in 20 s: the spare never failed?"
+    );
 }
 
 /// A stranded pool of `workers` workers: no spare can start, and the pool
