@@ -16,12 +16,11 @@
 //!
 //! **Memory.** A backlog costs about 33 bytes per queued job in blocks,
 //! freed as they drain. glibc keeps such small freed blocks in its heap
-//! for the next allocation rather than giving them back; when the last
-//! pool is dropped after a burst of slab tasks, `slab.rs` asks it to trim
-//! the heap. Not otherwise: while another pool lives (a 2 M backlog left
-//! about 80 MB of blocks in glibc's free lists), nor after a burst of
-//! tasks too big for the slab (which come from glibc themselves and were
-//! never trimmed). The memory is reused, not leaked (`docs/design.md` §12).
+//! for the next allocation rather than giving them back, so after a burst
+//! `slab.rs` asks it to trim the heap: when a pool is dropped, or once a
+//! worker has idled for 10 s (`slab::give_back`; `docs/design.md`
+//! §12, "Giving a burst back"). Between back-to-back bursts the blocks
+//! are reused.
 //!
 //! Invariants the rest of the pool relies on:
 //! - **Order.** A job is popped only after every job that the same thread

@@ -44,14 +44,17 @@
 //! **What is kept.** A class's first region is never freed (it holds a
 //! program's everyday few tasks, in the pages it touched). While any pool
 //! lives, up to [`KEEP_EMPTY`] of the other regions, empty (128 MiB, all
-//! classes together), are kept for the next burst, the point of the module;
-//! when the last pool is dropped, they go back to the system, with the
-//! spares (up to 8 MiB, faulted in, while a pool lives). A region
+//! classes together), are kept for the next burst, the point of the module.
+//! They go back to the system, with the spares (up to 8 MiB, faulted in),
+//! when the last pool is dropped, and also once the burst is over
+//! ([`give_back`]): when a pool is dropped after it, or a worker has
+//! idled for [`DECAY`] (10 s) with no new burst meanwhile. Then glibc is
+//! asked to trim too, for what the burst freed through it (the queue's
+//! blocks, tasks too big for a class). A region
 //! with a slot still out (a handle kept after its pool) stays until that
 //! slot comes back, and so does a region with a slot in some thread's
 //! cache: until that thread next allocates or frees a task of that class,
-//! or exits (the thread that drops the last pool sends its cache back
-//! first). So each thread that has freed tasks holds at most one region
+//! or exits (the thread that gives back sends its cache back first). So each thread that has freed tasks holds at most one region
 //! per class (2 MiB of address space, and whatever of it was touched),
 //! also after every pool is gone; 32 idle threads that each freed the last
 //! task of another region held 67 MiB in a hostile test.
@@ -64,10 +67,12 @@
 //! from the global allocator, as does everything under loom.
 
 use std::alloc::{self, Layout};
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Bytes per region, and its alignment. Miri runs a small one.
 const REGION: usize = if cfg!(miri) { 64 << 10 } else { 2 << 20 };
@@ -101,6 +106,24 @@ static KEPT: AtomicUsize = AtomicUsize::new(0);
 /// Classes, one bit each, that started a new burst region since an idle
 /// worker last prepared a spare for them (see [`prepare_ahead`]).
 static WANTED: AtomicUsize = AtomicUsize::new(0);
+/// Set when a burst may have left memory to give back (a burst region was
+/// started, or [`BIG_BURST`] bytes of big tasks went to the global
+/// allocator); cleared by [`give_back`].
+static DIRTY: AtomicBool = AtomicBool::new(false);
+/// Counts the marks of [`DIRTY`]: an idle worker gives back only if no
+/// burst marked it again while it waited (one may be running on another
+/// pool, still reusing that memory).
+static MARKS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of tasks too big for a class, allocated by one thread, after
+/// which a burst of them counts as one ([`DIRTY`]).
+const BIG_BURST: usize = 8 << 20;
+/// How long a worker idles after a burst before it gives the burst's
+/// memory back ([`give_back`]): long enough that bursts with pauses
+/// between them keep reusing it (the report's W4 samples of parpool are
+/// up to about 8 s apart, while its peers' run), short enough that a
+/// service whose burst is over does not sit on it. jemalloc's default
+/// decay of dirty pages is also 10 s.
+pub(crate) const DECAY: Duration = Duration::from_secs(10);
 
 /// One class's shared state.
 static SHARED: [Mutex<Class>; CLASSES] = [const { Mutex::new(Class::new()) }; CLASSES];
@@ -175,6 +198,7 @@ impl Class {
                     // A burst that needed this region will likely need the
                     // next: an idle worker prepares it.
                     WANTED.fetch_or(1 << class, Ordering::Relaxed);
+                    mark_dirty();
                 }
                 continue;
             };
@@ -513,11 +537,30 @@ impl Drop for Cache {
 
 thread_local! {
     static CACHE: RefCell<Cache> = const { RefCell::new(Cache([const { Vec::new() }; CLASSES])) };
+    /// Bytes of big tasks this thread allocated since it last marked a
+    /// burst of them ([`count_big`]).
+    static BIG: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts a task too big for a class: every [`BIG_BURST`] bytes of them
+/// from one thread mark a burst whose memory, freed through the global
+/// allocator, is worth giving back ([`give_back`]).
+fn count_big(size: usize) {
+    let _ = BIG.try_with(|big| {
+        let total = big.get() + size;
+        if total >= BIG_BURST {
+            big.set(0);
+            mark_dirty();
+        } else {
+            big.set(total);
+        }
+    });
 }
 
 /// Allocates memory for `layout`, as the global allocator would.
 pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     let Some(class) = class_of(layout) else {
+        count_big(layout.size());
         return global_alloc(layout);
     };
     let size = slot_size(class);
@@ -631,7 +674,8 @@ fn global_alloc(layout: Layout) -> NonNull<u8> {
 }
 
 /// A live pool's hold on task memory: while one exists, empty regions are
-/// kept; when the last is dropped, they go back to the system.
+/// kept (until a burst is over, [`give_back`]); when the last is dropped,
+/// they go back to the system.
 pub(crate) struct Keep(());
 
 impl Keep {
@@ -646,33 +690,89 @@ impl Keep {
 impl Drop for Keep {
     fn drop(&mut self) {
         if POOLS.fetch_sub(1, Ordering::Relaxed) == 1 {
-            // This thread's cache first, so that its regions can go too
-            // (other threads' caches keep theirs: see the module doc).
-            let _ = CACHE.try_with(|cache| {
-                if let Ok(mut cache) = cache.try_borrow_mut() {
-                    cache.flush();
-                }
-            });
-            let mut released = false;
-            for class in 0..CLASSES {
-                released |= shared(class).release_empty();
-            }
-            if released {
+            // The last pool: the spare and every empty burst region go
+            // back, whether or not a burst marked them.
+            let released = release_all_empty();
+            if DIRTY.swap(false, Ordering::Relaxed) || released {
                 trim_heap();
             }
+        } else if has_memory_to_give_back() {
+            // A pool dropped after a burst gives it back now, as if it were
+            // the last: its workers, which would have after `DECAY`, are
+            // gone (a long-lived pool beside it may never idle that long).
+            give_back();
         }
     }
 }
 
+fn mark_dirty() {
+    MARKS.fetch_add(1, Ordering::Relaxed);
+    DIRTY.store(true, Ordering::Relaxed);
+}
+
+/// Whether a burst may have left memory to give back ([`give_back`]).
+fn has_memory_to_give_back() -> bool {
+    DIRTY.load(Ordering::Relaxed)
+}
+
+/// If a burst may have left memory to give back, the burst's mark, for
+/// [`give_back_if_quiet`]; called by a worker about to idle.
+pub(crate) fn burst_mark() -> Option<usize> {
+    has_memory_to_give_back().then(|| MARKS.load(Ordering::Relaxed))
+}
+
+/// Gives a burst's memory back ([`give_back`]) unless another burst marked
+/// it after `mark` was taken: called by a worker that found its pool idle
+/// for [`DECAY`] after a burst. A burst on another pool, still going,
+/// keeps it.
+pub(crate) fn give_back_if_quiet(mark: usize) {
+    if MARKS.load(Ordering::Relaxed) == mark {
+        give_back();
+    }
+}
+
+/// Gives a burst's memory back to the system, with pools still alive:
+/// called once a pool was idle for [`DECAY`] after a burst (see
+/// [`give_back_if_quiet`]), and when a pool is dropped after one. The
+/// empty burst regions go back
+/// (the kept ones, and the spares), and the global allocator is asked to
+/// return what the burst freed through it: the queue's blocks (one per 31
+/// queued jobs, `queue.rs`) and the tasks too big for a class. Without
+/// this, a two-million-job backlog left 208 MB resident after its pool was
+/// dropped while another pool lived, and 600 000 tasks of 320 bytes left
+/// 261 MB even after the last pool went (`tests/queue_round2_attacks.rs`).
+/// Only the thread that clears the mark does it, once per burst.
+fn give_back() {
+    if DIRTY.swap(false, Ordering::Relaxed) {
+        release_all_empty();
+        trim_heap();
+    }
+}
+
+/// Frees every class's spare and empty burst regions, after sending this
+/// thread's cache back so that its regions can go too (other threads'
+/// caches keep theirs: see the module doc). Whether a burst region was
+/// freed.
+fn release_all_empty() -> bool {
+    let _ = CACHE.try_with(|cache| {
+        if let Ok(mut cache) = cache.try_borrow_mut() {
+            cache.flush();
+        }
+    });
+    let mut released = false;
+    for class in 0..CLASSES {
+        released |= shared(class).release_empty();
+    }
+    released
+}
+
 /// Asks the global allocator to give back the heap memory a burst freed
-/// through it, once the burst's own regions have gone back. The queue's
-/// blocks (`queue.rs`, one per 31 queued jobs, about 66 MB for a backlog of
-/// two million) come from the global allocator, and glibc returns freed
-/// heap memory to the system only when a large chunk is freed, never for
-/// many small ones: without this, that memory stayed resident after the
-/// last pool was dropped (a hostile test, `tests/segqueue_attacks.rs`).
-/// Called only after a burst, so a pool built and dropped over and over
-/// does not pay for it.
+/// through it. glibc returns freed heap memory to the system only when a
+/// large chunk is freed, never for many small ones (the queue's blocks,
+/// about 66 MB for a backlog of two million): without this, that memory
+/// stayed resident after the last pool was dropped (a hostile test,
+/// `tests/segqueue_attacks.rs`). Called only after a burst, so a pool
+/// built and dropped over and over does not pay for it.
 fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu", not(miri)))]
     // SAFETY: `malloc_trim` has no preconditions; it takes glibc's own

@@ -74,13 +74,14 @@ impl Sleep {
         self.cond.notify_all();
     }
 
-    /// Idles until `ready()` may have become true. `ready` must be cheap and
-    /// must not block. Spurious returns are allowed: the caller loops.
-    pub(crate) fn idle(&self, ready: impl Fn() -> bool) {
+    /// Idles until `ready()` may have become true, or `timeout` passes if
+    /// given. `ready` must be cheap and must not block. Spurious returns
+    /// are allowed: the caller loops.
+    pub(crate) fn idle(&self, ready: impl Fn() -> bool, timeout: Option<Duration>) {
         if !HANDED_OFF.with(|h| h.replace(false)) {
             self.spin(&ready);
         }
-        self.sleep(ready, None);
+        self.sleep(ready, timeout);
     }
 
     /// Sleeps until `ready()` may have become true or `timeout` passes,

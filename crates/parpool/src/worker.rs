@@ -225,9 +225,18 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
         if crate::slab::prepare_ahead() {
             continue;
         }
-        registry
-            .sleep
-            .idle(|| registry.has_queued() || registry.may_exit());
+        let ready = || registry.has_queued() || registry.may_exit();
+        if let Some(mark) = crate::slab::burst_mark() {
+            // After a burst: idle for `DECAY`, then give its memory back
+            // if nothing came meanwhile (`slab::give_back_if_quiet`).
+            let since = Instant::now();
+            registry.sleep.idle(ready, Some(crate::slab::DECAY));
+            if !ready() && since.elapsed() >= crate::slab::DECAY {
+                crate::slab::give_back_if_quiet(mark);
+            }
+            continue;
+        }
+        registry.sleep.idle(ready, None);
     }
 }
 
