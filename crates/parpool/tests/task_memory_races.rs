@@ -194,18 +194,6 @@ fn integrity_all_classes_cross_thread() {
     })
 }
 
-#[cfg(target_os = "linux")]
-extern "C" {
-    fn fork() -> i32;
-    fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
-    fn kill(pid: i32, sig: i32) -> i32;
-    fn _exit(code: i32) -> !;
-}
-#[cfg(target_os = "linux")]
-const WNOHANG: i32 = 1;
-#[cfg(target_os = "linux")]
-const SIGKILL: i32 = 9;
-
 /// A child forked while other threads allocate and free tasks makes tasks
 /// of every class: none may wait for a lock a vanished thread held (the
 /// slab takes its locks around `fork`; before, 29 of 1 500 children hung).
@@ -252,7 +240,10 @@ fn fork_while_tasks_are_allocated_elsewhere() {
     let mut hung = 0;
     let tries = 600;
     for _ in 0..tries {
-        let pid = unsafe { fork() };
+        // SAFETY: the child calls only what this test is about (task
+        // allocation, whose locks the slab takes around `fork`) and
+        // `_exit`; the parent goes on as before.
+        let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
             // child: one task allocation of the 256-byte class, then exit
@@ -261,12 +252,15 @@ fn fork_while_tasks_are_allocated_elsewhere() {
             drop(dead.apply_async(|| [0u8; 60]));
             drop(dead.apply_async(|| [0u8; 120]));
             drop(dead.apply_async(|| [0u8; 180]));
-            unsafe { _exit(0) };
+            // SAFETY: ends the child without running the parent's
+            // destructors or atexit handlers, which it does not own.
+            unsafe { libc::_exit(0) };
         }
         let start = Instant::now();
         let mut status = 0;
         loop {
-            let r = unsafe { waitpid(pid, &mut status, WNOHANG) };
+            // SAFETY: `pid` is our child; `status` is a valid `c_int`.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
             if r == pid {
                 break;
             }
@@ -282,9 +276,11 @@ fn fork_while_tasks_are_allocated_elsewhere() {
                         eprintln!("{}", String::from_utf8_lossy(&out.stdout));
                     }
                 }
+                // SAFETY: `pid` is our child, not yet reaped; `status` is
+                // a valid `c_int`.
                 unsafe {
-                    kill(pid, SIGKILL);
-                    waitpid(pid, &mut status, 0);
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
                 }
                 break;
             }
