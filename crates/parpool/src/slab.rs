@@ -743,6 +743,10 @@ pub(crate) fn give_back_if_quiet(mark: usize) {
 /// 261 MB even after the last pool went (`tests/queue_round2_attacks.rs`).
 /// Only the thread that clears the mark does it, once per burst.
 fn give_back() {
+    #[cfg(all(test, not(parpool_loom)))]
+    if tests::GIVE_BACK_HELD.load(Ordering::SeqCst) > 0 {
+        return;
+    }
     if DIRTY.swap(false, Ordering::Relaxed) {
         release_all_empty();
         trim_heap();
@@ -837,9 +841,24 @@ mod tests {
     /// The tests share the process's slab: one at a time, so that counts of
     /// regions are theirs alone (other modules' tests use smaller classes).
     static SERIAL: Mutex<()> = Mutex::new(());
+    /// While above zero, [`give_back`] does nothing: other modules' tests
+    /// drop pools after bursts, which would give back the regions a test
+    /// here is counting.
+    pub(super) static GIVE_BACK_HELD: AtomicUsize = AtomicUsize::new(0);
 
-    fn serial() -> std::sync::MutexGuard<'static, ()> {
-        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    /// One slab test at a time, with no give-back meanwhile.
+    struct Serial(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+    impl Drop for Serial {
+        fn drop(&mut self) {
+            GIVE_BACK_HELD.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn serial() -> Serial {
+        let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        GIVE_BACK_HELD.fetch_add(1, Ordering::SeqCst);
+        Serial(guard)
     }
 
     /// Fills each block with its own byte, then checks every block kept
@@ -1028,5 +1047,62 @@ mod tests {
         let mut shared = shared(class);
         shared.release_empty();
         assert!(shared.spare.is_none(), "the spare outlived release_empty");
+    }
+
+    /// A give-back with a pool alive (`release_all_empty`, the heart of
+    /// [`give_back`]) frees the empty burst regions and the spare, and
+    /// nothing a live slot is in: a slot kept from the middle of a burst
+    /// keeps its bytes and its region, and is freed normally afterwards.
+    /// The next burst maps regions again.
+    #[test]
+    fn a_give_back_with_a_pool_alive_frees_only_empty_regions() {
+        let _serial = serial();
+        let _pool = Keep::new();
+        let (layout, class, per_region) = largest_class();
+        let blocks: Vec<NonNull<u8>> = (0..4 * per_region).map(|_| alloc(layout)).collect();
+        let keep = blocks[2 * per_region];
+        for &ptr in blocks.iter().filter(|&&b| b != keep) {
+            // SAFETY: from `alloc` with this layout, freed once.
+            unsafe { dealloc(ptr, layout) };
+        }
+        fill_and_check(&[(keep, layout, 0xA5)]);
+        prepare_ahead();
+        let before = shared(class).count;
+        assert!(
+            before >= 4,
+            "a burst of four regions' slots: {before} regions"
+        );
+        assert!(release_all_empty(), "no burst region was released");
+        {
+            let shared = shared(class);
+            assert!(shared.spare.is_none(), "the spare outlived the give-back");
+            assert!(
+                shared.count < before && shared.count >= 2,
+                "{before} regions before, {} after: the first and the kept slot's stay",
+                shared.count
+            );
+            let listed = shared
+                .regions
+                .iter()
+                .any(|r| r.as_ptr() as usize == region_of(keep) * REGION);
+            assert!(listed, "the live slot's region was released");
+        }
+        // SAFETY: a live block of `layout.size()` bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(keep.as_ptr(), layout.size()) };
+        assert!(
+            bytes.iter().all(|&b| b == 0xA5),
+            "the live slot was overwritten"
+        );
+        // SAFETY: from `alloc` with this layout, freed once.
+        unsafe { dealloc(keep, layout) };
+        let again: Vec<_> = (0..2 * per_region)
+            .enumerate()
+            .map(|(i, _)| (alloc(layout), layout, (i % 251) as u8))
+            .collect();
+        fill_and_check(&again);
+        for (ptr, layout, _) in again {
+            // SAFETY: from `alloc` with this layout, freed once.
+            unsafe { dealloc(ptr, layout) };
+        }
     }
 }
