@@ -733,13 +733,7 @@ fn big_closure_backlog_memory(n: usize, pin_every: usize) -> (usize, usize, usiz
     let mut pins: Vec<Box<[u8; 64]>> = Vec::new();
     {
         let pool = ThreadPool::with_workers(1);
-        let (hold_tx, hold_rx) = mpsc::channel::<()>();
-        let (in_tx, in_rx) = mpsc::channel::<()>();
-        pool.spawn(move || {
-            in_tx.send(()).unwrap();
-            let _ = hold_rx.recv();
-        });
-        in_rx.recv().unwrap();
+        let (_held, hold_tx) = common::occupy_the_worker(&pool);
         let ran = Arc::new(AtomicUsize::new(0));
         for i in 0..n {
             let ran = Arc::clone(&ran);
@@ -806,13 +800,7 @@ fn memory_of_a_huge_backlog_with_another_pool_alive() {
             let peak;
             {
                 let pool = ThreadPool::with_workers(1);
-                let (hold_tx, hold_rx) = mpsc::channel::<()>();
-                let (in_tx, in_rx) = mpsc::channel::<()>();
-                pool.spawn(move || {
-                    in_tx.send(()).unwrap();
-                    let _ = hold_rx.recv();
-                });
-                in_rx.recv().unwrap();
+                let (_held, hold_tx) = common::occupy_the_worker(&pool);
                 let ran = Arc::new(AtomicUsize::new(0));
                 let n = 2_000_000;
                 for _ in 0..n {

@@ -339,6 +339,22 @@ fn mem_thread_cache_pins_regions_pool_alive_two_classes() {
     )
 }
 
+/// Asserts that a burst's memory went back once the pool idled: within
+/// 40 s, the resident memory falls to `base` plus `kept_kb` (what the
+/// caller itself still holds) plus a tenth of the rest of the burst's
+/// growth to `peak`.
+fn assert_given_back(what: &str, base: usize, peak: usize, kept_kb: usize) {
+    let limit = base + kept_kb + (peak - base - kept_kb) / 10;
+    let settled = rss_settles_to(limit, 40);
+    eprintln!("{what}: base {base} kB, peak {peak} kB, idle pool {settled} kB");
+    assert!(
+        settled <= limit,
+        "{what}: the pool idled for 40 s and kept {} of the burst's {} kB",
+        settled - base,
+        peak - base
+    );
+}
+
 /// Polls the resident memory for up to `secs` until it is at most `limit`
 /// kB; returns the last reading.
 fn rss_settles_to(limit: usize, secs: u64) -> usize {
@@ -371,10 +387,7 @@ fn mem_burst_given_back_once_a_live_pool_idles() {
         let base = rss_kb();
         for round in 0..2 {
             // A backlog behind a held worker, so the queue's blocks pile up.
-            let (hold_tx, hold_rx) = mpsc::channel::<()>();
-            let held = pool.apply_async(move || {
-                let _ = hold_rx.recv();
-            });
+            let (held, hold_tx) = common::occupy_the_worker(&pool);
             hs.extend((0..1_000_000u64).map(|i| pool.apply_async(move || i * 3)));
             let peak = rss_kb();
             drop(hold_tx);
@@ -386,15 +399,7 @@ fn mem_burst_given_back_once_a_live_pool_idles() {
             assert_eq!(sum, 3 * (999_999u64 * 1_000_000 / 2));
             // The vector's own pages, touched by the first round, stay.
             let vec_kb = hs.capacity() * std::mem::size_of::<parpool::AsyncResult<u64>>() / 1024;
-            let limit = base + vec_kb + (peak - base - vec_kb) / 10;
-            let settled = rss_settles_to(limit, 40);
-            eprintln!("round {round}: base {base} kB, peak {peak} kB, idle pool {settled} kB");
-            assert!(
-                settled <= limit,
-                "round {round}: the pool idled for 40 s and kept {} of the burst's {} kB",
-                settled - base,
-                peak - base
-            );
+            assert_given_back(&format!("round {round}"), base, peak, vec_kb);
         }
         assert_eq!(pool.apply(|| 5), 5);
     })
@@ -410,10 +415,7 @@ fn mem_big_task_burst_given_back_once_a_live_pool_idles() {
         || {
             let pool = ThreadPool::with_workers(2);
             burst(&pool, 1000);
-            let (hold_tx, hold_rx) = mpsc::channel::<()>();
-            let held = pool.apply_async(move || {
-                let _ = hold_rx.recv();
-            });
+            let (held, hold_tx) = common::occupy_the_worker(&pool);
             let mut hs = Vec::with_capacity(300_000);
             let base = rss_kb();
             hs.extend((0..300_000usize).map(|i| {
@@ -427,15 +429,7 @@ fn mem_big_task_burst_given_back_once_a_live_pool_idles() {
                 assert_eq!(h.get(), Ok(i as u8));
             }
             let vec_kb = hs.capacity() * std::mem::size_of::<parpool::AsyncResult<u8>>() / 1024;
-            let limit = base + vec_kb + (peak - base - vec_kb) / 10;
-            let settled = rss_settles_to(limit, 40);
-            eprintln!("base {base} kB, peak {peak} kB, idle pool {settled} kB");
-            assert!(
-                settled <= limit,
-                "the pool idled for 40 s and kept {} of the burst's {} kB",
-                settled - base,
-                peak - base
-            );
+            assert_given_back("big tasks", base, peak, vec_kb);
         },
     )
 }
