@@ -17,10 +17,10 @@
 //! **Memory.** A backlog costs about 33 bytes per queued job in blocks,
 //! freed as they drain. glibc keeps such small freed blocks in its heap
 //! for the next allocation rather than giving them back, so after a burst
-//! `slab.rs` asks it to trim the heap: when a pool is dropped, or once a
-//! worker has idled for 10 s (`slab::give_back`; `docs/design.md`
-//! §12, "Giving a burst back"). Between back-to-back bursts the blocks
-//! are reused.
+//! `slab.rs` asks it to trim the heap: when the last pool is dropped, or
+//! once no burst has used task memory for 10 s and a worker idles
+//! (`slab::give_back_if_due`; `docs/design.md` §12, "Giving a burst
+//! back"). Bursts closer together reuse the blocks.
 //!
 //! Invariants the rest of the pool relies on:
 //! - **Order.** A job is popped only after every job that the same thread

@@ -46,15 +46,16 @@
 //! lives, up to [`KEEP_EMPTY`] of the other regions, empty (128 MiB, all
 //! classes together), are kept for the next burst, the point of the module.
 //! They go back to the system, with the spares (up to 8 MiB, faulted in),
-//! when the last pool is dropped, and also once the burst is over
-//! ([`give_back`]): when a pool is dropped after it, or a worker has
-//! idled for [`DECAY`] (10 s) with no new burst meanwhile. Then glibc is
-//! asked to trim too, for what the burst freed through it (the queue's
-//! blocks, tasks too big for a class). A region
+//! when the last pool is dropped, and also once the burst is over: when
+//! no burst, on any pool, has used task memory for [`DECAY`] (10 s), an
+//! idle worker gives them back ([`decay`], [`give_back_if_due`]), and asks
+//! glibc to trim what the burst freed through it (the queue's blocks,
+//! tasks too big for a class). A region
 //! with a slot still out (a handle kept after its pool) stays until that
-//! slot comes back, and so does a region with a slot in some thread's
-//! cache: until that thread next allocates or frees a task of that class,
-//! or exits (the thread that gives back sends its cache back first). So each thread that has freed tasks holds at most one region
+//! slot comes back, and then goes back [`DECAY`] later; so does a region
+//! with a slot in some thread's cache: until that thread next allocates or
+//! frees a task of that class, or exits (a thread that gives back sends
+//! its own cache back first). So each thread that has freed tasks holds at most one region
 //! per class (2 MiB of address space, and whatever of it was touched),
 //! also after every pool is gone; 32 idle threads that each freed the last
 //! task of another region held 67 MiB in a hostile test.
@@ -70,9 +71,9 @@ use std::alloc::{self, Layout};
 use std::cell::Cell;
 use std::cell::RefCell;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Bytes per region, and its alignment. Miri runs a small one.
 const REGION: usize = if cfg!(miri) { 64 << 10 } else { 2 << 20 };
@@ -106,19 +107,20 @@ static KEPT: AtomicUsize = AtomicUsize::new(0);
 /// Classes, one bit each, that started a new burst region since an idle
 /// worker last prepared a spare for them (see [`prepare_ahead`]).
 static WANTED: AtomicUsize = AtomicUsize::new(0);
-/// Set when a burst may have left memory to give back (a burst region was
-/// started, or [`BIG_BURST`] bytes of big tasks went to the global
-/// allocator); cleared by [`give_back`].
+/// Set when a burst may have left memory to give back: a burst region was
+/// started, a burst region emptied and was kept, a spare was prepared, or
+/// [`BIG_BURST`] bytes of big tasks went to the global allocator. Cleared
+/// by a give-back ([`give_back_if_due`], or the last pool's drop).
 static DIRTY: AtomicBool = AtomicBool::new(false);
-/// Counts the marks of [`DIRTY`]: an idle worker gives back only if no
-/// burst marked it again while it waited (one may be running on another
-/// pool, still reusing that memory).
-static MARKS: AtomicUsize = AtomicUsize::new(0);
+/// When a burst last used task memory ([`mark`], [`touch`]): nanoseconds
+/// since [`EPOCH`]. A give-back waits until this is [`DECAY`] old.
+static LAST_USE: AtomicU64 = AtomicU64::new(0);
+static EPOCH: OnceLock<Instant> = OnceLock::new();
 /// Bytes of tasks too big for a class, allocated by one thread, after
 /// which a burst of them counts as one ([`DIRTY`]).
 const BIG_BURST: usize = 8 << 20;
-/// How long a worker idles after a burst before it gives the burst's
-/// memory back ([`give_back`]): long enough that bursts with pauses
+/// How long a burst's memory must go unused before an idle worker gives it
+/// back ([`give_back_if_due`]): long enough that bursts with pauses
 /// between them keep reusing it (the report's W4 samples of parpool are
 /// up to about 8 s apart, while its peers' run), short enough that a
 /// service whose burst is over does not sit on it. jemalloc's default
@@ -198,7 +200,7 @@ impl Class {
                     // A burst that needed this region will likely need the
                     // next: an idle worker prepares it.
                     WANTED.fetch_or(1 << class, Ordering::Relaxed);
-                    mark_dirty();
+                    mark();
                 }
                 continue;
             };
@@ -207,6 +209,8 @@ impl Class {
             let r = unsafe { &mut *region.as_ptr() };
             if r.out == 0 && r.burst {
                 KEPT.fetch_sub(1, Ordering::Relaxed);
+                // A burst reusing kept memory: not over yet.
+                touch();
             }
             let base = region.as_ptr().cast::<u8>();
             while got < n {
@@ -264,7 +268,10 @@ impl Class {
             // Empty: start it afresh, its slots in address order again.
             r.free = ptr::null_mut();
             r.carved = 0;
-            if r.burst && !keep_one() {
+            if r.burst && keep_one() {
+                // Kept for the next burst, and given back if none comes.
+                mark();
+            } else if r.burst {
                 // SAFETY: non-null, derived from the slot.
                 let region = unsafe { NonNull::new_unchecked(region) };
                 // Always found: it was listed just above if it was not.
@@ -477,6 +484,8 @@ pub(crate) fn prepare_ahead() -> bool {
     // check costs nothing.)
     if shared.spare.is_none() && POOLS.load(Ordering::Relaxed) > 0 {
         shared.spare = Some(base);
+        // Given back with the burst's regions if no burst comes for it.
+        DIRTY.store(true, Ordering::SeqCst);
     } else {
         drop(shared);
         // SAFETY: just mapped, and never reachable from elsewhere.
@@ -544,13 +553,13 @@ thread_local! {
 
 /// Counts a task too big for a class: every [`BIG_BURST`] bytes of them
 /// from one thread mark a burst whose memory, freed through the global
-/// allocator, is worth giving back ([`give_back`]).
+/// allocator, is worth giving back ([`give_back_if_due`]).
 fn count_big(size: usize) {
     let _ = BIG.try_with(|big| {
         let total = big.get() + size;
         if total >= BIG_BURST {
             big.set(0);
-            mark_dirty();
+            mark();
         } else {
             big.set(total);
         }
@@ -674,7 +683,7 @@ fn global_alloc(layout: Layout) -> NonNull<u8> {
 }
 
 /// A live pool's hold on task memory: while one exists, empty regions are
-/// kept (until a burst is over, [`give_back`]); when the last is dropped,
+/// kept (until a burst is over, [`give_back_if_due`]); when the last is dropped,
 /// they go back to the system.
 pub(crate) struct Keep(());
 
@@ -693,64 +702,79 @@ impl Drop for Keep {
             // The last pool: the spare and every empty burst region go
             // back, whether or not a burst marked them.
             let released = release_all_empty();
-            if DIRTY.swap(false, Ordering::Relaxed) || released {
+            if DIRTY.swap(false, Ordering::SeqCst) || released {
                 trim_heap();
             }
-        } else if has_memory_to_give_back() {
-            // A pool dropped after a burst gives it back now, as if it were
-            // the last: its workers, which would have after `DECAY`, are
-            // gone (a long-lived pool beside it may never idle that long).
-            give_back();
         }
+        // Not the last: a pool that lives on may be reusing that memory;
+        // its idle workers give it back once it is `DECAY` old.
     }
 }
 
-fn mark_dirty() {
-    MARKS.fetch_add(1, Ordering::Relaxed);
-    DIRTY.store(true, Ordering::Relaxed);
+fn now() -> u64 {
+    let since = EPOCH.get_or_init(Instant::now).elapsed();
+    u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Whether a burst may have left memory to give back ([`give_back`]).
-fn has_memory_to_give_back() -> bool {
-    DIRTY.load(Ordering::Relaxed)
+/// A burst used task memory now (it reused a kept region).
+fn touch() {
+    LAST_USE.store(now(), Ordering::SeqCst);
 }
 
-/// If a burst may have left memory to give back, the burst's mark, for
-/// [`give_back_if_quiet`]; called by a worker about to idle.
-pub(crate) fn burst_mark() -> Option<usize> {
-    has_memory_to_give_back().then(|| MARKS.load(Ordering::Relaxed))
+/// A burst used task memory now, and may leave some to give back.
+fn mark() {
+    touch();
+    DIRTY.store(true, Ordering::SeqCst);
 }
 
-/// Gives a burst's memory back ([`give_back`]) unless another burst marked
-/// it after `mark` was taken: called by a worker that found its pool idle
-/// for [`DECAY`] after a burst. A burst on another pool, still going,
-/// keeps it.
-pub(crate) fn give_back_if_quiet(mark: usize) {
-    if MARKS.load(Ordering::Relaxed) == mark {
-        give_back();
+/// How long since a burst last used task memory.
+fn since_last_use() -> Duration {
+    Duration::from_nanos(now().saturating_sub(LAST_USE.load(Ordering::SeqCst)))
+}
+
+/// For a worker about to idle: how long to idle before it looks again,
+/// zero if a burst's memory is due to go back now ([`give_back_if_due`]).
+/// With nothing marked, [`DECAY`]: a burst on another pool, or a region
+/// emptying on a thread that is no worker (`Class::put`), marks the slab
+/// without waking anyone, and a worker asleep for good would never see it.
+pub(crate) fn decay() -> Duration {
+    if !DIRTY.load(Ordering::SeqCst) {
+        return DECAY;
     }
+    DECAY.saturating_sub(since_last_use())
 }
 
-/// Gives a burst's memory back to the system, with pools still alive:
-/// called once a pool was idle for [`DECAY`] after a burst (see
-/// [`give_back_if_quiet`]), and when a pool is dropped after one. The
-/// empty burst regions go back
-/// (the kept ones, and the spares), and the global allocator is asked to
-/// return what the burst freed through it: the queue's blocks (one per 31
-/// queued jobs, `queue.rs`) and the tasks too big for a class. Without
-/// this, a two-million-job backlog left 208 MB resident after its pool was
-/// dropped while another pool lived, and 600 000 tasks of 320 bytes left
-/// 261 MB even after the last pool went (`tests/queue_round2_attacks.rs`).
-/// Only the thread that clears the mark does it, once per burst.
-fn give_back() {
+/// Gives a burst's memory back to the system, with pools still alive, if
+/// no burst has used task memory for [`DECAY`]: called by an idle worker
+/// ([`decay`]). A burst still running, on any pool, keeps it. The empty
+/// burst regions and the spares go back, and the global allocator is
+/// asked to return what the burst freed through it: the queue's blocks
+/// (one per 31 queued jobs, `queue.rs`) and the tasks too big for a class.
+/// Without this, a two-million-job backlog left 208 MB resident after its
+/// pool was dropped while another pool lived, and 600 000 tasks of 320
+/// bytes left 261 MB even after the last pool went
+/// (`tests/queue_round2_attacks.rs`). Regions still in use stay; when they
+/// empty, they mark the slab again. Only the thread that clears the mark
+/// gives back.
+pub(crate) fn give_back_if_due() {
     #[cfg(all(test, not(parpool_loom)))]
     if tests::GIVE_BACK_HELD.load(Ordering::SeqCst) > 0 {
+        // Held off: as if a burst were using the memory (no worker spins).
+        touch();
         return;
     }
-    if DIRTY.swap(false, Ordering::Relaxed) {
-        release_all_empty();
-        trim_heap();
+    if !DIRTY.swap(false, Ordering::SeqCst) {
+        return;
     }
+    // Subtle: a burst stores the time, then the flag. A mark landing after
+    // the swap leaves the flag set for the next give-back; one landing
+    // before it is seen here by its time, and the flag goes back.
+    if since_last_use() < DECAY {
+        DIRTY.store(true, Ordering::SeqCst);
+        return;
+    }
+    release_all_empty();
+    trim_heap();
 }
 
 /// Frees every class's spare and empty burst regions, after sending this
@@ -841,9 +865,9 @@ mod tests {
     /// The tests share the process's slab: one at a time, so that counts of
     /// regions are theirs alone (other modules' tests use smaller classes).
     static SERIAL: Mutex<()> = Mutex::new(());
-    /// While above zero, [`give_back`] does nothing: other modules' tests
-    /// drop pools after bursts, which would give back the regions a test
-    /// here is counting.
+    /// While above zero, [`give_back_if_due`] does nothing: other modules' tests
+    /// idle after bursts, and would give back the regions a test here is
+    /// counting.
     pub(super) static GIVE_BACK_HELD: AtomicUsize = AtomicUsize::new(0);
 
     /// One slab test at a time, with no give-back meanwhile.
@@ -1050,7 +1074,7 @@ mod tests {
     }
 
     /// A give-back with a pool alive (`release_all_empty`, the heart of
-    /// [`give_back`]) frees the empty burst regions and the spare, and
+    /// [`give_back_if_due`]) frees the empty burst regions and the spare, and
     /// nothing a live slot is in: a slot kept from the middle of a burst
     /// keeps its bytes and its region, and is freed normally afterwards.
     /// The next burst maps regions again.

@@ -5,7 +5,9 @@
 //! microseconds, and a futex wake-up costs more than that; yielding (rather
 //! than spinning) lets a runnable producer, such as the thread submitting
 //! work on a machine with as many workers as cores, have the CPU meanwhile.
-//! An idle pool burns no CPU.
+//! An idle pool burns no CPU: its workers wake once per 10 s, for a few
+//! microseconds, to see whether a burst's memory is due to go back
+//! (`slab::decay`).
 //!
 //! Invariant: a job pushed while a worker is going to sleep is never missed.
 //! The pusher does `push; fence; load sleepers`, the sleeper does

@@ -226,17 +226,12 @@ fn run(registry: &Arc<Registry>, ready: mpsc::Sender<Result<(), String>>) -> boo
             continue;
         }
         let ready = || registry.has_queued() || registry.may_exit();
-        if let Some(mark) = crate::slab::burst_mark() {
-            // After a burst: idle for `DECAY`, then give its memory back
-            // if nothing came meanwhile (`slab::give_back_if_quiet`).
-            let since = Instant::now();
-            registry.sleep.idle(ready, Some(crate::slab::DECAY));
-            if !ready() && since.elapsed() >= crate::slab::DECAY {
-                crate::slab::give_back_if_quiet(mark);
-            }
-            continue;
+        // Idle, but not for good: after a burst, its memory goes back
+        // once it is `DECAY` old (`slab::decay`).
+        match crate::slab::decay() {
+            left if left.is_zero() => crate::slab::give_back_if_due(),
+            left => registry.sleep.idle(ready, Some(left)),
         }
-        registry.sleep.idle(ready, None);
     }
 }
 
