@@ -11,16 +11,11 @@
 mod child;
 mod common;
 
+use common::memory::{backlog, burst, rss_kb};
 use parpool::ThreadPool;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-
-fn rss_kb() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 fn rusage() -> libc::rusage {
     // SAFETY: a zeroed rusage is valid; getrusage fills it.
@@ -39,32 +34,6 @@ fn cpu_ms() -> u64 {
 
 fn minflt() -> u64 {
     rusage().ru_minflt as u64
-}
-
-/// A backlog of `n` tasks behind a held worker (the queue's blocks and
-/// the slab's burst regions pile up), then drained and checked.
-fn backlog(pool: &ThreadPool, n: u64) {
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    let held = pool.apply_async(move || {
-        let _ = hold_rx.recv();
-    });
-    let hs: Vec<_> = (0..n).map(|i| pool.apply_async(move || i * 3)).collect();
-    drop(hold_tx);
-    held.get().unwrap();
-    let mut sum = 0u64;
-    for h in hs {
-        sum += h.get().unwrap();
-    }
-    assert_eq!(sum, 3 * ((n - 1) * n / 2));
-}
-
-fn burst(pool: &ThreadPool, n: u64) {
-    let hs: Vec<_> = (0..n).map(|i| pool.apply_async(move || i * 3)).collect();
-    let mut sum = 0u64;
-    for h in hs {
-        sum += h.get().unwrap();
-    }
-    assert_eq!(sum, 3 * ((n - 1) * n / 2));
 }
 
 /// Attack 1. The doc promises "a service whose burst is over gets its
@@ -382,36 +351,14 @@ fn fork_while_give_back_runs() {
         let mut hung = 0;
         let tries = 300;
         for _ in 0..tries {
-            // SAFETY: the child allocates tasks (slab) and heap memory, then
-            // `_exit`s.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0);
-            if pid == 0 {
+            let child = || {
                 drop(dead.apply_async(|| [0u8; 1]));
                 drop(dead.apply_async(|| [0u8; 120]));
                 drop(dead.apply_async(|| [0u8; 180]));
                 drop(vec![0u8; 100_000]);
-                // SAFETY: ends the child without the parent's destructors.
-                unsafe { libc::_exit(0) };
-            }
-            let start = Instant::now();
-            let mut status = 0;
-            loop {
-                // SAFETY: our child.
-                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-                if r == pid {
-                    break;
-                }
-                if start.elapsed() > Duration::from_secs(3) {
-                    hung += 1;
-                    // SAFETY: our child, not yet reaped.
-                    unsafe {
-                        libc::kill(pid, libc::SIGKILL);
-                        libc::waitpid(pid, &mut status, 0);
-                    }
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(1));
+            };
+            if common::memory::forked_child_hangs(child, Duration::from_secs(3)) {
+                hung += 1;
             }
         }
         stop.store(true, Ordering::Relaxed);
@@ -484,27 +431,31 @@ fn results_read_after_decay_still_given_back() {
         }
         // the consumer is slow: the workers idle past DECAY meanwhile
         std::thread::sleep(Duration::from_secs(12));
-        let mut sum = 0;
-        for h in hs.drain(..) {
-            sum += h.get().unwrap();
-        }
-        assert_eq!(sum, 3 * (599_999u64 * 600_000 / 2));
-        let peak = rss_kb();
-        let vec_kb = hs.capacity() * std::mem::size_of::<parpool::AsyncResult<u64>>() / 1024;
-        let t0 = Instant::now();
-        let mut now = rss_kb();
-        while t0.elapsed() < Duration::from_secs(25) && now > base + vec_kb + 20 * 1024 {
-            std::thread::sleep(Duration::from_millis(200));
-            now = rss_kb();
-        }
-        eprintln!("base {base} kB (+{vec_kb} kB of handles' vector), after reading {peak} kB, 25 s later {now} kB");
-        assert!(
-            now <= base + vec_kb + 20 * 1024,
-            "results read after DECAY: {} kB above base (vector {vec_kb} kB) still kept 25 s later",
-            now - base
-        );
+        read_then_given_back(&mut hs, base, "results read after DECAY");
         assert_eq!(pool.apply(|| 4), 4);
     })
+}
+
+/// Reads the 600 000 results of `hs` (`i * 3`), then expects the burst's
+/// memory back within 25 s: at most 20 MB above `base` and the vector's own
+/// pages.
+fn read_then_given_back(hs: &mut Vec<parpool::AsyncResult<u64>>, base: usize, what: &str) {
+    let mut sum = 0;
+    for h in hs.drain(..) {
+        sum += h.get().unwrap();
+    }
+    assert_eq!(sum, 3 * (599_999u64 * 600_000 / 2));
+    let peak = rss_kb();
+    let vec_kb = hs.capacity() * std::mem::size_of::<parpool::AsyncResult<u64>>() / 1024;
+    let now = common::memory::rss_settles_to(base + vec_kb + 20 * 1024, 25);
+    eprintln!(
+        "{what}: base {base} kB (+{vec_kb} kB vector), after reading {peak} kB, then {now} kB"
+    );
+    assert!(
+        now <= base + vec_kb + 20 * 1024,
+        "{what}: {} kB above base (vector {vec_kb} kB) still kept 25 s later",
+        now - base
+    );
 }
 
 /// Attack 9. The same through `Keep::drop`: a burst's pool is dropped while
@@ -522,28 +473,8 @@ fn handles_outliving_their_pool_still_given_back() {
             for h in &hs {
                 h.wait();
             }
-        } // dropped after a burst: give_back runs now, the handles pin all
-        let mut sum = 0;
-        for h in hs.drain(..) {
-            sum += h.get().unwrap();
-        }
-        assert_eq!(sum, 3 * (599_999u64 * 600_000 / 2));
-        let peak = rss_kb();
-        let vec_kb = hs.capacity() * std::mem::size_of::<parpool::AsyncResult<u64>>() / 1024;
-        let t0 = Instant::now();
-        let mut now = rss_kb();
-        while t0.elapsed() < Duration::from_secs(25) && now > base + vec_kb + 20 * 1024 {
-            std::thread::sleep(Duration::from_millis(200));
-            now = rss_kb();
-        }
-        eprintln!(
-            "base {base} kB (+{vec_kb} kB vector), after reading {peak} kB, 25 s later {now} kB"
-        );
-        assert!(
-            now <= base + vec_kb + 20 * 1024,
-            "handles read after their pool was dropped: {} kB above base still kept 25 s later",
-            now - base
-        );
+        } // dropped after a burst, its handles pinning every region
+        read_then_given_back(&mut hs, base, "handles read after their pool was dropped");
         assert_eq!(other.apply(|| 4), 4);
     })
 }

@@ -3,10 +3,12 @@
 //! are closed, terminated, built and dropped; and `fork` while other
 //! threads hold the slab's locks. From a hostile review of the slab.
 
+mod common;
+
 use parpool::ThreadPool;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn with_timeout<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = mpsc::channel();
@@ -240,51 +242,16 @@ fn fork_while_tasks_are_allocated_elsewhere() {
     let mut hung = 0;
     let tries = 600;
     for _ in 0..tries {
-        // SAFETY: the child calls only what this test is about (task
-        // allocation, whose locks the slab takes around `fork`) and
-        // `_exit`; the parent goes on as before.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            // child: one task allocation of the 256-byte class, then exit
-            // one allocation in each class (the forking thread's cache is empty)
+        let child = || {
+            // One task allocation of each class (the forking thread's
+            // cache is empty).
             drop(dead.apply_async(|| [0u8; 1]));
             drop(dead.apply_async(|| [0u8; 60]));
             drop(dead.apply_async(|| [0u8; 120]));
             drop(dead.apply_async(|| [0u8; 180]));
-            // SAFETY: ends the child without running the parent's
-            // destructors or atexit handlers, which it does not own.
-            unsafe { libc::_exit(0) };
-        }
-        let start = Instant::now();
-        let mut status = 0;
-        loop {
-            // SAFETY: `pid` is our child; `status` is a valid `c_int`.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(3) {
-                hung += 1;
-                if hung == 1 {
-                    if let Ok(cmd) = std::env::var("ON_HANG") {
-                        let out = std::process::Command::new("sh")
-                            .arg("-c")
-                            .arg(cmd.replace("PID", &pid.to_string()))
-                            .output()
-                            .unwrap();
-                        eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-                    }
-                }
-                // SAFETY: `pid` is our child, not yet reaped; `status` is
-                // a valid `c_int`.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, &mut status, 0);
-                }
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        };
+        if common::memory::forked_child_hangs(child, Duration::from_secs(3)) {
+            hung += 1;
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -12,15 +12,10 @@
 mod child;
 mod common;
 
+use common::memory::{burst, rss_kb, rss_settles_to};
 use parpool::ThreadPool;
 use std::sync::mpsc;
 use std::time::Duration;
-
-fn rss_kb() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 /// A 1M burst of apply_async + get; then every pool is dropped. Does RSS go back?
 #[test]
@@ -142,15 +137,6 @@ fn mem_short_lived_threads() {
             "grows: {marks:?}"
         );
     })
-}
-
-fn burst(pool: &ThreadPool, n: u64) {
-    let hs: Vec<_> = (0..n).map(|i| pool.apply_async(move || i * 3)).collect();
-    let mut sum = 0u64;
-    for h in hs {
-        sum += h.get().unwrap();
-    }
-    assert_eq!(sum, 3 * ((n - 1) * n / 2));
 }
 
 /// Bursts of 1M with a fresh pool each round, every pool dropped in between.
@@ -353,19 +339,6 @@ fn assert_given_back(what: &str, base: usize, peak: usize, kept_kb: usize) {
         settled - base,
         peak - base
     );
-}
-
-/// Polls the resident memory for up to `secs` until it is at most `limit`
-/// kB; returns the last reading.
-fn rss_settles_to(limit: usize, secs: u64) -> usize {
-    let t0 = std::time::Instant::now();
-    loop {
-        let now = rss_kb();
-        if now <= limit || t0.elapsed() > Duration::from_secs(secs) {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A burst on a pool that stays alive (a long-lived service pool): once

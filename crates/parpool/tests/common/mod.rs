@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kinds;
+pub mod memory;
 pub mod pool_exec;
 pub mod spares;
 
