@@ -60,29 +60,53 @@ impl<F: Future + Unpin> Future for CountPolls<F> {
 }
 
 /// How long a job on the only worker of `pool` takes to `block_on`
-/// (through `exec`) a task queued behind it: the worst of `rounds`.
-fn worst_latency(
+/// (through `exec`) a task queued behind it, in each of `rounds` rounds.
+/// The executor (a tokio runtime, say) is made by `setup` in the job
+/// before the clock starts, and dropped after it stops: only the wait is
+/// timed, not a runtime's start-up or shutdown.
+fn latencies<S: 'static>(
     pool: &Arc<ThreadPool>,
     rounds: usize,
-    exec: fn(AsyncResult<u32>) -> Result<u32, TaskError>,
-) -> Duration {
-    let mut worst = Duration::ZERO;
+    setup: fn() -> S,
+    exec: fn(&S, AsyncResult<u32>) -> Result<u32, TaskError>,
+) -> Vec<Duration> {
+    let mut took = Vec::with_capacity(rounds);
     for i in 0..rounds {
         let p = Arc::clone(pool);
-        let took = pool
-            .apply_async(move || {
+        took.push(
+            pool.apply_async(move || {
+                let executor = setup();
                 let t = Instant::now();
-                let got = exec(p.apply_async(move || i as u32));
+                let got = exec(&executor, p.apply_async(move || i as u32));
+                let took = t.elapsed();
                 assert_eq!(got, Ok(i as u32));
-                t.elapsed()
+                drop(executor);
+                took
             })
             .get()
-            .unwrap();
-        worst = worst.max(took);
+            .unwrap(),
+        );
         // Let the stand-in of this round go back to rest.
         thread::sleep(Duration::from_millis(5));
     }
-    worst
+    took
+}
+
+/// Asserts that the stand-in came promptly in `took` (from [`latencies`]):
+/// the median under 200 ms and the worst under 1 s. Without a stand-in
+/// the wait hangs (the guard fails it); a stand-in that comes only after
+/// a retry or a linger (`worker::RETRY`, 1 s; `LINGER`, 500 ms) takes that
+/// long in every round, far above the median bound. A prompt one takes
+/// well under a millisecond to a few, so one round preempted for a few
+/// hundred ms on a loaded machine does not fail the test.
+fn assert_prompt(what: &str, mut took: Vec<Duration>) {
+    took.sort();
+    let median = took[took.len() / 2];
+    let worst = took[took.len() - 1];
+    assert!(
+        median < Duration::from_millis(200) && worst < Duration::from_secs(1),
+        "{what}: median {median:?}, worst {worst:?}"
+    );
 }
 
 // ------------------------------------------------- the self-wake spins --
@@ -221,81 +245,105 @@ fn control_a_parking_executor_with_a_sound_waker_completes() {
 
 /// `block_on` on the only worker of a task queued behind the awaiting job:
 /// the second poll (right after the self-wake) starts a stand-in, and the
-/// task completes well under 100 ms, for `futures`' `block_on`, a tokio
-/// current-thread runtime and a tokio multi-thread runtime's `block_on`.
+/// task completes promptly (see [`assert_prompt`]), for `futures`'
+/// `block_on`, a tokio current-thread runtime and a tokio multi-thread
+/// runtime's `block_on`. The runtimes are built before the clock starts.
 #[test]
 fn block_on_of_a_task_queued_behind_gets_a_stand_in_promptly() {
-    let worst = guard(20, || {
+    let took = guard(30, || {
         let pool = named("fpl", 1);
-        let a = worst_latency(&pool, 20, futures::executor::block_on);
-        let b = worst_latency(&pool, 20, |h| {
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap()
-                .block_on(h)
-        });
-        let c = worst_latency(&pool, 10, |h| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .build()
-                .unwrap()
-                .block_on(h)
-        });
-        (a, b, c)
+        let a = latencies(&pool, 20, || (), |(), h| futures::executor::block_on(h));
+        let b = latencies(
+            &pool,
+            20,
+            || {
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+            },
+            |rt, h| rt.block_on(h),
+        );
+        let c = latencies(
+            &pool,
+            10,
+            || {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .build()
+                    .unwrap()
+            },
+            |rt, h| rt.block_on(h),
+        );
+        [("futures", a), ("tokio ct", b), ("tokio mt", c)]
     });
-    for (what, w) in [
-        ("futures", worst.0),
-        ("tokio ct", worst.1),
-        ("tokio mt", worst.2),
-    ] {
-        assert!(w < Duration::from_millis(100), "{what}: worst {w:?}");
+    for (what, t) in took {
+        assert_prompt(what, t);
     }
 }
 
 /// `LocalPool::run_until`, a biased `select!` whose first branch never
 /// completes, a task spawned on a tokio current-thread runtime and one on a
 /// `LocalSet`: each honours the handle's self-wake, and a task queued
-/// behind on the only worker completes promptly.
+/// behind on the only worker completes promptly (see [`assert_prompt`];
+/// the runtimes are built before the clock starts).
 #[test]
 fn local_pool_and_biased_select_get_a_stand_in_promptly() {
-    let worst = guard(20, || {
+    let took = guard(30, || {
         let pool = named("fpb", 1);
-        let a = worst_latency(&pool, 20, |h| {
-            futures::executor::LocalPool::new().run_until(h)
-        });
-        let b = worst_latency(&pool, 20, |mut h| {
-            futures::executor::block_on(async {
-                let mut never = futures::future::pending::<()>().fuse();
-                futures::select_biased! {
-                    () = never => unreachable!(),
-                    r = (&mut h).fuse() => r,
-                }
-            })
-        });
+        let a = latencies(
+            &pool,
+            20,
+            || (),
+            |(), h| futures::executor::LocalPool::new().run_until(h),
+        );
+        let b = latencies(
+            &pool,
+            20,
+            || (),
+            |(), mut h| {
+                futures::executor::block_on(async {
+                    let mut never = futures::future::pending::<()>().fuse();
+                    futures::select_biased! {
+                        () = never => unreachable!(),
+                        r = (&mut h).fuse() => r,
+                    }
+                })
+            },
+        );
         // A tokio task spawned on a current-thread runtime (self-woken
         // tasks go back to the run queue), and one on a `LocalSet`.
-        let c = worst_latency(&pool, 20, |h| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            rt.block_on(async { tokio::spawn(h).await.unwrap() })
-        });
-        let d = worst_latency(&pool, 20, |h| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async { tokio::task::spawn_local(h).await.unwrap() })
-        });
-        (a, b, c, d)
+        let c = latencies(
+            &pool,
+            20,
+            || {
+                tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap()
+            },
+            |rt, h| rt.block_on(async { tokio::spawn(h).await.unwrap() }),
+        );
+        let d = latencies(
+            &pool,
+            20,
+            || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                (rt, tokio::task::LocalSet::new())
+            },
+            |(rt, local), h| {
+                local.block_on(rt, async { tokio::task::spawn_local(h).await.unwrap() })
+            },
+        );
+        [
+            ("LocalPool", a),
+            ("select_biased", b),
+            ("tokio::spawn", c),
+            ("LocalSet", d),
+        ]
     });
-    for (what, w) in [
-        ("LocalPool", worst.0),
-        ("select_biased", worst.1),
-        ("tokio::spawn", worst.2),
-        ("LocalSet", worst.3),
-    ] {
-        assert!(w < Duration::from_millis(100), "{what}: worst {w:?}");
+    for (what, t) in took {
+        assert_prompt(what, t);
     }
 }
 
@@ -479,21 +527,26 @@ fn a_stream_dropped_mid_way_after_counting_releases_its_stand_in() {
 
 /// A handle seen once (its first `Pending`) and then waited for with
 /// `get_timeout`: the deadline is honoured (no inlining of an unrelated
-/// job, no stand-in wait), and then `block_on` takes it.
+/// job, no stand-in wait), and then `block_on` takes it. The task waits
+/// for a release sent only after the timed wait (or 5 s), so it cannot
+/// finish within it however the threads are scheduled: a timed wait that
+/// overstays its deadline waits those 5 s, far past the 1 s bound.
 #[test]
 fn a_timed_wait_after_a_first_pending_honours_its_deadline() {
     let (first, took, then) = guard(20, || {
         let pool = named("fpg", 2);
         let p = Arc::clone(&pool);
         pool.apply_async(move || {
-            let mut h = p.apply_async(|| {
-                thread::sleep(Duration::from_millis(300));
+            let (release_tx, release_rx) = mpsc::channel::<()>();
+            let mut h = p.apply_async(move || {
+                let _ = release_rx.recv_timeout(Duration::from_secs(5));
                 4u32
             });
             let first = (&mut h).now_or_never().is_none();
             let t = Instant::now();
             let timed = h.get_timeout(Duration::from_millis(30));
             let took = t.elapsed();
+            release_tx.send(()).unwrap();
             assert_eq!(timed, Err(TaskError::Timeout));
             (first, took, futures::executor::block_on(h))
         })
@@ -502,7 +555,7 @@ fn a_timed_wait_after_a_first_pending_honours_its_deadline() {
     });
     assert!(first);
     assert!(
-        took < Duration::from_millis(200),
+        took < Duration::from_secs(1),
         "get_timeout(30 ms) took {took:?}"
     );
     assert_eq!(then, Ok(4));
