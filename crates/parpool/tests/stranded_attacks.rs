@@ -12,7 +12,7 @@ mod common;
 use common::spares::{
     counting, late_spares, mark_spares_failing, no_spares, no_spares_counted, no_spares_with,
 };
-use common::threads_named;
+use common::{settle, threads_named};
 use futures::{FutureExt, StreamExt};
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::future::Future;
@@ -514,7 +514,9 @@ fn deep_nesting_in_stranded_polls_fails_clearly_not_by_overflow() {
 // ------------------------------------------------------------- wakers --
 
 /// The waker kept in the census is released when the future is dropped,
-/// or polled to completion, on the worker it waited on.
+/// or polled to completion, on the worker it waited on. The first task
+/// waits for a release sent once the pending poll's clones were counted;
+/// each release is then waited for (up to 10 s) rather than slept on.
 #[test]
 fn kept_wakers_are_released_when_the_future_ends_on_its_worker() {
     child::run(
@@ -531,13 +533,16 @@ fn kept_wakers_are_released_when_the_future_ends_on_its_worker() {
                 .apply_async(move || {
                     let mut cx = Context::from_waker(&waker);
                     // Pending (the slot's clone and the census's).
-                    let mut h = q.apply_async(|| thread::sleep(Duration::from_millis(100)));
+                    let (release_tx, release_rx) = mpsc::channel::<()>();
+                    let mut h = q.apply_async(move || {
+                        let _ = release_rx.recv_timeout(Duration::from_secs(10));
+                    });
                     assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
                     let held = Arc::strong_count(&c2);
                     drop(h);
                     // The task ends and wakes (consumes) the slot's clone.
-                    thread::sleep(Duration::from_millis(300));
-                    let after_drop = Arc::strong_count(&c2);
+                    release_tx.send(()).unwrap();
+                    let after_drop = common::strong_count_falls_to(&c2, base);
                     let mut h = q.apply_async(|| {
                         thread::sleep(Duration::from_millis(100));
                         3
@@ -548,7 +553,9 @@ fn kept_wakers_are_released_when_the_future_ends_on_its_worker() {
                         }
                         thread::sleep(Duration::from_millis(5));
                     };
-                    let after_ready = Arc::strong_count(&c2);
+                    // The task's thread may still hold the slot's clone
+                    // it is waking when the poll sees the result.
+                    let after_ready = common::strong_count_falls_to(&c2, base);
                     (held, after_drop, after_ready, r)
                 })
                 .get()
@@ -561,7 +568,8 @@ fn kept_wakers_are_released_when_the_future_ends_on_its_worker() {
 
 /// A future pending on a worker, then moved to another thread and dropped
 /// there: its waker stays in the census until the worker's job returns
-/// (documented), then is released.
+/// (documented), then is released (soon after: the count is waited for,
+/// up to 10 s, rather than read once).
 #[test]
 fn a_waker_left_by_a_moved_future_is_released_when_the_job_returns() {
     child::run(
@@ -584,11 +592,12 @@ fn a_waker_left_by_a_moved_future_is_released_when_the_job_returns() {
             let h = rx.recv().unwrap();
             // Completed on this thread: resumes nothing in the worker's set.
             assert_eq!(futures::executor::block_on(h), Ok(()));
-            thread::sleep(Duration::from_millis(50));
-            let while_job_runs = Arc::strong_count(&c);
+            // The task's thread may still hold the slot's clone it is
+            // waking when `block_on` sees the result.
+            let while_job_runs = common::strong_count_falls_to(&c, 2);
             back_tx.send(()).unwrap();
             job.get().unwrap();
-            let after = Arc::strong_count(&c);
+            let after = common::strong_count_falls_to(&c, 1);
             assert_eq!(after, 1, "the census kept the waker after the job returned");
             assert!(while_job_runs <= 2, "{while_job_runs}");
         },
@@ -598,7 +607,9 @@ fn a_waker_left_by_a_moved_future_is_released_when_the_job_returns() {
 /// A waker that panics when woken, pending on a worker when the spare
 /// fails: the failure's wake is contained, and is not a task panic (the
 /// `Terminate` policy does not fire); a later poll finds the thread
-/// stranded and runs the task.
+/// stranded and runs the task. The spare's initializer says it is about
+/// to panic, and the test waits for that and then for the failed thread
+/// to be gone (it has woken the waiters by then) before it polls again.
 #[test]
 fn a_waker_panicking_on_wake_is_contained_and_not_a_task_panic() {
     child::run(
@@ -612,6 +623,8 @@ fn a_waker_panicking_on_wake_is_contained_and_not_a_task_panic() {
                 }
             }
             let started = Arc::new(AtomicBool::new(false));
+            let failing = Arc::new(AtomicBool::new(false));
+            let f2 = Arc::clone(&failing);
             let pool = Arc::new(
                 ThreadPool::builder()
                     .workers(1)
@@ -620,6 +633,7 @@ fn a_waker_panicking_on_wake_is_contained_and_not_a_task_panic() {
                     .initializer(move || {
                         if started.swap(true, Ordering::SeqCst) {
                             thread::sleep(Duration::from_millis(100));
+                            f2.store(true, Ordering::SeqCst);
                             panic!("EXPECTED: this spare fails late");
                         }
                     })
@@ -633,7 +647,14 @@ fn a_waker_panicking_on_wake_is_contained_and_not_a_task_panic() {
                     let mut cx = Context::from_waker(&bomb);
                     let mut h = p.apply_async(|| 8);
                     assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
-                    thread::sleep(Duration::from_millis(400));
+                    let until = Instant::now() + Duration::from_secs(10);
+                    while !failing.load(Ordering::SeqCst) {
+                        assert!(Instant::now() < until, "the spare never started");
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                    // Gone once it has uncounted itself and woken the
+                    // waiters (`worker::start_failed`).
+                    assert_eq!(settle("sb", 1, 10), 1, "the failed spare stayed");
                     // The spare failed (waking the bomb, contained):
                     // stranded. The first such poll asks to be polled again
                     // at once (it woke its waker), the next runs the task.
@@ -877,7 +898,9 @@ fn alternating_start_failures_neither_hang_nor_spawn_without_end() {
 
 /// A handle polled pending on one worker, then moved to the other worker
 /// of the same stranded pool and awaited there: it completes, and the
-/// first worker's job ending does not break the second's wait.
+/// first worker's job ending does not break the second's wait. The task
+/// waits for a release sent once the first job returned, so it is still
+/// pending then; the census's clone is waited for (up to 10 s) to go.
 #[test]
 fn a_handle_moved_between_stranded_workers_completes() {
     child::run(
@@ -888,12 +911,13 @@ fn a_handle_moved_between_stranded_workers_completes() {
             mark_spares_failing(&pool);
             let q = Arc::new(ThreadPool::with_workers(1));
             let (tx, rx) = mpsc::channel();
+            let (release_tx, release_rx) = mpsc::channel::<()>();
             let (c, waker) = counting();
             let q2 = Arc::clone(&q);
             let first = pool.apply_async(move || {
                 let mut cx = Context::from_waker(&waker);
-                let mut h = q2.apply_async(|| {
-                    thread::sleep(Duration::from_millis(300));
+                let mut h = q2.apply_async(move || {
+                    let _ = release_rx.recv_timeout(Duration::from_secs(10));
                     6
                 });
                 assert!(Pin::new(&mut h).poll(&mut cx).is_pending());
@@ -902,9 +926,13 @@ fn a_handle_moved_between_stranded_workers_completes() {
             let h = rx.recv().unwrap();
             let second = pool.apply_async(move || futures::executor::block_on(h));
             first.get().unwrap();
+            release_tx.send(()).unwrap();
             assert_eq!(second.get(), Ok(Ok(6)));
-            thread::sleep(Duration::from_millis(50));
-            assert_eq!(Arc::strong_count(&c), 1, "a waker stayed in the census");
+            assert_eq!(
+                common::strong_count_falls_to(&c, 1),
+                1,
+                "a waker stayed in the census"
+            );
         },
     );
 }

@@ -341,3 +341,21 @@ pub fn assert_fifo_within(log: &[(usize, usize)], submitters: usize, per: usize,
         );
     }
 }
+
+/// Waits (up to 10 s) until `Arc::strong_count(arc) <= want`, and returns
+/// the count it saw last: a clone released by another thread (a task's
+/// slot waking its waker, a worker ending its job, a census dropping a
+/// kept waker) is gone a moment after the event that releases it, not at
+/// once, so a count read right after that event, or after a sleep, can be
+/// one too high. The caller asserts on the result; a clone that is kept
+/// for good never goes, and the wait gives up after 10 s.
+pub fn strong_count_falls_to<T>(arc: &std::sync::Arc<T>, want: usize) -> usize {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = std::sync::Arc::strong_count(arc);
+        if now <= want || std::time::Instant::now() > until {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
