@@ -245,7 +245,10 @@ fn scope_imap_on_a_closed_pool() {
 }
 
 /// `cancelled()` inside `f` on a worker turns true on terminate, and so does
-/// it inside an `apply_async` task that `f` started before terminate.
+/// it inside an `apply_async` task that `f` started before terminate. The
+/// terminator waits until both `f` and the nested task are running (each
+/// says so), so the nested task is not still queued (and discarded) when
+/// terminate comes.
 #[test]
 fn cancelled_in_f_and_in_a_nested_task_follows_terminate() {
     guard(20, || {
@@ -262,7 +265,9 @@ fn cancelled_in_f_and_in_a_nested_task_follows_terminate() {
             let started_tx = std::sync::Mutex::new(started_tx);
             move |_: u32| {
                 let saw_nested = Arc::clone(&saw_nested);
+                let nested_started = started_tx.lock().unwrap().clone();
                 let nested = pool.apply_async(move || {
+                    let _ = nested_started.send(());
                     let t = Instant::now();
                     while !parpool::cancelled() && t.elapsed() < Duration::from_secs(3) {
                         std::thread::sleep(Duration::from_millis(1));
@@ -283,8 +288,9 @@ fn cancelled_in_f_and_in_a_nested_task_follows_terminate() {
         let terminator = {
             let pool = Arc::clone(&pool);
             std::thread::spawn(move || {
+                // `f` and the nested task, in either order.
                 started_rx.recv().unwrap();
-                std::thread::sleep(Duration::from_millis(20));
+                started_rx.recv().unwrap();
                 pool.terminate();
             })
         };
