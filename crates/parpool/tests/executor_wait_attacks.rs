@@ -10,13 +10,13 @@ mod child;
 mod common;
 
 use common::spares::{late_spares, no_spares};
-use common::{guard, named, settle, slow_spares, threads_named};
+use common::{guard, named, settle, threads_named};
 use futures::{FutureExt, StreamExt};
 use parpool::{TaskError, ThreadPool};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -737,18 +737,61 @@ fn an_inlined_peek_does_not_leave_the_thread_counted() {
 
 // ------------------------------------------------- latency inside poll --
 
+/// A gate that slow spares' initializers wait at, for up to 5 s, until the
+/// test opens it: a spare "slow" for as long as the test measures, which
+/// then starts at once, so the pool's drop (which joins its threads) does
+/// not wait the 5 s out. A wait that waits for such a spare's start-up
+/// takes 5 s, well past the tests' 2 s bounds.
+#[derive(Default)]
+struct Gate(Mutex<bool>, Condvar);
+
+impl Gate {
+    fn wait(&self) {
+        let open = self.0.lock().unwrap();
+        let _ = self
+            .1
+            .wait_timeout_while(open, Duration::from_secs(5), |open| !*open)
+            .unwrap();
+    }
+
+    fn open(&self) {
+        *self.0.lock().unwrap() = true;
+        self.1.notify_all();
+    }
+}
+
+/// A pool of `workers` workers named `prefix` whose later threads (spares)
+/// wait at the returned gate in their initializer.
+fn gated_spares(prefix: &str, workers: usize) -> (Arc<ThreadPool>, Arc<Gate>) {
+    let gate = Arc::new(Gate::default());
+    let (g, starts) = (Arc::clone(&gate), AtomicUsize::new(0));
+    let pool = ThreadPool::builder()
+        .workers(workers)
+        .thread_name(prefix)
+        .initializer(move || {
+            if starts.fetch_add(1, Ordering::SeqCst) >= workers {
+                g.wait();
+            }
+        })
+        .build()
+        .unwrap();
+    (Arc::new(pool), gate)
+}
+
 /// `select` of a task against a 50 ms timer on the only worker of a pool
-/// with a slow initializer: the first `Pending` poll starts a spare and
-/// waits in `poll` until its initializer has run.
+/// whose spares' initializer takes up to 5 s ([`Gate`]): the first
+/// `Pending` poll starts a spare, and must not wait in `poll` until its
+/// initializer has run (it did). The awaited task waits at the gate too.
 #[test]
 fn a_poll_does_not_wait_for_a_spares_initializer() {
-    let pool = slow_spares("xl", 600);
+    let (pool, gate) = gated_spares("xl", 1);
     let p = Arc::clone(&pool);
+    let g = Arc::clone(&gate);
     let took = guard(20, move || {
         p.apply_async({
             let p = Arc::clone(&p);
             move || {
-                let h = p.apply_async(|| thread::sleep(Duration::from_secs(2)));
+                let h = p.apply_async(move || g.wait());
                 let t = Instant::now();
                 let r = futures::executor::block_on(futures::future::select(
                     h,
@@ -761,21 +804,23 @@ fn a_poll_does_not_wait_for_a_spares_initializer() {
         .get()
         .unwrap()
     });
-    assert!(took < Duration::from_millis(400), "select took {took:?}");
+    gate.open();
+    assert!(took < Duration::from_secs(2), "select took {took:?}");
 }
 
 /// The same for a timed blocking wait (rule 1: "a deadline is honoured"):
 /// past the grace period it starts a spare, and waits for its initializer
-/// only until the deadline (it waited the whole 600 ms).
+/// only until the deadline (it waited the whole initializer out).
 #[test]
 fn a_timed_wait_does_not_wait_for_a_spares_initializer() {
-    let pool = slow_spares("xw", 600);
+    let (pool, gate) = gated_spares("xw", 1);
     let p = Arc::clone(&pool);
+    let g = Arc::clone(&gate);
     let took = guard(20, move || {
         p.apply_async({
             let p = Arc::clone(&p);
             move || {
-                let h = p.apply_async(|| thread::sleep(Duration::from_secs(2)));
+                let h = p.apply_async(move || g.wait());
                 let t = Instant::now();
                 assert!(!h.wait_timeout(Duration::from_millis(50)));
                 t.elapsed()
@@ -784,31 +829,20 @@ fn a_timed_wait_does_not_wait_for_a_spares_initializer() {
         .get()
         .unwrap()
     });
+    gate.open();
     assert!(
-        took < Duration::from_millis(400),
+        took < Duration::from_secs(2),
         "wait_timeout(50 ms) took {took:?}"
     );
 }
 
 /// An untimed `get` on a worker whose task another worker runs: the spare
-/// it asks for has a 600 ms initializer, which the `get` does not wait out
-/// once its task is done (it did: the wait learned whether the spare
-/// started before it looked at its task again).
+/// it asks for has an initializer that takes up to 5 s ([`Gate`]), which
+/// the `get` does not wait out once its task is done (it did: the wait
+/// learned whether the spare started before it looked at its task again).
 #[test]
 fn an_untimed_get_does_not_wait_out_a_slow_spare_once_its_task_is_done() {
-    let slow_after = Arc::new(AtomicUsize::new(0));
-    let pool = Arc::new(
-        ThreadPool::builder()
-            .workers(2)
-            .thread_name("xu")
-            .initializer(move || {
-                if slow_after.fetch_add(1, Ordering::SeqCst) >= 2 {
-                    thread::sleep(Duration::from_millis(600));
-                }
-            })
-            .build()
-            .unwrap(),
-    );
+    let (pool, gate) = gated_spares("xu", 2);
     let p = Arc::clone(&pool);
     let took = guard(20, move || {
         p.apply_async({
@@ -829,7 +863,8 @@ fn an_untimed_get_does_not_wait_out_a_slow_spare_once_its_task_is_done() {
         .get()
         .unwrap()
     });
-    assert!(took < Duration::from_millis(400), "get took {took:?}");
+    gate.open();
+    assert!(took < Duration::from_secs(2), "get took {took:?}");
 }
 
 /// A long timed wait on the only worker whose spare fails 200 ms into its
