@@ -50,15 +50,15 @@
 //! no burst, on any pool, has used task memory for [`DECAY`] (10 s), an
 //! idle worker gives them back ([`decay`], [`give_back_if_due`]), and asks
 //! glibc to trim what the burst freed through it (the queue's blocks,
-//! tasks too big for a class). A region
-//! with a slot still out (a handle kept after its pool) stays until that
-//! slot comes back, and then goes back [`DECAY`] later; so does a region
-//! with a slot in some thread's cache: until that thread next allocates or
-//! frees a task of that class, or exits (a thread that gives back sends
-//! its own cache back first). So each thread that has freed tasks holds at most one region
-//! per class (2 MiB of address space, and whatever of it was touched),
-//! also after every pool is gone; 32 idle threads that each freed the last
-//! task of another region held 67 MiB in a hostile test.
+//! tasks too big for a class). A region with a slot still out (a handle
+//! kept after its pool) stays until that slot comes back, and then goes
+//! back [`DECAY`] later; so does a region with a slot in some thread's
+//! cache: until that thread next allocates or frees a task of that class,
+//! or exits (a thread that gives back sends its own cache back first). So
+//! each thread that has freed tasks holds at most one region per class
+//! (2 MiB of address space, and whatever of it was touched), also after
+//! every pool is gone; 32 idle threads that each freed the last task of
+//! another region held 67 MiB in a hostile test.
 //!
 //! **Fork.** The forking thread takes every class's mutex around `fork`
 //! (`pthread_atfork`), so a child never inherits one held by a thread it
@@ -683,8 +683,8 @@ fn global_alloc(layout: Layout) -> NonNull<u8> {
 }
 
 /// A live pool's hold on task memory: while one exists, empty regions are
-/// kept (until a burst is over, [`give_back_if_due`]); when the last is dropped,
-/// they go back to the system.
+/// kept (until a burst is over, [`give_back_if_due`]); when the last is
+/// dropped, they go back to the system.
 pub(crate) struct Keep(());
 
 impl Keep {
@@ -865,9 +865,9 @@ mod tests {
     /// The tests share the process's slab: one at a time, so that counts of
     /// regions are theirs alone (other modules' tests use smaller classes).
     static SERIAL: Mutex<()> = Mutex::new(());
-    /// While above zero, [`give_back_if_due`] does nothing: other modules' tests
-    /// idle after bursts, and would give back the regions a test here is
-    /// counting.
+    /// While above zero, [`give_back_if_due`] does nothing: other modules'
+    /// tests idle after bursts, and would give back the regions a test here
+    /// is counting.
     pub(super) static GIVE_BACK_HELD: AtomicUsize = AtomicUsize::new(0);
 
     /// One slab test at a time, with no give-back meanwhile.
@@ -1074,8 +1074,8 @@ mod tests {
     }
 
     /// A give-back with a pool alive (`release_all_empty`, the heart of
-    /// [`give_back_if_due`]) frees the empty burst regions and the spare, and
-    /// nothing a live slot is in: a slot kept from the middle of a burst
+    /// [`give_back_if_due`]) frees the empty burst regions and the spare,
+    /// and nothing a live slot is in: a slot kept from the middle of a burst
     /// keeps its bytes and its region, and is freed normally afterwards.
     /// The next burst maps regions again.
     #[test]
