@@ -58,26 +58,26 @@ fn heartbeat(name: &str, workers: usize) {
         let base = rss_kb();
         backlog(&pool, 600_000);
         let peak = rss_kb();
-        // 30 s of a heartbeat every 3 s: three DECAYs.
+        // A heartbeat every 3 s until the burst is back, for up to 30 s:
+        // three DECAYs.
+        let limit = base + (peak.saturating_sub(base)) / 4;
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
+        let mut after = rss_kb();
+        while after > limit && t0.elapsed() < Duration::from_secs(30) {
             assert_eq!(pool.apply(|| 7), 7);
             std::thread::sleep(Duration::from_secs(3));
+            after = rss_kb();
         }
-        let after = rss_kb();
-        eprintln!("base {base} kB, after the burst {peak} kB, after 30 s of heartbeat {after} kB");
-        // Control: stop the heartbeat, and the memory goes back 10 s later.
-        std::thread::sleep(Duration::from_secs(12));
-        let quiet = rss_kb();
-        eprintln!("12 s after the heartbeat stopped: {quiet} kB");
-        let limit = base + (peak.saturating_sub(base)) / 4;
+        eprintln!(
+            "base {base} kB, after the burst {peak} kB, after {:?} of heartbeat {after} kB",
+            t0.elapsed()
+        );
         assert!(
             after <= limit,
             "a pool busy with one small task every 3 s kept {} kB of a burst's {} kB for 30 s \
-             (3 x DECAY); once quiet it fell to {} kB",
+             (3 x DECAY)",
             after - base,
             peak - base,
-            quiet.saturating_sub(base)
         );
     })
 }
@@ -159,11 +159,14 @@ fn many_idle_pools_after_burst_burn_no_cpu() {
     })
 }
 
-/// Attack 4. give_back (from dropping pools after bursts, in a loop)
-/// racing allocations and frees of every class on other threads and
-/// another pool: handles allocated on one thread, freed on another (their
-/// caches hold slots of regions being released), big tasks marking bursts.
-/// Every result must be right, and nothing may crash.
+/// Attack 4. Pools dropped after bursts, in a loop, racing allocations
+/// and frees of every class on other threads and another pool: handles
+/// allocated on one thread, freed on another, big tasks marking bursts.
+/// Every result must be right, and nothing may crash. (Written against
+/// the first version, where every such drop gave back; now the drops give
+/// nothing back while the other pool lives, and the give-back's races
+/// with allocation are those of the last pool's drop,
+/// `queue_round2_attacks::last_pool_trim_races_new_pools_allocating`.)
 #[test]
 fn give_back_races_allocs_and_frees_elsewhere() {
     child::run("give_back_races_allocs_and_frees_elsewhere", 120, || {
@@ -265,7 +268,7 @@ fn give_back_races_allocs_and_frees_elsewhere() {
                 n
             })
         };
-        std::thread::sleep(Duration::from_secs(15));
+        std::thread::sleep(Duration::from_secs(8));
         stop.store(true, Ordering::Relaxed);
         submitter.join().unwrap();
         reaper.join().unwrap();
@@ -480,11 +483,13 @@ fn handles_outliving_their_pool_still_given_back() {
 }
 
 /// Attack 10 (also under Miri, whose regions are 64 KiB, so a few thousand
-/// tasks start burst regions). Pools dropped after bursts (give_back:
-/// regions and spares unmapped, caches flushed) while another thread
-/// allocates on a live pool and a third frees those tasks, and handles of
-/// the dropped pools are read after it. Miri reports any use of a
-/// released region.
+/// tasks start burst regions). Pools dropped after bursts while another
+/// thread allocates on a live pool and a third frees those tasks, and
+/// handles of the dropped pools are read after it. Miri reports any use
+/// of a released region. (Against the first version each drop gave back;
+/// now, with a pool alive, regions go back only through idle workers
+/// after `DECAY`, and the race of a give-back with allocations is the last
+/// pool's, in `queue_round2_attacks::last_pool_trim_races_new_pools_allocating`.)
 #[test]
 fn give_back_races_small_for_miri() {
     common::guard(600, || {
