@@ -243,6 +243,13 @@ fn control_a_parking_executor_with_a_sound_waker_completes() {
 
 // ------------------------------------------ the stand-in is still prompt --
 
+/// A tokio runtime on the calling thread, for `latencies`' set-up.
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
 /// `block_on` on the only worker of a task queued behind the awaiting job:
 /// the second poll (right after the self-wake) starts a stand-in, and the
 /// task completes promptly (see [`assert_prompt`]), for `futures`'
@@ -253,16 +260,7 @@ fn block_on_of_a_task_queued_behind_gets_a_stand_in_promptly() {
     let took = guard(30, || {
         let pool = named("fpl", 1);
         let a = latencies(&pool, 20, || (), |(), h| futures::executor::block_on(h));
-        let b = latencies(
-            &pool,
-            20,
-            || {
-                tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap()
-            },
-            |rt, h| rt.block_on(h),
-        );
+        let b = latencies(&pool, 20, current_thread_runtime, |rt, h| rt.block_on(h));
         let c = latencies(
             &pool,
             10,
@@ -312,16 +310,9 @@ fn local_pool_and_biased_select_get_a_stand_in_promptly() {
         );
         // A tokio task spawned on a current-thread runtime (self-woken
         // tasks go back to the run queue), and one on a `LocalSet`.
-        let c = latencies(
-            &pool,
-            20,
-            || {
-                tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap()
-            },
-            |rt, h| rt.block_on(async { tokio::spawn(h).await.unwrap() }),
-        );
+        let c = latencies(&pool, 20, current_thread_runtime, |rt, h| {
+            rt.block_on(async { tokio::spawn(h).await.unwrap() })
+        });
         let d = latencies(
             &pool,
             20,
