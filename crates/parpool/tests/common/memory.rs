@@ -15,24 +15,18 @@ pub fn rss_kb() -> usize {
 /// Polls the resident memory for up to `secs` until it is at most `limit`
 /// kB; returns the last reading.
 pub fn rss_settles_to(limit: usize, secs: u64) -> usize {
-    let t0 = Instant::now();
-    loop {
-        let now = rss_kb();
-        if now <= limit || t0.elapsed() > Duration::from_secs(secs) {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    super::settles_to(
+        rss_kb,
+        limit,
+        Duration::from_secs(secs),
+        Duration::from_millis(50),
+    )
 }
 
 /// `n` tasks submitted at once, then every result read and checked.
 pub fn burst(pool: &ThreadPool, n: u64) {
     let hs: Vec<_> = (0..n).map(|i| pool.apply_async(move || i * 3)).collect();
-    let mut sum = 0u64;
-    for h in hs {
-        sum += h.get().unwrap();
-    }
-    assert_eq!(sum, 3 * ((n - 1) * n / 2));
+    check_all(hs);
 }
 
 /// As [`burst`], behind a held worker, so that the whole backlog is queued
@@ -42,6 +36,12 @@ pub fn backlog(pool: &ThreadPool, n: u64) {
     let hs: Vec<_> = (0..n).map(|i| pool.apply_async(move || i * 3)).collect();
     drop(release);
     held.get().unwrap();
+    check_all(hs);
+}
+
+/// Reads every result of a burst of `i * 3` tasks and checks their sum.
+fn check_all(hs: Vec<parpool::AsyncResult<u64>>) {
+    let n = hs.len() as u64;
     let mut sum = 0u64;
     for h in hs {
         sum += h.get().unwrap();

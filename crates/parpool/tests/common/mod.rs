@@ -244,17 +244,35 @@ pub fn threads_named(prefix: &str) -> usize {
         .count()
 }
 
+/// Reads `read()` every `every` until it is at most `at_most` or `within`
+/// has passed; returns the last reading (the caller asserts on it). The
+/// one waiting loop behind [`settle`], [`strong_count_falls_to`] and
+/// `memory::rss_settles_to`.
+pub fn settles_to(
+    mut read: impl FnMut() -> usize,
+    at_most: usize,
+    within: Duration,
+    every: Duration,
+) -> usize {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let now = read();
+        if now <= at_most || std::time::Instant::now() > until {
+            return now;
+        }
+        std::thread::sleep(every);
+    }
+}
+
 /// Waits up to `secs` for the threads named `prefix` to be at most `n`;
 /// returns how many are left.
 pub fn settle(prefix: &str, n: usize, secs: u64) -> usize {
-    let until = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let now = threads_named(prefix);
-        if now <= n || std::time::Instant::now() > until {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    settles_to(
+        || threads_named(prefix),
+        n,
+        Duration::from_secs(secs),
+        Duration::from_millis(20),
+    )
 }
 
 /// A pool of `workers` threads named `prefix` (see [`threads_named`]).
@@ -350,12 +368,10 @@ pub fn assert_fifo_within(log: &[(usize, usize)], submitters: usize, per: usize,
 /// one too high. The caller asserts on the result; a clone that is kept
 /// for good never goes, and the wait gives up after 10 s.
 pub fn strong_count_falls_to<T>(arc: &std::sync::Arc<T>, want: usize) -> usize {
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = std::sync::Arc::strong_count(arc);
-        if now <= want || std::time::Instant::now() > until {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    settles_to(
+        || std::sync::Arc::strong_count(arc),
+        want,
+        Duration::from_secs(10),
+        Duration::from_millis(1),
+    )
 }
