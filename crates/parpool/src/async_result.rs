@@ -1122,7 +1122,7 @@ impl<R> AsyncResult<R> {
     ///   once, since the result cannot come before it returns;
     /// - on the thread draining the task's terminated pool (a callback the
     ///   drain runs, waiting for a task queued behind its own), it goes on
-    ///   draining here until the task is done ([`registry::help_drain`]).
+    ///   draining here until the task is done ([`crate::registry::help_drain`]).
     ///
     /// Returns whether the wait may go on.
     fn settle(&self, timed: bool) -> bool {
@@ -1140,7 +1140,7 @@ impl<R> AsyncResult<R> {
     }
 
     /// The address of the pool this handle's task was queued on (0 for a
-    /// refused task), as [`registry::draining_here`] gives it.
+    /// refused task), as [`crate::registry::draining_here`] gives it.
     pub(crate) fn pool_key(&self) -> usize {
         self.task.pool_key()
     }

@@ -71,7 +71,7 @@
 //! | `future.result(timeout=)` | [`AsyncResult::get`], [`AsyncResult::get_timeout`] |
 //! | `future.exception()` | `get().err()`: [`TaskError::Panicked`] carries the panic message |
 //! | `future.cancel()`, `done()` | [`AsyncResult::cancel`], [`AsyncResult::ready`] |
-//! | `as_completed`, `wait(return_when=)` | [`as_completed`], [`wait`] with [`WaitFor`] |
+//! | `as_completed`, `wait(return_when=)` | [`as_completed`], [`wait()`] with [`WaitFor`] |
 //! | `asyncio.wrap_future` | `handle.await` ([`AsyncResult`] is a `Future`); [`Imap::into_stream`] |
 //!
 //! ## Coming from rayon

@@ -243,7 +243,7 @@ impl Registry {
     }
 
     /// Drops a job unrun (it reports itself cancelled), as a drain does;
-    /// this thread counts as draining the pool meanwhile ([`discarding`]).
+    /// this thread counts as draining the pool meanwhile ([`discarding`](Self::discarding)).
     fn discard(&self, job: JobRef) {
         self.discarding(|| {
             if let Some(payload) = panic::drop_contained(job) {

@@ -634,11 +634,11 @@ fn prefetch_for_write(slot: NonNull<u8>, size: usize) {
     let _ = (slot, size);
 }
 
-/// Frees memory from [`alloc`].
+/// Frees memory from [`alloc()`].
 ///
 /// # Safety
 ///
-/// `ptr` came from [`alloc`] with this `layout`, and is not used again.
+/// `ptr` came from [`alloc()`] with this `layout`, and is not used again.
 pub(crate) unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
     let Some(class) = class_of(layout) else {
         // SAFETY: from `global_alloc` with this layout (the caller's

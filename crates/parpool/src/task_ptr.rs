@@ -1,6 +1,6 @@
 //! `TaskPtr`: a counted reference to a task in slab memory.
 //!
-//! What `Arc` is to the global allocator, this is to [`slab`](crate::slab):
+//! What `Arc` is to the global allocator, this is to [`slab`]:
 //! a task and the references to it (the queue's and its handle's) share
 //! one allocation, freed by whichever reference drops last. Unlike `Arc`,
 //! the number of references is fixed when the task is made (one or two;
