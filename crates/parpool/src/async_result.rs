@@ -933,8 +933,13 @@ impl<R> AsyncResult<R> {
     /// use std::time::Duration;
     ///
     /// let pool = parpool::ThreadPool::new();
-    /// let mut slow = pool.apply_async(|| std::thread::sleep(Duration::from_millis(200)));
+    /// // A task that runs until it is released (at most 10 s).
+    /// let (release, released) = std::sync::mpsc::channel::<()>();
+    /// let mut slow = pool.apply_async(move || {
+    ///     let _ = released.recv_timeout(Duration::from_secs(10));
+    /// });
     /// assert_eq!(slow.get_timeout(Duration::from_millis(1)), Err(TaskError::Timeout));
+    /// release.send(()).unwrap();
     /// assert_eq!(slow.get_timeout(Duration::from_secs(30)), Ok(()));
     /// ```
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<R, TaskError> {
@@ -993,8 +998,13 @@ impl<R> AsyncResult<R> {
     /// ```
     /// use std::time::Duration;
     /// let pool = parpool::ThreadPool::new();
-    /// let handle = pool.apply_async(|| std::thread::sleep(Duration::from_millis(100)));
+    /// // A task that runs until it is released (at most 10 s).
+    /// let (release, released) = std::sync::mpsc::channel::<()>();
+    /// let handle = pool.apply_async(move || {
+    ///     let _ = released.recv_timeout(Duration::from_secs(10));
+    /// });
     /// assert!(!handle.wait_timeout(Duration::from_millis(1)));
+    /// release.send(()).unwrap();
     /// assert!(handle.wait_timeout(Duration::from_secs(30)));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {

@@ -137,9 +137,14 @@ impl<R> AsCompleted<R> {
     /// ```
     /// use std::time::Duration;
     /// let pool = parpool::ThreadPool::new();
-    /// let slow = pool.apply_async(|| std::thread::sleep(Duration::from_millis(300)));
+    /// // A task that runs until it is released (at most 10 s).
+    /// let (release, released) = std::sync::mpsc::channel::<()>();
+    /// let slow = pool.apply_async(move || {
+    ///     let _ = released.recv_timeout(Duration::from_secs(10));
+    /// });
     /// let mut it = parpool::as_completed(vec![slow]);
     /// assert!(it.next_timeout(Duration::from_millis(1)).is_err());
+    /// release.send(()).unwrap();
     /// assert!(it.next_timeout(Duration::from_secs(30)).unwrap().is_some());
     /// ```
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<AsyncResult<R>>, TaskError> {

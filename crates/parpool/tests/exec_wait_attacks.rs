@@ -6,7 +6,7 @@
 //! odd orders, and to make `block_on` of many futures slow or hang.
 mod common;
 
-use common::{guard, named, settle};
+use common::{guard, named, settle, Gate};
 use futures::future::join_all;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -43,6 +43,17 @@ fn peak_concurrency(pool: &ThreadPool, jobs: usize, ms: u64) -> usize {
     peak.load(Ordering::SeqCst)
 }
 
+/// Opens `gate` 30 ms from now, from another thread: a task that must be
+/// pending when peeked waits at the gate (opened only after the peek), and
+/// most likely is still pending when the `get` after the peek starts, so
+/// the `get` waits for it.
+fn open_later(gate: Gate) {
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(30));
+        gate.open();
+    });
+}
+
 // ------------------------------------- 1. counted blocked for good --
 
 /// An initializer runs on the worker (`worker::current()` is set) but
@@ -66,11 +77,14 @@ fn an_initializer_that_peeks_then_gets_leaves_no_thread_counted_blocked() {
                 .thread_name("e4i")
                 .initializer(move || {
                     if peeks.fetch_add(1, Ordering::SeqCst) < 3 {
-                        let mut h = helper.apply_async(|| {
-                            thread::sleep(Duration::from_millis(30));
+                        let gate = Gate::new();
+                        let g = gate.clone();
+                        let mut h = helper.apply_async(move || {
+                            g.wait();
                             5
                         });
                         assert!((&mut h).now_or_never().is_none());
+                        open_later(gate);
                         assert_eq!(h.get(), Ok(5));
                     }
                 })
@@ -100,11 +114,14 @@ fn a_peek_then_get_in_a_job_is_forgotten_when_the_job_returns() {
         let h = Arc::clone(&helper);
         let got = pool
             .apply_async(move || {
-                let mut x = h.apply_async(|| {
-                    thread::sleep(Duration::from_millis(30));
+                let gate = Gate::new();
+                let g = gate.clone();
+                let mut x = h.apply_async(move || {
+                    g.wait();
                     2
                 });
                 assert!((&mut x).now_or_never().is_none());
+                open_later(gate);
                 x.get()
             })
             .get();
@@ -183,11 +200,17 @@ fn a_pending_handle_dropped_on_a_plain_thread() {
         let pool = named("e4d", 1);
         let p = Arc::clone(&pool);
         let (tx, rx) = mpsc::channel::<AsyncResult<u32>>();
-        let dropper = thread::spawn(move || drop(rx.recv().unwrap()));
+        // The task runs until the handle is dropped (at most 10 s).
+        let gate = Gate::new();
+        let g = gate.clone();
+        let dropper = thread::spawn(move || {
+            drop(rx.recv().unwrap());
+            gate.open();
+        });
         let got = pool
             .apply_async(move || {
-                let mut h = p.apply_async(|| {
-                    thread::sleep(Duration::from_millis(50));
+                let mut h = p.apply_async(move || {
+                    g.wait();
                     3
                 });
                 assert!((&mut h).now_or_never().is_none());

@@ -15,7 +15,7 @@ use futures::{FutureExt, StreamExt};
 use parpool::{TaskError, ThreadPool};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -690,14 +690,19 @@ fn a_peek_at_an_owned_handle_does_not_multiply_the_pool() {
 /// A task inlined into a blocking `get` (the awaited task, run by its
 /// waiter) peeks at a pending handle; it returns, the wait returns, and the
 /// outer job keeps computing: its thread stays counted blocked (nothing
-/// uncounts after an inlined job), so a stand-in runs beside it.
+/// uncounts after an inlined job), so a stand-in runs beside it. The outer
+/// job computes until the test has seen the pool settle to its one thread
+/// (a surplus stand-in exits after a 500 ms rest; one kept by a count left
+/// behind stays for the whole job, here 10 s) and has run a second job.
 #[test]
 fn an_inlined_peek_does_not_leave_the_thread_counted() {
     let pool = named("xi", 1);
     let p = Arc::clone(&pool);
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
-    let (r1, k1) = (Arc::clone(&running), Arc::clone(&peak));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (computing_tx, computing_rx) = mpsc::channel::<()>();
+    let (r1, k1, s1) = (Arc::clone(&running), Arc::clone(&peak), Arc::clone(&stop));
     let outer = pool.apply_async(move || {
         r1.fetch_add(1, Ordering::SeqCst);
         let p2 = Arc::clone(&p);
@@ -708,27 +713,37 @@ fn an_inlined_peek_does_not_leave_the_thread_counted() {
         });
         // Runs `inner` here (inlined: it is the awaited task).
         drop(inner.get().unwrap());
-        // Computing, not waiting, for 1.5 s: long past the 500 ms a surplus
-        // stand-in lingers before it exits.
+        computing_tx.send(()).unwrap();
+        // Computing, not waiting, until the test is done (at most 15 s).
         let t = Instant::now();
-        while t.elapsed() < Duration::from_millis(1500) {
+        while !s1.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(15) {
             std::hint::spin_loop();
         }
         r1.fetch_sub(1, Ordering::SeqCst);
         let _ = &k1;
     });
-    thread::sleep(Duration::from_millis(900));
-    let (r2, k2) = (Arc::clone(&running), Arc::clone(&peak));
-    let other = pool.apply_async(move || {
-        let now = r2.fetch_add(1, Ordering::SeqCst) + 1;
-        k2.fetch_max(now, Ordering::SeqCst);
-        r2.fetch_sub(1, Ordering::SeqCst);
-    });
-    guard(20, move || {
+    let (left, peak) = guard(30, move || {
+        computing_rx.recv().unwrap();
+        // Normal: 1 within about 500 ms (a stand-in's rest).
+        let left = settle("xi", 1, 10);
+        let (r2, k2) = (Arc::clone(&running), Arc::clone(&peak));
+        let other = pool.apply_async(move || {
+            let now = r2.fetch_add(1, Ordering::SeqCst) + 1;
+            k2.fetch_max(now, Ordering::SeqCst);
+            r2.fetch_sub(1, Ordering::SeqCst);
+        });
+        // Room for a stand-in left behind to run `other` beside the outer
+        // job (on one thread, `other` cannot run until `stop`).
+        let _ = other.wait_timeout(Duration::from_millis(200));
+        stop.store(true, Ordering::SeqCst);
         outer.get().unwrap();
         other.get().unwrap();
+        (left, peak.load(Ordering::SeqCst))
     });
-    let peak = peak.load(Ordering::SeqCst);
+    assert_eq!(
+        left, 1,
+        "a stand-in stayed beside a computing job on a 1-worker pool"
+    );
     assert!(
         peak <= 1,
         "a second job ran beside a computing job on a 1-worker pool"

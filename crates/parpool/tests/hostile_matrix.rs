@@ -17,7 +17,7 @@
 //!   that inlined it (`queued_task_runs_after_terminate_via_inline_help`).
 mod common;
 
-use common::{counters, guard_named, panic_message, Probe};
+use common::{counters, guard_named, panic_message, Gate, Probe};
 use parpool::{PanicPolicy, TaskError, ThreadPool, WaitFor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -1834,13 +1834,17 @@ fn waker_that_uses_the_pool() {
             use std::future::Future;
             let pool = Arc::new(ThreadPool::with_workers(1));
             let (tx, rx) = std::sync::mpsc::channel();
-            let mut h = pool.apply_async(|| {
-                std::thread::sleep(Duration::from_millis(20));
+            // The task ends only after the poll below (opens the gate).
+            let gate = Gate::new();
+            let g = gate.clone();
+            let mut h = pool.apply_async(move || {
+                g.wait();
                 5u32
             });
             let w = std::task::Waker::from(Arc::new(W(Arc::downgrade(&pool), which, tx)));
             let mut cx = std::task::Context::from_waker(&w);
             assert!(std::pin::Pin::new(&mut h).poll(&mut cx).is_pending());
+            gate.open();
             assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(1));
             assert_eq!(h.get(), Ok(5));
             pool.close();

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{guard, named, threads_named};
+use common::{guard, named, threads_named, Gate};
 use futures_core::Stream;
 use parpool::ThreadPool;
 use std::pin::Pin;
@@ -118,26 +118,43 @@ fn a_read_stuck_until_the_pool_runs_a_job_still_gets_a_spare() {
     });
 }
 
-/// A read that goes on, slowly (1 ms per item, 1 500 per chunk): the other
+/// A read that goes on, slowly (3 ms per item, 1 500 per chunk): the other
 /// credit waits for the token, counted as blocked, so unrelated work queued
 /// on the pool gets a spare at once. (A version that did not count such a
-/// wait while the read went on made this `apply` wait 6.3 s.)
+/// wait while the read went on made this `apply` wait 6.3 s.) The read
+/// stays slow until the `apply` has returned (a gate): an `apply` that
+/// waited for the first chunk's read would wait at least 4 s.
 #[test]
 fn unrelated_work_does_not_wait_behind_a_slow_read() {
     guard(120, || {
         let pool = named("nospare-u", 2);
         let p = Arc::clone(&pool);
+        let gate = Gate::new();
+        let g = gate.clone();
+        let (reading_tx, reading_rx) = mpsc::channel::<()>();
         let consumer = std::thread::spawn(move || {
-            let input = (0..3000u64).inspect(|_| std::thread::sleep(Duration::from_millis(1)));
+            let input = (0..3000u64).inspect(move |&i| {
+                if i == 10 {
+                    let _ = reading_tx.send(());
+                }
+                if !g.is_open() {
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+            });
             p.imap(|x: u64| x, input).chunksize(1500).count()
         });
-        std::thread::sleep(Duration::from_millis(200));
+        // The first chunk is being read. The credits were queued before
+        // it, so the `apply` is queued behind them: whenever a worker takes
+        // the other credit, it waits for the token.
+        reading_rx.recv().unwrap();
         let t = Instant::now();
         assert_eq!(pool.apply(|| 42), 42);
         let took = t.elapsed();
+        gate.open();
         assert_eq!(consumer.join().unwrap(), 3000);
-        // A bound on starvation, not a speed claim: the read alone takes 1.5 s.
-        assert!(took < Duration::from_millis(700), "apply waited {took:?}");
+        // A bound on starvation, not a speed claim: the rest of the first
+        // chunk's read alone takes over 4 s.
+        assert!(took < Duration::from_millis(1500), "apply waited {took:?}");
     });
 }
 

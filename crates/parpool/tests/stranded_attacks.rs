@@ -165,7 +165,13 @@ fn a_peek_on_a_stranded_worker_does_not_run_a_job_that_waits_for_the_peeker() {
             let pk = Arc::clone(&peeked);
             let got = p
                 .apply_async(move || {
-                    let mut h = q.apply_async(|| thread::sleep(Duration::from_millis(200)));
+                    // The task on `q` ends only once the gate opens, after
+                    // the peek: a peek that waited for it would take the
+                    // gate's whole 10 s, not a time the scheduler decides.
+                    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+                    let mut h = q.apply_async(move || {
+                        let _ = gate_rx.recv_timeout(Duration::from_secs(10));
+                    });
                     // J: queued behind this job, waits for the peek below.
                     let pk2 = Arc::clone(&pk);
                     let j = pp.apply_async(move || {
@@ -182,6 +188,7 @@ fn a_peek_on_a_stranded_worker_does_not_run_a_job_that_waits_for_the_peeker() {
                     let first = (&mut h).now_or_never();
                     let peek_took = t0.elapsed();
                     pk.store(true, Ordering::SeqCst);
+                    drop(gate_tx);
                     drop(first);
                     drop(h);
                     (peek_took, j)
@@ -194,8 +201,10 @@ fn a_peek_on_a_stranded_worker_does_not_run_a_job_that_waits_for_the_peeker() {
                 Ok(true),
                 "J ran inside the peek and never saw it end"
             );
+            // Normal: well under a millisecond; waiting for the gated task:
+            // 10 s.
             assert!(
-                peek_took < Duration::from_millis(500),
+                peek_took < Duration::from_secs(5),
                 "the peek took {peek_took:?}"
             );
         },
@@ -367,9 +376,10 @@ fn stranded_stream_after_close_completes_and_the_pool_joins() {
     );
 }
 
-/// `select` of a stranded handle (its task running on another worker for
-/// 1 s) against a 50 ms timer: the stranded poll finds nothing to run and
-/// returns, so the timer wins on time.
+/// `select` of a stranded handle (its task running on another worker until
+/// a gate the test opens only after its checks, at most 10 s) against a
+/// 50 ms timer: the stranded poll finds nothing to run and returns, so the
+/// timer wins, long before the task could end.
 #[test]
 fn select_of_a_stranded_handle_against_a_timer_lets_the_timer_win() {
     child::run(
@@ -379,9 +389,10 @@ fn select_of_a_stranded_handle_against_a_timer_lets_the_timer_win() {
             let (pool, _) = no_spares_counted("st", 2, PanicPolicy::default());
             mark_spares_failing(&pool);
             let (started_tx, started_rx) = mpsc::channel();
+            let (gate_tx, gate_rx) = mpsc::channel::<()>();
             let long = pool.apply_async(move || {
                 started_tx.send(()).unwrap();
-                thread::sleep(Duration::from_millis(1000));
+                let _ = gate_rx.recv_timeout(Duration::from_secs(10));
                 1
             });
             started_rx.recv().unwrap();
@@ -410,7 +421,10 @@ fn select_of_a_stranded_handle_against_a_timer_lets_the_timer_win() {
                 .get()
                 .unwrap();
             assert_eq!(got.0, "timer");
-            assert!(got.1 < Duration::from_millis(800), "took {:?}", got.1);
+            // Normal: the timer's 50 ms; a poll that waited for the task:
+            // the gate's 10 s.
+            assert!(got.1 < Duration::from_secs(5), "took {:?}", got.1);
+            drop(gate_tx);
         },
     );
 }

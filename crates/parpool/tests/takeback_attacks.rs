@@ -22,21 +22,25 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-/// Runs `job` on a worker of a 2-worker pool whose other worker is held for
-/// `hold` first, so whatever `job` awaits is still queued when it is polled.
+/// Runs `job` on a worker of a 2-worker pool whose other worker is held
+/// until `job` has returned (or `hold` has passed, whichever is first), so
+/// whatever `job` awaits is still queued when it is polled, however late
+/// the scheduler runs `job`.
 fn on_a_worker_while_the_other_is_busy<R: Send + 'static>(
     hold: Duration,
     job: impl FnOnce(Arc<ThreadPool>) -> R + Send + 'static,
 ) -> R {
     let pool = Arc::new(ThreadPool::with_workers(2));
     let (busy_tx, busy_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
     let blocker = pool.apply_async(move || {
         busy_tx.send(()).unwrap();
-        thread::sleep(hold);
+        let _ = release_rx.recv_timeout(hold);
     });
     busy_rx.recv().unwrap();
     let inner = Arc::clone(&pool);
     let r = pool.apply_async(move || job(inner)).get().unwrap();
+    drop(release_tx);
     blocker.get().unwrap();
     r
 }
@@ -109,24 +113,31 @@ fn a_polled_stream_whose_f_uses_block_on_still_works() {
     assert_eq!(got, Ok((1..=10).collect::<Vec<_>>()));
 }
 
-/// A `select` of a 1-second task and a 50 ms timer, on a worker: the timer
-/// wins, since `poll` returns at once (inlined, the task ran to its end
-/// first).
+/// A `select` of a task that cannot end before the `select` does (it waits
+/// for a gate opened after it, at most 10 s) and a 50 ms timer, on a
+/// worker: the timer wins, since `poll` returns at once (inlined, the task
+/// ran to its end first: the gate's 10 s, and the task won).
 #[test]
 fn a_timeout_raced_against_a_task_on_a_worker_is_honoured() {
     let (took, timer_won) = guard(20, || {
-        on_a_worker_while_the_other_is_busy(Duration::from_millis(1500), |pool| {
-            let h = pool.apply_async(|| thread::sleep(Duration::from_secs(1)));
+        on_a_worker_while_the_other_is_busy(Duration::from_secs(15), |pool| {
+            let (gate_tx, gate_rx) = mpsc::channel::<()>();
+            let h = pool.apply_async(move || {
+                let _ = gate_rx.recv_timeout(Duration::from_secs(10));
+            });
             let t0 = Instant::now();
             let r = futures::executor::block_on(futures::future::select(
                 h,
                 Delay::after(Duration::from_millis(50)),
             ));
-            (t0.elapsed(), matches!(r, futures::future::Either::Right(_)))
+            let took = t0.elapsed();
+            drop(gate_tx);
+            (took, matches!(r, futures::future::Either::Right(_)))
         })
     });
     assert!(timer_won, "the task finished before a 50 ms timer");
-    assert!(took < Duration::from_millis(500), "select took {took:?}");
+    // Normal: the timer's 50 ms; the task run inline: the gate's 10 s.
+    assert!(took < Duration::from_secs(5), "select took {took:?}");
 }
 
 /// `block_on` on the only worker at inline depth 32: the poll counts the

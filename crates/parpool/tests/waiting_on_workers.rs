@@ -6,7 +6,7 @@
 mod child;
 mod common;
 
-use common::guard;
+use common::{guard, Gate};
 use parpool::{TaskError, ThreadPool};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,27 +25,37 @@ fn get_timeout_inside_a_worker_returns_on_time() {
         started.recv().unwrap();
         let p = Arc::clone(&pool);
         let waiter = pool.apply_async(move || {
-            // An unrelated 2-second job, queued first.
-            let unrelated = p.apply_async(|| std::thread::sleep(Duration::from_secs(2)));
-            // The task waited on will not finish soon either.
-            let mut h = p.apply_async(|| {
-                std::thread::sleep(Duration::from_secs(1));
+            // Both jobs wait at a gate opened only after the timed wait: run
+            // inline by it, either makes it take the gate's 10 s.
+            let gate = Gate::new();
+            // An unrelated job, queued first.
+            let g = gate.clone();
+            let unrelated = p.apply_async(move || {
+                g.wait();
+            });
+            // The task waited on cannot finish before the wait ends either.
+            let g = gate.clone();
+            let mut h = p.apply_async(move || {
+                g.wait();
                 1
             });
             let t0 = Instant::now();
             let r = h.get_timeout(Duration::from_millis(10));
             let took = t0.elapsed();
+            gate.open();
             (r, took, h, unrelated)
         });
         let (r, took, h, unrelated) = waiter.get().unwrap();
-        release.send(()).unwrap();
+        // (Gone if the waiter overstayed 10 s: the checks below say why.)
+        let _ = release.send(());
         assert_eq!(
             r,
             Err(TaskError::Timeout),
             "get_timeout(10 ms) inside a worker"
         );
+        // Normal: about 10 ms; helping with a gated job: 10 s.
         assert!(
-            took < Duration::from_millis(500),
+            took < Duration::from_secs(5),
             "get_timeout(10 ms) inside a worker took {took:?}"
         );
         assert_eq!(blocker.get(), Ok(true));
@@ -67,31 +77,45 @@ fn wait_timeout_and_imap_next_timeout_inside_a_worker_return_on_time() {
         started.recv().unwrap();
         let p = Arc::clone(&pool);
         let waiter = pool.apply_async(move || {
-            let unrelated = p.apply_async(|| std::thread::sleep(Duration::from_secs(1)));
-            let h = p.apply_async(|| std::thread::sleep(Duration::from_secs(1)));
+            // Every job waits at a gate opened only after both timed waits:
+            // run inline by one, it makes that wait take the gate's 10 s.
+            let gate = Gate::new();
+            let g = gate.clone();
+            let unrelated = p.apply_async(move || {
+                g.wait();
+            });
+            let g = gate.clone();
+            let h = p.apply_async(move || {
+                g.wait();
+            });
             let t0 = Instant::now();
             let done = h.wait_timeout(Duration::from_millis(10));
             let took_wait = t0.elapsed();
+            let g = gate.clone();
             let mut it = p.imap(
-                |ms: u64| std::thread::sleep(Duration::from_millis(ms)),
-                [1000u64],
+                move |_: u64| {
+                    g.wait();
+                },
+                [1u64],
             );
             let t0 = Instant::now();
             let r = it.next_timeout(Duration::from_millis(10));
             let took_next = t0.elapsed();
+            gate.open();
             drop(it);
             (done, took_wait, r.is_err(), took_next, h, unrelated)
         });
         let (done, took_wait, timed_out, took_next, h, unrelated) = waiter.get().unwrap();
-        release.send(()).unwrap();
-        assert!(!done, "wait_timeout(10 ms) reported a 1 s task finished");
+        let _ = release.send(());
+        assert!(!done, "wait_timeout(10 ms) reported a gated task finished");
+        // Normal: about 10 ms each; helping with a gated job: 10 s.
         assert!(
-            took_wait < Duration::from_millis(500),
+            took_wait < Duration::from_secs(5),
             "wait_timeout(10 ms) took {took_wait:?}"
         );
         assert!(timed_out, "imap next_timeout(10 ms) did not time out");
         assert!(
-            took_next < Duration::from_millis(500),
+            took_next < Duration::from_secs(5),
             "imap next_timeout(10 ms) took {took_next:?}"
         );
         assert_eq!(blocker.get(), Ok(true));

@@ -11,6 +11,7 @@ mod child;
 mod common;
 
 use common::spares::{counting, late_spares, mark_spares_failing, no_spares_with, stranded};
+use common::Gate;
 use futures::FutureExt;
 use parpool::{PanicPolicy, TaskError, ThreadPool};
 use std::future::Future;
@@ -186,36 +187,52 @@ fn a_new_handle_at_a_dropped_ones_address_is_not_warned_already() {
             let p = stranded("wr", 1, PanicPolicy::Propagate);
             let q = Arc::new(ThreadPool::with_workers(1));
             let pp = Arc::clone(&p);
-            let got = p
+            // The tasks on `q` wait at a gate opened after their peek, so
+            // each peek sees a pending handle however late it runs. Both
+            // handles' tasks are the same closure type (same size).
+            let gated = |g: Gate| {
+                move || {
+                    g.wait();
+                }
+            };
+            let js = p
                 .apply_async(move || {
-                    let mut inline_runs = 0;
+                    // Allocated up front: nothing between `drop(h1)` and
+                    // `h2` may take h1's block.
+                    let mut js = Vec::with_capacity(3);
                     for _ in 0..3 {
+                        let (gate1, gate2) = (Gate::new(), Gate::new());
                         // A first peek at h1: warned, runs nothing.
-                        let mut h1 = q.apply_async(|| thread::sleep(Duration::from_millis(30)));
+                        let mut h1 = q.apply_async(gated(gate1.clone()));
                         assert!((&mut h1).now_or_never().is_none());
-                        assert_eq!(h1.get_timeout(Duration::from_secs(2)), Ok(()));
+                        gate1.open();
+                        assert_eq!(h1.get_timeout(Duration::from_secs(5)), Ok(()));
                         thread::sleep(Duration::from_millis(20));
                         drop(h1);
                         // A new handle (same closure type, same size).
-                        let mut h2 = q.apply_async(|| thread::sleep(Duration::from_millis(30)));
+                        let mut h2 = q.apply_async(gated(gate2.clone()));
                         let peeked = Arc::new(AtomicBool::new(false));
                         let j = pp.apply_async(waits_for(&peeked));
-                        let t0 = Instant::now();
                         let first = (&mut h2).now_or_never();
-                        let took = t0.elapsed();
                         peeked.store(true, Ordering::SeqCst);
+                        gate2.open();
                         drop(first);
                         drop(h2);
-                        if took > Duration::from_millis(500) {
-                            inline_runs += 1;
-                        }
-                        // J runs after this job at the latest.
-                        drop(j);
+                        // J runs after this job at the latest, and then sees
+                        // `peeked`; run inline by the peek, it gives up
+                        // after 1 s and returns `false`.
+                        js.push(j);
                     }
-                    inline_runs
+                    js
                 })
-                .get();
-            assert_eq!(got, Ok(0), "a first peek ran a queued job inline");
+                .get()
+                .unwrap();
+            let inline_runs = js
+                .into_iter()
+                .map(|j| j.get())
+                .filter(|r| *r != Ok(true))
+                .count();
+            assert_eq!(inline_runs, 0, "a first peek ran a queued job inline");
         },
     );
 }

@@ -204,11 +204,20 @@ macro_rules! imap_type {
             /// two the iterator is finished.
             ///
             /// ```
+            /// use std::sync::{mpsc, Mutex};
             /// use std::time::Duration;
             /// let pool = parpool::ThreadPool::new();
-            #[doc = concat!("let mut it = pool.", $method, "(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), [300]);")]
+            /// // `f` runs until it is released (at most 10 s).
+            /// let (release, released) = mpsc::channel::<()>();
+            /// let released = Mutex::new(released);
+            /// let f = move |x: u32| {
+            ///     let _ = released.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            ///     x
+            /// };
+            #[doc = concat!("let mut it = pool.", $method, "(f, [7]);")]
             /// assert_eq!(it.next_timeout(Duration::from_millis(1)), Err(parpool::TaskError::Timeout));
-            /// assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(Some(())));
+            /// release.send(()).unwrap();
+            /// assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(Some(7)));
             /// assert_eq!(it.next_timeout(Duration::from_secs(30)), Ok(None));
             /// ```
             pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<R>, TaskError> {

@@ -241,7 +241,17 @@ mod tests {
         // Another chunk, or a read not yet seen stalled: nothing.
         assert!(stash.rescue(Some(6)).is_empty());
         assert!(stash.rescue(Some(7)).is_empty());
+        // A probe less than `STALL` after the first: not stalled. The two
+        // calls are not timed (a preemption between them could last
+        // `STALL`): the first probe is dated in the future for this one,
+        // and put back after.
+        let first = lock(&stash.state).probe.expect("the first probe");
+        assert_eq!(first.0, 2);
+        let fresh = Some((first.0, Instant::now() + Duration::from_secs(3600)));
+        lock(&stash.state).probe = fresh;
         assert!(stash.rescue(Some(7)).is_empty(), "not stalled for long yet");
+        assert_eq!(lock(&stash.state).probe, fresh, "the probe was kept");
+        lock(&stash.state).probe = Some(first);
         std::thread::sleep(STALL);
         // Nothing published for `STALL`: stalled.
         assert_eq!(stash.rescue(Some(7)), ["0", "1"]);

@@ -375,3 +375,48 @@ pub fn strong_count_falls_to<T>(arc: &std::sync::Arc<T>, want: usize) -> usize {
         Duration::from_millis(1),
     )
 }
+
+/// A gate that tasks wait at until the test opens it: a task that must
+/// still be running when the test checks something waits here instead of
+/// sleeping "long enough", so the scheduler no longer decides the outcome.
+/// Clones share the gate. A wait gives up after its bound (10 s for
+/// [`Gate::wait`]), so a test whose gate is never opened (a failed
+/// assertion, or the waiter itself stuck behind the gate) ends instead of
+/// hanging; a check that the waiter did *not* wait for the gated task can
+/// then use a bound well below that (the failure takes the whole bound).
+#[derive(Clone, Default)]
+pub struct Gate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits until the gate is open, at most 10 s; returns whether it is.
+    pub fn wait(&self) -> bool {
+        self.wait_at_most(Duration::from_secs(10))
+    }
+
+    /// Waits until the gate is open, at most `max`; returns whether it is.
+    pub fn wait_at_most(&self, max: Duration) -> bool {
+        let (open, cv) = &*self.0;
+        let open = open.lock().unwrap_or_else(|e| e.into_inner());
+        let (open, _) = cv
+            .wait_timeout_while(open, max, |open| !*open)
+            .unwrap_or_else(|e| e.into_inner());
+        *open
+    }
+
+    /// Whether the gate is open (without waiting).
+    pub fn is_open(&self) -> bool {
+        *self.0 .0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens the gate for good, waking every waiter.
+    pub fn open(&self) {
+        let (open, cv) = &*self.0;
+        *open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+}
