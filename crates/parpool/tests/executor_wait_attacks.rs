@@ -10,13 +10,13 @@ mod child;
 mod common;
 
 use common::spares::{late_spares, no_spares};
-use common::{guard, named, settle, threads_named};
+use common::{guard, named, settle, threads_named, Gate};
 use futures::{FutureExt, StreamExt};
 use parpool::{TaskError, ThreadPool};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -752,40 +752,24 @@ fn an_inlined_peek_does_not_leave_the_thread_counted() {
 
 // ------------------------------------------------- latency inside poll --
 
-/// A gate that slow spares' initializers wait at, for up to 5 s, until the
+/// How long slow spares' initializers wait at their [`Gate`] unless the
 /// test opens it: a spare "slow" for as long as the test measures, which
 /// then starts at once, so the pool's drop (which joins its threads) does
 /// not wait the 5 s out. A wait that waits for such a spare's start-up
 /// takes 5 s, well past the tests' 2 s bounds.
-#[derive(Default)]
-struct Gate(Mutex<bool>, Condvar);
-
-impl Gate {
-    fn wait(&self) {
-        let open = self.0.lock().unwrap();
-        let _ = self
-            .1
-            .wait_timeout_while(open, Duration::from_secs(5), |open| !*open)
-            .unwrap();
-    }
-
-    fn open(&self) {
-        *self.0.lock().unwrap() = true;
-        self.1.notify_all();
-    }
-}
+const SLOW_SPARE: Duration = Duration::from_secs(5);
 
 /// A pool of `workers` workers named `prefix` whose later threads (spares)
 /// wait at the returned gate in their initializer.
-fn gated_spares(prefix: &str, workers: usize) -> (Arc<ThreadPool>, Arc<Gate>) {
-    let gate = Arc::new(Gate::default());
-    let (g, starts) = (Arc::clone(&gate), AtomicUsize::new(0));
+fn gated_spares(prefix: &str, workers: usize) -> (Arc<ThreadPool>, Gate) {
+    let gate = Gate::new();
+    let (g, starts) = (gate.clone(), AtomicUsize::new(0));
     let pool = ThreadPool::builder()
         .workers(workers)
         .thread_name(prefix)
         .initializer(move || {
             if starts.fetch_add(1, Ordering::SeqCst) >= workers {
-                g.wait();
+                g.wait_at_most(SLOW_SPARE);
             }
         })
         .build()
@@ -801,12 +785,12 @@ fn gated_spares(prefix: &str, workers: usize) -> (Arc<ThreadPool>, Arc<Gate>) {
 fn a_poll_does_not_wait_for_a_spares_initializer() {
     let (pool, gate) = gated_spares("xl", 1);
     let p = Arc::clone(&pool);
-    let g = Arc::clone(&gate);
+    let g = gate.clone();
     let took = guard(20, move || {
         p.apply_async({
             let p = Arc::clone(&p);
             move || {
-                let h = p.apply_async(move || g.wait());
+                let h = p.apply_async(move || g.wait_at_most(SLOW_SPARE));
                 let t = Instant::now();
                 let r = futures::executor::block_on(futures::future::select(
                     h,
@@ -830,12 +814,12 @@ fn a_poll_does_not_wait_for_a_spares_initializer() {
 fn a_timed_wait_does_not_wait_for_a_spares_initializer() {
     let (pool, gate) = gated_spares("xw", 1);
     let p = Arc::clone(&pool);
-    let g = Arc::clone(&gate);
+    let g = gate.clone();
     let took = guard(20, move || {
         p.apply_async({
             let p = Arc::clone(&p);
             move || {
-                let h = p.apply_async(move || g.wait());
+                let h = p.apply_async(move || g.wait_at_most(SLOW_SPARE));
                 let t = Instant::now();
                 assert!(!h.wait_timeout(Duration::from_millis(50)));
                 t.elapsed()
