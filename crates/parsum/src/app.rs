@@ -11,7 +11,7 @@ use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet};
 use crate::launcher;
 use crate::output::{Format, Note, Out, TreeSink};
-use crate::pipeline::{spawn_walk, Item, Pipeline, Sink, Stream};
+use crate::pipeline::{spawn_walk_with, Item, Lookup, Pipeline, Prior, Sink, Stream};
 use crate::progress::{message, Progress};
 
 fn usage_error(msg: &str) -> Exit {
@@ -239,6 +239,18 @@ impl Tree {
             Err(exit) => return exit,
         };
         let algos = AlgoSet::of(self.algo);
+        // `-o FILE` inside a tree: FILE (the one being replaced) and the
+        // temporary files are the output, not data.
+        let not_data = out.not_data();
+        let lookup: Option<Lookup> = (!not_data.is_empty()).then(|| {
+            Arc::new(move |_: &std::path::Path, st: &crate::hash::FileStat| {
+                if not_data.contains(&(st.dev, st.ino)) {
+                    Prior::Ignore
+                } else {
+                    Prior::Unknown
+                }
+            }) as Lookup
+        });
         // One producer per root, each on its own thread: roots on different
         // devices hash at the same time; output follows argument order.
         let streams: Vec<_> = self
@@ -248,7 +260,8 @@ impl Tree {
                 if root.as_os_str() == "-" {
                     Root::Stdin
                 } else {
-                    Root::Walk(spawn_walk(pipe, root, Arc::clone(&walk), algos))
+                    let walk = Arc::clone(&walk);
+                    Root::Walk(spawn_walk_with(pipe, root, walk, algos, lookup.clone()))
                 }
             })
             .collect();

@@ -1,30 +1,41 @@
-//! `-o FILE`: an output file that appears only once it is complete.
+//! `-o FILE` and `--update STATE`: an output file that appears only once
+//! it is complete. The one home of "replace a file whole".
 //!
-//! Invariant: FILE itself is never written piecewise. The output goes to a
-//! temporary file in FILE's directory, which is flushed to disk and renamed
-//! over FILE only when the run has written all of its output
-//! ([`OutFile::commit`]); any other end leaves an existing FILE as it was.
+//! Invariant: a regular FILE is never written piecewise. The output goes
+//! to a temporary file in FILE's directory, which is flushed to disk and
+//! renamed over FILE only when the run has written all of its output
+//! ([`OutFile::commit`], which then syncs the directory so the rename
+//! itself is durable); any other end leaves an existing FILE as it was.
+//! The new file keeps the mode of the one it replaces and, where the
+//! process may give it away (root writing a user's file), its owner.
 //!
 //! FILE may be a symbolic link: the output then replaces the file it
-//! points to, and the link stays, as with a shell's `>`.
+//! points to, and the link stays, as with a shell's `>`. A FILE that is a
+//! FIFO or a device node (`-o /dev/stdout`, `/dev/null`) cannot be
+//! replaced without destroying it: the output is written into it as it
+//! comes, as `>` would, and the commit only flushes.
 //!
 //! The temporary file is unnamed where the file system allows it
-//! (`O_TMPFILE`): the walk cannot see it (`parsum -o SUMS .` does not hash
-//! its own output), and a process that is killed outright (a crashed MPI
-//! rank ends the whole job) leaves nothing behind. It gets a name
-//! (`.NAME.parsum-PID.tmp`, created exclusively) only at the commit, for
-//! the rename. Where `O_TMPFILE` is not supported, it is that named file
-//! from the start, removed on drop; a killed process may then leave it.
+//! (`O_TMPFILE`): the walk cannot see it, and a process that is killed
+//! outright (a crashed MPI rank ends the whole job) leaves nothing behind.
+//! It gets a name (`.NAME.parsum-PID.tmp`, created exclusively) only at
+//! the commit, for the rename. Where `O_TMPFILE` is not supported, it is
+//! that named file from the start, removed on drop; a killed process may
+//! then leave it. [`OutFile::not_data`] lists what of all this a walk of
+//! the tree must leave out: FILE itself (`parsum -o SUMS .` does not hash
+//! the SUMS it replaces) and the temporary files.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 
-/// An output being written to a temporary file beside its final path.
+/// An output being written to a temporary file beside its final path (or,
+/// for a FIFO or device node, into it).
 #[derive(Debug)]
 pub struct OutFile {
     file: File,
@@ -32,31 +43,40 @@ pub struct OutFile {
     /// given at the commit (unnamed file).
     tmp: PathBuf,
     named: bool,
+    /// Written into `dest` itself (a FIFO or device node): nothing to
+    /// rename or clean up.
+    direct: bool,
     dest: PathBuf,
     /// Set once renamed: nothing to clean up.
     committed: bool,
 }
 
 impl OutFile {
-    /// Creates the temporary file for `dest`. Fails (with a message naming
-    /// `dest`) when its directory cannot take a new file, before any work.
+    /// Creates the temporary file for `dest` (or opens `dest` itself if it
+    /// is a FIFO or device node). Fails (with a message naming `dest`)
+    /// when its directory cannot take a new file, before any work.
     pub fn create(dest: &Path) -> io::Result<OutFile> {
         let dest = &follow_links(dest)?;
+        let old = std::fs::metadata(dest).ok();
+        if old.as_ref().is_some_and(|m| !m.is_file()) {
+            // Not a directory (refused above): a FIFO, device or socket,
+            // which a rename would destroy.
+            let file = OpenOptions::new().write(true).open(dest)?;
+            return Ok(OutFile {
+                file,
+                tmp: PathBuf::new(),
+                named: false,
+                direct: true,
+                dest: dest.to_path_buf(),
+                committed: false,
+            });
+        }
         let name = dest
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-        let mut tmp_name = OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(OsString::from_vec(
-            format!(".parsum-{}.tmp", std::process::id()).into_bytes(),
-        ));
-        let tmp = dest.with_file_name(tmp_name);
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let tmp = dest.with_file_name(temp_name(name));
         let unnamed = rustix::fs::open(
-            dir,
+            dir_of(dest),
             OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
             // The kernel applies the umask, as for any created file.
             Mode::from_raw_mode(0o666),
@@ -71,18 +91,77 @@ impl OutFile {
                 true,
             ),
         };
-        Ok(OutFile {
+        let out = OutFile {
             file,
             tmp,
             named,
+            direct: false,
             dest: dest.to_path_buf(),
             committed: false,
-        })
+        };
+        if let Some(m) = old {
+            // The owner first (a change of owner may clear set-id bits),
+            // where we may: root replacing a user's file, else the new
+            // file is root's and a mode of 0600 locks its owner out. Best
+            // effort: anyone else can only give a file away.
+            let me = (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            );
+            if (m.uid(), m.gid()) != me {
+                let _ = std::os::unix::fs::fchown(&out.file, Some(m.uid()), Some(m.gid()));
+            }
+            out.file
+                .set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        }
+        Ok(out)
     }
 
     /// The final path.
     pub fn dest(&self) -> &Path {
         &self.dest
+    }
+
+    /// `(device, inode)` of every file that is this output rather than
+    /// data, for a walk of a tree it may lie in to leave out: the file it
+    /// replaces, its own temporary file, and temporary files of earlier
+    /// runs that were killed before their rename (half-written outputs).
+    pub fn not_data(&self) -> Vec<(u64, u64)> {
+        let mut ids = Vec::new();
+        if let Ok(m) = std::fs::metadata(&self.dest) {
+            ids.push((m.dev(), m.ino()));
+        }
+        if self.direct {
+            return ids;
+        }
+        if let Ok(m) = self.file.metadata() {
+            ids.push((m.dev(), m.ino()));
+        }
+        let Some(name) = self.dest.file_name() else {
+            return ids;
+        };
+        let Ok(list) = std::fs::read_dir(dir_of(&self.dest)) else {
+            return ids;
+        };
+        ids.extend(
+            list.filter_map(Result::ok)
+                .filter(|e| is_temp_name(name, &e.file_name()))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| (m.dev(), m.ino())),
+        );
+        ids
+    }
+
+    /// Whether the file at `path` (as a walk listed it) is one of
+    /// [`not_data`](Self::not_data)'s `ids`: for a walk that cannot ask
+    /// before it reads (the MPI ranks', filtered at the merge). Only names
+    /// that could be this output's are looked at (one `lstat` each).
+    pub fn is_output(&self, path: &Path, ids: &[(u64, u64)]) -> bool {
+        let (Some(name), Some(entry)) = (self.dest.file_name(), path.file_name()) else {
+            return false;
+        };
+        (entry == name || is_temp_name(name, entry))
+            && std::fs::symlink_metadata(path).is_ok_and(|m| ids.contains(&(m.dev(), m.ino())))
     }
 
     /// Appends `bytes` to the temporary file.
@@ -91,8 +170,12 @@ impl OutFile {
     }
 
     /// Flushes the temporary file to disk and renames it over the final
-    /// path. On an error the temporary file is removed (by `Drop`).
+    /// path, then syncs the directory. On an error the temporary file is
+    /// removed (by `Drop`).
     pub fn commit(mut self) -> io::Result<()> {
+        if self.direct {
+            return self.file.flush();
+        }
         self.file.sync_all()?;
         if !self.named {
             // Name the unnamed file through /proc (no privilege needed,
@@ -112,8 +195,43 @@ impl OutFile {
         }
         std::fs::rename(&self.tmp, &self.dest)?;
         self.committed = true;
-        Ok(())
+        File::open(dir_of(&self.dest))?.sync_all()
     }
+}
+
+/// The directory a path's file is in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// This process's temporary name for a file called `name`.
+fn temp_name(name: &std::ffi::OsStr) -> OsString {
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(OsString::from_vec(
+        format!(".parsum-{}.tmp", std::process::id()).into_bytes(),
+    ));
+    tmp
+}
+
+/// Whether `entry` is a temporary file of some run's output called
+/// `name`: `.NAME.parsum-PID.tmp`, or `.NAME.*.parsum-tmp` (the states
+/// of earlier versions' `--update`).
+fn is_temp_name(name: &std::ffi::OsStr, entry: &std::ffi::OsStr) -> bool {
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.push(b'.');
+    let Some(rest) = entry.as_bytes().strip_prefix(prefix.as_slice()) else {
+        return false;
+    };
+    let ours = rest
+        .strip_prefix(b"parsum-")
+        .and_then(|r| r.strip_suffix(b".tmp"))
+        .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit));
+    ours || rest.ends_with(b".parsum-tmp")
 }
 
 /// Links in a row followed at most this many times (Linux's limit).
@@ -152,7 +270,7 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
 
 impl Drop for OutFile {
     fn drop(&mut self) {
-        if self.named && !self.committed {
+        if self.named && !self.committed && !self.direct {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }

@@ -184,6 +184,18 @@ impl Out {
         })
     }
 
+    /// `(device, inode)` of the files that are this output, not data
+    /// (`-o FILE`: see [`OutFile::not_data`]); none for standard output.
+    pub fn not_data(&self) -> Vec<(u64, u64)> {
+        self.file.as_ref().map_or_else(Vec::new, OutFile::not_data)
+    }
+
+    /// Whether `path`, as a walk listed it, is one of the files
+    /// [`not_data`](Self::not_data) gave (see [`OutFile::is_output`]).
+    pub fn is_output(&self, path: &Path, ids: &[(u64, u64)]) -> bool {
+        self.file.as_ref().is_some_and(|f| f.is_output(path, ids))
+    }
+
     /// Writes what was collected (hiding the progress bar meanwhile).
     pub fn flush(&mut self) {
         if !self.buf.is_empty() && self.error.is_none() {

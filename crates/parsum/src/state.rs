@@ -22,8 +22,8 @@
 //! run leaves the old state or the new one, never half of one.
 
 use std::fs::File;
-use std::io::{self, BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufRead, Read};
+use std::path::Path;
 
 use crate::escape::quote;
 use crate::hash::{os_message, Algo, AlgoSet, Digest, FileHash};
@@ -296,123 +296,34 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The OS error inside `tempfile`'s (which appends the temporary file's
-/// path and hides the error it wraps: only its text says the code), so
-/// that it reads as every other message: `No such file or directory`,
-/// about STATE.
-fn bare(e: io::Error) -> io::Error {
-    let text = e.to_string();
-    let code = text
-        .split_once("(os error ")
-        .and_then(|(_, rest)| rest.split_once(')'))
-        .and_then(|(n, _)| n.parse().ok());
-    match code {
-        Some(c) if e.raw_os_error().is_none() => io::Error::from_raw_os_error(c),
-        _ => e,
-    }
-}
-
-/// Writes a new state next to the old one and puts it in place whole:
-/// records go to a temporary file in the same directory (so the rename
-/// stays on one file system), which [`StateWriter::commit`] syncs and
-/// renames over the state. Dropped without a commit, the temporary file is
-/// removed and the old state is untouched.
+/// Writes a new state next to the old one and puts it in place whole,
+/// through [`OutFile`](crate::outfile::OutFile) (a temporary file in the
+/// same directory, synced and renamed over the state by
+/// [`StateWriter::commit`], with the old state's mode and owner). Dropped
+/// without a commit, the temporary file is removed and the old state is
+/// untouched.
 pub struct StateWriter {
-    path: PathBuf,
-    tmp: tempfile::NamedTempFile,
+    out: crate::outfile::OutFile,
     buf: Vec<u8>,
     error: Option<io::Error>,
 }
 
 impl StateWriter {
-    /// Creates the temporary file for a new `path` (with the old state's
-    /// permissions, if there is one). A dangling symbolic link is an error.
+    /// Creates the temporary file for a new `path`. A symbolic link is
+    /// written through (its target replaced, the link kept).
     pub fn create(path: &Path) -> io::Result<StateWriter> {
-        // A STATE that is a symbolic link is replaced at its target, so the
-        // link survives (and the rename stays in the target's directory).
-        let target;
-        let path = match std::fs::symlink_metadata(path) {
-            Ok(m) if m.file_type().is_symlink() => {
-                target = std::fs::canonicalize(path)?;
-                &target
-            }
-            _ => path,
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let base = path.file_name().unwrap_or(path.as_os_str());
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(base);
-        prefix.push(".");
-        // A first state gets the usual 0666 less the umask, as a file any
-        // tool creates; a later one keeps the old state's permissions and
-        // (where allowed) owner.
-        use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".parsum-tmp")
-            .permissions(std::fs::Permissions::from_mode(0o666))
-            .tempfile_in(dir)
-            .map_err(bare)?;
-        if let Ok(m) = std::fs::metadata(path) {
-            // The owner too, where we may (root updating a user's state):
-            // else the new state is root's, and mode 0600 locks its owner
-            // out. Best effort: anyone else can only give a file away.
-            use std::os::unix::fs::MetadataExt;
-            if (m.uid(), m.gid())
-                != (
-                    rustix::process::geteuid().as_raw(),
-                    rustix::process::getegid().as_raw(),
-                )
-            {
-                let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid()));
-            }
-            tmp.as_file().set_permissions(m.permissions())?;
-        }
         Ok(StateWriter {
-            path: path.to_path_buf(),
-            tmp,
+            out: crate::outfile::OutFile::create(path)?,
             buf: Vec::with_capacity(128 * 1024),
             error: None,
         })
     }
 
-    /// `(dev, inode)` of the temporary file, so a walk can leave it out.
-    pub fn temp_id(&self) -> io::Result<(u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
-        let m = self.tmp.as_file().metadata()?;
-        Ok((m.dev(), m.ino()))
-    }
-
-    /// `(dev, inode)` of the temporary files of this state that earlier
-    /// runs left (a run killed before its rename), so a walk can leave
-    /// them out too: they are half-written states, not data. Its own
-    /// temporary file is among them.
-    pub fn leftover_ids(&self) -> Vec<(u64, u64)> {
-        use std::os::unix::ffi::OsStrExt;
-        use std::os::unix::fs::MetadataExt;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let base = self.path.file_name().unwrap_or(self.path.as_os_str());
-        let mut prefix = b".".to_vec();
-        prefix.extend_from_slice(base.as_bytes());
-        prefix.push(b'.');
-        let Ok(list) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        list.filter_map(Result::ok)
-            .filter(|e| {
-                let n = e.file_name();
-                let n = n.as_bytes();
-                n.starts_with(&prefix) && n.ends_with(b".parsum-tmp")
-            })
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| (m.dev(), m.ino()))
-            .collect()
+    /// `(dev, inode)` of the state, its temporary file and those of runs
+    /// killed before their rename, so a walk can leave them out: they are
+    /// this state, not data.
+    pub fn not_data(&self) -> Vec<(u64, u64)> {
+        self.out.not_data()
     }
 
     /// Appends the record of a file: `name` as listed, its digest `d`,
@@ -452,7 +363,7 @@ impl StateWriter {
 
     fn flush(&mut self) {
         if self.error.is_none() {
-            if let Err(e) = self.tmp.as_file_mut().write_all(&self.buf) {
+            if let Err(e) = self.out.write_all(&self.buf) {
                 self.error = Some(e);
             }
         }
@@ -466,14 +377,7 @@ impl StateWriter {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        self.tmp.as_file().sync_all()?;
-        let path = self.path;
-        self.tmp.persist(&path).map_err(|e| e.error)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()
+        self.out.commit()
     }
 }
 

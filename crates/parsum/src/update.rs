@@ -20,8 +20,8 @@
 //! read keeps its old entry (if it had one), and a directory that cannot be
 //! listed keeps the entries below it: an unreadable part of the tree is
 //! never dropped from the state. STATE itself, its temporary file and
-//! those that killed runs left (`.STATE.*.parsum-tmp`) are left out of the
-//! walk.
+//! those that killed runs left are left out of the walk
+//! ([`OutFile::not_data`](crate::outfile::OutFile::not_data)).
 //!
 //! An unreadable file whose old entry cannot be written into the new state
 //! (STATE is a manifest, without metadata; or `-a` changed the algorithm)
@@ -36,7 +36,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -180,15 +179,8 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
             return Exit::Usage;
         }
     };
-    // STATE and its temporary file are not part of the tree.
-    let mut ignore = Vec::new();
-    if let Ok(m) = std::fs::metadata(&a.state) {
-        ignore.push((m.dev(), m.ino()));
-    }
-    if let Ok(id) = writer.temp_id() {
-        ignore.push(id);
-    }
-    ignore.extend(writer.leftover_ids());
+    // STATE and its temporary files are not part of the tree.
+    let ignore = writer.not_data();
     let old = Arc::new(old);
     let lookup: Lookup = {
         let old = Arc::clone(&old);

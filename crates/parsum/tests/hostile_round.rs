@@ -115,7 +115,6 @@ fn same_as_sha256sum(manifest: &[u8], flags: &[&str]) -> (i32, String, String) {
 /// directory is already refused. Here on a private FIFO and (as root) a
 /// private null device: the node must still be there after the run.
 #[test]
-#[ignore = "defect: -o onto a FIFO or device node replaces the node with a regular file"]
 fn dash_o_onto_a_fifo_or_device_node_keeps_the_node() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"x", b"x");
@@ -160,7 +159,6 @@ fn dash_o_onto_a_fifo_or_device_node_keeps_the_node() {
 /// `parsum --update /dev/null .`) is replaced by a regular file holding the
 /// state. Here a private null device.
 #[test]
-#[ignore = "defect: --update STATE onto a device node replaces the node with a regular file"]
 fn update_state_onto_a_device_node_keeps_the_node() {
     if !is_root() {
         eprintln!("note: not root; mknod is not allowed; skipping");
@@ -186,7 +184,6 @@ fn update_state_onto_a_device_node_keeps_the_node() {
 /// 022): a manifest kept private becomes world-readable. `>` keeps the
 /// mode, and so does `--update` for its STATE (docs/parsum.md).
 #[test]
-#[ignore = "defect: -o does not keep the mode of the file it replaces (0600 becomes 0644)"]
 fn dash_o_keeps_the_mode_of_the_file_it_replaces() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"tree/a", b"a");
@@ -207,7 +204,6 @@ fn dash_o_keeps_the_mode_of_the_file_it_replaces() {
 /// replaced and `parsum -c SUMS` fails on it. outfile.rs says `parsum -o
 /// SUMS .` does not hash its own output; `--update` leaves its STATE out.
 #[test]
-#[ignore = "defect: -o FILE inside the tree lists the previous FILE, so -c of the new FILE fails"]
 fn dash_o_inside_the_tree_twice_still_verifies() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"a", b"a");

@@ -630,13 +630,20 @@ fn a_state_behind_a_symlink_is_replaced_at_its_target() {
     write(d.path(), b"t/a", b"a");
     std::fs::create_dir(d.path().join("keep")).unwrap();
     std::os::unix::fs::symlink("keep/real", d.path().join("STATE")).unwrap();
-    // Dangling: cannot be written, nothing is created.
-    update(d.path())
-        .arg("t")
+    // Dangling: a first state, created at the link's target (as `-o` and a
+    // shell's `>` do), the link kept.
+    update(d.path()).arg("t").assert().success();
+    assert_eq!(state(d.path()).lines().count(), 1);
+    // A link into a missing directory cannot be written: nothing is made.
+    std::os::unix::fs::symlink("gone/real", d.path().join("LOST")).unwrap();
+    parsum()
+        .current_dir(d.path())
+        .args(["--update", "LOST", "t"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("cannot write a new state"));
-    std::fs::write(d.path().join("keep/real"), "").unwrap();
+    assert!(!d.path().join("gone").exists());
+    std::fs::remove_file(d.path().join("LOST")).unwrap();
     update(d.path()).arg("t").assert().success();
     assert!(std::fs::symlink_metadata(d.path().join("STATE"))
         .unwrap()

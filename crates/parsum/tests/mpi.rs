@@ -385,6 +385,30 @@ fn output_file_under_mpi_and_checked_under_mpi() {
     assert_eq!(check.code, 0, "{}", check.stderr);
 }
 
+/// `-o SUMS .` inside the tree, twice, under MPI: the SUMS being replaced
+/// and a temporary file a killed run left are the output, not data, as in
+/// one process (the ranks' walks read them; rank 0's merge drops them).
+#[test]
+fn output_file_inside_the_tree_under_mpi_lists_no_output() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    std::fs::write(d.path().join(".SUMS.parsum-4242.tmp"), b"half").unwrap();
+    for _ in 0..2 {
+        let got = mpi(3, d.path(), &["-o", "SUMS", "."], &[]);
+        assert_eq!(got.code, 0, "{}", got.stderr);
+    }
+    let mpi_sums = std::fs::read(d.path().join("SUMS")).unwrap();
+    let one = single(d.path(), &["-o", "SUMS", "."]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    let single_sums = std::fs::read(d.path().join("SUMS")).unwrap();
+    assert_eq!(mpi_sums, single_sums, "the same manifest as one process");
+    let text = String::from_utf8_lossy(&single_sums);
+    assert!(!text.contains("SUMS"), "{text}");
+}
+
 #[test]
 fn a_rank_that_dies_fails_the_job_and_leaves_no_output_file() {
     if !have_mpirun() {

@@ -91,3 +91,97 @@ fn an_existing_file_is_replaced_only_at_the_end() {
     assert!(got.ends_with("  tree/a\n"), "{got}");
     assert!(!got.contains("old"));
 }
+
+/// What a FIFO or device node named by `-o` receives: the output itself,
+/// written into it as `>` would (it cannot be replaced without destroying
+/// it), and the node stays. A symbolic link to it (`/dev/stdout` is one)
+/// is followed.
+#[test]
+fn a_fifo_gets_the_output_written_into_it() {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"tree/a", b"a");
+    let want = stdout_of(parsum().current_dir(d.path()).arg("tree"));
+    let fifo = d.path().join("fifo");
+    mkfifo(&fifo);
+    std::os::unix::fs::symlink("fifo", d.path().join("to-fifo")).unwrap();
+    for target in ["fifo", "to-fifo"] {
+        // Open for reading first (non-blocking), so the writer's open
+        // does not block; the manifest is far below a pipe's buffer.
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        parsum()
+            .current_dir(d.path())
+            .args(["-o", target, "tree"])
+            .timeout(std::time::Duration::from_secs(60))
+            .assert()
+            .success();
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).unwrap();
+        assert_eq!(got, want, "-o {target}");
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+    }
+    let mut names: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["fifo", "to-fifo", "tree"], "no temporary file left");
+}
+
+/// `-o` over a file of another owner (root writing a user's manifest)
+/// keeps its owner, group and mode, as `>` would: a replaced file is not
+/// handed to root with its owner locked out.
+#[test]
+fn a_replaced_file_keeps_its_owner_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !is_root() {
+        eprintln!("note: not root; cannot make a file of another owner; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"tree/a", b"a");
+    let sums = d.path().join("SUMS");
+    std::fs::write(&sums, b"old\n").unwrap();
+    std::os::unix::fs::chown(&sums, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&sums, std::fs::Permissions::from_mode(0o640)).unwrap();
+    parsum()
+        .current_dir(d.path())
+        .args(["-o", "SUMS", "tree"])
+        .assert()
+        .success();
+    let m = std::fs::metadata(&sums).unwrap();
+    assert_eq!((m.uid(), m.gid()), (65534, 65534), "owner");
+    assert_eq!(m.mode() & 0o7777, 0o640, "mode");
+    assert!(std::fs::read_to_string(&sums)
+        .unwrap()
+        .ends_with("  tree/a\n"));
+}
+
+/// The output's own files are not data: with `-o SUMS` inside the tree,
+/// neither the SUMS being replaced nor a temporary file that a killed
+/// run left (`.SUMS.parsum-PID.tmp`, where `O_TMPFILE` is missing) is
+/// listed; a file that merely looks similar is.
+#[test]
+fn the_output_and_leftover_temporary_files_are_not_listed() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"a");
+    write(d.path(), b"SUMS", b"old manifest\n");
+    write(d.path(), b".SUMS.parsum-12345.tmp", b"half a manifest");
+    write(d.path(), b".SUMS.parsum-x.tmp", b"not ours");
+    parsum()
+        .current_dir(d.path())
+        .args(["-o", "SUMS", "."])
+        .assert()
+        .success();
+    let got = std::fs::read_to_string(d.path().join("SUMS")).unwrap();
+    let names: Vec<&str> = got.lines().map(|l| &l[66..]).collect();
+    assert_eq!(names, [".SUMS.parsum-x.tmp", "a"], "{got}");
+}

@@ -113,9 +113,12 @@ pub fn merge_into(
     sink: &mut TreeSink<'_>,
     algos: AlgoSet,
 ) {
+    // `-o FILE` inside the tree: FILE and its temporary files are the
+    // output, not data (the ranks' walks could not ask before reading).
+    let not_data = sink.out.not_data();
     let mut since_flush = 0;
     merge_each(world, own, |rec| {
-        if sink.stopped() {
+        if sink.stopped() || (!not_data.is_empty() && sink.out.is_output(&rec.path, &not_data)) {
             return;
         }
         rec.deliver(sink, algos);
