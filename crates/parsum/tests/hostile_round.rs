@@ -386,7 +386,6 @@ fn audit_verdict_does_not_depend_on_the_order_of_conflicting_lines() {
 /// them up: `--status --warn` prints no results, `--warn --quiet` keeps
 /// the per-line warnings.
 #[test]
-#[ignore = "defect: --status/--warn/--quiet add up instead of the last one winning as in coreutils"]
 fn status_warn_quiet_the_last_one_wins() {
     let m = format!("{SHA_ABC}  a\njunk\n{SHA_EMPTY}  a\n");
     let (code, out, err) = same_as_sha256sum(m.as_bytes(), &["--status", "--warn"]);
@@ -399,6 +398,26 @@ fn status_warn_quiet_the_last_one_wins() {
     assert_eq!((code, out.as_str()), (1, "a: FAILED\n"), "{err}");
     let (code, out, err) = same_as_sha256sum(m.as_bytes(), &["--warn", "--status"]);
     assert_eq!((code, out.as_str(), err.as_str()), (1, "", ""));
+}
+
+/// Neighbours of the above: a flag given twice is no error, and
+/// `--strict` is not one of the three: it survives any of them, before or
+/// after.
+#[test]
+fn status_warn_quiet_repeat_and_strict_stays() {
+    let m = format!("{SHA_ABC}  a\njunk\n");
+    let (code, out, err) = same_as_sha256sum(m.as_bytes(), &["--status", "--status"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    let (code, out, err) = same_as_sha256sum(m.as_bytes(), &["-w", "--warn", "--quiet"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    for flags in [
+        &["--strict", "--warn", "--status"][..],
+        &["--status", "--strict", "--quiet"],
+        &["--quiet", "--warn", "--strict"],
+    ] {
+        let (code, _, err) = same_as_sha256sum(m.as_bytes(), flags);
+        assert_eq!(code, 1, "{flags:?}: --strict was dropped: {err}");
+    }
 }
 
 /// The progress bar moves only when a file is done (`Progress::update`),
