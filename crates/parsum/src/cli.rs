@@ -67,7 +67,8 @@ pub struct Args {
     pub zero: bool,
 
     /// Skip files and directories whose name (or, if GLOB holds a `/`, whose
-    /// path below the root) matches GLOB. Repeatable
+    /// path below the root: `./b` is `b` at the top only) matches GLOB. A
+    /// trailing `/` matches directories only. Repeatable
     #[arg(long, value_name = "GLOB", action = ArgAction::Append)]
     pub exclude: Vec<String>,
 

@@ -228,13 +228,10 @@ fn dash_o_inside_the_tree_twice_still_verifies() {
     assert!(!sums.contains("SUMS"), "{sums}");
 }
 
-/// `--help`: a GLOB that holds a `/` matches the path below the root. But
-/// `./b` is trimmed to `b` before that test and becomes a name glob: every
-/// `b` at any depth is skipped, silently. (`b/` is trimmed the same way;
-/// it then skips files named `b` too, which neither `--help` nor the
-/// gitignore/rsync "directory only" reading gives; not asserted here.)
+/// `--help`: a GLOB that holds a `/` matches the path below the root; so
+/// does `./b` (it was trimmed to `b` before that test and became a name
+/// glob: every `b` at any depth was skipped, silently).
 #[test]
-#[ignore = "defect: --exclude ./b excludes every b at any depth, not the path b below the root"]
 fn exclude_dot_slash_is_a_path_glob() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"r/b/f", b"1");
@@ -251,6 +248,33 @@ fn exclude_dot_slash_is_a_path_glob() {
         out.contains("  r/c/b/h\n"),
         "--exclude ./b skipped r/c/b/h: {out}"
     );
+}
+
+/// A trailing `/` matches directories only (gitignore, fd, rsync): `b/`
+/// skips the directories named `b` at any depth, not the files named `b`
+/// (it used to skip both); `./c/b/` only the one below the root.
+#[test]
+fn exclude_trailing_slash_takes_directories_only() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"b/f", b"1");
+    write(d.path(), b"c/b/h", b"2");
+    write(d.path(), b"c/d/b", b"3");
+    write(d.path(), b"b.txt", b"4");
+    let run = |glob: &str| {
+        let out = stdout_of(parsum().current_dir(d.path()).args(["--exclude", glob]));
+        let mut names: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once("  ").unwrap().1.to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(run("b/"), ["b.txt", "c/d/b"]);
+    assert_eq!(run("b"), ["b.txt"]);
+    assert_eq!(run("./c/b/"), ["b.txt", "b/f", "c/d/b"]);
+    assert_eq!(run("c/d/b/"), ["b.txt", "b/f", "c/b/h", "c/d/b"]);
+    assert_eq!(run("/b"), ["b.txt", "c/b/h", "c/d/b"]);
 }
 
 /// Runs parsum with fd `fd` closed, under a 20 s guard.
