@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::escape::{push_marked_name, quote, Escape};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet, Digest, FileHash, HashError};
-use crate::manifest::{Line, LineParser, Parsed};
+use crate::manifest::{read_error, read_line, Line, LineParser, Parsed};
 use crate::output::{Note, Out, Tally};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
@@ -72,12 +72,14 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
     let mut bad = 0u64;
     let mut raw = Vec::new();
     for no in 1.. {
-        raw.clear();
-        if std::io::BufRead::read_until(&mut reader, sep, &mut raw).map_err(unreadable)? == 0 {
-            break;
-        }
-        if raw.last() == Some(&sep) {
-            raw.pop();
+        // Bounded: a line with no end ends the load, as a read error.
+        match read_line(&mut reader, sep, &mut raw) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let why = read_error(&e, no);
+                return Err(LoadError::Unreadable(format!("{label}: {why}")));
+            }
         }
         let line = match parser.parse(&raw) {
             Parsed::Line(l) => l,

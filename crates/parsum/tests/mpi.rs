@@ -748,6 +748,42 @@ fn audit_of_a_bad_manifest() {
     );
 }
 
+/// A manifest with a line over 16 MiB amid others: each rank reads its
+/// range with the single process's bounded reader, and what a single
+/// process never reads (the lines after it) is not printed either.
+#[test]
+fn a_line_over_16_mib_ends_the_manifest_as_in_one_process() {
+    if !have_mpirun() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let r = &top.path().join("t");
+    std::fs::create_dir(r).unwrap();
+    uneven_tree(r);
+    let sums = single(r, &["-a", "sha256"]).stdout;
+    let half = sums.len() / 2;
+    let cut = half + sums[half..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut m = sums[..cut].to_vec();
+    m.extend(std::iter::repeat_n(b'x', (16 << 20) + 5));
+    m.push(b'\n');
+    m.extend_from_slice(&sums[cut..]);
+    std::fs::write(r.join("../long.sha256"), &m).unwrap();
+    let run = assert_check_same(r, &["-c", "../long.sha256"], &[2, 4]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a line longer than 16 MiB"),
+        "{}",
+        run.stderr
+    );
+    let run = assert_check_same(r, &["--audit", "../long.sha256", "."], &[2, 4]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a line longer than 16 MiB"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn help_version_and_usage_errors_are_printed_once_not_by_every_rank() {
     if !have_mpirun() {

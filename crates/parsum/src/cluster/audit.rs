@@ -24,7 +24,6 @@
 //! regular file is audited by rank 0 alone, as a single process would.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::BufRead;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -47,7 +46,7 @@ use crate::config::{Config, Mode};
 use crate::escape::quote;
 use crate::exit::Exit;
 use crate::hash::{AlgoSet, Digest};
-use crate::manifest::Line;
+use crate::manifest::{read_error, read_line, Line};
 use crate::pipeline::{Pipeline, Sink};
 use crate::progress::Progress;
 
@@ -181,17 +180,14 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             Ok(mut r) => {
                 let mut raw = Vec::new();
                 loop {
-                    raw.clear();
-                    match r.read_until(how.sep(), &mut raw) {
-                        Ok(0) => break,
-                        Ok(_) => {}
+                    // Bounded, as in a single process.
+                    match read_line(&mut r, how.sep(), &mut raw) {
+                        Ok(true) => {}
+                        Ok(false) => break,
                         Err(e) => {
-                            range.error = Some(crate::hash::os_message(&e));
+                            range.error = Some(read_error(&e, state.no as u64 + 1));
                             break;
                         }
-                    }
-                    if raw.last() == Some(&how.sep()) {
-                        raw.pop();
                     }
                     match parse_step(&mut state, &raw, &how) {
                         Step::Skip => {}
