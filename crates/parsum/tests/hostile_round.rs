@@ -427,7 +427,6 @@ fn a_line_over_16_mib_ends_the_manifest_in_check_and_audit() {
 /// order of the lines (matched and exit 0 one way, changed and exit 1 the
 /// other). `-c` checks both lines and fails.
 #[test]
-#[ignore = "defect: --audit silently keeps the last of two conflicting lines for one path"]
 fn audit_verdict_does_not_depend_on_the_order_of_conflicting_lines() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"a", b"abc");
@@ -538,7 +537,6 @@ fn progress_moves_while_a_large_file_is_read() {
 /// not missing) and exits 0, with 1 of 3 lines matched. `--help`: "Exit 0
 /// only if all matched"; `--update` reports such a path `missing`.
 #[test]
-#[ignore = "defect: --audit drops a listed file that is now a FIFO or symlink and exits 0"]
 fn audit_reports_a_listed_file_that_is_no_longer_regular() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"f", b"abc");
