@@ -8,13 +8,20 @@
 //! - `missing`: listed, but absent from the tree (and not moved);
 //! - `moved`: a new path whose hash a missing path had (`old -> new`).
 //!
+//! A listed path that is now a symbolic link (not followed), a FIFO, a
+//! socket or a device is `missing`, as `--update` says: the file listed is
+//! gone (an excluded one, or one on a pseudo file system that never ends, is
+//! left out of the report). A path listed more than once with different
+//! checksums cannot match them all, whatever their order: it is named in a
+//! warning, and is `changed` if it is there, `missing` if not (never moved).
+//!
 //! matched and changed stream in walk order; new, moved and missing need the
 //! whole walk and follow it, each sorted by path. Paths compare as written
 //! (a leading `./` ignored on both sides), so audit with the same PATHs the
 //! manifest was made with. The exit status is 0 only when every file matched
 //! and nothing failed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,11 +29,11 @@ use std::sync::Arc;
 use crate::escape::{push_marked_name, quote, Escape};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet, Digest, FileHash, HashError};
-use crate::manifest::{Line, LineParser, Parsed};
+use crate::manifest::{read_error, read_line, Line, LineParser, Parsed};
 use crate::output::{Note, Out, Tally};
 use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
-use crate::walk::WalkOpts;
+use crate::walk::{Skip, WalkOpts};
 
 /// A path as a key: a leading `./` (any number) ignored, so `parsum .`'s
 /// `a/b` and `parsum ./`'s `./a/b` name the same file.
@@ -44,6 +51,77 @@ pub(crate) fn normalized(mut name: &[u8]) -> &[u8] {
 
 /// A manifest by normalized path, and the algorithms its lines allow.
 type Loaded = (HashMap<Vec<u8>, Line>, AlgoSet);
+
+/// Adds `line`, listed under the normalized path `key`, to `map`: the one
+/// home of the rule for a path listed more than once (a single process's
+/// load and the owner ranks of MPI use it, in manifest order). A file must
+/// match every line of its path, so lines that agree (the same digest, in
+/// an algorithm both allow) stay one line; lines that cannot all match
+/// become [`conflicting`], and `key` is added to `conflicts`. The result
+/// does not depend on the order of the lines.
+pub(crate) fn list(
+    map: &mut HashMap<Vec<u8>, Line>,
+    conflicts: &mut BTreeSet<Vec<u8>>,
+    key: Vec<u8>,
+    line: Line,
+) {
+    match map.get_mut(&key) {
+        None => {
+            map.insert(key, line);
+        }
+        Some(had) => {
+            let both = had.algos.intersect(line.algos);
+            if had.hex == line.hex && !both.is_empty() {
+                had.algos = both;
+            } else if !had.algos.is_empty() {
+                *had = conflicting(&had.name);
+                conflicts.insert(key);
+            }
+        }
+    }
+}
+
+/// What a path listed with checksums that cannot all match stands for: a
+/// line that allows no algorithm, so that no file matches it (`changed`
+/// if the file is there) and no new file pairs with it as a move
+/// (`missing` if not). Never sent between ranks (see [`Joined::of`]'s
+/// caller in `cluster/audit.rs`).
+pub(crate) fn conflicting(name: &[u8]) -> Line {
+    Line {
+        algos: AlgoSet::EMPTY,
+        hex: Vec::new(),
+        name: name.to_vec(),
+    }
+}
+
+/// Whether `line` is [`conflicting`].
+#[cfg(any(test, feature = "mpi"))]
+pub(crate) fn is_conflicting(line: &Line) -> bool {
+    line.algos.is_empty()
+}
+
+/// Warns of each path (normalized, sorted) the manifest `label` lists with
+/// checksums that cannot all match.
+pub(crate) fn warn_conflicts(label: &str, conflicts: &BTreeSet<Vec<u8>>) {
+    for name in conflicts {
+        message(&format!(
+            "parsum: {label}: {} is listed more than once with different checksums",
+            crate::escape::quote_bytes(name)
+        ));
+    }
+}
+
+/// Whether a listed path the walk skipped for `why` counts as seen (left
+/// out of the report) rather than `missing`. A path that is no longer a
+/// regular file (a symbolic link not followed, a FIFO, a socket, a device)
+/// is missing, as `--update` says; one excluded, on another file system
+/// or a pseudo file system's endless file is still there, only not read.
+pub(crate) fn skipped_is_seen(why: &Skip) -> bool {
+    match why {
+        Skip::Symlink | Skip::Special(_) => false,
+        Skip::Excluded | Skip::OtherFileSystem | Skip::Unbounded(_) | Skip::Loop => true,
+    }
+}
 
 /// Why the manifest cannot be audited against.
 pub(crate) enum LoadError {
@@ -66,18 +144,21 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
     }
     let mut reader = std::io::BufReader::new(file);
     let mut map = HashMap::new();
+    let mut conflicts = BTreeSet::new();
     let mut algos = AlgoSet::EMPTY;
     let sep = if zero { b'\0' } else { b'\n' };
     let mut parser = LineParser::new(only);
     let mut bad = 0u64;
     let mut raw = Vec::new();
     for no in 1.. {
-        raw.clear();
-        if std::io::BufRead::read_until(&mut reader, sep, &mut raw).map_err(unreadable)? == 0 {
-            break;
-        }
-        if raw.last() == Some(&sep) {
-            raw.pop();
+        // Bounded: a line with no end ends the load, as a read error.
+        match read_line(&mut reader, sep, &mut raw) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let why = read_error(&e, no);
+                return Err(LoadError::Unreadable(format!("{label}: {why}")));
+            }
         }
         let line = match parser.parse(&raw) {
             Parsed::Line(l) => l,
@@ -91,9 +172,10 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
         for a in line.algos.iter() {
             algos.insert(a);
         }
-        map.insert(normalize(&line.name), line);
+        list(&mut map, &mut conflicts, normalize(&line.name), line);
     }
     let algos = loaded(&label, bad, map.len() as u64, algos)?;
+    warn_conflicts(&label, &conflicts);
     Ok((map, algos))
 }
 
@@ -256,8 +338,9 @@ impl Sink<(), Note> for AuditSink<'_> {
         self.flush();
         match m {
             Note::Skipped(p, why) => {
-                // A listed path that is now skipped counts as seen, not missing.
-                self.seen.insert(normalize(p.as_os_str().as_bytes()));
+                if skipped_is_seen(&why) {
+                    self.seen.insert(normalize(p.as_os_str().as_bytes()));
+                }
                 self.tally.skip(&p, &why, self.verbose)
             }
             Note::Error(p, e) => self.tally.error(&p, &crate::hash::os_message(&e), false),
@@ -410,6 +493,50 @@ impl Joined {
         for (_, l) in lines {
             out.extend_from_slice(&l);
             out.push(b'\n');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(algos: AlgoSet, hex: &str) -> Line {
+        Line {
+            algos,
+            hex: hex.as_bytes().to_vec(),
+            name: b"a".to_vec(),
+        }
+    }
+
+    /// Every order of the same lines lists the same thing.
+    #[test]
+    fn list_is_order_independent() {
+        let both = Algo::candidates_for_hex_len(64);
+        let sha = AlgoSet::of(Algo::Sha256);
+        let x = "ab".repeat(32);
+        let y = "cd".repeat(32);
+        let cases: [(&[Line], Option<AlgoSet>); 3] = [
+            (&[line(both, &x), line(sha, &x), line(both, &x)], Some(sha)),
+            (&[line(both, &x), line(both, &y), line(both, &x)], None),
+            (&[line(AlgoSet::of(Algo::Blake3), &x), line(sha, &x)], None),
+        ];
+        for (lines, want) in cases {
+            let mut orders = vec![lines.to_vec()];
+            orders.push(lines.iter().rev().cloned().collect());
+            for order in orders {
+                let (mut map, mut conflicts) = (HashMap::new(), BTreeSet::new());
+                for l in order {
+                    list(&mut map, &mut conflicts, b"a".to_vec(), l);
+                }
+                let got = &map[&b"a"[..]];
+                assert_eq!(
+                    (!is_conflicting(got)).then_some(got.algos),
+                    want,
+                    "{lines:?}"
+                );
+                assert_eq!(conflicts.is_empty(), want.is_some());
+            }
         }
     }
 }

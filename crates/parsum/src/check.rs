@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::escape::{push_check_name, quote, quote_bytes, Escape};
 use crate::exit::Exit;
 use crate::hash::{kind_name, Algo, AlgoSet, FileHash, FileStat, HashError};
-use crate::manifest::{Line, LineParser, Parsed};
+use crate::manifest::{read_error, read_line, Line, LineParser, Parsed};
 use crate::output::{plural, Out};
 use crate::pipeline::{Feeder, Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
@@ -210,20 +210,17 @@ pub fn feed_lines(
     state: &mut Start,
     how: &Reading,
 ) {
-    let sep = how.sep();
     let mut raw = Vec::new();
     loop {
-        raw.clear();
-        match reader.read_until(sep, &mut raw) {
-            Ok(0) => break,
-            Ok(_) => {}
+        // Bounded: a line with no end ends the manifest's read.
+        match read_line(reader, how.sep(), &mut raw) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
-                runs.msg(f, Msg::Unreadable(mi, crate::hash::os_message(&e)));
+                let why = read_error(&e, state.no as u64 + 1);
+                runs.msg(f, Msg::Unreadable(mi, why));
                 break;
             }
-        }
-        if raw.last() == Some(&sep) {
-            raw.pop();
         }
         let line = match parse_step(state, &raw, how) {
             Step::Skip => continue,

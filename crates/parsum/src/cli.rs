@@ -67,7 +67,8 @@ pub struct Args {
     pub zero: bool,
 
     /// Skip files and directories whose name (or, if GLOB holds a `/`, whose
-    /// path below the root) matches GLOB. Repeatable
+    /// path below the root: `./b` is `b` at the top only) matches GLOB. A
+    /// trailing `/` matches directories only. Repeatable
     #[arg(long, value_name = "GLOB", action = ArgAction::Append)]
     pub exclude: Vec<String>,
 
@@ -88,12 +89,13 @@ pub struct Args {
     #[arg(short = 'c', long = "check", conflicts_with_all = ["tag", "json", "audit"])]
     pub check: bool,
 
-    /// With --check or --verify: do not print OK for each verified file
-    #[arg(long)]
+    /// With --check or --verify: do not print OK for each verified file.
+    /// The last of --quiet, --status and --warn wins, as in coreutils
+    #[arg(long, overrides_with_all = ["quiet", "status", "warn"])]
     pub quiet: bool,
 
     /// With --check: print nothing, the exit status says it all
-    #[arg(long)]
+    #[arg(long, overrides_with_all = ["quiet", "status", "warn"])]
     pub status: bool,
 
     /// With --check: exit non-zero for improperly formatted lines
@@ -101,7 +103,7 @@ pub struct Args {
     pub strict: bool,
 
     /// With --check: warn about improperly formatted lines
-    #[arg(short = 'w', long)]
+    #[arg(short = 'w', long, overrides_with_all = ["quiet", "status", "warn"])]
     pub warn: bool,
 
     /// With --check: do not fail or report status for missing files

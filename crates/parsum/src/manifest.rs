@@ -23,8 +23,61 @@
 //!
 //! Names are bytes throughout; escaping lives in [`crate::escape`].
 
+use std::io::{self, BufRead, Read};
+
 use crate::escape::{escape_name, unescape_name, Escape};
 use crate::hash::{Algo, AlgoSet, Digest};
+
+/// The longest line a manifest or a state may have: a path of 4000 nested
+/// directories is 10-100 KiB even as JSON; a line with no end (`/dev/zero`,
+/// a binary file) is not read into memory. Every reader of manifest and
+/// state lines (`-c`, `--audit`, `--update`, `--verify`, and their MPI
+/// ranges) reads through [`read_line`].
+pub const MAX_LINE: usize = 16 << 20;
+
+/// The error of a line longer than [`MAX_LINE`] (see [`is_too_long`]).
+#[derive(Debug)]
+struct LineTooLong;
+
+impl std::fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a line longer than {} MiB", MAX_LINE >> 20)
+    }
+}
+
+impl std::error::Error for LineTooLong {}
+
+/// Reads the next line ending in `sep` (or at the end of input) into `raw`,
+/// cleared first, without its terminator; `Ok(false)` at the end of input.
+/// A line longer than [`MAX_LINE`] is an error ([`is_too_long`]), read no
+/// further than that: the input is then no manifest.
+pub fn read_line<R: BufRead + ?Sized>(r: &mut R, sep: u8, raw: &mut Vec<u8>) -> io::Result<bool> {
+    raw.clear();
+    if (&mut *r).take(MAX_LINE as u64 + 1).read_until(sep, raw)? == 0 {
+        return Ok(false);
+    }
+    if raw.last() == Some(&sep) {
+        raw.pop();
+    } else if raw.len() > MAX_LINE {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, LineTooLong));
+    }
+    Ok(true)
+}
+
+/// Whether `e` is [`read_line`]'s error for a line longer than [`MAX_LINE`].
+pub fn is_too_long(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|e| e.is::<LineTooLong>())
+}
+
+/// The message for an error of [`read_line`] on line `no` (from 1): the
+/// line number and `a line longer than 16 MiB`, or the OS error.
+pub fn read_error(e: &io::Error, no: u64) -> String {
+    if is_too_long(e) {
+        format!("{no}: {e}")
+    } else {
+        crate::hash::os_message(e)
+    }
+}
 
 /// Appends one GNU line (`HASH  name`) to `out`, terminated by `term`.
 pub fn write_gnu(out: &mut Vec<u8>, d: &Digest, name: &[u8], esc: Escape, term: u8) {

@@ -22,12 +22,12 @@
 //! run leaves the old state or the new one, never half of one.
 
 use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead};
 use std::path::Path;
 
 use crate::escape::quote;
 use crate::hash::{os_message, Algo, AlgoSet, Digest, FileHash};
-use crate::manifest::{Line, LineParser, Parsed};
+use crate::manifest::{is_too_long, read_line, Line, LineParser, Parsed};
 
 /// The stat metadata a JSON state keeps of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,10 +69,6 @@ pub enum StateError {
     /// A line is malformed: its number (from 1) and what is wrong.
     Line(u64, String),
 }
-
-/// The longest line a state may have: a path of 4000 nested directories
-/// is 10-100 KiB of JSON; a line with no end is not read into memory.
-pub const MAX_LINE: usize = 16 << 20;
 
 /// Reads a state file entry by entry (streaming: one line in memory).
 pub struct Reader {
@@ -143,24 +139,24 @@ impl Reader {
     /// The next entry; `Ok(None)` at the end.
     pub fn next_entry(&mut self) -> Result<Option<Entry>, StateError> {
         loop {
-            self.raw.clear();
             // Bounded: a STATE that is no state (/dev/zero, a binary file)
             // must not be read into memory whole.
-            let n = (&mut self.input)
-                .take(MAX_LINE as u64 + 1)
-                .read_until(b'\n', &mut self.raw)
-                .map_err(|e| StateError::Io(format!("{}: {}", self.label, os_message(&e))))?;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.line_no += 1;
-            if self.raw.last() == Some(&b'\n') {
-                self.raw.pop();
-            } else if self.raw.len() > MAX_LINE {
-                return Err(StateError::Line(
-                    self.line_no,
-                    "a line longer than 16 MiB: not a state".into(),
-                ));
+            match read_line(&mut self.input, b'\n', &mut self.raw) {
+                Ok(true) => self.line_no += 1,
+                Ok(false) => return Ok(None),
+                Err(e) if is_too_long(&e) => {
+                    return Err(StateError::Line(
+                        self.line_no + 1,
+                        format!("{e}: not a state"),
+                    ))
+                }
+                Err(e) => {
+                    return Err(StateError::Io(format!(
+                        "{}: {}",
+                        self.label,
+                        os_message(&e)
+                    )))
+                }
             }
             // A byte-order mark, as some editors save it: not part of a line.
             if self.line_no == 1 && self.raw.starts_with(b"\xef\xbb\xbf") {

@@ -101,48 +101,85 @@ pub struct WalkOpts {
 }
 
 /// `--exclude` globs: those without `/` match a name, the others match the
-/// path below the root.
+/// path below the root. As in gitignore and fd, a leading `./` (or `/`)
+/// anchors a glob at the root (`./b` is the path `b`, not every `b`), and a trailing
+/// `/` restricts it to directories (`b/` skips directories named `b`, not
+/// files).
 #[derive(Debug, Default, Clone)]
 pub struct Excludes {
+    /// Any type, then directories only.
+    any: Globs,
+    dirs: Globs,
+}
+
+/// Name globs and path globs.
+#[derive(Debug, Default, Clone)]
+struct Globs {
     names: Option<GlobSet>,
     paths: Option<GlobSet>,
 }
 
+impl Globs {
+    fn is_match(&self, name: &OsString, rel: impl FnOnce(&OsString) -> PathBuf) -> bool {
+        self.names.as_ref().is_some_and(|s| s.is_match(name))
+            || self.paths.as_ref().is_some_and(|s| s.is_match(rel(name)))
+    }
+}
+
 impl Excludes {
     pub fn new(globs: &[String]) -> Result<Excludes, String> {
-        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-        let (mut n_names, mut n_paths) = (0, 0);
+        // [any, dirs] x [names, paths], with their counts.
+        let mut b: [[(GlobSetBuilder, usize); 2]; 2] =
+            std::array::from_fn(|_| std::array::from_fn(|_| (GlobSetBuilder::new(), 0)));
         for g in globs {
+            let dir_only = g.ends_with('/');
             let trimmed = g.trim_end_matches('/');
-            let trimmed = trimmed.strip_prefix("./").unwrap_or(trimmed);
+            // A `/` anywhere but at the end makes a path glob: `./b` too.
+            let path = trimmed.contains('/');
+            // Below the root, as in gitignore: `./b`, `/b` and `.//b` are `b`.
+            let mut trimmed = trimmed;
+            while let Some(t) = trimmed
+                .strip_prefix("./")
+                .or_else(|| trimmed.strip_prefix('/'))
+            {
+                trimmed = t;
+            }
             let glob = GlobBuilder::new(trimmed)
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
                 .map_err(|e| format!("invalid --exclude glob '{g}': {e}"))?;
-            if trimmed.contains('/') {
-                paths.add(glob);
-                n_paths += 1;
-            } else {
-                names.add(glob);
-                n_names += 1;
-            }
+            let slot = &mut b[dir_only as usize][path as usize];
+            slot.0.add(glob);
+            slot.1 += 1;
         }
-        let build = |b: GlobSetBuilder, n: usize| -> Result<Option<GlobSet>, String> {
+        let build = |(b, n): (GlobSetBuilder, usize)| -> Result<Option<GlobSet>, String> {
             if n == 0 {
                 return Ok(None);
             }
             b.build().map(Some).map_err(|e| e.to_string())
         };
+        let [[any_n, any_p], [dir_n, dir_p]] = b;
         Ok(Excludes {
-            names: build(names, n_names)?,
-            paths: build(paths, n_paths)?,
+            any: Globs {
+                names: build(any_n)?,
+                paths: build(any_p)?,
+            },
+            dirs: Globs {
+                names: build(dir_n)?,
+                paths: build(dir_p)?,
+            },
         })
     }
 
+    /// Whether an entry of any type is excluded (known before its stat).
     fn excluded(&self, name: &OsString, rel: impl FnOnce(&OsString) -> PathBuf) -> bool {
-        self.names.as_ref().is_some_and(|s| s.is_match(name))
-            || self.paths.as_ref().is_some_and(|s| s.is_match(rel(name)))
+        self.any.is_match(name, rel)
+    }
+
+    /// Whether a directory is excluded by a glob ending in `/`.
+    fn excluded_dir(&self, name: &OsString, rel: impl FnOnce(&OsString) -> PathBuf) -> bool {
+        self.dirs.is_match(name, rel)
     }
 }
 
@@ -472,6 +509,10 @@ impl Walker<'_> {
                 }
                 (self.emit)(Event::File(entry(path, &fd, &st, link)));
             } else if ft == FileType::Directory {
+                if self.opts.excludes.excluded_dir(&name, rel_of) {
+                    (self.emit)(Event::Skipped(path, Skip::Excluded));
+                    continue;
+                }
                 if self.opts.one_file_system && dev != self.root_dev {
                     (self.emit)(Event::Skipped(path, Skip::OtherFileSystem));
                     continue;
@@ -642,6 +683,39 @@ mod tests {
             ..Default::default()
         };
         assert!(names(r, &opts).contains(&"S a/sub Excluded".to_string()));
+        // `./` anchors at the root; a trailing `/` takes directories only.
+        fs::write(r.join("a/a.b"), "x").unwrap();
+        fs::write(r.join("a/B"), "x").unwrap();
+        let opts = WalkOpts {
+            excludes: Excludes::new(&["./a.b".into(), "B/".into(), "./a/sub/".into()]).unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(r, &opts),
+            [
+                "F .hidden",
+                "F B",
+                "F a/B",
+                "F a/a.b",
+                "S a/sub Excluded",
+                "S a.b Excluded",
+                "S link Symlink"
+            ]
+        );
+        let opts = WalkOpts {
+            excludes: Excludes::new(&["a/".into(), ".//B".into(), "/a.b/".into()]).unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(r, &opts),
+            [
+                "F .hidden",
+                "S B Excluded",
+                "S a Excluded",
+                "F a.b",
+                "S link Symlink"
+            ]
+        );
     }
 
     #[test]

@@ -93,3 +93,108 @@ fn audit_reads_nul_terminated_manifests() {
         .success()
         .stdout("matched  \\new\\nline\n");
 }
+
+/// Runs `parsum --audit SUMS ARGS` in `dir`: (exit code, stdout, stderr).
+fn audit(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = parsum()
+        .current_dir(dir)
+        .args(["--audit", "SUMS"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SHA_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+const SHA_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// A path listed more than once: lines that agree are one listing (also a
+/// 64-digit line and a SHA256 tag of the same digest); lines that cannot
+/// all match are named in a warning, and the file is `changed` if it is
+/// there (even if it matches one of them), `missing` if not, and never
+/// paired as a move, whatever the order of the lines.
+#[test]
+fn a_path_listed_twice() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"abc");
+    let sums = |m: String| std::fs::write(d.path().join("SUMS"), m).unwrap();
+
+    sums(format!(
+        "{SHA_ABC}  a\n{SHA_ABC}  ./a\nSHA256 (a) = {SHA_ABC}\n"
+    ));
+    let (code, out, err) = audit(d.path(), &["a"]);
+    assert_eq!((code, out.as_str()), (0, "matched  a\n"), "{err}");
+    assert!(!err.contains("more than once"), "{err}");
+
+    for m in [
+        format!("{SHA_EMPTY}  a\n{SHA_ABC}  a\n{SHA_ABC}  a\n"),
+        format!("{SHA_ABC}  a\n{SHA_ABC}  a\n{SHA_EMPTY}  ./a\n"),
+    ] {
+        sums(m);
+        let (code, out, err) = audit(d.path(), &["a"]);
+        assert_eq!((code, out.as_str()), (1, "changed  a\n"), "{err}");
+        assert!(
+            err.contains("parsum: SUMS: a is listed more than once with different checksums"),
+            "{err}"
+        );
+        assert!(err.contains("0 matched, 1 changed"), "{err}");
+    }
+
+    // Gone, with its content elsewhere: missing, not moved.
+    sums(format!("{SHA_ABC}  b\n{SHA_EMPTY}  b\n{SHA_ABC}  a\n"));
+    let (code, out, err) = audit(d.path(), &["a"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "matched  a\nmissing  b\n"),
+        "{err}"
+    );
+    assert!(err.contains("SUMS: b is listed more than once"), "{err}");
+}
+
+/// A listed path that is no longer a regular file is `missing`, and pairs
+/// as a move when its content is elsewhere; with `--follow` a link to the
+/// same content matches; an excluded listed file is left out of the report.
+#[test]
+fn a_listed_path_no_longer_regular() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"f", b"abc");
+    write(d.path(), b"moved", b"");
+    std::os::unix::fs::symlink("f", d.path().join("link")).unwrap();
+    mkfifo(&d.path().join("fifo"));
+    std::fs::write(
+        d.path().join("SUMS"),
+        format!("{SHA_ABC}  f\n{SHA_EMPTY}  fifo\n{SHA_ABC}  link\n"),
+    )
+    .unwrap();
+    let (code, out, err) = audit(d.path(), &["--exclude", "SUMS", "."]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "matched  f\nmoved    fifo -> moved\nmissing  link\n"),
+        "{err}"
+    );
+    let (code, out, err) = audit(d.path(), &["--follow", "--exclude", "SUMS", "."]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "matched  f\nmatched  link\nmoved    fifo -> moved\n"),
+        "{err}"
+    );
+    let (code, out, err) = audit(
+        d.path(),
+        &[
+            "--exclude",
+            "SUMS",
+            "--exclude",
+            "fifo",
+            "--exclude",
+            "link",
+            "--exclude",
+            "moved",
+            ".",
+        ],
+    );
+    assert_eq!((code, out.as_str()), (0, "matched  f\n"), "{err}");
+}

@@ -224,13 +224,10 @@ fn dash_o_inside_the_tree_twice_still_verifies() {
     assert!(!sums.contains("SUMS"), "{sums}");
 }
 
-/// `--help`: a GLOB that holds a `/` matches the path below the root. But
-/// `./b` is trimmed to `b` before that test and becomes a name glob: every
-/// `b` at any depth is skipped, silently. (`b/` is trimmed the same way;
-/// it then skips files named `b` too, which neither `--help` nor the
-/// gitignore/rsync "directory only" reading gives; not asserted here.)
+/// `--help`: a GLOB that holds a `/` matches the path below the root; so
+/// does `./b` (it was trimmed to `b` before that test and became a name
+/// glob: every `b` at any depth was skipped, silently).
 #[test]
-#[ignore = "defect: --exclude ./b excludes every b at any depth, not the path b below the root"]
 fn exclude_dot_slash_is_a_path_glob() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"r/b/f", b"1");
@@ -247,6 +244,33 @@ fn exclude_dot_slash_is_a_path_glob() {
         out.contains("  r/c/b/h\n"),
         "--exclude ./b skipped r/c/b/h: {out}"
     );
+}
+
+/// A trailing `/` matches directories only (gitignore, fd, rsync): `b/`
+/// skips the directories named `b` at any depth, not the files named `b`
+/// (it used to skip both); `./c/b/` only the one below the root.
+#[test]
+fn exclude_trailing_slash_takes_directories_only() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"b/f", b"1");
+    write(d.path(), b"c/b/h", b"2");
+    write(d.path(), b"c/d/b", b"3");
+    write(d.path(), b"b.txt", b"4");
+    let run = |glob: &str| {
+        let out = stdout_of(parsum().current_dir(d.path()).args(["--exclude", glob]));
+        let mut names: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_once("  ").unwrap().1.to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(run("b/"), ["b.txt", "c/d/b"]);
+    assert_eq!(run("b"), ["b.txt"]);
+    assert_eq!(run("./c/b/"), ["b.txt", "b/f", "c/d/b"]);
+    assert_eq!(run("c/d/b/"), ["b.txt", "b/f", "c/b/h", "c/d/b"]);
+    assert_eq!(run("/b"), ["b.txt", "c/b/h", "c/d/b"]);
 }
 
 /// Runs parsum with fd `fd` closed, under a 20 s guard.
@@ -316,7 +340,6 @@ fn closed_stdin_is_not_hashed_as_empty() {
 /// Run under a 2 GiB address-space limit, so the failure is an abort,
 /// not the machine's memory.
 #[test]
-#[ignore = "defect: -c and --audit read an endless line (/dev/zero) into memory without bound"]
 fn endless_manifest_line_is_refused_in_check_and_audit() {
     if !Path::new("/dev/zero").exists() {
         return;
@@ -351,12 +374,55 @@ fn endless_manifest_line_is_refused_in_check_and_audit() {
     }
 }
 
+/// A regular manifest with one line over 16 MiB: `-c` verifies the lines
+/// before it, then says where the manifest stopped being one (exit 1, as
+/// for a read error); `--audit` refuses the manifest the same way.
+#[test]
+fn a_line_over_16_mib_ends_the_manifest_in_check_and_audit() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"abc");
+    let mut m = format!("{SHA_ABC}  a\n").into_bytes();
+    m.extend(std::iter::repeat_n(b'x', (16 << 20) + 1));
+    m.extend_from_slice(format!("\n{SHA_ABC}  a\n").as_bytes());
+    std::fs::write(d.path().join("SUMS"), &m).unwrap();
+    let out = parsum()
+        .current_dir(d.path())
+        .args(["-c", "SUMS"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a: OK\n");
+    assert!(err.contains("SUMS: 2: a line longer than 16 MiB"), "{err}");
+    let out = parsum()
+        .current_dir(d.path())
+        .args(["--audit", "SUMS", "a"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert!(err.contains("SUMS: 2: a line longer than 16 MiB"), "{err}");
+    // 16 MiB exactly is still a line (improperly formatted here).
+    let mut m = format!("{SHA_ABC}  a\n").into_bytes();
+    m.extend(std::iter::repeat_n(b'x', 16 << 20));
+    m.push(b'\n');
+    std::fs::write(d.path().join("SUMS"), &m).unwrap();
+    let out = parsum()
+        .current_dir(d.path())
+        .args(["-c", "--warn", "SUMS"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("SUMS: 2: improperly formatted"), "{err}");
+}
+
 /// A manifest that lists one path twice with different hashes: `--audit`
 /// keeps the last line without a word, so the verdict depends on the
 /// order of the lines (matched and exit 0 one way, changed and exit 1 the
 /// other). `-c` checks both lines and fails.
 #[test]
-#[ignore = "defect: --audit silently keeps the last of two conflicting lines for one path"]
 fn audit_verdict_does_not_depend_on_the_order_of_conflicting_lines() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"a", b"abc");
@@ -382,7 +448,6 @@ fn audit_verdict_does_not_depend_on_the_order_of_conflicting_lines() {
 /// them up: `--status --warn` prints no results, `--warn --quiet` keeps
 /// the per-line warnings.
 #[test]
-#[ignore = "defect: --status/--warn/--quiet add up instead of the last one winning as in coreutils"]
 fn status_warn_quiet_the_last_one_wins() {
     let m = format!("{SHA_ABC}  a\njunk\n{SHA_EMPTY}  a\n");
     let (code, out, err) = same_as_sha256sum(m.as_bytes(), &["--status", "--warn"]);
@@ -395,6 +460,26 @@ fn status_warn_quiet_the_last_one_wins() {
     assert_eq!((code, out.as_str()), (1, "a: FAILED\n"), "{err}");
     let (code, out, err) = same_as_sha256sum(m.as_bytes(), &["--warn", "--status"]);
     assert_eq!((code, out.as_str(), err.as_str()), (1, "", ""));
+}
+
+/// Neighbours of the above: a flag given twice is no error, and
+/// `--strict` is not one of the three: it survives any of them, before or
+/// after.
+#[test]
+fn status_warn_quiet_repeat_and_strict_stays() {
+    let m = format!("{SHA_ABC}  a\njunk\n");
+    let (code, out, err) = same_as_sha256sum(m.as_bytes(), &["--status", "--status"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+    let (code, out, err) = same_as_sha256sum(m.as_bytes(), &["-w", "--warn", "--quiet"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    for flags in [
+        &["--strict", "--warn", "--status"][..],
+        &["--status", "--strict", "--quiet"],
+        &["--quiet", "--warn", "--strict"],
+    ] {
+        let (code, _, err) = same_as_sha256sum(m.as_bytes(), flags);
+        assert_eq!(code, 1, "{flags:?}: --strict was dropped: {err}");
+    }
 }
 
 /// The progress bar moves only when a file is done (`Progress::update`),
@@ -448,7 +533,6 @@ fn progress_moves_while_a_large_file_is_read() {
 /// not missing) and exits 0, with 1 of 3 lines matched. `--help`: "Exit 0
 /// only if all matched"; `--update` reports such a path `missing`.
 #[test]
-#[ignore = "defect: --audit drops a listed file that is now a FIFO or symlink and exits 0"]
 fn audit_reports_a_listed_file_that_is_no_longer_regular() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), b"f", b"abc");

@@ -772,6 +772,84 @@ fn audit_of_a_bad_manifest() {
     );
 }
 
+/// `--audit` over MPI with a path listed twice (agreeing, and with
+/// different checksums, in both orders) and listed paths that are no
+/// longer regular files (a FIFO, a link): the single process's warning,
+/// report and status.
+#[test]
+fn audit_of_conflicting_lines_and_paths_no_longer_regular() {
+    if !have_mpirun() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let r = &top.path().join("t");
+    std::fs::create_dir(r).unwrap();
+    uneven_tree(r);
+    let sums = single(r, &["-a", "sha256", "."]).stdout;
+    let text = String::from_utf8_lossy(&sums).into_owned();
+    let line_of = |name: &str| {
+        text.lines()
+            .find(|l| l.ends_with(&format!("  {name}")))
+            .unwrap()
+            .to_string()
+    };
+    let (a, b) = (line_of("big/f010"), line_of("big/f011"));
+    let hex_b = b.split_once("  ").unwrap().0;
+    for extra in [
+        format!("{hex_b}  big/f010\n{a}\n{a}\n{hex_b}  s7/fifo\n{a}\n"),
+        format!("{a}\n{hex_b}  ./big/f010\n{hex_b}  s8/link\n{hex_b}  gone\n{b}x\n"),
+    ] {
+        let mut m = sums.clone();
+        m.extend_from_slice(extra.as_bytes());
+        std::fs::write(r.join("../dup.sums"), &m).unwrap();
+        let run = assert_check_same(r, &["--audit", "../dup.sums", "."], &[1, 2, 4]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        let out = String::from_utf8_lossy(&run.stdout);
+        assert!(out.contains("changed  big/f010\n"), "{out}");
+        assert!(
+            run.stderr.contains("big/f010 is listed more than once"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+/// A manifest with a line over 16 MiB amid others: each rank reads its
+/// range with the single process's bounded reader, and what a single
+/// process never reads (the lines after it) is not printed either.
+#[test]
+fn a_line_over_16_mib_ends_the_manifest_as_in_one_process() {
+    if !have_mpirun() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let r = &top.path().join("t");
+    std::fs::create_dir(r).unwrap();
+    uneven_tree(r);
+    let sums = single(r, &["-a", "sha256"]).stdout;
+    let half = sums.len() / 2;
+    let cut = half + sums[half..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut m = sums[..cut].to_vec();
+    m.extend(std::iter::repeat_n(b'x', (16 << 20) + 5));
+    m.push(b'\n');
+    m.extend_from_slice(&sums[cut..]);
+    std::fs::write(r.join("../long.sha256"), &m).unwrap();
+    let run = assert_check_same(r, &["-c", "../long.sha256"], &[2, 4]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a line longer than 16 MiB"),
+        "{}",
+        run.stderr
+    );
+    let run = assert_check_same(r, &["--audit", "../long.sha256", "."], &[2, 4]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a line longer than 16 MiB"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn help_version_and_usage_errors_are_printed_once_not_by_every_rank() {
     if !have_mpirun() {

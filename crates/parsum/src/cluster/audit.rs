@@ -5,11 +5,13 @@
 //! lines, messages, summary and exit status of a single process:
 //! - each path has one owner rank (a hash of its normalized bytes), which
 //!   gets every manifest line and every walked record of that path, each in
-//!   the single-process order (manifest lines in file order, so a later
-//!   duplicate wins; records in walk order), and classifies them with the
-//!   single-process rules: matched or changed (sent on as
-//!   [`Outcome::Compared`]), new (kept for the second join), unreadable or
-//!   skipped (seen, sent on);
+//!   the single-process order (manifest lines in file order, merged by
+//!   [`crate::audit::list`]: a path listed with checksums that cannot all
+//!   match is named to rank 0, which warns as a single process does; records
+//!   in walk order), and classifies them with the single-process rules:
+//!   matched or changed (sent on as [`Outcome::Compared`]), new (kept for
+//!   the second join), unreadable or skipped (seen unless
+//!   [`crate::audit::skipped_is_seen`] says missing; sent on);
 //! - rank 0 merges the owners' sorted streams in walk order, as tree mode
 //!   does, and prints them;
 //! - the unmatched new files and missing lines meet at the owner of their
@@ -23,8 +25,7 @@
 //! with the parser's state carried across ranges); one that is not a
 //! regular file is audited by rank 0 alone, as a single process would.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::BufRead;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -40,14 +41,15 @@ use super::steal::fatal;
 use super::wire::{fnv1a, Dec, Enc, WireResult};
 use super::work;
 use crate::audit::{
-    load_failed, loaded, matches, misformatted, normalize, AuditSink, Joined, LoadError,
+    is_conflicting, list, load_failed, loaded, matches, misformatted, normalize, skipped_is_seen,
+    warn_conflicts, AuditSink, Joined, LoadError,
 };
 use crate::check::{parse_step, CheckOpts, Reading, Step};
 use crate::config::{Config, Mode};
 use crate::escape::quote;
 use crate::exit::Exit;
 use crate::hash::{AlgoSet, Digest};
-use crate::manifest::Line;
+use crate::manifest::{read_error, read_line, Line};
 use crate::pipeline::{Pipeline, Sink};
 use crate::progress::Progress;
 
@@ -181,17 +183,14 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             Ok(mut r) => {
                 let mut raw = Vec::new();
                 loop {
-                    raw.clear();
-                    match r.read_until(how.sep(), &mut raw) {
-                        Ok(0) => break,
-                        Ok(_) => {}
+                    // Bounded, as in a single process.
+                    match read_line(&mut r, how.sep(), &mut raw) {
+                        Ok(true) => {}
+                        Ok(false) => break,
                         Err(e) => {
-                            range.error = Some(crate::hash::os_message(&e));
+                            range.error = Some(read_error(&e, state.no as u64 + 1));
                             break;
                         }
-                    }
-                    if raw.last() == Some(&how.sep()) {
-                        raw.pop();
                     }
                     match parse_step(&mut state, &raw, &how) {
                         Step::Skip => {}
@@ -207,8 +206,9 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         }
     }
     let mut mine: HashMap<Vec<u8>, Line> = HashMap::new();
+    let mut conflicts = BTreeSet::new();
     let mut algos = AlgoSet::EMPTY;
-    // From every rank in rank order, each in file order: a later line wins.
+    // From every rank in rank order, each in file order.
     for (name, line) in exchange(world, lines_out, decode_line)
         .into_iter()
         .flatten()
@@ -216,7 +216,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         for a in line.algos.iter() {
             algos.insert(a);
         }
-        mine.insert(name, line);
+        list(&mut mine, &mut conflicts, name, line);
     }
     let mut to_root: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
     {
@@ -229,6 +229,10 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         }
         e.bool(range.error.is_some());
         e.str(range.error.as_deref().unwrap_or(""));
+        e.u64(conflicts.len() as u64);
+        for name in &conflicts {
+            e.bytes(name);
+        }
     }
     let heard = exchange(world, to_root, |d| {
         let lines = d.u64()?;
@@ -240,7 +244,12 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         }
         let failed = d.bool()?;
         let error = d.string()?;
-        Ok((lines, algos, bad, failed.then_some(error)))
+        let n = d.u64()?;
+        let mut conflicts = Vec::new();
+        for _ in 0..n {
+            conflicts.push(d.bytes()?.to_vec());
+        }
+        Ok((lines, algos, bad, failed.then_some(error), conflicts))
     });
     // Rank 0 decides as a single process's load would: 0 to go on, else
     // the exit code; and the algorithms to compute.
@@ -251,8 +260,10 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         let mut all = AlgoSet::EMPTY;
         let mut bad = 0u64;
         let mut error = None;
-        for (lines, codes, nos, err) in heard.into_iter().flatten() {
+        let mut conflicts = BTreeSet::new();
+        for (lines, codes, nos, err, names) in heard.into_iter().flatten() {
             total += lines;
+            conflicts.extend(names);
             for (i, &a) in crate::hash::Algo::ALL.iter().enumerate() {
                 if codes & (1 << i) != 0 {
                     all.insert(a);
@@ -272,7 +283,10 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             None => loaded(&label, bad, total, all),
         };
         verdict = match decided {
-            Ok(all) => [0, set_code(all)],
+            Ok(all) => {
+                warn_conflicts(&label, &conflicts);
+                [0, set_code(all)]
+            }
             Err(e) => [load_failed(e).code(), 0],
         };
     }
@@ -328,9 +342,14 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                     continue;
                 }
             },
-            // Listed but unreadable, or skipped: seen, not missing.
-            Outcome::Failed { .. } | Outcome::Skipped(_) => {
+            // Listed but unreadable, or skipped but there: seen, not missing.
+            Outcome::Failed { .. } => {
                 seen.insert(name);
+            }
+            Outcome::Skipped(why) => {
+                if skipped_is_seen(why) {
+                    seen.insert(name);
+                }
             }
             Outcome::WalkError(_) | Outcome::Compared { .. } => {}
         }
@@ -372,7 +391,13 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         }
     };
     let mut pairs_out: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
+    // A conflicting line pairs with nothing: missing here, not sent.
+    let mut conflicted = Vec::new();
     for (name, line) in mine.iter().filter(|(k, _)| !seen.contains(*k)) {
+        if is_conflicting(line) {
+            conflicted.push(name.clone());
+            continue;
+        }
         let e = &mut pairs_out[by_digest(&line.hex)];
         e.u8(0);
         encode_line(e, name, line);
@@ -402,7 +427,8 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             }
         }
     }
-    let joined = Joined::of(missing.iter().map(|(k, v)| (k.clone(), v)).collect(), &new);
+    let mut joined = Joined::of(missing.iter().map(|(k, v)| (k.clone(), v)).collect(), &new);
+    joined.missing.extend(conflicted);
 
     // Rank 0 gathers the pairings and prints them in path order.
     let mut joined_out: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();

@@ -43,7 +43,7 @@ use crate::check::{
 use crate::config::{Config, Mode};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet, FileHash, HashError};
-use crate::manifest::{Line, LineParser};
+use crate::manifest::{read_line, Line, LineParser};
 use crate::pipeline::{Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Progress};
 
@@ -140,18 +140,14 @@ fn scan(reader: &mut dyn BufRead, how: &Reading, states: &[LineParser], from: us
             (vec![i], start)
         })
         .collect();
-    let sep = how.sep();
     let mut raw = Vec::new();
     let mut lines = 0u64;
     loop {
-        raw.clear();
-        // A read error ends the scan; the verifying read reports it.
-        match reader.read_until(sep, &mut raw) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if raw.last() == Some(&sep) {
-            raw.pop();
+        // A read error (or a line too long) ends the scan; the verifying
+        // read reports it.
+        match read_line(reader, how.sep(), &mut raw) {
+            Ok(false) | Err(_) => break,
+            Ok(true) => {}
         }
         lines += 1;
         for (_, state) in &mut groups {
@@ -473,7 +469,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let progress = Progress::new(false, Arc::clone(pipe.counters()));
     let mut sink = CheckSink::new(&progress, &pipe, opts, manifests);
     for (mi, own) in rec.per.into_iter().enumerate() {
-        let mut ended = false;
+        let mut ended = Ended::default();
         for c in own {
             print_events(world, mi, &c.buf, &mut sink, &mut ended);
         }
@@ -490,27 +486,42 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                 }
             }
         }
-        if ended {
+        if ended.ended {
             Event::End.print(mi, &mut sink);
         }
     }
     sink.finish()
 }
 
+/// What the events of one manifest printed so far said.
+#[derive(Default)]
+struct Ended {
+    /// Its `End` came (printed after all ranks' events).
+    ended: bool,
+    /// A read error (or a line too long) ended a range: a single process
+    /// reads no further, so the later ranges' events are dropped.
+    unreadable: bool,
+}
+
 /// Decodes and prints one chunk's events (whole events: the [`Recorder`]
-/// cuts chunks between them), all but an `End` (noted in `ended`).
+/// cuts chunks between them), all but an `End` (noted in `ended`) and
+/// what follows a read error.
 fn print_events(
     world: &SimpleCommunicator,
     mi: usize,
     buf: &[u8],
     sink: &mut CheckSink,
-    ended: &mut bool,
+    ended: &mut Ended,
 ) {
     let mut d = Dec::new(buf);
     while !d.is_empty() {
         match Event::decode(&mut d) {
-            Ok(Event::End) => *ended = true,
-            Ok(ev) => ev.print(mi, sink),
+            Ok(Event::End) => ended.ended = true,
+            Ok(_) if ended.unreadable => {}
+            Ok(ev) => {
+                ended.unreadable = matches!(ev, Event::Unreadable(_));
+                ev.print(mi, sink)
+            }
             Err(e) => fatal(world, &e),
         }
     }
