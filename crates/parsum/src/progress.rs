@@ -43,7 +43,12 @@ pub fn message(line: &str) {
 
 /// Writes `bytes` to stdout. When a bar is drawn it is hidden meanwhile, so
 /// results printed to the same terminal never mix with it.
+/// A stdout closed at start (`parsum >&-`) fails with EBADF, as it would
+/// without the runtime's /dev/null (see `stdio.rs`).
 pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    if crate::stdio::closed_at_start(1) {
+        return Err(crate::stdio::closed_error());
+    }
     let write = || {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes).and_then(|_| out.flush())
