@@ -449,7 +449,6 @@ fn status_warn_quiet_the_last_one_wins() {
 /// read by one sha1 reader (about 2 s in a debug build) on a pty
 /// (`script`): no frame shows a byte count between 0 and the end.
 #[test]
-#[ignore = "defect: the progress bar shows 0 B/0 B for the whole read of a large file"]
 fn progress_moves_while_a_large_file_is_read() {
     if !have("script") {
         return;
