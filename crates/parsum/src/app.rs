@@ -282,7 +282,7 @@ impl Tree {
             match s {
                 Root::Walk(s) => s.drain(&mut sink),
                 Root::Stdin => {
-                    let r = crate::hash::hash_reader(&mut std::io::stdin().lock(), algos);
+                    let r = crate::hash::hash_stdin(algos);
                     sink.done(Item::stdin(algos, ()), r);
                     sink.flush();
                 }

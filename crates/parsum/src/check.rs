@@ -83,7 +83,10 @@ pub(crate) fn hint_from_name(name: &Path) -> Option<Algo> {
 pub fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead>> {
     const BUF: usize = 64 * 1024;
     if path == Path::new("-") {
-        Ok(Box::new(io::BufReader::with_capacity(BUF, io::stdin())))
+        Ok(Box::new(io::BufReader::with_capacity(
+            BUF,
+            crate::stdio::stdin()?,
+        )))
     } else {
         let f = File::open(path)?;
         if f.metadata()?.is_dir() {
@@ -478,7 +481,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
             Msg::Failed(mi, line, e) => self.verdict(mi, &line, Verdict::failed(&e)),
             Msg::Stdin(mi, line) => {
                 let algos = line.algos;
-                let r = crate::hash::hash_reader(&mut io::stdin().lock(), algos);
+                let r = crate::hash::hash_stdin(algos);
                 let item = Item::stdin(algos, Tag { manifest: mi, line });
                 self.done(item, r);
             }

@@ -523,6 +523,14 @@ pub fn hash_file_with_hook(
     })
 }
 
+/// Hashes standard input (`-`); a stdin closed at start (`<&-`) is an
+/// EBADF error, not an empty input (see `stdio.rs`).
+pub fn hash_stdin(algos: AlgoSet) -> Result<FileHash, HashError> {
+    let stdin = crate::stdio::stdin().map_err(HashError::Io)?;
+    let mut lock = stdin.lock();
+    hash_reader(&mut lock, algos)
+}
+
 /// Hashes everything `r` yields (standard input for `-`), with each of `algos`.
 pub fn hash_reader(r: &mut dyn Read, algos: AlgoSet) -> Result<FileHash, HashError> {
     let mut hashers: Vec<Hasher> = algos.iter().map(Hasher::new).collect();

@@ -11,7 +11,8 @@
 //! (reading and hashing one file) → [`output`], [`check`], [`audit`],
 //! [`update`] or [`verify`] (what is printed). [`state`] reads and
 //! replaces the STATE file of the last two. [`manifest`] reads and writes checksum lines, and
-//! [`escape`] holds every way a file name is escaped.
+//! [`escape`] holds every way a file name is escaped, and [`stdio`] which
+//! standard descriptors were closed at start.
 
 pub mod app;
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod pseudofs;
 pub mod state;
+pub mod stdio;
 pub mod update;
 pub mod verify;
 pub mod walk;

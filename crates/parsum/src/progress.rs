@@ -12,11 +12,21 @@
 //! read ([`DiskMeter`], one atomic add per 256 KiB read), so a large file
 //! on a slow disk shows its rate while it is read, and sampling costs one
 //! atomic load per group.
+//!
+//! The same meters move the bar's byte count while a file is read: the
+//! bar's ticker (8 times a second, only while a bar is drawn) sets it to
+//! the larger of the bytes of files done (what the mode's output counted)
+//! and the bytes the meters counted, less those of files that failed
+//! ([`DiskMeter::forget`]). A file read to its end counts its size once in
+//! each, so nothing is counted twice; a file that failed mid-read counts
+//! in neither once it failed. Hashing pays nothing more for it: the meters'
+//! one add per read was there already.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -43,7 +53,12 @@ pub fn message(line: &str) {
 
 /// Writes `bytes` to stdout. When a bar is drawn it is hidden meanwhile, so
 /// results printed to the same terminal never mix with it.
+/// A stdout closed at start (`parsum >&-`) fails with EBADF, as it would
+/// without the runtime's /dev/null (see `stdio.rs`).
 pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    if crate::stdio::closed_at_start(1) {
+        return Err(crate::stdio::closed_error());
+    }
     let write = || {
         let mut out = std::io::stdout().lock();
         out.write_all(bytes).and_then(|_| out.flush())
@@ -81,12 +96,25 @@ impl Counters {
     pub fn disks(&self) -> Vec<Arc<DiskMeter>> {
         self.disks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Bytes read so far of files read to their end or still being read
+    /// (not of files that failed): the sum of [`DiskMeter::kept`].
+    pub fn bytes_read(&self) -> u64 {
+        self.disks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|m| m.kept())
+            .sum()
+    }
 }
 
 /// One disk group's bytes read so far and its current readers.
 pub struct DiskMeter {
     pub name: String,
     bytes: AtomicU64,
+    /// Of `bytes`, those of files that failed: not progress.
+    forgotten: AtomicU64,
     readers: AtomicUsize,
 }
 
@@ -95,6 +123,7 @@ impl DiskMeter {
         DiskMeter {
             name,
             bytes: AtomicU64::new(0),
+            forgotten: AtomicU64::new(0),
             readers: AtomicUsize::new(readers),
         }
     }
@@ -102,6 +131,20 @@ impl DiskMeter {
     /// Counts `bytes` read.
     pub fn add(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Takes `bytes` already counted, of a file that failed, out of the
+    /// progress ([`DiskMeter::kept`]); the rate still counts them, they
+    /// were read.
+    pub fn forget(&self, bytes: u64) {
+        self.forgotten.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes counted, less those forgotten.
+    pub fn kept(&self) -> u64 {
+        // The two loads are no one snapshot: never below zero.
+        let forgotten = self.forgotten.load(Ordering::Relaxed);
+        self.bytes.load(Ordering::Relaxed).saturating_sub(forgotten)
     }
 
     /// The readers the gate allows now.
@@ -225,17 +268,32 @@ impl DiskStatus {
     }
 }
 
+/// How often the ticker moves the bar's byte count.
+const TICK: Duration = Duration::from_millis(125);
+
 /// The progress bar, if one is drawn.
 pub struct Progress {
     bar: Option<ProgressBar>,
     start: Instant,
+    /// Bytes of files done, as the mode's output last said.
+    done: Arc<AtomicU64>,
+    /// The ticker thread and its stop flag, while a bar is drawn.
+    ticker: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+}
+
+/// Sets the bar to the larger of the bytes done and the bytes read, and its
+/// length to the bytes found (or more, if more were read).
+fn set_bytes(bar: &ProgressBar, done: u64, counters: &Counters) {
+    let pos = done.max(counters.bytes_read());
+    bar.set_length(counters.found_bytes.load(Ordering::Relaxed).max(pos));
+    bar.set_position(pos);
 }
 
 impl Progress {
     pub fn new(enabled: bool, counters: Arc<Counters>) -> Progress {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(8));
-            let status = Arc::new(DiskStatus::new(counters));
+            let status = Arc::new(DiskStatus::new(Arc::clone(&counters)));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{spinner} {msg}{disks} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
@@ -248,13 +306,32 @@ impl Progress {
                     },
                 ),
             );
-            bar.enable_steady_tick(Duration::from_millis(125));
+            bar.enable_steady_tick(TICK);
             *bar_slot().lock().unwrap() = Some(bar.clone());
             bar
+        });
+        let done = Arc::new(AtomicU64::new(0));
+        // The ticker moves the byte count while files are read, also when
+        // none finishes (one large file).
+        let ticker = bar.as_ref().map(|bar| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (bar, done, stop2) = (bar.clone(), Arc::clone(&done), Arc::clone(&stop));
+            let handle = std::thread::Builder::new()
+                .name("parsum-progress".into())
+                .spawn(move || {
+                    while !stop2.load(Ordering::Relaxed) {
+                        set_bytes(&bar, done.load(Ordering::Relaxed), &counters);
+                        std::thread::park_timeout(TICK);
+                    }
+                })
+                .expect("spawn progress thread");
+            (stop, handle)
         });
         Progress {
             bar,
             start: Instant::now(),
+            done,
+            ticker: Mutex::new(ticker),
         }
     }
 
@@ -262,8 +339,12 @@ impl Progress {
     pub fn update(&self, files_done: u64, bytes_done: u64, counters: &Counters) {
         if let Some(bar) = &self.bar {
             let found = counters.found_files.load(Ordering::Relaxed);
-            bar.set_length(counters.found_bytes.load(Ordering::Relaxed).max(bytes_done));
-            bar.set_position(bytes_done);
+            // The ticker adds the bytes being read; per file only what
+            // is cheap (no walk over the meters).
+            self.done.store(bytes_done, Ordering::Relaxed);
+            let pos = bar.position().max(bytes_done);
+            bar.set_length(counters.found_bytes.load(Ordering::Relaxed).max(pos));
+            bar.set_position(pos);
             if files_done.is_multiple_of(64) || files_done == found {
                 bar.set_message(format!("{files_done}/{found} files"));
             }
@@ -274,11 +355,28 @@ impl Progress {
         self.start.elapsed()
     }
 
+    /// Stops the ticker, if any; the bar stays as it is.
+    fn stop_ticker(&self) {
+        let ticker = self.ticker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((stop, handle)) = ticker {
+            stop.store(true, Ordering::Relaxed);
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+    }
+
     pub fn finish(&self) {
+        self.stop_ticker();
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
             *bar_slot().lock().unwrap() = None;
         }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop_ticker();
     }
 }
 
@@ -376,6 +474,50 @@ mod tests {
         status.sampler.lock().unwrap().at = Instant::now() - RATE_WINDOW;
         let t = status.text();
         assert!(t.starts_with(" | sda ") && t.ends_with(", 1 reader"), "{t}");
+    }
+
+    /// The bar's bytes move with the meters while a file is read, end at
+    /// the bytes done (a file read to its end counts once), and drop the
+    /// bytes of a file that failed mid-read.
+    #[test]
+    fn bar_bytes_follow_reads_without_counting_twice() {
+        let c = Counters::default();
+        c.found_bytes.store(100, Ordering::Relaxed);
+        let (a, b) = (
+            Arc::new(DiskMeter::new("a".into(), 1)),
+            Arc::new(DiskMeter::new("b".into(), 1)),
+        );
+        c.add_disk(Arc::clone(&a));
+        c.add_disk(Arc::clone(&b));
+        let bar = ProgressBar::hidden();
+        set_bytes(&bar, 0, &c);
+        assert_eq!((bar.position(), bar.length()), (0, Some(100)));
+        // 30 bytes of a 60-byte file on a, 10 of a 40-byte file on b.
+        a.add(30);
+        b.add(10);
+        set_bytes(&bar, 0, &c);
+        assert_eq!(bar.position(), 40);
+        // b's file fails: its 10 bytes are no progress (the rate keeps them).
+        b.forget(10);
+        assert_eq!((b.kept(), b.bytes()), (0, 10));
+        set_bytes(&bar, 0, &c);
+        assert_eq!(bar.position(), 30);
+        // a's file is read to its end and done: 60, not 120.
+        a.add(30);
+        set_bytes(&bar, 60, &c);
+        assert_eq!((bar.position(), bar.length()), (60, Some(100)));
+        // Bytes done that no meter saw (stdin) count too.
+        set_bytes(&bar, 65, &c);
+        assert_eq!(bar.position(), 65);
+    }
+
+    /// Without a bar there is no ticker thread.
+    #[test]
+    fn no_bar_no_ticker() {
+        let p = Progress::new(false, Arc::new(Counters::default()));
+        assert!(p.ticker.lock().unwrap().is_none());
+        p.update(1, 10, &Counters::default());
+        p.finish();
     }
 
     #[test]

@@ -186,7 +186,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         for (i, root) in roots.into_iter().enumerate() {
             let i = i as u32;
             if root.as_os_str() == "-" {
-                let r = crate::hash::hash_reader(&mut std::io::stdin().lock(), algos);
+                let r = crate::hash::hash_stdin(algos);
                 stdin.push(record::Record {
                     root: i,
                     path: root,

@@ -119,10 +119,12 @@ fn hash_counted<T>(
         counted = so_far;
         hook(so_far);
     });
-    // What no read reported (a split file is read on the split pool).
-    let rest = r.as_ref().map_or(0, |h| h.size.saturating_sub(counted));
-    if rest > 0 {
-        meter.add(rest);
+    match &r {
+        // What no read reported (a split file is read on the split pool).
+        Ok(h) if h.size > counted => meter.add(h.size - counted),
+        Ok(_) => {}
+        // A failed file's bytes are no progress (the bar's count).
+        Err(_) => meter.forget(counted),
     }
     item.dir = None;
     (item, r)
@@ -179,6 +181,37 @@ mod tests {
             );
             assert_eq!(r.unwrap().size, 4 << 20);
             assert_eq!(meter.bytes(), 8 << 20);
+            assert_eq!(meter.kept(), 8 << 20);
+        });
+    }
+
+    /// A file that fails mid-read (here: cut short) leaves its bytes read
+    /// on the meter's rate, but not in its progress ([`DiskMeter::kept`]).
+    #[test]
+    fn a_failed_file_is_no_progress() {
+        crate::hash::tests::within_30s(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("big");
+            std::fs::write(&path, vec![7u8; 4 << 20]).unwrap();
+            let meter = DiskMeter::new("t".into(), 1);
+            let item = Item {
+                stat: FileStat::of(&std::fs::metadata(&path).unwrap()),
+                path: path.clone(),
+                dir: None,
+                no_follow: true,
+                algos: AlgoSet::of(Algo::Sha256),
+                tag: (),
+                known: None,
+            };
+            let (_, r) = hash_counted(item, None, &meter, &mut |so_far| {
+                if so_far < 4 << 20 {
+                    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                    f.set_len(so_far).unwrap();
+                }
+            });
+            assert!(r.is_err());
+            assert!(meter.bytes() > 0);
+            assert_eq!(meter.kept(), 0);
         });
     }
 }

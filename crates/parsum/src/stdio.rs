@@ -1,0 +1,93 @@
+//! Which of the standard descriptors 0, 1 and 2 were closed when the
+//! process started (`parsum a >&-`, `parsum - <&-`).
+//!
+//! Rust's runtime, on Unix, opens /dev/null on a closed 0, 1 or 2 before
+//! `main` runs, so from `main` on a closed stdout swallows every line and a
+//! closed stdin reads as empty. coreutils instead fails: `sha256sum a >&-`
+//! says `write error: Bad file descriptor`, `sha256sum - <&-` says `-: Bad
+//! file descriptor`, both exit 1. So a function in `.init_array`, which the
+//! dynamic loader (or the static start code) runs before the Rust runtime,
+//! records which of the three were closed.
+//!
+//! Invariant: [`closed_at_start`] is true only for a descriptor that was
+//! closed when the process started (and is now /dev/null): it is written
+//! once, before `main`, and only read after. Where `.init_array` is not
+//! available (not an ELF target), nothing is recorded and every descriptor
+//! counts as open, as before. A closed stderr is left to /dev/null: the
+//! messages are lost, as with coreutils, and nothing fails.
+
+use std::io;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Bit `fd` set: descriptor `fd` (0, 1 or 2) was closed at start.
+static CLOSED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether standard descriptor `fd` (0, 1 or 2) was closed when the
+/// process started.
+pub fn closed_at_start(fd: i32) -> bool {
+    (0..=2).contains(&fd) && CLOSED.load(Ordering::Relaxed) & (1 << fd) != 0
+}
+
+/// The error of a read from or a write to a descriptor closed at start.
+pub fn closed_error() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
+}
+
+/// Standard input, or EBADF if it was closed at start.
+pub fn stdin() -> io::Result<io::Stdin> {
+    if closed_at_start(0) {
+        Err(closed_error())
+    } else {
+        Ok(io::stdin())
+    }
+}
+
+/// Records which of 0, 1 and 2 are closed; run before the Rust runtime.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+    target_os = "illumos",
+    target_os = "solaris"
+))]
+mod record {
+    use super::CLOSED;
+    use std::sync::atomic::Ordering;
+
+    extern "C" fn record_closed() {
+        let mut closed = 0u8;
+        for fd in 0..=2 {
+            // SAFETY: F_GETFD only reads the descriptor's flags; on a
+            // closed descriptor it fails with EBADF and changes nothing.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+            {
+                closed |= 1 << fd;
+            }
+        }
+        CLOSED.store(closed, Ordering::Relaxed);
+    }
+
+    /// Run by the loader before `main` and before the Rust runtime's own
+    /// start, which would put /dev/null on a closed 0, 1 or 2.
+    #[used]
+    #[link_section = ".init_array"]
+    static RECORD_CLOSED: extern "C" fn() = record_closed;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_standard_descriptors() {
+        // The test harness runs with 0, 1 and 2 open (or not: either way
+        // nothing beyond 2 is ever closed at start).
+        assert!(!closed_at_start(3));
+        assert!(!closed_at_start(-1));
+        assert_eq!(closed_error().raw_os_error(), Some(libc::EBADF));
+    }
+}
