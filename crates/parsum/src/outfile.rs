@@ -207,31 +207,47 @@ fn dir_of(path: &Path) -> &Path {
     }
 }
 
-/// This process's temporary name for a file called `name`.
+/// The longest file name (one path component) Linux file systems take.
+const NAME_MAX: usize = 255;
+
+/// This process's temporary name for a file called `name`:
+/// `.NAME.parsum-PID.tmp`, with NAME cut short where the whole would be
+/// longer than [`NAME_MAX`] (a NAME of 240 bytes is a valid output, and
+/// its temporary file must be too).
 fn temp_name(name: &std::ffi::OsStr) -> OsString {
-    let mut tmp = OsString::from(".");
-    tmp.push(name);
-    tmp.push(OsString::from_vec(
-        format!(".parsum-{}.tmp", std::process::id()).into_bytes(),
-    ));
-    tmp
+    let suffix = format!(".parsum-{}.tmp", std::process::id());
+    let keep = name.len().min(NAME_MAX - 1 - suffix.len());
+    let mut tmp = b".".to_vec();
+    tmp.extend_from_slice(&name.as_bytes()[..keep]);
+    tmp.extend_from_slice(suffix.as_bytes());
+    OsString::from_vec(tmp)
 }
 
 /// Whether `entry` is a temporary file of some run's output called
-/// `name`: `.NAME.parsum-PID.tmp`, or `.NAME.*.parsum-tmp` (the states
-/// of earlier versions' `--update`).
+/// `name`: [`temp_name`]'s `.NAME.parsum-PID.tmp` (NAME cut short if the
+/// entry is [`NAME_MAX`] long), or `.NAME.*.parsum-tmp` (the states of
+/// earlier versions' `--update`).
 fn is_temp_name(name: &std::ffi::OsStr, entry: &std::ffi::OsStr) -> bool {
-    let mut prefix = b".".to_vec();
-    prefix.extend_from_slice(name.as_bytes());
-    prefix.push(b'.');
-    let Some(rest) = entry.as_bytes().strip_prefix(prefix.as_slice()) else {
+    let (name, entry) = (name.as_bytes(), entry.as_bytes());
+    let Some(entry) = entry.strip_prefix(b".") else {
         return false;
     };
-    let ours = rest
-        .strip_prefix(b"parsum-")
-        .and_then(|r| r.strip_suffix(b".tmp"))
-        .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit));
-    ours || rest.ends_with(b".parsum-tmp")
+    let ours = entry
+        .strip_suffix(b".tmp")
+        .and_then(|r| {
+            let at = r.windows(8).rposition(|w| w == b".parsum-")?;
+            Some((&r[..at], &r[at + 8..]))
+        })
+        .is_some_and(|(stem, pid)| {
+            !pid.is_empty()
+                && pid.iter().all(u8::is_ascii_digit)
+                && (stem == name || (entry.len() + 1 == NAME_MAX && name.starts_with(stem)))
+        });
+    let legacy = entry
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix(b"."))
+        .is_some_and(|r| r.ends_with(b".parsum-tmp"));
+    ours || legacy
 }
 
 /// Links in a row followed at most this many times (Linux's limit).
@@ -379,6 +395,36 @@ mod tests {
         let mut left = entries(d.path());
         left.sort();
         assert_eq!(left, ["a", "b", "dir", "to-dir"], "nothing created");
+    }
+
+    #[test]
+    fn a_name_near_name_max_gets_a_temporary_name_that_fits() {
+        let d = tempfile::tempdir().unwrap();
+        let long = "n".repeat(NAME_MAX);
+        let tmp = temp_name(long.as_ref());
+        assert_eq!(tmp.len(), NAME_MAX);
+        assert!(is_temp_name(long.as_ref(), &tmp));
+        assert!(!is_temp_name("m".as_ref(), &tmp));
+        assert!(is_temp_name(
+            "SUMS".as_ref(),
+            ".SUMS.parsum-12.tmp".as_ref()
+        ));
+        assert!(is_temp_name(
+            "SUMS".as_ref(),
+            ".SUMS.x1.parsum-tmp".as_ref()
+        ));
+        assert!(!is_temp_name("SUMS".as_ref(), ".SUMS.parsum-.tmp".as_ref()));
+        assert!(!is_temp_name(
+            "SUMS".as_ref(),
+            ".SUM.parsum-12.tmp".as_ref()
+        ));
+        for len in [200, 240, NAME_MAX] {
+            let dest = d.path().join("n".repeat(len));
+            let mut f = OutFile::create(&dest).unwrap();
+            f.write_all(b"x").unwrap();
+            f.commit().unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), b"x", "{len}");
+        }
     }
 
     #[test]

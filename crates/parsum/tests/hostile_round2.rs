@@ -1,0 +1,58 @@
+//! A second hostile round, on the code of the first round's fixes: the
+//! output file (`outfile.rs`), closed standard streams, the progress
+//! ticker, `--audit`, `--exclude` and the bounded manifest line reader.
+//! The tests under "Defects" each failed when this round found it.
+
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("parsum")
+}
+
+// ---- Defects ----
+
+/// `-o NAME` with NAME 240 bytes long: NAME is valid, but the temporary
+/// `.NAME.parsum-PID.tmp` is past NAME_MAX, and the run failed at the
+/// commit, after all the hashing, with `File name too long`. Same for
+/// `--update`'s STATE.
+#[test]
+fn an_output_name_near_name_max_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    for len in [240, 255] {
+        let name = "o".repeat(len);
+        parsum()
+            .current_dir(d.path())
+            .args(["-a", "sha256", "-o", &name, "t"])
+            .assert()
+            .success();
+        let got = std::fs::read_to_string(d.path().join(&name)).unwrap();
+        assert!(got.ends_with("  t/a\n"), "{got}");
+        // A second run into the tree itself leaves out its output.
+        let got = stdout_of(
+            parsum()
+                .current_dir(d.path())
+                .args(["-a", "sha256", "-o", &name, "."]),
+        );
+        assert!(got.is_empty());
+        let out = std::fs::read_to_string(d.path().join(&name)).unwrap();
+        assert!(!out.contains(&name[..10]), "{out}");
+        std::fs::remove_file(d.path().join(&name)).unwrap();
+    }
+    let state = "s".repeat(250);
+    parsum()
+        .current_dir(d.path())
+        .args(["--update", &state, "t"])
+        .assert()
+        .success();
+    assert!(d.path().join(&state).is_file());
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("parsum"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
