@@ -51,6 +51,46 @@ pub struct OutFile {
     committed: bool,
 }
 
+/// The files of a tree that are an output rather than data
+/// ([`OutFile::not_data`]). The one rule, for every walk (a single
+/// process's, which asks before it reads, and the MPI ranks', filtered at
+/// the merge): a path is left out when its name is the output's or one of
+/// its temporary names, and its file is one of them (`(device, inode)`).
+/// Another name for the same file (a hard link) is data: it stays after
+/// the run, holding what it held.
+#[derive(Debug, Clone, Default)]
+pub struct NotData {
+    name: Option<OsString>,
+    ids: Vec<(u64, u64)>,
+}
+
+impl NotData {
+    /// Nothing to leave out (standard output).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether `path`, whose file is `(device, inode)` `id`, is output.
+    pub fn contains(&self, path: &Path, id: (u64, u64)) -> bool {
+        self.may_be(path) && self.ids.contains(&id)
+    }
+
+    /// [`contains`](Self::contains), for a walk that cannot ask before it
+    /// reads (the MPI ranks'): only names that could be output are looked
+    /// at (one `lstat` each).
+    pub fn contains_path(&self, path: &Path) -> bool {
+        self.may_be(path)
+            && std::fs::symlink_metadata(path).is_ok_and(|m| self.ids.contains(&(m.dev(), m.ino())))
+    }
+
+    fn may_be(&self, path: &Path) -> bool {
+        match (&self.name, path.file_name()) {
+            (Some(name), Some(entry)) => entry == name || is_temp_name(name, entry),
+            _ => false,
+        }
+    }
+}
+
 impl OutFile {
     /// Creates the temporary file for `dest` (or opens `dest` itself if it
     /// is a FIFO or device node). Fails (with a message naming `dest`)
@@ -122,46 +162,30 @@ impl OutFile {
         &self.dest
     }
 
-    /// `(device, inode)` of every file that is this output rather than
-    /// data, for a walk of a tree it may lie in to leave out: the file it
-    /// replaces, its own temporary file, and temporary files of earlier
-    /// runs that were killed before their rename (half-written outputs).
-    pub fn not_data(&self) -> Vec<(u64, u64)> {
+    /// What of a tree this output is, rather than data, for a walk of a
+    /// tree it may lie in to leave out: the file it replaces, its own
+    /// temporary file, and temporary files of earlier runs that were
+    /// killed before their rename (half-written outputs).
+    pub fn not_data(&self) -> NotData {
         let mut ids = Vec::new();
         if let Ok(m) = std::fs::metadata(&self.dest) {
             ids.push((m.dev(), m.ino()));
         }
-        if self.direct {
-            return ids;
+        let name = self.dest.file_name().map(ToOwned::to_owned);
+        if !self.direct {
+            if let Ok(m) = self.file.metadata() {
+                ids.push((m.dev(), m.ino()));
+            }
+            if let (Some(name), Ok(list)) = (&name, std::fs::read_dir(dir_of(&self.dest))) {
+                ids.extend(
+                    list.filter_map(Result::ok)
+                        .filter(|e| is_temp_name(name, &e.file_name()))
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| (m.dev(), m.ino())),
+                );
+            }
         }
-        if let Ok(m) = self.file.metadata() {
-            ids.push((m.dev(), m.ino()));
-        }
-        let Some(name) = self.dest.file_name() else {
-            return ids;
-        };
-        let Ok(list) = std::fs::read_dir(dir_of(&self.dest)) else {
-            return ids;
-        };
-        ids.extend(
-            list.filter_map(Result::ok)
-                .filter(|e| is_temp_name(name, &e.file_name()))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| (m.dev(), m.ino())),
-        );
-        ids
-    }
-
-    /// Whether the file at `path` (as a walk listed it) is one of
-    /// [`not_data`](Self::not_data)'s `ids`: for a walk that cannot ask
-    /// before it reads (the MPI ranks', filtered at the merge). Only names
-    /// that could be this output's are looked at (one `lstat` each).
-    pub fn is_output(&self, path: &Path, ids: &[(u64, u64)]) -> bool {
-        let (Some(name), Some(entry)) = (self.dest.file_name(), path.file_name()) else {
-            return false;
-        };
-        (entry == name || is_temp_name(name, entry))
-            && std::fs::symlink_metadata(path).is_ok_and(|m| ids.contains(&(m.dev(), m.ino())))
+        NotData { name, ids }
     }
 
     /// Appends `bytes` to the temporary file.

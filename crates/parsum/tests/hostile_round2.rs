@@ -6,12 +6,6 @@
 mod common;
 use common::*;
 
-use std::path::PathBuf;
-
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("parsum")
-}
-
 // ---- Defects ----
 
 /// `-o NAME` with NAME 240 bytes long: NAME is valid, but the temporary
@@ -55,4 +49,30 @@ fn an_output_name_near_name_max_is_written() {
         .filter(|n| n.to_string_lossy().contains("parsum"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `ln SUMS keep; parsum -o SUMS .`: `keep` is another name of the SUMS
+/// being replaced. It stays after the run, holding the old SUMS: it is
+/// data. One process left it out (every name of the old file's inode was
+/// "the output"), while MPI, which goes by name and inode, listed it.
+#[test]
+fn a_hard_link_to_the_output_under_another_name_is_data() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"abc");
+    parsum()
+        .current_dir(d.path())
+        .args(["-o", "SUMS", "."])
+        .assert()
+        .success();
+    std::fs::hard_link(d.path().join("SUMS"), d.path().join("keep")).unwrap();
+    let old = std::fs::read(d.path().join("SUMS")).unwrap();
+    parsum()
+        .current_dir(d.path())
+        .args(["-a", "sha256", "-o", "SUMS", "."])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(d.path().join("SUMS")).unwrap();
+    let lines: Vec<&str> = text.lines().map(|l| &l[66..]).collect();
+    assert_eq!(lines, ["a", "keep"], "{text}");
+    assert_eq!(std::fs::read(d.path().join("keep")).unwrap(), old);
 }
