@@ -287,8 +287,16 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
     for _ in 0..MAX_LINKS {
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
-            // Not there yet: created at the commit.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path),
+            // Not there yet: created at the commit, unless the path can
+            // only name a directory (`S/`, `x/.`), which no rename of a
+            // file can create.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return if names_a_directory(&path) {
+                    Err(rustix::io::Errno::ISDIR.into())
+                } else {
+                    Ok(path)
+                };
+            }
             Err(e) => return Err(e),
         };
         if meta.is_dir() {
@@ -306,6 +314,14 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
         };
     }
     Err(rustix::io::Errno::LOOP.into())
+}
+
+/// Whether `path`, as spelled, can only name a directory: it ends in `/`,
+/// `.` or `..` (which `Path::file_name` hides: `S/` and `x/.` look like
+/// `S` and `x` to it).
+fn names_a_directory(path: &Path) -> bool {
+    let b = path.as_os_str().as_bytes();
+    b.ends_with(b"/") || b.ends_with(b"/.") || b.ends_with(b"/..") || b == b"." || b == b".."
 }
 
 impl Drop for OutFile {
@@ -412,13 +428,18 @@ mod tests {
         );
         std::fs::create_dir(d.path().join("dir")).unwrap();
         std::os::unix::fs::symlink("dir", d.path().join("to-dir")).unwrap();
-        for name in ["dir", "to-dir", "."] {
+        std::os::unix::fs::symlink("new/", d.path().join("to-new-dir")).unwrap();
+        for name in ["dir", "to-dir", ".", "new/", "new/.", "to-new-dir"] {
             let e = OutFile::create(&d.path().join(name)).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::IsADirectory, "{name}");
         }
         let mut left = entries(d.path());
         left.sort();
-        assert_eq!(left, ["a", "b", "dir", "to-dir"], "nothing created");
+        assert_eq!(
+            left,
+            ["a", "b", "dir", "to-dir", "to-new-dir"],
+            "nothing created"
+        );
     }
 
     #[test]

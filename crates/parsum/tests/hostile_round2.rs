@@ -76,3 +76,31 @@ fn a_hard_link_to_the_output_under_another_name_is_data() {
     assert_eq!(lines, ["a", "keep"], "{text}");
     assert_eq!(std::fs::read(d.path().join("keep")).unwrap(), old);
 }
+
+/// `-o S/` (S not there) and `-o x/.`: names that can only be directories.
+/// The run hashed the whole tree, then failed at the rename (`write error:
+/// S/: Not a directory`); a directory is to be refused before any work,
+/// as `-o DIR` is (and as a shell's `> S/` is).
+#[test]
+fn an_output_spelled_as_a_directory_is_refused_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    std::os::unix::fs::symlink("new/", d.path().join("link")).unwrap();
+    for o in ["S/", "x/.", "link"] {
+        let out = parsum()
+            .current_dir(d.path())
+            .args(["-o", o, "t"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{o}: {err}");
+        assert!(err.contains("Is a directory"), "{o}: {err}");
+        assert!(!err.contains("1 file"), "{o}: hashed first: {err}");
+    }
+    let mut left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["link", "t"]);
+}
