@@ -18,8 +18,9 @@
 //! The temporary file is unnamed where the file system allows it
 //! (`O_TMPFILE`): the walk cannot see it, and a process that is killed
 //! outright (a crashed MPI rank ends the whole job) leaves nothing behind.
-//! It gets a name (`.NAME.parsum-PID.tmp`, created exclusively) only at
-//! the commit, for the rename. Where `O_TMPFILE` is not supported, it is
+//! It gets a name (`.NAME.parsum-PID.tmp`, created exclusively; should a
+//! killed run with the same PID have left that name, `.NAME.parsum-PID-N.tmp`)
+//! only at the commit, for the rename. Where `O_TMPFILE` is not supported, it is
 //! that named file from the start, removed on drop; a killed process may
 //! then leave it. [`OutFile::not_data`] lists what of all this a walk of
 //! the tree must leave out: FILE itself (`parsum -o SUMS .` does not hash
@@ -114,7 +115,7 @@ impl OutFile {
         let name = dest
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-        let tmp = dest.with_file_name(temp_name(name));
+        let mut tmp = dest.with_file_name(temp_name(name, 0));
         let unnamed = rustix::fs::open(
             dir_of(dest),
             OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
@@ -126,10 +127,20 @@ impl OutFile {
             // Not supported here (the kernel or the file system): a named
             // temporary file. Any other error is the directory's, and the
             // named create reports it as well.
-            Err(_) => (
-                OpenOptions::new().write(true).create_new(true).open(&tmp)?,
-                true,
-            ),
+            Err(_) => {
+                let mut tries = 0..TEMP_TRIES;
+                let file = loop {
+                    match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            // Left by a killed run that had our PID.
+                            let Some(n) = tries.next() else { return Err(e) };
+                            tmp = dest.with_file_name(temp_name(name, n + 1));
+                        }
+                        r => break r?,
+                    }
+                };
+                (file, true)
+            }
         };
         let out = OutFile {
             file,
@@ -208,13 +219,28 @@ impl OutFile {
                 "/proc/self/fd/{}",
                 std::os::fd::AsRawFd::as_raw_fd(&self.file)
             );
-            rustix::fs::linkat(
-                CWD,
-                fd_path.as_str(),
-                CWD,
-                &self.tmp,
-                AtFlags::SYMLINK_FOLLOW,
-            )?;
+            let name = self.dest.file_name().unwrap_or_default().to_owned();
+            let mut tries = 0..TEMP_TRIES;
+            loop {
+                match rustix::fs::linkat(
+                    CWD,
+                    fd_path.as_str(),
+                    CWD,
+                    &self.tmp,
+                    AtFlags::SYMLINK_FOLLOW,
+                ) {
+                    // The name is taken: left by a killed run that had our
+                    // PID (PIDs repeat: a container's parsum is often PID
+                    // 1 every time).
+                    Err(rustix::io::Errno::EXIST) => {
+                        let Some(n) = tries.next() else {
+                            return Err(rustix::io::Errno::EXIST.into());
+                        };
+                        self.tmp = self.dest.with_file_name(temp_name(&name, n + 1));
+                    }
+                    r => break r?,
+                }
+            }
             self.named = true;
         }
         std::fs::rename(&self.tmp, &self.dest)?;
@@ -234,12 +260,19 @@ fn dir_of(path: &Path) -> &Path {
 /// The longest file name (one path component) Linux file systems take.
 const NAME_MAX: usize = 255;
 
-/// This process's temporary name for a file called `name`:
-/// `.NAME.parsum-PID.tmp`, with NAME cut short where the whole would be
-/// longer than [`NAME_MAX`] (a NAME of 240 bytes is a valid output, and
-/// its temporary file must be too).
-fn temp_name(name: &std::ffi::OsStr) -> OsString {
-    let suffix = format!(".parsum-{}.tmp", std::process::id());
+/// How many other temporary names to try when this process's is taken.
+const TEMP_TRIES: u32 = 100;
+
+/// This process's `n`-th temporary name for a file called `name`:
+/// `.NAME.parsum-PID.tmp`, then `.NAME.parsum-PID-N.tmp` should that be
+/// taken (by a killed run that had the same PID), with NAME cut short
+/// where the whole would be longer than [`NAME_MAX`] (a NAME of 240 bytes
+/// is a valid output, and its temporary file must be too).
+fn temp_name(name: &std::ffi::OsStr, n: u32) -> OsString {
+    let suffix = match n {
+        0 => format!(".parsum-{}.tmp", std::process::id()),
+        n => format!(".parsum-{}-{n}.tmp", std::process::id()),
+    };
     let keep = name.len().min(NAME_MAX - 1 - suffix.len());
     let mut tmp = b".".to_vec();
     tmp.extend_from_slice(&name.as_bytes()[..keep]);
@@ -248,7 +281,7 @@ fn temp_name(name: &std::ffi::OsStr) -> OsString {
 }
 
 /// Whether `entry` is a temporary file of some run's output called
-/// `name`: [`temp_name`]'s `.NAME.parsum-PID.tmp` (NAME cut short if the
+/// `name`: [`temp_name`]'s `.NAME.parsum-PID[-N].tmp` (NAME cut short if the
 /// entry is [`NAME_MAX`] long), or `.NAME.*.parsum-tmp` (the states of
 /// earlier versions' `--update`).
 fn is_temp_name(name: &std::ffi::OsStr, entry: &std::ffi::OsStr) -> bool {
@@ -263,8 +296,9 @@ fn is_temp_name(name: &std::ffi::OsStr, entry: &std::ffi::OsStr) -> bool {
             Some((&r[..at], &r[at + 8..]))
         })
         .is_some_and(|(stem, pid)| {
-            !pid.is_empty()
-                && pid.iter().all(u8::is_ascii_digit)
+            let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+            let mut parts = pid.splitn(2, |&b| b == b'-');
+            parts.all(digits)
                 && (stem == name || (entry.len() + 1 == NAME_MAX && name.starts_with(stem)))
         });
     let legacy = entry
@@ -446,7 +480,7 @@ mod tests {
     fn a_name_near_name_max_gets_a_temporary_name_that_fits() {
         let d = tempfile::tempdir().unwrap();
         let long = "n".repeat(NAME_MAX);
-        let tmp = temp_name(long.as_ref());
+        let tmp = temp_name(long.as_ref(), 0);
         assert_eq!(tmp.len(), NAME_MAX);
         assert!(is_temp_name(long.as_ref(), &tmp));
         assert!(!is_temp_name("m".as_ref(), &tmp));

@@ -104,3 +104,38 @@ fn an_output_spelled_as_a_directory_is_refused_before_any_work() {
     left.sort();
     assert_eq!(left, ["link", "t"]);
 }
+
+/// A temporary name left by a killed run whose PID this run has again
+/// (PIDs repeat: in a container parsum is often PID 1 every time). The
+/// commit's link to `.S.parsum-1.tmp` failed with `File exists` after all
+/// the hashing, and every later run as PID 1 failed the same way. Run as
+/// PID 1 in a new PID namespace (root only; skipped, with a note, else).
+#[test]
+fn a_leftover_temporary_name_with_our_pid_does_not_fail_the_commit() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    write(d.path(), b"t/.S.parsum-1.tmp", b"half");
+    write(d.path(), b"t/.S.parsum-1-1.tmp", b"half");
+    let bin = assert_cmd::cargo::cargo_bin("parsum");
+    let ok = std::process::Command::new("unshare")
+        .args(["-pf", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("note: unshare -pf is not available here; skipping");
+        return;
+    }
+    let (code, _, err) = run_std(
+        std::process::Command::new("timeout")
+            .args(["30", "unshare", "-pf"])
+            .arg(&bin)
+            .args(["--no-progress", "-a", "sha256", "-o", "t/S", "t"])
+            .current_dir(d.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    let sums = std::fs::read_to_string(d.path().join("t/S")).unwrap();
+    assert_eq!(
+        sums,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  t/a\n"
+    );
+}
