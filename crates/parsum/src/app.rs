@@ -243,8 +243,8 @@ impl Tree {
         // temporary files are the output, not data.
         let not_data = out.not_data();
         let lookup: Option<Lookup> = (!not_data.is_empty()).then(|| {
-            Arc::new(move |_: &std::path::Path, st: &crate::hash::FileStat| {
-                if not_data.contains(&(st.dev, st.ino)) {
+            Arc::new(move |path: &std::path::Path, st: &crate::hash::FileStat| {
+                if not_data.contains(path, (st.dev, st.ino)) {
                     Prior::Ignore
                 } else {
                     Prior::Unknown

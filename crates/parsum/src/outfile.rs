@@ -18,8 +18,9 @@
 //! The temporary file is unnamed where the file system allows it
 //! (`O_TMPFILE`): the walk cannot see it, and a process that is killed
 //! outright (a crashed MPI rank ends the whole job) leaves nothing behind.
-//! It gets a name (`.NAME.parsum-PID.tmp`, created exclusively) only at
-//! the commit, for the rename. Where `O_TMPFILE` is not supported, it is
+//! It gets a name (`.NAME.parsum-PID.tmp`, created exclusively; should a
+//! killed run with the same PID have left that name, `.NAME.parsum-PID-N.tmp`)
+//! only at the commit, for the rename. Where `O_TMPFILE` is not supported, it is
 //! that named file from the start, removed on drop; a killed process may
 //! then leave it. [`OutFile::not_data`] lists what of all this a walk of
 //! the tree must leave out: FILE itself (`parsum -o SUMS .` does not hash
@@ -51,6 +52,46 @@ pub struct OutFile {
     committed: bool,
 }
 
+/// The files of a tree that are an output rather than data
+/// ([`OutFile::not_data`]). The one rule, for every walk (a single
+/// process's, which asks before it reads, and the MPI ranks', filtered at
+/// the merge): a path is left out when its name is the output's or one of
+/// its temporary names, and its file is one of them (`(device, inode)`).
+/// Another name for the same file (a hard link) is data: it stays after
+/// the run, holding what it held.
+#[derive(Debug, Clone, Default)]
+pub struct NotData {
+    name: Option<OsString>,
+    ids: Vec<(u64, u64)>,
+}
+
+impl NotData {
+    /// Nothing to leave out (standard output).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether `path`, whose file is `(device, inode)` `id`, is output.
+    pub fn contains(&self, path: &Path, id: (u64, u64)) -> bool {
+        self.may_be(path) && self.ids.contains(&id)
+    }
+
+    /// [`contains`](Self::contains), for a walk that cannot ask before it
+    /// reads (the MPI ranks'): only names that could be output are looked
+    /// at (one `lstat` each).
+    pub fn contains_path(&self, path: &Path) -> bool {
+        self.may_be(path)
+            && std::fs::symlink_metadata(path).is_ok_and(|m| self.ids.contains(&(m.dev(), m.ino())))
+    }
+
+    fn may_be(&self, path: &Path) -> bool {
+        match (&self.name, path.file_name()) {
+            (Some(name), Some(entry)) => entry == name || is_temp_name(name, entry),
+            _ => false,
+        }
+    }
+}
+
 impl OutFile {
     /// Creates the temporary file for `dest` (or opens `dest` itself if it
     /// is a FIFO or device node). Fails (with a message naming `dest`)
@@ -74,7 +115,7 @@ impl OutFile {
         let name = dest
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-        let tmp = dest.with_file_name(temp_name(name));
+        let mut tmp = dest.with_file_name(temp_name(name, 0));
         let unnamed = rustix::fs::open(
             dir_of(dest),
             OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
@@ -86,10 +127,20 @@ impl OutFile {
             // Not supported here (the kernel or the file system): a named
             // temporary file. Any other error is the directory's, and the
             // named create reports it as well.
-            Err(_) => (
-                OpenOptions::new().write(true).create_new(true).open(&tmp)?,
-                true,
-            ),
+            Err(_) => {
+                let mut tries = 0..TEMP_TRIES;
+                let file = loop {
+                    match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            // Left by a killed run that had our PID.
+                            let Some(n) = tries.next() else { return Err(e) };
+                            tmp = dest.with_file_name(temp_name(name, n + 1));
+                        }
+                        r => break r?,
+                    }
+                };
+                (file, true)
+            }
         };
         let out = OutFile {
             file,
@@ -122,46 +173,30 @@ impl OutFile {
         &self.dest
     }
 
-    /// `(device, inode)` of every file that is this output rather than
-    /// data, for a walk of a tree it may lie in to leave out: the file it
-    /// replaces, its own temporary file, and temporary files of earlier
-    /// runs that were killed before their rename (half-written outputs).
-    pub fn not_data(&self) -> Vec<(u64, u64)> {
+    /// What of a tree this output is, rather than data, for a walk of a
+    /// tree it may lie in to leave out: the file it replaces, its own
+    /// temporary file, and temporary files of earlier runs that were
+    /// killed before their rename (half-written outputs).
+    pub fn not_data(&self) -> NotData {
         let mut ids = Vec::new();
         if let Ok(m) = std::fs::metadata(&self.dest) {
             ids.push((m.dev(), m.ino()));
         }
-        if self.direct {
-            return ids;
+        let name = self.dest.file_name().map(ToOwned::to_owned);
+        if !self.direct {
+            if let Ok(m) = self.file.metadata() {
+                ids.push((m.dev(), m.ino()));
+            }
+            if let (Some(name), Ok(list)) = (&name, std::fs::read_dir(dir_of(&self.dest))) {
+                ids.extend(
+                    list.filter_map(Result::ok)
+                        .filter(|e| is_temp_name(name, &e.file_name()))
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| (m.dev(), m.ino())),
+                );
+            }
         }
-        if let Ok(m) = self.file.metadata() {
-            ids.push((m.dev(), m.ino()));
-        }
-        let Some(name) = self.dest.file_name() else {
-            return ids;
-        };
-        let Ok(list) = std::fs::read_dir(dir_of(&self.dest)) else {
-            return ids;
-        };
-        ids.extend(
-            list.filter_map(Result::ok)
-                .filter(|e| is_temp_name(name, &e.file_name()))
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| (m.dev(), m.ino())),
-        );
-        ids
-    }
-
-    /// Whether the file at `path` (as a walk listed it) is one of
-    /// [`not_data`](Self::not_data)'s `ids`: for a walk that cannot ask
-    /// before it reads (the MPI ranks', filtered at the merge). Only names
-    /// that could be this output's are looked at (one `lstat` each).
-    pub fn is_output(&self, path: &Path, ids: &[(u64, u64)]) -> bool {
-        let (Some(name), Some(entry)) = (self.dest.file_name(), path.file_name()) else {
-            return false;
-        };
-        (entry == name || is_temp_name(name, entry))
-            && std::fs::symlink_metadata(path).is_ok_and(|m| ids.contains(&(m.dev(), m.ino())))
+        NotData { name, ids }
     }
 
     /// Appends `bytes` to the temporary file.
@@ -184,13 +219,28 @@ impl OutFile {
                 "/proc/self/fd/{}",
                 std::os::fd::AsRawFd::as_raw_fd(&self.file)
             );
-            rustix::fs::linkat(
-                CWD,
-                fd_path.as_str(),
-                CWD,
-                &self.tmp,
-                AtFlags::SYMLINK_FOLLOW,
-            )?;
+            let name = self.dest.file_name().unwrap_or_default().to_owned();
+            let mut tries = 0..TEMP_TRIES;
+            loop {
+                match rustix::fs::linkat(
+                    CWD,
+                    fd_path.as_str(),
+                    CWD,
+                    &self.tmp,
+                    AtFlags::SYMLINK_FOLLOW,
+                ) {
+                    // The name is taken: left by a killed run that had our
+                    // PID (PIDs repeat: a container's parsum is often PID
+                    // 1 every time).
+                    Err(rustix::io::Errno::EXIST) => {
+                        let Some(n) = tries.next() else {
+                            return Err(rustix::io::Errno::EXIST.into());
+                        };
+                        self.tmp = self.dest.with_file_name(temp_name(&name, n + 1));
+                    }
+                    r => break r?,
+                }
+            }
             self.named = true;
         }
         std::fs::rename(&self.tmp, &self.dest)?;
@@ -207,31 +257,55 @@ fn dir_of(path: &Path) -> &Path {
     }
 }
 
-/// This process's temporary name for a file called `name`.
-fn temp_name(name: &std::ffi::OsStr) -> OsString {
-    let mut tmp = OsString::from(".");
-    tmp.push(name);
-    tmp.push(OsString::from_vec(
-        format!(".parsum-{}.tmp", std::process::id()).into_bytes(),
-    ));
-    tmp
+/// The longest file name (one path component) Linux file systems take.
+const NAME_MAX: usize = 255;
+
+/// How many other temporary names to try when this process's is taken.
+const TEMP_TRIES: u32 = 100;
+
+/// This process's `n`-th temporary name for a file called `name`:
+/// `.NAME.parsum-PID.tmp`, then `.NAME.parsum-PID-N.tmp` should that be
+/// taken (by a killed run that had the same PID), with NAME cut short
+/// where the whole would be longer than [`NAME_MAX`] (a NAME of 240 bytes
+/// is a valid output, and its temporary file must be too).
+fn temp_name(name: &std::ffi::OsStr, n: u32) -> OsString {
+    let suffix = match n {
+        0 => format!(".parsum-{}.tmp", std::process::id()),
+        n => format!(".parsum-{}-{n}.tmp", std::process::id()),
+    };
+    let keep = name.len().min(NAME_MAX - 1 - suffix.len());
+    let mut tmp = b".".to_vec();
+    tmp.extend_from_slice(&name.as_bytes()[..keep]);
+    tmp.extend_from_slice(suffix.as_bytes());
+    OsString::from_vec(tmp)
 }
 
 /// Whether `entry` is a temporary file of some run's output called
-/// `name`: `.NAME.parsum-PID.tmp`, or `.NAME.*.parsum-tmp` (the states
-/// of earlier versions' `--update`).
+/// `name`: [`temp_name`]'s `.NAME.parsum-PID[-N].tmp` (NAME cut short if the
+/// entry is [`NAME_MAX`] long), or `.NAME.*.parsum-tmp` (the states of
+/// earlier versions' `--update`).
 fn is_temp_name(name: &std::ffi::OsStr, entry: &std::ffi::OsStr) -> bool {
-    let mut prefix = b".".to_vec();
-    prefix.extend_from_slice(name.as_bytes());
-    prefix.push(b'.');
-    let Some(rest) = entry.as_bytes().strip_prefix(prefix.as_slice()) else {
+    let (name, entry) = (name.as_bytes(), entry.as_bytes());
+    let Some(entry) = entry.strip_prefix(b".") else {
         return false;
     };
-    let ours = rest
-        .strip_prefix(b"parsum-")
-        .and_then(|r| r.strip_suffix(b".tmp"))
-        .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit));
-    ours || rest.ends_with(b".parsum-tmp")
+    let ours = entry
+        .strip_suffix(b".tmp")
+        .and_then(|r| {
+            let at = r.windows(8).rposition(|w| w == b".parsum-")?;
+            Some((&r[..at], &r[at + 8..]))
+        })
+        .is_some_and(|(stem, pid)| {
+            let digits = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_digit);
+            let mut parts = pid.splitn(2, |&b| b == b'-');
+            parts.all(digits)
+                && (stem == name || (entry.len() + 1 == NAME_MAX && name.starts_with(stem)))
+        });
+    let legacy = entry
+        .strip_prefix(name)
+        .and_then(|r| r.strip_prefix(b"."))
+        .is_some_and(|r| r.ends_with(b".parsum-tmp"));
+    ours || legacy
 }
 
 /// Links in a row followed at most this many times (Linux's limit).
@@ -247,8 +321,16 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
     for _ in 0..MAX_LINKS {
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
-            // Not there yet: created at the commit.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path),
+            // Not there yet: created at the commit, unless the path can
+            // only name a directory (`S/`, `x/.`), which no rename of a
+            // file can create.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return if names_a_directory(&path) {
+                    Err(rustix::io::Errno::ISDIR.into())
+                } else {
+                    Ok(path)
+                };
+            }
             Err(e) => return Err(e),
         };
         if meta.is_dir() {
@@ -266,6 +348,14 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
         };
     }
     Err(rustix::io::Errno::LOOP.into())
+}
+
+/// Whether `path`, as spelled, can only name a directory: it ends in `/`,
+/// `.` or `..` (which `Path::file_name` hides: `S/` and `x/.` look like
+/// `S` and `x` to it).
+fn names_a_directory(path: &Path) -> bool {
+    let b = path.as_os_str().as_bytes();
+    b.ends_with(b"/") || b.ends_with(b"/.") || b.ends_with(b"/..") || b == b"." || b == b".."
 }
 
 impl Drop for OutFile {
@@ -372,13 +462,48 @@ mod tests {
         );
         std::fs::create_dir(d.path().join("dir")).unwrap();
         std::os::unix::fs::symlink("dir", d.path().join("to-dir")).unwrap();
-        for name in ["dir", "to-dir", "."] {
+        std::os::unix::fs::symlink("new/", d.path().join("to-new-dir")).unwrap();
+        for name in ["dir", "to-dir", ".", "new/", "new/.", "to-new-dir"] {
             let e = OutFile::create(&d.path().join(name)).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::IsADirectory, "{name}");
         }
         let mut left = entries(d.path());
         left.sort();
-        assert_eq!(left, ["a", "b", "dir", "to-dir"], "nothing created");
+        assert_eq!(
+            left,
+            ["a", "b", "dir", "to-dir", "to-new-dir"],
+            "nothing created"
+        );
+    }
+
+    #[test]
+    fn a_name_near_name_max_gets_a_temporary_name_that_fits() {
+        let d = tempfile::tempdir().unwrap();
+        let long = "n".repeat(NAME_MAX);
+        let tmp = temp_name(long.as_ref(), 0);
+        assert_eq!(tmp.len(), NAME_MAX);
+        assert!(is_temp_name(long.as_ref(), &tmp));
+        assert!(!is_temp_name("m".as_ref(), &tmp));
+        assert!(is_temp_name(
+            "SUMS".as_ref(),
+            ".SUMS.parsum-12.tmp".as_ref()
+        ));
+        assert!(is_temp_name(
+            "SUMS".as_ref(),
+            ".SUMS.x1.parsum-tmp".as_ref()
+        ));
+        assert!(!is_temp_name("SUMS".as_ref(), ".SUMS.parsum-.tmp".as_ref()));
+        assert!(!is_temp_name(
+            "SUMS".as_ref(),
+            ".SUM.parsum-12.tmp".as_ref()
+        ));
+        for len in [200, 240, NAME_MAX] {
+            let dest = d.path().join("n".repeat(len));
+            let mut f = OutFile::create(&dest).unwrap();
+            f.write_all(b"x").unwrap();
+            f.commit().unwrap();
+            assert_eq!(std::fs::read(&dest).unwrap(), b"x", "{len}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::escape::{json_str, quote, Escape};
 use crate::exit::Exit;
 use crate::hash::{os_message, Algo, Digest, FileHash, HashError};
 use crate::manifest::{write_gnu, write_tag};
-use crate::outfile::OutFile;
+use crate::outfile::{NotData, OutFile};
 use crate::pipeline::{Item, Sink};
 use crate::progress::{human_bytes, message, Counters, Progress};
 use crate::walk::Skip;
@@ -184,16 +184,12 @@ impl Out {
         })
     }
 
-    /// `(device, inode)` of the files that are this output, not data
-    /// (`-o FILE`: see [`OutFile::not_data`]); none for standard output.
-    pub fn not_data(&self) -> Vec<(u64, u64)> {
-        self.file.as_ref().map_or_else(Vec::new, OutFile::not_data)
-    }
-
-    /// Whether `path`, as a walk listed it, is one of the files
-    /// [`not_data`](Self::not_data) gave (see [`OutFile::is_output`]).
-    pub fn is_output(&self, path: &Path, ids: &[(u64, u64)]) -> bool {
-        self.file.as_ref().is_some_and(|f| f.is_output(path, ids))
+    /// The files that are this output, not data (`-o FILE`: see
+    /// [`OutFile::not_data`]); none for standard output.
+    pub fn not_data(&self) -> NotData {
+        self.file
+            .as_ref()
+            .map_or_else(NotData::default, OutFile::not_data)
     }
 
     /// Writes what was collected (hiding the progress bar meanwhile).

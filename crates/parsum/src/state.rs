@@ -315,10 +315,10 @@ impl StateWriter {
         })
     }
 
-    /// `(dev, inode)` of the state, its temporary file and those of runs
-    /// killed before their rename, so a walk can leave them out: they are
-    /// this state, not data.
-    pub fn not_data(&self) -> Vec<(u64, u64)> {
+    /// The state, its temporary file and those of runs killed before
+    /// their rename, so a walk can leave them out: they are this state,
+    /// not data.
+    pub fn not_data(&self) -> crate::outfile::NotData {
         self.out.not_data()
     }
 

@@ -186,7 +186,7 @@ pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &
         let old = Arc::clone(&old);
         let rehash = a.rehash;
         Arc::new(move |path: &Path, st: &FileStat| {
-            if ignore.contains(&(st.dev, st.ino)) {
+            if ignore.contains(path, (st.dev, st.ino)) {
                 return Prior::Ignore;
             }
             if rehash {

@@ -409,6 +409,33 @@ fn output_file_inside_the_tree_under_mpi_lists_no_output() {
     assert!(!text.contains("SUMS"), "{text}");
 }
 
+/// A hard link to the SUMS being replaced, under another name, is data
+/// (it stays, holding the old SUMS): listed by MPI as by one process.
+/// (They differed: one process left out every name of the file.)
+#[test]
+fn a_hard_link_to_the_output_is_listed_under_mpi_as_in_one_process() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    uneven_tree(d.path());
+    let one = single(d.path(), &["-o", "SUMS", "."]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    std::fs::hard_link(d.path().join("SUMS"), d.path().join("keep")).unwrap();
+    let got = mpi(3, d.path(), &["-o", "SUMS", "."], &[]);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    let mpi_sums = std::fs::read(d.path().join("SUMS")).unwrap();
+    std::fs::remove_file(d.path().join("SUMS")).unwrap();
+    std::fs::hard_link(d.path().join("keep"), d.path().join("SUMS")).unwrap();
+    let one = single(d.path(), &["-o", "SUMS", "."]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    let single_sums = std::fs::read(d.path().join("SUMS")).unwrap();
+    assert_eq!(mpi_sums, single_sums, "the same manifest as one process");
+    let text = String::from_utf8_lossy(&single_sums);
+    assert!(text.contains("  keep\n"), "{text}");
+    assert!(!text.contains("SUMS"), "{text}");
+}
+
 #[test]
 fn a_rank_that_dies_fails_the_job_and_leaves_no_output_file() {
     if !have_mpirun() {

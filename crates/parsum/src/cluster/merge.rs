@@ -118,7 +118,7 @@ pub fn merge_into(
     let not_data = sink.out.not_data();
     let mut since_flush = 0;
     merge_each(world, own, |rec| {
-        if sink.stopped() || (!not_data.is_empty() && sink.out.is_output(&rec.path, &not_data)) {
+        if sink.stopped() || not_data.contains_path(&rec.path) {
             return;
         }
         rec.deliver(sink, algos);

@@ -1,0 +1,143 @@
+//! A second hostile round, on the code of the first round's fixes: the
+//! output file (`outfile.rs`), closed standard streams, the progress
+//! ticker, `--audit`, `--exclude` and the bounded manifest line reader.
+//! The tests under "Defects" each failed when this round found it (four,
+//! all fixed: an output name near NAME_MAX, `-o S/`, a leftover temporary
+//! name with our PID, a hard link to the output under another name).
+
+mod common;
+use common::*;
+
+// ---- Defects ----
+
+/// `-o NAME` with NAME 240 bytes long: NAME is valid, but the temporary
+/// `.NAME.parsum-PID.tmp` is past NAME_MAX, and the run failed at the
+/// commit, after all the hashing, with `File name too long`. Same for
+/// `--update`'s STATE.
+#[test]
+fn an_output_name_near_name_max_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    for len in [240, 255] {
+        let name = "o".repeat(len);
+        parsum()
+            .current_dir(d.path())
+            .args(["-a", "sha256", "-o", &name, "t"])
+            .assert()
+            .success();
+        let got = std::fs::read_to_string(d.path().join(&name)).unwrap();
+        assert!(got.ends_with("  t/a\n"), "{got}");
+        // A second run into the tree itself leaves out its output.
+        let got = stdout_of(
+            parsum()
+                .current_dir(d.path())
+                .args(["-a", "sha256", "-o", &name, "."]),
+        );
+        assert!(got.is_empty());
+        let out = std::fs::read_to_string(d.path().join(&name)).unwrap();
+        assert!(!out.contains(&name[..10]), "{out}");
+        std::fs::remove_file(d.path().join(&name)).unwrap();
+    }
+    let state = "s".repeat(250);
+    parsum()
+        .current_dir(d.path())
+        .args(["--update", &state, "t"])
+        .assert()
+        .success();
+    assert!(d.path().join(&state).is_file());
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("parsum"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// `ln SUMS keep; parsum -o SUMS .`: `keep` is another name of the SUMS
+/// being replaced. It stays after the run, holding the old SUMS: it is
+/// data. One process left it out (every name of the old file's inode was
+/// "the output"), while MPI, which goes by name and inode, listed it.
+#[test]
+fn a_hard_link_to_the_output_under_another_name_is_data() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"abc");
+    parsum()
+        .current_dir(d.path())
+        .args(["-o", "SUMS", "."])
+        .assert()
+        .success();
+    std::fs::hard_link(d.path().join("SUMS"), d.path().join("keep")).unwrap();
+    let old = std::fs::read(d.path().join("SUMS")).unwrap();
+    parsum()
+        .current_dir(d.path())
+        .args(["-a", "sha256", "-o", "SUMS", "."])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(d.path().join("SUMS")).unwrap();
+    let lines: Vec<&str> = text.lines().map(|l| &l[66..]).collect();
+    assert_eq!(lines, ["a", "keep"], "{text}");
+    assert_eq!(std::fs::read(d.path().join("keep")).unwrap(), old);
+}
+
+/// `-o S/` (S not there) and `-o x/.`: names that can only be directories.
+/// The run hashed the whole tree, then failed at the rename (`write error:
+/// S/: Not a directory`); a directory is to be refused before any work,
+/// as `-o DIR` is (and as a shell's `> S/` is).
+#[test]
+fn an_output_spelled_as_a_directory_is_refused_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    std::os::unix::fs::symlink("new/", d.path().join("link")).unwrap();
+    for o in ["S/", "x/.", "link"] {
+        let out = parsum()
+            .current_dir(d.path())
+            .args(["-o", o, "t"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{o}: {err}");
+        assert!(err.contains("Is a directory"), "{o}: {err}");
+        assert!(!err.contains("1 file"), "{o}: hashed first: {err}");
+    }
+    let mut left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["link", "t"]);
+}
+
+/// A temporary name left by a killed run whose PID this run has again
+/// (PIDs repeat: in a container parsum is often PID 1 every time). The
+/// commit's link to `.S.parsum-1.tmp` failed with `File exists` after all
+/// the hashing, and every later run as PID 1 failed the same way. Run as
+/// PID 1 in a new PID namespace (root only; skipped, with a note, else).
+#[test]
+fn a_leftover_temporary_name_with_our_pid_does_not_fail_the_commit() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    write(d.path(), b"t/.S.parsum-1.tmp", b"half");
+    write(d.path(), b"t/.S.parsum-1-1.tmp", b"half");
+    let bin = assert_cmd::cargo::cargo_bin("parsum");
+    let ok = std::process::Command::new("unshare")
+        .args(["-pf", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("note: unshare -pf is not available here; skipping");
+        return;
+    }
+    let (code, _, err) = run_std(
+        std::process::Command::new("timeout")
+            .args(["30", "unshare", "-pf"])
+            .arg(&bin)
+            .args(["--no-progress", "-a", "sha256", "-o", "t/S", "t"])
+            .current_dir(d.path()),
+    );
+    assert_eq!(code, 0, "{err}");
+    let sums = std::fs::read_to_string(d.path().join("t/S")).unwrap();
+    assert_eq!(
+        sums,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  t/a\n"
+    );
+}
