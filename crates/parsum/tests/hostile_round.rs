@@ -68,44 +68,10 @@ fn check_tree() -> tempfile::TempDir {
 }
 
 /// `parsum -c flags SUMS` and, when installed, `sha256sum -c flags SUMS`
-/// on the same manifest: same exit status, stdout and stderr (tool name
-/// aside). Returns parsum's.
+/// on the same manifest in [`check_tree`]: same exit status, stdout and
+/// stderr (tool name aside). Returns parsum's.
 fn same_as_sha256sum(manifest: &[u8], flags: &[&str]) -> (i32, String, String) {
-    let d = check_tree();
-    std::fs::write(d.path().join("SUMS"), manifest).unwrap();
-    let out = parsum()
-        .current_dir(d.path())
-        .arg("-c")
-        .args(flags)
-        .arg("SUMS")
-        .output()
-        .unwrap();
-    let ours = (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    if have("sha256sum") {
-        let (code, stdout, stderr) = run_std(
-            StdCommand::new("sha256sum")
-                .current_dir(d.path())
-                .arg("-c")
-                .args(flags)
-                .arg("SUMS"),
-        );
-        let theirs = (
-            code,
-            String::from_utf8_lossy(&stdout).into_owned(),
-            stderr.replace("sha256sum:", "parsum:"),
-        );
-        assert_eq!(
-            ours,
-            theirs,
-            "parsum vs sha256sum {flags:?} on {:?}",
-            String::from_utf8_lossy(manifest)
-        );
-    }
-    ours
+    check_same_as("sha256sum", check_tree().path(), manifest, flags)
 }
 
 // ---------------------------------------------------------------------

@@ -23,41 +23,10 @@ fn tree() -> tempfile::TempDir {
     d
 }
 
-/// Checks `manifest` with parsum and, when installed, with `tool -c`; both
-/// must print the same stdout, the same stderr (tool name aside) and exit
-/// alike. Returns parsum's (code, stdout, stderr).
+/// Checks `manifest` in [`tree`] with parsum and, when installed, with
+/// `tool -c` ([`check_same_as`]).
 fn same_as(tool: &str, manifest: &[u8], flags: &[&str]) -> (i32, String, String) {
-    let d = tree();
-    let m = d.path().join("SUMS");
-    std::fs::write(&m, manifest).unwrap();
-    let out = parsum()
-        .current_dir(d.path())
-        .arg("-c")
-        .args(flags)
-        .arg("SUMS")
-        .output()
-        .unwrap();
-    let ours = (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    if have(tool) {
-        let (code, stdout, stderr) = run_std(
-            StdCommand::new(tool)
-                .current_dir(d.path())
-                .arg("-c")
-                .args(flags)
-                .arg("SUMS"),
-        );
-        let theirs = (
-            code,
-            String::from_utf8_lossy(&stdout).into_owned(),
-            stderr.replace(&format!("{tool}:"), "parsum:"),
-        );
-        assert_eq!(ours, theirs, "parsum vs {tool} on {manifest:?}");
-    }
-    ours
+    check_same_as(tool, tree().path(), manifest, flags)
 }
 
 #[test]

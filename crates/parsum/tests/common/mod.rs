@@ -127,6 +127,52 @@ pub fn run_std(cmd: &mut StdCommand) -> (i32, Vec<u8>, String) {
     )
 }
 
+/// Checks `manifest` (written to `dir/SUMS`) with `parsum -c flags SUMS`
+/// and, when installed, with `tool -c flags SUMS`, both run in `dir`: same
+/// exit status, stdout and stderr (tool name aside). Returns parsum's
+/// (code, stdout, stderr).
+pub fn check_same_as(
+    tool: &str,
+    dir: &Path,
+    manifest: &[u8],
+    flags: &[&str],
+) -> (i32, String, String) {
+    std::fs::write(dir.join("SUMS"), manifest).unwrap();
+    let out = parsum()
+        .current_dir(dir)
+        .arg("-c")
+        .args(flags)
+        .arg("SUMS")
+        .output()
+        .unwrap();
+    let ours = (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    if have(tool) {
+        let (code, stdout, stderr) = run_std(
+            StdCommand::new(tool)
+                .current_dir(dir)
+                .arg("-c")
+                .args(flags)
+                .arg("SUMS"),
+        );
+        let theirs = (
+            code,
+            String::from_utf8_lossy(&stdout).into_owned(),
+            stderr.replace(&format!("{tool}:"), "parsum:"),
+        );
+        assert_eq!(
+            ours,
+            theirs,
+            "parsum vs {tool} {flags:?} on {:?}",
+            String::from_utf8_lossy(manifest)
+        );
+    }
+    ours
+}
+
 /// `d/d/.../d`, `depth` deep under `root`, with a file `f` (holding its
 /// level) in each, made with `*at` calls: no path is ever longer than one
 /// component, so it may go deeper than PATH_MAX.
