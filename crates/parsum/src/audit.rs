@@ -26,7 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::escape::{push_marked_name, quote, Escape};
+use crate::escape::{push_marked_name, Escape};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet, Digest, FileHash, HashError};
 use crate::manifest::{read_error, read_line, Line, LineParser, Parsed};
@@ -134,15 +134,11 @@ pub(crate) enum LoadError {
 /// Loads the manifest: path -> line, plus the algorithms to compute.
 /// Improperly formatted lines are reported and skipped, as `-c` does.
 fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadError> {
-    let label = quote(manifest);
+    let label = crate::manifest::label(manifest);
     let unreadable = |e: std::io::Error| {
         LoadError::Unreadable(format!("{label}: {}", crate::hash::os_message(&e)))
     };
-    let file = std::fs::File::open(manifest).map_err(unreadable)?;
-    if file.metadata().map_err(unreadable)?.is_dir() {
-        return Err(unreadable(std::io::Error::from_raw_os_error(libc::EISDIR)));
-    }
-    let mut reader = std::io::BufReader::new(file);
+    let mut reader = crate::manifest::open_manifest(manifest).map_err(unreadable)?;
     let mut map = HashMap::new();
     let mut conflicts = BTreeSet::new();
     let mut algos = AlgoSet::EMPTY;

@@ -18,16 +18,17 @@
 //! manifest, from the [`Start`] the lines before it left, and rank 0 prints
 //! all verdicts in order with the same printer.
 
-use std::fs::File;
 use std::io::{self, BufRead};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::escape::{push_check_name, quote, quote_bytes, Escape};
+use crate::escape::{push_check_name, quote_bytes, Escape};
 use crate::exit::Exit;
 use crate::hash::{kind_name, Algo, AlgoSet, FileHash, FileStat, HashError};
-use crate::manifest::{read_error, read_line, Line, LineParser, Parsed};
+use crate::manifest::{
+    label as manifest_label, open_manifest, read_error, read_line, Line, LineParser, Parsed,
+};
 use crate::output::{plural, Out};
 use crate::pipeline::{Feeder, Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
@@ -76,31 +77,6 @@ pub(crate) fn hint_from_name(name: &Path) -> Option<Algo> {
         Some(Algo::Sha256)
     } else {
         None
-    }
-}
-
-/// Opens a manifest for streaming: standard input for `-`.
-pub fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead>> {
-    const BUF: usize = 64 * 1024;
-    if path == Path::new("-") {
-        Ok(Box::new(io::BufReader::with_capacity(
-            BUF,
-            crate::stdio::stdin()?,
-        )))
-    } else {
-        let f = File::open(path)?;
-        if f.metadata()?.is_dir() {
-            return Err(io::Error::from_raw_os_error(libc::EISDIR));
-        }
-        Ok(Box::new(io::BufReader::with_capacity(BUF, f)))
-    }
-}
-
-fn manifest_label(path: &Path) -> String {
-    if path == Path::new("-") {
-        quote_bytes(b"standard input")
-    } else {
-        quote(path)
     }
 }
 

@@ -5,7 +5,7 @@
 //! takes no `--check`") are checked in [`Args::validate`], which returns a usage
 //! error that `main` turns into exit code 2.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, Parser, ValueEnum};
 
@@ -57,8 +57,9 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
-    /// Write the checksums to FILE instead of standard output. FILE appears
-    /// only once complete (written to a temporary file beside it, then renamed)
+    /// Write the checksums to FILE instead of standard output (`-`: standard
+    /// output). FILE appears only once complete (written to a temporary file
+    /// beside it, then renamed)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -111,7 +112,8 @@ pub struct Args {
     pub ignore_missing: bool,
 
     /// Compare the tree (PATHs, default .) with MANIFEST and report each file
-    /// as matched, changed, new, missing or moved. Exit 0 only if all matched
+    /// as matched, changed, new, missing or moved (`-`: MANIFEST from standard
+    /// input). Exit 0 only if all matched
     #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["tag", "json"])]
     pub audit: Option<PathBuf>,
 
@@ -127,7 +129,7 @@ pub struct Args {
 
     /// Read every file STATE lists (or a -c manifest) and report it as OK,
     /// MODIFIED, CORRUPTED (content changed, mtime not), MISSING or UNREADABLE.
-    /// Exit 0 only if all are OK
+    /// Exit 0 only if all are OK (`-`: STATE from standard input)
     #[arg(long, value_name = "STATE", conflicts_with_all = ["check", "audit", "update", "tag", "json", "zero"])]
     pub verify: Option<PathBuf>,
 
@@ -194,6 +196,13 @@ impl Args {
                     "{name} is meaningful only when verifying checksums (-c)"
                 ));
             }
+        }
+        if self.update.as_deref() == Some(Path::new("-")) {
+            return Err(
+                "--update rewrites STATE, so it cannot be standard input ('-'); \
+                        name a file (./- for one called -)"
+                    .into(),
+            );
         }
         if self.verify.is_some() && !self.paths.is_empty() {
             return Err("--verify takes no PATH: STATE lists the files".into());

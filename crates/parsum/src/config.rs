@@ -3,7 +3,7 @@
 //! anything runs. Every cross-flag rule and every usage error is decided
 //! here, so the modes never see an inconsistent combination.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::check::CheckOpts;
@@ -148,7 +148,8 @@ impl Config {
                 } else {
                     Format::Gnu
                 },
-                output: args.output.clone(),
+                // `-o -` is standard output, as `-c -` is standard input.
+                output: args.output.clone().filter(|o| o != Path::new("-")),
             }
         };
         Ok(Config {

@@ -21,12 +21,46 @@
 //! escaping; coreutils counts those lines as improperly formatted. The
 //! signature is not verified.
 //!
+//! A manifest named `-` is standard input, for every reader (`-c`,
+//! `--audit`, `--verify`): [`open_manifest`] opens it and [`label`] names
+//! it in messages.
+//!
 //! Names are bytes throughout; escaping lives in [`crate::escape`].
 
+use std::fs::File;
 use std::io::{self, BufRead, Read};
+use std::path::Path;
 
-use crate::escape::{escape_name, unescape_name, Escape};
+use crate::escape::{escape_name, quote, quote_bytes, unescape_name, Escape};
 use crate::hash::{Algo, AlgoSet, Digest};
+
+/// Opens a manifest for streaming: standard input for `-`; a directory is
+/// `EISDIR`.
+pub fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
+    const BUF: usize = 64 * 1024;
+    if path == Path::new("-") {
+        Ok(Box::new(io::BufReader::with_capacity(
+            BUF,
+            crate::stdio::stdin()?,
+        )))
+    } else {
+        let f = File::open(path)?;
+        if f.metadata()?.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        Ok(Box::new(io::BufReader::with_capacity(BUF, f)))
+    }
+}
+
+/// How messages name the manifest at `path`: `'standard input'` for `-`,
+/// as coreutils does.
+pub fn label(path: &Path) -> String {
+    if path == Path::new("-") {
+        quote_bytes(b"standard input")
+    } else {
+        quote(path)
+    }
+}
 
 /// The longest line a manifest or a state may have: a path of 4000 nested
 /// directories is 10-100 KiB even as JSON; a line with no end (`/dev/zero`,

@@ -198,7 +198,7 @@ impl StateError {
     pub fn message(&self, state: &Path) -> String {
         match self {
             StateError::Io(e) => format!("parsum: {e}"),
-            StateError::Line(n, e) => format!("parsum: {}:{n}: {e}", quote(state)),
+            StateError::Line(n, e) => format!("parsum: {}:{n}: {e}", crate::manifest::label(state)),
         }
     }
 }

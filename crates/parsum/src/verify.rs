@@ -35,9 +35,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::escape::{push_marked_name, quote, quote_bytes, Escape};
+use crate::escape::{push_marked_name, quote_bytes, Escape};
 use crate::exit::Exit;
 use crate::hash::{kind_name, Algo, FileHash, FileStat, HashError};
+use crate::manifest::label;
 use crate::output::{plural, Out};
 use crate::pipeline::{Feeder, Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
@@ -122,23 +123,31 @@ impl<R: std::io::Read> std::io::Read for Tee<R> {
 /// and where to read it again.
 fn check_all(state: &Path, only: Option<Algo>) -> Result<(Option<Kind>, Source), StateError> {
     let fail = |e: std::io::Error| {
-        StateError::Io(format!("{}: {}", quote(state), crate::hash::os_message(&e)))
+        StateError::Io(format!("{}: {}", label(state), crate::hash::os_message(&e)))
     };
-    let file = std::fs::File::open(state).map_err(fail)?;
-    let meta = file.metadata().map_err(fail)?;
-    if meta.is_dir() {
-        return Err(fail(std::io::Error::from_raw_os_error(libc::EISDIR)));
-    }
     let copy = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (input, source): (Box<dyn std::io::BufRead + Send>, _) = if meta.is_file() {
-        let again = file.try_clone().map_err(fail)?;
-        (Box::new(BufReader::new(file)), Some(Source::File(again)))
-    } else {
-        let tee = Tee {
-            inner: file,
+    let tee = |inner: Box<dyn std::io::Read + Send>| -> Box<dyn std::io::BufRead + Send> {
+        Box::new(BufReader::new(Tee {
+            inner,
             copy: Arc::clone(&copy),
-        };
-        (Box::new(BufReader::new(tee)), None)
+        }))
+    };
+    let (input, source) = if state == Path::new("-") {
+        // Standard input, as for `-c` (`crate::manifest::open_manifest`).
+        (tee(Box::new(crate::stdio::stdin().map_err(fail)?)), None)
+    } else {
+        let file = std::fs::File::open(state).map_err(fail)?;
+        let meta = file.metadata().map_err(fail)?;
+        if meta.is_dir() {
+            return Err(fail(std::io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        if meta.is_file() {
+            let again = file.try_clone().map_err(fail)?;
+            let input: Box<dyn std::io::BufRead + Send> = Box::new(BufReader::new(file));
+            (input, Some(Source::File(again)))
+        } else {
+            (tee(Box::new(file)), None)
+        }
     };
     let mut r = Reader::of(input, state, only);
     while r.next_entry()?.is_some() {}
@@ -172,7 +181,7 @@ pub fn run(
         message(&format!(
             "parsum: {}: a checksum manifest, without file metadata: a changed file is \
              reported as CHANGED, not as MODIFIED or CORRUPTED",
-            quote(&state)
+            label(&state)
         ));
     }
     let path = state.clone();
@@ -190,7 +199,7 @@ pub fn run(
     progress.finish();
     let written = sink.out.finish();
     if let Some(e) = &sink.bad {
-        message(&format!("parsum: {}: {e}", quote(&state)));
+        message(&format!("parsum: {}: {e}", label(&state)));
         return Exit::Usage;
     }
     let c = &sink.counts;

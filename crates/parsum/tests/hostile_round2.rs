@@ -3,10 +3,13 @@
 //! ticker, `--audit`, `--exclude` and the bounded manifest line reader.
 //! The tests under "Defects" each failed when this round found it (four,
 //! all fixed: an output name near NAME_MAX, `-o S/`, a leftover temporary
-//! name with our PID, a hard link to the output under another name).
+//! name with our PID, a hard link to the output under another name), and
+//! `-` read or written as a file where `-c -` reads standard input.
 
 mod common;
 use common::*;
+
+use std::time::Duration;
 
 // ---- Defects ----
 
@@ -140,4 +143,87 @@ fn a_leftover_temporary_name_with_our_pid_does_not_fail_the_commit() {
         sums,
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  t/a\n"
     );
+}
+
+// ---- `-` is a standard stream wherever `-c -` is ----
+
+/// `--audit -` and `--verify -` said `-: No such file or directory` where
+/// `-c -` reads standard input; with a file called `-` in the directory,
+/// they read that file instead. Now all three read standard input, and
+/// name it `'standard input'` in messages, as `-c` does.
+#[test]
+fn audit_and_verify_read_standard_input_for_dash() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    write(d.path(), b"t/b", b"");
+    let sums = stdout_of(parsum().current_dir(d.path()).args(["-a", "sha256", "t"]));
+    // A decoy called `-` that lists nothing that matches.
+    write(d.path(), b"-", b"# not this one\n");
+    let audit = parsum()
+        .current_dir(d.path())
+        .args(["--audit", "-", "t"])
+        .write_stdin(sums.clone())
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&audit.get_output().stdout).into_owned();
+    assert_eq!(out, "matched  t/a\nmatched  t/b\n");
+    let verify = parsum()
+        .current_dir(d.path())
+        .args(["--verify", "-"])
+        .write_stdin(sums.clone())
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&verify.get_output().stdout).into_owned();
+    assert_eq!(out, "t/a: OK\nt/b: OK\n");
+    // A bad line is named by the stream, not by a file called `-`.
+    for mode in ["--audit", "--verify"] {
+        let bad = parsum()
+            .current_dir(d.path())
+            .args([mode, "-"])
+            .write_stdin("garbage\n")
+            .timeout(Duration::from_secs(10))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains("'standard input'"), "{mode}: {err}");
+        assert_ne!(bad.status.code(), Some(0), "{mode}");
+    }
+}
+
+/// `-o -` wrote a file called `-`; it is standard output now, as in curl
+/// and wget. `--update -` wrote a file called `-` too, but STATE is read and
+/// rewritten, which standard input cannot be: a usage error, before any
+/// work, and nothing is created.
+#[test]
+fn dash_as_output_is_standard_output_and_as_state_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    let plain = stdout_of(parsum().current_dir(d.path()).args(["-a", "sha256", "t"]));
+    let dashed = stdout_of(
+        parsum()
+            .current_dir(d.path())
+            .args(["-a", "sha256", "-o", "-", "t"]),
+    );
+    assert_eq!(dashed, plain);
+    assert!(!d.path().join("-").exists(), "no file called -");
+    let out = parsum()
+        .current_dir(d.path())
+        .args(["--update", "-", "t"])
+        .timeout(Duration::from_secs(10))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--update"));
+    assert!(out.stdout.is_empty());
+    assert!(!d.path().join("-").exists(), "no file called -");
+    // `./-` still names a file.
+    parsum()
+        .current_dir(d.path())
+        .args(["--update", "./-", "t"])
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .success();
+    assert!(d.path().join("-").is_file());
 }

@@ -764,6 +764,37 @@ fn audit_same_bytes_messages_and_status() {
     }
 }
 
+/// `--audit -` under MPI reads rank 0's standard input, as one process
+/// does, not a file called `-` (a decoy here, which would make every file
+/// new).
+#[test]
+fn audit_of_standard_input_under_mpi() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    for i in 0..20 {
+        write(r, format!("t/f{i}").as_bytes(), format!("{i}").as_bytes());
+    }
+    let sums = single(r, &["t"]).stdout;
+    write(r, b"-", b"# a decoy\n");
+    for np in [1, 3] {
+        let got = mpi_with_stdin(np, r, &["--audit", "-", "t"], &[], &sums);
+        assert_eq!(got.code, 0, "-np {np}: {}", got.stderr);
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout).lines().count(),
+            20,
+            "-np {np}"
+        );
+        assert!(
+            got.stderr.contains("20 matched"),
+            "-np {np}: {}",
+            got.stderr
+        );
+    }
+}
+
 #[test]
 fn audit_of_a_bad_manifest() {
     if !have_mpirun() {

@@ -127,9 +127,10 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     };
     let (manifest, roots, only) = (manifest.clone(), roots.clone(), *only);
 
-    // A manifest that is not a regular file (or is missing) is rank 0's.
+    // A manifest that is not a regular file (or is missing, or is `-`:
+    // standard input, which only rank 0 has) is rank 0's.
     let mut size = [WHOLE];
-    if rank == 0 {
+    if rank == 0 && manifest.as_os_str() != "-" {
         if let Ok(meta) = std::fs::metadata(&manifest) {
             if meta.is_file() {
                 size[0] = meta.len();
