@@ -84,15 +84,19 @@ impl std::error::Error for LineTooLong {}
 /// Reads the next line ending in `sep` (or at the end of input) into `raw`,
 /// cleared first, without its terminator; `Ok(false)` at the end of input.
 /// A line longer than [`MAX_LINE`] is an error ([`is_too_long`]), read no
-/// further than that: the input is then no manifest.
+/// further than that: the input is then no manifest. One CR before the
+/// terminator does not count (a CRLF manifest's lines are as long as an LF
+/// one's: the parser trims it).
 pub fn read_line<R: BufRead + ?Sized>(r: &mut R, sep: u8, raw: &mut Vec<u8>) -> io::Result<bool> {
     raw.clear();
-    if (&mut *r).take(MAX_LINE as u64 + 1).read_until(sep, raw)? == 0 {
+    if (&mut *r).take(MAX_LINE as u64 + 2).read_until(sep, raw)? == 0 {
         return Ok(false);
     }
     if raw.last() == Some(&sep) {
         raw.pop();
-    } else if raw.len() > MAX_LINE {
+    }
+    let cr = usize::from(raw.last() == Some(&b'\r'));
+    if raw.len() - cr > MAX_LINE {
         return Err(io::Error::new(io::ErrorKind::InvalidData, LineTooLong));
     }
     Ok(true)
@@ -385,6 +389,42 @@ pub fn parse_line(line: &[u8], only: Option<Algo>) -> Option<Line> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_of_max_line_bytes_is_read_with_lf_crlf_or_none_and_one_more_is_not() {
+        // (what ends the line, whether the input ends there, whether read)
+        for (end, last, ok) in [
+            (&b"\n"[..], false, true),
+            (&b"\r\n"[..], false, true),
+            (&b""[..], true, true),
+            (&b"\r"[..], true, true),
+            (&b"x\n"[..], false, false),
+            (&b"x\r\n"[..], false, false),
+            (&b"\r\r\n"[..], false, false),
+            (&b"x"[..], true, false),
+        ] {
+            let mut input = vec![b'a'; MAX_LINE];
+            input.extend_from_slice(end);
+            if !last {
+                input.extend_from_slice(b"next\n");
+            }
+            let mut r = io::Cursor::new(&input);
+            let mut raw = Vec::new();
+            match (ok, read_line(&mut r, b'\n', &mut raw)) {
+                (true, Ok(true)) => {
+                    let cr = usize::from(end.starts_with(b"\r"));
+                    assert_eq!(raw.len(), MAX_LINE + cr, "{end:?}");
+                    let next = read_line(&mut r, b'\n', &mut raw).unwrap();
+                    assert_eq!(next, !last, "{end:?}");
+                    if next {
+                        assert_eq!(raw, b"next", "{end:?}");
+                    }
+                }
+                (false, Err(e)) => assert!(is_too_long(&e), "{end:?}"),
+                (ok, got) => panic!("{end:?}: expected ok={ok}, got {got:?}"),
+            }
+        }
+    }
     use crate::hash::hash_bytes;
 
     #[test]
