@@ -825,7 +825,18 @@ fn interrupted_dash_o_keeps_the_old_file() {
     drop(big);
     for sig in [libc::SIGINT, libc::SIGTERM] {
         std::fs::write(d.path().join("SUMS"), b"old\n").unwrap();
-        let child = StdCommand::new(bin())
+        let mut cmd = StdCommand::new(bin());
+        // As from a terminal: a test run started in the background by a
+        // shell without job control inherits SIGINT ignored, which parsum
+        // (as any program) keeps, and then hashed the whole file.
+        // SAFETY: `signal` is async-signal-safe, as `pre_exec` requires.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::signal(sig, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args([
                 "--no-progress",
                 "-a",
