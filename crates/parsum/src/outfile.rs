@@ -19,10 +19,11 @@
 //! (`O_TMPFILE`): the walk cannot see it, and a process that is killed
 //! outright (a crashed MPI rank ends the whole job) leaves nothing behind.
 //! It gets a name (`.NAME.parsum-PID.tmp`, created exclusively; should a
-//! killed run with the same PID have left that name, `.NAME.parsum-PID-N.tmp`)
-//! only at the commit, for the rename. Where `O_TMPFILE` is not supported, it is
-//! that named file from the start, removed on drop; a killed process may
-//! then leave it. [`OutFile::not_data`] lists what of all this a walk of
+//! killed run with the same PID have left that name,
+//! `.NAME.parsum-PID-N.tmp`) only at the commit, for the rename, through
+//! `/proc/self/fd`. Where `O_TMPFILE` is not supported, or /proc is not
+//! mounted, it is that named file from the start, removed on drop; a
+//! killed process may then leave it. [`OutFile::not_data`] lists what of all this a walk of
 //! the tree must leave out: FILE itself (`parsum -o SUMS .` does not hash
 //! the SUMS it replaces) and the temporary files.
 
@@ -121,13 +122,17 @@ impl OutFile {
             OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
             // The kernel applies the umask, as for any created file.
             Mode::from_raw_mode(0o666),
-        );
+        )
+        .ok()
+        // The commit names it through /proc: without /proc (a container or
+        // chroot that has none mounted) it could not, after all the work.
+        .filter(|fd| Path::new(&proc_path(fd)).exists());
         let (file, named) = match unnamed {
-            Ok(fd) => (File::from(fd), false),
-            // Not supported here (the kernel or the file system): a named
-            // temporary file. Any other error is the directory's, and the
-            // named create reports it as well.
-            Err(_) => {
+            Some(fd) => (File::from(fd), false),
+            // Not supported here (the kernel, the file system, no /proc): a
+            // named temporary file. Any other error is the directory's, and
+            // the named create reports it as well.
+            None => {
                 let mut tries = 0..TEMP_TRIES;
                 let file = loop {
                     match OpenOptions::new().write(true).create_new(true).open(&tmp) {
@@ -215,10 +220,7 @@ impl OutFile {
         if !self.named {
             // Name the unnamed file through /proc (no privilege needed,
             // unlike AT_EMPTY_PATH), then rename that name into place.
-            let fd_path = format!(
-                "/proc/self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(&self.file)
-            );
+            let fd_path = proc_path(&self.file);
             let name = self.dest.file_name().unwrap_or_default().to_owned();
             let mut tries = 0..TEMP_TRIES;
             loop {
@@ -255,6 +257,13 @@ fn dir_of(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// The name of the open file `fd` under /proc (which [`OutFile::commit`]
+/// links into place).
+fn proc_path(fd: &impl std::os::fd::AsFd) -> String {
+    use std::os::fd::AsRawFd;
+    format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
 }
 
 /// The longest file name (one path component) Linux file systems take.

@@ -145,6 +145,69 @@ fn a_leftover_temporary_name_with_our_pid_does_not_fail_the_commit() {
     );
 }
 
+/// Without /proc mounted (a container or chroot), `-o` and `--update`
+/// hashed everything and then failed with `No such file or directory`:
+/// the unnamed temporary file is named through `/proc/self/fd` at the
+/// commit. Now the temporary file is named from the start there.
+#[test]
+fn an_output_is_written_without_proc() {
+    let ok = std::process::Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "umount -l /proc",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("note: cannot unmount /proc in a mount namespace here; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    let bin = assert_cmd::cargo::cargo_bin("parsum");
+    for args in [&["-o", "t/S", "t"][..], &["--update", "t/state", "t"][..]] {
+        let (code, _, err) = run_std(
+            std::process::Command::new("timeout")
+                .args([
+                    "30",
+                    "unshare",
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                ])
+                .arg(r#"umount -l /proc && exec "$0" "$@""#)
+                .arg(&bin)
+                .args(["--no-progress", "-a", "sha256"])
+                .args(args)
+                .current_dir(d.path()),
+        );
+        assert_eq!(code, 0, "{args:?}: {err}");
+    }
+    let sums = std::fs::read_to_string(d.path().join("t/S")).unwrap();
+    assert_eq!(
+        sums,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  t/a\n"
+    );
+    let state = std::fs::read_to_string(d.path().join("t/state")).unwrap();
+    assert!(state.contains("\"t/a\""), "{state}");
+    assert!(
+        !state.contains("t/state") && !state.contains("parsum-"),
+        "the state lists neither itself nor its temporary file: {state}"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(d.path().join("t"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["S", "a", "state"], "no temporary file is left");
+}
+
 // ---- `-` is a standard stream wherever `-c -` is ----
 
 /// `--audit -` and `--verify -` said `-: No such file or directory` where
