@@ -23,9 +23,9 @@
 //! `.NAME.parsum-PID-N.tmp`) only at the commit, for the rename, through
 //! `/proc/self/fd`. Where `O_TMPFILE` is not supported, or /proc is not
 //! mounted, it is that named file from the start, removed on drop; a
-//! killed process may then leave it. [`OutFile::not_data`] lists what of all this a walk of
-//! the tree must leave out: FILE itself (`parsum -o SUMS .` does not hash
-//! the SUMS it replaces) and the temporary files.
+//! killed process may then leave it. [`OutFile::not_data`] lists what of
+//! all this a walk of the tree must leave out: FILE itself (`parsum -o
+//! SUMS .` does not hash the SUMS it replaces) and the temporary files.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};

@@ -59,10 +59,19 @@ fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// [`mpi`], with `stdin` on rank 0's standard input.
+///
+/// Each run gets a session directory of its own: Open MPI 4 keeps every
+/// job's under one per-user directory in `TMPDIR` and removes it when a
+/// job ends, so a job starting meanwhile (the tests run in parallel)
+/// failed with `orte_session_dir failed` (open-mpi/ompi#8510; the
+/// workaround there is a unique `orte_tmpdir_base`, which follows
+/// `TMPDIR`).
 fn mpi_with_stdin(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let session = tempfile::tempdir().unwrap();
     let mut c = assert_cmd::Command::new("timeout");
     c.timeout(Duration::from_secs(150))
         .current_dir(dir)
+        .env("TMPDIR", session.path())
         .args([
             "-s",
             "TERM",
