@@ -135,6 +135,19 @@ mod tests {
     use super::*;
     use crate::hash::{Algo, AlgoSet, FileStat};
 
+    /// The file at `path`, as the walk hands it on, to hash with SHA-256.
+    fn sha256_item(path: &std::path::Path) -> Item<()> {
+        Item {
+            stat: FileStat::of(&std::fs::metadata(path).unwrap()),
+            path: path.to_path_buf(),
+            dir: None,
+            no_follow: true,
+            algos: AlgoSet::of(Algo::Sha256),
+            tag: (),
+            known: None,
+        }
+    }
+
     /// A group's meter counts a file's bytes while it is read, not once it
     /// is done: on a slow disk a large file takes minutes, and the bar
     /// (which shows groups that moved data in the last 2 s, below a fast
@@ -148,18 +161,8 @@ mod tests {
             let data: Vec<u8> = (0..4u32 << 20).map(|i| (i >> 3) as u8).collect();
             std::fs::write(&path, &data).unwrap();
             let meter = DiskMeter::new("t".into(), 1);
-            let item = || Item {
-                stat: FileStat::of(&std::fs::metadata(&path).unwrap()),
-                path: path.clone(),
-                dir: None,
-                no_follow: true,
-                algos: AlgoSet::of(Algo::Sha256),
-                tag: (),
-                known: None,
-            };
-            let item2 = item();
             let mut seen = Vec::new();
-            let (_, r) = hash_counted(item(), None, &meter, &mut |so_far| {
+            let (_, r) = hash_counted(sha256_item(&path), None, &meter, &mut |so_far| {
                 seen.push((so_far, meter.bytes()));
             });
             assert_eq!(r.unwrap().size, 4 << 20);
@@ -173,7 +176,7 @@ mod tests {
             let (_, r) = hash_counted(
                 Item {
                     algos: AlgoSet::of(Algo::Blake3),
-                    ..item2
+                    ..sha256_item(&path)
                 },
                 Some(&split),
                 &meter,
@@ -194,16 +197,7 @@ mod tests {
             let path = dir.path().join("big");
             std::fs::write(&path, vec![7u8; 4 << 20]).unwrap();
             let meter = DiskMeter::new("t".into(), 1);
-            let item = Item {
-                stat: FileStat::of(&std::fs::metadata(&path).unwrap()),
-                path: path.clone(),
-                dir: None,
-                no_follow: true,
-                algos: AlgoSet::of(Algo::Sha256),
-                tag: (),
-                known: None,
-            };
-            let (_, r) = hash_counted(item, None, &meter, &mut |so_far| {
+            let (_, r) = hash_counted(sha256_item(&path), None, &meter, &mut |so_far| {
                 if so_far < 4 << 20 {
                     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
                     f.set_len(so_far).unwrap();
