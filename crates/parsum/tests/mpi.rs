@@ -804,6 +804,32 @@ fn audit_of_standard_input_under_mpi() {
     }
 }
 
+/// Under a launcher, rank 0's standard output is a pipe to `mpirun`, which
+/// copies it on and does not report its own write errors (with stdout
+/// closed or on /dev/full the job exits 0: docs/many-nodes.md, "Output").
+/// `-o FILE` is written by rank 0 itself: a write error there is reported
+/// and fails the job, as in one process.
+#[test]
+fn an_output_file_that_cannot_be_written_fails_the_job() {
+    if !have_mpirun() || !Path::new("/dev/full").exists() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..30 {
+        write(d.path(), format!("t/f{i}").as_bytes(), b"x");
+    }
+    for np in [1, 3] {
+        let got = mpi(np, d.path(), &["-o", "/dev/full", "t"], &[]);
+        assert_eq!(got.code, 1, "-np {np}: {}", got.stderr);
+        assert!(
+            got.stderr
+                .contains("parsum: write error: /dev/full: No space left on device"),
+            "-np {np}: {}",
+            got.stderr
+        );
+    }
+}
+
 #[test]
 fn audit_of_a_bad_manifest() {
     if !have_mpirun() {
