@@ -348,6 +348,13 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
         if !meta.file_type().is_symlink() {
             return Ok(path);
         }
+        // A link to a FIFO, socket or device is written through, never
+        // replaced: hand the link itself to the kernel, which also resolves
+        // /proc's magic links (`/dev/stdout` on a pipe reads as
+        // `pipe:[N]`, a name that resolves nowhere by hand).
+        if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            return Ok(path);
+        }
         let target = std::fs::read_link(&path)?;
         // A relative target is relative to the link's directory (joining an
         // absolute one replaces the whole path).
@@ -520,5 +527,26 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = OutFile::create(&d.path().join("no/such/SUMS")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// `-o /dev/stdout` with stdout on a pipe: the link chain ends in
+    /// /proc's `pipe:[N]`, which names nothing when followed by hand; the
+    /// pipe is written into. (It failed: `No such file or directory`.)
+    #[test]
+    fn a_proc_fd_link_to_a_pipe_is_written_into() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (mut r, w) = std::io::pipe().unwrap();
+        let via = PathBuf::from(format!("/proc/self/fd/{}", w.as_raw_fd()));
+        if !via.exists() {
+            return; // no /proc here
+        }
+        let mut f = OutFile::create(&via).unwrap();
+        f.write_all(b"through\n").unwrap();
+        f.commit().unwrap();
+        drop(w);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"through\n");
     }
 }
