@@ -89,6 +89,18 @@ impl DevMap {
 
     fn learn_file(&mut self, from: i32, t: &FileTask) {
         self.learn(from, t.stat.dev, || {
+            // A path longer than PATH_MAX: from its directory, opened one
+            // component at a time.
+            if let Some(dir) = super::hasher::long_path_parent(&t.path) {
+                let flags = if t.via_link {
+                    rustix::fs::AtFlags::empty()
+                } else {
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+                };
+                let st = rustix::fs::statat(dir.fd(), t.path.file_name()?, flags).ok()?;
+                let st = crate::hash::FileStat::of_stat(&st);
+                return (st.ino == t.stat.ino).then_some(st.dev);
+            }
             let m = if t.via_link {
                 std::fs::metadata(&t.path)
             } else {

@@ -158,7 +158,7 @@ impl LocalHasher {
 /// kernel takes, the file's directory is opened one component at a time instead
 /// ([`crate::walk::open_dir`]) and the file relative to it, as the
 /// single-process walk does at any depth.
-fn long_path_parent(path: &Path) -> Option<Arc<DirFd>> {
+pub(super) fn long_path_parent(path: &Path) -> Option<Arc<DirFd>> {
     if path.as_os_str().len() < libc::PATH_MAX as usize {
         return None;
     }

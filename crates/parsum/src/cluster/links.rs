@@ -21,6 +21,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 
 use super::exchange::all_to_all;
+use super::hasher::long_path_parent;
 use super::record::{Outcome, Record};
 use super::steal::fatal;
 use super::wire::{Dec, Enc, WireResult};
@@ -86,10 +87,16 @@ struct FsIds(HashMap<u64, u64>);
 
 impl FsIds {
     fn id_of(&mut self, t: &FileTask, rank: i32) -> FileId {
-        let fs = *self
-            .0
-            .entry(t.stat.dev)
-            .or_insert_with(|| rustix::fs::statvfs(&t.path).map(|s| s.f_fsid).unwrap_or(0));
+        let fs = *self.0.entry(t.stat.dev).or_insert_with(|| {
+            // Through the file's directory where there is one (or must be:
+            // a path longer than PATH_MAX cannot be looked up whole).
+            let dir = t.dir.clone().or_else(|| long_path_parent(&t.path));
+            match dir {
+                Some(dir) => rustix::fs::fstatvfs(dir.fd()),
+                None => rustix::fs::statvfs(&t.path),
+            }
+            .map_or(0, |s| s.f_fsid)
+        });
         let (fs, local) = if fs == 0 {
             (t.stat.dev, Some(rank as u32))
         } else {
@@ -189,12 +196,17 @@ pub fn resolve(
         let pool = parpool::ThreadPool::with_workers(threads.clamp(1, first.len()));
         pool.map(
             |t: &FileTask| {
+                // A path longer than PATH_MAX is opened from its directory,
+                // itself opened one component at a time, as the walk's
+                // hashing does (`hasher.rs`): depth is no limit here either.
+                let dir = long_path_parent(&t.path);
                 let r = hash_file(
                     &t.path,
                     algos,
                     HashOpts {
                         no_follow: !t.via_link,
                         listed: Some(t.stat),
+                        dir: dir.as_deref().map(crate::dirfd::DirFd::fd),
                         ..Default::default()
                     },
                 );

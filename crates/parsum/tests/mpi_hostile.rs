@@ -1,0 +1,748 @@
+//! Hostile inputs for parsum over MPI: `mpirun -np N parsum ARGS` (N = 1..4)
+//! must print the single-process stdout, the same parsum messages on
+//! stderr and the same exit status, on trees, roots, manifests and output
+//! files chosen to break it; and a rank killed mid-run must end the job.
+//!
+//! Built only with `--features mpi`; each test is skipped, with a note, when
+//! `mpirun` is not installed (and the tests that need root, `setpriv` or
+//! `unshare` say so and skip without them). Every mpirun runs under
+//! `timeout`, with a session directory of its own (see `mpi.rs`).
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
+
+/// Is Open MPI's `mpirun` here? Says so when it is not.
+fn have_mpirun() -> bool {
+    let ok = StdCommand::new("mpirun")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("note: mpirun is not installed; skipping the MPI test (see .ci/mpi)");
+    }
+    ok
+}
+
+/// Root with `setpriv`: a run can then drop CAP_DAC_OVERRIDE and
+/// CAP_DAC_READ_SEARCH, so `chmod 000` really makes a file unreadable.
+fn can_drop_dac() -> bool {
+    let ok = is_root()
+        && StdCommand::new("setpriv")
+            .args(NO_DAC)
+            .arg("true")
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("note: not root or no setpriv; skipping the unreadable-files test");
+    }
+    ok
+}
+
+/// Drops the capabilities that let root read anything (for the command it
+/// starts and every process under it: mpirun and all ranks).
+const NO_DAC: &[&str] = &["setpriv", "--bounding-set=-dac_override,-dac_read_search"];
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+/// The single-process run, under `prefix` (a command that execs the rest).
+fn single_with(prefix: &[&str], dir: &Path, args: &[&str], stdin: &[u8]) -> Run {
+    let bin = env!("CARGO_BIN_EXE_parsum");
+    let mut c = assert_cmd::Command::new(prefix.first().copied().unwrap_or(bin));
+    if !prefix.is_empty() {
+        c.args(&prefix[1..]).arg(bin);
+    }
+    c.timeout(Duration::from_secs(60))
+        .current_dir(dir)
+        .arg("--no-progress")
+        .args(args)
+        .write_stdin(stdin.to_vec());
+    for v in LAUNCHER_VARS {
+        c.env_remove(v);
+    }
+    let out = c.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn single(dir: &Path, args: &[&str]) -> Run {
+    single_with(&[], dir, args, b"")
+}
+
+/// `mpirun -np N parsum ARGS` in `dir`, under `prefix`, killed after 120 s.
+fn mpi_with(
+    prefix: &[&str],
+    np: usize,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> Run {
+    let session = tempfile::tempdir().unwrap();
+    let mut c = assert_cmd::Command::new("timeout");
+    c.timeout(Duration::from_secs(150))
+        .current_dir(dir)
+        .env("TMPDIR", session.path())
+        .args(["-s", "TERM", "120"])
+        .args(prefix)
+        .args(["mpirun", "--allow-run-as-root", "--oversubscribe"])
+        .arg("-np")
+        .arg(np.to_string());
+    for (k, v) in env {
+        c.env(k, v).arg("-x").arg(k);
+    }
+    c.arg(env!("CARGO_BIN_EXE_parsum"))
+        .arg("--no-progress")
+        .args(args)
+        .write_stdin(stdin.to_vec());
+    let out = c.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    mpi_with(&[], np, dir, args, env, b"")
+}
+
+/// parsum's own stderr lines, the summary without its timing, less `-v`'s
+/// per-rank, disk and device lines (each rank prints its own).
+fn parsum_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("parsum: "))
+        .filter(|l| {
+            !["disk ", "device ", "rank "]
+                .iter()
+                .any(|v| l[8..].starts_with(v))
+        })
+        .map(|l| match l.rfind(" in ") {
+            // The summary, without its timing.
+            Some(at) if l.contains(" skipped") && l[..at].contains(" error") => l[..at].to_string(),
+            _ => l.to_string(),
+        })
+        .collect()
+}
+
+/// The same stdout, parsum stderr lines (in order) and exit status as one
+/// process, for each rank count, under `prefix`, with `stdin` on both.
+fn same_with(prefix: &[&str], dir: &Path, args: &[&str], nps: &[usize], stdin: &[u8]) -> Run {
+    let want = single_with(prefix, dir, args, stdin);
+    for &np in nps {
+        let got = mpi_with(prefix, np, dir, args, &[], stdin);
+        assert_eq!(
+            got.code, want.code,
+            "exit status, -np {np} {args:?}\nsingle stderr:\n{}\nmpi stderr:\n{}",
+            want.stderr, got.stderr
+        );
+        assert!(
+            got.stdout == want.stdout,
+            "stdout differs, -np {np} {args:?}:\n--- single\n{}\n--- mpi\n{}\n--- mpi stderr\n{}",
+            String::from_utf8_lossy(&want.stdout),
+            String::from_utf8_lossy(&got.stdout),
+            got.stderr
+        );
+        assert_eq!(
+            parsum_lines(&got.stderr),
+            parsum_lines(&want.stderr),
+            "stderr, -np {np} {args:?}"
+        );
+    }
+    want
+}
+
+fn same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {
+    same_with(&[], dir, args, nps, b"")
+}
+
+/// Files deeper than PATH_MAX with two names each (hard links in one
+/// directory, and one linked from the top of the tree): a single process
+/// opens them relative to their directory; every rank must too. (They
+/// failed under MPI with `File name too long`: the hard-link owner opened
+/// them by their whole path.)
+#[test]
+fn hard_links_deeper_than_path_max() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    deep_chain(r, 2100);
+    // Link `f` of the deepest level as `g` beside it (only deep names),
+    // and `f` of level 2090 as `top` (a short name too).
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let top = rustix::fs::open(r, OFlags::DIRECTORY, Mode::empty()).unwrap();
+    let mut dir = top.try_clone().unwrap();
+    for level in 1..=2100 {
+        dir = rustix::fs::openat(&dir, "d", OFlags::DIRECTORY, Mode::empty()).unwrap();
+        if level == 2090 {
+            rustix::fs::linkat(&dir, "f", &top, "top", AtFlags::empty()).unwrap();
+        }
+    }
+    rustix::fs::linkat(&dir, "f", &dir, "g", AtFlags::empty()).unwrap();
+    let want = same(r, &[], &[2, 3]);
+    assert_eq!(want.code, 0, "{}", want.stderr);
+    assert_eq!(want.stdout.iter().filter(|&&b| b == b'\n').count(), 2102);
+    // Nodes that number devices differently: the owner of a deep name
+    // learns the sender's device number through the name's directory.
+    let skew = ("PARSUM_TEST_MPI_DEV_SKEW", "1099511627776");
+    for np in [2, 4] {
+        let got = mpi(np, r, &[], &[skew]);
+        assert_eq!(got.code, 0, "-np {np}: {}", got.stderr);
+        assert!(got.stdout == want.stdout, "-np {np}: stdout differs");
+    }
+}
+
+/// A tree with every kind of entry: awkward and non-UTF-8 names, FIFOs and
+/// a socket, symbolic links (dangling, to a directory, a loop), hard links
+/// across directories and roots, empty files and directories, thousands
+/// of files in one directory, every output format and walk flag.
+fn hostile_tree(r: &Path) {
+    for name in AWKWARD {
+        write(r, &[b"odd/", *name].concat(), name);
+        write(r, &[b"odd/sub\\\n/", *name].concat(), b"nested");
+    }
+    write(r, b"odd/\r", b"a CR alone");
+    write(r, b"odd/ ", b"a blank alone");
+    write(r, b"odd/\x01", b"below the separator");
+    for i in 0..2500u32 {
+        write(r, format!("wide/{i:05}").as_bytes(), &i.to_le_bytes());
+    }
+    write(r, b"empty-file", b"");
+    std::fs::create_dir_all(r.join("empty/dir/nested")).unwrap();
+    write(r, b"links/orig", b"linked");
+    std::fs::create_dir_all(r.join("other/deeper")).unwrap();
+    std::fs::hard_link(r.join("links/orig"), r.join("other/deeper/again")).unwrap();
+    std::fs::hard_link(r.join("links/orig"), r.join("wide/linked")).unwrap();
+    std::fs::create_dir_all(r.join("special")).unwrap();
+    std::fs::create_dir_all(r.join("loop/a")).unwrap();
+    mkfifo(&r.join("special/fifo"));
+    let sock = std::os::unix::net::UnixListener::bind(r.join("special/sock")).unwrap();
+    drop(sock);
+    std::os::unix::fs::symlink("../links", r.join("special/to-dir")).unwrap();
+    std::os::unix::fs::symlink("nowhere", r.join("special/dangling")).unwrap();
+    std::os::unix::fs::symlink("../../loop", r.join("loop/a/up")).unwrap();
+    std::os::unix::fs::symlink("up/a/up", r.join("loop/a/chain")).unwrap();
+    std::os::unix::fs::symlink("self", r.join("loop/self")).unwrap();
+}
+
+#[test]
+fn hostile_tree_in_every_format_and_rank_count() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    hostile_tree(d.path());
+    let plain = same(d.path(), &[], &[1, 2, 3, 4]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    let follow = same(d.path(), &["--follow"], &[1, 4]);
+    assert_eq!(
+        follow.code, 1,
+        "loops and a dangling link: {}",
+        follow.stderr
+    );
+    for args in [
+        &["--tag"][..],
+        &["--json", "--follow"],
+        &["-z"],
+        &["-a", "md5", "--tag", "-z", "--follow"],
+        &["-a", "sha512", "--json", "-v"],
+        &["--exclude", "wide/", "--exclude", "*\\*", "-x"],
+        &["--exclude", "./odd", "--max-depth", "2", "--follow"],
+        &["--max-depth", "0"],
+        &["--no-summary", "-v", "--follow"],
+        &[
+            "wide/linked",
+            "links",
+            "other",
+            "links/orig",
+            "special/to-dir",
+        ],
+    ] {
+        same(d.path(), args, &[2, 4]);
+    }
+}
+
+/// Roots spelled every way: `.`, `./`, `.//`, `x/.`, `x/..`, `x//`,
+/// through `..`, an absolute path, the same root twice, a root inside
+/// another, a file root, a file root with a slash (an error), `-` twice.
+#[test]
+fn roots_in_every_spelling() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    for i in 0..40 {
+        write(r, format!("t/f{i:02}").as_bytes(), &[i as u8; 100]);
+        write(r, format!("t/sub/g{i:02}").as_bytes(), &[i as u8; 7]);
+    }
+    std::fs::hard_link(r.join("t/f00"), r.join("t/sub/h00")).unwrap();
+    let abs = r.join("t");
+    let abs = abs.to_str().unwrap();
+    for args in [
+        &["."][..],
+        &["./"],
+        &[".//"],
+        &["t/."],
+        &["t/sub/.."],
+        &["t//"],
+        &["./t/../t/"],
+        &[abs],
+        &["t", "t"],
+        &["t", "t/sub", "./t/sub/", "t"],
+        &["t/sub", "t"],
+        &["t/f01", "t/f01", "t/sub/h00"],
+        &["t/f01/", "t/f02/.", "t/f03"],
+        &["-", "t/sub", "-"],
+    ] {
+        same_with(&[], r, args, &[3, 4], b"standard input");
+    }
+    // From below: `..` and `../..` as roots.
+    same(&r.join("t/sub"), &["..", "../sub"], &[2]);
+}
+
+/// More ranks than files, one file, no file at all, only errors.
+#[test]
+fn more_ranks_than_work() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, b"one/only", b"1");
+    std::fs::create_dir_all(r.join("none/a/b/c")).unwrap();
+    for args in [
+        &["one"][..],
+        &["one/only"],
+        &["none"],
+        &["nowhere"],
+        &["nowhere", "none", "one", "nowhere/else"],
+    ] {
+        same(r, args, &[1, 4]);
+    }
+}
+
+/// Unreadable files and directories (root without CAP_DAC_OVERRIDE and
+/// CAP_DAC_READ_SEARCH, so `chmod` counts): in tree mode, `-c`, `--audit`
+/// and `--verify`, the errors and their order are a single process's; an
+/// unreadable manifest too; `-o` into a read-only directory is refused
+/// once, before any work.
+#[test]
+fn unreadable_files_directories_and_manifests() {
+    if !have_mpirun() || !can_drop_dac() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let top = tempfile::tempdir().unwrap();
+    let d = top.path();
+    let r = d.join("t");
+    for sub in ["a", "noread", "noexec", "z"] {
+        for i in 0..20 {
+            write(&r, format!("{sub}/f{i:02}").as_bytes(), sub.as_bytes());
+        }
+    }
+    write(&r, b"bad", b"unreadable");
+    write(&r, b"z/bad", b"unreadable too");
+    std::fs::hard_link(r.join("a/f00"), r.join("z/link")).unwrap();
+    let sums = single(d, &["t"]).stdout;
+    std::fs::write(d.join("t.sums"), &sums).unwrap();
+    std::fs::write(d.join("noread.sums"), &sums).unwrap();
+    std::fs::create_dir(d.join("ro")).unwrap();
+    let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    for (p, m) in [
+        (r.join("bad"), 0o000),
+        (r.join("z/bad"), 0o000),
+        (r.join("noread"), 0o000),
+        (r.join("noexec"), 0o600),
+        (d.join("noread.sums"), 0o000),
+        (d.join("ro"), 0o555),
+    ] {
+        mode(&p, m).unwrap();
+    }
+    let tree = same_with(NO_DAC, d, &["t"], &[1, 2, 3, 4], b"");
+    assert_eq!(tree.code, 1);
+    assert!(
+        tree.stderr.contains("t/bad: Permission denied"),
+        "{}",
+        tree.stderr
+    );
+    assert!(
+        tree.stderr.contains("t/noread: Permission denied"),
+        "{}",
+        tree.stderr
+    );
+    for args in [
+        &["--json", "t", "t/noexec/f01", "t/noread"][..],
+        &["-c", "t.sums"],
+        &["-c", "t.sums", "noread.sums", "t.sums"],
+        &["--audit", "t.sums", "t"],
+        &["--audit", "noread.sums", "t"],
+        &["--verify", "t.sums"],
+        &["-o", "ro/SUMS", "t"],
+    ] {
+        same_with(NO_DAC, d, args, &[3], b"");
+    }
+    let ro = mpi_with(NO_DAC, 3, d, &["-o", "ro/SUMS", "t"], &[], b"");
+    assert_eq!(ro.code, 1);
+    assert_eq!(ro.stderr.matches("ro/SUMS").count(), 1, "{}", ro.stderr);
+    assert!(!d.join("ro/SUMS").exists());
+    for (p, m) in [(r.join("noread"), 0o755), (r.join("noexec"), 0o755)] {
+        mode(&p, m).unwrap();
+    }
+}
+
+/// `-c` of manifests that are empty, comments only, CRLF, without a final
+/// newline, every line twice, with lines naming `-` (rank 0's standard
+/// input, wherever the line falls), a FIFO, a directory, standard input.
+#[test]
+fn check_of_odd_manifests() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    hostile_tree(&r.join("t"));
+    let sums = single(r, &["-a", "sha256", "t"]).stdout;
+    let w = |name: &str, bytes: &[u8]| std::fs::write(r.join(name), bytes).unwrap();
+    w("all.sums", &sums);
+    w("empty.sums", b"");
+    w("comments.sums", b"# only\n\n# comments\n\n");
+    let crlf: Vec<u8> = sums
+        .split_inclusive(|&b| b == b'\n')
+        .flat_map(|l| [&l[..l.len() - 1], b"\r\n"].concat())
+        .collect();
+    w("crlf.sums", &crlf);
+    w("nonl.sums", &sums[..sums.len() - 1]);
+    w("twice.sums", &[&sums[..], &sums[..]].concat());
+    let stdin_hex = String::from_utf8(single_with(&[], r, &["-a", "sha256", "-"], b"in").stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let dash = format!("{stdin_hex}  -\n");
+    w(
+        "dash.sums",
+        &[
+            dash.as_bytes(),
+            &sums[..],
+            dash.as_bytes(),
+            &sums[..],
+            dash.as_bytes(),
+        ]
+        .concat(),
+    );
+    for args in [
+        &["-c", "all.sums"][..],
+        &["-c", "empty.sums"],
+        &["-c", "comments.sums"],
+        &["-c", "--strict", "-w", "crlf.sums"],
+        &["-c", "nonl.sums"],
+        &["-c", "--quiet", "twice.sums", "all.sums"],
+        &["-c", "dash.sums"],
+        &["-c", "t"],
+        &["-c", "empty.sums", "t", "nonl.sums", "comments.sums"],
+    ] {
+        same_with(&[], r, args, &[2, 4], b"in");
+    }
+    for args in [&["-c"][..], &["-c", "-"], &["-c", "all.sums", "-"]] {
+        same_with(&[], r, args, &[1, 3], &sums);
+    }
+    // A FIFO manifest: rank 0 reads it whole, as a single process does.
+    mkfifo(&r.join("fifo.sums"));
+    for np in [0, 3] {
+        let fifo = r.join("fifo.sums");
+        let data = sums.clone();
+        let writer = std::thread::spawn(move || std::fs::write(fifo, data));
+        let run = if np == 0 {
+            single(r, &["-c", "fifo.sums"])
+        } else {
+            mpi(np, r, &["-c", "fifo.sums"], &[])
+        };
+        writer.join().unwrap().unwrap();
+        assert_eq!(run.code, 0, "-np {np}: {}", run.stderr);
+        assert_eq!(
+            run.stdout.iter().filter(|&&b| b == b'\n').count(),
+            sums.iter().filter(|&&b| b == b'\n').count(),
+            "-np {np}"
+        );
+    }
+}
+
+/// `--audit` with roots that overlap or name one tree twice in other
+/// spellings, with a manifest listing paths as `./x` and `x`, and with
+/// lines repeated.
+#[test]
+fn audit_of_overlapping_and_respelled_roots() {
+    if !have_mpirun() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let r = top.path().join("t");
+    hostile_tree(&r);
+    let sums = single(&r, &["."]).stdout;
+    let dotted = single(&r, &["./"]).stdout;
+    std::fs::write(top.path().join("m.sums"), [&sums[..], &dotted[..]].concat()).unwrap();
+    std::fs::write(r.join("wide/00007"), b"changed").unwrap();
+    std::fs::rename(r.join("wide/00008"), r.join("odd/moved")).unwrap();
+    for args in [
+        &["--audit", "../m.sums", ".", "./"][..],
+        &["--audit", "../m.sums", "wide", "./wide", "wide/"],
+        &["--audit", "../m.sums", "odd", "."],
+        &["--audit", "../m.sums", "--follow", "links", "special"],
+    ] {
+        let run = same(&r, args, &[2, 4]);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+    }
+}
+
+/// `--update` then `--verify`, under MPI and alone, side by side: the same
+/// reports and the same state (but for the ctimes of the states' own
+/// reads), before and after the tree changes.
+#[test]
+fn update_and_verify_round_trip_as_one_process() {
+    if !have_mpirun() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let r = top.path().join("t");
+    hostile_tree(&r);
+    let (s1, s2) = (top.path().join("one.state"), top.path().join("mpi.state"));
+    let (s1, s2) = (s1.to_str().unwrap(), s2.to_str().unwrap());
+    let strip = |p: &str| {
+        let text = std::fs::read_to_string(p).unwrap();
+        text.lines()
+            .map(|l| {
+                l.split(',')
+                    .filter(|f| !f.starts_with("\"ctime"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect::<Vec<_>>()
+    };
+    for round in 0..2 {
+        let one = single(&r, &["--update", s1, "."]);
+        let got = mpi(3, &r, &["--update", s2, "."], &[]);
+        assert_eq!(got.code, one.code, "round {round}: {}", got.stderr);
+        assert!(got.stdout == one.stdout, "round {round}: stdout differs");
+        assert_eq!(parsum_lines(&got.stderr), parsum_lines(&one.stderr));
+        assert_eq!(strip(s2), strip(s1), "round {round}: the states differ");
+        if round == 1 {
+            break;
+        }
+        std::fs::write(r.join("wide/00001"), b"changed").unwrap();
+        std::fs::rename(r.join("wide/00002"), r.join("odd/moved")).unwrap();
+        write(&r, b"new/file", b"new");
+    }
+    let run = same(&r, &["--verify", s1], &[2, 4]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::write(r.join("wide/00003"), b"changed").unwrap();
+    std::fs::remove_file(r.join("wide/00004")).unwrap();
+    let run = same(&r, &["--verify", s1], &[2, 4]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let state = std::fs::read(s1).unwrap();
+    same_with(&[], &r, &["--verify", "-"], &[3], &state);
+}
+
+/// `-o` onto odd places: standard output (`-`, `/dev/stdout`), a missing
+/// directory, a directory, the only root itself, a file root inside it.
+#[test]
+fn output_file_in_odd_places() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    for i in 0..50 {
+        write(r, format!("t/f{i:02}").as_bytes(), &[i as u8; 10]);
+    }
+    for args in [
+        &["-o", "-", "t"][..],
+        &["-o", "/dev/stdout", "t"],
+        &["-o", "missing/dir/SUMS", "t"],
+        &["-o", "t", "t"],
+        &["-o", "t/", "t"],
+    ] {
+        same(r, args, &[3]);
+    }
+    // The output is the only root, and a root inside the tree: a manifest
+    // of nothing, and one without itself, as alone.
+    for args in [&["-o", "t/SUMS", "t/SUMS"][..], &["-o", "t/SUMS", "t"]] {
+        std::fs::write(r.join("t/SUMS"), b"old").unwrap();
+        let one = single(r, args);
+        let want = std::fs::read(r.join("t/SUMS")).unwrap();
+        std::fs::write(r.join("t/SUMS"), b"old").unwrap();
+        let got = mpi(4, r, args, &[]);
+        assert_eq!(got.code, one.code, "{args:?}: {}", got.stderr);
+        assert_eq!(parsum_lines(&got.stderr), parsum_lines(&one.stderr));
+        assert!(std::fs::read(r.join("t/SUMS")).unwrap() == want, "{args:?}");
+    }
+}
+
+/// A mount point inside the tree (a tmpfs in a private mount namespace,
+/// with another below it and a hard link inside): walked, or skipped by
+/// `-x`, as alone.
+#[test]
+fn mount_points_inside_the_tree() {
+    if !have_mpirun() || !is_root() || !have("unshare") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, b"m/a/f", b"a");
+    write(r, b"m/z/f", b"z");
+    std::fs::create_dir_all(r.join("m/mnt")).unwrap();
+    // Each run mounts the same content in a namespace of its own.
+    let setup = "mount -t tmpfs none m/mnt && mkdir -p m/mnt/sub m/mnt/inner \
+                 && echo in > m/mnt/x && echo in2 > m/mnt/sub/y && ln m/mnt/x m/mnt/sub/xl \
+                 && mount -t tmpfs none m/mnt/inner && echo deeper > m/mnt/inner/q \
+                 && exec \"$0\" \"$@\"";
+    let ns: &[&str] = &["unshare", "-m", "sh", "-c", setup];
+    if StdCommand::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        eprintln!("note: unshare -m is not allowed here; skipping");
+        return;
+    }
+    for args in [
+        &["m"][..],
+        &["-x", "m"],
+        &["-x", "--follow", "m/mnt"],
+        &["m/mnt/inner", "m"],
+    ] {
+        same_with(ns, r, args, &[2, 3], b"");
+    }
+    let all = single_with(ns, r, &["m"], b"");
+    assert_eq!(all.stdout.iter().filter(|&&b| b == b'\n').count(), 6);
+}
+
+/// The pids of the ranks of the job whose session directory is `tmpdir`,
+/// by rank.
+fn ranks_of(tmpdir: &Path) -> Vec<(u32, u32)> {
+    let bin = env!("CARGO_BIN_EXE_parsum");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(exe) = std::fs::read_link(e.path().join("exe")) else {
+            continue;
+        };
+        if exe != Path::new(bin) {
+            continue;
+        }
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = env.split(|&b| b == 0).collect();
+        let want = [b"TMPDIR=", tmpdir.as_os_str().as_bytes()].concat();
+        if !vars.contains(&&want[..]) {
+            continue;
+        }
+        if let Some(rank) = vars
+            .iter()
+            .find_map(|v| v.strip_prefix(b"OMPI_COMM_WORLD_RANK="))
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        {
+            found.push((rank, pid));
+        }
+    }
+    found
+}
+
+/// `kill -9` of one rank (rank 0 or another) while the job hashes, lists
+/// a manifest or waits for rank 0: the job ends at once, with an error, and
+/// no `-o` file appears.
+#[test]
+fn a_rank_killed_mid_run_ends_the_job() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    // Slow enough in a debug build to be killed mid-run: 60 MiB of SHA-512.
+    for i in 0..20 {
+        let body: Vec<u8> = (0..3_000_000u32).map(|b| (b ^ i) as u8).collect();
+        write(r, format!("t/f{i:02}").as_bytes(), &body);
+    }
+    let sums = single(r, &["-a", "sha512", "t"]).stdout;
+    std::fs::write(r.join("t.sums"), sums).unwrap();
+    let out = r.join("out/SUMS");
+    std::fs::create_dir(r.join("out")).unwrap();
+    let cases: [(&[&str], u32); 6] = [
+        (&["-a", "sha512", "-o", "out/SUMS", "t"], 1),
+        (&["-a", "sha512", "-o", "out/SUMS", "t"], 0),
+        (&["-c", "t.sums"], 2),
+        (&["--audit", "t.sums", "t"], 1),
+        (&["--update", "out/SUMS", "-a", "sha512", "t"], 1),
+        (&["--verify", "t.sums"], 2),
+    ];
+    for (args, victim) in cases {
+        let session = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let child = StdCommand::new("timeout")
+            .current_dir(r)
+            .env("TMPDIR", session.path())
+            .args([
+                "-s",
+                "KILL",
+                "100",
+                "mpirun",
+                "--allow-run-as-root",
+                "--oversubscribe",
+            ])
+            .args(["-np", "3", env!("CARGO_BIN_EXE_parsum"), "--no-progress"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the ranks, let them start working, then kill one.
+        let mut killed = false;
+        while started.elapsed() < Duration::from_secs(30) && !killed {
+            std::thread::sleep(Duration::from_millis(100));
+            let ranks = ranks_of(session.path());
+            if ranks.len() == 3 && started.elapsed() > Duration::from_millis(1500) {
+                let pid = ranks.iter().find(|(rk, _)| *rk == victim).unwrap().1;
+                // SAFETY: kill has no memory preconditions.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                killed = true;
+            }
+        }
+        let out_put = child.wait_with_output().unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out_put.stderr);
+        assert!(killed, "{args:?}: the ranks never appeared: {stderr}");
+        assert!(took < Duration::from_secs(60), "{args:?}: took {took:?}");
+        let code = out_put.status.code();
+        assert!(
+            code.is_some_and(|c| c != 0 && c != 124),
+            "{args:?}: {code:?} {stderr}"
+        );
+        assert!(stderr.contains("rank"), "{args:?}: no rank named: {stderr}");
+        assert!(!out.exists(), "{args:?}: a complete-looking output");
+    }
+}
