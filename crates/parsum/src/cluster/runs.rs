@@ -67,9 +67,13 @@ impl SortedRuns {
             }
             Err(e) => {
                 self.spill_failed = true;
+                // Which rank, and where: every rank may say it, and a bare
+                // "No such file or directory" names nothing to fix.
+                let rank = crate::launcher::rank().unwrap_or(0);
                 message(&format!(
-                    "parsum: cannot write sorted results to a temporary file ({}); \
-                     keeping them in memory",
+                    "parsum: rank {rank}: cannot write sorted results to a temporary file in {} \
+                     (TMPDIR): {}; keeping them in memory",
+                    crate::escape::quote(&std::env::temp_dir()),
                     crate::hash::os_message(&e)
                 ));
             }
