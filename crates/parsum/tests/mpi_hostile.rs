@@ -909,3 +909,56 @@ fn sorted_runs_that_cannot_be_written_are_kept_and_said_clearly() {
         );
     }
 }
+
+/// `-c SUMS -` where SUMS has a line naming `-`: coreutils reads in order,
+/// so that line hashes standard input and the manifest `-` after it is
+/// empty ("no properly formatted checksum lines found"). parsum reads the
+/// `-` line's stdin in its printer thread and the `-` manifest in its
+/// feeder thread, both from descriptor 0: one process gets coreutils'
+/// answer when the `-` line comes early in SUMS and the opposite when it
+/// comes late (the feeder is then ahead), and under MPI rank 0 reads the
+/// `-` manifest before it prints any range, so the `-` line always gets
+/// nothing. The output depends on timing and differs between 1 and N
+/// ranks.
+#[test]
+#[ignore = "defect: a '-' line and a '-' manifest race for standard input (feeder vs printer \
+            thread); one process answers by timing, MPI always reads the manifest first"]
+fn a_dash_line_and_a_dash_manifest_read_stdin_in_manifest_order() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    for i in 0..2000 {
+        write(r, format!("t/f{i:04}").as_bytes(), b"x");
+    }
+    let sums = single(r, &["-a", "sha256", "t"]).stdout;
+    let piped = single(r, &["-a", "sha256", "t/f0000"]).stdout;
+    let hex = String::from_utf8(single_with(&[], r, &["-a", "sha256", "-"], &piped).stdout)
+        .unwrap()[..64]
+        .to_string();
+    let dash = format!("{hex}  -\n");
+    std::fs::write(r.join("first.sha256"), [dash.as_bytes(), &sums].concat()).unwrap();
+    std::fs::write(r.join("last.sha256"), [&sums[..], dash.as_bytes()].concat()).unwrap();
+    for m in ["first.sha256", "last.sha256"] {
+        for np in [0, 2, 3] {
+            let args = ["-c", m, "-"];
+            let run = if np == 0 {
+                single_with(&[], r, &args, &piped)
+            } else {
+                mpi_with(&[], np, r, &args, &[], &piped)
+            };
+            let out = String::from_utf8_lossy(&run.stdout);
+            assert!(
+                out.starts_with("-: OK\n") || out.contains("\n-: OK\n"),
+                "{m} -np {np}"
+            );
+            assert!(
+                run.stderr
+                    .contains("'standard input': no properly formatted checksum lines found"),
+                "{m} -np {np}: {}",
+                run.stderr
+            );
+        }
+    }
+}
