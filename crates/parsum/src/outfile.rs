@@ -13,7 +13,12 @@
 //! points to, and the link stays, as with a shell's `>`. A FILE that is a
 //! FIFO or a device node (`-o /dev/stdout`, `/dev/null`) cannot be
 //! replaced without destroying it: the output is written into it as it
-//! comes, as `>` would, and the commit only flushes.
+//! comes, as `>` would, and the commit only flushes. A FILE that names one
+//! of the process's open descriptors through /proc (`/dev/stdout`,
+//! `/dev/fd/N`, `/proc/self/fd/N`) is that descriptor, whatever it is open
+//! on: the output is written into a duplicate of it, at its offset and in
+//! its append mode, as `-o -` writes to standard output (replacing the file
+//! behind it would lose what `>>` appended before).
 //!
 //! The temporary file is unnamed where the file system allows it
 //! (`O_TMPFILE`): the walk cannot see it, and a process that is killed
@@ -45,9 +50,12 @@ pub struct OutFile {
     /// given at the commit (unnamed file).
     tmp: PathBuf,
     named: bool,
-    /// Written into `dest` itself (a FIFO or device node): nothing to
-    /// rename or clean up.
+    /// Written into `dest` itself (a FIFO or device node, or an open
+    /// descriptor): nothing to rename or clean up.
     direct: bool,
+    /// `dest` names an open descriptor of this process: like standard
+    /// output, nothing of a tree is left out for it.
+    descriptor: bool,
     dest: PathBuf,
     /// Set once renamed: nothing to clean up.
     committed: bool,
@@ -98,7 +106,10 @@ impl OutFile {
     /// is a FIFO or device node). Fails (with a message naming `dest`)
     /// when its directory cannot take a new file, before any work.
     pub fn create(dest: &Path) -> io::Result<OutFile> {
-        let dest = &follow_links(dest)?;
+        let dest = &match follow_links(dest)? {
+            Target::Descriptor(fd) => return OutFile::into_descriptor(dest, fd),
+            Target::Path(path) => path,
+        };
         let old = std::fs::metadata(dest).ok();
         if old.as_ref().is_some_and(|m| !m.is_file()) {
             // Not a directory (refused above): a FIFO, device or socket,
@@ -109,6 +120,7 @@ impl OutFile {
                 tmp: PathBuf::new(),
                 named: false,
                 direct: true,
+                descriptor: false,
                 dest: dest.to_path_buf(),
                 committed: false,
             });
@@ -152,6 +164,7 @@ impl OutFile {
             tmp,
             named,
             direct: false,
+            descriptor: false,
             dest: dest.to_path_buf(),
             committed: false,
         };
@@ -173,6 +186,29 @@ impl OutFile {
         Ok(out)
     }
 
+    /// The output written into a duplicate of this process's descriptor
+    /// `fd`, which `dest` names through /proc (module doc). One not open
+    /// for writing is refused here, before any work.
+    fn into_descriptor(dest: &Path, fd: i32) -> io::Result<OutFile> {
+        // SAFETY: `fd` is open in this process (its /proc link was resolved
+        // just now, and parsum closes no descriptor it did not open), and
+        // the borrow ends with this function, once it is duplicated.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mode = rustix::fs::fcntl_getfl(borrowed)? & OFlags::RWMODE;
+        if mode == OFlags::RDONLY {
+            return Err(rustix::io::Errno::BADF.into());
+        }
+        Ok(OutFile {
+            file: File::from(borrowed.try_clone_to_owned()?),
+            tmp: PathBuf::new(),
+            named: false,
+            direct: true,
+            descriptor: true,
+            dest: dest.to_path_buf(),
+            committed: false,
+        })
+    }
+
     /// The final path.
     pub fn dest(&self) -> &Path {
         &self.dest
@@ -183,6 +219,9 @@ impl OutFile {
     /// temporary file, and temporary files of earlier runs that were
     /// killed before their rename (half-written outputs).
     pub fn not_data(&self) -> NotData {
+        if self.descriptor {
+            return NotData::default();
+        }
         let mut ids = Vec::new();
         if let Ok(m) = std::fs::metadata(&self.dest) {
             ids.push((m.dev(), m.ino()));
@@ -320,12 +359,35 @@ fn is_temp_name(name: &std::ffi::OsStr, entry: &std::ffi::OsStr) -> bool {
 /// Links in a row followed at most this many times (Linux's limit).
 const MAX_LINKS: usize = 40;
 
+/// Whether `dest` can be read and then replaced whole, as `--update`'s
+/// STATE is: a regular file, or a name that does not exist yet, once its
+/// links are followed. A FIFO, socket or device, or one of this process's
+/// descriptors named through /proc (`/dev/stdout`), is a stream: reading it
+/// first would wait on it (a pipe's other end, reopened, is our own), and
+/// it cannot be replaced. An error in the name is left to the create.
+pub fn replaceable(dest: &Path) -> bool {
+    match follow_links(dest) {
+        Ok(Target::Path(path)) => std::fs::metadata(path).map_or(true, |m| m.is_file()),
+        Ok(Target::Descriptor(_)) => false,
+        Err(_) => true,
+    }
+}
+
+/// What `-o` names, once its links are followed.
+enum Target {
+    /// A path: replaced whole, or written into (a FIFO or device node).
+    Path(PathBuf),
+    /// One of this process's open descriptors, named through /proc.
+    Descriptor(i32),
+}
+
 /// The file `dest` names, as a shell's `>` would write it: symbolic links
 /// at its end are followed (the output replaces what the last one points
-/// to, even if that does not exist yet, and the links stay). A directory,
-/// or a loop of links, is refused here, before any work, rather than at the
-/// rename after hours of hashing.
-fn follow_links(dest: &Path) -> io::Result<PathBuf> {
+/// to, even if that does not exist yet, and the links stay), but a link
+/// of /proc's to one of our open descriptors is that descriptor. A
+/// directory, or a loop of links, is refused here, before any work, rather
+/// than at the rename after hours of hashing.
+fn follow_links(dest: &Path) -> io::Result<Target> {
     let mut path = dest.to_path_buf();
     for _ in 0..MAX_LINKS {
         let meta = match std::fs::symlink_metadata(&path) {
@@ -337,7 +399,7 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
                 return if names_a_directory(&path) {
                     Err(rustix::io::Errno::ISDIR.into())
                 } else {
-                    Ok(path)
+                    Ok(Target::Path(path))
                 };
             }
             Err(e) => return Err(e),
@@ -346,14 +408,17 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
             return Err(rustix::io::Errno::ISDIR.into());
         }
         if !meta.file_type().is_symlink() {
-            return Ok(path);
+            return Ok(Target::Path(path));
+        }
+        if let Some(fd) = own_descriptor(&path) {
+            return Ok(Target::Descriptor(fd));
         }
         // A link to a FIFO, socket or device is written through, never
         // replaced: hand the link itself to the kernel, which also resolves
         // /proc's magic links (`/dev/stdout` on a pipe reads as
         // `pipe:[N]`, a name that resolves nowhere by hand).
         if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-            return Ok(path);
+            return Ok(Target::Path(path));
         }
         let target = std::fs::read_link(&path)?;
         // A relative target is relative to the link's directory (joining an
@@ -364,6 +429,27 @@ fn follow_links(dest: &Path) -> io::Result<PathBuf> {
         };
     }
     Err(rustix::io::Errno::LOOP.into())
+}
+
+/// The descriptor `link` stands for, if it is one of /proc's links to this
+/// process's open files: `N` in our `fd` directory, however it is spelled
+/// (`/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`, our PID's).
+fn own_descriptor(link: &Path) -> Option<i32> {
+    let name = link.file_name()?.as_bytes();
+    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let fd = std::str::from_utf8(name).ok()?.parse().ok()?;
+    let dir = std::fs::canonicalize(link.parent()?).ok()?;
+    let ours = Path::new("/proc").join(std::process::id().to_string());
+    let rest = dir.strip_prefix(&ours).ok()?;
+    let mut parts = rest.components().map(|c| c.as_os_str().as_bytes());
+    let is_ours = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(b"fd"), None, _, _) => true,
+        (Some(b"task"), Some(tid), Some(b"fd"), None) => tid.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    is_ours.then_some(fd)
 }
 
 /// Whether `path`, as spelled, can only name a directory: it ends in `/`,

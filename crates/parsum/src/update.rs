@@ -146,6 +146,14 @@ fn load(state: &Path, only: Option<Algo>) -> Result<Old, StateError> {
 
 /// Runs the update; returns the exit status.
 pub fn run(pipe: &Arc<Pipeline>, a: UpdateArgs, walk_opts: WalkOpts, progress: &Progress) -> Exit {
+    if !crate::outfile::replaceable(&a.state) {
+        message(&format!(
+            "parsum: {}: --update reads STATE, then replaces it whole, so it must be a \
+             regular file, not a FIFO, device or open descriptor; use -o for a stream",
+            quote(&a.state)
+        ));
+        return Exit::Usage;
+    }
     let old = match load(&a.state, a.algo) {
         Ok(o) => o,
         Err(e) => {

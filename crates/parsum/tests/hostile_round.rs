@@ -125,8 +125,9 @@ fn dash_o_onto_a_fifo_or_device_node_keeps_the_node() {
 }
 
 /// The same for `--update STATE`: a STATE that is a device node (as root,
-/// `parsum --update /dev/null .`) is replaced by a regular file holding the
-/// state. Here a private null device.
+/// `parsum --update /dev/null .`) was replaced by a regular file holding
+/// the state. Here a private null device. A STATE must be a regular file
+/// (it is read, then replaced): a usage error, and the node stays.
 #[test]
 fn update_state_onto_a_device_node_keeps_the_node() {
     if !is_root() {
@@ -140,11 +141,11 @@ fn update_state_onto_a_device_node_keeps_the_node() {
     // SAFETY: a valid NUL-terminated path; makedev(1, 3) is /dev/null.
     let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
     assert_eq!(rc, 0, "mknod");
-    let _ = parsum()
+    parsum()
         .current_dir(d.path())
         .args(["--update", "null", "t"])
-        .output()
-        .unwrap();
+        .assert()
+        .code(2);
     let ft = std::fs::symlink_metadata(&dev).unwrap().file_type();
     assert!(ft.is_char_device(), "null is now a {ft:?}");
 }

@@ -4,7 +4,10 @@
 //! The tests under "Defects" each failed when this round found it (four,
 //! all fixed: an output name near NAME_MAX, `-o S/`, a leftover temporary
 //! name with our PID, a hard link to the output under another name), and
-//! `-` read or written as a file where `-c -` reads standard input.
+//! `-` read or written as a file where `-c -` reads standard input. The
+//! MPI round (`mpi_hostile.rs`) added one: `-o /dev/stdout >> log` replaced
+//! `log`, losing its earlier lines; an open descriptor named through /proc
+//! is now written into, and `--update` refuses a STATE that is a stream.
 
 mod common;
 use common::*;
@@ -12,6 +15,102 @@ use common::*;
 use std::time::Duration;
 
 // ---- Defects ----
+
+/// Runs `script` with `sh -c` in `dir`, `$0` being parsum, under a 30 s
+/// guard; returns (exit code, stderr).
+fn sh_with_parsum(dir: &std::path::Path, script: &str) -> (i32, String) {
+    let out = std::process::Command::new("timeout")
+        .args(["30", "sh", "-c", script])
+        .arg(env!("CARGO_BIN_EXE_parsum"))
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `-o /dev/stdout >> log` followed /dev/stdout to `log` and replaced it by
+/// rename: what `>>` had appended before was lost. A name of one of the
+/// process's open descriptors (`/dev/stdout`, `/dev/fd/N`,
+/// `/proc/self/fd/N`) is that descriptor, written at its offset and in its
+/// append mode, as `-o -` writes to stdout; one open only for reading is
+/// refused before any work.
+#[test]
+fn an_open_descriptor_named_through_proc_is_written_into() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    let line = stdout_of(parsum().current_dir(d.path()).arg("t"));
+    let line = String::from_utf8(line).unwrap();
+    let cases = [
+        (
+            "echo earlier > log; \"$0\" --no-progress -o /dev/stdout t >> log",
+            "earlier\n",
+        ),
+        (
+            "echo three > log; exec 3>>log; \"$0\" --no-progress -o /dev/fd/3 t",
+            "three\n",
+        ),
+        (
+            "{ echo header; \"$0\" --no-progress -o /proc/self/fd/1 t; } > log",
+            "header\n",
+        ),
+    ];
+    for (script, before) in cases {
+        let (code, err) = sh_with_parsum(d.path(), script);
+        assert_eq!(code, 0, "{script}: {err}");
+        let log = std::fs::read_to_string(d.path().join("log")).unwrap();
+        assert_eq!(log, format!("{before}{line}"), "{script}");
+    }
+    // Open only for reading: refused before any file is hashed.
+    let (code, err) = sh_with_parsum(d.path(), "\"$0\" --no-progress -o /dev/stdin t < log");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/dev/stdin: Bad file descriptor"), "{err}");
+    assert!(!err.contains("1 file"), "{err}");
+}
+
+/// `--update /dev/stdout t | cat` hung: STATE is read before it is
+/// replaced, and reopening the pipe's end for reading waits on ourselves.
+/// A STATE that is a stream (FIFO, device, open descriptor) cannot be read
+/// and then replaced whole: a usage error, before any read.
+#[test]
+fn update_refuses_a_state_that_is_a_stream() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/a", b"abc");
+    mkfifo(&d.path().join("fifo"));
+    for state in ["/dev/stdout", "/dev/fd/1", "fifo", "/dev/null"] {
+        let (code, err) = sh_with_parsum(
+            d.path(),
+            &format!("\"$0\" --no-progress --update {state} t | cat"),
+        );
+        assert_eq!(code, 0, "the pipeline's status is cat's: {err}");
+        assert!(
+            err.contains(&format!(
+                "parsum: {state}: --update reads STATE, then replaces it whole"
+            )),
+            "{state}: {err}"
+        );
+        let (code, _) = sh_with_parsum(
+            d.path(),
+            &format!("\"$0\" --no-progress --update {state} t > out"),
+        );
+        assert_eq!(code, 2, "{state}");
+    }
+    let ft = std::fs::symlink_metadata(d.path().join("fifo"))
+        .unwrap()
+        .file_type();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(ft.is_fifo());
+    // A link to a regular file is a STATE like any other.
+    std::os::unix::fs::symlink("st", d.path().join("lnk")).unwrap();
+    parsum()
+        .current_dir(d.path())
+        .args(["--update", "lnk", "t"])
+        .assert()
+        .success();
+    assert!(d.path().join("st").is_file());
+}
 
 /// `-o NAME` with NAME 240 bytes long: NAME is valid, but the temporary
 /// `.NAME.parsum-PID.tmp` is past NAME_MAX, and the run failed at the

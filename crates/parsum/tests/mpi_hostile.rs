@@ -826,12 +826,10 @@ fn files_changing_while_the_job_runs() {
 }
 
 /// `parsum -o /dev/stdout >> log` appends under mpirun (rank 0 writes into
-/// the launcher's pipe, which `>>` appends) but a single process follows
-/// /dev/stdout to `log` itself and replaces it by rename, so the log's
-/// earlier lines are lost.
+/// the launcher's pipe, which `>>` appends); a single process followed
+/// /dev/stdout to `log` itself and replaced it by rename, so the log's
+/// earlier lines were lost. It now writes into the descriptor (fixed).
 #[test]
-#[ignore = "defect: one process replaces the file that /dev/stdout (a /proc fd link) names, \
-            losing what `>>` appended before; MPI appends"]
 fn output_to_dev_stdout_appended_to_a_log() {
     if !have_mpirun() {
         return;
