@@ -3,7 +3,14 @@
 //! mid-stream with counted inputs and results, task memory handed between
 //! short-lived threads and pools built and dropped around it, inputs whose
 //! `next()` stops their own pool, consumers' closures that close and join
-//! the pool mid-stream, nested scoped batches on a one-worker pool.
+//! the pool mid-stream, nested scoped batches on a one-worker pool,
+//! `try_map` errors whose `Drop` panics, odd results across `terminate`,
+//! and the builder's limits (thread names, stack sizes, initializers).
+//!
+//! Found: a `thread_name` with a NUL byte made `build()` panic inside
+//! `std` (fixed: `BuildError::Spawn`); `build()` waits for every
+//! initializer, so an initializer waiting for the building thread's next
+//! step hangs it (a design choice, left ignored with its reason).
 //!
 //! Sizes are small under Miri (`common::pick`).
 #[path = "common/child.rs"]
