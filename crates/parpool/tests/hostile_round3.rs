@@ -71,7 +71,7 @@ fn imap_size_hints_bound_what_is_left_at_every_step() {
                         check_hint(it.size_hint(), 0, &what);
                     }};
                 }
-                match (chunk.unwrap_or(0) + usize::from(filtered)) % 2 {
+                match chunk.map_or(0, |c| c & 1) ^ usize::from(filtered) {
                     0 => walk!(pool.imap(|x: usize| x, input)),
                     _ => walk!(pool.imap_unordered(|x: usize| x, input)),
                 }
