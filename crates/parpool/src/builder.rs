@@ -174,7 +174,9 @@ impl Builder {
     /// # Errors
     ///
     /// [`BuildError::ZeroWorkers`] for `workers(0)`, [`BuildError::Spawn`] if
-    /// a thread cannot be started, [`BuildError::InitializerPanicked`] if the
+    /// a thread cannot be started (also for a
+    /// [`thread_name`](Self::thread_name) with a NUL byte, which no thread
+    /// can have), [`BuildError::InitializerPanicked`] if the
     /// initializer panics. In each case every thread already started is
     /// stopped and joined before the error is returned.
     ///

@@ -114,6 +114,15 @@ impl Registry {
                 max: MAX_WORKERS,
             });
         }
+        // `std` panics at the spawn of a thread whose name has a NUL byte
+        // (a C string): refused here, as the error `build` promises, not
+        // as a panic out of it (found by a hostile round).
+        if config.name.contains('\0') {
+            return Err(BuildError::Spawn(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a worker thread's name may not contain a null byte",
+            )));
+        }
         let registry = Arc::new(Registry {
             queue: JobQueue::new(),
             sleep: Sleep::default(),
