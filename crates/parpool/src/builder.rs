@@ -127,6 +127,13 @@ impl Builder {
     /// [`BuildError::InitializerPanicked`]; if it panics in a replacement
     /// thread, the retiring worker stays on instead.
     ///
+    /// Unlike Python's, [`build`](Self::build) returns only once every
+    /// initializer has (that is how it can report the panic), so an
+    /// initializer must not wait for anything the building thread does
+    /// after `build` returns, such as a barrier it meets next or a
+    /// `LazyLock` holding this very pool: the two would wait for each other
+    /// for good.
+    ///
     /// ```
     /// use std::cell::Cell;
     /// thread_local!(static READY: Cell<bool> = const { Cell::new(false) });

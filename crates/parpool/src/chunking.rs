@@ -11,7 +11,8 @@
 //! Invariants:
 //! - A chunk is never empty, and a map claim never runs past the input's end
 //!   (so the map's cursor never wraps, whatever the chunk size).
-//! - An imap chunk never exceeds `MAX_CHUNK` items, and an imap never reads
+//! - An imap chunk never exceeds `MAX_CHUNK` items nor `MAX_CHUNK_BYTES` of
+//!   items or of results (one item at least), and an imap never reads
 //!   more than `MAX_READ_AHEAD` items ahead of its consumer, whatever the
 //!   settings: the hard bound on its memory.
 
@@ -58,6 +59,20 @@ const GROWTH: usize = 16;
 /// The largest chunk, automatic or set with `chunksize`: a larger chunk
 /// brings no speed, and its items would all be held in memory at once.
 pub(crate) const MAX_CHUNK: usize = 1 << 16;
+/// The most bytes of items, or of results, one imap chunk holds. A chunk's
+/// buffers are reserved whole when it starts (a reader's cannot move while
+/// another thread may rescue the items in it), so a chunk of large values
+/// is cut to fit, whatever `chunksize` says: with 1 MiB items,
+/// `chunksize(65536)` reserved 64 GiB up front and aborted the process
+/// on the failed allocation, even for an input of three items.
+pub(crate) const MAX_CHUNK_BYTES: usize = 64 << 20;
+
+/// The largest imap chunk for items of `item` bytes and results of
+/// `result` bytes: `MAX_CHUNK_BYTES` of the larger, within `1..=MAX_CHUNK`.
+pub(crate) fn max_chunk_for(item: usize, result: usize) -> usize {
+    (MAX_CHUNK_BYTES / item.max(result).max(1)).clamp(1, MAX_CHUNK)
+}
+
 /// The most items read ahead of the consumer, whatever the buffer and chunk
 /// settings: the hard bound on an imap's memory, in items.
 pub(crate) const MAX_READ_AHEAD: usize = 1 << 20;
@@ -104,6 +119,16 @@ mod tests {
             cur += size;
         }
         sizes
+    }
+
+    #[test]
+    fn a_chunk_of_large_values_is_cut_to_its_byte_limit() {
+        use super::{max_chunk_for, MAX_CHUNK, MAX_CHUNK_BYTES};
+        assert_eq!(max_chunk_for(8, 8), MAX_CHUNK);
+        assert_eq!(max_chunk_for(0, 0), MAX_CHUNK);
+        assert_eq!(max_chunk_for(1 << 20, 8), MAX_CHUNK_BYTES >> 20);
+        assert_eq!(max_chunk_for(8, 1 << 20), MAX_CHUNK_BYTES >> 20);
+        assert_eq!(max_chunk_for(usize::MAX, 1), 1);
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub(super) struct InputSide<'a, R> {
     pub(super) release_input: Box<dyn Fn() + Send + 'a>,
     /// Takes over a stalled read (see `stash.rs`).
     pub(super) rescue: Rescue<'a, R>,
+    /// The largest chunk for this input's items and results
+    /// ([`crate::chunking::max_chunk_for`]).
+    pub(super) max_chunk: usize,
 }
 
 /// Where the consumer is in its life.
@@ -270,11 +273,12 @@ impl<'a, R> Consumer<'a, R> {
         if inline && !self.input.never_waits {
             return 1;
         }
+        let max = self.input.max_chunk;
         if let Some(c) = self.chunksize {
-            return c.min(MAX_CHUNK);
+            return c.min(MAX_CHUNK).min(max);
         }
         let est = self.shared.ns_per_item.load(Ordering::Relaxed);
-        self.chunk = adapt_chunk(self.chunk, est, self.buffer, self.workers);
+        self.chunk = adapt_chunk(self.chunk, est, self.buffer, self.workers).min(max);
         self.chunk
     }
 

@@ -119,6 +119,10 @@ where
         },
         release_input: Box::new(move || input.release_input()),
         rescue: Box::new(move |shared, want| stalled.rescue(shared, want)),
+        max_chunk: crate::chunking::max_chunk_for(
+            std::mem::size_of::<T>(),
+            std::mem::size_of::<R>(),
+        ),
     };
     CoreHandle(Consumer::new(
         shared, side, queue, ordered, workers, input_hint,
@@ -150,10 +154,12 @@ macro_rules! imap_type {
             /// first `next()`. Default: automatic, adapting to how long items
             /// take (one by one for slow items, large batches for tiny ones).
             ///
-            /// A chunk never exceeds 65,536 items, nor the read-ahead bound
-            /// (see [`buffer`](Self::buffer)): larger values are treated as
-            /// that, since a larger chunk brings no speed and would hold all
-            /// its items in memory at once.
+            /// A chunk never exceeds 65,536 items, nor 64 MiB of items or of
+            /// results (one item at least: a chunk's buffers are reserved
+            /// whole when it starts), nor the read-ahead bound (see
+            /// [`buffer`](Self::buffer)): larger values are treated as that,
+            /// since a larger chunk brings no speed and would hold all its
+            /// items in memory at once.
             ///
             /// # Panics
             ///
