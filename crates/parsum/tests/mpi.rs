@@ -15,87 +15,8 @@ use std::path::Path;
 use std::process::Command as StdCommand;
 use std::time::Duration;
 
+use common::mpirun::*;
 use common::*;
-
-const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
-
-/// Is Open MPI's `mpirun` here? Says so when it is not.
-fn have_mpirun() -> bool {
-    let ok = StdCommand::new("mpirun")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("note: mpirun is not installed; skipping the MPI test (see .ci/mpi)");
-    }
-    ok
-}
-
-struct Run {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-/// The single-process run: the same binary, with no launcher variables.
-fn single(dir: &Path, args: &[&str]) -> Run {
-    let mut c = StdCommand::new(env!("CARGO_BIN_EXE_parsum"));
-    c.current_dir(dir).arg("--no-progress").args(args);
-    for v in LAUNCHER_VARS {
-        c.env_remove(v);
-    }
-    let (code, stdout, stderr) = run_std(&mut c);
-    Run {
-        code,
-        stdout,
-        stderr,
-    }
-}
-
-/// `mpirun -np N parsum ARGS` in `dir`, killed after 120 s.
-fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    mpi_with_stdin(np, dir, args, env, b"")
-}
-
-/// [`mpi`], with `stdin` on rank 0's standard input.
-///
-/// Each run gets a session directory of its own: Open MPI 4 keeps every
-/// job's under one per-user directory in `TMPDIR` and removes it when a
-/// job ends, so a job starting meanwhile (the tests run in parallel)
-/// failed with `orte_session_dir failed` (open-mpi/ompi#8510; the
-/// workaround there is a unique `orte_tmpdir_base`, which follows
-/// `TMPDIR`).
-fn mpi_with_stdin(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
-    let session = tempfile::tempdir().unwrap();
-    let mut c = assert_cmd::Command::new("timeout");
-    c.timeout(Duration::from_secs(150))
-        .current_dir(dir)
-        .env("TMPDIR", session.path())
-        .args([
-            "-s",
-            "TERM",
-            "120",
-            "mpirun",
-            "--allow-run-as-root",
-            "--oversubscribe",
-        ])
-        .arg("-np")
-        .arg(np.to_string());
-    for (k, v) in env {
-        c.env(k, v).arg("-x").arg(k);
-    }
-    c.arg(env!("CARGO_BIN_EXE_parsum"))
-        .arg("--no-progress")
-        .args(args)
-        .write_stdin(stdin.to_vec());
-    let out = c.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// The summary line without its timing: `parsum: 3 files, 2 B, 0 skipped,
 /// 0 errors` (`-c` prints none).

@@ -16,22 +16,8 @@ use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
+use common::mpirun::*;
 use common::*;
-
-const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
-
-/// Is Open MPI's `mpirun` here? Says so when it is not.
-fn have_mpirun() -> bool {
-    let ok = StdCommand::new("mpirun")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("note: mpirun is not installed; skipping the MPI test (see .ci/mpi)");
-    }
-    ok
-}
 
 /// Root with `setpriv`: a run can then drop CAP_DAC_OVERRIDE and
 /// CAP_DAC_READ_SEARCH, so `chmod 000` really makes a file unreadable.
@@ -51,78 +37,6 @@ fn can_drop_dac() -> bool {
 /// Drops the capabilities that let root read anything (for the command it
 /// starts and every process under it: mpirun and all ranks).
 const NO_DAC: &[&str] = &["setpriv", "--bounding-set=-dac_override,-dac_read_search"];
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-/// The single-process run, under `prefix` (a command that execs the rest).
-fn single_with(prefix: &[&str], dir: &Path, args: &[&str], stdin: &[u8]) -> Run {
-    let bin = env!("CARGO_BIN_EXE_parsum");
-    let mut c = assert_cmd::Command::new(prefix.first().copied().unwrap_or(bin));
-    if !prefix.is_empty() {
-        c.args(&prefix[1..]).arg(bin);
-    }
-    c.timeout(Duration::from_secs(60))
-        .current_dir(dir)
-        .arg("--no-progress")
-        .args(args)
-        .write_stdin(stdin.to_vec());
-    for v in LAUNCHER_VARS {
-        c.env_remove(v);
-    }
-    let out = c.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn single(dir: &Path, args: &[&str]) -> Run {
-    single_with(&[], dir, args, b"")
-}
-
-/// `mpirun -np N parsum ARGS` in `dir`, under `prefix`, killed after 120 s.
-fn mpi_with(
-    prefix: &[&str],
-    np: usize,
-    dir: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-    stdin: &[u8],
-) -> Run {
-    let session = tempfile::tempdir().unwrap();
-    let mut c = assert_cmd::Command::new("timeout");
-    c.timeout(Duration::from_secs(150))
-        .current_dir(dir)
-        .env("TMPDIR", session.path())
-        .args(["-s", "TERM", "120"])
-        .args(prefix)
-        .args(["mpirun", "--allow-run-as-root", "--oversubscribe"])
-        .arg("-np")
-        .arg(np.to_string());
-    for (k, v) in env {
-        c.env(k, v).arg("-x").arg(k);
-    }
-    c.arg(env!("CARGO_BIN_EXE_parsum"))
-        .arg("--no-progress")
-        .args(args)
-        .write_stdin(stdin.to_vec());
-    let out = c.output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
-    mpi_with(&[], np, dir, args, env, b"")
-}
 
 /// parsum's own stderr lines, the summary without its timing, less `-v`'s
 /// per-rank, disk and device lines (each rank prints its own).

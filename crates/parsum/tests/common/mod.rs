@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 
+pub mod mpirun;
+
 /// `parsum` with no progress bar and a 30 s guard: no test may hang.
 pub fn parsum() -> Command {
     let mut c = Command::cargo_bin("parsum").unwrap();
