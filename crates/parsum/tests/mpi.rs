@@ -36,28 +36,7 @@ fn assert_same_by<T: PartialEq + std::fmt::Debug>(
     what: &str,
     key: impl Fn(&str) -> T,
 ) -> Run {
-    let want = single(dir, args);
-    for &np in nps {
-        let got = mpi(np, dir, args, &[]);
-        assert_eq!(
-            got.code, want.code,
-            "exit status, -np {np} {args:?}\nstderr:\n{}",
-            got.stderr
-        );
-        assert!(
-            got.stdout == want.stdout,
-            "stdout differs, -np {np} {args:?}:\n--- single\n{}\n--- mpi\n{}\n--- mpi stderr\n{}",
-            String::from_utf8_lossy(&want.stdout),
-            String::from_utf8_lossy(&got.stdout),
-            got.stderr
-        );
-        assert_eq!(
-            key(&got.stderr),
-            key(&want.stderr),
-            "{what}, -np {np} {args:?}"
-        );
-    }
-    want
+    assert_same_as_one_process(&[], dir, args, nps, b"", what, key)
 }
 
 /// Same bytes, same status, same summary counts, for each rank count.

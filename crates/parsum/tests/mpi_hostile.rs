@@ -60,28 +60,7 @@ fn parsum_lines(stderr: &str) -> Vec<String> {
 /// The same stdout, parsum stderr lines (in order) and exit status as one
 /// process, for each rank count, under `prefix`, with `stdin` on both.
 fn same_with(prefix: &[&str], dir: &Path, args: &[&str], nps: &[usize], stdin: &[u8]) -> Run {
-    let want = single_with(prefix, dir, args, stdin);
-    for &np in nps {
-        let got = mpi_with(prefix, np, dir, args, &[], stdin);
-        assert_eq!(
-            got.code, want.code,
-            "exit status, -np {np} {args:?}\nsingle stderr:\n{}\nmpi stderr:\n{}",
-            want.stderr, got.stderr
-        );
-        assert!(
-            got.stdout == want.stdout,
-            "stdout differs, -np {np} {args:?}:\n--- single\n{}\n--- mpi\n{}\n--- mpi stderr\n{}",
-            String::from_utf8_lossy(&want.stdout),
-            String::from_utf8_lossy(&got.stdout),
-            got.stderr
-        );
-        assert_eq!(
-            parsum_lines(&got.stderr),
-            parsum_lines(&want.stderr),
-            "stderr, -np {np} {args:?}"
-        );
-    }
-    want
+    assert_same_as_one_process(prefix, dir, args, nps, stdin, "stderr", parsum_lines)
 }
 
 fn same(dir: &Path, args: &[&str], nps: &[usize]) -> Run {

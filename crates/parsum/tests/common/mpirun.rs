@@ -119,3 +119,40 @@ pub fn mpi_with_stdin(
 pub fn mpi(np: usize, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     mpi_with(&[], np, dir, args, env, b"")
 }
+
+/// Runs `args` in `dir` alone and under `mpirun -np N` for each of `nps`,
+/// under `prefix` and with `stdin` on both, and asserts the same exit
+/// status, the same stdout bytes and the same `key` of stderr (`what`
+/// names it in a failure). Returns the single-process run.
+pub fn assert_same_as_one_process<T: PartialEq + std::fmt::Debug>(
+    prefix: &[&str],
+    dir: &Path,
+    args: &[&str],
+    nps: &[usize],
+    stdin: &[u8],
+    what: &str,
+    key: impl Fn(&str) -> T,
+) -> Run {
+    let want = single_with(prefix, dir, args, stdin);
+    for &np in nps {
+        let got = mpi_with(prefix, np, dir, args, &[], stdin);
+        assert_eq!(
+            got.code, want.code,
+            "exit status, -np {np} {args:?}\nsingle stderr:\n{}\nmpi stderr:\n{}",
+            want.stderr, got.stderr
+        );
+        assert!(
+            got.stdout == want.stdout,
+            "stdout differs, -np {np} {args:?}:\n--- single\n{}\n--- mpi\n{}\n--- mpi stderr\n{}",
+            String::from_utf8_lossy(&want.stdout),
+            String::from_utf8_lossy(&got.stdout),
+            got.stderr
+        );
+        assert_eq!(
+            key(&got.stderr),
+            key(&want.stderr),
+            "{what}, -np {np} {args:?}"
+        );
+    }
+    want
+}
