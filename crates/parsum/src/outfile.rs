@@ -11,7 +11,7 @@
 //!
 //! FILE may be a symbolic link: the output then replaces the file it
 //! points to, and the link stays, as with a shell's `>`. A FILE that is a
-//! FIFO or a device node (`-o /dev/stdout`, `/dev/null`) cannot be
+//! FIFO or a device node (`/dev/null`, a named pipe) cannot be
 //! replaced without destroying it: the output is written into it as it
 //! comes, as `>` would, and the commit only flushes. A FILE that names one
 //! of the process's open descriptors through /proc (`/dev/stdout`,
