@@ -45,9 +45,51 @@ pub fn run() -> Exit {
         }
     };
     match Config::from_args(args) {
-        Ok(cfg) => run_config(cfg),
+        Ok(cfg) => match rank_descriptor_named(&cfg) {
+            Some(msg) => usage_error(&msg),
+            None => run_config(cfg),
+        },
         Err(msg) => usage_error(&msg),
     }
+}
+
+/// Under an MPI launcher, a path that names one of the process's own
+/// descriptors past the standard three (`/dev/fd/3`, `/proc/self/fd/4`)
+/// names the rank's, not the shell's: the launcher passes on only 0, 1
+/// and 2, and under Open MPI descriptor 3 is its own channel, which a read
+/// waited on for good (`-c /dev/fd/3 3<SUMS` hung). Refused, before any
+/// work, as a usage error that says what to give instead.
+fn rank_descriptor_named(cfg: &Config) -> Option<String> {
+    if !launcher::launched() {
+        return None;
+    }
+    let mut paths: Vec<&std::path::Path> = Vec::new();
+    match &cfg.mode {
+        Mode::Tree { roots, output, .. } => {
+            paths.extend(roots.iter().map(PathBuf::as_path));
+            paths.extend(output.as_deref());
+        }
+        Mode::Check { manifests, .. } => paths.extend(manifests.iter().map(PathBuf::as_path)),
+        Mode::Audit {
+            manifest, roots, ..
+        } => {
+            paths.push(manifest);
+            paths.extend(roots.iter().map(PathBuf::as_path));
+        }
+        Mode::Update { state, roots, .. } => {
+            paths.push(state);
+            paths.extend(roots.iter().map(PathBuf::as_path));
+        }
+        Mode::Verify { state, .. } => paths.push(state),
+    }
+    let path = paths
+        .into_iter()
+        .find(|p| crate::outfile::own_descriptor(p).is_some_and(|fd| fd > 2))?;
+    Some(format!(
+        "{}: under an MPI launcher this names a descriptor of the rank, not of your \
+         shell (only standard input, output and error are passed on); give a file",
+        crate::escape::quote(path)
+    ))
 }
 
 /// The command line as [`Args`]. Under an MPI launcher clap never colours:

@@ -434,7 +434,7 @@ fn follow_links(dest: &Path) -> io::Result<Target> {
 /// The descriptor `link` stands for, if it is one of /proc's links to this
 /// process's open files: `N` in our `fd` directory, however it is spelled
 /// (`/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`, our PID's).
-fn own_descriptor(link: &Path) -> Option<i32> {
+pub(crate) fn own_descriptor(link: &Path) -> Option<i32> {
     let name = link.file_name()?.as_bytes();
     if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
         return None;

@@ -853,3 +853,42 @@ fn a_dash_line_and_a_dash_manifest_read_stdin_in_manifest_order() {
         }
     }
 }
+
+/// `mpirun ... parsum -c /dev/fd/3 3<SUMS` hung: the launcher passes on
+/// only descriptors 0, 1 and 2, and under Open MPI a rank's descriptor 3
+/// is the launcher's own channel, which the read waited on for good. A
+/// path naming a descriptor past 2 is a usage error under a launcher, in
+/// every place a path is read or written; one process still reads it.
+#[test]
+fn a_descriptor_past_the_standard_three_is_refused_under_a_launcher() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    for i in 0..5 {
+        write(r, format!("t/f{i}").as_bytes(), b"x");
+    }
+    std::fs::write(r.join("SUMS"), single(r, &["t"]).stdout).unwrap();
+    let fd3: &[&str] = &["sh", "-c", "exec \"$0\" \"$@\" 3<SUMS"];
+    let one = single_with(fd3, r, &["-c", "/dev/fd/3"], b"");
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    for args in [
+        &["-c", "/dev/fd/3"][..],
+        &["--verify", "/proc/self/fd/3"],
+        &["--audit", "/dev/fd/3", "t"],
+        &["-o", "/dev/fd/3", "t"],
+        &["/dev/fd/3"],
+    ] {
+        let started = Instant::now();
+        let got = mpi_with(fd3, 2, r, args, &[], b"");
+        assert_eq!(got.code, 2, "{args:?}: {}", got.stderr);
+        assert!(
+            got.stderr
+                .contains("under an MPI launcher this names a descriptor of the rank"),
+            "{args:?}: {}",
+            got.stderr
+        );
+        assert!(started.elapsed() < Duration::from_secs(60), "{args:?}");
+    }
+}
