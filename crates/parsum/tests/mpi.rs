@@ -569,7 +569,7 @@ fn check_mode_stdin_nul_lines_and_many_chunks() {
     let sums = single(r, &[]).stdout;
     let mut c = StdCommand::new(env!("CARGO_BIN_EXE_parsum"));
     c.current_dir(r).args(["--no-progress", "-c", "-"]);
-    for v in LAUNCHER_VARS {
+    for v in parsum::launcher::LAUNCHER_VARS {
         c.env_remove(v);
     }
     let want = {

@@ -48,13 +48,18 @@ pub const AWKWARD: &[&[u8]] = &[
 
 /// Is `tool` on PATH? Prints a note when it is not, so skips are visible.
 pub fn have(tool: &str) -> bool {
+    have_for(tool, "its round trip")
+}
+
+/// [`have`], saying what is skipped without `tool`.
+pub fn have_for(tool: &str, skipping: &str) -> bool {
     let ok = StdCommand::new(tool)
         .arg("--version")
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("note: {tool} is not installed; skipping its round trip");
+        eprintln!("note: {tool} is not installed; skipping {skipping}");
     }
     ok
 }

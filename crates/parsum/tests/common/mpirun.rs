@@ -3,24 +3,11 @@
 //! compared. Every run is under a timeout, so no test can hang on one.
 
 use std::path::Path;
-use std::process::Command as StdCommand;
 use std::time::Duration;
-
-/// What a launcher sets; removed for the single-process run, so it is not
-/// mistaken for one rank of a job.
-pub const LAUNCHER_VARS: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
 
 /// Is Open MPI's `mpirun` here? Says so when it is not.
 pub fn have_mpirun() -> bool {
-    let ok = StdCommand::new("mpirun")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("note: mpirun is not installed; skipping the MPI test (see .ci/mpi)");
-    }
-    ok
+    super::have_for("mpirun", "the MPI test (see .ci/mpi)")
 }
 
 /// One run's exit status and output.
@@ -55,7 +42,8 @@ pub fn single_with(prefix: &[&str], dir: &Path, args: &[&str], stdin: &[u8]) -> 
         .arg("--no-progress")
         .args(args)
         .write_stdin(stdin.to_vec());
-    for v in LAUNCHER_VARS {
+    // Not mistaken for one rank of a job.
+    for v in parsum::launcher::LAUNCHER_VARS {
         c.env_remove(v);
     }
     Run::of(c.output().unwrap())
