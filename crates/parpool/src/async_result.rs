@@ -49,6 +49,10 @@ const NOT_TAKEN: u8 = 0;
 const TAKEN_OK: u8 = 1;
 const TAKEN_ERR: u8 = 2;
 
+/// The panic of a call that needs the result of a spent handle.
+const SPENT: &str =
+    "parpool: this AsyncResult's result was already returned (by get_timeout, or by awaiting it)";
+
 type SuccessCallback<R> = Box<dyn FnOnce(&R) + Send>;
 type ErrorCallback = Box<dyn FnOnce(&TaskError) + Send>;
 
@@ -953,11 +957,8 @@ impl<R> AsyncResult<R> {
     fn take(&mut self) -> Outcome<R> {
         // Spent: if it was pending in an executor here, it waits no more.
         crate::exec_wait::ended(self.wait_key());
+        self.refuse_if_spent();
         let slot = self.task.slot();
-        assert!(
-            slot.taken.load(Ordering::Relaxed) == NOT_TAKEN,
-            "parpool: this AsyncResult's result was already returned (by get_timeout, or by awaiting it)"
-        );
         slot.observed.store(true, Ordering::Relaxed);
         // SAFETY: `&mut self`: this handle is the only one and nothing else
         // reads the outcome meanwhile.
@@ -965,6 +966,29 @@ impl<R> AsyncResult<R> {
         let taken = if outcome.is_ok() { TAKEN_OK } else { TAKEN_ERR };
         slot.taken.store(taken, Ordering::Relaxed);
         outcome
+    }
+
+    /// Whether the handle is spent: its result was already returned (by
+    /// `get_timeout`, or by awaiting it), so nothing can be taken or handed
+    /// to a callback any more. `taken` is read and written only through
+    /// the handle, so `Relaxed` suffices.
+    fn is_spent(&self) -> bool {
+        self.slot().taken.load(Ordering::Relaxed) != NOT_TAKEN
+    }
+
+    fn refuse_if_spent(&self) {
+        assert!(!self.is_spent(), "{SPENT}");
+    }
+
+    /// A callback attached to a spent handle would never see the result:
+    /// it is dropped (contained: its `Drop` is user code) and the call
+    /// panics, as `get` does, rather than losing it without a word.
+    fn refuse_callback_if_spent<F>(&self, f: F) -> F {
+        if self.is_spent() {
+            panic::drop_discarding(f);
+            panic!("{SPENT}");
+        }
+        f
     }
 
     /// Blocks until the task has finished (its callbacks included).
@@ -1071,6 +1095,12 @@ impl<R> AsyncResult<R> {
     /// finished the task, or right here if the task has already finished. A
     /// panicking callback is contained: the result and the pool are unharmed.
     ///
+    /// # Panics
+    ///
+    /// If [`get_timeout`](Self::get_timeout) (or awaiting the handle)
+    /// already returned the result: the callback could never see it. It is
+    /// dropped unrun first.
+    ///
     /// ```
     /// use std::sync::mpsc;
     /// let pool = parpool::ThreadPool::new();
@@ -1080,6 +1110,7 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(rx.try_recv(), Ok(42));
     /// ```
     pub fn on_success(self, f: impl FnOnce(&R) + Send + 'static) -> Self {
+        let f = self.refuse_callback_if_spent(f);
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
             // SAFETY: through the handle, which this call owns.
@@ -1099,6 +1130,10 @@ impl<R> AsyncResult<R> {
     /// panics or is cancelled, before any `wait` returns. A panicking callback
     /// is contained.
     ///
+    /// # Panics
+    ///
+    /// As [`on_success`](Self::on_success), once the result was returned.
+    ///
     /// ```
     /// use std::sync::mpsc;
     /// let pool = parpool::ThreadPool::new();
@@ -1110,6 +1145,7 @@ impl<R> AsyncResult<R> {
     /// assert!(rx.try_recv().unwrap().contains("bad input"));
     /// ```
     pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
+        let f = self.refuse_callback_if_spent(f);
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
             // SAFETY: through the handle, which this call owns.

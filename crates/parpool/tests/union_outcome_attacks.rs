@@ -849,15 +849,6 @@ fn spent_handle_sees_empty_cell() {
             let mut h = pool.apply_async(move || l.tok());
             let t = h.get_timeout(Duration::from_secs(30)).ok().unwrap();
             let ran = Arc::new(AtomicUsize::new(0));
-            let (r1, r2) = (Arc::clone(&ran), Arc::clone(&ran));
-            let mut h = h
-                .on_success(move |_| {
-                    r1.fetch_add(1, Ordering::SeqCst);
-                })
-                .on_error(move |_| {
-                    r2.fetch_add(1, Ordering::SeqCst);
-                });
-            assert_eq!(ran.load(Ordering::SeqCst), 0);
             assert_eq!(h.successful(), Some(true));
             assert!(h.ready());
             h.wait();
@@ -865,7 +856,16 @@ fn spent_handle_sees_empty_cell() {
                 let _ = h.get_timeout(Duration::from_millis(1));
             }));
             assert!(again.is_err());
-            drop(h);
+            // A callback attached now could only see the empty cell: the
+            // call panics and the callback never runs.
+            let r1 = Arc::clone(&ran);
+            let attach = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                h.on_success(move |_| {
+                    r1.fetch_add(1, Ordering::SeqCst);
+                })
+            }));
+            assert!(attach.is_err());
+            assert_eq!(ran.load(Ordering::SeqCst), 0);
             drop(t);
             // Same for a failure.
             let mut h = pool.apply_async(|| -> Tok { panic!("x") });
@@ -873,13 +873,15 @@ fn spent_handle_sees_empty_cell() {
                 h.get_timeout(Duration::from_secs(30)),
                 Err(TaskError::Panicked(_))
             ));
-            let r3 = Arc::clone(&ran);
-            let h = h.on_error(move |_| {
-                r3.fetch_add(1, Ordering::SeqCst);
-            });
-            assert_eq!(ran.load(Ordering::SeqCst), 0);
             assert_eq!(h.successful(), Some(false));
-            drop(h);
+            let r3 = Arc::clone(&ran);
+            let attach = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                h.on_error(move |_| {
+                    r3.fetch_add(1, Ordering::SeqCst);
+                })
+            }));
+            assert!(attach.is_err());
+            assert_eq!(ran.load(Ordering::SeqCst), 0);
         }
         ledger.check("spent");
     });
