@@ -136,11 +136,14 @@ impl Counters {
     pub(crate) fn snapshot(&self, workers: usize) -> Stats {
         let (mut queued, mut running, mut completed, mut panicked) =
             (0isize, 0isize, 0usize, 0usize);
+        // Shards wrap on overflow (atomic adds do); their sum wraps the same
+        // way, so a shard's decrement still cancels another's increment and
+        // a debug build never panics reading a long-lived pool's counts.
         for shard in self.shards.iter() {
-            queued += shard.queued.load(Ordering::Relaxed);
-            running += shard.running.load(Ordering::Relaxed);
-            completed += shard.completed.load(Ordering::Relaxed);
-            panicked += shard.panicked.load(Ordering::Relaxed);
+            queued = queued.wrapping_add(shard.queued.load(Ordering::Relaxed));
+            running = running.wrapping_add(shard.running.load(Ordering::Relaxed));
+            completed = completed.wrapping_add(shard.completed.load(Ordering::Relaxed));
+            panicked = panicked.wrapping_add(shard.panicked.load(Ordering::Relaxed));
         }
         Stats {
             workers,
@@ -149,5 +152,31 @@ impl Counters {
             completed,
             panicked,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts moved on different shards cancel in the sum, and shards near
+    /// the top of their range neither panic a debug build nor lose the
+    /// cancellation (the sum wraps as the atomic adds do).
+    #[test]
+    fn the_sum_of_shards_wraps_as_the_shards_do() {
+        let c = Counters::default();
+        c.shards[0].queued.store(isize::MAX, Ordering::Relaxed);
+        c.shards[1].queued.store(2, Ordering::Relaxed);
+        c.shards[2].queued.store(isize::MIN + 1, Ordering::Relaxed);
+        c.shards[3].completed.store(usize::MAX, Ordering::Relaxed);
+        c.shards[4].completed.store(3, Ordering::Relaxed);
+        c.shards[5].running.store(-4, Ordering::Relaxed);
+        c.shards[6].running.store(5, Ordering::Relaxed);
+        let s = c.snapshot(2);
+        assert_eq!(s.queued, 2);
+        assert_eq!(s.completed, 2);
+        assert_eq!(s.running, 1);
+        assert_eq!(s.panicked, 0);
+        assert_eq!(s.workers, 2);
     }
 }
