@@ -24,29 +24,6 @@ fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("parsum")
 }
 
-/// Waits for `child` at most `secs`, killing it past that; returns its
-/// exit code (None: killed by a signal), stdout and stderr.
-fn wait_guarded(mut child: std::process::Child, secs: u64) -> (Option<i32>, Vec<u8>, String) {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("parsum did not end within {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `a` ("abc"), `b` (empty) and awkward names, all holding "abc" but `b`.
 fn check_tree() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
@@ -17,6 +17,35 @@ pub fn parsum() -> Command {
     let mut c = Command::cargo_bin("parsum").unwrap();
     c.timeout(Duration::from_secs(30)).arg("--no-progress");
     c
+}
+
+/// Waits for `child` at most `secs`, killing it past that (and failing
+/// the test); returns its output (stdout and stderr, where piped).
+pub fn wait_output_guarded(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("parsum did not end within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// [`wait_output_guarded`], as (exit code (None: killed by a signal),
+/// stdout, stderr).
+pub fn wait_guarded(child: std::process::Child, secs: u64) -> (Option<i32>, Vec<u8>, String) {
+    let out = wait_output_guarded(child, secs);
+    (
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The path of a byte name under `dir`.
