@@ -16,11 +16,13 @@
 //! warning, and is `changed` if it is there, `missing` if not (never moved).
 //!
 //! matched and changed stream in walk order; new, moved and missing need the
-//! whole walk and follow it, each sorted by path. Paths compare as written
-//! (a leading `./` ignored on both sides), so audit with the same PATHs the
-//! manifest was made with. The exit status is 0 only when every file matched
-//! and nothing failed.
+//! whole walk and follow it, each sorted by path. Paths compare by lexical
+//! normalisation on both sides ([`normalize`]: `.//x`, `./x` and `x` are one
+//! path; `..` is not resolved), and are reported in that form; so audit with
+//! PATHs that reach the files under the names the manifest lists. The exit
+//! status is 0 only when every file matched and nothing failed.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -35,18 +37,80 @@ use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
 use crate::walk::{Skip, WalkOpts};
 
-/// A path as a key: a leading `./` (any number) ignored, so `parsum .`'s
-/// `a/b` and `parsum ./`'s `./a/b` name the same file.
+/// A path as a key: two spellings that name the same file by lexical
+/// normalisation give the same key, so `parsum .`'s `a/b`, `parsum ./`'s
+/// `./a/b`, `parsum a//`'s `a//b` and a manifest's `.//a/./b` all meet.
+///
+/// The rule (on bytes, never on text: a name need not be UTF-8, and an
+/// escaped manifest name is unescaped before it gets here, so a `\` is
+/// an ordinary byte): repeated `/` are one, `.` components are dropped, a
+/// leading `/` stays. Nothing else changes: `..` is kept (`a/../b` is not
+/// `b` when `a` is a symbolic link), no link is resolved, and a trailing
+/// `/` (or `/.`) stays as one `/`, since `x/` names no regular file `x`.
+/// A path of nothing but `.` and `/` is `.` (or `/`).
 pub(crate) fn normalize(name: &[u8]) -> Vec<u8> {
-    normalized(name).to_vec()
+    normalized(name).into_owned()
 }
 
-/// [`normalize`], borrowed: for lookups that allocate nothing.
-pub(crate) fn normalized(mut name: &[u8]) -> &[u8] {
-    while let Some(r) = name.strip_prefix(b"./") {
-        name = r;
+/// [`normalize`], borrowed where `name` is already normal after a leading
+/// `./` (the walk's names): lookups per file allocate nothing.
+pub(crate) fn normalized(name: &[u8]) -> Cow<'_, [u8]> {
+    let mut rest = name;
+    // `./` and the `/`s after it, while a name is left: `.//x` is `x`.
+    while let Some(r) = rest.strip_prefix(b"./") {
+        let r = &r[r.iter().position(|&b| b != b'/').unwrap_or(r.len())..];
+        if r.is_empty() {
+            break;
+        }
+        rest = r;
     }
-    name
+    if is_normal(rest) {
+        Cow::Borrowed(rest)
+    } else {
+        Cow::Owned(normal_form(name))
+    }
+}
+
+/// Whether [`normal_form`] would return `s` itself.
+fn is_normal(s: &[u8]) -> bool {
+    if s == b"." || s == b"/" {
+        return true;
+    }
+    let n = s.split(|&b| b == b'/').count();
+    !s.is_empty()
+        && s.split(|&b| b == b'/').enumerate().all(|(i, c)| {
+            // An empty component is the leading `/` or the trailing one.
+            c != b"." && (!c.is_empty() || i == 0 || i == n - 1)
+        })
+}
+
+/// The normal form of [`normalize`], built.
+fn normal_form(name: &[u8]) -> Vec<u8> {
+    let absolute = name.first() == Some(&b'/');
+    let mut out = Vec::with_capacity(name.len());
+    if absolute {
+        out.push(b'/');
+    }
+    let mut any = false;
+    for c in name.split(|&b| b == b'/') {
+        if c.is_empty() || c == b"." {
+            continue;
+        }
+        if any {
+            out.push(b'/');
+        }
+        out.extend_from_slice(c);
+        any = true;
+    }
+    let last = name.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    if !any {
+        if !absolute {
+            out.push(b'.');
+        }
+    } else if last.is_empty() || last == b"." {
+        out.push(b'/');
+    }
+    out
 }
 
 /// A manifest by normalized path, and the algorithms its lines allow.
@@ -502,6 +566,60 @@ mod tests {
             algos,
             hex: hex.as_bytes().to_vec(),
             name: b"a".to_vec(),
+        }
+    }
+
+    /// Spellings of one path by lexical normalisation meet; `..`, a
+    /// trailing `/` and non-UTF-8 bytes are kept as they are.
+    #[test]
+    fn normalize_is_lexical() {
+        for (name, want) in [
+            (&b"x"[..], &b"x"[..]),
+            (b"./x", b"x"),
+            (b".//x", b"x"),
+            (b"././/./x", b"x"),
+            (b"a//b", b"a/b"),
+            (b"a/./b", b"a/b"),
+            (b"a/.//./b", b"a/b"),
+            (b"a/../b", b"a/../b"),
+            (b"../a", b"../a"),
+            (b"/a//b", b"/a/b"),
+            (b"//a", b"/a"),
+            (b"/./a", b"/a"),
+            (b"a/", b"a/"),
+            (b"a//", b"a/"),
+            (b"a/.", b"a/"),
+            (b".", b"."),
+            (b"./", b"."),
+            (b".//.", b"."),
+            (b"/", b"/"),
+            (b"/.", b"/"),
+            (b"\\a\\/./b", b"\\a\\/b"),
+            (b"\xff//\xfe/./\n", b"\xff/\xfe/\n"),
+            (b".hidden/..x", b".hidden/..x"),
+        ] {
+            assert_eq!(normalize(name), want, "{:?}", String::from_utf8_lossy(name));
+        }
+    }
+
+    /// The borrowed path agrees with the built one, and a key is its own
+    /// key, on every name of up to six bytes of `/`, `.` and `a`.
+    #[test]
+    fn normalized_agrees_with_normal_form() {
+        let mut names: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..6 {
+            let longer: Vec<Vec<u8>> = names
+                .iter()
+                .filter(|n| n.len() == names.last().map_or(0, Vec::len))
+                .flat_map(|n| [b'/', b'.', b'a'].map(|b| [&n[..], &[b]].concat()))
+                .collect();
+            names.extend(longer);
+        }
+        for n in names.iter().filter(|n| !n.is_empty()) {
+            let key = normalize(n);
+            assert_eq!(key, normal_form(n), "{:?}", String::from_utf8_lossy(n));
+            assert_eq!(normalize(&key), key, "{:?}", String::from_utf8_lossy(n));
+            assert_eq!(is_normal(n), normal_form(n) == *n);
         }
     }
 

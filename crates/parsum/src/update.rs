@@ -76,7 +76,7 @@ struct Old {
 
 impl Old {
     fn get(&self, path: &[u8]) -> Option<(usize, &Entry)> {
-        let i = *self.index.get(normalized(path))?;
+        let i = *self.index.get(normalized(path).as_ref())?;
         Some((i, &self.entries[i]))
     }
 
@@ -363,7 +363,8 @@ impl<'a> UpdateSink<'a> {
     /// Keeps the old entries at or below `path` (it could not be read or
     /// listed), in walk order.
     fn keep_below(&mut self, path: &Path) {
-        let mut p = normalized(path.as_os_str().as_bytes());
+        let key = normalized(path.as_os_str().as_bytes());
+        let mut p: &[u8] = &key;
         // `t/` (as shell completion writes it) and `t//` list `t/a`,
         // `t//a`: the directory is `t` (`/` stays `/`).
         while p.len() > 1 && p.ends_with(b"/") {
@@ -419,7 +420,7 @@ impl Sink<(), Note> for UpdateSink<'_> {
         let old = self.old.get(name);
         let twice = match old {
             Some((i, _)) => self.seen[i],
-            None => self.new.contains_key(normalized(name)),
+            None => self.new.contains_key(normalized(name).as_ref()),
         };
         if twice {
             // Listed twice (`--update S t ./t`): the state keeps one entry,

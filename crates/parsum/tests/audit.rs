@@ -4,6 +4,7 @@ mod common;
 use common::*;
 
 use predicates::prelude::*;
+use std::os::unix::ffi::OsStrExt;
 
 #[test]
 fn five_outcomes() {
@@ -197,4 +198,51 @@ fn a_listed_path_no_longer_regular() {
         ],
     );
     assert_eq!((code, out.as_str()), (0, "matched  f\n"), "{err}");
+}
+
+/// Manifest paths and roots that name the same file by lexical
+/// normalisation (repeated `/`, `.` components, a leading `./`) meet, also
+/// in non-UTF-8 names and escaped lines (unescaped first: a `\` in a name
+/// is a byte); `..` is never resolved, so `a/../x` is another path.
+#[test]
+fn spellings_of_one_path_meet() {
+    let d = tempfile::tempdir().unwrap();
+    for name in [&b"x"[..], b"a/b", b"d\xff/e", b"s\\l/n\nl"] {
+        write(d.path(), name, b"abc");
+    }
+    let mut m = Vec::new();
+    for line in [
+        format!("{SHA_ABC}  .//x\n").as_bytes(),
+        format!("{SHA_ABC}  a/.//b\n").as_bytes(),
+        format!("\\{SHA_ABC}  ./s\\\\l/.//n\\nl\n").as_bytes(),
+        format!("{SHA_ABC}  d").as_bytes(),
+        b"\xff//./e\n",
+    ] {
+        m.extend_from_slice(line);
+    }
+    std::fs::write(d.path().join("SUMS"), &m).unwrap();
+    let out = parsum()
+        .current_dir(d.path())
+        .args(["--audit", "SUMS", "./x", "a//", "./s\\l"])
+        .arg(std::ffi::OsStr::from_bytes(b".//d\xff/"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("4 matched, 0 changed, 0 new, 0 missing, 0 moved, 0 errors"),
+        "{err}"
+    );
+    // Reported under the one spelling.
+    let mut want = b"matched  x\nmatched  a/b\nmatched  \\s\\\\l/n\\nl\nmatched  d".to_vec();
+    want.extend_from_slice(b"\xff/e\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&want)
+    );
+
+    // `..` is kept: the line is missing, the file new, paired as a move.
+    std::fs::write(d.path().join("SUMS"), format!("{SHA_ABC}  a/../x\n")).unwrap();
+    let (code, out, err) = audit(d.path(), &["./x"]);
+    assert_eq!((code, out.as_str()), (1, "moved    a/../x -> x\n"), "{err}");
 }

@@ -1029,3 +1029,23 @@ fn many_unreadable_files_in_a_large_state_stay_fast() {
         ));
     assert_eq!(state(d.path()).lines().count(), 4000);
 }
+
+/// A STATE path and a walked one that name the same file by lexical
+/// normalisation (`a//b`, `./a/./b`, `a/b`) are one entry: unchanged, not
+/// a move (a state written from `a//` listed `a//b`).
+#[test]
+fn spellings_of_one_path_are_one_entry() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a/b", b"abc");
+    update(d.path()).arg("a//").assert().success();
+    for root in ["a", "./a/.", ".//a"] {
+        update(d.path())
+            .arg(root)
+            .assert()
+            .success()
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "0 new, 0 changed, 0 missing, 0 moved, 1 unchanged",
+            ));
+    }
+}
