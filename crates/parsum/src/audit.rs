@@ -13,7 +13,8 @@
 //! gone (an excluded one, or one on a pseudo file system that never ends, is
 //! left out of the report). A path listed more than once with different
 //! checksums cannot match them all, whatever their order: it is named in a
-//! warning, and is `changed` if it is there, `missing` if not (never moved).
+//! warning with the line that conflicts ([`warn_conflicts`]), and is
+//! `changed` if it is there, `missing` if not (never moved).
 //!
 //! matched and changed stream in walk order; new, moved and missing need the
 //! whole walk and follow it, each sorted by path. Paths compare by lexical
@@ -23,7 +24,7 @@
 //! status is 0 only when every file matched and nothing failed.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -116,18 +117,25 @@ fn normal_form(name: &[u8]) -> Vec<u8> {
 /// A manifest by normalized path, and the algorithms its lines allow.
 type Loaded = (HashMap<Vec<u8>, Line>, AlgoSet);
 
-/// Adds `line`, listed under the normalized path `key`, to `map`: the one
-/// home of the rule for a path listed more than once (a single process's
-/// load and the owner ranks of MPI use it, in manifest order). A file must
-/// match every line of its path, so lines that agree (the same digest, in
-/// an algorithm both allow) stay one line; lines that cannot all match
-/// become [`conflicting`], and `key` is added to `conflicts`. The result
-/// does not depend on the order of the lines.
+/// The paths a manifest lists with checksums that cannot all match, each
+/// with the number of the line that made it so (the first whose checksum
+/// disagrees with the lines of its path before it).
+pub(crate) type Conflicts = BTreeMap<Vec<u8>, u64>;
+
+/// Adds `line`, line `no` of the manifest, listed under the normalized path
+/// `key`, to `map`: the one home of the rule for a path listed more than
+/// once (a single process's load and the owner ranks of MPI use it, in
+/// manifest order). A file must match every line of its path, so lines
+/// that agree (the same digest, in an algorithm both allow) stay one line;
+/// lines that cannot all match become [`conflicting`], and `key` is added
+/// to `conflicts` with `no`. Whether a path conflicts does not depend on
+/// the order of the lines (only the line named does).
 pub(crate) fn list(
     map: &mut HashMap<Vec<u8>, Line>,
-    conflicts: &mut BTreeSet<Vec<u8>>,
+    conflicts: &mut Conflicts,
     key: Vec<u8>,
     line: Line,
+    no: u64,
 ) {
     match map.get_mut(&key) {
         None => {
@@ -139,7 +147,7 @@ pub(crate) fn list(
                 had.algos = both;
             } else if !had.algos.is_empty() {
                 *had = conflicting(&had.name);
-                conflicts.insert(key);
+                conflicts.insert(key, no);
             }
         }
     }
@@ -164,12 +172,16 @@ pub(crate) fn is_conflicting(line: &Line) -> bool {
     line.algos.is_empty()
 }
 
-/// Warns of each path (normalized, sorted) the manifest `label` lists with
-/// checksums that cannot all match.
-pub(crate) fn warn_conflicts(label: &str, conflicts: &BTreeSet<Vec<u8>>) {
-    for name in conflicts {
+/// Warns of each path (normalized) the manifest `label` lists with
+/// checksums that cannot all match, in line order, each as
+/// `MANIFEST: LINE: NAME is listed ...` (the position as coreutils gives
+/// it for an improperly formatted line, see [`misformatted`]).
+pub(crate) fn warn_conflicts(label: &str, conflicts: &Conflicts) {
+    let mut by_line: Vec<(u64, &[u8])> = conflicts.iter().map(|(k, &no)| (no, &k[..])).collect();
+    by_line.sort_unstable();
+    for (no, name) in by_line {
         message(&format!(
-            "parsum: {label}: {} is listed more than once with different checksums",
+            "parsum: {label}: {no}: {} is listed more than once with different checksums",
             crate::escape::quote_bytes(name)
         ));
     }
@@ -204,7 +216,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
     };
     let mut reader = crate::manifest::open_manifest(manifest).map_err(unreadable)?;
     let mut map = HashMap::new();
-    let mut conflicts = BTreeSet::new();
+    let mut conflicts = Conflicts::new();
     let mut algos = AlgoSet::EMPTY;
     let sep = if zero { b'\0' } else { b'\n' };
     let mut parser = LineParser::new(only);
@@ -232,7 +244,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
         for a in line.algos.iter() {
             algos.insert(a);
         }
-        list(&mut map, &mut conflicts, normalize(&line.name), line);
+        list(&mut map, &mut conflicts, normalize(&line.name), line, no);
     }
     let algos = loaded(&label, bad, map.len() as u64, algos)?;
     warn_conflicts(&label, &conflicts);
@@ -639,9 +651,9 @@ mod tests {
             let mut orders = vec![lines.to_vec()];
             orders.push(lines.iter().rev().cloned().collect());
             for order in orders {
-                let (mut map, mut conflicts) = (HashMap::new(), BTreeSet::new());
-                for l in order {
-                    list(&mut map, &mut conflicts, b"a".to_vec(), l);
+                let (mut map, mut conflicts) = (HashMap::new(), Conflicts::new());
+                for (no, l) in (1..).zip(order) {
+                    list(&mut map, &mut conflicts, b"a".to_vec(), l, no);
                 }
                 let got = &map[&b"a"[..]];
                 assert_eq!(

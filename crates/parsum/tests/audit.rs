@@ -131,17 +131,17 @@ fn a_path_listed_twice() {
     assert_eq!((code, out.as_str()), (0, "matched  a\n"), "{err}");
     assert!(!err.contains("more than once"), "{err}");
 
-    for m in [
-        format!("{SHA_EMPTY}  a\n{SHA_ABC}  a\n{SHA_ABC}  a\n"),
-        format!("{SHA_ABC}  a\n{SHA_ABC}  a\n{SHA_EMPTY}  ./a\n"),
+    // Named with the line that cannot match the ones before it.
+    for (m, no) in [
+        (format!("{SHA_EMPTY}  a\n{SHA_ABC}  a\n{SHA_ABC}  a\n"), 2),
+        (format!("{SHA_ABC}  a\n{SHA_ABC}  a\n{SHA_EMPTY}  ./a\n"), 3),
     ] {
         sums(m);
         let (code, out, err) = audit(d.path(), &["a"]);
         assert_eq!((code, out.as_str()), (1, "changed  a\n"), "{err}");
-        assert!(
-            err.contains("parsum: SUMS: a is listed more than once with different checksums"),
-            "{err}"
-        );
+        let warning =
+            format!("parsum: SUMS: {no}: a is listed more than once with different checksums\n");
+        assert!(err.contains(&warning), "{err}");
         assert!(err.contains("0 matched, 1 changed"), "{err}");
     }
 
@@ -153,7 +153,26 @@ fn a_path_listed_twice() {
         (1, "matched  a\nmissing  b\n"),
         "{err}"
     );
-    assert!(err.contains("SUMS: b is listed more than once"), "{err}");
+    assert!(err.contains("SUMS: 2: b is listed more than once"), "{err}");
+
+    // Several, in line order (after the improperly formatted lines, with
+    // the same kind of position), whatever the order of their names.
+    sums(format!(
+        "{SHA_ABC}  z\n{SHA_ABC}  a\n{SHA_EMPTY}  z\nbad\n{SHA_EMPTY}  a\n"
+    ));
+    let (code, _, err) = audit(d.path(), &["a"]);
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = err.lines().take(4).collect();
+    assert_eq!(
+        lines,
+        [
+            "parsum: SUMS: 4: improperly formatted checksum line",
+            "parsum: WARNING: 1 line is improperly formatted",
+            "parsum: SUMS: 3: z is listed more than once with different checksums",
+            "parsum: SUMS: 5: a is listed more than once with different checksums",
+        ],
+        "{err}"
+    );
 }
 
 /// A listed path that is no longer a regular file is `missing`, and pairs

@@ -25,7 +25,7 @@
 //! with the parser's state carried across ranges); one that is not a
 //! regular file is audited by rank 0 alone, as a single process would.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -42,7 +42,7 @@ use super::wire::{fnv1a, Dec, Enc, WireResult};
 use super::work;
 use crate::audit::{
     is_conflicting, list, load_failed, loaded, matches, misformatted, normalize, skipped_is_seen,
-    warn_conflicts, AuditSink, Joined, LoadError,
+    warn_conflicts, AuditSink, Conflicts, Joined, LoadError,
 };
 use crate::check::{parse_step, CheckOpts, Reading, Step};
 use crate::config::{Config, Mode};
@@ -198,7 +198,9 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                         Step::Misformatted(no, _) => range.bad.push(no as u64),
                         Step::Line(line) => {
                             let name = normalize(&line.name);
-                            encode_line(&mut lines_out[owner(&name, ranks)], &name, &line);
+                            let e = &mut lines_out[owner(&name, ranks)];
+                            encode_line(e, &name, &line);
+                            e.u64(state.no as u64);
                         }
                     }
                 }
@@ -207,17 +209,15 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         }
     }
     let mut mine: HashMap<Vec<u8>, Line> = HashMap::new();
-    let mut conflicts = BTreeSet::new();
+    let mut conflicts = Conflicts::new();
     let mut algos = AlgoSet::EMPTY;
     // From every rank in rank order, each in file order.
-    for (name, line) in exchange(world, lines_out, decode_line)
-        .into_iter()
-        .flatten()
-    {
+    let numbered = |d: &mut Dec| Ok((decode_line(d)?, d.u64()?));
+    for ((name, line), no) in exchange(world, lines_out, numbered).into_iter().flatten() {
         for a in line.algos.iter() {
             algos.insert(a);
         }
-        list(&mut mine, &mut conflicts, name, line);
+        list(&mut mine, &mut conflicts, name, line, no);
     }
     let mut to_root: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
     {
@@ -231,8 +231,9 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         e.bool(range.error.is_some());
         e.str(range.error.as_deref().unwrap_or(""));
         e.u64(conflicts.len() as u64);
-        for name in &conflicts {
+        for (name, &no) in &conflicts {
             e.bytes(name);
+            e.u64(no);
         }
     }
     let heard = exchange(world, to_root, |d| {
@@ -248,7 +249,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         let n = d.u64()?;
         let mut conflicts = Vec::new();
         for _ in 0..n {
-            conflicts.push(d.bytes()?.to_vec());
+            conflicts.push((d.bytes()?.to_vec(), d.u64()?));
         }
         Ok((lines, algos, bad, failed.then_some(error), conflicts))
     });
@@ -261,7 +262,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         let mut all = AlgoSet::EMPTY;
         let mut bad = 0u64;
         let mut error = None;
-        let mut conflicts = BTreeSet::new();
+        let mut conflicts = Conflicts::new();
         for (lines, codes, nos, err, names) in heard.into_iter().flatten() {
             total += lines;
             conflicts.extend(names);
