@@ -222,10 +222,48 @@ fn raise_open_files_limit() {
     }
 }
 
-/// A PATH argument in tree mode: a walk, or `-` for standard input.
-enum Root {
+/// A PATH argument of tree mode or `--audit`: a walk, or `-` for standard
+/// input (hashed as the file `-`, at its place in argument order).
+pub(crate) enum Root {
     Walk(Stream<(), Note>),
     Stdin,
+}
+
+impl Root {
+    /// One producer per root, each on its own thread: roots on different
+    /// devices hash at the same time; output follows argument order.
+    pub(crate) fn spawn_all(
+        pipe: &Arc<Pipeline>,
+        roots: Vec<PathBuf>,
+        walk: &Arc<crate::walk::WalkOpts>,
+        algos: AlgoSet,
+        lookup: Option<Lookup>,
+    ) -> Vec<Root> {
+        roots
+            .into_iter()
+            .map(|root| {
+                if root.as_os_str() == "-" {
+                    Root::Stdin
+                } else {
+                    let walk = Arc::clone(walk);
+                    Root::Walk(spawn_walk_with(pipe, root, walk, algos, lookup.clone()))
+                }
+            })
+            .collect()
+    }
+
+    /// Gives `sink` this root's results: the walk's, or standard input's,
+    /// read here.
+    pub(crate) fn drain(self, sink: &mut impl Sink<(), Note>, algos: AlgoSet) {
+        match self {
+            Root::Walk(s) => s.drain(sink),
+            Root::Stdin => {
+                let r = crate::hash::hash_stdin(algos);
+                sink.done(Item::stdin(algos, ()), r);
+                sink.batch_end();
+            }
+        }
+    }
 }
 
 /// Tree mode: hash every root, print lines in order.
@@ -293,20 +331,7 @@ impl Tree {
                 }
             }) as Lookup
         });
-        // One producer per root, each on its own thread: roots on different
-        // devices hash at the same time; output follows argument order.
-        let streams: Vec<_> = self
-            .roots
-            .into_iter()
-            .map(|root| {
-                if root.as_os_str() == "-" {
-                    Root::Stdin
-                } else {
-                    let walk = Arc::clone(&walk);
-                    Root::Walk(spawn_walk_with(pipe, root, walk, algos, lookup.clone()))
-                }
-            })
-            .collect();
+        let streams = Root::spawn_all(pipe, self.roots, &walk, algos, lookup);
         let counters = Arc::clone(pipe.counters());
         let mut sink = TreeSink::new(
             self.format,
@@ -321,14 +346,7 @@ impl Tree {
             if sink.stopped() {
                 break;
             }
-            match s {
-                Root::Walk(s) => s.drain(&mut sink),
-                Root::Stdin => {
-                    let r = crate::hash::hash_stdin(algos);
-                    sink.done(Item::stdin(algos, ()), r);
-                    sink.flush();
-                }
-            }
+            s.drain(&mut sink, algos);
         }
         finish_tree(&mut sink, progress, self.summary)
     }

@@ -29,12 +29,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::app::Root;
 use crate::escape::{push_marked_name, Escape};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet, Digest, FileHash, HashError};
 use crate::manifest::{read_error, read_line, Line, LineParser, Parsed};
 use crate::output::{Note, Out, Tally};
-use crate::pipeline::{spawn_walk, Item, Pipeline, Sink};
+use crate::pipeline::{Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
 use crate::walk::{Skip, WalkOpts};
 
@@ -460,12 +461,10 @@ pub fn run(
     let counters = Arc::clone(pipe.counters());
     let mut sink = AuditSink::new(map, verbose, progress, &counters);
     let walk_opts = Arc::new(walk_opts);
-    let streams: Vec<_> = roots
-        .into_iter()
-        .map(|root| spawn_walk(pipe, root, Arc::clone(&walk_opts), algos))
-        .collect();
-    for s in streams {
-        s.drain(&mut sink);
+    // `-` is standard input, the file `-`, as in tree mode and in a `-c`
+    // manifest's line.
+    for s in Root::spawn_all(pipe, roots, &walk_opts, algos, None) {
+        s.drain(&mut sink, algos);
     }
     sink.flush();
     progress.finish();

@@ -113,7 +113,8 @@ pub struct Args {
 
     /// Compare the tree (PATHs, default .) with MANIFEST and report each file
     /// as matched, changed, new, missing or moved (`-`: MANIFEST from standard
-    /// input). Exit 0 only if all matched
+    /// input; a PATH `-` is standard input, as the file `-`). Exit 0 only if
+    /// all matched
     #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["tag", "json"])]
     pub audit: Option<PathBuf>,
 
@@ -201,6 +202,21 @@ impl Args {
             return Err(
                 "--update rewrites STATE, so it cannot be standard input ('-'); \
                         name a file (./- for one called -)"
+                    .into(),
+            );
+        }
+        let stdin_root = self.paths.iter().any(|p| p == Path::new("-"));
+        if stdin_root && self.update.is_some() {
+            return Err(
+                "--update records files it can read again, so a PATH cannot be standard \
+                 input ('-'); name ./- for a file called -"
+                    .into(),
+            );
+        }
+        if stdin_root && self.audit.as_deref() == Some(Path::new("-")) {
+            return Err(
+                "--audit - reads MANIFEST from standard input, so a PATH cannot be standard \
+                 input ('-') too; name ./- for a file called -"
                     .into(),
             );
         }

@@ -265,3 +265,62 @@ fn spellings_of_one_path_meet() {
     let (code, out, err) = audit(d.path(), &["./x"]);
     assert_eq!((code, out.as_str()), (1, "moved    a/../x -> x\n"), "{err}");
 }
+
+/// A PATH `-` is standard input, as in tree mode (`parsum -`) and in a
+/// `-c` manifest's line: compared with the manifest's line for `-`, at its
+/// place in argument order; a file called `-` is `./-`. With MANIFEST on
+/// standard input too, it is a usage error.
+#[test]
+fn a_dash_root_is_standard_input() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"f", b"abc");
+    write(d.path(), b"-", b"a file called -");
+    std::fs::write(
+        d.path().join("SUMS"),
+        format!("{SHA_ABC}  f\n{SHA_ABC}  -\n"),
+    )
+    .unwrap();
+    let run = |stdin: &str, roots: &[&str]| {
+        let out = parsum()
+            .current_dir(d.path())
+            .args(["--audit", "SUMS"])
+            .args(roots)
+            .write_stdin(stdin)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run("abc", &["-", "f"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "matched  -\nmatched  f\n"),
+        "{err}"
+    );
+    let (code, out, err) = run("abd", &["f", "-"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "matched  f\nchanged  -\n"),
+        "{err}"
+    );
+    let (code, out, err) = run("abc", &["./-", "f"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "changed  -\nmatched  f\n"),
+        "{err}"
+    );
+
+    parsum()
+        .current_dir(d.path())
+        .args(["--audit", "-", "-"])
+        .write_stdin(format!("{SHA_ABC}  -\n"))
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "--audit - reads MANIFEST from standard input, so a PATH cannot be standard input",
+        ));
+}

@@ -484,9 +484,12 @@ fn flags_that_do_not_go_together() {
         &["--update", "S", "-c"],
         &["--update", "S", "-z"],
         &["--update", "S", "--quiet"],
+        // Standard input cannot be read again: not a PATH to record.
+        &["--update", "S", "t", "-"],
     ] {
         parsum().current_dir(d.path()).args(args).assert().code(2);
     }
+    assert!(!d.path().join("S").exists());
     parsum().arg("--help").assert().success().stdout(
         predicate::str::contains("--update <STATE>")
             .and(predicate::str::contains("--verify <STATE>"))

@@ -817,6 +817,42 @@ fn audit_of_conflicting_lines_and_paths_no_longer_regular() {
     }
 }
 
+/// `--audit SUMS t -`: rank 0 hashes standard input as the file `-`,
+/// compared with the manifest's line for `-`, as a single process does.
+#[test]
+fn audit_of_standard_input_as_a_root() {
+    if !have_mpirun() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let r = &top.path().join("t");
+    std::fs::create_dir(r).unwrap();
+    uneven_tree(r);
+    let mut sums = single(top.path(), &["-a", "sha256", "t"]).stdout;
+    const SHA_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    sums.extend_from_slice(format!("{SHA_ABC}  -\n").as_bytes());
+    std::fs::write(top.path().join("SUMS"), &sums).unwrap();
+    let args = ["--audit", "SUMS", "t", "-"];
+    for (stdin, code, line) in [
+        (&b"abc"[..], 0, "matched  -\n"),
+        (b"abd", 1, "changed  -\n"),
+    ] {
+        let run =
+            assert_same_as_one_process(&[], top.path(), &args, &[2, 3], stdin, "stderr", |e| {
+                parsum_lines(e)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            });
+        assert_eq!(run.code, code, "{}", run.stderr);
+        assert!(
+            String::from_utf8_lossy(&run.stdout).ends_with(line),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
 /// A manifest with a line over 16 MiB amid others: each rank reads its
 /// range with the single process's bounded reader, and what a single
 /// process never reads (the lines after it) is not printed either.

@@ -39,7 +39,6 @@ use super::record::{decode_digests, encode_digests, Outcome, Record};
 use super::runs::KMerge;
 use super::steal::fatal;
 use super::wire::{fnv1a, Dec, Enc, WireResult};
-use super::work;
 use crate::audit::{
     is_conflicting, list, load_failed, loaded, matches, misformatted, normalize, skipped_is_seen,
     warn_conflicts, AuditSink, Conflicts, Joined, LoadError,
@@ -301,22 +300,14 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let algos = set_of(verdict[1]).unwrap_or_else(|e| fatal(world, &e));
 
     // 2. The tree, walked and hashed by all ranks, as in tree mode.
-    let mut queue = work::Queue::default();
-    if rank == 0 {
-        for (i, root) in roots.into_iter().enumerate() {
-            queue.dirs.push_front(work::Dir::Root(i as u32, root));
-        }
-    }
+    // `-` is standard input, as in a single process.
+    let (queue, stdin) = if rank == 0 {
+        super::root_queue(roots, algos)
+    } else {
+        Default::default()
+    };
     let records = super::walk_and_hash(
-        world,
-        &walk,
-        &pipe,
-        cpus,
-        algos,
-        queue,
-        Vec::new(),
-        verbose,
-        started,
+        world, &walk, &pipe, cpus, algos, queue, stdin, verbose, started,
     );
 
     // 3. The join by path: every record to its path's owner.

@@ -43,6 +43,7 @@ pub mod wire;
 /// Work items and a rank's queue.
 pub mod work;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use mpi::environment::Universe;
@@ -180,23 +181,11 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
         return Exit::Failure;
     }
 
-    let mut queue = work::Queue::default();
-    let mut stdin = Vec::new();
-    if rank == 0 {
-        for (i, root) in roots.into_iter().enumerate() {
-            let i = i as u32;
-            if root.as_os_str() == "-" {
-                let r = crate::hash::hash_stdin(algos);
-                stdin.push(record::Record {
-                    root: i,
-                    path: root,
-                    outcome: record::Outcome::of_hash(r),
-                });
-            } else {
-                queue.dirs.push_front(work::Dir::Root(i, root));
-            }
-        }
-    }
+    let (queue, stdin) = if rank == 0 {
+        root_queue(roots, algos)
+    } else {
+        Default::default()
+    };
     let records = walk_and_hash(
         world, &walk, &pipe, cpus, algos, queue, stdin, verbose, started,
     );
@@ -210,6 +199,28 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     sink.out = out.expect("rank 0 opened the output");
     merge::merge_into(world, records, &mut sink, algos);
     crate::app::finish_tree(&mut sink, &progress, summary)
+}
+
+/// Rank 0's start of a walk of `roots` (tree mode and `--audit`): the
+/// queue of their walks, and the record of a `-`, standard input, hashed
+/// here (only rank 0 has the user's).
+fn root_queue(roots: Vec<PathBuf>, algos: AlgoSet) -> (work::Queue, Vec<record::Record>) {
+    let mut queue = work::Queue::default();
+    let mut stdin = Vec::new();
+    for (i, root) in roots.into_iter().enumerate() {
+        let i = i as u32;
+        if root.as_os_str() == "-" {
+            let r = crate::hash::hash_stdin(algos);
+            stdin.push(record::Record {
+                root: i,
+                path: root,
+                outcome: record::Outcome::of_hash(r),
+            });
+        } else {
+            queue.dirs.push_front(work::Dir::Root(i, root));
+        }
+    }
+    (queue, stdin)
 }
 
 /// The distributed walk of `queue` and the hashing of what it finds, on
