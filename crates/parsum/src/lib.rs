@@ -27,6 +27,7 @@ pub mod disks;
 pub mod escape;
 pub mod exit;
 pub mod hash;
+pub(crate) mod interrupt;
 pub mod launcher;
 pub mod manifest;
 pub mod outfile;

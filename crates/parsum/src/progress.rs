@@ -51,6 +51,17 @@ pub fn message(line: &str) {
     }
 }
 
+/// Clears the bar, if one is drawn, for good: on Ctrl-C, before the
+/// process dies (`interrupt.rs`). Under the lock [`message`] takes, so no
+/// line is cut; a finished bar is not drawn again, and messages after it
+/// are plain lines.
+pub(crate) fn clear_bar() {
+    let mut slot = bar_slot().lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(bar) = slot.take() {
+        bar.finish_and_clear();
+    }
+}
+
 /// Writes `bytes` to stdout. When a bar is drawn it is hidden meanwhile, so
 /// results printed to the same terminal never mix with it.
 /// A stdout closed at start (`parsum >&-`) fails with EBADF, as it would
@@ -308,6 +319,7 @@ impl Progress {
             );
             bar.enable_steady_tick(TICK);
             *bar_slot().lock().unwrap() = Some(bar.clone());
+            crate::interrupt::clear_bar_on_sigint();
             bar
         });
         let done = Arc::new(AtomicU64::new(0));

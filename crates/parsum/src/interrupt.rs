@@ -1,0 +1,111 @@
+//! Ctrl-C while the progress bar is drawn: the bar is cleared, then the
+//! process dies of SIGINT as it would have without a handler (a shell sees
+//! status 130 and stops its loop, as for any program).
+//!
+//! Without this, SIGINT killed the process in the middle of the bar's line
+//! and left it half drawn on the terminal. Nothing else changes on SIGINT:
+//! no summary is printed, and `-o FILE` and `--update STATE` are left as a
+//! kill leaves them (see `outfile.rs`).
+//!
+//! The protocol, in three steps, each allowed only what is safe where it
+//! runs:
+//! 1. The handler, run on whatever thread the signal lands on, only writes
+//!    one byte to a pipe (`write` is async-signal-safe; the write end is
+//!    non-blocking, and a full pipe already holds a byte to read). It is
+//!    installed with `SA_RESETHAND`: a second Ctrl-C kills at once, even if
+//!    the clearing is stuck (a stderr stopped by ^S), and `SA_RESTART`, so
+//!    that no read or write of the run fails with EINTR meanwhile.
+//! 2. A thread waiting on the pipe clears the bar under the lock that every
+//!    stderr message takes ([`crate::progress::clear_bar`]), so that no
+//!    message is cut and the bar is not drawn again.
+//! 3. It restores the default action and raises SIGINT.
+//!
+//! Installed once, only when a bar is drawn (stderr is a terminal), and
+//! never over an ignored SIGINT (`nohup`, a background job of a shell
+//! without job control keep ignoring it).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
+
+/// The write end of the pipe, once installed; never closed.
+static WAKE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    let fd = WAKE.load(Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe and `fd` is the pipe's write
+    // end, open for the life of the process (installed before the
+    // handler). NOTE: a failed write may change errno under the
+    // interrupted code; it fails only on a full pipe, which already wakes
+    // the thread, and the process is about to end.
+    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+}
+
+/// Clears the bar on SIGINT from now on (see the module doc).
+pub(crate) fn clear_bar_on_sigint() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Failing leaves SIGINT as it was: the bar is left half drawn.
+        let _ = install();
+    });
+}
+
+fn install() -> std::io::Result<()> {
+    let err = std::io::Error::last_os_error;
+    // SAFETY: a zeroed sigaction is a valid value to be written into, and
+    // a null new action only reads the current one.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old) } != 0 {
+        return Err(err());
+    }
+    if old.sa_sigaction == libc::SIG_IGN {
+        return Ok(());
+    }
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(err());
+    }
+    // SAFETY: pipe(2) just opened both; each is owned here, once.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), fds[1]) };
+    for (fd, flags) in [(fds[0], 0), (fds[1], libc::O_NONBLOCK)] {
+        // SAFETY: fcntl on descriptors this function opened.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            if flags != 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags);
+            }
+        }
+    }
+    WAKE.store(write_end, Ordering::Relaxed);
+    let mut pipe = File::from(read_end);
+    std::thread::Builder::new()
+        .name("parsum-sigint".into())
+        .spawn(move || {
+            let mut b = [0u8; 1];
+            if pipe.read_exact(&mut b).is_err() {
+                return;
+            }
+            crate::progress::clear_bar();
+            // SAFETY: the default action back, then the signal again: the
+            // process ends as SIGINT ends it without a handler.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                libc::raise(libc::SIGINT);
+            }
+        })?;
+    // SAFETY: `act` is fully initialised; `on_sigint` only writes to the
+    // pipe, which is open before it can run.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    act.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
+    unsafe {
+        libc::sigemptyset(&mut act.sa_mask);
+        if libc::sigaction(libc::SIGINT, &act, std::ptr::null_mut()) != 0 {
+            return Err(err());
+        }
+    }
+    Ok(())
+}
