@@ -101,6 +101,8 @@ fn install() -> std::io::Result<()> {
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
     act.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
+    // SAFETY: `act` is ours and valid to write into; the handler it
+    // installs is async-signal-safe (above), and no old action is asked for.
     unsafe {
         libc::sigemptyset(&mut act.sa_mask);
         if libc::sigaction(libc::SIGINT, &act, std::ptr::null_mut()) != 0 {
