@@ -1031,3 +1031,101 @@ fn nodes_that_number_devices_differently_give_the_same_bytes() {
         }
     }
 }
+
+/// `mpirun -np 3 parsum ARGS` under `sh -c SCRIPT` (whose `"$0" "$@"` is
+/// the mpirun command) and `/usr/bin/time`: the run, and the whole job's
+/// CPU and wall seconds (every rank is a reaped descendant).
+fn timed_job(dir: &Path, script: &str, args: &[&str]) -> (Run, f64, f64) {
+    // At the highest priority (as root; otherwise `nice` says so and runs
+    // it as it is), so that a spinning rank gets its CPU even on a loaded
+    // machine, and the test sees the spinning.
+    let prefix = [
+        "nice",
+        "-n",
+        "-20",
+        "/usr/bin/time",
+        "-f",
+        "job-cpu %U %S %e",
+        "sh",
+        "-c",
+        script,
+    ];
+    let run = mpi_with(&prefix, 3, dir, args, &[], b"");
+    let line = run
+        .stderr
+        .lines()
+        .rfind(|l| l.starts_with("job-cpu "))
+        .unwrap_or_else(|| panic!("no timing in {}", run.stderr))
+        .to_string();
+    let t: Vec<f64> = line[8..].split(' ').map(|x| x.parse().unwrap()).collect();
+    (run, t[0] + t[1], t[2])
+}
+
+/// Ranks waiting for rank 0 do not spin. MPI's blocking broadcast
+/// busy-polls, so while rank 0 read a slow `-c -` manifest (or ran
+/// `--update`/`--verify` alone) every other rank took a CPU, on a node it
+/// shares with rank 0's hashers. Here the manifest arrives on stdin after
+/// 2 s; the whole job's CPU time stays far below the 2 s per waiting rank
+/// that spinning costs (3.5 s in all before the fix, on a quiet machine;
+/// about 0.2 s after).
+#[test]
+fn ranks_waiting_for_rank_0_do_not_spin() {
+    if !have_mpirun() || !have_for("/usr/bin/time", "the MPI idle-CPU test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), b"a", b"hello\n");
+    let sums = single(dir.path(), &["a"]);
+    assert_eq!(sums.code, 0, "{}", sums.stderr);
+    std::fs::write(dir.path().join("SUMS"), &sums.stdout).unwrap();
+    let script = "(sleep 2; cat SUMS) | \"$0\" \"$@\"";
+    let (run, cpu, wall) = timed_job(dir.path(), script, &["-c", "-"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "a: OK\n");
+    assert!(
+        wall >= 2.0,
+        "the manifest came after 2 s, yet wall {wall} s"
+    );
+    assert!(
+        cpu < 1.0,
+        "the job used {cpu:.2} s of CPU in {wall:.2} s: waiting ranks spin"
+    );
+}
+
+/// The same while rank 0 writes the merged output slowly: `-o` is a FIFO
+/// whose reader opens it at once but reads only after 2 s, so rank 0
+/// blocks writing past the pipe's 64 KiB while the other ranks wait for
+/// its pulls, then in the final broadcast.
+#[test]
+fn ranks_waiting_for_a_slow_output_do_not_spin() {
+    if !have_mpirun() || !have_for("/usr/bin/time", "the MPI idle-CPU test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("t");
+    for i in 0..3000u32 {
+        let name = format!("d{}/file-with-a-longer-name-{i:05}", i % 7);
+        write(&tree, name.as_bytes(), b"x");
+    }
+    let fifo = dir.path().join("out");
+    assert!(StdCommand::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let script = "{ sleep 2; cat; } < out > got & \"$0\" \"$@\"; s=$?; wait; exit $s";
+    let (run, cpu, wall) = timed_job(dir.path(), script, &["-o", "out", "t"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let got = std::fs::read(dir.path().join("got")).unwrap();
+    assert_eq!(got.iter().filter(|&&b| b == b'\n').count(), 3000);
+    assert!(
+        got.len() > 128 << 10,
+        "the output must fill the pipe: {} B",
+        got.len()
+    );
+    assert!(wall >= 2.0, "the reader read after 2 s, yet wall {wall} s");
+    assert!(
+        cpu < 1.0,
+        "the job used {cpu:.2} s of CPU in {wall:.2} s: waiting ranks spin"
+    );
+}

@@ -136,7 +136,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             }
         }
     }
-    world.process_at_rank(0).broadcast_into(&mut size[..]);
+    super::idle::broadcast_from_root(world, &mut size[..]);
     if size[0] == WHOLE {
         return if rank == 0 {
             crate::app::run_here(cfg)
@@ -291,7 +291,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             Err(e) => [load_failed(e).code(), 0],
         };
     }
-    world.process_at_rank(0).broadcast_into(&mut verdict[..]);
+    super::idle::broadcast_from_root(world, &mut verdict[..]);
     match verdict[0] {
         0 => {}
         1 => return Exit::Failure,

@@ -395,7 +395,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             }
         }
     }
-    world.process_at_rank(0).broadcast_into(&mut plan[..]);
+    super::idle::broadcast_from_root(world, &mut plan[..]);
 
     let parts = plan_parts(world, &manifests, &plan, &opts);
 
@@ -458,7 +458,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                 if let Some(c) = chunks.next() {
                     msg.extend_from_slice(&c.buf);
                 }
-                root.send_with_tag(&msg[..], TAG_VERDICTS);
+                super::idle::send(&root, &msg[..], TAG_VERDICTS);
             }
         }
         return Exit::Success;
@@ -476,7 +476,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         for r in 1..world.size() {
             let from = world.process_at_rank(r);
             loop {
-                let (msg, _) = from.receive_vec_with_tag::<u8>(TAG_VERDICTS);
+                let msg = super::idle::receive_vec(&from, TAG_VERDICTS);
                 let Some((&last, body)) = msg.split_first() else {
                     fatal(world, "an empty chunk of -c verdicts");
                 };

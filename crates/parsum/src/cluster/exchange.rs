@@ -17,6 +17,7 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use mpi::Count;
 
+use super::idle;
 use super::steal::fatal;
 
 /// The bytes a rank sends in one round, to all ranks together.
@@ -64,7 +65,14 @@ fn in_rounds(world: &SimpleCommunicator, outgoing: &[Vec<u8>], round: usize) -> 
         rounds += 1;
         let more_here = outgoing.iter().zip(&sent).any(|(m, &at)| at < m.len()) as u8;
         let mut more = 0u8;
-        world.all_reduce_into(&more_here, &mut more, SystemOperation::max());
+        mpi::request::scope(|scope| {
+            idle::complete(world.immediate_all_reduce_into(
+                scope,
+                &more_here,
+                &mut more,
+                SystemOperation::max(),
+            ))
+        });
         if more == 0 {
             return Exchanged { incoming, rounds };
         }
@@ -88,7 +96,10 @@ fn one_round(world: &SimpleCommunicator, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
         send.extend_from_slice(m);
     }
     let mut recv_counts: Vec<Count> = vec![0; n];
-    world.all_to_all_into(&counts[..], &mut recv_counts[..]);
+    // The first call of a round: where a rank that finished early waits.
+    mpi::request::scope(|scope| {
+        idle::complete(world.immediate_all_to_all_into(scope, &counts[..], &mut recv_counts[..]))
+    });
     let mut recv_displs: Vec<Count> = Vec::with_capacity(n);
     let mut total: usize = 0;
     for &c in &recv_counts {
@@ -102,7 +113,9 @@ fn one_round(world: &SimpleCommunicator, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
     {
         let sendp = Partition::new(&send[..], &counts[..], &displs[..]);
         let mut recvp = PartitionMut::new(&mut recv[..], &recv_counts[..], &recv_displs[..]);
-        world.all_to_all_varcount_into(&sendp, &mut recvp);
+        mpi::request::scope(|scope| {
+            idle::complete(world.immediate_all_to_all_varcount_into(scope, &sendp, &mut recvp))
+        });
     }
     recv_counts
         .iter()

@@ -54,10 +54,10 @@ pub fn send_run(world: &SimpleCommunicator, records: impl Iterator<Item = Record
     let root = world.process_at_rank(0);
     let mut run = records.peekable();
     loop {
-        let _ = root.receive_vec_with_tag::<u8>(TAG_PULL);
+        let _ = super::idle::receive_vec(&root, TAG_PULL);
         let chunk = next_chunk(&mut run);
         let last = chunk[0] == 1;
-        root.send_with_tag(&chunk[..], TAG_CHUNK);
+        super::idle::send(&root, &chunk[..], TAG_CHUNK);
         if last {
             return;
         }
@@ -78,7 +78,7 @@ impl Iterator for Remote<'_> {
         while self.buf.is_empty() && !self.ended {
             let p = self.world.process_at_rank(self.from);
             p.send_with_tag(&[1u8][..], TAG_PULL);
-            let (chunk, _) = p.receive_vec_with_tag::<u8>(TAG_CHUNK);
+            let chunk = super::idle::receive_vec(&p, TAG_CHUNK);
             let mut d = Dec::new(&chunk);
             let decoded = (|| {
                 let last = d.bool()?;

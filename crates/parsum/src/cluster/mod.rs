@@ -28,6 +28,8 @@ pub mod devmap;
 pub mod exchange;
 /// One rank's hashing on the per-device pipeline.
 pub mod hasher;
+/// How a rank waits for others: with naps, never spinning.
+pub mod idle;
 /// Hard links hashed once in the whole job.
 pub mod links;
 /// Rank 0's merge of the ranks' sorted streams.
@@ -89,7 +91,7 @@ pub fn run(cfg: Config) -> Exit {
     // Every rank ends with rank 0's status (a usage error, a failed file).
     let world = universe.world();
     let mut code = exit.code();
-    world.process_at_rank(0).broadcast_into(&mut code);
+    idle::broadcast_from_root(&world, &mut code);
     match code {
         0 => Exit::Success,
         1 => Exit::Failure,
@@ -176,7 +178,7 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
             Err(_) => ok = 0,
         }
     }
-    world.process_at_rank(0).broadcast_into(&mut ok);
+    idle::broadcast_from_root(world, &mut ok);
     if ok == 0 {
         return Exit::Failure;
     }
