@@ -11,7 +11,7 @@ use common::*;
 
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,10 +19,6 @@ use predicates::prelude::*;
 
 const SHA_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 const SHA_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("parsum")
-}
 
 /// `a` ("abc"), `b` (empty) and awkward names, all holding "abc" but `b`.
 fn check_tree() -> tempfile::TempDir {
@@ -218,25 +214,6 @@ fn exclude_trailing_slash_takes_directories_only() {
     assert_eq!(run("./c/b/"), ["b.txt", "b/f", "c/d/b"]);
     assert_eq!(run("c/d/b/"), ["b.txt", "b/f", "c/b/h", "c/d/b"]);
     assert_eq!(run("/b"), ["b.txt", "c/b/h", "c/d/b"]);
-}
-
-/// Runs parsum with fd `fd` closed, under a 20 s guard.
-fn with_fd_closed(fd: i32, dir: &Path, args: &[&str]) -> (Option<i32>, Vec<u8>, String) {
-    let mut c = StdCommand::new(bin());
-    c.arg("--no-progress")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: close is async-signal-safe.
-    unsafe {
-        c.pre_exec(move || {
-            libc::close(fd);
-            Ok(())
-        });
-    }
-    wait_guarded(c.spawn().unwrap(), 20)
 }
 
 /// With stdout closed (`parsum >&-`), every line is lost and parsum exits

@@ -4,8 +4,9 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command as StdCommand;
+use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -228,4 +229,28 @@ pub fn deep_chain(root: &Path, depth: usize) {
         .unwrap();
         rustix::io::write(&f, format!("{i}\n").as_bytes()).unwrap();
     }
+}
+
+/// The parsum binary under test.
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("parsum")
+}
+
+/// Runs parsum with fd `fd` closed, under a 20 s guard.
+pub fn with_fd_closed(fd: i32, dir: &Path, args: &[&str]) -> (Option<i32>, Vec<u8>, String) {
+    let mut c = StdCommand::new(bin());
+    c.arg("--no-progress")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: close is async-signal-safe.
+    unsafe {
+        c.pre_exec(move || {
+            libc::close(fd);
+            Ok(())
+        });
+    }
+    wait_guarded(c.spawn().unwrap(), 20)
 }
