@@ -54,7 +54,8 @@ pub fn run() -> Exit {
 }
 
 /// Under an MPI launcher, a path that names one of the process's own
-/// descriptors past the standard three (`/dev/fd/3`, `/proc/self/fd/4`)
+/// descriptors past the standard three (`/dev/fd/3`, `/proc/self/fd/4`,
+/// or a symbolic link to one)
 /// names the rank's, not the shell's: the launcher passes on only 0, 1
 /// and 2, and under Open MPI descriptor 3 is its own channel, which a read
 /// waited on for good (`-c /dev/fd/3 3<SUMS` hung). Refused, before any
@@ -84,7 +85,7 @@ fn rank_descriptor_named(cfg: &Config) -> Option<String> {
     }
     let path = paths
         .into_iter()
-        .find(|p| crate::outfile::own_descriptor(p).is_some_and(|fd| fd > 2))?;
+        .find(|p| crate::outfile::descriptor_named(p).is_some_and(|fd| fd > 2))?;
     Some(format!(
         "{}: under an MPI launcher this names a descriptor of the rank, not of your \
          shell (only standard input, output and error are passed on); give a file",

@@ -410,7 +410,12 @@ fn follow_links(dest: &Path) -> io::Result<Target> {
         if !meta.file_type().is_symlink() {
             return Ok(Target::Path(path));
         }
-        if let Some(fd) = own_descriptor(&path) {
+        // Before the kernel is asked what the link leads to: `/dev/stdout`
+        // leads through `/proc/self/fd/1` to a pipe, a socket or
+        // `/dev/null`, and reopening that is not writing to descriptor 1
+        // (a socket cannot be reopened; descriptor 0, a pipe's read end,
+        // reopened for writing took parsum's own output).
+        if let Some(fd) = descriptor_named(&path) {
             return Ok(Target::Descriptor(fd));
         }
         // A link to a FIFO, socket or device is written through, never
@@ -431,10 +436,34 @@ fn follow_links(dest: &Path) -> io::Result<Target> {
     Err(rustix::io::Errno::LOOP.into())
 }
 
+/// The descriptor of this process that `path` names, if any: as spelled
+/// ([`own_descriptor`]), or at the end of the chain of symbolic links it
+/// starts (`/dev/stdout` and `/dev/stdin` are links to `/proc/self/fd/1`
+/// and `0`; a user's `out -> /dev/fd/3`). The chain is followed by hand,
+/// link by link, never by the kernel: the kernel goes on through /proc's
+/// link to the open file itself, and what that file is (a pipe, a socket,
+/// `/dev/null`) must not hide that the name is a descriptor. Whether the
+/// descriptor is open is not checked.
+pub(crate) fn descriptor_named(path: &Path) -> Option<i32> {
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        if let Some(fd) = own_descriptor(&path) {
+            return Some(fd);
+        }
+        // Not a link (or not there): the chain ends short of /proc.
+        let target = std::fs::read_link(&path).ok()?;
+        path = match path.parent() {
+            Some(dir) => dir.join(target),
+            None => target,
+        };
+    }
+    None
+}
+
 /// The descriptor `link` stands for, if it is one of /proc's links to this
 /// process's open files: `N` in our `fd` directory, however it is spelled
 /// (`/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`, our PID's).
-pub(crate) fn own_descriptor(link: &Path) -> Option<i32> {
+fn own_descriptor(link: &Path) -> Option<i32> {
     let name = link.file_name()?.as_bytes();
     if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
         return None;
