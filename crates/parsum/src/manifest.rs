@@ -27,7 +27,6 @@
 //!
 //! Names are bytes throughout; escaping lives in [`crate::escape`].
 
-use std::fs::File;
 use std::io::{self, BufRead, Read};
 use std::path::Path;
 
@@ -44,7 +43,7 @@ pub fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
             crate::stdio::stdin()?,
         )))
     } else {
-        let f = File::open(path)?;
+        let f = crate::stdio::open_named(path)?;
         if f.metadata()?.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }

@@ -190,7 +190,16 @@ impl OutFile {
     /// `fd`, which `dest` names through /proc (module doc). One not open
     /// for writing is refused here, before any work.
     fn into_descriptor(dest: &Path, fd: i32) -> io::Result<OutFile> {
-        // SAFETY: `fd` is open in this process (its /proc link was resolved
+        // Closed: /proc has no link for it (a link of ours that led here
+        // may still be there), or it is one of 0-2 closed at start, where
+        // the runtime put a /dev/null that would swallow the output (`-o -`
+        // fails the same way: `stdio.rs`).
+        if crate::stdio::closed_at_start(fd)
+            || std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_err()
+        {
+            return Err(crate::stdio::closed_error());
+        }
+        // SAFETY: `fd` is open in this process (its /proc link was there
         // just now, and parsum closes no descriptor it did not open), and
         // the borrow ends with this function, once it is duplicated.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };

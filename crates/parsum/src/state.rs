@@ -21,7 +21,6 @@
 //! temporary file in the same directory, fsync, rename), so an interrupted
 //! run leaves the old state or the new one, never half of one.
 
-use std::fs::File;
 use std::io::{self, BufRead};
 use std::path::Path;
 
@@ -89,7 +88,7 @@ impl Reader {
     pub fn open(path: &Path, only: Option<Algo>) -> Result<Option<Reader>, StateError> {
         let label = quote(path);
         let fail = |e: io::Error| StateError::Io(format!("{label}: {}", os_message(&e)));
-        let file = match File::open(path) {
+        let file = match crate::stdio::open_named(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(fail(e)),

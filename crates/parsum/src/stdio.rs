@@ -42,6 +42,18 @@ pub fn stdin() -> io::Result<io::Stdin> {
     }
 }
 
+/// Opens `path` for reading, as `File::open`, except that a name of a
+/// standard descriptor closed at start (`/dev/stdin` or `/dev/fd/0` after
+/// `<&-`, or a link to one) is EBADF, as `-` is: it would open the
+/// runtime's /dev/null and read as empty (`--verify /dev/stdin <&-`
+/// checked nothing and passed).
+pub fn open_named(path: &std::path::Path) -> io::Result<std::fs::File> {
+    if crate::outfile::descriptor_named(path).is_some_and(closed_at_start) {
+        return Err(closed_error());
+    }
+    std::fs::File::open(path)
+}
+
 /// Records which of 0, 1 and 2 are closed; run before the Rust runtime.
 #[cfg(any(
     target_os = "linux",

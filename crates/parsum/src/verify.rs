@@ -136,7 +136,7 @@ fn check_all(state: &Path, only: Option<Algo>) -> Result<(Option<Kind>, Source),
         // Standard input, as for `-c` (`crate::manifest::open_manifest`).
         (tee(Box::new(crate::stdio::stdin().map_err(fail)?)), None)
     } else {
-        let file = std::fs::File::open(state).map_err(fail)?;
+        let file = crate::stdio::open_named(state).map_err(fail)?;
         let meta = file.metadata().map_err(fail)?;
         if meta.is_dir() {
             return Err(fail(std::io::Error::from_raw_os_error(libc::EISDIR)));

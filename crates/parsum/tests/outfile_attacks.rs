@@ -25,6 +25,49 @@ fn sums(d: &std::path::Path) -> Vec<u8> {
 
 // ---------------------------------------------------------------- Defects
 
+/// `-o /dev/stdout >&-` exited 0 with every line lost: the name reached
+/// the /dev/null that Rust's runtime puts on a closed 0, 1 or 2, where `-o
+/// -` (and a plain run) says `write error: Bad file descriptor`. Likewise
+/// `-o /dev/stdin <&-`, which wrote into that /dev/null too.
+#[test]
+fn a_standard_descriptor_closed_at_start_is_not_written_by_name() {
+    let d = tree();
+    for (fd, names) in [
+        (1, &["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"][..]),
+        (0, &["/dev/stdin", "/dev/fd/0"]),
+    ] {
+        for name in names {
+            let (code, _, err) = with_fd_closed(fd, d.path(), &["-o", name, "t"]);
+            assert_eq!(code, Some(1), "-o {name} with {fd} closed: {err}");
+            assert!(err.contains("Bad file descriptor"), "-o {name}: {err}");
+        }
+    }
+    // A link to a descriptor that is not open at all: refused, not
+    // borrowed (`into_descriptor`'s unsafe relies on the descriptor being
+    // open).
+    std::os::unix::fs::symlink("/dev/fd/1000", d.path().join("gone")).unwrap();
+    let (code, _, err) = with_fd_closed(1000, d.path(), &["-o", "gone", "t"]);
+    assert_eq!(code, Some(1), "-o gone: {err}");
+    assert!(err.contains("Bad file descriptor"), "-o gone: {err}");
+}
+
+/// `-c /dev/stdin <&-`, `--verify /dev/stdin <&-`: the name read the
+/// runtime's /dev/null as an empty manifest; `--verify` then checked
+/// nothing and exited 0. `-` says `Bad file descriptor`, as sha256sum does.
+#[test]
+fn a_manifest_named_as_a_standard_descriptor_closed_at_start_is_unreadable() {
+    let d = tree();
+    for args in [
+        &["-c", "/dev/stdin"][..],
+        &["--verify", "/dev/stdin"],
+        &["--audit", "/dev/fd/0", "t"],
+    ] {
+        let (code, _, err) = with_fd_closed(0, d.path(), args);
+        assert_ne!(code, Some(0), "{args:?}: {err}");
+        assert!(err.contains("Bad file descriptor"), "{args:?}: {err}");
+    }
+}
+
 /// `-o /dev/stdin` with standard input on a pipe: `/dev/stdin` is a link
 /// to `/proc/self/fd/0`, and as that ended at a FIFO it was reopened for
 /// writing instead of taken as descriptor 0, which is open only for
