@@ -531,6 +531,44 @@ fn mount_points_inside_the_tree() {
     assert_eq!(all.stdout.iter().filter(|&&b| b == b'\n').count(), 6);
 }
 
+/// `--follow` of a symbolic link to a hard-linked file on another file
+/// system: two fresh tmpfs mounts number their first files alike, so `m1/f`
+/// and `m2/f` (different bytes, same size and mtime) share an inode
+/// number. Under MPI the link `m1/s -> ../m2/f` got `m1/f`'s digest (one
+/// file hashed for both): the hard-link owner took the file-system id of
+/// the link's directory, on m1, for the file on m2.
+#[test]
+fn a_followed_link_to_a_hard_link_on_another_file_system() {
+    if !have_mpirun() || !is_root() || !have("unshare") {
+        return;
+    }
+    if StdCommand::new("unshare")
+        .args(["-m", "true"])
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        eprintln!("note: unshare -m is not allowed here; skipping");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    std::fs::create_dir_all(r.join("m1")).unwrap();
+    std::fs::create_dir_all(r.join("m2")).unwrap();
+    let setup = "mount -t tmpfs none m1 && mount -t tmpfs none m2 \
+                 && echo one > m1/f && ln m1/f m1/g && echo two > m2/f && ln m2/f m2/g \
+                 && touch -d '2020-01-01 00:00:00' m1/f m2/f && ln -s ../m2/f m1/s \
+                 && exec \"$0\" \"$@\"";
+    let ns: &[&str] = &["unshare", "-m", "sh", "-c", setup];
+    let one = same_with(ns, r, &["--follow", "m1"], &[1, 2, 3], b"");
+    let text = String::from_utf8_lossy(&one.stdout);
+    let digest = |name: &str| {
+        text.lines()
+            .find(|l| l.ends_with(name))
+            .map(|l| l[..64].to_owned())
+    };
+    assert_ne!(digest("m1/f"), digest("m1/s"), "{text}");
+}
+
 /// The pids of the ranks of the job whose session directory is `tmpdir`,
 /// by rank.
 fn ranks_of(tmpdir: &Path) -> Vec<(u32, u32)> {

@@ -27,6 +27,7 @@ use super::steal::fatal;
 use super::wire::{Dec, Enc, WireResult};
 use super::work::FileTask;
 use crate::hash::{hash_file, AlgoSet, HashOpts};
+use rustix::fs::{Mode, OFlags};
 
 /// A file's identity across nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,12 +89,23 @@ struct FsIds(HashMap<u64, u64>);
 impl FsIds {
     fn id_of(&mut self, t: &FileTask, rank: i32) -> FileId {
         let fs = *self.0.entry(t.stat.dev).or_insert_with(|| {
-            // Through the file's directory where there is one (or must be:
-            // a path longer than PATH_MAX cannot be looked up whole).
+            // The file's own file system (`st_dev` is the file's), never
+            // its directory's: a followed link or a mount point leads to
+            // another one, and its id given to this device would match
+            // files there with files here. Through the file's directory
+            // where there is one (or must be: a path longer than PATH_MAX
+            // cannot be looked up whole), opened as a path only.
             let dir = t.dir.clone().or_else(|| long_path_parent(&t.path));
-            match dir {
-                Some(dir) => rustix::fs::fstatvfs(dir.fd()),
-                None => rustix::fs::statvfs(&t.path),
+            match (dir, t.path.file_name()) {
+                (Some(dir), Some(name)) => {
+                    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+                    if !t.via_link {
+                        flags |= OFlags::NOFOLLOW;
+                    }
+                    rustix::fs::openat(dir.fd(), name, flags, Mode::empty())
+                        .and_then(|f| rustix::fs::fstatvfs(&f))
+                }
+                _ => rustix::fs::statvfs(&t.path),
             }
             .map_or(0, |s| s.f_fsid)
         });
