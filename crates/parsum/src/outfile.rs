@@ -471,7 +471,8 @@ pub(crate) fn descriptor_named(path: &Path) -> Option<i32> {
 
 /// The descriptor `link` stands for, if it is one of /proc's links to this
 /// process's open files: `N` in our `fd` directory, however it is spelled
-/// (`/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`, our PID's).
+/// (`/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`, our PID's as
+/// /proc numbers it).
 fn own_descriptor(link: &Path) -> Option<i32> {
     let name = link.file_name()?.as_bytes();
     if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
@@ -479,7 +480,13 @@ fn own_descriptor(link: &Path) -> Option<i32> {
     }
     let fd = std::str::from_utf8(name).ok()?.parse().ok()?;
     let dir = std::fs::canonicalize(link.parent()?).ok()?;
-    let ours = Path::new("/proc").join(std::process::id().to_string());
+    // Our directory as /proc knows us, which the kernel resolves
+    // `/proc/self` to: in a PID namespace whose /proc is not its own
+    // (`unshare -pf`, a container given the host's /proc), that is not
+    // `getpid()`'s number, and `/dev/stdout` went unrecognised (`-o
+    // /dev/stdout >> log` replaced log).
+    let ours = std::fs::canonicalize("/proc/self")
+        .unwrap_or_else(|_| Path::new("/proc").join(std::process::id().to_string()));
     let rest = dir.strip_prefix(&ours).ok()?;
     let mut parts = rest.components().map(|c| c.as_os_str().as_bytes());
     let is_ours = match (parts.next(), parts.next(), parts.next(), parts.next()) {

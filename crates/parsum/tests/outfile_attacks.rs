@@ -248,3 +248,42 @@ fn update_state_through_links_and_slashes() {
         .unwrap()
         .contains("\"path\":\"t/a\""));
 }
+
+/// In a PID namespace whose /proc is not its own (`unshare -pf` without
+/// `--mount-proc`, a container given the host's /proc), parsum's PID is
+/// not the one /proc knows it by: `/dev/stdout` was not recognised as
+/// ours, and `-o /dev/stdout >> log` replaced `log` by rename, losing its
+/// lines (the defect the descriptor rule was made for).
+#[test]
+fn a_descriptor_is_ours_in_a_pid_namespace_with_a_foreign_proc() {
+    if !is_root() || !have_for("unshare", "the PID namespace test") {
+        return;
+    }
+    if StdCommand::new("unshare")
+        .args(["-pf", "true"])
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        eprintln!("note: unshare -pf is not allowed here; skipping");
+        return;
+    }
+    let d = tree();
+    let want = sums(d.path());
+    let log = d.path().join("log");
+    std::fs::write(&log, b"old\n").unwrap();
+    let append = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut c = StdCommand::new("unshare");
+    c.arg("-pf")
+        .arg(bin())
+        .args(["--no-progress", "-o", "/dev/stdout", "t"])
+        .current_dir(d.path())
+        .stdin(Stdio::null())
+        .stdout(append)
+        .stderr(Stdio::piped());
+    let (code, _, err) = wait_guarded(c.spawn().unwrap(), 20);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        [&b"old\n"[..], &want].concat()
+    );
+}
