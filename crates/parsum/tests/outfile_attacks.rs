@@ -165,6 +165,45 @@ fn a_link_to_a_descriptor_past_2_is_refused_under_a_launcher() {
     }
 }
 
+/// In a PID namespace whose /proc is not its own (`unshare -pf` without
+/// `--mount-proc`, a container given the host's /proc), parsum's PID is
+/// not the one /proc knows it by: `/dev/stdout` was not recognised as
+/// ours, and `-o /dev/stdout >> log` replaced `log` by rename, losing its
+/// lines (the defect the descriptor rule was made for).
+#[test]
+fn a_descriptor_is_ours_in_a_pid_namespace_with_a_foreign_proc() {
+    if !is_root() || !have_for("unshare", "the PID namespace test") {
+        return;
+    }
+    if StdCommand::new("unshare")
+        .args(["-pf", "true"])
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        eprintln!("note: unshare -pf is not allowed here; skipping");
+        return;
+    }
+    let d = tree();
+    let want = sums(d.path());
+    let log = d.path().join("log");
+    std::fs::write(&log, b"old\n").unwrap();
+    let append = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut c = StdCommand::new("unshare");
+    c.arg("-pf")
+        .arg(bin())
+        .args(["--no-progress", "-o", "/dev/stdout", "t"])
+        .current_dir(d.path())
+        .stdin(Stdio::null())
+        .stdout(append)
+        .stderr(Stdio::piped());
+    let (code, _, err) = wait_guarded(c.spawn().unwrap(), 20);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        [&b"old\n"[..], &want].concat()
+    );
+}
+
 // ------------------------------------------------------ What held (pinned)
 
 /// `-o /dev/fd/N` on a file opened read-write at an offset writes at that
@@ -185,23 +224,33 @@ fn a_read_write_descriptor_is_written_at_its_offset() {
         .unwrap();
     f.seek(SeekFrom::Start(5)).unwrap();
     let raw = f.as_raw_fd();
+    // Past 1024 where the hard limit allows (a select()-sized set would
+    // not hold it); the soft limit is raised to reach it.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `lim`.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let target: i32 = if lim.rlim_max >= 2048 { 1500 } else { 100 };
+    let name = format!("/dev/fd/{target}");
     let mut c = StdCommand::new(bin());
-    c.args(["--no-progress", "-o", "/dev/fd/1500", "t"])
+    c.args(["--no-progress", "-o", &name, "t"])
         .current_dir(d.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: dup2 and setrlimit are async-signal-safe; `raw` is open (as
-    // `f` lives past the spawn) and not close-on-exec once dup2'd.
+    // `f` lives past the spawn) and its duplicate is not close-on-exec.
     unsafe {
         use std::os::unix::process::CommandExt;
         c.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: 4096,
-                rlim_max: 4096,
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max.min(4096),
+                rlim_max: lim.rlim_max,
             };
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            if libc::dup2(raw, 1500) == -1 {
+            libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+            if libc::dup2(raw, target) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -247,43 +296,4 @@ fn update_state_through_links_and_slashes() {
     assert!(std::fs::read_to_string(d.path().join("new"))
         .unwrap()
         .contains("\"path\":\"t/a\""));
-}
-
-/// In a PID namespace whose /proc is not its own (`unshare -pf` without
-/// `--mount-proc`, a container given the host's /proc), parsum's PID is
-/// not the one /proc knows it by: `/dev/stdout` was not recognised as
-/// ours, and `-o /dev/stdout >> log` replaced `log` by rename, losing its
-/// lines (the defect the descriptor rule was made for).
-#[test]
-fn a_descriptor_is_ours_in_a_pid_namespace_with_a_foreign_proc() {
-    if !is_root() || !have_for("unshare", "the PID namespace test") {
-        return;
-    }
-    if StdCommand::new("unshare")
-        .args(["-pf", "true"])
-        .status()
-        .map_or(true, |s| !s.success())
-    {
-        eprintln!("note: unshare -pf is not allowed here; skipping");
-        return;
-    }
-    let d = tree();
-    let want = sums(d.path());
-    let log = d.path().join("log");
-    std::fs::write(&log, b"old\n").unwrap();
-    let append = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-    let mut c = StdCommand::new("unshare");
-    c.arg("-pf")
-        .arg(bin())
-        .args(["--no-progress", "-o", "/dev/stdout", "t"])
-        .current_dir(d.path())
-        .stdin(Stdio::null())
-        .stdout(append)
-        .stderr(Stdio::piped());
-    let (code, _, err) = wait_guarded(c.spawn().unwrap(), 20);
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(
-        std::fs::read(&log).unwrap(),
-        [&b"old\n"[..], &want].concat()
-    );
 }
