@@ -88,14 +88,27 @@ impl Reader {
     pub fn open(path: &Path, only: Option<Algo>) -> Result<Option<Reader>, StateError> {
         let label = quote(path);
         let fail = |e: io::Error| StateError::Io(format!("{label}: {}", os_message(&e)));
-        let file = match crate::stdio::open_named(path) {
+        // Without waiting: `--update` checked that STATE is no stream
+        // (`outfile::replaceable`), but the name may be a FIFO by now, and
+        // opening one for reading would wait for a writer for good.
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).custom_flags(libc::O_NONBLOCK);
+        let file = match crate::stdio::open_named_with(path, &options) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(fail(e)),
         };
-        if file.metadata().map_err(fail)?.is_dir() {
+        let meta = file.metadata().map_err(fail)?;
+        if meta.is_dir() {
             return Err(fail(io::Error::from_raw_os_error(libc::EISDIR)));
         }
+        if !meta.is_file() {
+            return Err(StateError::Io(format!(
+                "{label}: not a regular file (a FIFO, device or socket)"
+            )));
+        }
+        // A regular file reads the same with O_NONBLOCK, which is left on.
         Ok(Some(Reader::of(
             Box::new(io::BufReader::with_capacity(64 * 1024, file)),
             path,
@@ -380,6 +393,29 @@ impl StateWriter {
 mod tests {
     use super::*;
     use crate::hash::hash_bytes;
+
+    /// `--update` refuses a STATE that is a stream before it opens it
+    /// (`outfile::replaceable`), but the name may become a FIFO after that
+    /// check: the open itself must not wait for a writer, and must refuse.
+    #[test]
+    fn open_refuses_a_fifo_without_waiting_for_a_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path for the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Reader::open(&fifo, None).map(|r| r.is_some()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("Reader::open waited on the FIFO for a writer");
+        match got {
+            Err(StateError::Io(msg)) => assert!(msg.contains("not a regular file"), "{msg}"),
+            other => panic!("a FIFO opened as a state: {other:?}"),
+        }
+    }
 
     fn record(name: &[u8], ino: Option<u64>) -> Vec<u8> {
         let h = FileHash {

@@ -48,10 +48,18 @@ pub fn stdin() -> io::Result<io::Stdin> {
 /// runtime's /dev/null and read as empty (`--verify /dev/stdin <&-`
 /// checked nothing and passed).
 pub fn open_named(path: &std::path::Path) -> io::Result<std::fs::File> {
+    open_named_with(path, std::fs::OpenOptions::new().read(true))
+}
+
+/// [`open_named`] with `options`.
+pub fn open_named_with(
+    path: &std::path::Path,
+    options: &std::fs::OpenOptions,
+) -> io::Result<std::fs::File> {
     if crate::outfile::descriptor_named(path).is_some_and(closed_at_start) {
         return Err(closed_error());
     }
-    std::fs::File::open(path)
+    options.open(path)
 }
 
 /// Records which of 0, 1 and 2 are closed; run before the Rust runtime.
