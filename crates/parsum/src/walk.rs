@@ -209,6 +209,14 @@ pub fn walk_level(root: &Path, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
 }
 
 fn walk_root(root: &Path, opts: &WalkOpts, reach: Reach, emit: &mut dyn FnMut(Event)) {
+    // `/dev/stdin` after `<&-`: the runtime's /dev/null is there, not the
+    // input the name stands for (`stdio.rs`); as `-` is, it is EBADF.
+    if crate::outfile::descriptor_named(root).is_some_and(crate::stdio::closed_at_start) {
+        return emit(Event::Error(
+            root.to_path_buf(),
+            crate::stdio::closed_error(),
+        ));
+    }
     let meta = match fs::metadata(root) {
         Ok(m) => m,
         Err(e) => {

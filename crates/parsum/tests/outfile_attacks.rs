@@ -68,6 +68,20 @@ fn a_manifest_named_as_a_standard_descriptor_closed_at_start_is_unreadable() {
     }
 }
 
+/// `parsum /dev/stdin <&-` said `skipped character device` and exited 0:
+/// the root reached the runtime's /dev/null. It is `Bad file descriptor`,
+/// exit 1, as `parsum - <&-` (sha256sum: `No such file or directory`).
+#[test]
+fn a_root_named_as_a_standard_descriptor_closed_at_start_is_an_error() {
+    let d = tree();
+    for args in [&["/dev/stdin"][..], &["/dev/fd/0", "t"]] {
+        let (code, _, err) = with_fd_closed(0, d.path(), args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.contains("/dev/"), "{args:?}: {err}");
+        assert!(err.contains("Bad file descriptor"), "{args:?}: {err}");
+    }
+}
+
 /// `-o /dev/stdin` with standard input on a pipe: `/dev/stdin` is a link
 /// to `/proc/self/fd/0`, and as that ended at a FIFO it was reopened for
 /// writing instead of taken as descriptor 0, which is open only for
