@@ -475,7 +475,10 @@ pub(crate) fn descriptor_named(path: &Path) -> Option<i32> {
 /// /proc numbers it).
 fn own_descriptor(link: &Path) -> Option<i32> {
     let name = link.file_name()?.as_bytes();
-    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+    // As /proc spells them: `01` names nothing there (ENOENT), so it must
+    // not stand for descriptor 1 here either.
+    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) || name.len() > 1 && name[0] == b'0'
+    {
         return None;
     }
     let fd = std::str::from_utf8(name).ok()?.parse().ok()?;
@@ -658,6 +661,32 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = OutFile::create(&d.path().join("no/such/SUMS")).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// Only /proc's own spelling of a descriptor is one: `/dev/fd/01`
+    /// names nothing (ENOENT), and a link to it must not write into
+    /// descriptor 1.
+    #[test]
+    fn a_descriptor_is_spelled_as_proc_spells_it() {
+        if !Path::new("/proc/self/fd/1").exists() {
+            return; // no /proc here
+        }
+        assert_eq!(own_descriptor(Path::new("/dev/fd/1")), Some(1));
+        assert_eq!(own_descriptor(Path::new("/proc/self/fd/0")), Some(0));
+        assert_eq!(own_descriptor(Path::new("/proc/self/fd/../fd/2")), Some(2));
+        for name in [
+            "/dev/fd/01",
+            "/dev/fd/+1",
+            "/dev/fd/",
+            "/proc/self/fdinfo/1",
+        ] {
+            assert_eq!(own_descriptor(Path::new(name)), None, "{name}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/fd/01", d.path().join("x")).unwrap();
+        assert_eq!(descriptor_named(&d.path().join("x")), None);
+        std::os::unix::fs::symlink("/dev/stdout", d.path().join("y")).unwrap();
+        assert_eq!(descriptor_named(&d.path().join("y")), Some(1));
     }
 
     /// `-o /dev/stdout` with stdout on a pipe: the link chain ends in
