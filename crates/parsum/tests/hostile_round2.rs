@@ -221,12 +221,7 @@ fn a_leftover_temporary_name_with_our_pid_does_not_fail_the_commit() {
     write(d.path(), b"t/.S.parsum-1.tmp", b"half");
     write(d.path(), b"t/.S.parsum-1-1.tmp", b"half");
     let bin = assert_cmd::cargo::cargo_bin("parsum");
-    let ok = std::process::Command::new("unshare")
-        .args(["-pf", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("note: unshare -pf is not available here; skipping");
+    if !unshare_allows("-pf") {
         return;
     }
     let (code, _, err) = run_std(

@@ -189,12 +189,7 @@ fn a_descriptor_is_ours_in_a_pid_namespace_with_a_foreign_proc() {
     if !is_root() || !have_for("unshare", "the PID namespace test") {
         return;
     }
-    if StdCommand::new("unshare")
-        .args(["-pf", "true"])
-        .status()
-        .map_or(true, |s| !s.success())
-    {
-        eprintln!("note: unshare -pf is not allowed here; skipping");
+    if !unshare_allows("-pf") {
         return;
     }
     let d = tree();

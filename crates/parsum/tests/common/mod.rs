@@ -94,6 +94,19 @@ pub fn have_for(tool: &str, skipping: &str) -> bool {
     ok
 }
 
+/// Whether `unshare FLAG true` works here (root, and namespaces allowed);
+/// says so when it does not.
+pub fn unshare_allows(flag: &str) -> bool {
+    let ok = StdCommand::new("unshare")
+        .args([flag, "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("note: unshare {flag} is not allowed here; skipping");
+    }
+    ok
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
