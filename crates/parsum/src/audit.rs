@@ -49,7 +49,9 @@ use crate::walk::{Skip, WalkOpts};
 /// leading `/` stays. Nothing else changes: `..` is kept (`a/../b` is not
 /// `b` when `a` is a symbolic link), no link is resolved, and a trailing
 /// `/` (or `/.`) stays as one `/`, since `x/` names no regular file `x`.
-/// A path of nothing but `.` and `/` is `.` (or `/`).
+/// A path of nothing but `.` and `/` is `.` (or `/`). A relative path that
+/// would be `-` alone (`-`, `./-`, `.//-`: the file called `-`) is `./-`,
+/// never `-`, which is standard input's key ([`STDIN_KEY`]).
 pub(crate) fn normalize(name: &[u8]) -> Vec<u8> {
     normalized(name).into_owned()
 }
@@ -73,10 +75,28 @@ pub(crate) fn normalized(name: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
+/// The key of standard input, a PATH `-`, and of a manifest's line for
+/// `-` (which `-c` reads as standard input): no file's path normalizes to
+/// it ([`normalize`] spells the file called `-` as `./-`).
+pub(crate) const STDIN_KEY: &[u8] = b"-";
+
+/// The key of a manifest line's name: [`STDIN_KEY`] for `-`, as `-c`
+/// reads that line, else the name's [`normalize`]d path.
+pub(crate) fn line_key(name: &[u8]) -> Vec<u8> {
+    if name == STDIN_KEY {
+        STDIN_KEY.to_vec()
+    } else {
+        normalize(name)
+    }
+}
+
 /// Whether [`normal_form`] would return `s` itself.
 fn is_normal(s: &[u8]) -> bool {
-    if s == b"." || s == b"/" {
+    if s == b"." || s == b"/" || s == b"./-" {
         return true;
+    }
+    if s == b"-" {
+        return false;
     }
     let n = s.split(|&b| b == b'/').count();
     !s.is_empty()
@@ -111,6 +131,9 @@ fn normal_form(name: &[u8]) -> Vec<u8> {
         }
     } else if last.is_empty() || last == b"." {
         out.push(b'/');
+    } else if out == b"-" {
+        // The file called `-`, not standard input.
+        out.splice(0..0, *b"./");
     }
     out
 }
@@ -245,7 +268,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
         for a in line.algos.iter() {
             algos.insert(a);
         }
-        list(&mut map, &mut conflicts, normalize(&line.name), line, no);
+        list(&mut map, &mut conflicts, line_key(&line.name), line, no);
     }
     let algos = loaded(&label, bad, map.len() as u64, algos)?;
     warn_conflicts(&label, &conflicts);
@@ -305,6 +328,9 @@ pub(crate) fn load_failed(e: LoadError) -> Exit {
 /// and changed lines as they come, then [`Joined`]'s lines and the summary.
 pub(crate) struct AuditSink<'a> {
     manifest: HashMap<Vec<u8>, Line>,
+    /// The results given now are standard input's (a PATH `-`), keyed
+    /// [`STDIN_KEY`], not the file called `-` of a walk of `.`.
+    pub(crate) stdin: bool,
     seen: HashSet<Vec<u8>>,
     /// New paths and their digests, for the moved/new decision at the end.
     new: BTreeMap<Vec<u8>, Vec<Digest>>,
@@ -328,6 +354,7 @@ impl<'a> AuditSink<'a> {
     ) -> AuditSink<'a> {
         AuditSink {
             manifest,
+            stdin: false,
             seen: HashSet::new(),
             new: BTreeMap::new(),
             matched: 0,
@@ -380,7 +407,11 @@ impl<'a> AuditSink<'a> {
 
 impl Sink<(), Note> for AuditSink<'_> {
     fn done(&mut self, item: Item<()>, result: Result<FileHash, HashError>) {
-        let name = normalize(item.path.as_os_str().as_bytes());
+        let name = if self.stdin {
+            STDIN_KEY.to_vec()
+        } else {
+            normalize(item.path.as_os_str().as_bytes())
+        };
         match result {
             Ok(h) => {
                 self.tally.files += 1;
@@ -464,8 +495,10 @@ pub fn run(
     // `-` is standard input, the file `-`, as in tree mode and in a `-c`
     // manifest's line.
     for s in Root::spawn_all(pipe, roots, &walk_opts, algos, None) {
+        sink.stdin = matches!(s, Root::Stdin);
         s.drain(&mut sink, algos);
     }
+    sink.stdin = false;
     sink.flush();
     progress.finish();
 
@@ -608,13 +641,20 @@ mod tests {
             (b"\\a\\/./b", b"\\a\\/b"),
             (b"\xff//\xfe/./\n", b"\xff/\xfe/\n"),
             (b".hidden/..x", b".hidden/..x"),
+            (b"-", b"./-"),
+            (b"./-", b"./-"),
+            (b".//./-", b"./-"),
+            (b"-/", b"-/"),
+            (b"-/./x", b"-/x"),
+            (b"/-", b"/-"),
+            (b"a/-", b"a/-"),
         ] {
             assert_eq!(normalize(name), want, "{:?}", String::from_utf8_lossy(name));
         }
     }
 
     /// The borrowed path agrees with the built one, and a key is its own
-    /// key, on every name of up to six bytes of `/`, `.` and `a`.
+    /// key, on every name of up to six bytes of `/`, `.`, `-` and `a`.
     #[test]
     fn normalized_agrees_with_normal_form() {
         let mut names: Vec<Vec<u8>> = vec![Vec::new()];
@@ -622,7 +662,7 @@ mod tests {
             let longer: Vec<Vec<u8>> = names
                 .iter()
                 .filter(|n| n.len() == names.last().map_or(0, Vec::len))
-                .flat_map(|n| [b'/', b'.', b'a'].map(|b| [&n[..], &[b]].concat()))
+                .flat_map(|n| [b'/', b'.', b'-', b'a'].map(|b| [&n[..], &[b]].concat()))
                 .collect();
             names.extend(longer);
         }

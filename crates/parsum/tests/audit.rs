@@ -306,10 +306,11 @@ fn a_dash_root_is_standard_input() {
         (1, "matched  f\nchanged  -\n"),
         "{err}"
     );
+    // The file called `-` is not standard input: SUMS's line for `-` is.
     let (code, out, err) = run("abc", &["./-", "f"]);
     assert_eq!(
         (code, out.as_str()),
-        (1, "changed  -\nmatched  f\n"),
+        (1, "matched  f\nnew      ./-\nmissing  -\n"),
         "{err}"
     );
 
@@ -323,4 +324,51 @@ fn a_dash_root_is_standard_input() {
         .stderr(predicate::str::contains(
             "--audit - reads MANIFEST from standard input, so a PATH cannot be standard input",
         ));
+}
+
+/// The file called `-` (`./-`, or `-` in a walk of `.`) and standard input
+/// (a PATH `-`, a manifest's line for `-`) are two paths: listed both, with
+/// different checksums, they conflict with nothing and each matches its
+/// own line. Normalisation made `./-` into `-`: the two lines were "listed
+/// more than once with different checksums", and both `changed`.
+#[test]
+fn the_file_called_dash_is_not_standard_input() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"-", b"abc");
+    let sha_stdin = "ac275db4b86a57a2fbc03170690191aa2bb403adad92e9f90762042e03ae9f2e";
+    std::fs::write(
+        d.path().join("SUMS"),
+        format!("{SHA_ABC}  ./-\n{sha_stdin}  -\n"),
+    )
+    .unwrap();
+    let run = |roots: &[&str]| {
+        let out = parsum()
+            .current_dir(d.path())
+            .args(["--audit", "SUMS", "--exclude", "SUMS"])
+            .args(roots)
+            .write_stdin("stdin\n")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for roots in [&["./-", "-"][..], &[".//-", "-"], &[".", "-"]] {
+        let (code, out, err) = run(roots);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "matched  ./-\nmatched  -\n"),
+            "{roots:?}: {err}"
+        );
+        assert!(!err.contains("more than once"), "{roots:?}: {err}");
+    }
+    // Without standard input, its line is missing, and the file matched.
+    let (code, out, err) = run(&["."]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "matched  ./-\nmissing  -\n"),
+        "{err}"
+    );
 }

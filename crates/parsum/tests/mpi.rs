@@ -853,6 +853,38 @@ fn audit_of_standard_input_as_a_root() {
     }
 }
 
+/// `--audit SUMS . -` with a file called `-` at the top of `.`: the file
+/// is `./-` and standard input is `-`, two paths, on every rank as in one
+/// process (the owner ranks keyed both `-`: a false conflict).
+#[test]
+fn audit_keeps_the_file_called_dash_apart_from_standard_input() {
+    if !have_mpirun() {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let r = &top.path().join("t");
+    std::fs::create_dir(r).unwrap();
+    uneven_tree(r);
+    std::fs::write(top.path().join("-"), "abc").unwrap();
+    let mut sums = single(top.path(), &["-a", "sha256", "t"]).stdout;
+    const SHA_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    const SHA_STDIN: &str = "ac275db4b86a57a2fbc03170690191aa2bb403adad92e9f90762042e03ae9f2e";
+    sums.extend_from_slice(format!("{SHA_ABC}  ./-\n{SHA_STDIN}  -\n").as_bytes());
+    std::fs::write(top.path().join("SUMS"), &sums).unwrap();
+    let args = ["--audit", "SUMS", "--exclude", "SUMS", ".", "-"];
+    let run =
+        assert_same_as_one_process(&[], top.path(), &args, &[2, 3], b"stdin\n", "stderr", |e| {
+            parsum_lines(e)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        });
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.code, 0, "{out}{}", run.stderr);
+    assert!(out.contains("matched  ./-\n"), "{out}");
+    assert!(out.ends_with("matched  -\n"), "{out}");
+}
+
 /// A manifest with a line over 16 MiB amid others: each rank reads its
 /// range with the single process's bounded reader, and what a single
 /// process never reads (the lines after it) is not printed either.
