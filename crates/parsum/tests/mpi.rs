@@ -1124,6 +1124,44 @@ fn ranks_waiting_for_rank_0_do_not_spin() {
     );
 }
 
+/// The same while rank 0 reads a slow standard input given as a PATH
+/// (`t -`): rank 0 read it before it took part in the walk, and the other
+/// ranks, asking it for work, spun in the walk's loop (a thief waiting for
+/// an answer napped 50 us at a time: 1.1 s of CPU for a 4 s wait, on a
+/// quiet machine). Rank 0 now hashes standard input beside its walk, and
+/// a thief's naps grow while it waits.
+#[test]
+fn ranks_waiting_for_a_slow_standard_input_do_not_spin() {
+    if !have_mpirun() || !have_for("/usr/bin/time", "the MPI idle-CPU test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..200u32 {
+        write(
+            &dir.path().join("t"),
+            format!("d{}/f{i}", i % 5).as_bytes(),
+            b"x",
+        );
+    }
+    let want = single_with(&[], dir.path(), &["t", "-"], b"late\n");
+    assert_eq!(want.code, 0, "{}", want.stderr);
+    let script = "(sleep 5; echo late) | \"$0\" \"$@\"";
+    let (run, cpu, wall) = timed_job(dir.path(), script, &["t", "-"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&want.stdout)
+    );
+    assert!(
+        wall >= 5.0,
+        "standard input came after 5 s, yet wall {wall} s"
+    );
+    assert!(
+        cpu < 1.0,
+        "the job used {cpu:.2} s of CPU in {wall:.2} s: waiting ranks spin"
+    );
+}
+
 /// The same while rank 0 writes the merged output slowly: `-o` is a FIFO
 /// whose reader opens it at once but reads only after 2 s, so rank 0
 /// blocks writing past the pipe's 64 KiB while the other ranks wait for

@@ -203,31 +203,80 @@ fn tree(world: &SimpleCommunicator, cfg: Config) -> Exit {
     crate::app::finish_tree(&mut sink, &progress, summary)
 }
 
+/// Standard input's records (a PATH `-`): being hashed beside rank 0's
+/// walk, or already hashed; none on other ranks.
+#[derive(Default)]
+pub(super) struct StdinRecords {
+    ready: Vec<record::Record>,
+    pending: Option<std::thread::JoinHandle<Vec<record::Record>>>,
+}
+
+impl StdinRecords {
+    /// The records, once standard input has ended.
+    fn wait(self) -> Vec<record::Record> {
+        match self.pending.map(std::thread::JoinHandle::join) {
+            None => self.ready,
+            Some(Ok(records)) => records,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// The records of the roots `dashes`, standard input, in argument order,
+/// as one process reads them (a second `-` is empty).
+fn hash_dashes(dashes: Vec<u32>, algos: AlgoSet) -> Vec<record::Record> {
+    dashes
+        .into_iter()
+        .map(|root| record::Record {
+            root,
+            path: PathBuf::from("-"),
+            outcome: record::Outcome::of_hash(crate::hash::hash_stdin(algos)),
+        })
+        .collect()
+}
+
 /// Rank 0's start of a walk of `roots` (tree mode and `--audit`): the
-/// queue of their walks, and the record of a `-`, standard input, hashed
-/// here (only rank 0 has the user's).
-fn root_queue(roots: Vec<PathBuf>, algos: AlgoSet) -> (work::Queue, Vec<record::Record>) {
+/// queue of their walks, and the records of each `-`, standard input
+/// (only rank 0 has the user's), hashed on a thread of their own. Rank 0
+/// walks meanwhile: the other ranks, asking it for work, no longer wait
+/// for a slow standard input in the walk's loop (which naps only briefly,
+/// `steal.rs`), but after the walk, with [`idle`]'s naps.
+fn root_queue(roots: Vec<PathBuf>, algos: AlgoSet) -> (work::Queue, StdinRecords) {
     let mut queue = work::Queue::default();
-    let mut stdin = Vec::new();
+    let mut dashes = Vec::new();
     for (i, root) in roots.into_iter().enumerate() {
         let i = i as u32;
         if root.as_os_str() == "-" {
-            let r = crate::hash::hash_stdin(algos);
-            stdin.push(record::Record {
-                root: i,
-                path: root,
-                outcome: record::Outcome::of_hash(r),
-            });
+            dashes.push(i);
         } else {
             queue.dirs.push_front(work::Dir::Root(i, root));
         }
     }
+    if dashes.is_empty() {
+        return (queue, StdinRecords::default());
+    }
+    let on_thread = dashes.clone();
+    let thread = std::thread::Builder::new()
+        .name("parsum-stdin".into())
+        .spawn(move || hash_dashes(on_thread, algos));
+    let stdin = match thread {
+        Ok(t) => StdinRecords {
+            ready: Vec::new(),
+            pending: Some(t),
+        },
+        // No thread to spare: read it here, before the walk.
+        Err(_) => StdinRecords {
+            ready: hash_dashes(dashes, algos),
+            pending: None,
+        },
+    };
     (queue, stdin)
 }
 
 /// The distributed walk of `queue` and the hashing of what it finds, on
 /// every rank (tree mode and `--audit`): this rank's records, `extra`
-/// among them, sorted in output order.
+/// (standard input's, waited for after this rank's hashing) among them,
+/// sorted in output order.
 #[allow(clippy::too_many_arguments)]
 fn walk_and_hash(
     world: &SimpleCommunicator,
@@ -236,7 +285,7 @@ fn walk_and_hash(
     cpus: usize,
     algos: AlgoSet,
     queue: work::Queue,
-    extra: Vec<record::Record>,
+    extra: StdinRecords,
     verbose: bool,
     started: std::time::Instant,
 ) -> runs::KMerge<Box<dyn Iterator<Item = record::Record> + Send>> {
@@ -268,7 +317,7 @@ fn walk_and_hash(
     let (linked, link_stats) = links::resolve(world, links, algos, cpus);
     let mut records = hasher.finish();
     let hashed = started.elapsed();
-    for r in notes.into_iter().chain(extra).chain(linked) {
+    for r in notes.into_iter().chain(extra.wait()).chain(linked) {
         records.push(r);
     }
     let spilled = records.spilled_runs();
