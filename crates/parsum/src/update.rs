@@ -457,11 +457,11 @@ impl Sink<(), Note> for UpdateSink<'_> {
                         if carried || h.digests.iter().any(|d| e.line.digest(d.algo) == Some(*d)) {
                             self.counts.unchanged += 1;
                             if self.verbose {
-                                self.line("unchanged", name);
+                                self.line("unchanged", &normalized(name));
                             }
                         } else {
                             self.counts.changed += 1;
-                            self.line("changed", name);
+                            self.line("changed", &normalized(name));
                         }
                     }
                     None => {

@@ -1052,3 +1052,25 @@ fn spellings_of_one_path_are_one_entry() {
             ));
     }
 }
+
+/// One report, one spelling: `changed` and `unchanged` (`-v`) name a file
+/// in the normal form that `new`, `moved` and `missing` use (`--update S
+/// a//` said `changed  a//x` beside `new      a/y`), and the file called
+/// `-` is `./-` in every line, never standard input's `-`.
+#[test]
+fn update_reports_every_path_in_one_normal_form() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a/x", b"x");
+    write(d.path(), b"a/same", b"same");
+    write(d.path(), b"-", b"dash");
+    write(d.path(), b"b", b"b");
+    update(d.path()).args(["a//", "."]).assert().success();
+    write(d.path(), b"a/x", b"edited");
+    write(d.path(), b"a/y", b"y");
+    write(d.path(), b"-", b"dash, edited");
+    update(d.path())
+        .args(["-v", "a//", "--exclude", "STATE", "."])
+        .assert()
+        .success()
+        .stdout("unchanged a/same\nchanged  a/x\nchanged  ./-\nunchanged b\nnew      a/y\n");
+}
