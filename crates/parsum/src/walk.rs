@@ -275,6 +275,20 @@ fn walk_root(root: &Path, opts: &WalkOpts, reach: Reach, emit: &mut dyn FnMut(Ev
     w.dir(fd, &base, Path::new(""), 1, false);
 }
 
+/// The path of `name` in the directory shown as `shown`. At the top of
+/// `parsum .` (`shown` empty) an entry called `-` is `./-`: a bare `-`
+/// names standard input to every reader (`-c`, `--audit`, `sha256sum -c`),
+/// never the file. Its place in walk order is `-`'s: under MPI, the
+/// order of records (`cluster/record.rs`, `path_cmp`) drops a leading
+/// `./` from every path.
+fn shown_path(shown: &Path, name: &OsStr) -> PathBuf {
+    if shown.as_os_str().is_empty() && name == "-" {
+        PathBuf::from("./-")
+    } else {
+        shown.join(name)
+    }
+}
+
 /// Walks a [`Subtree`] handed out by [`Event::Mount`].
 pub fn walk_subtree(sub: Subtree, opts: &WalkOpts, emit: &mut dyn FnMut(Event)) {
     walk_sub(sub, opts, Reach::Whole, emit)
@@ -472,7 +486,7 @@ impl Walker<'_> {
         let mut cur = Some(fd);
         for name in names {
             let fd = Arc::clone(cur.as_ref().expect("reopened after each child"));
-            let path = shown.join(&name);
+            let path = shown_path(shown, &name);
             // The path below the root is only needed by path globs and
             // for directories: skip its allocation for plain files.
             let rel_of = |name: &OsString| rel.join(name);

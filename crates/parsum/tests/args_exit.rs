@@ -39,6 +39,49 @@ fn dash_hashes_standard_input_like_sha256sum() {
     );
 }
 
+/// `parsum .` prints bare names, but a file called `-` at its top as `./-`:
+/// a `-` line is standard input to `-c` (and to `sha256sum -c`), so the
+/// manifest `parsum .` wrote failed its own check, and `--audit` of it
+/// took the file for standard input's line. Its place in the output is
+/// `-`'s; a directory called `-` is `./-/…` too.
+#[test]
+fn dot_prints_the_file_called_dash_as_dot_slash_dash() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"!", b"bang");
+    write(d.path(), b"-", b"abc");
+    write(d.path(), b"-a", b"dash a");
+    write(d.path(), b"b/-", b"below");
+    let out = stdout_of(parsum().current_dir(d.path()).args(["-a", "sha256", "."]));
+    let names: Vec<String> = String::from_utf8(out.clone())
+        .unwrap()
+        .lines()
+        .map(|l| l[66..].to_string())
+        .collect();
+    assert_eq!(names, ["!", "./-", "-a", "b/-"]);
+    std::fs::write(d.path().join("SUMS"), &out).unwrap();
+    parsum()
+        .current_dir(d.path())
+        .args(["-c", "SUMS"])
+        .write_stdin("not the file")
+        .assert()
+        .success();
+    parsum()
+        .current_dir(d.path())
+        .args(["--audit", "SUMS", "--exclude", "SUMS"])
+        .assert()
+        .success()
+        .stdout("matched  !\nmatched  ./-\nmatched  -a\nmatched  b/-\n");
+    if have("sha256sum") {
+        let (code, _, err) = run_std(
+            StdCommand::new("timeout")
+                .current_dir(d.path())
+                .args(["30", "sha256sum", "-c", "--quiet", "SUMS"])
+                .stdin(std::process::Stdio::null()),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
 #[test]
 fn dot_slash_root_prints_dot_slash_like_find() {
     let d = tempfile::tempdir().unwrap();

@@ -885,6 +885,41 @@ fn audit_keeps_the_file_called_dash_apart_from_standard_input() {
     assert!(out.ends_with("matched  -\n"), "{out}");
 }
 
+/// `parsum .` shows an entry called `-` at its top as `./-` (a bare `-`
+/// is standard input), at `-`'s place in the output: the ranks' merge
+/// orders it as a single process walks it, a file or a directory.
+#[test]
+fn dot_shows_the_entry_called_dash_in_walk_order() {
+    if !have_mpirun() {
+        return;
+    }
+    for dash_is_dir in [false, true] {
+        let top = tempfile::tempdir().unwrap();
+        for name in ["!", "\x01", "-a", "a", "b/-"] {
+            write(top.path(), name.as_bytes(), name.as_bytes());
+        }
+        if dash_is_dir {
+            for name in ["-/!", "-/x", "-/-"] {
+                write(top.path(), name.as_bytes(), b"below");
+            }
+        } else {
+            write(top.path(), b"-", b"the file");
+        }
+        let run =
+            assert_same_as_one_process(&[], top.path(), &["."], &[2, 3], b"", "stderr", |e| {
+                parsum_lines(e)
+                    .into_iter()
+                    .filter(|l| !l.contains(" files, "))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            });
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let out = String::from_utf8_lossy(&run.stdout);
+        assert!(out.contains("  ./-"), "{out}");
+        assert!(!out.contains("  -\n") && !out.contains("  -/"), "{out}");
+    }
+}
+
 /// A manifest with a line over 16 MiB amid others: each rank reads its
 /// range with the single process's bounded reader, and what a single
 /// process never reads (the lines after it) is not printed either.

@@ -199,14 +199,19 @@ impl Record {
 /// (component by component) without splitting them: byte by byte, with `/`
 /// as the lowest byte (no name holds a NUL), so a name that is a prefix of
 /// another (`a/` against `a.b`) and a directory's path against its
-/// entries' sort as components do. The one path not spelled with its
-/// argument's prefix is `.`, which the walk shows for the argument `.`
-/// itself (its entries are `a`, not `./a`); it sorts first, as `CurDir`.
+/// entries' sort as components do. A leading `./` is dropped: the paths
+/// of an argument spelled `./…` all have it, and under `.` (whose entries
+/// are `a`, not `./a`) only the entry `-` has it (shown `./-`, as a bare
+/// `-` is standard input). The path `.`, which the walk shows for the
+/// argument `.` itself, sorts first, as `CurDir`.
 pub fn path_cmp(a: &Path, b: &Path) -> Ordering {
     fn key(p: &Path) -> &[u8] {
         match p.as_os_str().as_bytes() {
             b"." => b"",
-            k => k,
+            // Every path of an argument spelled `./…` has this prefix, and
+            // under `.` only the entry `-` (shown as `./-`, `walk.rs`), which
+            // sorts as the `-` it is.
+            k => k.strip_prefix(b"./").unwrap_or(k),
         }
     }
     let low = |c: &u8| if *c == b'/' { 0 } else { *c };
@@ -364,6 +369,33 @@ mod tests {
                 for b in &paths {
                     assert_eq!(path_cmp(a, b), a.cmp(b), "{a:?} vs {b:?} under {base:?}");
                 }
+            }
+        }
+    }
+
+    /// Under `.`, the entry `-` is shown `./-` (and its entries `./-/x`);
+    /// it sorts where the bare `-` would, as the single process walks it.
+    #[test]
+    fn the_entry_dash_of_dot_sorts_as_dash() {
+        let names: [&[u8]; 7] = [b"-", b"\x01", b"!", b"-a", b"a", b"-/x", b"-/!"];
+        let shown = |n: &[u8]| {
+            let s = if n == b"-" || n.starts_with(b"-/") {
+                [&b"./"[..], n].concat()
+            } else {
+                n.to_vec()
+            };
+            PathBuf::from(OsStr::from_bytes(&s))
+        };
+        for a in names {
+            for b in names {
+                let bare = |n: &[u8]| PathBuf::from(OsStr::from_bytes(n));
+                assert_eq!(
+                    path_cmp(&shown(a), &shown(b)),
+                    bare(a).cmp(&bare(b)),
+                    "{:?} vs {:?}",
+                    shown(a),
+                    shown(b)
+                );
             }
         }
     }
