@@ -1128,6 +1128,19 @@ fn timed_job(dir: &Path, script: &str, args: &[&str]) -> (Run, f64, f64) {
     (run, t[0] + t[1], t[2])
 }
 
+/// The job waited at least `waited` seconds (the slow part happened) and
+/// spent under 1 s of CPU in all its ranks meanwhile: none spun.
+fn assert_no_rank_spun(cpu: f64, wall: f64, waited: f64) {
+    assert!(
+        wall >= waited,
+        "the job had to wait {waited} s, yet wall {wall} s"
+    );
+    assert!(
+        cpu < 1.0,
+        "the job used {cpu:.2} s of CPU in {wall:.2} s: waiting ranks spin"
+    );
+}
+
 /// Ranks waiting for rank 0 do not spin. MPI's blocking broadcast
 /// busy-polls, so while rank 0 read a slow `-c -` manifest (or ran
 /// `--update`/`--verify` alone) every other rank took a CPU, on a node it
@@ -1149,14 +1162,7 @@ fn ranks_waiting_for_rank_0_do_not_spin() {
     let (run, cpu, wall) = timed_job(dir.path(), script, &["-c", "-"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(String::from_utf8_lossy(&run.stdout), "a: OK\n");
-    assert!(
-        wall >= 2.0,
-        "the manifest came after 2 s, yet wall {wall} s"
-    );
-    assert!(
-        cpu < 1.0,
-        "the job used {cpu:.2} s of CPU in {wall:.2} s: waiting ranks spin"
-    );
+    assert_no_rank_spun(cpu, wall, 2.0);
 }
 
 /// The same while rank 0 reads a slow standard input given as a PATH
@@ -1187,14 +1193,7 @@ fn ranks_waiting_for_a_slow_standard_input_do_not_spin() {
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&want.stdout)
     );
-    assert!(
-        wall >= 5.0,
-        "standard input came after 5 s, yet wall {wall} s"
-    );
-    assert!(
-        cpu < 1.0,
-        "the job used {cpu:.2} s of CPU in {wall:.2} s: waiting ranks spin"
-    );
+    assert_no_rank_spun(cpu, wall, 5.0);
 }
 
 /// The same while rank 0 writes the merged output slowly: `-o` is a FIFO
@@ -1228,9 +1227,5 @@ fn ranks_waiting_for_a_slow_output_do_not_spin() {
         "the output must fill the pipe: {} B",
         got.len()
     );
-    assert!(wall >= 2.0, "the reader read after 2 s, yet wall {wall} s");
-    assert!(
-        cpu < 1.0,
-        "the job used {cpu:.2} s of CPU in {wall:.2} s: waiting ranks spin"
-    );
+    assert_no_rank_spun(cpu, wall, 2.0);
 }
