@@ -397,6 +397,15 @@ enum Target {
 /// directory, or a loop of links, is refused here, before any work, rather
 /// than at the rename after hours of hashing.
 fn follow_links(dest: &Path) -> io::Result<Target> {
+    // Before the kernel is asked what any link leads to: `/dev/stdout`
+    // leads through `/proc/self/fd/1` to a pipe, a socket or `/dev/null`,
+    // and reopening that is not writing to descriptor 1 (a socket cannot
+    // be reopened; descriptor 0, a pipe's read end, reopened for writing
+    // took parsum's own output). `descriptor_named` walks the same chain
+    // as the loop below, so once is enough.
+    if let Some(fd) = descriptor_named(dest) {
+        return Ok(Target::Descriptor(fd));
+    }
     let mut path = dest.to_path_buf();
     for _ in 0..MAX_LINKS {
         let meta = match std::fs::symlink_metadata(&path) {
@@ -418,14 +427,6 @@ fn follow_links(dest: &Path) -> io::Result<Target> {
         }
         if !meta.file_type().is_symlink() {
             return Ok(Target::Path(path));
-        }
-        // Before the kernel is asked what the link leads to: `/dev/stdout`
-        // leads through `/proc/self/fd/1` to a pipe, a socket or
-        // `/dev/null`, and reopening that is not writing to descriptor 1
-        // (a socket cannot be reopened; descriptor 0, a pipe's read end,
-        // reopened for writing took parsum's own output).
-        if let Some(fd) = descriptor_named(&path) {
-            return Ok(Target::Descriptor(fd));
         }
         // A link to a FIFO, socket or device is written through, never
         // replaced: hand the link itself to the kernel, which also resolves

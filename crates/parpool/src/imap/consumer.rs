@@ -24,7 +24,7 @@ use super::stash::STALL;
 use super::takeback::TakeBack;
 use super::window::Window;
 use crate::chunking::{
-    adapt_chunk, BUFFER_CHUNKS_PER_WORKER, MAX_CHUNK, MAX_CREDITS_PER_WORKER, MAX_READ_AHEAD,
+    adapt_chunk, BUFFER_CHUNKS_PER_WORKER, MAX_CREDITS_PER_WORKER, MAX_READ_AHEAD,
 };
 use crate::error::TaskError;
 use crate::job::Job;
@@ -273,9 +273,10 @@ impl<'a, R> Consumer<'a, R> {
         if inline && !self.input.never_waits {
             return 1;
         }
+        // Within `1..=MAX_CHUNK` (`max_chunk_for`).
         let max = self.input.max_chunk;
         if let Some(c) = self.chunksize {
-            return c.min(MAX_CHUNK).min(max);
+            return c.min(max);
         }
         let est = self.shared.ns_per_item.load(Ordering::Relaxed);
         self.chunk = adapt_chunk(self.chunk, est, self.buffer, self.workers).min(max);
