@@ -1011,7 +1011,7 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.ready());
     /// ```
     pub fn wait(&self) {
-        self.settle(false);
+        self.settle(None);
         park::wait(self, Deadline::NEVER);
     }
 
@@ -1032,7 +1032,8 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.wait_timeout(Duration::from_secs(30)));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.settle(true) && park::wait(self, Deadline::after(timeout))
+        let deadline = Deadline::after(timeout);
+        self.settle(Some(deadline)) && park::wait(self, deadline)
     }
 
     /// Whether the task has finished (Python's `ready()`).
@@ -1168,18 +1169,23 @@ impl<R> AsyncResult<R> {
     ///   once, since the result cannot come before it returns;
     /// - on the thread draining the task's terminated pool (a callback the
     ///   drain runs, waiting for a task queued behind its own), it goes on
-    ///   draining here until the task is done ([`crate::registry::help_drain`]).
+    ///   draining here until the task is done ([`crate::registry::help_drain`]);
+    ///   if it cannot go deeper with the task still queued, a wait with no
+    ///   limit panics saying so: an untimed one, and a timed one whose
+    ///   deadline never comes (`Duration::MAX`, as `as_completed` and
+    ///   [`crate::wait`] treat it), which waited forever.
     ///
+    /// `timed` is the timed form's deadline (`None` for the untimed forms).
     /// Returns whether the wait may go on.
-    fn settle(&self, timed: bool) -> bool {
+    fn settle(&self, timed: Option<Deadline>) -> bool {
         if let Some(own) = own_work(self.slot()) {
-            if timed {
+            if timed.is_some() {
                 return false;
             }
             refuse_wait_for_own_work(own);
         }
         let drained = crate::registry::help_drain(self.task.pool_key(), || self.slot().is_done());
-        if drained == crate::registry::Drained::Stuck && !timed {
+        if drained == crate::registry::Drained::Stuck && timed.map_or(true, Deadline::is_never) {
             crate::registry::stuck_in_drain();
         }
         true
@@ -1296,7 +1302,7 @@ impl<R> Future for AsyncResult<R> {
     /// handle is pending there, and another thread runs the pool's queue
     /// meanwhile, so even a one-worker pool completes the task.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.settle(false);
+        self.settle(None);
         let key = self.wait_key();
         loop {
             crate::exec_wait::resumed(key);

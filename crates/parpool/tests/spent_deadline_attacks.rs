@@ -1,0 +1,386 @@
+//! Hostile review of spent handles (`on_success`/`on_error` refusing a
+//! callback once the result was returned) and of timed waits at the edges
+//! (`Duration::ZERO`, `Duration::MAX`), with panics in every user hook,
+//! nesting on a one-worker pool, shutdown races and `stats` read while
+//! tasks run on more threads than there are counter shards. Found: a
+//! `wait_timeout(Duration::MAX)` in a drain's callback chain deeper than
+//! the inlining depth waited forever (`terminate` hung) where the untimed
+//! wait panics clearly; it now panics the same way. The rest held.
+#[path = "common/child.rs"]
+mod child;
+mod common;
+
+use common::{guard, occupy_the_worker};
+use parpool::{AsyncResult, TaskError, ThreadPool};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Barrier, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+const MARK: &str = "EXPECTED";
+
+/// Counts its drops; its `Drop` panics if `bomb`.
+struct Mark {
+    drops: Arc<AtomicUsize>,
+    bomb: bool,
+}
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+        if self.bomb && !std::thread::panicking() {
+            panic!("{MARK}: a Drop panicked");
+        }
+    }
+}
+
+fn mark(drops: &Arc<AtomicUsize>, bomb: bool) -> Mark {
+    Mark {
+        drops: Arc::clone(drops),
+        bomb,
+    }
+}
+
+fn spent_message(r: std::thread::Result<impl Sized>) -> String {
+    match r {
+        Ok(_) => panic!("attaching to a spent handle must panic"),
+        Err(p) => common::panic_message(p.as_ref()),
+    }
+}
+
+/// Polls `h` once with a no-op waker.
+fn poll_once<R>(h: &mut AsyncResult<R>) -> Poll<Result<R, TaskError>> {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    Pin::new(h).poll(&mut cx)
+}
+
+/// A handle polled once while pending (its waker registered, its wait
+/// known to the executor bookkeeping), then timed out with `ZERO`, then
+/// taken with `MAX`: a callback attached after that panics clearly and is
+/// dropped once, never run; one attached between the two timed calls runs.
+#[test]
+fn poll_once_then_zero_then_max_then_callbacks() {
+    guard(60, || {
+        common::quiet_panics_containing(MARK);
+        common::quiet_panics_containing("already returned");
+        let pool = ThreadPool::with_workers(1);
+        for ok in [true, false] {
+            let (occ, release) = occupy_the_worker(&pool);
+            let mut h = pool.apply_async(move || -> u32 {
+                if !ok {
+                    panic!("{MARK}: the task failed");
+                }
+                9
+            });
+            assert!(poll_once(&mut h).is_pending());
+            assert_eq!(h.get_timeout(Duration::ZERO), Err(TaskError::Timeout));
+            let ran = Arc::new(AtomicUsize::new(0));
+            let (r1, r2) = (Arc::clone(&ran), Arc::clone(&ran));
+            let mut h = h
+                .on_success(move |v| {
+                    assert_eq!(*v, 9);
+                    r1.fetch_add(1, SeqCst);
+                })
+                .on_error(move |_| {
+                    r2.fetch_add(1, SeqCst);
+                });
+            release.send(()).unwrap();
+            let got = h.get_timeout(Duration::MAX);
+            assert_eq!(got.is_ok(), ok);
+            assert_eq!(ran.load(SeqCst), 1, "ok={ok}: one callback ran");
+            // Spent now: every further use is refused clearly.
+            let drops = Arc::new(AtomicUsize::new(0));
+            for bomb in [false, true] {
+                let m = mark(&drops, bomb);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    h.get_timeout(Duration::ZERO)
+                }));
+                assert!(spent_message(r).contains("already returned"));
+                let mut fresh = pool.apply_async(|| 1);
+                assert_eq!(fresh.get_timeout(Duration::MAX), Ok(1));
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    fresh.on_success(move |_| drop(m))
+                }));
+                assert!(spent_message(r).contains("already returned"));
+            }
+            assert_eq!(drops.load(SeqCst), 2, "each refused callback dropped once");
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(&mut h)));
+            assert!(spent_message(r).contains("already returned"));
+            occ.get().unwrap();
+        }
+        assert_eq!(pool.apply(|| 3), 3);
+    });
+}
+
+/// Every user hook panics: the task (or the result's `Drop`), the
+/// callback, the callback's `Drop`; the handle is spent through the
+/// future. The refused callback's panicking `Drop` is contained and the
+/// spent panic is the one seen; the pool is unharmed.
+#[test]
+fn panics_in_every_hook_with_spent_handles() {
+    guard(60, || {
+        common::quiet_panics_containing(MARK);
+        common::quiet_panics_containing("already returned");
+        let pool = ThreadPool::with_workers(1);
+        let drops = Arc::new(AtomicUsize::new(0));
+        for task_panics in [false, true] {
+            let d = Arc::clone(&drops);
+            let mut h = pool.apply_async(move || {
+                if task_panics {
+                    panic!("{MARK}: the task");
+                }
+                mark(&d, true)
+            });
+            // A live callback that panics and whose Drop panics.
+            let cm = mark(&drops, true);
+            let cm2 = mark(&drops, true);
+            h = h
+                .on_success(move |_| {
+                    let _k = &cm;
+                    panic!("{MARK}: on_success");
+                })
+                .on_error(move |_| {
+                    let _k = &cm2;
+                    panic!("{MARK}: on_error");
+                });
+            let got = futures::executor::block_on(&mut h);
+            assert_eq!(got.is_err(), task_panics);
+            // The result's Drop panics: the user's own value.
+            if let Ok(v) = got {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(v)));
+                assert!(r.is_err());
+            }
+            let refused = mark(&drops, true);
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                if task_panics {
+                    h.on_error(move |_| drop(refused))
+                } else {
+                    h.on_success(move |_| drop(refused))
+                }
+            }));
+            assert!(spent_message(r).contains("already returned"));
+        }
+        // ok: result + 2 callbacks + refused; err: 2 callbacks + refused.
+        assert_eq!(drops.load(SeqCst), 7);
+        assert_eq!(pool.apply(|| 5), 5);
+    });
+}
+
+/// On a one-worker pool, a task submits another, takes its result with
+/// `get_timeout(MAX)` (inlined), then attaches a callback to the spent
+/// handle: the task's own panic says why; callbacks attached to a pending
+/// inner handle from inside the task run; `ZERO` from inside never hangs.
+#[test]
+fn nested_callbacks_on_a_one_worker_pool() {
+    guard(60, || {
+        common::quiet_panics_containing("already returned");
+        let pool = Arc::new(ThreadPool::with_workers(1));
+        let p = Arc::clone(&pool);
+        let outer = pool.apply_async(move || {
+            let ran = Arc::new(AtomicUsize::new(0));
+            let r = Arc::clone(&ran);
+            let mut inner = p.apply_async(|| 4u32).on_success(move |v| {
+                r.fetch_add(*v as usize, SeqCst);
+            });
+            let _ = inner.get_timeout(Duration::ZERO);
+            let v = inner.get_timeout(Duration::MAX).unwrap();
+            assert_eq!(ran.load(SeqCst), 4);
+            inner.on_success(|_| {}).get().map(|_| v)
+        });
+        match outer.get() {
+            Err(TaskError::Panicked(m)) => assert!(m.contains("already returned"), "{m}"),
+            other => panic!("expected the spent panic, got {other:?}"),
+        }
+        assert_eq!(pool.apply(|| 6), 6);
+    });
+}
+
+/// Shutdown races: `close`/`terminate` against `apply_async`, callbacks,
+/// `get_timeout(ZERO/MAX)` and polling, on many rounds. Every handle ends,
+/// every callback runs or is dropped exactly once.
+#[test]
+fn shutdown_races_with_callbacks_and_timed_takes() {
+    guard(120, || {
+        common::quiet_panics_containing("already returned");
+        for round in 0..common::pick(200, 4) {
+            let terminate = round % 2 == 1;
+            let pool = Arc::new(ThreadPool::with_workers(1 + round % 3));
+            let drops = Arc::new(AtomicUsize::new(0));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let barrier = Arc::new(Barrier::new(3));
+            let mut threads = Vec::new();
+            for t in 0..2 {
+                let (pool, drops, calls, barrier) = (
+                    Arc::clone(&pool),
+                    Arc::clone(&drops),
+                    Arc::clone(&calls),
+                    Arc::clone(&barrier),
+                );
+                threads.push(std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut made = 0;
+                    for i in 0..20 {
+                        let mut h = pool.apply_async(move || i);
+                        // Polling once may take the result (spent then).
+                        if t == 1 || poll_once(&mut h).is_pending() {
+                            let _ = h.get_timeout(Duration::ZERO);
+                        }
+                        let (m1, m2) = (mark(&drops, false), mark(&drops, false));
+                        let (c1, c2) = (Arc::clone(&calls), Arc::clone(&calls));
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                            h.on_success(move |_| {
+                                let _k = &m1;
+                                c1.fetch_add(1, SeqCst);
+                            })
+                            .on_error(move |_| {
+                                let _k = &m2;
+                                c2.fetch_add(1, SeqCst);
+                            })
+                        }));
+                        made += 2;
+                        match r {
+                            Ok(mut h) => match h.get_timeout(Duration::MAX) {
+                                Ok(v) => assert_eq!(v, i),
+                                Err(TaskError::Cancelled | TaskError::NotRunning) => {}
+                                Err(e) => panic!("{e:?}"),
+                            },
+                            // Spent by the ZERO take: both refused, dropped.
+                            Err(p) => assert!(
+                                common::panic_message(p.as_ref()).contains("already returned")
+                            ),
+                        }
+                    }
+                    made
+                }));
+            }
+            barrier.wait();
+            common::close_or_terminate(&pool, terminate);
+            let made: usize = threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|p| panic!("{}", common::panic_message(p.as_ref())))
+                })
+                .sum();
+            pool.join();
+            assert_eq!(
+                drops.load(SeqCst),
+                made,
+                "round {round}: every callback dropped once"
+            );
+            assert!(calls.load(SeqCst) <= made / 2);
+        }
+    });
+}
+
+/// `stats` read in a loop while 40 workers (more than the 16 shards) run
+/// tasks and maps: never more queued or running than was submitted, the
+/// completed count never goes back, and once idle every field is exact.
+#[test]
+fn stats_read_concurrently_past_the_shard_count() {
+    guard(120, || {
+        let pool = Arc::new(ThreadPool::with_workers(40));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let total = 40 * 50 + 4000;
+        let reader = {
+            let (pool, stop) = (Arc::clone(&pool), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut last = 0;
+                let mut reads = 0u64;
+                while !stop.load(SeqCst) {
+                    let s = pool.stats();
+                    assert!(s.queued <= total, "{s:?}");
+                    assert!(s.running <= total, "{s:?}");
+                    assert!(s.completed >= last, "{s:?} after {last}");
+                    assert!(s.completed <= total, "{s:?}");
+                    assert_eq!(s.panicked, 0);
+                    last = s.completed;
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        let hs: Vec<_> = (0..40 * 50)
+            .map(|i| {
+                pool.apply_async(move || {
+                    std::hint::black_box(i * 2);
+                })
+            })
+            .collect();
+        let v = pool.map(|x: &usize| x + 1, &(0..4000).collect::<Vec<_>>());
+        assert_eq!(v.len(), 4000);
+        for h in hs {
+            h.get().unwrap();
+        }
+        stop.store(true, SeqCst);
+        assert!(reader.join().unwrap() > 0);
+        let s = pool.stats();
+        assert_eq!(
+            (s.queued, s.running, s.completed, s.panicked),
+            (0, 0, total, 0)
+        );
+        assert_eq!(s.workers, 40);
+    });
+}
+
+type Slot = Arc<OnceLock<AsyncResult<u32>>>;
+
+/// As `drain_chain_attacks`' chain deeper than the inlining depth, with
+/// each error callback waiting with `wait_timeout(Duration::MAX)`, which
+/// never expires: `terminate` must return, as with the untimed `wait`,
+/// instead of the wait 32 levels down waiting forever for a task only
+/// this thread, further down its stack, would reach.
+#[test]
+fn chain_of_max_timed_drain_waits_deeper_than_the_inline_depth() {
+    child::run(
+        "chain_of_max_timed_drain_waits_deeper_than_the_inline_depth",
+        20,
+        || {
+            common::quiet_parpool_diagnostics();
+            let pool = ThreadPool::with_workers(1);
+            let (occupant, release) = occupy_the_worker(&pool);
+            let calls = Arc::new(AtomicUsize::new(0));
+            let n = 40;
+            let slots: Vec<Slot> = (0..n).map(|_| Arc::new(OnceLock::new())).collect();
+            for i in 0..n {
+                let next = slots.get(i + 1).cloned();
+                let c = Arc::clone(&calls);
+                let h = pool.apply_async(move || i as u32).on_error(move |_| {
+                    c.fetch_add(1, SeqCst);
+                    if let Some(next) = next {
+                        let h = loop {
+                            if let Some(h) = next.get() {
+                                break h;
+                            }
+                            std::thread::yield_now();
+                        };
+                        let _ = h.wait_timeout(Duration::MAX);
+                    }
+                });
+                slots[i].set(h).ok().unwrap();
+            }
+            common::wait_queued(&pool, n);
+            let (done_tx, done_rx) = mpsc::channel();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    pool.terminate();
+                    done_tx.send(()).unwrap();
+                });
+                let r = done_rx.recv_timeout(Duration::from_secs(8));
+                let c = calls.load(SeqCst);
+                let _ = release.send(());
+                if r.is_err() {
+                    panic!("terminate hung: {c} of {n} callbacks ran (a MAX-timed wait)");
+                }
+            });
+            occupant.get().unwrap();
+            for s in &slots {
+                assert!(s.get().unwrap().ready());
+            }
+            assert_eq!(calls.load(SeqCst), n, "every callback ran");
+        },
+    );
+}
