@@ -384,3 +384,73 @@ fn chain_of_max_timed_drain_waits_deeper_than_the_inline_depth() {
         },
     );
 }
+
+/// A callback run by `terminate`'s drain consumes an `imap` of the same
+/// one-worker pool whose chunks are queued behind the callback's task
+/// (the worker is busy): with `next_timeout(MAX)`, `next_timeout(ZERO)`
+/// and `next()`, the consumer must end (results or a clear error), and
+/// `terminate` must return.
+#[test]
+fn drain_callback_consumes_an_imap_queued_behind_it() {
+    child::run(
+        "drain_callback_consumes_an_imap_queued_behind_it",
+        20,
+        || {
+            common::quiet_parpool_diagnostics();
+            common::quiet_panics_containing("parpool");
+            for mode in 0..3 {
+                let pool = ThreadPool::with_workers(1);
+                let (occupant, release) = occupy_the_worker(&pool);
+                let slot: Arc<std::sync::Mutex<Option<parpool::Imap<'static, u32>>>> =
+                    Arc::new(std::sync::Mutex::new(None));
+                let s = Arc::clone(&slot);
+                let outcome = Arc::new(std::sync::Mutex::new(String::new()));
+                let o = Arc::clone(&outcome);
+                let h = pool.apply_async(|| 0u32).on_error(move |_| {
+                    let it = s.lock().unwrap().take();
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                        let mut it = it.expect("the imap was made");
+                        let mut got = Vec::new();
+                        loop {
+                            let next = match mode {
+                                0 => it.next_timeout(Duration::MAX),
+                                1 => it.next_timeout(Duration::ZERO),
+                                _ => Ok(it.next()),
+                            };
+                            match next {
+                                Ok(Some(v)) => got.push(v),
+                                Ok(None) => break format!("ended with {got:?}"),
+                                Err(e) => break format!("error {e:?} after {got:?}"),
+                            }
+                        }
+                    }));
+                    *o.lock().unwrap() = match r {
+                        Ok(s) => s,
+                        Err(p) => format!("panic: {}", common::panic_message(p.as_ref())),
+                    };
+                });
+                let it = pool.imap(|x: u32| x * 2, 0..8u32).chunksize(2);
+                *slot.lock().unwrap() = Some(it);
+                let (done_tx, done_rx) = mpsc::channel();
+                std::thread::scope(|sc| {
+                    sc.spawn(|| {
+                        pool.terminate();
+                        done_tx.send(()).unwrap();
+                    });
+                    let r = done_rx.recv_timeout(Duration::from_secs(5));
+                    let _ = release.send(());
+                    if r.is_err() {
+                        panic!("mode {mode}: terminate hung");
+                    }
+                });
+                let _ = occupant.get();
+                assert!(h.ready());
+                eprintln!("mode {mode}: {}", outcome.lock().unwrap());
+                assert!(
+                    !outcome.lock().unwrap().is_empty(),
+                    "mode {mode}: the callback ran"
+                );
+            }
+        },
+    );
+}
