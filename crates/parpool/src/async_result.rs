@@ -982,13 +982,18 @@ impl<R> AsyncResult<R> {
 
     /// A callback attached to a spent handle would never see the result:
     /// it is dropped (contained: its `Drop` is user code) and the call
-    /// panics, as `get` does, rather than losing it without a word.
-    fn refuse_callback_if_spent<F>(&self, f: F) -> F {
-        if self.is_spent() {
-            panic::drop_discarding(f);
+    /// panics, as `get` does, rather than losing it without a word; `None`
+    /// then. On a thread already unwinding (a `Drop` attaching it) a second
+    /// panic would abort the process, so it is only dropped.
+    fn callback_unless_spent<F>(&self, f: F) -> Option<F> {
+        if !self.is_spent() {
+            return Some(f);
+        }
+        panic::drop_discarding(f);
+        if !std::thread::panicking() {
             panic!("{SPENT}");
         }
-        f
+        None
     }
 
     /// Blocks until the task has finished (its callbacks included).
@@ -1100,7 +1105,8 @@ impl<R> AsyncResult<R> {
     ///
     /// If [`get_timeout`](Self::get_timeout) (or awaiting the handle)
     /// already returned the result: the callback could never see it. It is
-    /// dropped unrun first.
+    /// dropped unrun first (and only dropped, without the panic, on a
+    /// thread that is already unwinding, where a second panic would abort).
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -1111,7 +1117,9 @@ impl<R> AsyncResult<R> {
     /// assert_eq!(rx.try_recv(), Ok(42));
     /// ```
     pub fn on_success(self, f: impl FnOnce(&R) + Send + 'static) -> Self {
-        let f = self.refuse_callback_if_spent(f);
+        let Some(f) = self.callback_unless_spent(f) else {
+            return self;
+        };
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
             // SAFETY: through the handle, which this call owns.
@@ -1146,7 +1154,9 @@ impl<R> AsyncResult<R> {
     /// assert!(rx.try_recv().unwrap().contains("bad input"));
     /// ```
     pub fn on_error(self, f: impl FnOnce(&TaskError) + Send + 'static) -> Self {
-        let f = self.refuse_callback_if_spent(f);
+        let Some(f) = self.callback_unless_spent(f) else {
+            return self;
+        };
         let mut inner = lock(&self.slot().inner);
         if self.slot().is_done() {
             // SAFETY: through the handle, which this call owns.

@@ -454,3 +454,50 @@ fn drain_callback_consumes_an_imap_queued_behind_it() {
         },
     );
 }
+
+/// A `Drop` that runs while its thread unwinds and attaches a callback to
+/// a spent handle: the callback is dropped unrun, as on any thread, but
+/// the call does not panic a second time, which would abort the process
+/// (in a child process: a regression aborts it, not the test binary).
+#[test]
+fn a_callback_attached_to_a_spent_handle_while_unwinding_does_not_abort() {
+    child::run(
+        "a_callback_attached_to_a_spent_handle_while_unwinding_does_not_abort",
+        20,
+        || {
+            common::quiet_panics();
+            struct AttachOnDrop(Option<AsyncResult<u8>>, Arc<AtomicUsize>, Arc<AtomicUsize>);
+            impl Drop for AttachOnDrop {
+                fn drop(&mut self) {
+                    assert!(std::thread::panicking());
+                    let (ran, dropped) = (Arc::clone(&self.1), Arc::clone(&self.2));
+                    let mark = DropCount(dropped);
+                    let h = self.0.take().unwrap().on_success(move |_| {
+                        let _keep = &mark;
+                        ran.fetch_add(1, SeqCst);
+                    });
+                    drop(h);
+                }
+            }
+            struct DropCount(Arc<AtomicUsize>);
+            impl Drop for DropCount {
+                fn drop(&mut self) {
+                    self.0.fetch_add(1, SeqCst);
+                }
+            }
+            let pool = ThreadPool::with_workers(1);
+            let mut h = pool.apply_async(|| 7u8);
+            assert_eq!(h.get_timeout(Duration::from_secs(10)), Ok(7));
+            let (ran, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let guard = AttachOnDrop(Some(h), Arc::clone(&ran), Arc::clone(&dropped));
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let _guard = guard;
+                panic!("EXPECTED: unwinding past a Drop that attaches a callback");
+            }));
+            assert!(unwound.is_err());
+            assert_eq!(ran.load(SeqCst), 0, "never run");
+            assert_eq!(dropped.load(SeqCst), 1, "dropped once");
+            assert_eq!(pool.apply(|| 5), 5);
+        },
+    );
+}
