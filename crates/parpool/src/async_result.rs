@@ -1183,7 +1183,7 @@ impl<R> AsyncResult<R> {
     ///   if it cannot go deeper with the task still queued, a wait with no
     ///   limit panics saying so: an untimed one, and a timed one whose
     ///   deadline never comes (`Duration::MAX`, as `as_completed` and
-    ///   [`crate::wait`] treat it), which waited forever.
+    ///   [`crate::wait()`] treat it), which waited forever.
     ///
     /// `timed` is the timed form's deadline (`None` for the untimed forms).
     /// Returns whether the wait may go on.
