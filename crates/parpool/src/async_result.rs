@@ -566,18 +566,17 @@ where
     let items = usize::from(source == PanicSource::Task);
     let counters = registry.counters();
     counters.running(items as isize);
-    // SAFETY: the guard is a local of this call and drops before `slot`.
-    let token = unsafe { crate::cancel::enter(slot, true) };
-    // The result goes straight into the slot: a large `R` returned by value
-    // is not copied from frame to frame on the worker's stack (a 512 KiB
-    // result overflowed a 2 MiB stack that way; found by review).
-    // SAFETY: we claimed the slot and it is not `DONE`, so only we touch
-    // the outcome (module doc); it is empty.
-    if let Err(payload) = panic::contain(|| unsafe { slot.store_ok_with(f) }) {
-        // SAFETY: as above; `f` panicked, so nothing was stored.
-        unsafe { slot.store(Err(failure_of(payload, source, registry))) };
-    }
-    drop(token);
+    crate::cancel::with_token(slot, true, || {
+        // The result goes straight into the slot: a large `R` returned by
+        // value is not copied from frame to frame on the worker's stack (a
+        // 512 KiB result overflowed a 2 MiB stack that way; found by review).
+        // SAFETY: we claimed the slot and it is not `DONE`, so only we touch
+        // the outcome (module doc); it is empty.
+        if let Err(payload) = panic::contain(|| unsafe { slot.store_ok_with(f) }) {
+            // SAFETY: as above; `f` panicked, so nothing was stored.
+            unsafe { slot.store(Err(failure_of(payload, source, registry))) };
+        }
+    });
     counters.finished(items, items);
     if slot.finish() {
         // The handle is gone: the claimer drops the result, in place and

@@ -7,8 +7,20 @@
 //! `try_map`'s state (cancelled after a failure). Tokens of work that the
 //! caller waits for itself (blocking `map`) do not follow `terminate`, since
 //! their results are still wanted; the others do.
+//!
+//! **The stack is intrusive.** Each token is a [`Node`] in the frame of the
+//! [`with_token`] call that runs the work, linked to the one below it; the
+//! thread keeps only a pointer to the top. Pushing and popping are two
+//! stores to a thread-local with no destructor (so it is never gone, not
+//! even in other thread-local destructors), with no allocation and no
+//! borrow flag: every `apply_async` task pays it (W4, `docs/design.md`
+//! §12). **Invariant:** the top and every `prev` below it point to nodes
+//! whose `with_token` calls are still running on this thread, innermost
+//! first. A node is pushed on entry and popped by a guard on every exit,
+//! unwinding included, and frames end in the reverse order they began.
 
-use std::cell::RefCell;
+use std::cell::Cell;
+use std::ptr;
 
 /// Shared state that can tell whether its task's result is still wanted.
 pub(crate) trait CancelFlag: Send + Sync {
@@ -21,7 +33,7 @@ pub(crate) trait CancelFlag: Send + Sync {
 pub(crate) struct FlagRef(*const (dyn CancelFlag + 'static));
 
 // SAFETY: the pointee is `Sync` (a `CancelFlag` bound); the pointer is only
-// dereferenced while it is valid (see `enter` and `FlagRef::get`).
+// dereferenced while it is valid (see `with_token` and `FlagRef::get`).
 unsafe impl Send for FlagRef {}
 // SAFETY: as above.
 unsafe impl Sync for FlagRef {}
@@ -33,97 +45,95 @@ impl FlagRef {
         // SAFETY: the caller guarantees the pointee is alive.
         unsafe { &*self.0 }
     }
+
+    fn addr(self) -> usize {
+        self.0 as *const () as usize
+    }
 }
 
-#[derive(Clone, Copy)]
-struct Token {
+/// One token of the stack, in the frame of the [`with_token`] call that
+/// pushed it.
+struct Node {
     flag: FlagRef,
     follows_terminate: bool,
+    /// The token below this one; null at the bottom.
+    prev: *const Node,
 }
 
 thread_local! {
-    static TOKENS: RefCell<Vec<Token>> = const { RefCell::new(Vec::new()) };
+    /// The innermost token; null outside any task.
+    static TOP: Cell<*const Node> = const { Cell::new(ptr::null()) };
 }
 
-/// Marks the current thread as running a task of a flag until dropped.
-/// Holds whether the token was pushed: not in a thread-local destructor
-/// that runs after the stack's own (a task inlined by a `get` there runs
-/// as outside any task).
-pub(crate) struct TokenGuard<'a>(bool, std::marker::PhantomData<&'a ()>);
-
-/// Pushes `flag` on the thread's token stack until the guard drops.
-///
-/// # Safety
-///
-/// The guard must be dropped (not leaked) before `flag` dies: the token
-/// stack is thread-local and `'static`, so the flag's lifetime is erased
-/// there.
-pub(crate) unsafe fn enter<'a>(
-    flag: &'a (dyn CancelFlag + 'a),
+/// Runs `body` as work of `flag`: [`cancelled`] inside it asks `flag`, and
+/// also the pool's `terminate` if `follows_terminate`.
+pub(crate) fn with_token<T>(
+    flag: &(dyn CancelFlag + '_),
     follows_terminate: bool,
-) -> TokenGuard<'a> {
-    // SAFETY: only the trait object's lifetime bound changes; the caller
-    // pops the token (drops the guard) before the flag dies.
+    body: impl FnOnce() -> T,
+) -> T {
+    /// Pops the node on every exit from `with_token`, unwinding included.
+    struct Pop(*const Node);
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            TOP.with(|top| top.set(self.0));
+        }
+    }
+    // SAFETY: only the trait object's lifetime bound changes. The node that
+    // holds it is reachable from `TOP` only until `Pop` below restores the
+    // previous top, before this call returns, and `flag` is borrowed for
+    // the whole call.
     let flag = FlagRef(unsafe {
-        std::mem::transmute::<*const (dyn CancelFlag + 'a), *const (dyn CancelFlag + 'static)>(flag)
+        std::mem::transmute::<*const (dyn CancelFlag + '_), *const (dyn CancelFlag + 'static)>(flag)
     });
-    let pushed = TOKENS
-        .try_with(|t| {
-            t.borrow_mut().push(Token {
-                flag,
-                follows_terminate,
-            })
-        })
-        .is_ok();
-    TokenGuard(pushed, std::marker::PhantomData)
+    let prev = TOP.with(Cell::get);
+    let node = Node {
+        flag,
+        follows_terminate,
+        prev,
+    };
+    TOP.with(|top| top.set(&node));
+    let _pop = Pop(prev);
+    body()
+}
+
+/// Calls `f` on each token of this thread's stack, innermost first, until
+/// it returns `Some`.
+fn find<T>(mut f: impl FnMut(&Node) -> Option<T>) -> Option<T> {
+    let mut node = TOP.with(Cell::get);
+    while !node.is_null() {
+        // SAFETY: the module's invariant: every node reachable from `TOP`
+        // is in the frame of a `with_token` call still running here.
+        let n = unsafe { &*node };
+        if let Some(found) = f(n) {
+            return Some(found);
+        }
+        node = n.prev;
+    }
+    None
 }
 
 /// The innermost token of the current thread: its flag and whether it
 /// follows `terminate`. The flag is valid while that token is on the stack.
 pub(crate) fn current() -> Option<(FlagRef, bool)> {
-    TOKENS
-        .try_with(|t| {
-            t.borrow()
-                .last()
-                .map(|tok| (tok.flag, tok.follows_terminate))
-        })
-        .ok()
-        .flatten()
+    find(|n| Some((n.flag, n.follows_terminate)))
 }
 
 /// The addresses of the flags on this thread's token stack: the tasks it
 /// is running, at every depth (a waiter inlining tasks nests them). None
 /// of them can finish while this thread waits for it.
 pub(crate) fn running_here() -> Vec<usize> {
-    TOKENS
-        .try_with(|t| {
-            t.borrow()
-                .iter()
-                .map(|tok| tok.flag.0 as *const () as usize)
-                .collect()
-        })
-        .unwrap_or_default()
+    let mut addrs = Vec::new();
+    find(|n| {
+        addrs.push(n.flag.addr());
+        None::<()>
+    });
+    addrs
 }
 
 /// Whether `addr` is among [`running_here`].
 pub(crate) fn runs_here(addr: usize) -> bool {
-    TOKENS
-        .try_with(|t| {
-            t.borrow()
-                .iter()
-                .any(|tok| tok.flag.0 as *const () as usize == addr)
-        })
-        .unwrap_or(false)
-}
-
-impl Drop for TokenGuard<'_> {
-    fn drop(&mut self) {
-        if self.0 {
-            // Pushed, so the stack is not yet destroyed: it is destroyed
-            // only after every guard of this thread has dropped.
-            TOKENS.with(|t| t.borrow_mut().pop());
-        }
-    }
+    find(|n| (n.flag.addr() == addr).then_some(())).is_some()
 }
 
 /// Returns `true` inside a task whose result is no longer wanted.
@@ -155,17 +165,67 @@ impl Drop for TokenGuard<'_> {
 /// pool.join();
 /// ```
 pub fn cancelled() -> bool {
-    TOKENS
-        .try_with(|t| {
-            let tokens = t.borrow();
-            match tokens.last() {
-                None => false,
-                Some(token) => {
-                    // SAFETY: a token is on the stack only while its flag lives.
-                    unsafe { token.flag.get() }.is_cancelled()
-                        || (token.follows_terminate && crate::worker::current_pool_terminated())
-                }
-            }
-        })
-        .unwrap_or(false)
+    match current() {
+        None => false,
+        Some((flag, follows_terminate)) => {
+            // SAFETY: a token is on the stack only while its flag lives.
+            unsafe { flag.get() }.is_cancelled()
+                || (follows_terminate && crate::worker::current_pool_terminated())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Flag(AtomicBool);
+
+    impl CancelFlag for Flag {
+        fn is_cancelled(&self) -> bool {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    fn addr(flag: &Flag) -> usize {
+        flag as *const Flag as *const () as usize
+    }
+
+    /// Nested tokens stack innermost first, each exit (by return or by
+    /// unwinding) restores the one below, and `cancelled` asks only the
+    /// innermost. Miri runs this (`.ci/miri`, unit tests): the stack's
+    /// nodes live in frames that end while the thread goes on.
+    #[test]
+    fn tokens_nest_and_every_exit_restores_the_one_below() {
+        let outer = Flag(AtomicBool::new(true));
+        let inner = Flag(AtomicBool::new(false));
+        assert!(current().is_none());
+        assert!(!cancelled());
+        with_token(&outer, false, || {
+            assert!(cancelled());
+            assert_eq!(running_here(), vec![addr(&outer)]);
+            let out = with_token(&inner, false, || {
+                assert!(!cancelled(), "only the innermost token is asked");
+                assert_eq!(running_here(), vec![addr(&inner), addr(&outer)]);
+                assert!(runs_here(addr(&outer)) && runs_here(addr(&inner)));
+                7
+            });
+            assert_eq!(out, 7);
+            assert_eq!(running_here(), vec![addr(&outer)]);
+            assert!(!runs_here(addr(&inner)));
+            // An unwinding body pops its token too.
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                with_token(&inner, false, || {
+                    with_token(&inner, false, || panic!("unwinds through two tokens"))
+                })
+            }));
+            assert!(caught.is_err());
+            assert_eq!(running_here(), vec![addr(&outer)]);
+            assert!(cancelled());
+        });
+        assert!(current().is_none());
+        assert!(running_here().is_empty());
+        assert!(!runs_here(addr(&outer)));
+    }
 }

@@ -383,10 +383,12 @@ pub(crate) fn suspend() -> Suspended {
 
 impl Drop for Suspended {
     fn drop(&mut self) {
-        let outer = self.0.take();
-        if outer.is_none() && !any() {
+        // Checked in place: taking the set out first would copy it on the
+        // common path, where there is nothing to restore.
+        if self.0.is_none() && !any() {
             return; // the common case: nothing waits, nothing was put aside
         }
+        let outer = self.0.take();
         let inner = WAITS.try_with(|w| {
             let mut w = w.borrow_mut();
             let inner = std::mem::replace(&mut *w, outer.unwrap_or_default());

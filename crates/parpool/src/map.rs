@@ -146,18 +146,18 @@ where
     /// `stops`: stop between items when the pool is terminated.
     fn work(&self, stops: bool) {
         let header: &Header = self.header;
-        // SAFETY: the guard is a local of this call; `header` outlives it.
-        let _token = unsafe { cancel::enter(header, header.parent_follows_terminate) };
-        let mut done: Vec<Range<usize>> = Vec::new();
-        while let Some(range) = self.claim() {
-            self.run_chunk(range, stops, &mut done);
-            if stops && self.registry.is_terminated() {
-                break;
+        cancel::with_token(header, header.parent_follows_terminate, || {
+            let mut done: Vec<Range<usize>> = Vec::new();
+            while let Some(range) = self.claim() {
+                self.run_chunk(range, stops, &mut done);
+                if stops && self.registry.is_terminated() {
+                    break;
+                }
             }
-        }
-        if !done.is_empty() {
-            lock(&self.completed).extend(done);
-        }
+            if !done.is_empty() {
+                lock(&self.completed).extend(done);
+            }
+        });
     }
 
     /// Runs the items of a claimed range. Never unwinds: `f`'s panics and

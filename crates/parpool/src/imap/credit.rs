@@ -286,9 +286,6 @@ impl<I: Iterator, F> Source<I, F> {
         let counters = registry.counters();
         let taken = items.len();
         counters.running(taken as isize);
-        // SAFETY: the guard is a local of this call and drops before `shared`.
-        // The flag follows `terminate` itself (`should_stop`).
-        let token = unsafe { cancel::enter(shared, false) };
         let mut results = shared.spare.take(taken);
         let mut drain = items.drain(..);
         let f = &*self.f;
@@ -300,21 +297,23 @@ impl<I: Iterator, F> Source<I, F> {
             None => 1,
         };
         let started = Instant::now();
-        let end = panic::contain(|| {
-            while drain.len() > 0 {
-                if shared.should_stop() {
-                    return End::Cancelled;
+        // The flag follows `terminate` itself (`should_stop`).
+        let end = cancel::with_token(shared, false, || {
+            panic::contain(|| {
+                while drain.len() > 0 {
+                    if shared.should_stop() {
+                        return End::Cancelled;
+                    }
+                    // A `TrustedLen` extend: no capacity check per item.
+                    results.extend(drain.by_ref().take(block).map(f));
                 }
-                // A `TrustedLen` extend: no capacity check per item.
-                results.extend(drain.by_ref().take(block).map(f));
-            }
-            End::Complete
-        })
-        .unwrap_or_else(|payload| {
-            registry.task_panicked(&payload);
-            End::Panicked(payload)
+                End::Complete
+            })
+            .unwrap_or_else(|payload| {
+                registry.task_panicked(&payload);
+                End::Panicked(payload)
+            })
         });
-        drop(token);
         // Items a stop left unmapped; their `Drop` is user code.
         let unused = drain.len();
         let end = match (end, panic::drop_all_contained(drain)) {
