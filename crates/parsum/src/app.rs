@@ -11,7 +11,7 @@ use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet};
 use crate::launcher;
 use crate::output::{Format, Note, Out, TreeSink};
-use crate::pipeline::{spawn_walk_with, Item, Lookup, Pipeline, Prior, Sink, Stream};
+use crate::pipeline::{hash_stdin_item, spawn_walk_with, Lookup, Pipeline, Prior, Sink, Stream};
 use crate::progress::{message, Progress};
 
 fn usage_error(msg: &str) -> Exit {
@@ -259,8 +259,8 @@ impl Root {
         match self {
             Root::Walk(s) => s.drain(sink),
             Root::Stdin => {
-                let r = crate::hash::hash_stdin(algos);
-                sink.done(Item::stdin(algos, ()), r);
+                let (item, r) = hash_stdin_item(algos, ());
+                sink.done(item, r);
                 sink.batch_end();
             }
         }

@@ -30,7 +30,7 @@ use crate::manifest::{
     label as manifest_label, open_manifest, read_error, read_line, Line, LineParser, Parsed,
 };
 use crate::output::{plural, Out};
-use crate::pipeline::{Feeder, Item, Pipeline, Runs, Sink};
+use crate::pipeline::{hash_stdin_item, Feeder, Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
 
 /// Flags of `--check`.
@@ -456,9 +456,7 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
             }
             Msg::Failed(mi, line, e) => self.verdict(mi, &line, Verdict::failed(&e)),
             Msg::Stdin(mi, line) => {
-                let algos = line.algos;
-                let r = crate::hash::hash_stdin(algos);
-                let item = Item::stdin(algos, Tag { manifest: mi, line });
+                let (item, r) = hash_stdin_item(line.algos, Tag { manifest: mi, line });
                 self.done(item, r);
             }
             Msg::End(mi) => {

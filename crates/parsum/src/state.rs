@@ -16,6 +16,11 @@
 //! ([`Entry::meta`] is `None`). The first line that is not blank decides:
 //! `{` starts a JSON state, anything else a manifest.
 //!
+//! An entry named exactly `-` is standard input, in either kind, as a `-c`
+//! manifest's line `-` is (the file called `-` is `./-`): `--verify`
+//! hashes standard input for it, and in a STATE read from standard input
+//! (`--verify -`) it is a malformed line.
+//!
 //! Invariants: a malformed line is an error naming its line number, never
 //! skipped; and a state is only ever replaced whole ([`StateWriter`]: a
 //! temporary file in the same directory, fsync, rename), so an interrupted
@@ -81,6 +86,9 @@ pub struct Reader {
     raw: Vec<u8>,
     /// The state's name, quoted, for a read error.
     label: String,
+    /// The state is standard input (`--verify -`): an entry naming `-`,
+    /// standard input, is malformed, as such a line is in `-c -`.
+    from_stdin: bool,
 }
 
 impl Reader {
@@ -122,6 +130,7 @@ impl Reader {
         let hint = only.or_else(|| crate::check::hint_from_name(path));
         let mut r = Reader::new(input, only, hint);
         r.label = quote(path);
+        r.from_stdin = path == Path::new("-");
         r
     }
 
@@ -135,6 +144,7 @@ impl Reader {
             line_no: 0,
             raw: Vec::new(),
             label: "STATE".into(),
+            from_stdin: false,
         }
     }
 
@@ -182,10 +192,17 @@ impl Reader {
             };
             self.kind = Some(kind);
             let bad = |msg: String| Err(StateError::Line(self.line_no, msg));
+            let entry = |e: Entry| {
+                if self.from_stdin && e.line.name == b"-" {
+                    bad("'-' is standard input, which STATE itself is read from".into())
+                } else {
+                    Ok(Some(e))
+                }
+            };
             match kind {
                 Kind::Json if self.raw.trim_ascii().is_empty() => continue,
                 Kind::Json => match parse_record(&self.raw) {
-                    Ok(e) => return Ok(Some(e)),
+                    Ok(e) => return entry(e),
                     Err(msg) => return bad(msg),
                 },
                 Kind::Manifest => match self.parser.parse(&self.raw) {
@@ -197,7 +214,7 @@ impl Reader {
                                 line.algos = AlgoSet::of(h);
                             }
                         }
-                        return Ok(Some(Entry { line, meta: None }));
+                        return entry(Entry { line, meta: None });
                     }
                 },
             }

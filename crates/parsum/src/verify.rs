@@ -14,10 +14,13 @@
 //!   corruption (bit rot, a bad disk or controller, a tool that hides its
 //!   writes). When the size changed too, the reason says so;
 //! - `CHANGED`: other content, for a manifest STATE, which has no mtime to
-//!   tell the two apart (said once on stderr);
+//!   tell the two apart (said once on stderr), and for standard input;
 //! - `MISSING`: the path is gone;
 //! - `UNREADABLE`: it cannot be read, or is no longer a regular file (the
 //!   reason on stderr).
+//!
+//! An entry named `-` is standard input, hashed at its place in STATE's
+//! order, as `-c` hashes it for a manifest's line `-` (`state.rs`).
 //!
 //! STATE is streamed in its own order through the per-device pipeline; it
 //! is read twice, first whole to check every line (a malformed one stops the
@@ -40,12 +43,15 @@ use crate::exit::Exit;
 use crate::hash::{kind_name, Algo, FileHash, FileStat, HashError};
 use crate::manifest::label;
 use crate::output::{plural, Out};
-use crate::pipeline::{Feeder, Item, Pipeline, Runs, Sink};
+use crate::pipeline::{hash_stdin_item, Feeder, Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
 use crate::state::{Entry, Kind, Reader, StateError};
 
 /// Events between files.
 pub enum Msg {
+    /// An entry naming `-`: standard input, hashed by the sink in order
+    /// (as `-c` hashes it for a manifest's line `-`).
+    Stdin(Entry),
     Missing(Entry),
     /// stat failed, or the path is not a regular file.
     Unreadable(Entry, HashError),
@@ -207,7 +213,7 @@ pub fn run(
         "parsum: verify: {} ok, {} modified, {} corrupted, {} missing, {} unreadable",
         c.ok, c.modified, c.corrupted, c.missing, c.unreadable
     );
-    if kind == Some(Kind::Manifest) {
+    if kind == Some(Kind::Manifest) || c.changed > 0 {
         line.push_str(&format!(", {} changed", c.changed));
     }
     message(&line);
@@ -241,6 +247,12 @@ fn produce(f: &mut Feeder<Entry, Msg>, source: Source, state: &Path, only: Optio
             Ok(None) => return,
             Err(e) => return runs.msg(f, Msg::Bad(e.message(state))),
         };
+        if e.line.name == b"-" {
+            // Standard input, not a file called `-` (that is `./-`). It has
+            // no mtime: other content is CHANGED, never CORRUPTED.
+            runs.msg(f, Msg::Stdin(Entry { meta: None, ..e }));
+            continue;
+        }
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(&e.line.name));
         match std::fs::metadata(&path) {
             Ok(m) if !m.file_type().is_file() => {
@@ -352,6 +364,10 @@ impl Sink<Entry, Msg> for VerifySink<'_> {
 
     fn msg(&mut self, m: Msg) {
         match m {
+            Msg::Stdin(e) => {
+                let (item, r) = hash_stdin_item(e.line.algos, e);
+                self.done(item, r);
+            }
             Msg::Missing(e) => {
                 self.counts.missing += 1;
                 self.line(&e.line.name, "MISSING");

@@ -1074,3 +1074,59 @@ fn update_reports_every_path_in_one_normal_form() {
         .success()
         .stdout("unchanged a/same\nchanged  a/x\nchanged  ./-\nunchanged b\nnew      a/y\n");
 }
+
+/// A STATE entry named `-` is standard input, as `-c` (and `sha256sum -c`)
+/// reads a manifest's line `-`: `--verify` looked it up as a file called
+/// `-` and said MISSING where `-c` said OK. Standard input has no mtime, so
+/// other content is CHANGED (never CORRUPTED), also in a JSON state; in a
+/// STATE read from standard input the entry is malformed (exit 2), as the
+/// line is in `-c -`. A file called `-` is still `./-`.
+#[test]
+fn a_dash_entry_in_a_state_is_standard_input_as_in_check() {
+    let d = tempfile::tempdir().unwrap();
+    let sums = stdout_of(parsum().current_dir(d.path()).arg("-").write_stdin("abc"));
+    std::fs::write(d.path().join("SUMS"), &sums).unwrap();
+    let json = stdout_of(
+        parsum()
+            .current_dir(d.path())
+            .args(["--json", "-"])
+            .write_stdin("abc"),
+    );
+    std::fs::write(d.path().join("J"), &json).unwrap();
+    // A file called `-` with other content: never read for the entry.
+    std::fs::write(d.path().join("-"), "not stdin").unwrap();
+    parsum()
+        .current_dir(d.path())
+        .args(["-c", "SUMS"])
+        .write_stdin("abc")
+        .assert()
+        .success()
+        .stdout("-: OK\n");
+    for state in ["SUMS", "J"] {
+        parsum()
+            .current_dir(d.path())
+            .args(["--verify", state])
+            .write_stdin("abc")
+            .assert()
+            .success()
+            .stdout("-: OK\n");
+        parsum()
+            .current_dir(d.path())
+            .args(["--verify", state])
+            .write_stdin("abd")
+            .assert()
+            .code(1)
+            .stdout("-: CHANGED\n")
+            .stderr(predicate::str::contains("1 changed"));
+        parsum()
+            .current_dir(d.path())
+            .args(["--verify", "-"])
+            .write_stdin(std::fs::read(d.path().join(state)).unwrap())
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "'standard input':1: '-' is standard input",
+            ));
+    }
+}

@@ -104,6 +104,8 @@ impl<T> Item<T> {
     }
 
     /// The item that stands for standard input (`-`), as sha256sum names it.
+    /// No walk names a file `-` (the file called `-` is `./-`, see
+    /// `walk.rs`), so an item's path is `-` exactly when it is this one.
     pub fn stdin(algos: AlgoSet, tag: T) -> Item<T> {
         Item {
             path: PathBuf::from("-"),
@@ -118,6 +120,15 @@ impl<T> Item<T> {
             tag,
         }
     }
+}
+
+/// Reads standard input to its end now, on the calling thread: the item
+/// that stands for it and its hash. The one home of "hash `-`" for every
+/// reader that meets it in order: a PATH `-` (tree mode, `--audit`), a `-c`
+/// manifest's line `-`, a `--verify` STATE's entry `-`.
+pub fn hash_stdin_item<T>(algos: AlgoSet, tag: T) -> (Item<T>, Result<FileHash, HashError>) {
+    let result = crate::hash::hash_stdin(algos);
+    (Item::stdin(algos, tag), result)
 }
 
 /// The consumer's side: called in producer order.
