@@ -205,7 +205,8 @@ impl Args {
                     .into(),
             );
         }
-        let stdin_root = self.paths.iter().any(|p| p == Path::new("-"));
+        let dashes = self.paths.iter().filter(|p| *p == Path::new("-")).count();
+        let stdin_root = dashes > 0;
         if stdin_root && self.update.is_some() {
             return Err(
                 "--update records files it can read again, so a PATH cannot be standard \
@@ -217,6 +218,17 @@ impl Args {
             return Err(
                 "--audit - reads MANIFEST from standard input, so a PATH cannot be standard \
                  input ('-') too; name ./- for a file called -"
+                    .into(),
+            );
+        }
+        if dashes > 1 && !self.check {
+            // Read once, standard input has nothing left for a second `-`:
+            // sha256sum prints the empty stream's digest for it, and
+            // `--audit` called it `changed`. (`-c - -` reads a second,
+            // empty manifest and says so, as coreutils does.)
+            return Err(
+                "standard input ('-') can be a PATH only once: it is read to its end the \
+                 first time; name ./- for a file called -"
                     .into(),
             );
         }

@@ -39,6 +39,47 @@ fn dash_hashes_standard_input_like_sha256sum() {
     );
 }
 
+/// Standard input is read to its end by the first PATH `-`: a second one
+/// had nothing left to read. Tree mode printed the empty stream's digest
+/// under `-` (as `sha256sum - -` does), and `--audit SUMS - -` reported
+/// the same input `matched` then `changed`. A repeated `-` is now a usage
+/// error (exit 2, nothing read or printed), in tree mode and `--audit`;
+/// `./-` names a file called `-`, any number of times.
+#[test]
+fn a_repeated_dash_path_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"-", b"abc");
+    std::fs::write(d.path().join("SUMS"), format!("{SHA_ABC}  -\n")).unwrap();
+    for args in [
+        &["-", "-"][..],
+        &["-", "./-", "-"],
+        &["--audit", "SUMS", "-", "-"],
+        &["--json", "-", "-"],
+    ] {
+        parsum()
+            .current_dir(d.path())
+            .args(["-a", "sha256"])
+            .args(args)
+            .write_stdin("abc")
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "standard input ('-') can be a PATH only once",
+            ));
+    }
+    let out = stdout_of(
+        parsum()
+            .current_dir(d.path())
+            .args(["-a", "sha256", "./-", "-", "./-"])
+            .write_stdin("abc"),
+    );
+    assert_eq!(
+        out,
+        format!("{SHA_ABC}  ./-\n{SHA_ABC}  -\n{SHA_ABC}  ./-\n").as_bytes()
+    );
+}
+
 /// `parsum .` prints bare names, but a file called `-` at its top as `./-`:
 /// a `-` line is standard input to `-c` (and to `sha256sum -c`), so the
 /// manifest `parsum .` wrote failed its own check, and `--audit` of it

@@ -222,43 +222,39 @@ impl StdinRecords {
     }
 }
 
-/// The records of the roots `dashes`, standard input, in argument order,
-/// as one process reads them (a second `-` is empty).
-fn hash_dashes(dashes: Vec<u32>, algos: AlgoSet) -> Vec<record::Record> {
-    dashes
-        .into_iter()
-        .map(|root| record::Record {
-            root,
-            path: PathBuf::from("-"),
-            outcome: record::Outcome::of_hash(crate::hash::hash_stdin(algos)),
-        })
-        .collect()
+/// The record of root `root`, standard input (a PATH `-`, given at most
+/// once: `cli.rs`).
+fn hash_dash(root: u32, algos: AlgoSet) -> Vec<record::Record> {
+    vec![record::Record {
+        root,
+        path: PathBuf::from("-"),
+        outcome: record::Outcome::of_hash(crate::hash::hash_stdin(algos)),
+    }]
 }
 
 /// Rank 0's start of a walk of `roots` (tree mode and `--audit`): the
-/// queue of their walks, and the records of each `-`, standard input
-/// (only rank 0 has the user's), hashed on a thread of their own. Rank 0
-/// walks meanwhile: the other ranks, asking it for work, no longer wait
-/// for a slow standard input in the walk's loop (which naps only briefly,
+/// queue of their walks, and the record of a `-`, standard input (only
+/// rank 0 has the user's), hashed on a thread of its own. Rank 0 walks
+/// meanwhile: the other ranks, asking it for work, no longer wait for a
+/// slow standard input in the walk's loop (which naps only briefly,
 /// `steal.rs`), but after the walk, with [`idle`]'s naps.
 fn root_queue(roots: Vec<PathBuf>, algos: AlgoSet) -> (work::Queue, StdinRecords) {
     let mut queue = work::Queue::default();
-    let mut dashes = Vec::new();
+    let mut dash = None;
     for (i, root) in roots.into_iter().enumerate() {
         let i = i as u32;
         if root.as_os_str() == "-" {
-            dashes.push(i);
+            dash = Some(i);
         } else {
             queue.dirs.push_front(work::Dir::Root(i, root));
         }
     }
-    if dashes.is_empty() {
+    let Some(dash) = dash else {
         return (queue, StdinRecords::default());
-    }
-    let on_thread = dashes.clone();
+    };
     let thread = std::thread::Builder::new()
         .name("parsum-stdin".into())
-        .spawn(move || hash_dashes(on_thread, algos));
+        .spawn(move || hash_dash(dash, algos));
     let stdin = match thread {
         Ok(t) => StdinRecords {
             ready: Vec::new(),
@@ -266,7 +262,7 @@ fn root_queue(roots: Vec<PathBuf>, algos: AlgoSet) -> (work::Queue, StdinRecords
         },
         // No thread to spare: read it here, before the walk.
         Err(_) => StdinRecords {
-            ready: hash_dashes(dashes, algos),
+            ready: hash_dash(dash, algos),
             pending: None,
         },
     };
