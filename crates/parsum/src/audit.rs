@@ -241,7 +241,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
     let mut reader = crate::manifest::open_manifest(manifest).map_err(unreadable)?;
     let mut map = HashMap::new();
     let mut conflicts = Conflicts::new();
-    let mut algos = AlgoSet::EMPTY;
+    let mut algos = AlgoLines::default();
     let sep = if zero { b'\0' } else { b'\n' };
     let mut parser = LineParser::new(only);
     let mut bad = 0u64;
@@ -265,12 +265,10 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
                 continue;
             }
         };
-        for a in line.algos.iter() {
-            algos.insert(a);
-        }
+        algos.add(line.algos, no);
         list(&mut map, &mut conflicts, line_key(&line.name), line, no);
     }
-    let algos = loaded(&label, bad, map.len() as u64, algos)?;
+    let algos = loaded(&label, bad, map.len() as u64, &algos)?;
     warn_conflicts(&label, &conflicts);
     Ok((map, algos))
 }
@@ -282,6 +280,86 @@ pub(crate) fn misformatted(label: &str, no: u64) {
     ));
 }
 
+/// The algorithms a manifest's lines allow, each with the first line that
+/// allows it: the algorithms to compute, and the line from which the
+/// manifest mixes them ([`AlgoLines::mixed_at`]). Filled in line order by
+/// a single process's load, by range under MPI and then merged; either
+/// way the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AlgoLines {
+    /// `(algorithm, first line)`, one entry per algorithm.
+    first: Vec<(Algo, u64)>,
+}
+
+impl AlgoLines {
+    /// Line `no` allows `algos`.
+    pub(crate) fn add(&mut self, algos: AlgoSet, no: u64) {
+        for a in algos.iter() {
+            match self.first.iter_mut().find(|(b, _)| *b == a) {
+                Some((_, first)) => *first = (*first).min(no),
+                None => self.first.push((a, no)),
+            }
+        }
+    }
+
+    /// What `other` (another range of the same manifest) saw too.
+    #[cfg(any(test, feature = "mpi"))]
+    pub(crate) fn merge(&mut self, other: &AlgoLines) {
+        for &(a, no) in &other.first {
+            self.add(AlgoSet::of(a), no);
+        }
+    }
+
+    /// Each algorithm with its first line.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Algo, u64)> + '_ {
+        self.first.iter().copied()
+    }
+
+    /// Every algorithm seen.
+    pub(crate) fn set(&self) -> AlgoSet {
+        self.first
+            .iter()
+            .fold(AlgoSet::EMPTY, |s, &(a, _)| s.with(a))
+    }
+
+    /// The first line at which the lines so far allow more algorithms than
+    /// one read computes (one, or BLAKE3 and SHA-256 for 64-digit lines),
+    /// with the algorithms it adds and those before it; `None` if the
+    /// manifest never does.
+    fn mixed_at(&self) -> Option<(u64, AlgoSet, AlgoSet)> {
+        let mut lines: Vec<u64> = self.first.iter().map(|&(_, no)| no).collect();
+        lines.sort_unstable();
+        lines.dedup();
+        let mut before = AlgoSet::EMPTY;
+        for no in lines {
+            let at = self
+                .first
+                .iter()
+                .filter(|&&(_, n)| n == no)
+                .fold(AlgoSet::EMPTY, |s, &(a, _)| s.with(a));
+            let all = at.iter().fold(before, AlgoSet::with);
+            if mixes(all) {
+                return Some((no, at, before));
+            }
+            before = all;
+        }
+        None
+    }
+}
+
+/// Whether the algorithms `algos` need more than one read: more than one,
+/// unless they are BLAKE3 and SHA-256 (64-digit lines), both computed in
+/// one read. More than that needs `-a`.
+fn mixes(algos: AlgoSet) -> bool {
+    algos.len() > 1 && algos != Algo::candidates_for_hex_len(64)
+}
+
+/// `BLAKE3/SHA256`: the tags of `algos`.
+fn tags(algos: AlgoSet) -> String {
+    algos.iter().map(Algo::tag).collect::<Vec<_>>().join("/")
+}
+
 /// The end of a load that read every line: the warning for `bad` lines,
 /// and whether `lines` distinct paths in `algos` can be audited (the
 /// algorithms to compute).
@@ -289,7 +367,7 @@ pub(crate) fn loaded(
     label: &str,
     bad: u64,
     lines: u64,
-    algos: AlgoSet,
+    algos: &AlgoLines,
 ) -> Result<AlgoSet, LoadError> {
     if bad > 0 {
         let w = if bad == 1 { "line is" } else { "lines are" };
@@ -300,14 +378,15 @@ pub(crate) fn loaded(
             "{label}: no properly formatted checksum lines found"
         )));
     }
-    // One algorithm, or BLAKE3 and SHA-256 for 64-digit lines: both are
-    // computed in one read. More than that needs -a.
-    if algos.len() > 1 && algos != Algo::candidates_for_hex_len(64) {
+    // Positioned as coreutils positions a line: `SUMS: 7: ...`.
+    if let Some((no, at, before)) = algos.mixed_at() {
         return Err(LoadError::Usage(format!(
-            "{label}: mixes hash algorithms; pass -a to choose one"
+            "{label}: {no}: mixes hash algorithms ({} after {}); pass -a to choose one",
+            tags(at),
+            tags(before)
         )));
     }
-    Ok(algos)
+    Ok(algos.set())
 }
 
 /// Reports a failed load; its exit status.
@@ -671,6 +750,38 @@ mod tests {
             assert_eq!(key, normal_form(n), "{:?}", String::from_utf8_lossy(n));
             assert_eq!(normalize(&key), key, "{:?}", String::from_utf8_lossy(n));
             assert_eq!(is_normal(n), normal_form(n) == *n);
+        }
+    }
+
+    /// The line a manifest starts mixing algorithms at is the same
+    /// whether its lines are seen in one pass or as ranges merged in any
+    /// order (MPI); 64-digit lines (BLAKE3 or SHA-256) mix with neither.
+    #[test]
+    fn algo_lines_name_the_first_mixing_line_however_merged() {
+        let b3 = AlgoSet::of(Algo::Blake3);
+        let sha = AlgoSet::of(Algo::Sha256);
+        let both = Algo::candidates_for_hex_len(64);
+        let md5 = AlgoSet::of(Algo::Md5);
+        let cases: [(&[AlgoSet], Option<(u64, AlgoSet, AlgoSet)>); 4] = [
+            (&[both, sha, b3, both], None),
+            (&[sha, both, md5, md5], Some((3, md5, both))),
+            (&[md5, md5, both], Some((3, both, md5))),
+            (&[both, both, AlgoSet::of(Algo::Sha1)], Some((3, AlgoSet::of(Algo::Sha1), both))),
+        ];
+        for (lines, want) in cases {
+            let mut whole = AlgoLines::default();
+            let mut ranges = vec![AlgoLines::default(); lines.len()];
+            for ((no, &l), range) in (1..).zip(lines).zip(&mut ranges) {
+                whole.add(l, no);
+                range.add(l, no);
+            }
+            assert_eq!(whole.mixed_at(), want, "{lines:?}");
+            let mut merged = AlgoLines::default();
+            for r in ranges.iter().rev() {
+                merged.merge(r);
+            }
+            assert_eq!(merged.mixed_at(), want, "{lines:?}");
+            assert_eq!(merged.set(), whole.set());
         }
     }
 

@@ -175,6 +175,33 @@ fn a_path_listed_twice() {
     );
 }
 
+/// A manifest whose lines need more than one read (MD5 beside SHA-256)
+/// is refused (exit 2) with the line where it starts to, in the position
+/// format of its other messages (`SUMS: 3:`); it gave no line at all.
+/// 64-digit lines (BLAKE3 or SHA-256) beside SHA256 or BLAKE3 tags mix
+/// with neither; `-a` chooses one (the other lines are then improperly
+/// formatted).
+#[test]
+fn a_manifest_mixing_algorithms_names_the_line() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a", b"abc");
+    let md5_abc = "900150983cd24fb0d6963f7d28e17f72";
+    std::fs::write(
+        d.path().join("SUMS"),
+        format!("# made by hand\n{SHA_ABC}  a\nSHA256 (b) = {SHA_EMPTY}\n{md5_abc}  c\n{md5_abc}  d\n"),
+    )
+    .unwrap();
+    let (code, out, err) = audit(d.path(), &["a"]);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert_eq!(
+        err,
+        "parsum: SUMS: 4: mixes hash algorithms (MD5 after BLAKE3/SHA256); pass -a to choose one\n"
+    );
+    let (code, out, err) = audit(d.path(), &["-a", "sha256", "a"]);
+    assert_eq!((code, out.as_str()), (1, "matched  a\nmissing  b\n"), "{err}");
+    assert!(err.contains("SUMS: 4: improperly formatted"), "{err}");
+}
+
 /// A listed path that is no longer a regular file is `missing`, and pairs
 /// as a move when its content is elsewhere; with `--follow` a link to the
 /// same content matches; an excluded listed file is left out of the report.

@@ -741,9 +741,11 @@ fn audit_of_a_bad_manifest() {
     write(r, b"t/b", b"b");
     std::fs::write(r.join("empty.sums"), b"").unwrap();
     std::fs::write(r.join("junk.sums"), b"x\ny\n").unwrap();
-    let md5 = single(r, &["-a", "md5", "t/a"]).stdout;
+    let md5 = single(r, &["-a", "md5", "t/a", "t/b"]).stdout;
     let sha1 = single(r, &["-a", "sha1", "t/b"]).stdout;
-    std::fs::write(r.join("mixed.sums"), [md5, sha1].concat()).unwrap();
+    // Mixed from line 3 on, in the range of a rank past 0 under -np 2 and 4.
+    let mixed = [&md5[..], &sha1, &md5, &md5, &md5].concat();
+    std::fs::write(r.join("mixed.sums"), mixed).unwrap();
     for (m, code) in [
         ("nowhere.sums", 1),
         ("t", 1),
@@ -754,6 +756,14 @@ fn audit_of_a_bad_manifest() {
         let run = assert_check_same(r, &["--audit", m, "t"], &[1, 2, 4]);
         assert_eq!(run.code, code, "{m}: {}", run.stderr);
         assert!(run.stdout.is_empty(), "{m}");
+        if code == 2 {
+            assert!(
+                run.stderr
+                    .contains("parsum: mixed.sums: 3: mixes hash algorithms (SHA1 after MD5)"),
+                "{}",
+                run.stderr
+            );
+        }
     }
     // Fewer manifest lines than ranks, and a rank with nothing to compare.
     let one = single(r, &["t/a"]).stdout;

@@ -40,7 +40,7 @@ use super::runs::KMerge;
 use super::steal::fatal;
 use super::wire::{fnv1a, Dec, Enc, WireResult};
 use crate::audit::{
-    is_conflicting, line_key, list, load_failed, loaded, matches, misformatted, normalize,
+    is_conflicting, AlgoLines, line_key, list, load_failed, loaded, matches, misformatted, normalize,
     skipped_is_seen, warn_conflicts, AuditSink, Conflicts, Joined, LoadError, STDIN_KEY,
 };
 use crate::check::{parse_step, CheckOpts, Reading, Step};
@@ -106,9 +106,11 @@ fn decode_named(d: &mut Dec) -> WireResult<(Vec<u8>, Vec<Digest>)> {
 }
 
 /// What a rank tells rank 0 of its range of the manifest: the numbers of
-/// its improperly formatted lines, and a read error that ended it.
+/// its improperly formatted lines, the algorithms its lines allow (each
+/// with its first line there), and a read error that ended it.
 struct Loaded {
     bad: Vec<u64>,
+    algos: AlgoLines,
     error: Option<String>,
 }
 
@@ -171,6 +173,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let mut lines_out: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
     let mut range = Loaded {
         bad: Vec::new(),
+        algos: AlgoLines::default(),
         error: None,
     };
     if let Some(Part::Range {
@@ -196,6 +199,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                         Step::Skip => {}
                         Step::Misformatted(no, _) => range.bad.push(no as u64),
                         Step::Line(line) => {
+                            range.algos.add(line.algos, state.no as u64);
                             let name = line_key(&line.name);
                             let e = &mut lines_out[owner(&name, ranks)];
                             encode_line(e, &name, &line);
@@ -209,20 +213,21 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     }
     let mut mine: HashMap<Vec<u8>, Line> = HashMap::new();
     let mut conflicts = Conflicts::new();
-    let mut algos = AlgoSet::EMPTY;
     // From every rank in rank order, each in file order.
     let numbered = |d: &mut Dec| Ok((decode_line(d)?, d.u64()?));
     for ((name, line), no) in exchange(world, lines_out, numbered).into_iter().flatten() {
-        for a in line.algos.iter() {
-            algos.insert(a);
-        }
         list(&mut mine, &mut conflicts, name, line, no);
     }
     let mut to_root: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
     {
         let e = &mut to_root[0];
         e.u64(mine.len() as u64);
-        e.u8(set_code(algos));
+        let firsts: Vec<_> = range.algos.iter().collect();
+        e.u64(firsts.len() as u64);
+        for (a, no) in firsts {
+            e.u8(set_code(AlgoSet::of(a)));
+            e.u64(no);
+        }
         e.u64(range.bad.len() as u64);
         for &no in &range.bad {
             e.u64(no);
@@ -237,7 +242,11 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     }
     let heard = exchange(world, to_root, |d| {
         let lines = d.u64()?;
-        let algos = d.u8()?;
+        let mut algos = AlgoLines::default();
+        for _ in 0..d.u64()? {
+            let set = set_of(d.u8()?)?;
+            algos.add(set, d.u64()?);
+        }
         let n = d.u64()?;
         let mut bad = Vec::new();
         for _ in 0..n {
@@ -258,18 +267,14 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     if rank == 0 {
         let label = quote(&manifest);
         let mut total = 0;
-        let mut all = AlgoSet::EMPTY;
+        let mut all = AlgoLines::default();
         let mut bad = 0u64;
         let mut error = None;
         let mut conflicts = Conflicts::new();
-        for (lines, codes, nos, err, names) in heard.into_iter().flatten() {
+        for (lines, algos, nos, err, names) in heard.into_iter().flatten() {
             total += lines;
             conflicts.extend(names);
-            for (i, &a) in crate::hash::Algo::ALL.iter().enumerate() {
-                if codes & (1 << i) != 0 {
-                    all.insert(a);
-                }
-            }
+            all.merge(&algos);
             // A read error ends the load there, as in a single process.
             if error.is_none() {
                 for no in nos {
@@ -281,7 +286,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         }
         let decided = match error {
             Some(e) => Err(LoadError::Unreadable(format!("{label}: {e}"))),
-            None => loaded(&label, bad, total, all),
+            None => loaded(&label, bad, total, &all),
         };
         verdict = match decided {
             Ok(all) => {
