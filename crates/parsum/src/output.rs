@@ -213,7 +213,9 @@ impl Out {
     }
 
     /// Flushes, and says how writing went: a write error is reported on
-    /// stderr (a closed pipe silently, as a reader that quit is no news).
+    /// stderr (a closed pipe silently, as a reader that quit is no news:
+    /// standard output's, or one `-o` names, as coreutils' default SIGPIPE
+    /// ends it silently on either).
     ///
     /// With `-o FILE`, a complete output is renamed into place; after a
     /// write error the temporary file is removed and FILE left as it was.
@@ -241,7 +243,9 @@ impl Out {
                     .as_ref()
                     .map(|f| format!("{}: ", quote(f.dest())))
                     .unwrap_or_default();
-                if e.kind() != io::ErrorKind::BrokenPipe || file.is_some() {
+                // A reader that quit is no news, whichever name the pipe
+                // was given: `-o -`, `-o /dev/stdout`, `-o FIFO` alike.
+                if e.kind() != io::ErrorKind::BrokenPipe {
                     message(&format!("parsum: write error: {to}{}", os_message(e)));
                 }
                 Exit::Failure

@@ -121,3 +121,57 @@ fn a_reader_that_quits_stops_the_run() {
         "a closed pipe is no news: {err}"
     );
 }
+
+/// Whether `pid` has a descriptor open on `path`.
+fn has_open(pid: u32, path: &Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(Result::ok)
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path))
+    })
+}
+
+/// A reader that quit is no news whatever `-o` calls the pipe: `-o -` was
+/// silent, but `-o /dev/stdout`, `-o /dev/fd/1` and `-o FIFO` said
+/// `write error: ...: Broken pipe`. All now end silently with exit 1, as
+/// coreutils does on any pipe (its default SIGPIPE). Standard input is the
+/// root, so nothing is written before the reader is gone.
+#[test]
+fn a_reader_that_quit_is_no_news_under_any_name_of_the_pipe() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("fifo");
+    mkfifo(&fifo);
+    for out in ["-", "/dev/stdout", "/dev/fd/1", "fifo"] {
+        // The FIFO's reader: opened first (without waiting for a writer),
+        // so that parsum's open for writing does not wait either.
+        let reader = (out == "fifo").then(|| {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap()
+        });
+        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("parsum"))
+            .args(["--no-progress", "-o", out, "-"])
+            .current_dir(d.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if reader.is_some() {
+            let start = Instant::now();
+            while !has_open(child.id(), &fifo) {
+                assert!(start.elapsed() < Duration::from_secs(20), "{out}: no open");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // Both readers quit, then standard input ends: the write fails.
+        drop(reader);
+        drop(child.stdout.take());
+        drop(child.stdin.take());
+        let (code, _, err) = wait_guarded(child, 20);
+        assert_eq!(code, Some(1), "{out}: {err}");
+        assert!(!err.contains("write error"), "{out}: {err}");
+    }
+}
