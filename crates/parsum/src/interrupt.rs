@@ -1,28 +1,32 @@
-//! Ctrl-C while the progress bar is drawn: the bar is cleared, then the
-//! process dies of SIGINT as it would have without a handler (a shell sees
-//! status 130 and stops its loop, as for any program).
+//! Ctrl-C (SIGINT), `kill` (SIGTERM) or a terminal's hang-up (SIGHUP)
+//! while the progress bar is drawn: the bar is cleared, then the process
+//! dies of that signal as it would have without a handler (a shell sees
+//! status 128 + N: 130 for Ctrl-C, and stops its loop, as for any program).
 //!
-//! Without this, SIGINT killed the process in the middle of the bar's line
-//! and left it half drawn on the terminal. Nothing else changes on SIGINT:
-//! no summary is printed, and `-o FILE` and `--update STATE` are left as a
+//! Without this, the signal killed the process in the middle of the bar's
+//! line and left it half drawn on the terminal. Nothing else changes: no
+//! summary is printed, and `-o FILE` and `--update STATE` are left as a
 //! kill leaves them (see `outfile.rs`).
 //!
 //! The protocol, in three steps, each allowed only what is safe where it
 //! runs:
 //! 1. The handler, run on whatever thread the signal lands on, only writes
-//!    one byte to a pipe (`write` is async-signal-safe; the write end is
-//!    non-blocking, and a full pipe already holds a byte to read). It is
-//!    installed with `SA_RESETHAND`: a second Ctrl-C kills at once, even if
-//!    the clearing is stuck (a stderr stopped by ^S), and `SA_RESTART`, so
+//!    one byte, the signal's number, to a pipe (`write` is
+//!    async-signal-safe; the write end is non-blocking, and a full pipe
+//!    already holds a signal to act on). It is installed with
+//!    `SA_RESETHAND`: the same signal again kills at once, even if the
+//!    clearing is stuck (a stderr stopped by ^S), and `SA_RESTART`, so
 //!    that no read or write of the run fails with EINTR meanwhile.
 //! 2. A thread waiting on the pipe clears the bar under the lock that every
 //!    stderr message takes ([`crate::progress::clear_bar`]), so that no
 //!    message is cut and the bar is not drawn again.
-//! 3. It restores the default action and raises SIGINT.
+//! 3. It restores the default action of the signal it read and raises it.
 //!
 //! Installed once, only when a bar is drawn (stderr is a terminal), and
-//! never over an ignored SIGINT (`nohup`, a background job of a shell
-//! without job control keep ignoring it).
+//! for each signal only over its default action: never over an ignored one
+//! (`nohup` ignores SIGHUP; a background job of a shell without job
+//! control ignores SIGINT), which stays ignored, nor over a handler
+//! someone else installed (a library's, an MPI runtime's).
 
 use std::fs::File;
 use std::io::Read;
@@ -30,37 +34,55 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Once;
 
+/// The signals that clear the bar before they end the process.
+const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
 /// The write end of the pipe, once installed; never closed.
 static WAKE: AtomicI32 = AtomicI32::new(-1);
 
-extern "C" fn on_sigint(_: libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int) {
     let fd = WAKE.load(Ordering::Relaxed);
+    // Every signal of `SIGNALS` fits a byte.
+    let byte = sig as u8;
     // SAFETY: write(2) is async-signal-safe and `fd` is the pipe's write
     // end, open for the life of the process (installed before the
     // handler). NOTE: a failed write may change errno under the
     // interrupted code; it fails only on a full pipe, which already wakes
     // the thread, and the process is about to end.
-    unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    unsafe { libc::write(fd, [byte].as_ptr().cast(), 1) };
 }
 
-/// Clears the bar on SIGINT from now on (see the module doc).
-pub(crate) fn clear_bar_on_sigint() {
+/// Clears the bar on SIGINT, SIGTERM and SIGHUP from now on (see the
+/// module doc).
+pub(crate) fn clear_bar_on_signals() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        // Failing leaves SIGINT as it was: the bar is left half drawn.
+        // Failing leaves the signals as they were: the bar is left drawn.
         let _ = install();
     });
 }
 
-fn install() -> std::io::Result<()> {
-    let err = std::io::Error::last_os_error;
+/// Whether `sig`'s action is the default one (neither ignored nor handled
+/// by someone else).
+fn is_default(sig: libc::c_int) -> std::io::Result<bool> {
     // SAFETY: a zeroed sigaction is a valid value to be written into, and
     // a null new action only reads the current one.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old) } != 0 {
-        return Err(err());
+    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
-    if old.sa_sigaction == libc::SIG_IGN {
+    Ok(old.sa_sigaction == libc::SIG_DFL)
+}
+
+fn install() -> std::io::Result<()> {
+    let err = std::io::Error::last_os_error;
+    let mut ours = Vec::new();
+    for sig in SIGNALS {
+        if is_default(sig)? {
+            ours.push(sig);
+        }
+    }
+    if ours.is_empty() {
         return Ok(());
     }
     let mut fds = [0; 2];
@@ -82,30 +104,32 @@ fn install() -> std::io::Result<()> {
     WAKE.store(write_end, Ordering::Relaxed);
     let mut pipe = File::from(read_end);
     std::thread::Builder::new()
-        .name("parsum-sigint".into())
+        .name("parsum-signal".into())
         .spawn(move || {
             let mut b = [0u8; 1];
             if pipe.read_exact(&mut b).is_err() {
                 return;
             }
+            let sig = libc::c_int::from(b[0]);
             crate::progress::clear_bar();
             // SAFETY: the default action back, then the signal again: the
-            // process ends as SIGINT ends it without a handler.
+            // process ends as the signal ends it without a handler.
             unsafe {
-                libc::signal(libc::SIGINT, libc::SIG_DFL);
-                libc::raise(libc::SIGINT);
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
             }
         })?;
-    // SAFETY: `act` is fully initialised; `on_sigint` only writes to the
+    // SAFETY: `act` is fully initialised; `on_signal` only writes to the
     // pipe, which is open before it can run.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
     act.sa_flags = libc::SA_RESETHAND | libc::SA_RESTART;
     // SAFETY: `act` is ours and valid to write into; the handler it
     // installs is async-signal-safe (above), and no old action is asked for.
-    unsafe {
-        libc::sigemptyset(&mut act.sa_mask);
-        if libc::sigaction(libc::SIGINT, &act, std::ptr::null_mut()) != 0 {
+    unsafe { libc::sigemptyset(&mut act.sa_mask) };
+    for sig in ours {
+        // SAFETY: as above, for each signal found at its default action.
+        if unsafe { libc::sigaction(sig, &act, std::ptr::null_mut()) } != 0 {
             return Err(err());
         }
     }

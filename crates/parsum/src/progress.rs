@@ -51,8 +51,8 @@ pub fn message(line: &str) {
     }
 }
 
-/// Clears the bar, if one is drawn, for good: on Ctrl-C, before the
-/// process dies (`interrupt.rs`). Under the lock [`message`] takes, so no
+/// Clears the bar, if one is drawn, for good: on SIGINT (Ctrl-C), SIGTERM
+/// or SIGHUP, before the process dies of it (`interrupt.rs`). Under the lock [`message`] takes, so no
 /// line is cut; a finished bar is not drawn again, and messages after it
 /// are plain lines.
 pub(crate) fn clear_bar() {
@@ -319,7 +319,7 @@ impl Progress {
             );
             bar.enable_steady_tick(TICK);
             *bar_slot().lock().unwrap() = Some(bar.clone());
-            crate::interrupt::clear_bar_on_sigint();
+            crate::interrupt::clear_bar_on_signals();
             bar
         });
         let done = Arc::new(AtomicU64::new(0));

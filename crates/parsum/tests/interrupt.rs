@@ -1,31 +1,38 @@
-//! Ctrl-C (SIGINT): the process dies of it, as without a handler, and a
-//! progress bar drawn on a terminal is cleared first (it was left half
-//! drawn). The terminal is a pseudo-terminal on stderr; skipped, with a
-//! note, where none can be opened.
+//! Ctrl-C (SIGINT), `kill` (SIGTERM) and a terminal's hang-up (SIGHUP): the
+//! process dies of the signal, as without a handler, and a progress bar
+//! drawn on a terminal is cleared first (it was left half drawn); a signal
+//! the process was started with ignored stays ignored. The terminal is a
+//! pseudo-terminal on stderr; skipped, with a note, where none can be
+//! opened.
 
 mod common;
 use common::*;
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// The signals that clear the bar.
+const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// `parsum ARGS` reading a standard input that never ends (so it runs until
-/// it is interrupted), with stderr on `stderr`, SIGINT as from a terminal.
-fn spawn_on_stdin(args: &[&str], stderr: Stdio) -> Child {
+/// it is interrupted), with stderr on `stderr`, [`SIGNALS`] at their
+/// default action but those in `ignored`.
+fn spawn_on_stdin(args: &[&str], stderr: Stdio, ignored: &'static [i32]) -> Child {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("parsum"));
     // A test started in the background by a shell without job control
     // inherits SIGINT ignored, which parsum (as any program) keeps.
     // SAFETY: `signal` is async-signal-safe, as `pre_exec` requires.
     unsafe {
-        c.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
+        c.pre_exec(move || {
+            for sig in SIGNALS {
+                let action = if ignored.contains(&sig) {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                };
+                libc::signal(sig, action);
+            }
             Ok(())
         });
     }
@@ -37,81 +44,16 @@ fn spawn_on_stdin(args: &[&str], stderr: Stdio) -> Child {
         .unwrap()
 }
 
-/// A pseudo-terminal of 80 columns: (master, slave).
-fn pty() -> Option<(File, File)> {
-    let master = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open("/dev/ptmx")
-        .ok()?;
-    let fd = master.as_raw_fd();
-    let mut name = [0 as libc::c_char; 128];
-    // SAFETY: `fd` is a ptmx master; `name` has room for its slave's name.
-    let ok = unsafe {
-        libc::grantpt(fd) == 0
-            && libc::unlockpt(fd) == 0
-            && libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) == 0
-    };
-    if !ok {
-        return None;
-    }
-    // SAFETY: ptsname_r wrote a NUL-terminated name.
-    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-    let slave = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(std::ffi::OsStr::from_bytes(name.to_bytes()))
-        .ok()?;
-    let size = libc::winsize {
-        ws_row: 24,
-        ws_col: 80,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize.
-    unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &size) };
-    Some((master, slave))
+/// Sends `sig` to our own child `child`.
+fn kill(child: &Child, sig: i32) {
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, sig) };
 }
 
-#[test]
-fn sigint_clears_the_bar_and_ends_by_sigint() {
-    let Some((mut master, slave)) = pty() else {
-        eprintln!("note: no pseudo-terminal; skipping the progress bar's SIGINT test");
-        return;
-    };
-    let child = spawn_on_stdin(&["-"], Stdio::from(slave));
-    // Everything written on the terminal, until its last writer is gone.
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let reader = {
-        let seen = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // Ends with EIO once the child, the slave's last holder, ended.
-            while let Ok(n @ 1..) = master.read(&mut buf) {
-                seen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let drawn = |s: &[u8]| s.windows(3).any(|w| w == b"ETA");
-    let start = Instant::now();
-    while !drawn(&seen.lock().unwrap()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no bar drawn: {:?}",
-            String::from_utf8_lossy(&seen.lock().unwrap())
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: kill on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = wait_output_guarded(child, 20);
-    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
-    reader.join().unwrap();
-    let seen = seen.lock().unwrap();
-    // The bar is drawn as `\r\x1b[2K` and its text; cleared, nothing follows
-    // the last clear.
+/// That the bar was cleared at the end of `seen`, everything written on
+/// the terminal: it is drawn as `\r\x1b[2K` and its text; cleared, nothing
+/// follows the last clear.
+fn assert_cleared(seen: &[u8], what: &str) {
     let clear = b"\x1b[2K";
     let last = seen
         .windows(clear.len())
@@ -120,19 +62,61 @@ fn sigint_clears_the_bar_and_ends_by_sigint() {
     assert_eq!(
         String::from_utf8_lossy(&seen[last + clear.len()..]),
         "",
-        "the bar is left on the terminal"
+        "{what}: the bar is left on the terminal"
     );
+}
+
+/// `sig` while the bar is drawn, with `ignored` ignored from the start:
+/// the bar is cleared and the process dies of `sig`.
+fn bar_cleared_by(sig: i32, ignored: &'static [i32]) {
+    let Some((master, slave)) = pty() else {
+        eprintln!("note: no pseudo-terminal; skipping the progress bar's signal test");
+        return;
+    };
+    let child = spawn_on_stdin(&["-"], Stdio::from(slave), ignored);
+    let seen = Transcript::of(master);
+    seen.wait_for_bar();
+    for &other in ignored {
+        kill(&child, other);
+    }
+    if !ignored.is_empty() {
+        // An ignored signal ends nothing: the run is still there.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    kill(&child, sig);
+    let out = wait_output_guarded(child, 20);
+    assert_eq!(out.status.signal(), Some(sig), "{:?}", out.status);
+    assert_cleared(&seen.finish(), &format!("signal {sig}"));
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn sigint_clears_the_bar_and_ends_by_sigint() {
+    bar_cleared_by(libc::SIGINT, &[]);
+}
+
+/// SIGTERM (`kill`, a service manager, `timeout`) and SIGHUP (the terminal
+/// closed) left the bar drawn: only SIGINT cleared it.
+#[test]
+fn sigterm_and_sighup_clear_the_bar_and_end_by_their_signal() {
+    bar_cleared_by(libc::SIGTERM, &[]);
+    bar_cleared_by(libc::SIGHUP, &[]);
+}
+
+/// A signal ignored from the start (`nohup` ignores SIGHUP) stays ignored
+/// while a bar is drawn: no handler is installed over it.
+#[test]
+fn an_ignored_signal_stays_ignored_while_the_bar_is_drawn() {
+    bar_cleared_by(libc::SIGINT, &[libc::SIGHUP, libc::SIGTERM]);
 }
 
 /// Without a terminal there is no bar: SIGINT ends the run by SIGINT (130
 /// in a shell), with nothing written on stderr or stdout.
 #[test]
 fn sigint_without_a_terminal_ends_by_sigint_and_writes_nothing() {
-    let child = spawn_on_stdin(&["-"], Stdio::piped());
+    let child = spawn_on_stdin(&["-"], Stdio::piped(), &[]);
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: kill on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    kill(&child, libc::SIGINT);
     let out = wait_output_guarded(child, 20);
     assert_eq!(out.status.signal(), Some(libc::SIGINT), "{:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");

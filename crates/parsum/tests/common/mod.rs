@@ -3,7 +3,10 @@
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
@@ -266,4 +269,91 @@ pub fn with_fd_closed(fd: i32, dir: &Path, args: &[&str]) -> (Option<i32>, Vec<u
         });
     }
     wait_guarded(c.spawn().unwrap(), 20)
+}
+
+/// A pseudo-terminal of 80 columns: (master, slave).
+pub fn pty() -> Option<(File, File)> {
+    let master = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/ptmx")
+        .ok()?;
+    let fd = master.as_raw_fd();
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: `fd` is a ptmx master; `name` has room for its slave's name.
+    let ok = unsafe {
+        libc::grantpt(fd) == 0
+            && libc::unlockpt(fd) == 0
+            && libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) == 0
+    };
+    if !ok {
+        return None;
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(std::ffi::OsStr::from_bytes(name.to_bytes()))
+        .ok()?;
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize.
+    unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    Some((master, slave))
+}
+
+/// Everything written on a pseudo-terminal's slave side, read from its
+/// master on a thread of its own until the last writer is gone.
+pub struct Transcript {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Transcript {
+    /// Starts reading `master`.
+    pub fn of(mut master: std::fs::File) -> Transcript {
+        use std::io::Read;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = {
+            let seen = std::sync::Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                // Ends with EIO once the slave's last holder is gone.
+                while let Ok(n @ 1..) = master.read(&mut buf) {
+                    seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            })
+        };
+        Transcript { seen, reader }
+    }
+
+    /// Waits (at most 20 s, else fails) until a progress bar was drawn.
+    pub fn wait_for_bar(&self) {
+        let drawn = |s: &[u8]| s.windows(3).any(|w| w == b"ETA");
+        let start = Instant::now();
+        while !drawn(&self.seen.lock().unwrap()) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no bar drawn: {:?}",
+                String::from_utf8_lossy(&self.seen.lock().unwrap())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything written, once every writer is gone.
+    pub fn finish(self) -> Vec<u8> {
+        self.reader.join().unwrap();
+        std::sync::Arc::try_unwrap(self.seen)
+            .unwrap()
+            .into_inner()
+            .unwrap()
+    }
 }
