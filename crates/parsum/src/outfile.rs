@@ -18,7 +18,10 @@
 //! `/dev/fd/N`, `/proc/self/fd/N`) is that descriptor, whatever it is open
 //! on: the output is written into a duplicate of it, at its offset and in
 //! its append mode, as `-o -` writes to standard output (replacing the file
-//! behind it would lose what `>>` appended before).
+//! behind it would lose what `>>` appended before). Written into a terminal
+//! (`/dev/stderr`, `/dev/tty`), each write hides the progress bar
+//! meanwhile, as a write to standard output on one does
+//! ([`crate::progress::write_to_terminal`]).
 //!
 //! The temporary file is unnamed where the file system allows it
 //! (`O_TMPFILE`): the walk cannot see it, and a process that is killed
@@ -34,7 +37,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -56,6 +59,9 @@ pub struct OutFile {
     /// `dest` names an open descriptor of this process: like standard
     /// output, nothing of a tree is left out for it.
     descriptor: bool,
+    /// Written into a terminal (`/dev/stderr` or `/dev/tty` on one): the
+    /// bar is hidden meanwhile, as for standard output on a terminal.
+    terminal: bool,
     dest: PathBuf,
     /// Set once renamed: nothing to clean up.
     committed: bool,
@@ -116,6 +122,7 @@ impl OutFile {
             // which a rename would destroy.
             let file = OpenOptions::new().write(true).open(dest)?;
             return Ok(OutFile {
+                terminal: file.is_terminal(),
                 file,
                 tmp: PathBuf::new(),
                 named: false,
@@ -165,6 +172,7 @@ impl OutFile {
             named,
             direct: false,
             descriptor: false,
+            terminal: false,
             dest: dest.to_path_buf(),
             committed: false,
         };
@@ -207,8 +215,10 @@ impl OutFile {
         if mode == OFlags::RDONLY {
             return Err(rustix::io::Errno::BADF.into());
         }
+        let file = File::from(borrowed.try_clone_to_owned()?);
         Ok(OutFile {
-            file: File::from(borrowed.try_clone_to_owned()?),
+            terminal: file.is_terminal(),
+            file,
             tmp: PathBuf::new(),
             named: false,
             direct: true,
@@ -252,9 +262,11 @@ impl OutFile {
         NotData { name, ids }
     }
 
-    /// Appends `bytes` to the temporary file.
+    /// Appends `bytes` to the temporary file (or writes them into FILE;
+    /// on a terminal with the progress bar hidden meanwhile).
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)
+        let file = &mut self.file;
+        crate::progress::write_to_terminal(self.terminal, || file.write_all(bytes))
     }
 
     /// Flushes the temporary file to disk and renames it over the final

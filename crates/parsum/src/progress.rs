@@ -75,7 +75,19 @@ pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
         out.write_all(bytes).and_then(|_| out.flush())
     };
     static STDOUT_IS_TTY: OnceLock<bool> = OnceLock::new();
-    if !*STDOUT_IS_TTY.get_or_init(|| std::io::stdout().is_terminal()) {
+    write_to_terminal(*STDOUT_IS_TTY.get_or_init(|| std::io::stdout().is_terminal()), write)
+}
+
+/// Runs `write`, a write of results; when they go to a terminal
+/// (`terminal`), with the bar hidden meanwhile, as [`message`] hides it:
+/// the one rule for every output on a terminal, standard output and `-o`
+/// alike (`-o /dev/stderr`, `-o /dev/tty`: likely the very terminal the bar
+/// is drawn on). Another terminal's output costs a redraw of the bar.
+pub fn write_to_terminal(
+    terminal: bool,
+    write: impl FnOnce() -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if !terminal {
         return write();
     }
     let slot = bar_slot().lock().unwrap_or_else(|e| e.into_inner());

@@ -185,3 +185,44 @@ fn the_output_and_leftover_temporary_files_are_not_listed() {
     let names: Vec<&str> = got.lines().map(|l| &l[66..]).collect();
     assert_eq!(names, [".SUMS.parsum-x.tmp", "a"], "{got}");
 }
+
+/// `-o /dev/stderr` with the progress bar drawn on that terminal: each
+/// write of results hides the bar first, as a write to standard output on
+/// a terminal does, so a line never starts in the middle of the bar's
+/// (it was written right after the bar's text: `... ETA 0s6437b3ac...  -`).
+#[test]
+fn output_to_the_terminal_of_the_bar_hides_the_bar_while_written() {
+    let Some((master, slave)) = pty() else {
+        eprintln!("note: no pseudo-terminal; skipping the -o /dev/stderr bar test");
+        return;
+    };
+    let mut child = std::process::Command::new(bin())
+        .args(["-o", "/dev/stderr", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let seen = Transcript::of(master);
+    seen.wait_for_bar();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"abc").unwrap();
+    }
+    let (code, stdout, _) = wait_guarded(child, 20);
+    assert_eq!(code, Some(0));
+    assert!(stdout.is_empty());
+    let seen = seen.finish();
+    let line = b"6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85  -";
+    let at = seen
+        .windows(line.len())
+        .position(|w| w == line)
+        .unwrap_or_else(|| panic!("no output line: {:?}", String::from_utf8_lossy(&seen)));
+    // Cleared (`\r\x1b[2K`) before the line, not the bar's text.
+    let before = String::from_utf8_lossy(&seen[..at]);
+    assert!(
+        before.ends_with("\x1b[2K") || before.ends_with('\r') || before.ends_with('\n'),
+        "the line follows the bar: {before:?}"
+    );
+}
