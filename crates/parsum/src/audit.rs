@@ -80,9 +80,14 @@ pub(crate) fn normalized(name: &[u8]) -> Cow<'_, [u8]> {
 /// it ([`normalize`] spells the file called `-` as `./-`).
 pub(crate) const STDIN_KEY: &[u8] = b"-";
 
-/// The key of a manifest line's name: [`STDIN_KEY`] for `-`, as `-c`
-/// reads that line, else the name's [`normalize`]d path.
-pub(crate) fn line_key(name: &[u8]) -> Vec<u8> {
+/// The key of a name on either side of the audit, a manifest line's or a
+/// result's: [`STDIN_KEY`] for exactly `-`, else the name's [`normalize`]d
+/// path. The one rule for both sides, in one process and under MPI: a
+/// manifest's line `-` is standard input (as `-c` reads it), and a result
+/// is named `-` only when it is standard input's (a PATH `-`), since no
+/// walk names a file `-` (the file called `-` at the top of `.` is `./-`,
+/// `walk.rs`).
+pub(crate) fn key(name: &[u8]) -> Vec<u8> {
     if name == STDIN_KEY {
         STDIN_KEY.to_vec()
     } else {
@@ -266,7 +271,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
             }
         };
         algos.add(line.algos, no);
-        list(&mut map, &mut conflicts, line_key(&line.name), line, no);
+        list(&mut map, &mut conflicts, key(&line.name), line, no);
     }
     let algos = loaded(&label, bad, map.len() as u64, &algos)?;
     warn_conflicts(&label, &conflicts);
@@ -407,9 +412,6 @@ pub(crate) fn load_failed(e: LoadError) -> Exit {
 /// and changed lines as they come, then [`Joined`]'s lines and the summary.
 pub(crate) struct AuditSink<'a> {
     manifest: HashMap<Vec<u8>, Line>,
-    /// The results given now are standard input's (a PATH `-`), keyed
-    /// [`STDIN_KEY`], not the file called `-` of a walk of `.`.
-    pub(crate) stdin: bool,
     seen: HashSet<Vec<u8>>,
     /// New paths and their digests, for the moved/new decision at the end.
     new: BTreeMap<Vec<u8>, Vec<Digest>>,
@@ -433,7 +435,6 @@ impl<'a> AuditSink<'a> {
     ) -> AuditSink<'a> {
         AuditSink {
             manifest,
-            stdin: false,
             seen: HashSet::new(),
             new: BTreeMap::new(),
             matched: 0,
@@ -486,11 +487,7 @@ impl<'a> AuditSink<'a> {
 
 impl Sink<(), Note> for AuditSink<'_> {
     fn done(&mut self, item: Item<()>, result: Result<FileHash, HashError>) {
-        let name = if self.stdin {
-            STDIN_KEY.to_vec()
-        } else {
-            normalize(item.path.as_os_str().as_bytes())
-        };
+        let name = key(item.path.as_os_str().as_bytes());
         match result {
             Ok(h) => {
                 self.tally.files += 1;
@@ -522,7 +519,7 @@ impl Sink<(), Note> for AuditSink<'_> {
         match m {
             Note::Skipped(p, why) => {
                 if skipped_is_seen(&why) {
-                    self.seen.insert(normalize(p.as_os_str().as_bytes()));
+                    self.seen.insert(key(p.as_os_str().as_bytes()));
                 }
                 self.tally.skip(&p, &why, self.verbose)
             }
@@ -571,13 +568,11 @@ pub fn run(
     let counters = Arc::clone(pipe.counters());
     let mut sink = AuditSink::new(map, verbose, progress, &counters);
     let walk_opts = Arc::new(walk_opts);
-    // `-` is standard input, the file `-`, as in tree mode and in a `-c`
-    // manifest's line.
+    // `-` is standard input, its result named `-` and keyed as the
+    // manifest's line `-` ([`key`]), as in tree mode and `-c`.
     for s in Root::spawn_all(pipe, roots, &walk_opts, algos, None) {
-        sink.stdin = matches!(s, Root::Stdin);
         s.drain(&mut sink, algos);
     }
-    sink.stdin = false;
     sink.flush();
     progress.finish();
 

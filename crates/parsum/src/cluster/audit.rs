@@ -40,8 +40,8 @@ use super::runs::KMerge;
 use super::steal::fatal;
 use super::wire::{fnv1a, Dec, Enc, WireResult};
 use crate::audit::{
-    is_conflicting, AlgoLines, line_key, list, load_failed, loaded, matches, misformatted, normalize,
-    skipped_is_seen, warn_conflicts, AuditSink, Conflicts, Joined, LoadError, STDIN_KEY,
+    is_conflicting, key, list, load_failed, loaded, matches, misformatted, skipped_is_seen,
+    warn_conflicts, AlgoLines, AuditSink, Conflicts, Joined, LoadError,
 };
 use crate::check::{parse_step, CheckOpts, Reading, Step};
 use crate::config::{Config, Mode};
@@ -200,7 +200,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                         Step::Misformatted(no, _) => range.bad.push(no as u64),
                         Step::Line(line) => {
                             range.algos.add(line.algos, state.no as u64);
-                            let name = line_key(&line.name);
+                            let name = key(&line.name);
                             let e = &mut lines_out[owner(&name, ranks)];
                             encode_line(e, &name, &line);
                             e.u64(state.no as u64);
@@ -304,21 +304,10 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     }
     let algos = set_of(verdict[1]).unwrap_or_else(|e| fatal(world, &e));
 
-    // 2. The tree, walked and hashed by all ranks, as in tree mode.
-    // `-` is standard input, as in a single process: its record (root `-`)
-    // is keyed as standard input, not as the file `-` of a walk of `.`.
-    let stdin_roots: HashSet<u32> = (0..)
-        .zip(&roots)
-        .filter(|(_, r)| r.as_os_str() == "-")
-        .map(|(i, _)| i)
-        .collect();
-    let key = |r: &Record| {
-        if stdin_roots.contains(&r.root) {
-            STDIN_KEY.to_vec()
-        } else {
-            normalize(r.path.as_os_str().as_bytes())
-        }
-    };
+    // 2. The tree, walked and hashed by all ranks, as in tree mode. `-` is
+    // standard input, as in a single process: its record, named `-`, is
+    // keyed as the manifest's line `-` by the same rule ([`key`]).
+    let record_key = |r: &Record| key(r.path.as_os_str().as_bytes());
     let (queue, stdin) = if rank == 0 {
         super::root_queue(roots, algos)
     } else {
@@ -331,7 +320,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     // 3. The join by path: every record to its path's owner.
     let mut recs_out: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
     for r in records {
-        let name = key(&r);
+        let name = record_key(&r);
         r.encode(&mut recs_out[owner(&name, ranks)]);
     }
     let got = exchange(world, recs_out, Record::decode);
@@ -340,7 +329,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let mut new: BTreeMap<Vec<u8>, Vec<Digest>> = BTreeMap::new();
     let mut kept = Vec::new();
     for mut r in KMerge::new(sources) {
-        let name = key(&r);
+        let name = record_key(&r);
         match &r.outcome {
             Outcome::Hashed(h) => match mine.get(&name) {
                 Some(line) => {
@@ -378,7 +367,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             let mut since_flush = 0;
             merge_each(world, kept.into_iter(), |r| {
                 match r.outcome {
-                    Outcome::Compared { matched } => sink.compared(&key(&r), matched),
+                    Outcome::Compared { matched } => sink.compared(&record_key(&r), matched),
                     _ => r.deliver(sink, algos),
                 }
                 since_flush += 1;
@@ -510,6 +499,6 @@ mod tests {
 
     #[test]
     fn a_missing_path_is_normalized_before_it_is_owned() {
-        assert_eq!(owner(&normalize(b"./a/b"), 3), owner(&normalize(b"a/b"), 3));
+        assert_eq!(owner(&key(b"./a/b"), 3), owner(&key(b"a/b"), 3));
     }
 }
