@@ -22,8 +22,8 @@
 //! signature is not verified.
 //!
 //! A manifest named `-` is standard input, for every reader (`-c`,
-//! `--audit`, `--verify`): [`open_manifest`] opens it and [`label`] names
-//! it in messages.
+//! `--audit`, `--verify`): [`open_input`] opens it and [`label`] names it
+//! in messages.
 //!
 //! Names are bytes throughout; escaping lives in [`crate::escape`].
 
@@ -33,22 +33,31 @@ use std::path::Path;
 use crate::escape::{escape_name, quote, quote_bytes, unescape_name, Escape};
 use crate::hash::{Algo, AlgoSet, Digest};
 
-/// Opens a manifest for streaming: standard input for `-`; a directory is
-/// `EISDIR`.
+/// A manifest (or `--verify`'s STATE), opened: standard input, or a file
+/// with its metadata (never a directory).
+pub enum Input {
+    Stdin(io::Stdin),
+    File(std::fs::File, std::fs::Metadata),
+}
+
+/// Opens the manifest or state `path`: standard input for `-`; a directory
+/// is `EISDIR` ([`crate::stdio::open_input_with`]).
+pub fn open_input(path: &Path) -> io::Result<Input> {
+    if path == Path::new("-") {
+        return Ok(Input::Stdin(crate::stdio::stdin()?));
+    }
+    let (file, meta) =
+        crate::stdio::open_input_with(path, std::fs::OpenOptions::new().read(true))?;
+    Ok(Input::File(file, meta))
+}
+
+/// Opens a manifest for streaming ([`open_input`]).
 pub fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
     const BUF: usize = 64 * 1024;
-    if path == Path::new("-") {
-        Ok(Box::new(io::BufReader::with_capacity(
-            BUF,
-            crate::stdio::stdin()?,
-        )))
-    } else {
-        let f = crate::stdio::open_named(path)?;
-        if f.metadata()?.is_dir() {
-            return Err(io::Error::from_raw_os_error(libc::EISDIR));
-        }
-        Ok(Box::new(io::BufReader::with_capacity(BUF, f)))
-    }
+    Ok(match open_input(path)? {
+        Input::Stdin(s) => Box::new(io::BufReader::with_capacity(BUF, s)),
+        Input::File(f, _) => Box::new(io::BufReader::with_capacity(BUF, f)),
+    })
 }
 
 /// How messages name the manifest at `path`: `'standard input'` for `-`,

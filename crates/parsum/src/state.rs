@@ -102,15 +102,11 @@ impl Reader {
         use std::os::unix::fs::OpenOptionsExt;
         let mut options = std::fs::OpenOptions::new();
         options.read(true).custom_flags(libc::O_NONBLOCK);
-        let file = match crate::stdio::open_named_with(path, &options) {
-            Ok(f) => f,
+        let (file, meta) = match crate::stdio::open_input_with(path, &options) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(fail(e)),
         };
-        let meta = file.metadata().map_err(fail)?;
-        if meta.is_dir() {
-            return Err(fail(io::Error::from_raw_os_error(libc::EISDIR)));
-        }
         if !meta.is_file() {
             return Err(StateError::Io(format!(
                 "{label}: not a regular file (a FIFO, device or socket)"

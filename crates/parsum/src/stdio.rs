@@ -42,24 +42,28 @@ pub fn stdin() -> io::Result<io::Stdin> {
     }
 }
 
-/// Opens `path` for reading, as `File::open`, except that a name of a
-/// standard descriptor closed at start (`/dev/stdin` or `/dev/fd/0` after
-/// `<&-`, or a link to one) is EBADF, as `-` is: it would open the
-/// runtime's /dev/null and read as empty (`--verify /dev/stdin <&-`
-/// checked nothing and passed).
-pub fn open_named(path: &std::path::Path) -> io::Result<std::fs::File> {
-    open_named_with(path, std::fs::OpenOptions::new().read(true))
-}
-
-/// [`open_named`] with `options`.
-pub fn open_named_with(
+/// Opens `path` with `options` to read it whole as an input (a manifest, a
+/// state), and gives its metadata. The one home of two rules for every
+/// reader of a named input (`-c`, `--audit`, `--verify`, `--update`):
+/// - a name of a standard descriptor closed at start (`/dev/stdin` or
+///   `/dev/fd/0` after `<&-`, or a link to one) is EBADF, as `-` is: it
+///   would open the runtime's /dev/null and read as empty (`--verify
+///   /dev/stdin <&-` checked nothing and passed);
+/// - a directory opens but reads nothing (EISDIR at the first read): it is
+///   refused here, at the open, as `Is a directory`.
+pub fn open_input_with(
     path: &std::path::Path,
     options: &std::fs::OpenOptions,
-) -> io::Result<std::fs::File> {
+) -> io::Result<(std::fs::File, std::fs::Metadata)> {
     if crate::outfile::descriptor_named(path).is_some_and(closed_at_start) {
         return Err(closed_error());
     }
-    options.open(path)
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    Ok((file, meta))
 }
 
 /// Records which of 0, 1 and 2 are closed; run before the Rust runtime.

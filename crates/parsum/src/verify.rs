@@ -41,7 +41,7 @@ use std::sync::Arc;
 use crate::escape::{push_marked_name, quote_bytes, Escape};
 use crate::exit::Exit;
 use crate::hash::{kind_name, Algo, FileHash, FileStat, HashError};
-use crate::manifest::label;
+use crate::manifest::{label, open_input, Input};
 use crate::output::{plural, Out};
 use crate::pipeline::{hash_stdin_item, Feeder, Item, Pipeline, Runs, Sink};
 use crate::progress::{message, Counters, Progress};
@@ -138,22 +138,15 @@ fn check_all(state: &Path, only: Option<Algo>) -> Result<(Option<Kind>, Source),
             copy: Arc::clone(&copy),
         }))
     };
-    let (input, source) = if state == Path::new("-") {
-        // Standard input, as for `-c` (`crate::manifest::open_manifest`).
-        (tee(Box::new(crate::stdio::stdin().map_err(fail)?)), None)
-    } else {
-        let file = crate::stdio::open_named(state).map_err(fail)?;
-        let meta = file.metadata().map_err(fail)?;
-        if meta.is_dir() {
-            return Err(fail(std::io::Error::from_raw_os_error(libc::EISDIR)));
-        }
-        if meta.is_file() {
+    // Standard input for `-`, as for `-c`.
+    let (input, source) = match open_input(state).map_err(fail)? {
+        Input::Stdin(stdin) => (tee(Box::new(stdin)), None),
+        Input::File(file, meta) if meta.is_file() => {
             let again = file.try_clone().map_err(fail)?;
             let input: Box<dyn std::io::BufRead + Send> = Box::new(BufReader::new(file));
             (input, Some(Source::File(again)))
-        } else {
-            (tee(Box::new(file)), None)
         }
+        Input::File(file, _) => (tee(Box::new(file)), None),
     };
     let mut r = Reader::of(input, state, only);
     while r.next_entry()?.is_some() {}

@@ -339,13 +339,18 @@ fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("No such file or directory"));
-    // A directory as STATE.
+    // A directory as STATE, refused at the open by both (one home:
+    // `stdio::open_input_with`).
     std::fs::create_dir(d.path().join("STATE")).unwrap();
     update(d.path())
         .arg("t")
         .assert()
         .code(2)
         .stderr(predicate::str::contains("Is a directory"));
+    verify(d.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("STATE: Is a directory"));
     assert_eq!(listing(d.path()), ["STATE", "t"]);
 }
 
