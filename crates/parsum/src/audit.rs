@@ -332,7 +332,7 @@ impl AlgoLines {
     /// one read computes (one, or BLAKE3 and SHA-256 for 64-digit lines),
     /// with the algorithms it adds and those before it; `None` if the
     /// manifest never does.
-    fn mixed_at(&self) -> Option<(u64, AlgoSet, AlgoSet)> {
+    fn mixed_at(&self) -> Option<MixedAt> {
         let mut lines: Vec<u64> = self.first.iter().map(|&(_, no)| no).collect();
         lines.sort_unstable();
         lines.dedup();
@@ -352,6 +352,10 @@ impl AlgoLines {
         None
     }
 }
+
+/// Where a manifest starts to mix algorithms: the line, the algorithms it
+/// adds, and those of the lines before it.
+type MixedAt = (u64, AlgoSet, AlgoSet);
 
 /// Whether the algorithms `algos` need more than one read: more than one,
 /// unless they are BLAKE3 and SHA-256 (64-digit lines), both computed in
@@ -757,11 +761,14 @@ mod tests {
         let sha = AlgoSet::of(Algo::Sha256);
         let both = Algo::candidates_for_hex_len(64);
         let md5 = AlgoSet::of(Algo::Md5);
-        let cases: [(&[AlgoSet], Option<(u64, AlgoSet, AlgoSet)>); 4] = [
+        let cases: [(&[AlgoSet], Option<MixedAt>); 4] = [
             (&[both, sha, b3, both], None),
             (&[sha, both, md5, md5], Some((3, md5, both))),
             (&[md5, md5, both], Some((3, both, md5))),
-            (&[both, both, AlgoSet::of(Algo::Sha1)], Some((3, AlgoSet::of(Algo::Sha1), both))),
+            (
+                &[both, both, AlgoSet::of(Algo::Sha1)],
+                Some((3, AlgoSet::of(Algo::Sha1), both)),
+            ),
         ];
         for (lines, want) in cases {
             let mut whole = AlgoLines::default();

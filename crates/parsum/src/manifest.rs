@@ -46,8 +46,7 @@ pub fn open_input(path: &Path) -> io::Result<Input> {
     if path == Path::new("-") {
         return Ok(Input::Stdin(crate::stdio::stdin()?));
     }
-    let (file, meta) =
-        crate::stdio::open_input_with(path, std::fs::OpenOptions::new().read(true))?;
+    let (file, meta) = crate::stdio::open_input_with(path, std::fs::OpenOptions::new().read(true))?;
     Ok(Input::File(file, meta))
 }
 

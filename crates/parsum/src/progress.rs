@@ -75,7 +75,10 @@ pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
         out.write_all(bytes).and_then(|_| out.flush())
     };
     static STDOUT_IS_TTY: OnceLock<bool> = OnceLock::new();
-    write_to_terminal(*STDOUT_IS_TTY.get_or_init(|| std::io::stdout().is_terminal()), write)
+    write_to_terminal(
+        *STDOUT_IS_TTY.get_or_init(|| std::io::stdout().is_terminal()),
+        write,
+    )
 }
 
 /// Runs `write`, a write of results; when they go to a terminal

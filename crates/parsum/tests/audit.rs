@@ -188,7 +188,9 @@ fn a_manifest_mixing_algorithms_names_the_line() {
     let md5_abc = "900150983cd24fb0d6963f7d28e17f72";
     std::fs::write(
         d.path().join("SUMS"),
-        format!("# made by hand\n{SHA_ABC}  a\nSHA256 (b) = {SHA_EMPTY}\n{md5_abc}  c\n{md5_abc}  d\n"),
+        format!(
+            "# made by hand\n{SHA_ABC}  a\nSHA256 (b) = {SHA_EMPTY}\n{md5_abc}  c\n{md5_abc}  d\n"
+        ),
     )
     .unwrap();
     let (code, out, err) = audit(d.path(), &["a"]);
@@ -198,7 +200,11 @@ fn a_manifest_mixing_algorithms_names_the_line() {
         "parsum: SUMS: 4: mixes hash algorithms (MD5 after BLAKE3/SHA256); pass -a to choose one\n"
     );
     let (code, out, err) = audit(d.path(), &["-a", "sha256", "a"]);
-    assert_eq!((code, out.as_str()), (1, "matched  a\nmissing  b\n"), "{err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (1, "matched  a\nmissing  b\n"),
+        "{err}"
+    );
     assert!(err.contains("SUMS: 4: improperly formatted"), "{err}");
 }
 
