@@ -510,19 +510,22 @@ pub(crate) fn own_work_marks() -> Vec<usize> {
 /// Panics instead of waiting forever: an untimed wait (`get`, `wait`, a
 /// poll, `as_completed`) for a task that this very thread is finishing,
 /// which is done only once its body and callbacks return. (Timed waits
-/// time out at once instead; see `AsyncResult::settle`.)
-fn refuse_wait_for_own_work(own: OwnWork) -> ! {
-    match own {
-        OwnWork::Callback => panic!(
+/// time out at once instead; see `AsyncResult::settle`.) A refusal
+/// ([`panic::refuse`]): it returns only on a thread already unwinding, and
+/// the wait then gives up as a timed one does.
+#[track_caller]
+fn refuse_wait_for_own_work(own: OwnWork) {
+    panic::refuse(match own {
+        OwnWork::Callback => format_args!(
             "parpool: a callback waited for its own task's result (or for a task whose callbacks \
              this thread is running), which is final only after its callbacks return; use the \
              value the callback is given"
         ),
-        OwnWork::Task => panic!(
+        OwnWork::Task => format_args!(
             "parpool: a task waited for its own result (or for a task that waits for it on \
              this thread), which comes only once it returns: it would wait forever"
         ),
-    }
+    });
 }
 
 /// Runs a user callback; a panicking callback is contained (the default hook
@@ -897,7 +900,10 @@ impl<R> AsyncResult<R> {
     /// # Errors
     ///
     /// [`TaskError::Panicked`] if the task panicked, [`TaskError::Cancelled`]
-    /// if it was cancelled or its pool terminated before it ran.
+    /// if it was cancelled or its pool terminated before it ran. On a
+    /// thread already unwinding from another panic, where the panics below
+    /// would abort the process, [`TaskError::Spent`] or
+    /// [`TaskError::Timeout`] (the wait gives up) instead of them.
     ///
     /// # Panics
     ///
@@ -914,7 +920,9 @@ impl<R> AsyncResult<R> {
     }
 
     pub(crate) fn get_outcome(mut self) -> Outcome<R> {
-        self.wait();
+        if !self.wait_done() {
+            return Err(Failure::new(TaskError::Timeout, None));
+        }
         self.take()
     }
 
@@ -927,9 +935,10 @@ impl<R> AsyncResult<R> {
     ///
     /// # Panics
     ///
-    /// If the result was already returned by an earlier call. Called from
-    /// this task's own callbacks, or the task itself, it times out at once
-    /// (see [`wait`](Self::wait)).
+    /// If the result was already returned by an earlier call (except on a
+    /// thread already unwinding, as [`get`](Self::get) explains). Called
+    /// from this task's own callbacks, or the task itself, it times out at
+    /// once (see [`wait`](Self::wait)).
     ///
     /// ```
     /// use parpool::TaskError;
@@ -956,7 +965,10 @@ impl<R> AsyncResult<R> {
     fn take(&mut self) -> Outcome<R> {
         // Spent: if it was pending in an executor here, it waits no more.
         crate::exec_wait::ended(self.wait_key());
-        self.refuse_if_spent();
+        if self.is_spent() {
+            panic::refuse(format_args!("{SPENT}"));
+            return Err(Failure::new(TaskError::Spent, None));
+        }
         let slot = self.task.slot();
         slot.observed.store(true, Ordering::Relaxed);
         // SAFETY: `&mut self`: this handle is the only one and nothing else
@@ -975,23 +987,18 @@ impl<R> AsyncResult<R> {
         self.slot().taken.load(Ordering::Relaxed) != NOT_TAKEN
     }
 
-    fn refuse_if_spent(&self) {
-        assert!(!self.is_spent(), "{SPENT}");
-    }
-
     /// A callback attached to a spent handle would never see the result:
     /// it is dropped (contained: its `Drop` is user code) and the call
     /// panics, as `get` does, rather than losing it without a word; `None`
     /// then. On a thread already unwinding (a `Drop` attaching it) a second
-    /// panic would abort the process, so it is only dropped.
+    /// panic would abort the process, so it is only dropped
+    /// ([`panic::refuse`]).
     fn callback_unless_spent<F>(&self, f: F) -> Option<F> {
         if !self.is_spent() {
             return Some(f);
         }
         panic::drop_discarding(f);
-        if !std::thread::panicking() {
-            panic!("{SPENT}");
-        }
+        panic::refuse(format_args!("{SPENT}"));
         None
     }
 
@@ -1006,7 +1013,9 @@ impl<R> AsyncResult<R> {
     /// the task is done, or from the task itself (also through tasks this
     /// thread runs inline while the task waits): it would wait forever.
     /// Also `get`. The timed forms (`get_timeout`, `wait_timeout`) time out
-    /// at once there instead.
+    /// at once there instead; so does this wait on a thread already
+    /// unwinding from another panic (a `Drop` waiting), where a second
+    /// panic would abort the process: it returns with the task unfinished.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -1015,8 +1024,13 @@ impl<R> AsyncResult<R> {
     /// assert!(handle.ready());
     /// ```
     pub fn wait(&self) {
-        self.settle(None);
-        park::wait(self, Deadline::NEVER);
+        self.wait_done();
+    }
+
+    /// [`wait`](Self::wait), returning whether the task is done: `false`
+    /// only where the wait gave up ([`settle`](Self::settle)).
+    fn wait_done(&self) -> bool {
+        self.settle(None) && park::wait(self, Deadline::NEVER)
     }
 
     /// Waits at most `timeout`; returns whether the task has finished.
@@ -1185,17 +1199,21 @@ impl<R> AsyncResult<R> {
     ///   [`crate::wait()`] treat it), which waited forever.
     ///
     /// `timed` is the timed form's deadline (`None` for the untimed forms).
-    /// Returns whether the wait may go on.
+    /// Returns whether the wait may go on: `false` when it cannot end, for
+    /// a timed wait, and for any wait on a thread already unwinding, where
+    /// the panic is not raised (it would abort the process;
+    /// [`panic::refuse`]) and the wait gives up as a timed one does.
     fn settle(&self, timed: Option<Deadline>) -> bool {
         if let Some(own) = own_work(self.slot()) {
-            if timed.is_some() {
-                return false;
+            if timed.is_none() {
+                refuse_wait_for_own_work(own);
             }
-            refuse_wait_for_own_work(own);
+            return false;
         }
         let drained = crate::registry::help_drain(self.task.pool_key(), || self.slot().is_done());
         if drained == crate::registry::Drained::Stuck && timed.map_or(true, Deadline::is_never) {
             crate::registry::stuck_in_drain();
+            return false;
         }
         true
     }
@@ -1212,7 +1230,8 @@ impl<R> AsyncResult<R> {
     }
 
     /// Panics as an untimed wait for this handle's task on this thread
-    /// does; see [`settle`](Self::settle).
+    /// does (if this thread is finishing it); see [`settle`](Self::settle).
+    /// Returns only on a thread already unwinding, or if it is not.
     pub(crate) fn refuse_own_work(&self) {
         if let Some(own) = own_work(self.slot()) {
             refuse_wait_for_own_work(own);
@@ -1311,7 +1330,11 @@ impl<R> Future for AsyncResult<R> {
     /// handle is pending there, and another thread runs the pool's queue
     /// meanwhile, so even a one-worker pool completes the task.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.settle(None);
+        if !self.settle(None) {
+            // Only on a thread already unwinding: a wait that could never
+            // end gives up, as `get` does there.
+            return Poll::Ready(Err(TaskError::Timeout));
+        }
         let key = self.wait_key();
         loop {
             crate::exec_wait::resumed(key);

@@ -27,6 +27,11 @@ pub enum TaskError {
     #[error("task panicked: {0}")]
     Panicked(String),
     /// The result was not ready before the timeout. The handle can still be used.
+    ///
+    /// Also what an untimed wait that could never end gives up with (`get`
+    /// for its own task, from one of its callbacks), on a thread already
+    /// unwinding from another panic, where the panic it would raise would
+    /// abort the process (see [`AsyncResult::wait`](crate::AsyncResult::wait)).
     #[error("timed out waiting for the task's result (the task keeps running)")]
     Timeout,
     /// The task never ran, or stopped early: it was cancelled, or the pool was
@@ -49,6 +54,41 @@ pub enum TaskError {
          task never ran (check ThreadPool::is_running, or use apply, which runs on the caller)"
     )]
     NotRunning,
+    /// The handle's result was already returned, by
+    /// [`get_timeout`](crate::AsyncResult::get_timeout) or by awaiting it:
+    /// a handle gives its result once. Asking again is a bug, and panics
+    /// saying so; only on a thread that is already unwinding from another
+    /// panic (a `Drop` asking), where a second panic would abort the
+    /// process, is this returned instead.
+    ///
+    /// ```
+    /// use parpool::{AsyncResult, TaskError, ThreadPool};
+    /// use std::time::Duration;
+    ///
+    /// // A guard whose `Drop` asks for a result already taken.
+    /// struct GetOnDrop(Option<AsyncResult<u8>>);
+    /// impl Drop for GetOnDrop {
+    ///     fn drop(&mut self) {
+    ///         let handle = self.0.take().unwrap();
+    ///         assert_eq!(handle.get(), Err(TaskError::Spent));
+    ///     }
+    /// }
+    ///
+    /// let pool = ThreadPool::with_workers(1);
+    /// let mut handle = pool.apply_async(|| 7);
+    /// assert_eq!(handle.get_timeout(Duration::from_secs(10)), Ok(7));
+    /// let guard = GetOnDrop(Some(handle));
+    /// let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+    ///     let _guard = guard;
+    ///     panic!("the guard's Drop runs while this unwinds");
+    /// }));
+    /// assert!(unwound.is_err());
+    /// ```
+    #[error(
+        "the task's result was already returned by this handle (by get_timeout, or by awaiting \
+         it); a handle gives its result once"
+    )]
+    Spent,
 }
 
 /// Why [`Builder::build`](crate::Builder::build) could not make a pool.

@@ -181,6 +181,20 @@ pub(crate) fn drop_all_discarding<T>(items: impl IntoIterator<Item = T>) {
     drop(drop_all_contained(items));
 }
 
+/// Refuses a misuse of the API with a panic saying `why` (a spent handle
+/// asked for its result again, a wait that could never end), unless this
+/// thread is unwinding already: there (a `Drop` making the call while
+/// another panic unwinds) a second panic would abort the process, so this
+/// returns, and the caller gives up with the value it documents for that
+/// case (an error, a wait that returns unfinished, a callback only
+/// dropped). Every refusal of a handle goes through here.
+#[track_caller]
+pub(crate) fn refuse(why: std::fmt::Arguments<'_>) {
+    if !std::thread::panicking() {
+        panic!("{why}");
+    }
+}
+
 /// Re-raises `p` on the current thread, unless the thread is unwinding
 /// already: a second panic would abort the process, so `p` is dropped then.
 pub(crate) fn reraise_unless_unwinding(p: Payload) {

@@ -436,11 +436,14 @@ pub(crate) fn help_drain(key: usize, done: impl Fn() -> bool) -> Drained {
 }
 
 /// Gives up a wait that only this thread, further down its stack, could
-/// ever end ([`Drained::Stuck`]): a clear error, not a hang.
-pub(crate) fn stuck_in_drain() -> ! {
-    panic!(
+/// ever end ([`Drained::Stuck`]): a clear error, not a hang. A refusal
+/// ([`panic::refuse`]): it returns only on a thread already unwinding,
+/// and the wait then gives up without the panic (it must not go on).
+#[track_caller]
+pub(crate) fn stuck_in_drain() {
+    panic::refuse(format_args!(
         "parpool: a wait in a callback of a task discarded by terminate waits for a task \
          queued behind it, through more nested waits than this thread may discard work \
          itself; giving up instead of hanging"
-    );
+    ));
 }

@@ -91,6 +91,10 @@ impl<R> std::fmt::Debug for AsCompleted<R> {
 /// of a task the iterating thread is itself finishing (a callback of it,
 /// or the task itself, as [`AsyncResult::wait`] explains);
 /// [`next_timeout`](AsCompleted::next_timeout) times out at once then.
+/// On a thread already unwinding from another panic (a `Drop` iterating),
+/// where a second panic would abort the process, iterating gives up
+/// instead: `next` returns `None` (and [`wait()`] leaves such handles
+/// pending).
 ///
 /// ```
 /// use std::time::Duration;
@@ -167,6 +171,8 @@ impl<R> AsCompleted<R> {
             }
             if self.only_own_work_left() {
                 if deadline.is_never() {
+                    // Returns only on a thread already unwinding: the
+                    // untimed wait then gives up as a timed one does.
                     let first = self.handles.iter().flatten().next();
                     first.expect("one is left").refuse_own_work();
                 }
@@ -180,7 +186,9 @@ impl<R> AsCompleted<R> {
                     if registry::help_drain(key, || signal.done()) == registry::Drained::Stuck
                         && deadline.is_never()
                     {
+                        // Returns only on a thread already unwinding.
                         registry::stuck_in_drain();
+                        return Err(TaskError::Timeout);
                     }
                 }
             }

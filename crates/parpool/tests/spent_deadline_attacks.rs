@@ -501,3 +501,185 @@ fn a_callback_attached_to_a_spent_handle_while_unwinding_does_not_abort() {
         },
     );
 }
+
+/// Runs `f` in a `Drop` that runs while its thread unwinds from another
+/// panic (caught here), and returns what `f` returned. A panic out of `f`
+/// there aborts the process: call this in a child process.
+fn while_unwinding<T>(f: impl FnOnce() -> T) -> T {
+    struct OnDrop<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for OnDrop<F> {
+        fn drop(&mut self) {
+            assert!(std::thread::panicking());
+            (self.0.take().expect("dropped once"))();
+        }
+    }
+    let mut out = None;
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _call = OnDrop(Some(|| out = Some(f())));
+        panic!("{MARK}: unwinding past a Drop that uses a handle");
+    }));
+    assert!(unwound.is_err());
+    out.expect("the Drop ran")
+}
+
+/// A `Drop` that runs while its thread unwinds asks a spent handle for its
+/// result (`get`, `get_timeout`, a poll): each returns `TaskError::Spent`
+/// instead of panicking a second time, which aborted the process (in a
+/// child process: a regression aborts it, not the test binary). Off the
+/// unwinding, the same calls still panic.
+#[test]
+fn a_spent_handle_asked_for_its_result_while_unwinding_returns_spent() {
+    child::run(
+        "a_spent_handle_asked_for_its_result_while_unwinding_returns_spent",
+        20,
+        || {
+            common::quiet_panics_containing(MARK);
+            common::quiet_panics_containing("already returned");
+            let pool = ThreadPool::with_workers(1);
+            let long = Duration::from_secs(10);
+            for ok in [true, false] {
+                let task = move || -> u8 {
+                    if !ok {
+                        panic!("{MARK}: the task failed");
+                    }
+                    7
+                };
+                // Spent by `get_timeout`.
+                let mut h = pool.apply_async(task);
+                assert_eq!(h.get_timeout(long).is_ok(), ok);
+                for timeout in [Duration::ZERO, Duration::MAX] {
+                    let got = while_unwinding(|| h.get_timeout(timeout));
+                    assert_eq!(got, Err(TaskError::Spent), "ok={ok}, {timeout:?}");
+                }
+                let got = while_unwinding(|| poll_once(&mut h));
+                assert_eq!(got, Poll::Ready(Err(TaskError::Spent)), "ok={ok}");
+                assert_eq!(while_unwinding(move || h.get()), Err(TaskError::Spent));
+                // Spent by awaiting it.
+                let mut h = pool.apply_async(task);
+                assert_eq!(futures::executor::block_on(&mut h).is_ok(), ok);
+                assert_eq!(while_unwinding(move || h.get()), Err(TaskError::Spent));
+                // Off the unwinding, a spent handle still panics.
+                let mut h = pool.apply_async(task);
+                assert_eq!(h.get_timeout(long).is_ok(), ok);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || h.get()));
+                assert!(spent_message(r).contains("already returned"));
+            }
+            assert_eq!(pool.apply(|| 5), 5);
+        },
+    );
+}
+
+/// A callback waits, in a `Drop` running while its thread unwinds, for its
+/// own task (which is final only once the callback returns): every untimed
+/// wait gives up at once, as the timed ones do (`wait` returns with the
+/// task not ready, a poll and `get` give `Timeout`, `parpool::wait` leaves
+/// it pending), where the panic saying the wait could never end aborted
+/// the process (in a child process).
+#[test]
+fn a_wait_for_own_work_while_unwinding_gives_up_as_a_timed_wait_does() {
+    child::run(
+        "a_wait_for_own_work_while_unwinding_gives_up_as_a_timed_wait_does",
+        20,
+        || {
+            common::quiet_panics_containing(MARK);
+            let pool = ThreadPool::with_workers(1);
+            let slot: Arc<std::sync::Mutex<Option<AsyncResult<u32>>>> = Arc::default();
+            let own = Arc::clone(&slot);
+            let (tx, rx) = mpsc::channel();
+            let (go, wait_go) = mpsc::channel::<()>();
+            let h = pool
+                .apply_async(move || {
+                    wait_go.recv().unwrap();
+                    5
+                })
+                .on_success(move |_| {
+                    let mut h = own.lock().unwrap().take().expect("the handle was kept");
+                    let seen = while_unwinding(move || {
+                        h.wait();
+                        let ready = h.ready();
+                        let timed = h.get_timeout(Duration::MAX);
+                        let polled = poll_once(&mut h);
+                        let (done, mut pending) =
+                            parpool::wait(vec![h], None, parpool::WaitFor::AllCompleted);
+                        let left = (done.len(), pending.len());
+                        let got = pending.pop().map(AsyncResult::get);
+                        (ready, timed, polled, left, got)
+                    });
+                    tx.send(seen).unwrap();
+                });
+            *slot.lock().unwrap() = Some(h);
+            go.send(()).unwrap();
+            let (ready, timed, polled, left, got) = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the callback returned");
+            assert!(!ready, "its own task cannot be ready in its callback");
+            assert_eq!(timed, Err(TaskError::Timeout));
+            assert_eq!(polled, Poll::Ready(Err(TaskError::Timeout)));
+            assert_eq!(left, (0, 1), "parpool::wait leaves it pending");
+            assert_eq!(got, Some(Err(TaskError::Timeout)));
+            assert_eq!(pool.apply(|| 6), 6);
+        },
+    );
+}
+
+/// As `chain_of_max_timed_drain_waits_deeper_than_the_inline_depth`, with
+/// each error callback's untimed `wait` for the next task made from a
+/// `Drop` while the callback unwinds: at the inlining depth the wait gives
+/// up and returns (the task not ready), where its panic saying so aborted
+/// the process; `terminate` returns and every callback runs once.
+#[test]
+fn chain_of_drain_waits_while_unwinding_deeper_than_the_inline_depth() {
+    child::run(
+        "chain_of_drain_waits_while_unwinding_deeper_than_the_inline_depth",
+        20,
+        || {
+            common::quiet_parpool_diagnostics();
+            common::quiet_panics_containing(MARK);
+            let pool = ThreadPool::with_workers(1);
+            let (occupant, release) = occupy_the_worker(&pool);
+            let calls = Arc::new(AtomicUsize::new(0));
+            let gave_up = Arc::new(AtomicUsize::new(0));
+            let n = 40;
+            let slots: Vec<Slot> = (0..n).map(|_| Arc::new(OnceLock::new())).collect();
+            for i in 0..n {
+                let next = slots.get(i + 1).cloned();
+                let (c, g) = (Arc::clone(&calls), Arc::clone(&gave_up));
+                let h = pool.apply_async(move || i as u32).on_error(move |_| {
+                    c.fetch_add(1, SeqCst);
+                    if let Some(next) = next {
+                        let h = loop {
+                            if let Some(h) = next.get() {
+                                break h;
+                            }
+                            std::thread::yield_now();
+                        };
+                        if !while_unwinding(|| {
+                            h.wait();
+                            h.ready()
+                        }) {
+                            g.fetch_add(1, SeqCst);
+                        }
+                    }
+                });
+                slots[i].set(h).ok().unwrap();
+            }
+            common::wait_queued(&pool, n);
+            let (done_tx, done_rx) = mpsc::channel();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    pool.terminate();
+                    done_tx.send(()).unwrap();
+                });
+                let r = done_rx.recv_timeout(Duration::from_secs(8));
+                let _ = release.send(());
+                assert!(r.is_ok(), "terminate hung");
+            });
+            occupant.get().unwrap();
+            for s in &slots {
+                assert!(s.get().unwrap().ready());
+            }
+            assert_eq!(calls.load(SeqCst), n, "every callback ran once");
+            assert!(gave_up.load(SeqCst) >= 1, "the deepest wait gave up");
+        },
+    );
+}
