@@ -65,13 +65,8 @@ fn in_rounds(world: &SimpleCommunicator, outgoing: &[Vec<u8>], round: usize) -> 
         rounds += 1;
         let more_here = outgoing.iter().zip(&sent).any(|(m, &at)| at < m.len()) as u8;
         let mut more = 0u8;
-        mpi::request::scope(|scope| {
-            idle::complete(world.immediate_all_reduce_into(
-                scope,
-                &more_here,
-                &mut more,
-                SystemOperation::max(),
-            ))
+        idle::wait_for(|scope| {
+            world.immediate_all_reduce_into(scope, &more_here, &mut more, SystemOperation::max())
         });
         if more == 0 {
             return Exchanged { incoming, rounds };
@@ -97,8 +92,8 @@ fn one_round(world: &SimpleCommunicator, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
     }
     let mut recv_counts: Vec<Count> = vec![0; n];
     // The first call of a round: where a rank that finished early waits.
-    mpi::request::scope(|scope| {
-        idle::complete(world.immediate_all_to_all_into(scope, &counts[..], &mut recv_counts[..]))
+    idle::wait_for(|scope| {
+        world.immediate_all_to_all_into(scope, &counts[..], &mut recv_counts[..])
     });
     let mut recv_displs: Vec<Count> = Vec::with_capacity(n);
     let mut total: usize = 0;
@@ -113,9 +108,7 @@ fn one_round(world: &SimpleCommunicator, pieces: &[&[u8]]) -> Vec<Vec<u8>> {
     {
         let sendp = Partition::new(&send[..], &counts[..], &displs[..]);
         let mut recvp = PartitionMut::new(&mut recv[..], &recv_counts[..], &recv_displs[..]);
-        mpi::request::scope(|scope| {
-            idle::complete(world.immediate_all_to_all_varcount_into(scope, &sendp, &mut recvp))
-        });
+        idle::wait_for(|scope| world.immediate_all_to_all_varcount_into(scope, &sendp, &mut recvp));
     }
     recv_counts
         .iter()

@@ -11,16 +11,21 @@
 //!
 //! Invariant: every wait of a rank on another outside the work-stealing
 //! loop (which naps on its own, `steal.rs`) goes through this module. Each
-//! starts the non-blocking form of the call and tests it with naps that
-//! double from [`FIRST_NAP`] to [`MAX_NAP`], so a waiting rank costs a few
-//! hundred wake-ups a second at most and learns of the peer at most
-//! [`MAX_NAP`] late. Only the main thread calls it (MPI is funneled).
+//! starts the non-blocking form of the call ([`wait_for`], or a probe for
+//! a receive) and tests it with naps that double from [`FIRST_NAP`] to
+//! [`MAX_NAP`], so a waiting rank costs a few hundred wake-ups a second at
+//! most and learns of the peer at most [`MAX_NAP`] late. Only the main
+//! thread calls it (MPI is funneled).
+//!
+//! [`wait_for`]: crate::cluster::idle::wait_for
+//! [`FIRST_NAP`]: crate::cluster::idle::FIRST_NAP
+//! [`MAX_NAP`]: crate::cluster::idle::MAX_NAP
 
 use std::time::Duration;
 
 use mpi::datatype::{Buffer, BufferMut};
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
-use mpi::request::{self, Request, Scope};
+use mpi::request::{self, LocalScope, Request, Scope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use mpi::Tag;
@@ -45,8 +50,18 @@ impl Naps {
     }
 }
 
+/// Starts a non-blocking call in a request scope of its own (`start` is
+/// given the scope) and waits for it to complete, napping between tests:
+/// the blocking form of the call, without the spinning. Every collective
+/// and send outside the work-stealing loop waits here.
+pub fn wait_for<'a, D: ?Sized + 'a>(
+    start: impl for<'s> FnOnce(&'s LocalScope<'a>) -> Request<'a, D, &'s LocalScope<'a>>,
+) {
+    request::scope(|scope| complete(start(scope)));
+}
+
 /// Waits for `pending` to complete, napping between tests.
-pub fn complete<'a, D: ?Sized, S: Scope<'a>>(mut pending: Request<'a, D, S>) {
+fn complete<'a, D: ?Sized, S: Scope<'a>>(mut pending: Request<'a, D, S>) {
     let mut naps = Naps::new();
     loop {
         match pending.test() {
@@ -59,12 +74,10 @@ pub fn complete<'a, D: ?Sized, S: Scope<'a>>(mut pending: Request<'a, D, S>) {
 
 /// `MPI_Bcast` of `buf` from rank 0 to every rank, waiting with naps.
 pub fn broadcast_from_root<B: BufferMut + ?Sized>(world: &SimpleCommunicator, buf: &mut B) {
-    request::scope(|scope| {
-        complete(
-            world
-                .process_at_rank(0)
-                .immediate_broadcast_into(scope, buf),
-        )
+    wait_for(|scope| {
+        world
+            .process_at_rank(0)
+            .immediate_broadcast_into(scope, buf)
     });
 }
 
@@ -82,5 +95,5 @@ pub fn receive_vec<S: Source>(from: &S, tag: Tag) -> Vec<u8> {
 /// Sends `buf` tagged `tag` to `to`, waiting with naps until it is sent
 /// (a large message waits for the receiver to take it).
 pub fn send<D: Destination, B: Buffer + ?Sized>(to: &D, buf: &B, tag: Tag) {
-    request::scope(|scope| complete(to.immediate_send_with_tag(scope, buf, tag)));
+    wait_for(|scope| to.immediate_send_with_tag(scope, buf, tag));
 }

@@ -413,12 +413,12 @@ impl<'a> Walk<'a> {
         // With naps (`idle.rs`): a rank waits here for the others to see
         // DONE, and MPI's blocking calls spin.
         let mut sent_to_me = vec![0i32; self.size as usize];
-        mpi::request::scope(|scope| {
-            super::idle::complete(self.world.immediate_all_to_all_into(
+        super::idle::wait_for(|scope| {
+            self.world.immediate_all_to_all_into(
                 scope,
                 &self.requests_sent[..],
                 &mut sent_to_me[..],
-            ))
+            )
         });
         for r in 0..self.size {
             while self.requests_received[r as usize] < sent_to_me[r as usize] {
