@@ -715,9 +715,7 @@ fn an_output_file_that_cannot_be_written_fails_the_job() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    for i in 0..30 {
-        write(d.path(), format!("t/f{i}").as_bytes(), b"x");
-    }
+    small_tree(d.path(), 30);
     for np in [1, 3] {
         let got = mpi(np, d.path(), &["-o", "/dev/full", "t"], &[]);
         assert_eq!(got.code, 1, "-np {np}: {}", got.stderr);

@@ -757,9 +757,7 @@ fn output_to_dev_stdout_appended_to_a_log() {
     }
     let d = tempfile::tempdir().unwrap();
     let r = d.path();
-    for i in 0..5 {
-        write(r, format!("t/f{i}").as_bytes(), b"x");
-    }
+    small_tree(r, 5);
     let manifest = single(r, &["t"]).stdout;
     let append: &[&str] = &["sh", "-c", "exec \"$0\" \"$@\" >> log"];
     for np in [0, 2] {
@@ -894,9 +892,7 @@ fn a_descriptor_past_the_standard_three_is_refused_under_a_launcher() {
     }
     let d = tempfile::tempdir().unwrap();
     let r = d.path();
-    for i in 0..5 {
-        write(r, format!("t/f{i}").as_bytes(), b"x");
-    }
+    small_tree(r, 5);
     std::fs::write(r.join("SUMS"), single(r, &["t"]).stdout).unwrap();
     let fd3: &[&str] = &["sh", "-c", "exec \"$0\" \"$@\" 3<SUMS"];
     let one = single_with(fd3, r, &["-c", "/dev/fd/3"], b"");

@@ -67,6 +67,14 @@ pub fn write(dir: &Path, name: &[u8], content: &[u8]) -> PathBuf {
     path
 }
 
+/// Writes `files` files `t/f0`, `t/f1`, … under `dir`, each holding `x`:
+/// the small tree a test runs on when only the command around it matters.
+pub fn small_tree(dir: &Path, files: usize) {
+    for i in 0..files {
+        write(dir, format!("t/f{i}").as_bytes(), b"x");
+    }
+}
+
 /// The awkward names every format must survive.
 pub const AWKWARD: &[&[u8]] = &[
     b"plain.txt",
