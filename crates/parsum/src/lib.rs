@@ -14,9 +14,9 @@
 //! [`escape`] holds every way a file name is escaped, and [`stdio`] which
 //! standard descriptors were closed at start.
 
-// The modules' prose links their private items (a tuning constant, a
-// helper) on purpose: parsum's docs are a map of its internals, built with
-// `--document-private-items`, where every such link resolves.
+// The modules are public for the tests, not as an API: their docs are read
+// with `--document-private-items`, where links to their private items
+// resolve.
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod app;

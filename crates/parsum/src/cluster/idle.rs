@@ -16,10 +16,6 @@
 //! [`MAX_NAP`], so a waiting rank costs a few hundred wake-ups a second at
 //! most and learns of the peer at most [`MAX_NAP`] late. Only the main
 //! thread calls it (MPI is funneled).
-//!
-//! [`wait_for`]: crate::cluster::idle::wait_for
-//! [`FIRST_NAP`]: crate::cluster::idle::FIRST_NAP
-//! [`MAX_NAP`]: crate::cluster::idle::MAX_NAP
 
 use std::time::Duration;
 

@@ -18,31 +18,18 @@
 //! (the other ranks wait), so their output is the single-process output too. The protocol is
 //! written out in docs/many-nodes.md.
 
-/// `--audit` as a distributed hash join.
 pub mod audit;
-/// `-c` with the manifests split between ranks.
 pub mod check;
-/// Device numbers from other ranks, in this node's numbering.
 pub mod devmap;
-/// All-to-all byte exchange (hard links, `-c`'s parser states, the audit's joins).
 pub mod exchange;
-/// One rank's hashing on the per-device pipeline.
 pub mod hasher;
-/// How a rank waits for others: with naps, never spinning.
 pub mod idle;
-/// Hard links hashed once in the whole job.
 pub mod links;
-/// Rank 0's merge of the ranks' sorted streams.
 pub mod merge;
-/// Results with their output-order key.
 pub mod record;
-/// Sorted runs with bounded memory; the k-way merge.
 pub mod runs;
-/// Work stealing and termination.
 pub mod steal;
-/// The byte encoding of messages.
 pub mod wire;
-/// Work items and a rank's queue.
 pub mod work;
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! The byte encoding of what ranks send each other: work items
-//! ([`crate::cluster::work::Work`]) and results
-//! ([`crate::cluster::record::Record`]).
+//! ([`crate::cluster::work::Dir`], [`crate::cluster::work::FileTask`]) and
+//! results ([`crate::cluster::record::Record`]).
 //!
 //! Invariant: decoding what [`Enc`] wrote gives back the same values, and
 //! decoding anything else is an `Err` naming what was malformed, never a
