@@ -43,7 +43,11 @@ pub struct Stats {
     /// panicked (also counted in `completed`), and stray panics with no
     /// consumer to go to, such as the `Drop` of a result nobody takes or of
     /// a closure the pool refused or discarded unrun. Such a closure never
-    /// ran, so `panicked` may exceed `completed`.
+    /// ran, so `panicked` may exceed `completed`. Panics of an
+    /// `AsyncResult`'s callbacks (`on_success`, `on_error`, and their
+    /// `Drop`s) and of wakers are contained and printed by the panic hook,
+    /// but not counted here: they are the handle owner's code, not the
+    /// pool's work, and they never meet the pool's `PanicPolicy`.
     pub panicked: usize,
 }
 
