@@ -243,7 +243,7 @@ impl Root {
         roots
             .into_iter()
             .map(|root| {
-                if root.as_os_str() == "-" {
+                if crate::stdio::is_dash(&root) {
                     Root::Stdin
                 } else {
                     let walk = Arc::clone(walk);

@@ -124,7 +124,7 @@ impl Reading {
     pub fn of(path: &Path, opts: &CheckOpts) -> Reading {
         Reading {
             hint: hint_for(path, opts),
-            from_stdin: path == Path::new("-"),
+            from_stdin: crate::stdio::is_dash(path),
             zero: opts.zero,
         }
     }

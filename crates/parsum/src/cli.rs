@@ -5,11 +5,12 @@
 //! takes no `--check`") are checked in [`Args::validate`], which returns a usage
 //! error that `main` turns into exit code 2.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::hash::Algo;
+use crate::stdio::is_dash;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -198,14 +199,14 @@ impl Args {
                 ));
             }
         }
-        if self.update.as_deref() == Some(Path::new("-")) {
+        if self.update.as_deref().is_some_and(is_dash) {
             return Err(
                 "--update rewrites STATE, so it cannot be standard input ('-'); \
                         name a file (./- for one called -)"
                     .into(),
             );
         }
-        let dashes = self.paths.iter().filter(|p| *p == Path::new("-")).count();
+        let dashes = self.paths.iter().filter(|p| is_dash(p)).count();
         let stdin_root = dashes > 0;
         if stdin_root && self.update.is_some() {
             return Err(
@@ -214,7 +215,7 @@ impl Args {
                     .into(),
             );
         }
-        if stdin_root && self.audit.as_deref() == Some(Path::new("-")) {
+        if stdin_root && self.audit.as_deref().is_some_and(is_dash) {
             return Err(
                 "--audit - reads MANIFEST from standard input, so a PATH cannot be standard \
                  input ('-') too; name ./- for a file called -"

@@ -3,7 +3,7 @@
 //! anything runs. Every cross-flag rule and every usage error is decided
 //! here, so the modes never see an inconsistent combination.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::check::CheckOpts;
@@ -149,7 +149,7 @@ impl Config {
                     Format::Gnu
                 },
                 // `-o -` is standard output, as `-c -` is standard input.
-                output: args.output.clone().filter(|o| o != Path::new("-")),
+                output: args.output.clone().filter(|o| !crate::stdio::is_dash(o)),
             }
         };
         Ok(Config {

@@ -43,7 +43,7 @@ pub enum Input {
 /// Opens the manifest or state `path`: standard input for `-`; a directory
 /// is `EISDIR` ([`crate::stdio::open_input_with`]).
 pub fn open_input(path: &Path) -> io::Result<Input> {
-    if path == Path::new("-") {
+    if crate::stdio::is_dash(path) {
         return Ok(Input::Stdin(crate::stdio::stdin()?));
     }
     let (file, meta) = crate::stdio::open_input_with(path, std::fs::OpenOptions::new().read(true))?;
@@ -62,7 +62,7 @@ pub fn open_manifest(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 /// How messages name the manifest at `path`: `'standard input'` for `-`,
 /// as coreutils does.
 pub fn label(path: &Path) -> String {
-    if path == Path::new("-") {
+    if crate::stdio::is_dash(path) {
         quote_bytes(b"standard input")
     } else {
         quote(path)

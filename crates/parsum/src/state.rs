@@ -126,7 +126,7 @@ impl Reader {
         let hint = only.or_else(|| crate::check::hint_from_name(path));
         let mut r = Reader::new(input, only, hint);
         r.label = quote(path);
-        r.from_stdin = path == Path::new("-");
+        r.from_stdin = crate::stdio::is_dash(path);
         r
     }
 

@@ -42,6 +42,15 @@ pub fn stdin() -> io::Result<io::Stdin> {
     }
 }
 
+/// Whether `path` is exactly `-`, standard input (or output, for `-o`):
+/// byte for byte, as coreutils compares it. Not `Path`'s `==`, which
+/// compares components and so takes `-/`, a directory called `-`, for `-`.
+/// The one test for every place a name may be `-`.
+pub fn is_dash(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes() == b"-"
+}
+
 /// Opens `path` with `options` to read it whole as an input (a manifest, a
 /// state), and gives its metadata. The one home of two rules for every
 /// reader of a named input (`-c`, `--audit`, `--verify`, `--update`):

@@ -80,6 +80,59 @@ fn a_repeated_dash_path_is_a_usage_error() {
     );
 }
 
+/// Only exactly `-` is standard input: `-/` is a directory called `-`, as
+/// coreutils compares the name byte for byte. Rust's `Path` `==` compares
+/// components, so `-/` equalled `-`: `- -/` was refused as a repeated
+/// `-`, `--audit - -/` and `--update S -/` as standard input, and `-c -/`,
+/// `--audit -/`, `--verify -/` read standard input, `-o -/` wrote to
+/// standard output, none of them the directory.
+#[test]
+fn a_directory_called_dash_with_a_slash_is_not_standard_input() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("-")).unwrap();
+    write(d.path(), b"-/f", b"abc");
+    let run = |args: &[&str]| {
+        parsum()
+            .current_dir(d.path())
+            .args(["-a", "sha256"])
+            .args(args)
+            .write_stdin("abc")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--", "-", "-/"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("{SHA_ABC}  -\n{SHA_ABC}  -/f\n").as_bytes()
+    );
+    let sums = d.path().join("SUMS");
+    std::fs::write(&sums, format!("{SHA_ABC}  -/f\n")).unwrap();
+    let out = run(&["--audit", "SUMS", "--", "-/"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let state = d.path().join("STATE");
+    let out = run(&["--update", "STATE", "--", "-/"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(state.exists());
+    // The directory `-/` as MANIFEST, STATE or -o: Is a directory, and
+    // standard input (a valid manifest here) is not read.
+    for args in [
+        &["-c", "--", "-/"][..],
+        &["--audit=-/", "--", "-/"],
+        &["--verify=-/"],
+        &["-o=-/", "--", "-/f"],
+    ] {
+        let out = run(args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("-/") && err.contains("Is a directory"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// `parsum .` prints bare names, but a file called `-` at its top as `./-`:
 /// a `-` line is standard input to `-c` (and to `sha256sum -c`), so the
 /// manifest `parsum .` wrote failed its own check, and `--audit` of it

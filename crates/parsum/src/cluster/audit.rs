@@ -131,7 +131,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     // A manifest that is not a regular file (or is missing, or is `-`:
     // standard input, which only rank 0 has) is rank 0's.
     let mut size = [WHOLE];
-    if rank == 0 && manifest.as_os_str() != "-" {
+    if rank == 0 && !crate::stdio::is_dash(&manifest) {
         if let Ok(meta) = std::fs::metadata(&manifest) {
             if meta.is_file() {
                 size[0] = meta.len();

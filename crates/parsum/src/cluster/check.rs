@@ -386,7 +386,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let mut plan = vec![WHOLE; manifests.len()];
     if rank == 0 {
         for (slot, m) in plan.iter_mut().zip(&manifests) {
-            if m != Path::new("-") {
+            if !crate::stdio::is_dash(m) {
                 if let Ok(meta) = std::fs::metadata(m) {
                     if meta.is_file() {
                         *slot = meta.len();

@@ -230,7 +230,7 @@ fn root_queue(roots: Vec<PathBuf>, algos: AlgoSet) -> (work::Queue, StdinRecords
     let mut dash = None;
     for (i, root) in roots.into_iter().enumerate() {
         let i = i as u32;
-        if root.as_os_str() == "-" {
+        if crate::stdio::is_dash(&root) {
             dash = Some(i);
         } else {
             queue.dirs.push_front(work::Dir::Root(i, root));
