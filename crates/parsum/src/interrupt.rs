@@ -17,10 +17,12 @@
 //!    `SA_RESETHAND`: the same signal again kills at once, even if the
 //!    clearing is stuck (a stderr stopped by ^S), and `SA_RESTART`, so
 //!    that no read or write of the run fails with EINTR meanwhile.
-//! 2. A thread waiting on the pipe clears the bar under the lock that every
-//!    stderr message takes ([`crate::progress::clear_bar`]), so that no
-//!    message is cut and the bar is not drawn again.
-//! 3. It restores the default action of the signal it read and raises it.
+//! 2. A thread waiting on the pipe restores the default action of every
+//!    signal handled here (so that another of them, too, kills at once
+//!    while the clearing is stuck), then clears the bar under the lock
+//!    that every stderr message takes ([`crate::progress::clear_bar`]), so
+//!    that no message is cut and the bar is not drawn again.
+//! 3. It raises the signal it read.
 //!
 //! Installed once, only when a bar is drawn (stderr is a terminal), and
 //! for each signal only over its default action: never over an ignored one
@@ -103,6 +105,7 @@ fn install() -> std::io::Result<()> {
     }
     WAKE.store(write_end, Ordering::Relaxed);
     let mut pipe = File::from(read_end);
+    let handled = ours.clone();
     std::thread::Builder::new()
         .name("parsum-signal".into())
         .spawn(move || {
@@ -111,13 +114,19 @@ fn install() -> std::io::Result<()> {
                 return;
             }
             let sig = libc::c_int::from(b[0]);
-            crate::progress::clear_bar();
-            // SAFETY: the default action back, then the signal again: the
-            // process ends as the signal ends it without a handler.
-            unsafe {
-                libc::signal(sig, libc::SIG_DFL);
-                libc::raise(sig);
+            // Every handled signal's default action back before clearing:
+            // if the clearing is stuck (a stderr stopped by ^S), another
+            // of them (a `kill` after a Ctrl-C) ends the process at once,
+            // as the same one again does (`SA_RESETHAND`), instead of
+            // waking this thread again.
+            for &s in &handled {
+                // SAFETY: restoring a default action.
+                unsafe { libc::signal(s, libc::SIG_DFL) };
             }
+            crate::progress::clear_bar();
+            // SAFETY: the signal again, at its default action: the process
+            // ends as the signal ends it without a handler.
+            unsafe { libc::raise(sig) };
         })?;
     // SAFETY: `act` is fully initialised; `on_signal` only writes to the
     // pipe, which is open before it can run.

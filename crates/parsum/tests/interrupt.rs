@@ -122,3 +122,32 @@ fn sigint_without_a_terminal_ends_by_sigint_and_writes_nothing() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     assert!(out.stdout.is_empty());
 }
+
+/// A signal while another one's clearing is stuck (the terminal stopped by
+/// ^S, so the bar's write blocks) ends the process at once, as the same
+/// signal again does: a `kill` (SIGTERM) after a Ctrl-C that seemed to do
+/// nothing found the SIGTERM handler still installed, which only woke the
+/// stuck thread again, and the process lived on, where without a handler
+/// SIGTERM ends it.
+#[test]
+fn another_signal_ends_the_run_while_the_clearing_is_stuck() {
+    use std::io::Write;
+    let Some((master, slave)) = pty() else {
+        eprintln!("note: no pseudo-terminal; skipping the progress bar's signal test");
+        return;
+    };
+    let mut keys = master.try_clone().unwrap();
+    let child = spawn_on_stdin(&["-"], Stdio::from(slave), &[]);
+    let seen = Transcript::of(master);
+    seen.wait_for_bar();
+    // ^S: the terminal stops output (IXON), and every write to it blocks.
+    keys.write_all(b"\x13").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    kill(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    kill(&child, libc::SIGTERM);
+    let out = wait_output_guarded(child, 5);
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{:?}", out.status);
+    // ^Q lets the reader see the terminal's end.
+    let _ = keys.write_all(b"\x11");
+}
