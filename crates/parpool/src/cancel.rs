@@ -228,4 +228,76 @@ mod tests {
         assert!(running_here().is_empty());
         assert!(!runs_here(addr(&outer)));
     }
+
+    /// The exits a hostile review tried (337b71c): a `Drop` asking during
+    /// the unwinding sees the token it unwinds through, a payload caught
+    /// inside one token and resumed in the one below, and a payload whose
+    /// own `Drop` panics, dropped after the tokens it unwound through:
+    /// each leaves exactly the tokens still running. Under Miri too.
+    #[test]
+    fn unwinding_payloads_leave_exactly_the_tokens_still_running() {
+        use std::panic::{catch_unwind, panic_any, resume_unwind, AssertUnwindSafe};
+        struct Asks(bool);
+        impl Drop for Asks {
+            fn drop(&mut self) {
+                assert_eq!(cancelled(), self.0);
+            }
+        }
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                assert!(current().is_none());
+                panic!("the payload's Drop panics");
+            }
+        }
+        let outer = Flag(AtomicBool::new(false));
+        let inner = Flag(AtomicBool::new(true));
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            with_token(&outer, false, || {
+                let _asks = Asks(false);
+                let p = catch_unwind(AssertUnwindSafe(|| {
+                    with_token(&inner, false, || {
+                        let _asks = Asks(true);
+                        panic_any(Bomb)
+                    })
+                }))
+                .unwrap_err();
+                assert_eq!(running_here(), vec![addr(&outer)]);
+                resume_unwind(p)
+            })
+        }));
+        assert!(current().is_none());
+        let bomb = caught.unwrap_err();
+        assert!(bomb.is::<Bomb>());
+        assert!(catch_unwind(AssertUnwindSafe(|| drop(bomb))).is_err());
+        assert!(current().is_none() && !cancelled());
+    }
+
+    /// A thread-local destructor that runs after every other one of its
+    /// thread can still run work with a token: the top pointer has no
+    /// destructor. (The `RefCell<Vec>` stack before it was gone there, and
+    /// work ran as outside any task.) Under Miri too.
+    #[test]
+    fn tokens_work_in_a_thread_local_destructor() {
+        use std::sync::mpsc;
+        struct Late(mpsc::Sender<(bool, usize)>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                let flag = Flag(AtomicBool::new(true));
+                let seen = with_token(&flag, false, || (cancelled(), running_here().len()));
+                assert!(current().is_none());
+                self.0.send(seen).unwrap();
+            }
+        }
+        thread_local!(static LATE: std::cell::RefCell<Option<Late>> = const { std::cell::RefCell::new(None) });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            LATE.with(|l| *l.borrow_mut() = Some(Late(tx)));
+            let flag = Flag(AtomicBool::new(false));
+            with_token(&flag, false, || assert!(!cancelled()));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(rx.recv().unwrap(), (true, 1));
+    }
 }
