@@ -265,15 +265,22 @@ fn poll_then_get_inside_the_poll(
 /// peeks at a fresh task (pending, its key in the inner set), drops it,
 /// peeks at another it keeps and then `get`s it (leaving a stale key in
 /// the inner set, dropped when `y`'s inlined run ends). Completes, and the
-/// census is clean afterwards.
+/// census is clean afterwards. The kept task waits for its peek: a
+/// stand-in started by the first peek could otherwise run it before the
+/// peek, which then took its result (found failing under load).
 #[test]
 fn a_poll_inside_an_inlined_job_inside_a_wait_inside_a_poll() {
     for _ in 0..3 {
         let got = guard(30, || {
             poll_then_get_inside_the_poll("e4n", |q| {
                 assert!(q.apply_async(|| 3u32).now_or_never().is_none());
-                let mut kept = q.apply_async(|| 10u32);
+                let (peeked, was_peeked) = mpsc::channel::<()>();
+                let mut kept = q.apply_async(move || {
+                    let _ = was_peeked.recv_timeout(Duration::from_secs(10));
+                    10u32
+                });
                 assert!((&mut kept).now_or_never().is_none());
+                peeked.send(()).unwrap();
                 kept.get().unwrap()
             })
         });
