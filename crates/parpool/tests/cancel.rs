@@ -8,23 +8,11 @@
 
 mod common;
 
-use common::guard;
+use common::{guard, wait_for_cancelled};
 use parpool::{TaskError, ThreadPool};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
-
-/// Polls `cancelled()` for at most `secs`; returns whether it turned true.
-fn wait_for_cancelled(secs: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if parpool::cancelled() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    false
-}
+use std::time::Duration;
 
 #[test]
 fn cancel_before_start_returns_true_and_get_reports_cancelled() {

@@ -8,11 +8,11 @@
 
 mod common;
 
-use common::{guard, quiet_panics_containing};
+use common::{guard, quiet_panics_containing, wait_for_cancelled};
 use parpool::ThreadPool;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Log = Arc<Mutex<Vec<(String, bool)>>>;
 
@@ -29,18 +29,6 @@ impl Drop for Probe {
     fn drop(&mut self) {
         record(&self.0, self.1);
     }
-}
-
-/// Polls `cancelled()` for at most `secs`; returns whether it turned true.
-fn wait_for_cancelled(secs: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if parpool::cancelled() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    false
 }
 
 /// Runs `body` as a task of `pool` that `cancel` is called on once it

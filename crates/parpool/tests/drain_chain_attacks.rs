@@ -59,20 +59,13 @@ fn chain_of_drain_callbacks_deeper_than_the_inline_depth() {
             let n = 40;
             let slots = queue_chain(&pool, n, &calls);
             common::wait_queued(&pool, n);
-            let (done_tx, done_rx) = mpsc::channel();
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    pool.terminate();
-                    done_tx.send(()).unwrap();
-                });
-                let r = done_rx.recv_timeout(Duration::from_secs(8));
+            common::terminate_within(&pool, 8, |returned| {
                 let c = calls.load(Ordering::SeqCst);
-                if r.is_err() {
-                    // Unblock so the scope can end if possible.
-                    let _ = release.send(());
-                    panic!("terminate hung: {c} of {n} callbacks ran (depth limit)");
-                }
                 let _ = release.send(());
+                assert!(
+                    returned,
+                    "terminate hung: {c} of {n} callbacks ran (depth limit)"
+                );
             });
             occupant.get().unwrap();
             for s in &slots {

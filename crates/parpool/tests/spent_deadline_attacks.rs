@@ -363,18 +363,13 @@ fn chain_of_max_timed_drain_waits_deeper_than_the_inline_depth() {
                 slots[i].set(h).ok().unwrap();
             }
             common::wait_queued(&pool, n);
-            let (done_tx, done_rx) = mpsc::channel();
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    pool.terminate();
-                    done_tx.send(()).unwrap();
-                });
-                let r = done_rx.recv_timeout(Duration::from_secs(8));
+            common::terminate_within(&pool, 8, |returned| {
                 let c = calls.load(SeqCst);
                 let _ = release.send(());
-                if r.is_err() {
-                    panic!("terminate hung: {c} of {n} callbacks ran (a MAX-timed wait)");
-                }
+                assert!(
+                    returned,
+                    "terminate hung: {c} of {n} callbacks ran (a MAX-timed wait)"
+                );
             });
             occupant.get().unwrap();
             for s in &slots {
@@ -431,17 +426,9 @@ fn drain_callback_consumes_an_imap_queued_behind_it() {
                 });
                 let it = pool.imap(|x: u32| x * 2, 0..8u32).chunksize(2);
                 *slot.lock().unwrap() = Some(it);
-                let (done_tx, done_rx) = mpsc::channel();
-                std::thread::scope(|sc| {
-                    sc.spawn(|| {
-                        pool.terminate();
-                        done_tx.send(()).unwrap();
-                    });
-                    let r = done_rx.recv_timeout(Duration::from_secs(5));
+                common::terminate_within(&pool, 5, |returned| {
                     let _ = release.send(());
-                    if r.is_err() {
-                        panic!("mode {mode}: terminate hung");
-                    }
+                    assert!(returned, "mode {mode}: terminate hung");
                 });
                 let _ = occupant.get();
                 assert!(h.ready());
@@ -664,15 +651,9 @@ fn chain_of_drain_waits_while_unwinding_deeper_than_the_inline_depth() {
                 slots[i].set(h).ok().unwrap();
             }
             common::wait_queued(&pool, n);
-            let (done_tx, done_rx) = mpsc::channel();
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    pool.terminate();
-                    done_tx.send(()).unwrap();
-                });
-                let r = done_rx.recv_timeout(Duration::from_secs(8));
+            common::terminate_within(&pool, 8, |returned| {
                 let _ = release.send(());
-                assert!(r.is_ok(), "terminate hung");
+                assert!(returned, "terminate hung");
             });
             occupant.get().unwrap();
             for s in &slots {

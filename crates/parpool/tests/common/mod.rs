@@ -420,3 +420,31 @@ impl Gate {
         cv.notify_all();
     }
 }
+
+/// Terminates `pool` on a thread of its own and waits at most `secs` for
+/// it; then calls `after` with whether `terminate` returned, before the
+/// terminating thread is joined (so `after` can release whatever a hung
+/// `terminate` waits for, and the test fails instead of hanging).
+pub fn terminate_within<T>(pool: &ThreadPool, secs: u64, after: impl FnOnce(bool) -> T) -> T {
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            pool.terminate();
+            let _ = done_tx.send(());
+        });
+        let returned = done_rx.recv_timeout(Duration::from_secs(secs)).is_ok();
+        after(returned)
+    })
+}
+
+/// Polls `parpool::cancelled()` for at most `secs`; whether it turned true.
+pub fn wait_for_cancelled(secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if parpool::cancelled() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
