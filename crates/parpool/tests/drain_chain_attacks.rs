@@ -12,34 +12,16 @@ mod child;
 mod common;
 
 use common::{guard, occupy_the_worker};
-use parpool::{AsyncResult, TaskError, ThreadPool};
+use parpool::{TaskError, ThreadPool};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-type Slot = Arc<OnceLock<AsyncResult<u32>>>;
+type Slot = common::ChainSlot;
 
 /// Queues `n` tasks; task i's error callback waits (untimed) for task i+1.
 fn queue_chain(pool: &ThreadPool, n: usize, calls: &Arc<AtomicUsize>) -> Vec<Slot> {
-    let slots: Vec<Slot> = (0..n).map(|_| Arc::new(OnceLock::new())).collect();
-    for i in 0..n {
-        let next = slots.get(i + 1).cloned();
-        let c = Arc::clone(calls);
-        let h = pool.apply_async(move || i as u32).on_error(move |_| {
-            c.fetch_add(1, Ordering::SeqCst);
-            if let Some(next) = next {
-                let h = loop {
-                    if let Some(h) = next.get() {
-                        break h;
-                    }
-                    std::thread::yield_now();
-                };
-                h.wait();
-            }
-        });
-        slots[i].set(h).ok().unwrap();
-    }
-    slots
+    common::queue_wait_chain(pool, n, calls, |h| h.wait())
 }
 
 /// A chain of error callbacks, each waiting for the next queued task, deeper

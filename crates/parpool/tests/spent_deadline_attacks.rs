@@ -15,7 +15,7 @@ use parpool::{AsyncResult, TaskError, ThreadPool};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Barrier, OnceLock};
+use std::sync::{mpsc, Arc, Barrier};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -326,8 +326,6 @@ fn stats_read_concurrently_past_the_shard_count() {
     });
 }
 
-type Slot = Arc<OnceLock<AsyncResult<u32>>>;
-
 /// As `drain_chain_attacks`' chain deeper than the inlining depth, with
 /// each error callback waiting with `wait_timeout(Duration::MAX)`, which
 /// never expires: `terminate` must return, as with the untimed `wait`,
@@ -344,24 +342,9 @@ fn chain_of_max_timed_drain_waits_deeper_than_the_inline_depth() {
             let (occupant, release) = occupy_the_worker(&pool);
             let calls = Arc::new(AtomicUsize::new(0));
             let n = 40;
-            let slots: Vec<Slot> = (0..n).map(|_| Arc::new(OnceLock::new())).collect();
-            for i in 0..n {
-                let next = slots.get(i + 1).cloned();
-                let c = Arc::clone(&calls);
-                let h = pool.apply_async(move || i as u32).on_error(move |_| {
-                    c.fetch_add(1, SeqCst);
-                    if let Some(next) = next {
-                        let h = loop {
-                            if let Some(h) = next.get() {
-                                break h;
-                            }
-                            std::thread::yield_now();
-                        };
-                        let _ = h.wait_timeout(Duration::MAX);
-                    }
-                });
-                slots[i].set(h).ok().unwrap();
-            }
+            let slots = common::queue_wait_chain(&pool, n, &calls, |h| {
+                let _ = h.wait_timeout(Duration::MAX);
+            });
             common::wait_queued(&pool, n);
             common::terminate_within(&pool, 8, |returned| {
                 let c = calls.load(SeqCst);
@@ -627,29 +610,15 @@ fn chain_of_drain_waits_while_unwinding_deeper_than_the_inline_depth() {
             let calls = Arc::new(AtomicUsize::new(0));
             let gave_up = Arc::new(AtomicUsize::new(0));
             let n = 40;
-            let slots: Vec<Slot> = (0..n).map(|_| Arc::new(OnceLock::new())).collect();
-            for i in 0..n {
-                let next = slots.get(i + 1).cloned();
-                let (c, g) = (Arc::clone(&calls), Arc::clone(&gave_up));
-                let h = pool.apply_async(move || i as u32).on_error(move |_| {
-                    c.fetch_add(1, SeqCst);
-                    if let Some(next) = next {
-                        let h = loop {
-                            if let Some(h) = next.get() {
-                                break h;
-                            }
-                            std::thread::yield_now();
-                        };
-                        if !while_unwinding(|| {
-                            h.wait();
-                            h.ready()
-                        }) {
-                            g.fetch_add(1, SeqCst);
-                        }
-                    }
-                });
-                slots[i].set(h).ok().unwrap();
-            }
+            let g = Arc::clone(&gave_up);
+            let slots = common::queue_wait_chain(&pool, n, &calls, move |h| {
+                if !while_unwinding(|| {
+                    h.wait();
+                    h.ready()
+                }) {
+                    g.fetch_add(1, SeqCst);
+                }
+            });
             common::wait_queued(&pool, n);
             common::terminate_within(&pool, 8, |returned| {
                 let _ = release.send(());

@@ -448,3 +448,38 @@ pub fn wait_for_cancelled(secs: u64) -> bool {
     }
     false
 }
+
+/// A handle made later in a chain of waits ([`queue_wait_chain`]).
+pub type ChainSlot = std::sync::Arc<std::sync::OnceLock<parpool::AsyncResult<u32>>>;
+
+/// Queues `n` tasks on `pool`; task i's error callback counts itself in
+/// `calls`, then calls `wait` on task i+1's handle (the last waits for
+/// nothing). Such a chain unwinds only when `terminate`'s drain runs the
+/// callbacks, each inside the one before.
+pub fn queue_wait_chain(
+    pool: &ThreadPool,
+    n: usize,
+    calls: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    wait: impl Fn(&parpool::AsyncResult<u32>) + Clone + Send + 'static,
+) -> Vec<ChainSlot> {
+    use std::sync::atomic::Ordering;
+    let slots: Vec<ChainSlot> = (0..n).map(|_| Default::default()).collect();
+    for i in 0..n {
+        let next = slots.get(i + 1).cloned();
+        let (c, wait) = (std::sync::Arc::clone(calls), wait.clone());
+        let h = pool.apply_async(move || i as u32).on_error(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            if let Some(next) = next {
+                let h = loop {
+                    if let Some(h) = next.get() {
+                        break h;
+                    }
+                    std::thread::yield_now();
+                };
+                wait(h);
+            }
+        });
+        slots[i].set(h).ok().unwrap();
+    }
+    slots
+}
