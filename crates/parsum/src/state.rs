@@ -16,10 +16,14 @@
 //! ([`Entry::meta`] is `None`). The first line that is not blank decides:
 //! `{` starts a JSON state, anything else a manifest.
 //!
-//! An entry named exactly `-` is standard input, in either kind, as a `-c`
-//! manifest's line `-` is (the file called `-` is `./-`): `--verify`
-//! hashes standard input for it, and in a STATE read from standard input
-//! (`--verify -`) it is a malformed line.
+//! An entry named exactly `-` is standard input, in either kind and however
+//! it is written (a plain or an escaped manifest line, a BSD tag, a JSON
+//! `path` or `path_hex`), as a `-c` manifest's line `-` is (the file called
+//! `-` is `./-`, which any spelling that normalizes to it still names):
+//! `--verify` hashes standard input for it; in a STATE read from standard
+//! input (`--verify -`), and in any STATE of `--update` (which records only
+//! files it can read again, and never writes a `-` entry), it is a
+//! malformed line ([`Reader::refuse_dash`]).
 //!
 //! Invariants: a malformed line is an error naming its line number, never
 //! skipped; and a state is only ever replaced whole ([`StateWriter`]: a
@@ -86,9 +90,10 @@ pub struct Reader {
     raw: Vec<u8>,
     /// The state's name, quoted, for a read error.
     label: String,
-    /// The state is standard input (`--verify -`): an entry naming `-`,
-    /// standard input, is malformed, as such a line is in `-c -`.
-    from_stdin: bool,
+    /// Why an entry naming `-`, standard input, is malformed here, if it
+    /// is: the state is standard input (`--verify -`), as such a line is in
+    /// `-c -`; or the reader is `--update`'s ([`Reader::refuse_dash`]).
+    dash_refused: Option<&'static str>,
 }
 
 impl Reader {
@@ -126,8 +131,17 @@ impl Reader {
         let hint = only.or_else(|| crate::check::hint_from_name(path));
         let mut r = Reader::new(input, only, hint);
         r.label = quote(path);
-        r.from_stdin = crate::stdio::is_dash(path);
+        if crate::stdio::is_dash(path) {
+            r.dash_refused = Some("'-' is standard input, which STATE itself is read from");
+        }
         r
+    }
+
+    /// Makes an entry named exactly `-` (standard input) a malformed line,
+    /// `why` its message, for a reader that cannot take standard input
+    /// for a file (`--update`). The file called `-` (`./-`) is unaffected.
+    pub fn refuse_dash(&mut self, why: &'static str) {
+        self.dash_refused = Some(why);
     }
 
     /// A reader of `input`; `only` is `-a`, `hint` decides 64-digit lines.
@@ -140,7 +154,7 @@ impl Reader {
             line_no: 0,
             raw: Vec::new(),
             label: "STATE".into(),
-            from_stdin: false,
+            dash_refused: None,
         }
     }
 
@@ -188,12 +202,9 @@ impl Reader {
             };
             self.kind = Some(kind);
             let bad = |msg: String| Err(StateError::Line(self.line_no, msg));
-            let entry = |e: Entry| {
-                if self.from_stdin && e.line.name == b"-" {
-                    bad("'-' is standard input, which STATE itself is read from".into())
-                } else {
-                    Ok(Some(e))
-                }
+            let entry = |e: Entry| match self.dash_refused {
+                Some(why) if e.line.name == b"-" => bad(why.into()),
+                _ => Ok(Some(e)),
             };
             match kind {
                 Kind::Json if self.raw.trim_ascii().is_empty() => continue,

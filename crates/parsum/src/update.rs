@@ -27,6 +27,10 @@
 //! (STATE is a manifest, without metadata; or `-a` changed the algorithm)
 //! leaves the old state as it is, rather than drop it.
 //!
+//! An entry named exactly `-` is standard input (as `--verify` reads it),
+//! which `--update` cannot record: it is a malformed line (exit 2), as a
+//! PATH `-` is a usage error. The file called `-` is `./-`.
+//!
 //! Exit status: 0 when the state was written and every file was read (any
 //! number of changes is a normal update); 1 when some file or directory
 //! could not be read, or STATE could not be written; 2 for a bad STATE
@@ -117,6 +121,14 @@ fn load(state: &Path, only: Option<Algo>) -> Result<Old, StateError> {
     let Some(mut reader) = Reader::open(state, only)? else {
         return Ok(old); // the first update
     };
+    // A line `-` is standard input (as `--verify` and `-c` read it), which
+    // no walk finds: read as the file `./-` it was reported `moved ./- ->
+    // f` (or `missing`) and dropped from the new state. Refused at its
+    // line, as a PATH `-` is refused, and nothing is written.
+    reader.refuse_dash(
+        "'-' is standard input, which --update cannot record (it records files it \
+         can read again); write ./- for a file called -",
+    );
     let mut lines: Vec<u64> = Vec::new();
     while let Some(e) = reader.next_entry()? {
         let key = normalize(&e.line.name);

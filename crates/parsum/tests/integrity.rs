@@ -1135,3 +1135,79 @@ fn a_dash_entry_in_a_state_is_standard_input_as_in_check() {
             ));
     }
 }
+
+/// `--update` refuses a STATE entry named exactly `-` at its line, in every
+/// way a state can write it: a plain, an escaped or a BSD-tag manifest
+/// line, and a JSON `path` (also escaped in JSON) or `path_hex`. It is
+/// standard input, as `--verify` and `-c` read it, which `--update` cannot
+/// record; it read it as the file `./-` (`moved ./- -> f`, or `unchanged
+/// ./-` beside a file called `-`), and the new state dropped it. Nothing is
+/// written then. `./-` (and `.//-`) still names the file called `-`.
+#[test]
+fn a_dash_entry_is_refused_by_update_and_dot_slash_dash_is_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"t/f", b"abc");
+    write(d.path(), b"-", b"abc");
+    let sums = stdout_of(parsum().current_dir(d.path()).arg("-").write_stdin("abc"));
+    let hex = String::from_utf8(sums).unwrap()[..64].to_string();
+    let json = |path: &str| {
+        format!(
+            r#"{{{path},"size":3,"mtime":1,"mtime_nsec":0,"ino":1,"ctime":1,"ctime_nsec":0,"algo":"blake3","hash":"{hex}"}}"#
+        )
+    };
+    let first = format!("{hex}  t/f\n");
+    for dash in [
+        format!("{hex}  -"),
+        format!("\\{hex}  -"),
+        format!("BLAKE3 (-) = {hex}"),
+    ] {
+        let bad = format!("{first}{dash}\n");
+        std::fs::write(d.path().join("STATE"), &bad).unwrap();
+        update(d.path())
+            .args(["t", "./-"])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "parsum: STATE:2: '-' is standard input, which --update cannot record",
+            ))
+            .stderr(predicate::str::contains("parsum: STATE: not updated"));
+        assert_eq!(state(d.path()), bad, "{dash}: the state is left as it was");
+        assert_eq!(listing(d.path()), ["-", "STATE", "t"]);
+    }
+    for path in [
+        r#""path":"-""#,
+        r#""path":"\u002d""#,
+        r#""path":"-","path_hex":"2d""#,
+    ] {
+        let bad = format!("\n{}\n{}\n", json(r#""path":"t/f""#), json(path));
+        std::fs::write(d.path().join("STATE"), &bad).unwrap();
+        update(d.path())
+            .args(["t", "./-"])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "parsum: STATE:3: '-' is standard input, which --update cannot record",
+            ));
+        assert_eq!(state(d.path()), bad, "{path}: the state is left as it was");
+    }
+    // The file called `-`, in a manifest and in the JSON state written
+    // from it (as the walk names it: `./-`), and as `.//-`.
+    std::fs::write(d.path().join("STATE"), format!("{first}{hex}  ./-\n")).unwrap();
+    for _ in 0..2 {
+        update(d.path())
+            .args(["-v", "t", "./-"])
+            .assert()
+            .success()
+            .stdout("unchanged t/f\nunchanged ./-\n");
+    }
+    assert!(state(d.path()).contains(r#""path":"./-""#));
+    let s = state(d.path()).replace(r#""path":"./-""#, r#""path":".//-""#);
+    std::fs::write(d.path().join("STATE"), s).unwrap();
+    update(d.path())
+        .args(["-v", "t", "./-"])
+        .assert()
+        .success()
+        .stdout("unchanged t/f\nunchanged ./-\n");
+}
