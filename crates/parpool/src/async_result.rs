@@ -1286,6 +1286,10 @@ impl<R> Waitable for AsyncResult<R> {
     fn help(&self, pool: &Registry) -> bool {
         self.task.run_inline(pool)
     }
+
+    fn gives_up_while_unwinding(&self) -> bool {
+        true
+    }
 }
 
 impl<R> Drop for AsyncResult<R> {

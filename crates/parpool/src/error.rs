@@ -32,6 +32,8 @@ pub enum TaskError {
     /// for its own task, from one of its callbacks), on a thread already
     /// unwinding from another panic, where the panic it would raise would
     /// abort the process (see [`AsyncResult::wait`](crate::AsyncResult::wait)).
+    /// `get` consumed its handle: the task's result is then dropped when it
+    /// finishes, as a dropped handle's is.
     #[error("timed out waiting for the task's result (the task keeps running)")]
     Timeout,
     /// The task never ran, or stopped early: it was cancelled, or the pool was

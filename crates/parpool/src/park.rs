@@ -113,6 +113,17 @@ pub(crate) trait Waitable {
     fn runs_jobs_only_as_a_last_resort(&self) -> bool {
         false
     }
+
+    /// Whether this wait may give up (return unfinished) where it cannot
+    /// make progress on a thread already unwinding from another panic,
+    /// instead of panicking a second time, which would abort the process
+    /// ([`crate::panic::refuse`]): a handle's wait (`AsyncResult`,
+    /// `as_completed`), whose caller has a documented give-up value. The
+    /// pool's own waits (a scope's, a map's) rely on `wait` returning only
+    /// when done, and keep the panic.
+    fn gives_up_while_unwinding(&self) -> bool {
+        false
+    }
 }
 
 /// Waits until `w.done()` or the deadline; returns whether it is done.
@@ -213,7 +224,13 @@ fn blocked_loop(
                 && pool.has_queued()
                 && !w.done()
             {
-                cannot_progress();
+                if !w.gives_up_while_unwinding() {
+                    cannot_progress();
+                }
+                // Returns only on a thread already unwinding: the wait
+                // gives up, unfinished.
+                cannot_progress_message(|why| crate::panic::refuse(why));
+                return false;
             }
         }
     }
@@ -224,13 +241,19 @@ fn blocked_loop(
 /// every thread of the pool waiting, no stand-in possible, and no more
 /// depth to run jobs in.
 pub(crate) fn cannot_progress() -> ! {
-    panic!(
+    cannot_progress_message(|why| -> () { panic!("{why}") });
+    unreachable!("the message panicked")
+}
+
+/// Calls `f` with [`cannot_progress`]'s message.
+fn cannot_progress_message<T>(f: impl FnOnce(std::fmt::Arguments<'_>) -> T) -> T {
+    f(format_args!(
         "parpool: a wait on a worker cannot make progress: every thread of the pool is \
          waiting, no spare thread could be started (the system refused one, the initializer \
          panicked, or {} spares are running), and the waits are nested deeper than this \
          thread may run jobs itself; giving up instead of hanging",
         worker::MAX_SPARES
-    );
+    ))
 }
 
 /// For a wait on a worker of `pool` that no stand-in can relieve: runs the

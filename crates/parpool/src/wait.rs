@@ -32,6 +32,10 @@ impl Waitable for Signal {
             drop(crate::sync::wait(&self.cond, ready, timeout));
         }
     }
+
+    fn gives_up_while_unwinding(&self) -> bool {
+        true
+    }
 }
 
 struct IndexWaker {

@@ -633,3 +633,62 @@ fn chain_of_drain_waits_while_unwinding_deeper_than_the_inline_depth() {
         },
     );
 }
+
+/// Review of the refusals: a wait on a worker that can never make progress
+/// (no spare thread can start, the initializer panics for every thread
+/// after the first, and the waits nest deeper than the thread may run jobs
+/// inline) panics "cannot make progress" (`waiting_on_workers.rs`). Made
+/// from a `Drop` while its thread unwinds, that panic aborted the process;
+/// like the other refusals, the handle's wait now gives up there (`get`
+/// returns `TaskError::Timeout`), and the chain still completes: the
+/// abandoned task runs later, at a shallower depth (in a child process).
+#[test]
+fn a_wait_that_can_never_progress_while_unwinding_gives_up() {
+    child::run(
+        "a_wait_that_can_never_progress_while_unwinding_gives_up",
+        60,
+        || {
+            common::quiet_parpool_diagnostics();
+            common::quiet_panics_containing(MARK);
+            static STARTED: AtomicUsize = AtomicUsize::new(0);
+            static GAVE_UP: std::sync::Mutex<Vec<TaskError>> = std::sync::Mutex::new(Vec::new());
+            fn rec(p: Arc<ThreadPool>, d: u32) -> u32 {
+                if d == 0 {
+                    return 0;
+                }
+                let q = Arc::clone(&p);
+                let h = p.apply_async(move || rec(q, d - 1));
+                match while_unwinding(move || h.get()) {
+                    Ok(v) => v + 1,
+                    Err(e) => {
+                        GAVE_UP.lock().unwrap().push(e);
+                        0
+                    }
+                }
+            }
+            let pool = Arc::new(
+                ThreadPool::builder()
+                    .workers(1)
+                    .initializer(|| {
+                        if STARTED.fetch_add(1, SeqCst) >= 1 {
+                            panic!("{MARK}: no more threads");
+                        }
+                    })
+                    .build()
+                    .unwrap(),
+            );
+            let p = Arc::clone(&pool);
+            let r = pool.apply_async(move || rec(p, 40)).get();
+            assert!(r.is_ok(), "{r:?}");
+            let gave_up = GAVE_UP.lock().unwrap().clone();
+            assert!(!gave_up.is_empty(), "the deepest wait gave up");
+            assert!(
+                gave_up.iter().all(|e| *e == TaskError::Timeout),
+                "{gave_up:?}"
+            );
+            assert_eq!(pool.apply_async(|| 6).get(), Ok(6));
+            pool.close();
+            pool.join();
+        },
+    );
+}
