@@ -907,9 +907,11 @@ impl<R> AsyncResult<R> {
     ///
     /// # Panics
     ///
-    /// If [`get_timeout`](Self::get_timeout) already returned the result, or
-    /// if called from one of this task's own callbacks or from the task
-    /// itself (see [`wait`](Self::wait)).
+    /// If [`get_timeout`](Self::get_timeout) or awaiting the handle already
+    /// returned the result, or if called from one of this task's own
+    /// callbacks or from the task itself (see [`wait`](Self::wait)). On a
+    /// thread already unwinding from another panic it returns
+    /// [`TaskError::Spent`] or [`TaskError::Timeout`] instead (see Errors).
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();

@@ -1,8 +1,10 @@
 //! Errors are values with a message that says what went wrong.
 //!
 //! [`TaskError`] is what a task's handle reports instead of a result: the task
-//! panicked, the caller stopped waiting, the task never ran, or the pool
-//! no longer ran when it was submitted. [`BuildError`]
+//! panicked, the caller stopped waiting, the task never ran, the pool
+//! no longer ran when it was submitted, or (asked from a thread already
+//! unwinding, where a panic would abort) the result was already returned.
+//! [`BuildError`]
 //! is what [`Builder::build`](crate::Builder::build) reports instead of a pool;
 //! when it is returned, no worker thread of the failed pool is left running.
 
