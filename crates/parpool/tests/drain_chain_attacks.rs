@@ -35,25 +35,7 @@ fn chain_of_drain_callbacks_deeper_than_the_inline_depth() {
         20,
         || {
             common::quiet_parpool_diagnostics();
-            let pool = ThreadPool::with_workers(1);
-            let (occupant, release) = occupy_the_worker(&pool);
-            let calls = Arc::new(AtomicUsize::new(0));
-            let n = 40;
-            let slots = queue_chain(&pool, n, &calls);
-            common::wait_queued(&pool, n);
-            common::terminate_within(&pool, 8, |returned| {
-                let c = calls.load(Ordering::SeqCst);
-                let _ = release.send(());
-                assert!(
-                    returned,
-                    "terminate hung: {c} of {n} callbacks ran (depth limit)"
-                );
-            });
-            occupant.get().unwrap();
-            for s in &slots {
-                assert!(s.get().unwrap().ready());
-            }
-            assert_eq!(calls.load(Ordering::SeqCst), n, "every callback ran");
+            common::terminate_through_wait_chain("depth limit", |h| h.wait());
         },
     );
 }

@@ -483,3 +483,34 @@ pub fn queue_wait_chain(
     }
     slots
 }
+
+/// The drain's wait chain deeper than the inlining depth (32): on a
+/// one-worker pool whose worker is busy, 40 tasks chained by
+/// [`queue_wait_chain`] with `wait`, then `terminate`. It must return
+/// within 8 s, run every callback once and leave every task done; `what`
+/// names the wait in a failure.
+pub fn terminate_through_wait_chain(
+    what: &str,
+    wait: impl Fn(&parpool::AsyncResult<u32>) + Clone + Send + 'static,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pool = ThreadPool::with_workers(1);
+    let (occupant, release) = occupy_the_worker(&pool);
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let n = 40;
+    let slots = queue_wait_chain(&pool, n, &calls, wait);
+    wait_queued(&pool, n);
+    terminate_within(&pool, 8, |returned| {
+        let c = calls.load(Ordering::SeqCst);
+        let _ = release.send(());
+        assert!(
+            returned,
+            "terminate hung: {c} of {n} callbacks ran ({what})"
+        );
+    });
+    occupant.get().unwrap();
+    for s in &slots {
+        assert!(s.get().unwrap().ready());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), n, "every callback ran once");
+}
