@@ -1155,42 +1155,39 @@ fn a_dash_entry_is_refused_by_update_and_dot_slash_dash_is_the_file() {
             r#"{{{path},"size":3,"mtime":1,"mtime_nsec":0,"ino":1,"ctime":1,"ctime_nsec":0,"algo":"blake3","hash":"{hex}"}}"#
         )
     };
+    // `bad`, as STATE, is refused at `line`, left as it was, and nothing
+    // else is written.
+    let refused = |bad: &str, line: usize| {
+        std::fs::write(d.path().join("STATE"), bad).unwrap();
+        update(d.path())
+            .args(["t", "./-"])
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(format!(
+                "parsum: STATE:{line}: '-' is standard input, which --update cannot record"
+            )))
+            .stderr(predicate::str::contains("parsum: STATE: not updated"));
+        assert_eq!(state(d.path()), bad, "the state is left as it was");
+        assert_eq!(listing(d.path()), ["-", "STATE", "t"]);
+    };
     let first = format!("{hex}  t/f\n");
     for dash in [
         format!("{hex}  -"),
         format!("\\{hex}  -"),
         format!("BLAKE3 (-) = {hex}"),
     ] {
-        let bad = format!("{first}{dash}\n");
-        std::fs::write(d.path().join("STATE"), &bad).unwrap();
-        update(d.path())
-            .args(["t", "./-"])
-            .assert()
-            .code(2)
-            .stdout("")
-            .stderr(predicate::str::contains(
-                "parsum: STATE:2: '-' is standard input, which --update cannot record",
-            ))
-            .stderr(predicate::str::contains("parsum: STATE: not updated"));
-        assert_eq!(state(d.path()), bad, "{dash}: the state is left as it was");
-        assert_eq!(listing(d.path()), ["-", "STATE", "t"]);
+        refused(&format!("{first}{dash}\n"), 2);
     }
     for path in [
         r#""path":"-""#,
         r#""path":"\u002d""#,
         r#""path":"-","path_hex":"2d""#,
     ] {
-        let bad = format!("\n{}\n{}\n", json(r#""path":"t/f""#), json(path));
-        std::fs::write(d.path().join("STATE"), &bad).unwrap();
-        update(d.path())
-            .args(["t", "./-"])
-            .assert()
-            .code(2)
-            .stdout("")
-            .stderr(predicate::str::contains(
-                "parsum: STATE:3: '-' is standard input, which --update cannot record",
-            ));
-        assert_eq!(state(d.path()), bad, "{path}: the state is left as it was");
+        refused(
+            &format!("\n{}\n{}\n", json(r#""path":"t/f""#), json(path)),
+            3,
+        );
     }
     // The file called `-`, in a manifest and in the JSON state written
     // from it (as the walk names it: `./-`), and as `.//-`.
