@@ -224,13 +224,13 @@ fn blocked_loop(
                 && pool.has_queued()
                 && !w.done()
             {
-                if !w.gives_up_while_unwinding() {
-                    cannot_progress();
+                if w.gives_up_while_unwinding() {
+                    // Panics as `cannot_progress` does, except on a thread
+                    // already unwinding: the wait then gives up, unfinished.
+                    crate::panic::refuse(format_args!("{}", cannot_progress_why()));
+                    return false;
                 }
-                // Returns only on a thread already unwinding: the wait
-                // gives up, unfinished.
-                cannot_progress_message(|why| crate::panic::refuse(why));
-                return false;
+                cannot_progress();
             }
         }
     }
@@ -241,19 +241,18 @@ fn blocked_loop(
 /// every thread of the pool waiting, no stand-in possible, and no more
 /// depth to run jobs in.
 pub(crate) fn cannot_progress() -> ! {
-    cannot_progress_message(|why| -> () { panic!("{why}") });
-    unreachable!("the message panicked")
+    panic!("{}", cannot_progress_why())
 }
 
-/// Calls `f` with [`cannot_progress`]'s message.
-fn cannot_progress_message<T>(f: impl FnOnce(std::fmt::Arguments<'_>) -> T) -> T {
-    f(format_args!(
+/// [`cannot_progress`]'s message.
+fn cannot_progress_why() -> String {
+    format!(
         "parpool: a wait on a worker cannot make progress: every thread of the pool is \
          waiting, no spare thread could be started (the system refused one, the initializer \
          panicked, or {} spares are running), and the waits are nested deeper than this \
          thread may run jobs itself; giving up instead of hanging",
         worker::MAX_SPARES
-    ))
+    )
 }
 
 /// For a wait on a worker of `pool` that no stand-in can relieve: runs the
