@@ -132,7 +132,7 @@ impl Reader {
         let mut r = Reader::new(input, only, hint);
         r.label = quote(path);
         if crate::stdio::is_dash(path) {
-            r.dash_refused = Some("'-' is standard input, which STATE itself is read from");
+            r.refuse_dash("'-' is standard input, which STATE itself is read from");
         }
         r
     }
