@@ -119,8 +119,8 @@ pub(crate) trait Waitable {
     /// instead of panicking a second time, which would abort the process
     /// ([`crate::panic::refuse`]): a handle's wait (`AsyncResult`,
     /// `as_completed`), whose caller has a documented give-up value. The
-    /// pool's own waits (a scope's, a map's) rely on `wait` returning only
-    /// when done, and keep the panic.
+    /// pool's own waits (a scope's, a map's, an imap consumer's) rely on
+    /// `wait` returning only when done, and keep the panic.
     fn gives_up_while_unwinding(&self) -> bool {
         false
     }
