@@ -285,12 +285,16 @@ fn stats_read_concurrently_past_the_shard_count() {
         let pool = Arc::new(ThreadPool::with_workers(40));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let total = 40 * 50 + 4000;
+        // The reader has read once before any work is submitted: on a
+        // loaded machine it was not scheduled until the work was over
+        // (read 0 times, failing the count below).
+        let (reading, is_reading) = mpsc::channel::<()>();
         let reader = {
             let (pool, stop) = (Arc::clone(&pool), Arc::clone(&stop));
             std::thread::spawn(move || {
                 let mut last = 0;
                 let mut reads = 0u64;
-                while !stop.load(SeqCst) {
+                loop {
                     let s = pool.stats();
                     assert!(s.queued <= total, "{s:?}");
                     assert!(s.running <= total, "{s:?}");
@@ -299,10 +303,16 @@ fn stats_read_concurrently_past_the_shard_count() {
                     assert_eq!(s.panicked, 0);
                     last = s.completed;
                     reads += 1;
+                    if reads == 1 {
+                        reading.send(()).unwrap();
+                    }
+                    if stop.load(SeqCst) {
+                        break reads;
+                    }
                 }
-                reads
             })
         };
+        is_reading.recv().unwrap();
         let hs: Vec<_> = (0..40 * 50)
             .map(|i| {
                 pool.apply_async(move || {
