@@ -909,7 +909,8 @@ impl<R> AsyncResult<R> {
     ///
     /// If [`get_timeout`](Self::get_timeout) or awaiting the handle already
     /// returned the result, or if called from one of this task's own
-    /// callbacks or from the task itself (see [`wait`](Self::wait)). On a
+    /// callbacks or from the task itself, or if the wait closes a wait
+    /// cycle across threads (see [`wait`](Self::wait)). On a
     /// thread already unwinding from another panic it returns
     /// [`TaskError::Spent`] or [`TaskError::Timeout`] instead (see Errors).
     ///
@@ -1014,7 +1015,14 @@ impl<R> AsyncResult<R> {
     /// If called from one of this task's own callbacks, which run before
     /// the task is done, or from the task itself (also through tasks this
     /// thread runs inline while the task waits): it would wait forever.
-    /// Also `get`. The timed forms (`get_timeout`, `wait_timeout`) time out
+    /// Likewise if the task is running on another thread that waits, with
+    /// no time limit, for a task this thread is running (directly, or
+    /// through more threads that each wait for the next one's task): the
+    /// wait that closes such a cycle panics ("a wait cycle across N
+    /// threads"), and the task it is in fails, which frees the others.
+    /// Cycles through waits for many things at once (a scope, a map, an
+    /// imap, `as_completed`) or through anything else (a channel, a lock)
+    /// are not seen. Also `get`. The timed forms (`get_timeout`, `wait_timeout`) time out
     /// at once there instead; so does this wait on a thread already
     /// unwinding from another panic (a `Drop` waiting), where a second
     /// panic would abort the process: it returns with the task unfinished.
@@ -1291,6 +1299,10 @@ impl<R> Waitable for AsyncResult<R> {
 
     fn gives_up_while_unwinding(&self) -> bool {
         true
+    }
+
+    fn awaited_task(&self) -> Option<usize> {
+        Some(self.slot_addr())
     }
 }
 

@@ -151,6 +151,8 @@ mod task_ptr;
 #[cfg(not(parpool_loom))]
 mod wait;
 #[cfg(not(parpool_loom))]
+mod wait_graph;
+#[cfg(not(parpool_loom))]
 mod worker;
 
 #[cfg(not(parpool_loom))]

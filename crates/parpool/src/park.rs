@@ -26,6 +26,10 @@
 //!    the inlining depth: late, rather than never. Past that depth, with
 //!    every thread of the pool waiting and work queued, nothing can ever
 //!    run it: the wait panics with a message saying so, instead of hanging.
+//! 4. **A wait cycle is refused.** An untimed wait for one task's result
+//!    publishes its edge while it blocks ([`block_once`]); the wait that
+//!    closes a cycle of running tasks across threads panics instead of
+//!    hanging ([`crate::wait_graph`]).
 //!
 //! Threads that are not workers of any pool simply block: they hold no
 //! worker, and their work runs on the pool's threads.
@@ -124,6 +128,15 @@ pub(crate) trait Waitable {
     fn gives_up_while_unwinding(&self) -> bool {
         false
     }
+
+    /// The one task whose result this wait is for (its slot's address), if
+    /// that is what it waits for: an untimed block then publishes its edge
+    /// in the wait graph, which refuses a wait that closes a cycle across
+    /// threads ([`crate::wait_graph`]). Only a handle's wait
+    /// (`AsyncResult`) has one.
+    fn awaited_task(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Waits until `w.done()` or the deadline; returns whether it is done.
@@ -163,7 +176,9 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
             let blocked = worker::block(&pool, deadline);
             return blocked_loop(w, deadline, &pool, blocked);
         }
-        w.block(Some(grace - spent));
+        if !block_once(w, deadline, Some(grace - spent)) {
+            return false;
+        }
     }
     true
 }
@@ -207,7 +222,9 @@ fn blocked_loop(
             next_recheck.saturating_duration_since(now).min(RECHECK)
         };
         let left = deadline.remaining();
-        w.block(Some(left.map_or(nap, |l| l.min(nap))));
+        if !block_once(w, deadline, Some(left.map_or(nap, |l| l.min(nap)))) {
+            return false;
+        }
         if !w.done() && Instant::now() >= next_recheck {
             blocked.recheck(pool);
             // A spare still starting is looked at again soon: if it fails,
@@ -287,8 +304,31 @@ fn block_loop(w: &impl Waitable, deadline: Deadline) -> bool {
         if deadline.has_passed() {
             return false;
         }
-        w.block(deadline.remaining());
+        if !block_once(w, deadline, deadline.remaining()) {
+            return false;
+        }
     }
+}
+
+/// Blocks in `w` once, for at most `timeout`. An untimed wait for one
+/// task publishes its edge in the wait graph for exactly as long as it
+/// blocks (so no user code runs on this thread while it is published:
+/// [`crate::wait_graph`]'s invariant). If that closes a wait cycle, the
+/// wait is refused instead; returns `false` only on a thread already
+/// unwinding, where the wait then gives up unfinished.
+fn block_once(w: &impl Waitable, deadline: Deadline, timeout: Option<Duration>) -> bool {
+    let _edge = match w.awaited_task() {
+        Some(task) if deadline.is_never() => match crate::wait_graph::block_for(task) {
+            Ok(edge) => Some(edge),
+            Err(cycle) => {
+                crate::wait_graph::refuse(cycle);
+                return false;
+            }
+        },
+        _ => None,
+    };
+    w.block(timeout);
+    true
 }
 
 fn may_inline(pool: &Registry) -> bool {
