@@ -1,7 +1,9 @@
-//! Ctrl-C (SIGINT), `kill` (SIGTERM) or a terminal's hang-up (SIGHUP)
-//! while the progress bar is drawn: the bar is cleared, then the process
-//! dies of that signal as it would have without a handler (a shell sees
-//! status 128 + N: 130 for Ctrl-C, and stops its loop, as for any program).
+//! Ctrl-C (SIGINT), `kill` (SIGTERM), a terminal's hang-up (SIGHUP) or
+//! `Ctrl-\` (SIGQUIT) while the progress bar is drawn: the bar is cleared,
+//! then the process dies of that signal as it would have without a handler
+//! (a shell sees status 128 + N: 130 for Ctrl-C, and stops its loop, as for
+//! any program; SIGQUIT still dumps core where core dumps are enabled).
+//! [`SIGNALS`] is the one list of them.
 //!
 //! Without this, the signal killed the process in the middle of the bar's
 //! line and left it half drawn on the terminal. Nothing else changes: no
@@ -36,8 +38,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Once;
 
-/// The signals that clear the bar before they end the process.
-const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// The signals that clear the bar before they end the process: those a
+/// terminal (`^C`, `^\`, a hang-up) or a `kill` sends to end a run. The
+/// one list: installing, resetting and the module doc follow it.
+const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 /// The write end of the pipe, once installed; never closed.
 static WAKE: AtomicI32 = AtomicI32::new(-1);
@@ -54,8 +58,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
     unsafe { libc::write(fd, [byte].as_ptr().cast(), 1) };
 }
 
-/// Clears the bar on SIGINT, SIGTERM and SIGHUP from now on (see the
-/// module doc).
+/// Clears the bar on each of [`SIGNALS`] from now on (see the module doc).
 pub(crate) fn clear_bar_on_signals() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {

@@ -51,8 +51,8 @@ pub fn message(line: &str) {
     }
 }
 
-/// Clears the bar, if one is drawn, for good: on SIGINT (Ctrl-C), SIGTERM
-/// or SIGHUP, before the process dies of it (`interrupt.rs`). Under the lock [`message`] takes, so no
+/// Clears the bar, if one is drawn, for good: on SIGINT (Ctrl-C), SIGTERM,
+/// SIGHUP or SIGQUIT, before the process dies of it (`interrupt.rs`). Under the lock [`message`] takes, so no
 /// line is cut; a finished bar is not drawn again, and messages after it
 /// are plain lines.
 pub(crate) fn clear_bar() {

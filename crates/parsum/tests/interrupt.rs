@@ -1,5 +1,6 @@
-//! Ctrl-C (SIGINT), `kill` (SIGTERM) and a terminal's hang-up (SIGHUP): the
-//! process dies of the signal, as without a handler, and a progress bar
+//! Ctrl-C (SIGINT), `kill` (SIGTERM), a terminal's hang-up (SIGHUP) and
+//! `Ctrl-\` (SIGQUIT): the process dies of the signal, as without a
+//! handler, and a progress bar
 //! drawn on a terminal is cleared first (it was left half drawn); a signal
 //! the process was started with ignored stays ignored. The terminal is a
 //! pseudo-terminal on stderr; skipped, with a note, where none can be
@@ -13,18 +14,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The signals that clear the bar.
-const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+const SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 /// `parsum ARGS` reading a standard input that never ends (so it runs until
 /// it is interrupted), with stderr on `stderr`, [`SIGNALS`] at their
-/// default action but those in `ignored`.
+/// default action but those in `ignored`, and no core dump (SIGQUIT's
+/// default action) written.
 fn spawn_on_stdin(args: &[&str], stderr: Stdio, ignored: &'static [i32]) -> Child {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("parsum"));
     // A test started in the background by a shell without job control
     // inherits SIGINT ignored, which parsum (as any program) keeps.
-    // SAFETY: `signal` is async-signal-safe, as `pre_exec` requires.
+    // SAFETY: `signal` is async-signal-safe, as `pre_exec` requires;
+    // `setrlimit` is a bare system call, taking no lock.
     unsafe {
         c.pre_exec(move || {
+            let no_core = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
             for sig in SIGNALS {
                 let action = if ignored.contains(&sig) {
                     libc::SIG_IGN
@@ -103,11 +111,19 @@ fn sigterm_and_sighup_clear_the_bar_and_end_by_their_signal() {
     bar_cleared_by(libc::SIGHUP, &[]);
 }
 
+/// SIGQUIT (`Ctrl-\` on a terminal) left the bar drawn; it clears it now
+/// and still ends the process by SIGQUIT (its default action, a core dump
+/// where enabled).
+#[test]
+fn sigquit_clears_the_bar_and_ends_by_sigquit() {
+    bar_cleared_by(libc::SIGQUIT, &[]);
+}
+
 /// A signal ignored from the start (`nohup` ignores SIGHUP) stays ignored
 /// while a bar is drawn: no handler is installed over it.
 #[test]
 fn an_ignored_signal_stays_ignored_while_the_bar_is_drawn() {
-    bar_cleared_by(libc::SIGINT, &[libc::SIGHUP, libc::SIGTERM]);
+    bar_cleared_by(libc::SIGINT, &[libc::SIGHUP, libc::SIGTERM, libc::SIGQUIT]);
 }
 
 /// Without a terminal there is no bar: SIGINT ends the run by SIGINT (130
