@@ -33,7 +33,7 @@ use crate::app::Root;
 use crate::escape::{push_marked_name, Escape};
 use crate::exit::Exit;
 use crate::hash::{Algo, AlgoSet, Digest, FileHash, HashError};
-use crate::manifest::{read_error, read_line, Line, LineParser, Parsed};
+use crate::manifest::{at_line, read_error, read_line, Line, LineParser, Parsed};
 use crate::output::{Note, Out, Tally};
 use crate::pipeline::{Item, Pipeline, Sink};
 use crate::progress::{message, Counters, Progress};
@@ -204,13 +204,14 @@ pub(crate) fn is_conflicting(line: &Line) -> bool {
 /// Warns of each path (normalized) the manifest `label` lists with
 /// checksums that cannot all match, in line order, each as
 /// `MANIFEST: LINE: NAME is listed ...` (the position as coreutils gives
-/// it for an improperly formatted line, see [`misformatted`]).
+/// it for an improperly formatted line: [`at_line`]).
 pub(crate) fn warn_conflicts(label: &str, conflicts: &Conflicts) {
     let mut by_line: Vec<(u64, &[u8])> = conflicts.iter().map(|(k, &no)| (no, &k[..])).collect();
     by_line.sort_unstable();
     for (no, name) in by_line {
         message(&format!(
-            "parsum: {label}: {no}: {} is listed more than once with different checksums",
+            "parsum: {}: {} is listed more than once with different checksums",
+            at_line(label, no),
             crate::escape::quote_bytes(name)
         ));
     }
@@ -256,10 +257,7 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
         match read_line(&mut reader, sep, &mut raw) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => {
-                let why = read_error(&e, no);
-                return Err(LoadError::Unreadable(format!("{label}: {why}")));
-            }
+            Err(e) => return Err(LoadError::Unreadable(read_error(&label, &e, no))),
         }
         let line = match parser.parse(&raw) {
             Parsed::Line(l) => l,
@@ -281,7 +279,8 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
 /// Says that line `no` of the manifest `label` is improperly formatted.
 pub(crate) fn misformatted(label: &str, no: u64) {
     message(&format!(
-        "parsum: {label}: {no}: improperly formatted checksum line"
+        "parsum: {}: improperly formatted checksum line",
+        at_line(label, no)
     ));
 }
 
@@ -387,10 +386,10 @@ pub(crate) fn loaded(
             "{label}: no properly formatted checksum lines found"
         )));
     }
-    // Positioned as coreutils positions a line: `SUMS: 7: ...`.
     if let Some((no, at, before)) = algos.mixed_at() {
         return Err(LoadError::Usage(format!(
-            "{label}: {no}: mixes hash algorithms ({} after {}); pass -a to choose one",
+            "{}: mixes hash algorithms ({} after {}); pass -a to choose one",
+            at_line(label, no),
             tags(at),
             tags(before)
         )));

@@ -27,7 +27,8 @@ use crate::escape::{push_check_name, quote_bytes, Escape};
 use crate::exit::Exit;
 use crate::hash::{kind_name, Algo, AlgoSet, FileHash, FileStat, HashError};
 use crate::manifest::{
-    label as manifest_label, open_manifest, read_error, read_line, Line, LineParser, Parsed,
+    at_line, label as manifest_label, open_manifest, read_error, read_line, Line, LineParser,
+    Parsed,
 };
 use crate::output::{plural, Out};
 use crate::pipeline::{hash_stdin_item, Feeder, Item, Pipeline, Runs, Sink};
@@ -55,7 +56,8 @@ pub struct Tag {
 
 /// Events between lines.
 pub enum Msg {
-    /// The manifest could not be read (the OS error's message).
+    /// The manifest could not be read: the message after `parsum: `,
+    /// naming the manifest (and the line, for a line too long).
     Unreadable(usize, String),
     /// An improperly formatted line: manifest, line number, and the
     /// algorithm the manifest seems to be in (for the message).
@@ -108,8 +110,8 @@ impl Start {
 
 /// How a manifest is read: what its lines may restrict 64-digit lines to,
 /// whether it is standard input (where a line naming `-` is malformed),
-/// and its line terminator.
-#[derive(Debug, Clone, Copy)]
+/// its line terminator, and how messages name it.
+#[derive(Debug, Clone)]
 pub struct Reading {
     /// See [`hint_for`].
     pub hint: Option<Algo>,
@@ -117,6 +119,8 @@ pub struct Reading {
     pub from_stdin: bool,
     /// `-z`: lines end with NUL.
     pub zero: bool,
+    /// The manifest's name in messages ([`manifest_label`]).
+    pub label: String,
 }
 
 impl Reading {
@@ -126,6 +130,7 @@ impl Reading {
             hint: hint_for(path, opts),
             from_stdin: crate::stdio::is_dash(path),
             zero: opts.zero,
+            label: manifest_label(path),
         }
     }
 
@@ -196,7 +201,7 @@ pub fn feed_lines(
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let why = read_error(&e, state.no as u64 + 1);
+                let why = read_error(&how.label, &e, state.no as u64 + 1);
                 runs.msg(f, Msg::Unreadable(mi, why));
                 break;
             }
@@ -257,9 +262,15 @@ pub fn feed_manifest(
             feed_lines(f, runs, mi, &mut reader, &mut state, &how);
         }
         // An unreadable manifest has no summary (as coreutils).
-        Err(e) => return runs.msg(f, Msg::Unreadable(mi, crate::hash::os_message(&e))),
+        Err(e) => return runs.msg(f, Msg::Unreadable(mi, unopened(m, &e))),
     }
     runs.msg(f, Msg::End(mi));
+}
+
+/// The message (after `parsum: `) of the manifest `m` that could not be
+/// opened.
+pub fn unopened(m: &Path, e: &io::Error) -> String {
+    format!("{}: {}", manifest_label(m), crate::hash::os_message(e))
 }
 
 /// Runs the check of `manifests`; returns the exit status.
@@ -435,12 +446,9 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
 
     fn msg(&mut self, m: Msg) {
         match m {
-            Msg::Unreadable(mi, e) => {
+            Msg::Unreadable(_, e) => {
                 self.flush();
-                message(&format!(
-                    "parsum: {}: {e}",
-                    manifest_label(&self.manifests[mi]),
-                ));
+                message(&format!("parsum: {e}"));
                 self.exit = Exit::Failure;
             }
             Msg::Misformatted(mi, no, algo) => {
@@ -448,9 +456,9 @@ impl Sink<Tag, Msg> for CheckSink<'_> {
                 if self.opts.warn {
                     self.flush();
                     let algo = algo.map(|a| format!("{} ", a.tag())).unwrap_or_default();
+                    let at = at_line(&manifest_label(&self.manifests[mi]), no as u64);
                     message(&format!(
-                        "parsum: {}: {no}: improperly formatted {algo}checksum line",
-                        manifest_label(&self.manifests[mi])
+                        "parsum: {at}: improperly formatted {algo}checksum line"
                     ));
                 }
             }

@@ -23,7 +23,7 @@
 //!
 //! A manifest named `-` is standard input, for every reader (`-c`,
 //! `--audit`, `--verify`): [`open_input`] opens it and [`label`] names it
-//! in messages.
+//! in messages. [`at_line`] names one of its lines, in coreutils' form.
 //!
 //! Names are bytes throughout; escaping lives in [`crate::escape`].
 
@@ -67,6 +67,16 @@ pub fn label(path: &Path) -> String {
     } else {
         quote(path)
     }
+}
+
+/// Names line `no` (from 1) of the input file `label` (as [`label`] gives
+/// it) in a message: `FILE: LINE`, the form coreutils gives a position
+/// (`sha256sum -c -w`: `SUMS: 3: improperly formatted SHA256 checksum
+/// line`). The one home of that form: every reader of lines (`-c`,
+/// `--audit`, `--update`'s and `--verify`'s STATE, and their MPI merges)
+/// names a line through it, as `parsum: FILE: LINE: what`.
+pub fn at_line(label: &str, no: u64) -> String {
+    format!("{label}: {no}")
 }
 
 /// The longest line a manifest or a state may have: a path of 4000 nested
@@ -114,13 +124,14 @@ pub fn is_too_long(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|e| e.is::<LineTooLong>())
 }
 
-/// The message for an error of [`read_line`] on line `no` (from 1): the
-/// line number and `a line longer than 16 MiB`, or the OS error.
-pub fn read_error(e: &io::Error, no: u64) -> String {
+/// The message (after `parsum: `) for an error of [`read_line`] on line
+/// `no` (from 1) of the input file `label`: `FILE: LINE: a line longer than
+/// 16 MiB` ([`at_line`]), or `FILE: ` and the OS error.
+pub fn read_error(label: &str, e: &io::Error, no: u64) -> String {
     if is_too_long(e) {
-        format!("{no}: {e}")
+        format!("{}: {e}", at_line(label, no))
     } else {
-        crate::hash::os_message(e)
+        format!("{label}: {}", crate::hash::os_message(e))
     }
 }
 

@@ -230,11 +230,15 @@ impl Reader {
 }
 
 impl StateError {
-    /// The message for stderr, `STATE:LINE: what` for a malformed line.
+    /// The message for stderr, `STATE: LINE: what` for a malformed line
+    /// ([`crate::manifest::at_line`], as for a manifest's line).
     pub fn message(&self, state: &Path) -> String {
         match self {
             StateError::Io(e) => format!("parsum: {e}"),
-            StateError::Line(n, e) => format!("parsum: {}:{n}: {e}", crate::manifest::label(state)),
+            StateError::Line(n, e) => {
+                let at = crate::manifest::at_line(&crate::manifest::label(state), *n);
+                format!("parsum: {at}: {e}")
+            }
         }
     }
 }

@@ -55,7 +55,8 @@ pub enum Msg {
     Missing(Entry),
     /// stat failed, or the path is not a regular file.
     Unreadable(Entry, HashError),
-    /// The state changed between the check and the verification.
+    /// The state changed between the check and the verification: the
+    /// message, as [`StateError::message`] gives it.
     Bad(String),
 }
 
@@ -198,7 +199,7 @@ pub fn run(
     progress.finish();
     let written = sink.out.finish();
     if let Some(e) = &sink.bad {
-        message(&format!("parsum: {}: {e}", label(&state)));
+        message(e);
         return Exit::Usage;
     }
     let c = &sink.counts;
@@ -227,8 +228,9 @@ fn produce(f: &mut Feeder<Entry, Msg>, source: Source, state: &Path, only: Optio
         Source::Bytes(b) => Box::new(std::io::Cursor::new(b)),
         Source::File(mut file) => {
             if let Err(e) = std::io::Seek::rewind(&mut file) {
-                let e = crate::hash::os_message(&e);
-                return runs.msg(f, Msg::Bad(e));
+                let e =
+                    StateError::Io(format!("{}: {}", label(state), crate::hash::os_message(&e)));
+                return runs.msg(f, Msg::Bad(e.message(state)));
             }
             Box::new(BufReader::with_capacity(64 * 1024, file))
         }

@@ -291,7 +291,7 @@ fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
             .code(2)
             .stdout("")
             .stderr(predicate::str::contains(
-                "STATE:2: not a valid state line: invalid type: string \"one\", expected u64",
+                "STATE: 2: not a valid state line: invalid type: string \"one\", expected u64",
             ));
     }
     assert_eq!(state(d.path()), bad, "a bad state is left as it was");
@@ -303,7 +303,7 @@ fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "STATE:2: not a valid state line: EOF",
+            "STATE: 2: not a valid state line: EOF",
         ));
     std::fs::write(
         d.path().join("STATE"),
@@ -314,7 +314,7 @@ fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
         .arg("t")
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("STATE:3:"));
+        .stderr(predicate::str::contains("STATE: 3: "));
     // The same path twice.
     let first = good.lines().next().unwrap();
     std::fs::write(d.path().join("STATE"), format!("{good}{first}\n")).unwrap();
@@ -323,7 +323,7 @@ fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "STATE:3: t/a is listed twice (first on line 1)",
+            "STATE: 3: t/a is listed twice (first on line 1)",
         ));
     // A manifest with an improper line.
     std::fs::write(d.path().join("STATE"), "not a checksum line\n").unwrap();
@@ -331,7 +331,7 @@ fn malformed_state_is_an_error_with_its_line_and_nothing_is_written() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "STATE:1: improperly formatted checksum line",
+            "STATE: 1: improperly formatted checksum line",
         ));
     // No state at all: --verify cannot run; --update starts one.
     std::fs::remove_file(d.path().join("STATE")).unwrap();
@@ -839,7 +839,7 @@ fn an_endless_state_is_refused_not_read_into_memory() {
         .code(2)
         .stdout("")
         .stderr(predicate::str::contains(
-            "/dev/zero:1: a line longer than 16 MiB",
+            "/dev/zero: 1: a line longer than 16 MiB",
         ));
     // --update's STATE must be a regular file: a device is refused unread.
     parsum()
@@ -1131,7 +1131,7 @@ fn a_dash_entry_in_a_state_is_standard_input_as_in_check() {
             .code(2)
             .stdout("")
             .stderr(predicate::str::contains(
-                "'standard input':1: '-' is standard input",
+                "'standard input': 1: '-' is standard input",
             ));
     }
 }
@@ -1165,7 +1165,7 @@ fn a_dash_entry_is_refused_by_update_and_dot_slash_dash_is_the_file() {
             .code(2)
             .stdout("")
             .stderr(predicate::str::contains(format!(
-                "parsum: STATE:{line}: '-' is standard input, which --update cannot record"
+                "parsum: STATE: {line}: '-' is standard input, which --update cannot record"
             )))
             .stderr(predicate::str::contains("parsum: STATE: not updated"));
         assert_eq!(state(d.path()), bad, "the state is left as it was");
@@ -1207,4 +1207,49 @@ fn a_dash_entry_is_refused_by_update_and_dot_slash_dash_is_the_file() {
         .assert()
         .success()
         .stdout("unchanged t/f\nunchanged ./-\n");
+}
+
+/// A STATE that turns malformed after `--verify` checked it (a line
+/// appended while the verification waits on standard input, its first
+/// entry) is refused at that line, named once: it was printed as `parsum:
+/// STATE: parsum: STATE:N: ...`, the state's name and `parsum: ` twice.
+#[test]
+fn a_state_that_turns_malformed_during_verify_is_named_once() {
+    use std::process::Stdio;
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"e", b"");
+    let sums = stdout_of(parsum().current_dir(d.path()).args(["-a", "sha256", "e"]));
+    // Enough entries after `-` that the producer waits, its queue full,
+    // before it reaches the end of STATE.
+    let n = 50_000;
+    let mut st = b"0000000000000000000000000000000000000000000000000000000000000000  -\n".to_vec();
+    for _ in 0..n {
+        st.extend_from_slice(&sums);
+    }
+    std::fs::write(d.path().join("STATE"), &st).unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("parsum"))
+        .current_dir(d.path())
+        .args(["--no-progress", "--verify", "STATE"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The check read STATE whole before the verification starts on `-`.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(d.path().join("STATE"))
+        .unwrap();
+    f.write_all(b"not a checksum line\n").unwrap();
+    drop(f);
+    drop(child.stdin.take());
+    let out = wait_output_guarded(child, 60);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let want = format!(
+        "parsum: STATE: {}: improperly formatted checksum line\n",
+        n + 2
+    );
+    assert!(err.ends_with(&want), "{err}");
 }

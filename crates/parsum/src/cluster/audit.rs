@@ -165,10 +165,12 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
         ..CheckOpts::default()
     };
     let parts = plan_parts(world, std::slice::from_ref(&manifest), &size, &opts);
+    let label = quote(&manifest);
     let how = Reading {
         hint: None,
         from_stdin: false,
         zero,
+        label: label.clone(),
     };
     let mut lines_out: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
     let mut range = Loaded {
@@ -191,7 +193,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                         Ok(true) => {}
                         Ok(false) => break,
                         Err(e) => {
-                            range.error = Some(read_error(&e, state.no as u64 + 1));
+                            range.error = Some(read_error(&label, &e, state.no as u64 + 1));
                             break;
                         }
                     }
@@ -208,7 +210,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                     }
                 }
             }
-            Err(e) => range.error = Some(crate::hash::os_message(&e)),
+            Err(e) => range.error = Some(crate::check::unopened(&manifest, &e)),
         }
     }
     let mut mine: HashMap<Vec<u8>, Line> = HashMap::new();
@@ -265,7 +267,6 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     // the exit code; and the algorithms to compute.
     let mut verdict = [0u8, 0u8];
     if rank == 0 {
-        let label = quote(&manifest);
         let mut total = 0;
         let mut all = AlgoLines::default();
         let mut bad = 0u64;
@@ -285,7 +286,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
             }
         }
         let decided = match error {
-            Some(e) => Err(LoadError::Unreadable(format!("{label}: {e}"))),
+            Some(e) => Err(LoadError::Unreadable(e)),
             None => loaded(&label, bad, total, &all),
         };
         verdict = match decided {

@@ -415,8 +415,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                     match open_range(m, start, end) {
                         Ok(mut r) => feed_lines(f, &mut runs, mi, &mut r, &mut state, &how),
                         Err(e) => {
-                            let why = crate::hash::os_message(&e);
-                            runs.msg(f, Msg::Unreadable(mi, why));
+                            runs.msg(f, Msg::Unreadable(mi, crate::check::unopened(m, &e)));
                             continue;
                         }
                     }
