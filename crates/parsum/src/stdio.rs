@@ -1,5 +1,6 @@
 //! Which of the standard descriptors 0, 1 and 2 were closed when the
-//! process started (`parsum a >&-`, `parsum - <&-`).
+//! process started (`parsum a >&-`, `parsum - <&-`), and standard input
+//! opened for reading ([`stdin`], which also refuses a directory).
 //!
 //! Rust's runtime, on Unix, opens /dev/null on a closed 0, 1 or 2 before
 //! `main` runs, so from `main` on a closed stdout swallows every line and a
@@ -33,13 +34,50 @@ pub fn closed_error() -> io::Error {
     io::Error::from_raw_os_error(libc::EBADF)
 }
 
-/// Standard input, or EBADF if it was closed at start.
+/// Standard input, or the error its first read would end in: EBADF if it
+/// was closed at start, EISDIR if it is a directory. The one home of
+/// reading standard input, for every reader of it (a PATH `-`, a `-c` or
+/// STATE line `-`, a manifest or STATE `-`), in one process or as rank 0
+/// of an MPI job.
+///
+/// Under a launcher, standard input reaches the rank through the
+/// launcher's pipe, so the rank cannot see what it was: Open MPI's
+/// `mpirun`, reading a directory, takes the error for the end of input,
+/// and the rank read an empty input and hashed it (`mpirun parsum - <
+/// DIR` printed the empty input's digest and passed). So a rank also asks
+/// what the launcher's own standard input is ([`launcher_stdin_is_dir`]).
 pub fn stdin() -> io::Result<io::Stdin> {
     if closed_at_start(0) {
-        Err(closed_error())
-    } else {
-        Ok(io::stdin())
+        return Err(closed_error());
     }
+    if fd_is_dir(0) || (crate::launcher::launched() && launcher_stdin_is_dir()) {
+        return Err(io::Error::from_raw_os_error(libc::EISDIR));
+    }
+    Ok(io::stdin())
+}
+
+/// Whether descriptor `fd` is open on a directory.
+fn fd_is_dir(fd: i32) -> bool {
+    // SAFETY: fstat only writes into `st`, a plain struct, and fails
+    // without effect on a bad descriptor.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    unsafe { libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR }
+}
+
+/// Whether the parent process's standard input is a directory: under Open
+/// MPI's `mpirun`, the parent of a rank on the launching node (rank 0,
+/// which alone reads standard input, is one unless a host file puts it
+/// elsewhere) is `mpirun` itself, and its standard input is the user's.
+/// Read through `/proc` (Linux); anywhere else, or with a wrapper between
+/// the launcher and parsum, or on another node (whose daemon's standard
+/// input is not the user's), the answer is no and an empty input stays
+/// empty: a limit, documented in docs/many-nodes.md.
+///
+/// NOTE: only a directory is refused this way. A launcher whose standard
+/// input is anything else forwards it, and the rank reads what it sent.
+fn launcher_stdin_is_dir() -> bool {
+    let parent = std::os::unix::process::parent_id();
+    std::fs::metadata(format!("/proc/{parent}/fd/0")).is_ok_and(|m| m.is_dir())
 }
 
 /// Whether `path` is exactly `-`, standard input (or output, for `-o`):

@@ -916,3 +916,40 @@ fn a_descriptor_past_the_standard_three_is_refused_under_a_launcher() {
         assert!(started.elapsed() < Duration::from_secs(60), "{args:?}");
     }
 }
+
+/// A directory as standard input (`mpirun ... parsum - < DIR`): one
+/// process says `-: Is a directory` (as `sha256sum -` does) and fails;
+/// under `mpirun` the launcher's read of it failed, which it took for the
+/// end of input, and rank 0 hashed an empty input, printed its digest and
+/// passed. Now every reader of standard input (a PATH `-`, a `-` line, a
+/// `-c`, `--audit` or `--verify` manifest `-`) fails as in one process.
+#[test]
+fn a_directory_as_standard_input_fails_as_in_one_process() {
+    if !have_mpirun() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    small_tree(r, 5);
+    std::fs::create_dir(r.join("dir")).unwrap();
+    let sums = single(r, &["-a", "sha256", "t"]).stdout;
+    const SHA_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let dash = format!("{SHA_EMPTY}  -\n");
+    std::fs::write(r.join("SUMS"), [&sums[..], dash.as_bytes()].concat()).unwrap();
+    let from_dir: &[&str] = &["sh", "-c", "exec \"$0\" \"$@\" <dir"];
+    for args in [
+        &["t", "-"][..],
+        &["-c", "-"],
+        &["-c", "SUMS"],
+        &["--audit", "SUMS", "t", "-"],
+        &["--verify", "-"],
+    ] {
+        let one = same_with(from_dir, r, args, &[2], b"");
+        assert_ne!(one.code, 0, "{args:?}: {}", one.stderr);
+        assert!(
+            one.stderr.contains(": Is a directory"),
+            "{args:?}: {}",
+            one.stderr
+        );
+    }
+}
