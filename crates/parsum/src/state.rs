@@ -14,7 +14,10 @@
 //! A checksum manifest (what `-c` reads: GNU, BSD tag, b3sum) is accepted
 //! as a degraded state: the path and digest of each line, no metadata
 //! ([`Entry::meta`] is `None`). The first line that is not blank decides:
-//! `{` starts a JSON state, anything else a manifest.
+//! `{` starts a JSON state, anything else a manifest. A state that lists no
+//! file (zero bytes, as an empty tree's update writes; blank lines; only
+//! comments) is an empty state, which `--verify` passes, where `-c` fails
+//! on the same file as `sha256sum -c` does.
 //!
 //! An entry named exactly `-` is standard input, in either kind and however
 //! it is written (a plain or an escaped manifest line, a BSD tag, a JSON

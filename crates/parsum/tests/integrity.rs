@@ -400,6 +400,56 @@ fn awkward_and_non_utf8_names_round_trip() {
         .any(|w| w == b"t/bad\xffutf8: CORRUPTED"));
 }
 
+/// A STATE that lists no file (zero bytes, as an empty tree's update
+/// writes; only blank lines; a byte-order mark; only comments, a manifest
+/// with no line) verifies nothing and passes, where `-c` fails on the same
+/// file (`no properly formatted checksum lines found`, as `sha256sum -c`):
+/// a state describes a tree, and an empty tree is a tree. The decision is
+/// made on what the STATE lists, not on how it is spelled.
+#[test]
+fn a_state_that_lists_no_file_verifies_nothing_and_passes() {
+    let d = tempfile::tempdir().unwrap();
+    for (content, manifest) in [
+        (&b""[..], false),
+        (b"\n\n  \n", false),
+        (b"\r\n", false),
+        (b"\xef\xbb\xbf\n", false),
+        (b"# only\n\n# comments\n", true),
+    ] {
+        std::fs::write(d.path().join("STATE"), content).unwrap();
+        let what = String::from_utf8_lossy(content).into_owned();
+        let out = verify(d.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{what:?}: {err}");
+        assert!(out.stdout.is_empty(), "{what:?}");
+        assert!(
+            err.contains("parsum: verify: 0 ok, 0 modified"),
+            "{what:?}: {err}"
+        );
+        assert_eq!(
+            err.contains("a checksum manifest, without file metadata"),
+            manifest,
+            "{what:?}: {err}"
+        );
+        parsum()
+            .current_dir(d.path())
+            .args(["-c", "STATE"])
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr("parsum: STATE: no properly formatted checksum lines found\n");
+    }
+    // A line of blanks once the STATE is known to be a manifest is
+    // improperly formatted, as any malformed line of a state: an error.
+    std::fs::write(d.path().join("STATE"), "# c\n  \n").unwrap();
+    verify(d.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "parsum: STATE: 2: improperly formatted checksum line",
+        ));
+}
+
 #[test]
 fn empty_tree_gives_an_empty_state() {
     let d = tempfile::tempdir().unwrap();

@@ -210,3 +210,33 @@ fn dash_in_a_manifest_file_hashes_stdin() {
         .success()
         .stdout("-: OK\n");
 }
+
+/// A manifest without one checksum line (zero bytes, only comments, only
+/// empty lines, a CRLF, a byte-order mark) checks nothing: `-c` fails with
+/// `no properly formatted checksum lines found`, exit 1, whatever the
+/// flags, as `sha256sum -c` does (compared where it is installed). b3sum
+/// (1.2 and 1.8) instead passes a zero-byte manifest silently and refuses
+/// comments; parsum follows coreutils for every format.
+#[test]
+fn a_manifest_without_checksum_lines_fails_as_sha256sum_does() {
+    for m in [
+        &b""[..],
+        b"# only\n# comments\n",
+        b"\n\n\n",
+        b"\r\n",
+        b"\xef\xbb\xbf\n",
+    ] {
+        // Not --warn: the byte-order mark's line is improperly formatted,
+        // which sha256sum names SHA256 and parsum, with no line or name to
+        // tell the algorithm by, names none.
+        for flags in [&[][..], &["--status"], &["--ignore-missing"], &["--strict"]] {
+            let (code, out, err) = same_as("sha256sum", m, flags);
+            let what = format!("{flags:?} {:?}", String::from_utf8_lossy(m));
+            assert_eq!((code, out.as_str()), (1, ""), "{what}");
+            assert!(
+                err.ends_with("parsum: SUMS: no properly formatted checksum lines found\n"),
+                "{what}: {err}"
+            );
+        }
+    }
+}
