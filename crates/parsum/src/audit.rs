@@ -248,8 +248,8 @@ fn load(manifest: &Path, only: Option<Algo>, zero: bool) -> Result<Loaded, LoadE
     let mut map = HashMap::new();
     let mut conflicts = Conflicts::new();
     let mut algos = AlgoLines::default();
-    let sep = if zero { b'\0' } else { b'\n' };
-    let mut parser = LineParser::new(only);
+    let sep = crate::manifest::line_end(zero);
+    let mut parser = LineParser::new(only, sep);
     let mut bad = 0u64;
     let mut raw = Vec::new();
     for no in 1.. {

@@ -101,7 +101,7 @@ impl Start {
     /// name hints at.
     pub fn fresh(hint: Option<Algo>, opts: &CheckOpts) -> Start {
         Start {
-            parser: LineParser::new(opts.algo),
+            parser: LineParser::new(opts.algo, crate::manifest::line_end(opts.zero)),
             named: hint,
             no: 0,
         }
@@ -136,11 +136,7 @@ impl Reading {
 
     /// The line terminator.
     pub fn sep(&self) -> u8 {
-        if self.zero {
-            b'\0'
-        } else {
-            b'\n'
-        }
+        crate::manifest::line_end(self.zero)
     }
 }
 

@@ -98,12 +98,23 @@ impl std::fmt::Display for LineTooLong {
 
 impl std::error::Error for LineTooLong {}
 
+/// The terminator of manifest lines: NUL under `-z`, else newline. Read
+/// with [`read_line`] and parsed by a [`LineParser`] made for it.
+pub fn line_end(zero: bool) -> u8 {
+    if zero {
+        b'\0'
+    } else {
+        b'\n'
+    }
+}
+
 /// Reads the next line ending in `sep` (or at the end of input) into `raw`,
 /// cleared first, without its terminator; `Ok(false)` at the end of input.
 /// A line longer than [`MAX_LINE`] is an error ([`is_too_long`]), read no
 /// further than that: the input is then no manifest. One CR before the
 /// terminator does not count (a CRLF manifest's lines are as long as an LF
-/// one's: the parser trims it).
+/// one's: the parser trims it; a NUL-terminated line has no CRLF end, but
+/// the slack of one byte is harmless there).
 pub fn read_line<R: BufRead + ?Sized>(r: &mut R, sep: u8, raw: &mut Vec<u8>) -> io::Result<bool> {
     raw.clear();
     if (&mut *r).take(MAX_LINE as u64 + 2).read_until(sep, raw)? == 0 {
@@ -214,6 +225,10 @@ enum Pgp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineParser {
     only: Option<Algo>,
+    /// Lines end with newlines, so one trailing CR is part of a CRLF line
+    /// end, not of the line. Not so with NUL-terminated lines (`-z`),
+    /// whose names are written unescaped: a CR there ends a name.
+    crlf: bool,
     /// `Some(true)` once a BSD reversed line is seen, `Some(false)` once a
     /// GNU line is (coreutils' `bsd_reversed`).
     reversed: Option<bool>,
@@ -229,10 +244,12 @@ fn is_hex(s: &[u8]) -> bool {
 }
 
 impl LineParser {
-    /// A parser for one manifest; `only` restricts the algorithm (`-a`).
-    pub fn new(only: Option<Algo>) -> LineParser {
+    /// A parser for one manifest whose lines end in `sep` (see
+    /// [`line_end`]); `only` restricts the algorithm (`-a`).
+    pub fn new(only: Option<Algo>, sep: u8) -> LineParser {
         LineParser {
             only,
+            crlf: sep == b'\n',
             reversed: None,
             pgp: Pgp::Start,
         }
@@ -242,7 +259,7 @@ impl LineParser {
     /// a stretch of a manifest read apart from the lines before it (a
     /// rank's range under MPI) is parsed from each, until the state it
     /// really starts in is known.
-    pub fn all_states(only: Option<Algo>) -> Vec<LineParser> {
+    pub fn all_states(only: Option<Algo>, sep: u8) -> Vec<LineParser> {
         let mut all = Vec::new();
         for reversed in [None, Some(false), Some(true)] {
             for pgp in [
@@ -254,6 +271,7 @@ impl LineParser {
             ] {
                 all.push(LineParser {
                     only,
+                    crlf: sep == b'\n',
                     reversed,
                     pgp,
                 });
@@ -264,11 +282,15 @@ impl LineParser {
 
     /// Parses one line, given without its terminator.
     pub fn parse(&mut self, raw: &[u8]) -> Parsed {
-        // As coreutils: `#` first, then one trailing CR, then emptiness.
+        // As coreutils: `#` first, then one trailing CR (of a newline
+        // terminated line), then emptiness.
         if raw.first() == Some(&b'#') {
             return Parsed::Skip;
         }
-        let mut line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let mut line = match raw.strip_suffix(b"\r") {
+            Some(l) if self.crlf => l,
+            _ => raw,
+        };
         match self.pgp {
             Pgp::Start if line == b"-----BEGIN PGP SIGNED MESSAGE-----" => {
                 self.pgp = Pgp::Header;
@@ -398,7 +420,7 @@ fn split_bsd(s: &[u8]) -> Option<(&[u8], &[u8])> {
 /// Parses one line on its own (no state across lines); `None` unless it is
 /// a checksum line. For callers that read a single line.
 pub fn parse_line(line: &[u8], only: Option<Algo>) -> Option<Line> {
-    match LineParser::new(only).parse(line) {
+    match LineParser::new(only, b'\n').parse(line) {
         Parsed::Line(l) => Some(l),
         _ => None,
     }
@@ -502,7 +524,7 @@ mod tests {
     }
 
     fn lines(manifest: &[u8]) -> Vec<Parsed> {
-        let mut p = LineParser::new(None);
+        let mut p = LineParser::new(None, b'\n');
         manifest
             .split(|&b| b == b'\n')
             .map(|l| p.parse(l))
@@ -538,6 +560,24 @@ mod tests {
                 Parsed::Skip
             ]
         );
+    }
+
+    #[test]
+    fn a_trailing_cr_is_a_line_end_only_between_newlines() {
+        let line = format!("{MD5_ABC}  x\r");
+        let mut nl = LineParser::new(None, b'\n');
+        assert_eq!(nl.parse(line.as_bytes()), ok(b"x"));
+        let mut nul = LineParser::new(None, line_end(true));
+        assert_eq!(nul.parse(line.as_bytes()), ok(b"x\r"));
+        let tag = format!("MD5 (x\r) = {MD5_ABC}");
+        assert_eq!(nul.parse(tag.as_bytes()), ok(b"x\r"));
+        // Every state a NUL parser can be in keeps it too (MPI ranges; a
+        // reversed one takes the second space into the name).
+        for mut p in LineParser::all_states(None, b'\0') {
+            if let Parsed::Line(l) = p.parse(line.as_bytes()) {
+                assert!(l.name.ends_with(b"x\r"), "{:?}", l.name);
+            }
+        }
     }
 
     #[test]

@@ -152,7 +152,8 @@ impl Reader {
         Reader {
             input,
             kind: None,
-            parser: LineParser::new(only),
+            // A STATE's lines end in newlines (`-z` is refused with it).
+            parser: LineParser::new(only, b'\n'),
             hint,
             line_no: 0,
             raw: Vec::new(),

@@ -10,7 +10,7 @@ use parsum::manifest::{parse_line, write_gnu, write_tag, LineParser, Parsed};
 
 fuzz_target!(|data: &[u8]| {
     // 1. A whole manifest, line by line, with the state across lines.
-    let mut p = LineParser::new(None);
+    let mut p = LineParser::new(None, b'\n');
     for raw in data.split(|&b| b == b'\n') {
         if let Parsed::Line(l) = p.parse(raw) {
             assert!(!l.name.is_empty());

@@ -537,7 +537,7 @@ pub(super) fn plan_parts(
 ) -> Vec<Part> {
     let rank = world.rank() as u64;
     let ranks = world.size() as u64;
-    let states = LineParser::all_states(opts.algo);
+    let states = LineParser::all_states(opts.algo, crate::manifest::line_end(opts.zero));
     let mut ranges = Vec::with_capacity(manifests.len());
     let mut table = Enc::default();
     for (m, &size) in manifests.iter().zip(plan) {
