@@ -40,7 +40,13 @@ when any file is not OK.";
 /// given (links named on the command line are followed); FIFOs, sockets and
 /// device nodes are reported and never opened.
 #[derive(Debug, Parser)]
-#[command(name = "parsum", version, after_help = EXAMPLES, max_term_width = 100)]
+#[command(
+    name = "parsum",
+    version,
+    after_help = EXAMPLES,
+    max_term_width = 100,
+    args_override_self = true
+)]
 pub struct Args {
     /// Files or directories to checksum [default: .]; with -c, manifests
     #[arg(value_name = "PATH")]
