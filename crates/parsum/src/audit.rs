@@ -229,6 +229,72 @@ pub(crate) fn skipped_is_seen(why: &Skip) -> bool {
     }
 }
 
+/// The paths the walk could not list or read for a reason other than
+/// their absence (a directory without permission, a loop of links, an I/O
+/// error), by [`key`]. A listed path at or below one of them is neither
+/// missing nor matched, as an unreadable file's is: its error says why,
+/// and it is never paired as a move (`--update` keeps such entries). One
+/// home for a single process and for ranks, which learn every rank's.
+#[derive(Debug, Default)]
+pub(crate) struct Unlisted {
+    paths: HashSet<Vec<u8>>,
+    /// `.` (or `./`) could not be listed: every path is below it.
+    all: bool,
+}
+
+impl Unlisted {
+    /// The walk could not read `path`; `why` is its error's
+    /// [`crate::hash::os_message`]. A path that is not there (`No such
+    /// file or directory`: a root that does not exist, a dangling link
+    /// under `--follow`, a directory removed during the walk) hides
+    /// nothing: what was listed below it is missing indeed.
+    pub(crate) fn note(&mut self, path: &[u8], why: &str) {
+        let absent = crate::hash::os_message(&std::io::Error::from_raw_os_error(libc::ENOENT));
+        if why == absent {
+            return;
+        }
+        let k = key(path);
+        let mut p: &[u8] = &k;
+        // `t/` and `t//` list `t/a`: the directory is `t` (`/` stays `/`).
+        while p.len() > 1 && p.ends_with(b"/") {
+            p = &p[..p.len() - 1];
+        }
+        if p == b"." || p.is_empty() {
+            self.all = true;
+        } else {
+            self.paths.insert(p.to_vec());
+        }
+    }
+
+    /// The paths noted, to send to other ranks (`.` for all).
+    #[cfg(feature = "mpi")]
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &[u8]> {
+        let all: &[u8] = b".";
+        self.all
+            .then_some(all)
+            .into_iter()
+            .chain(self.paths.iter().map(Vec::as_slice))
+    }
+
+    /// Whether the listed path `k` (a [`key`]) is at or below a path
+    /// noted.
+    pub(crate) fn covers(&self, k: &[u8]) -> bool {
+        if k == STDIN_KEY {
+            return false;
+        }
+        if self.all {
+            return true;
+        }
+        if self.paths.is_empty() {
+            return false;
+        }
+        self.paths.contains(k)
+            || k.iter().enumerate().any(|(i, &b)| {
+                b == b'/' && self.paths.contains(if i == 0 { &k[..1] } else { &k[..i] })
+            })
+    }
+}
+
 /// Why the manifest cannot be audited against.
 pub(crate) enum LoadError {
     /// It could not be read (exit 1, as `-c` does).
@@ -416,6 +482,9 @@ pub(crate) fn load_failed(e: LoadError) -> Exit {
 pub(crate) struct AuditSink<'a> {
     manifest: HashMap<Vec<u8>, Line>,
     seen: HashSet<Vec<u8>>,
+    /// Where the walk could not see (a single process's; ranks gather
+    /// theirs from their records).
+    unlisted: Unlisted,
     /// New paths and their digests, for the moved/new decision at the end.
     new: BTreeMap<Vec<u8>, Vec<Digest>>,
     matched: u64,
@@ -439,6 +508,7 @@ impl<'a> AuditSink<'a> {
         AuditSink {
             manifest,
             seen: HashSet::new(),
+            unlisted: Unlisted::default(),
             new: BTreeMap::new(),
             matched: 0,
             changed: 0,
@@ -526,7 +596,11 @@ impl Sink<(), Note> for AuditSink<'_> {
                 }
                 self.tally.skip(&p, &why, self.verbose)
             }
-            Note::Error(p, e) => self.tally.error(&p, &crate::hash::os_message(&e), false),
+            Note::Error(p, e) => {
+                let why = crate::hash::os_message(&e);
+                self.unlisted.note(p.as_os_str().as_bytes(), &why);
+                self.tally.error(&p, &why, false)
+            }
         }
     }
 
@@ -581,9 +655,10 @@ pub fn run(
 
     let manifest = std::mem::take(&mut sink.manifest);
     let seen = std::mem::take(&mut sink.seen);
+    let unlisted = std::mem::take(&mut sink.unlisted);
     let missing: BTreeMap<Vec<u8>, &Line> = manifest
         .iter()
-        .filter(|(k, _)| !seen.contains(*k))
+        .filter(|(k, _)| !seen.contains(*k) && !unlisted.covers(k))
         .map(|(k, v)| (k.clone(), v))
         .collect();
     let new = std::mem::take(&mut sink.new);

@@ -47,7 +47,7 @@ fn nul_terminated_manifests_keep_a_trailing_cr() {
                 .split_inclusive(|&b| b == 0)
                 .find(|l| l.windows(2).any(|w| w == b"x\r"))
                 .unwrap();
-            std::fs::write(m.path(), &only_cr).unwrap();
+            std::fs::write(m.path(), only_cr).unwrap();
             parsum()
                 .current_dir(d.path())
                 .args(["-z", "--no-summary", "--audit"])
@@ -170,4 +170,102 @@ fn every_option_may_be_given_twice_as_in_coreutils() {
             assert_ne!(ours.status.code(), Some(2), "{flags:?}");
         }
     }
+}
+
+/// Runs as root without the capabilities that let root read anything
+/// (`setpriv`), so that mode bits deny reads; `None` where that is not
+/// possible (not root, no setpriv).
+fn without_dac() -> Option<std::process::Command> {
+    let ok = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-dac_override,-dac_read_search", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+        && is_root_user();
+    if !ok {
+        eprintln!("note: not root or no setpriv; skipping");
+        return None;
+    }
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--bounding-set=-dac_override,-dac_read_search", "--"])
+        .arg(env!("CARGO_BIN_EXE_parsum"))
+        .arg("--no-progress");
+    Some(c)
+}
+
+fn is_root_user() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// An unreadable file is neither matched nor missing in `--audit` (an
+/// error); but the files below a directory that could not be listed were
+/// reported `missing`, and one with a copy elsewhere `moved d/e/x ->
+/// copy`, though it never moved: the audit claimed what it could not see.
+/// The listed paths at or below a path the walk could not read (for any
+/// reason but its absence) are now, as an unreadable file's, neither
+/// missing nor moved: the error says why (`--update` keeps them too).
+#[test]
+fn audit_does_not_call_files_below_an_unlistable_directory_missing() {
+    let Some(_) = without_dac() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path();
+    write(r, b"d/e/x", b"x");
+    write(r, b"d/e/sub/y", b"y");
+    write(r, b"d/z", b"z");
+    write(r, b"gone", b"g");
+    let sums = stdout_of(
+        parsum()
+            .current_dir(r)
+            .args(["-a", "sha256", "--no-summary", "."]),
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let manifest = elsewhere.path().join("SUMS");
+    std::fs::write(&manifest, &sums).unwrap();
+    std::fs::remove_file(r.join("gone")).unwrap();
+    write(r, b"copy", b"x");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(r.join("d/e"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    for root in [".", "d", "d/", "./d/e"] {
+        let out = without_dac()
+            .unwrap()
+            .current_dir(r)
+            .arg("--audit")
+            .arg(&manifest)
+            .arg(root)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{root}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("d/e: Permission denied"),
+            "{root}: {stderr}"
+        );
+        assert!(!stdout.contains("d/e/"), "{root}: {stdout}");
+        if root == "." {
+            assert_eq!(
+                stdout, "matched  d/z\nnew      copy\nmissing  gone\n",
+                "{stderr}"
+            );
+        }
+    }
+    // A root that is not there hides nothing: what it listed is missing.
+    let out = without_dac()
+        .unwrap()
+        .current_dir(r)
+        .arg("--audit")
+        .arg(&manifest)
+        .args(["gone", "d/z"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "matched  d/z\nmissing  copy\nmissing  d/e/sub/y\nmissing  d/e/x\nmissing  gone\n"
+            .replace("missing  copy\n", ""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(r.join("d/e"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -41,7 +41,7 @@ use super::steal::fatal;
 use super::wire::{fnv1a, Dec, Enc, WireResult};
 use crate::audit::{
     is_conflicting, key, list, load_failed, loaded, matches, misformatted, skipped_is_seen,
-    warn_conflicts, AlgoLines, AuditSink, Conflicts, Joined, LoadError,
+    warn_conflicts, AlgoLines, AuditSink, Conflicts, Joined, LoadError, Unlisted,
 };
 use crate::check::{parse_step, CheckOpts, Reading, Step};
 use crate::config::{Config, Mode};
@@ -328,6 +328,7 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let sources: Vec<_> = got.into_iter().map(|v| v.into_iter()).collect();
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut new: BTreeMap<Vec<u8>, Vec<Digest>> = BTreeMap::new();
+    let mut unlisted = Unlisted::default();
     let mut kept = Vec::new();
     for mut r in KMerge::new(sources) {
         let name = record_key(&r);
@@ -352,9 +353,24 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
                     seen.insert(name);
                 }
             }
-            Outcome::WalkError(_) | Outcome::Compared { .. } => {}
+            Outcome::WalkError(why) => unlisted.note(&name, why),
+            Outcome::Compared { .. } => {}
         }
         kept.push(r);
+    }
+    // Every rank learns where the walk could not see: the lines below such
+    // a path are spread over all ranks by owner.
+    let mut unlisted_out: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
+    for e in &mut unlisted_out {
+        for p in unlisted.paths() {
+            e.bytes(p);
+        }
+    }
+    for p in exchange(world, unlisted_out, |d| Ok(d.bytes()?.to_vec()))
+        .into_iter()
+        .flatten()
+    {
+        unlisted.note(&p, "");
     }
 
     // Rank 0 prints the owners' streams in walk order.
@@ -392,7 +408,10 @@ pub fn run(world: &SimpleCommunicator, cfg: Config) -> Exit {
     let mut pairs_out: Vec<Enc> = (0..ranks).map(|_| Enc::default()).collect();
     // A conflicting line pairs with nothing: missing here, not sent.
     let mut conflicted = Vec::new();
-    for (name, line) in mine.iter().filter(|(k, _)| !seen.contains(*k)) {
+    for (name, line) in mine
+        .iter()
+        .filter(|(k, _)| !seen.contains(*k) && !unlisted.covers(k))
+    {
         if is_conflicting(line) {
             conflicted.push(name.clone());
             continue;
