@@ -269,3 +269,43 @@ fn audit_does_not_call_files_below_an_unlistable_directory_missing() {
     );
     std::fs::set_permissions(r.join("d/e"), std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+// ---- Known limits, not fixed ----
+
+/// b3sum (>= 1.5.5) echoes a `--check` line's name as the manifest spells
+/// it, with a `\` first exactly when the line had one; parsum re-escapes
+/// the unescaped name. The two agree on every line b3sum or parsum
+/// writes, but not on hand-made ones: an unescaped line naming `a\b`
+/// (b3sum: `a\b: OK`, parsum: `\a\\b: OK`) and an escaped line whose name
+/// needs no escape (`\HASH  f`: b3sum `\f: OK`, parsum `f: OK`). Fixing it
+/// needs a line's escaped flag carried to the report (and over MPI).
+#[test]
+#[ignore = "known limit: -c output of hand-made BLAKE3 lines differs from b3sum's echo"]
+fn check_output_echoes_hand_made_blake3_lines_as_b3sum_does() {
+    let Some(b3) = current_b3sum() else { return };
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), b"a\\b", b"1");
+    write(d.path(), b"f", b"2");
+    let h = |n: &str| {
+        let out = std::process::Command::new(&b3)
+            .args(["--no-names", n])
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let m = format!("{}  a\\b\n\\{}  f\n", h("a\\b"), h("f"));
+    std::fs::write(d.path().join("SUMS"), m).unwrap();
+    let theirs = std::process::Command::new(&b3)
+        .args(["--check", "SUMS"])
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(theirs.stdout, b"a\\b: OK\n\\f: OK\n");
+    parsum()
+        .current_dir(d.path())
+        .args(["-a", "blake3", "-c", "SUMS"])
+        .assert()
+        .success()
+        .stdout(String::from_utf8(theirs.stdout).unwrap());
+}
