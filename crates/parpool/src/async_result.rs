@@ -1248,18 +1248,36 @@ impl<R> AsyncResult<R> {
         }
     }
 
-    /// Registers a waker called when the task finishes.
+    /// Registers a waker called when the task finishes; `true` if it is
+    /// finished already.
+    ///
+    /// Subtle: a waker's `clone` and `drop` are the executor's code, and
+    /// may re-enter the pool (a waker can own anything: `terminate`, whose
+    /// drain completes this very task, takes the slot's mutex). So neither
+    /// runs with the mutex held: the clone is made before it is taken, and
+    /// the waker it replaces is dropped (contained, as any waker's code is)
+    /// after it is released.
     pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
+        {
+            let inner = lock(&self.slot().inner);
+            if self.slot().is_done() {
+                return true;
+            }
+            let stored = inner.extras.as_ref().and_then(|e| e.waker.as_ref());
+            if stored.is_some_and(|w| w.will_wake(waker)) {
+                return false;
+            }
+        }
+        let new = waker.clone();
         let mut inner = lock(&self.slot().inner);
-        if self.slot().is_done() {
-            return true;
-        }
-        let extras = inner.extras();
-        match &extras.waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => extras.waker = Some(waker.clone()),
-        }
-        false
+        let (done, old) = if self.slot().is_done() {
+            (true, Some(new))
+        } else {
+            (false, inner.extras().waker.replace(new))
+        };
+        drop(inner);
+        panic::drop_discarding(old);
+        done
     }
 }
 

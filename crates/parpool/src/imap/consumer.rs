@@ -584,17 +584,35 @@ impl<'a, R> Consumer<'a, R> {
     }
 
     /// Registers the waker; returns `true` if news is already there.
+    ///
+    /// Subtle: a waker's `clone` and `drop` are the executor's code, and
+    /// may re-enter the pool (`terminate`, whose drain has this stream's
+    /// queued credits report to this mailbox). So neither runs with the
+    /// mailbox locked: the clone is made before, and the waker it replaces
+    /// is dropped (contained) after.
     fn register(&self, waker: &Waker) -> bool {
-        let mut q = lock(&self.shared.queue);
-        if self.window.arrived_wanted(&q) {
-            return true;
+        let mut new = None;
+        loop {
+            let mut q = lock(&self.shared.queue);
+            if self.window.arrived_wanted(&q) {
+                drop(q);
+                panic::drop_discarding(new);
+                return true;
+            }
+            let old = match (&q.waker, new.take()) {
+                (Some(w), new) if w.will_wake(waker) => new,
+                (_, Some(new)) => q.waker.replace(new),
+                (_, None) => {
+                    drop(q);
+                    new = Some(waker.clone());
+                    continue;
+                }
+            };
+            q.want = self.window.want();
+            drop(q);
+            panic::drop_discarding(old);
+            return false;
         }
-        q.want = self.window.want();
-        match &q.waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => q.waker = Some(waker.clone()),
-        }
-        false
     }
 
     /// This stream's identity while it waits in an executor (`exec_wait`).

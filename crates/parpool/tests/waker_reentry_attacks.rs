@@ -1,0 +1,236 @@
+//! A hostile round on executor wakers that re-enter the pool from their
+//! `clone` or `drop`: the pool stores a clone of the waker it is polled
+//! with and drops the one it replaces, and both are the executor's code.
+//! A waker may own anything (the last reference to an executor task, its
+//! futures, a pool), so its clone or drop may call back into the pool:
+//! `terminate` (whose drain discards the very task or credit being polled),
+//! a poll of another handle, a submission. None of that may deadlock.
+
+#[path = "common/child.rs"]
+mod child;
+mod common;
+
+use common::occupy_until_terminate;
+use futures::StreamExt;
+use parpool::{TaskError, ThreadPool};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+/// What a [`hook_waker`] does: `on_clone` runs at its next clone, `on_drop`
+/// at its next drop (each once), on the thread that clones or drops it.
+#[derive(Default)]
+struct Hooks {
+    on_clone: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    on_drop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    clones: AtomicUsize,
+    drops: AtomicUsize,
+    wakes: AtomicUsize,
+}
+
+impl Hooks {
+    fn leak() -> &'static Hooks {
+        Box::leak(Box::default())
+    }
+
+    fn arm_clone(&self, f: impl FnOnce() + Send + 'static) {
+        *self.on_clone.lock().unwrap() = Some(Box::new(f));
+    }
+
+    fn arm_drop(&self, f: impl FnOnce() + Send + 'static) {
+        *self.on_drop.lock().unwrap() = Some(Box::new(f));
+    }
+}
+
+fn hooks(data: *const ()) -> &'static Hooks {
+    // SAFETY: every data pointer is a leaked `&'static Hooks`.
+    unsafe { &*(data as *const Hooks) }
+}
+
+fn hook_clone(data: *const ()) -> RawWaker {
+    let h = hooks(data);
+    h.clones.fetch_add(1, Ordering::SeqCst);
+    let f = h.on_clone.lock().unwrap().take();
+    if let Some(f) = f {
+        f();
+    }
+    RawWaker::new(data, &HOOK_VTABLE)
+}
+
+fn hook_wake(data: *const ()) {
+    hooks(data).wakes.fetch_add(1, Ordering::SeqCst);
+    hook_drop(data);
+}
+
+fn hook_wake_by_ref(data: *const ()) {
+    hooks(data).wakes.fetch_add(1, Ordering::SeqCst);
+}
+
+fn hook_drop(data: *const ()) {
+    let h = hooks(data);
+    h.drops.fetch_add(1, Ordering::SeqCst);
+    let f = h.on_drop.lock().unwrap().take();
+    if let Some(f) = f {
+        f();
+    }
+}
+
+static HOOK_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(hook_clone, hook_wake, hook_wake_by_ref, hook_drop);
+
+fn hook_waker(h: &'static Hooks) -> Waker {
+    // SAFETY: the vtable's functions only read the leaked `Hooks`.
+    unsafe { Waker::from_raw(RawWaker::new(h as *const Hooks as *const (), &HOOK_VTABLE)) }
+}
+
+/// A one-worker pool whose worker is busy until `terminate`, and a task
+/// queued behind it.
+fn queued_task() -> (Arc<ThreadPool>, parpool::AsyncResult<()>, parpool::AsyncResult<u32>) {
+    let pool = Arc::new(ThreadPool::with_workers(1));
+    let blocker = occupy_until_terminate(&pool);
+    let h = pool.apply_async(|| 42u32);
+    (pool, blocker, h)
+}
+
+/// A waker whose clone terminates the pool: the poll that stores the clone
+/// of a task still queued has the terminate's drain discard that very task
+/// (its completion locks the task's slot). It must not deadlock: the handle
+/// reports `Cancelled`.
+#[test]
+fn a_waker_cloned_by_a_task_poll_may_terminate_the_pool() {
+    child::run(
+        "a_waker_cloned_by_a_task_poll_may_terminate_the_pool",
+        20,
+        || {
+            let (pool, blocker, mut h) = queued_task();
+            let hk = Hooks::leak();
+            let p = Arc::clone(&pool);
+            hk.arm_clone(move || p.terminate());
+            let waker = hook_waker(hk);
+            let mut cx = Context::from_waker(&waker);
+            let first = Pin::new(&mut h).poll(&mut cx);
+            let out = match first {
+                Poll::Ready(r) => r,
+                Poll::Pending => futures::executor::block_on(h),
+            };
+            assert_eq!(out, Err(TaskError::Cancelled));
+            assert_eq!(blocker.get(), Ok(()));
+            pool.join();
+            drop(waker);
+        },
+    );
+}
+
+/// A waker whose drop terminates the pool: the second poll, with another
+/// waker, drops the clone the first poll stored; the drain discards the
+/// task being polled.
+#[test]
+fn a_replaced_waker_dropped_by_a_task_poll_may_terminate_the_pool() {
+    child::run(
+        "a_replaced_waker_dropped_by_a_task_poll_may_terminate_the_pool",
+        20,
+        || {
+            let (pool, blocker, mut h) = queued_task();
+            let first = Hooks::leak();
+            let waker_a = hook_waker(first);
+            assert!(Pin::new(&mut h)
+                .poll(&mut Context::from_waker(&waker_a))
+                .is_pending());
+            // Armed now: the next drop is the stored clone's, replaced below.
+            let p = Arc::clone(&pool);
+            first.arm_drop(move || p.terminate());
+            let waker_b = futures::task::noop_waker();
+            let out = match Pin::new(&mut h).poll(&mut Context::from_waker(&waker_b)) {
+                Poll::Ready(r) => r,
+                Poll::Pending => futures::executor::block_on(h),
+            };
+            assert_eq!(out, Err(TaskError::Cancelled));
+            assert_eq!(blocker.get(), Ok(()));
+            pool.join();
+            drop(waker_a);
+        },
+    );
+}
+
+/// The same for an imap stream: its consumer stores the waker under the
+/// stream's mailbox lock, and a credit the drain discards reports to that
+/// mailbox. The stream ends as cancelled (a panic saying so), never hangs.
+#[test]
+fn a_waker_cloned_by_a_stream_poll_may_terminate_the_pool() {
+    child::run(
+        "a_waker_cloned_by_a_stream_poll_may_terminate_the_pool",
+        20,
+        || {
+            let pool = Arc::new(ThreadPool::with_workers(1));
+            let blocker = occupy_until_terminate(&pool);
+            let mut s = pool.imap(|x: u64| x * 2, 0..100u64).into_stream();
+            let hk = Hooks::leak();
+            let p = Arc::clone(&pool);
+            hk.arm_clone(move || p.terminate());
+            let waker = hook_waker(hk);
+            let mut cx = Context::from_waker(&waker);
+            let got = child::catch(|| {
+                let mut got = Vec::new();
+                loop {
+                    match s.poll_next_unpin(&mut cx) {
+                        Poll::Ready(Some(x)) => got.push(x),
+                        Poll::Ready(None) => return got,
+                        Poll::Pending => {
+                            return futures::executor::block_on(async {
+                                while let Some(x) = s.next().await {
+                                    got.push(x);
+                                }
+                                got
+                            })
+                        }
+                    }
+                }
+            });
+            match got {
+                Err(msg) => assert!(msg.contains("cancelled"), "{msg}"),
+                Ok(got) => panic!("a terminated stream ended cleanly with {} items", got.len()),
+            }
+            assert_eq!(blocker.get(), Ok(()));
+            pool.join();
+            drop(waker);
+        },
+    );
+}
+
+/// A stream's replaced waker dropped under its mailbox lock terminates the
+/// pool.
+#[test]
+fn a_replaced_waker_dropped_by_a_stream_poll_may_terminate_the_pool() {
+    child::run(
+        "a_replaced_waker_dropped_by_a_stream_poll_may_terminate_the_pool",
+        20,
+        || {
+            let pool = Arc::new(ThreadPool::with_workers(1));
+            let blocker = occupy_until_terminate(&pool);
+            let mut s = pool.imap(|x: u64| x * 2, 0..100u64).into_stream();
+            let first = Hooks::leak();
+            let waker_a = hook_waker(first);
+            assert!(s
+                .poll_next_unpin(&mut Context::from_waker(&waker_a))
+                .is_pending());
+            let p = Arc::clone(&pool);
+            first.arm_drop(move || p.terminate());
+            let waker_b = futures::task::noop_waker();
+            let got = child::catch(|| {
+                match s.poll_next_unpin(&mut Context::from_waker(&waker_b)) {
+                    Poll::Ready(x) => x,
+                    Poll::Pending => futures::executor::block_on(s.next()),
+                }
+            });
+            match got {
+                Err(msg) => assert!(msg.contains("cancelled"), "{msg}"),
+                Ok(x) => panic!("a terminated stream yielded {x:?}"),
+            }
+            assert_eq!(blocker.get(), Ok(()));
+            pool.join();
+            drop(waker_a);
+        },
+    );
+}
