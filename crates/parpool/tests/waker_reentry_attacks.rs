@@ -21,7 +21,8 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 /// What a [`hook_waker`] does: `on_clone` runs at its next clone, `on_drop`
 /// at its next drop (each once), on the thread that clones or drops it.
-#[derive(Default)]
+/// Each test has its own, in a `static` (Miri's leak checker then does not
+/// count a hook left unused).
 struct Hooks {
     on_clone: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     on_drop: Mutex<Option<Box<dyn FnOnce() + Send>>>,
@@ -31,8 +32,14 @@ struct Hooks {
 }
 
 impl Hooks {
-    fn leak() -> &'static Hooks {
-        Box::leak(Box::default())
+    const fn new() -> Hooks {
+        Hooks {
+            on_clone: Mutex::new(None),
+            on_drop: Mutex::new(None),
+            clones: AtomicUsize::new(0),
+            drops: AtomicUsize::new(0),
+            wakes: AtomicUsize::new(0),
+        }
     }
 
     fn arm_clone(&self, f: impl FnOnce() + Send + 'static) {
@@ -45,7 +52,7 @@ impl Hooks {
 }
 
 fn hooks(data: *const ()) -> &'static Hooks {
-    // SAFETY: every data pointer is a leaked `&'static Hooks`.
+    // SAFETY: every data pointer is a `&'static Hooks` (a test's static).
     unsafe { &*(data as *const Hooks) }
 }
 
@@ -81,7 +88,7 @@ static HOOK_VTABLE: RawWakerVTable =
     RawWakerVTable::new(hook_clone, hook_wake, hook_wake_by_ref, hook_drop);
 
 fn hook_waker(h: &'static Hooks) -> Waker {
-    // SAFETY: the vtable's functions only read the leaked `Hooks`.
+    // SAFETY: the vtable's functions only read the `'static` `Hooks`.
     unsafe { Waker::from_raw(RawWaker::new(h as *const Hooks as *const (), &HOOK_VTABLE)) }
 }
 
@@ -105,7 +112,8 @@ fn a_waker_cloned_by_a_task_poll_may_terminate_the_pool() {
         20,
         || {
             let (pool, blocker, mut h) = queued_task();
-            let hk = Hooks::leak();
+            static HOOKS: Hooks = Hooks::new();
+            let hk = &HOOKS;
             let p = Arc::clone(&pool);
             hk.arm_clone(move || p.terminate());
             let waker = hook_waker(hk);
@@ -133,7 +141,8 @@ fn a_replaced_waker_dropped_by_a_task_poll_may_terminate_the_pool() {
         20,
         || {
             let (pool, blocker, mut h) = queued_task();
-            let first = Hooks::leak();
+            static HOOKS: Hooks = Hooks::new();
+            let first = &HOOKS;
             let waker_a = hook_waker(first);
             assert!(Pin::new(&mut h)
                 .poll(&mut Context::from_waker(&waker_a))
@@ -166,7 +175,8 @@ fn a_waker_cloned_by_a_stream_poll_may_terminate_the_pool() {
             let pool = Arc::new(ThreadPool::with_workers(1));
             let blocker = occupy_until_terminate(&pool);
             let mut s = pool.imap(|x: u64| x * 2, 0..100u64).into_stream();
-            let hk = Hooks::leak();
+            static HOOKS: Hooks = Hooks::new();
+            let hk = &HOOKS;
             let p = Arc::clone(&pool);
             hk.arm_clone(move || p.terminate());
             let waker = hook_waker(hk);
@@ -210,7 +220,8 @@ fn a_replaced_waker_dropped_by_a_stream_poll_may_terminate_the_pool() {
             let pool = Arc::new(ThreadPool::with_workers(1));
             let blocker = occupy_until_terminate(&pool);
             let mut s = pool.imap(|x: u64| x * 2, 0..100u64).into_stream();
-            let first = Hooks::leak();
+            static HOOKS: Hooks = Hooks::new();
+            let first = &HOOKS;
             let waker_a = hook_waker(first);
             assert!(s
                 .poll_next_unpin(&mut Context::from_waker(&waker_a))
