@@ -94,7 +94,11 @@ fn hook_waker(h: &'static Hooks) -> Waker {
 
 /// A one-worker pool whose worker is busy until `terminate`, and a task
 /// queued behind it.
-fn queued_task() -> (Arc<ThreadPool>, parpool::AsyncResult<()>, parpool::AsyncResult<u32>) {
+fn queued_task() -> (
+    Arc<ThreadPool>,
+    parpool::AsyncResult<()>,
+    parpool::AsyncResult<u32>,
+) {
     let pool = Arc::new(ThreadPool::with_workers(1));
     let blocker = occupy_until_terminate(&pool);
     let h = pool.apply_async(|| 42u32);
@@ -229,12 +233,13 @@ fn a_replaced_waker_dropped_by_a_stream_poll_may_terminate_the_pool() {
             let p = Arc::clone(&pool);
             first.arm_drop(move || p.terminate());
             let waker_b = futures::task::noop_waker();
-            let got = child::catch(|| {
-                match s.poll_next_unpin(&mut Context::from_waker(&waker_b)) {
-                    Poll::Ready(x) => x,
-                    Poll::Pending => futures::executor::block_on(s.next()),
-                }
-            });
+            let got =
+                child::catch(
+                    || match s.poll_next_unpin(&mut Context::from_waker(&waker_b)) {
+                        Poll::Ready(x) => x,
+                        Poll::Pending => futures::executor::block_on(s.next()),
+                    },
+                );
             match got {
                 Err(msg) => assert!(msg.contains("cancelled"), "{msg}"),
                 Ok(x) => panic!("a terminated stream yielded {x:?}"),
@@ -242,6 +247,79 @@ fn a_replaced_waker_dropped_by_a_stream_poll_may_terminate_the_pool() {
             assert_eq!(blocker.get(), Ok(()));
             pool.join();
             drop(waker_a);
+        },
+    );
+}
+
+/// An executor that polls inline, on the waking thread: the waker's `wake`
+/// polls the stream (or the handle) right there, on the worker that
+/// delivered, and the main thread polls too. Every result arrives exactly
+/// once, in order, and nothing hangs.
+#[test]
+fn a_waker_polling_inline_on_the_waking_worker_loses_nothing() {
+    child::run(
+        "a_waker_polling_inline_on_the_waking_worker_loses_nothing",
+        60,
+        || {
+            use std::task::Wake;
+            type Stream = parpool::ImapStream<'static, u64>;
+            struct Inline {
+                stream: Mutex<Option<Stream>>,
+                got: Mutex<Vec<u64>>,
+                done: std::sync::atomic::AtomicBool,
+            }
+            impl Inline {
+                fn drive(self: &Arc<Self>) {
+                    let Ok(mut s) = self.stream.try_lock() else {
+                        return; // another thread is polling: it will see the news
+                    };
+                    let Some(stream) = s.as_mut() else { return };
+                    let waker = Waker::from(Arc::clone(self));
+                    let mut cx = Context::from_waker(&waker);
+                    loop {
+                        match stream.poll_next_unpin(&mut cx) {
+                            Poll::Ready(Some(x)) => self.got.lock().unwrap().push(x),
+                            Poll::Ready(None) => {
+                                *s = None;
+                                self.done.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                            Poll::Pending => return,
+                        }
+                    }
+                }
+            }
+            impl Wake for Inline {
+                fn wake(self: Arc<Self>) {
+                    self.drive();
+                }
+            }
+            for round in 0..common::pick(50, 2) {
+                let pool = ThreadPool::with_workers(1 + round % 2);
+                let n = 2000u64;
+                let stream = pool
+                    .imap(
+                        |x: u64| {
+                            if x % 100 == 0 {
+                                std::thread::sleep(std::time::Duration::from_micros(100));
+                            }
+                            x
+                        },
+                        0..n,
+                    )
+                    .into_stream();
+                let ex = Arc::new(Inline {
+                    stream: Mutex::new(Some(stream)),
+                    got: Mutex::new(Vec::new()),
+                    done: std::sync::atomic::AtomicBool::new(false),
+                });
+                while !ex.done.load(Ordering::SeqCst) {
+                    ex.drive();
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
+                assert_eq!(*ex.got.lock().unwrap(), (0..n).collect::<Vec<_>>());
+                drop(pool);
+            }
         },
     );
 }
