@@ -1040,7 +1040,7 @@ impl<R> AsyncResult<R> {
     /// [`wait`](Self::wait), returning whether the task is done: `false`
     /// only where the wait gave up ([`settle`](Self::settle)).
     fn wait_done(&self) -> bool {
-        self.settle(None) && park::wait(self, Deadline::NEVER)
+        self.settle(None) && park::wait(self, Deadline::NEVER).is_done()
     }
 
     /// Waits at most `timeout`; returns whether the task has finished.
@@ -1061,7 +1061,7 @@ impl<R> AsyncResult<R> {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Deadline::after(timeout);
-        self.settle(Some(deadline)) && park::wait(self, deadline)
+        self.settle(Some(deadline)) && park::wait(self, deadline).is_done()
     }
 
     /// Whether the task has finished (Python's `ready()`).

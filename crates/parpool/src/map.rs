@@ -310,7 +310,10 @@ struct GateGuard<'a> {
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
         self.header.gate.close();
-        park::wait(&self.header.gate, Deadline::NEVER);
+        // Untimed, and never gives up (runners inside borrow the caller's
+        // inputs and outputs): it returns done, or panics.
+        let waited = park::wait(&self.header.gate, Deadline::NEVER);
+        debug_assert_eq!(waited, park::Waited::Done);
         // Subtle: runner jobs still queued hold the header; they must not keep
         // the calling task's state (and what it borrows) alive.
         lock(&self.header.parent).take();

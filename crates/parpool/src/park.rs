@@ -25,11 +25,14 @@
 //!    reached), the waiter runs queued jobs itself while it waits, within
 //!    the inlining depth: late, rather than never. Past that depth, with
 //!    every thread of the pool waiting and work queued, nothing can ever
-//!    run it: the wait panics with a message saying so, instead of hanging.
+//!    run it: the wait panics with a message saying so, instead of hanging;
+//!    on a thread already unwinding, where that panic would abort the
+//!    process, a wait that may ([`Waitable::gives_up_while_unwinding`])
+//!    gives up instead ([`Waited::GaveUp`]).
 //! 4. **A wait cycle is refused.** An untimed wait for one task's result
 //!    publishes its edge while it blocks ([`block_once`]); the wait that
 //!    closes a cycle of running tasks across threads panics instead of
-//!    hanging ([`crate::wait_graph`]).
+//!    hanging ([`crate::wait_graph`]), or gives up while unwinding.
 //!
 //! Threads that are not workers of any pool simply block: they hold no
 //! worker, and their work runs on the pool's threads.
@@ -118,13 +121,18 @@ pub(crate) trait Waitable {
         false
     }
 
-    /// Whether this wait may give up (return unfinished) where it cannot
+    /// Whether this wait may give up ([`Waited::GaveUp`]) where it cannot
     /// make progress on a thread already unwinding from another panic,
     /// instead of panicking a second time, which would abort the process
-    /// ([`crate::panic::refuse`]): a handle's wait (`AsyncResult`,
-    /// `as_completed`), whose caller has a documented give-up value. The
-    /// pool's own waits (a scope's, a map's, an imap consumer's) rely on
-    /// `wait` returning only when done, and keep the panic.
+    /// ([`crate::panic::refuse`]): a wait whose caller has a documented
+    /// give-up value and for which returning unfinished is sound, as a
+    /// handle's (`AsyncResult`, `as_completed`: the task stays queued and
+    /// runs later) and an imap consumer's (the stream ends, as it does
+    /// when cancelled, with its credits still out). The waits that guard
+    /// a borrow keep the panic, since returning before they are done would
+    /// free what queued work still borrows: a scope's (so `apply`'s), a
+    /// map's gate, and a credit's wait for the read token (it would read
+    /// the input unlocked).
     fn gives_up_while_unwinding(&self) -> bool {
         false
     }
@@ -139,10 +147,31 @@ pub(crate) trait Waitable {
     }
 }
 
-/// Waits until `w.done()` or the deadline; returns whether it is done.
-pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
+/// How a [`wait`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Waited {
+    /// `done()` held.
+    Done,
+    /// The deadline passed first.
+    TimedOut,
+    /// Nothing could ever make it done ([`cannot_progress`]), on a thread
+    /// already unwinding: the wait gave up instead of panicking a second
+    /// time. Only for a [`Waitable::gives_up_while_unwinding`]; its caller
+    /// must not simply wait again, which would reach the same dead end.
+    GaveUp,
+}
+
+impl Waited {
+    pub(crate) fn is_done(self) -> bool {
+        self == Waited::Done
+    }
+}
+
+/// Waits until `w.done()` or the deadline.
+pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> Waited {
     if w.done() {
-        return true;
+        return Waited::Done;
     }
     let Some(pool) = worker::current() else {
         return block_loop(w, deadline);
@@ -164,7 +193,7 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
             false
         });
         if helped_to_the_end == Some(true) {
-            return true;
+            return Waited::Done;
         }
     }
     // Grace: most waits on a worker are short (a map's runners finishing).
@@ -177,10 +206,10 @@ pub(crate) fn wait(w: &impl Waitable, deadline: Deadline) -> bool {
             return blocked_loop(w, deadline, &pool, blocked);
         }
         if !block_once(w, deadline, Some(grace - spent)) {
-            return false;
+            return Waited::GaveUp;
         }
     }
-    true
+    Waited::Done
 }
 
 /// A worker's wait once it counts as blocked. Now and then it checks that
@@ -195,15 +224,15 @@ fn blocked_loop(
     deadline: Deadline,
     pool: &Arc<Registry>,
     mut blocked: worker::Blocked<'_>,
-) -> bool {
+) -> Waited {
     let mut recheck = RECHECK;
     let mut next_recheck = Instant::now() + recheck;
     loop {
         if w.done() {
-            return true;
+            return Waited::Done;
         }
         if deadline.has_passed() {
-            return false;
+            return Waited::TimedOut;
         }
         if blocked.must_help(w.runs_jobs_only_as_a_last_resort())
             && run_a_queued_job(pool) == Some(true)
@@ -223,7 +252,7 @@ fn blocked_loop(
         };
         let left = deadline.remaining();
         if !block_once(w, deadline, Some(left.map_or(nap, |l| l.min(nap)))) {
-            return false;
+            return Waited::GaveUp;
         }
         if !w.done() && Instant::now() >= next_recheck {
             blocked.recheck(pool);
@@ -242,10 +271,8 @@ fn blocked_loop(
                 && !w.done()
             {
                 if w.gives_up_while_unwinding() {
-                    // Panics as `cannot_progress` does, except on a thread
-                    // already unwinding: the wait then gives up, unfinished.
-                    crate::panic::refuse(format_args!("{}", cannot_progress_why()));
-                    return false;
+                    refuse_cannot_progress();
+                    return Waited::GaveUp;
                 }
                 cannot_progress();
             }
@@ -254,11 +281,20 @@ fn blocked_loop(
 }
 
 /// Nothing can ever run the queued work: a clear error, not a hang (issue
-/// 8's promise). For a wait on a worker, blocking or an executor's, with
-/// every thread of the pool waiting, no stand-in possible, and no more
-/// depth to run jobs in.
+/// 8's promise). For a blocking wait on a worker with every thread of the
+/// pool waiting, no stand-in possible, and no more depth to run jobs in;
+/// a wait that may give up, and an executor's wait (`exec_wait::help`),
+/// go through [`refuse_cannot_progress`] instead.
 pub(crate) fn cannot_progress() -> ! {
     panic!("{}", cannot_progress_why())
+}
+
+/// [`cannot_progress`] for a wait that may give up: panics as it does,
+/// except on a thread already unwinding from another panic, where that
+/// second panic would abort the process; it returns then
+/// ([`crate::panic::refuse`]), and the wait gives up ([`Waited::GaveUp`]).
+pub(crate) fn refuse_cannot_progress() {
+    crate::panic::refuse(format_args!("{}", cannot_progress_why()));
 }
 
 /// [`cannot_progress`]'s message.
@@ -296,16 +332,16 @@ pub(crate) fn nested<T>(pool: &Registry, f: impl FnOnce() -> T) -> Option<T> {
     Some(f())
 }
 
-fn block_loop(w: &impl Waitable, deadline: Deadline) -> bool {
+fn block_loop(w: &impl Waitable, deadline: Deadline) -> Waited {
     loop {
         if w.done() {
-            return true;
+            return Waited::Done;
         }
         if deadline.has_passed() {
-            return false;
+            return Waited::TimedOut;
         }
         if !block_once(w, deadline, deadline.remaining()) {
-            return false;
+            return Waited::GaveUp;
         }
     }
 }

@@ -86,7 +86,10 @@ impl ScopeState {
 
     /// Waits until every job of the scope has been run or dropped.
     pub(crate) fn wait(&self) {
-        park::wait(self, Deadline::NEVER);
+        // Untimed, and never gives up (it guards the borrows of the jobs
+        // it counts): it returns done, or panics.
+        let waited = park::wait(self, Deadline::NEVER);
+        debug_assert_eq!(waited, park::Waited::Done);
     }
 
     /// Counts a job that may borrow for `'scope` and erases its lifetime

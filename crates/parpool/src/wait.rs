@@ -196,7 +196,7 @@ impl<R> AsCompleted<R> {
                     }
                 }
             }
-            if !park::wait(&*self.signal, deadline) {
+            if !park::wait(&*self.signal, deadline).is_done() {
                 return Err(TaskError::Timeout);
             }
         }

@@ -4,7 +4,8 @@
 //! (calling `cancelled()` and `get` on other handles), nesting on a
 //! one-worker pool, every pool call from a `Drop` while a worker unwinds,
 //! a callback misusing its own handle. All held; one known limit found
-//! (ignored test at the end).
+//! (the test at the end), since fixed: an imap consumed while unwinding at
+//! the cannot-progress dead end aborted.
 #[path = "common/child.rs"]
 mod child;
 mod common;
@@ -574,23 +575,30 @@ fn stuck_op(k: u32) -> String {
     format!("{r:?}")
 }
 
-/// Known limit, reported: an imap consumed from a `Drop` while its thread
-/// unwinds, on a worker at the dead end (`park::cannot_progress`: no spare
-/// can start, waits nested to the inlining depth, its chunks queued),
-/// panics "cannot make progress" a second time and aborts the process,
-/// where a handle's `get` there gives up with `Timeout` (c8f9fa6). The
-/// imap consumer's wait (`imap::consumer::News`) keeps the panic, and so
-/// does `next_timeout(Duration::MAX)`; a scope's wait (and so `apply` on
-/// another pool) does too, as design.md section 6 documents.
+/// An imap consumed from a `Drop` while its thread unwinds, on a worker at
+/// the dead end (`park::cannot_progress`: no spare can start, waits nested
+/// to the inlining depth, its chunks queued), panicked "cannot make
+/// progress" a second time and aborted the process, where a handle's `get`
+/// there gives up with `Timeout` (c8f9fa6). The consumer's wait now gives
+/// up too: the stream ends (`collect` gets nothing), and so does
+/// `next_timeout(Duration::MAX)`, with `Timeout`. A scope's wait (and so
+/// `apply` on another pool) keeps the panic, as design.md section 6 says.
+/// The neighbours: `tests/dead_end_while_unwinding.rs`.
 #[test]
-#[ignore = "known limit: an imap consumer's wait at the cannot-progress dead end, from a Drop while unwinding, aborts (a handle's gives up)"]
-fn an_imap_consumed_while_unwinding_at_the_dead_end_aborts() {
+fn an_imap_consumed_while_unwinding_at_the_dead_end_gives_up() {
     child::run(
-        "an_imap_consumed_while_unwinding_at_the_dead_end_aborts",
+        "an_imap_consumed_while_unwinding_at_the_dead_end_gives_up",
         30,
-        || {
-            let r = stuck_op(1);
-            assert!(r.contains("[0, 1, 2]") || r.contains("Timeout"), "{r}");
-        },
+        || assert_eq!(stuck_op(1), r#"Ok("[]")"#),
+    );
+}
+
+/// The same wait through `next_timeout(Duration::MAX)`: `Timeout`.
+#[test]
+fn an_imap_next_timeout_max_while_unwinding_at_the_dead_end_times_out() {
+    child::run(
+        "an_imap_next_timeout_max_while_unwinding_at_the_dead_end_times_out",
+        30,
+        || assert_eq!(stuck_op(3), r#"Ok("Err(Timeout)")"#),
     );
 }

@@ -17,6 +17,11 @@
 //!   the input iterator only after every result of the items before it.
 //! - Once finished, it yields nothing more, and the cancellation flag is set
 //!   so credits still out stop.
+//! - A wait that can never end (`park::cannot_progress`) on a thread
+//!   already unwinding gives up by finishing the stream, as a cancellation
+//!   does: credits still out report to nobody and are dropped with the
+//!   exchange, exactly as when the iterator is dropped mid-way, and no wait
+//!   is made again (a retry would reach the same dead end: a hang).
 
 use super::buffers::Cursor;
 use super::credit::{report_end, Credit, End, Exchange, Report, Want};
@@ -58,6 +63,10 @@ enum Stop {
     Pending,
     Cancelled,
     Panic(Payload),
+    /// A wait that could never end gave up, on a thread already unwinding
+    /// (`park::Waited::GaveUp`): the stream is finished, and ends there
+    /// (`next` gives `None`, `next_timeout` `TaskError::Timeout`).
+    GaveUp,
 }
 
 /// What a consumer that may have seen `terminate` does next.
@@ -458,6 +467,14 @@ impl<'a, R> Consumer<'a, R> {
                     None => Ok(()),
                 }
             }
+            Err(Stop::GaveUp) => {
+                // Subtle: the stream must end here. Returning `Ok` (news
+                // may have come) or `Timeout` with an untimed deadline
+                // would have `fill` wait again, reach the same dead end
+                // and give up again: a loop of 10 ms rechecks, for good.
+                self.finish();
+                Err(Stop::GaveUp)
+            }
             other => other,
         }
     }
@@ -533,7 +550,10 @@ impl<'a, R> Consumer<'a, R> {
                 // ones run on this thread, in `top_up`, which this loop
                 // never calls.
                 AfterTerminate::Wait if may_wait && self.credits_out > self.refused.len() => {
-                    let _ = self.wait_once(Deadline::after(STALL));
+                    // A wait that gave up cannot be made again.
+                    if let Err(Stop::GaveUp) = self.wait_once(Deadline::after(STALL)) {
+                        return None;
+                    }
                 }
                 _ => return None,
             }
@@ -576,10 +596,10 @@ impl<'a, R> Consumer<'a, R> {
             }
             std::hint::spin_loop();
         }
-        if park::wait(&News { core: self, seen }, deadline) {
-            Ok(())
-        } else {
-            Err(Stop::Timeout)
+        match park::wait(&News { core: self, seen }, deadline) {
+            park::Waited::Done => Ok(()),
+            park::Waited::TimedOut => Err(Stop::Timeout),
+            park::Waited::GaveUp => Err(Stop::GaveUp),
         }
     }
 
@@ -739,6 +759,7 @@ impl<'a, R> Consumer<'a, R> {
     fn next_slow(&mut self) -> Option<R> {
         match self.advance(Mode::Block(Deadline::NEVER)) {
             Ok(x) => x,
+            Err(Stop::GaveUp) => None,
             Err(stop) => raise(stop),
         }
     }
@@ -761,7 +782,7 @@ impl<'a, R> Consumer<'a, R> {
     pub(super) fn next_batch(&mut self) -> Option<Vec<R>> {
         match self.fill(Mode::Block(Deadline::NEVER)) {
             Ok(true) => Some(self.current.take_rest()),
-            Ok(false) => None,
+            Ok(false) | Err(Stop::GaveUp) => None,
             Err(stop) => raise(stop),
         }
     }
@@ -769,7 +790,7 @@ impl<'a, R> Consumer<'a, R> {
     pub(super) fn next_timeout(&mut self, timeout: Duration) -> Result<Option<R>, TaskError> {
         self.advance(Mode::Block(Deadline::after(timeout)))
             .map_err(|stop| match stop {
-                Stop::Timeout | Stop::Pending => TaskError::Timeout,
+                Stop::Timeout | Stop::Pending | Stop::GaveUp => TaskError::Timeout,
                 Stop::Cancelled => TaskError::Cancelled,
                 Stop::Panic(p) => TaskError::Panicked(panic::message(p.as_ref())),
             })
@@ -846,6 +867,13 @@ impl<R> Waitable for News<'_, '_, R> {
     /// Its own later chunks are in the queue: `f` must not run here on an
     /// item after the one wanted while another thread can run them.
     fn runs_jobs_only_as_a_last_resort(&self) -> bool {
+        true
+    }
+
+    /// Ending early is sound: nothing this wait guards is borrowed by the
+    /// credits (they share the exchange by `Arc`), and the stream's own
+    /// early end (`Consumer::finish`) is the one a cancellation takes.
+    fn gives_up_while_unwinding(&self) -> bool {
         true
     }
 }

@@ -467,7 +467,9 @@ impl ReadToken {
             if !bulk
                 || self.must_count(*until.get_or_insert_with(|| Instant::now() + BULK_READ_LIMIT))
             {
-                park::wait(self, Deadline::NEVER);
+                // Never gives up (the token guards the input): done, or a
+                // panic; the loop takes the token if nobody came first.
+                let _ = park::wait(self, Deadline::NEVER);
             }
         }
     }

@@ -209,6 +209,14 @@ macro_rules! imap_type {
             /// [`TaskError::Cancelled`] if the pool was terminated; after these
             /// two the iterator is finished.
             ///
+            /// Also [`TaskError::Timeout`], whatever the timeout, where the
+            /// wait gives up (see `next()`): on one of the pool's workers
+            /// that can never make progress (no spare thread can start,
+            /// its waits nested too deep to run the queue itself), on a
+            /// thread already unwinding from another panic. The iterator
+            /// is finished then: later calls return `Ok(None)`. Off an
+            /// unwinding thread that wait panics, as `next()` does.
+            ///
             /// ```
             /// use std::sync::{mpsc, Mutex};
             /// use std::time::Duration;
@@ -242,7 +250,9 @@ macro_rules! imap_type {
             /// As `next()`: a task's panic is re-raised when the batches
             /// reach its item (every result before it is handed out first,
             /// those of its own chunk as a last, shorter batch), and a
-            /// terminated pool ends the batches with a panic.
+            /// terminated pool ends the batches with a panic. Where
+            /// `next()` gives up (a wait that can never end, on a thread
+            /// already unwinding), the batches end.
             ///
             /// ```
             /// let pool = parpool::ThreadPool::new();
@@ -263,6 +273,18 @@ macro_rules! imap_type {
             /// Waits for the next result. A task's panic is re-raised here, at
             /// its item's position; if the pool was terminated, this panics
             /// with [`TaskError::Cancelled`]'s message.
+            ///
+            /// Called on one of the pool's workers where the wait can never
+            /// end (no spare thread can start, the initializer panics or
+            /// the system refuses one, and the worker's waits are nested
+            /// too deep for it to run the queue itself), it panics saying
+            /// it "cannot make progress". On a thread already unwinding
+            /// from another panic (a `Drop` iterating), where that second
+            /// panic would abort the process, it gives up instead: it
+            /// returns `None`, and the iteration is over (every later call
+            /// returns `None`, and `fold`, `sum` and `for_each` stop there
+            /// too). The results not handed out are dropped, as when the
+            /// iterator is dropped.
             #[inline]
             fn next(&mut self) -> Option<R> {
                 self.core.next_blocking()
