@@ -1364,7 +1364,12 @@ impl<R> Future for AsyncResult<R> {
     /// the executor's thread. Awaited on one of the pool's own workers
     /// (`block_on` inside a job), the worker counts as blocked while the
     /// handle is pending there, and another thread runs the pool's queue
-    /// meanwhile, so even a one-worker pool completes the task.
+    /// meanwhile, so even a one-worker pool completes the task. If no
+    /// thread can (no spare can start, and the worker's waits are nested
+    /// too deep for it to run the queue itself), the poll panics saying it
+    /// cannot make progress; on a thread already unwinding from another
+    /// panic it resolves to [`TaskError::Timeout`] instead, as `get` does
+    /// there (the handle is not spent: the task still runs).
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if !self.settle(None) {
             // Only on a thread already unwinding: a wait that could never
@@ -1381,10 +1386,19 @@ impl<R> Future for AsyncResult<R> {
             // stand-in runs its pool's queue meanwhile (`exec_wait.rs`).
             // If none can come, this thread runs the task, or the queue,
             // itself, and looks again.
-            if !(crate::exec_wait::pending(key, cx.waker(), false)
-                && crate::exec_wait::help(key, cx.waker(), |pool| self.task.run_inline(pool)))
-            {
+            if !crate::exec_wait::pending(key, cx.waker(), false) {
                 return Poll::Pending;
+            }
+            match crate::exec_wait::help(key, cx.waker(), |pool| self.task.run_inline(pool)) {
+                crate::exec_wait::Helped::PollAgain => {}
+                crate::exec_wait::Helped::Pending => return Poll::Pending,
+                crate::exec_wait::Helped::GaveUp => {
+                    // Only on a thread already unwinding, at a dead end: as
+                    // `get` there. The task stays queued; the handle is not
+                    // spent, and no longer awaited here.
+                    crate::exec_wait::resumed(key);
+                    return Poll::Ready(Err(TaskError::Timeout));
+                }
             }
         }
     }

@@ -270,20 +270,38 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     !(first_time(key) && panic::contain(|| waker.wake_by_ref()).is_ok())
 }
 
+/// What a stranded poll does after [`help`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Helped {
+    /// It ran something (or its waker panicked): poll again.
+    PollAgain,
+    /// Nothing to run here: return `Pending` (the future is marked, or
+    /// woken).
+    Pending,
+    /// Nothing could ever run the queued work, on a thread already
+    /// unwinding: the poll gives up with its documented value (a handle's
+    /// `TaskError::Timeout`, a stream's end) instead of `Pending`, which
+    /// would park the thread for good.
+    GaveUp,
+}
+
 /// For the future `key` whose [`pending`] found the thread stranded: runs
 /// `own` (the awaited task, if still queued) or else one queued job of the
 /// thread's pool, here, as one more inlined level (`park::nested`,
-/// `park::run_a_queued_job`).
-/// Returns whether the caller should poll again (it ran something). With
+/// `park::run_a_queued_job`), and says what the poll does next. With
 /// nothing to run, it marks the future, so that the next job queued on the
-/// pool wakes it, and returns `false`; work that came in meanwhile wakes
+/// pool wakes it ([`Helped::Pending`]); work that came in meanwhile wakes
 /// it through `waker` instead of running here (as in [`pending`]). Past
 /// the inlining depth, with every thread of the pool waiting and work
-/// queued, it panics (`park::cannot_progress`): nothing could ever run
-/// that work.
-pub(crate) fn help(key: usize, waker: &Waker, own: impl FnOnce(&Registry) -> bool) -> bool {
+/// queued, nothing could ever run that work: it panics
+/// (`park::refuse_cannot_progress`), except on a thread already
+/// unwinding, where a second panic would abort the process: the poll
+/// gives up then ([`Helped::GaveUp`]). Both its callers (a handle's poll,
+/// a stream's) have a give-up value, and returning one is sound: the
+/// awaited work stays queued, owned by the pool.
+pub(crate) fn help(key: usize, waker: &Waker, own: impl FnOnce(&Registry) -> bool) -> Helped {
     let Some(pool) = worker::current() else {
-        return false;
+        return Helped::Pending;
     };
     let ran = crate::park::nested(&pool, || {
         // Busy, not parked, while the task runs; what it leaves pending
@@ -299,17 +317,24 @@ pub(crate) fn help(key: usize, waker: &Waker, own: impl FnOnce(&Registry) -> boo
         }
     });
     match ran {
-        Some(true) => true,
+        Some(true) => Helped::PollAgain,
         Some(false) => {
             // Subtle: marked, then the queue is looked at; a submitter
             // pushes, then looks at the mark (`Watched`). What came in
             // meanwhile may be this executor's own next poll: not run here.
             pool.census.exec_waiters.mark_parked(key);
             fence(Ordering::SeqCst);
-            pool.has_queued() && panic::contain(|| waker.wake_by_ref()).is_err()
+            if pool.has_queued() && panic::contain(|| waker.wake_by_ref()).is_err() {
+                Helped::PollAgain
+            } else {
+                Helped::Pending
+            }
         }
-        None if worker::all_blocked(&pool) && pool.has_queued() => crate::park::cannot_progress(),
-        None => false,
+        None if worker::all_blocked(&pool) && pool.has_queued() => {
+            crate::park::refuse_cannot_progress();
+            Helped::GaveUp
+        }
+        None => Helped::Pending,
     }
 }
 

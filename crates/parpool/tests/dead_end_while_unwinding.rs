@@ -6,7 +6,9 @@
 //! end (`park::cannot_progress`), and off an unwinding thread it panics
 //! "cannot make progress". From a `Drop` during unwinding that second panic
 //! aborted the process, for an imap consumer's wait (`next`,
-//! `next_timeout`, `batches`, `fold`, both orders). Each now gives up with its documented value, the imap iterator stays
+//! `next_timeout`, `batches`, `fold`, both orders) and for a poll reaching
+//! the dead end in `exec_wait::help` (an awaited handle, a polled stream).
+//! Each now gives up with its documented value, the imap iterator stays
 //! ended, and the pool can still be closed, terminated, joined and dropped.
 //! Every case runs in a child process (a failure is an abort) under a
 //! time limit.
@@ -14,7 +16,7 @@
 mod child;
 mod common;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use parpool::ThreadPool;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -183,6 +185,47 @@ fn batches_and_fold_at_the_dead_end_end() {
         assert_eq!(r, "None None None 0 0");
         child::assert_pool_healthy(&pool, "after the give-up");
         common::guard_named(10, "drop after the give-up", move || drop(pool));
+    });
+}
+
+/// A stream polled to the dead end inside `exec_wait::help` (its poll runs
+/// the queue itself once no stand-in can come) ends, and stays ended.
+/// (Aborted before.)
+#[test]
+fn a_polled_stream_at_the_dead_end_ends() {
+    child::run("a_polled_stream_at_the_dead_end_ends", 40, || {
+        let (r, pool) = at_the_dead_end(On::Unwinding, |p| {
+            let mut s = p.imap(|x: u32| x, 0..3u32).into_stream();
+            let first = futures::executor::block_on(s.next());
+            let again = futures::executor::block_on(s.next());
+            let hint = s.size_hint();
+            let u = p.imap_unordered(|x: u32| x, 0..3u32).into_stream();
+            let all: Vec<u32> = futures::executor::block_on(u.collect());
+            format!("{first:?} {again:?} {hint:?} {all:?}")
+        });
+        assert_eq!(r, "None None (0, Some(0)) []");
+        close_and_join(pool);
+    });
+}
+
+/// An awaited handle there gives up as its `get` does: `Timeout`, and the
+/// handle is not spent (its task runs later; `get` off the dead end has
+/// the result). (Aborted before.)
+#[test]
+fn an_awaited_handle_at_the_dead_end_times_out() {
+    child::run("an_awaited_handle_at_the_dead_end_times_out", 40, || {
+        static KEPT: std::sync::Mutex<Vec<parpool::AsyncResult<u32>>> =
+            std::sync::Mutex::new(Vec::new());
+        let (r, pool) = at_the_dead_end(On::Unwinding, |p| {
+            let mut h = p.apply_async(|| 7u32);
+            let polled = futures::executor::block_on(&mut h);
+            KEPT.lock().unwrap().push(h);
+            format!("{polled:?}")
+        });
+        assert_eq!(r, "Err(Timeout)");
+        let mut h = KEPT.lock().unwrap().pop().expect("kept");
+        assert_eq!(h.get_timeout(Duration::from_secs(10)), Ok(7));
+        close_and_join(pool);
     });
 }
 

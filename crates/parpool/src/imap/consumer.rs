@@ -32,6 +32,7 @@ use crate::chunking::{
     adapt_chunk, BUFFER_CHUNKS_PER_WORKER, MAX_CREDITS_PER_WORKER, MAX_READ_AHEAD,
 };
 use crate::error::TaskError;
+use crate::exec_wait::Helped;
 use crate::job::Job;
 use crate::panic::{self, Payload};
 use crate::park::{self, Deadline, Waitable};
@@ -733,11 +734,22 @@ impl<'a, R> Consumer<'a, R> {
                         // can come, this thread runs the queue (its
                         // credits among it) itself, and looks again.
                         let key = self.wait_key();
-                        if crate::exec_wait::pending(key, waker, true)
-                            && crate::exec_wait::help(key, waker, |_| false)
-                        {
-                            crate::exec_wait::resumed(key);
-                            continue;
+                        if crate::exec_wait::pending(key, waker, true) {
+                            match crate::exec_wait::help(key, waker, |_| false) {
+                                Helped::PollAgain => {
+                                    crate::exec_wait::resumed(key);
+                                    continue;
+                                }
+                                Helped::Pending => {}
+                                Helped::GaveUp => {
+                                    // As a blocking wait's give-up: the
+                                    // stream ends, and is not awaited here
+                                    // any more.
+                                    crate::exec_wait::resumed(key);
+                                    self.finish();
+                                    return Err(Stop::GaveUp);
+                                }
+                            }
                         }
                         return Err(Stop::Pending);
                     }
@@ -800,6 +812,7 @@ impl<'a, R> Consumer<'a, R> {
         crate::exec_wait::resumed(self.wait_key());
         match self.advance(Mode::Poll(cx.waker())) {
             Ok(x) => Poll::Ready(x),
+            Err(Stop::GaveUp) => Poll::Ready(None),
             Err(Stop::Pending) => Poll::Pending,
             Err(stop) => raise(stop),
         }

@@ -39,7 +39,10 @@ macro_rules! stream_type {
             /// Not here. Polling the stream re-raises a task's panic at its
             /// item's position, as the iterator's `next()` does, and panics
             /// with [`TaskError::Cancelled`](crate::TaskError::Cancelled)'s
-            /// message if the pool was terminated while it ran.
+            /// message if the pool was terminated while it ran. Where the
+            /// iterator's `next()` gives up (a wait that can never end, on
+            /// a thread already unwinding), the stream ends (`None`) and
+            /// stays ended.
             ///
             /// ```
             /// use futures::StreamExt; // no ambiguity: the stream is not an Iterator
