@@ -70,6 +70,8 @@ impl Wake for IndexWaker {
 pub struct AsCompleted<R> {
     handles: Vec<Option<AsyncResult<R>>>,
     signal: Arc<Signal>,
+    /// Handles not yielded yet; 0 once iteration gave up (`next` then
+    /// returned `None` for good, and the handles left are only dropped).
     remaining: usize,
     /// The tasks the waiting thread was finishing itself when it last had
     /// to block ([`async_result::own_work_marks`]), and the indices of the
@@ -95,10 +97,15 @@ impl<R> std::fmt::Debug for AsCompleted<R> {
 /// of a task the iterating thread is itself finishing (a callback of it,
 /// or the task itself, as [`AsyncResult::wait`] explains);
 /// [`next_timeout`](AsCompleted::next_timeout) times out at once then.
-/// On a thread already unwinding from another panic (a `Drop` iterating),
-/// where a second panic would abort the process, iterating gives up
-/// instead: `next` returns `None` (and [`wait()`] leaves such handles
-/// pending).
+/// Iterating on one of the pool's workers also panics where it could
+/// never make progress (no spare thread can start and the waits are
+/// nested too deep for the worker to run the queue itself; see
+/// [`AsyncResult::wait`]). On a thread already unwinding from another
+/// panic (a `Drop` iterating), where a second panic would abort the
+/// process, iterating gives up instead: `next` returns `None`, and the
+/// iterator is then over (every later call returns `None`, and its
+/// `size_hint` is `(0, Some(0))`; the handles left are dropped with it,
+/// and their tasks still run). [`wait()`] leaves such handles pending.
 ///
 /// ```
 /// use std::time::Duration;
@@ -179,6 +186,7 @@ impl<R> AsCompleted<R> {
                     // untimed wait then gives up as a timed one does.
                     let first = self.handles.iter().flatten().next();
                     first.expect("one is left").refuse_own_work();
+                    return Err(self.give_up());
                 }
                 return Err(TaskError::Timeout);
             }
@@ -192,14 +200,26 @@ impl<R> AsCompleted<R> {
                     {
                         // Returns only on a thread already unwinding.
                         registry::stuck_in_drain();
-                        return Err(TaskError::Timeout);
+                        return Err(self.give_up());
                     }
                 }
             }
-            if !park::wait(&*self.signal, deadline).is_done() {
-                return Err(TaskError::Timeout);
+            match park::wait(&*self.signal, deadline) {
+                park::Waited::Done => {}
+                park::Waited::TimedOut => return Err(TaskError::Timeout),
+                park::Waited::GaveUp => return Err(self.give_up()),
             }
         }
+    }
+
+    /// An untimed wait that could never end gave up (on a thread already
+    /// unwinding, where refusing it with a panic would abort): iteration
+    /// ends here for good, so `next` does not wait again for what cannot
+    /// come, and `size_hint` says so. What [`wait()`] gets: the handles
+    /// left stay in the iterator, for [`Self::into_pending`].
+    fn give_up(&mut self) -> TaskError {
+        self.remaining = 0;
+        TaskError::Timeout
     }
 
     /// Whether every handle still pending is of a task this thread is

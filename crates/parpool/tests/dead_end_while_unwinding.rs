@@ -229,6 +229,26 @@ fn an_awaited_handle_at_the_dead_end_times_out() {
     });
 }
 
+/// `as_completed` that gave up there is over: `next` stays `None` and
+/// `size_hint` says 0 (it counted the handles left before).
+#[test]
+fn as_completed_after_giving_up_is_empty() {
+    child::run("as_completed_after_giving_up_is_empty", 40, || {
+        let (r, pool) = at_the_dead_end(On::Unwinding, |p| {
+            let mut it = parpool::as_completed(vec![p.apply_async(|| 1u32), p.apply_async(|| 2)]);
+            let first = it.next().map(|h| h.get());
+            let hint = it.size_hint();
+            let again = it.next().map(|h| h.get());
+            let timed = it
+                .next_timeout(Duration::from_millis(1))
+                .map(|h| h.is_some());
+            format!("{first:?} {hint:?} {again:?} {timed:?} {}", it.count())
+        });
+        assert_eq!(r, "None (0, Some(0)) None Ok(false) 0");
+        close_and_join(pool);
+    });
+}
+
 /// Off an unwinding thread nothing changed: each of these waits panics
 /// "cannot make progress" at the dead end, and the pool recovers.
 #[test]
