@@ -253,14 +253,20 @@ where
         drop(payload);
     }
 
+    /// Records item `i`'s error if it is the earliest so far. The error it
+    /// replaces, or `e` itself, is user code to drop: dropped after the
+    /// lock is released, so a `Drop` that waits for another item of this
+    /// map (which may fail and come here) cannot deadlock on it.
     fn fail(&self, i: usize, e: E) {
         self.limit.fetch_min(i, Ordering::Relaxed);
         self.header.failed.store(true, Ordering::Relaxed);
         let mut slot = lock(&self.error);
-        match &*slot {
-            Some((j, _)) if *j < i => {}
-            _ => *slot = Some((i, e)),
-        }
+        let unused = match &*slot {
+            Some((j, _)) if *j < i => Some(e),
+            _ => slot.replace((i, e)).map(|(_, replaced)| replaced),
+        };
+        drop(slot);
+        drop(unused);
     }
 }
 
