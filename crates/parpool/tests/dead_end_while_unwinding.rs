@@ -16,6 +16,7 @@
 mod child;
 mod common;
 
+use common::while_unwinding;
 use futures::{Stream, StreamExt};
 use parpool::ThreadPool;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -23,24 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const MARK: &str = "EXPECTED";
-
-/// Runs `f` from a `Drop` while the thread unwinds from another panic.
-fn while_unwinding<T>(f: impl FnOnce() -> T) -> T {
-    struct OnDrop<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for OnDrop<F> {
-        fn drop(&mut self) {
-            assert!(std::thread::panicking());
-            (self.0.take().expect("dropped once"))();
-        }
-    }
-    let mut out = None;
-    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _call = OnDrop(Some(|| out = Some(f())));
-        panic!("{MARK}: unwinding");
-    }));
-    assert!(unwound.is_err());
-    out.expect("the Drop ran")
-}
 
 /// Whether `op` runs from a `Drop` while unwinding, or plainly (its panic
 /// caught and returned as `Err(message)`).

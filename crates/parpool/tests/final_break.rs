@@ -10,7 +10,7 @@
 mod child;
 mod common;
 
-use common::guard;
+use common::{guard, while_unwinding};
 use parpool::{AsyncResult, TaskError, ThreadPool, WaitFor};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};
@@ -403,23 +403,6 @@ fn nesting_on_one_worker() {
         go.send(()).unwrap();
         assert_eq!(h.get(), Ok(vec![true; 4]));
     });
-}
-
-fn while_unwinding<T>(f: impl FnOnce() -> T) -> T {
-    struct OnDrop<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for OnDrop<F> {
-        fn drop(&mut self) {
-            assert!(std::thread::panicking());
-            (self.0.take().expect("dropped once"))();
-        }
-    }
-    let mut out = None;
-    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _call = OnDrop(Some(|| out = Some(f())));
-        panic!("{MARK}: unwinding");
-    }));
-    assert!(unwound.is_err());
-    out.expect("the Drop ran")
 }
 
 /// Everything from a Drop while unwinding, on a one-worker pool's worker.

@@ -10,7 +10,7 @@
 mod child;
 mod common;
 
-use common::{guard, occupy_the_worker};
+use common::{guard, occupy_the_worker, while_unwinding};
 use parpool::{AsyncResult, TaskError, ThreadPool};
 use std::future::Future;
 use std::pin::Pin;
@@ -462,26 +462,6 @@ fn a_callback_attached_to_a_spent_handle_while_unwinding_does_not_abort() {
             assert_eq!(pool.apply(|| 5), 5);
         },
     );
-}
-
-/// Runs `f` in a `Drop` that runs while its thread unwinds from another
-/// panic (caught here), and returns what `f` returned. A panic out of `f`
-/// there aborts the process: call this in a child process.
-fn while_unwinding<T>(f: impl FnOnce() -> T) -> T {
-    struct OnDrop<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for OnDrop<F> {
-        fn drop(&mut self) {
-            assert!(std::thread::panicking());
-            (self.0.take().expect("dropped once"))();
-        }
-    }
-    let mut out = None;
-    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _call = OnDrop(Some(|| out = Some(f())));
-        panic!("{MARK}: unwinding past a Drop that uses a handle");
-    }));
-    assert!(unwound.is_err());
-    out.expect("the Drop ran")
 }
 
 /// A `Drop` that runs while its thread unwinds asks a spent handle for its

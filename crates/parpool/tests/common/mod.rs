@@ -514,3 +514,24 @@ pub fn terminate_through_wait_chain(
     }
     assert_eq!(calls.load(Ordering::SeqCst), n, "every callback ran once");
 }
+
+/// Runs `f` in a `Drop` that runs while its thread unwinds from another
+/// panic (an `EXPECTED: ...` one, caught here), and returns what `f`
+/// returned. A panic out of `f` there aborts the process: call this in a
+/// child process (`child.rs`).
+pub fn while_unwinding<T>(f: impl FnOnce() -> T) -> T {
+    struct OnDrop<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for OnDrop<F> {
+        fn drop(&mut self) {
+            assert!(std::thread::panicking());
+            (self.0.take().expect("dropped once"))();
+        }
+    }
+    let mut out = None;
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _call = OnDrop(Some(|| out = Some(f())));
+        panic!("EXPECTED: unwinding past a Drop that calls the pool");
+    }));
+    assert!(unwound.is_err());
+    out.expect("the Drop ran")
+}
