@@ -19,7 +19,6 @@ mod common;
 use common::while_unwinding;
 use futures::{Stream, StreamExt};
 use parpool::ThreadPool;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,19 +39,7 @@ enum On {
 fn at_the_dead_end(on: On, op: fn(&Arc<ThreadPool>) -> String) -> (String, Arc<ThreadPool>) {
     common::quiet_parpool_diagnostics();
     common::quiet_panics_containing(MARK);
-    let started = AtomicUsize::new(0);
-    let pool = Arc::new(
-        ThreadPool::builder()
-            .workers(1)
-            .stack_size(1 << 20)
-            .initializer(move || {
-                if started.fetch_add(1, SeqCst) >= 1 {
-                    panic!("{MARK}: no more threads");
-                }
-            })
-            .build()
-            .unwrap(),
-    );
+    let pool = common::spares::stuck_one_worker();
     fn rec(p: Arc<ThreadPool>, d: u32, on: On, op: fn(&Arc<ThreadPool>) -> String) -> String {
         if d == 0 {
             let _queued = p.apply_async(|| 0u32);

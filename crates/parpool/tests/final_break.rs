@@ -502,27 +502,11 @@ fn callback_misuses_its_own_handle() {
     });
 }
 
-fn stuck_pool(started: &'static AtomicUsize) -> Arc<ThreadPool> {
-    Arc::new(
-        ThreadPool::builder()
-            .workers(1)
-            .stack_size(1 << 20)
-            .initializer(move || {
-                if started.fetch_add(1, SeqCst) >= 1 {
-                    panic!("{MARK}: no more threads");
-                }
-            })
-            .build()
-            .unwrap(),
-    )
-}
-
 /// op k from a Drop while unwinding on the only worker, deep past the inlining depth.
 fn stuck_op(k: u32) -> String {
-    static STARTED: AtomicUsize = AtomicUsize::new(0);
     common::quiet_parpool_diagnostics();
     common::quiet_panics_containing(MARK);
-    let pool = stuck_pool(&STARTED);
+    let pool = common::spares::stuck_one_worker();
     let other = Arc::new(ThreadPool::with_workers(1));
     fn rec(p: Arc<ThreadPool>, o: Arc<ThreadPool>, d: u32, k: u32) -> String {
         if d == 0 {

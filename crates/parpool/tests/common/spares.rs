@@ -155,3 +155,23 @@ pub fn counting() -> (Arc<Counting>, Waker) {
     });
     (Arc::clone(&c), Waker::from(Arc::clone(&c)))
 }
+
+/// A one-worker pool with 1 MiB stacks (a shallow inlining depth) whose
+/// later threads all panic in their initializer (`EXPECTED: ...`): a wait
+/// nested past the depth on its worker, with work queued, is at the
+/// "cannot make progress" dead end.
+pub fn stuck_one_worker() -> Arc<ThreadPool> {
+    let started = AtomicUsize::new(0);
+    Arc::new(
+        ThreadPool::builder()
+            .workers(1)
+            .stack_size(1 << 20)
+            .initializer(move || {
+                if started.fetch_add(1, Ordering::SeqCst) >= 1 {
+                    panic!("EXPECTED: no more threads");
+                }
+            })
+            .build()
+            .unwrap(),
+    )
+}
