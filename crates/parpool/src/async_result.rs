@@ -941,7 +941,9 @@ impl<R> AsyncResult<R> {
     /// If the result was already returned by an earlier call (except on a
     /// thread already unwinding, as [`get`](Self::get) explains). Called
     /// from this task's own callbacks, or the task itself, it times out at
-    /// once (see [`wait`](Self::wait)).
+    /// once (see [`wait`](Self::wait)). A timeout too long to ever pass
+    /// (`Duration::MAX`) waits as `get` does, with no limit: it panics as
+    /// `get` does if the wait closes a wait cycle across threads.
     ///
     /// ```
     /// use parpool::TaskError;
@@ -1015,17 +1017,25 @@ impl<R> AsyncResult<R> {
     /// If called from one of this task's own callbacks, which run before
     /// the task is done, or from the task itself (also through tasks this
     /// thread runs inline while the task waits): it would wait forever.
+    /// The timed forms (`get_timeout`, `wait_timeout`) time out at once
+    /// there instead.
+    ///
     /// Likewise if the task is running on another thread that waits, with
     /// no time limit, for a task this thread is running (directly, or
     /// through more threads that each wait for the next one's task): the
     /// wait that closes such a cycle panics ("a wait cycle across N
-    /// threads"), and the task it is in fails, which frees the others.
-    /// Cycles through waits for many things at once (a scope, a map, an
-    /// imap, `as_completed`) or through anything else (a channel, a lock)
-    /// are not seen. Also `get`. The timed forms (`get_timeout`, `wait_timeout`) time out
-    /// at once there instead; so does this wait on a thread already
-    /// unwinding from another panic (a `Drop` waiting), where a second
-    /// panic would abort the process: it returns with the task unfinished.
+    /// threads"), and the task it is in fails, which frees the others. That
+    /// is a task panic like any other: under
+    /// [`PanicPolicy::Abort`](crate::PanicPolicy::Abort) the process aborts.
+    /// A timed wait is no part of a cycle (it ends), unless its timeout can
+    /// never pass (`Duration::MAX`). Cycles through waits for many things
+    /// at once (a scope, `apply` from a thread that is not this pool's, a
+    /// map, an imap, `as_completed`), through an executor's poll or through
+    /// anything else (a channel, a lock) are not seen.
+    ///
+    /// Also `get`. On a thread already unwinding from another panic (a
+    /// `Drop` waiting), where a second panic would abort the process, this
+    /// wait returns with the task unfinished instead of panicking.
     ///
     /// ```
     /// let pool = parpool::ThreadPool::new();
@@ -1046,6 +1056,12 @@ impl<R> AsyncResult<R> {
     /// Waits at most `timeout`; returns whether the task has finished.
     /// Called from this task's own callbacks, or the task itself, it
     /// returns `false` at once (see [`wait`](Self::wait)).
+    ///
+    /// # Panics
+    ///
+    /// With a timeout too long to ever pass (`Duration::MAX`), which waits
+    /// as [`wait`](Self::wait) does, with no limit: if the wait closes a
+    /// wait cycle across threads, as `wait` does.
     ///
     /// ```
     /// use std::time::Duration;
