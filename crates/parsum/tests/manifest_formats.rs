@@ -68,6 +68,31 @@ fn openssl_and_bsd_tag_lines() {
     let m = format!("MD5(a)= {MD5_ABC}\nMD5 (b) = {MD5_EMPTY}\n");
     let (code, out, _) = same_as("md5sum", m.as_bytes(), &["--strict"]);
     assert_eq!((code, out.as_str()), (0, "a: OK\nb: OK\n"));
+    // Deliberate differences (docs/parsum.md): parsum takes a lower-case
+    // tag, which coreutils calls improperly formatted, and a NUL inside a
+    // name is an error on its line, where coreutils checks the name up to
+    // the NUL.
+    let d = tree();
+    let sums = d.path().join("SUMS");
+    let lower = format!("sha256 (a) = {SHA_ABC}\n");
+    std::fs::write(&sums, lower).unwrap();
+    let out = parsum()
+        .current_dir(d.path())
+        .args(["--strict", "-c", "SUMS"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice()),
+        (Some(0), &b"a: OK\n"[..])
+    );
+    std::fs::write(&sums, format!("{SHA_ABC}  a\0b\n")).unwrap();
+    let out = parsum()
+        .current_dir(d.path())
+        .args(["-c", "SUMS"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!out.stdout.starts_with(b"a: OK"), "{out:?}");
 }
 
 #[test]
