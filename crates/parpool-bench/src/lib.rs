@@ -5,7 +5,7 @@
 //! pool's whole life).
 //!
 //! The `report` binary is the entry point; this library holds the pieces:
-//! the workload bodies ([`work`]), the peers ([`peers`]) and parpool's rows
+//! the workload bodies ([`work`]), W1's consumer floor ([`floor`]), the peers ([`peers`]) and parpool's rows
 //! ([`pp`]), the timing harness and process meters ([`measure`]), the
 //! child-process workloads ([`child`]), the targets ([`targets`]) and the
 //! output ([`report`], [`chart`]).
@@ -16,6 +16,7 @@
 
 pub mod chart;
 pub mod child;
+pub mod floor;
 pub mod measure;
 pub mod peers;
 pub mod pp;

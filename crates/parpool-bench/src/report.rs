@@ -255,6 +255,9 @@ impl Report {
                 );
             }
             s.push('\n');
+            if let Some(note) = floor_note(sec) {
+                s.push_str(&note);
+            }
         }
         let _ = writeln!(
             s,
@@ -314,6 +317,21 @@ impl Report {
         }
         s
     }
+}
+
+/// Under W1's table: what its floor row is, and how far `imap` is above it.
+fn floor_note(sec: &Section) -> Option<String> {
+    use crate::workloads::names;
+    let floor = sec.median_of(names::FLOOR)?;
+    let imap = sec.median_of(names::PP_IMAP)?;
+    Some(format!(
+        "The floor row moves results that are already computed, in chunks of {} as a tiny-item \
+         `imap` delivers them, from one thread into a `Vec` through `next()`, with no pool: \
+         `imap` + `collect` cannot take less on this machine. Here `imap` takes {:.2}× the floor \
+         (`docs/design.md` §12, \"W1 `imap`\").\n\n",
+        crate::workloads::FLOOR_CHUNK,
+        imap.as_secs_f64() / floor.as_secs_f64().max(1e-12),
+    ))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! by side. W5 and W6 measure whole-process quantities (peak RSS, idle CPU),
 //! so they run in child processes; see [`crate::child`].
 
+use crate::floor;
 use crate::measure::{percentile, time_rows, Plan, Row, Timing};
 use crate::peers::{self, Peers};
 use crate::pp;
@@ -18,6 +19,9 @@ pub const W4_JOBS: u64 = 1_000_000;
 /// W4's second size: the standalone program found parpool's cost
 /// per job differs most from threadpool's at this size.
 pub const W4_JOBS_SMALL: u64 = 300_000;
+/// The chunk size of W1's floor row: the largest an `imap` of tiny items
+/// grows to.
+pub const FLOOR_CHUNK: u64 = 65_536;
 /// Pool lifecycles per W9 sample (one takes ~50-150 µs).
 pub const W9_REPS: u64 = 20;
 
@@ -45,6 +49,7 @@ pub mod names {
     pub const W4_PP_SPAWN: &str = "parpool scope + spawn per job";
     pub const PP_IMAP_FOR_EACH: &str = "parpool imap (range), for_each push";
     pub const PP_IMAP_BATCHES: &str = "parpool imap (range), batches() extend";
+    pub const FLOOR: &str = "floor: one thread collects ready chunks through next(), no pool";
     pub const W4_FRESH_TP: &str = "threadpool execute + join, fresh process";
     pub const W4_FRESH_PP: &str = "parpool apply_async + get, fresh process";
     pub const W9_TP: &str = "threadpool new(2) + execute + join + drop";
@@ -181,11 +186,20 @@ fn input(n: u64) -> Arc<Vec<u64>> {
 
 pub fn w1(ctx: &Ctx, id: &'static str, rows_wanted: Rows) -> Section {
     let input = input(W1_ITEMS);
+    // Made before the rows, which borrow them; not timed.
+    let ready = floor::chunks_of(W1_ITEMS, FLOOR_CHUNK, tiny);
     let mut rows = slice_rows(ctx, &input, tiny, rows_wanted);
     rows.extend(range_rows(ctx, W1_ITEMS, tiny, true));
     if rows_wanted == Rows::All {
         let want = checksum(&(0..W1_ITEMS).map(tiny).collect::<Vec<_>>());
         rows.extend(pp::imap_consumer_rows(&ctx.pool, W1_ITEMS, tiny, want));
+        let ready = &ready;
+        rows.push(
+            Row::new(names::FLOOR, move || {
+                floor::ReadyChunks::new(ready).collect()
+            })
+            .expect(want),
+        );
     }
     Section {
         id,
