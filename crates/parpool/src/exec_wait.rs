@@ -40,6 +40,18 @@
 //! (`EnterError`, contained as that job's panic): a clear error where
 //! there would be a hang.
 //!
+//! Foreign code runs inside the borrow of the thread's set: the count
+//! above may ask for a spare, and one the system refuses at once wakes
+//! the pool's pending futures on this thread (`worker::start_failed`),
+//! where a waker may wait on a pool, poll or drop a handle, or panic. So
+//! no access to the set may panic: each one takes it with
+//! `try_borrow_mut`. A blocking wait or a job inside the borrow puts
+//! nothing aside ([`Suspended::Busy`]): the thread, counted before the
+//! spare was asked for, stays counted while it runs (a thread too many,
+//! never one too few). A poll there cannot record its key; if no stand-in
+//! comes it helps at once (its first `Pending` cannot be remembered
+//! either), and a key that cannot leave the set stays until the job ends.
+//!
 //! A future dropped on another thread than the one it waited on leaves its
 //! key in the first thread's set until that thread's job returns: the pool
 //! then runs one thread too many for a while, never one too few. A
@@ -238,9 +250,23 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
         let _ = ANY.try_with(|a| a.set(true));
         true
     });
-    if recorded != Ok(true) {
-        panic::drop_discarding(pool.census.exec_waiters.unwatch(key));
-        return false;
+    match recorded {
+        Ok(true) => {}
+        // Subtle: executor code run inside the set's borrow (a waker woken
+        // by a refused spare, see [`suspend`]). The thread is counted
+        // blocked already, by the count that holds the borrow; if no
+        // stand-in comes, the future helps now, as a recorded one would
+        // (an executor that parks here would wait for work queued behind
+        // this very thread). Its first `Pending` cannot be recorded, so a
+        // peek there may run a queued job. Its waker stays watched, so
+        // that a job queued later wakes it if it marks itself; its end
+        // inside the borrow unwatches it ([`forget`]), or else the pool's
+        // next `wake_all` drops it (a spurious wake).
+        Ok(false) if worker::stranded(&pool, last_resort) => return true,
+        _ => {
+            panic::drop_discarding(pool.census.exec_waiters.unwatch(key));
+            return false;
+        }
     }
     if !worker::stranded(&pool, last_resort) {
         return false;
@@ -358,12 +384,16 @@ fn forget(key: usize, ended: bool) {
     if !any() {
         return;
     }
-    // Not recorded if the set is borrowed (a waker dropped inside this
-    // module): the key then stays until the job ends, a thread too many
-    // for a while, never one too few.
+    // Not recorded if the set is borrowed (executor code run inside this
+    // module, see [`suspend`]): the key then stays until the job ends, a
+    // thread too many for a while, never one too few. A future that ends
+    // there forgets its waker, which [`pending`] may have kept watched.
     let old = WAITS.try_with(|w| {
         let Ok(mut w) = w.try_borrow_mut() else {
-            return None;
+            return ended
+                .then(worker::current)
+                .flatten()
+                .and_then(|pool| pool.census.exec_waiters.unwatch(key));
         };
         if ended {
             w.seen.remove(&key);
@@ -387,36 +417,73 @@ fn forget(key: usize, ended: bool) {
 
 /// The thread's pending set, put aside while a blocking wait or a job runs
 /// on it; restored (and counted again) when dropped.
-pub(crate) struct Suspended(Option<Waits>);
+pub(crate) enum Suspended {
+    /// Nothing was pending: whatever the inner run leaves is dropped.
+    Empty,
+    /// The set put aside, uncounted.
+    Aside(Waits),
+    /// The set was borrowed: this run is executor code (a waker woken by a
+    /// refused spare, see [`suspend`]) inside the borrow. Nothing was put
+    /// aside and nothing is restored: the outer set stays as it is.
+    Busy,
+}
 
 /// Puts the thread's pending set aside (uncounting it) until the guard
 /// drops.
+///
+/// Subtle: the set is borrowed while it counts the thread blocked
+/// ([`Waits::count`]), and that count may start a spare which the system
+/// refuses at once; the refusal wakes every future pending on the pool
+/// (`worker::start_failed`), on this thread, inside the borrow. A waker is
+/// the executor's code, and it may wait on a pool (`tests/
+/// borrowed_waits_attacks.rs`). Such a wait gets [`Suspended::Busy`]: the
+/// thread, counted blocked by that count already (it is added before the
+/// spare is asked for), stays counted while the wait runs, which counts
+/// itself too: a thread too many for a while, never one too few. Inside
+/// the borrow nothing can record a key ([`pending`] and [`forget`] find
+/// the set borrowed too), so there is nothing to restore.
 #[inline]
 pub(crate) fn suspend() -> Suspended {
     if !any() {
-        return Suspended(None);
+        return Suspended::Empty;
     }
     WAITS
         .try_with(|w| {
-            let mut w = w.borrow_mut();
+            let Ok(mut w) = w.try_borrow_mut() else {
+                return Suspended::Busy;
+            };
             w.uncount();
             let _ = ANY.try_with(|a| a.set(false));
-            Suspended(Some(std::mem::take(&mut *w)))
+            Suspended::Aside(std::mem::take(&mut *w))
         })
-        .unwrap_or(Suspended(None))
+        .unwrap_or(Suspended::Empty)
 }
 
 impl Drop for Suspended {
     fn drop(&mut self) {
-        // Checked in place: taking the set out first would copy it on the
-        // common path, where there is nothing to restore.
-        if self.0.is_none() && !any() {
-            return; // the common case: nothing waits, nothing was put aside
-        }
-        let outer = self.0.take();
+        let outer = match self {
+            Suspended::Busy => return,
+            // The common case: nothing waits, nothing was put aside.
+            Suspended::Empty if !any() => return,
+            Suspended::Empty => Waits::default(),
+            // Taken in place: moving the guard's set out first would copy
+            // it on the common path, where there is nothing to restore.
+            Suspended::Aside(outer) => std::mem::take(outer),
+        };
+        // `try_borrow_mut`: the count below may run executor code inside
+        // this borrow (see [`suspend`]). The set cannot be borrowed here:
+        // a guard drops before the frame that made it returns, so a borrow
+        // taken after it is released first, and a guard made inside a
+        // borrow is `Busy`, or `Empty` with the flag down (nothing inside
+        // the borrow can raise it). If it were, what the inner run left
+        // stays, and
+        // the outer set is dropped (uncounted already): its futures record
+        // themselves again at their next poll.
         let inner = WAITS.try_with(|w| {
-            let mut w = w.borrow_mut();
-            let inner = std::mem::replace(&mut *w, outer.unwrap_or_default());
+            let Ok(mut w) = w.try_borrow_mut() else {
+                return outer;
+            };
+            let inner = std::mem::replace(&mut *w, outer);
             w.count();
             let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.seen.is_empty()));
             inner
