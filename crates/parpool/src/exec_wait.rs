@@ -476,9 +476,8 @@ impl Drop for Suspended {
         // taken after it is released first, and a guard made inside a
         // borrow is `Busy`, or `Empty` with the flag down (nothing inside
         // the borrow can raise it). If it were, what the inner run left
-        // stays, and
-        // the outer set is dropped (uncounted already): its futures record
-        // themselves again at their next poll.
+        // stays, and the outer set is dropped (uncounted already): its
+        // futures record themselves again at their next poll.
         let inner = WAITS.try_with(|w| {
             let Ok(mut w) = w.try_borrow_mut() else {
                 return outer;

@@ -37,14 +37,17 @@ use std::time::{Duration, Instant};
 /// The stack of `P`'s threads: the first one starts before the cap, no
 /// later one fits under it.
 const BIG_STACK: usize = 512 << 20;
-/// What the cap leaves above the address space in use.
-const HEADROOM: u64 = 128 << 20;
+/// What the cap leaves above the address space in use: room for the
+/// allocations and threads of everything but `P`'s spares, well short of
+/// one `BIG_STACK`.
+const HEADROOM: u64 = 256 << 20;
 /// Past `worker::RETRY` (1 s): an executor wait then tries a spare again.
 const PAST_RETRY: Duration = Duration::from_millis(1_100);
 
 /// A one-worker pool `P` whose spares the system refuses at once, and a
 /// four-worker pool `Q` that works normally.
 fn pools() -> (Arc<ThreadPool>, Arc<ThreadPool>) {
+    one_malloc_arena();
     let p = ThreadPool::builder()
         .workers(1)
         .thread_name("borrowed-p")
@@ -61,6 +64,21 @@ fn pools() -> (Arc<ThreadPool>, Arc<ThreadPool>) {
     assert_eq!(q.map(|x: u32| x, 0..8).len(), 8);
     cap_address_space();
     (Arc::new(p), Arc::new(q))
+}
+
+/// Makes every thread allocate from glibc's main arena. Under contention
+/// glibc gives a thread a new arena, which reserves 64 MiB of address
+/// space at once: under the cap, a few of them used up the headroom and
+/// an ordinary allocation failed (the child aborted with "memory
+/// allocation of 2097152 bytes failed", 1 run in 12 with 4 copies of
+/// this file running at once).
+fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `mallopt` only sets an allocator parameter; this child
+    // process has not started its pools' threads yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
 
 /// Caps the process's address space at its current size plus `HEADROOM`.
