@@ -8,27 +8,12 @@ mod child;
 mod common;
 
 use child::Tracker;
+use common::rng::Rng;
 use futures::{FutureExt, StreamExt};
 use parpool::{TaskError, ThreadPool};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A tiny deterministic generator (no dependency), per round.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// `try_map` over owned inputs, with an error at a random position, a
 /// panic at another in some rounds, and `terminate` racing from another
@@ -48,10 +33,10 @@ fn try_map_drops_every_input_result_and_error_exactly_once() {
                 INPUTS.reset();
                 RESULTS.reset();
                 ERRORS.reset();
-                let n = 1 + rng.below(2000) as usize;
-                let err_at = rng.below(n as u64 * 2) as usize; // maybe none
+                let n = 1 + rng.below(2000);
+                let err_at = rng.below(n * 2); // maybe none
                 let panic_at = if round % 3 == 0 {
-                    rng.below(n as u64) as usize
+                    rng.below(n)
                 } else {
                     usize::MAX
                 };
@@ -59,14 +44,14 @@ fn try_map_drops_every_input_result_and_error_exactly_once() {
                 let pool = Arc::new(ThreadPool::with_workers(workers));
                 let racer = (round % 2 == 1).then(|| {
                     let p = Arc::clone(&pool);
-                    let us = rng.below(300);
+                    let us = rng.below(300) as u64;
                     std::thread::spawn(move || {
                         std::thread::sleep(Duration::from_micros(us));
                         p.terminate();
                     })
                 });
                 let chunk = if round % 5 == 0 {
-                    Some(1 + rng.below(50) as usize)
+                    Some(1 + rng.below(50))
                 } else {
                     None
                 };
@@ -132,7 +117,7 @@ fn map_async_handles_in_every_state_drop_each_value_once() {
             for round in 0..common::pick(200, 3) {
                 INPUTS.reset();
                 RESULTS.reset();
-                let n = 1 + rng.below(500) as usize;
+                let n = 1 + rng.below(500);
                 let pool = Arc::new(ThreadPool::with_workers(1 + round % 3));
                 let mut h = pool.map_async(
                     |it: child::Item| {

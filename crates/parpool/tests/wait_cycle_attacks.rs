@@ -5,6 +5,7 @@
 mod child;
 mod common;
 
+use common::rng::Rng;
 use common::{guard, quiet_panics_containing};
 use parpool::{AsyncResult, PanicPolicy, TaskError, ThreadPool};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -259,21 +260,6 @@ fn a_cycle_through_a_task_inlined_by_a_wait_is_found() {
         assert_eq!(got[0].0, "a", "{got:?}");
         assert!(got[0].1.contains("wait cycle across 2 threads"), "{got:?}");
     });
-}
-
-/// A tiny deterministic generator (xorshift), so a failure can be replayed
-/// from its seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 type Cells = Arc<Vec<OnceLock<AsyncResult<usize>>>>;

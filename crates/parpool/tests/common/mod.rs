@@ -4,6 +4,7 @@
 pub mod kinds;
 pub mod memory;
 pub mod pool_exec;
+pub mod rng;
 pub mod spares;
 
 use parpool::ThreadPool;
