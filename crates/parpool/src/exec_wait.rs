@@ -40,17 +40,18 @@
 //! (`EnterError`, contained as that job's panic): a clear error where
 //! there would be a hang.
 //!
-//! Foreign code runs inside the borrow of the thread's set: the count
-//! above may ask for a spare, and one the system refuses at once wakes
-//! the pool's pending futures on this thread (`worker::start_failed`),
-//! where a waker may wait on a pool, poll or drop a handle, or panic. So
-//! no access to the set may panic: each one takes it with
-//! `try_borrow_mut`. A blocking wait or a job inside the borrow puts
-//! nothing aside ([`Suspended::Busy`]): the thread, counted before the
-//! spare was asked for, stays counted while it runs (a thread too many,
-//! never one too few). A poll there cannot record its key; if no stand-in
-//! comes it helps at once (its first `Pending` cannot be remembered
-//! either), and a key that cannot leave the set stays until the job ends.
+//! The count above may ask for a spare, and one the system refuses at
+//! once wakes the pool's pending futures on this thread
+//! (`worker::start_failed`), where a waker may wait on a pool, poll or
+//! drop a handle, run jobs, or panic. So no code outside this module runs
+//! inside a borrow of the set: the count is marked in the set under the
+//! borrow and made after it ([`Waits::count`]), as are the drops of
+//! wakers and of the pool's handle. Code woken by the count finds the set
+//! as it is, counted: a wait there puts it aside (uncounting it) and
+//! restores it, so the thread is counted once, never twice or not at all.
+//! Every access still takes the set with `try_borrow_mut`, a backstop
+//! that cannot panic: a wait or job finding it borrowed puts nothing aside
+//! ([`Suspended::Busy`]), and a poll there helps at once if stranded.
 //!
 //! A future dropped on another thread than the one it waited on leaves its
 //! key in the first thread's set until that thread's job returns: the pool
@@ -165,11 +166,26 @@ pub(crate) struct Waits {
 }
 
 impl Waits {
-    /// Counts the thread blocked if something is pending and it is not yet.
-    fn count(&mut self) {
-        if let (Some(pool), false, false) = (&self.pool, self.pending.is_empty(), self.counted) {
-            worker::count_blocked(pool);
-            self.counted = true;
+    /// Marks the thread counted blocked if something is pending and it is
+    /// not yet, and returns the pool the caller must then count it in with
+    /// [`count_now`], once it holds no borrow of the set.
+    ///
+    /// Subtle: the count may ask for a spare, and one the system refuses
+    /// at once wakes the pool's pending futures on this thread
+    /// (`worker::start_failed`): an executor's code, which may wait, poll,
+    /// drop or run jobs, and so reach this set. Marked first, counted
+    /// after: the count is in the census before any such code runs
+    /// (`worker::count_blocked` adds it before it asks), and that code
+    /// finds a set which says so (a wait there puts it aside and uncounts
+    /// it, so the thread is not counted twice).
+    #[must_use]
+    fn count(&mut self) -> Option<Arc<Registry>> {
+        match (&self.pool, self.pending.is_empty(), self.counted) {
+            (Some(pool), false, false) => {
+                self.counted = true;
+                Some(Arc::clone(pool))
+            }
+            _ => None,
         }
     }
 
@@ -179,6 +195,14 @@ impl Waits {
             worker::uncount_blocked(pool);
             self.counted = false;
         }
+    }
+}
+
+/// Counts the thread blocked in `pool`, as [`Waits::count`] said, with no
+/// borrow of the set held.
+fn count_now(pool: Option<Arc<Registry>>) {
+    if let Some(pool) = pool {
+        worker::count_blocked(&pool);
     }
 }
 
@@ -240,29 +264,33 @@ pub(crate) fn pending(key: usize, waker: &Waker, last_resort: bool) -> bool {
     // or from an executor's code (a waker) run while the set is borrowed.
     let recorded = WAITS.try_with(|w| {
         let Ok(mut w) = w.try_borrow_mut() else {
-            return false;
+            return None;
         };
-        if w.pending.is_empty() {
-            w.pool = Some(Arc::clone(&pool));
-        }
+        let old = if w.pending.is_empty() {
+            w.pool.replace(Arc::clone(&pool))
+        } else {
+            None
+        };
         w.pending.insert(key);
-        w.count();
+        // Up before the count: code it runs on this thread finds the key
+        // (a wait there puts the set aside, and restores it).
         let _ = ANY.try_with(|a| a.set(true));
-        true
+        Some((w.count(), old))
     });
     match recorded {
-        Ok(true) => {}
-        // Subtle: executor code run inside the set's borrow (a waker woken
-        // by a refused spare, see [`suspend`]). The thread is counted
-        // blocked already, by the count that holds the borrow; if no
+        Ok(Some((to_count, old))) => {
+            drop(old);
+            count_now(to_count);
+        }
+        // The set borrowed: no code outside this module runs inside its
+        // borrows (counts and drops come after them, see [`Waits::count`]),
+        // so this is a backstop, never reached. If it were: if no
         // stand-in comes, the future helps now, as a recorded one would
         // (an executor that parks here would wait for work queued behind
-        // this very thread). Its first `Pending` cannot be recorded, so a
-        // peek there may run a queued job. Its waker stays watched, so
-        // that a job queued later wakes it if it marks itself; its end
-        // inside the borrow unwatches it ([`forget`]), or else the pool's
-        // next `wake_all` drops it (a spurious wake).
-        Ok(false) if worker::stranded(&pool, last_resort) => return true,
+        // this very thread), and its waker stays watched, so that a job
+        // queued later wakes it if it marks itself; its end unwatches it
+        // ([`forget`]), or else the pool's next `wake_all` drops it.
+        Ok(None) if worker::stranded(&pool, last_resort) => return true,
         _ => {
             panic::drop_discarding(pool.census.exec_waiters.unwatch(key));
             return false;
@@ -384,35 +412,42 @@ fn forget(key: usize, ended: bool) {
     if !any() {
         return;
     }
-    // Not recorded if the set is borrowed (executor code run inside this
-    // module, see [`suspend`]): the key then stays until the job ends, a
-    // thread too many for a while, never one too few. A future that ends
-    // there forgets its waker, which [`pending`] may have kept watched.
+    // Not recorded if the set is borrowed (a backstop: no code outside
+    // this module runs inside its borrows): the key then stays until the
+    // job ends, a thread too many for a while, never one too few. A future
+    // that ends there forgets its waker, which [`pending`] may have kept
+    // watched.
     let old = WAITS.try_with(|w| {
         let Ok(mut w) = w.try_borrow_mut() else {
-            return ended
+            let old = ended
                 .then(worker::current)
                 .flatten()
                 .and_then(|pool| pool.census.exec_waiters.unwatch(key));
+            return (old, None);
         };
         if ended {
             w.seen.remove(&key);
         }
         let mut old = None;
+        let mut pool = None;
         if w.pending.remove(&key) {
             if let Some(pool) = &w.pool {
                 old = pool.census.exec_waiters.unwatch(key);
             }
             if w.pending.is_empty() {
                 w.uncount();
-                w.pool = None;
+                pool = w.pool.take();
             }
         }
         let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.seen.is_empty()));
-        old
+        (old, pool)
     });
-    // After the borrow: the waker's drop is the executor's code.
-    panic::drop_discarding(old);
+    // After the borrow: the waker's drop is the executor's code, and so may
+    // be the pool's (its last handle gone, it drops queued jobs).
+    if let Ok((old, pool)) = old {
+        panic::drop_discarding(old);
+        drop(pool);
+    }
 }
 
 /// The thread's pending set, put aside while a blocking wait or a job runs
@@ -422,26 +457,25 @@ pub(crate) enum Suspended {
     Empty,
     /// The set put aside, uncounted.
     Aside(Waits),
-    /// The set was borrowed: this run is executor code (a waker woken by a
-    /// refused spare, see [`suspend`]) inside the borrow. Nothing was put
-    /// aside and nothing is restored: the outer set stays as it is.
+    /// The set was borrowed (a backstop, never made: no code outside this
+    /// module runs inside its borrows, see [`Waits::count`]). Nothing was
+    /// put aside and nothing is restored: the outer set stays as it is.
     Busy,
 }
 
 /// Puts the thread's pending set aside (uncounting it) until the guard
 /// drops.
 ///
-/// Subtle: the set is borrowed while it counts the thread blocked
-/// ([`Waits::count`]), and that count may start a spare which the system
+/// Subtle: counting the thread blocked may start a spare which the system
 /// refuses at once; the refusal wakes every future pending on the pool
-/// (`worker::start_failed`), on this thread, inside the borrow. A waker is
-/// the executor's code, and it may wait on a pool (`tests/
-/// borrowed_waits_attacks.rs`). Such a wait gets [`Suspended::Busy`]: the
-/// thread, counted blocked by that count already (it is added before the
-/// spare is asked for), stays counted while the wait runs, which counts
-/// itself too: a thread too many for a while, never one too few. Inside
-/// the borrow nothing can record a key ([`pending`] and [`forget`] find
-/// the set borrowed too), so there is nothing to restore.
+/// (`worker::start_failed`) on this thread, and a waker is the executor's
+/// code, which may wait on a pool (`tests/borrowed_waits_attacks.rs`).
+/// The count runs after the set's borrow ([`Waits::count`]), so such a
+/// wait puts the set aside and uncounts it like any other: the thread is
+/// counted once, by the wait (`tests/borrowed_census_attacks.rs`: counted
+/// twice, a wait past the inlining depth panicked "cannot make progress"
+/// beside a busy worker). [`Suspended::Busy`], for a set found borrowed,
+/// is a backstop.
 #[inline]
 pub(crate) fn suspend() -> Suspended {
     if !any() {
@@ -470,26 +504,28 @@ impl Drop for Suspended {
             // it on the common path, where there is nothing to restore.
             Suspended::Aside(outer) => std::mem::take(outer),
         };
-        // `try_borrow_mut`: the count below may run executor code inside
-        // this borrow (see [`suspend`]). The set cannot be borrowed here:
-        // a guard drops before the frame that made it returns, so a borrow
-        // taken after it is released first, and a guard made inside a
-        // borrow is `Busy`, or `Empty` with the flag down (nothing inside
-        // the borrow can raise it). If it were, what the inner run left
-        // stays, and the outer set is dropped (uncounted already): its
-        // futures record themselves again at their next poll.
-        let inner = WAITS.try_with(|w| {
+        // `try_borrow_mut`, a backstop: the set cannot be borrowed here (no
+        // code outside this module runs inside its borrows, see
+        // [`Waits::count`]). If it were, what the inner run left stays, and
+        // the outer set is dropped (uncounted already): its futures record
+        // themselves again at their next poll.
+        let restored = WAITS.try_with(|w| {
             let Ok(mut w) = w.try_borrow_mut() else {
-                return outer;
+                return (outer, None);
             };
             let inner = std::mem::replace(&mut *w, outer);
-            w.count();
             let _ = ANY.try_with(|a| a.set(!w.pending.is_empty() || !w.seen.is_empty()));
-            inner
+            (inner, w.count())
         });
-        // What the inner run left can no longer park this thread: its count
-        // goes back as the inner set is dropped, after the borrow.
-        drop(inner);
+        if let Ok((inner, to_count)) = restored {
+            // After the borrow (see [`Waits::count`]); before the inner
+            // set's count goes back: a thread too many for a moment, never
+            // one too few.
+            count_now(to_count);
+            // What the inner run left can no longer park this thread: its
+            // count goes back as the inner set is dropped.
+            drop(inner);
+        }
     }
 }
 

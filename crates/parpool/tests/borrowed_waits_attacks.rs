@@ -13,140 +13,40 @@
 //! stranded `Pending` left the set's thread-local flag up, and the count
 //! when a job run inside a stranded poll returns and the set it put aside
 //! comes back (`Suspended`'s drop), once the job left something pending.
-//! (A first poll with nothing seen has the flag still down while the
-//! count runs, and a wait inside then takes the fast path.)
+//! (A first poll with nothing seen had the flag still down while the
+//! count ran, and a wait inside then took the fast path.) The count now
+//! runs after the borrow (`Waits::count`), so code woken by it finds the
+//! set reachable and counted.
 //!
 //! A spare's start fails at once only when the system refuses the thread:
 //! each test runs in a child process whose pool `P` has huge stacks and
 //! whose address space is then capped, so `P`'s spares cannot start
-//! while everything else (a second pool `Q`, small allocations) can.
+//! while everything else (a second pool `Q`, small allocations) can
+//! (`common/capped.rs`).
 
 #[path = "common/child.rs"]
 mod child;
 mod common;
 
+use common::capped::{poll_until_ready, pools_with, Hostile, PAST_RETRY};
 use parpool::ThreadPool;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::thread;
-use std::time::{Duration, Instant};
-
-/// The stack of `P`'s threads: the first one starts before the cap, no
-/// later one fits under it.
-const BIG_STACK: usize = 512 << 20;
-/// What the cap leaves above the address space in use: room for the
-/// allocations and threads of everything but `P`'s spares, well short of
-/// one `BIG_STACK`.
-const HEADROOM: u64 = 256 << 20;
-/// Past `worker::RETRY` (1 s): an executor wait then tries a spare again.
-const PAST_RETRY: Duration = Duration::from_millis(1_100);
+use std::time::Duration;
 
 /// A one-worker pool `P` whose spares the system refuses at once, and a
-/// four-worker pool `Q` that works normally.
+/// four-worker pool `Q` that works normally (`common/capped.rs`).
 fn pools() -> (Arc<ThreadPool>, Arc<ThreadPool>) {
-    one_malloc_arena();
-    let p = ThreadPool::builder()
-        .workers(1)
-        .thread_name("borrowed-p")
-        .stack_size(BIG_STACK)
-        .build()
-        .unwrap();
-    let q = ThreadPool::builder()
-        .workers(4)
-        .thread_name("borrowed-q")
-        .build()
-        .unwrap();
-    // Both pools' threads are up before the cap.
-    assert_eq!(p.apply(|| 1), 1);
-    assert_eq!(q.map(|x: u32| x, 0..8).len(), 8);
-    cap_address_space();
-    (Arc::new(p), Arc::new(q))
-}
-
-/// Makes every thread allocate from glibc's main arena. Under contention
-/// glibc gives a thread a new arena, which reserves 64 MiB of address
-/// space at once: under the cap, a few of them used up the headroom and
-/// an ordinary allocation failed (the child aborted with "memory
-/// allocation of 2097152 bytes failed", 1 run in 12 with 4 copies of
-/// this file running at once).
-fn one_malloc_arena() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: `mallopt` only sets an allocator parameter; this child
-    // process has not started its pools' threads yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
-
-/// Caps the process's address space at its current size plus `HEADROOM`.
-fn cap_address_space() {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmSize in /proc/self/status");
-    let limit = libc::rlimit {
-        rlim_cur: kb * 1024 + HEADROOM,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: `setrlimit` reads the struct; it has no other preconditions.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) }, 0);
+    pools_with(1)
 }
 
 /// What an action run inside a wake saw: `Ok(what it got)`, or
 /// `Err(its panic's message)`.
 type Outcome = Arc<Mutex<Option<Result<String, String>>>>;
-
-/// A waker that, once armed, runs its action at its next wake (by value
-/// or by reference), on the waking thread.
-struct Hostile {
-    armed: AtomicBool,
-    action: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl Hostile {
-    fn new(action: impl FnOnce() + Send + 'static) -> Arc<Hostile> {
-        Arc::new(Hostile {
-            armed: AtomicBool::new(false),
-            action: Mutex::new(Some(Box::new(action))),
-        })
-    }
-
-    fn arm(&self) {
-        self.armed.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Wake for Hostile {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            let action = self.action.lock().unwrap().take();
-            if let Some(action) = action {
-                action();
-            }
-        }
-    }
-}
-
-/// Polls `f` with `waker` until it is ready (at most 20 s).
-fn poll_until_ready<F: Future + Unpin>(f: &mut F, waker: &Waker) -> F::Output {
-    let t0 = Instant::now();
-    loop {
-        if let Poll::Ready(v) = Pin::new(&mut *f).poll(&mut Context::from_waker(waker)) {
-            return v;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20), "never ready");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// What a hostile wake does, given `P` and `Q`; it records what it got.
 type Act = fn(Arc<ThreadPool>, Arc<ThreadPool>, Outcome);
@@ -315,9 +215,10 @@ fn block_on_own(p: Arc<ThreadPool>, _q: Arc<ThreadPool>, o: Outcome) {
 }
 
 /// Drops a handle polled once and one never polled, of tasks of the
-/// waking worker's own pool. (Inside the borrow, a stranded poll cannot
-/// record its first `Pending` and helps at once: the first one may run
-/// its task inline and be ready, and is then dropped spent.)
+/// waking worker's own pool. (While the count held the borrow, a stranded
+/// poll could not record its first `Pending` and helped at once, running
+/// its task inline; now it records it and returns `Pending`: both are
+/// accepted.)
 fn drop_own(p: Arc<ThreadPool>, _q: Arc<ThreadPool>, o: Outcome) {
     record(&o, || {
         let mut polled = p.apply_async(|| 1u32);

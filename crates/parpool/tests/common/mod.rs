@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod capped;
 pub mod kinds;
 pub mod memory;
 pub mod pool_exec;
