@@ -89,9 +89,22 @@ fn with_stalled_submitters(submitters: usize, every_us: u64, body: impl Fn(usize
         }
         registered.wait();
         let ids = ids.lock().unwrap().clone();
+        // Each thread is hit at most once per two stalls, so it runs at
+        // least half the time whatever the host's sleeps really take. Hit
+        // every `every_us` of a nominal sleep, a submitter got its next
+        // signal before its handler's 300 µs sleep had ended on a host
+        // where sleeps overshoot by ~60 µs: stalled all the time, it made
+        // almost no progress, and the test ran into its 150 s timeout with
+        // 5 s of CPU used (4 runs in 5 on an Intel Xeon machine).
+        let gap = Duration::from_micros(2 * stall::STALL_US.load(Ordering::Relaxed) as u64);
+        let mut last = vec![None::<Instant>; ids.len()];
         let mut k = 0usize;
         while done.load(Ordering::SeqCst) < submitters {
-            stall::hit(ids[k % ids.len()]);
+            let i = k % ids.len();
+            if last[i].map_or(true, |t: Instant| t.elapsed() >= gap) {
+                stall::hit(ids[i]);
+                last[i] = Some(Instant::now());
+            }
             k += 1;
             std::thread::sleep(Duration::from_micros(every_us));
         }
