@@ -14,12 +14,12 @@
 mod child;
 mod common;
 
-use common::capped::{poll_until_ready, pools_with, Hostile, PAST_RETRY};
+use common::capped::{pools_with, second_poll_wakes, Hostile, PAST_RETRY};
 use parpool::ThreadPool;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{mpsc, Arc, Mutex};
-use std::task::{Context, Waker};
+use std::task::Context;
 use std::thread;
 use std::time::Duration;
 
@@ -67,15 +67,7 @@ fn beside_a_busy_worker(
         let _ = release_tx.send(());
     });
     let p2 = Arc::clone(&p);
-    let got = p.apply(move || {
-        let mut own = p2.apply_async(|| 1u32);
-        let noop = futures::task::noop_waker();
-        let first = Pin::new(&mut own).poll(&mut Context::from_waker(&noop));
-        assert!(first.is_pending(), "the first stranded poll runs nothing");
-        thread::sleep(PAST_RETRY);
-        hostile.arm();
-        poll_until_ready(&mut own, &Waker::from(Arc::clone(&hostile)))
-    });
+    let got = p.apply(move || second_poll_wakes(&p2, &hostile));
     assert_eq!(got, Ok(1));
     assert_eq!(busy.get(), Ok(()));
     releaser.join().unwrap();
@@ -135,15 +127,7 @@ fn a_terminate_in_a_count_ends_the_poll() {
             let _ = release_tx.send(());
         });
         let p2 = Arc::clone(&p);
-        let got = p.apply_async(move || {
-            let mut own = p2.apply_async(|| 1u32);
-            let noop = futures::task::noop_waker();
-            let first = Pin::new(&mut own).poll(&mut Context::from_waker(&noop));
-            assert!(first.is_pending(), "the first stranded poll runs nothing");
-            thread::sleep(PAST_RETRY);
-            hostile.arm();
-            poll_until_ready(&mut own, &Waker::from(Arc::clone(&hostile)))
-        });
+        let got = p.apply_async(move || second_poll_wakes(&p2, &hostile));
         // The outer task itself may be cut short by the terminate, or
         // answer with its inner task's outcome; either way it answers.
         let outcome = format!("{:?}", got.get());

@@ -28,7 +28,7 @@
 mod child;
 mod common;
 
-use common::capped::{poll_until_ready, pools_with, Hostile, PAST_RETRY};
+use common::capped::{pools_with, second_poll_wakes, Hostile, PAST_RETRY};
 use parpool::ThreadPool;
 use std::future::Future;
 use std::pin::Pin;
@@ -64,15 +64,7 @@ fn in_a_polls_count(act: Act) -> Option<Result<String, String>> {
     let (p2, q2, o2) = (Arc::clone(&p), Arc::clone(&q), Arc::clone(&outcome));
     let hostile = Hostile::new(move || act(p2, q2, o2));
     let p2 = Arc::clone(&p);
-    let got = p.apply(move || {
-        let mut own = p2.apply_async(|| 1u32);
-        let noop = futures::task::noop_waker();
-        let first = Pin::new(&mut own).poll(&mut Context::from_waker(&noop));
-        assert!(first.is_pending(), "the first stranded poll runs nothing");
-        thread::sleep(PAST_RETRY);
-        hostile.arm();
-        poll_until_ready(&mut own, &Waker::from(Arc::clone(&hostile)))
-    });
+    let got = p.apply(move || second_poll_wakes(&p2, &hostile));
     assert_eq!(got, Ok(1));
     let out = outcome.lock().unwrap().take();
     out

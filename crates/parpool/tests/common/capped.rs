@@ -125,3 +125,21 @@ pub fn poll_until_ready<F: Future + Unpin>(f: &mut F, waker: &Waker) -> F::Outpu
         thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// On a worker of `p`: polls a handle of a task queued behind this very
+/// job once, stranded (its first `Pending` runs nothing), waits past
+/// `RETRY`, arms `hostile` and polls with it until ready. The second
+/// poll's count asks for a spare again, the system refuses it, and the
+/// armed waker runs inside that count.
+pub fn second_poll_wakes(
+    p: &Arc<ThreadPool>,
+    hostile: &Arc<Hostile>,
+) -> Result<u32, parpool::TaskError> {
+    let mut own = p.apply_async(|| 1u32);
+    let noop = futures::task::noop_waker();
+    let first = Pin::new(&mut own).poll(&mut Context::from_waker(&noop));
+    assert!(first.is_pending(), "the first stranded poll runs nothing");
+    thread::sleep(PAST_RETRY);
+    hostile.arm();
+    poll_until_ready(&mut own, &Waker::from(Arc::clone(hostile)))
+}
